@@ -1,0 +1,155 @@
+//! The options `pvmkit` passes to hyp on its command line (QEMU `-append`, read by hyp
+//! from `/chosen/bootargs`): space-separated `key=value` words.
+//!
+//! | key | values | meaning |
+//! |---|---|---|
+//! | `mode` | `protected`, `unprotected` | whether the guest is a pVM with pKVM services |
+//! | `abi` | `android`, `upstream` | which pKVM ABI form hyp offers (protected only) |
+
+use core::fmt;
+
+/// Which pKVM ABI form hyp implements for a protected guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbiForm {
+    /// The Android Common Kernel form (ranged calls, MMIO guard INFO/ENROLL/MAP/UNMAP).
+    Android,
+    /// The upstream Linux form (one granule per call, single MMIO_GUARD call).
+    Upstream,
+}
+
+/// What kind of VM hyp runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmMode {
+    /// A protected VM: pKVM services advertised, the rules enforced.
+    Protected(AbiForm),
+    /// An ordinary VM: no pKVM services, no enforcement; the baseline.
+    Unprotected,
+}
+
+impl VmMode {
+    /// The words `pvmkit` writes for this mode.
+    pub const fn as_args(self) -> &'static str {
+        match self {
+            Self::Protected(AbiForm::Android) => "mode=protected abi=android",
+            Self::Protected(AbiForm::Upstream) => "mode=protected abi=upstream",
+            Self::Unprotected => "mode=unprotected",
+        }
+    }
+}
+
+impl fmt::Display for VmMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Protected(AbiForm::Android) => write!(f, "protected (android ABI)"),
+            Self::Protected(AbiForm::Upstream) => write!(f, "protected (upstream ABI)"),
+            Self::Unprotected => write!(f, "unprotected"),
+        }
+    }
+}
+
+/// Parsed hyp options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HypOptions {
+    /// The VM's mode.
+    pub mode: VmMode,
+}
+
+/// Why the options were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionsError<'a> {
+    /// A word that is not `key=value` with a known key.
+    UnknownOption(&'a str),
+    /// A known key with a value it does not take.
+    BadValue(&'a str),
+    /// `abi=` given for an unprotected VM.
+    AbiWithoutProtection,
+    /// The same key twice.
+    Repeated(&'a str),
+}
+
+impl fmt::Display for OptionsError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownOption(w) => write!(f, "unknown option '{w}'"),
+            Self::BadValue(w) => write!(f, "bad value in '{w}'"),
+            Self::AbiWithoutProtection => write!(f, "abi= applies only to mode=protected"),
+            Self::Repeated(k) => write!(f, "option '{k}' given twice"),
+        }
+    }
+}
+
+impl HypOptions {
+    /// Parses the command line. No words means a protected VM with the Android ABI,
+    /// the form Android devices ship.
+    pub fn parse(cmdline: &str) -> Result<Self, OptionsError<'_>> {
+        let mut protected = None;
+        let mut abi = None;
+        for word in cmdline.split_ascii_whitespace() {
+            let (key, value) = word.split_once('=').ok_or(OptionsError::UnknownOption(word))?;
+            match key {
+                "mode" => {
+                    if protected.is_some() {
+                        return Err(OptionsError::Repeated(key));
+                    }
+                    protected = Some(match value {
+                        "protected" => true,
+                        "unprotected" => false,
+                        _ => return Err(OptionsError::BadValue(word)),
+                    });
+                }
+                "abi" => {
+                    if abi.is_some() {
+                        return Err(OptionsError::Repeated(key));
+                    }
+                    abi = Some(match value {
+                        "android" => AbiForm::Android,
+                        "upstream" => AbiForm::Upstream,
+                        _ => return Err(OptionsError::BadValue(word)),
+                    });
+                }
+                _ => return Err(OptionsError::UnknownOption(word)),
+            }
+        }
+        let mode = match (protected.unwrap_or(true), abi) {
+            (true, abi) => VmMode::Protected(abi.unwrap_or(AbiForm::Android)),
+            (false, None) => VmMode::Unprotected,
+            (false, Some(_)) => return Err(OptionsError::AbiWithoutProtection),
+        };
+        Ok(Self { mode })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_mode_and_round_trips() {
+        for mode in [
+            VmMode::Protected(AbiForm::Android),
+            VmMode::Protected(AbiForm::Upstream),
+            VmMode::Unprotected,
+        ] {
+            assert_eq!(HypOptions::parse(mode.as_args()), Ok(HypOptions { mode }));
+        }
+        assert_eq!(
+            HypOptions::parse("").unwrap().mode,
+            VmMode::Protected(AbiForm::Android)
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_know() {
+        assert_eq!(HypOptions::parse("mode=fast"), Err(OptionsError::BadValue("mode=fast")));
+        assert_eq!(HypOptions::parse("verbose"), Err(OptionsError::UnknownOption("verbose")));
+        assert_eq!(HypOptions::parse("x=1"), Err(OptionsError::UnknownOption("x=1")));
+        assert_eq!(
+            HypOptions::parse("mode=unprotected abi=android"),
+            Err(OptionsError::AbiWithoutProtection)
+        );
+        assert_eq!(
+            HypOptions::parse("abi=android abi=upstream"),
+            Err(OptionsError::Repeated("abi"))
+        );
+    }
+}

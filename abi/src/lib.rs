@@ -1,0 +1,19 @@
+//! The contracts between pvmkit's parts, in one place and with no dependencies.
+//!
+//! - [`smccc`]: the SMC Calling Convention: function-ID layout, the standard return codes
+//!   and the Arm architecture calls.
+//! - [`psci`]: the PSCI calls pvmkit's guests use.
+//! - [`kvm`]: the KVM vendor-hypervisor service (UID, features bitmap) and the pKVM calls,
+//!   in both the upstream Linux and the Android forms.
+//! - [`bundle`]: the file `pvmkit` writes and `hyp` reads (`-initrd`).
+//! - [`hyp_options`]: the options `pvmkit` passes to `hyp` on its command line.
+//! - [`memory_map`]: the addresses every part agrees on.
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+pub mod bundle;
+pub mod hyp_options;
+pub mod kvm;
+pub mod memory_map;
+pub mod psci;
+pub mod smccc;

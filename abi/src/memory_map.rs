@@ -1,0 +1,34 @@
+//! Addresses every part agrees on. QEMU `virt` (machine type pinned by `pvmkit`) puts
+//! RAM at 0x4000_0000; the guest's RAM is a window of it, identity mapped (IPA = PA)
+//! because QEMU's virtio devices use descriptor addresses as physical addresses.
+//!
+//! ```text
+//! 0x4000_0000  QEMU RAM base (QEMU boot stub)
+//! 0x4008_0000  hyp image (arm64 Image, text_offset 0x80000), then hyp's data
+//!  …           QEMU's DTB and the bundle (-initrd): found through the DTB, never assumed
+//! 0x7fc0_0000  pvmfw region, 2 MiB below guest RAM (pvmfw issue)
+//! 0x8000_0000  guest RAM: the guest's device tree at its base …
+//! 0x8020_0000  … and the payload, linked here by guest-lib's `guest.ld`
+//! ```
+
+/// Base of QEMU `virt` RAM.
+pub const QEMU_RAM_BASE: u64 = 0x4000_0000;
+/// Where QEMU loads an arm64 Image with `text_offset` 0x80000: hyp's link address.
+pub const HYP_BASE: u64 = 0x4008_0000;
+/// Default base of guest RAM (IPA = PA).
+pub const GUEST_RAM_BASE: u64 = 0x8000_0000;
+/// Default size of guest RAM.
+pub const GUEST_RAM_SIZE: u64 = 256 << 20;
+/// Where `pvmkit` puts the guest's device tree by default.
+pub const GUEST_DT_BASE: u64 = GUEST_RAM_BASE;
+/// The most space `pvmkit` gives the guest's device tree.
+pub const GUEST_DT_MAX_SIZE: u64 = 2 << 20;
+/// Where guest-lib's linker script links a payload by default.
+pub const PAYLOAD_BASE: u64 = GUEST_RAM_BASE + GUEST_DT_MAX_SIZE;
+/// QEMU's `-m`: all of QEMU RAM, so that guest RAM lies inside it.
+pub const QEMU_RAM_SIZE: u64 = 2 << 30;
+/// QEMU `virt`'s PL011, used by hyp before it has read the DTB (only for errors that
+/// stop it from reading the DTB at all).
+pub const QEMU_EARLY_UART: u64 = 0x0900_0000;
+/// The stage-1 and stage-2 translation granule hyp uses.
+pub const PAGE_SIZE: u64 = 4096;

@@ -1,0 +1,86 @@
+//! SMC Calling Convention (Arm DEN 0028, "SMCCC") basics.
+//!
+//! Source: Arm DEN 0028 §2.5 (function identifiers), §7 (return codes), §7.2–7.3
+//! (SMCCC_VERSION, SMCCC_ARCH_FEATURES); Linux `include/linux/arm-smccc.h`.
+
+/// Bit 31 of a function ID: set for fast calls.
+pub const FAST_CALL: u32 = 1 << 31;
+/// Bit 30 of a function ID: set for the SMC64/HVC64 calling convention.
+pub const CONV_64: u32 = 1 << 30;
+
+/// Owning-entity numbers (bits 29:24 of a function ID), SMCCC table 6-2.
+pub mod owner {
+    /// Arm architecture calls.
+    pub const ARCH: u32 = 0;
+    /// Standard secure service calls (PSCI lives here).
+    pub const STANDARD: u32 = 4;
+    /// Standard hypervisor service calls.
+    pub const STANDARD_HYP: u32 = 5;
+    /// Vendor-specific hypervisor service calls (KVM and pKVM live here).
+    pub const VENDOR_HYP: u32 = 6;
+}
+
+/// Builds a fast-call function ID from its convention, owner and number
+/// (`ARM_SMCCC_CALL_VAL` in Linux).
+pub const fn fast_call_id(is_64: bool, owner: u32, number: u32) -> u32 {
+    FAST_CALL | if is_64 { CONV_64 } else { 0 } | ((owner & 0x3f) << 24) | (number & 0xffff)
+}
+
+/// The owning entity of a function ID.
+pub const fn owner_of(function_id: u32) -> u32 {
+    (function_id >> 24) & 0x3f
+}
+
+/// The function number (bits 15:0) of a function ID.
+pub const fn number_of(function_id: u32) -> u32 {
+    function_id & 0xffff
+}
+
+/// SMCCC return code: success (DEN 0028 §7, table 7-1 and Linux `SMCCC_RET_SUCCESS`).
+pub const SUCCESS: i64 = 0;
+/// SMCCC return code: the function is not implemented (`SMCCC_RET_NOT_SUPPORTED`).
+pub const NOT_SUPPORTED: i64 = -1;
+/// SMCCC return code: the call is not needed on this system (`SMCCC_RET_NOT_REQUIRED`).
+pub const NOT_REQUIRED: i64 = -2;
+/// SMCCC return code: an argument is wrong (`SMCCC_RET_INVALID_PARAMETER`).
+pub const INVALID_PARAMETER: i64 = -3;
+
+/// `SMCCC_VERSION` (DEN 0028 §7.2): returns the implemented SMCCC version.
+pub const SMCCC_VERSION: u32 = 0x8000_0000;
+/// `SMCCC_ARCH_FEATURES` (DEN 0028 §7.3): x1 = a function ID of the Arm architecture
+/// service; returns 0 when it is implemented, NOT_SUPPORTED otherwise.
+pub const SMCCC_ARCH_FEATURES: u32 = 0x8000_0001;
+
+/// SMCCC version 1.1 as returned by `SMCCC_VERSION` (major in bits 30:16, minor 15:0).
+pub const VERSION_1_1: u32 = 0x0001_0001;
+
+/// Splits an SMCCC/PSCI version word into (major, minor).
+pub const fn version_parts(version: u32) -> (u16, u16) {
+    ((version >> 16) as u16 & 0x7fff, version as u16)
+}
+
+/// Reads a return register as the signed SMCCC status it carries.
+pub const fn status(x0: u64) -> i64 {
+    x0 as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_ids_encode_like_linux() {
+        assert_eq!(fast_call_id(false, owner::VENDOR_HYP, 0xff01), 0x8600_ff01);
+        assert_eq!(fast_call_id(true, owner::VENDOR_HYP, 3), 0xc600_0003);
+        assert_eq!(fast_call_id(false, owner::ARCH, 0), SMCCC_VERSION);
+        assert_eq!(owner_of(0xc600_0003), owner::VENDOR_HYP);
+        assert_eq!(number_of(0xc600_0003), 3);
+    }
+
+    #[test]
+    fn version_splits_into_major_and_minor() {
+        assert_eq!(version_parts(VERSION_1_1), (1, 1));
+        assert_eq!(version_parts(0x0001_0002), (1, 2));
+        assert_eq!(status(u64::MAX), NOT_SUPPORTED);
+    }
+}

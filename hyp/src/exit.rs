@@ -1,0 +1,100 @@
+//! hyp's final, machine-readable console line (design.md §5):
+//! `[hyp] exit: reason=<reason> key=value…`. `pvmkit` reads the last such line.
+
+use core::fmt;
+
+use crate::esr::Esr;
+
+/// Why the VM ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitReason<'a> {
+    /// The guest called PSCI SYSTEM_OFF.
+    SystemOff,
+    /// The guest called PSCI SYSTEM_RESET (hyp powers off rather than reboot).
+    Reset,
+    /// The guest broke a pKVM rule that hyp enforces.
+    Violation {
+        /// The guest IPA involved.
+        ipa: u64,
+        /// What was wrong.
+        what: &'a str,
+    },
+    /// The guest took an exception hyp cannot handle or hand back.
+    GuestCrash {
+        /// Syndrome.
+        esr: Esr,
+        /// Fault address (FAR_EL2).
+        far: u64,
+        /// Guest PC (ELR_EL2).
+        elr: u64,
+    },
+    /// hyp could not go on: bad input from the host, or its own bug.
+    HypError {
+        /// What happened.
+        detail: &'a str,
+    },
+}
+
+impl ExitReason<'_> {
+    /// The `reason=` word.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::SystemOff => "system_off",
+            Self::Reset => "reset",
+            Self::Violation { .. } => "violation",
+            Self::GuestCrash { .. } => "guest_crash",
+            Self::HypError { .. } => "hyp_error",
+        }
+    }
+}
+
+/// Writes a string value with quotes, replacing anything that could break the line.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for c in self.0.chars() {
+            let c = if c == '"' || c.is_control() { '\'' } else { c };
+            fmt::Write::write_char(f, c)?;
+        }
+        f.write_str("\"")
+    }
+}
+
+impl fmt::Display for ExitReason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[hyp] exit: reason={}", self.name())?;
+        match self {
+            Self::SystemOff | Self::Reset => Ok(()),
+            Self::Violation { ipa, what } => write!(f, " ipa={ipa:#x} what={}", Quoted(what)),
+            Self::GuestCrash { esr, far, elr } => write!(
+                f,
+                " esr={:#x} far={far:#x} elr={elr:#x} class={}",
+                esr.0,
+                Quoted(esr.class_name())
+            ),
+            Self::HypError { detail } => write!(f, " detail={}", Quoted(detail)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_one_line_and_parseable() {
+        assert_eq!(ExitReason::SystemOff.to_string(), "[hyp] exit: reason=system_off");
+        assert_eq!(ExitReason::Reset.to_string(), "[hyp] exit: reason=reset");
+        let crash = ExitReason::GuestCrash { esr: Esr(0x0200_0000), far: 0x10, elr: 0x8020_0000 };
+        assert_eq!(
+            crash.to_string(),
+            "[hyp] exit: reason=guest_crash esr=0x2000000 far=0x10 elr=0x80200000 class=\"unknown reason (undefined instruction?)\""
+        );
+        let err = ExitReason::HypError { detail: "bad \"bundle\"\nline" };
+        assert_eq!(err.to_string(), "[hyp] exit: reason=hyp_error detail=\"bad 'bundle''line\"");
+        let v = ExitReason::Violation { ipa: 0x8000_1000, what: "private page" };
+        assert_eq!(v.to_string(), "[hyp] exit: reason=violation ipa=0x80001000 what=\"private page\"");
+    }
+}

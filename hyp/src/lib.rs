@@ -1,0 +1,18 @@
+//! hyp: a small EL2 hypervisor that runs one guest under QEMU and enforces the pKVM
+//! rules, so that every mistake of pvmkit's guest side becomes visible.
+//!
+//! This library is the part of hyp that needs no hardware: decoding syndromes,
+//! answering hypercalls, deciding what to do with an abort, building stage-2 tables,
+//! reading QEMU's device tree and the bundle. It is unit-tested on the host. The
+//! binary (`main.rs` and `arch/`) adds the entry code, vectors and system registers.
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+pub mod esr;
+pub mod exit;
+pub mod hypercall;
+pub mod inject;
+pub mod mmio;
+pub mod placement;
+pub mod platform;
+pub mod stage2;

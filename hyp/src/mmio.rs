@@ -1,0 +1,183 @@
+//! Deciding what to do with a guest data abort outside guest RAM: emulate it on a
+//! device the VM is given, or refuse it with an injected external abort.
+//!
+//! Emulation needs the syndrome (ISV=1: a single-register load or store without
+//! writeback), a valid FAR, no stage-1 walk, and the whole access inside one device
+//! window. Everything else is refused; hyp never decodes instructions.
+
+use crate::esr::DataAbort;
+
+/// A device hyp emulates for this VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceWindow {
+    /// Guest IPA (and PA: devices are identity mapped) of the first register.
+    pub base: u64,
+    /// Size of the register window.
+    pub size: u64,
+    /// Name for reports.
+    pub name: &'static str,
+}
+
+/// One decoded MMIO access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Load into `reg` (31: discard), `width` bytes.
+    Load {
+        /// Destination register.
+        reg: u8,
+        /// Bytes: 1, 2, 4 or 8.
+        width: u8,
+        /// Sign-extend the value.
+        sign_extend: bool,
+        /// The destination is a 64-bit register (else the upper half is zeroed).
+        sixty_four: bool,
+    },
+    /// Store `width` bytes from `reg` (31: zero).
+    Store {
+        /// Source register.
+        reg: u8,
+        /// Bytes: 1, 2, 4 or 8.
+        width: u8,
+    },
+}
+
+/// Why an abort is not emulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No syndrome (ISV=0): a pair, a writeback or a SIMD access.
+    NoSyndrome,
+    /// The fault came from a stage-1 table walk, or FAR is not valid.
+    NotADeviceAccess,
+    /// No device of this VM lives at the IPA.
+    NoDevice,
+    /// The access starts in a device window but does not end in it.
+    CrossesWindow,
+}
+
+impl Refusal {
+    /// Words for reports.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Self::NoSyndrome => "access without syndrome (ISV=0) is never emulated",
+            Self::NotADeviceAccess => "stage-1 walk or invalid FAR",
+            Self::NoDevice => "no device of this VM at that address",
+            Self::CrossesWindow => "access crosses the end of a device window",
+        }
+    }
+}
+
+/// The decision for one abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Do `access` at `pa` on `device`, then step over the instruction.
+    Emulate {
+        /// Physical address of the access.
+        pa: u64,
+        /// The access.
+        access: Access,
+        /// The device window it falls in.
+        device: DeviceWindow,
+    },
+    /// Inject a synchronous external abort.
+    Refuse(Refusal),
+}
+
+/// Decides what to do with a data abort at `ipa`.
+pub fn decide(abort: &DataAbort, ipa: u64, devices: &[DeviceWindow]) -> Decision {
+    if !abort.isv {
+        return Decision::Refuse(Refusal::NoSyndrome);
+    }
+    if abort.s1ptw || abort.fnv || abort.cm {
+        return Decision::Refuse(Refusal::NotADeviceAccess);
+    }
+    let width = abort.width();
+    let Some(device) = devices.iter().find(|d| ipa >= d.base && ipa - d.base < d.size) else {
+        return Decision::Refuse(Refusal::NoDevice);
+    };
+    if ipa - device.base + width as u64 > device.size {
+        return Decision::Refuse(Refusal::CrossesWindow);
+    }
+    let access = if abort.wnr {
+        Access::Store { reg: abort.srt, width }
+    } else {
+        Access::Load { reg: abort.srt, width, sign_extend: abort.sse, sixty_four: abort.sf }
+    };
+    Decision::Emulate { pa: ipa, access, device: *device }
+}
+
+/// The low `width` bytes of a register, as a store writes them.
+pub const fn store_value(reg_value: u64, width: u8) -> u64 {
+    if width >= 8 {
+        reg_value
+    } else {
+        reg_value & ((1u64 << (width as u32 * 8)) - 1)
+    }
+}
+
+/// The value a load leaves in its register, from the `width` bytes read.
+pub const fn load_result(raw: u64, width: u8, sign_extend: bool, sixty_four: bool) -> u64 {
+    let bits = width as u32 * 8;
+    let mut value = store_value(raw, width);
+    if sign_extend && bits < 64 && value & (1 << (bits - 1)) != 0 {
+        value |= !0u64 << bits;
+    }
+    if !sixty_four {
+        value &= 0xffff_ffff;
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::esr::Esr;
+
+    const UART: DeviceWindow = DeviceWindow { base: 0x0900_0000, size: 0x1000, name: "pl011" };
+
+    fn abort(esr: u64) -> DataAbort {
+        Esr(esr).data_abort().unwrap()
+    }
+
+    #[test]
+    fn emulates_single_register_accesses_on_a_device() {
+        let store = decide(&abort(0x9301_0045), 0x0900_0000, &[UART]);
+        assert_eq!(
+            store,
+            Decision::Emulate { pa: 0x0900_0000, access: Access::Store { reg: 1, width: 1 }, device: UART }
+        );
+        let load = decide(&abort(0x9383_0005), 0x0900_0018, &[UART]);
+        assert_eq!(
+            load,
+            Decision::Emulate {
+                pa: 0x0900_0018,
+                access: Access::Load { reg: 3, width: 4, sign_extend: false, sixty_four: false },
+                device: UART
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        assert_eq!(decide(&abort(0x9200_0005), 0x0900_0000, &[UART]), Decision::Refuse(Refusal::NoSyndrome));
+        assert_eq!(decide(&abort(0x9383_0005), 0x0901_0000, &[UART]), Decision::Refuse(Refusal::NoDevice));
+        assert_eq!(decide(&abort(0x9383_0005), 0x0900_0000, &[]), Decision::Refuse(Refusal::NoDevice));
+        assert_eq!(decide(&abort(0x9383_0005), 0x08ff_fffc, &[UART]), Decision::Refuse(Refusal::NoDevice));
+        // A 4-byte load at the last byte of the window.
+        assert_eq!(decide(&abort(0x9383_0005), 0x0900_0fff, &[UART]), Decision::Refuse(Refusal::CrossesWindow));
+        // S1PTW and FnV.
+        assert_eq!(decide(&abort(0x9383_0085), 0x0900_0000, &[UART]), Decision::Refuse(Refusal::NotADeviceAccess));
+        assert_eq!(decide(&abort(0x9383_0405), 0x0900_0000, &[UART]), Decision::Refuse(Refusal::NotADeviceAccess));
+    }
+
+    #[test]
+    fn load_results_extend_like_the_architecture() {
+        assert_eq!(load_result(0xffff_ff80, 1, false, true), 0x80);
+        assert_eq!(load_result(0x80, 1, true, true), 0xffff_ffff_ffff_ff80);
+        assert_eq!(load_result(0x80, 1, true, false), 0xffff_ff80);
+        assert_eq!(load_result(0x8000, 2, true, true), 0xffff_ffff_ffff_8000);
+        assert_eq!(load_result(0x1234_5678_9abc_def0, 4, false, false), 0x9abc_def0);
+        assert_eq!(load_result(0x1234_5678_9abc_def0, 8, false, true), 0x1234_5678_9abc_def0);
+        assert_eq!(store_value(0x1234_5678_9abc_def0, 2), 0xdef0);
+        assert_eq!(store_value(u64::MAX, 8), u64::MAX);
+    }
+}
