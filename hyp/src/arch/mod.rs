@@ -1,0 +1,95 @@
+//! hyp's only assembly and system-register access: entry, vectors, guest entry,
+//! system registers, TLB maintenance, device accesses and the PSCI call to QEMU.
+
+pub mod sysreg;
+
+use core::arch::{asm, global_asm};
+
+global_asm!(include_str!("entry.S"));
+global_asm!(include_str!("vectors.S"));
+
+/// The guest's general-purpose registers, as the vectors save them.
+#[repr(C)]
+pub struct GuestRegs {
+    /// x0..x30.
+    pub x: [u64; 31],
+    _pad: u64,
+}
+
+impl GuestRegs {
+    /// All zero.
+    pub const fn zeroed() -> Self {
+        Self { x: [0; 31], _pad: 0 }
+    }
+}
+
+unsafe extern "C" {
+    fn enter_guest(regs: *const GuestRegs) -> !;
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// Enters the guest at ELR_EL2/SPSR_EL2 with `regs`.
+pub fn run_guest(regs: &GuestRegs) -> ! {
+    // SAFETY: ELR_EL2, SPSR_EL2 and the stage-2 registers are set by the caller; the
+    // asm loads the registers from `regs` and ERETs, never returning here.
+    unsafe { enter_guest(regs) }
+}
+
+/// hyp's own image, `.bss` and stack included.
+pub fn image_region() -> (u64, u64) {
+    // Linker-defined symbols: only their addresses are taken, never their contents.
+    (&raw const __image_start as u64, &raw const __image_end as u64)
+}
+
+/// Invalidates every stage-1 and stage-2 TLB entry of the current VMID.
+pub fn flush_guest_tlb() {
+    // SAFETY: TLB maintenance and barriers have no memory-safety effect.
+    unsafe { asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb", options(nostack)) }
+}
+
+/// Reads `width` bytes from a device register at `pa` (EL2 runs with its MMU off, so
+/// PA = VA and the access is Device-nGnRnE).
+///
+/// # Safety
+/// `pa` must be a register of a device hyp exposes and be aligned for `width`.
+pub unsafe fn device_read(pa: u64, width: u8) -> u64 {
+    // SAFETY: the caller guarantees a device register of this width.
+    unsafe {
+        match width {
+            1 => (pa as *const u8).read_volatile() as u64,
+            2 => (pa as *const u16).read_volatile() as u64,
+            4 => (pa as *const u32).read_volatile() as u64,
+            _ => (pa as *const u64).read_volatile(),
+        }
+    }
+}
+
+/// Writes `width` bytes of `value` to a device register at `pa`.
+///
+/// # Safety
+/// As for [`device_read`].
+pub unsafe fn device_write(pa: u64, width: u8, value: u64) {
+    // SAFETY: the caller guarantees a device register of this width.
+    unsafe {
+        match width {
+            1 => (pa as *mut u8).write_volatile(value as u8),
+            2 => (pa as *mut u16).write_volatile(value as u16),
+            4 => (pa as *mut u32).write_volatile(value as u32),
+            _ => (pa as *mut u64).write_volatile(value),
+        }
+    }
+}
+
+/// Powers QEMU off through its PSCI (SMC conduit at EL2). Waits if that ever returns.
+pub fn power_off() -> ! {
+    // SAFETY: PSCI SYSTEM_OFF does not return on QEMU; if it did, nothing is clobbered
+    // beyond the declared registers.
+    unsafe {
+        asm!("smc #0", inout("x0") abi::psci::SYSTEM_OFF as u64 => _, out("x1") _, out("x2") _, out("x3") _, options(nostack));
+    }
+    loop {
+        // SAFETY: waiting for an event has no effect on memory.
+        unsafe { asm!("wfe", options(nomem, nostack)) }
+    }
+}

@@ -1,0 +1,309 @@
+//! The VM's life: read the platform and the bundle, build stage 2, load the guest,
+//! enter it, and serve its exits until it powers off.
+
+use core::cell::UnsafeCell;
+use core::fmt::Write;
+
+use abi::bundle::{Bundle, EntryKind, GuestLayout, Region};
+use abi::hyp_options::HypOptions;
+use hyp::esr::{self, ec, Esr};
+use hyp::exit::ExitReason;
+use hyp::hypercall::{self, Outcome, Services};
+use hyp::inject::{self, AbortKind, TrapState};
+use hyp::mmio::{self, Access, Decision, DeviceWindow};
+use hyp::placement::{check_guest_ram, Reserved};
+use hyp::platform::{self, Platform};
+use hyp::stage2::{self, Attributes, Stage2, Table};
+
+use crate::arch::sysreg::{read_sysreg, write_sysreg};
+use crate::arch::{self, GuestRegs};
+use crate::console::{hyp_println, CONSOLE};
+
+/// HCR_EL2: VM | SWIO | FMO | IMO | AMO | TWI | TWE | TSC | RW.
+const HCR: u64 = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 14) | (1 << 19) | (1 << 31);
+/// CPTR_EL2 (nVHE): RES1 bits, TZ (trap SVE); FP/SIMD not trapped, so the guest uses it freely.
+const CPTR: u64 = 0x33ff;
+/// CNTHCTL_EL2: EL1PCTEN | EL1PCEN, the guest reads the counter and uses its timers.
+const CNTHCTL: u64 = 0b11;
+/// SCTLR_EL1 at guest entry: RES1 bits only; MMU and caches off.
+const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+/// SPSR_EL2 at guest entry: EL1h with D, A, I, F masked.
+const SPSR_EL1H_MASKED: u64 = 0x3c5;
+/// The guest's VMID.
+const VMID: u64 = 1;
+/// Stage-2 tables: the root plus one L2 table per GiB of guest RAM, with room for
+/// page-granular edges.
+const STAGE2_TABLES: usize = 16;
+
+/// State only touched by the single CPU, with EL2 exceptions never nesting.
+struct SingleCore<T>(UnsafeCell<T>);
+// SAFETY: hyp runs on one CPU and its trap handlers do not nest.
+unsafe impl<T> Sync for SingleCore<T> {}
+
+impl<T> SingleCore<T> {
+    #[allow(clippy::mut_from_ref)]
+    fn get(&self) -> &mut T {
+        // SAFETY: see the Sync impl: there is never a second live reference, because
+        // each trap handler takes the reference once and drops it before returning.
+        unsafe { &mut *self.0.get() }
+    }
+}
+
+/// What the trap handlers need to know about the VM.
+struct Vm {
+    services: Services,
+    ram: Region,
+    devices: [DeviceWindow; 1],
+}
+
+static VM: SingleCore<Option<Vm>> = SingleCore(UnsafeCell::new(None));
+static STAGE2: SingleCore<[Table; STAGE2_TABLES]> = SingleCore(UnsafeCell::new([const { Table::EMPTY }; STAGE2_TABLES]));
+
+/// Ends the run: the exit line, then power off.
+fn exit(reason: ExitReason<'_>) -> ! {
+    CONSOLE.break_line();
+    let mut out = &CONSOLE;
+    let _ = writeln!(out, "{reason}");
+    arch::power_off()
+}
+
+fn fail(detail: &str) -> ! {
+    hyp_println!("error: {detail}");
+    exit(ExitReason::HypError { detail })
+}
+
+/// Fails with a formatted detail (kept in a small buffer: hyp has no heap).
+macro_rules! fail {
+    ($($arg:tt)*) => {{
+        let mut buf = Line::new();
+        let _ = write!(buf, $($arg)*);
+        fail(buf.as_str())
+    }};
+}
+
+/// A fixed buffer for one formatted message.
+struct Line {
+    bytes: [u8; 160],
+    len: usize,
+}
+
+impl Line {
+    const fn new() -> Self {
+        Self { bytes: [0; 160], len: 0 }
+    }
+
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("(message lost)")
+    }
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for &b in s.as_bytes() {
+            if self.len < self.bytes.len() && b.is_ascii() {
+                self.bytes[self.len] = b;
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// # Safety
+/// `ptr .. ptr + len` must be readable memory that nothing writes while the slice lives.
+unsafe fn bytes_at<'a>(ptr: u64, len: usize) -> &'a [u8] {
+    // SAFETY: guaranteed by the caller.
+    unsafe { core::slice::from_raw_parts(ptr as *const u8, len) }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
+    if read_sysreg!("CurrentEL") >> 2 != 2 {
+        fail("hyp must be entered at EL2 (QEMU -M virt,virtualization=on)");
+    }
+    if dtb_ptr == 0 || dtb_ptr % 8 != 0 {
+        fail!("no device tree from QEMU (x0 = {dtb_ptr:#x}); boot hyp as an arm64 Image with -kernel");
+    }
+    // SAFETY: QEMU's boot protocol puts a DTB at x0; only its header is read first.
+    let header: [u8; 8] = unsafe { bytes_at(dtb_ptr, 8) }.try_into().unwrap_or([0; 8]);
+    let dtb_len = platform::dtb_size(header).unwrap_or_else(|e| fail!("{e}"));
+    // SAFETY: the header says the blob is `dtb_len` bytes; QEMU placed it in RAM.
+    let dtb = unsafe { bytes_at(dtb_ptr, dtb_len) };
+    let platform = Platform::read(dtb).unwrap_or_else(|e| fail!("{e}"));
+    CONSOLE.set_base(platform.uart.start);
+    hyp_println!("pvmkit hyp {}: EL2, DTB at {dtb_ptr:#x}", env!("CARGO_PKG_VERSION"));
+
+    let options = HypOptions::parse(platform.bootargs).unwrap_or_else(|e| fail!("bad hyp options: {e}"));
+    let Some(initrd) = platform.initrd else { fail("no bundle: QEMU was given no -initrd") };
+    let dtb_region = Region::new(dtb_ptr, dtb_len as u64).unwrap_or(Region { start: dtb_ptr, end: dtb_ptr });
+    // SAFETY: QEMU loaded the initrd at this range of RAM (from the DTB it wrote).
+    let bundle_bytes = unsafe { bytes_at(initrd.start, initrd.size() as usize) };
+    let bundle = Bundle::parse(bundle_bytes).unwrap_or_else(|e| fail!("bad bundle: {e}"));
+    let layout = bundle.layout().unwrap_or_else(|e| fail!("bad bundle layout: {e}"));
+    if bundle.entry(EntryKind::Pvmfw).is_some() {
+        fail("bundle carries pvmfw, which this hyp does not run yet");
+    }
+
+    let (image_start, image_end) = arch::image_region();
+    let reserved = [
+        Reserved { name: "QEMU's boot stub", region: Region { start: abi::memory_map::QEMU_RAM_BASE, end: image_start } },
+        Reserved { name: "hyp's image", region: Region { start: image_start, end: image_end } },
+        Reserved { name: "QEMU's DTB", region: dtb_region },
+        Reserved { name: "the bundle", region: initrd },
+    ];
+    check_guest_ram(layout.ram, platform.memory(), &reserved).unwrap_or_else(|e| fail!("{e}"));
+
+    build_stage2(&layout);
+    load_guest(&bundle, &layout);
+
+    *VM.get() = Some(Vm {
+        services: Services { mode: options.mode },
+        ram: layout.ram,
+        devices: [DeviceWindow { base: platform.uart.start, size: platform.uart.size(), name: "pl011" }],
+    });
+    hyp_println!(
+        "guest: {} VM, RAM {:#x}..{:#x}, entry {:#x}, DT {:#x}",
+        options.mode, layout.ram.start, layout.ram.end, layout.entry_ipa, layout.dt.start
+    );
+
+    write_sysreg!("cptr_el2", CPTR);
+    write_sysreg!("cnthctl_el2", CNTHCTL);
+    write_sysreg!("cntvoff_el2", 0);
+    write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
+    write_sysreg!("vmpidr_el2", read_sysreg!("mpidr_el1"));
+    write_sysreg!("sctlr_el1", SCTLR_EL1_RESET);
+    write_sysreg!("hcr_el2", HCR);
+    write_sysreg!("elr_el2", layout.entry_ipa);
+    write_sysreg!("spsr_el2", SPSR_EL1H_MASKED);
+    let mut regs = GuestRegs::zeroed();
+    regs.x[0] = layout.dt.start;
+    arch::run_guest(&regs)
+}
+
+fn build_stage2(layout: &GuestLayout) {
+    let tables = STAGE2.get();
+    let base = tables.as_ptr() as u64;
+    let Some(mut s2) = Stage2::new(tables, base) else { fail("stage-2 arena is misaligned") };
+    let ram = layout.ram;
+    s2.map(ram.start, ram.start, ram.size(), Attributes::NORMAL_RW).unwrap_or_else(|e| fail!("stage 2: {e}"));
+    write_sysreg!("vtcr_el2", stage2::VTCR);
+    write_sysreg!("vttbr_el2", s2.root_pa() | (VMID << 48));
+    arch::flush_guest_tlb();
+}
+
+/// Copies each loadable entry to its IPA (= PA) and zeroes the rest of its footprint.
+fn load_guest(bundle: &Bundle<'_>, layout: &GuestLayout) {
+    for entry in bundle.entries().filter(|e| e.kind != EntryKind::VmConfig) {
+        // Checked by `layout()`: inside guest RAM, which is checked to be free RAM.
+        debug_assert!(layout.ram.contains(&Region { start: entry.load_ipa, end: entry.load_ipa + entry.mem_size }));
+        let dst = entry.load_ipa as *mut u8;
+        // SAFETY: the destination lies in guest RAM (checked above), which is platform
+        // RAM that neither hyp nor QEMU's DTB or the bundle occupy.
+        unsafe {
+            core::ptr::copy_nonoverlapping(entry.data.as_ptr(), dst, entry.data.len());
+            dst.add(entry.data.len()).write_bytes(0, (entry.mem_size as usize) - entry.data.len());
+        }
+    }
+}
+
+fn vm() -> &'static Vm {
+    match VM.get() {
+        Some(vm) => vm,
+        None => fail("guest trap before the VM was set up"),
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn handle_guest_sync(regs: &mut GuestRegs, _kind: u64) {
+    let esr = Esr(read_sysreg!("esr_el2"));
+    match esr.ec() {
+        ec::HVC64 => hypercall(regs),
+        ec::SMC64 => {
+            // A trapped SMC leaves ELR at the SMC itself: step over it.
+            write_sysreg!("elr_el2", read_sysreg!("elr_el2") + 4);
+            hypercall(regs);
+        }
+        ec::WFX => write_sysreg!("elr_el2", read_sysreg!("elr_el2") + 4), // a yield: nothing else runs
+        ec::DABT_LOWER => data_abort(regs, esr),
+        ec::IABT_LOWER => {
+            // The guest ran off guest RAM: it sees the abort a real pVM would.
+            inject_abort(AbortKind::Instruction);
+        }
+        _ => exit(ExitReason::GuestCrash { esr, far: read_sysreg!("far_el2"), elr: read_sysreg!("elr_el2") }),
+    }
+}
+
+fn hypercall(regs: &mut GuestRegs) {
+    let vm = vm();
+    match hypercall::dispatch(&vm.services, regs.x[0], [regs.x[1], regs.x[2], regs.x[3]]) {
+        Outcome::Return(reply) => regs.x[..reply.count].copy_from_slice(&reply.regs[..reply.count]),
+        Outcome::SystemOff => exit(ExitReason::SystemOff),
+        Outcome::SystemReset => exit(ExitReason::Reset),
+    }
+}
+
+fn data_abort(regs: &mut GuestRegs, esr: Esr) {
+    let vm = vm();
+    let Some(abort) = esr.data_abort() else { return };
+    let ipa = esr::fault_ipa(read_sysreg!("hpfar_el2"), read_sysreg!("far_el2"));
+    if vm.ram.start <= ipa && ipa < vm.ram.end {
+        // Guest RAM is mapped whole; a fault there means hyp's tables are wrong.
+        fail!("stage-2 fault inside guest RAM at {ipa:#x} ({esr})");
+    }
+    match mmio::decide(&abort, ipa, &vm.devices) {
+        Decision::Emulate { pa, access, device } => {
+            match access {
+                Access::Store { reg, width } => {
+                    let value = if reg == 31 { 0 } else { mmio::store_value(regs.x[reg as usize], width) };
+                    // SAFETY: `decide` placed the access inside an exposed device window.
+                    unsafe { arch::device_write(pa, width, value) };
+                    if device.name == "pl011" && pa == device.base {
+                        CONSOLE.note_guest_byte(value as u8);
+                    }
+                }
+                Access::Load { reg, width, sign_extend, sixty_four } => {
+                    // SAFETY: as above.
+                    let raw = unsafe { arch::device_read(pa, width) };
+                    if reg != 31 {
+                        regs.x[reg as usize] = mmio::load_result(raw, width, sign_extend, sixty_four);
+                    }
+                }
+            }
+            write_sysreg!("elr_el2", read_sysreg!("elr_el2") + 4);
+        }
+        Decision::Refuse(_) => inject_abort(AbortKind::Data),
+    }
+}
+
+fn inject_abort(kind: AbortKind) {
+    let state = TrapState { spsr: read_sysreg!("spsr_el2"), elr: read_sysreg!("elr_el2"), far: read_sysreg!("far_el2"), vbar_el1: read_sysreg!("vbar_el1") };
+    let injection = inject::external_abort(kind, state);
+    write_sysreg!("esr_el1", injection.esr_el1);
+    write_sysreg!("far_el1", injection.far_el1);
+    write_sysreg!("elr_el1", injection.elr_el1);
+    write_sysreg!("spsr_el1", injection.spsr_el1);
+    write_sysreg!("elr_el2", injection.elr_el2);
+    write_sysreg!("spsr_el2", injection.spsr_el2);
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn handle_guest_async(_regs: &mut GuestRegs, kind: u64) {
+    match kind {
+        // Physical interrupts are routed to EL2 (IMO/FMO) but hyp enables none; if one
+        // arrives anyway, the guest simply resumes.
+        1 | 2 => {}
+        3 => exit(ExitReason::GuestCrash { esr: Esr(read_sysreg!("esr_el2")), far: read_sysreg!("far_el2"), elr: read_sysreg!("elr_el2") }),
+        _ => fail("the guest switched to AArch32, which hyp does not run"),
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn hyp_exception(_regs: &mut GuestRegs, kind: u64) -> ! {
+    let esr = Esr(read_sysreg!("esr_el2"));
+    fail!("hyp took an exception at EL2 (kind {kind}): ESR {esr}, ELR {:#x}, FAR {:#x}", read_sysreg!("elr_el2"), read_sysreg!("far_el2"))
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    fail!("hyp panicked: {}", info.message())
+}
