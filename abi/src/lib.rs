@@ -5,6 +5,7 @@
 //! - [`psci`]: the PSCI calls pvmkit's guests use.
 //! - [`kvm`]: the KVM vendor-hypervisor service (UID, features bitmap) and the pKVM calls,
 //!   in both the upstream Linux and the Android forms.
+//! - [`esr`]: the architectural exception syndrome, decoded (hyp and guests both read it).
 //! - [`bundle`]: the file `pvmkit` writes and `hyp` reads (`-initrd`).
 //! - [`hyp_options`]: the options `pvmkit` passes to `hyp` on its command line.
 //! - [`memory_map`]: the addresses every part agrees on.
@@ -12,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod bundle;
+pub mod esr;
 pub mod hyp_options;
 pub mod kvm;
 pub mod memory_map;

@@ -8,7 +8,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
-pub mod esr;
+pub use abi::esr;
 pub mod exit;
 pub mod hypercall;
 pub mod inject;

@@ -1,7 +1,8 @@
-//! Decoding the exception syndrome (ESR_EL2) of a guest exit.
+//! The architectural exception syndrome (ESR_ELx), decoded: hyp reads ESR_EL2 on a
+//! guest exit, guests read ESR_EL1 when an abort is delivered to them.
 //!
-//! Field positions: Arm ARM D24.2.40 (ESR_EL2); data-abort ISS: D24.2.40 "ISS encoding
-//! for an exception from a Data Abort".
+//! Field positions: Arm ARM D24.2.40 (ESR_EL2; ESR_EL1 has the same layout); data-abort
+//! ISS: "ISS encoding for an exception from a Data Abort".
 
 use core::fmt;
 

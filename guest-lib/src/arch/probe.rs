@@ -1,0 +1,103 @@
+//! The probe functions over `probe.S`.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use abi::esr::Esr;
+
+use crate::exceptions::ExternalAbort;
+
+#[repr(C)]
+struct ProbeResult {
+    value: u64,
+    aborted: u64,
+}
+
+unsafe extern "C" {
+    fn pvmkit_probe_read_u8(addr: u64) -> ProbeResult;
+    fn pvmkit_probe_read_u32(addr: u64) -> ProbeResult;
+    fn pvmkit_probe_read_u64(addr: u64) -> ProbeResult;
+    fn pvmkit_probe_write_u8(addr: u64, value: u64) -> ProbeResult;
+    fn pvmkit_probe_write_u32(addr: u64, value: u64) -> ProbeResult;
+    fn pvmkit_probe_read_pair(addr: u64) -> ProbeResult;
+    static pvmkit_probe_sites: [u64; 6];
+}
+
+/// ESR and FAR of the last abort a probe took (set by the exception handler).
+static LAST_ESR: AtomicU64 = AtomicU64::new(0);
+static LAST_FAR: AtomicU64 = AtomicU64::new(0);
+
+/// The addresses of the probe instructions.
+pub fn sites() -> &'static [u64; 6] {
+    // SAFETY: a read-only table of addresses in the image.
+    unsafe { &pvmkit_probe_sites }
+}
+
+/// Called by the exception handler when a probe instruction aborted.
+pub fn record(esr: u64, far: u64) {
+    LAST_ESR.store(esr, Ordering::Relaxed);
+    LAST_FAR.store(far, Ordering::Relaxed);
+}
+
+fn finish(result: ProbeResult) -> Result<u64, ExternalAbort> {
+    if result.aborted == 0 {
+        Ok(result.value)
+    } else {
+        Err(ExternalAbort { esr: Esr(LAST_ESR.load(Ordering::Relaxed)), far: LAST_FAR.load(Ordering::Relaxed) })
+    }
+}
+
+/// Reads one byte at `addr`.
+///
+/// # Safety
+/// `addr` must be safe to read (typically a device register or an address expected to
+/// abort): the read is not checked against anything.
+pub unsafe fn read_u8(addr: u64) -> Result<u8, ExternalAbort> {
+    // SAFETY: the caller vouches for the address; an abort is caught.
+    finish(unsafe { pvmkit_probe_read_u8(addr) }).map(|v| v as u8)
+}
+
+/// Reads a 32-bit word at `addr` (4-byte aligned).
+///
+/// # Safety
+/// As for [`read_u8`].
+pub unsafe fn read_u32(addr: u64) -> Result<u32, ExternalAbort> {
+    // SAFETY: as above.
+    finish(unsafe { pvmkit_probe_read_u32(addr) }).map(|v| v as u32)
+}
+
+/// Reads a 64-bit word at `addr` (8-byte aligned).
+///
+/// # Safety
+/// As for [`read_u8`].
+pub unsafe fn read_u64(addr: u64) -> Result<u64, ExternalAbort> {
+    // SAFETY: as above.
+    finish(unsafe { pvmkit_probe_read_u64(addr) })
+}
+
+/// Writes one byte at `addr`.
+///
+/// # Safety
+/// `addr` must be safe to write.
+pub unsafe fn write_u8(addr: u64, value: u8) -> Result<(), ExternalAbort> {
+    // SAFETY: the caller vouches for the address; an abort is caught.
+    finish(unsafe { pvmkit_probe_write_u8(addr, value as u64) }).map(|_| ())
+}
+
+/// Writes a 32-bit word at `addr` (4-byte aligned).
+///
+/// # Safety
+/// As for [`write_u8`].
+pub unsafe fn write_u32(addr: u64, value: u32) -> Result<(), ExternalAbort> {
+    // SAFETY: as above.
+    finish(unsafe { pvmkit_probe_write_u32(addr, value as u64) }).map(|_| ())
+}
+
+/// Loads a pair of 64-bit words at `addr` (16-byte aligned) with one `ldp`, an access
+/// with no syndrome that no hypervisor can emulate; returns the first word.
+///
+/// # Safety
+/// As for [`read_u8`].
+pub unsafe fn read_pair(addr: u64) -> Result<u64, ExternalAbort> {
+    // SAFETY: as above.
+    finish(unsafe { pvmkit_probe_read_pair(addr) })
+}

@@ -1,0 +1,76 @@
+//! SMCCC calls, generic over the conduit so that everything built on them is testable
+//! on the host with a fake.
+
+/// Something that makes SMCCC fast calls: x0 = function ID, x1..x3 = arguments;
+/// returns x0..x3.
+pub trait Conduit {
+    /// Makes one call.
+    fn call(&self, function: u32, args: [u64; 3]) -> [u64; 4];
+}
+
+/// The instruction a guest uses to reach its hypervisor (the DT's `/psci` `method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemConduit {
+    /// `hvc #0`: what a pVM uses.
+    Hvc,
+    /// `smc #0`: trapped by the hypervisor (HCR_EL2.TSC) or served by firmware.
+    Smc,
+}
+
+impl SystemConduit {
+    /// The conduit a DT `method` string names.
+    pub fn from_method(method: &str) -> Option<Self> {
+        match method {
+            "hvc" => Some(Self::Hvc),
+            "smc" => Some(Self::Smc),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+impl Conduit for SystemConduit {
+    fn call(&self, function: u32, args: [u64; 3]) -> [u64; 4] {
+        let mut all = [0u64; 17];
+        all[..3].copy_from_slice(&args);
+        let r = match self {
+            Self::Hvc => smccc::hvc64(function, all),
+            Self::Smc => smccc::smc64(function, all),
+        };
+        [r[0], r[1], r[2], r[3]]
+    }
+}
+
+impl<C: Conduit + ?Sized> Conduit for &C {
+    fn call(&self, function: u32, args: [u64; 3]) -> [u64; 4] {
+        (**self).call(function, args)
+    }
+}
+
+/// A conduit for host tests: answers through a closure and records every call.
+#[cfg(test)]
+pub mod fake {
+    use super::Conduit;
+    use core::cell::RefCell;
+
+    /// A scripted hypervisor.
+    pub struct FakeConduit<F: Fn(u32, [u64; 3]) -> [u64; 4]> {
+        answer: F,
+        /// Every call made: (function, args).
+        pub calls: RefCell<Vec<(u32, [u64; 3])>>,
+    }
+
+    impl<F: Fn(u32, [u64; 3]) -> [u64; 4]> FakeConduit<F> {
+        /// A fake that answers with `answer`.
+        pub fn new(answer: F) -> Self {
+            Self { answer, calls: RefCell::new(Vec::new()) }
+        }
+    }
+
+    impl<F: Fn(u32, [u64; 3]) -> [u64; 4]> Conduit for FakeConduit<F> {
+        fn call(&self, function: u32, args: [u64; 3]) -> [u64; 4] {
+            self.calls.borrow_mut().push((function, args));
+            (self.answer)(function, args)
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! What a guest reads from the device tree it was given: its console, its conduit,
+//! its RAM and its command line. The blob is validated in full before use.
+
+use core::fmt;
+
+use dtoolkit::fdt::{Fdt, FdtNode};
+use dtoolkit::{Node, Property};
+
+use crate::conduit::SystemConduit;
+
+/// The largest device tree guest-lib accepts.
+pub const MAX_DT_SIZE: usize = 2 << 20;
+
+/// The facts guest-lib uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestDt<'a> {
+    /// The whole blob.
+    pub blob: &'a [u8],
+    /// The PL011 console's base address, if any.
+    pub uart: Option<u64>,
+    /// `/psci` `method`, if present.
+    pub conduit: Option<SystemConduit>,
+    /// First RAM region (base, size), if any.
+    pub memory: Option<(u64, u64)>,
+    /// `/chosen/bootargs`, empty when absent.
+    pub bootargs: &'a str,
+}
+
+/// Why the device tree was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtError {
+    /// No FDT magic.
+    NotADt,
+    /// `totalsize` out of range.
+    BadSize(u32),
+    /// The blob is malformed.
+    Malformed,
+    /// A property has a value guest-lib cannot use.
+    BadProperty(&'static str),
+}
+
+impl fmt::Display for DtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotADt => write!(f, "no device tree magic"),
+            Self::BadSize(n) => write!(f, "device tree totalsize {n} out of range"),
+            Self::Malformed => write!(f, "device tree is malformed"),
+            Self::BadProperty(p) => write!(f, "device tree property {p} is malformed"),
+        }
+    }
+}
+
+/// The size of a device tree from its first 8 bytes, checked.
+pub fn dt_size(header: [u8; 8]) -> Result<usize, DtError> {
+    if header[..4] != [0xd0, 0x0d, 0xfe, 0xed] {
+        return Err(DtError::NotADt);
+    }
+    let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if size < 40 || size as usize > MAX_DT_SIZE {
+        return Err(DtError::BadSize(size));
+    }
+    Ok(size as usize)
+}
+
+fn first_reg(node: FdtNode<'_>, name: &'static str) -> Result<Option<(u64, u64)>, DtError> {
+    let Some(mut regs) = node.reg().map_err(|_| DtError::BadProperty(name))? else {
+        return Ok(None);
+    };
+    let Some(reg) = regs.next() else { return Ok(None) };
+    let base = reg.address::<u64>().map_err(|_| DtError::BadProperty(name))?;
+    let size = reg.size::<u64>().map_err(|_| DtError::BadProperty(name))?;
+    Ok(Some((base, size)))
+}
+
+fn is_compatible(node: &FdtNode<'_>, wanted: &str) -> bool {
+    node.compatible().is_some_and(|mut all| all.any(|c| c == wanted))
+}
+
+impl<'a> GuestDt<'a> {
+    /// Reads a whole blob (exactly `totalsize` bytes).
+    pub fn read(blob: &'a [u8]) -> Result<Self, DtError> {
+        let fdt = Fdt::new(blob).map_err(|_| DtError::Malformed)?;
+        let root = fdt.root();
+        let mut dt = GuestDt { blob, uart: None, conduit: None, memory: None, bootargs: "" };
+        for node in root.children() {
+            let is_memory = node.property("device_type").is_some_and(|p| p.value() == b"memory\0");
+            if is_memory && dt.memory.is_none() {
+                dt.memory = first_reg(node, "memory reg")?;
+            } else if is_compatible(&node, "arm,pl011") && dt.uart.is_none() {
+                dt.uart = first_reg(node, "pl011 reg")?.map(|(base, _)| base);
+            } else if node.name() == "psci" || is_compatible(&node, "arm,psci-1.0") {
+                if let Some(method) = node.property("method") {
+                    let method = method.value_as::<&str>().map_err(|_| DtError::BadProperty("psci method"))?;
+                    dt.conduit = Some(SystemConduit::from_method(method).ok_or(DtError::BadProperty("psci method"))?);
+                }
+            }
+        }
+        if let Some(chosen) = root.child("chosen") {
+            if let Some(args) = chosen.property("bootargs") {
+                dt.bootargs = args.value_as::<&str>().map_err(|_| DtError::BadProperty("bootargs"))?;
+            }
+        }
+        Ok(dt)
+    }
+
+    /// The value of `key=value` in the command line, if present.
+    pub fn bootarg(&self, key: &str) -> Option<&'a str> {
+        self.bootargs
+            .split_ascii_whitespace()
+            .find_map(|word| word.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_fdt::FdtWriter;
+
+    fn tree(method: &str, bootargs: &str) -> Vec<u8> {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let chosen = w.begin_node("chosen").unwrap();
+        w.property_string("bootargs", bootargs).unwrap();
+        w.end_node(chosen).unwrap();
+        let mem = w.begin_node("memory@80000000").unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.property_array_u64("reg", &[0x8000_0000, 0x1000_0000]).unwrap();
+        w.end_node(mem).unwrap();
+        let uart = w.begin_node("pl011@9000000").unwrap();
+        w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()]).unwrap();
+        w.property_array_u64("reg", &[0x0900_0000, 0x1000]).unwrap();
+        w.end_node(uart).unwrap();
+        let psci = w.begin_node("psci").unwrap();
+        w.property_string("compatible", "arm,psci-1.0").unwrap();
+        w.property_string("method", method).unwrap();
+        w.end_node(psci).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn reads_console_conduit_memory_and_args() {
+        let blob = tree("hvc", "pvmkit.mode=protected pvmkit.scenario=normal");
+        assert_eq!(dt_size(blob[..8].try_into().unwrap()), Ok(blob.len()));
+        let dt = GuestDt::read(&blob).unwrap();
+        assert_eq!(dt.uart, Some(0x0900_0000));
+        assert_eq!(dt.conduit, Some(SystemConduit::Hvc));
+        assert_eq!(dt.memory, Some((0x8000_0000, 0x1000_0000)));
+        assert_eq!(dt.bootarg("pvmkit.mode"), Some("protected"));
+        assert_eq!(dt.bootarg("pvmkit.scenario"), Some("normal"));
+        assert_eq!(dt.bootarg("pvmkit"), None);
+        let smc = tree("smc", "");
+        assert_eq!(GuestDt::read(&smc).unwrap().conduit, Some(SystemConduit::Smc));
+    }
+
+    #[test]
+    fn refuses_bad_blobs() {
+        let bad_method = tree("svc", "");
+        assert_eq!(GuestDt::read(&bad_method), Err(DtError::BadProperty("psci method")));
+        assert_eq!(dt_size([0; 8]), Err(DtError::NotADt));
+        let blob = tree("hvc", "");
+        assert_eq!(GuestDt::read(&blob[..blob.len() - 4]), Err(DtError::Malformed));
+        for at in 0..blob.len() {
+            let mut b = blob.clone();
+            b[at] ^= 0x5a;
+            let _ = GuestDt::read(&b);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The in-guest test harness: named cases, one console line each, and a final line
+//! `N passed, M failed` that `pvmkit` reads.
+
+use alloc::string::String;
+use core::fmt::Write;
+
+/// What a case returns: `Err` carries the reason it failed.
+pub type CaseResult = Result<(), String>;
+
+/// Fails the current case with a message unless `cond` holds.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(alloc::format!("{} ({}:{})", alloc::format!($($msg)+), file!(), line!()));
+        }
+    };
+}
+
+/// Fails the current case unless the two values are equal.
+#[macro_export]
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr $(,)?) => {{
+        let (left, right) = (&$left, &$right);
+        if left != right {
+            return Err(alloc::format!(
+                "{} = {:x?}, expected {:x?} ({}:{})",
+                stringify!($left), left, right, file!(), line!()
+            ));
+        }
+    }};
+}
+
+/// Runs cases and counts outcomes.
+pub struct Harness<W: Write> {
+    out: W,
+    passed: u32,
+    failed: u32,
+}
+
+/// The counts at the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Cases that passed.
+    pub passed: u32,
+    /// Cases that failed.
+    pub failed: u32,
+}
+
+impl<W: Write> Harness<W> {
+    /// A harness that reports to `out`.
+    pub fn new(out: W) -> Self {
+        Self { out, passed: 0, failed: 0 }
+    }
+
+    /// Runs one case and prints `test <name> ... ok` or `... FAILED: <reason>`.
+    pub fn run(&mut self, name: &str, case: impl FnOnce() -> CaseResult) {
+        let _ = write!(self.out, "test {name} ... ");
+        match case() {
+            Ok(()) => {
+                self.passed += 1;
+                let _ = writeln!(self.out, "ok");
+            }
+            Err(reason) => {
+                self.failed += 1;
+                let _ = writeln!(self.out, "FAILED: {reason}");
+            }
+        }
+    }
+
+    /// Records a case that does not apply here; it counts neither way.
+    pub fn skip(&mut self, name: &str, why: &str) {
+        let _ = writeln!(self.out, "test {name} ... skipped: {why}");
+    }
+
+    /// Prints the final `N passed, M failed` line.
+    pub fn finish(mut self) -> Summary {
+        let _ = writeln!(self.out, "{} passed, {} failed", self.passed, self.failed);
+        Summary { passed: self.passed, failed: self.failed }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+
+    fn equal_case(a: u32, b: u32) -> CaseResult {
+        ensure_eq!(a, b);
+        Ok(())
+    }
+
+    #[test]
+    fn prints_one_line_per_case_and_the_summary() {
+        let mut out = String::new();
+        let mut h = Harness::new(&mut out);
+        h.run("good", || Ok(()));
+        h.run("bad", || {
+            ensure!(1 + 1 == 3, "arithmetic is {}", "hard");
+            Ok(())
+        });
+        h.run("eq", || equal_case(3, 4));
+        h.skip("elsewhere", "needs a hypervisor");
+        assert_eq!(h.finish(), Summary { passed: 1, failed: 2 });
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "test good ... ok");
+        assert!(lines[1].starts_with("test bad ... FAILED: arithmetic is hard (guest-lib/src/harness.rs:"), "{}", lines[1]);
+        assert!(lines[2].starts_with("test eq ... FAILED: a = 3, expected 4"), "{}", lines[2]);
+        assert_eq!(lines[3], "test elsewhere ... skipped: needs a hypervisor");
+        assert_eq!(lines[4], "1 passed, 2 failed");
+    }
+}

@@ -1,0 +1,59 @@
+//! guest-lib: what a Rust guest OS links to live as an Arm pKVM protected VM.
+//!
+//! - Boot support ([`entry!`], [`BootInfo`]): the image entry point, stack, `.bss`,
+//!   FP/SIMD enabled before any Rust runs, exception vectors, heap, console, `log`.
+//! - [`conduit`]: SMCCC calls over HVC or SMC (chosen from the DT's `/psci` `method`).
+//! - [`hypervisor`]: tells KVM/pKVM from "no hypervisor services", so one guest binary
+//!   runs protected, unprotected and on plain QEMU.
+//! - [`psci`]: version, features, power off, reset.
+//! - [`exceptions`]: decoded reports of unexpected exceptions, and [`exceptions::probe`]
+//!   to turn an external abort on a chosen access into an `Err`.
+//! - [`harness`]: the in-guest test harness (`N passed, M failed`).
+//!
+//! Host builds (unit tests) get every module but the assembly and the runtime.
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod conduit;
+pub mod console;
+pub mod device_tree;
+pub mod exceptions;
+pub mod harness;
+pub mod hypervisor;
+pub mod psci;
+
+#[cfg(target_os = "none")]
+mod arch;
+#[cfg(target_os = "none")]
+mod runtime;
+
+pub use device_tree::GuestDt;
+pub use hypervisor::HypervisorInfo;
+
+/// What guest-lib found at boot, handed to the guest's `main`.
+#[derive(Clone, Copy, Debug)]
+pub struct BootInfo {
+    /// The device tree the guest was given (x0 at entry).
+    pub dt: GuestDt<'static>,
+    /// Its IPA.
+    pub dt_ipa: u64,
+    /// The conduit for SMCCC calls.
+    pub conduit: conduit::SystemConduit,
+    /// What the hypervisor offers.
+    pub hypervisor: HypervisorInfo,
+}
+
+/// Declares the guest's `main`: `fn main(boot: &guest_lib::BootInfo)`. guest-lib runs
+/// it after setting everything up and powers the VM off when it returns.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[unsafe(no_mangle)]
+        extern "Rust" fn __pvmkit_guest_main(boot: &$crate::BootInfo) {
+            let main: fn(&$crate::BootInfo) = $main;
+            main(boot)
+        }
+    };
+}

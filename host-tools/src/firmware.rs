@@ -1,0 +1,188 @@
+//! Building the firmware crates for their targets, and turning ELF files into the flat
+//! images QEMU and hyp load.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use object::{Object, ObjectSection, ObjectSegment, SectionFlags};
+
+use crate::Workspace;
+
+/// The hypervisor's target: no FP/SIMD, so hyp never has guest FP state to save.
+pub const HYP_TARGET: &str = "aarch64-unknown-none-softfloat";
+/// The guests' target.
+pub const GUEST_TARGET: &str = "aarch64-unknown-none";
+
+/// What `build_all` produced.
+#[derive(Clone, Debug)]
+pub struct Firmware {
+    /// hyp as a flat arm64 Image.
+    pub hyp_image: PathBuf,
+    /// test-guest's ELF.
+    pub test_guest_elf: PathBuf,
+}
+
+fn cargo_build(ws: &Workspace, package: &str, target: &str) -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target_dir = ws.firmware_target_dir();
+    let status = Command::new(&cargo)
+        .current_dir(&ws.root)
+        .args(["build", "--release", "--quiet", "-p", package, "--target", target, "--target-dir"])
+        .arg(&target_dir)
+        // Settings of an outer cargo (e.g. `cargo test`) must not leak into firmware.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .map_err(|e| format!("running {cargo}: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {package} for {target} failed ({status})"));
+    }
+    Ok(target_dir.join(target).join("release").join(package))
+}
+
+/// Builds hyp and test-guest (release) and writes hyp's flat image.
+pub fn build_all(ws: &Workspace) -> Result<Firmware, String> {
+    let hyp_elf = cargo_build(ws, "hyp", HYP_TARGET)?;
+    let test_guest_elf = cargo_build(ws, "test-guest", GUEST_TARGET)?;
+    let image = FlatImage::from_elf(&read(&hyp_elf)?).map_err(|e| format!("{}: {e}", hyp_elf.display()))?;
+    let out = ws.out_dir();
+    std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    let hyp_image = out.join("hyp.bin");
+    std::fs::write(&hyp_image, &image.bytes).map_err(|e| format!("writing {}: {e}", hyp_image.display()))?;
+    Ok(Firmware { hyp_image, test_guest_elf })
+}
+
+/// Reads a file with its name in the error.
+pub fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// An ELF executable laid out as the bytes to load at one address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlatImage {
+    /// Address of the first byte.
+    pub load_address: u64,
+    /// Bytes from the file (gaps between segments zero-filled).
+    pub bytes: Vec<u8>,
+    /// Bytes of memory the image occupies, `.bss`, stack and heap included.
+    pub mem_size: u64,
+    /// The entry point.
+    pub entry: u64,
+}
+
+/// The largest image `pvmkit` will flatten.
+const MAX_IMAGE: u64 = 256 << 20;
+
+impl FlatImage {
+    /// Lays out an AArch64 ELF executable: its loadable segments' file bytes from the
+    /// lowest address to the highest, and its footprint from every allocated section.
+    pub fn from_elf(data: &[u8]) -> Result<Self, String> {
+        let file = object::File::parse(data).map_err(|e| format!("not an ELF file: {e}"))?;
+        if file.architecture() != object::Architecture::Aarch64 {
+            return Err(format!("not an AArch64 ELF ({:?})", file.architecture()));
+        }
+        let segments: Vec<_> = file.segments().filter(|s| s.size() > 0).collect();
+        let start = segments.iter().map(|s| s.address()).min().ok_or("no loadable segments")?;
+        let mut end_file = start;
+        let mut end_mem = start;
+        for s in &segments {
+            let (file_off, file_size) = s.file_range();
+            let _ = file_off;
+            end_file = end_file.max(s.address().checked_add(file_size).ok_or("segment wraps")?);
+            end_mem = end_mem.max(s.address().checked_add(s.size()).ok_or("segment wraps")?);
+        }
+        for section in file.sections() {
+            let allocated = matches!(section.flags(), SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_ALLOC) != 0);
+            if allocated && section.size() > 0 {
+                end_mem = end_mem.max(section.address().checked_add(section.size()).ok_or("section wraps")?);
+            }
+        }
+        if end_mem - start > MAX_IMAGE {
+            return Err(format!("image spans {:#x} bytes, more than {MAX_IMAGE:#x}", end_mem - start));
+        }
+        let mut bytes = vec![0u8; (end_file - start) as usize];
+        for s in &segments {
+            let data = s.data().map_err(|e| format!("segment data: {e}"))?;
+            let at = (s.address() - start) as usize;
+            bytes[at..at + data.len()].copy_from_slice(data);
+        }
+        let entry = file.entry();
+        if entry < start || entry >= end_file {
+            return Err(format!("entry point {entry:#x} is outside the image {start:#x}..{end_file:#x}"));
+        }
+        Ok(Self { load_address: start, bytes, mem_size: end_mem - start, entry })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal AArch64 ELF executable: two PT_LOAD segments (code, then data with
+    /// .bss beyond the file bytes) and a NOBITS section that extends the footprint.
+    fn elf(entry: u64, machine: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 0x200];
+        f[0..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2; // 64-bit
+        f[5] = 1; // little endian
+        f[6] = 1;
+        f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        f[18..20].copy_from_slice(&machine.to_le_bytes());
+        f[20..24].copy_from_slice(&1u32.to_le_bytes());
+        f[24..32].copy_from_slice(&entry.to_le_bytes());
+        f[32..40].copy_from_slice(&64u64.to_le_bytes()); // phoff
+        f[40..48].copy_from_slice(&0x100u64.to_le_bytes()); // shoff
+        f[52..54].copy_from_slice(&64u16.to_le_bytes());
+        f[54..56].copy_from_slice(&56u16.to_le_bytes());
+        f[56..58].copy_from_slice(&2u16.to_le_bytes()); // phnum
+        f[58..60].copy_from_slice(&64u16.to_le_bytes());
+        f[60..62].copy_from_slice(&3u16.to_le_bytes()); // shnum
+        f[62..64].copy_from_slice(&2u16.to_le_bytes()); // shstrndx
+        let phdr = |f: &mut Vec<u8>, at: usize, off: u64, vaddr: u64, filesz: u64, memsz: u64| {
+            f[at..at + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+            f[at + 8..at + 16].copy_from_slice(&off.to_le_bytes());
+            f[at + 16..at + 24].copy_from_slice(&vaddr.to_le_bytes());
+            f[at + 24..at + 32].copy_from_slice(&vaddr.to_le_bytes());
+            f[at + 32..at + 40].copy_from_slice(&filesz.to_le_bytes());
+            f[at + 40..at + 48].copy_from_slice(&memsz.to_le_bytes());
+        };
+        phdr(&mut f, 64, 0x1c0, 0x8020_0000, 8, 8);
+        phdr(&mut f, 120, 0x1c8, 0x8020_1000, 4, 0x100);
+        f[0x1c0..0x1c8].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        f[0x1c8..0x1cc].copy_from_slice(&[9, 9, 9, 9]);
+        // Section 1: NOBITS, allocated, at 0x8020_2000 size 0x3000 (a stack/heap).
+        let sh = 0x100 + 64;
+        f[sh..sh + 4].copy_from_slice(&1u32.to_le_bytes()); // name offset
+        f[sh + 4..sh + 8].copy_from_slice(&8u32.to_le_bytes()); // SHT_NOBITS
+        f[sh + 8..sh + 16].copy_from_slice(&2u64.to_le_bytes()); // SHF_ALLOC
+        f[sh + 16..sh + 24].copy_from_slice(&0x8020_2000u64.to_le_bytes());
+        f[sh + 32..sh + 40].copy_from_slice(&0x3000u64.to_le_bytes());
+        // Section 2: the string table.
+        let st = 0x100 + 128;
+        f[st + 4..st + 8].copy_from_slice(&3u32.to_le_bytes()); // SHT_STRTAB
+        f[st + 24..st + 32].copy_from_slice(&0x1e0u64.to_le_bytes());
+        f[st + 32..st + 40].copy_from_slice(&16u64.to_le_bytes());
+        f[0x1e0..0x1e6].copy_from_slice(b"\0.bss\0");
+        f
+    }
+
+    #[test]
+    fn flattens_segments_and_counts_the_footprint() {
+        let image = FlatImage::from_elf(&elf(0x8020_0004, 183)).unwrap();
+        assert_eq!(image.load_address, 0x8020_0000);
+        assert_eq!(image.entry, 0x8020_0004);
+        assert_eq!(image.bytes.len(), 0x1004);
+        assert_eq!(&image.bytes[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(image.bytes[8..0x1000].iter().all(|&b| b == 0));
+        assert_eq!(&image.bytes[0x1000..], &[9, 9, 9, 9]);
+        assert_eq!(image.mem_size, 0x5000, "the NOBITS section ends the footprint");
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_load() {
+        assert!(FlatImage::from_elf(b"not an elf").unwrap_err().contains("not an ELF"));
+        assert!(FlatImage::from_elf(&elf(0x8020_0004, 62)).unwrap_err().contains("not an AArch64"));
+        assert!(FlatImage::from_elf(&elf(0x9000_0000, 183)).unwrap_err().contains("entry point"));
+    }
+}

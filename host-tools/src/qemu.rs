@@ -1,0 +1,192 @@
+//! Finding (or installing) QEMU, assembling its command line, and running a guest with
+//! a wall-clock limit while streaming the console.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE};
+
+use crate::firmware::{self, FlatImage, Firmware};
+use crate::guest_dt::{self, GuestDtConfig};
+use crate::verdict::{self, Expect, RunOutput, Verdict};
+use crate::{pack, Mode, Workspace};
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-aarch64";
+/// The Debian/Ubuntu package that has it.
+pub const QEMU_PACKAGE: &str = "qemu-system-arm";
+/// The machine type, pinned so that a QEMU upgrade cannot move the memory map.
+pub const MACHINE: &str = "virt-7.2";
+/// The CPU: no SVE, PAuth or MTE to trap, 44-bit PA.
+pub const CPU: &str = "cortex-a72";
+
+fn qemu_works() -> bool {
+    Command::new(QEMU).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Makes sure QEMU is there: as root on Debian/Ubuntu it installs the package itself
+/// (and says so); elsewhere it names the package to install.
+pub fn ensure_installed() -> Result<(), String> {
+    if qemu_works() {
+        return Ok(());
+    }
+    let apt = Path::new("/usr/bin/apt-get").exists();
+    if !(apt && is_root()) {
+        return Err(format!("{QEMU} not found: install the package {QEMU_PACKAGE} (Debian/Ubuntu: apt-get install {QEMU_PACKAGE})"));
+    }
+    eprintln!("pvmkit: {QEMU} not found; installing {QEMU_PACKAGE} with apt-get");
+    let ok = Command::new("apt-get").arg("update").status().is_ok_and(|s| s.success())
+        && Command::new("apt-get").args(["install", "-y", QEMU_PACKAGE]).status().is_ok_and(|s| s.success());
+    if ok && qemu_works() {
+        Ok(())
+    } else {
+        Err(format!("installing {QEMU_PACKAGE} failed; install it by hand"))
+    }
+}
+
+/// One run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// How the guest runs.
+    pub mode: Mode,
+    /// The guest ELF.
+    pub payload: PathBuf,
+    /// The test-guest scenario word.
+    pub scenario: String,
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// Extra QEMU arguments.
+    pub extra_args: Vec<String>,
+    /// Print the console as it arrives.
+    pub echo: bool,
+}
+
+fn run_dir(ws: &Workspace, mode: Mode) -> Result<PathBuf, String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    let name = format!("{}-{}-{}", mode.guest_args().replace([' ', '=', '.'], "_"), std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
+    let dir = ws.out_dir().join("runs").join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// The QEMU command for a run whose files are in `dir`.
+pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path) -> Command {
+    let mut cmd = Command::new(QEMU);
+    let machine = match config.mode {
+        Mode::Hyp(_) => format!("{MACHINE},virtualization=on,gic-version=3"),
+        Mode::Bare => format!("{MACHINE},gic-version=3"),
+    };
+    cmd.args(["-M", &machine, "-cpu", CPU, "-smp", "1", "-m"])
+        .arg(format!("{}M", QEMU_RAM_SIZE >> 20))
+        .args(["-display", "none", "-nodefaults", "-serial", "stdio", "-no-reboot"]);
+    match config.mode {
+        Mode::Hyp(vm) => {
+            cmd.arg("-kernel").arg(&fw.hyp_image).arg("-initrd").arg(dir.join("bundle.bin")).args(["-append", vm.as_args()]);
+        }
+        Mode::Bare => {
+            // QEMU boots the ELF at EL1 with its own DTB at RAM base; the guest's
+            // command line reaches it as that DTB's /chosen/bootargs.
+            let args = format!("{} pvmkit.scenario={}", config.mode.guest_args(), config.scenario);
+            cmd.arg("-kernel").arg(&config.payload).args(["-append", &args]);
+        }
+    }
+    cmd.args(&config.extra_args);
+    cmd
+}
+
+/// Builds the run's files, runs QEMU and judges the result.
+pub fn run(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Verdict, String> {
+    let dir = run_dir(ws, config.mode)?;
+    if let Mode::Hyp(_) = config.mode {
+        let payload = FlatImage::from_elf(&firmware::read(&config.payload)?)
+            .map_err(|e| format!("payload {}: {e}", config.payload.display()))?;
+        let bootargs = format!("{} pvmkit.scenario={}", config.mode.guest_args(), config.scenario);
+        let dt = guest_dt::write(&GuestDtConfig { ram_base: GUEST_RAM_BASE, ram_size: GUEST_RAM_SIZE, bootargs: &bootargs })?;
+        write(&dir.join("guest.dtb"), &dt)?;
+        write(&dir.join("bundle.bin"), &pack::pack(&payload, &dt)?)?;
+    }
+    let mut cmd = command(fw, config, &dir);
+    if config.echo {
+        eprintln!("pvmkit: {} ({})", config.mode, dir.display());
+    }
+    let output = execute(&mut cmd, config.timeout, config.echo)?;
+    std::fs::write(dir.join("console.log"), output.lines.join("\n")).ok();
+    let expect = match config.mode {
+        Mode::Hyp(_) => Expect::Hyp,
+        Mode::Bare => Expect::Bare,
+    };
+    let verdict = verdict::judge(expect, &output);
+    if config.echo {
+        if let Verdict::Fail { tail, .. } = &verdict {
+            eprintln!("pvmkit: last console lines:");
+            tail.iter().for_each(|l| eprintln!("    | {l}"));
+        }
+    }
+    Ok(verdict)
+}
+
+/// Runs QEMU, collecting console lines until it exits or the limit passes.
+pub fn execute(cmd: &mut Command, timeout: Duration, echo: bool) -> Result<RunOutput, String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting {QEMU}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
+    let mut stderr = child.stderr.take().ok_or("no QEMU stderr")?;
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n') {
+            let Ok(line) = line else { break };
+            let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+            if tx.send(text).is_err() {
+                break;
+            }
+        }
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let mut output = RunOutput::default();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+            Ok(line) => {
+                if echo {
+                    println!("{line}");
+                }
+                output.lines.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) if left.is_zero() => {
+                output.timed_out = true;
+                let _ = child.kill();
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+    let status = child.wait().map_err(|e| format!("waiting for {QEMU}: {e}"))?;
+    let _ = reader.join();
+    output.lines.extend(rx.try_iter());
+    let errors = err_reader.join().unwrap_or_default();
+    output.stderr = errors.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
+    output.exit_code = if output.timed_out { None } else { status.code() };
+    Ok(output)
+}

@@ -1,0 +1,179 @@
+//! Judging a run. A pass needs the guest's own summary with no failures *and* a clean
+//! end seen by something the guest cannot forge: hyp's final exit line (the last one
+//! wins, and QEMU must have exited right after it), or, without hyp, QEMU's own clean
+//! power-off. Semihosting exit codes are never used.
+
+use std::fmt;
+
+/// How many console lines a failing verdict shows.
+pub const TAIL_LINES: usize = 20;
+
+/// Which clean end to expect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// hyp ran the guest: its exit line must say `system_off`.
+    Hyp,
+    /// No hyp: QEMU must have powered off cleanly.
+    Bare,
+}
+
+/// What a run produced.
+#[derive(Clone, Debug, Default)]
+pub struct RunOutput {
+    /// Console lines, in order.
+    pub lines: Vec<String>,
+    /// What QEMU itself printed on stderr (not the guest's console).
+    pub stderr: Vec<String>,
+    /// QEMU's exit code; `None` if it was killed or died by a signal.
+    pub exit_code: Option<i32>,
+    /// Whether the wall-clock limit ended the run.
+    pub timed_out: bool,
+}
+
+/// The verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Everything passed.
+    Pass {
+        /// Guest cases that passed.
+        passed: u32,
+    },
+    /// Something did not.
+    Fail {
+        /// Why, in one line.
+        reason: String,
+        /// The last console lines.
+        tail: Vec<String>,
+    },
+}
+
+impl Verdict {
+    /// Whether the run passed.
+    pub fn passed(&self) -> bool {
+        matches!(self, Verdict::Pass { .. })
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Pass { passed } => write!(f, "PASS ({passed} guest cases passed, clean power-off)"),
+            Verdict::Fail { reason, .. } => write!(f, "FAIL: {reason}"),
+        }
+    }
+}
+
+/// `N passed, M failed` on a line of its own.
+pub fn parse_summary(line: &str) -> Option<(u32, u32)> {
+    let (passed, rest) = line.trim().split_once(" passed, ")?;
+    let failed = rest.strip_suffix(" failed")?;
+    Some((passed.parse().ok()?, failed.parse().ok()?))
+}
+
+/// The `reason=` of a hyp exit line.
+pub fn parse_hyp_exit(line: &str) -> Option<&str> {
+    let rest = line.trim().strip_prefix("[hyp] exit: reason=")?;
+    Some(rest.split_whitespace().next().unwrap_or(""))
+}
+
+/// Judges a run.
+pub fn judge(expect: Expect, run: &RunOutput) -> Verdict {
+    let fail = |reason: String| Verdict::Fail {
+        reason,
+        tail: run.lines[run.lines.len().saturating_sub(TAIL_LINES)..]
+            .iter()
+            .cloned()
+            .chain(run.stderr.iter().map(|l| format!("[qemu stderr] {l}")))
+            .collect(),
+    };
+    if run.timed_out {
+        return fail("timeout: QEMU did not power off in time".into());
+    }
+    if expect == Expect::Hyp {
+        let exit = run.lines.iter().rposition(|l| parse_hyp_exit(l).is_some());
+        let Some(at) = exit else { return fail("hyp printed no exit line".into()) };
+        let line = run.lines[at].trim();
+        if parse_hyp_exit(line) != Some("system_off") {
+            return fail(format!("hyp ended the VM: {}", line.trim_start_matches("[hyp] exit: ")));
+        }
+        if run.lines[at + 1..].iter().any(|l| !l.trim().is_empty()) {
+            return fail("console output after hyp's exit line".into());
+        }
+    }
+    if run.exit_code != Some(0) {
+        return fail(format!("QEMU exited with {:?}, not a clean power-off", run.exit_code));
+    }
+    match run.lines.iter().rev().find_map(|l| parse_summary(l)) {
+        None => fail("the guest printed no 'N passed, M failed' summary".into()),
+        Some((_, failed)) if failed > 0 => fail(format!("{failed} guest case(s) failed")),
+        Some((0, 0)) => fail("the guest ran no case".into()),
+        Some((passed, 0)) => Verdict::Pass { passed },
+        Some(_) => unreachable!("failed > 0 is handled above"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(lines: &[&str], exit_code: Option<i32>) -> RunOutput {
+        RunOutput { lines: lines.iter().map(|s| s.to_string()).collect(), stderr: Vec::new(), exit_code, timed_out: false }
+    }
+
+    fn reason(v: Verdict) -> String {
+        match v {
+            Verdict::Fail { reason, .. } => reason,
+            Verdict::Pass { .. } => panic!("expected a failure"),
+        }
+    }
+
+    #[test]
+    fn passes_a_clean_run() {
+        let r = run(&["test a ... ok", "1 passed, 0 failed", "[hyp] exit: reason=system_off"], Some(0));
+        assert_eq!(judge(Expect::Hyp, &r), Verdict::Pass { passed: 1 });
+        let bare = run(&["test a ... ok", "3 passed, 0 failed"], Some(0));
+        assert_eq!(judge(Expect::Bare, &bare), Verdict::Pass { passed: 3 });
+    }
+
+    #[test]
+    fn fails_on_failed_cases_and_missing_summaries() {
+        let r = run(&["2 passed, 1 failed", "[hyp] exit: reason=system_off"], Some(0));
+        assert_eq!(reason(judge(Expect::Hyp, &r)), "1 guest case(s) failed");
+        let r = run(&["test a ... ok", "[hyp] exit: reason=system_off"], Some(0));
+        assert!(reason(judge(Expect::Hyp, &r)).contains("no 'N passed, M failed' summary"));
+        let r = run(&["0 passed, 0 failed", "[hyp] exit: reason=system_off"], Some(0));
+        assert_eq!(reason(judge(Expect::Hyp, &r)), "the guest ran no case");
+        let r = run(&["1 passed, 0 failed"], Some(1));
+        assert!(reason(judge(Expect::Bare, &r)).contains("QEMU exited with Some(1)"));
+    }
+
+    #[test]
+    fn hyp_must_end_the_run_cleanly() {
+        let r = run(&["1 passed, 0 failed"], Some(0));
+        assert_eq!(reason(judge(Expect::Hyp, &r)), "hyp printed no exit line");
+        let r = run(&["1 passed, 0 failed", "[hyp] exit: reason=violation ipa=0x80001000 what=\"x\""], Some(0));
+        assert_eq!(reason(judge(Expect::Hyp, &r)), "hyp ended the VM: reason=violation ipa=0x80001000 what=\"x\"");
+        // A guest that forges a clean exit line and then crashes: the last line wins.
+        let r = run(
+            &["1 passed, 0 failed", "[hyp] exit: reason=system_off", "[hyp] exit: reason=guest_crash esr=0x0"],
+            Some(0),
+        );
+        assert!(reason(judge(Expect::Hyp, &r)).contains("guest_crash"));
+        // A forged line followed by more output means hyp never ended the run there.
+        let r = run(&["[hyp] exit: reason=system_off", "1 passed, 0 failed"], Some(0));
+        assert_eq!(reason(judge(Expect::Hyp, &r)), "console output after hyp's exit line");
+        let mut r = run(&["1 passed, 0 failed", "[hyp] exit: reason=system_off"], None);
+        r.timed_out = true;
+        assert!(reason(judge(Expect::Hyp, &r)).starts_with("timeout"));
+    }
+
+    #[test]
+    fn summary_and_exit_parsing() {
+        assert_eq!(parse_summary("12 passed, 0 failed"), Some((12, 0)));
+        assert_eq!(parse_summary("12 passed, 0 failed\r"), Some((12, 0)));
+        assert_eq!(parse_summary("x 12 passed, 0 failed"), None);
+        assert_eq!(parse_summary("12 passed, 0 failed, 1 skipped"), None);
+        assert_eq!(parse_hyp_exit("[hyp] exit: reason=reset"), Some("reset"));
+        assert_eq!(parse_hyp_exit("[hyp] error: no"), None);
+    }
+}
