@@ -163,7 +163,10 @@ impl fmt::Display for BundleError {
             Self::BadMagic => write!(f, "bundle magic is not PVMKBNDL"),
             Self::UnsupportedVersion(v) => write!(f, "bundle version {v} is not supported"),
             Self::BadEntryCount(n) => write!(f, "bundle has {n} entries (1..={MAX_ENTRIES})"),
-            Self::BadTotalSize { total_size, available } => write!(
+            Self::BadTotalSize {
+                total_size,
+                available,
+            } => write!(
                 f,
                 "bundle total_size {total_size} does not fit the {available} bytes given"
             ),
@@ -172,7 +175,9 @@ impl fmt::Display for BundleError {
             Self::DuplicateKind(k) => write!(f, "bundle has two {} entries", k.name()),
             Self::MissingKind(k) => write!(f, "bundle has no {} entry", k.name()),
             Self::EntryOutOfBounds(k) => write!(f, "{} entry lies outside the bundle", k.name()),
-            Self::MemSizeTooSmall(k) => write!(f, "{} entry's mem_size is below its size", k.name()),
+            Self::MemSizeTooSmall(k) => {
+                write!(f, "{} entry's mem_size is below its size", k.name())
+            }
             Self::BadVmConfigSize(n) => {
                 write!(f, "vm-config entry is {n} bytes, not {VM_CONFIG_SIZE}")
             }
@@ -213,7 +218,10 @@ impl<'a> Bundle<'a> {
         let table_end = HEADER_SIZE + count as usize * ENTRY_SIZE;
         let total_size = read_u64(bytes, 16).unwrap_or(0);
         if total_size < table_end as u64 || total_size > bytes.len() as u64 {
-            return Err(BundleError::BadTotalSize { total_size, available: bytes.len() });
+            return Err(BundleError::BadTotalSize {
+                total_size,
+                available: bytes.len(),
+            });
         }
         if read_u64(bytes, 24) != Some(0) {
             return Err(BundleError::ReservedNotZero);
@@ -230,7 +238,9 @@ impl<'a> Bundle<'a> {
                 return Err(BundleError::ReservedNotZero);
             }
             let (offset, size, load_ipa, mem_size) = (field(8), field(16), field(24), field(32));
-            let end = offset.checked_add(size).ok_or(BundleError::EntryOutOfBounds(kind))?;
+            let end = offset
+                .checked_add(size)
+                .ok_or(BundleError::EntryOutOfBounds(kind))?;
             if offset < table_end as u64 || end > total_size {
                 return Err(BundleError::EntryOutOfBounds(kind));
             }
@@ -267,7 +277,11 @@ impl<'a> Bundle<'a> {
 
     /// The entry of a kind, if present.
     pub fn entry(&self, kind: EntryKind) -> Option<Entry<'a>> {
-        self.entries.iter().flatten().find(|e| e.kind == kind).copied()
+        self.entries
+            .iter()
+            .flatten()
+            .find(|e| e.kind == kind)
+            .copied()
     }
 
     /// Every entry, in table order.
@@ -278,14 +292,27 @@ impl<'a> Bundle<'a> {
     /// Checks where the loadable entries go: inside guest RAM, page aligned, clear of
     /// each other, and the entry point inside the payload's data.
     pub fn layout(&self) -> Result<GuestLayout, LayoutError> {
-        let VmConfig { ram_base, ram_size, entry_ipa } = self.config;
-        let ram_end = ram_base.checked_add(ram_size).ok_or(LayoutError::RamInvalid)?;
+        let VmConfig {
+            ram_base,
+            ram_size,
+            entry_ipa,
+        } = self.config;
+        let ram_end = ram_base
+            .checked_add(ram_size)
+            .ok_or(LayoutError::RamInvalid)?;
         if ram_size == 0 || ram_base % PAGE_SIZE != 0 || ram_size % PAGE_SIZE != 0 {
             return Err(LayoutError::RamInvalid);
         }
-        let ram = Region { start: ram_base, end: ram_end };
+        let ram = Region {
+            start: ram_base,
+            end: ram_end,
+        };
         let mut placed: [Option<(EntryKind, Region)>; MAX_ENTRIES] = [None; MAX_ENTRIES];
-        for (i, entry) in self.entries().filter(|e| e.kind != EntryKind::VmConfig).enumerate() {
+        for (i, entry) in self
+            .entries()
+            .filter(|e| e.kind != EntryKind::VmConfig)
+            .enumerate()
+        {
             let region = Region::new(entry.load_ipa, entry.mem_size)
                 .ok_or(LayoutError::OutsideRam(entry.kind))?;
             if entry.load_ipa % PAGE_SIZE != 0 {
@@ -299,17 +326,34 @@ impl<'a> Bundle<'a> {
             }
             placed[i] = Some((entry.kind, region));
         }
-        let region_of = |kind| placed.iter().flatten().find(|(k, _)| *k == kind).map(|(_, r)| *r);
-        let (Some(payload), Some(dt)) = (region_of(EntryKind::Payload), region_of(EntryKind::GuestDt))
+        let region_of = |kind| {
+            placed
+                .iter()
+                .flatten()
+                .find(|(k, _)| *k == kind)
+                .map(|(_, r)| *r)
+        };
+        let (Some(payload), Some(dt)) =
+            (region_of(EntryKind::Payload), region_of(EntryKind::GuestDt))
         else {
             return Err(LayoutError::RamInvalid);
         };
-        let payload_data = self.entry(EntryKind::Payload).map_or(0, |e| e.data.len() as u64);
-        if entry_ipa % 4 != 0 || entry_ipa < payload.start || entry_ipa >= payload.start + payload_data
+        let payload_data = self
+            .entry(EntryKind::Payload)
+            .map_or(0, |e| e.data.len() as u64);
+        if entry_ipa % 4 != 0
+            || entry_ipa < payload.start
+            || entry_ipa >= payload.start + payload_data
         {
             return Err(LayoutError::EntryOutsidePayload(entry_ipa));
         }
-        Ok(GuestLayout { ram, payload, dt, pvmfw: region_of(EntryKind::Pvmfw), entry_ipa })
+        Ok(GuestLayout {
+            ram,
+            payload,
+            dt,
+            pvmfw: region_of(EntryKind::Pvmfw),
+            entry_ipa,
+        })
     }
 }
 
@@ -406,9 +450,11 @@ pub struct EntrySpec<'a> {
 
 /// The size [`encode`] needs for these entries (data is 8-byte aligned).
 pub fn encoded_len(entries: &[EntrySpec<'_>]) -> usize {
-    entries.iter().fold(HEADER_SIZE + entries.len() * ENTRY_SIZE, |at, e| {
-        align8(at) + e.data.len()
-    })
+    entries
+        .iter()
+        .fold(HEADER_SIZE + entries.len() * ENTRY_SIZE, |at, e| {
+            align8(at) + e.data.len()
+        })
 }
 
 const fn align8(n: usize) -> usize {

@@ -90,7 +90,13 @@ impl Esr {
 
 impl fmt::Display for Esr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x} (EC {:#04x}: {}", self.0, self.ec(), self.class_name())?;
+        write!(
+            f,
+            "{:#x} (EC {:#04x}: {}",
+            self.0,
+            self.ec(),
+            self.class_name()
+        )?;
         if let Some(abort) = self.data_abort() {
             write!(f, ", {abort}")?;
         }
@@ -156,14 +162,20 @@ impl fmt::Display for DataAbort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let dir = if self.wnr { "write" } else { "read" };
         if self.isv {
-            write!(f, "{}-byte {dir} via x{}, DFSC {:#04x}", self.width(), self.srt, self.dfsc)
+            write!(
+                f,
+                "{}-byte {dir} via x{}, DFSC {:#04x}",
+                self.width(),
+                self.srt,
+                self.dfsc
+            )
         } else {
             write!(f, "{dir} without syndrome (ISV=0), DFSC {:#04x}", self.dfsc)
         }
     }
 }
 
-/// The faulting IPA of a stage-2 abort, from HPFAR_EL2 (IPA[51:12] in bits 43:4) and
+/// The faulting IPA of a stage-2 abort, from HPFAR_EL2 (IPA bits 51:12 in its bits 43:4) and
 /// the page offset from FAR_EL2.
 pub const fn fault_ipa(hpfar: u64, far: u64) -> u64 {
     ((hpfar & 0x0fff_ffff_fff0) << 8) | (far & 0xfff)
@@ -200,12 +212,18 @@ mod tests {
     #[test]
     fn ipa_from_hpfar_and_far() {
         assert_eq!(fault_ipa(0x0009_0000, 0x0900_0018), 0x0900_0018);
-        assert_eq!(fault_ipa(0x8000_0000_0000_0000 | (0x8_0000_0000 >> 8), 0x123), 0x8_0000_0123);
+        assert_eq!(
+            fault_ipa(0x8000_0000_0000_0000 | (0x8_0000_0000 >> 8), 0x123),
+            0x8_0000_0123
+        );
     }
 
     #[test]
     fn display_names_the_parts() {
         let text = format!("{}", Esr(0x9383_0005));
-        assert!(text.contains("data abort") && text.contains("4-byte read via x3"), "{text}");
+        assert!(
+            text.contains("data abort") && text.contains("4-byte read via x3"),
+            "{text}"
+        );
     }
 }

@@ -85,7 +85,9 @@ impl HypOptions {
         let mut protected = None;
         let mut abi = None;
         for word in cmdline.split_ascii_whitespace() {
-            let (key, value) = word.split_once('=').ok_or(OptionsError::UnknownOption(word))?;
+            let (key, value) = word
+                .split_once('=')
+                .ok_or(OptionsError::UnknownOption(word))?;
             match key {
                 "mode" => {
                     if protected.is_some() {
@@ -140,9 +142,18 @@ mod tests {
 
     #[test]
     fn refuses_what_it_does_not_know() {
-        assert_eq!(HypOptions::parse("mode=fast"), Err(OptionsError::BadValue("mode=fast")));
-        assert_eq!(HypOptions::parse("verbose"), Err(OptionsError::UnknownOption("verbose")));
-        assert_eq!(HypOptions::parse("x=1"), Err(OptionsError::UnknownOption("x=1")));
+        assert_eq!(
+            HypOptions::parse("mode=fast"),
+            Err(OptionsError::BadValue("mode=fast"))
+        );
+        assert_eq!(
+            HypOptions::parse("verbose"),
+            Err(OptionsError::UnknownOption("verbose"))
+        );
+        assert_eq!(
+            HypOptions::parse("x=1"),
+            Err(OptionsError::UnknownOption("x=1"))
+        );
         assert_eq!(
             HypOptions::parse("mode=unprotected abi=android"),
             Err(OptionsError::AbiWithoutProtection)

@@ -6,7 +6,7 @@
 //! - [`hypervisor`]: tells KVM/pKVM from "no hypervisor services", so one guest binary
 //!   runs protected, unprotected and on plain QEMU.
 //! - [`psci`]: version, features, power off, reset.
-//! - [`exceptions`]: decoded reports of unexpected exceptions, and [`exceptions::probe`]
+//! - [`exceptions`]: decoded reports of unexpected exceptions, and `exceptions::probe`
 //!   to turn an external abort on a chosen access into an `Err`.
 //! - [`harness`]: the in-guest test harness (`N passed, M failed`).
 //!

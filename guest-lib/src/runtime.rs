@@ -83,7 +83,12 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
     crate::console::init_logger(log::LevelFilter::Info);
     let hypervisor = HypervisorInfo::discover(&conduit);
     let dt_ipa = if dt_ptr == 0 { QEMU_BARE_DTB } else { dt_ptr };
-    let boot = BootInfo { dt, dt_ipa, conduit, hypervisor };
+    let boot = BootInfo {
+        dt,
+        dt_ipa,
+        conduit,
+        hypervisor,
+    };
     // SAFETY: defined by the guest's `guest_lib::entry!`.
     unsafe { __pvmkit_guest_main(&boot) };
     power_off()
@@ -100,8 +105,19 @@ extern "C" fn pvmkit_guest_exception(frame: &mut Frame, kind: u64) {
         write_sysreg!("elr_el1", elr + 4);
         return;
     }
-    let kind = ["synchronous", "IRQ", "FIQ", "SError"].get(kind as usize).copied().unwrap_or("unknown");
-    println!("[guest] {}", ExceptionReport { kind, esr, far, elr });
+    let kind = ["synchronous", "IRQ", "FIQ", "SError"]
+        .get(kind as usize)
+        .copied()
+        .unwrap_or("unknown");
+    println!(
+        "[guest] {}",
+        ExceptionReport {
+            kind,
+            esr,
+            far,
+            elr
+        }
+    );
     power_off()
 }
 

@@ -27,7 +27,16 @@ fn cargo_build(ws: &Workspace, package: &str, target: &str) -> Result<PathBuf, S
     let target_dir = ws.firmware_target_dir();
     let status = Command::new(&cargo)
         .current_dir(&ws.root)
-        .args(["build", "--release", "--quiet", "-p", package, "--target", target, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            package,
+            "--target",
+            target,
+            "--target-dir",
+        ])
         .arg(&target_dir)
         // Settings of an outer cargo (e.g. `cargo test`) must not leak into firmware.
         .env_remove("RUSTFLAGS")
@@ -45,12 +54,17 @@ fn cargo_build(ws: &Workspace, package: &str, target: &str) -> Result<PathBuf, S
 pub fn build_all(ws: &Workspace) -> Result<Firmware, String> {
     let hyp_elf = cargo_build(ws, "hyp", HYP_TARGET)?;
     let test_guest_elf = cargo_build(ws, "test-guest", GUEST_TARGET)?;
-    let image = FlatImage::from_elf(&read(&hyp_elf)?).map_err(|e| format!("{}: {e}", hyp_elf.display()))?;
+    let image =
+        FlatImage::from_elf(&read(&hyp_elf)?).map_err(|e| format!("{}: {e}", hyp_elf.display()))?;
     let out = ws.out_dir();
     std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
     let hyp_image = out.join("hyp.bin");
-    std::fs::write(&hyp_image, &image.bytes).map_err(|e| format!("writing {}: {e}", hyp_image.display()))?;
-    Ok(Firmware { hyp_image, test_guest_elf })
+    std::fs::write(&hyp_image, &image.bytes)
+        .map_err(|e| format!("writing {}: {e}", hyp_image.display()))?;
+    Ok(Firmware {
+        hyp_image,
+        test_guest_elf,
+    })
 }
 
 /// Reads a file with its name in the error.
@@ -83,7 +97,11 @@ impl FlatImage {
             return Err(format!("not an AArch64 ELF ({:?})", file.architecture()));
         }
         let segments: Vec<_> = file.segments().filter(|s| s.size() > 0).collect();
-        let start = segments.iter().map(|s| s.address()).min().ok_or("no loadable segments")?;
+        let start = segments
+            .iter()
+            .map(|s| s.address())
+            .min()
+            .ok_or("no loadable segments")?;
         let mut end_file = start;
         let mut end_mem = start;
         for s in &segments {
@@ -95,11 +113,19 @@ impl FlatImage {
         for section in file.sections() {
             let allocated = matches!(section.flags(), SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_ALLOC) != 0);
             if allocated && section.size() > 0 {
-                end_mem = end_mem.max(section.address().checked_add(section.size()).ok_or("section wraps")?);
+                end_mem = end_mem.max(
+                    section
+                        .address()
+                        .checked_add(section.size())
+                        .ok_or("section wraps")?,
+                );
             }
         }
         if end_mem - start > MAX_IMAGE {
-            return Err(format!("image spans {:#x} bytes, more than {MAX_IMAGE:#x}", end_mem - start));
+            return Err(format!(
+                "image spans {:#x} bytes, more than {MAX_IMAGE:#x}",
+                end_mem - start
+            ));
         }
         let mut bytes = vec![0u8; (end_file - start) as usize];
         for s in &segments {
@@ -109,9 +135,16 @@ impl FlatImage {
         }
         let entry = file.entry();
         if entry < start || entry >= end_file {
-            return Err(format!("entry point {entry:#x} is outside the image {start:#x}..{end_file:#x}"));
+            return Err(format!(
+                "entry point {entry:#x} is outside the image {start:#x}..{end_file:#x}"
+            ));
         }
-        Ok(Self { load_address: start, bytes, mem_size: end_mem - start, entry })
+        Ok(Self {
+            load_address: start,
+            bytes,
+            mem_size: end_mem - start,
+            entry,
+        })
     }
 }
 
@@ -176,13 +209,22 @@ mod tests {
         assert_eq!(&image.bytes[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert!(image.bytes[8..0x1000].iter().all(|&b| b == 0));
         assert_eq!(&image.bytes[0x1000..], &[9, 9, 9, 9]);
-        assert_eq!(image.mem_size, 0x5000, "the NOBITS section ends the footprint");
+        assert_eq!(
+            image.mem_size, 0x5000,
+            "the NOBITS section ends the footprint"
+        );
     }
 
     #[test]
     fn refuses_what_it_cannot_load() {
-        assert!(FlatImage::from_elf(b"not an elf").unwrap_err().contains("not an ELF"));
-        assert!(FlatImage::from_elf(&elf(0x8020_0004, 62)).unwrap_err().contains("not an AArch64"));
-        assert!(FlatImage::from_elf(&elf(0x9000_0000, 183)).unwrap_err().contains("entry point"));
+        assert!(FlatImage::from_elf(b"not an elf")
+            .unwrap_err()
+            .contains("not an ELF"));
+        assert!(FlatImage::from_elf(&elf(0x8020_0004, 62))
+            .unwrap_err()
+            .contains("not an AArch64"));
+        assert!(FlatImage::from_elf(&elf(0x9000_0000, 183))
+            .unwrap_err()
+            .contains("entry point"));
     }
 }

@@ -54,12 +54,18 @@ fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     w.end_node(cpus)?;
 
     let psci = w.begin_node("psci")?;
-    w.property_string_list("compatible", vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()])?;
+    w.property_string_list(
+        "compatible",
+        vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()],
+    )?;
     w.property_string("method", "hvc")?;
     w.end_node(psci)?;
 
     let uart = w.begin_node(&format!("pl011@{PL011_BASE:x}"))?;
-    w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()])?;
+    w.property_string_list(
+        "compatible",
+        vec!["arm,pl011".into(), "arm,primecell".into()],
+    )?;
     w.property_array_u64("reg", &[PL011_BASE, PL011_SIZE])?;
     w.end_node(uart)?;
 
@@ -73,10 +79,22 @@ mod tests {
 
     #[test]
     fn writes_a_valid_tree_with_every_part() {
-        let blob = write(&GuestDtConfig { ram_base: 0x8000_0000, ram_size: 256 << 20, bootargs: "pvmkit.mode=bare" }).unwrap();
+        let blob = write(&GuestDtConfig {
+            ram_base: 0x8000_0000,
+            ram_size: 256 << 20,
+            bootargs: "pvmkit.mode=bare",
+        })
+        .unwrap();
         assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed]);
         let text = String::from_utf8_lossy(&blob);
-        for needle in ["pvmkit.mode=bare", "memory@80000000", "arm,psci-1.0", "hvc", "arm,pl011", "/pl011@9000000"] {
+        for needle in [
+            "pvmkit.mode=bare",
+            "memory@80000000",
+            "arm,psci-1.0",
+            "hvc",
+            "arm,pl011",
+            "/pl011@9000000",
+        ] {
             assert!(text.contains(needle), "missing {needle}");
         }
     }

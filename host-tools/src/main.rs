@@ -13,7 +13,11 @@ use host_tools::verdict::Verdict;
 use host_tools::{Mode, Workspace};
 
 #[derive(Parser)]
-#[command(name = "pvmkit", version, about = "Build, run and judge pvmkit guests under hyp in QEMU")]
+#[command(
+    name = "pvmkit",
+    version,
+    about = "Build, run and judge pvmkit guests under hyp in QEMU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,6 +28,9 @@ struct RunArgs {
     /// A guest ELF built against guest-lib (default: test-guest).
     #[arg(long)]
     payload: Option<PathBuf>,
+    /// Hand hyp this bundle exactly as it is (from `pvmkit pack`, perhaps edited).
+    #[arg(long, conflicts_with = "payload")]
+    bundle: Option<PathBuf>,
     /// protected, unprotected or bare (no hyp: the payload on plain QEMU at EL1).
     #[arg(long, default_value = "protected")]
     mode: String,
@@ -33,7 +40,8 @@ struct RunArgs {
     /// Wall-clock limit for QEMU, in seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
-    /// A test-guest scenario: normal, fail-case or no-summary.
+    /// A test-guest scenario: normal, or a negative control: fail-case, no-summary,
+    /// crash, hang.
     #[arg(long, default_value = "normal")]
     scenario: String,
     /// Extra QEMU arguments, after `--`.
@@ -47,6 +55,14 @@ enum Command {
     Build,
     /// Boot a guest through hyp in QEMU and print a verdict.
     Run(RunArgs),
+    /// Write the bundle `run` would hand hyp, without running it.
+    Pack {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Where to write the bundle.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
     /// Run test-guest in every mode and print one verdict line per mode.
     Test {
         /// Wall-clock limit per run, in seconds.
@@ -83,11 +99,24 @@ fn run(cli: Cli) -> Result<bool, String> {
             println!("pvmkit: {verdict}");
             Ok(verdict.passed())
         }
+        Command::Pack { run, output } => {
+            let mode = Mode::parse(&run.mode, run.abi.as_deref())?;
+            if mode == Mode::Bare {
+                return Err("bare mode has no bundle: it runs the payload without hyp".into());
+            }
+            let fw = firmware::build_all(&ws)?;
+            let bytes = qemu::make_bundle(&run_config(&fw, mode, &run, false))?;
+            std::fs::write(&output, &bytes)
+                .map_err(|e| format!("writing {}: {e}", output.display()))?;
+            println!("bundle: {} ({} bytes)", output.display(), bytes.len());
+            Ok(true)
+        }
         Command::Test { timeout } => {
             qemu::ensure_installed()?;
             let fw = firmware::build_all(&ws)?;
             let args = RunArgs {
                 payload: None,
+                bundle: None,
                 mode: String::new(),
                 abi: None,
                 timeout,
@@ -108,15 +137,27 @@ fn run(cli: Cli) -> Result<bool, String> {
     }
 }
 
-fn run_one(ws: &Workspace, fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> Result<Verdict, String> {
-    let payload = args.payload.clone().unwrap_or_else(|| fw.test_guest_elf.clone());
-    let config = RunConfig {
+fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfig {
+    RunConfig {
         mode,
-        payload,
+        payload: args
+            .payload
+            .clone()
+            .unwrap_or_else(|| fw.test_guest_elf.clone()),
+        bundle: args.bundle.clone(),
         scenario: args.scenario.clone(),
         timeout: Duration::from_secs(args.timeout),
         extra_args: args.qemu_args.clone(),
         echo,
-    };
-    qemu::run(ws, fw, &config)
+    }
+}
+
+fn run_one(
+    ws: &Workspace,
+    fw: &Firmware,
+    mode: Mode,
+    args: &RunArgs,
+    echo: bool,
+) -> Result<Verdict, String> {
+    qemu::run(ws, fw, &run_config(fw, mode, args, echo))
 }

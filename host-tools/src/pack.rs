@@ -9,19 +9,44 @@ use crate::firmware::FlatImage;
 /// Packs a payload and a guest DT into a bundle for a VM with pvmkit's default RAM.
 pub fn pack(payload: &FlatImage, guest_dt: &[u8]) -> Result<Vec<u8>, String> {
     if guest_dt.len() as u64 > GUEST_DT_MAX_SIZE {
-        return Err(format!("guest device tree is {} bytes, more than {GUEST_DT_MAX_SIZE}", guest_dt.len()));
+        return Err(format!(
+            "guest device tree is {} bytes, more than {GUEST_DT_MAX_SIZE}",
+            guest_dt.len()
+        ));
     }
-    let config = VmConfig { ram_base: GUEST_RAM_BASE, ram_size: GUEST_RAM_SIZE, entry_ipa: payload.entry }.to_bytes();
+    let config = VmConfig {
+        ram_base: GUEST_RAM_BASE,
+        ram_size: GUEST_RAM_SIZE,
+        entry_ipa: payload.entry,
+    }
+    .to_bytes();
     let entries = [
-        EntrySpec { kind: EntryKind::VmConfig, load_ipa: 0, mem_size: config.len() as u64, data: &config },
-        EntrySpec { kind: EntryKind::Payload, load_ipa: payload.load_address, mem_size: payload.mem_size, data: &payload.bytes },
-        EntrySpec { kind: EntryKind::GuestDt, load_ipa: GUEST_DT_BASE, mem_size: GUEST_DT_MAX_SIZE, data: guest_dt },
+        EntrySpec {
+            kind: EntryKind::VmConfig,
+            load_ipa: 0,
+            mem_size: config.len() as u64,
+            data: &config,
+        },
+        EntrySpec {
+            kind: EntryKind::Payload,
+            load_ipa: payload.load_address,
+            mem_size: payload.mem_size,
+            data: &payload.bytes,
+        },
+        EntrySpec {
+            kind: EntryKind::GuestDt,
+            load_ipa: GUEST_DT_BASE,
+            mem_size: GUEST_DT_MAX_SIZE,
+            data: guest_dt,
+        },
     ];
     let mut out = vec![0u8; bundle::encoded_len(&entries)];
     bundle::encode(&entries, &mut out).ok_or("bundle encoding failed")?;
     // Refuse here, with the same checks, what hyp would refuse.
     let parsed = Bundle::parse(&out).map_err(|e| format!("bundle: {e}"))?;
-    parsed.layout().map_err(|e| format!("payload does not fit the guest's memory map: {e}"))?;
+    parsed
+        .layout()
+        .map_err(|e| format!("payload does not fit the guest's memory map: {e}"))?;
     Ok(out)
 }
 
@@ -30,7 +55,12 @@ mod tests {
     use super::*;
 
     fn payload(at: u64, mem_size: u64) -> FlatImage {
-        FlatImage { load_address: at, bytes: vec![0x14; 64], mem_size, entry: at }
+        FlatImage {
+            load_address: at,
+            bytes: vec![0x14; 64],
+            mem_size,
+            entry: at,
+        }
     }
 
     #[test]

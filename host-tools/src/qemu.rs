@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE};
 
-use crate::firmware::{self, FlatImage, Firmware};
+use crate::firmware::{self, Firmware, FlatImage};
 use crate::guest_dt::{self, GuestDtConfig};
 use crate::verdict::{self, Expect, RunOutput, Verdict};
 use crate::{pack, Mode, Workspace};
@@ -24,11 +24,19 @@ pub const MACHINE: &str = "virt-7.2";
 pub const CPU: &str = "cortex-a72";
 
 fn qemu_works() -> bool {
-    Command::new(QEMU).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new(QEMU)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Makes sure QEMU is there: as root on Debian/Ubuntu it installs the package itself
@@ -42,12 +50,20 @@ pub fn ensure_installed() -> Result<(), String> {
         return Err(format!("{QEMU} not found: install the package {QEMU_PACKAGE} (Debian/Ubuntu: apt-get install {QEMU_PACKAGE})"));
     }
     eprintln!("pvmkit: {QEMU} not found; installing {QEMU_PACKAGE} with apt-get");
-    let ok = Command::new("apt-get").arg("update").status().is_ok_and(|s| s.success())
-        && Command::new("apt-get").args(["install", "-y", QEMU_PACKAGE]).status().is_ok_and(|s| s.success());
+    let ok = Command::new("apt-get")
+        .arg("update")
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("apt-get")
+            .args(["install", "-y", QEMU_PACKAGE])
+            .status()
+            .is_ok_and(|s| s.success());
     if ok && qemu_works() {
         Ok(())
     } else {
-        Err(format!("installing {QEMU_PACKAGE} failed; install it by hand"))
+        Err(format!(
+            "installing {QEMU_PACKAGE} failed; install it by hand"
+        ))
     }
 }
 
@@ -58,6 +74,8 @@ pub struct RunConfig {
     pub mode: Mode,
     /// The guest ELF.
     pub payload: PathBuf,
+    /// A bundle to hand hyp exactly as it is, instead of packing `payload`.
+    pub bundle: Option<PathBuf>,
     /// The test-guest scenario word.
     pub scenario: String,
     /// Wall-clock limit.
@@ -71,7 +89,12 @@ pub struct RunConfig {
 fn run_dir(ws: &Workspace, mode: Mode) -> Result<PathBuf, String> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static RUNS: AtomicU32 = AtomicU32::new(0);
-    let name = format!("{}-{}-{}", mode.guest_args().replace([' ', '=', '.'], "_"), std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
+    let name = format!(
+        "{}-{}-{}",
+        mode.guest_args().replace([' ', '=', '.'], "_"),
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    );
     let dir = ws.out_dir().join("runs").join(name);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     Ok(dir)
@@ -90,32 +113,64 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path) -> Command {
     };
     cmd.args(["-M", &machine, "-cpu", CPU, "-smp", "1", "-m"])
         .arg(format!("{}M", QEMU_RAM_SIZE >> 20))
-        .args(["-display", "none", "-nodefaults", "-serial", "stdio", "-no-reboot"]);
+        .args([
+            "-display",
+            "none",
+            "-nodefaults",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ]);
     match config.mode {
         Mode::Hyp(vm) => {
-            cmd.arg("-kernel").arg(&fw.hyp_image).arg("-initrd").arg(dir.join("bundle.bin")).args(["-append", vm.as_args()]);
+            cmd.arg("-kernel")
+                .arg(&fw.hyp_image)
+                .arg("-initrd")
+                .arg(dir.join("bundle.bin"))
+                .args(["-append", vm.as_args()]);
         }
         Mode::Bare => {
             // QEMU boots the ELF at EL1 with its own DTB at RAM base; the guest's
             // command line reaches it as that DTB's /chosen/bootargs.
-            let args = format!("{} pvmkit.scenario={}", config.mode.guest_args(), config.scenario);
-            cmd.arg("-kernel").arg(&config.payload).args(["-append", &args]);
+            let args = format!(
+                "{} pvmkit.scenario={}",
+                config.mode.guest_args(),
+                config.scenario
+            );
+            cmd.arg("-kernel")
+                .arg(&config.payload)
+                .args(["-append", &args]);
         }
     }
     cmd.args(&config.extra_args);
     cmd
 }
 
+/// Packs the bundle for a run under hyp: the payload, and the guest DT pvmkit writes.
+pub fn make_bundle(config: &RunConfig) -> Result<Vec<u8>, String> {
+    let payload = FlatImage::from_elf(&firmware::read(&config.payload)?)
+        .map_err(|e| format!("payload {}: {e}", config.payload.display()))?;
+    let bootargs = format!(
+        "{} pvmkit.scenario={}",
+        config.mode.guest_args(),
+        config.scenario
+    );
+    let dt = guest_dt::write(&GuestDtConfig {
+        ram_base: GUEST_RAM_BASE,
+        ram_size: GUEST_RAM_SIZE,
+        bootargs: &bootargs,
+    })?;
+    pack::pack(&payload, &dt)
+}
+
 /// Builds the run's files, runs QEMU and judges the result.
 pub fn run(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Verdict, String> {
     let dir = run_dir(ws, config.mode)?;
-    if let Mode::Hyp(_) = config.mode {
-        let payload = FlatImage::from_elf(&firmware::read(&config.payload)?)
-            .map_err(|e| format!("payload {}: {e}", config.payload.display()))?;
-        let bootargs = format!("{} pvmkit.scenario={}", config.mode.guest_args(), config.scenario);
-        let dt = guest_dt::write(&GuestDtConfig { ram_base: GUEST_RAM_BASE, ram_size: GUEST_RAM_SIZE, bootargs: &bootargs })?;
-        write(&dir.join("guest.dtb"), &dt)?;
-        write(&dir.join("bundle.bin"), &pack::pack(&payload, &dt)?)?;
+    match (config.mode, &config.bundle) {
+        (Mode::Hyp(_), Some(given)) => write(&dir.join("bundle.bin"), &firmware::read(given)?)?,
+        (Mode::Hyp(_), None) => write(&dir.join("bundle.bin"), &make_bundle(config)?)?,
+        (Mode::Bare, Some(_)) => return Err("--bundle needs hyp: bare mode has no bundle".into()),
+        (Mode::Bare, None) => {}
     }
     let mut cmd = command(fw, config, &dir);
     if config.echo {
@@ -151,7 +206,9 @@ pub fn execute(cmd: &mut Command, timeout: Duration, echo: bool) -> Result<RunOu
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).split(b'\n') {
             let Ok(line) = line else { break };
-            let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_string();
             if tx.send(text).is_err() {
                 break;
             }
@@ -182,11 +239,21 @@ pub fn execute(cmd: &mut Command, timeout: Duration, echo: bool) -> Result<RunOu
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
     }
-    let status = child.wait().map_err(|e| format!("waiting for {QEMU}: {e}"))?;
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for {QEMU}: {e}"))?;
     let _ = reader.join();
     output.lines.extend(rx.try_iter());
     let errors = err_reader.join().unwrap_or_default();
-    output.stderr = errors.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
-    output.exit_code = if output.timed_out { None } else { status.code() };
+    output.stderr = errors
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect();
+    output.exit_code = if output.timed_out {
+        None
+    } else {
+        status.code()
+    };
     Ok(output)
 }

@@ -57,7 +57,9 @@ impl Verdict {
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Verdict::Pass { passed } => write!(f, "PASS ({passed} guest cases passed, clean power-off)"),
+            Verdict::Pass { passed } => {
+                write!(f, "PASS ({passed} guest cases passed, clean power-off)")
+            }
             Verdict::Fail { reason, .. } => write!(f, "FAIL: {reason}"),
         }
     }
@@ -91,17 +93,25 @@ pub fn judge(expect: Expect, run: &RunOutput) -> Verdict {
     }
     if expect == Expect::Hyp {
         let exit = run.lines.iter().rposition(|l| parse_hyp_exit(l).is_some());
-        let Some(at) = exit else { return fail("hyp printed no exit line".into()) };
+        let Some(at) = exit else {
+            return fail("hyp printed no exit line".into());
+        };
         let line = run.lines[at].trim();
         if parse_hyp_exit(line) != Some("system_off") {
-            return fail(format!("hyp ended the VM: {}", line.trim_start_matches("[hyp] exit: ")));
+            return fail(format!(
+                "hyp ended the VM: {}",
+                line.trim_start_matches("[hyp] exit: ")
+            ));
         }
         if run.lines[at + 1..].iter().any(|l| !l.trim().is_empty()) {
             return fail("console output after hyp's exit line".into());
         }
     }
     if run.exit_code != Some(0) {
-        return fail(format!("QEMU exited with {:?}, not a clean power-off", run.exit_code));
+        return fail(format!(
+            "QEMU exited with {:?}, not a clean power-off",
+            run.exit_code
+        ));
     }
     match run.lines.iter().rev().find_map(|l| parse_summary(l)) {
         None => fail("the guest printed no 'N passed, M failed' summary".into()),
@@ -117,7 +127,12 @@ mod tests {
     use super::*;
 
     fn run(lines: &[&str], exit_code: Option<i32>) -> RunOutput {
-        RunOutput { lines: lines.iter().map(|s| s.to_string()).collect(), stderr: Vec::new(), exit_code, timed_out: false }
+        RunOutput {
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+            stderr: Vec::new(),
+            exit_code,
+            timed_out: false,
+        }
     }
 
     fn reason(v: Verdict) -> String {
@@ -129,7 +144,14 @@ mod tests {
 
     #[test]
     fn passes_a_clean_run() {
-        let r = run(&["test a ... ok", "1 passed, 0 failed", "[hyp] exit: reason=system_off"], Some(0));
+        let r = run(
+            &[
+                "test a ... ok",
+                "1 passed, 0 failed",
+                "[hyp] exit: reason=system_off",
+            ],
+            Some(0),
+        );
         assert_eq!(judge(Expect::Hyp, &r), Verdict::Pass { passed: 1 });
         let bare = run(&["test a ... ok", "3 passed, 0 failed"], Some(0));
         assert_eq!(judge(Expect::Bare, &bare), Verdict::Pass { passed: 3 });
@@ -137,11 +159,17 @@ mod tests {
 
     #[test]
     fn fails_on_failed_cases_and_missing_summaries() {
-        let r = run(&["2 passed, 1 failed", "[hyp] exit: reason=system_off"], Some(0));
+        let r = run(
+            &["2 passed, 1 failed", "[hyp] exit: reason=system_off"],
+            Some(0),
+        );
         assert_eq!(reason(judge(Expect::Hyp, &r)), "1 guest case(s) failed");
         let r = run(&["test a ... ok", "[hyp] exit: reason=system_off"], Some(0));
         assert!(reason(judge(Expect::Hyp, &r)).contains("no 'N passed, M failed' summary"));
-        let r = run(&["0 passed, 0 failed", "[hyp] exit: reason=system_off"], Some(0));
+        let r = run(
+            &["0 passed, 0 failed", "[hyp] exit: reason=system_off"],
+            Some(0),
+        );
         assert_eq!(reason(judge(Expect::Hyp, &r)), "the guest ran no case");
         let r = run(&["1 passed, 0 failed"], Some(1));
         assert!(reason(judge(Expect::Bare, &r)).contains("QEMU exited with Some(1)"));
@@ -151,18 +179,40 @@ mod tests {
     fn hyp_must_end_the_run_cleanly() {
         let r = run(&["1 passed, 0 failed"], Some(0));
         assert_eq!(reason(judge(Expect::Hyp, &r)), "hyp printed no exit line");
-        let r = run(&["1 passed, 0 failed", "[hyp] exit: reason=violation ipa=0x80001000 what=\"x\""], Some(0));
-        assert_eq!(reason(judge(Expect::Hyp, &r)), "hyp ended the VM: reason=violation ipa=0x80001000 what=\"x\"");
+        let r = run(
+            &[
+                "1 passed, 0 failed",
+                "[hyp] exit: reason=violation ipa=0x80001000 what=\"x\"",
+            ],
+            Some(0),
+        );
+        assert_eq!(
+            reason(judge(Expect::Hyp, &r)),
+            "hyp ended the VM: reason=violation ipa=0x80001000 what=\"x\""
+        );
         // A guest that forges a clean exit line and then crashes: the last line wins.
         let r = run(
-            &["1 passed, 0 failed", "[hyp] exit: reason=system_off", "[hyp] exit: reason=guest_crash esr=0x0"],
+            &[
+                "1 passed, 0 failed",
+                "[hyp] exit: reason=system_off",
+                "[hyp] exit: reason=guest_crash esr=0x0",
+            ],
             Some(0),
         );
         assert!(reason(judge(Expect::Hyp, &r)).contains("guest_crash"));
         // A forged line followed by more output means hyp never ended the run there.
-        let r = run(&["[hyp] exit: reason=system_off", "1 passed, 0 failed"], Some(0));
-        assert_eq!(reason(judge(Expect::Hyp, &r)), "console output after hyp's exit line");
-        let mut r = run(&["1 passed, 0 failed", "[hyp] exit: reason=system_off"], None);
+        let r = run(
+            &["[hyp] exit: reason=system_off", "1 passed, 0 failed"],
+            Some(0),
+        );
+        assert_eq!(
+            reason(judge(Expect::Hyp, &r)),
+            "console output after hyp's exit line"
+        );
+        let mut r = run(
+            &["1 passed, 0 failed", "[hyp] exit: reason=system_off"],
+            None,
+        );
         r.timed_out = true;
         assert!(reason(judge(Expect::Hyp, &r)).starts_with("timeout"));
     }

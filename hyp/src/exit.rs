@@ -85,16 +85,34 @@ mod tests {
 
     #[test]
     fn lines_are_one_line_and_parseable() {
-        assert_eq!(ExitReason::SystemOff.to_string(), "[hyp] exit: reason=system_off");
+        assert_eq!(
+            ExitReason::SystemOff.to_string(),
+            "[hyp] exit: reason=system_off"
+        );
         assert_eq!(ExitReason::Reset.to_string(), "[hyp] exit: reason=reset");
-        let crash = ExitReason::GuestCrash { esr: Esr(0x0200_0000), far: 0x10, elr: 0x8020_0000 };
+        let crash = ExitReason::GuestCrash {
+            esr: Esr(0x0200_0000),
+            far: 0x10,
+            elr: 0x8020_0000,
+        };
         assert_eq!(
             crash.to_string(),
             "[hyp] exit: reason=guest_crash esr=0x2000000 far=0x10 elr=0x80200000 class=\"unknown reason (undefined instruction?)\""
         );
-        let err = ExitReason::HypError { detail: "bad \"bundle\"\nline" };
-        assert_eq!(err.to_string(), "[hyp] exit: reason=hyp_error detail=\"bad 'bundle''line\"");
-        let v = ExitReason::Violation { ipa: 0x8000_1000, what: "private page" };
-        assert_eq!(v.to_string(), "[hyp] exit: reason=violation ipa=0x80001000 what=\"private page\"");
+        let err = ExitReason::HypError {
+            detail: "bad \"bundle\"\nline",
+        };
+        assert_eq!(
+            err.to_string(),
+            "[hyp] exit: reason=hyp_error detail=\"bad 'bundle''line\""
+        );
+        let v = ExitReason::Violation {
+            ipa: 0x8000_1000,
+            what: "private page",
+        };
+        assert_eq!(
+            v.to_string(),
+            "[hyp] exit: reason=violation ipa=0x80001000 what=\"private page\""
+        );
     }
 }

@@ -39,7 +39,10 @@ pub struct Reply {
 impl Reply {
     /// A reply that sets only x0.
     pub const fn x0(value: i64) -> Self {
-        Self { regs: [value as u64, 0, 0, 0], count: 1 }
+        Self {
+            regs: [value as u64, 0, 0, 0],
+            count: 1,
+        }
     }
 
     /// A reply that sets x0..x3.
@@ -77,7 +80,13 @@ const ARCH_IMPLEMENTED: [u32; 2] = [smccc::SMCCC_VERSION, smccc::SMCCC_ARCH_FEAT
 pub fn dispatch(services: &Services, x0: u64, args: [u64; 3]) -> Outcome {
     let function = x0 as u32;
     let asked = args[0] as u32;
-    let supported = |yes: bool| Reply::x0(if yes { smccc::SUCCESS } else { smccc::NOT_SUPPORTED });
+    let supported = |yes: bool| {
+        Reply::x0(if yes {
+            smccc::SUCCESS
+        } else {
+            smccc::NOT_SUPPORTED
+        })
+    };
     let reply = match function {
         smccc::SMCCC_VERSION => Reply::x0(smccc::VERSION_1_1 as i64),
         smccc::SMCCC_ARCH_FEATURES => supported(ARCH_IMPLEMENTED.contains(&asked)),
@@ -121,7 +130,10 @@ mod tests {
             assert_eq!(ret(call(mode, 0x8400_0000, 0)), Reply::x0(0x10001));
             let uid = ret(call(mode, 0x8600_ff01, 0));
             assert_eq!(uid.count, 4);
-            assert_eq!(uid.regs, [0xb66f_b428, 0xe911_c52e, 0x564b_caa9, 0x743a_004d]);
+            assert_eq!(
+                uid.regs,
+                [0xb66f_b428, 0xe911_c52e, 0x564b_caa9, 0x743a_004d]
+            );
         }
     }
 
@@ -134,7 +146,11 @@ mod tests {
             let features = Features::from_regs(reply.regs);
             // Every advertised vendor function must answer something other than -1.
             for n in 0..128 {
-                let id = if n == 0 { 0x8600_0000 } else { 0xc600_0000 | n as u64 };
+                let id = if n == 0 {
+                    0x8600_0000
+                } else {
+                    0xc600_0000 | n as u64
+                };
                 let answered = ret(call(mode, id, 0)).regs[0] != smccc::NOT_SUPPORTED as u64;
                 assert_eq!(features.has(n), answered, "function {n} in {mode:?}");
             }
@@ -161,7 +177,14 @@ mod tests {
 
     #[test]
     fn unknown_calls_return_not_supported_and_touch_only_x0() {
-        for id in [0u64, 0xffff_ffff, 0xc600_0030, 0x8400_00ff, 0xc400_0003, 0x8200_0000] {
+        for id in [
+            0u64,
+            0xffff_ffff,
+            0xc600_0030,
+            0x8400_00ff,
+            0xc400_0003,
+            0x8200_0000,
+        ] {
             let reply = ret(call(MODES[0], id, 0x1234));
             assert_eq!(reply.count, 1);
             assert_eq!(reply.regs[0] as i64, -1, "{id:#x}");

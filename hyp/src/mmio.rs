@@ -91,18 +91,33 @@ pub fn decide(abort: &DataAbort, ipa: u64, devices: &[DeviceWindow]) -> Decision
         return Decision::Refuse(Refusal::NotADeviceAccess);
     }
     let width = abort.width();
-    let Some(device) = devices.iter().find(|d| ipa >= d.base && ipa - d.base < d.size) else {
+    let Some(device) = devices
+        .iter()
+        .find(|d| ipa >= d.base && ipa - d.base < d.size)
+    else {
         return Decision::Refuse(Refusal::NoDevice);
     };
     if ipa - device.base + width as u64 > device.size {
         return Decision::Refuse(Refusal::CrossesWindow);
     }
     let access = if abort.wnr {
-        Access::Store { reg: abort.srt, width }
+        Access::Store {
+            reg: abort.srt,
+            width,
+        }
     } else {
-        Access::Load { reg: abort.srt, width, sign_extend: abort.sse, sixty_four: abort.sf }
+        Access::Load {
+            reg: abort.srt,
+            width,
+            sign_extend: abort.sse,
+            sixty_four: abort.sf,
+        }
     };
-    Decision::Emulate { pa: ipa, access, device: *device }
+    Decision::Emulate {
+        pa: ipa,
+        access,
+        device: *device,
+    }
 }
 
 /// The low `width` bytes of a register, as a store writes them.
@@ -132,7 +147,11 @@ mod tests {
     use super::*;
     use crate::esr::Esr;
 
-    const UART: DeviceWindow = DeviceWindow { base: 0x0900_0000, size: 0x1000, name: "pl011" };
+    const UART: DeviceWindow = DeviceWindow {
+        base: 0x0900_0000,
+        size: 0x1000,
+        name: "pl011",
+    };
 
     fn abort(esr: u64) -> DataAbort {
         Esr(esr).data_abort().unwrap()
@@ -143,14 +162,23 @@ mod tests {
         let store = decide(&abort(0x9301_0045), 0x0900_0000, &[UART]);
         assert_eq!(
             store,
-            Decision::Emulate { pa: 0x0900_0000, access: Access::Store { reg: 1, width: 1 }, device: UART }
+            Decision::Emulate {
+                pa: 0x0900_0000,
+                access: Access::Store { reg: 1, width: 1 },
+                device: UART
+            }
         );
         let load = decide(&abort(0x9383_0005), 0x0900_0018, &[UART]);
         assert_eq!(
             load,
             Decision::Emulate {
                 pa: 0x0900_0018,
-                access: Access::Load { reg: 3, width: 4, sign_extend: false, sixty_four: false },
+                access: Access::Load {
+                    reg: 3,
+                    width: 4,
+                    sign_extend: false,
+                    sixty_four: false
+                },
                 device: UART
             }
         );
@@ -158,15 +186,36 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        assert_eq!(decide(&abort(0x9200_0005), 0x0900_0000, &[UART]), Decision::Refuse(Refusal::NoSyndrome));
-        assert_eq!(decide(&abort(0x9383_0005), 0x0901_0000, &[UART]), Decision::Refuse(Refusal::NoDevice));
-        assert_eq!(decide(&abort(0x9383_0005), 0x0900_0000, &[]), Decision::Refuse(Refusal::NoDevice));
-        assert_eq!(decide(&abort(0x9383_0005), 0x08ff_fffc, &[UART]), Decision::Refuse(Refusal::NoDevice));
+        assert_eq!(
+            decide(&abort(0x9200_0005), 0x0900_0000, &[UART]),
+            Decision::Refuse(Refusal::NoSyndrome)
+        );
+        assert_eq!(
+            decide(&abort(0x9383_0005), 0x0901_0000, &[UART]),
+            Decision::Refuse(Refusal::NoDevice)
+        );
+        assert_eq!(
+            decide(&abort(0x9383_0005), 0x0900_0000, &[]),
+            Decision::Refuse(Refusal::NoDevice)
+        );
+        assert_eq!(
+            decide(&abort(0x9383_0005), 0x08ff_fffc, &[UART]),
+            Decision::Refuse(Refusal::NoDevice)
+        );
         // A 4-byte load at the last byte of the window.
-        assert_eq!(decide(&abort(0x9383_0005), 0x0900_0fff, &[UART]), Decision::Refuse(Refusal::CrossesWindow));
+        assert_eq!(
+            decide(&abort(0x9383_0005), 0x0900_0fff, &[UART]),
+            Decision::Refuse(Refusal::CrossesWindow)
+        );
         // S1PTW and FnV.
-        assert_eq!(decide(&abort(0x9383_0085), 0x0900_0000, &[UART]), Decision::Refuse(Refusal::NotADeviceAccess));
-        assert_eq!(decide(&abort(0x9383_0405), 0x0900_0000, &[UART]), Decision::Refuse(Refusal::NotADeviceAccess));
+        assert_eq!(
+            decide(&abort(0x9383_0085), 0x0900_0000, &[UART]),
+            Decision::Refuse(Refusal::NotADeviceAccess)
+        );
+        assert_eq!(
+            decide(&abort(0x9383_0405), 0x0900_0000, &[UART]),
+            Decision::Refuse(Refusal::NotADeviceAccess)
+        );
     }
 
     #[test]
@@ -175,8 +224,14 @@ mod tests {
         assert_eq!(load_result(0x80, 1, true, true), 0xffff_ffff_ffff_ff80);
         assert_eq!(load_result(0x80, 1, true, false), 0xffff_ff80);
         assert_eq!(load_result(0x8000, 2, true, true), 0xffff_ffff_ffff_8000);
-        assert_eq!(load_result(0x1234_5678_9abc_def0, 4, false, false), 0x9abc_def0);
-        assert_eq!(load_result(0x1234_5678_9abc_def0, 8, false, true), 0x1234_5678_9abc_def0);
+        assert_eq!(
+            load_result(0x1234_5678_9abc_def0, 4, false, false),
+            0x9abc_def0
+        );
+        assert_eq!(
+            load_result(0x1234_5678_9abc_def0, 8, false, true),
+            0x1234_5678_9abc_def0
+        );
         assert_eq!(store_value(0x1234_5678_9abc_def0, 2), 0xdef0);
         assert_eq!(store_value(u64::MAX, 8), u64::MAX);
     }

@@ -20,7 +20,15 @@ use crate::arch::{self, GuestRegs};
 use crate::console::{hyp_println, CONSOLE};
 
 /// HCR_EL2: VM | SWIO | FMO | IMO | AMO | TWI | TWE | TSC | RW.
-const HCR: u64 = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 14) | (1 << 19) | (1 << 31);
+const HCR: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 13)
+    | (1 << 14)
+    | (1 << 19)
+    | (1 << 31);
 /// CPTR_EL2 (nVHE): RES1 bits, TZ (trap SVE); FP/SIMD not trapped, so the guest uses it freely.
 const CPTR: u64 = 0x33ff;
 /// CNTHCTL_EL2: EL1PCTEN | EL1PCEN, the guest reads the counter and uses its timers.
@@ -57,7 +65,8 @@ struct Vm {
 }
 
 static VM: SingleCore<Option<Vm>> = SingleCore(UnsafeCell::new(None));
-static STAGE2: SingleCore<[Table; STAGE2_TABLES]> = SingleCore(UnsafeCell::new([const { Table::EMPTY }; STAGE2_TABLES]));
+static STAGE2: SingleCore<[Table; STAGE2_TABLES]> =
+    SingleCore(UnsafeCell::new([const { Table::EMPTY }; STAGE2_TABLES]));
 
 /// Ends the run: the exit line, then power off.
 fn exit(reason: ExitReason<'_>) -> ! {
@@ -89,7 +98,10 @@ struct Line {
 
 impl Line {
     const fn new() -> Self {
-        Self { bytes: [0; 160], len: 0 }
+        Self {
+            bytes: [0; 160],
+            len: 0,
+        }
     }
 
     fn as_str(&self) -> &str {
@@ -121,8 +133,10 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     if read_sysreg!("CurrentEL") >> 2 != 2 {
         fail("hyp must be entered at EL2 (QEMU -M virt,virtualization=on)");
     }
-    if dtb_ptr == 0 || dtb_ptr % 8 != 0 {
-        fail!("no device tree from QEMU (x0 = {dtb_ptr:#x}); boot hyp as an arm64 Image with -kernel");
+    if dtb_ptr == 0 || !dtb_ptr.is_multiple_of(8) {
+        fail!(
+            "no device tree from QEMU (x0 = {dtb_ptr:#x}); boot hyp as an arm64 Image with -kernel"
+        );
     }
     // SAFETY: QEMU's boot protocol puts a DTB at x0; only its header is read first.
     let header: [u8; 8] = unsafe { bytes_at(dtb_ptr, 8) }.try_into().unwrap_or([0; 8]);
@@ -131,25 +145,54 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     let dtb = unsafe { bytes_at(dtb_ptr, dtb_len) };
     let platform = Platform::read(dtb).unwrap_or_else(|e| fail!("{e}"));
     CONSOLE.set_base(platform.uart.start);
-    hyp_println!("pvmkit hyp {}: EL2, DTB at {dtb_ptr:#x}", env!("CARGO_PKG_VERSION"));
+    hyp_println!(
+        "pvmkit hyp {}: EL2, DTB at {dtb_ptr:#x}",
+        env!("CARGO_PKG_VERSION")
+    );
 
-    let options = HypOptions::parse(platform.bootargs).unwrap_or_else(|e| fail!("bad hyp options: {e}"));
-    let Some(initrd) = platform.initrd else { fail("no bundle: QEMU was given no -initrd") };
-    let dtb_region = Region::new(dtb_ptr, dtb_len as u64).unwrap_or(Region { start: dtb_ptr, end: dtb_ptr });
+    let options =
+        HypOptions::parse(platform.bootargs).unwrap_or_else(|e| fail!("bad hyp options: {e}"));
+    let Some(initrd) = platform.initrd else {
+        fail("no bundle: QEMU was given no -initrd")
+    };
+    let dtb_region = Region::new(dtb_ptr, dtb_len as u64).unwrap_or(Region {
+        start: dtb_ptr,
+        end: dtb_ptr,
+    });
     // SAFETY: QEMU loaded the initrd at this range of RAM (from the DTB it wrote).
     let bundle_bytes = unsafe { bytes_at(initrd.start, initrd.size() as usize) };
     let bundle = Bundle::parse(bundle_bytes).unwrap_or_else(|e| fail!("bad bundle: {e}"));
-    let layout = bundle.layout().unwrap_or_else(|e| fail!("bad bundle layout: {e}"));
+    let layout = bundle
+        .layout()
+        .unwrap_or_else(|e| fail!("bad bundle layout: {e}"));
     if bundle.entry(EntryKind::Pvmfw).is_some() {
         fail("bundle carries pvmfw, which this hyp does not run yet");
     }
 
     let (image_start, image_end) = arch::image_region();
     let reserved = [
-        Reserved { name: "QEMU's boot stub", region: Region { start: abi::memory_map::QEMU_RAM_BASE, end: image_start } },
-        Reserved { name: "hyp's image", region: Region { start: image_start, end: image_end } },
-        Reserved { name: "QEMU's DTB", region: dtb_region },
-        Reserved { name: "the bundle", region: initrd },
+        Reserved {
+            name: "QEMU's boot stub",
+            region: Region {
+                start: abi::memory_map::QEMU_RAM_BASE,
+                end: image_start,
+            },
+        },
+        Reserved {
+            name: "hyp's image",
+            region: Region {
+                start: image_start,
+                end: image_end,
+            },
+        },
+        Reserved {
+            name: "QEMU's DTB",
+            region: dtb_region,
+        },
+        Reserved {
+            name: "the bundle",
+            region: initrd,
+        },
     ];
     check_guest_ram(layout.ram, platform.memory(), &reserved).unwrap_or_else(|e| fail!("{e}"));
 
@@ -159,11 +202,19 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     *VM.get() = Some(Vm {
         services: Services { mode: options.mode },
         ram: layout.ram,
-        devices: [DeviceWindow { base: platform.uart.start, size: platform.uart.size(), name: "pl011" }],
+        devices: [DeviceWindow {
+            base: platform.uart.start,
+            size: platform.uart.size(),
+            name: "pl011",
+        }],
     });
     hyp_println!(
         "guest: {} VM, RAM {:#x}..{:#x}, entry {:#x}, DT {:#x}",
-        options.mode, layout.ram.start, layout.ram.end, layout.entry_ipa, layout.dt.start
+        options.mode,
+        layout.ram.start,
+        layout.ram.end,
+        layout.entry_ipa,
+        layout.dt.start
     );
 
     write_sysreg!("cptr_el2", CPTR);
@@ -183,9 +234,12 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
 fn build_stage2(layout: &GuestLayout) {
     let tables = STAGE2.get();
     let base = tables.as_ptr() as u64;
-    let Some(mut s2) = Stage2::new(tables, base) else { fail("stage-2 arena is misaligned") };
+    let Some(mut s2) = Stage2::new(tables, base) else {
+        fail("stage-2 arena is misaligned")
+    };
     let ram = layout.ram;
-    s2.map(ram.start, ram.start, ram.size(), Attributes::NORMAL_RW).unwrap_or_else(|e| fail!("stage 2: {e}"));
+    s2.map(ram.start, ram.start, ram.size(), Attributes::NORMAL_RW)
+        .unwrap_or_else(|e| fail!("stage 2: {e}"));
     write_sysreg!("vtcr_el2", stage2::VTCR);
     write_sysreg!("vttbr_el2", s2.root_pa() | (VMID << 48));
     arch::flush_guest_tlb();
@@ -195,13 +249,17 @@ fn build_stage2(layout: &GuestLayout) {
 fn load_guest(bundle: &Bundle<'_>, layout: &GuestLayout) {
     for entry in bundle.entries().filter(|e| e.kind != EntryKind::VmConfig) {
         // Checked by `layout()`: inside guest RAM, which is checked to be free RAM.
-        debug_assert!(layout.ram.contains(&Region { start: entry.load_ipa, end: entry.load_ipa + entry.mem_size }));
+        debug_assert!(layout.ram.contains(&Region {
+            start: entry.load_ipa,
+            end: entry.load_ipa + entry.mem_size
+        }));
         let dst = entry.load_ipa as *mut u8;
         // SAFETY: the destination lies in guest RAM (checked above), which is platform
         // RAM that neither hyp nor QEMU's DTB or the bundle occupy.
         unsafe {
             core::ptr::copy_nonoverlapping(entry.data.as_ptr(), dst, entry.data.len());
-            dst.add(entry.data.len()).write_bytes(0, (entry.mem_size as usize) - entry.data.len());
+            dst.add(entry.data.len())
+                .write_bytes(0, (entry.mem_size as usize) - entry.data.len());
         }
     }
 }
@@ -229,7 +287,11 @@ extern "C" fn handle_guest_sync(regs: &mut GuestRegs, _kind: u64) {
             // The guest ran off guest RAM: it sees the abort a real pVM would.
             inject_abort(AbortKind::Instruction);
         }
-        _ => exit(ExitReason::GuestCrash { esr, far: read_sysreg!("far_el2"), elr: read_sysreg!("elr_el2") }),
+        _ => exit(ExitReason::GuestCrash {
+            esr,
+            far: read_sysreg!("far_el2"),
+            elr: read_sysreg!("elr_el2"),
+        }),
     }
 }
 
@@ -244,7 +306,9 @@ fn hypercall(regs: &mut GuestRegs) {
 
 fn data_abort(regs: &mut GuestRegs, esr: Esr) {
     let vm = vm();
-    let Some(abort) = esr.data_abort() else { return };
+    let Some(abort) = esr.data_abort() else {
+        return;
+    };
     let ipa = esr::fault_ipa(read_sysreg!("hpfar_el2"), read_sysreg!("far_el2"));
     if vm.ram.start <= ipa && ipa < vm.ram.end {
         // Guest RAM is mapped whole; a fault there means hyp's tables are wrong.
@@ -254,18 +318,28 @@ fn data_abort(regs: &mut GuestRegs, esr: Esr) {
         Decision::Emulate { pa, access, device } => {
             match access {
                 Access::Store { reg, width } => {
-                    let value = if reg == 31 { 0 } else { mmio::store_value(regs.x[reg as usize], width) };
+                    let value = if reg == 31 {
+                        0
+                    } else {
+                        mmio::store_value(regs.x[reg as usize], width)
+                    };
                     // SAFETY: `decide` placed the access inside an exposed device window.
                     unsafe { arch::device_write(pa, width, value) };
                     if device.name == "pl011" && pa == device.base {
                         CONSOLE.note_guest_byte(value as u8);
                     }
                 }
-                Access::Load { reg, width, sign_extend, sixty_four } => {
+                Access::Load {
+                    reg,
+                    width,
+                    sign_extend,
+                    sixty_four,
+                } => {
                     // SAFETY: as above.
                     let raw = unsafe { arch::device_read(pa, width) };
                     if reg != 31 {
-                        regs.x[reg as usize] = mmio::load_result(raw, width, sign_extend, sixty_four);
+                        regs.x[reg as usize] =
+                            mmio::load_result(raw, width, sign_extend, sixty_four);
                     }
                 }
             }
@@ -276,7 +350,12 @@ fn data_abort(regs: &mut GuestRegs, esr: Esr) {
 }
 
 fn inject_abort(kind: AbortKind) {
-    let state = TrapState { spsr: read_sysreg!("spsr_el2"), elr: read_sysreg!("elr_el2"), far: read_sysreg!("far_el2"), vbar_el1: read_sysreg!("vbar_el1") };
+    let state = TrapState {
+        spsr: read_sysreg!("spsr_el2"),
+        elr: read_sysreg!("elr_el2"),
+        far: read_sysreg!("far_el2"),
+        vbar_el1: read_sysreg!("vbar_el1"),
+    };
     let injection = inject::external_abort(kind, state);
     write_sysreg!("esr_el1", injection.esr_el1);
     write_sysreg!("far_el1", injection.far_el1);
@@ -292,7 +371,11 @@ extern "C" fn handle_guest_async(_regs: &mut GuestRegs, kind: u64) {
         // Physical interrupts are routed to EL2 (IMO/FMO) but hyp enables none; if one
         // arrives anyway, the guest simply resumes.
         1 | 2 => {}
-        3 => exit(ExitReason::GuestCrash { esr: Esr(read_sysreg!("esr_el2")), far: read_sysreg!("far_el2"), elr: read_sysreg!("elr_el2") }),
+        3 => exit(ExitReason::GuestCrash {
+            esr: Esr(read_sysreg!("esr_el2")),
+            far: read_sysreg!("far_el2"),
+            elr: read_sysreg!("elr_el2"),
+        }),
         _ => fail("the guest switched to AArch32, which hyp does not run"),
     }
 }
@@ -300,7 +383,11 @@ extern "C" fn handle_guest_async(_regs: &mut GuestRegs, kind: u64) {
 #[unsafe(no_mangle)]
 extern "C" fn hyp_exception(_regs: &mut GuestRegs, kind: u64) -> ! {
     let esr = Esr(read_sysreg!("esr_el2"));
-    fail!("hyp took an exception at EL2 (kind {kind}): ESR {esr}, ELR {:#x}, FAR {:#x}", read_sysreg!("elr_el2"), read_sysreg!("far_el2"))
+    fail!(
+        "hyp took an exception at EL2 (kind {kind}): ESR {esr}, ELR {:#x}, FAR {:#x}",
+        read_sysreg!("elr_el2"),
+        read_sysreg!("far_el2")
+    )
 }
 
 #[panic_handler]

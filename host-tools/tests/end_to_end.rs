@@ -1,0 +1,263 @@
+//! End-to-end: `pvmkit` boots test-guest through hyp in QEMU, in every mode, and the
+//! verdict must be right both ways (a failing guest must fail the run).
+
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// Runs are serialised: each builds firmware first (cargo serialises that anyway) and
+/// QEMU under TCG wants a core of its own on a two-core machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn pvmkit(args: &[&str]) -> (bool, String) {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_pvmkit"))
+        .args(args)
+        .output()
+        .expect("pvmkit runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    );
+    (status.success(), text)
+}
+
+fn assert_passes(args: &[&str]) {
+    let (ok, out) = pvmkit(args);
+    assert!(ok, "pvmkit {args:?} failed:\n{out}");
+    assert!(out.contains("pvmkit: PASS"), "no PASS verdict:\n{out}");
+    assert!(
+        out.contains(" passed, 0 failed"),
+        "no guest summary:\n{out}"
+    );
+}
+
+#[test]
+fn protected_android_passes() {
+    assert_passes(&["run", "--mode", "protected", "--abi", "android"]);
+}
+
+#[test]
+fn protected_upstream_passes() {
+    assert_passes(&["run", "--mode", "protected", "--abi", "upstream"]);
+}
+
+#[test]
+fn unprotected_passes() {
+    assert_passes(&["run", "--mode", "unprotected"]);
+}
+
+#[test]
+fn bare_qemu_passes() {
+    let (ok, out) = pvmkit(&["run", "--mode", "bare"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("pvmkit: PASS"), "{out}");
+    assert!(!out.contains("[hyp]"), "bare mode must not run hyp:\n{out}");
+}
+
+#[test]
+fn hyp_is_really_below_the_guest() {
+    let (ok, out) = pvmkit(&["run"]);
+    assert!(ok, "{out}");
+    // hyp's own lines, the guest's cases that only pass under it, and its exit line.
+    assert!(out.contains("[hyp] pvmkit hyp"), "{out}");
+    assert!(
+        out.contains("test unknown_ids_not_supported_smc ... ok"),
+        "{out}"
+    );
+    assert!(
+        out.contains("test access_without_syndrome_aborts ... ok"),
+        "{out}"
+    );
+    assert!(out.contains("[hyp] exit: reason=system_off"), "{out}");
+}
+
+#[test]
+fn a_failing_case_fails_the_verdict() {
+    let (ok, out) = pvmkit(&["run", "--scenario", "fail-case"]);
+    assert!(!ok, "a failing guest case must fail the run:\n{out}");
+    assert!(out.contains("test deliberate_failure ... FAILED"), "{out}");
+    assert!(
+        out.contains("pvmkit: FAIL: 1 guest case(s) failed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_missing_summary_fails_the_verdict() {
+    for mode in ["protected", "bare"] {
+        let (ok, out) = pvmkit(&["run", "--mode", mode, "--scenario", "no-summary"]);
+        assert!(
+            !ok,
+            "a guest without a summary must fail the run ({mode}):\n{out}"
+        );
+        assert!(
+            out.contains("pvmkit: FAIL: the guest printed no 'N passed, M failed' summary"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn a_hung_guest_times_out() {
+    let (ok, out) = pvmkit(&[
+        "run",
+        "--mode",
+        "bare",
+        "--scenario",
+        "hang",
+        "--timeout",
+        "3",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("pvmkit: FAIL: timeout"), "{out}");
+}
+
+#[test]
+fn a_guest_crash_is_reported_and_fails() {
+    let (ok, out) = pvmkit(&["run", "--scenario", "crash"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("[guest] unexpected synchronous exception"),
+        "{out}"
+    );
+    assert!(
+        out.contains("EC 0x00"),
+        "the report decodes the syndrome:\n{out}"
+    );
+    assert!(out.contains("pvmkit: FAIL"), "{out}");
+}
+
+#[test]
+fn the_matrix_prints_one_line_per_mode() {
+    let (ok, out) = pvmkit(&["test"]);
+    assert!(ok, "{out}");
+    for mode in [
+        "protected (android ABI)",
+        "protected (upstream ABI)",
+        "unprotected",
+        "bare (no hypervisor)",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(mode) && l.contains("PASS")),
+            "no PASS line for {mode}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn bad_options_are_refused_clearly() {
+    let (ok, out) = pvmkit(&["run", "--mode", "bare", "--abi", "upstream"]);
+    assert!(!ok);
+    assert!(
+        out.contains("--abi applies only to --mode protected"),
+        "{out}"
+    );
+}
+
+/// Packs test-guest's bundle, lets `edit` spoil it, runs it, and returns the output.
+fn run_edited_bundle(name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("pvmkit-e2e-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bundle.bin");
+    let (ok, out) = pvmkit(&["pack", "-o", path.to_str().unwrap()]);
+    assert!(ok, "pack failed:\n{out}");
+    let mut bytes = std::fs::read(&path).unwrap();
+    edit(&mut bytes);
+    std::fs::write(&path, &bytes).unwrap();
+    let result = pvmkit(&["run", "--bundle", path.to_str().unwrap(), "--timeout", "30"]);
+    std::fs::remove_dir_all(&dir).ok();
+    result
+}
+
+fn entry_field(bytes: &mut [u8], kind: abi::bundle::EntryKind, field: usize, value: u64) {
+    use abi::bundle::{ENTRY_SIZE, HEADER_SIZE};
+    let count = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let index = (0..count)
+        .find(|i| bytes[HEADER_SIZE + i * ENTRY_SIZE] == kind as u8)
+        .expect("entry present");
+    let at = HEADER_SIZE + index * ENTRY_SIZE + field;
+    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+#[test]
+fn the_packed_bundle_runs_unchanged() {
+    let (ok, out) = run_edited_bundle("unchanged", |_| {});
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn hyp_refuses_a_malformed_bundle() {
+    let (ok, out) = run_edited_bundle("magic", |b| b[0] ^= 0xff);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("[hyp] error: bad bundle: bundle magic is not PVMKBNDL"),
+        "{out}"
+    );
+    assert!(
+        out.contains("pvmkit: FAIL: hyp ended the VM: reason=hyp_error"),
+        "{out}"
+    );
+
+    let (ok, out) = run_edited_bundle("truncated", |b| b.truncate(b.len() / 2));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("[hyp] error: bad bundle: bundle total_size"),
+        "{out}"
+    );
+}
+
+#[test]
+fn hyp_refuses_a_payload_outside_guest_ram() {
+    use abi::bundle::EntryKind;
+    // Load the payload where hyp itself lives.
+    let (ok, out) = run_edited_bundle("outside", |b| {
+        entry_field(b, EntryKind::Payload, 24, 0x4008_0000)
+    });
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("[hyp] error: bad bundle layout: payload does not fit inside guest RAM"),
+        "{out}"
+    );
+    // Make the payload overlap the guest DT.
+    let (ok, out) = run_edited_bundle("overlap", |b| {
+        entry_field(b, EntryKind::Payload, 24, 0x8000_0000)
+    });
+    assert!(!ok, "{out}");
+    assert!(out.contains("overlaps"), "{out}");
+}
+
+#[test]
+fn hyp_refuses_guest_ram_over_its_own_memory() {
+    use abi::bundle::{EntryKind, VmConfig};
+    // Guest RAM claimed from QEMU's RAM base: it would cover hyp, the DTB and the bundle.
+    let (ok, out) = run_edited_bundle("ram", |b| {
+        let count = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
+        let index = (0..count)
+            .find(|i| b[32 + i * 40] == EntryKind::VmConfig as u8)
+            .unwrap();
+        let offset = u64::from_le_bytes(
+            b[32 + index * 40 + 8..32 + index * 40 + 16]
+                .try_into()
+                .unwrap(),
+        ) as usize;
+        let old = &b[offset..offset + 32];
+        let entry = u64::from_le_bytes(old[16..24].try_into().unwrap());
+        let config = VmConfig {
+            ram_base: 0x4000_0000,
+            ram_size: 0x6000_0000,
+            entry_ipa: entry,
+        };
+        b[offset..offset + 32].copy_from_slice(&config.to_bytes());
+    });
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("[hyp] error: guest RAM 0x40000000..0xa0000000 overlaps QEMU's boot stub"),
+        "{out}"
+    );
+}
