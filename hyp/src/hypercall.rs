@@ -1,13 +1,17 @@
 //! Answering the guest's HVC and SMC calls (both conduits reach the same dispatcher).
 //!
-//! What hyp implements today: SMCCC_VERSION, SMCCC_ARCH_FEATURES, the vendor UID (KVM's),
-//! the KVM features bitmap (advertising exactly the services implemented for the VM's
-//! mode), PSCI_VERSION, PSCI_FEATURES, SYSTEM_OFF and SYSTEM_RESET. Every other function
-//! ID returns NOT_SUPPORTED in x0 and leaves everything else as it was.
+//! What hyp implements: SMCCC_VERSION, SMCCC_ARCH_FEATURES, the vendor UID (KVM's), the
+//! KVM features bitmap (advertising exactly the services implemented for the VM's mode),
+//! PSCI_VERSION, PSCI_FEATURES, SYSTEM_OFF and SYSTEM_RESET; for a protected VM also the
+//! pKVM memory calls of its ABI form ([`crate::memory_calls`]). Every other function ID
+//! returns NOT_SUPPORTED in x0 and leaves everything else as it was.
 
-use abi::hyp_options::VmMode;
+use abi::hyp_options::{AbiForm, VmMode};
 use abi::kvm::{self, func, Features};
 use abi::{psci, smccc};
+
+use crate::memory_calls::{self, Direction, GuestMemory};
+use crate::ownership::Ownership;
 
 /// What the VM is allowed to see of hyp's services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,11 +22,28 @@ pub struct Services {
 
 impl Services {
     /// The features bitmap hyp advertises: exactly the vendor-hypervisor functions it
-    /// implements for this mode. Today that is the bitmap call itself; the pKVM
-    /// services join it as they are implemented.
+    /// implements for this mode.
     pub fn features(&self) -> Features {
         match self.mode {
-            VmMode::Protected(_) | VmMode::Unprotected => Features::with(&[func::FEATURES]),
+            VmMode::Protected(AbiForm::Upstream) => {
+                Features::with(&[func::FEATURES, func::HYP_MEMINFO, func::MEM_SHARE, func::MEM_UNSHARE])
+            }
+            VmMode::Protected(AbiForm::Android) => Features::with(&[
+                func::FEATURES,
+                func::HYP_MEMINFO,
+                func::MEM_SHARE,
+                func::MEM_UNSHARE,
+                func::MEM_RELINQUISH,
+            ]),
+            VmMode::Unprotected => Features::with(&[func::FEATURES]),
+        }
+    }
+
+    /// The ABI form, for a protected VM.
+    pub fn protected_form(&self) -> Option<AbiForm> {
+        match self.mode {
+            VmMode::Protected(form) => Some(form),
+            VmMode::Unprotected => None,
         }
     }
 }
@@ -75,10 +96,34 @@ const PSCI_IMPLEMENTED: [u32; 5] = [
 /// Arm architecture calls hyp implements, as `SMCCC_ARCH_FEATURES` reports them.
 const ARCH_IMPLEMENTED: [u32; 2] = [smccc::SMCCC_VERSION, smccc::SMCCC_ARCH_FEATURES];
 
+/// What a call may change besides the guest's registers.
+pub struct VmState<'s, 'o, M: GuestMemory> {
+    /// Page ownership.
+    pub ownership: &'s mut Ownership<'o>,
+    /// Guest memory, for calls that write it.
+    pub memory: &'s mut M,
+}
+
 /// Answers one call. `x0` holds the function ID (only w0 counts, as SMCCC says) and
 /// `args` hold x1..x3.
-pub fn dispatch(services: &Services, x0: u64, args: [u64; 3]) -> Outcome {
+pub fn dispatch<M: GuestMemory>(services: &Services, vm: VmState<'_, '_, M>, x0: u64, args: [u64; 3]) -> Outcome {
     let function = x0 as u32;
+    if let Some(form) = services.protected_form() {
+        let advertised = smccc::owner_of(function) == smccc::owner::VENDOR_HYP
+            && function & smccc::CONV_64 != 0
+            && services.features().has(smccc::number_of(function));
+        let reply = match function {
+            _ if !advertised => None,
+            kvm::HYP_MEMINFO => Some(memory_calls::meminfo(form, args)),
+            kvm::MEM_SHARE => Some(memory_calls::share_or_unshare(form, Direction::Share, vm.ownership, args)),
+            kvm::MEM_UNSHARE => Some(memory_calls::share_or_unshare(form, Direction::Unshare, vm.ownership, args)),
+            kvm::MEM_RELINQUISH => Some(memory_calls::relinquish(vm.ownership, vm.memory, args)),
+            _ => None,
+        };
+        if let Some(reply) = reply {
+            return Outcome::Return(reply);
+        }
+    }
     let asked = args[0] as u32;
     let supported = |yes: bool| {
         Reply::x0(if yes {
@@ -112,8 +157,22 @@ mod tests {
         VmMode::Unprotected,
     ];
 
+    /// Records the pages a call zeroes.
+    #[derive(Default)]
+    pub(crate) struct FakeMemory(pub Vec<u64>);
+
+    impl GuestMemory for FakeMemory {
+        fn zero_page(&mut self, ipa: u64) {
+            self.0.push(ipa);
+        }
+    }
+
     fn call(mode: VmMode, x0: u64, x1: u64) -> Outcome {
-        dispatch(&Services { mode }, x0, [x1, 0, 0])
+        let mut words = vec![0u16; 16];
+        let mut ownership = Ownership::new(0x8000_0000, &mut words);
+        let mut memory = FakeMemory::default();
+        let vm = VmState { ownership: &mut ownership, memory: &mut memory };
+        dispatch(&Services { mode }, vm, x0, [x1, 0, 0])
     }
 
     fn ret(outcome: Outcome) -> Reply {

@@ -8,7 +8,9 @@ use abi::bundle::{Bundle, EntryKind, GuestLayout, Region};
 use abi::hyp_options::HypOptions;
 use hyp::esr::{self, ec, Esr};
 use hyp::exit::ExitReason;
-use hyp::hypercall::{self, Outcome, Services};
+use hyp::hypercall::{self, Outcome, Services, VmState};
+use hyp::memory_calls::GuestMemory;
+use hyp::ownership::{Ownership, GRANULE};
 use hyp::inject::{self, AbortKind, TrapState};
 use hyp::mmio::{self, Access, Decision, DeviceWindow};
 use hyp::placement::{check_guest_ram, Reserved};
@@ -57,14 +59,31 @@ impl<T> SingleCore<T> {
     }
 }
 
+/// The most guest RAM hyp tracks (one ownership word per page).
+const MAX_GUEST_RAM: u64 = 1 << 30;
+
 /// What the trap handlers need to know about the VM.
 struct Vm {
     services: Services,
     ram: Region,
     devices: [DeviceWindow; 1],
+    ownership: Ownership<'static>,
 }
 
 static VM: SingleCore<Option<Vm>> = SingleCore(UnsafeCell::new(None));
+static OWNERSHIP: SingleCore<[u16; (MAX_GUEST_RAM / GRANULE) as usize]> =
+    SingleCore(UnsafeCell::new([0; (MAX_GUEST_RAM / GRANULE) as usize]));
+
+/// Guest RAM as hyp writes it: identity mapped, EL2 MMU off.
+struct IdentityMemory;
+
+impl GuestMemory for IdentityMemory {
+    fn zero_page(&mut self, ipa: u64) {
+        // SAFETY: callers pass a page-aligned IPA inside guest RAM (checked by the
+        // ownership table), which is platform RAM hyp placed the guest in.
+        unsafe { (ipa as *mut u8).write_bytes(0, GRANULE as usize) }
+    }
+}
 static STAGE2: SingleCore<[Table; STAGE2_TABLES]> =
     SingleCore(UnsafeCell::new([const { Table::EMPTY }; STAGE2_TABLES]));
 
@@ -195,6 +214,9 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         },
     ];
     check_guest_ram(layout.ram, platform.memory(), &reserved).unwrap_or_else(|e| fail!("{e}"));
+    if layout.ram.size() > MAX_GUEST_RAM {
+        fail!("guest RAM of {:#x} bytes is more than hyp tracks ({MAX_GUEST_RAM:#x})", layout.ram.size());
+    }
 
     build_stage2(&layout);
     load_guest(&bundle, &layout);
@@ -207,6 +229,10 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
             size: platform.uart.size(),
             name: "pl011",
         }],
+        ownership: Ownership::new(
+            layout.ram.start,
+            &mut OWNERSHIP.get()[..(layout.ram.size() / GRANULE) as usize],
+        ),
     });
     hyp_println!(
         "guest: {} VM, RAM {:#x}..{:#x}, entry {:#x}, DT {:#x}",
@@ -264,7 +290,7 @@ fn load_guest(bundle: &Bundle<'_>, layout: &GuestLayout) {
     }
 }
 
-fn vm() -> &'static Vm {
+fn vm() -> &'static mut Vm {
     match VM.get() {
         Some(vm) => vm,
         None => fail("guest trap before the VM was set up"),
@@ -297,7 +323,8 @@ extern "C" fn handle_guest_sync(regs: &mut GuestRegs, _kind: u64) {
 
 fn hypercall(regs: &mut GuestRegs) {
     let vm = vm();
-    match hypercall::dispatch(&vm.services, regs.x[0], [regs.x[1], regs.x[2], regs.x[3]]) {
+    let state = VmState { ownership: &mut vm.ownership, memory: &mut IdentityMemory };
+    match hypercall::dispatch(&vm.services, state, regs.x[0], [regs.x[1], regs.x[2], regs.x[3]]) {
         Outcome::Return(reply) => regs.x[..reply.count].copy_from_slice(&reply.regs[..reply.count]),
         Outcome::SystemOff => exit(ExitReason::SystemOff),
         Outcome::SystemReset => exit(ExitReason::Reset),

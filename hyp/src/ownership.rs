@@ -1,0 +1,221 @@
+//! Who may touch each page of guest RAM: the one source of truth for sharing.
+//!
+//! Every guest page is `Private` (only the guest) or `Shared` (the guest and the
+//! host's device side). A shared page may be pinned while a device request holds it;
+//! a pinned page cannot be unshared. This follows pKVM's guest `OWNED` /
+//! `SHARED_OWNED` states (and the hypervisor refcount that makes unshare fail while a
+//! page is in use).
+
+use core::fmt;
+
+/// Granule of ownership: the stage-2 page size.
+pub const GRANULE: u64 = 4096;
+
+/// Bit 15 of a page's word: shared. Bits 14..0: pin count.
+const SHARED: u16 = 1 << 15;
+const PINS: u16 = SHARED - 1;
+
+/// A page's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageState {
+    /// Only the guest may touch it.
+    Private,
+    /// The host's device side may touch it too; `pins` device requests hold it.
+    Shared {
+        /// In-flight device requests that hold the page.
+        pins: u16,
+    },
+}
+
+/// Why a transition was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnershipError {
+    /// The IPA is not granule aligned.
+    Unaligned(u64),
+    /// The IPA is not in guest RAM.
+    OutsideRam(u64),
+    /// The page is not in the state the transition needs.
+    WrongState(u64, PageState),
+    /// The page is pinned by a device request.
+    Pinned(u64),
+    /// The pin count would overflow.
+    TooManyPins(u64),
+}
+
+impl fmt::Display for OwnershipError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unaligned(ipa) => write!(f, "IPA {ipa:#x} is not page aligned"),
+            Self::OutsideRam(ipa) => write!(f, "IPA {ipa:#x} is outside guest RAM"),
+            Self::WrongState(ipa, state) => write!(f, "page {ipa:#x} is {state:?}"),
+            Self::Pinned(ipa) => write!(f, "page {ipa:#x} is pinned by a device request"),
+            Self::TooManyPins(ipa) => write!(f, "page {ipa:#x} has too many pins"),
+        }
+    }
+}
+
+/// The states of every page of guest RAM, one word each, in memory hyp owns.
+pub struct Ownership<'a> {
+    base: u64,
+    pages: &'a mut [u16],
+}
+
+impl<'a> Ownership<'a> {
+    /// Tracks guest RAM at `base` with one word per page in `pages`; all start private.
+    pub fn new(base: u64, pages: &'a mut [u16]) -> Self {
+        pages.fill(0);
+        Self { base, pages }
+    }
+
+    /// Bytes of guest RAM tracked.
+    pub fn ram_size(&self) -> u64 {
+        self.pages.len() as u64 * GRANULE
+    }
+
+    fn index(&self, ipa: u64) -> Result<usize, OwnershipError> {
+        if !ipa.is_multiple_of(GRANULE) {
+            return Err(OwnershipError::Unaligned(ipa));
+        }
+        let index = ipa.checked_sub(self.base).map(|off| off / GRANULE);
+        match index {
+            Some(i) if i < self.pages.len() as u64 => Ok(i as usize),
+            _ => Err(OwnershipError::OutsideRam(ipa)),
+        }
+    }
+
+    /// The state of the page at `ipa`.
+    pub fn state(&self, ipa: u64) -> Result<PageState, OwnershipError> {
+        let word = self.pages[self.index(ipa)?];
+        Ok(if word & SHARED != 0 { PageState::Shared { pins: word & PINS } } else { PageState::Private })
+    }
+
+    /// Whether every page of `[ipa, ipa + len)` is shared (any alignment, `len` > 0).
+    pub fn is_shared_range(&self, ipa: u64, len: u64) -> bool {
+        let Some(last) = len.checked_sub(1).and_then(|l| ipa.checked_add(l)) else { return false };
+        let first = ipa & !(GRANULE - 1);
+        (first..=last)
+            .step_by(GRANULE as usize)
+            .all(|page| matches!(self.state(page), Ok(PageState::Shared { .. })))
+    }
+
+    /// Checks that `share` would succeed, changing nothing.
+    pub fn can_share(&self, ipa: u64) -> Result<(), OwnershipError> {
+        match self.state(ipa)? {
+            PageState::Private => Ok(()),
+            state => Err(OwnershipError::WrongState(ipa, state)),
+        }
+    }
+
+    /// Checks that `unshare` would succeed, changing nothing.
+    pub fn can_unshare(&self, ipa: u64) -> Result<(), OwnershipError> {
+        match self.state(ipa)? {
+            PageState::Shared { pins: 0 } => Ok(()),
+            PageState::Shared { .. } => Err(OwnershipError::Pinned(ipa)),
+            state => Err(OwnershipError::WrongState(ipa, state)),
+        }
+    }
+
+    /// `Private → Shared`.
+    pub fn share(&mut self, ipa: u64) -> Result<(), OwnershipError> {
+        self.can_share(ipa)?;
+        let i = self.index(ipa)?;
+        self.pages[i] = SHARED;
+        Ok(())
+    }
+
+    /// `Shared` (unpinned) `→ Private`.
+    pub fn unshare(&mut self, ipa: u64) -> Result<(), OwnershipError> {
+        self.can_unshare(ipa)?;
+        let i = self.index(ipa)?;
+        self.pages[i] = 0;
+        Ok(())
+    }
+
+    /// Checks that a private page may be relinquished (its content is then zeroed by
+    /// the caller; it stays the guest's, as a fresh zero page).
+    pub fn can_relinquish(&self, ipa: u64) -> Result<(), OwnershipError> {
+        match self.state(ipa)? {
+            PageState::Private => Ok(()),
+            state => Err(OwnershipError::WrongState(ipa, state)),
+        }
+    }
+
+    /// Takes a pin on a shared page for a device request.
+    pub fn pin(&mut self, ipa: u64) -> Result<(), OwnershipError> {
+        let i = self.index(ipa)?;
+        match self.state(ipa)? {
+            PageState::Shared { pins } if pins < PINS => {
+                self.pages[i] = SHARED | (pins + 1);
+                Ok(())
+            }
+            PageState::Shared { .. } => Err(OwnershipError::TooManyPins(ipa)),
+            state => Err(OwnershipError::WrongState(ipa, state)),
+        }
+    }
+
+    /// Drops a pin.
+    pub fn unpin(&mut self, ipa: u64) -> Result<(), OwnershipError> {
+        let i = self.index(ipa)?;
+        match self.state(ipa)? {
+            PageState::Shared { pins } if pins > 0 => {
+                self.pages[i] = SHARED | (pins - 1);
+                Ok(())
+            }
+            state => Err(OwnershipError::WrongState(ipa, state)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: u64 = 0x8000_0000;
+
+    #[test]
+    fn transitions() {
+        let mut words = vec![0xffffu16; 16];
+        let mut o = Ownership::new(BASE, &mut words);
+        assert_eq!(o.state(BASE), Ok(PageState::Private), "new() clears");
+        assert_eq!(o.ram_size(), 16 * 4096);
+        o.share(BASE).unwrap();
+        assert_eq!(o.state(BASE), Ok(PageState::Shared { pins: 0 }));
+        assert_eq!(o.share(BASE), Err(OwnershipError::WrongState(BASE, PageState::Shared { pins: 0 })));
+        o.pin(BASE).unwrap();
+        o.pin(BASE).unwrap();
+        assert_eq!(o.state(BASE), Ok(PageState::Shared { pins: 2 }));
+        assert_eq!(o.unshare(BASE), Err(OwnershipError::Pinned(BASE)));
+        o.unpin(BASE).unwrap();
+        o.unpin(BASE).unwrap();
+        assert_eq!(o.unpin(BASE), Err(OwnershipError::WrongState(BASE, PageState::Shared { pins: 0 })));
+        o.unshare(BASE).unwrap();
+        assert_eq!(o.unshare(BASE), Err(OwnershipError::WrongState(BASE, PageState::Private)));
+        assert_eq!(o.pin(BASE), Err(OwnershipError::WrongState(BASE, PageState::Private)));
+        assert_eq!(o.can_relinquish(BASE), Ok(()));
+    }
+
+    #[test]
+    fn addresses_are_checked() {
+        let mut words = vec![0u16; 4];
+        let mut o = Ownership::new(BASE, &mut words);
+        assert_eq!(o.share(BASE + 1), Err(OwnershipError::Unaligned(BASE + 1)));
+        assert_eq!(o.share(BASE - 4096), Err(OwnershipError::OutsideRam(BASE - 4096)));
+        assert_eq!(o.share(BASE + 4 * 4096), Err(OwnershipError::OutsideRam(BASE + 4 * 4096)));
+        assert_eq!(o.share(0), Err(OwnershipError::OutsideRam(0)));
+        assert_eq!(o.state(u64::MAX & !0xfff), Err(OwnershipError::OutsideRam(u64::MAX & !0xfff)));
+    }
+
+    #[test]
+    fn shared_ranges() {
+        let mut words = vec![0u16; 4];
+        let mut o = Ownership::new(BASE, &mut words);
+        o.share(BASE + 4096).unwrap();
+        o.share(BASE + 2 * 4096).unwrap();
+        assert!(o.is_shared_range(BASE + 4096, 8192));
+        assert!(o.is_shared_range(BASE + 4096 + 100, 4096));
+        assert!(!o.is_shared_range(BASE + 4096, 8193));
+        assert!(!o.is_shared_range(BASE + 4095, 2));
+        assert!(!o.is_shared_range(BASE + 4096, 0));
+        assert!(!o.is_shared_range(u64::MAX, 2));
+    }
+}
