@@ -31,6 +31,7 @@ impl SystemConduit {
 #[cfg(target_arch = "aarch64")]
 impl Conduit for SystemConduit {
     fn call(&self, function: u32, args: [u64; 3]) -> [u64; 4] {
+        crate::stats::count_hypercall();
         let mut all = [0u64; 17];
         all[..3].copy_from_slice(&args);
         let r = match self {

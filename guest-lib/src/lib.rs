@@ -6,6 +6,8 @@
 //! - [`hypervisor`]: tells KVM/pKVM from "no hypervisor services", so one guest binary
 //!   runs protected, unprotected and on plain QEMU.
 //! - [`psci`]: version, features, power off, reset.
+//! - [`bounce_pool`]: the pre-shared pool every device buffer comes from.
+//! - [`sharing`]: MEM_SHARE/MEM_UNSHARE of any range, all or nothing; [`stats`]: what it cost.
 //! - [`exceptions`]: decoded reports of unexpected exceptions, and `exceptions::probe`
 //!   to turn an external abort on a chosen access into an `Err`.
 //! - [`harness`]: the in-guest test harness (`N passed, M failed`).
@@ -16,6 +18,7 @@
 
 extern crate alloc;
 
+pub mod bounce_pool;
 pub mod conduit;
 pub mod console;
 pub mod device_tree;
@@ -23,6 +26,8 @@ pub mod exceptions;
 pub mod harness;
 pub mod hypervisor;
 pub mod psci;
+pub mod sharing;
+pub mod stats;
 
 #[cfg(target_os = "none")]
 mod arch;
@@ -43,6 +48,16 @@ pub struct BootInfo {
     pub conduit: conduit::SystemConduit,
     /// What the hypervisor offers.
     pub hypervisor: HypervisorInfo,
+}
+
+#[cfg(target_arch = "aarch64")]
+impl BootInfo {
+    /// The sharing API for this VM (asks the hypervisor for its granule).
+    pub fn sharer(
+        &self,
+    ) -> Result<sharing::MemSharer<conduit::SystemConduit>, sharing::ShareError> {
+        sharing::MemSharer::new(self.conduit, &self.hypervisor)
+    }
 }
 
 /// Declares the guest's `main`: `fn main(boot: &guest_lib::BootInfo)`. guest-lib runs

@@ -36,14 +36,37 @@ fn assert_passes(args: &[&str]) {
     );
 }
 
+fn assert_cases_passed(out: &str, cases: &[&str]) {
+    for case in cases {
+        assert!(
+            out.contains(&format!("test {case} ... ok")),
+            "case {case} did not pass:\n{out}"
+        );
+    }
+}
+
+const SHARING_CASES: [&str; 7] = [
+    "meminfo_granule",
+    "share_unshare_one_page",
+    "share_unshare_100_page_range",
+    "sharing_error_codes",
+    "share_rollback_names_the_failing_page",
+    "relinquish",
+    "bounce_pool_random_alloc_free",
+];
+
 #[test]
 fn protected_android_passes() {
-    assert_passes(&["run", "--mode", "protected", "--abi", "android"]);
+    let (ok, out) = pvmkit(&["run", "--mode", "protected", "--abi", "android"]);
+    assert!(ok && out.contains("pvmkit: PASS"), "{out}");
+    assert_cases_passed(&out, &SHARING_CASES);
 }
 
 #[test]
 fn protected_upstream_passes() {
-    assert_passes(&["run", "--mode", "protected", "--abi", "upstream"]);
+    let (ok, out) = pvmkit(&["run", "--mode", "protected", "--abi", "upstream"]);
+    assert!(ok && out.contains("pvmkit: PASS"), "{out}");
+    assert_cases_passed(&out, &SHARING_CASES);
 }
 
 #[test]

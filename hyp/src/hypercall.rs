@@ -25,9 +25,12 @@ impl Services {
     /// implements for this mode.
     pub fn features(&self) -> Features {
         match self.mode {
-            VmMode::Protected(AbiForm::Upstream) => {
-                Features::with(&[func::FEATURES, func::HYP_MEMINFO, func::MEM_SHARE, func::MEM_UNSHARE])
-            }
+            VmMode::Protected(AbiForm::Upstream) => Features::with(&[
+                func::FEATURES,
+                func::HYP_MEMINFO,
+                func::MEM_SHARE,
+                func::MEM_UNSHARE,
+            ]),
             VmMode::Protected(AbiForm::Android) => Features::with(&[
                 func::FEATURES,
                 func::HYP_MEMINFO,
@@ -106,7 +109,12 @@ pub struct VmState<'s, 'o, M: GuestMemory> {
 
 /// Answers one call. `x0` holds the function ID (only w0 counts, as SMCCC says) and
 /// `args` hold x1..x3.
-pub fn dispatch<M: GuestMemory>(services: &Services, vm: VmState<'_, '_, M>, x0: u64, args: [u64; 3]) -> Outcome {
+pub fn dispatch<M: GuestMemory>(
+    services: &Services,
+    vm: VmState<'_, '_, M>,
+    x0: u64,
+    args: [u64; 3],
+) -> Outcome {
     let function = x0 as u32;
     if let Some(form) = services.protected_form() {
         let advertised = smccc::owner_of(function) == smccc::owner::VENDOR_HYP
@@ -115,8 +123,18 @@ pub fn dispatch<M: GuestMemory>(services: &Services, vm: VmState<'_, '_, M>, x0:
         let reply = match function {
             _ if !advertised => None,
             kvm::HYP_MEMINFO => Some(memory_calls::meminfo(form, args)),
-            kvm::MEM_SHARE => Some(memory_calls::share_or_unshare(form, Direction::Share, vm.ownership, args)),
-            kvm::MEM_UNSHARE => Some(memory_calls::share_or_unshare(form, Direction::Unshare, vm.ownership, args)),
+            kvm::MEM_SHARE => Some(memory_calls::share_or_unshare(
+                form,
+                Direction::Share,
+                vm.ownership,
+                args,
+            )),
+            kvm::MEM_UNSHARE => Some(memory_calls::share_or_unshare(
+                form,
+                Direction::Unshare,
+                vm.ownership,
+                args,
+            )),
             kvm::MEM_RELINQUISH => Some(memory_calls::relinquish(vm.ownership, vm.memory, args)),
             _ => None,
         };
@@ -171,7 +189,10 @@ mod tests {
         let mut words = vec![0u16; 16];
         let mut ownership = Ownership::new(0x8000_0000, &mut words);
         let mut memory = FakeMemory::default();
-        let vm = VmState { ownership: &mut ownership, memory: &mut memory };
+        let vm = VmState {
+            ownership: &mut ownership,
+            memory: &mut memory,
+        };
         dispatch(&Services { mode }, vm, x0, [x1, 0, 0])
     }
 

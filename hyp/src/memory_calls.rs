@@ -57,7 +57,12 @@ pub enum Direction {
 }
 
 /// MEM_SHARE or MEM_UNSHARE.
-pub fn share_or_unshare(form: AbiForm, dir: Direction, ownership: &mut Ownership<'_>, args: [u64; 3]) -> Reply {
+pub fn share_or_unshare(
+    form: AbiForm,
+    dir: Direction,
+    ownership: &mut Ownership<'_>,
+    args: [u64; 3],
+) -> Reply {
     let [ipa, x2, x3] = args;
     let pages = match form {
         AbiForm::Upstream if x2 != 0 || x3 != 0 => return status(INVALID_PARAMETER),
@@ -67,7 +72,9 @@ pub fn share_or_unshare(form: AbiForm, dir: Direction, ownership: &mut Ownership
     };
     // Check every page first: a call either does all its pages or none.
     for i in 0..pages {
-        let Some(page) = ipa.checked_add(i * GRANULE) else { return status(INVALID_PARAMETER) };
+        let Some(page) = ipa.checked_add(i * GRANULE) else {
+            return status(INVALID_PARAMETER);
+        };
         let ok = match dir {
             Direction::Share => ownership.can_share(page),
             Direction::Unshare => ownership.can_unshare(page),
@@ -91,7 +98,11 @@ pub fn share_or_unshare(form: AbiForm, dir: Direction, ownership: &mut Ownership
 }
 
 /// MEM_RELINQUISH (Android): a private page goes back to the host and returns zeroed.
-pub fn relinquish<M: GuestMemory>(ownership: &mut Ownership<'_>, memory: &mut M, args: [u64; 3]) -> Reply {
+pub fn relinquish<M: GuestMemory>(
+    ownership: &mut Ownership<'_>,
+    memory: &mut M,
+    args: [u64; 3],
+) -> Reply {
     let [ipa, x2, x3] = args;
     if x2 != 0 || x3 != 0 || ownership.can_relinquish(ipa).is_err() {
         return status(INVALID_PARAMETER);
@@ -135,11 +146,18 @@ mod tests {
 
         fn with_pages(mode: VmMode, pages: usize) -> Self {
             let words = vec![0u16; pages].leak();
-            Self { mode, ownership: Ownership::new(BASE, words), zeroed: FakeMemory::default() }
+            Self {
+                mode,
+                ownership: Ownership::new(BASE, words),
+                zeroed: FakeMemory::default(),
+            }
         }
 
         fn call(&mut self, id: u32, args: [u64; 3]) -> [u64; 4] {
-            let vm = VmState { ownership: &mut self.ownership, memory: &mut self.zeroed };
+            let vm = VmState {
+                ownership: &mut self.ownership,
+                memory: &mut self.zeroed,
+            };
             match dispatch(&Services { mode: self.mode }, vm, id as u64, args) {
                 Outcome::Return(r) => r.regs,
                 other => panic!("{other:?}"),
@@ -158,11 +176,23 @@ mod tests {
 
     #[test]
     fn meminfo_per_form() {
-        assert_eq!(Vm::new(UP).call(abi::kvm::HYP_MEMINFO, [0; 3]), [4096, 0, 0, 0]);
-        assert_eq!(Vm::new(ANDROID).call(abi::kvm::HYP_MEMINFO, [0; 3]), [4096, 1, 0, 0]);
+        assert_eq!(
+            Vm::new(UP).call(abi::kvm::HYP_MEMINFO, [0; 3]),
+            [4096, 0, 0, 0]
+        );
+        assert_eq!(
+            Vm::new(ANDROID).call(abi::kvm::HYP_MEMINFO, [0; 3]),
+            [4096, 1, 0, 0]
+        );
         assert_eq!(Vm::new(UP).call(abi::kvm::HYP_MEMINFO, [0, 0, 1])[0], INVAL);
-        assert_eq!(Vm::new(ANDROID).call(abi::kvm::HYP_MEMINFO, [1, 0, 0])[0], INVAL);
-        assert_eq!(Vm::new(VmMode::Unprotected).call(abi::kvm::HYP_MEMINFO, [0; 3])[0], NS);
+        assert_eq!(
+            Vm::new(ANDROID).call(abi::kvm::HYP_MEMINFO, [1, 0, 0])[0],
+            INVAL
+        );
+        assert_eq!(
+            Vm::new(VmMode::Unprotected).call(abi::kvm::HYP_MEMINFO, [0; 3])[0],
+            NS
+        );
     }
 
     #[test]
@@ -172,31 +202,61 @@ mod tests {
         assert_eq!(vm.state(BASE), PageState::Shared { pins: 0 });
         assert_eq!(vm.call(SHARE, [BASE, 0, 0])[0], INVAL, "double share");
         assert_eq!(vm.call(UNSHARE, [BASE, 0, 0]), [0, 0, 0, 0]);
-        assert_eq!(vm.call(UNSHARE, [BASE, 0, 0])[0], INVAL, "unshare of a private page");
+        assert_eq!(
+            vm.call(UNSHARE, [BASE, 0, 0])[0],
+            INVAL,
+            "unshare of a private page"
+        );
         assert_eq!(vm.call(SHARE, [BASE + 8, 0, 0])[0], INVAL, "unaligned");
         assert_eq!(vm.call(SHARE, [BASE - 4096, 0, 0])[0], INVAL, "below RAM");
-        assert_eq!(vm.call(SHARE, [BASE + PAGES as u64 * 4096, 0, 0])[0], INVAL, "above RAM");
+        assert_eq!(
+            vm.call(SHARE, [BASE + PAGES as u64 * 4096, 0, 0])[0],
+            INVAL,
+            "above RAM"
+        );
         assert_eq!(vm.call(SHARE, [BASE, 1, 0])[0], INVAL, "x2 reserved");
         assert_eq!(vm.call(SHARE, [BASE, 0, 1])[0], INVAL, "x3 reserved");
-        assert_eq!(vm.state(BASE), PageState::Private, "refused calls change nothing");
-        assert_eq!(vm.call(abi::kvm::MEM_RELINQUISH, [BASE, 0, 0])[0], NS, "no relinquish upstream");
+        assert_eq!(
+            vm.state(BASE),
+            PageState::Private,
+            "refused calls change nothing"
+        );
+        assert_eq!(
+            vm.call(abi::kvm::MEM_RELINQUISH, [BASE, 0, 0])[0],
+            NS,
+            "no relinquish upstream"
+        );
     }
 
     #[test]
     fn android_ranges_are_all_or_nothing() {
         let mut vm = Vm::new(ANDROID);
-        assert_eq!(vm.call(SHARE, [BASE, 0, 0]), [0, 1, 0, 0], "0 means one granule");
+        assert_eq!(
+            vm.call(SHARE, [BASE, 0, 0]),
+            [0, 1, 0, 0],
+            "0 means one granule"
+        );
         assert_eq!(vm.call(SHARE, [BASE + 4096, 100, 0]), [0, 100, 0, 0]);
         assert_eq!(vm.state(BASE + 100 * 4096), PageState::Shared { pins: 0 });
         assert_eq!(vm.state(BASE + 101 * 4096), PageState::Private);
-        assert_eq!(vm.call(SHARE, [BASE + 200 * 4096, 1000, 0]), [0, 512, 0, 0], "capped per call");
+        assert_eq!(
+            vm.call(SHARE, [BASE + 200 * 4096, 1000, 0]),
+            [0, 512, 0, 0],
+            "capped per call"
+        );
         // A range with one already-shared page fails whole.
         assert_eq!(vm.call(SHARE, [BASE + 100 * 4096, 5, 0])[0], INVAL);
         assert_eq!(vm.state(BASE + 101 * 4096), PageState::Private);
         // A range running off the end of RAM fails whole.
-        assert_eq!(vm.call(SHARE, [BASE + (PAGES as u64 - 2) * 4096, 4, 0])[0], INVAL);
-        assert_eq!(vm.state(BASE + (PAGES as u64 - 2) * 4096), PageState::Private);
-        assert_eq!(vm.call(SHARE, [u64::MAX & !0xfff, 4, 0])[0], INVAL, "wrapping range");
+        assert_eq!(
+            vm.call(SHARE, [BASE + (PAGES as u64 - 2) * 4096, 4, 0])[0],
+            INVAL
+        );
+        assert_eq!(
+            vm.state(BASE + (PAGES as u64 - 2) * 4096),
+            PageState::Private
+        );
+        assert_eq!(vm.call(SHARE, [!0xfff, 4, 0])[0], INVAL, "wrapping range");
         assert_eq!(vm.call(UNSHARE, [BASE, 101, 0]), [0, 101, 0, 0]);
         assert_eq!(vm.call(UNSHARE, [BASE, 1, 0])[0], INVAL);
         assert_eq!(vm.call(SHARE, [BASE, 1, 1])[0], INVAL, "x3 reserved");
@@ -205,12 +265,27 @@ mod tests {
     #[test]
     fn android_relinquish_zeroes_private_pages_only() {
         let mut vm = Vm::new(ANDROID);
-        assert_eq!(vm.call(abi::kvm::MEM_RELINQUISH, [BASE + 4096, 0, 0]), [0, 0, 0, 0]);
+        assert_eq!(
+            vm.call(abi::kvm::MEM_RELINQUISH, [BASE + 4096, 0, 0]),
+            [0, 0, 0, 0]
+        );
         assert_eq!(vm.zeroed.0, vec![BASE + 4096]);
         vm.call(SHARE, [BASE, 0, 0]);
-        assert_eq!(vm.call(abi::kvm::MEM_RELINQUISH, [BASE, 0, 0])[0], INVAL, "shared page");
-        assert_eq!(vm.call(abi::kvm::MEM_RELINQUISH, [BASE + 4096, 1, 0])[0], INVAL, "x2 reserved");
-        assert_eq!(vm.call(abi::kvm::MEM_RELINQUISH, [BASE + 1, 0, 0])[0], INVAL, "unaligned");
+        assert_eq!(
+            vm.call(abi::kvm::MEM_RELINQUISH, [BASE, 0, 0])[0],
+            INVAL,
+            "shared page"
+        );
+        assert_eq!(
+            vm.call(abi::kvm::MEM_RELINQUISH, [BASE + 4096, 1, 0])[0],
+            INVAL,
+            "x2 reserved"
+        );
+        assert_eq!(
+            vm.call(abi::kvm::MEM_RELINQUISH, [BASE + 1, 0, 0])[0],
+            INVAL,
+            "unaligned"
+        );
         assert_eq!(vm.zeroed.0.len(), 1);
     }
 
@@ -220,7 +295,11 @@ mod tests {
         vm.call(SHARE, [BASE, 3, 0]);
         vm.ownership.pin(BASE + 4096).unwrap();
         assert_eq!(vm.call(UNSHARE, [BASE, 3, 0])[0], INVAL);
-        assert_eq!(vm.state(BASE), PageState::Shared { pins: 0 }, "nothing unshared");
+        assert_eq!(
+            vm.state(BASE),
+            PageState::Shared { pins: 0 },
+            "nothing unshared"
+        );
         vm.ownership.unpin(BASE + 4096).unwrap();
         assert_eq!(vm.call(UNSHARE, [BASE, 3, 0]), [0, 3, 0, 0]);
     }
@@ -244,7 +323,13 @@ mod tests {
         for form in [AbiForm::Upstream, AbiForm::Android] {
             const N: u64 = 24;
             let mut vm = Vm::with_pages(VmMode::Protected(form), N as usize);
-            let mut model = vec![Page { shared: false, pins: 0 }; N as usize];
+            let mut model = vec![
+                Page {
+                    shared: false,
+                    pins: 0
+                };
+                N as usize
+            ];
             let mut zeroed = 0;
             for step in 0..50_000 {
                 let r = next();
@@ -257,7 +342,7 @@ mod tests {
                 let count = (r >> 8) % 6;
                 let reserved = if r % 23 == 0 { 1 } else { 0 };
                 let in_ram = |p: i64| p >= 0 && (p as u64) < N;
-                let aligned = ipa % 4096 == 0;
+                let aligned = ipa.is_multiple_of(4096);
                 match (r >> 16) % 5 {
                     op @ (0 | 1) => {
                         let share = op == 0;
@@ -276,7 +361,11 @@ mod tests {
                             && (0..pages as i64).all(|i| {
                                 in_ram(page + i) && {
                                     let p = model[(page + i) as usize];
-                                    if share { !p.shared } else { p.shared && p.pins == 0 }
+                                    if share {
+                                        !p.shared
+                                    } else {
+                                        p.shared && p.pins == 0
+                                    }
                                 }
                             });
                         let want = match (valid, form) {
@@ -284,7 +373,10 @@ mod tests {
                             (true, AbiForm::Upstream) => [0, 0, 0, 0],
                             (true, AbiForm::Android) => [0, pages, 0, 0],
                         };
-                        assert_eq!(got, want, "step {step}: {form:?} share={share} page {page} x{count}");
+                        assert_eq!(
+                            got, want,
+                            "step {step}: {form:?} share={share} page {page} x{count}"
+                        );
                         if valid {
                             for i in 0..pages as i64 {
                                 model[(page + i) as usize].shared = share;
@@ -296,7 +388,10 @@ mod tests {
                         let want = match form {
                             AbiForm::Upstream => NS,
                             AbiForm::Android => {
-                                let ok = reserved == 0 && aligned && in_ram(page) && !model[page as usize].shared;
+                                let ok = reserved == 0
+                                    && aligned
+                                    && in_ram(page)
+                                    && !model[page as usize].shared;
                                 if ok {
                                     zeroed += 1;
                                     0
@@ -309,7 +404,11 @@ mod tests {
                     }
                     op => {
                         let pin = op == 3;
-                        let got = if pin { vm.ownership.pin(ipa) } else { vm.ownership.unpin(ipa) };
+                        let got = if pin {
+                            vm.ownership.pin(ipa)
+                        } else {
+                            vm.ownership.unpin(ipa)
+                        };
                         let ok = aligned
                             && in_ram(page)
                             && model[page as usize].shared
@@ -322,8 +421,16 @@ mod tests {
                     }
                 }
                 for (i, p) in model.iter().enumerate() {
-                    let want = if p.shared { PageState::Shared { pins: p.pins } } else { PageState::Private };
-                    assert_eq!(vm.state(BASE + i as u64 * 4096), want, "step {step}: page {i}");
+                    let want = if p.shared {
+                        PageState::Shared { pins: p.pins }
+                    } else {
+                        PageState::Private
+                    };
+                    assert_eq!(
+                        vm.state(BASE + i as u64 * 4096),
+                        want,
+                        "step {step}: page {i}"
+                    );
                 }
             }
             assert_eq!(vm.zeroed.0.len(), zeroed);

@@ -9,10 +9,10 @@ use abi::hyp_options::HypOptions;
 use hyp::esr::{self, ec, Esr};
 use hyp::exit::ExitReason;
 use hyp::hypercall::{self, Outcome, Services, VmState};
-use hyp::memory_calls::GuestMemory;
-use hyp::ownership::{Ownership, GRANULE};
 use hyp::inject::{self, AbortKind, TrapState};
+use hyp::memory_calls::GuestMemory;
 use hyp::mmio::{self, Access, Decision, DeviceWindow};
+use hyp::ownership::{Ownership, GRANULE};
 use hyp::placement::{check_guest_ram, Reserved};
 use hyp::platform::{self, Platform};
 use hyp::stage2::{self, Attributes, Stage2, Table};
@@ -215,7 +215,10 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     ];
     check_guest_ram(layout.ram, platform.memory(), &reserved).unwrap_or_else(|e| fail!("{e}"));
     if layout.ram.size() > MAX_GUEST_RAM {
-        fail!("guest RAM of {:#x} bytes is more than hyp tracks ({MAX_GUEST_RAM:#x})", layout.ram.size());
+        fail!(
+            "guest RAM of {:#x} bytes is more than hyp tracks ({MAX_GUEST_RAM:#x})",
+            layout.ram.size()
+        );
     }
 
     build_stage2(&layout);
@@ -323,8 +326,16 @@ extern "C" fn handle_guest_sync(regs: &mut GuestRegs, _kind: u64) {
 
 fn hypercall(regs: &mut GuestRegs) {
     let vm = vm();
-    let state = VmState { ownership: &mut vm.ownership, memory: &mut IdentityMemory };
-    match hypercall::dispatch(&vm.services, state, regs.x[0], [regs.x[1], regs.x[2], regs.x[3]]) {
+    let state = VmState {
+        ownership: &mut vm.ownership,
+        memory: &mut IdentityMemory,
+    };
+    match hypercall::dispatch(
+        &vm.services,
+        state,
+        regs.x[0],
+        [regs.x[1], regs.x[2], regs.x[3]],
+    ) {
         Outcome::Return(reply) => regs.x[..reply.count].copy_from_slice(&reply.regs[..reply.count]),
         Outcome::SystemOff => exit(ExitReason::SystemOff),
         Outcome::SystemReset => exit(ExitReason::Reset),

@@ -86,6 +86,8 @@ pub fn main(boot: &BootInfo) {
         );
     }
 
+    crate::sharing_cases::run(&mut h, boot, mode);
+
     match scenario {
         "fail-case" => h.run("deliberate_failure", || {
             Err("this scenario fails on purpose".into())

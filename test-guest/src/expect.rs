@@ -30,11 +30,34 @@ impl Mode {
         self != Self::Bare
     }
 
+    /// Whether pKVM's memory services must be there.
+    pub fn protected(self) -> bool {
+        matches!(self, Self::Protected(_))
+    }
+
+    pub fn android(self) -> bool {
+        self == Self::Protected("android")
+    }
+
     /// The features bitmap hyp must advertise in this mode: exactly the vendor
-    /// functions it implements (today: only the bitmap call itself).
+    /// functions it implements.
     pub fn expected_features(self) -> Features {
+        const MEMORY: [u32; 4] = [
+            func::FEATURES,
+            func::HYP_MEMINFO,
+            func::MEM_SHARE,
+            func::MEM_UNSHARE,
+        ];
         match self {
-            Self::Protected(_) | Self::Unprotected => Features::with(&[func::FEATURES]),
+            Self::Protected("android") => Features::with(&[
+                MEMORY[0],
+                MEMORY[1],
+                MEMORY[2],
+                MEMORY[3],
+                func::MEM_RELINQUISH,
+            ]),
+            Self::Protected(_) => Features::with(&MEMORY),
+            Self::Unprotected => Features::with(&[func::FEATURES]),
             Self::Bare => Features::NONE,
         }
     }

@@ -6,6 +6,8 @@
 mod cases;
 #[cfg(target_os = "none")]
 mod expect;
+#[cfg(target_os = "none")]
+mod sharing_cases;
 
 #[cfg(target_os = "none")]
 guest_lib::entry!(cases::main);

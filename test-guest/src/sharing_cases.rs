@@ -1,0 +1,291 @@
+//! Memory sharing: the pKVM calls raw (every return code), guest-lib's sharing API
+//! (ranges, counters, rollback) and the bounce pool.
+
+extern crate alloc;
+
+use alloc::alloc::{alloc_zeroed, dealloc};
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use abi::kvm;
+use guest_lib::bounce_pool::{BouncePool, PoolError};
+use guest_lib::conduit::{Conduit, SystemConduit};
+use guest_lib::harness::{CaseResult, Harness};
+use guest_lib::sharing::{MemSharer, ShareError};
+use guest_lib::{ensure, ensure_eq, stats, BootInfo};
+
+use crate::expect::Mode;
+
+const PAGE: usize = 4096;
+const NS: u64 = u64::MAX;
+const INVAL: u64 = abi::smccc::INVALID_PARAMETER as u64;
+/// Neither guest RAM nor a device in any mode.
+const OUTSIDE_RAM: u64 = 0xc000_0000;
+
+/// Page-aligned private memory from the heap, freed on drop.
+struct Pages {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl Pages {
+    fn new(count: usize) -> Result<Self, alloc::string::String> {
+        let layout =
+            Layout::from_size_align(count * PAGE, PAGE).map_err(|e| alloc::format!("{e}"))?;
+        // SAFETY: non-zero size.
+        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or("heap exhausted")?;
+        Ok(Self { ptr, layout })
+    }
+
+    fn ipa(&self, page: usize) -> u64 {
+        self.ptr.as_ptr() as u64 + (page * PAGE) as u64
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the allocation is ours and this many bytes long.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode) {
+    let c = boot.conduit;
+    h.run("meminfo_granule", || meminfo(c, mode));
+    h.run("share_unshare_one_page", || one_page(c, mode));
+    h.run("share_unshare_100_page_range", || hundred_pages(boot, mode));
+    if mode.protected() {
+        h.run("sharing_error_codes", || error_codes(c, mode));
+        h.run("share_rollback_names_the_failing_page", || {
+            rollback(boot, c)
+        });
+    } else {
+        h.skip(
+            "sharing_error_codes",
+            "no memory services: every call is NOT_SUPPORTED (share_unshare_one_page)",
+        );
+        h.skip(
+            "share_rollback_names_the_failing_page",
+            "sharing is a no-op without protection",
+        );
+    }
+    h.run("relinquish", || relinquish(c, mode));
+    h.run("bounce_pool_random_alloc_free", || bounce_pool(boot, mode));
+}
+
+fn meminfo(c: SystemConduit, mode: Mode) -> CaseResult {
+    let r = c.call(kvm::HYP_MEMINFO, [0; 3]);
+    if mode.protected() {
+        ensure_eq!(r[0], 4096);
+        ensure_eq!(
+            r[1],
+            if mode.android() {
+                kvm::MEMINFO_HAS_RANGE
+            } else {
+                0
+            }
+        );
+    } else {
+        ensure_eq!(r[0], NS);
+    }
+    Ok(())
+}
+
+fn one_page(c: SystemConduit, mode: Mode) -> CaseResult {
+    let page = Pages::new(1)?;
+    let want = if mode.protected() { 0 } else { NS };
+    ensure_eq!(c.call(kvm::MEM_SHARE, [page.ipa(0), 0, 0])[0], want);
+    ensure_eq!(c.call(kvm::MEM_UNSHARE, [page.ipa(0), 0, 0])[0], want);
+    Ok(())
+}
+
+fn hundred_pages(boot: &BootInfo, mode: Mode) -> CaseResult {
+    let sharer = boot.sharer().map_err(|e| alloc::format!("{e}"))?;
+    ensure_eq!(sharer.is_protected(), mode.protected());
+    let pages = Pages::new(100)?;
+    let before = stats::snapshot();
+    sharer
+        .share(pages.ipa(0), 100 * PAGE as u64)
+        .map_err(|e| alloc::format!("{e}"))?;
+    let shared = stats::snapshot();
+    sharer
+        .unshare(pages.ipa(0), 100 * PAGE as u64)
+        .map_err(|e| alloc::format!("{e}"))?;
+    let after = stats::snapshot();
+    let (calls_share, calls_unshare) = (
+        shared.hypercalls - before.hypercalls,
+        after.hypercalls - shared.hypercalls,
+    );
+    match mode {
+        Mode::Protected("android") => {
+            ensure!(
+                calls_share < 100 && calls_unshare < 100,
+                "ranged form made {calls_share}/{calls_unshare} calls"
+            );
+            ensure_eq!((calls_share, calls_unshare), (1, 1));
+        }
+        Mode::Protected(_) => ensure_eq!((calls_share, calls_unshare), (100, 100)),
+        _ => ensure_eq!((calls_share, calls_unshare), (0, 0)),
+    }
+    let want_shared = if mode.protected() { 100 } else { 0 };
+    ensure_eq!(shared.pages_shared - before.pages_shared, want_shared);
+    ensure_eq!(after.pages_shared, before.pages_shared);
+    Ok(())
+}
+
+fn error_codes(c: SystemConduit, mode: Mode) -> CaseResult {
+    let page = Pages::new(2)?;
+    let (a, b) = (page.ipa(0), page.ipa(1));
+    ensure_eq!(c.call(kvm::MEM_UNSHARE, [a, 0, 0])[0], INVAL); // unshare of a private page
+    ensure_eq!(c.call(kvm::MEM_SHARE, [a, 0, 0])[0], 0);
+    ensure_eq!(c.call(kvm::MEM_SHARE, [a, 0, 0])[0], INVAL); // double share
+    ensure_eq!(c.call(kvm::MEM_SHARE, [b + 8, 0, 0])[0], INVAL); // unaligned
+    ensure_eq!(c.call(kvm::MEM_SHARE, [OUTSIDE_RAM, 0, 0])[0], INVAL);
+    ensure_eq!(c.call(kvm::MEM_SHARE, [b, 0, 1])[0], INVAL); // x3 reserved in both forms
+    if !mode.android() {
+        ensure_eq!(c.call(kvm::MEM_SHARE, [b, 1, 0])[0], INVAL); // x2 reserved upstream
+        ensure_eq!(c.call(kvm::MEM_UNSHARE, [a, 1, 0])[0], INVAL);
+    } else {
+        // Android: a range over a shared page fails whole and changes nothing.
+        ensure_eq!(c.call(kvm::MEM_SHARE, [b - PAGE as u64, 2, 0])[0], INVAL);
+        ensure_eq!(c.call(kvm::MEM_SHARE, [b, 0, 0])[..2], [0, 1]);
+        ensure_eq!(c.call(kvm::MEM_UNSHARE, [b, 0, 0])[..2], [0, 1]);
+    }
+    ensure_eq!(c.call(kvm::HYP_MEMINFO, [1, 0, 0])[0], INVAL);
+    ensure_eq!(c.call(kvm::MEM_UNSHARE, [a, 0, 0])[0], 0);
+    Ok(())
+}
+
+fn rollback(boot: &BootInfo, c: SystemConduit) -> CaseResult {
+    // More pages than one Android call takes (512), so that both forms have done work
+    // before the refusal and must undo it.
+    const N: usize = 600;
+    const BLOCKER: usize = 550;
+    let pages = Pages::new(N)?;
+    let sharer: MemSharer<SystemConduit> = boot.sharer().map_err(|e| alloc::format!("{e}"))?;
+    ensure_eq!(c.call(kvm::MEM_SHARE, [pages.ipa(BLOCKER), 0, 0])[0], 0);
+    let err = sharer.share(pages.ipa(0), (N * PAGE) as u64);
+    let refused_at = if sharer.is_ranged() {
+        pages.ipa(512)
+    } else {
+        pages.ipa(BLOCKER)
+    };
+    ensure_eq!(
+        err,
+        Err(ShareError::Refused {
+            ipa: refused_at,
+            code: -3
+        })
+    );
+    // Rolled back: every page before the refusal is private again, so sharing each
+    // succeeds (it would be refused if it were still shared).
+    for page in [0, 1, 300, 511, BLOCKER - 1] {
+        ensure_eq!(c.call(kvm::MEM_SHARE, [pages.ipa(page), 0, 0])[0], 0);
+        ensure_eq!(c.call(kvm::MEM_UNSHARE, [pages.ipa(page), 0, 0])[0], 0);
+    }
+    ensure_eq!(c.call(kvm::MEM_UNSHARE, [pages.ipa(BLOCKER), 0, 0])[0], 0);
+    Ok(())
+}
+
+fn relinquish(c: SystemConduit, mode: Mode) -> CaseResult {
+    let mut page = Pages::new(1)?;
+    page.bytes().fill(0xa5);
+    let r = c.call(kvm::MEM_RELINQUISH, [page.ipa(0), 0, 0])[0];
+    if mode.android() {
+        ensure_eq!(r, 0);
+        ensure!(
+            page.bytes().iter().all(|&b| b == 0),
+            "relinquished page still holds data"
+        );
+        ensure_eq!(
+            c.call(kvm::MEM_RELINQUISH, [page.ipa(0) + 8, 0, 0])[0],
+            INVAL
+        );
+    } else {
+        ensure_eq!(r, NS);
+        ensure!(
+            page.bytes().iter().all(|&b| b == 0xa5),
+            "NOT_SUPPORTED changed the page"
+        );
+    }
+    Ok(())
+}
+
+fn bounce_pool(boot: &BootInfo, mode: Mode) -> CaseResult {
+    const SIZE: usize = 64 * PAGE;
+    let c = boot.conduit;
+    let sharer = boot.sharer().map_err(|e| alloc::format!("{e}"))?;
+    let pool = BouncePool::allocate(&sharer, SIZE).map_err(|e| alloc::format!("{e}"))?;
+    let (start, size) = pool.region();
+    ensure_eq!(size, SIZE);
+    if mode.protected() {
+        // Shared by the pool: sharing it again is refused.
+        ensure_eq!(c.call(kvm::MEM_SHARE, [start, 0, 0])[0], INVAL);
+        ensure_eq!(
+            c.call(kvm::MEM_SHARE, [start + (SIZE - PAGE) as u64, 0, 0])[0],
+            INVAL
+        );
+    }
+    let mut live: alloc::vec::Vec<(NonNull<u8>, usize, usize)> = alloc::vec::Vec::new();
+    let mut seed = 0x0123_4567_89ab_cdefu64;
+    let mut exhausted = 0;
+    for _ in 0..4000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        if seed.is_multiple_of(3) && !live.is_empty() {
+            let (ptr, len, align) = live.swap_remove((seed >> 8) as usize % live.len());
+            // SAFETY: handed out by this pool and not freed since.
+            unsafe { pool.free(ptr, len, align) };
+            continue;
+        }
+        let len = 1
+            + (seed >> 16) as usize
+                % if seed.is_multiple_of(2) {
+                    256
+                } else {
+                    5 * PAGE
+                };
+        let align = 1usize << ((seed >> 40) % 13);
+        match pool.alloc_zeroed(len, align) {
+            Ok(ptr) => {
+                let addr = ptr.as_ptr() as u64;
+                ensure!(
+                    pool.contains(addr, len),
+                    "buffer {addr:#x}+{len} outside the shared region"
+                );
+                ensure!(
+                    addr.is_multiple_of(align as u64),
+                    "buffer {addr:#x} not aligned to {align}"
+                );
+                live.push((ptr, len, align));
+            }
+            Err(PoolError::Exhausted { .. }) => exhausted += 1,
+            Err(e) => return Err(alloc::format!("{e}")),
+        }
+    }
+    ensure!(exhausted > 0, "the stress never reached exhaustion");
+    for (ptr, len, align) in live {
+        // SAFETY: as above.
+        unsafe { pool.free(ptr, len, align) };
+    }
+    ensure_eq!(pool.free_bytes(), SIZE);
+    let whole = pool
+        .alloc(SIZE, PAGE)
+        .map_err(|e| alloc::format!("pool not fully usable again: {e}"))?;
+    // SAFETY: just allocated.
+    unsafe { pool.free(whole, SIZE, PAGE) };
+    pool.teardown(&sharer)
+        .map_err(|(_, e)| alloc::format!("teardown: {e}"))?;
+    if mode.protected() {
+        // Unshared by the teardown: sharing it again succeeds (and is undone).
+        ensure_eq!(c.call(kvm::MEM_SHARE, [start, 0, 0])[0], 0);
+        ensure_eq!(c.call(kvm::MEM_UNSHARE, [start, 0, 0])[0], 0);
+    }
+    Ok(())
+}
