@@ -66,7 +66,7 @@ impl EntryKind {
 }
 
 /// The VM's configuration, the data of the [`EntryKind::VmConfig`] entry:
-/// `ram_base u64 | ram_size u64 | entry_ipa u64 | reserved u64 (0)`.
+/// `ram_base u64 | ram_size u64 | entry_ipa u64 | virtio_slots u32 | reserved u32 (0)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VmConfig {
     /// Guest RAM base IPA (identity mapped: IPA = PA).
@@ -75,6 +75,9 @@ pub struct VmConfig {
     pub ram_size: u64,
     /// Where the guest starts (inside the payload).
     pub entry_ipa: u64,
+    /// The virtio-mmio transports the VM is given: bit `i` is QEMU's transport at
+    /// [`crate::memory_map::virtio_mmio_slot`]`(i)`.
+    pub virtio_slots: u32,
 }
 
 impl VmConfig {
@@ -84,6 +87,7 @@ impl VmConfig {
         out[0..8].copy_from_slice(&self.ram_base.to_le_bytes());
         out[8..16].copy_from_slice(&self.ram_size.to_le_bytes());
         out[16..24].copy_from_slice(&self.entry_ipa.to_le_bytes());
+        out[24..28].copy_from_slice(&self.virtio_slots.to_le_bytes());
         out
     }
 
@@ -91,13 +95,14 @@ impl VmConfig {
         if data.len() != VM_CONFIG_SIZE {
             return Err(BundleError::BadVmConfigSize(data.len()));
         }
-        if read_u64(data, 24) != Some(0) {
+        if read_u32(data, 28) != Some(0) {
             return Err(BundleError::ReservedNotZero);
         }
         Ok(Self {
             ram_base: read_u64(data, 0).unwrap_or(0),
             ram_size: read_u64(data, 8).unwrap_or(0),
             entry_ipa: read_u64(data, 16).unwrap_or(0),
+            virtio_slots: read_u32(data, 24).unwrap_or(0),
         })
     }
 }
@@ -296,6 +301,7 @@ impl<'a> Bundle<'a> {
             ram_base,
             ram_size,
             entry_ipa,
+            ..
         } = self.config;
         let ram_end = ram_base
             .checked_add(ram_size)

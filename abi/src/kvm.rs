@@ -64,6 +64,11 @@ pub const MMIO_GUARD_UNMAP: u32 = fast_call_id(true, owner::VENDOR_HYP, func::MM
 /// Android `MEM_RELINQUISH` (HVC64).
 pub const MEM_RELINQUISH: u32 = fast_call_id(true, owner::VENDOR_HYP, func::MEM_RELINQUISH);
 
+/// Android `MMIO_RGUARD_MAP` (HVC64): x1 = IPA, x2 = granules; x1 returns how many.
+pub const MMIO_RGUARD_MAP: u32 = fast_call_id(true, owner::VENDOR_HYP, func::MMIO_RGUARD_MAP);
+/// Android `MMIO_RGUARD_UNMAP` (HVC64): x1 = IPA, x2 = granules; x1 returns how many.
+pub const MMIO_RGUARD_UNMAP: u32 = fast_call_id(true, owner::VENDOR_HYP, func::MMIO_RGUARD_UNMAP);
+
 /// Android: bit 0 of MEMINFO's x1 (`KVM_FUNC_HAS_RANGE`): MEM_SHARE/UNSHARE take a
 /// granule count in x2.
 pub const MEMINFO_HAS_RANGE: u64 = 1 << 0;
@@ -133,6 +138,8 @@ mod tests {
         assert_eq!(MMIO_GUARD_MAP, 0xc600_0007);
         assert_eq!(MMIO_GUARD_UNMAP, 0xc600_0008);
         assert_eq!(MEM_RELINQUISH, 0xc600_0009);
+        assert_eq!(MMIO_RGUARD_MAP, 0xc600_000a);
+        assert_eq!(MMIO_RGUARD_UNMAP, 0xc600_000b);
     }
 
     #[test]

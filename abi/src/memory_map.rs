@@ -32,3 +32,15 @@ pub const QEMU_RAM_SIZE: u64 = 2 << 30;
 pub const QEMU_EARLY_UART: u64 = 0x0900_0000;
 /// The stage-1 and stage-2 translation granule hyp uses.
 pub const PAGE_SIZE: u64 = 4096;
+/// QEMU `virt`'s first virtio-mmio transport.
+pub const VIRTIO_MMIO_BASE: u64 = 0x0a00_0000;
+/// Distance between QEMU `virt`'s virtio-mmio transports, and the size of each.
+pub const VIRTIO_MMIO_STRIDE: u64 = 0x200;
+/// How many virtio-mmio transports QEMU `virt` has. The first `-device virtio-*-device`
+/// on QEMU's command line takes the last one.
+pub const VIRTIO_MMIO_SLOTS: u32 = 32;
+
+/// The address of QEMU `virt`'s virtio-mmio transport `slot`.
+pub const fn virtio_mmio_slot(slot: u32) -> u64 {
+    VIRTIO_MMIO_BASE + slot as u64 * VIRTIO_MMIO_STRIDE
+}

@@ -64,6 +64,19 @@ pub const fn status(x0: u64) -> i64 {
     x0 as i64
 }
 
+/// Something that makes SMCCC fast calls: x0 = function ID, x1..x3 = arguments;
+/// returns x0..x3. Guests implement it over HVC or SMC; tests over a fake.
+pub trait Conduit {
+    /// Makes one call.
+    fn call(&self, function: u32, args: [u64; 3]) -> [u64; 4];
+}
+
+impl<C: Conduit + ?Sized> Conduit for &C {
+    fn call(&self, function: u32, args: [u64; 3]) -> [u64; 4] {
+        (**self).call(function, args)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,7 @@
 //! SMCCC calls, generic over the conduit so that everything built on them is testable
 //! on the host with a fake.
 
-/// Something that makes SMCCC fast calls: x0 = function ID, x1..x3 = arguments;
-/// returns x0..x3.
-pub trait Conduit {
-    /// Makes one call.
-    fn call(&self, function: u32, args: [u64; 3]) -> [u64; 4];
-}
+pub use abi::smccc::Conduit;
 
 /// The instruction a guest uses to reach its hypervisor (the DT's `/psci` `method`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,12 +34,6 @@ impl Conduit for SystemConduit {
             Self::Smc => smccc::smc64(function, all),
         };
         [r[0], r[1], r[2], r[3]]
-    }
-}
-
-impl<C: Conduit + ?Sized> Conduit for &C {
-    fn call(&self, function: u32, args: [u64; 3]) -> [u64; 4] {
-        (**self).call(function, args)
     }
 }
 

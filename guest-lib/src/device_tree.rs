@@ -123,6 +123,17 @@ impl<'a> GuestDt<'a> {
         Ok(dt)
     }
 
+    /// The `virtio,mmio` transports (base, size), in DT order.
+    pub fn virtio_mmio(&self) -> impl Iterator<Item = (u64, u64)> + 'a {
+        let root = Fdt::new(self.blob).ok().map(|fdt| fdt.root());
+        root.into_iter().flat_map(|root| {
+            root.children()
+                .filter(|node| is_compatible(node, "virtio,mmio"))
+                .filter_map(|node| first_reg(node, "virtio reg").ok().flatten())
+                .collect::<alloc::vec::Vec<_>>()
+        })
+    }
+
     /// The value of `key=value` in the command line, if present.
     pub fn bootarg(&self, key: &str) -> Option<&'a str> {
         self.bootargs.split_ascii_whitespace().find_map(|word| {
@@ -159,6 +170,12 @@ mod tests {
         .unwrap();
         w.property_array_u64("reg", &[0x0900_0000, 0x1000]).unwrap();
         w.end_node(uart).unwrap();
+        for base in [0x0a00_3c00u64, 0x0a00_3e00] {
+            let node = w.begin_node(&format!("virtio_mmio@{base:x}")).unwrap();
+            w.property_string("compatible", "virtio,mmio").unwrap();
+            w.property_array_u64("reg", &[base, 0x200]).unwrap();
+            w.end_node(node).unwrap();
+        }
         let psci = w.begin_node("psci").unwrap();
         w.property_string("compatible", "arm,psci-1.0").unwrap();
         w.property_string("method", method).unwrap();
@@ -178,6 +195,8 @@ mod tests {
         assert_eq!(dt.bootarg("pvmkit.mode"), Some("protected"));
         assert_eq!(dt.bootarg("pvmkit.scenario"), Some("normal"));
         assert_eq!(dt.bootarg("pvmkit"), None);
+        let virtio: Vec<(u64, u64)> = dt.virtio_mmio().collect();
+        assert_eq!(virtio, vec![(0x0a00_3c00, 0x200), (0x0a00_3e00, 0x200)]);
         let smc = tree("smc", "");
         assert_eq!(
             GuestDt::read(&smc).unwrap().conduit,

@@ -36,6 +36,8 @@ mod runtime;
 
 pub use device_tree::GuestDt;
 pub use hypervisor::HypervisorInfo;
+#[cfg(target_os = "none")]
+pub use runtime::{mmio_guard, SKIP_MMIO_GUARD_ARG};
 
 /// What guest-lib found at boot, handed to the guest's `main`.
 #[derive(Clone, Copy, Debug)]

@@ -1,11 +1,17 @@
 //! The guest runtime: from `_start` to the guest's `main` and back to power-off, the
 //! exception handler, the heap and the panic handler.
+//!
+//! Boot order matters under pKVM: the device tree first (it names the conduit and the
+//! console), then hypervisor discovery, then the MMIO guard (enrol, register the
+//! console's granule), and only then the first console access.
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use abi::esr::Esr;
 use linked_list_allocator::LockedHeap;
+use mmio_guard::MmioGuard;
 
 use crate::arch::{self, read_sysreg, write_sysreg, Frame};
 use crate::conduit::SystemConduit;
@@ -17,6 +23,11 @@ use crate::{println, psci, BootInfo};
 /// QEMU's documented place for the DTB when it boots a bare-metal ELF (x0 is then 0):
 /// the start of RAM on `virt`.
 const QEMU_BARE_DTB: u64 = abi::memory_map::QEMU_RAM_BASE;
+
+/// A command-line word that makes guest-lib skip MMIO guard registration. It exists
+/// only for the negative control that proves hyp enforces the guard; a real guest
+/// never wants it.
+pub const SKIP_MMIO_GUARD_ARG: &str = "guest-lib.unsafe-skip-mmio-guard";
 
 #[global_allocator]
 static HEAP: LockedHeap = LockedHeap::empty();
@@ -30,21 +41,57 @@ unsafe extern "Rust" {
     fn __pvmkit_guest_main(boot: &BootInfo);
 }
 
-/// Set once at boot, before anything can take an exception that needs it.
-struct BootCell(UnsafeCell<MaybeUninit<SystemConduit>>);
-// SAFETY: written once by the boot CPU before any reader exists; guests are single-core.
-unsafe impl Sync for BootCell {}
-static CONDUIT: BootCell = BootCell(UnsafeCell::new(MaybeUninit::new(SystemConduit::Hvc)));
+/// Written once at boot, before anything reads it; guests are single-core.
+struct BootCell<T>(UnsafeCell<MaybeUninit<T>>, AtomicBool);
+// SAFETY: written once by the boot CPU (the flag says when), then only read.
+unsafe impl<T> Sync for BootCell<T> {}
 
-fn conduit() -> SystemConduit {
-    // SAFETY: initialised (to HVC) statically and overwritten only at boot.
-    unsafe { (*CONDUIT.0.get()).assume_init() }
+impl<T> BootCell<T> {
+    const fn empty() -> Self {
+        Self(
+            UnsafeCell::new(MaybeUninit::uninit()),
+            AtomicBool::new(false),
+        )
+    }
+
+    fn set(&self, value: T) -> &T {
+        // SAFETY: boot is single-threaded and calls `set` once, before any `get`.
+        unsafe { (*self.0.get()).write(value) };
+        self.1.store(true, Ordering::Release);
+        self.get().unwrap_or_else(|| unreachable!())
+    }
+
+    fn get(&self) -> Option<&T> {
+        // SAFETY: the flag is set only after the value was written.
+        self.1
+            .load(Ordering::Acquire)
+            .then(|| unsafe { (*self.0.get()).assume_init_ref() })
+    }
 }
 
-/// Powers off with the best conduit known; never returns.
+static CONDUIT: BootCell<SystemConduit> = BootCell::empty();
+static MMIO_GUARD: BootCell<MmioGuard<SystemConduit>> = BootCell::empty();
+
+fn conduit() -> SystemConduit {
+    CONDUIT.get().copied().unwrap_or(SystemConduit::Hvc)
+}
+
+/// The VM's MMIO guard client: register every MMIO range through it before touching it.
+pub fn mmio_guard() -> &'static MmioGuard<SystemConduit> {
+    MMIO_GUARD.get().unwrap_or_else(|| fatal_silent())
+}
+
+/// Powers off after a normal end; never returns.
 pub fn power_off() -> ! {
     let error = psci::system_off(&conduit());
     println!("[guest] SYSTEM_OFF failed: {error}");
+    fatal_silent()
+}
+
+/// Ends the VM after a failure: SYSTEM_RESET, so the host sees a reset, not a clean
+/// power-off (hyp then reports `reset`).
+fn fatal_silent() -> ! {
+    let _ = psci::system_reset(&conduit());
     loop {
         core::hint::spin_loop();
     }
@@ -69,19 +116,28 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
         let size = (&raw const __heap_end as usize) - (start as usize);
         HEAP.lock().init(start, size);
     }
-    let Some(dt) = read_dt(dt_ptr) else {
-        // No console to report on: power off through the pVM conduit.
-        power_off()
-    };
+    // Without a device tree there is no console to report on: end through the pVM conduit.
+    let dt = read_dt(dt_ptr).unwrap_or_else(|| fatal_silent());
+    let conduit = *CONDUIT.set(dt.conduit.unwrap_or(SystemConduit::Hvc));
+    let hypervisor = HypervisorInfo::discover(&conduit);
+    let guard = MMIO_GUARD
+        .set(MmioGuard::new(conduit, hypervisor.features()).unwrap_or_else(|_| fatal_silent()));
+    if guard.enroll().is_err() {
+        fatal_silent();
+    }
     if let Some(uart) = dt.uart {
-        // SAFETY: the DT names this PL011 as the guest's.
+        let skip = dt
+            .bootargs
+            .split_ascii_whitespace()
+            .any(|w| w == SKIP_MMIO_GUARD_ARG);
+        // The console's granule stays registered for the VM's whole life.
+        if !skip && guard.map(uart, 0x1000).is_err() {
+            fatal_silent();
+        }
+        // SAFETY: the DT names this PL011 as the guest's, and it is registered.
         unsafe { crate::console::init(uart) };
     }
-    let conduit = dt.conduit.unwrap_or(SystemConduit::Hvc);
-    // SAFETY: boot is single-threaded and nothing has read the conduit yet.
-    unsafe { (*CONDUIT.0.get()).write(conduit) };
     crate::console::init_logger(log::LevelFilter::Info);
-    let hypervisor = HypervisorInfo::discover(&conduit);
     let dt_ipa = if dt_ptr == 0 { QEMU_BARE_DTB } else { dt_ptr };
     let boot = BootInfo {
         dt,
@@ -94,6 +150,10 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
     power_off()
 }
 
+/// Set while an unexpected exception is being reported: a second one means the
+/// report itself failed, and the VM ends without another word.
+static REPORTING: AtomicBool = AtomicBool::new(false);
+
 #[unsafe(no_mangle)]
 extern "C" fn pvmkit_guest_exception(frame: &mut Frame, kind: u64) {
     let esr = Esr(read_sysreg!("esr_el1"));
@@ -104,6 +164,15 @@ extern "C" fn pvmkit_guest_exception(frame: &mut Frame, kind: u64) {
         frame.x[1] = 1;
         write_sysreg!("elr_el1", elr + 4);
         return;
+    }
+    if REPORTING.swap(true, Ordering::Relaxed) {
+        fatal_silent();
+    }
+    let console = crate::console::base();
+    if console != 0 && far & !0xfff == console & !0xfff && esr.data_abort().is_some() {
+        // The console itself was refused: nothing can be printed any more.
+        // SAFETY: 0 turns the console off.
+        unsafe { crate::console::init(0) };
     }
     let kind = ["synchronous", "IRQ", "FIQ", "SError"]
         .get(kind as usize)
@@ -118,11 +187,13 @@ extern "C" fn pvmkit_guest_exception(frame: &mut Frame, kind: u64) {
             elr
         }
     );
-    power_off()
+    fatal_silent()
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    println!("[guest] panic: {info}");
-    power_off()
+    if !REPORTING.swap(true, Ordering::Relaxed) {
+        println!("[guest] panic: {info}");
+    }
+    fatal_silent()
 }

@@ -1,6 +1,7 @@
 //! The guest's device tree, written by `pvmkit` as the host VMM would: memory, the
 //! console, `/psci` with the HVC conduit, and the command line.
 
+use abi::memory_map::{virtio_mmio_slot, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE};
 use vm_fdt::FdtWriter;
 
 /// QEMU `virt`'s PL011, which hyp exposes to the guest at the same address.
@@ -17,6 +18,8 @@ pub struct GuestDtConfig<'a> {
     pub ram_size: u64,
     /// `/chosen/bootargs`.
     pub bootargs: &'a str,
+    /// The virtio-mmio transports the guest is given (bit `i`: QEMU's transport `i`).
+    pub virtio_slots: u32,
 }
 
 /// Writes the device tree blob.
@@ -69,6 +72,15 @@ fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     w.property_array_u64("reg", &[PL011_BASE, PL011_SIZE])?;
     w.end_node(uart)?;
 
+    for slot in (0..VIRTIO_MMIO_SLOTS).filter(|i| config.virtio_slots & (1 << i) != 0) {
+        let base = virtio_mmio_slot(slot);
+        let node = w.begin_node(&format!("virtio_mmio@{base:x}"))?;
+        w.property_string("compatible", "virtio,mmio")?;
+        w.property_array_u64("reg", &[base, VIRTIO_MMIO_STRIDE])?;
+        w.property_null("dma-coherent")?;
+        w.end_node(node)?;
+    }
+
     w.end_node(root)?;
     w.finish()
 }
@@ -83,6 +95,7 @@ mod tests {
             ram_base: 0x8000_0000,
             ram_size: 256 << 20,
             bootargs: "pvmkit.mode=bare",
+            virtio_slots: 1 << 31,
         })
         .unwrap();
         assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed]);
@@ -94,6 +107,8 @@ mod tests {
             "hvc",
             "arm,pl011",
             "/pl011@9000000",
+            "virtio_mmio@a003e00",
+            "virtio,mmio",
         ] {
             assert!(text.contains(needle), "missing {needle}");
         }

@@ -44,6 +44,10 @@ struct RunArgs {
     /// crash, hang.
     #[arg(long, default_value = "normal")]
     scenario: String,
+    /// A word for the guest's command line (repeatable), e.g.
+    /// `guest-lib.unsafe-skip-mmio-guard` for the MMIO guard's negative control.
+    #[arg(long = "guest-arg")]
+    guest_args: Vec<String>,
     /// Extra QEMU arguments, after `--`.
     #[arg(last = true)]
     qemu_args: Vec<String>,
@@ -121,6 +125,7 @@ fn run(cli: Cli) -> Result<bool, String> {
                 abi: None,
                 timeout,
                 scenario: "normal".into(),
+                guest_args: Vec::new(),
                 qemu_args: Vec::new(),
             };
             let mut all = true;
@@ -146,6 +151,7 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
             .unwrap_or_else(|| fw.test_guest_elf.clone()),
         bundle: args.bundle.clone(),
         scenario: args.scenario.clone(),
+        guest_args: args.guest_args.clone(),
         timeout: Duration::from_secs(args.timeout),
         extra_args: args.qemu_args.clone(),
         echo,

@@ -6,8 +6,9 @@ use abi::memory_map::{GUEST_DT_BASE, GUEST_DT_MAX_SIZE, GUEST_RAM_BASE, GUEST_RA
 
 use crate::firmware::FlatImage;
 
-/// Packs a payload and a guest DT into a bundle for a VM with pvmkit's default RAM.
-pub fn pack(payload: &FlatImage, guest_dt: &[u8]) -> Result<Vec<u8>, String> {
+/// Packs a payload and a guest DT into a bundle for a VM with pvmkit's default RAM and
+/// the virtio-mmio transports in `virtio_slots` (bit `i`: QEMU's transport `i`).
+pub fn pack(payload: &FlatImage, guest_dt: &[u8], virtio_slots: u32) -> Result<Vec<u8>, String> {
     if guest_dt.len() as u64 > GUEST_DT_MAX_SIZE {
         return Err(format!(
             "guest device tree is {} bytes, more than {GUEST_DT_MAX_SIZE}",
@@ -18,6 +19,7 @@ pub fn pack(payload: &FlatImage, guest_dt: &[u8]) -> Result<Vec<u8>, String> {
         ram_base: GUEST_RAM_BASE,
         ram_size: GUEST_RAM_SIZE,
         entry_ipa: payload.entry,
+        virtio_slots,
     }
     .to_bytes();
     let entries = [
@@ -65,7 +67,7 @@ mod tests {
 
     #[test]
     fn packs_a_payload_hyp_accepts() {
-        let bytes = pack(&payload(0x8020_0000, 0x10_0000), &[0xd0; 100]).unwrap();
+        let bytes = pack(&payload(0x8020_0000, 0x10_0000), &[0xd0; 100], 0).unwrap();
         let b = Bundle::parse(&bytes).unwrap();
         assert_eq!(b.entry(EntryKind::Payload).unwrap().load_ipa, 0x8020_0000);
         assert_eq!(b.config().entry_ipa, 0x8020_0000);
@@ -74,11 +76,11 @@ mod tests {
 
     #[test]
     fn refuses_payloads_outside_the_map() {
-        let err = pack(&payload(0x4008_0000, 0x1000), &[0; 8]).unwrap_err();
+        let err = pack(&payload(0x4008_0000, 0x1000), &[0; 8], 0).unwrap_err();
         assert!(err.contains("payload does not fit"), "{err}");
-        let err = pack(&payload(0x8000_0000, 0x1000), &[0; 8]).unwrap_err();
+        let err = pack(&payload(0x8000_0000, 0x1000), &[0; 8], 0).unwrap_err();
         assert!(err.contains("overlaps"), "{err}");
-        let err = pack(&payload(0x8020_0000, 1 << 30), &[0; 8]).unwrap_err();
+        let err = pack(&payload(0x8020_0000, 1 << 30), &[0; 8], 0).unwrap_err();
         assert!(err.contains("does not fit inside guest RAM"), "{err}");
     }
 }

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE};
+use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE, VIRTIO_MMIO_SLOTS};
 
 use crate::firmware::{self, Firmware, FlatImage};
 use crate::guest_dt::{self, GuestDtConfig};
@@ -78,12 +78,27 @@ pub struct RunConfig {
     pub bundle: Option<PathBuf>,
     /// The test-guest scenario word.
     pub scenario: String,
+    /// More words for the guest's command line.
+    pub guest_args: Vec<String>,
     /// Wall-clock limit.
     pub timeout: Duration,
     /// Extra QEMU arguments.
     pub extra_args: Vec<String>,
     /// Print the console as it arrives.
     pub echo: bool,
+}
+
+impl RunConfig {
+    /// The guest's command line (`/chosen/bootargs`): the mode, the scenario and any
+    /// extra words.
+    pub fn guest_cmdline(&self) -> String {
+        let mut words = vec![
+            self.mode.guest_args().to_string(),
+            format!("pvmkit.scenario={}", self.scenario),
+        ];
+        words.extend(self.guest_args.iter().cloned());
+        words.join(" ")
+    }
 }
 
 fn run_dir(ws: &Workspace, mode: Mode) -> Result<PathBuf, String> {
@@ -132,35 +147,30 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path) -> Command {
         Mode::Bare => {
             // QEMU boots the ELF at EL1 with its own DTB at RAM base; the guest's
             // command line reaches it as that DTB's /chosen/bootargs.
-            let args = format!(
-                "{} pvmkit.scenario={}",
-                config.mode.guest_args(),
-                config.scenario
-            );
             cmd.arg("-kernel")
                 .arg(&config.payload)
-                .args(["-append", &args]);
+                .args(["-append", &config.guest_cmdline()]);
         }
     }
     cmd.args(&config.extra_args);
     cmd
 }
 
+/// The virtio-mmio transports the guest is given: the last one, where QEMU puts the
+/// first `-device` (an empty transport still answers its identification registers).
+pub const EXPOSED_VIRTIO_SLOTS: u32 = 1 << (VIRTIO_MMIO_SLOTS - 1);
+
 /// Packs the bundle for a run under hyp: the payload, and the guest DT pvmkit writes.
 pub fn make_bundle(config: &RunConfig) -> Result<Vec<u8>, String> {
     let payload = FlatImage::from_elf(&firmware::read(&config.payload)?)
         .map_err(|e| format!("payload {}: {e}", config.payload.display()))?;
-    let bootargs = format!(
-        "{} pvmkit.scenario={}",
-        config.mode.guest_args(),
-        config.scenario
-    );
     let dt = guest_dt::write(&GuestDtConfig {
         ram_base: GUEST_RAM_BASE,
         ram_size: GUEST_RAM_SIZE,
-        bootargs: &bootargs,
+        bootargs: &config.guest_cmdline(),
+        virtio_slots: EXPOSED_VIRTIO_SLOTS,
     })?;
-    pack::pack(&payload, &dt)
+    pack::pack(&payload, &dt, EXPOSED_VIRTIO_SLOTS)
 }
 
 /// Builds the run's files, runs QEMU and judges the result.

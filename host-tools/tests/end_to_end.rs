@@ -173,6 +173,75 @@ fn the_matrix_prints_one_line_per_mode() {
     }
 }
 
+const MMIO_GUARD_CASES: [&str; 6] = [
+    "mmio_guard_form",
+    "console_granule_is_registered",
+    "mmio_access_without_map_aborts",
+    "mmio_map_refusals",
+    "mmio_map_access_unmap_access",
+    "mmio_shared_granule_kept_until_both_dropped",
+];
+
+#[test]
+fn mmio_guard_cases_pass_in_both_forms() {
+    for abi in ["android", "upstream"] {
+        let (ok, out) = pvmkit(&["run", "--abi", abi]);
+        assert!(ok, "{out}");
+        assert_cases_passed(&out, &MMIO_GUARD_CASES);
+    }
+}
+
+/// Negative control: a guest that skips MMIO guard registration loses its console in
+/// a protected VM, because hyp refuses every unregistered access, and the run fails
+/// loudly. The same guest runs fine where nothing is enforced.
+#[test]
+fn a_guest_without_the_mmio_guard_fails_loudly_when_protected() {
+    for abi in ["android", "upstream"] {
+        let (ok, out) = pvmkit(&[
+            "run",
+            "--abi",
+            abi,
+            "--guest-arg",
+            "guest-lib.unsafe-skip-mmio-guard",
+        ]);
+        assert!(
+            !ok,
+            "an unguarded console must not work in a protected VM ({abi}):\n{out}"
+        );
+        assert!(
+            out.contains("[hyp] injected 1 external abort(s) for refused accesses; last: IPA 0x9000018, not registered with the MMIO guard"),
+            "{out}"
+        );
+        assert!(
+            out.contains("pvmkit: FAIL: hyp ended the VM: reason=reset"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("test hypervisor_uid"),
+            "nothing reached the console:\n{out}"
+        );
+    }
+    // Unprotected: nothing is enforced, so the console works and every case runs; only
+    // the case that checks the console's registration notices what was skipped.
+    let (ok, out) = pvmkit(&[
+        "run",
+        "--mode",
+        "unprotected",
+        "--guest-arg",
+        "guest-lib.unsafe-skip-mmio-guard",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("test hypervisor_uid ... ok"), "{out}");
+    assert!(
+        out.contains("test console_granule_is_registered ... FAILED"),
+        "{out}"
+    );
+    assert!(
+        out.contains("pvmkit: FAIL: 1 guest case(s) failed"),
+        "{out}"
+    );
+}
+
 #[test]
 fn bad_options_are_refused_clearly() {
     let (ok, out) = pvmkit(&["run", "--mode", "bare", "--abi", "upstream"]);
@@ -275,6 +344,7 @@ fn hyp_refuses_guest_ram_over_its_own_memory() {
             ram_base: 0x4000_0000,
             ram_size: 0x6000_0000,
             entry_ipa: entry,
+            virtio_slots: 0,
         };
         b[offset..offset + 32].copy_from_slice(&config.to_bytes());
     });

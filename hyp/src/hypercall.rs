@@ -10,7 +10,9 @@ use abi::hyp_options::{AbiForm, VmMode};
 use abi::kvm::{self, func, Features};
 use abi::{psci, smccc};
 
+use crate::guard_calls::{self, GuardVm};
 use crate::memory_calls::{self, Direction, GuestMemory};
+use crate::mmio_guard::GuardTable;
 use crate::ownership::Ownership;
 
 /// What the VM is allowed to see of hyp's services.
@@ -30,13 +32,20 @@ impl Services {
                 func::HYP_MEMINFO,
                 func::MEM_SHARE,
                 func::MEM_UNSHARE,
+                func::MMIO_GUARD_MAP,
             ]),
             VmMode::Protected(AbiForm::Android) => Features::with(&[
                 func::FEATURES,
                 func::HYP_MEMINFO,
                 func::MEM_SHARE,
                 func::MEM_UNSHARE,
+                func::MMIO_GUARD_INFO,
+                func::MMIO_GUARD_ENROLL,
+                func::MMIO_GUARD_MAP,
+                func::MMIO_GUARD_UNMAP,
                 func::MEM_RELINQUISH,
+                func::MMIO_RGUARD_MAP,
+                func::MMIO_RGUARD_UNMAP,
             ]),
             VmMode::Unprotected => Features::with(&[func::FEATURES]),
         }
@@ -105,6 +114,10 @@ pub struct VmState<'s, 'o, M: GuestMemory> {
     pub ownership: &'s mut Ownership<'o>,
     /// Guest memory, for calls that write it.
     pub memory: &'s mut M,
+    /// The MMIO guard's registered granules.
+    pub guard: &'s mut GuardTable,
+    /// What guard calls check against.
+    pub guard_vm: GuardVm<'s>,
 }
 
 /// Answers one call. `x0` holds the function ID (only w0 counts, as SMCCC says) and
@@ -136,6 +149,12 @@ pub fn dispatch<M: GuestMemory>(
                 args,
             )),
             kvm::MEM_RELINQUISH => Some(memory_calls::relinquish(vm.ownership, vm.memory, args)),
+            kvm::MMIO_GUARD_INFO => Some(guard_calls::info(args)),
+            kvm::MMIO_GUARD_ENROLL => Some(guard_calls::enroll()),
+            kvm::MMIO_GUARD_MAP => Some(guard_calls::map(form, vm.guard, vm.guard_vm, args)),
+            kvm::MMIO_GUARD_UNMAP => Some(guard_calls::unmap(vm.guard, args)),
+            kvm::MMIO_RGUARD_MAP => Some(guard_calls::ranged(true, vm.guard, vm.guard_vm, args)),
+            kvm::MMIO_RGUARD_UNMAP => Some(guard_calls::ranged(false, vm.guard, vm.guard_vm, args)),
             _ => None,
         };
         if let Some(reply) = reply {
@@ -189,9 +208,16 @@ mod tests {
         let mut words = vec![0u16; 16];
         let mut ownership = Ownership::new(0x8000_0000, &mut words);
         let mut memory = FakeMemory::default();
+        let mut guard = GuardTable::new(true);
+        let ram = abi::bundle::Region {
+            start: 0x8000_0000,
+            end: 0x8001_0000,
+        };
         let vm = VmState {
             ownership: &mut ownership,
             memory: &mut memory,
+            guard: &mut guard,
+            guard_vm: GuardVm { devices: &[], ram },
         };
         dispatch(&Services { mode }, vm, x0, [x1, 0, 0])
     }

@@ -9,11 +9,14 @@
 #![deny(missing_docs)]
 
 pub use abi::esr;
+pub mod devices;
 pub mod exit;
+pub mod guard_calls;
 pub mod hypercall;
 pub mod inject;
 pub mod memory_calls;
 pub mod mmio;
+pub mod mmio_guard;
 pub mod ownership;
 pub mod placement;
 pub mod platform;

@@ -154,9 +154,16 @@ mod tests {
         }
 
         fn call(&mut self, id: u32, args: [u64; 3]) -> [u64; 4] {
+            let mut guard = crate::mmio_guard::GuardTable::new(true);
+            let ram = abi::bundle::Region {
+                start: BASE,
+                end: BASE,
+            };
             let vm = VmState {
                 ownership: &mut self.ownership,
                 memory: &mut self.zeroed,
+                guard: &mut guard,
+                guard_vm: crate::guard_calls::GuardVm { devices: &[], ram },
             };
             match dispatch(&Services { mode: self.mode }, vm, id as u64, args) {
                 Outcome::Return(r) => r.regs,

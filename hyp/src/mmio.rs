@@ -2,10 +2,26 @@
 //! device the VM is given, or refuse it with an injected external abort.
 //!
 //! Emulation needs the syndrome (ISV=1: a single-register load or store without
-//! writeback), a valid FAR, no stage-1 walk, and the whole access inside one device
-//! window. Everything else is refused; hyp never decodes instructions.
+//! writeback), a valid FAR, no stage-1 walk, the whole access inside one device window,
+//! and (for an enforced VM) both ends of the access in granules registered with the
+//! MMIO guard. Everything else is refused; hyp never decodes instructions.
 
 use crate::esr::DataAbort;
+use crate::mmio_guard::GuardTable;
+
+/// What a device window is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// The PL011 console, shared with hyp.
+    Console,
+    /// A virtio-mmio transport of QEMU's. Reads reach QEMU's device; writes are refused
+    /// until hyp's checked virtio device side exists (they could hand the device an
+    /// address the guest never shared).
+    Virtio {
+        /// QEMU's transport index.
+        slot: u32,
+    },
+}
 
 /// A device hyp emulates for this VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,8 +30,15 @@ pub struct DeviceWindow {
     pub base: u64,
     /// Size of the register window.
     pub size: u64,
-    /// Name for reports.
-    pub name: &'static str,
+    /// What it is.
+    pub kind: DeviceKind,
+}
+
+impl DeviceWindow {
+    /// Whether the guest may write its registers.
+    pub fn writable(&self) -> bool {
+        self.kind == DeviceKind::Console
+    }
 }
 
 /// One decoded MMIO access.
@@ -52,6 +75,10 @@ pub enum Refusal {
     NoDevice,
     /// The access starts in a device window but does not end in it.
     CrossesWindow,
+    /// The VM is enforced and the access is not registered with the MMIO guard.
+    NotGuarded,
+    /// A write to a device whose registers hyp lets the guest only read.
+    ReadOnly,
 }
 
 impl Refusal {
@@ -62,6 +89,8 @@ impl Refusal {
             Self::NotADeviceAccess => "stage-1 walk or invalid FAR",
             Self::NoDevice => "no device of this VM at that address",
             Self::CrossesWindow => "access crosses the end of a device window",
+            Self::NotGuarded => "not registered with the MMIO guard",
+            Self::ReadOnly => "writes to this device are not forwarded",
         }
     }
 }
@@ -83,7 +112,12 @@ pub enum Decision {
 }
 
 /// Decides what to do with a data abort at `ipa`.
-pub fn decide(abort: &DataAbort, ipa: u64, devices: &[DeviceWindow]) -> Decision {
+pub fn decide(
+    abort: &DataAbort,
+    ipa: u64,
+    devices: &[DeviceWindow],
+    guard: &GuardTable,
+) -> Decision {
     if !abort.isv {
         return Decision::Refuse(Refusal::NoSyndrome);
     }
@@ -99,6 +133,12 @@ pub fn decide(abort: &DataAbort, ipa: u64, devices: &[DeviceWindow]) -> Decision
     };
     if ipa - device.base + width as u64 > device.size {
         return Decision::Refuse(Refusal::CrossesWindow);
+    }
+    if !guard.allows(ipa, width) {
+        return Decision::Refuse(Refusal::NotGuarded);
+    }
+    if abort.wnr && !device.writable() {
+        return Decision::Refuse(Refusal::ReadOnly);
     }
     let access = if abort.wnr {
         Access::Store {
@@ -150,8 +190,14 @@ mod tests {
     const UART: DeviceWindow = DeviceWindow {
         base: 0x0900_0000,
         size: 0x1000,
-        name: "pl011",
+        kind: DeviceKind::Console,
     };
+    const VIRTIO: DeviceWindow = DeviceWindow {
+        base: 0x0a00_3e00,
+        size: 0x200,
+        kind: DeviceKind::Virtio { slot: 31 },
+    };
+    const OPEN: GuardTable = GuardTable::new(false);
 
     fn abort(esr: u64) -> DataAbort {
         Esr(esr).data_abort().unwrap()
@@ -159,7 +205,7 @@ mod tests {
 
     #[test]
     fn emulates_single_register_accesses_on_a_device() {
-        let store = decide(&abort(0x9301_0045), 0x0900_0000, &[UART]);
+        let store = decide(&abort(0x9301_0045), 0x0900_0000, &[UART], &OPEN);
         assert_eq!(
             store,
             Decision::Emulate {
@@ -168,7 +214,7 @@ mod tests {
                 device: UART
             }
         );
-        let load = decide(&abort(0x9383_0005), 0x0900_0018, &[UART]);
+        let load = decide(&abort(0x9383_0005), 0x0900_0018, &[UART], &OPEN);
         assert_eq!(
             load,
             Decision::Emulate {
@@ -187,34 +233,81 @@ mod tests {
     #[test]
     fn refuses_everything_else() {
         assert_eq!(
-            decide(&abort(0x9200_0005), 0x0900_0000, &[UART]),
+            decide(&abort(0x9200_0005), 0x0900_0000, &[UART], &OPEN),
             Decision::Refuse(Refusal::NoSyndrome)
         );
         assert_eq!(
-            decide(&abort(0x9383_0005), 0x0901_0000, &[UART]),
+            decide(&abort(0x9383_0005), 0x0901_0000, &[UART], &OPEN),
             Decision::Refuse(Refusal::NoDevice)
         );
         assert_eq!(
-            decide(&abort(0x9383_0005), 0x0900_0000, &[]),
+            decide(&abort(0x9383_0005), 0x0900_0000, &[], &OPEN),
             Decision::Refuse(Refusal::NoDevice)
         );
         assert_eq!(
-            decide(&abort(0x9383_0005), 0x08ff_fffc, &[UART]),
+            decide(&abort(0x9383_0005), 0x08ff_fffc, &[UART], &OPEN),
             Decision::Refuse(Refusal::NoDevice)
         );
         // A 4-byte load at the last byte of the window.
         assert_eq!(
-            decide(&abort(0x9383_0005), 0x0900_0fff, &[UART]),
+            decide(&abort(0x9383_0005), 0x0900_0fff, &[UART], &OPEN),
             Decision::Refuse(Refusal::CrossesWindow)
         );
         // S1PTW and FnV.
         assert_eq!(
-            decide(&abort(0x9383_0085), 0x0900_0000, &[UART]),
+            decide(&abort(0x9383_0085), 0x0900_0000, &[UART], &OPEN),
             Decision::Refuse(Refusal::NotADeviceAccess)
         );
         assert_eq!(
-            decide(&abort(0x9383_0405), 0x0900_0000, &[UART]),
+            decide(&abort(0x9383_0405), 0x0900_0000, &[UART], &OPEN),
             Decision::Refuse(Refusal::NotADeviceAccess)
+        );
+    }
+
+    #[test]
+    fn enforced_vms_need_the_guard() {
+        let ram = abi::bundle::Region {
+            start: 0x8000_0000,
+            end: 0x9000_0000,
+        };
+        let mut guard = GuardTable::new(true);
+        let load = abort(0x9383_0005);
+        assert_eq!(
+            decide(&load, 0x0900_0018, &[UART], &guard),
+            Decision::Refuse(Refusal::NotGuarded)
+        );
+        guard.map(0x0900_0000, &[UART], ram).unwrap();
+        assert!(matches!(
+            decide(&load, 0x0900_0018, &[UART], &guard),
+            Decision::Emulate { .. }
+        ));
+        guard.unmap(0x0900_0000).unwrap();
+        assert_eq!(
+            decide(&load, 0x0900_0018, &[UART], &guard),
+            Decision::Refuse(Refusal::NotGuarded)
+        );
+        // Not even a registered granule makes ISV=0 emulatable.
+        guard.map(0x0900_0000, &[UART], ram).unwrap();
+        assert_eq!(
+            decide(&abort(0x9200_0005), 0x0900_0000, &[UART], &guard),
+            Decision::Refuse(Refusal::NoSyndrome)
+        );
+    }
+
+    #[test]
+    fn virtio_registers_are_read_only_for_now() {
+        let devices = [UART, VIRTIO];
+        assert!(matches!(
+            decide(&abort(0x9383_0005), 0x0a00_3e00, &devices, &OPEN),
+            Decision::Emulate { .. }
+        ));
+        assert_eq!(
+            decide(&abort(0x9301_0045), 0x0a00_3e70, &devices, &OPEN),
+            Decision::Refuse(Refusal::ReadOnly)
+        );
+        assert_eq!(
+            decide(&abort(0x9383_0005), 0x0a00_3c00, &devices, &OPEN),
+            Decision::Refuse(Refusal::NoDevice)
         );
     }
 

@@ -5,13 +5,16 @@ use core::cell::UnsafeCell;
 use core::fmt::Write;
 
 use abi::bundle::{Bundle, EntryKind, GuestLayout, Region};
-use abi::hyp_options::HypOptions;
+use abi::hyp_options::{HypOptions, VmMode};
+use hyp::devices::DeviceList;
 use hyp::esr::{self, ec, Esr};
 use hyp::exit::ExitReason;
+use hyp::guard_calls::GuardVm;
 use hyp::hypercall::{self, Outcome, Services, VmState};
 use hyp::inject::{self, AbortKind, TrapState};
 use hyp::memory_calls::GuestMemory;
-use hyp::mmio::{self, Access, Decision, DeviceWindow};
+use hyp::mmio::{self, Access, Decision, DeviceKind, Refusal};
+use hyp::mmio_guard::GuardTable;
 use hyp::ownership::{Ownership, GRANULE};
 use hyp::placement::{check_guest_ram, Reserved};
 use hyp::platform::{self, Platform};
@@ -51,6 +54,13 @@ struct SingleCore<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for SingleCore<T> {}
 
 impl<T> SingleCore<T> {
+    /// For the exit path only, which may run from inside a handler that holds the
+    /// reference: it reads, and the run ends right after.
+    fn try_get(&self) -> Option<&T> {
+        // SAFETY: see `get`; the exit path only reads and never returns.
+        Some(unsafe { &*self.0.get() })
+    }
+
     #[allow(clippy::mut_from_ref)]
     fn get(&self) -> &mut T {
         // SAFETY: see the Sync impl: there is never a second live reference, because
@@ -66,8 +76,18 @@ const MAX_GUEST_RAM: u64 = 1 << 30;
 struct Vm {
     services: Services,
     ram: Region,
-    devices: [DeviceWindow; 1],
+    devices: DeviceList,
     ownership: Ownership<'static>,
+    guard: GuardTable,
+    refused: RefusedAccesses,
+}
+
+/// External aborts hyp injected, summed up before the exit line (printing each as it
+/// happens would split the guest's own console lines).
+#[derive(Default)]
+struct RefusedAccesses {
+    count: u64,
+    last: Option<(u64, Refusal)>,
 }
 
 static VM: SingleCore<Option<Vm>> = SingleCore(UnsafeCell::new(None));
@@ -89,6 +109,15 @@ static STAGE2: SingleCore<[Table; STAGE2_TABLES]> =
 
 /// Ends the run: the exit line, then power off.
 fn exit(reason: ExitReason<'_>) -> ! {
+    if let Some(Some(vm)) = VM.try_get() {
+        if let Some((ipa, why)) = vm.refused.last {
+            hyp_println!(
+                "injected {} external abort(s) for refused accesses; last: IPA {ipa:#x}, {}",
+                vm.refused.count,
+                why.describe()
+            );
+        }
+    }
     CONSOLE.break_line();
     let mut out = &CONSOLE;
     let _ = writeln!(out, "{reason}");
@@ -221,17 +250,21 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         );
     }
 
+    let devices = DeviceList::new(
+        platform.uart,
+        platform.virtio_slots(),
+        bundle.config().virtio_slots,
+    )
+    .unwrap_or_else(|e| fail!("{e}"));
     build_stage2(&layout);
     load_guest(&bundle, &layout);
 
     *VM.get() = Some(Vm {
         services: Services { mode: options.mode },
         ram: layout.ram,
-        devices: [DeviceWindow {
-            base: platform.uart.start,
-            size: platform.uart.size(),
-            name: "pl011",
-        }],
+        devices,
+        guard: GuardTable::new(matches!(options.mode, VmMode::Protected(_))),
+        refused: RefusedAccesses::default(),
         ownership: Ownership::new(
             layout.ram.start,
             &mut OWNERSHIP.get()[..(layout.ram.size() / GRANULE) as usize],
@@ -329,6 +362,11 @@ fn hypercall(regs: &mut GuestRegs) {
     let state = VmState {
         ownership: &mut vm.ownership,
         memory: &mut IdentityMemory,
+        guard: &mut vm.guard,
+        guard_vm: GuardVm {
+            devices: vm.devices.windows(),
+            ram: vm.ram,
+        },
     };
     match hypercall::dispatch(
         &vm.services,
@@ -352,7 +390,7 @@ fn data_abort(regs: &mut GuestRegs, esr: Esr) {
         // Guest RAM is mapped whole; a fault there means hyp's tables are wrong.
         fail!("stage-2 fault inside guest RAM at {ipa:#x} ({esr})");
     }
-    match mmio::decide(&abort, ipa, &vm.devices) {
+    match mmio::decide(&abort, ipa, vm.devices.windows(), &vm.guard) {
         Decision::Emulate { pa, access, device } => {
             match access {
                 Access::Store { reg, width } => {
@@ -363,7 +401,7 @@ fn data_abort(regs: &mut GuestRegs, esr: Esr) {
                     };
                     // SAFETY: `decide` placed the access inside an exposed device window.
                     unsafe { arch::device_write(pa, width, value) };
-                    if device.name == "pl011" && pa == device.base {
+                    if device.kind == DeviceKind::Console && pa == device.base {
                         CONSOLE.note_guest_byte(value as u8);
                     }
                 }
@@ -383,7 +421,11 @@ fn data_abort(regs: &mut GuestRegs, esr: Esr) {
             }
             write_sysreg!("elr_el2", read_sysreg!("elr_el2") + 4);
         }
-        Decision::Refuse(_) => inject_abort(AbortKind::Data),
+        Decision::Refuse(why) => {
+            vm.refused.count += 1;
+            vm.refused.last = Some((ipa, why));
+            inject_abort(AbortKind::Data)
+        }
     }
 }
 

@@ -87,6 +87,7 @@ pub fn main(boot: &BootInfo) {
     }
 
     crate::sharing_cases::run(&mut h, boot, mode);
+    crate::guard_cases::run(&mut h, boot, mode);
 
     match scenario {
         "fail-case" => h.run("deliberate_failure", || {

@@ -42,21 +42,29 @@ impl Mode {
     /// The features bitmap hyp must advertise in this mode: exactly the vendor
     /// functions it implements.
     pub fn expected_features(self) -> Features {
-        const MEMORY: [u32; 4] = [
-            func::FEATURES,
-            func::HYP_MEMINFO,
-            func::MEM_SHARE,
-            func::MEM_UNSHARE,
-        ];
         match self {
+            // Every Android pKVM service up to the ranged MMIO guard calls (0xffd).
             Self::Protected("android") => Features::with(&[
-                MEMORY[0],
-                MEMORY[1],
-                MEMORY[2],
-                MEMORY[3],
+                func::FEATURES,
+                func::HYP_MEMINFO,
+                func::MEM_SHARE,
+                func::MEM_UNSHARE,
+                func::MMIO_GUARD_INFO,
+                func::MMIO_GUARD_ENROLL,
+                func::MMIO_GUARD_MAP,
+                func::MMIO_GUARD_UNMAP,
                 func::MEM_RELINQUISH,
+                func::MMIO_RGUARD_MAP,
+                func::MMIO_RGUARD_UNMAP,
             ]),
-            Self::Protected(_) => Features::with(&MEMORY),
+            // Upstream: the memory services and the single MMIO_GUARD call (0x9d).
+            Self::Protected(_) => Features::with(&[
+                func::FEATURES,
+                func::HYP_MEMINFO,
+                func::MEM_SHARE,
+                func::MEM_UNSHARE,
+                func::MMIO_GUARD_MAP,
+            ]),
             Self::Unprotected => Features::with(&[func::FEATURES]),
             Self::Bare => Features::NONE,
         }

@@ -7,6 +7,8 @@ mod cases;
 #[cfg(target_os = "none")]
 mod expect;
 #[cfg(target_os = "none")]
+mod guard_cases;
+#[cfg(target_os = "none")]
 mod sharing_cases;
 
 #[cfg(target_os = "none")]

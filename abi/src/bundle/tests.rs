@@ -7,6 +7,7 @@ fn config(entry: u64) -> [u8; VM_CONFIG_SIZE] {
         ram_base: RAM,
         ram_size: 256 << 20,
         entry_ipa: entry,
+        virtio_slots: 1 << 31,
     }
     .to_bytes()
 }
@@ -63,6 +64,20 @@ fn round_trip() {
             start: RAM,
             end: RAM + 0x1000
         }
+    );
+}
+
+#[test]
+fn vm_config_round_trips_and_checks_reserved() {
+    let bytes = good();
+    let config = Bundle::parse(&bytes).unwrap().config();
+    assert_eq!(config.virtio_slots, 1 << 31);
+    let mut raw = config.to_bytes();
+    assert_eq!(VmConfig::from_bytes(&raw), Ok(config));
+    raw[30] = 1;
+    assert_eq!(
+        VmConfig::from_bytes(&raw),
+        Err(BundleError::ReservedNotZero)
     );
 }
 

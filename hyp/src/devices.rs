@@ -1,0 +1,133 @@
+//! The devices a VM is given: the console, and the virtio-mmio transports its VM config
+//! names, each checked to exist in QEMU's device tree.
+
+use core::fmt;
+
+use abi::bundle::Region;
+use abi::memory_map::{virtio_mmio_slot, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE};
+
+use crate::mmio::{DeviceKind, DeviceWindow};
+
+/// The most devices a VM has: the console and every virtio-mmio transport.
+pub const MAX_DEVICES: usize = 1 + VIRTIO_MMIO_SLOTS as usize;
+
+/// A VM's devices.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceList {
+    windows: [DeviceWindow; MAX_DEVICES],
+    len: usize,
+}
+
+/// Why the VM's devices cannot be set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MissingTransport {
+    /// The transport asked for.
+    pub slot: u32,
+}
+
+impl fmt::Display for MissingTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "VM config asks for virtio-mmio transport {} at {:#x}, which QEMU does not have",
+            self.slot,
+            virtio_mmio_slot(self.slot)
+        )
+    }
+}
+
+impl DeviceList {
+    /// The console at `uart`, and transport `i` for every bit `i` of `virtio_slots`,
+    /// each of which must be among `platform_virtio` (QEMU's transports).
+    pub fn new(
+        uart: Region,
+        platform_virtio: &[Region],
+        virtio_slots: u32,
+    ) -> Result<Self, MissingTransport> {
+        let console = DeviceWindow {
+            base: uart.start,
+            size: uart.size(),
+            kind: DeviceKind::Console,
+        };
+        let mut list = Self {
+            windows: [console; MAX_DEVICES],
+            len: 1,
+        };
+        for slot in (0..VIRTIO_MMIO_SLOTS).filter(|i| virtio_slots & (1 << i) != 0) {
+            let base = virtio_mmio_slot(slot);
+            if !platform_virtio
+                .iter()
+                .any(|r| r.start == base && r.size() >= VIRTIO_MMIO_STRIDE)
+            {
+                return Err(MissingTransport { slot });
+            }
+            list.windows[list.len] = DeviceWindow {
+                base,
+                size: VIRTIO_MMIO_STRIDE,
+                kind: DeviceKind::Virtio { slot },
+            };
+            list.len += 1;
+        }
+        Ok(list)
+    }
+
+    /// The windows.
+    pub fn windows(&self) -> &[DeviceWindow] {
+        &self.windows[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UART: Region = Region {
+        start: 0x0900_0000,
+        end: 0x0900_1000,
+    };
+
+    fn qemu_transports() -> Vec<Region> {
+        (0..32)
+            .map(|i| Region {
+                start: 0x0a00_0000 + i * 0x200,
+                end: 0x0a00_0200 + i * 0x200,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn console_plus_the_configured_transports() {
+        let list = DeviceList::new(UART, &qemu_transports(), (1 << 31) | 1).unwrap();
+        let w = list.windows();
+        assert_eq!(w.len(), 3);
+        assert_eq!(w[0].kind, DeviceKind::Console);
+        assert_eq!(
+            (w[1].base, w[1].kind),
+            (0x0a00_0000, DeviceKind::Virtio { slot: 0 })
+        );
+        assert_eq!((w[2].base, w[2].size), (0x0a00_3e00, 0x200));
+        assert_eq!(
+            DeviceList::new(UART, &qemu_transports(), 0)
+                .unwrap()
+                .windows()
+                .len(),
+            1
+        );
+        assert_eq!(
+            DeviceList::new(UART, &qemu_transports(), u32::MAX)
+                .unwrap()
+                .windows()
+                .len(),
+            33
+        );
+    }
+
+    #[test]
+    fn a_transport_qemu_lacks_is_refused() {
+        let some = &qemu_transports()[..4];
+        assert_eq!(
+            DeviceList::new(UART, some, 1 << 31).unwrap_err(),
+            MissingTransport { slot: 31 }
+        );
+    }
+}
