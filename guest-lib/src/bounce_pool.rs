@@ -13,8 +13,9 @@ use linked_list_allocator::LockedHeap;
 use crate::conduit::Conduit;
 use crate::sharing::{MemSharer, ShareError};
 
-/// The default pool size: enough for several in-flight 64 KiB requests and their rings.
-pub const DEFAULT_POOL_SIZE: usize = 2 << 20;
+/// The default pool size: enough for the rings of a few devices and a 1 MiB request in
+/// flight.
+pub const DEFAULT_POOL_SIZE: usize = 4 << 20;
 /// The largest alignment a buffer may ask for: one page.
 pub const MAX_ALIGN: usize = 4096;
 

@@ -10,6 +10,7 @@
 //! - [`sharing`]: MEM_SHARE/MEM_UNSHARE of any range, all or nothing; [`stats`]: what it cost.
 //! - [`exceptions`]: decoded reports of unexpected exceptions, and `exceptions::probe`
 //!   to turn an external abort on a chosen access into an `Err`.
+//! - [`virtio`]: the bouncing `virtio_drivers::Hal` and device discovery.
 //! - [`harness`]: the in-guest test harness (`N passed, M failed`).
 //!
 //! Host builds (unit tests) get every module but the assembly and the runtime.
@@ -28,6 +29,7 @@ pub mod hypervisor;
 pub mod psci;
 pub mod sharing;
 pub mod stats;
+pub mod virtio;
 
 #[cfg(target_os = "none")]
 mod arch;

@@ -18,6 +18,8 @@ use crate::conduit::SystemConduit;
 use crate::device_tree::{self, GuestDt};
 use crate::exceptions::{self, ExceptionReport};
 use crate::hypervisor::HypervisorInfo;
+use crate::bounce_pool::{BouncePool, PoolError, DEFAULT_POOL_SIZE};
+use crate::sharing::MemSharer;
 use crate::{println, psci, BootInfo};
 
 /// QEMU's documented place for the DTB when it boots a bare-metal ELF (x0 is then 0):
@@ -71,6 +73,26 @@ impl<T> BootCell<T> {
 
 static CONDUIT: BootCell<SystemConduit> = BootCell::empty();
 static MMIO_GUARD: BootCell<MmioGuard<SystemConduit>> = BootCell::empty();
+static DT: BootCell<GuestDt<'static>> = BootCell::empty();
+static DMA_POOL: BootCell<Option<BouncePool>> = BootCell::empty();
+
+/// The shared pool DMA buffers come from (`None` when the VM is not protected).
+pub(crate) fn dma_pool() -> Option<&'static BouncePool> {
+    DMA_POOL.get().and_then(|p| p.as_ref())
+}
+
+/// The device tree the guest booted with.
+pub(crate) fn device_tree() -> &'static GuestDt<'static> {
+    DT.get().unwrap_or_else(|| fatal_silent())
+}
+
+/// Reports what went wrong and ends the VM (SYSTEM_RESET).
+pub(crate) fn fatal(why: core::fmt::Arguments<'_>) -> ! {
+    if !REPORTING.swap(true, Ordering::Relaxed) {
+        println!("[guest] fatal: {why}");
+    }
+    fatal_silent()
+}
 
 fn conduit() -> SystemConduit {
     CONDUIT.get().copied().unwrap_or(SystemConduit::Hvc)
@@ -138,6 +160,19 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
         unsafe { crate::console::init(uart) };
     }
     crate::console::init_logger(log::LevelFilter::Info);
+    DT.set(dt);
+    if hypervisor.is_protected() {
+        // Every DMA buffer of every device comes from this one shared region.
+        let pool = MemSharer::new(conduit, &hypervisor).map_err(PoolError::Share).and_then(|s| BouncePool::allocate(&s, DEFAULT_POOL_SIZE));
+        match pool {
+            Ok(pool) => {
+                DMA_POOL.set(Some(pool));
+            }
+            Err(e) => fatal(format_args!("cannot set up the bounce pool: {e}")),
+        }
+    } else {
+        DMA_POOL.set(None);
+    }
     let dt_ipa = if dt_ptr == 0 { QEMU_BARE_DTB } else { dt_ptr };
     let boot = BootInfo {
         dt,

@@ -1,11 +1,13 @@
 //! The parts of `pvmkit`, each testable on its own.
 //!
+//! - [`devices`]: the virtio devices a guest gets (disk, entropy, console FIFOs).
 //! - [`firmware`]: builds the firmware crates and turns ELF files into flat images.
 //! - [`guest_dt`]: the device tree `pvmkit`, as the host VMM, writes for the guest.
 //! - [`pack`]: the bundle hyp reads.
 //! - [`qemu`]: finding, installing and running QEMU.
 //! - [`verdict`]: judging a run from its console.
 
+pub mod devices;
 pub mod firmware;
 pub mod guest_dt;
 pub mod pack;

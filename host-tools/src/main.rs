@@ -48,6 +48,10 @@ struct RunArgs {
     /// `guest-lib.unsafe-skip-mmio-guard` for the MMIO guard's negative control.
     #[arg(long = "guest-arg")]
     guest_args: Vec<String>,
+    /// A raw disk image for the guest's virtio-blk device, kept after the run (created,
+    /// 8 MiB, if missing). By default each run gets a fresh one.
+    #[arg(long)]
+    disk: Option<PathBuf>,
     /// Extra QEMU arguments, after `--`.
     #[arg(last = true)]
     qemu_args: Vec<String>,
@@ -126,6 +130,7 @@ fn run(cli: Cli) -> Result<bool, String> {
                 timeout,
                 scenario: "normal".into(),
                 guest_args: Vec::new(),
+                disk: None,
                 qemu_args: Vec::new(),
             };
             let mut all = true;
@@ -152,6 +157,7 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
         bundle: args.bundle.clone(),
         scenario: args.scenario.clone(),
         guest_args: args.guest_args.clone(),
+        disk: args.disk.clone(),
         timeout: Duration::from_secs(args.timeout),
         extra_args: args.qemu_args.clone(),
         echo,

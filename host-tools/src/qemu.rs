@@ -7,9 +7,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE, VIRTIO_MMIO_SLOTS};
+use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE};
 
 use crate::firmware::{self, Firmware, FlatImage};
+use crate::devices::{Devices, VIRTIO_SLOTS};
 use crate::guest_dt::{self, GuestDtConfig};
 use crate::verdict::{self, Expect, RunOutput, Verdict};
 use crate::{pack, Mode, Workspace};
@@ -80,6 +81,8 @@ pub struct RunConfig {
     pub scenario: String,
     /// More words for the guest's command line.
     pub guest_args: Vec<String>,
+    /// A disk image to use (and keep); by default each run gets a fresh one.
+    pub disk: Option<PathBuf>,
     /// Wall-clock limit.
     pub timeout: Duration,
     /// Extra QEMU arguments.
@@ -120,7 +123,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// The QEMU command for a run whose files are in `dir`.
-pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path) -> Command {
+pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices) -> Command {
     let mut cmd = Command::new(QEMU);
     let machine = match config.mode {
         Mode::Hyp(_) => format!("{MACHINE},virtualization=on,gic-version=3"),
@@ -152,13 +155,11 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path) -> Command {
                 .args(["-append", &config.guest_cmdline()]);
         }
     }
+    cmd.args(devices.qemu_args());
     cmd.args(&config.extra_args);
     cmd
 }
 
-/// The virtio-mmio transports the guest is given: the last one, where QEMU puts the
-/// first `-device` (an empty transport still answers its identification registers).
-pub const EXPOSED_VIRTIO_SLOTS: u32 = 1 << (VIRTIO_MMIO_SLOTS - 1);
 
 /// Packs the bundle for a run under hyp: the payload, and the guest DT pvmkit writes.
 pub fn make_bundle(config: &RunConfig) -> Result<Vec<u8>, String> {
@@ -168,9 +169,9 @@ pub fn make_bundle(config: &RunConfig) -> Result<Vec<u8>, String> {
         ram_base: GUEST_RAM_BASE,
         ram_size: GUEST_RAM_SIZE,
         bootargs: &config.guest_cmdline(),
-        virtio_slots: EXPOSED_VIRTIO_SLOTS,
+        virtio_slots: VIRTIO_SLOTS,
     })?;
-    pack::pack(&payload, &dt, EXPOSED_VIRTIO_SLOTS)
+    pack::pack(&payload, &dt, VIRTIO_SLOTS)
 }
 
 /// Builds the run's files, runs QEMU and judges the result.
@@ -182,12 +183,18 @@ pub fn run(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Verdict,
         (Mode::Bare, Some(_)) => return Err("--bundle needs hyp: bare mode has no bundle".into()),
         (Mode::Bare, None) => {}
     }
-    let mut cmd = command(fw, config, &dir);
+    let mut devices = Devices::create(&dir, config.disk.as_deref())?;
+    let mut cmd = command(fw, config, &dir, &devices);
     if config.echo {
         eprintln!("pvmkit: {} ({})", config.mode, dir.display());
     }
     let output = execute(&mut cmd, config.timeout, config.echo)?;
     std::fs::write(dir.join("console.log"), output.lines.join("\n")).ok();
+    let from_guest = devices.console_output();
+    std::fs::write(dir.join("virtio-console.received"), &from_guest).ok();
+    if config.echo {
+        println!("pvmkit: virtio-console received {:?}", String::from_utf8_lossy(&from_guest));
+    }
     let expect = match config.mode {
         Mode::Hyp(_) => Expect::Hyp,
         Mode::Bare => Expect::Bare,

@@ -16,6 +16,12 @@ pub enum ExitReason<'a> {
     Violation {
         /// The guest IPA involved.
         ipa: u64,
+        /// The device (its register base), when a device was involved.
+        device: Option<u64>,
+        /// The queue, when a virtqueue was involved.
+        queue: Option<u16>,
+        /// The descriptor, when one was involved.
+        descriptor: Option<u16>,
         /// What was wrong.
         what: &'a str,
     },
@@ -67,7 +73,19 @@ impl fmt::Display for ExitReason<'_> {
         write!(f, "[hyp] exit: reason={}", self.name())?;
         match self {
             Self::SystemOff | Self::Reset => Ok(()),
-            Self::Violation { ipa, what } => write!(f, " ipa={ipa:#x} what={}", Quoted(what)),
+            Self::Violation { ipa, device, queue, descriptor, what } => {
+                write!(f, " ipa={ipa:#x}")?;
+                if let Some(base) = device {
+                    write!(f, " device=virtio-mmio@{base:#x}")?;
+                }
+                if let Some(q) = queue {
+                    write!(f, " queue={q}")?;
+                }
+                if let Some(d) = descriptor {
+                    write!(f, " desc={d}")?;
+                }
+                write!(f, " what={}", Quoted(what))
+            }
             Self::GuestCrash { esr, far, elr } => write!(
                 f,
                 " esr={:#x} far={far:#x} elr={elr:#x} class={}",
@@ -108,11 +126,14 @@ mod tests {
         );
         let v = ExitReason::Violation {
             ipa: 0x8000_1000,
-            what: "private page",
+            device: Some(0x0a00_3e00),
+            queue: Some(0),
+            descriptor: Some(2),
+            what: "buffer page not shared",
         };
         assert_eq!(
             v.to_string(),
-            "[hyp] exit: reason=violation ipa=0x80001000 what=\"private page\""
+            "[hyp] exit: reason=violation ipa=0x80001000 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"buffer page not shared\""
         );
     }
 }

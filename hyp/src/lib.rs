@@ -21,3 +21,4 @@ pub mod ownership;
 pub mod placement;
 pub mod platform;
 pub mod stage2;
+pub mod virtio;

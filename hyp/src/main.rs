@@ -7,6 +7,10 @@ mod arch;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod single_core;
+#[cfg(target_os = "none")]
+mod virtio_side;
+#[cfg(target_os = "none")]
 mod vm;
 
 #[cfg(not(target_os = "none"))]

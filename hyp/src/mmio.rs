@@ -14,9 +14,8 @@ use crate::mmio_guard::GuardTable;
 pub enum DeviceKind {
     /// The PL011 console, shared with hyp.
     Console,
-    /// A virtio-mmio transport of QEMU's. Reads reach QEMU's device; writes are refused
-    /// until hyp's checked virtio device side exists (they could hand the device an
-    /// address the guest never shared).
+    /// A virtio-mmio transport of QEMU's, reached through hyp's device side
+    /// ([`crate::virtio`]), which keeps every address from the device unless checked.
     Virtio {
         /// QEMU's transport index.
         slot: u32,
@@ -32,13 +31,6 @@ pub struct DeviceWindow {
     pub size: u64,
     /// What it is.
     pub kind: DeviceKind,
-}
-
-impl DeviceWindow {
-    /// Whether the guest may write its registers.
-    pub fn writable(&self) -> bool {
-        self.kind == DeviceKind::Console
-    }
 }
 
 /// One decoded MMIO access.
@@ -77,8 +69,9 @@ pub enum Refusal {
     CrossesWindow,
     /// The VM is enforced and the access is not registered with the MMIO guard.
     NotGuarded,
-    /// A write to a device whose registers hyp lets the guest only read.
-    ReadOnly,
+    /// The device refused the access (e.g. a virtio register accessed with a width
+    /// other than 32 bits).
+    DeviceRefused,
 }
 
 impl Refusal {
@@ -90,7 +83,7 @@ impl Refusal {
             Self::NoDevice => "no device of this VM at that address",
             Self::CrossesWindow => "access crosses the end of a device window",
             Self::NotGuarded => "not registered with the MMIO guard",
-            Self::ReadOnly => "writes to this device are not forwarded",
+            Self::DeviceRefused => "the device does not take that access",
         }
     }
 }
@@ -136,9 +129,6 @@ pub fn decide(
     }
     if !guard.allows(ipa, width) {
         return Decision::Refuse(Refusal::NotGuarded);
-    }
-    if abort.wnr && !device.writable() {
-        return Decision::Refuse(Refusal::ReadOnly);
     }
     let access = if abort.wnr {
         Access::Store {
@@ -295,16 +285,16 @@ mod tests {
     }
 
     #[test]
-    fn virtio_registers_are_read_only_for_now() {
+    fn virtio_transports_are_devices_too() {
         let devices = [UART, VIRTIO];
         assert!(matches!(
             decide(&abort(0x9383_0005), 0x0a00_3e00, &devices, &OPEN),
-            Decision::Emulate { .. }
+            Decision::Emulate { device: VIRTIO, .. }
         ));
-        assert_eq!(
+        assert!(matches!(
             decide(&abort(0x9301_0045), 0x0a00_3e70, &devices, &OPEN),
-            Decision::Refuse(Refusal::ReadOnly)
-        );
+            Decision::Emulate { device: VIRTIO, access: Access::Store { .. }, .. }
+        ));
         assert_eq!(
             decide(&abort(0x9383_0005), 0x0a00_3c00, &devices, &OPEN),
             Decision::Refuse(Refusal::NoDevice)

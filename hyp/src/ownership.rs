@@ -104,6 +104,17 @@ impl<'a> Ownership<'a> {
             .all(|page| matches!(self.state(page), Ok(PageState::Shared { .. })))
     }
 
+    /// The first page of `[ipa, ipa + len)` (any alignment, `len` > 0) that is not
+    /// shared, or `None` when all are. A range that wraps or leaves guest RAM names the
+    /// first page outside it.
+    pub fn first_unshared(&self, ipa: u64, len: u64) -> Option<u64> {
+        let first = ipa & !(GRANULE - 1);
+        let Some(last) = len.checked_sub(1).and_then(|l| ipa.checked_add(l)) else { return Some(first) };
+        (first..=last)
+            .step_by(GRANULE as usize)
+            .find(|&page| !matches!(self.state(page), Ok(PageState::Shared { .. })))
+    }
+
     /// Checks that `share` would succeed, changing nothing.
     pub fn can_share(&self, ipa: u64) -> Result<(), OwnershipError> {
         match self.state(ipa)? {

@@ -1,7 +1,6 @@
 //! The VM's life: read the platform and the bundle, build stage 2, load the guest,
 //! enter it, and serve its exits until it powers off.
 
-use core::cell::UnsafeCell;
 use core::fmt::Write;
 
 use abi::bundle::{Bundle, EntryKind, GuestLayout, Region};
@@ -13,7 +12,8 @@ use hyp::guard_calls::GuardVm;
 use hyp::hypercall::{self, Outcome, Services, VmState};
 use hyp::inject::{self, AbortKind, TrapState};
 use hyp::memory_calls::GuestMemory;
-use hyp::mmio::{self, Access, Decision, DeviceKind, Refusal};
+use hyp::mmio::{self, Access, Decision, DeviceKind, DeviceWindow, Refusal};
+use hyp::virtio::{AccessError, Violation};
 use hyp::mmio_guard::GuardTable;
 use hyp::ownership::{Ownership, GRANULE};
 use hyp::placement::{check_guest_ram, Reserved};
@@ -23,6 +23,8 @@ use hyp::stage2::{self, Attributes, Stage2, Table};
 use crate::arch::sysreg::{read_sysreg, write_sysreg};
 use crate::arch::{self, GuestRegs};
 use crate::console::{hyp_println, CONSOLE};
+use crate::single_core::SingleCore;
+use crate::virtio_side;
 
 /// HCR_EL2: VM | SWIO | FMO | IMO | AMO | TWI | TWE | TSC | RW.
 const HCR: u64 = (1 << 0)
@@ -48,27 +50,6 @@ const VMID: u64 = 1;
 /// page-granular edges.
 const STAGE2_TABLES: usize = 16;
 
-/// State only touched by the single CPU, with EL2 exceptions never nesting.
-struct SingleCore<T>(UnsafeCell<T>);
-// SAFETY: hyp runs on one CPU and its trap handlers do not nest.
-unsafe impl<T> Sync for SingleCore<T> {}
-
-impl<T> SingleCore<T> {
-    /// For the exit path only, which may run from inside a handler that holds the
-    /// reference: it reads, and the run ends right after.
-    fn try_get(&self) -> Option<&T> {
-        // SAFETY: see `get`; the exit path only reads and never returns.
-        Some(unsafe { &*self.0.get() })
-    }
-
-    #[allow(clippy::mut_from_ref)]
-    fn get(&self) -> &mut T {
-        // SAFETY: see the Sync impl: there is never a second live reference, because
-        // each trap handler takes the reference once and drops it before returning.
-        unsafe { &mut *self.0.get() }
-    }
-}
-
 /// The most guest RAM hyp tracks (one ownership word per page).
 const MAX_GUEST_RAM: u64 = 1 << 30;
 
@@ -90,9 +71,9 @@ struct RefusedAccesses {
     last: Option<(u64, Refusal)>,
 }
 
-static VM: SingleCore<Option<Vm>> = SingleCore(UnsafeCell::new(None));
+static VM: SingleCore<Option<Vm>> = SingleCore::new(None);
 static OWNERSHIP: SingleCore<[u16; (MAX_GUEST_RAM / GRANULE) as usize]> =
-    SingleCore(UnsafeCell::new([0; (MAX_GUEST_RAM / GRANULE) as usize]));
+    SingleCore::new([0; (MAX_GUEST_RAM / GRANULE) as usize]);
 
 /// Guest RAM as hyp writes it: identity mapped, EL2 MMU off.
 struct IdentityMemory;
@@ -105,7 +86,7 @@ impl GuestMemory for IdentityMemory {
     }
 }
 static STAGE2: SingleCore<[Table; STAGE2_TABLES]> =
-    SingleCore(UnsafeCell::new([const { Table::EMPTY }; STAGE2_TABLES]));
+    SingleCore::new([const { Table::EMPTY }; STAGE2_TABLES]);
 
 /// Ends the run: the exit line, then power off.
 fn exit(reason: ExitReason<'_>) -> ! {
@@ -256,6 +237,8 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         bundle.config().virtio_slots,
     )
     .unwrap_or_else(|e| fail!("{e}"));
+    let protected = matches!(options.mode, VmMode::Protected(_));
+    virtio_side::setup(&devices, protected).unwrap_or_else(|(slot, e)| fail!("virtio-mmio transport {slot}: {e}"));
     build_stage2(&layout);
     load_guest(&bundle, &layout);
 
@@ -335,6 +318,7 @@ fn vm() -> &'static mut Vm {
 
 #[unsafe(no_mangle)]
 extern "C" fn handle_guest_sync(regs: &mut GuestRegs, _kind: u64) {
+    collect_completions();
     let esr = Esr(read_sysreg!("esr_el2"));
     match esr.ec() {
         ec::HVC64 => hypercall(regs),
@@ -392,40 +376,66 @@ fn data_abort(regs: &mut GuestRegs, esr: Esr) {
     }
     match mmio::decide(&abort, ipa, vm.devices.windows(), &vm.guard) {
         Decision::Emulate { pa, access, device } => {
-            match access {
+            let result = match access {
                 Access::Store { reg, width } => {
-                    let value = if reg == 31 {
-                        0
-                    } else {
-                        mmio::store_value(regs.x[reg as usize], width)
-                    };
-                    // SAFETY: `decide` placed the access inside an exposed device window.
-                    unsafe { arch::device_write(pa, width, value) };
-                    if device.kind == DeviceKind::Console && pa == device.base {
-                        CONSOLE.note_guest_byte(value as u8);
-                    }
+                    let value = if reg == 31 { 0 } else { mmio::store_value(regs.x[reg as usize], width) };
+                    store(&device, pa, width, value, &mut vm.ownership)
                 }
-                Access::Load {
-                    reg,
-                    width,
-                    sign_extend,
-                    sixty_four,
-                } => {
-                    // SAFETY: as above.
-                    let raw = unsafe { arch::device_read(pa, width) };
+                Access::Load { reg, width, sign_extend, sixty_four } => load(&device, pa, width).map(|raw| {
                     if reg != 31 {
-                        regs.x[reg as usize] =
-                            mmio::load_result(raw, width, sign_extend, sixty_four);
+                        regs.x[reg as usize] = mmio::load_result(raw, width, sign_extend, sixty_four);
                     }
+                }),
+            };
+            match result {
+                Ok(()) => write_sysreg!("elr_el2", read_sysreg!("elr_el2") + 4),
+                Err(AccessError::Violation(v)) => violation(device.base, v),
+                Err(AccessError::BadWidth) => {
+                    vm.refused.count += 1;
+                    vm.refused.last = Some((ipa, Refusal::DeviceRefused));
+                    inject_abort(AbortKind::Data)
                 }
             }
-            write_sysreg!("elr_el2", read_sysreg!("elr_el2") + 4);
         }
         Decision::Refuse(why) => {
             vm.refused.count += 1;
             vm.refused.last = Some((ipa, why));
             inject_abort(AbortKind::Data)
         }
+    }
+}
+
+fn load(device: &DeviceWindow, pa: u64, width: u8) -> Result<u64, AccessError> {
+    match device.kind {
+        // SAFETY: `decide` placed the access inside the console's window.
+        DeviceKind::Console => Ok(unsafe { arch::device_read(pa, width) }),
+        DeviceKind::Virtio { slot } => virtio_side::read(device, slot, pa, width),
+    }
+}
+
+fn store(device: &DeviceWindow, pa: u64, width: u8, value: u64, ownership: &mut Ownership<'_>) -> Result<(), AccessError> {
+    match device.kind {
+        DeviceKind::Console => {
+            // SAFETY: `decide` placed the access inside the console's window.
+            unsafe { arch::device_write(pa, width, value) };
+            if pa == device.base {
+                CONSOLE.note_guest_byte(value as u8);
+            }
+            Ok(())
+        }
+        DeviceKind::Virtio { slot } => virtio_side::write(device, slot, pa, width, value, ownership),
+    }
+}
+
+fn violation(device: u64, v: Violation) -> ! {
+    exit(ExitReason::Violation { ipa: v.ipa, device: Some(device), queue: Some(v.queue), descriptor: v.descriptor, what: v.what })
+}
+
+/// Completions the device finished since the last exit go back to the guest now.
+fn collect_completions() {
+    let vm = vm();
+    if let Err((device, v)) = virtio_side::collect_all(&mut vm.ownership, &vm.devices) {
+        violation(device, v);
     }
 }
 
@@ -447,6 +457,7 @@ fn inject_abort(kind: AbortKind) {
 
 #[unsafe(no_mangle)]
 extern "C" fn handle_guest_async(_regs: &mut GuestRegs, kind: u64) {
+    collect_completions();
     match kind {
         // Physical interrupts are routed to EL2 (IMO/FMO) but hyp enables none; if one
         // arrives anyway, the guest simply resumes.

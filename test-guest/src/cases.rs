@@ -88,6 +88,7 @@ pub fn main(boot: &BootInfo) {
 
     crate::sharing_cases::run(&mut h, boot, mode);
     crate::guard_cases::run(&mut h, boot, mode);
+    crate::virtio_cases::run(&mut h, boot, mode, scenario);
 
     match scenario {
         "fail-case" => h.run("deliberate_failure", || {

@@ -10,6 +10,8 @@ mod expect;
 mod guard_cases;
 #[cfg(target_os = "none")]
 mod sharing_cases;
+#[cfg(target_os = "none")]
+mod virtio_cases;
 
 #[cfg(target_os = "none")]
 guest_lib::entry!(cases::main);

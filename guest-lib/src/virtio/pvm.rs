@@ -1,0 +1,98 @@
+//! The firmware half: the global `Hal` and discovery over real MMIO.
+
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+
+use virtio_drivers::transport::mmio::{MmioError, MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr};
+
+use super::{within_ranges, Bouncer};
+use crate::runtime::{dma_pool, fatal, mmio_guard};
+use crate::GuestDt;
+
+/// The `Hal` for guests built on guest-lib: bounces through the shared pool in a
+/// protected VM, uses buffers in place otherwise.
+pub struct PvmHal;
+
+fn bouncer() -> Bouncer<'static> {
+    Bouncer { pool: dma_pool() }
+}
+
+// SAFETY: `dma_alloc` returns zeroed, page-aligned memory that nothing else uses until
+// `dma_dealloc` (the pool or the heap hands each block out once); `share` returns an
+// address valid for the buffer's length until `unshare`.
+unsafe impl Hal for PvmHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        match bouncer().dma_alloc(pages) {
+            Ok(ok) => ok,
+            // virtio-drivers turns a zero address into an error.
+            Err(_) => (0, NonNull::dangling()),
+        }
+    }
+
+    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        // SAFETY: virtio-drivers passes back what `dma_alloc` returned.
+        unsafe { bouncer().dma_dealloc(vaddr, pages) };
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
+        let ranges: Vec<(u64, u64)> = crate::runtime::device_tree().virtio_mmio().collect();
+        match NonNull::new(paddr as *mut u8) {
+            Some(ptr) if within_ranges(&ranges, paddr, size as u64) => ptr,
+            _ => fatal(format_args!("device reported MMIO at {paddr:#x}+{size:#x}, outside the DT's devices")),
+        }
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+        // SAFETY: virtio-drivers keeps the buffer valid for the call.
+        match unsafe { bouncer().share(buffer, direction) } {
+            Ok(addr) => addr,
+            // Handing the device anything but a bounce buffer would expose private memory.
+            Err(e) => fatal(format_args!("cannot bounce a {}-byte buffer: {e}", buffer.len())),
+        }
+    }
+
+    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
+        // SAFETY: virtio-drivers pairs this with its `share`.
+        unsafe { bouncer().unshare(paddr, buffer, direction) }
+    }
+}
+
+/// A virtio-mmio transport found in the DT, registered with the MMIO guard for the
+/// VM's life, with a device behind it.
+pub struct VirtioDevice {
+    /// Register base.
+    pub base: u64,
+    /// The device's type.
+    pub device_type: DeviceType,
+    /// The transport, for a `virtio_drivers` driver.
+    pub transport: MmioTransport<'static>,
+}
+
+/// Registers and probes every `virtio,mmio` node of `dt`; empty transports are
+/// unregistered and skipped, and so (with a log line) are ones that fail to probe.
+pub fn discover(dt: &GuestDt<'_>) -> Vec<VirtioDevice> {
+    let guard = mmio_guard();
+    let mut found = Vec::new();
+    for (base, size) in dt.virtio_mmio() {
+        if let Err(e) = guard.map(base, size) {
+            log::warn!("virtio-mmio at {base:#x}: {e}");
+            continue;
+        }
+        let Some(header) = NonNull::new(base as *mut VirtIOHeader) else { continue };
+        // SAFETY: the DT names this window as a virtio-mmio transport, it is registered
+        // with the MMIO guard, and guest-lib hands each transport out once.
+        match unsafe { MmioTransport::new(header, size as usize) } {
+            Ok(transport) => found.push(VirtioDevice { base, device_type: transport.device_type(), transport }),
+            Err(e) => {
+                if !matches!(e, MmioError::InvalidDeviceID(_)) {
+                    log::warn!("virtio-mmio at {base:#x}: {e}");
+                }
+                let _ = guard.unmap(base, size);
+            }
+        }
+    }
+    found
+}

@@ -1,0 +1,169 @@
+//! hyp's virtio device side: it stands between the guest's virtio-mmio driver and
+//! QEMU's real device, forwarding register accesses but owning everything that gives
+//! the device an address.
+//!
+//! In a protected VM the guest's rings must lie in shared pages; on every notify hyp
+//! reads the guest's available ring and descriptor chains through [`SharedAccess`]
+//! (which refuses any page that is not shared), validates every buffer, pins its pages,
+//! and hands QEMU's device *shadow* rings in hyp's own memory that hold only validated
+//! descriptors. Completions are copied back to the guest's used ring and the pages
+//! unpinned. QEMU's virtio-mmio devices sit behind no IOMMU, so this shadowing is what
+//! keeps a private address from ever reaching them. Any violation stops the VM.
+//!
+//! In an unprotected VM everything is forwarded unchanged: the baseline.
+
+mod queue;
+mod transport;
+
+pub use queue::{Desc, QueueState, ShadowQueue, MAX_QUEUE_SIZE};
+pub use transport::{AccessError, VirtioDevice, MAX_QUEUES};
+
+use core::fmt;
+
+use crate::ownership::Ownership;
+
+/// virtio-mmio register offsets (virtio 1.x, "MMIO Device Register Layout").
+pub mod regs {
+    /// MagicValue ("virt").
+    pub const MAGIC: u64 = 0x000;
+    /// Version (2 = modern).
+    pub const VERSION: u64 = 0x004;
+    /// DeviceID.
+    pub const DEVICE_ID: u64 = 0x008;
+    /// DeviceFeatures (32 bits selected by DeviceFeaturesSel).
+    pub const DEVICE_FEATURES: u64 = 0x010;
+    /// DeviceFeaturesSel.
+    pub const DEVICE_FEATURES_SEL: u64 = 0x014;
+    /// DriverFeatures.
+    pub const DRIVER_FEATURES: u64 = 0x020;
+    /// DriverFeaturesSel.
+    pub const DRIVER_FEATURES_SEL: u64 = 0x024;
+    /// Legacy GuestPageSize.
+    pub const LEGACY_GUEST_PAGE_SIZE: u64 = 0x028;
+    /// QueueSel.
+    pub const QUEUE_SEL: u64 = 0x030;
+    /// QueueNumMax.
+    pub const QUEUE_NUM_MAX: u64 = 0x034;
+    /// QueueNum.
+    pub const QUEUE_NUM: u64 = 0x038;
+    /// Legacy QueueAlign.
+    pub const LEGACY_QUEUE_ALIGN: u64 = 0x03c;
+    /// Legacy QueuePFN: an address.
+    pub const LEGACY_QUEUE_PFN: u64 = 0x040;
+    /// QueueReady.
+    pub const QUEUE_READY: u64 = 0x044;
+    /// QueueNotify.
+    pub const QUEUE_NOTIFY: u64 = 0x050;
+    /// Status.
+    pub const STATUS: u64 = 0x070;
+    /// QueueDescLow (then High at +4).
+    pub const QUEUE_DESC_LOW: u64 = 0x080;
+    /// QueueDescHigh.
+    pub const QUEUE_DESC_HIGH: u64 = 0x084;
+    /// QueueDriverLow (the available ring).
+    pub const QUEUE_DRIVER_LOW: u64 = 0x090;
+    /// QueueDriverHigh.
+    pub const QUEUE_DRIVER_HIGH: u64 = 0x094;
+    /// QueueDeviceLow (the used ring).
+    pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
+    /// QueueDeviceHigh.
+    pub const QUEUE_DEVICE_HIGH: u64 = 0x0a4;
+    /// Start of the device-specific configuration space.
+    pub const CONFIG: u64 = 0x100;
+}
+
+/// Feature bits hyp never lets a protected VM negotiate: indirect descriptors (a
+/// table the device would read that hyp has not shadowed), event indices and packed
+/// rings (ring layouts hyp does not shadow).
+pub const HIDDEN_FEATURES: u64 = (1 << 28) | (1 << 29) | (1 << 34);
+
+/// A broken rule: which guest IPA, which queue and descriptor, and what was wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The guest IPA involved (0 when no address is).
+    pub ipa: u64,
+    /// The queue.
+    pub queue: u16,
+    /// The descriptor index, when one is involved.
+    pub descriptor: Option<u16>,
+    /// What was wrong.
+    pub what: &'static str,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ipa={:#x} queue={}", self.ipa, self.queue)?;
+        if let Some(d) = self.descriptor {
+            write!(f, " desc={d}")?;
+        }
+        write!(f, " what=\"{}\"", self.what)
+    }
+}
+
+/// The real device's registers (hyp: volatile accesses at the transport's PA; tests: a
+/// fake device).
+pub trait DeviceRegs {
+    /// Reads `width` bytes at `offset` from the transport's base.
+    fn read(&mut self, offset: u64, width: u8) -> u64;
+    /// Writes `width` bytes at `offset`.
+    fn write(&mut self, offset: u64, width: u8, value: u64);
+}
+
+/// Raw guest RAM (hyp: the identity map; tests: a buffer). Only [`SharedAccess`] uses it.
+pub trait GuestRam {
+    /// Copies guest memory at `ipa` into `buf`. The caller has checked the range.
+    fn read(&self, ipa: u64, buf: &mut [u8]);
+    /// Copies `buf` into guest memory at `ipa`. The caller has checked the range.
+    fn write(&mut self, ipa: u64, buf: &[u8]);
+}
+
+/// The one way the device side touches guest memory: every access is checked against
+/// the ownership table first, and refused unless every page it touches is shared.
+pub struct SharedAccess<'a, R: GuestRam> {
+    ownership: &'a Ownership<'a>,
+    ram: &'a mut R,
+}
+
+/// An access to a page that is not shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotShared(pub u64);
+
+impl<'a, R: GuestRam> SharedAccess<'a, R> {
+    /// Checked access through `ownership` to `ram`.
+    pub fn new(ownership: &'a Ownership<'a>, ram: &'a mut R) -> Self {
+        Self { ownership, ram }
+    }
+
+    /// The ownership table.
+    pub fn ownership(&self) -> &Ownership<'a> {
+        self.ownership
+    }
+
+    /// Reads `buf.len()` bytes at `ipa`, if every page is shared.
+    pub fn read(&self, ipa: u64, buf: &mut [u8]) -> Result<(), NotShared> {
+        if let Some(page) = self.ownership.first_unshared(ipa, buf.len() as u64) {
+            return Err(NotShared(page));
+        }
+        self.ram.read(ipa, buf);
+        Ok(())
+    }
+
+    /// Writes `buf` at `ipa`, if every page is shared.
+    pub fn write(&mut self, ipa: u64, buf: &[u8]) -> Result<(), NotShared> {
+        if let Some(page) = self.ownership.first_unshared(ipa, buf.len() as u64) {
+            return Err(NotShared(page));
+        }
+        self.ram.write(ipa, buf);
+        Ok(())
+    }
+
+    /// Reads a little-endian u16.
+    pub fn read_u16(&self, ipa: u64) -> Result<u16, NotShared> {
+        let mut b = [0u8; 2];
+        self.read(ipa, &mut b)?;
+        Ok(u16::from_le_bytes(b))
+    }
+}
+
+#[cfg(test)]
+mod tests;

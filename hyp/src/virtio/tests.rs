@@ -1,0 +1,324 @@
+use super::*;
+use crate::ownership::PageState;
+use std::collections::BTreeMap;
+
+const BASE: u64 = 0x8000_0000;
+const PAGES: usize = 64;
+const DESC: u64 = BASE + 0x1000;
+const AVAIL: u64 = BASE + 0x2000;
+const USED: u64 = BASE + 0x3000;
+const BUF: u64 = BASE + 0x8000;
+const PRIVATE: u64 = BASE + 0x20000;
+
+struct Ram(Vec<u8>);
+
+impl GuestRam for Ram {
+    fn read(&self, ipa: u64, buf: &mut [u8]) {
+        let at = (ipa - BASE) as usize;
+        buf.copy_from_slice(&self.0[at..at + buf.len()]);
+    }
+    fn write(&mut self, ipa: u64, buf: &[u8]) {
+        let at = (ipa - BASE) as usize;
+        self.0[at..at + buf.len()].copy_from_slice(buf);
+    }
+}
+
+impl Ram {
+    fn put(&mut self, ipa: u64, bytes: &[u8]) {
+        self.write(ipa, bytes);
+    }
+    fn u16_at(&self, ipa: u64) -> u16 {
+        let mut b = [0; 2];
+        self.read(ipa, &mut b);
+        u16::from_le_bytes(b)
+    }
+    fn u32_at(&self, ipa: u64) -> u32 {
+        let mut b = [0; 4];
+        self.read(ipa, &mut b);
+        u32::from_le_bytes(b)
+    }
+    fn desc(&mut self, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
+        let mut d = [0u8; 16];
+        d[0..8].copy_from_slice(&addr.to_le_bytes());
+        d[8..12].copy_from_slice(&len.to_le_bytes());
+        d[12..14].copy_from_slice(&flags.to_le_bytes());
+        d[14..16].copy_from_slice(&next.to_le_bytes());
+        self.put(DESC + 16 * index as u64, &d);
+    }
+    /// Adds heads to the available ring (starting at slot `from`) and publishes the index.
+    fn avail(&mut self, from: u16, heads: &[u16], size: u16) {
+        for (i, h) in heads.iter().enumerate() {
+            let slot = (from as usize + i) % size as usize;
+            self.put(AVAIL + 4 + 2 * slot as u64, &h.to_le_bytes());
+        }
+        self.put(AVAIL + 2, &(from + heads.len() as u16).to_le_bytes());
+    }
+}
+
+#[derive(Default)]
+struct FakeDevice {
+    regs: BTreeMap<u64, u64>,
+    writes: Vec<(u64, u64)>,
+}
+
+impl DeviceRegs for FakeDevice {
+    fn read(&mut self, offset: u64, _: u8) -> u64 {
+        self.regs.get(&offset).copied().unwrap_or(0)
+    }
+    fn write(&mut self, offset: u64, _: u8, value: u64) {
+        self.writes.push((offset, value));
+    }
+}
+
+struct World {
+    ownership: Ownership<'static>,
+    ram: Ram,
+    dev: FakeDevice,
+    shadows: Box<[ShadowQueue; MAX_QUEUES]>,
+    transport: VirtioDevice,
+}
+
+impl World {
+    fn new(protected: bool) -> Self {
+        let words = vec![0u16; PAGES].leak();
+        let mut ownership = Ownership::new(BASE, words);
+        for page in [DESC, AVAIL, USED, BUF, BUF + 0x1000] {
+            ownership.share(page).unwrap();
+        }
+        let shadows = Box::new([const { ShadowQueue::EMPTY }; MAX_QUEUES]);
+        Self { ownership, ram: Ram(vec![0; PAGES * 4096]), dev: FakeDevice::default(), shadows, transport: VirtioDevice::new(31, protected) }
+    }
+
+    fn write(&mut self, offset: u64, value: u64) -> Result<(), AccessError> {
+        self.transport.write(&mut self.dev, offset, 4, value, &mut self.ownership, &mut self.ram, &mut self.shadows)
+    }
+
+    fn setup_queue(&mut self, size: u16) -> Result<(), AccessError> {
+        self.write(regs::QUEUE_SEL, 0)?;
+        self.write(regs::QUEUE_NUM, size as u64)?;
+        for (low, addr) in [(regs::QUEUE_DESC_LOW, DESC), (regs::QUEUE_DRIVER_LOW, AVAIL), (regs::QUEUE_DEVICE_LOW, USED)] {
+            self.write(low, addr & 0xffff_ffff)?;
+            self.write(low + 4, addr >> 32)?;
+        }
+        self.write(regs::QUEUE_READY, 1)
+    }
+
+    fn notify(&mut self) -> Result<(), AccessError> {
+        self.write(regs::QUEUE_NOTIFY, 0)
+    }
+
+    fn violation(&mut self) -> Violation {
+        match self.notify() {
+            Err(AccessError::Violation(v)) => v,
+            other => panic!("expected a violation, got {other:?}"),
+        }
+    }
+
+    fn collect(&mut self) -> u16 {
+        self.transport.collect(&mut self.ownership, &mut self.ram, &self.shadows).unwrap()
+    }
+
+    /// The device completes `id` having written `len` bytes.
+    fn complete(&mut self, id: u32, len: u32) {
+        let used = &mut self.shadows[0].used;
+        let slot = used.idx as usize % MAX_QUEUE_SIZE;
+        used.ring[slot] = queue::UsedElem { id, len };
+        used.idx = used.idx.wrapping_add(1);
+    }
+
+    fn pins(&self, page: u64) -> u16 {
+        match self.ownership.state(page).unwrap() {
+            PageState::Shared { pins } => pins,
+            PageState::Private => panic!("page {page:#x} is private"),
+        }
+    }
+}
+
+#[test]
+fn a_valid_request_goes_through_the_shadow_and_back() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    // The device was given the shadow rings, never the guest's.
+    let (desc, avail, used) = w.shadows[0].addresses();
+    let given: Vec<u64> = w.dev.writes.iter().filter(|(o, _)| (0x80..=0xa4).contains(o)).map(|&(_, v)| v).collect();
+    assert_eq!(given, vec![desc & 0xffff_ffff, desc >> 32, avail & 0xffff_ffff, avail >> 32, used & 0xffff_ffff, used >> 32]);
+    assert!(w.dev.writes.contains(&(regs::QUEUE_READY, 1)));
+    assert_eq!(w.pins(DESC), 1, "rings are pinned while the queue is ready");
+    assert_eq!(w.ownership.unshare(USED), Err(crate::ownership::OwnershipError::Pinned(USED)));
+
+    // A request: 16 bytes out, 512 bytes in, across the two buffer pages.
+    w.ram.desc(3, BUF, 16, 1, 5);
+    w.ram.desc(5, BUF + 0xf00, 512, 2, 0);
+    w.ram.avail(0, &[3], 8);
+    w.notify().unwrap();
+    assert!(w.dev.writes.contains(&(regs::QUEUE_NOTIFY, 0)));
+    let shadow = &w.shadows[0];
+    assert_eq!(shadow.avail.idx, 1);
+    assert_eq!(shadow.avail.ring[0], 3);
+    assert_eq!(shadow.desc[3], Desc { addr: BUF, len: 16, flags: 1, next: 5 });
+    assert_eq!(shadow.desc[5], Desc { addr: BUF + 0xf00, len: 512, flags: 2, next: 0 });
+    assert_eq!((w.pins(BUF), w.pins(BUF + 0x1000)), (2, 1));
+    assert_eq!(w.ownership.unshare(BUF + 0x1000), Err(crate::ownership::OwnershipError::Pinned(BUF + 0x1000)), "in flight: unshare fails");
+    assert_eq!(w.transport.in_flight(), 1);
+
+    // Completion: the device claims more than the chain can hold; the guest sees the clamp.
+    w.complete(3, 4096);
+    assert_eq!(w.collect(), 1);
+    assert_eq!(w.ram.u16_at(USED + 2), 1);
+    assert_eq!(w.ram.u32_at(USED + 4), 3);
+    assert_eq!(w.ram.u32_at(USED + 8), 512);
+    assert_eq!((w.pins(BUF), w.pins(BUF + 0x1000)), (0, 0));
+    assert_eq!(w.transport.in_flight(), 0);
+    w.ownership.unshare(BUF + 0x1000).unwrap();
+
+    // Reset drops the ring pins.
+    w.write(regs::STATUS, 0).unwrap();
+    assert_eq!(w.pins(DESC), 0);
+}
+
+#[test]
+fn a_private_buffer_is_a_violation_that_names_the_page() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(0, BUF, 16, 1, 1);
+    w.ram.desc(1, PRIVATE + 0x10, 64, 2, 0);
+    w.ram.avail(0, &[0], 8);
+    let v = w.violation();
+    assert_eq!(v, Violation { ipa: PRIVATE, queue: 0, descriptor: Some(1), what: "buffer page not shared" });
+    assert_eq!(v.to_string(), format!("ipa={PRIVATE:#x} queue=0 desc=1 what=\"buffer page not shared\""));
+    assert_eq!(w.shadows[0].avail.idx, 0, "nothing reached the device");
+    assert!(!w.dev.writes.contains(&(regs::QUEUE_NOTIFY, 0)));
+    assert_eq!(w.pins(BUF), 0, "nothing pinned");
+    // A buffer that starts shared but runs into a private page.
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(0, BUF + 0x1000, 0x1001, 2, 0);
+    w.ram.avail(0, &[0], 8);
+    assert_eq!(w.violation().ipa, BUF + 0x2000);
+}
+
+#[test]
+fn hostile_rings_are_violations() {
+    let cases: [(&str, fn(&mut Ram)); 7] = [
+        ("descriptor index out of range", |r| r.avail(0, &[9], 8)),
+        ("descriptor chain loops", |r| {
+            r.desc(0, BUF, 1, 1, 1);
+            r.desc(1, BUF, 1, 1, 0);
+            r.avail(0, &[0], 8);
+        }),
+        ("descriptor index out of range", |r| {
+            r.desc(0, BUF, 1, 1, 200);
+            r.avail(0, &[0], 8);
+        }),
+        ("buffer wraps around the address space", |r| {
+            r.desc(0, u64::MAX - 8, 64, 0, 0);
+            r.avail(0, &[0], 8);
+        }),
+        ("available index ran ahead of the queue size", |r| r.put(AVAIL + 2, &100u16.to_le_bytes())),
+        ("indirect descriptor (not negotiated)", |r| {
+            r.desc(0, BUF, 64, 4, 0);
+            r.avail(0, &[0], 8);
+        }),
+        ("buffer page not shared", |r| {
+            r.desc(0, 0x4000_0000, 64, 0, 0); // hyp's own memory, outside guest RAM
+            r.avail(0, &[0], 8);
+        }),
+    ];
+    for (what, build) in cases {
+        let mut w = World::new(true);
+        w.setup_queue(8).unwrap();
+        build(&mut w.ram);
+        let v = w.violation();
+        assert_eq!(v.what, what);
+        assert_eq!(w.shadows[0].avail.idx, 0, "{what}: nothing published");
+        assert_eq!(w.pins(BUF), 0, "{what}: nothing pinned");
+    }
+}
+
+#[test]
+fn a_descriptor_in_flight_cannot_be_posted_again() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(2, BUF, 64, 0, 0);
+    w.ram.avail(0, &[2], 8);
+    w.notify().unwrap();
+    w.ram.avail(1, &[2], 8);
+    assert_eq!(w.violation().what, "descriptor already in flight");
+    assert_eq!(w.pins(BUF), 1);
+}
+
+#[test]
+fn bogus_completions_unpin_nothing() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(2, BUF, 64, 0, 0);
+    w.ram.avail(0, &[2], 8);
+    w.notify().unwrap();
+    w.complete(7, 1); // never posted
+    w.complete(2000, 1); // out of range
+    assert_eq!(w.collect(), 0);
+    assert_eq!(w.pins(BUF), 1);
+    assert_eq!(w.ram.u16_at(USED + 2), 0);
+    w.complete(2, 1);
+    assert_eq!(w.collect(), 1);
+    assert_eq!(w.pins(BUF), 0);
+}
+
+#[test]
+fn rings_must_be_shared_aligned_and_sized() {
+    let mut w = World::new(true);
+    w.ownership.unshare(USED).unwrap();
+    match w.setup_queue(8) {
+        Err(AccessError::Violation(v)) => assert_eq!((v.ipa, v.what), (USED, "ring page not shared")),
+        other => panic!("{other:?}"),
+    }
+    assert!(!w.dev.writes.contains(&(regs::QUEUE_READY, 1)), "the device never saw a ready queue");
+    let mut w = World::new(true);
+    assert!(matches!(w.setup_queue(6), Err(AccessError::Violation(Violation { what: "queue size is not a power of two up to 256", .. }))));
+    let mut w = World::new(true);
+    w.write(regs::QUEUE_NUM, 8).unwrap();
+    w.write(regs::QUEUE_DESC_LOW, (DESC + 8) & 0xffff_ffff).unwrap();
+    w.write(regs::QUEUE_DESC_HIGH, DESC >> 32).unwrap();
+    assert!(matches!(w.write(regs::QUEUE_READY, 1), Err(AccessError::Violation(Violation { what: "ring is misaligned", .. }))));
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    assert!(matches!(w.write(regs::QUEUE_DESC_LOW, 0), Err(AccessError::Violation(Violation { what: "queue address changed while the queue is ready", .. }))));
+    assert!(matches!(w.write(regs::LEGACY_QUEUE_PFN, 1), Err(AccessError::Violation(_))));
+}
+
+#[test]
+fn features_are_masked_and_queue_size_capped() {
+    let mut w = World::new(true);
+    w.dev.regs.insert(regs::DEVICE_FEATURES, 0xffff_ffff);
+    w.dev.regs.insert(regs::QUEUE_NUM_MAX, 1024);
+    assert_eq!(w.transport.read(&mut w.dev, regs::DEVICE_FEATURES, 4), Ok(0xcfff_ffff));
+    w.write(regs::DEVICE_FEATURES_SEL, 1).unwrap();
+    assert_eq!(w.transport.read(&mut w.dev, regs::DEVICE_FEATURES, 4), Ok(0xffff_fffb));
+    assert_eq!(w.transport.read(&mut w.dev, regs::QUEUE_NUM_MAX, 4), Ok(256));
+    w.write(regs::DRIVER_FEATURES, 0xffff_ffff).unwrap();
+    assert_eq!(w.dev.writes.last(), Some(&(regs::DRIVER_FEATURES, 0xcfff_ffff)));
+    assert_eq!(w.transport.read(&mut w.dev, regs::MAGIC, 2), Err(AccessError::BadWidth));
+    assert_eq!(w.transport.read(&mut w.dev, regs::CONFIG + 1, 1), Ok(0), "config space takes any width");
+}
+
+#[test]
+fn unprotected_transports_pass_everything_through() {
+    let mut w = World::new(false);
+    w.dev.regs.insert(regs::DEVICE_FEATURES, 0xffff_ffff);
+    w.setup_queue(8).unwrap();
+    assert!(w.dev.writes.contains(&(regs::QUEUE_DESC_LOW, DESC & 0xffff_ffff)), "guest addresses go straight to the device");
+    assert_eq!(w.transport.read(&mut w.dev, regs::DEVICE_FEATURES, 4), Ok(0xffff_ffff));
+    w.ram.desc(0, PRIVATE, 64, 0, 0);
+    w.ram.avail(0, &[0], 8);
+    w.notify().unwrap();
+}
+
+#[test]
+fn checked_access_refuses_private_pages() {
+    let mut w = World::new(true);
+    let access = SharedAccess::new(&w.ownership, &mut w.ram);
+    let mut buf = [0u8; 8];
+    assert_eq!(access.read(BUF + 0x1ffc, &mut buf), Err(NotShared(BUF + 0x2000)));
+    assert_eq!(access.read(PRIVATE, &mut buf), Err(NotShared(PRIVATE)));
+    assert_eq!(access.read(BUF, &mut buf), Ok(()));
+}

@@ -1,0 +1,194 @@
+//! One virtio-mmio transport as the guest sees it through hyp: register accesses are
+//! forwarded to QEMU's device, except those that carry an address (the queue
+//! registers, which hyp keeps and replaces with its shadow rings) and the feature bits
+//! hyp hides.
+
+use super::queue::{QueueState, ShadowQueue, MAX_QUEUE_SIZE};
+use super::{regs, DeviceRegs, GuestRam, Violation, HIDDEN_FEATURES};
+use crate::ownership::Ownership;
+
+/// The most queues hyp shadows per device (virtio-drivers' block, console and entropy
+/// drivers use at most two).
+pub const MAX_QUEUES: usize = 4;
+
+/// An access hyp will not perform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessError {
+    /// virtio-mmio registers below the config space are 32 bits wide.
+    BadWidth,
+    /// The access broke a rule: the VM stops.
+    Violation(Violation),
+}
+
+/// One transport.
+pub struct VirtioDevice {
+    /// QEMU's transport index.
+    pub slot: u32,
+    protected: bool,
+    queue_sel: u32,
+    device_features_sel: u32,
+    driver_features_sel: u32,
+    queues: [QueueState; MAX_QUEUES],
+}
+
+impl VirtioDevice {
+    /// A transport; `protected` says whether hyp shadows it or passes it through.
+    pub const fn new(slot: u32, protected: bool) -> Self {
+        Self {
+            slot,
+            protected,
+            queue_sel: 0,
+            device_features_sel: 0,
+            driver_features_sel: 0,
+            queues: [const { QueueState::new() }; MAX_QUEUES],
+        }
+    }
+
+    /// Whether hyp shadows this transport's queues.
+    pub fn is_protected(&self) -> bool {
+        self.protected
+    }
+
+    /// A queue's state.
+    pub fn queue(&self, index: usize) -> Option<&QueueState> {
+        self.queues.get(index)
+    }
+
+    fn hidden(&self, sel: u32) -> u32 {
+        match sel {
+            0 => HIDDEN_FEATURES as u32,
+            1 => (HIDDEN_FEATURES >> 32) as u32,
+            _ => 0,
+        }
+    }
+
+    /// A guest read of `width` bytes at `offset`.
+    pub fn read<D: DeviceRegs>(&mut self, dev: &mut D, offset: u64, width: u8) -> Result<u64, AccessError> {
+        if !self.protected || offset >= regs::CONFIG {
+            return Ok(dev.read(offset, width));
+        }
+        if width != 4 {
+            return Err(AccessError::BadWidth);
+        }
+        let value = dev.read(offset, 4);
+        Ok(match offset {
+            regs::DEVICE_FEATURES => value & !(self.hidden(self.device_features_sel) as u64),
+            regs::QUEUE_NUM_MAX => value.min(MAX_QUEUE_SIZE as u64),
+            _ => value,
+        })
+    }
+
+    /// A guest write of `width` bytes at `offset`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write<D: DeviceRegs, R: GuestRam>(
+        &mut self,
+        dev: &mut D,
+        offset: u64,
+        width: u8,
+        value: u64,
+        ownership: &mut Ownership<'_>,
+        ram: &mut R,
+        shadows: &mut [ShadowQueue; MAX_QUEUES],
+    ) -> Result<(), AccessError> {
+        if !self.protected || offset >= regs::CONFIG {
+            dev.write(offset, width, value);
+            return Ok(());
+        }
+        if width != 4 {
+            return Err(AccessError::BadWidth);
+        }
+        let value32 = value as u32;
+        let sel = self.queue_sel as usize;
+        let violation = |what| AccessError::Violation(Violation { ipa: 0, queue: sel as u16, descriptor: None, what });
+        match offset {
+            regs::DEVICE_FEATURES_SEL => {
+                self.device_features_sel = value32;
+                dev.write(offset, 4, value);
+            }
+            regs::DRIVER_FEATURES_SEL => {
+                self.driver_features_sel = value32;
+                dev.write(offset, 4, value);
+            }
+            regs::DRIVER_FEATURES => {
+                let masked = value32 & !self.hidden(self.driver_features_sel);
+                dev.write(offset, 4, masked as u64);
+            }
+            regs::QUEUE_SEL => {
+                self.queue_sel = value32;
+                dev.write(offset, 4, value);
+            }
+            regs::QUEUE_NUM => {
+                let queue = self.queues.get_mut(sel).ok_or(violation("queue beyond what hyp shadows"))?;
+                queue.size = value32.min(u16::MAX as u32) as u16;
+                dev.write(offset, 4, value);
+            }
+            regs::QUEUE_DESC_LOW | regs::QUEUE_DESC_HIGH | regs::QUEUE_DRIVER_LOW | regs::QUEUE_DRIVER_HIGH | regs::QUEUE_DEVICE_LOW | regs::QUEUE_DEVICE_HIGH => {
+                let queue = self.queues.get_mut(sel).ok_or(violation("queue beyond what hyp shadows"))?;
+                if queue.is_enabled() {
+                    return Err(violation("queue address changed while the queue is ready"));
+                }
+                let field = match offset & !0xf {
+                    regs::QUEUE_DESC_LOW => &mut queue.guest_desc,
+                    regs::QUEUE_DRIVER_LOW => &mut queue.guest_avail,
+                    _ => &mut queue.guest_used,
+                };
+                *field = if offset & 4 == 0 { (*field & !0xffff_ffff) | value32 as u64 } else { (*field & 0xffff_ffff) | (value32 as u64) << 32 };
+                // Not forwarded: the device only ever sees the shadow rings.
+            }
+            regs::QUEUE_READY => {
+                let queue = self.queues.get_mut(sel).ok_or(violation("queue beyond what hyp shadows"))?;
+                if value32 & 1 == 1 {
+                    let shadow = &mut shadows[sel];
+                    queue.enable(sel as u16, ownership, ram, shadow).map_err(AccessError::Violation)?;
+                    let (desc, avail, used) = shadow.addresses();
+                    for (low, addr) in [(regs::QUEUE_DESC_LOW, desc), (regs::QUEUE_DRIVER_LOW, avail), (regs::QUEUE_DEVICE_LOW, used)] {
+                        dev.write(low, 4, addr & 0xffff_ffff);
+                        dev.write(low + 4, 4, addr >> 32);
+                    }
+                    dev.write(offset, 4, 1);
+                } else {
+                    dev.write(offset, 4, 0);
+                    queue.disable(ownership);
+                }
+            }
+            regs::QUEUE_NOTIFY => {
+                let index = value32 as usize;
+                let (queue, shadow) = match (self.queues.get_mut(index), shadows.get_mut(index)) {
+                    (Some(q), Some(s)) => (q, s),
+                    _ => return Err(violation("notify of a queue beyond what hyp shadows")),
+                };
+                if queue.notify(index as u16, ownership, ram, shadow).map_err(AccessError::Violation)? > 0 {
+                    dev.write(offset, 4, value);
+                }
+            }
+            regs::STATUS => {
+                dev.write(offset, 4, value);
+                if value32 == 0 {
+                    // A reset: the device dropped every queue.
+                    self.queues.iter_mut().for_each(|q| q.disable(ownership));
+                }
+            }
+            regs::LEGACY_GUEST_PAGE_SIZE | regs::LEGACY_QUEUE_ALIGN | regs::LEGACY_QUEUE_PFN => {
+                return Err(violation("legacy queue registers on a modern transport"));
+            }
+            _ => dev.write(offset, 4, value),
+        }
+        Ok(())
+    }
+
+    /// Copies completions of every ready queue back to the guest.
+    pub fn collect<R: GuestRam>(&mut self, ownership: &mut Ownership<'_>, ram: &mut R, shadows: &[ShadowQueue; MAX_QUEUES]) -> Result<u16, Violation> {
+        let mut done = 0;
+        if self.protected {
+            for (i, (queue, shadow)) in self.queues.iter_mut().zip(shadows.iter()).enumerate() {
+                done += queue.collect(i as u16, ownership, ram, shadow)?;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Chains in flight on every queue.
+    pub fn in_flight(&self) -> usize {
+        self.queues.iter().map(|q| q.in_flight_chains()).sum()
+    }
+}

@@ -1,0 +1,123 @@
+//! The VM's virtio transports, wired to the hardware: QEMU's device registers by
+//! volatile access, guest RAM through the identity map, shadow rings in hyp's memory.
+
+use hyp::devices::DeviceList;
+use hyp::mmio::{DeviceKind, DeviceWindow};
+use hyp::ownership::Ownership;
+use hyp::virtio::{regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, Violation, VirtioDevice, MAX_QUEUES};
+
+use crate::arch;
+use crate::single_core::SingleCore;
+
+/// The most virtio transports hyp gives one VM.
+pub const MAX_TRANSPORTS: usize = 8;
+
+/// virtio-mmio MagicValue.
+const MAGIC: u64 = 0x7472_6976;
+
+static TRANSPORTS: SingleCore<[Option<VirtioDevice>; MAX_TRANSPORTS]> = SingleCore::new([const { None }; MAX_TRANSPORTS]);
+static SHADOWS: SingleCore<[[ShadowQueue; MAX_QUEUES]; MAX_TRANSPORTS]> =
+    SingleCore::new([const { [const { ShadowQueue::EMPTY }; MAX_QUEUES] }; MAX_TRANSPORTS]);
+
+/// QEMU's registers of one transport.
+struct RealDevice {
+    base: u64,
+}
+
+impl DeviceRegs for RealDevice {
+    fn read(&mut self, offset: u64, width: u8) -> u64 {
+        // SAFETY: `base` is a transport hyp gives this VM (checked against QEMU's DTB);
+        // offsets come from accesses `mmio::decide` placed inside its window.
+        unsafe { arch::device_read(self.base + offset, width) }
+    }
+
+    fn write(&mut self, offset: u64, width: u8, value: u64) {
+        // SAFETY: as above.
+        unsafe { arch::device_write(self.base + offset, width, value) }
+    }
+}
+
+/// Guest RAM through the identity map (EL2's MMU is off).
+struct IdentityRam;
+
+impl GuestRam for IdentityRam {
+    fn read(&self, ipa: u64, buf: &mut [u8]) {
+        // SAFETY: `SharedAccess` checked that the range is shared guest RAM.
+        unsafe { core::ptr::copy_nonoverlapping(ipa as *const u8, buf.as_mut_ptr(), buf.len()) }
+    }
+
+    fn write(&mut self, ipa: u64, buf: &[u8]) {
+        // SAFETY: as above.
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), ipa as *mut u8, buf.len()) }
+    }
+}
+
+/// Sets up a transport for every virtio window, checking that QEMU's device is there
+/// and modern (hyp shadows only version-2 split rings).
+pub fn setup(devices: &DeviceList, protected: bool) -> Result<(), (u32, &'static str)> {
+    let transports = TRANSPORTS.get();
+    let mut used = 0;
+    for window in devices.windows() {
+        let DeviceKind::Virtio { slot } = window.kind else { continue };
+        if used == MAX_TRANSPORTS {
+            return Err((slot, "more virtio transports than hyp serves"));
+        }
+        let mut dev = RealDevice { base: window.base };
+        if dev.read(regs::MAGIC, 4) != MAGIC {
+            return Err((slot, "no virtio-mmio transport answers there"));
+        }
+        if dev.read(regs::VERSION, 4) != 2 {
+            return Err((slot, "legacy virtio-mmio transport: run QEMU with -global virtio-mmio.force-legacy=false"));
+        }
+        transports[used] = Some(VirtioDevice::new(slot, protected));
+        used += 1;
+    }
+    Ok(())
+}
+
+fn index_of(slot: u32) -> Option<usize> {
+    TRANSPORTS.get().iter().position(|t| t.as_ref().is_some_and(|t| t.slot == slot))
+}
+
+/// A guest read of a transport register.
+pub fn read(window: &DeviceWindow, slot: u32, pa: u64, width: u8) -> Result<u64, AccessError> {
+    let i = index_of(slot).ok_or(AccessError::BadWidth)?;
+    let transport = TRANSPORTS.get()[i].as_mut().ok_or(AccessError::BadWidth)?;
+    transport.read(&mut RealDevice { base: window.base }, pa - window.base, width)
+}
+
+/// A guest write of a transport register. After a notify in a protected VM, waits a
+/// little for the device so that short requests complete before the guest resumes.
+pub fn write(window: &DeviceWindow, slot: u32, pa: u64, width: u8, value: u64, ownership: &mut Ownership<'_>) -> Result<(), AccessError> {
+    let i = index_of(slot).ok_or(AccessError::BadWidth)?;
+    let transport = TRANSPORTS.get()[i].as_mut().ok_or(AccessError::BadWidth)?;
+    let shadows = &mut SHADOWS.get()[i];
+    let offset = pa - window.base;
+    transport.write(&mut RealDevice { base: window.base }, offset, width, value, ownership, &mut IdentityRam, shadows)?;
+    if offset == regs::QUEUE_NOTIFY && transport.is_protected() {
+        let start = arch::counter();
+        while transport.in_flight() > 0 && arch::counter().wrapping_sub(start) < NOTIFY_WAIT_TICKS {
+            transport.collect(ownership, &mut IdentityRam, shadows).map_err(AccessError::Violation)?;
+            core::hint::spin_loop();
+        }
+    }
+    Ok(())
+}
+
+/// How long hyp waits for the device after a notify: 2 ms at QEMU's 62.5 MHz counter.
+/// Requests that take longer (a console read waiting for input) complete at a later
+/// exit.
+const NOTIFY_WAIT_TICKS: u64 = 125_000;
+
+/// Copies completions of every transport back to the guest. On a violation returns the
+/// transport's base with it.
+pub fn collect_all(ownership: &mut Ownership<'_>, devices: &DeviceList) -> Result<(), (u64, Violation)> {
+    for (transport, shadows) in TRANSPORTS.get().iter_mut().zip(SHADOWS.get().iter()) {
+        let Some(transport) = transport else { continue };
+        if let Err(v) = transport.collect(ownership, &mut IdentityRam, shadows) {
+            let base = devices.windows().iter().find(|w| w.kind == DeviceKind::Virtio { slot: transport.slot }).map_or(0, |w| w.base);
+            return Err((base, v));
+        }
+    }
+    Ok(())
+}
