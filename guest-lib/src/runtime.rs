@@ -14,11 +14,11 @@ use linked_list_allocator::LockedHeap;
 use mmio_guard::MmioGuard;
 
 use crate::arch::{self, read_sysreg, write_sysreg, Frame};
+use crate::bounce_pool::{BouncePool, PoolError, DEFAULT_POOL_SIZE};
 use crate::conduit::SystemConduit;
 use crate::device_tree::{self, GuestDt};
 use crate::exceptions::{self, ExceptionReport};
 use crate::hypervisor::HypervisorInfo;
-use crate::bounce_pool::{BouncePool, PoolError, DEFAULT_POOL_SIZE};
 use crate::sharing::MemSharer;
 use crate::{println, psci, BootInfo};
 
@@ -163,7 +163,9 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
     DT.set(dt);
     if hypervisor.is_protected() {
         // Every DMA buffer of every device comes from this one shared region.
-        let pool = MemSharer::new(conduit, &hypervisor).map_err(PoolError::Share).and_then(|s| BouncePool::allocate(&s, DEFAULT_POOL_SIZE));
+        let pool = MemSharer::new(conduit, &hypervisor)
+            .map_err(PoolError::Share)
+            .and_then(|s| BouncePool::allocate(&s, DEFAULT_POOL_SIZE));
         match pool {
             Ok(pool) => {
                 DMA_POOL.set(Some(pool));

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE};
 
-use crate::firmware::{self, Firmware, FlatImage};
 use crate::devices::{Devices, VIRTIO_SLOTS};
+use crate::firmware::{self, Firmware, FlatImage};
 use crate::guest_dt::{self, GuestDtConfig};
 use crate::verdict::{self, Expect, RunOutput, Verdict};
 use crate::{pack, Mode, Workspace};
@@ -160,7 +160,6 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices)
     cmd
 }
 
-
 /// Packs the bundle for a run under hyp: the payload, and the guest DT pvmkit writes.
 pub fn make_bundle(config: &RunConfig) -> Result<Vec<u8>, String> {
     let payload = FlatImage::from_elf(&firmware::read(&config.payload)?)
@@ -193,7 +192,10 @@ pub fn run(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Verdict,
     let from_guest = devices.console_output();
     std::fs::write(dir.join("virtio-console.received"), &from_guest).ok();
     if config.echo {
-        println!("pvmkit: virtio-console received {:?}", String::from_utf8_lossy(&from_guest));
+        println!(
+            "pvmkit: virtio-console received {:?}",
+            String::from_utf8_lossy(&from_guest)
+        );
     }
     let expect = match config.mode {
         Mode::Hyp(_) => Expect::Hyp,

@@ -73,7 +73,13 @@ impl fmt::Display for ExitReason<'_> {
         write!(f, "[hyp] exit: reason={}", self.name())?;
         match self {
             Self::SystemOff | Self::Reset => Ok(()),
-            Self::Violation { ipa, device, queue, descriptor, what } => {
+            Self::Violation {
+                ipa,
+                device,
+                queue,
+                descriptor,
+                what,
+            } => {
                 write!(f, " ipa={ipa:#x}")?;
                 if let Some(base) = device {
                     write!(f, " device=virtio-mmio@{base:#x}")?;

@@ -293,7 +293,11 @@ mod tests {
         ));
         assert!(matches!(
             decide(&abort(0x9301_0045), 0x0a00_3e70, &devices, &OPEN),
-            Decision::Emulate { device: VIRTIO, access: Access::Store { .. }, .. }
+            Decision::Emulate {
+                device: VIRTIO,
+                access: Access::Store { .. },
+                ..
+            }
         ));
         assert_eq!(
             decide(&abort(0x9383_0005), 0x0a00_3c00, &devices, &OPEN),

@@ -109,7 +109,9 @@ impl<'a> Ownership<'a> {
     /// first page outside it.
     pub fn first_unshared(&self, ipa: u64, len: u64) -> Option<u64> {
         let first = ipa & !(GRANULE - 1);
-        let Some(last) = len.checked_sub(1).and_then(|l| ipa.checked_add(l)) else { return Some(first) };
+        let Some(last) = len.checked_sub(1).and_then(|l| ipa.checked_add(l)) else {
+            return Some(first);
+        };
         (first..=last)
             .step_by(GRANULE as usize)
             .find(|&page| !matches!(self.state(page), Ok(PageState::Shared { .. })))

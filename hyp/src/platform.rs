@@ -24,6 +24,8 @@ pub struct Platform<'a> {
     memory_count: usize,
     /// The PL011 console's register window.
     pub uart: Region,
+    /// The GICv3 distributor and redistributor regions, when the platform has one.
+    pub gic_v3: Option<(Region, Region)>,
     virtio: [Region; MAX_VIRTIO_SLOTS],
     virtio_count: usize,
     /// Where QEMU put the initrd (`/chosen/linux,initrd-start/end`).
@@ -117,6 +119,7 @@ impl<'a> Platform<'a> {
             memory: [empty; MAX_MEMORY_REGIONS],
             memory_count: 0,
             uart: empty,
+            gic_v3: None,
             virtio: [empty; MAX_VIRTIO_SLOTS],
             virtio_count: 0,
             initrd: None,
@@ -139,6 +142,11 @@ impl<'a> Platform<'a> {
                 }
             } else if is_compatible(&node, "arm,pl011") && uart.is_none() {
                 uart = regs(node, "pl011 reg")?.next().transpose()?;
+            } else if is_compatible(&node, "arm,gic-v3") && platform.gic_v3.is_none() {
+                let mut frames = regs(node, "gic reg")?;
+                if let (Some(gicd), Some(gicr)) = (frames.next(), frames.next()) {
+                    platform.gic_v3 = Some((gicd?, gicr?));
+                }
             } else if is_compatible(&node, "virtio,mmio") {
                 if let Some(region) = regs(node, "virtio reg")?.next().transpose()? {
                     let slot = platform.virtio.get_mut(platform.virtio_count);
@@ -223,6 +231,11 @@ mod tests {
             w.property_array_u64("reg", &[addr, 0x200]).unwrap();
             w.end_node(node).unwrap();
         }
+        let gic = w.begin_node("intc@8000000").unwrap();
+        w.property_string("compatible", "arm,gic-v3").unwrap();
+        w.property_array_u64("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000])
+            .unwrap();
+        w.end_node(gic).unwrap();
         if uart {
             let pl011 = w.begin_node("pl011@9000000").unwrap();
             w.property_string_list(
@@ -271,6 +284,19 @@ mod tests {
             })
         );
         assert_eq!(p.bootargs, "mode=protected abi=upstream");
+        assert_eq!(
+            p.gic_v3,
+            Some((
+                Region {
+                    start: 0x0800_0000,
+                    end: 0x0801_0000
+                },
+                Region {
+                    start: 0x080a_0000,
+                    end: 0x0900_0000
+                }
+            ))
+        );
     }
 
     #[test]

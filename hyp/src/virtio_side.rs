@@ -4,7 +4,9 @@
 use hyp::devices::DeviceList;
 use hyp::mmio::{DeviceKind, DeviceWindow};
 use hyp::ownership::Ownership;
-use hyp::virtio::{regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, Violation, VirtioDevice, MAX_QUEUES};
+use hyp::virtio::{
+    regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, Violation, VirtioDevice, MAX_QUEUES,
+};
 
 use crate::arch;
 use crate::single_core::SingleCore;
@@ -15,7 +17,8 @@ pub const MAX_TRANSPORTS: usize = 8;
 /// virtio-mmio MagicValue.
 const MAGIC: u64 = 0x7472_6976;
 
-static TRANSPORTS: SingleCore<[Option<VirtioDevice>; MAX_TRANSPORTS]> = SingleCore::new([const { None }; MAX_TRANSPORTS]);
+static TRANSPORTS: SingleCore<[Option<VirtioDevice>; MAX_TRANSPORTS]> =
+    SingleCore::new([const { None }; MAX_TRANSPORTS]);
 static SHADOWS: SingleCore<[[ShadowQueue; MAX_QUEUES]; MAX_TRANSPORTS]> =
     SingleCore::new([const { [const { ShadowQueue::EMPTY }; MAX_QUEUES] }; MAX_TRANSPORTS]);
 
@@ -58,7 +61,9 @@ pub fn setup(devices: &DeviceList, protected: bool) -> Result<(), (u32, &'static
     let transports = TRANSPORTS.get();
     let mut used = 0;
     for window in devices.windows() {
-        let DeviceKind::Virtio { slot } = window.kind else { continue };
+        let DeviceKind::Virtio { slot } = window.kind else {
+            continue;
+        };
         if used == MAX_TRANSPORTS {
             return Err((slot, "more virtio transports than hyp serves"));
         }
@@ -76,28 +81,52 @@ pub fn setup(devices: &DeviceList, protected: bool) -> Result<(), (u32, &'static
 }
 
 fn index_of(slot: u32) -> Option<usize> {
-    TRANSPORTS.get().iter().position(|t| t.as_ref().is_some_and(|t| t.slot == slot))
+    TRANSPORTS
+        .get()
+        .iter()
+        .position(|t| t.as_ref().is_some_and(|t| t.slot == slot))
 }
 
 /// A guest read of a transport register.
 pub fn read(window: &DeviceWindow, slot: u32, pa: u64, width: u8) -> Result<u64, AccessError> {
     let i = index_of(slot).ok_or(AccessError::BadWidth)?;
     let transport = TRANSPORTS.get()[i].as_mut().ok_or(AccessError::BadWidth)?;
-    transport.read(&mut RealDevice { base: window.base }, pa - window.base, width)
+    transport.read(
+        &mut RealDevice { base: window.base },
+        pa - window.base,
+        width,
+    )
 }
 
 /// A guest write of a transport register. After a notify in a protected VM, waits a
 /// little for the device so that short requests complete before the guest resumes.
-pub fn write(window: &DeviceWindow, slot: u32, pa: u64, width: u8, value: u64, ownership: &mut Ownership<'_>) -> Result<(), AccessError> {
+pub fn write(
+    window: &DeviceWindow,
+    slot: u32,
+    pa: u64,
+    width: u8,
+    value: u64,
+    ownership: &mut Ownership<'_>,
+) -> Result<(), AccessError> {
     let i = index_of(slot).ok_or(AccessError::BadWidth)?;
     let transport = TRANSPORTS.get()[i].as_mut().ok_or(AccessError::BadWidth)?;
     let shadows = &mut SHADOWS.get()[i];
     let offset = pa - window.base;
-    transport.write(&mut RealDevice { base: window.base }, offset, width, value, ownership, &mut IdentityRam, shadows)?;
+    transport.write(
+        &mut RealDevice { base: window.base },
+        offset,
+        width,
+        value,
+        ownership,
+        &mut IdentityRam,
+        shadows,
+    )?;
     if offset == regs::QUEUE_NOTIFY && transport.is_protected() {
         let start = arch::counter();
         while transport.in_flight() > 0 && arch::counter().wrapping_sub(start) < NOTIFY_WAIT_TICKS {
-            transport.collect(ownership, &mut IdentityRam, shadows).map_err(AccessError::Violation)?;
+            transport
+                .collect(ownership, &mut IdentityRam, shadows)
+                .map_err(AccessError::Violation)?;
             core::hint::spin_loop();
         }
     }
@@ -111,11 +140,23 @@ const NOTIFY_WAIT_TICKS: u64 = 125_000;
 
 /// Copies completions of every transport back to the guest. On a violation returns the
 /// transport's base with it.
-pub fn collect_all(ownership: &mut Ownership<'_>, devices: &DeviceList) -> Result<(), (u64, Violation)> {
+pub fn collect_all(
+    ownership: &mut Ownership<'_>,
+    devices: &DeviceList,
+) -> Result<(), (u64, Violation)> {
     for (transport, shadows) in TRANSPORTS.get().iter_mut().zip(SHADOWS.get().iter()) {
         let Some(transport) = transport else { continue };
         if let Err(v) = transport.collect(ownership, &mut IdentityRam, shadows) {
-            let base = devices.windows().iter().find(|w| w.kind == DeviceKind::Virtio { slot: transport.slot }).map_or(0, |w| w.base);
+            let base = devices
+                .windows()
+                .iter()
+                .find(|w| {
+                    w.kind
+                        == DeviceKind::Virtio {
+                            slot: transport.slot,
+                        }
+                })
+                .map_or(0, |w| w.base);
             return Err((base, v));
         }
     }

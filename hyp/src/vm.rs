@@ -13,15 +13,15 @@ use hyp::hypercall::{self, Outcome, Services, VmState};
 use hyp::inject::{self, AbortKind, TrapState};
 use hyp::memory_calls::GuestMemory;
 use hyp::mmio::{self, Access, Decision, DeviceKind, DeviceWindow, Refusal};
-use hyp::virtio::{AccessError, Violation};
 use hyp::mmio_guard::GuardTable;
 use hyp::ownership::{Ownership, GRANULE};
 use hyp::placement::{check_guest_ram, Reserved};
 use hyp::platform::{self, Platform};
 use hyp::stage2::{self, Attributes, Stage2, Table};
+use hyp::virtio::{AccessError, Violation};
 
 use crate::arch::sysreg::{read_sysreg, write_sysreg};
-use crate::arch::{self, GuestRegs};
+use crate::arch::{self, tick, GuestRegs};
 use crate::console::{hyp_println, CONSOLE};
 use crate::single_core::SingleCore;
 use crate::virtio_side;
@@ -44,6 +44,9 @@ const CNTHCTL: u64 = 0b11;
 const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 /// SPSR_EL2 at guest entry: EL1h with D, A, I, F masked.
 const SPSR_EL1H_MASKED: u64 = 0x3c5;
+/// hyp's tick: how often it takes control back from a guest that never traps, to
+/// deliver device completions (counter ticks: 500 us at QEMU's 62.5 MHz).
+const TICK_PERIOD: u64 = 31_250;
 /// The guest's VMID.
 const VMID: u64 = 1;
 /// Stage-2 tables: the root plus one L2 table per GiB of guest RAM, with room for
@@ -238,7 +241,8 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     )
     .unwrap_or_else(|e| fail!("{e}"));
     let protected = matches!(options.mode, VmMode::Protected(_));
-    virtio_side::setup(&devices, protected).unwrap_or_else(|(slot, e)| fail!("virtio-mmio transport {slot}: {e}"));
+    virtio_side::setup(&devices, protected)
+        .unwrap_or_else(|(slot, e)| fail!("virtio-mmio transport {slot}: {e}"));
     build_stage2(&layout);
     load_guest(&bundle, &layout);
 
@@ -262,6 +266,11 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         layout.dt.start
     );
 
+    if let Some((gicd, gicr)) = platform.gic_v3 {
+        tick::start(gicd.start, gicr.start, TICK_PERIOD);
+    } else if layout_has_virtio(&bundle) {
+        fail("virtio needs hyp's tick, which needs a GICv3 (QEMU -M virt,gic-version=3)");
+    }
     write_sysreg!("cptr_el2", CPTR);
     write_sysreg!("cnthctl_el2", CNTHCTL);
     write_sysreg!("cntvoff_el2", 0);
@@ -274,6 +283,10 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     let mut regs = GuestRegs::zeroed();
     regs.x[0] = layout.dt.start;
     arch::run_guest(&regs)
+}
+
+fn layout_has_virtio(bundle: &Bundle<'_>) -> bool {
+    bundle.config().virtio_slots != 0
 }
 
 fn build_stage2(layout: &GuestLayout) {
@@ -378,12 +391,22 @@ fn data_abort(regs: &mut GuestRegs, esr: Esr) {
         Decision::Emulate { pa, access, device } => {
             let result = match access {
                 Access::Store { reg, width } => {
-                    let value = if reg == 31 { 0 } else { mmio::store_value(regs.x[reg as usize], width) };
+                    let value = if reg == 31 {
+                        0
+                    } else {
+                        mmio::store_value(regs.x[reg as usize], width)
+                    };
                     store(&device, pa, width, value, &mut vm.ownership)
                 }
-                Access::Load { reg, width, sign_extend, sixty_four } => load(&device, pa, width).map(|raw| {
+                Access::Load {
+                    reg,
+                    width,
+                    sign_extend,
+                    sixty_four,
+                } => load(&device, pa, width).map(|raw| {
                     if reg != 31 {
-                        regs.x[reg as usize] = mmio::load_result(raw, width, sign_extend, sixty_four);
+                        regs.x[reg as usize] =
+                            mmio::load_result(raw, width, sign_extend, sixty_four);
                     }
                 }),
             };
@@ -413,7 +436,13 @@ fn load(device: &DeviceWindow, pa: u64, width: u8) -> Result<u64, AccessError> {
     }
 }
 
-fn store(device: &DeviceWindow, pa: u64, width: u8, value: u64, ownership: &mut Ownership<'_>) -> Result<(), AccessError> {
+fn store(
+    device: &DeviceWindow,
+    pa: u64,
+    width: u8,
+    value: u64,
+    ownership: &mut Ownership<'_>,
+) -> Result<(), AccessError> {
     match device.kind {
         DeviceKind::Console => {
             // SAFETY: `decide` placed the access inside the console's window.
@@ -423,12 +452,20 @@ fn store(device: &DeviceWindow, pa: u64, width: u8, value: u64, ownership: &mut 
             }
             Ok(())
         }
-        DeviceKind::Virtio { slot } => virtio_side::write(device, slot, pa, width, value, ownership),
+        DeviceKind::Virtio { slot } => {
+            virtio_side::write(device, slot, pa, width, value, ownership)
+        }
     }
 }
 
 fn violation(device: u64, v: Violation) -> ! {
-    exit(ExitReason::Violation { ipa: v.ipa, device: Some(device), queue: Some(v.queue), descriptor: v.descriptor, what: v.what })
+    exit(ExitReason::Violation {
+        ipa: v.ipa,
+        device: Some(device),
+        queue: Some(v.queue),
+        descriptor: v.descriptor,
+        what: v.what,
+    })
 }
 
 /// Completions the device finished since the last exit go back to the guest now.
@@ -457,6 +494,16 @@ fn inject_abort(kind: AbortKind) {
 
 #[unsafe(no_mangle)]
 extern "C" fn handle_guest_async(_regs: &mut GuestRegs, kind: u64) {
+    if kind == 1 {
+        let intid = tick::acknowledge();
+        if intid == tick::HYP_TIMER_INTID {
+            tick::rearm(TICK_PERIOD);
+        }
+        // 1020..1023 are special INTIDs (spurious): nothing to end.
+        if intid < 1020 {
+            tick::end(intid);
+        }
+    }
     collect_completions();
     match kind {
         // Physical interrupts are routed to EL2 (IMO/FMO) but hyp enables none; if one

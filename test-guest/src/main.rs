@@ -9,6 +9,8 @@ mod expect;
 #[cfg(target_os = "none")]
 mod guard_cases;
 #[cfg(target_os = "none")]
+mod hals;
+#[cfg(target_os = "none")]
 mod sharing_cases;
 #[cfg(target_os = "none")]
 mod virtio_cases;

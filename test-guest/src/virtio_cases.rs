@@ -16,6 +16,12 @@ use virtio_drivers::transport::mmio::MmioTransport;
 use virtio_drivers::transport::DeviceType;
 
 use crate::expect::Mode;
+use crate::hals::{LeakyHal, RecordingHal, LAST_RING};
+use abi::kvm;
+use core::sync::atomic::Ordering;
+use guest_lib::conduit::Conduit;
+
+const INVAL: u64 = abi::smccc::INVALID_PARAMETER as u64;
 
 type Blk = VirtIOBlk<PvmHal, MmioTransport<'static>>;
 
@@ -43,9 +49,17 @@ fn pattern(seed: u8, disk_offset: usize, buf: &mut [u8]) {
 
 pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, scenario: &str) {
     let mut devices = discover(&boot.dt);
+    if scenario == "leak" {
+        h.run("virtio_leak_private_buffer", || leak(&mut devices, mode));
+        return;
+    }
     h.run("virtio_discovery", || {
         let kinds: Vec<DeviceType> = devices.iter().map(|d| d.device_type).collect();
-        for want in [DeviceType::Block, DeviceType::EntropySource, DeviceType::Console] {
+        for want in [
+            DeviceType::Block,
+            DeviceType::EntropySource,
+            DeviceType::Console,
+        ] {
             ensure!(kinds.contains(&want), "no {want:?} among {kinds:?}");
         }
         Ok(())
@@ -57,8 +71,12 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
                 ensure_eq!(blk.capacity(), DISK_SECTORS);
                 Ok(())
             });
-            h.run("virtio_blk_patterns_512b_4k_64k_1m", || blk_patterns(blk, mode));
-            h.run("virtio_blk_flush", || blk.flush().map_err(|e| alloc::format!("{e}")));
+            h.run("virtio_blk_patterns_512b_4k_64k_1m", || {
+                blk_patterns(blk, mode)
+            });
+            h.run("virtio_blk_flush", || {
+                blk.flush().map_err(|e| alloc::format!("{e}"))
+            });
             match scenario {
                 "persist-write" => h.run("virtio_blk_persist_write", || persist(blk, true)),
                 "persist-read" => h.run("virtio_blk_persist_read", || persist(blk, false)),
@@ -68,19 +86,32 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
         None => h.run("virtio_blk_open", || Err("no usable block device".into())),
     }
     let rng = take(&mut devices, DeviceType::EntropySource);
-    h.run("virtio_rng_entropy", || {
-        let mut rng = VirtIORng::<PvmHal, _>::new(rng.ok_or("no entropy device")?).map_err(|e| alloc::format!("{e}"))?;
-        let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
-        ensure_eq!(rng.request_entropy(&mut a).map_err(|e| alloc::format!("{e}"))?, 64);
-        ensure_eq!(rng.request_entropy(&mut b).map_err(|e| alloc::format!("{e}"))?, 64);
-        ensure!(a.iter().any(|&x| x != 0), "entropy is all zero");
-        ensure!(a != b, "entropy repeated");
-        Ok(())
-    });
+    match rng.map(VirtIORng::<RecordingHal, _>::new) {
+        Some(Ok(mut rng)) => {
+            let ring = LAST_RING.load(Ordering::Relaxed) & !0xfff;
+            h.run("virtio_rng_entropy", || entropy(&mut rng));
+            if mode.protected() {
+                h.run("virtio_ring_pages_pinned_while_live", || {
+                    pinned_ring(boot, ring, rng)
+                });
+            } else {
+                h.skip(
+                    "virtio_ring_pages_pinned_while_live",
+                    "nothing is pinned without protection",
+                );
+            }
+        }
+        _ => h.run("virtio_rng_entropy", || {
+            Err("no usable entropy device".into())
+        }),
+    }
     let console = take(&mut devices, DeviceType::Console);
     h.run("virtio_console_both_ways", || {
-        let mut console = VirtIOConsole::<PvmHal, _>::new(console.ok_or("no console device")?).map_err(|e| alloc::format!("{e}"))?;
-        console.send_bytes(TO_HOST).map_err(|e| alloc::format!("{e}"))?;
+        let mut console = VirtIOConsole::<PvmHal, _>::new(console.ok_or("no console device")?)
+            .map_err(|e| alloc::format!("{e}"))?;
+        console
+            .send_bytes(TO_HOST)
+            .map_err(|e| alloc::format!("{e}"))?;
         let mut got = Vec::new();
         let start = counter();
         while got.len() < FROM_HOST.len() && counter() - start < 10 * frequency() {
@@ -91,10 +122,63 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
                 None => unsafe { core::arch::asm!("wfe", options(nomem, nostack)) },
             }
         }
-        ensure!(got == FROM_HOST, "received {:?}", core::str::from_utf8(&got));
+        ensure!(
+            got == FROM_HOST,
+            "received {:?}",
+            core::str::from_utf8(&got)
+        );
         Ok(())
     });
     let _ = stats::snapshot();
+}
+
+/// The leak: write one sector through a HAL that hands the device private memory.
+fn leak(devices: &mut Vec<VirtioDevice>, mode: Mode) -> CaseResult {
+    let transport = take(devices, DeviceType::Block).ok_or("no block device")?;
+    let mut blk = VirtIOBlk::<LeakyHal, _>::new(transport).map_err(|e| alloc::format!("{e}"))?;
+    let data = [0x42u8; SECTOR_SIZE];
+    blk.write_blocks(0, &data)
+        .map_err(|e| alloc::format!("{e}"))?;
+    // Only reached where nothing checks: the leak went unnoticed.
+    ensure!(
+        !mode.protected(),
+        "a private buffer reached the device and the VM goes on"
+    );
+    Ok(())
+}
+
+fn entropy(rng: &mut VirtIORng<RecordingHal, MmioTransport<'static>>) -> CaseResult {
+    let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+    ensure_eq!(
+        rng.request_entropy(&mut a)
+            .map_err(|e| alloc::format!("{e}"))?,
+        64
+    );
+    ensure_eq!(
+        rng.request_entropy(&mut b)
+            .map_err(|e| alloc::format!("{e}"))?,
+        64
+    );
+    ensure!(a.iter().any(|&x| x != 0), "entropy is all zero");
+    ensure!(a != b, "entropy repeated");
+    Ok(())
+}
+
+/// While a device's queue is live its ring pages are pinned: the guest cannot take them
+/// back. Once the device is dropped (its queues reset) it can.
+fn pinned_ring(
+    boot: &BootInfo,
+    ring: u64,
+    rng: VirtIORng<RecordingHal, MmioTransport<'static>>,
+) -> CaseResult {
+    ensure!(ring != 0, "no ring allocation recorded");
+    let c = boot.conduit;
+    ensure_eq!(c.call(kvm::MEM_UNSHARE, [ring, 0, 0])[0], INVAL);
+    drop(rng);
+    ensure_eq!(c.call(kvm::MEM_UNSHARE, [ring, 0, 0])[0], 0);
+    // Give the page back to the pool's shared region.
+    ensure_eq!(c.call(kvm::MEM_SHARE, [ring, 0, 0])[0], 0);
+    Ok(())
 }
 
 fn counter() -> u64 {
@@ -113,24 +197,39 @@ fn frequency() -> u64 {
 
 fn blk_patterns(blk: &mut Blk, mode: Mode) -> CaseResult {
     // (bytes, starting sector), scattered and not overlapping the persistence area.
-    let requests = [(512, 7usize), (4096, 1021), (65536, 3001), (1 << 20, 9000), (512, 15000), (4096, 100)];
+    let requests = [
+        (512, 7usize),
+        (4096, 1021),
+        (65536, 3001),
+        (1 << 20, 9000),
+        (512, 15000),
+        (4096, 100),
+    ];
     let before = stats::snapshot();
     let mut moved = 0u64;
     for (seed, &(len, sector)) in requests.iter().enumerate() {
         let mut data = vec![0u8; len];
         pattern(seed as u8 + 1, sector * SECTOR_SIZE, &mut data);
-        blk.write_blocks(sector, &data).map_err(|e| alloc::format!("write {len} at {sector}: {e}"))?;
+        blk.write_blocks(sector, &data)
+            .map_err(|e| alloc::format!("write {len} at {sector}: {e}"))?;
         let mut back = vec![0u8; len];
-        blk.read_blocks(sector, &mut back).map_err(|e| alloc::format!("read {len} at {sector}: {e}"))?;
+        blk.read_blocks(sector, &mut back)
+            .map_err(|e| alloc::format!("read {len} at {sector}: {e}"))?;
         let mismatches = data.iter().zip(&back).filter(|(a, b)| a != b).count();
-        ensure!(mismatches == 0, "{mismatches} bytes differ in {len} bytes at sector {sector}");
+        ensure!(
+            mismatches == 0,
+            "{mismatches} bytes differ in {len} bytes at sector {sector}"
+        );
         moved += 2 * len as u64;
     }
     let bounced = stats::snapshot().bytes_bounced - before.bytes_bounced;
     if mode.protected() {
         // Every data byte is copied exactly once, plus the 16-byte request header and
         // the 1-byte status of each request.
-        ensure!(bounced >= moved && bounced <= moved + 17 * 2 * requests.len() as u64, "bounced {bounced} for {moved}");
+        ensure!(
+            bounced >= moved && bounced <= moved + 17 * 2 * requests.len() as u64,
+            "bounced {bounced} for {moved}"
+        );
     } else {
         ensure_eq!(bounced, 0);
     }
@@ -141,11 +240,13 @@ fn persist(blk: &mut Blk, write: bool) -> CaseResult {
     let mut data = vec![0u8; 64 * 1024];
     pattern(0xa7, PERSIST_SECTOR * SECTOR_SIZE, &mut data);
     if write {
-        blk.write_blocks(PERSIST_SECTOR, &data).map_err(|e| alloc::format!("{e}"))?;
+        blk.write_blocks(PERSIST_SECTOR, &data)
+            .map_err(|e| alloc::format!("{e}"))?;
         return blk.flush().map_err(|e| alloc::format!("{e}"));
     }
     let mut back = vec![0u8; data.len()];
-    blk.read_blocks(PERSIST_SECTOR, &mut back).map_err(|e| alloc::format!("{e}"))?;
+    blk.read_blocks(PERSIST_SECTOR, &mut back)
+        .map_err(|e| alloc::format!("{e}"))?;
     let mismatches = data.iter().zip(&back).filter(|(a, b)| a != b).count();
     ensure!(mismatches == 0, "{mismatches} mismatches after the restart");
     Ok(())

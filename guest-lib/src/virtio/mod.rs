@@ -15,8 +15,12 @@ pub use bouncer::{Bouncer, BOUNCE_ALIGN};
 
 /// Whether `[addr, addr + size)` lies inside one of `ranges` (base, size).
 pub fn within_ranges(ranges: &[(u64, u64)], addr: u64, size: u64) -> bool {
-    let Some(end) = addr.checked_add(size) else { return false };
-    ranges.iter().any(|&(base, len)| addr >= base && base.checked_add(len).is_some_and(|e| end <= e))
+    let Some(end) = addr.checked_add(size) else {
+        return false;
+    };
+    ranges
+        .iter()
+        .any(|&(base, len)| addr >= base && base.checked_add(len).is_some_and(|e| end <= e))
 }
 
 #[cfg(target_os = "none")]

@@ -41,7 +41,9 @@ unsafe impl Hal for PvmHal {
         let ranges: Vec<(u64, u64)> = crate::runtime::device_tree().virtio_mmio().collect();
         match NonNull::new(paddr as *mut u8) {
             Some(ptr) if within_ranges(&ranges, paddr, size as u64) => ptr,
-            _ => fatal(format_args!("device reported MMIO at {paddr:#x}+{size:#x}, outside the DT's devices")),
+            _ => fatal(format_args!(
+                "device reported MMIO at {paddr:#x}+{size:#x}, outside the DT's devices"
+            )),
         }
     }
 
@@ -50,7 +52,10 @@ unsafe impl Hal for PvmHal {
         match unsafe { bouncer().share(buffer, direction) } {
             Ok(addr) => addr,
             // Handing the device anything but a bounce buffer would expose private memory.
-            Err(e) => fatal(format_args!("cannot bounce a {}-byte buffer: {e}", buffer.len())),
+            Err(e) => fatal(format_args!(
+                "cannot bounce a {}-byte buffer: {e}",
+                buffer.len()
+            )),
         }
     }
 
@@ -81,11 +86,17 @@ pub fn discover(dt: &GuestDt<'_>) -> Vec<VirtioDevice> {
             log::warn!("virtio-mmio at {base:#x}: {e}");
             continue;
         }
-        let Some(header) = NonNull::new(base as *mut VirtIOHeader) else { continue };
+        let Some(header) = NonNull::new(base as *mut VirtIOHeader) else {
+            continue;
+        };
         // SAFETY: the DT names this window as a virtio-mmio transport, it is registered
         // with the MMIO guard, and guest-lib hands each transport out once.
         match unsafe { MmioTransport::new(header, size as usize) } {
-            Ok(transport) => found.push(VirtioDevice { base, device_type: transport.device_type(), transport }),
+            Ok(transport) => found.push(VirtioDevice {
+                base,
+                device_type: transport.device_type(),
+                transport,
+            }),
             Err(e) => {
                 if !matches!(e, MmioError::InvalidDeviceID(_)) {
                     log::warn!("virtio-mmio at {base:#x}: {e}");

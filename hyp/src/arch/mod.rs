@@ -2,6 +2,7 @@
 //! system registers, TLB maintenance, device accesses and the PSCI call to QEMU.
 
 pub mod sysreg;
+pub mod tick;
 
 use core::arch::{asm, global_asm};
 
@@ -52,7 +53,9 @@ pub fn image_region() -> (u64, u64) {
 pub fn counter() -> u64 {
     let value: u64;
     // SAFETY: reading the counter has no side effects.
-    unsafe { asm!("isb", "mrs {}, cntpct_el0", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("isb", "mrs {}, cntpct_el0", out(reg) value, options(nomem, nostack, preserves_flags))
+    };
     value
 }
 
