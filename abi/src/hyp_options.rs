@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `mode` | `protected`, `unprotected` | whether the guest is a pVM with pKVM services |
 //! | `abi` | `android`, `upstream` | which pKVM ABI form hyp offers (protected only) |
+//! | `stats` | `on`, `off` (default) | whether hyp answers [`HYP_STATS`] |
 
 use core::fmt;
 
@@ -52,7 +53,15 @@ impl fmt::Display for VmMode {
 pub struct HypOptions {
     /// The VM's mode.
     pub mode: VmMode,
+    /// Whether hyp answers [`HYP_STATS`] (for `pvmkit bench`; off by default so that
+    /// the guest sees exactly the pKVM ABI).
+    pub stats: bool,
 }
+
+/// pvmkit's own call, outside every pKVM and KVM function number (bit 15 of the
+/// number set): x0 = 0, x1 = guest exits so far, x2 = of those, data aborts (MMIO),
+/// x3 = of those, interrupts. Answered only with `stats=on`; NOT_SUPPORTED otherwise.
+pub const HYP_STATS: u32 = 0xc600_8001;
 
 /// Why the options were refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +93,7 @@ impl HypOptions {
     pub fn parse(cmdline: &str) -> Result<Self, OptionsError<'_>> {
         let mut protected = None;
         let mut abi = None;
+        let mut stats = None;
         for word in cmdline.split_ascii_whitespace() {
             let (key, value) = word
                 .split_once('=')
@@ -109,6 +119,16 @@ impl HypOptions {
                         _ => return Err(OptionsError::BadValue(word)),
                     });
                 }
+                "stats" => {
+                    if stats.is_some() {
+                        return Err(OptionsError::Repeated(key));
+                    }
+                    stats = Some(match value {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(OptionsError::BadValue(word)),
+                    });
+                }
                 _ => return Err(OptionsError::UnknownOption(word)),
             }
         }
@@ -117,7 +137,7 @@ impl HypOptions {
             (false, None) => VmMode::Unprotected,
             (false, Some(_)) => return Err(OptionsError::AbiWithoutProtection),
         };
-        Ok(Self { mode })
+        Ok(Self { mode, stats: stats.unwrap_or(false) })
     }
 }
 
@@ -132,12 +152,14 @@ mod tests {
             VmMode::Protected(AbiForm::Upstream),
             VmMode::Unprotected,
         ] {
-            assert_eq!(HypOptions::parse(mode.as_args()), Ok(HypOptions { mode }));
+            assert_eq!(HypOptions::parse(mode.as_args()), Ok(HypOptions { mode, stats: false }));
         }
         assert_eq!(
             HypOptions::parse("").unwrap().mode,
             VmMode::Protected(AbiForm::Android)
         );
+        assert!(HypOptions::parse("mode=unprotected stats=on").unwrap().stats);
+        assert_eq!(HypOptions::parse("stats=yes"), Err(OptionsError::BadValue("stats=yes")));
     }
 
     #[test]

@@ -71,6 +71,15 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Measure virtio-blk in a protected and an unprotected VM (see docs/performance.md).
+    Bench {
+        /// Runs per mode.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Wall-clock limit per run, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
     /// Run test-guest in every mode and print one verdict line per mode.
     Test {
         /// Wall-clock limit per run, in seconds.
@@ -119,6 +128,11 @@ fn run(cli: Cli) -> Result<bool, String> {
             println!("bundle: {} ({} bytes)", output.display(), bytes.len());
             Ok(true)
         }
+        Command::Bench { runs, timeout } => {
+            qemu::ensure_installed()?;
+            let fw = firmware::build_all(&ws)?;
+            bench(&ws, &fw, runs, timeout)
+        }
         Command::Test { timeout } => {
             qemu::ensure_installed()?;
             let fw = firmware::build_all(&ws)?;
@@ -161,6 +175,7 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
         timeout: Duration::from_secs(args.timeout),
         extra_args: args.qemu_args.clone(),
         echo,
+        hyp_stats: false,
     }
 }
 
@@ -172,4 +187,42 @@ fn run_one(
     echo: bool,
 ) -> Result<Verdict, String> {
     qemu::run(ws, fw, &run_config(fw, mode, args, echo))
+}
+
+fn bench(ws: &Workspace, fw: &Firmware, runs: usize, timeout: u64) -> Result<bool, String> {
+    use abi::hyp_options::{AbiForm, VmMode};
+    use host_tools::bench;
+    let modes = [Mode::Hyp(VmMode::Protected(AbiForm::Android)), Mode::Hyp(VmMode::Unprotected)];
+    let mut results: Vec<Vec<Vec<bench::Phase>>> = vec![Vec::new(), Vec::new()];
+    let mut frequency = None;
+    for run in 0..runs {
+        for (i, mode) in modes.into_iter().enumerate() {
+            let args = RunArgs {
+                payload: None,
+                bundle: None,
+                mode: String::new(),
+                abi: None,
+                timeout,
+                scenario: "bench".into(),
+                guest_args: Vec::new(),
+                disk: None,
+                qemu_args: ["-icount", "shift=0,sleep=off"].map(String::from).to_vec(),
+            };
+            let mut config = run_config(fw, mode, &args, false);
+            config.hyp_stats = true;
+            let (verdict, output) = qemu::run_collect(ws, fw, &config)?;
+            if !verdict.passed() {
+                return Err(format!("bench run {} in {mode} failed: {verdict}", run + 1));
+            }
+            frequency = frequency.or(bench::parse_frequency(&output.lines));
+            let phases = bench::parse_run(&output.lines);
+            eprintln!("pvmkit: bench run {}/{runs}, {mode}: {} phases", run + 1, phases.len());
+            results[i].push(phases);
+        }
+    }
+    let frequency = frequency.ok_or("the bench guest printed no counter frequency")?;
+    println!("virtio-blk, 4 MiB sequential per phase, {runs} runs per mode, -icount shift=0,sleep=off");
+    println!("throughput: MiB per second of guest time (median ± half the max-min spread); ratio = protected / unprotected");
+    print!("{}", bench::table(&results[0], &results[1], frequency));
+    Ok(true)
 }

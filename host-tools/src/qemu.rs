@@ -89,6 +89,8 @@ pub struct RunConfig {
     pub extra_args: Vec<String>,
     /// Print the console as it arrives.
     pub echo: bool,
+    /// Turn on hyp's `HYP_STATS` call (for `pvmkit bench`).
+    pub hyp_stats: bool,
 }
 
 impl RunConfig {
@@ -145,7 +147,8 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices)
                 .arg(&fw.hyp_image)
                 .arg("-initrd")
                 .arg(dir.join("bundle.bin"))
-                .args(["-append", vm.as_args()]);
+                .arg("-append")
+                .arg(if config.hyp_stats { format!("{} stats=on", vm.as_args()) } else { vm.as_args().to_string() });
         }
         Mode::Bare => {
             // QEMU boots the ELF at EL1 with its own DTB at RAM base; the guest's
@@ -175,6 +178,11 @@ pub fn make_bundle(config: &RunConfig) -> Result<Vec<u8>, String> {
 
 /// Builds the run's files, runs QEMU and judges the result.
 pub fn run(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Verdict, String> {
+    run_collect(ws, fw, config).map(|(verdict, _)| verdict)
+}
+
+/// Like [`run`], also returning the console lines.
+pub fn run_collect(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<(Verdict, RunOutput), String> {
     let dir = run_dir(ws, config.mode)?;
     match (config.mode, &config.bundle) {
         (Mode::Hyp(_), Some(given)) => write(&dir.join("bundle.bin"), &firmware::read(given)?)?,
@@ -208,7 +216,7 @@ pub fn run(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Verdict,
             tail.iter().for_each(|l| eprintln!("    | {l}"));
         }
     }
-    Ok(verdict)
+    Ok((verdict, output))
 }
 
 /// Runs QEMU, collecting console lines until it exits or the limit passes.

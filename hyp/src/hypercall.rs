@@ -20,6 +20,19 @@ use crate::ownership::Ownership;
 pub struct Services {
     /// The VM's mode, from hyp's options.
     pub mode: VmMode,
+    /// Whether `HYP_STATS` is answered (hyp option `stats=on`).
+    pub stats: bool,
+}
+
+/// Guest exits hyp counted, for `HYP_STATS`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitCounters {
+    /// Every exit.
+    pub total: u64,
+    /// Data aborts (MMIO).
+    pub data_aborts: u64,
+    /// Interrupts (hyp's tick).
+    pub interrupts: u64,
 }
 
 impl Services {
@@ -118,6 +131,8 @@ pub struct VmState<'s, 'o, M: GuestMemory> {
     pub guard: &'s mut GuardTable,
     /// What guard calls check against.
     pub guard_vm: GuardVm<'s>,
+    /// Exits so far.
+    pub exits: ExitCounters,
 }
 
 /// Answers one call. `x0` holds the function ID (only w0 counts, as SMCCC says) and
@@ -173,6 +188,9 @@ pub fn dispatch<M: GuestMemory>(
         smccc::SMCCC_VERSION => Reply::x0(smccc::VERSION_1_1 as i64),
         smccc::SMCCC_ARCH_FEATURES => supported(ARCH_IMPLEMENTED.contains(&asked)),
         kvm::VENDOR_HYP_CALL_UID => Reply::four(kvm::KVM_UID.map(u64::from)),
+        abi::hyp_options::HYP_STATS if services.stats => {
+            Reply::four([0, vm.exits.total, vm.exits.data_aborts, vm.exits.interrupts])
+        }
         kvm::KVM_FEATURES => Reply::four(services.features().to_regs()),
         psci::PSCI_VERSION => Reply::x0(psci::VERSION_1_1 as i64),
         psci::PSCI_FEATURES => supported(PSCI_IMPLEMENTED.contains(&asked)),
@@ -218,8 +236,9 @@ mod tests {
             memory: &mut memory,
             guard: &mut guard,
             guard_vm: GuardVm { devices: &[], ram },
+            exits: ExitCounters::default(),
         };
-        dispatch(&Services { mode }, vm, x0, [x1, 0, 0])
+        dispatch(&Services { mode, stats: false }, vm, x0, [x1, 0, 0])
     }
 
     fn ret(outcome: Outcome) -> Reply {
@@ -246,7 +265,7 @@ mod tests {
     #[test]
     fn features_bitmap_lists_only_what_is_implemented() {
         for mode in MODES {
-            let services = Services { mode };
+            let services = Services { mode, stats: false };
             let reply = ret(call(mode, 0x8600_0000, 0));
             assert_eq!(reply.regs, services.features().to_regs());
             let features = Features::from_regs(reply.regs);

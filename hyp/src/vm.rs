@@ -9,7 +9,7 @@ use hyp::devices::DeviceList;
 use hyp::esr::{self, ec, Esr};
 use hyp::exit::ExitReason;
 use hyp::guard_calls::GuardVm;
-use hyp::hypercall::{self, Outcome, Services, VmState};
+use hyp::hypercall::{self, ExitCounters, Outcome, Services, VmState};
 use hyp::inject::{self, AbortKind, TrapState};
 use hyp::memory_calls::GuestMemory;
 use hyp::mmio::{self, Access, Decision, DeviceKind, DeviceWindow, Refusal};
@@ -64,6 +64,7 @@ struct Vm {
     ownership: Ownership<'static>,
     guard: GuardTable,
     refused: RefusedAccesses,
+    exits: ExitCounters,
 }
 
 /// External aborts hyp injected, summed up before the exit line (printing each as it
@@ -247,7 +248,8 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     load_guest(&bundle, &layout);
 
     *VM.get() = Some(Vm {
-        services: Services { mode: options.mode },
+        services: Services { mode: options.mode, stats: options.stats },
+        exits: ExitCounters::default(),
         ram: layout.ram,
         devices,
         guard: GuardTable::new(matches!(options.mode, VmMode::Protected(_))),
@@ -333,6 +335,11 @@ fn vm() -> &'static mut Vm {
 extern "C" fn handle_guest_sync(regs: &mut GuestRegs, _kind: u64) {
     collect_completions();
     let esr = Esr(read_sysreg!("esr_el2"));
+    let exits = &mut vm().exits;
+    exits.total += 1;
+    if esr.ec() == ec::DABT_LOWER {
+        exits.data_aborts += 1;
+    }
     match esr.ec() {
         ec::HVC64 => hypercall(regs),
         ec::SMC64 => {
@@ -364,6 +371,7 @@ fn hypercall(regs: &mut GuestRegs) {
             devices: vm.devices.windows(),
             ram: vm.ram,
         },
+        exits: vm.exits,
     };
     match hypercall::dispatch(
         &vm.services,
@@ -494,6 +502,9 @@ fn inject_abort(kind: AbortKind) {
 
 #[unsafe(no_mangle)]
 extern "C" fn handle_guest_async(_regs: &mut GuestRegs, kind: u64) {
+    let exits = &mut vm().exits;
+    exits.total += 1;
+    exits.interrupts += 1;
     if kind == 1 {
         let intid = tick::acknowledge();
         if intid == tick::HYP_TIMER_INTID {

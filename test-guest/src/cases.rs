@@ -39,6 +39,11 @@ pub fn main(boot: &BootInfo) {
     let scenario = boot.dt.bootarg("pvmkit.scenario").unwrap_or("normal");
     let mut h = Harness::new(Console);
     let c = boot.conduit;
+    if scenario == "bench" {
+        h.run("bench", || crate::bench::run(boot));
+        h.finish();
+        return;
+    }
 
     h.run("hypervisor_uid", || uid(boot, mode));
     h.run("features_bitmap_exact", || features(boot, mode));

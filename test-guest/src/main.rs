@@ -3,6 +3,8 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
+mod bench;
+#[cfg(target_os = "none")]
 mod cases;
 #[cfg(target_os = "none")]
 mod expect;

@@ -1,0 +1,69 @@
+//! `--scenario bench`: sequential virtio-blk reads and writes of 4 KiB and 64 KiB
+//! requests, 4 MiB each, timed with the virtual counter and counted with guest-lib's
+//! counters and (when hyp answers it) hyp's exit counter. One line per phase:
+//!
+//! `bench op=write size=4096 requests=1024 bytes=4194304 ticks=… hypercalls=… bounced=… exits=…`
+
+extern crate alloc;
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use abi::hyp_options::HYP_STATS;
+use guest_lib::conduit::Conduit;
+use guest_lib::harness::CaseResult;
+use guest_lib::virtio::{discover, PvmHal};
+use guest_lib::{println, stats, BootInfo};
+use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
+use virtio_drivers::transport::DeviceType;
+
+const TOTAL: usize = 4 << 20;
+
+fn counter() -> u64 {
+    let v: u64;
+    // SAFETY: reading the virtual counter has no side effects.
+    unsafe { core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// hyp's exit count, or `None` without hyp (or without `stats=on`).
+fn exits(boot: &BootInfo) -> Option<u64> {
+    let r = boot.conduit.call(HYP_STATS, [0; 3]);
+    (r[0] == 0).then_some(r[1])
+}
+
+pub fn run(boot: &BootInfo) -> CaseResult {
+    let mut devices = discover(&boot.dt);
+    let at = devices.iter().position(|d| d.device_type == DeviceType::Block).ok_or("no block device")?;
+    let mut blk = VirtIOBlk::<PvmHal, _>::new(devices.swap_remove(at).transport).map_err(|e| alloc::format!("{e}"))?;
+    let frequency: u64;
+    // SAFETY: reading the counter frequency has no side effects.
+    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) frequency, options(nomem, nostack)) };
+    println!("bench frequency={frequency}");
+    for size in [4096usize, 65536] {
+        let mut buf: Vec<u8> = vec![0x3c; size];
+        for op in ["write", "read"] {
+            let requests = TOTAL / size;
+            // The counters are read inside the calls to hyp's, so that those calls are
+            // not counted as the phase's.
+            let (e0, s0, t0) = (exits(boot), stats::snapshot(), counter());
+            for i in 0..requests {
+                let sector = i * size / SECTOR_SIZE;
+                let result = if op == "write" { blk.write_blocks(sector, &buf) } else { blk.read_blocks(sector, &mut buf) };
+                result.map_err(|e| alloc::format!("{op} {size} at {sector}: {e}"))?;
+            }
+            let (t1, s1, e1) = (counter(), stats::snapshot(), exits(boot));
+            let exits = match (e0, e1) {
+                (Some(a), Some(b)) => alloc::format!("{}", b - a),
+                _ => "n/a".into(),
+            };
+            println!(
+                "bench op={op} size={size} requests={requests} bytes={TOTAL} ticks={} hypercalls={} bounced={} exits={exits}",
+                t1 - t0,
+                s1.hypercalls - s0.hypercalls,
+                s1.bytes_bounced - s0.bytes_bounced,
+            );
+        }
+    }
+    Ok(())
+}
