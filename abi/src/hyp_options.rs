@@ -137,7 +137,10 @@ impl HypOptions {
             (false, None) => VmMode::Unprotected,
             (false, Some(_)) => return Err(OptionsError::AbiWithoutProtection),
         };
-        Ok(Self { mode, stats: stats.unwrap_or(false) })
+        Ok(Self {
+            mode,
+            stats: stats.unwrap_or(false),
+        })
     }
 }
 
@@ -152,14 +155,24 @@ mod tests {
             VmMode::Protected(AbiForm::Upstream),
             VmMode::Unprotected,
         ] {
-            assert_eq!(HypOptions::parse(mode.as_args()), Ok(HypOptions { mode, stats: false }));
+            assert_eq!(
+                HypOptions::parse(mode.as_args()),
+                Ok(HypOptions { mode, stats: false })
+            );
         }
         assert_eq!(
             HypOptions::parse("").unwrap().mode,
             VmMode::Protected(AbiForm::Android)
         );
-        assert!(HypOptions::parse("mode=unprotected stats=on").unwrap().stats);
-        assert_eq!(HypOptions::parse("stats=yes"), Err(OptionsError::BadValue("stats=yes")));
+        assert!(
+            HypOptions::parse("mode=unprotected stats=on")
+                .unwrap()
+                .stats
+        );
+        assert_eq!(
+            HypOptions::parse("stats=yes"),
+            Err(OptionsError::BadValue("stats=yes"))
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod device_tree;
 pub mod exceptions;
 pub mod harness;
 pub mod hypervisor;
+mod memops;
 pub mod psci;
 pub mod sharing;
 pub mod stats;

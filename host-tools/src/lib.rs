@@ -1,6 +1,6 @@
 //! The parts of `pvmkit`, each testable on its own.
 //!
-//! - [`bench`]: `pvmkit bench`'s parsing and table.
+//! - [`mod@bench`]: `pvmkit bench`'s parsing and table.
 //! - [`devices`]: the virtio devices a guest gets (disk, entropy, console FIFOs).
 //! - [`firmware`]: builds the firmware crates and turns ELF files into flat images.
 //! - [`guest_dt`]: the device tree `pvmkit`, as the host VMM, writes for the guest.

@@ -192,7 +192,10 @@ fn run_one(
 fn bench(ws: &Workspace, fw: &Firmware, runs: usize, timeout: u64) -> Result<bool, String> {
     use abi::hyp_options::{AbiForm, VmMode};
     use host_tools::bench;
-    let modes = [Mode::Hyp(VmMode::Protected(AbiForm::Android)), Mode::Hyp(VmMode::Unprotected)];
+    let modes = [
+        Mode::Hyp(VmMode::Protected(AbiForm::Android)),
+        Mode::Hyp(VmMode::Unprotected),
+    ];
     let mut results: Vec<Vec<Vec<bench::Phase>>> = vec![Vec::new(), Vec::new()];
     let mut frequency = None;
     for run in 0..runs {
@@ -216,12 +219,18 @@ fn bench(ws: &Workspace, fw: &Firmware, runs: usize, timeout: u64) -> Result<boo
             }
             frequency = frequency.or(bench::parse_frequency(&output.lines));
             let phases = bench::parse_run(&output.lines);
-            eprintln!("pvmkit: bench run {}/{runs}, {mode}: {} phases", run + 1, phases.len());
+            eprintln!(
+                "pvmkit: bench run {}/{runs}, {mode}: {} phases",
+                run + 1,
+                phases.len()
+            );
             results[i].push(phases);
         }
     }
     let frequency = frequency.ok_or("the bench guest printed no counter frequency")?;
-    println!("virtio-blk, 4 MiB sequential per phase, {runs} runs per mode, -icount shift=0,sleep=off");
+    println!(
+        "virtio-blk, 4 MiB sequential per phase, {runs} runs per mode, -icount shift=0,sleep=off"
+    );
     println!("throughput: MiB per second of guest time (median ± half the max-min spread); ratio = protected / unprotected");
     print!("{}", bench::table(&results[0], &results[1], frequency));
     Ok(true)

@@ -148,7 +148,11 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices)
                 .arg("-initrd")
                 .arg(dir.join("bundle.bin"))
                 .arg("-append")
-                .arg(if config.hyp_stats { format!("{} stats=on", vm.as_args()) } else { vm.as_args().to_string() });
+                .arg(if config.hyp_stats {
+                    format!("{} stats=on", vm.as_args())
+                } else {
+                    vm.as_args().to_string()
+                });
         }
         Mode::Bare => {
             // QEMU boots the ELF at EL1 with its own DTB at RAM base; the guest's
@@ -182,7 +186,11 @@ pub fn run(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Verdict,
 }
 
 /// Like [`run`], also returning the console lines.
-pub fn run_collect(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<(Verdict, RunOutput), String> {
+pub fn run_collect(
+    ws: &Workspace,
+    fw: &Firmware,
+    config: &RunConfig,
+) -> Result<(Verdict, RunOutput), String> {
     let dir = run_dir(ws, config.mode)?;
     match (config.mode, &config.bundle) {
         (Mode::Hyp(_), Some(given)) => write(&dir.join("bundle.bin"), &firmware::read(given)?)?,

@@ -166,7 +166,15 @@ mod tests {
                 guard_vm: crate::guard_calls::GuardVm { devices: &[], ram },
                 exits: Default::default(),
             };
-            match dispatch(&Services { mode: self.mode, stats: false }, vm, id as u64, args) {
+            match dispatch(
+                &Services {
+                    mode: self.mode,
+                    stats: false,
+                },
+                vm,
+                id as u64,
+                args,
+            ) {
                 Outcome::Return(r) => r.regs,
                 other => panic!("{other:?}"),
             }

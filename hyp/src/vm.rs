@@ -248,7 +248,10 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     load_guest(&bundle, &layout);
 
     *VM.get() = Some(Vm {
-        services: Services { mode: options.mode, stats: options.stats },
+        services: Services {
+            mode: options.mode,
+            stats: options.stats,
+        },
         exits: ExitCounters::default(),
         ram: layout.ram,
         devices,

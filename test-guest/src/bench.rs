@@ -10,12 +10,14 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use abi::hyp_options::HYP_STATS;
+use core::ptr::NonNull;
 use guest_lib::conduit::Conduit;
 use guest_lib::harness::CaseResult;
 use guest_lib::virtio::{discover, PvmHal};
 use guest_lib::{println, stats, BootInfo};
 use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::DeviceType;
+use virtio_drivers::{BufferDirection, Hal};
 
 const TOTAL: usize = 4 << 20;
 
@@ -34,12 +36,40 @@ fn exits(boot: &BootInfo) -> Option<u64> {
 
 pub fn run(boot: &BootInfo) -> CaseResult {
     let mut devices = discover(&boot.dt);
-    let at = devices.iter().position(|d| d.device_type == DeviceType::Block).ok_or("no block device")?;
-    let mut blk = VirtIOBlk::<PvmHal, _>::new(devices.swap_remove(at).transport).map_err(|e| alloc::format!("{e}"))?;
+    let at = devices
+        .iter()
+        .position(|d| d.device_type == DeviceType::Block)
+        .ok_or("no block device")?;
+    let mut blk = VirtIOBlk::<PvmHal, _>::new(devices.swap_remove(at).transport)
+        .map_err(|e| alloc::format!("{e}"))?;
     let frequency: u64;
     // SAFETY: reading the counter frequency has no side effects.
     unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) frequency, options(nomem, nostack)) };
     println!("bench frequency={frequency}");
+    {
+        // What one bounce costs the guest: copying and zeroing 64 KiB.
+        let (src, mut dst) = (vec![1u8; 65536], vec![0u8; 65536]);
+        let t0 = counter();
+        dst.copy_from_slice(core::hint::black_box(&src));
+        core::hint::black_box(&mut dst);
+        let t1 = counter();
+        dst.fill(0);
+        core::hint::black_box(&mut dst);
+        let t2 = counter();
+        // A whole bounce round trip through the HAL, device-to-driver (zero, copy back).
+        let buf = NonNull::from(&mut dst[..]);
+        // SAFETY: `dst` is ours for the two calls.
+        let paddr = unsafe { <PvmHal as Hal>::share(buf, BufferDirection::DeviceToDriver) };
+        // SAFETY: paired with the share above.
+        unsafe { <PvmHal as Hal>::unshare(paddr, buf, BufferDirection::DeviceToDriver) };
+        let t3 = counter();
+        println!(
+            "bench copy64k={} zero64k={} bounce64k={}",
+            t1 - t0,
+            t2 - t1,
+            t3 - t2
+        );
+    }
     for size in [4096usize, 65536] {
         let mut buf: Vec<u8> = vec![0x3c; size];
         for op in ["write", "read"] {
@@ -49,7 +79,11 @@ pub fn run(boot: &BootInfo) -> CaseResult {
             let (e0, s0, t0) = (exits(boot), stats::snapshot(), counter());
             for i in 0..requests {
                 let sector = i * size / SECTOR_SIZE;
-                let result = if op == "write" { blk.write_blocks(sector, &buf) } else { blk.read_blocks(sector, &mut buf) };
+                let result = if op == "write" {
+                    blk.write_blocks(sector, &buf)
+                } else {
+                    blk.read_blocks(sector, &mut buf)
+                };
                 result.map_err(|e| alloc::format!("{op} {size} at {sector}: {e}"))?;
             }
             let (t1, s1, e1) = (counter(), stats::snapshot(), exits(boot));

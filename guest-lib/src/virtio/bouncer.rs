@@ -9,6 +9,7 @@ use core::ptr::NonNull;
 use virtio_drivers::BufferDirection;
 
 use crate::bounce_pool::{BouncePool, PoolError};
+use crate::memops;
 use crate::stats;
 
 /// Alignment of bounce buffers: enough for every virtio structure.
@@ -83,18 +84,12 @@ impl Bouncer<'_> {
         match direction {
             BufferDirection::DriverToDevice | BufferDirection::Both => {
                 // SAFETY: `buffer` is readable (caller) and `bounce` is `len` bytes of the pool.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(
-                        buffer.as_ptr() as *const u8,
-                        bounce.as_ptr(),
-                        len,
-                    )
-                };
+                unsafe { memops::copy(bounce.as_ptr(), buffer.as_ptr() as *const u8, len) };
                 stats::bytes_bounced_add(len as u64);
             }
             // Stale pool contents must never reach the guest if the device writes less.
             // SAFETY: `bounce` is `len` bytes of the pool.
-            BufferDirection::DeviceToDriver => unsafe { bounce.as_ptr().write_bytes(0, len) },
+            BufferDirection::DeviceToDriver => unsafe { memops::zero(bounce.as_ptr(), len) },
         }
         Ok(bounce.as_ptr() as u64)
     }
@@ -112,9 +107,7 @@ impl Bouncer<'_> {
         };
         if direction != BufferDirection::DriverToDevice {
             // SAFETY: `bounce` is the `len`-byte buffer `share` made; `buffer` is writable.
-            unsafe {
-                core::ptr::copy_nonoverlapping(bounce.as_ptr(), buffer.as_ptr() as *mut u8, len)
-            };
+            unsafe { memops::copy(buffer.as_ptr() as *mut u8, bounce.as_ptr(), len) };
             stats::bytes_bounced_add(len as u64);
         }
         // SAFETY: allocated by `share` with this size and alignment.

@@ -49,16 +49,6 @@ pub fn image_region() -> (u64, u64) {
     )
 }
 
-/// The physical counter (CNTPCT_EL0).
-pub fn counter() -> u64 {
-    let value: u64;
-    // SAFETY: reading the counter has no side effects.
-    unsafe {
-        asm!("isb", "mrs {}, cntpct_el0", out(reg) value, options(nomem, nostack, preserves_flags))
-    };
-    value
-}
-
 /// Invalidates every stage-1 and stage-2 TLB entry of the current VMID.
 pub fn flush_guest_tlb() {
     // SAFETY: TLB maintenance and barriers have no memory-safety effect.

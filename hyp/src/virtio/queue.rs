@@ -173,6 +173,7 @@ pub struct QueueState {
     pinned: [(u64, u32); MAX_QUEUE_SIZE],
     head_writable: [u32; MAX_QUEUE_SIZE],
     head_active: [bool; MAX_QUEUE_SIZE],
+    chains_in_flight: u16,
 }
 
 fn ring_sizes(size: u16) -> (u64, u64, u64) {
@@ -221,6 +222,7 @@ impl QueueState {
             pinned: [(0, 0); MAX_QUEUE_SIZE],
             head_writable: [0; MAX_QUEUE_SIZE],
             head_active: [false; MAX_QUEUE_SIZE],
+            chains_in_flight: 0,
         }
     }
 
@@ -231,7 +233,7 @@ impl QueueState {
 
     /// Chains handed to the device and not yet completed.
     pub fn in_flight_chains(&self) -> usize {
-        self.head_active.iter().filter(|&&a| a).count()
+        self.chains_in_flight as usize
     }
 
     /// QueueReady = 1: checks the guest's rings (size, alignment, every page shared),
@@ -434,6 +436,7 @@ impl QueueState {
             shadow.desc[index] = desc;
         }
         self.head_active[head as usize] = true;
+        self.chains_in_flight += 1;
         self.head_writable[head as usize] = writable;
         let slot = (self.shadow_avail % size) as usize;
         self.shadow_avail = self.shadow_avail.wrapping_add(1);
@@ -467,6 +470,7 @@ impl QueueState {
                 continue;
             }
             self.head_active[head] = false;
+            self.chains_in_flight -= 1;
             let len = elem.len.min(self.head_writable[head]);
             let mut index = head as u16;
             while index != NONE {

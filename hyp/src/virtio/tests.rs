@@ -269,7 +269,8 @@ fn a_private_buffer_is_a_violation_that_names_the_page() {
 
 #[test]
 fn hostile_rings_are_violations() {
-    let cases: [(&str, fn(&mut Ram)); 7] = [
+    type Build = fn(&mut Ram);
+    let cases: [(&str, Build); 7] = [
         ("descriptor index out of range", |r| r.avail(0, &[9], 8)),
         ("descriptor chain loops", |r| {
             r.desc(0, BUF, 1, 1, 1);
