@@ -5,7 +5,8 @@
 //!   driver is built with, on top of the pool guest-lib shares at boot. On a VM without
 //!   sharing services the same `PvmHal` hands out buffers in place: the baseline.
 //! - `discover` registers each `virtio,mmio` node of the DT with the MMIO guard, probes
-//!   it, skips empty transports and returns the rest.
+//!   it, skips empty transports and returns the rest; `drivers` builds the block,
+//!   console and entropy drivers from what it finds.
 //! - Every address a device could make the driver use through `mmio_phys_to_virt` is
 //!   checked against the DT's device ranges ([`within_ranges`]).
 
@@ -27,7 +28,7 @@ pub fn within_ranges(ranges: &[(u64, u64)], addr: u64, size: u64) -> bool {
 mod pvm;
 
 #[cfg(target_os = "none")]
-pub use pvm::{discover, PvmHal, VirtioDevice};
+pub use pvm::{discover, drivers, Drivers, PvmHal, VirtioDevice};
 
 #[cfg(test)]
 mod tests {

@@ -107,3 +107,45 @@ pub fn discover(dt: &GuestDt<'_>) -> Vec<VirtioDevice> {
     }
     found
 }
+
+/// The drivers guest-lib builds for the devices pvmkit supports.
+pub struct Drivers {
+    /// The first block device.
+    pub block: Option<virtio_drivers::device::blk::VirtIOBlk<PvmHal, MmioTransport<'static>>>,
+    /// The first console.
+    pub console:
+        Option<virtio_drivers::device::console::VirtIOConsole<PvmHal, MmioTransport<'static>>>,
+    /// The first entropy source.
+    pub entropy: Option<virtio_drivers::device::rng::VirtIORng<PvmHal, MmioTransport<'static>>>,
+    /// Devices of other types, or further ones, untouched.
+    pub others: Vec<VirtioDevice>,
+}
+
+/// Discovers the DT's devices and builds a block, console and entropy driver from the
+/// first of each (a device whose driver fails to start is logged and dropped).
+pub fn drivers(dt: &GuestDt<'_>) -> Drivers {
+    use virtio_drivers::device::{blk::VirtIOBlk, console::VirtIOConsole, rng::VirtIORng};
+    let mut out = Drivers {
+        block: None,
+        console: None,
+        entropy: None,
+        others: Vec::new(),
+    };
+    for device in discover(dt) {
+        let base = device.base;
+        let warn = |e: virtio_drivers::Error| log::warn!("virtio device at {base:#x}: {e}");
+        match device.device_type {
+            DeviceType::Block if out.block.is_none() => {
+                out.block = VirtIOBlk::new(device.transport).map_err(warn).ok()
+            }
+            DeviceType::Console if out.console.is_none() => {
+                out.console = VirtIOConsole::new(device.transport).map_err(warn).ok()
+            }
+            DeviceType::EntropySource if out.entropy.is_none() => {
+                out.entropy = VirtIORng::new(device.transport).map_err(warn).ok()
+            }
+            _ => out.others.push(device),
+        }
+    }
+    out
+}
