@@ -42,13 +42,16 @@ pub enum EntryKind {
     Payload = 2,
     /// The guest's device tree, written by the host; its IPA goes to the guest in x0.
     GuestDt = 3,
-    /// The pvmfw image (later: entered first, at its fixed IPA).
+    /// The pvmfw image, entered first when present (at its load IPA, which must be the
+    /// VM config's entry).
     Pvmfw = 4,
+    /// The per-VM secret hyp gives pvmfw, loaded in pvmfw's private region.
+    VmSecret = 5,
 }
 
 impl EntryKind {
     /// Every kind, in numeric order.
-    pub const ALL: [EntryKind; 4] = [Self::VmConfig, Self::Payload, Self::GuestDt, Self::Pvmfw];
+    pub const ALL: [EntryKind; 5] = [Self::VmConfig, Self::Payload, Self::GuestDt, Self::Pvmfw, Self::VmSecret];
 
     fn from_u32(value: u32) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| *kind as u32 == value)
@@ -61,6 +64,7 @@ impl EntryKind {
             Self::Payload => "payload",
             Self::GuestDt => "guest-dt",
             Self::Pvmfw => "pvmfw",
+            Self::VmSecret => "vm-secret",
         }
     }
 }
@@ -344,13 +348,11 @@ impl<'a> Bundle<'a> {
         else {
             return Err(LayoutError::RamInvalid);
         };
-        let payload_data = self
-            .entry(EntryKind::Payload)
-            .map_or(0, |e| e.data.len() as u64);
-        if entry_ipa % 4 != 0
-            || entry_ipa < payload.start
-            || entry_ipa >= payload.start + payload_data
-        {
+        // With pvmfw, the VM starts in pvmfw; without, in the payload.
+        let first = if self.entry(EntryKind::Pvmfw).is_some() { EntryKind::Pvmfw } else { EntryKind::Payload };
+        let start = region_of(first).map_or(0, |r| r.start);
+        let data = self.entry(first).map_or(0, |e| e.data.len() as u64);
+        if !entry_ipa.is_multiple_of(4) || entry_ipa < start || entry_ipa >= start + data {
             return Err(LayoutError::EntryOutsidePayload(entry_ipa));
         }
         Ok(GuestLayout {
@@ -423,7 +425,8 @@ pub enum LayoutError {
     Unaligned(EntryKind),
     /// Two entries overlap.
     Overlap(EntryKind, EntryKind),
-    /// The entry point is not inside the payload's data.
+    /// The entry point is not inside the data of what runs first (pvmfw, or else the
+    /// payload).
     EntryOutsidePayload(u64),
 }
 

@@ -9,6 +9,8 @@
 //! - [`bundle`]: the file `pvmkit` writes and `hyp` reads (`-initrd`).
 //! - [`hyp_options`]: the options `pvmkit` passes to `hyp` on its command line.
 //! - [`memory_map`]: the addresses every part agrees on.
+//! - [`signed_payload`]: the signed payload format pvmfw verifies.
+//! - [`pvmfw`]: pvmfw's handover contract (its region, its config block, the secrets).
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
@@ -18,4 +20,6 @@ pub mod hyp_options;
 pub mod kvm;
 pub mod memory_map;
 pub mod psci;
+pub mod pvmfw;
+pub mod signed_payload;
 pub mod smccc;

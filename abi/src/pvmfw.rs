@@ -1,0 +1,76 @@
+//! pvmfw's contract with hyp (below it), pvmkit (which builds its image) and the payload
+//! (above it).
+//!
+//! - pvmfw lives in a guest-private region [`PVMFW_BASE`], [`PVMFW_SIZE`] long, just below
+//!   the payload's RAM. hyp enters it at [`PVMFW_BASE`] with x0 = the host's DT and
+//!   x1..x3 = 0.
+//! - The region's last page ([`VM_SECRET_IPA`]) holds the per-VM secret, put there by hyp
+//!   from the bundle's `VmSecret` entry. pvmfw reads it, then erases it.
+//! - pvmkit writes pvmfw's config block into the image at the symbol
+//!   `__pvmfw_config`: [`CONFIG_MAGIC`], version, and the trusted Ed25519 public key.
+//! - The host's DT names the signed payload with `/config` `kernel-address` and
+//!   `kernel-size` (as crosvm does).
+//! - pvmfw hands the payload a DT it rebuilt, with x0 = its IPA, and the payload's
+//!   secret in `/reserved-memory/pvmkit-secret@…` (compatible [`SECRET_COMPATIBLE`],
+//!   `no-map`), [`SECRET_SIZE`] bytes at [`PAYLOAD_SECRET_IPA`].
+
+use crate::memory_map::{GUEST_DT_BASE, GUEST_DT_MAX_SIZE, GUEST_RAM_BASE};
+
+/// Size of pvmfw's region.
+pub const PVMFW_SIZE: u64 = 2 << 20;
+/// pvmfw's region: right below the payload's RAM. pvmfw is linked here.
+pub const PVMFW_BASE: u64 = GUEST_RAM_BASE - PVMFW_SIZE;
+/// The per-VM secret hyp gives pvmfw (the region's last page).
+pub const VM_SECRET_IPA: u64 = PVMFW_BASE + PVMFW_SIZE - 4096;
+/// Bytes of secret.
+pub const SECRET_SIZE: usize = 32;
+/// Where pvmfw puts the payload's derived secret: the last page of the DT area.
+pub const PAYLOAD_SECRET_IPA: u64 = GUEST_DT_BASE + GUEST_DT_MAX_SIZE - 4096;
+/// The reserved-memory node's compatible.
+pub const SECRET_COMPATIBLE: &str = "pvmkit,payload-secret";
+/// Where pvmkit's host DT puts the signed payload for pvmfw to check (a staging copy;
+/// pvmfw copies the image to its load address).
+pub const SIGNED_PAYLOAD_STAGING: u64 = GUEST_RAM_BASE + (128 << 20);
+/// First bytes of pvmfw's config block.
+pub const CONFIG_MAGIC: [u8; 8] = *b"PVMFWCFG";
+/// Config block version.
+pub const CONFIG_VERSION: u32 = 1;
+/// Size of the config block: magic, version u32, reserved u32, key [32].
+pub const CONFIG_SIZE: usize = 48;
+/// The label the payload secret is derived under (HMAC-SHA256 keyed with the VM secret
+/// over this label, the image's SHA-256 and the signed header's SHA-256).
+pub const SECRET_LABEL: &[u8] = b"pvmkit payload secret v1";
+
+/// Encodes a config block carrying `public_key`.
+pub fn config_block(public_key: &[u8; 32]) -> [u8; CONFIG_SIZE] {
+    let mut c = [0u8; CONFIG_SIZE];
+    c[0..8].copy_from_slice(&CONFIG_MAGIC);
+    c[8..12].copy_from_slice(&CONFIG_VERSION.to_le_bytes());
+    c[16..48].copy_from_slice(public_key);
+    c
+}
+
+/// The trusted key in a config block, if the block is well formed.
+pub fn config_key(block: &[u8]) -> Option<[u8; 32]> {
+    if block.len() < CONFIG_SIZE || block[0..8] != CONFIG_MAGIC || block[8..12] != CONFIG_VERSION.to_le_bytes() || block[12..16] != [0; 4] {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&block[16..48]);
+    Some(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_block_round_trips() {
+        let block = config_block(&[5; 32]);
+        assert_eq!(config_key(&block), Some([5; 32]));
+        assert_eq!(config_key(&[0; CONFIG_SIZE]), None);
+        assert_eq!(config_key(&block[..40]), None);
+        assert_eq!(PVMFW_BASE, 0x7fe0_0000);
+        assert_eq!(PAYLOAD_SECRET_IPA, 0x801f_f000);
+    }
+}

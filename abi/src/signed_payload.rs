@@ -1,0 +1,225 @@
+//! The signed payload pvmfw verifies: a 256-byte header, then the flat image.
+//!
+//! ```text
+//! 0    magic "PVMKSIGN"
+//! 8    version u32 (1)        12   header_size u32 (256)
+//! 16   image_size u64         24   load_ipa u64 (page aligned)
+//! 32   entry_ipa u64          40   mem_size u64 (≥ image_size: .bss, stack, heap)
+//! 48   sha256(image) [32]     80   reserved [112], zero
+//! 192  Ed25519 signature [64] over bytes 0..192
+//! 256  image (image_size bytes)
+//! ```
+//!
+//! The signature covers every header field, the image's hash among them, so a valid
+//! signature vouches for exactly the bytes pvmfw will run, where it will run them.
+//! [`parse`] checks the structure (never panics); the signature is pvmfw's to check.
+
+use core::fmt;
+
+/// First eight bytes.
+pub const MAGIC: [u8; 8] = *b"PVMKSIGN";
+/// The version this crate reads and writes.
+pub const VERSION: u32 = 1;
+/// Size of the header.
+pub const HEADER_SIZE: usize = 256;
+/// The signed part of the header.
+pub const SIGNED_SIZE: usize = 192;
+/// Offset of the signature.
+pub const SIGNATURE_OFFSET: usize = 192;
+
+/// The header's fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Bytes of image after the header.
+    pub image_size: u64,
+    /// Where the image must be placed (IPA).
+    pub load_ipa: u64,
+    /// Where it starts.
+    pub entry_ipa: u64,
+    /// How much memory it takes from `load_ipa`.
+    pub mem_size: u64,
+    /// SHA-256 of the image.
+    pub image_sha256: [u8; 32],
+    /// Ed25519 signature over the first [`SIGNED_SIZE`] bytes.
+    pub signature: [u8; 64],
+}
+
+/// Why a signed payload's structure was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Shorter than a header.
+    TooShort(usize),
+    /// Wrong magic.
+    BadMagic,
+    /// Unknown version.
+    UnsupportedVersion(u32),
+    /// header_size is not [`HEADER_SIZE`].
+    BadHeaderSize(u32),
+    /// A reserved byte is not zero.
+    ReservedNotZero,
+    /// image_size is more than the bytes after the header.
+    ImageTruncated {
+        /// What the header claims.
+        image_size: u64,
+        /// What is there.
+        available: usize,
+    },
+    /// mem_size is smaller than the image, load_ipa is unaligned, or the range wraps.
+    BadLayout,
+    /// The entry point is not inside the image.
+    EntryOutsideImage(u64),
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooShort(n) => write!(f, "signed payload is {n} bytes, shorter than its header"),
+            Self::BadMagic => write!(f, "signed payload magic is not PVMKSIGN"),
+            Self::UnsupportedVersion(v) => write!(f, "signed payload version {v} is not supported"),
+            Self::BadHeaderSize(n) => write!(f, "signed payload header size {n} is not {HEADER_SIZE}"),
+            Self::ReservedNotZero => write!(f, "signed payload header has non-zero reserved bytes"),
+            Self::ImageTruncated { image_size, available } => {
+                write!(f, "signed payload image is {image_size} bytes but only {available} follow the header")
+            }
+            Self::BadLayout => write!(f, "signed payload load address, size or memory size is invalid"),
+            Self::EntryOutsideImage(e) => write!(f, "signed payload entry {e:#x} is outside its image"),
+        }
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Checks a signed payload's structure; returns the header and the image bytes.
+pub fn parse(blob: &[u8]) -> Result<(Header, &[u8]), HeaderError> {
+    if blob.len() < HEADER_SIZE {
+        return Err(HeaderError::TooShort(blob.len()));
+    }
+    let h = &blob[..HEADER_SIZE];
+    if h[0..8] != MAGIC {
+        return Err(HeaderError::BadMagic);
+    }
+    let version = u32_at(h, 8);
+    if version != VERSION {
+        return Err(HeaderError::UnsupportedVersion(version));
+    }
+    let header_size = u32_at(h, 12);
+    if header_size as usize != HEADER_SIZE {
+        return Err(HeaderError::BadHeaderSize(header_size));
+    }
+    if h[80..SIGNATURE_OFFSET].iter().any(|&b| b != 0) {
+        return Err(HeaderError::ReservedNotZero);
+    }
+    let mut image_sha256 = [0u8; 32];
+    image_sha256.copy_from_slice(&h[48..80]);
+    let mut signature = [0u8; 64];
+    signature.copy_from_slice(&h[SIGNATURE_OFFSET..HEADER_SIZE]);
+    let header = Header {
+        image_size: u64_at(h, 16),
+        load_ipa: u64_at(h, 24),
+        entry_ipa: u64_at(h, 32),
+        mem_size: u64_at(h, 40),
+        image_sha256,
+        signature,
+    };
+    let available = blob.len() - HEADER_SIZE;
+    if header.image_size > available as u64 {
+        return Err(HeaderError::ImageTruncated { image_size: header.image_size, available });
+    }
+    if header.mem_size < header.image_size
+        || header.image_size == 0
+        || !header.load_ipa.is_multiple_of(4096)
+        || header.load_ipa.checked_add(header.mem_size).is_none()
+    {
+        return Err(HeaderError::BadLayout);
+    }
+    let entry_ok = header.entry_ipa >= header.load_ipa
+        && header.entry_ipa - header.load_ipa < header.image_size
+        && header.entry_ipa.is_multiple_of(4);
+    if !entry_ok {
+        return Err(HeaderError::EntryOutsideImage(header.entry_ipa));
+    }
+    let image = &blob[HEADER_SIZE..HEADER_SIZE + header.image_size as usize];
+    Ok((header, image))
+}
+
+/// The header bytes to sign (signature field zero), for a signer.
+pub fn unsigned_header(image_size: u64, load_ipa: u64, entry_ipa: u64, mem_size: u64, image_sha256: [u8; 32]) -> [u8; HEADER_SIZE] {
+    let mut h = [0u8; HEADER_SIZE];
+    h[0..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&image_size.to_le_bytes());
+    h[24..32].copy_from_slice(&load_ipa.to_le_bytes());
+    h[32..40].copy_from_slice(&entry_ipa.to_le_bytes());
+    h[40..48].copy_from_slice(&mem_size.to_le_bytes());
+    h[48..80].copy_from_slice(&image_sha256);
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(image: &[u8]) -> Vec<u8> {
+        let mut b = unsigned_header(image.len() as u64, 0x8020_0000, 0x8020_0000, 0x10_0000, [7; 32]).to_vec();
+        b[SIGNATURE_OFFSET..].copy_from_slice(&[9; 64]);
+        b.extend_from_slice(image);
+        b
+    }
+
+    #[test]
+    fn parses_a_well_formed_payload() {
+        let b = blob(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let (h, image) = parse(&b).unwrap();
+        assert_eq!(image, &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!((h.load_ipa, h.entry_ipa, h.mem_size, h.image_size), (0x8020_0000, 0x8020_0000, 0x10_0000, 8));
+        assert_eq!(h.image_sha256, [7; 32]);
+        assert_eq!(h.signature, [9; 64]);
+    }
+
+    #[test]
+    fn refuses_malformed_ones_and_never_panics() {
+        let good = blob(&[0; 64]);
+        assert_eq!(parse(&good[..100]), Err(HeaderError::TooShort(100)));
+        let mut b = good.clone();
+        b[0] = 0;
+        assert_eq!(parse(&b), Err(HeaderError::BadMagic));
+        let mut b = good.clone();
+        b[8] = 2;
+        assert_eq!(parse(&b), Err(HeaderError::UnsupportedVersion(2)));
+        let mut b = good.clone();
+        b[13] = 0;
+        assert_eq!(parse(&b), Err(HeaderError::BadHeaderSize(0)));
+        let mut b = good.clone();
+        b[100] = 1;
+        assert_eq!(parse(&b), Err(HeaderError::ReservedNotZero));
+        assert_eq!(parse(&good[..good.len() - 1]), Err(HeaderError::ImageTruncated { image_size: 64, available: 63 }));
+        let mut b = good.clone();
+        b[24] = 1; // unaligned load address
+        assert_eq!(parse(&b), Err(HeaderError::BadLayout));
+        let mut b = good.clone();
+        b[32..40].copy_from_slice(&0x8020_0040u64.to_le_bytes()); // entry = end of image
+        assert_eq!(parse(&b), Err(HeaderError::EntryOutsideImage(0x8020_0040)));
+        let mut b = good.clone();
+        b[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(parse(&b), Err(HeaderError::BadLayout));
+        let mut seed = 0x1234_5678u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut b = good.clone();
+            let at = seed as usize % b.len();
+            b[at] = (seed >> 32) as u8;
+            let _ = parse(&b[..(seed >> 40) as usize % (b.len() + 1)]);
+        }
+    }
+}
