@@ -51,7 +51,13 @@ pub enum EntryKind {
 
 impl EntryKind {
     /// Every kind, in numeric order.
-    pub const ALL: [EntryKind; 5] = [Self::VmConfig, Self::Payload, Self::GuestDt, Self::Pvmfw, Self::VmSecret];
+    pub const ALL: [EntryKind; 5] = [
+        Self::VmConfig,
+        Self::Payload,
+        Self::GuestDt,
+        Self::Pvmfw,
+        Self::VmSecret,
+    ];
 
     fn from_u32(value: u32) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| *kind as u32 == value)
@@ -349,7 +355,11 @@ impl<'a> Bundle<'a> {
             return Err(LayoutError::RamInvalid);
         };
         // With pvmfw, the VM starts in pvmfw; without, in the payload.
-        let first = if self.entry(EntryKind::Pvmfw).is_some() { EntryKind::Pvmfw } else { EntryKind::Payload };
+        let first = if self.entry(EntryKind::Pvmfw).is_some() {
+            EntryKind::Pvmfw
+        } else {
+            EntryKind::Payload
+        };
         let start = region_of(first).map_or(0, |r| r.start);
         let data = self.entry(first).map_or(0, |e| e.data.len() as u64);
         if !entry_ipa.is_multiple_of(4) || entry_ipa < start || entry_ipa >= start + data {

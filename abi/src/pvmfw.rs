@@ -52,7 +52,11 @@ pub fn config_block(public_key: &[u8; 32]) -> [u8; CONFIG_SIZE] {
 
 /// The trusted key in a config block, if the block is well formed.
 pub fn config_key(block: &[u8]) -> Option<[u8; 32]> {
-    if block.len() < CONFIG_SIZE || block[0..8] != CONFIG_MAGIC || block[8..12] != CONFIG_VERSION.to_le_bytes() || block[12..16] != [0; 4] {
+    if block.len() < CONFIG_SIZE
+        || block[0..8] != CONFIG_MAGIC
+        || block[8..12] != CONFIG_VERSION.to_le_bytes()
+        || block[12..16] != [0; 4]
+    {
         return None;
     }
     let mut key = [0u8; 32];

@@ -76,13 +76,23 @@ impl fmt::Display for HeaderError {
             Self::TooShort(n) => write!(f, "signed payload is {n} bytes, shorter than its header"),
             Self::BadMagic => write!(f, "signed payload magic is not PVMKSIGN"),
             Self::UnsupportedVersion(v) => write!(f, "signed payload version {v} is not supported"),
-            Self::BadHeaderSize(n) => write!(f, "signed payload header size {n} is not {HEADER_SIZE}"),
+            Self::BadHeaderSize(n) => {
+                write!(f, "signed payload header size {n} is not {HEADER_SIZE}")
+            }
             Self::ReservedNotZero => write!(f, "signed payload header has non-zero reserved bytes"),
-            Self::ImageTruncated { image_size, available } => {
+            Self::ImageTruncated {
+                image_size,
+                available,
+            } => {
                 write!(f, "signed payload image is {image_size} bytes but only {available} follow the header")
             }
-            Self::BadLayout => write!(f, "signed payload load address, size or memory size is invalid"),
-            Self::EntryOutsideImage(e) => write!(f, "signed payload entry {e:#x} is outside its image"),
+            Self::BadLayout => write!(
+                f,
+                "signed payload load address, size or memory size is invalid"
+            ),
+            Self::EntryOutsideImage(e) => {
+                write!(f, "signed payload entry {e:#x} is outside its image")
+            }
         }
     }
 }
@@ -131,7 +141,10 @@ pub fn parse(blob: &[u8]) -> Result<(Header, &[u8]), HeaderError> {
     };
     let available = blob.len() - HEADER_SIZE;
     if header.image_size > available as u64 {
-        return Err(HeaderError::ImageTruncated { image_size: header.image_size, available });
+        return Err(HeaderError::ImageTruncated {
+            image_size: header.image_size,
+            available,
+        });
     }
     if header.mem_size < header.image_size
         || header.image_size == 0
@@ -151,7 +164,13 @@ pub fn parse(blob: &[u8]) -> Result<(Header, &[u8]), HeaderError> {
 }
 
 /// The header bytes to sign (signature field zero), for a signer.
-pub fn unsigned_header(image_size: u64, load_ipa: u64, entry_ipa: u64, mem_size: u64, image_sha256: [u8; 32]) -> [u8; HEADER_SIZE] {
+pub fn unsigned_header(
+    image_size: u64,
+    load_ipa: u64,
+    entry_ipa: u64,
+    mem_size: u64,
+    image_sha256: [u8; 32],
+) -> [u8; HEADER_SIZE] {
     let mut h = [0u8; HEADER_SIZE];
     h[0..8].copy_from_slice(&MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
@@ -169,7 +188,14 @@ mod tests {
     use super::*;
 
     fn blob(image: &[u8]) -> Vec<u8> {
-        let mut b = unsigned_header(image.len() as u64, 0x8020_0000, 0x8020_0000, 0x10_0000, [7; 32]).to_vec();
+        let mut b = unsigned_header(
+            image.len() as u64,
+            0x8020_0000,
+            0x8020_0000,
+            0x10_0000,
+            [7; 32],
+        )
+        .to_vec();
         b[SIGNATURE_OFFSET..].copy_from_slice(&[9; 64]);
         b.extend_from_slice(image);
         b
@@ -180,7 +206,10 @@ mod tests {
         let b = blob(&[1, 2, 3, 4, 5, 6, 7, 8]);
         let (h, image) = parse(&b).unwrap();
         assert_eq!(image, &[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!((h.load_ipa, h.entry_ipa, h.mem_size, h.image_size), (0x8020_0000, 0x8020_0000, 0x10_0000, 8));
+        assert_eq!(
+            (h.load_ipa, h.entry_ipa, h.mem_size, h.image_size),
+            (0x8020_0000, 0x8020_0000, 0x10_0000, 8)
+        );
         assert_eq!(h.image_sha256, [7; 32]);
         assert_eq!(h.signature, [9; 64]);
     }
@@ -201,7 +230,13 @@ mod tests {
         let mut b = good.clone();
         b[100] = 1;
         assert_eq!(parse(&b), Err(HeaderError::ReservedNotZero));
-        assert_eq!(parse(&good[..good.len() - 1]), Err(HeaderError::ImageTruncated { image_size: 64, available: 63 }));
+        assert_eq!(
+            parse(&good[..good.len() - 1]),
+            Err(HeaderError::ImageTruncated {
+                image_size: 64,
+                available: 63
+            })
+        );
         let mut b = good.clone();
         b[24] = 1; // unaligned load address
         assert_eq!(parse(&b), Err(HeaderError::BadLayout));

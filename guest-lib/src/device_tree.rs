@@ -82,6 +82,15 @@ fn is_compatible(node: &FdtNode<'_>, wanted: &str) -> bool {
 }
 
 impl<'a> GuestDt<'a> {
+    /// A tree with nothing in it.
+    pub const EMPTY: GuestDt<'static> = GuestDt {
+        blob: &[],
+        uart: None,
+        conduit: None,
+        memory: None,
+        bootargs: "",
+    };
+
     /// Reads a whole blob (exactly `totalsize` bytes).
     pub fn read(blob: &'a [u8]) -> Result<Self, DtError> {
         let fdt = Fdt::new(blob).map_err(|_| DtError::Malformed)?;
@@ -132,6 +141,22 @@ impl<'a> GuestDt<'a> {
                 .filter_map(|node| first_reg(node, "virtio reg").ok().flatten())
                 .collect::<alloc::vec::Vec<_>>()
         })
+    }
+
+    /// The first `reg` (base, size) of a `/reserved-memory` child with this compatible.
+    pub fn reserved_memory(&self, compatible: &str) -> Option<(u64, u64)> {
+        let fdt = Fdt::new(self.blob).ok()?;
+        let reserved = fdt.root().child("reserved-memory")?;
+        let node = reserved.children().find(|n| is_compatible(n, compatible))?;
+        first_reg(node, "reserved-memory reg").ok().flatten()
+    }
+
+    /// Whether `/chosen` has a property of this name.
+    pub fn chosen_has(&self, name: &str) -> bool {
+        Fdt::new(self.blob)
+            .ok()
+            .and_then(|fdt| fdt.root().child("chosen"))
+            .is_some_and(|c| c.property(name).is_some())
     }
 
     /// The value of `key=value` in the command line, if present.

@@ -45,8 +45,10 @@ pub use runtime::{mmio_guard, SKIP_MMIO_GUARD_ARG};
 /// What guest-lib found at boot, handed to the guest's `main`.
 #[derive(Clone, Copy, Debug)]
 pub struct BootInfo {
-    /// The device tree the guest was given (x0 at entry).
+    /// The device tree the guest was given (x0 at entry); empty when it was unusable.
     pub dt: GuestDt<'static>,
+    /// Why the device tree was unusable, if it was (the guest then has no console).
+    pub dt_error: Option<device_tree::DtError>,
     /// Its IPA.
     pub dt_ipa: u64,
     /// The conduit for SMCCC calls.

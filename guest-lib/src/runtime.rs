@@ -16,7 +16,7 @@ use mmio_guard::MmioGuard;
 use crate::arch::{self, read_sysreg, write_sysreg, Frame};
 use crate::bounce_pool::{BouncePool, PoolError, DEFAULT_POOL_SIZE};
 use crate::conduit::SystemConduit;
-use crate::device_tree::{self, GuestDt};
+use crate::device_tree::{self, DtError, GuestDt};
 use crate::exceptions::{self, ExceptionReport};
 use crate::hypervisor::HypervisorInfo;
 use crate::sharing::MemSharer;
@@ -75,10 +75,26 @@ static CONDUIT: BootCell<SystemConduit> = BootCell::empty();
 static MMIO_GUARD: BootCell<MmioGuard<SystemConduit>> = BootCell::empty();
 static DT: BootCell<GuestDt<'static>> = BootCell::empty();
 static DMA_POOL: BootCell<Option<BouncePool>> = BootCell::empty();
+static HYPERVISOR: BootCell<HypervisorInfo> = BootCell::empty();
 
-/// The shared pool DMA buffers come from (`None` when the VM is not protected).
+/// The shared pool DMA buffers come from (`None` when the VM is not protected). It is
+/// made and shared on first use, so a guest without devices shares nothing.
 pub(crate) fn dma_pool() -> Option<&'static BouncePool> {
-    DMA_POOL.get().and_then(|p| p.as_ref())
+    if let Some(pool) = DMA_POOL.get() {
+        return pool.as_ref();
+    }
+    let hypervisor = HYPERVISOR.get().copied().unwrap_or_else(|| fatal_silent());
+    if !hypervisor.is_protected() {
+        return DMA_POOL.set(None).as_ref();
+    }
+    // Every DMA buffer of every device comes from this one shared region.
+    let pool = MemSharer::new(conduit(), &hypervisor)
+        .map_err(PoolError::Share)
+        .and_then(|s| BouncePool::allocate(&s, DEFAULT_POOL_SIZE));
+    match pool {
+        Ok(pool) => DMA_POOL.set(Some(pool)).as_ref(),
+        Err(e) => fatal(format_args!("cannot set up the bounce pool: {e}")),
+    }
 }
 
 /// The device tree the guest booted with.
@@ -119,15 +135,14 @@ fn fatal_silent() -> ! {
     }
 }
 
-fn read_dt(ptr: u64) -> Option<GuestDt<'static>> {
-    let ptr = if ptr == 0 { QEMU_BARE_DTB } else { ptr };
+fn read_dt(ptr: u64) -> Result<GuestDt<'static>, DtError> {
     // SAFETY: x0 (or QEMU's bare-metal convention) names the DT; the header is read first.
     let header: [u8; 8] = unsafe { core::ptr::read_volatile(ptr as *const [u8; 8]) };
-    let size = device_tree::dt_size(header).ok()?;
+    let size = device_tree::dt_size(header)?;
     // SAFETY: the header says `size` bytes of device tree start at `ptr`; nothing
     // writes there afterwards (pvmkit places it outside the image).
     let blob = unsafe { core::slice::from_raw_parts(ptr as *const u8, size) };
-    GuestDt::read(blob).ok()
+    GuestDt::read(blob)
 }
 
 #[unsafe(no_mangle)]
@@ -139,7 +154,13 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
         HEAP.lock().init(start, size);
     }
     // Without a device tree there is no console to report on: end through the pVM conduit.
-    let dt = read_dt(dt_ptr).unwrap_or_else(|| fatal_silent());
+    let dt_ipa = if dt_ptr == 0 { QEMU_BARE_DTB } else { dt_ptr };
+    // A guest whose DT is unusable still runs, told why, with no console: it may know
+    // its platform better (pvmfw does) or end the VM.
+    let (dt, dt_error) = match read_dt(dt_ipa) {
+        Ok(dt) => (dt, None),
+        Err(e) => (GuestDt::EMPTY, Some(e)),
+    };
     let conduit = *CONDUIT.set(dt.conduit.unwrap_or(SystemConduit::Hvc));
     let hypervisor = HypervisorInfo::discover(&conduit);
     let guard = MMIO_GUARD
@@ -152,32 +173,20 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
             .bootargs
             .split_ascii_whitespace()
             .any(|w| w == SKIP_MMIO_GUARD_ARG);
-        // The console's granule stays registered for the VM's whole life.
-        if !skip && guard.map(uart, 0x1000).is_err() {
-            fatal_silent();
+        // The console's granule stays registered for the VM's whole life. If the
+        // hypervisor refuses it, the guest runs without a console (`console::base()`
+        // stays 0) rather than fault on its first byte.
+        if skip || guard.map(uart, 0x1000).is_ok() {
+            // SAFETY: the DT names this PL011 as the guest's, and it is registered.
+            unsafe { crate::console::init(uart) };
         }
-        // SAFETY: the DT names this PL011 as the guest's, and it is registered.
-        unsafe { crate::console::init(uart) };
     }
     crate::console::init_logger(log::LevelFilter::Info);
     DT.set(dt);
-    if hypervisor.is_protected() {
-        // Every DMA buffer of every device comes from this one shared region.
-        let pool = MemSharer::new(conduit, &hypervisor)
-            .map_err(PoolError::Share)
-            .and_then(|s| BouncePool::allocate(&s, DEFAULT_POOL_SIZE));
-        match pool {
-            Ok(pool) => {
-                DMA_POOL.set(Some(pool));
-            }
-            Err(e) => fatal(format_args!("cannot set up the bounce pool: {e}")),
-        }
-    } else {
-        DMA_POOL.set(None);
-    }
-    let dt_ipa = if dt_ptr == 0 { QEMU_BARE_DTB } else { dt_ptr };
+    HYPERVISOR.set(hypervisor);
     let boot = BootInfo {
         dt,
+        dt_error,
         dt_ipa,
         conduit,
         hypervisor,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use object::{Object, ObjectSection, ObjectSegment, SectionFlags};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionFlags};
 
 use crate::Workspace;
 
@@ -20,6 +20,8 @@ pub struct Firmware {
     pub hyp_image: PathBuf,
     /// test-guest's ELF.
     pub test_guest_elf: PathBuf,
+    /// pvmfw's ELF (its flat image is made per run, with the trusted key written in).
+    pub pvmfw_elf: PathBuf,
 }
 
 fn cargo_build(ws: &Workspace, package: &str, target: &str) -> Result<PathBuf, String> {
@@ -54,6 +56,7 @@ fn cargo_build(ws: &Workspace, package: &str, target: &str) -> Result<PathBuf, S
 pub fn build_all(ws: &Workspace) -> Result<Firmware, String> {
     let hyp_elf = cargo_build(ws, "hyp", HYP_TARGET)?;
     let test_guest_elf = cargo_build(ws, "test-guest", GUEST_TARGET)?;
+    let pvmfw_elf = cargo_build(ws, "pvmfw", GUEST_TARGET)?;
     let image =
         FlatImage::from_elf(&read(&hyp_elf)?).map_err(|e| format!("{}: {e}", hyp_elf.display()))?;
     let out = ws.out_dir();
@@ -64,6 +67,7 @@ pub fn build_all(ws: &Workspace) -> Result<Firmware, String> {
     Ok(Firmware {
         hyp_image,
         test_guest_elf,
+        pvmfw_elf,
     })
 }
 
@@ -146,6 +150,26 @@ impl FlatImage {
             entry,
         })
     }
+}
+
+/// pvmfw's flat image with `config` written at its `__pvmfw_config` symbol.
+pub fn pvmfw_image(elf: &[u8], config: &[u8]) -> Result<FlatImage, String> {
+    let mut image = FlatImage::from_elf(elf)?;
+    let file = object::File::parse(elf).map_err(|e| format!("pvmfw: {e}"))?;
+    let symbol = file
+        .symbols()
+        .find(|s| s.name() == Ok("__pvmfw_config"))
+        .ok_or("pvmfw has no __pvmfw_config symbol")?;
+    let at = symbol
+        .address()
+        .checked_sub(image.load_address)
+        .ok_or("__pvmfw_config lies before the image")? as usize;
+    let slot = image
+        .bytes
+        .get_mut(at..at + config.len())
+        .ok_or("__pvmfw_config lies outside the image's bytes")?;
+    slot.copy_from_slice(config);
+    Ok(image)
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub struct GuestDtConfig<'a> {
     pub bootargs: &'a str,
     /// The virtio-mmio transports the guest is given (bit `i`: QEMU's transport `i`).
     pub virtio_slots: u32,
+    /// Where the signed payload is, for pvmfw (`/config` `kernel-address`, `kernel-size`).
+    pub signed_payload: Option<(u64, u64)>,
 }
 
 /// Writes the device tree blob.
@@ -39,6 +41,13 @@ fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     w.property_string("bootargs", config.bootargs)?;
     w.property_string("stdout-path", &format!("/pl011@{PL011_BASE:x}"))?;
     w.end_node(chosen)?;
+
+    if let Some((address, size)) = config.signed_payload {
+        let node = w.begin_node("config")?;
+        w.property_u64("kernel-address", address)?;
+        w.property_u64("kernel-size", size)?;
+        w.end_node(node)?;
+    }
 
     let memory = w.begin_node(&format!("memory@{:x}", config.ram_base))?;
     w.property_string("device_type", "memory")?;
@@ -96,6 +105,7 @@ mod tests {
             ram_size: 256 << 20,
             bootargs: "pvmkit.mode=bare",
             virtio_slots: 1 << 31,
+            signed_payload: Some((0x8800_0000, 0x1234)),
         })
         .unwrap();
         assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed]);
@@ -108,6 +118,7 @@ mod tests {
             "arm,pl011",
             "/pl011@9000000",
             "virtio_mmio@a003e00",
+            "kernel-address",
             "virtio,mmio",
         ] {
             assert!(text.contains(needle), "missing {needle}");

@@ -5,6 +5,7 @@
 //! - [`firmware`]: builds the firmware crates and turns ELF files into flat images.
 //! - [`guest_dt`]: the device tree `pvmkit`, as the host VMM, writes for the guest.
 //! - [`pack`]: the bundle hyp reads.
+//! - [`signing`]: keys, signed payloads, the development key, the per-VM secret.
 //! - [`qemu`]: finding, installing and running QEMU.
 //! - [`verdict`]: judging a run from its console.
 
@@ -14,6 +15,7 @@ pub mod firmware;
 pub mod guest_dt;
 pub mod pack;
 pub mod qemu;
+pub mod signing;
 pub mod verdict;
 
 use std::fmt;

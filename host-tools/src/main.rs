@@ -52,6 +52,18 @@ struct RunArgs {
     /// 8 MiB, if missing). By default each run gets a fresh one.
     #[arg(long)]
     disk: Option<PathBuf>,
+    /// Enter the payload directly instead of through pvmfw (for tests of guest-lib alone).
+    #[arg(long)]
+    no_pvmfw: bool,
+    /// Boot this signed payload exactly as given (from `pvmkit sign`, perhaps tampered).
+    #[arg(long, conflicts_with = "payload")]
+    signed_payload: Option<PathBuf>,
+    /// The public key (a `.pub` file) pvmfw trusts; default: the development key's.
+    #[arg(long)]
+    trusted_key: Option<PathBuf>,
+    /// Hand pvmfw this host device tree exactly as given (for tests of its checks).
+    #[arg(long)]
+    host_dt: Option<PathBuf>,
     /// Extra QEMU arguments, after `--`.
     #[arg(last = true)]
     qemu_args: Vec<String>,
@@ -122,7 +134,7 @@ fn run(cli: Cli) -> Result<bool, String> {
                 return Err("bare mode has no bundle: it runs the payload without hyp".into());
             }
             let fw = firmware::build_all(&ws)?;
-            let bytes = qemu::make_bundle(&run_config(&fw, mode, &run, false))?;
+            let bytes = qemu::make_bundle(&ws, &fw, &run_config(&fw, mode, &run, false))?;
             std::fs::write(&output, &bytes)
                 .map_err(|e| format!("writing {}: {e}", output.display()))?;
             println!("bundle: {} ({} bytes)", output.display(), bytes.len());
@@ -145,6 +157,10 @@ fn run(cli: Cli) -> Result<bool, String> {
                 scenario: "normal".into(),
                 guest_args: Vec::new(),
                 disk: None,
+                no_pvmfw: false,
+                signed_payload: None,
+                trusted_key: None,
+                host_dt: None,
                 qemu_args: Vec::new(),
             };
             let mut all = true;
@@ -172,6 +188,10 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
         scenario: args.scenario.clone(),
         guest_args: args.guest_args.clone(),
         disk: args.disk.clone(),
+        pvmfw: !args.no_pvmfw && args.bundle.is_none(),
+        signed_payload: args.signed_payload.clone(),
+        trusted_key: args.trusted_key.clone(),
+        host_dt: args.host_dt.clone(),
         timeout: Duration::from_secs(args.timeout),
         extra_args: args.qemu_args.clone(),
         echo,
@@ -209,6 +229,10 @@ fn bench(ws: &Workspace, fw: &Firmware, runs: usize, timeout: u64) -> Result<boo
                 scenario: "bench".into(),
                 guest_args: Vec::new(),
                 disk: None,
+                no_pvmfw: false,
+                signed_payload: None,
+                trusted_key: None,
+                host_dt: None,
                 qemu_args: ["-icount", "shift=0,sleep=off"].map(String::from).to_vec(),
             };
             let mut config = run_config(fw, mode, &args, false);

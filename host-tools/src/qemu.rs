@@ -13,7 +13,7 @@ use crate::devices::{Devices, VIRTIO_SLOTS};
 use crate::firmware::{self, Firmware, FlatImage};
 use crate::guest_dt::{self, GuestDtConfig};
 use crate::verdict::{self, Expect, RunOutput, Verdict};
-use crate::{pack, Mode, Workspace};
+use crate::{pack, signing, Mode, Workspace};
 
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-aarch64";
@@ -83,6 +83,14 @@ pub struct RunConfig {
     pub guest_args: Vec<String>,
     /// A disk image to use (and keep); by default each run gets a fresh one.
     pub disk: Option<PathBuf>,
+    /// Boot through pvmfw (hyp modes; the default) rather than enter the payload directly.
+    pub pvmfw: bool,
+    /// A signed payload to boot exactly as given (instead of signing `payload`).
+    pub signed_payload: Option<PathBuf>,
+    /// The public key pvmfw trusts (default: the development key's).
+    pub trusted_key: Option<PathBuf>,
+    /// A host device tree to hand over exactly as given.
+    pub host_dt: Option<PathBuf>,
     /// Wall-clock limit.
     pub timeout: Duration,
     /// Extra QEMU arguments.
@@ -167,17 +175,49 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices)
     cmd
 }
 
-/// Packs the bundle for a run under hyp: the payload, and the guest DT pvmkit writes.
-pub fn make_bundle(config: &RunConfig) -> Result<Vec<u8>, String> {
-    let payload = FlatImage::from_elf(&firmware::read(&config.payload)?)
-        .map_err(|e| format!("payload {}: {e}", config.payload.display()))?;
-    let dt = guest_dt::write(&GuestDtConfig {
+/// Packs the bundle for a run under hyp: through pvmfw (the signed payload, pvmfw with
+/// its trusted key, the per-VM secret) unless `--no-pvmfw`, and the host DT pvmkit
+/// writes (or the one given with `--host-dt`).
+pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Vec<u8>, String> {
+    let payload = || {
+        FlatImage::from_elf(&firmware::read(&config.payload)?)
+            .map_err(|e| format!("payload {}: {e}", config.payload.display()))
+    };
+    if !config.pvmfw {
+        let dt = host_dt(config, None)?;
+        return pack::pack(&payload()?, &dt, VIRTIO_SLOTS);
+    }
+    let dev_key = signing::dev_key(ws)?;
+    let signed = match &config.signed_payload {
+        Some(path) => firmware::read(path)?,
+        None => signing::sign(&payload()?, &signing::load_key(&dev_key)?, None),
+    };
+    let trusted = match &config.trusted_key {
+        Some(path) => signing::load_public(path)?,
+        None => signing::load_public(&signing::public_path(&dev_key))?,
+    };
+    let pvmfw = firmware::pvmfw_image(
+        &firmware::read(&fw.pvmfw_elf)?,
+        &abi::pvmfw::config_block(&trusted),
+    )?;
+    let dt = host_dt(
+        config,
+        Some((abi::pvmfw::SIGNED_PAYLOAD_STAGING, signed.len() as u64)),
+    )?;
+    pack::pack_with_pvmfw(&pvmfw, &signing::vm_secret(ws)?, &signed, &dt, VIRTIO_SLOTS)
+}
+
+fn host_dt(config: &RunConfig, signed_payload: Option<(u64, u64)>) -> Result<Vec<u8>, String> {
+    if let Some(path) = &config.host_dt {
+        return firmware::read(path);
+    }
+    guest_dt::write(&GuestDtConfig {
         ram_base: GUEST_RAM_BASE,
         ram_size: GUEST_RAM_SIZE,
         bootargs: &config.guest_cmdline(),
         virtio_slots: VIRTIO_SLOTS,
-    })?;
-    pack::pack(&payload, &dt, VIRTIO_SLOTS)
+        signed_payload,
+    })
 }
 
 /// Builds the run's files, runs QEMU and judges the result.
@@ -194,7 +234,7 @@ pub fn run_collect(
     let dir = run_dir(ws, config.mode)?;
     match (config.mode, &config.bundle) {
         (Mode::Hyp(_), Some(given)) => write(&dir.join("bundle.bin"), &firmware::read(given)?)?,
-        (Mode::Hyp(_), None) => write(&dir.join("bundle.bin"), &make_bundle(config)?)?,
+        (Mode::Hyp(_), None) => write(&dir.join("bundle.bin"), &make_bundle(ws, fw, config)?)?,
         (Mode::Bare, Some(_)) => return Err("--bundle needs hyp: bare mode has no bundle".into()),
         (Mode::Bare, None) => {}
     }

@@ -198,9 +198,6 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     let layout = bundle
         .layout()
         .unwrap_or_else(|e| fail!("bad bundle layout: {e}"));
-    if bundle.entry(EntryKind::Pvmfw).is_some() {
-        fail("bundle carries pvmfw, which this hyp does not run yet");
-    }
 
     let (image_start, image_end) = arch::image_region();
     let reserved = [

@@ -1,7 +1,17 @@
-//! pvmkit's protected-VM firmware: runs first in every pVM, checks the host's device
-//! tree, verifies the payload's signature, hands over a rebuilt device tree and a derived
-//! secret, and fails closed.
+//! pvmfw: the protected-VM firmware. It runs first in every pVM, trusts nothing the host
+//! gave it, and starts only a payload signed by a key it trusts, with a device tree it
+//! rebuilt itself and a secret bound to exactly that payload. Every refusal ends the VM
+//! (fail closed).
 //!
-//! Not built yet: it arrives with the pvmfw issue. Until then `hyp` enters the payload
-//! directly and `pvmkit` has no pvmfw image to pack; nothing here pretends otherwise.
+//! This library is pvmfw's decisions, host-tested: [`verify`] (the signed payload),
+//! [`host_dt`] (the hostile device tree, checked), [`handover_dt`] (the fresh one),
+//! [`secret`] (the payload's secret). `main.rs` runs them in order and hands over.
 #![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod handover_dt;
+pub mod host_dt;
+pub mod secret;
+pub mod verify;

@@ -91,6 +91,7 @@ pub fn main(boot: &BootInfo) {
         );
     }
 
+    crate::pvmfw_cases::run(&mut h, boot);
     crate::sharing_cases::run(&mut h, boot, mode);
     crate::guard_cases::run(&mut h, boot, mode);
     crate::virtio_cases::run(&mut h, boot, mode, scenario);

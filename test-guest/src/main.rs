@@ -13,6 +13,8 @@ mod guard_cases;
 #[cfg(target_os = "none")]
 mod hals;
 #[cfg(target_os = "none")]
+mod pvmfw_cases;
+#[cfg(target_os = "none")]
 mod sharing_cases;
 #[cfg(target_os = "none")]
 mod virtio_cases;

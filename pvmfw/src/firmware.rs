@@ -1,0 +1,324 @@
+//! The run: read the VM secret and the trusted key, check the host's DT, place and
+//! verify the payload, derive its secret, write the new DT, hand over.
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use core::arch::{asm, global_asm};
+
+use abi::bundle::Region;
+use abi::memory_map::{
+    virtio_mmio_slot, GUEST_DT_BASE, GUEST_DT_MAX_SIZE, QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS,
+    VIRTIO_MMIO_STRIDE,
+};
+use abi::pvmfw::{
+    config_key, CONFIG_SIZE, PAYLOAD_SECRET_IPA, PVMFW_BASE, PVMFW_SIZE, SECRET_SIZE, VM_SECRET_IPA,
+};
+use abi::signed_payload::HEADER_SIZE;
+use guest_lib::{mmio_guard, println, psci, BootInfo};
+use pvmfw::host_dt::{self, Limits};
+use pvmfw::{handover_dt, secret, verify};
+use sha2::{Digest, Sha256};
+
+/// The trusted key, written into the image by `pvmkit` (zero until then).
+#[unsafe(link_section = ".pvmfw_config")]
+#[used]
+#[unsafe(no_mangle)]
+static __pvmfw_config: [u8; CONFIG_SIZE] = [0; CONFIG_SIZE];
+
+/// The upper bound of guest RAM pvmfw accepts (IPA).
+const RAM_WINDOW_END: u64 = 0xc000_0000;
+
+pub fn main(boot: &BootInfo) {
+    if guest_lib::console::base() == 0 {
+        // The host's DT gave no usable console: pvmfw knows its platform's, and
+        // registers it like any MMIO.
+        if mmio_guard().map(QEMU_EARLY_UART, 0x1000).is_ok() {
+            // SAFETY: the platform's PL011, just registered with the MMIO guard.
+            unsafe { guest_lib::console::init(QEMU_EARLY_UART) };
+        }
+    }
+    if let Some(e) = boot.dt_error {
+        fail(format!("host device tree: {e}"));
+    }
+    match run(boot) {
+        Ok(handover) => handover.go(),
+        Err(reason) => fail(reason),
+    }
+}
+
+fn fail(reason: String) -> ! {
+    println!("[pvmfw] error: {reason}");
+    erase(VM_SECRET_IPA, SECRET_SIZE as u64);
+    let _ = psci::system_reset(&guest_lib::conduit::SystemConduit::Hvc);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Overwrites guest memory with zeroes.
+fn erase(ipa: u64, len: u64) {
+    // SAFETY: callers pass ranges of the VM's own memory that nothing else uses.
+    unsafe { core::ptr::write_bytes(ipa as *mut u8, 0, len as usize) };
+}
+
+/// # Safety
+/// `[ipa, ipa + len)` must be guest memory that stays put while the slice lives.
+unsafe fn memory<'a>(ipa: u64, len: u64) -> &'a [u8] {
+    // SAFETY: guaranteed by the caller.
+    unsafe { core::slice::from_raw_parts(ipa as *const u8, len as usize) }
+}
+
+struct Handover {
+    entry: u64,
+    dt: u64,
+}
+
+fn run(boot: &BootInfo) -> Result<Handover, String> {
+    // The per-VM secret: read once, erased at once.
+    let mut vm_secret = [0u8; SECRET_SIZE];
+    // SAFETY: the last page of pvmfw's own region, written by hyp.
+    vm_secret.copy_from_slice(unsafe { memory(VM_SECRET_IPA, SECRET_SIZE as u64) });
+    erase(VM_SECRET_IPA, 4096);
+
+    // SAFETY: a static of the image; volatile so the build-time zeroes are not assumed.
+    let config = unsafe { core::ptr::read_volatile(&raw const __pvmfw_config) };
+    let key = config_key(&config).ok_or("pvmfw's config block holds no trusted key")?;
+
+    // The host's DT, checked whole against the platform.
+    // SAFETY: x0 pointed at the host's DT in guest RAM; its header is read first.
+    let header: [u8; 8] = unsafe { memory(boot.dt_ipa, 8) }
+        .try_into()
+        .unwrap_or([0; 8]);
+    let dt_len = host_dt::dt_size(header).map_err(|e| format!("{e}"))?;
+    // SAFETY: bounded by `dt_size`; guest RAM.
+    let host_blob = unsafe { memory(boot.dt_ipa, dt_len as u64) };
+    let virtio: alloc::vec::Vec<Region> = (0..VIRTIO_MMIO_SLOTS)
+        .map(|i| Region {
+            start: virtio_mmio_slot(i),
+            end: virtio_mmio_slot(i) + VIRTIO_MMIO_STRIDE,
+        })
+        .collect();
+    let limits = Limits {
+        ram_window: Region {
+            start: PVMFW_BASE + PVMFW_SIZE,
+            end: RAM_WINDOW_END,
+        },
+        console: Region {
+            start: QEMU_EARLY_UART,
+            end: QEMU_EARLY_UART + 0x1000,
+        },
+        virtio: &virtio,
+        pvmfw: Region {
+            start: PVMFW_BASE,
+            end: PVMFW_BASE + PVMFW_SIZE,
+        },
+        dt_area: Region {
+            start: GUEST_DT_BASE,
+            end: GUEST_DT_BASE + GUEST_DT_MAX_SIZE,
+        },
+    };
+    let host = host_dt::check(host_blob, &limits).map_err(|e| format!("{e}"))?;
+
+    // The signed payload where the host put it; its header copied into pvmfw's memory.
+    // SAFETY: checked to lie inside guest RAM, clear of the DT area.
+    let signed = unsafe { memory(host.payload.start, host.payload.size()) };
+    let (header, staged_image) = verify::parse(signed).map_err(|e| format!("{e}"))?;
+    let header_bytes: [u8; HEADER_SIZE] = signed[..HEADER_SIZE]
+        .try_into()
+        .map_err(|_| "signed payload header")?;
+    let target =
+        Region::new(header.load_ipa, header.mem_size).ok_or("payload memory size wraps")?;
+    let secret_page = Region {
+        start: PAYLOAD_SECRET_IPA,
+        end: PAYLOAD_SECRET_IPA + 4096,
+    };
+    if !host.memory.contains(&target) {
+        return Err(format!(
+            "payload {:#x}..{:#x} does not fit guest RAM",
+            target.start, target.end
+        ));
+    }
+    for (what, other) in [
+        ("pvmfw", limits.pvmfw),
+        ("the DT area", limits.dt_area),
+        ("the staged payload", host.payload),
+        ("the secret", secret_page),
+    ] {
+        if target.overlaps(&other) {
+            return Err(format!(
+                "payload {:#x}..{:#x} overlaps {what}",
+                target.start, target.end
+            ));
+        }
+    }
+
+    // Copy, then verify exactly the bytes that will run.
+    // SAFETY: `target` is guest RAM, clear of everything pvmfw still reads.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            staged_image.as_ptr(),
+            target.start as *mut u8,
+            staged_image.len(),
+        );
+        core::ptr::write_bytes(
+            (target.start + header.image_size) as *mut u8,
+            0,
+            (header.mem_size - header.image_size) as usize,
+        );
+    }
+    // SAFETY: just written.
+    let image = unsafe { memory(target.start, header.image_size) };
+    verify::check(&header_bytes, &header, image, &key).map_err(|e| format!("{e}"))?;
+
+    // The payload's secret, bound to exactly this image and header.
+    let header_hash: [u8; 32] = Sha256::digest(header_bytes).into();
+    let payload_secret = secret::derive(&vm_secret, &header.image_sha256, &header_hash);
+    vm_secret.fill(0);
+    erase(secret_page.start, 4096);
+    // SAFETY: the secret page, clear of the payload (checked) and of the new DT (below).
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            payload_secret.as_ptr(),
+            PAYLOAD_SECRET_IPA as *mut u8,
+            SECRET_SIZE,
+        )
+    };
+
+    // The new DT, over the host's.
+    let new_dt = handover_dt::build(&host, PAYLOAD_SECRET_IPA)
+        .map_err(|e| format!("building the payload's DT: {e}"))?;
+    if new_dt.len() as u64 > secret_page.start - GUEST_DT_BASE {
+        return Err("the payload's DT does not fit the DT area".into());
+    }
+    let console = host.console.start;
+    drop(host);
+    erase(GUEST_DT_BASE, dt_len as u64);
+    // SAFETY: the DT area, which the host's blob (no longer used) occupied.
+    unsafe {
+        core::ptr::copy_nonoverlapping(new_dt.as_ptr(), GUEST_DT_BASE as *mut u8, new_dt.len())
+    };
+    clean_to_poc(target);
+
+    println!(
+        "[pvmfw] payload verified ({} bytes at {:#x}), handing over",
+        header.image_size, header.entry_ipa
+    );
+    // The payload registers the console itself; pvmfw's registration goes.
+    let _ = mmio_guard().unmap(console, 0x1000);
+    Ok(Handover {
+        entry: header.entry_ipa,
+        dt: GUEST_DT_BASE,
+    })
+}
+
+/// Cleans a range to the point of coherency (the payload runs with its caches off).
+fn clean_to_poc(range: Region) {
+    let mut line = range.start & !63;
+    while line < range.end {
+        // SAFETY: cache maintenance by VA on guest RAM has no memory-safety effect.
+        unsafe { asm!("dc cvac, {}", in(reg) line, options(nostack)) };
+        line += 64;
+    }
+    // SAFETY: barriers only.
+    unsafe { asm!("dsb sy", "isb", options(nostack)) };
+}
+
+unsafe extern "C" {
+    static __pvmfw_erase_start: u8;
+    static __pvmfw_erase_end: u8;
+    fn pvmfw_handover(entry: u64, dt: u64, erase_start: u64, erase_end: u64) -> !;
+}
+
+impl Handover {
+    /// Erases pvmfw's data, stack and heap, clears every register and jumps.
+    fn go(self) -> ! {
+        let (start, end) = (
+            &raw const __pvmfw_erase_start as u64,
+            &raw const __pvmfw_erase_end as u64,
+        );
+        // SAFETY: the assembly below runs from .text (not erased) and never returns.
+        unsafe { pvmfw_handover(self.entry, self.dt, start, end) }
+    }
+}
+
+global_asm!(
+    ".section .text",
+    ".global pvmfw_handover",
+    "pvmfw_handover:",
+    // x0 = entry, x1 = DT, [x2, x3) = everything pvmfw wrote, its stack included.
+    "   mov x16, x0",
+    "   mov x17, x1",
+    "1: cmp x2, x3",
+    "   b.hs 2f",
+    "   stp xzr, xzr, [x2], #16",
+    "   b 1b",
+    "2: dsb sy",
+    "   msr vbar_el1, xzr",
+    "   isb",
+    "   mov x0, x17",
+    "   mov x1, xzr",
+    "mov x2, xzr",
+    "mov x3, xzr",
+    "mov x4, xzr",
+    "mov x5, xzr",
+    "   mov x6, xzr",
+    "mov x7, xzr",
+    "mov x8, xzr",
+    "mov x9, xzr",
+    "mov x10, xzr",
+    "   mov x11, xzr",
+    "mov x12, xzr",
+    "mov x13, xzr",
+    "mov x14, xzr",
+    "mov x15, xzr",
+    "   mov x17, xzr",
+    "mov x18, xzr",
+    "mov x19, xzr",
+    "mov x20, xzr",
+    "mov x21, xzr",
+    "   mov x22, xzr",
+    "mov x23, xzr",
+    "mov x24, xzr",
+    "mov x25, xzr",
+    "mov x26, xzr",
+    "   mov x27, xzr",
+    "mov x28, xzr",
+    "mov x29, xzr",
+    "mov x30, xzr",
+    "   movi v0.2d, #0",
+    "movi v1.2d, #0",
+    "movi v2.2d, #0",
+    "movi v3.2d, #0",
+    "   movi v4.2d, #0",
+    "movi v5.2d, #0",
+    "movi v6.2d, #0",
+    "movi v7.2d, #0",
+    "   movi v8.2d, #0",
+    "movi v9.2d, #0",
+    "movi v10.2d, #0",
+    "movi v11.2d, #0",
+    "   movi v12.2d, #0",
+    "movi v13.2d, #0",
+    "movi v14.2d, #0",
+    "movi v15.2d, #0",
+    "   movi v16.2d, #0",
+    "movi v17.2d, #0",
+    "movi v18.2d, #0",
+    "movi v19.2d, #0",
+    "   movi v20.2d, #0",
+    "movi v21.2d, #0",
+    "movi v22.2d, #0",
+    "movi v23.2d, #0",
+    "   movi v24.2d, #0",
+    "movi v25.2d, #0",
+    "movi v26.2d, #0",
+    "movi v27.2d, #0",
+    "   movi v28.2d, #0",
+    "movi v29.2d, #0",
+    "movi v30.2d, #0",
+    "movi v31.2d, #0",
+    "   mov sp, x30",
+    "   br x16",
+);

@@ -1,0 +1,232 @@
+//! The host's device tree, treated as hostile: fully validated (dtoolkit) before
+//! anything is read, then only the facts pvmfw needs are taken, each checked against
+//! the platform: one RAM region inside the VM's limits and clear of pvmfw, the console
+//! and virtio transports only where the platform has them, the signed payload inside
+//! RAM and clear of the DT area, a printable command line. Nothing of the blob is
+//! passed on: [`crate::handover_dt`] builds a new tree from these facts.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use abi::bundle::Region;
+use dtoolkit::fdt::{Fdt, FdtNode};
+use dtoolkit::{Node, Property};
+
+/// The most bytes pvmfw reads as a device tree.
+pub const MAX_DT_SIZE: usize = 2 << 20;
+/// The longest command line passed on.
+pub const MAX_BOOTARGS: usize = 1024;
+
+/// What the platform allows.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits<'a> {
+    /// Where guest RAM may be.
+    pub ram_window: Region,
+    /// The console's register window.
+    pub console: Region,
+    /// The virtio-mmio transports' windows.
+    pub virtio: &'a [Region],
+    /// Memory the payload must not get: pvmfw's region.
+    pub pvmfw: Region,
+    /// The DT area (the new DT and the payload's secret go there).
+    pub dt_area: Region,
+}
+
+/// The facts pvmfw keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostConfig<'a> {
+    /// Guest RAM.
+    pub memory: Region,
+    /// The console.
+    pub console: Region,
+    /// The virtio transports.
+    pub virtio: Vec<Region>,
+    /// Where the signed payload is (`/config` `kernel-address`, `kernel-size`).
+    pub payload: Region,
+    /// `/chosen/bootargs`.
+    pub bootargs: &'a str,
+}
+
+/// Why the host's device tree was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtError {
+    /// No FDT magic.
+    NotADt,
+    /// totalsize below a header or above [`MAX_DT_SIZE`].
+    BadSize(u32),
+    /// The blob is malformed (truncated, offsets outside it, bad tokens or names).
+    Malformed,
+    /// A property has the wrong shape.
+    BadProperty(&'static str),
+    /// No memory, or more than one region.
+    Memory,
+    /// RAM outside the VM's limits or over pvmfw.
+    MemoryOutsideLimits(Region),
+    /// A device at an address the platform does not expose.
+    DeviceNotExposed(&'static str, u64),
+    /// No console.
+    NoConsole,
+    /// No `/config` payload location.
+    NoPayload,
+    /// The payload location is outside RAM or over the DT area.
+    PayloadOutsideRam(Region),
+    /// The command line is too long or not printable ASCII.
+    BadBootargs,
+}
+
+impl fmt::Display for DtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotADt => write!(f, "host device tree: no FDT magic"),
+            Self::BadSize(n) => write!(f, "host device tree: totalsize {n} out of range"),
+            Self::Malformed => write!(
+                f,
+                "host device tree is malformed (truncated or offsets outside the blob)"
+            ),
+            Self::BadProperty(p) => write!(f, "host device tree: property {p} is malformed"),
+            Self::Memory => write!(
+                f,
+                "host device tree must describe exactly one memory region"
+            ),
+            Self::MemoryOutsideLimits(r) => write!(
+                f,
+                "host device tree: memory {:#x}..{:#x} is outside the VM's limits",
+                r.start, r.end
+            ),
+            Self::DeviceNotExposed(what, at) => write!(
+                f,
+                "host device tree: {what} at {at:#x}, where the platform exposes none"
+            ),
+            Self::NoConsole => write!(f, "host device tree has no console"),
+            Self::NoPayload => write!(
+                f,
+                "host device tree has no /config kernel-address and kernel-size"
+            ),
+            Self::PayloadOutsideRam(r) => write!(
+                f,
+                "host device tree: payload {:#x}..{:#x} is outside RAM or over the DT area",
+                r.start, r.end
+            ),
+            Self::BadBootargs => write!(f, "host device tree: bootargs too long or not printable"),
+        }
+    }
+}
+
+/// The size of the device tree whose first 8 bytes are `header`, checked.
+pub fn dt_size(header: [u8; 8]) -> Result<usize, DtError> {
+    if header[..4] != [0xd0, 0x0d, 0xfe, 0xed] {
+        return Err(DtError::NotADt);
+    }
+    let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if size < 40 || size as usize > MAX_DT_SIZE {
+        return Err(DtError::BadSize(size));
+    }
+    Ok(size as usize)
+}
+
+fn regs(node: FdtNode<'_>, name: &'static str) -> Result<Vec<Region>, DtError> {
+    let Some(regs) = node.reg().map_err(|_| DtError::BadProperty(name))? else {
+        return Ok(Vec::new());
+    };
+    regs.map(|reg| {
+        let start = reg
+            .address::<u64>()
+            .map_err(|_| DtError::BadProperty(name))?;
+        let size = reg.size::<u64>().map_err(|_| DtError::BadProperty(name))?;
+        Region::new(start, size).ok_or(DtError::BadProperty(name))
+    })
+    .collect()
+}
+
+fn u64_prop(node: &FdtNode<'_>, name: &'static str) -> Result<Option<u64>, DtError> {
+    let Some(p) = node.property(name) else {
+        return Ok(None);
+    };
+    let v = p.value();
+    match v.len() {
+        4 => Ok(Some(u32::from_be_bytes([v[0], v[1], v[2], v[3]]) as u64)),
+        8 => Ok(Some(u64::from_be_bytes([
+            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+        ]))),
+        _ => Err(DtError::BadProperty(name)),
+    }
+}
+
+fn is_compatible(node: &FdtNode<'_>, wanted: &str) -> bool {
+    node.compatible()
+        .is_some_and(|mut all| all.any(|c| c == wanted))
+}
+
+/// Checks a whole blob (exactly `totalsize` bytes) against the platform's limits.
+pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, DtError> {
+    let fdt = Fdt::new(blob).map_err(|_| DtError::Malformed)?;
+    let root = fdt.root();
+    let (mut memory, mut console, mut virtio, mut payload, mut bootargs) =
+        (Vec::new(), None, Vec::new(), None, "");
+    for node in root.children() {
+        if node
+            .property("device_type")
+            .is_some_and(|p| p.value() == b"memory\0")
+        {
+            memory.extend(
+                regs(node, "memory reg")?
+                    .into_iter()
+                    .filter(|r| r.size() > 0),
+            );
+        } else if is_compatible(&node, "arm,pl011") {
+            for r in regs(node, "pl011 reg")? {
+                if !limits.console.contains(&r) || console.is_some() {
+                    return Err(DtError::DeviceNotExposed("console", r.start));
+                }
+                console = Some(r);
+            }
+        } else if is_compatible(&node, "virtio,mmio") {
+            for r in regs(node, "virtio reg")? {
+                if !limits.virtio.iter().any(|w| w.contains(&r)) || virtio.contains(&r) {
+                    return Err(DtError::DeviceNotExposed("virtio-mmio transport", r.start));
+                }
+                virtio.push(r);
+            }
+        } else if node.name() == "config" {
+            let (start, size) = (
+                u64_prop(&node, "kernel-address")?,
+                u64_prop(&node, "kernel-size")?,
+            );
+            if let (Some(start), Some(size)) = (start, size) {
+                payload =
+                    Some(Region::new(start, size).ok_or(DtError::BadProperty("kernel-size"))?);
+            }
+        } else if node.name() == "chosen" {
+            if let Some(args) = node.property("bootargs") {
+                bootargs = args.value_as::<&str>().map_err(|_| DtError::BadBootargs)?;
+            }
+        }
+    }
+    let [memory] = memory[..] else {
+        return Err(DtError::Memory);
+    };
+    if !limits.ram_window.contains(&memory)
+        || memory.overlaps(&limits.pvmfw)
+        || !memory.contains(&limits.dt_area)
+    {
+        return Err(DtError::MemoryOutsideLimits(memory));
+    }
+    let console = console.ok_or(DtError::NoConsole)?;
+    let payload = payload.ok_or(DtError::NoPayload)?;
+    if payload.size() == 0 || !memory.contains(&payload) || payload.overlaps(&limits.dt_area) {
+        return Err(DtError::PayloadOutsideRam(payload));
+    }
+    if bootargs.len() > MAX_BOOTARGS || !bootargs.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(DtError::BadBootargs);
+    }
+    Ok(HostConfig {
+        memory,
+        console,
+        virtio,
+        payload,
+        bootargs,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,223 @@
+use super::*;
+use vm_fdt::FdtWriter;
+
+pub const VIRTIO: [Region; 2] = [
+    Region {
+        start: 0x0a00_3c00,
+        end: 0x0a00_3e00,
+    },
+    Region {
+        start: 0x0a00_3e00,
+        end: 0x0a00_4000,
+    },
+];
+
+pub fn limits() -> Limits<'static> {
+    Limits {
+        ram_window: Region {
+            start: 0x8000_0000,
+            end: 0xc000_0000,
+        },
+        console: Region {
+            start: 0x0900_0000,
+            end: 0x0900_1000,
+        },
+        virtio: &VIRTIO,
+        pvmfw: Region {
+            start: 0x7fe0_0000,
+            end: 0x8000_0000,
+        },
+        dt_area: Region {
+            start: 0x8000_0000,
+            end: 0x8020_0000,
+        },
+    }
+}
+
+/// A host DT like pvmkit's, with knobs to make it hostile.
+pub struct Spec {
+    pub memory: (u64, u64),
+    pub console: u64,
+    pub virtio: Vec<u64>,
+    pub payload: Option<(u64, u64)>,
+    pub bootargs: &'static str,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Self {
+            memory: (0x8000_0000, 256 << 20),
+            console: 0x0900_0000,
+            virtio: vec![0x0a00_3e00],
+            payload: Some((0x8800_0000, 0x4_0000)),
+            bootargs: "pvmkit.mode=protected",
+        }
+    }
+}
+
+pub fn build(s: &Spec) -> Vec<u8> {
+    let mut w = FdtWriter::new().unwrap();
+    let root = w.begin_node("").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    let chosen = w.begin_node("chosen").unwrap();
+    w.property_string("bootargs", s.bootargs).unwrap();
+    w.end_node(chosen).unwrap();
+    if let Some((addr, size)) = s.payload {
+        let config = w.begin_node("config").unwrap();
+        w.property_u64("kernel-address", addr).unwrap();
+        w.property_u64("kernel-size", size).unwrap();
+        w.end_node(config).unwrap();
+    }
+    let mem = w.begin_node("memory@80000000").unwrap();
+    w.property_string("device_type", "memory").unwrap();
+    w.property_array_u64("reg", &[s.memory.0, s.memory.1])
+        .unwrap();
+    w.end_node(mem).unwrap();
+    let uart = w.begin_node("pl011@9000000").unwrap();
+    w.property_string("compatible", "arm,pl011").unwrap();
+    w.property_array_u64("reg", &[s.console, 0x1000]).unwrap();
+    w.end_node(uart).unwrap();
+    for base in &s.virtio {
+        let node = w.begin_node(&format!("virtio_mmio@{base:x}")).unwrap();
+        w.property_string("compatible", "virtio,mmio").unwrap();
+        w.property_array_u64("reg", &[*base, 0x200]).unwrap();
+        w.end_node(node).unwrap();
+    }
+    w.end_node(root).unwrap();
+    w.finish().unwrap()
+}
+
+#[test]
+fn accepts_what_pvmkit_writes() {
+    let blob = build(&Spec::default());
+    assert_eq!(dt_size(blob[..8].try_into().unwrap()), Ok(blob.len()));
+    let c = check(&blob, &limits()).unwrap();
+    assert_eq!(
+        c.memory,
+        Region {
+            start: 0x8000_0000,
+            end: 0x9000_0000
+        }
+    );
+    assert_eq!(c.console.start, 0x0900_0000);
+    assert_eq!(
+        c.virtio,
+        vec![Region {
+            start: 0x0a00_3e00,
+            end: 0x0a00_4000
+        }]
+    );
+    assert_eq!(
+        c.payload,
+        Region {
+            start: 0x8800_0000,
+            end: 0x8804_0000
+        }
+    );
+    assert_eq!(c.bootargs, "pvmkit.mode=protected");
+}
+
+#[test]
+fn refuses_what_the_platform_does_not_have() {
+    let check_spec = |s: Spec| {
+        let blob = build(&s);
+        check(&blob, &limits()).map(|_| ())
+    };
+    assert_eq!(
+        check_spec(Spec {
+            memory: (0x8000_0000, 4 << 30),
+            ..Spec::default()
+        }),
+        Err(DtError::MemoryOutsideLimits(Region {
+            start: 0x8000_0000,
+            end: 0x1_8000_0000
+        }))
+    );
+    assert!(
+        matches!(
+            check_spec(Spec {
+                memory: (0x7fe0_0000, 256 << 20),
+                ..Spec::default()
+            }),
+            Err(DtError::MemoryOutsideLimits(_))
+        ),
+        "over pvmfw"
+    );
+    assert_eq!(
+        check_spec(Spec {
+            console: 0x0901_0000,
+            ..Spec::default()
+        }),
+        Err(DtError::DeviceNotExposed("console", 0x0901_0000))
+    );
+    assert_eq!(
+        check_spec(Spec {
+            virtio: vec![0x0a00_0000],
+            ..Spec::default()
+        }),
+        Err(DtError::DeviceNotExposed(
+            "virtio-mmio transport",
+            0x0a00_0000
+        ))
+    );
+    assert_eq!(
+        check_spec(Spec {
+            payload: None,
+            ..Spec::default()
+        }),
+        Err(DtError::NoPayload)
+    );
+    assert!(
+        matches!(
+            check_spec(Spec {
+                payload: Some((0x8000_0000, 0x1000)),
+                ..Spec::default()
+            }),
+            Err(DtError::PayloadOutsideRam(_))
+        ),
+        "over the DT area"
+    );
+    assert!(matches!(
+        check_spec(Spec {
+            payload: Some((0x8fff_f000, 0x2000)),
+            ..Spec::default()
+        }),
+        Err(DtError::PayloadOutsideRam(_))
+    ));
+    assert_eq!(
+        check_spec(Spec {
+            bootargs: "evil\u{7}bell",
+            ..Spec::default()
+        }),
+        Err(DtError::BadBootargs)
+    );
+}
+
+#[test]
+fn malformed_blobs_are_errors_never_panics() {
+    let blob = build(&Spec::default());
+    assert_eq!(
+        check(&blob[..blob.len() - 8], &limits()),
+        Err(DtError::Malformed),
+        "truncated"
+    );
+    let mut bad = blob.clone();
+    bad[8..12].copy_from_slice(&0x00f0_0000u32.to_be_bytes()); // off_dt_struct outside
+    assert_eq!(check(&bad, &limits()), Err(DtError::Malformed));
+    assert_eq!(dt_size([0; 8]), Err(DtError::NotADt));
+    assert_eq!(
+        dt_size([0xd0, 0x0d, 0xfe, 0xed, 0xff, 0, 0, 0]),
+        Err(DtError::BadSize(0xff00_0000))
+    );
+    let mut seed = 0x9e37_79b9u64;
+    for _ in 0..20_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut b = blob.clone();
+        let at = seed as usize % b.len();
+        b[at] ^= (seed >> 32) as u8 | 1;
+        let _ = check(&b, &limits());
+    }
+}

@@ -1,0 +1,134 @@
+//! Verifying the signed payload: structure (abi's parser), the image's SHA-256, and the
+//! Ed25519 signature over the header with a key pvmfw trusts.
+
+use core::fmt;
+
+use abi::signed_payload::{self, Header, HeaderError, SIGNED_SIZE};
+use ed25519_dalek::{Signature, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+/// Why a payload was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The header is malformed.
+    Header(HeaderError),
+    /// The trusted key in pvmfw's config is not a valid Ed25519 key.
+    BadTrustedKey,
+    /// The image's hash is not the one the header names.
+    HashMismatch,
+    /// The signature is not the trusted key's over this header.
+    BadSignature,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Header(e) => write!(f, "{e}"),
+            Self::BadTrustedKey => write!(f, "pvmfw's trusted key is not a valid Ed25519 key"),
+            Self::HashMismatch => write!(
+                f,
+                "payload image does not match the hash in its signed header"
+            ),
+            Self::BadSignature => {
+                write!(f, "payload signature does not verify with the trusted key")
+            }
+        }
+    }
+}
+
+/// Checks the header's structure.
+pub fn parse(blob: &[u8]) -> Result<(Header, &[u8]), VerifyError> {
+    signed_payload::parse(blob).map_err(VerifyError::Header)
+}
+
+/// Checks that `image` is what `header_bytes` (the whole 256-byte header) describes and
+/// that the header carries the trusted key's signature.
+pub fn check(
+    header_bytes: &[u8; signed_payload::HEADER_SIZE],
+    header: &Header,
+    image: &[u8],
+    trusted_key: &[u8; 32],
+) -> Result<(), VerifyError> {
+    let key = VerifyingKey::from_bytes(trusted_key).map_err(|_| VerifyError::BadTrustedKey)?;
+    let signature = Signature::from_bytes(&header.signature);
+    key.verify_strict(&header_bytes[..SIGNED_SIZE], &signature)
+        .map_err(|_| VerifyError::BadSignature)?;
+    let hash: [u8; 32] = Sha256::digest(image).into();
+    if hash != header.image_sha256 {
+        return Err(VerifyError::HashMismatch);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn signed(key: &SigningKey, image: &[u8]) -> Vec<u8> {
+        let hash: [u8; 32] = Sha256::digest(image).into();
+        let mut header = signed_payload::unsigned_header(
+            image.len() as u64,
+            0x8020_0000,
+            0x8020_0000,
+            0x10_0000,
+            hash,
+        );
+        let sig = key.sign(&header[..SIGNED_SIZE]);
+        header[signed_payload::SIGNATURE_OFFSET..].copy_from_slice(&sig.to_bytes());
+        let mut blob = header.to_vec();
+        blob.extend_from_slice(image);
+        blob
+    }
+
+    fn verify_blob(blob: &[u8], key: &[u8; 32]) -> Result<(), VerifyError> {
+        let (header, image) = parse(blob)?;
+        let header_bytes: [u8; 256] = blob[..256].try_into().unwrap();
+        check(&header_bytes, &header, image, key)
+    }
+
+    #[test]
+    fn accepts_exactly_what_the_trusted_key_signed() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let trusted = key.verifying_key().to_bytes();
+        let blob = signed(&key, b"the payload's code, all of it");
+        assert_eq!(verify_blob(&blob, &trusted), Ok(()));
+        // One byte of the image flipped.
+        let mut b = blob.clone();
+        *b.last_mut().unwrap() ^= 1;
+        assert_eq!(verify_blob(&b, &trusted), Err(VerifyError::HashMismatch));
+        // One byte of the header flipped (the entry point): the signature no longer holds.
+        let mut b = blob.clone();
+        b[32] ^= 4;
+        assert_eq!(verify_blob(&b, &trusted), Err(VerifyError::BadSignature));
+        // The hash in the header replaced to match a changed image.
+        let mut b = blob.clone();
+        *b.last_mut().unwrap() ^= 1;
+        let new_hash: [u8; 32] = Sha256::digest(&b[256..]).into();
+        b[48..80].copy_from_slice(&new_hash);
+        assert_eq!(verify_blob(&b, &trusted), Err(VerifyError::BadSignature));
+        // Signed by another key.
+        let other = SigningKey::from_bytes(&[2; 32]);
+        assert_eq!(
+            verify_blob(&signed(&other, b"x"), &trusted),
+            Err(VerifyError::BadSignature)
+        );
+        // A signature byte flipped.
+        let mut b = blob.clone();
+        b[200] ^= 0x80;
+        assert_eq!(verify_blob(&b, &trusted), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn a_bad_trusted_key_refuses_everything() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let blob = signed(&key, b"code");
+        // Not a point on the curve.
+        let mut bad = [0xffu8; 32];
+        bad[31] = 0x7f;
+        assert!(matches!(
+            verify_blob(&blob, &bad),
+            Err(VerifyError::BadTrustedKey) | Err(VerifyError::BadSignature)
+        ));
+    }
+}
