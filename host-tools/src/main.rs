@@ -75,6 +75,30 @@ enum Command {
     Build,
     /// Boot a guest through hyp in QEMU and print a verdict.
     Run(RunArgs),
+    /// Make an Ed25519 key pair for signing payloads: KEY (secret) and KEY.pub.
+    Keygen {
+        /// Where to write the secret key (the public one goes beside it, `.pub`).
+        key: PathBuf,
+    },
+    /// Sign a guest ELF for pvmfw: a versioned header (sizes, load and entry
+    /// addresses, SHA-256, Ed25519 signature) followed by the flat image.
+    Sign {
+        /// The guest ELF.
+        #[arg(long)]
+        payload: PathBuf,
+        /// The signing key (default: the development key).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Where to write the signed payload.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Claim this memory size instead of the image's footprint (to test pvmfw).
+        #[arg(long)]
+        mem_size: Option<u64>,
+        /// Append this many zero bytes to the image (a different payload, same code).
+        #[arg(long, default_value_t = 0)]
+        pad: usize,
+    },
     /// Write the bundle `run` would hand hyp, without running it.
     Pack {
         #[command(flatten)]
@@ -138,6 +162,42 @@ fn run(cli: Cli) -> Result<bool, String> {
             std::fs::write(&output, &bytes)
                 .map_err(|e| format!("writing {}: {e}", output.display()))?;
             println!("bundle: {} ({} bytes)", output.display(), bytes.len());
+            Ok(true)
+        }
+        Command::Keygen { key } => {
+            let public = host_tools::signing::keygen(&key)?;
+            let hex: String = public.iter().map(|b| format!("{b:02x}")).collect();
+            println!(
+                "key: {} (public: {}, {hex})",
+                key.display(),
+                host_tools::signing::public_path(&key).display()
+            );
+            Ok(true)
+        }
+        Command::Sign {
+            payload,
+            key,
+            output,
+            mem_size,
+            pad,
+        } => {
+            let key = match key {
+                Some(key) => key,
+                None => host_tools::signing::dev_key(&ws)?,
+            };
+            let mut image = firmware::FlatImage::from_elf(&firmware::read(&payload)?)?;
+            image.bytes.resize(image.bytes.len() + pad, 0);
+            image.mem_size = image.mem_size.max(image.bytes.len() as u64);
+            let blob =
+                host_tools::signing::sign(&image, &host_tools::signing::load_key(&key)?, mem_size);
+            std::fs::write(&output, &blob)
+                .map_err(|e| format!("writing {}: {e}", output.display()))?;
+            println!(
+                "signed payload: {} ({} bytes, key {})",
+                output.display(),
+                blob.len(),
+                key.display()
+            );
             Ok(true)
         }
         Command::Bench { runs, timeout } => {
