@@ -99,6 +99,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         pad: usize,
     },
+    /// Write pvmfw's flat image with the key it trusts in its config block: the
+    /// firmware to ship beside guests signed with that key.
+    Pvmfw {
+        /// The public key (`.pub`) pvmfw trusts (default: the development key's).
+        #[arg(long)]
+        trusted_key: Option<PathBuf>,
+        /// Where to write the image.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
     /// Write the bundle `run` would hand hyp, without running it.
     Pack {
         #[command(flatten)]
@@ -142,6 +152,10 @@ fn run(cli: Cli) -> Result<bool, String> {
             let fw = firmware::build_all(&ws)?;
             println!("hyp:        {}", fw.hyp_image.display());
             println!("test-guest: {}", fw.test_guest_elf.display());
+            println!(
+                "pvmfw:      {} (`cargo pvmkit pvmfw` writes its image with a trusted key)",
+                fw.pvmfw_elf.display()
+            );
             Ok(true)
         }
         Command::Run(args) => {
@@ -197,6 +211,31 @@ fn run(cli: Cli) -> Result<bool, String> {
                 output.display(),
                 blob.len(),
                 key.display()
+            );
+            Ok(true)
+        }
+        Command::Pvmfw {
+            trusted_key,
+            output,
+        } => {
+            let fw = firmware::build_all(&ws)?;
+            let key = match trusted_key {
+                Some(path) => host_tools::signing::load_public(&path)?,
+                None => host_tools::signing::load_public(&host_tools::signing::public_path(
+                    &host_tools::signing::dev_key(&ws)?,
+                ))?,
+            };
+            let image = firmware::pvmfw_image(
+                &firmware::read(&fw.pvmfw_elf)?,
+                &abi::pvmfw::config_block(&key),
+            )?;
+            std::fs::write(&output, &image.bytes)
+                .map_err(|e| format!("writing {}: {e}", output.display()))?;
+            println!(
+                "pvmfw: {} ({} bytes, loads at {:#x})",
+                output.display(),
+                image.bytes.len(),
+                image.load_address
             );
             Ok(true)
         }

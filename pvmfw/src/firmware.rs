@@ -8,13 +8,8 @@ use alloc::string::String;
 use core::arch::{asm, global_asm};
 
 use abi::bundle::Region;
-use abi::memory_map::{
-    virtio_mmio_slot, GUEST_DT_BASE, GUEST_DT_MAX_SIZE, QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS,
-    VIRTIO_MMIO_STRIDE,
-};
-use abi::pvmfw::{
-    config_key, CONFIG_SIZE, PAYLOAD_SECRET_IPA, PVMFW_BASE, PVMFW_SIZE, SECRET_SIZE, VM_SECRET_IPA,
-};
+use abi::memory_map::{GUEST_DT_BASE, QEMU_EARLY_UART};
+use abi::pvmfw::{config_key, CONFIG_SIZE, PAYLOAD_SECRET_IPA, SECRET_SIZE, VM_SECRET_IPA};
 use abi::signed_payload::HEADER_SIZE;
 use guest_lib::{mmio_guard, println, psci, BootInfo};
 use pvmfw::host_dt::{self, Limits};
@@ -26,9 +21,6 @@ use sha2::{Digest, Sha256};
 #[used]
 #[unsafe(no_mangle)]
 static __pvmfw_config: [u8; CONFIG_SIZE] = [0; CONFIG_SIZE];
-
-/// The upper bound of guest RAM pvmfw accepts (IPA).
-const RAM_WINDOW_END: u64 = 0xc000_0000;
 
 pub fn main(boot: &BootInfo) {
     if guest_lib::console::base() == 0 {
@@ -94,31 +86,7 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     let dt_len = host_dt::dt_size(header).map_err(|e| format!("{e}"))?;
     // SAFETY: bounded by `dt_size`; guest RAM.
     let host_blob = unsafe { memory(boot.dt_ipa, dt_len as u64) };
-    let virtio: alloc::vec::Vec<Region> = (0..VIRTIO_MMIO_SLOTS)
-        .map(|i| Region {
-            start: virtio_mmio_slot(i),
-            end: virtio_mmio_slot(i) + VIRTIO_MMIO_STRIDE,
-        })
-        .collect();
-    let limits = Limits {
-        ram_window: Region {
-            start: PVMFW_BASE + PVMFW_SIZE,
-            end: RAM_WINDOW_END,
-        },
-        console: Region {
-            start: QEMU_EARLY_UART,
-            end: QEMU_EARLY_UART + 0x1000,
-        },
-        virtio: &virtio,
-        pvmfw: Region {
-            start: PVMFW_BASE,
-            end: PVMFW_BASE + PVMFW_SIZE,
-        },
-        dt_area: Region {
-            start: GUEST_DT_BASE,
-            end: GUEST_DT_BASE + GUEST_DT_MAX_SIZE,
-        },
-    };
+    let limits = Limits::qemu_virt();
     let host = host_dt::check(host_blob, &limits).map_err(|e| format!("{e}"))?;
 
     // The signed payload where the host put it; its header copied into pvmfw's memory.

@@ -9,6 +9,11 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use abi::bundle::Region;
+use abi::memory_map::{
+    virtio_mmio_slot, GUEST_DT_BASE, GUEST_DT_MAX_SIZE, QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS,
+    VIRTIO_MMIO_STRIDE,
+};
+use abi::pvmfw::{PVMFW_BASE, PVMFW_SIZE};
 use dtoolkit::fdt::{Fdt, FdtNode};
 use dtoolkit::{Node, Property};
 
@@ -30,6 +35,51 @@ pub struct Limits<'a> {
     pub pvmfw: Region,
     /// The DT area (the new DT and the payload's secret go there).
     pub dt_area: Region,
+}
+
+const fn virtio_windows() -> [Region; VIRTIO_MMIO_SLOTS as usize] {
+    let mut windows = [Region { start: 0, end: 0 }; VIRTIO_MMIO_SLOTS as usize];
+    let mut i = 0;
+    while i < VIRTIO_MMIO_SLOTS {
+        windows[i as usize] = Region {
+            start: virtio_mmio_slot(i),
+            end: virtio_mmio_slot(i) + VIRTIO_MMIO_STRIDE,
+        };
+        i += 1;
+    }
+    windows
+}
+
+/// QEMU `virt`'s virtio-mmio transports.
+static QEMU_VIRT_VIRTIO: [Region; VIRTIO_MMIO_SLOTS as usize] = virtio_windows();
+
+/// The upper bound of guest RAM pvmfw accepts (IPA).
+pub const RAM_WINDOW_END: u64 = 0xc000_0000;
+
+impl Limits<'static> {
+    /// The platform pvmfw runs on: QEMU `virt` (machine type pinned by pvmkit) under hyp,
+    /// with pvmkit's memory map.
+    pub fn qemu_virt() -> Self {
+        Limits {
+            ram_window: Region {
+                start: PVMFW_BASE + PVMFW_SIZE,
+                end: RAM_WINDOW_END,
+            },
+            console: Region {
+                start: QEMU_EARLY_UART,
+                end: QEMU_EARLY_UART + 0x1000,
+            },
+            virtio: &QEMU_VIRT_VIRTIO,
+            pvmfw: Region {
+                start: PVMFW_BASE,
+                end: PVMFW_BASE + PVMFW_SIZE,
+            },
+            dt_area: Region {
+                start: GUEST_DT_BASE,
+                end: GUEST_DT_BASE + GUEST_DT_MAX_SIZE,
+            },
+        }
+    }
 }
 
 /// The facts pvmfw keeps.

@@ -1,0 +1,17 @@
+//! pvmfw's check of the host's device tree, on any bytes: it must return, never panic
+//! or hang, and whatever it accepts must build a new tree.
+#![no_main]
+
+extern crate pvmkit_abi as abi;
+
+use libfuzzer_sys::fuzz_target;
+use pvmfw::host_dt::{check, dt_size, Limits};
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(header) = data.get(..8) {
+        let _ = dt_size(header.try_into().unwrap());
+    }
+    if let Ok(config) = check(data, &Limits::qemu_virt()) {
+        let _ = pvmfw::handover_dt::build(&config, abi::pvmfw::PAYLOAD_SECRET_IPA);
+    }
+});
