@@ -35,7 +35,7 @@ pub const SIGNED_PAYLOAD_STAGING: u64 = GUEST_RAM_BASE + (128 << 20);
 pub const CONFIG_MAGIC: [u8; 8] = *b"PVMFWCFG";
 /// Config block version.
 pub const CONFIG_VERSION: u32 = 1;
-/// Size of the config block: magic, version u32, reserved u32, key [32].
+/// Size of the config block: magic, version u32, reserved u32, key (32 bytes).
 pub const CONFIG_SIZE: usize = 48;
 /// The label the payload secret is derived under (HMAC-SHA256 keyed with the VM secret
 /// over this label, the image's SHA-256 and the signed header's SHA-256).
