@@ -13,7 +13,7 @@ use abi::pvmfw::{config_key, CONFIG_SIZE, PAYLOAD_SECRET_IPA, SECRET_SIZE, VM_SE
 use abi::signed_payload::HEADER_SIZE;
 use guest_lib::{mmio_guard, println, psci, BootInfo};
 use pvmfw::host_dt::{self, Limits};
-use pvmfw::{handover_dt, secret, verify};
+use pvmfw::{handover_dt, placement, secret, verify};
 use sha2::{Digest, Sha256};
 
 /// The trusted key, written into the image by `pvmkit` (zero until then).
@@ -96,31 +96,19 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     let header_bytes: [u8; HEADER_SIZE] = signed[..HEADER_SIZE]
         .try_into()
         .map_err(|_| "signed payload header")?;
-    let target =
-        Region::new(header.load_ipa, header.mem_size).ok_or("payload memory size wraps")?;
     let secret_page = Region {
         start: PAYLOAD_SECRET_IPA,
         end: PAYLOAD_SECRET_IPA + 4096,
     };
-    if !host.memory.contains(&target) {
-        return Err(format!(
-            "payload {:#x}..{:#x} does not fit guest RAM",
-            target.start, target.end
-        ));
-    }
-    for (what, other) in [
+    let keep_clear = [
         ("pvmfw", limits.pvmfw),
         ("the DT area", limits.dt_area),
         ("the staged payload", host.payload),
         ("the secret", secret_page),
-    ] {
-        if target.overlaps(&other) {
-            return Err(format!(
-                "payload {:#x}..{:#x} overlaps {what}",
-                target.start, target.end
-            ));
-        }
-    }
+    ];
+    let target =
+        placement::payload_region(header.load_ipa, header.mem_size, host.memory, &keep_clear)
+            .map_err(|e| format!("{e}"))?;
 
     // Copy, then verify exactly the bytes that will run.
     // SAFETY: `target` is guest RAM, clear of everything pvmfw still reads.

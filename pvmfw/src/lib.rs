@@ -13,5 +13,6 @@ extern crate alloc;
 
 pub mod handover_dt;
 pub mod host_dt;
+pub mod placement;
 pub mod secret;
 pub mod verify;
