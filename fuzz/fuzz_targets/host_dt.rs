@@ -2,7 +2,6 @@
 //! or hang, and whatever it accepts must build a new tree.
 #![no_main]
 
-extern crate pvmkit_abi as abi;
 
 use libfuzzer_sys::fuzz_target;
 use pvmfw::host_dt::{check, dt_size, Limits};
