@@ -51,13 +51,7 @@ pub enum EntryKind {
 
 impl EntryKind {
     /// Every kind, in numeric order.
-    pub const ALL: [EntryKind; 5] = [
-        Self::VmConfig,
-        Self::Payload,
-        Self::GuestDt,
-        Self::Pvmfw,
-        Self::VmSecret,
-    ];
+    pub const ALL: [EntryKind; 5] = [Self::VmConfig, Self::Payload, Self::GuestDt, Self::Pvmfw, Self::VmSecret];
 
     fn from_u32(value: u32) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| *kind as u32 == value)
@@ -178,13 +172,9 @@ impl fmt::Display for BundleError {
             Self::BadMagic => write!(f, "bundle magic is not PVMKBNDL"),
             Self::UnsupportedVersion(v) => write!(f, "bundle version {v} is not supported"),
             Self::BadEntryCount(n) => write!(f, "bundle has {n} entries (1..={MAX_ENTRIES})"),
-            Self::BadTotalSize {
-                total_size,
-                available,
-            } => write!(
-                f,
-                "bundle total_size {total_size} does not fit the {available} bytes given"
-            ),
+            Self::BadTotalSize { total_size, available } => {
+                write!(f, "bundle total_size {total_size} does not fit the {available} bytes given")
+            }
             Self::ReservedNotZero => write!(f, "a reserved bundle field is not zero"),
             Self::UnknownKind(k) => write!(f, "unknown bundle entry kind {k}"),
             Self::DuplicateKind(k) => write!(f, "bundle has two {} entries", k.name()),
@@ -233,10 +223,7 @@ impl<'a> Bundle<'a> {
         let table_end = HEADER_SIZE + count as usize * ENTRY_SIZE;
         let total_size = read_u64(bytes, 16).unwrap_or(0);
         if total_size < table_end as u64 || total_size > bytes.len() as u64 {
-            return Err(BundleError::BadTotalSize {
-                total_size,
-                available: bytes.len(),
-            });
+            return Err(BundleError::BadTotalSize { total_size, available: bytes.len() });
         }
         if read_u64(bytes, 24) != Some(0) {
             return Err(BundleError::ReservedNotZero);
@@ -253,21 +240,14 @@ impl<'a> Bundle<'a> {
                 return Err(BundleError::ReservedNotZero);
             }
             let (offset, size, load_ipa, mem_size) = (field(8), field(16), field(24), field(32));
-            let end = offset
-                .checked_add(size)
-                .ok_or(BundleError::EntryOutOfBounds(kind))?;
+            let end = offset.checked_add(size).ok_or(BundleError::EntryOutOfBounds(kind))?;
             if offset < table_end as u64 || end > total_size {
                 return Err(BundleError::EntryOutOfBounds(kind));
             }
             if mem_size < size {
                 return Err(BundleError::MemSizeTooSmall(kind));
             }
-            *slot = Some(Entry {
-                kind,
-                load_ipa,
-                mem_size,
-                data: &bytes[offset as usize..end as usize],
-            });
+            *slot = Some(Entry { kind, load_ipa, mem_size, data: &bytes[offset as usize..end as usize] });
         }
         for (i, entry) in entries.iter().flatten().enumerate() {
             if entries[..i].iter().flatten().any(|e| e.kind == entry.kind) {
@@ -292,11 +272,7 @@ impl<'a> Bundle<'a> {
 
     /// The entry of a kind, if present.
     pub fn entry(&self, kind: EntryKind) -> Option<Entry<'a>> {
-        self.entries
-            .iter()
-            .flatten()
-            .find(|e| e.kind == kind)
-            .copied()
+        self.entries.iter().flatten().find(|e| e.kind == kind).copied()
     }
 
     /// Every entry, in table order.
@@ -307,30 +283,15 @@ impl<'a> Bundle<'a> {
     /// Checks where the loadable entries go: inside guest RAM, page aligned, clear of
     /// each other, and the entry point inside the payload's data.
     pub fn layout(&self) -> Result<GuestLayout, LayoutError> {
-        let VmConfig {
-            ram_base,
-            ram_size,
-            entry_ipa,
-            ..
-        } = self.config;
-        let ram_end = ram_base
-            .checked_add(ram_size)
-            .ok_or(LayoutError::RamInvalid)?;
+        let VmConfig { ram_base, ram_size, entry_ipa, .. } = self.config;
+        let ram_end = ram_base.checked_add(ram_size).ok_or(LayoutError::RamInvalid)?;
         if ram_size == 0 || ram_base % PAGE_SIZE != 0 || ram_size % PAGE_SIZE != 0 {
             return Err(LayoutError::RamInvalid);
         }
-        let ram = Region {
-            start: ram_base,
-            end: ram_end,
-        };
+        let ram = Region { start: ram_base, end: ram_end };
         let mut placed: [Option<(EntryKind, Region)>; MAX_ENTRIES] = [None; MAX_ENTRIES];
-        for (i, entry) in self
-            .entries()
-            .filter(|e| e.kind != EntryKind::VmConfig)
-            .enumerate()
-        {
-            let region = Region::new(entry.load_ipa, entry.mem_size)
-                .ok_or(LayoutError::OutsideRam(entry.kind))?;
+        for (i, entry) in self.entries().filter(|e| e.kind != EntryKind::VmConfig).enumerate() {
+            let region = Region::new(entry.load_ipa, entry.mem_size).ok_or(LayoutError::OutsideRam(entry.kind))?;
             if entry.load_ipa % PAGE_SIZE != 0 {
                 return Err(LayoutError::Unaligned(entry.kind));
             }
@@ -342,36 +303,18 @@ impl<'a> Bundle<'a> {
             }
             placed[i] = Some((entry.kind, region));
         }
-        let region_of = |kind| {
-            placed
-                .iter()
-                .flatten()
-                .find(|(k, _)| *k == kind)
-                .map(|(_, r)| *r)
-        };
-        let (Some(payload), Some(dt)) =
-            (region_of(EntryKind::Payload), region_of(EntryKind::GuestDt))
-        else {
+        let region_of = |kind| placed.iter().flatten().find(|(k, _)| *k == kind).map(|(_, r)| *r);
+        let (Some(payload), Some(dt)) = (region_of(EntryKind::Payload), region_of(EntryKind::GuestDt)) else {
             return Err(LayoutError::RamInvalid);
         };
         // With pvmfw, the VM starts in pvmfw; without, in the payload.
-        let first = if self.entry(EntryKind::Pvmfw).is_some() {
-            EntryKind::Pvmfw
-        } else {
-            EntryKind::Payload
-        };
+        let first = if self.entry(EntryKind::Pvmfw).is_some() { EntryKind::Pvmfw } else { EntryKind::Payload };
         let start = region_of(first).map_or(0, |r| r.start);
         let data = self.entry(first).map_or(0, |e| e.data.len() as u64);
         if !entry_ipa.is_multiple_of(4) || entry_ipa < start || entry_ipa >= start + data {
             return Err(LayoutError::EntryOutsidePayload(entry_ipa));
         }
-        Ok(GuestLayout {
-            ram,
-            payload,
-            dt,
-            pvmfw: region_of(EntryKind::Pvmfw),
-            entry_ipa,
-        })
+        Ok(GuestLayout { ram, payload, dt, pvmfw: region_of(EntryKind::Pvmfw), entry_ipa })
     }
 }
 
@@ -469,11 +412,7 @@ pub struct EntrySpec<'a> {
 
 /// The size [`encode`] needs for these entries (data is 8-byte aligned).
 pub fn encoded_len(entries: &[EntrySpec<'_>]) -> usize {
-    entries
-        .iter()
-        .fold(HEADER_SIZE + entries.len() * ENTRY_SIZE, |at, e| {
-            align8(at) + e.data.len()
-        })
+    entries.iter().fold(HEADER_SIZE + entries.len() * ENTRY_SIZE, |at, e| align8(at) + e.data.len())
 }
 
 const fn align8(n: usize) -> usize {

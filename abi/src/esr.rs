@@ -90,13 +90,7 @@ impl Esr {
 
 impl fmt::Display for Esr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:#x} (EC {:#04x}: {}",
-            self.0,
-            self.ec(),
-            self.class_name()
-        )?;
+        write!(f, "{:#x} (EC {:#04x}: {}", self.0, self.ec(), self.class_name())?;
         if let Some(abort) = self.data_abort() {
             write!(f, ", {abort}")?;
         }
@@ -162,13 +156,7 @@ impl fmt::Display for DataAbort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let dir = if self.wnr { "write" } else { "read" };
         if self.isv {
-            write!(
-                f,
-                "{}-byte {dir} via x{}, DFSC {:#04x}",
-                self.width(),
-                self.srt,
-                self.dfsc
-            )
+            write!(f, "{}-byte {dir} via x{}, DFSC {:#04x}", self.width(), self.srt, self.dfsc)
         } else {
             write!(f, "{dir} without syndrome (ISV=0), DFSC {:#04x}", self.dfsc)
         }
@@ -212,18 +200,12 @@ mod tests {
     #[test]
     fn ipa_from_hpfar_and_far() {
         assert_eq!(fault_ipa(0x0009_0000, 0x0900_0018), 0x0900_0018);
-        assert_eq!(
-            fault_ipa(0x8000_0000_0000_0000 | (0x8_0000_0000 >> 8), 0x123),
-            0x8_0000_0123
-        );
+        assert_eq!(fault_ipa(0x8000_0000_0000_0000 | (0x8_0000_0000 >> 8), 0x123), 0x8_0000_0123);
     }
 
     #[test]
     fn display_names_the_parts() {
         let text = format!("{}", Esr(0x9383_0005));
-        assert!(
-            text.contains("data abort") && text.contains("4-byte read via x3"),
-            "{text}"
-        );
+        assert!(text.contains("data abort") && text.contains("4-byte read via x3"), "{text}");
     }
 }

@@ -95,9 +95,7 @@ impl HypOptions {
         let mut abi = None;
         let mut stats = None;
         for word in cmdline.split_ascii_whitespace() {
-            let (key, value) = word
-                .split_once('=')
-                .ok_or(OptionsError::UnknownOption(word))?;
+            let (key, value) = word.split_once('=').ok_or(OptionsError::UnknownOption(word))?;
             match key {
                 "mode" => {
                     if protected.is_some() {
@@ -137,10 +135,7 @@ impl HypOptions {
             (false, None) => VmMode::Unprotected,
             (false, Some(_)) => return Err(OptionsError::AbiWithoutProtection),
         };
-        Ok(Self {
-            mode,
-            stats: stats.unwrap_or(false),
-        })
+        Ok(Self { mode, stats: stats.unwrap_or(false) })
     }
 }
 
@@ -150,52 +145,20 @@ mod tests {
 
     #[test]
     fn parses_every_mode_and_round_trips() {
-        for mode in [
-            VmMode::Protected(AbiForm::Android),
-            VmMode::Protected(AbiForm::Upstream),
-            VmMode::Unprotected,
-        ] {
-            assert_eq!(
-                HypOptions::parse(mode.as_args()),
-                Ok(HypOptions { mode, stats: false })
-            );
+        for mode in [VmMode::Protected(AbiForm::Android), VmMode::Protected(AbiForm::Upstream), VmMode::Unprotected] {
+            assert_eq!(HypOptions::parse(mode.as_args()), Ok(HypOptions { mode, stats: false }));
         }
-        assert_eq!(
-            HypOptions::parse("").unwrap().mode,
-            VmMode::Protected(AbiForm::Android)
-        );
-        assert!(
-            HypOptions::parse("mode=unprotected stats=on")
-                .unwrap()
-                .stats
-        );
-        assert_eq!(
-            HypOptions::parse("stats=yes"),
-            Err(OptionsError::BadValue("stats=yes"))
-        );
+        assert_eq!(HypOptions::parse("").unwrap().mode, VmMode::Protected(AbiForm::Android));
+        assert!(HypOptions::parse("mode=unprotected stats=on").unwrap().stats);
+        assert_eq!(HypOptions::parse("stats=yes"), Err(OptionsError::BadValue("stats=yes")));
     }
 
     #[test]
     fn refuses_what_it_does_not_know() {
-        assert_eq!(
-            HypOptions::parse("mode=fast"),
-            Err(OptionsError::BadValue("mode=fast"))
-        );
-        assert_eq!(
-            HypOptions::parse("verbose"),
-            Err(OptionsError::UnknownOption("verbose"))
-        );
-        assert_eq!(
-            HypOptions::parse("x=1"),
-            Err(OptionsError::UnknownOption("x=1"))
-        );
-        assert_eq!(
-            HypOptions::parse("mode=unprotected abi=android"),
-            Err(OptionsError::AbiWithoutProtection)
-        );
-        assert_eq!(
-            HypOptions::parse("abi=android abi=upstream"),
-            Err(OptionsError::Repeated("abi"))
-        );
+        assert_eq!(HypOptions::parse("mode=fast"), Err(OptionsError::BadValue("mode=fast")));
+        assert_eq!(HypOptions::parse("verbose"), Err(OptionsError::UnknownOption("verbose")));
+        assert_eq!(HypOptions::parse("x=1"), Err(OptionsError::UnknownOption("x=1")));
+        assert_eq!(HypOptions::parse("mode=unprotected abi=android"), Err(OptionsError::AbiWithoutProtection));
+        assert_eq!(HypOptions::parse("abi=android abi=upstream"), Err(OptionsError::Repeated("abi")));
     }
 }

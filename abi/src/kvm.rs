@@ -104,22 +104,12 @@ impl Features {
     /// Builds the bitmap from the four return registers of `KVM_FEATURES`, keeping the
     /// low 32 bits of each as the ABI says.
     pub const fn from_regs(regs: [u64; 4]) -> Self {
-        Self([
-            regs[0] as u32,
-            regs[1] as u32,
-            regs[2] as u32,
-            regs[3] as u32,
-        ])
+        Self([regs[0] as u32, regs[1] as u32, regs[2] as u32, regs[3] as u32])
     }
 
     /// The four return registers that carry this bitmap.
     pub const fn to_regs(self) -> [u64; 4] {
-        [
-            self.0[0] as u64,
-            self.0[1] as u64,
-            self.0[2] as u64,
-            self.0[3] as u64,
-        ]
+        [self.0[0] as u64, self.0[1] as u64, self.0[2] as u64, self.0[3] as u64]
     }
 }
 
@@ -144,20 +134,12 @@ mod tests {
 
     #[test]
     fn features_bitmap_round_trips() {
-        let upstream = Features::with(&[
-            func::FEATURES,
-            func::HYP_MEMINFO,
-            func::MEM_SHARE,
-            func::MEM_UNSHARE,
-        ]);
+        let upstream = Features::with(&[func::FEATURES, func::HYP_MEMINFO, func::MEM_SHARE, func::MEM_UNSHARE]);
         assert_eq!(upstream.0, [0x1d, 0, 0, 0]);
         assert!(upstream.has(3) && !upstream.has(7) && !upstream.has(200));
         let wide = Features::with(&[0, 60, 127]);
         assert_eq!(wide.0, [1, 1 << 28, 0, 1 << 31]);
         assert_eq!(Features::from_regs(wide.to_regs()), wide);
-        assert_eq!(
-            Features::from_regs([0xffff_ffff_0000_0001, 0, 0, 0]).0[0],
-            1
-        );
+        assert_eq!(Features::from_regs([0xffff_ffff_0000_0001, 0, 0, 0]).0[0], 1);
     }
 }

@@ -25,6 +25,13 @@ pub const GUEST_DT_BASE: u64 = GUEST_RAM_BASE;
 pub const GUEST_DT_MAX_SIZE: u64 = 2 << 20;
 /// Where guest-lib's linker script links a payload by default.
 pub const PAYLOAD_BASE: u64 = GUEST_RAM_BASE + GUEST_DT_MAX_SIZE;
+/// Size of the `restricted-dma-pool` the host's DT reserves for the guest's bounce
+/// buffers (as crosvm does for pVMs).
+pub const BOUNCE_POOL_SIZE: u64 = 4 << 20;
+/// Where it lies: the top of guest RAM.
+pub const BOUNCE_POOL_BASE: u64 = GUEST_RAM_BASE + GUEST_RAM_SIZE - BOUNCE_POOL_SIZE;
+/// The compatible of that reserved-memory node.
+pub const BOUNCE_POOL_COMPATIBLE: &str = "restricted-dma-pool";
 /// QEMU's `-m`: all of QEMU RAM, so that guest RAM lies inside it.
 pub const QEMU_RAM_SIZE: u64 = 2 << 30;
 /// QEMU `virt`'s PL011, used by hyp before it has read the DTB (only for errors that

@@ -80,16 +80,10 @@ impl fmt::Display for HeaderError {
                 write!(f, "signed payload header size {n} is not {HEADER_SIZE}")
             }
             Self::ReservedNotZero => write!(f, "signed payload header has non-zero reserved bytes"),
-            Self::ImageTruncated {
-                image_size,
-                available,
-            } => {
+            Self::ImageTruncated { image_size, available } => {
                 write!(f, "signed payload image is {image_size} bytes but only {available} follow the header")
             }
-            Self::BadLayout => write!(
-                f,
-                "signed payload load address, size or memory size is invalid"
-            ),
+            Self::BadLayout => write!(f, "signed payload load address, size or memory size is invalid"),
             Self::EntryOutsideImage(e) => {
                 write!(f, "signed payload entry {e:#x} is outside its image")
             }
@@ -141,10 +135,7 @@ pub fn parse(blob: &[u8]) -> Result<(Header, &[u8]), HeaderError> {
     };
     let available = blob.len() - HEADER_SIZE;
     if header.image_size > available as u64 {
-        return Err(HeaderError::ImageTruncated {
-            image_size: header.image_size,
-            available,
-        });
+        return Err(HeaderError::ImageTruncated { image_size: header.image_size, available });
     }
     if header.mem_size < header.image_size
         || header.image_size == 0
@@ -188,14 +179,7 @@ mod tests {
     use super::*;
 
     fn blob(image: &[u8]) -> Vec<u8> {
-        let mut b = unsigned_header(
-            image.len() as u64,
-            0x8020_0000,
-            0x8020_0000,
-            0x10_0000,
-            [7; 32],
-        )
-        .to_vec();
+        let mut b = unsigned_header(image.len() as u64, 0x8020_0000, 0x8020_0000, 0x10_0000, [7; 32]).to_vec();
         b[SIGNATURE_OFFSET..].copy_from_slice(&[9; 64]);
         b.extend_from_slice(image);
         b
@@ -206,10 +190,7 @@ mod tests {
         let b = blob(&[1, 2, 3, 4, 5, 6, 7, 8]);
         let (h, image) = parse(&b).unwrap();
         assert_eq!(image, &[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(
-            (h.load_ipa, h.entry_ipa, h.mem_size, h.image_size),
-            (0x8020_0000, 0x8020_0000, 0x10_0000, 8)
-        );
+        assert_eq!((h.load_ipa, h.entry_ipa, h.mem_size, h.image_size), (0x8020_0000, 0x8020_0000, 0x10_0000, 8));
         assert_eq!(h.image_sha256, [7; 32]);
         assert_eq!(h.signature, [9; 64]);
     }
@@ -230,13 +211,7 @@ mod tests {
         let mut b = good.clone();
         b[100] = 1;
         assert_eq!(parse(&b), Err(HeaderError::ReservedNotZero));
-        assert_eq!(
-            parse(&good[..good.len() - 1]),
-            Err(HeaderError::ImageTruncated {
-                image_size: 64,
-                available: 63
-            })
-        );
+        assert_eq!(parse(&good[..good.len() - 1]), Err(HeaderError::ImageTruncated { image_size: 64, available: 63 }));
         let mut b = good.clone();
         b[24] = 1; // unaligned load address
         assert_eq!(parse(&b), Err(HeaderError::BadLayout));

@@ -90,11 +90,9 @@ impl BouncePool {
         if size == 0 || !size.is_multiple_of(granule) {
             return Err(PoolError::BadSize(size));
         }
-        let layout =
-            Layout::from_size_align(size, granule).map_err(|_| PoolError::BadSize(size))?;
+        let layout = Layout::from_size_align(size, granule).map_err(|_| PoolError::BadSize(size))?;
         // SAFETY: the layout has a non-zero size.
-        let region =
-            NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(PoolError::NoRegion(size))?;
+        let region = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(PoolError::NoRegion(size))?;
         // SAFETY: the region was just allocated for the pool alone.
         match unsafe { Self::from_region(sharer, region.as_ptr() as u64, size) } {
             Ok(mut pool) => {
@@ -114,11 +112,7 @@ impl BouncePool {
     /// # Safety
     /// The region must be memory nobody else uses for as long as the pool lives, and
     /// identity mapped (its address is what devices are given).
-    pub unsafe fn from_region<C: Conduit>(
-        sharer: &MemSharer<C>,
-        start: u64,
-        size: usize,
-    ) -> Result<Self, PoolError> {
+    pub unsafe fn from_region<C: Conduit>(sharer: &MemSharer<C>, start: u64, size: usize) -> Result<Self, PoolError> {
         let granule = sharer.granule();
         if size == 0 || !(size as u64).is_multiple_of(granule) || !start.is_multiple_of(granule) {
             return Err(PoolError::BadSize(size));
@@ -126,22 +120,14 @@ impl BouncePool {
         sharer.share(start, size as u64).map_err(PoolError::Share)?;
         // SAFETY: the caller gives the region to the pool alone.
         let heap = unsafe { LockedHeap::new(start as *mut u8, size) };
-        Ok(Self {
-            start,
-            size,
-            heap,
-            owned: None,
-        })
+        Ok(Self { start, size, heap, owned: None })
     }
 
     /// Allocates `size` bytes aligned to `align` (≤ [`MAX_ALIGN`]); contents are
     /// whatever the last user left (use [`Self::alloc_zeroed`] for device-written buffers).
     pub fn alloc(&self, size: usize, align: usize) -> Result<NonNull<u8>, PoolError> {
         let layout = check_layout(size, align)?;
-        self.heap
-            .lock()
-            .allocate_first_fit(layout)
-            .map_err(|()| PoolError::Exhausted { size, align })
+        self.heap.lock().allocate_first_fit(layout).map_err(|()| PoolError::Exhausted { size, align })
     }
 
     /// Allocates and zeroes, so stale pool data never reaches a guest or a device.
@@ -166,10 +152,7 @@ impl BouncePool {
 
     /// Whether `[addr, addr + len)` lies inside the shared region.
     pub fn contains(&self, addr: u64, len: usize) -> bool {
-        addr >= self.start
-            && addr
-                .checked_add(len as u64)
-                .is_some_and(|end| end <= self.start + self.size as u64)
+        addr >= self.start && addr.checked_add(len as u64).is_some_and(|end| end <= self.start + self.size as u64)
     }
 
     /// The shared region: (start, size).

@@ -53,10 +53,7 @@ pub mod fake {
     impl<F: Fn(u32, [u64; 3]) -> [u64; 4]> FakeConduit<F> {
         /// A fake that answers with `answer`.
         pub fn new(answer: F) -> Self {
-            Self {
-                answer,
-                calls: RefCell::new(Vec::new()),
-            }
+            Self { answer, calls: RefCell::new(Vec::new()) }
         }
     }
 

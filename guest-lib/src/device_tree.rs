@@ -69,64 +69,40 @@ fn first_reg(node: FdtNode<'_>, name: &'static str) -> Result<Option<(u64, u64)>
     let Some(reg) = regs.next() else {
         return Ok(None);
     };
-    let base = reg
-        .address::<u64>()
-        .map_err(|_| DtError::BadProperty(name))?;
+    let base = reg.address::<u64>().map_err(|_| DtError::BadProperty(name))?;
     let size = reg.size::<u64>().map_err(|_| DtError::BadProperty(name))?;
     Ok(Some((base, size)))
 }
 
 fn is_compatible(node: &FdtNode<'_>, wanted: &str) -> bool {
-    node.compatible()
-        .is_some_and(|mut all| all.any(|c| c == wanted))
+    node.compatible().is_some_and(|mut all| all.any(|c| c == wanted))
 }
 
 impl<'a> GuestDt<'a> {
     /// A tree with nothing in it.
-    pub const EMPTY: GuestDt<'static> = GuestDt {
-        blob: &[],
-        uart: None,
-        conduit: None,
-        memory: None,
-        bootargs: "",
-    };
+    pub const EMPTY: GuestDt<'static> = GuestDt { blob: &[], uart: None, conduit: None, memory: None, bootargs: "" };
 
     /// Reads a whole blob (exactly `totalsize` bytes).
     pub fn read(blob: &'a [u8]) -> Result<Self, DtError> {
         let fdt = Fdt::new(blob).map_err(|_| DtError::Malformed)?;
         let root = fdt.root();
-        let mut dt = GuestDt {
-            blob,
-            uart: None,
-            conduit: None,
-            memory: None,
-            bootargs: "",
-        };
+        let mut dt = GuestDt { blob, uart: None, conduit: None, memory: None, bootargs: "" };
         for node in root.children() {
-            let is_memory = node
-                .property("device_type")
-                .is_some_and(|p| p.value() == b"memory\0");
+            let is_memory = node.property("device_type").is_some_and(|p| p.value() == b"memory\0");
             if is_memory && dt.memory.is_none() {
                 dt.memory = first_reg(node, "memory reg")?;
             } else if is_compatible(&node, "arm,pl011") && dt.uart.is_none() {
                 dt.uart = first_reg(node, "pl011 reg")?.map(|(base, _)| base);
             } else if node.name() == "psci" || is_compatible(&node, "arm,psci-1.0") {
                 if let Some(method) = node.property("method") {
-                    let method = method
-                        .value_as::<&str>()
-                        .map_err(|_| DtError::BadProperty("psci method"))?;
-                    dt.conduit = Some(
-                        SystemConduit::from_method(method)
-                            .ok_or(DtError::BadProperty("psci method"))?,
-                    );
+                    let method = method.value_as::<&str>().map_err(|_| DtError::BadProperty("psci method"))?;
+                    dt.conduit = Some(SystemConduit::from_method(method).ok_or(DtError::BadProperty("psci method"))?);
                 }
             }
         }
         if let Some(chosen) = root.child("chosen") {
             if let Some(args) = chosen.property("bootargs") {
-                dt.bootargs = args
-                    .value_as::<&str>()
-                    .map_err(|_| DtError::BadProperty("bootargs"))?;
+                dt.bootargs = args.value_as::<&str>().map_err(|_| DtError::BadProperty("bootargs"))?;
             }
         }
         Ok(dt)
@@ -153,19 +129,14 @@ impl<'a> GuestDt<'a> {
 
     /// Whether `/chosen` has a property of this name.
     pub fn chosen_has(&self, name: &str) -> bool {
-        Fdt::new(self.blob)
-            .ok()
-            .and_then(|fdt| fdt.root().child("chosen"))
-            .is_some_and(|c| c.property(name).is_some())
+        Fdt::new(self.blob).ok().and_then(|fdt| fdt.root().child("chosen")).is_some_and(|c| c.property(name).is_some())
     }
 
     /// The value of `key=value` in the command line, if present.
     pub fn bootarg(&self, key: &str) -> Option<&'a str> {
-        self.bootargs.split_ascii_whitespace().find_map(|word| {
-            word.split_once('=')
-                .filter(|(k, _)| *k == key)
-                .map(|(_, v)| v)
-        })
+        self.bootargs
+            .split_ascii_whitespace()
+            .find_map(|word| word.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
     }
 }
 
@@ -184,15 +155,10 @@ mod tests {
         w.end_node(chosen).unwrap();
         let mem = w.begin_node("memory@80000000").unwrap();
         w.property_string("device_type", "memory").unwrap();
-        w.property_array_u64("reg", &[0x8000_0000, 0x1000_0000])
-            .unwrap();
+        w.property_array_u64("reg", &[0x8000_0000, 0x1000_0000]).unwrap();
         w.end_node(mem).unwrap();
         let uart = w.begin_node("pl011@9000000").unwrap();
-        w.property_string_list(
-            "compatible",
-            vec!["arm,pl011".into(), "arm,primecell".into()],
-        )
-        .unwrap();
+        w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()]).unwrap();
         w.property_array_u64("reg", &[0x0900_0000, 0x1000]).unwrap();
         w.end_node(uart).unwrap();
         for base in [0x0a00_3c00u64, 0x0a00_3e00] {
@@ -223,25 +189,16 @@ mod tests {
         let virtio: Vec<(u64, u64)> = dt.virtio_mmio().collect();
         assert_eq!(virtio, vec![(0x0a00_3c00, 0x200), (0x0a00_3e00, 0x200)]);
         let smc = tree("smc", "");
-        assert_eq!(
-            GuestDt::read(&smc).unwrap().conduit,
-            Some(SystemConduit::Smc)
-        );
+        assert_eq!(GuestDt::read(&smc).unwrap().conduit, Some(SystemConduit::Smc));
     }
 
     #[test]
     fn refuses_bad_blobs() {
         let bad_method = tree("svc", "");
-        assert_eq!(
-            GuestDt::read(&bad_method),
-            Err(DtError::BadProperty("psci method"))
-        );
+        assert_eq!(GuestDt::read(&bad_method), Err(DtError::BadProperty("psci method")));
         assert_eq!(dt_size([0; 8]), Err(DtError::NotADt));
         let blob = tree("hvc", "");
-        assert_eq!(
-            GuestDt::read(&blob[..blob.len() - 4]),
-            Err(DtError::Malformed)
-        );
+        assert_eq!(GuestDt::read(&blob[..blob.len() - 4]), Err(DtError::Malformed));
         for at in 0..blob.len() {
             let mut b = blob.clone();
             b[at] ^= 0x5a;

@@ -23,8 +23,7 @@ impl ExternalAbort {
     /// Whether the syndrome is exactly a synchronous external abort on a data access.
     pub fn is_data_external_abort(&self) -> bool {
         let class = self.esr.ec();
-        (class == ec::DABT_CURRENT || class == ec::DABT_LOWER)
-            && (self.esr.iss() & 0x3f) as u8 == FSC_EXTERNAL_ABORT
+        (class == ec::DABT_CURRENT || class == ec::DABT_LOWER) && (self.esr.iss() & 0x3f) as u8 == FSC_EXTERNAL_ABORT
     }
 }
 
@@ -49,11 +48,7 @@ pub struct ExceptionReport {
 
 impl fmt::Display for ExceptionReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unexpected {} exception at ELR {:#x}: ESR {}, FAR {:#x}",
-            self.kind, self.elr, self.esr, self.far
-        )
+        write!(f, "unexpected {} exception at ELR {:#x}: ESR {}, FAR {:#x}", self.kind, self.elr, self.esr, self.far)
     }
 }
 
@@ -78,45 +73,19 @@ mod tests {
     #[test]
     fn recognises_probe_aborts_only_on_probe_sites() {
         let sea = Esr(0x9600_0010);
-        assert!(is_probe_abort(
-            0x8020_1000,
-            sea,
-            &[0x8020_0ffc, 0x8020_1000]
-        ));
+        assert!(is_probe_abort(0x8020_1000, sea, &[0x8020_0ffc, 0x8020_1000]));
         assert!(!is_probe_abort(0x8020_1004, sea, &[0x8020_1000]));
-        assert!(
-            !is_probe_abort(0x8020_1000, Esr(0x0200_0000), &[0x8020_1000]),
-            "undefined instruction"
-        );
-        let abort = ExternalAbort {
-            esr: sea,
-            far: 0x0a00_0000,
-        };
+        assert!(!is_probe_abort(0x8020_1000, Esr(0x0200_0000), &[0x8020_1000]), "undefined instruction");
+        let abort = ExternalAbort { esr: sea, far: 0x0a00_0000 };
         assert!(abort.is_data_external_abort());
-        assert!(!ExternalAbort {
-            esr: Esr(0x9600_0005),
-            far: 0
-        }
-        .is_data_external_abort());
-        assert!(abort
-            .to_string()
-            .starts_with("external abort at 0xa000000: ESR 0x96000010 (EC 0x25: data abort"));
+        assert!(!ExternalAbort { esr: Esr(0x9600_0005), far: 0 }.is_data_external_abort());
+        assert!(abort.to_string().starts_with("external abort at 0xa000000: ESR 0x96000010 (EC 0x25: data abort"));
     }
 
     #[test]
     fn reports_are_decoded() {
-        let r = ExceptionReport {
-            kind: "synchronous",
-            esr: Esr(0x9600_0010),
-            far: 0x10,
-            elr: 0x8020_0000,
-        };
+        let r = ExceptionReport { kind: "synchronous", esr: Esr(0x9600_0010), far: 0x10, elr: 0x8020_0000 };
         let text = r.to_string();
-        assert!(
-            text.contains("ELR 0x80200000")
-                && text.contains("data abort")
-                && text.contains("FAR 0x10"),
-            "{text}"
-        );
+        assert!(text.contains("ELR 0x80200000") && text.contains("data abort") && text.contains("FAR 0x10"), "{text}");
     }
 }

@@ -54,11 +54,7 @@ pub struct Summary {
 impl<W: Write> Harness<W> {
     /// A harness that reports to `out`.
     pub fn new(out: W) -> Self {
-        Self {
-            out,
-            passed: 0,
-            failed: 0,
-        }
+        Self { out, passed: 0, failed: 0 }
     }
 
     /// Runs one case and prints `test <name> ... ok` or `... FAILED: <reason>`.
@@ -84,10 +80,7 @@ impl<W: Write> Harness<W> {
     /// Prints the final `N passed, M failed` line.
     pub fn finish(mut self) -> Summary {
         let _ = writeln!(self.out, "{} passed, {} failed", self.passed, self.failed);
-        Summary {
-            passed: self.passed,
-            failed: self.failed,
-        }
+        Summary { passed: self.passed, failed: self.failed }
     }
 }
 
@@ -112,26 +105,15 @@ mod tests {
         });
         h.run("eq", || equal_case(3, 4));
         h.skip("elsewhere", "needs a hypervisor");
-        assert_eq!(
-            h.finish(),
-            Summary {
-                passed: 1,
-                failed: 2
-            }
-        );
+        assert_eq!(h.finish(), Summary { passed: 1, failed: 2 });
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "test good ... ok");
         assert!(
-            lines[1]
-                .starts_with("test bad ... FAILED: arithmetic is hard (guest-lib/src/harness.rs:"),
+            lines[1].starts_with("test bad ... FAILED: arithmetic is hard (guest-lib/src/harness.rs:"),
             "{}",
             lines[1]
         );
-        assert!(
-            lines[2].starts_with("test eq ... FAILED: a = 3, expected 4"),
-            "{}",
-            lines[2]
-        );
+        assert!(lines[2].starts_with("test eq ... FAILED: a = 3, expected 4"), "{}", lines[2]);
         assert_eq!(lines[3], "test elsewhere ... skipped: needs a hypervisor");
         assert_eq!(lines[4], "1 passed, 2 failed");
     }

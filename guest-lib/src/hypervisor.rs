@@ -31,15 +31,10 @@ impl HypervisorInfo {
     pub fn discover<C: Conduit>(conduit: &C) -> Self {
         let version = conduit.call(smccc::SMCCC_VERSION, [0; 3])[0];
         if smccc::status(version) < 0 {
-            return Self {
-                smccc_version: None,
-                hypervisor: Hypervisor::None,
-            };
+            return Self { smccc_version: None, hypervisor: Hypervisor::None };
         }
         let smccc_version = Some(smccc::version_parts(version as u32));
-        let uid = conduit
-            .call(kvm::VENDOR_HYP_CALL_UID, [0; 3])
-            .map(|r| r as u32);
+        let uid = conduit.call(kvm::VENDOR_HYP_CALL_UID, [0; 3]).map(|r| r as u32);
         // An unimplemented UID call answers NOT_SUPPORTED in w0 (0xffff_ffff).
         let hypervisor = if uid[0] == smccc::NOT_SUPPORTED as u32 {
             Hypervisor::None
@@ -48,10 +43,7 @@ impl HypervisorInfo {
         } else {
             Hypervisor::Other(uid)
         };
-        Self {
-            smccc_version,
-            hypervisor,
-        }
+        Self { smccc_version, hypervisor }
     }
 
     /// The KVM features bitmap (empty for anything but KVM).
@@ -96,13 +88,7 @@ mod tests {
     fn plain_qemu_is_no_hypervisor() {
         let fake = FakeConduit::new(|_, _| [NS, 0, 0, 0]);
         let info = HypervisorInfo::discover(&fake);
-        assert_eq!(
-            info,
-            HypervisorInfo {
-                smccc_version: None,
-                hypervisor: Hypervisor::None
-            }
-        );
+        assert_eq!(info, HypervisorInfo { smccc_version: None, hypervisor: Hypervisor::None });
         assert!(!info.is_protected());
         assert_eq!(fake.calls.borrow().len(), 1, "stops after SMCCC_VERSION");
     }
@@ -123,20 +109,8 @@ mod tests {
             0x8600_ff01 => [1, 2, 3, 4],
             _ => [NS, 0, 0, 0],
         });
-        assert_eq!(
-            HypervisorInfo::discover(&other).hypervisor,
-            Hypervisor::Other([1, 2, 3, 4])
-        );
-        let no_uid = FakeConduit::new(|f, _| {
-            if f == 0x8000_0000 {
-                [0x10001, 0, 0, 0]
-            } else {
-                [NS, 0, 0, 0]
-            }
-        });
-        assert_eq!(
-            HypervisorInfo::discover(&no_uid).hypervisor,
-            Hypervisor::None
-        );
+        assert_eq!(HypervisorInfo::discover(&other).hypervisor, Hypervisor::Other([1, 2, 3, 4]));
+        let no_uid = FakeConduit::new(|f, _| if f == 0x8000_0000 { [0x10001, 0, 0, 0] } else { [NS, 0, 0, 0] });
+        assert_eq!(HypervisorInfo::discover(&no_uid).hypervisor, Hypervisor::None);
     }
 }

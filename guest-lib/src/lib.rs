@@ -60,9 +60,7 @@ pub struct BootInfo {
 #[cfg(target_arch = "aarch64")]
 impl BootInfo {
     /// The sharing API for this VM (asks the hypervisor for its granule).
-    pub fn sharer(
-        &self,
-    ) -> Result<sharing::MemSharer<conduit::SystemConduit>, sharing::ShareError> {
+    pub fn sharer(&self) -> Result<sharing::MemSharer<conduit::SystemConduit>, sharing::ShareError> {
         sharing::MemSharer::new(self.conduit, &self.hypervisor)
     }
 }

@@ -18,9 +18,7 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
             // SAFETY: both pointers are 16-byte aligned and valid for `blocks` bytes.
             unsafe { crate::arch::copy_blocks(dst, src, blocks) };
             // SAFETY: the rest, as the caller guarantees.
-            unsafe {
-                core::ptr::copy_nonoverlapping(src.add(blocks), dst.add(blocks), len - blocks)
-            };
+            unsafe { core::ptr::copy_nonoverlapping(src.add(blocks), dst.add(blocks), len - blocks) };
             return;
         }
     }
@@ -59,10 +57,7 @@ mod tests {
             let mut dst = vec![0xffu8; len + 8];
             unsafe { copy(dst.as_mut_ptr().add(3), src.as_ptr(), len) };
             assert_eq!(&dst[3..3 + len], &src[..]);
-            assert!(
-                dst[..3].iter().chain(&dst[3 + len..]).all(|&b| b == 0xff),
-                "nothing outside"
-            );
+            assert!(dst[..3].iter().chain(&dst[3 + len..]).all(|&b| b == 0xff), "nothing outside");
             unsafe { zero(dst.as_mut_ptr().add(3), len) };
             assert!(dst[3..3 + len].iter().all(|&b| b == 0));
         }

@@ -50,10 +50,7 @@ unsafe impl<T> Sync for BootCell<T> {}
 
 impl<T> BootCell<T> {
     const fn empty() -> Self {
-        Self(
-            UnsafeCell::new(MaybeUninit::uninit()),
-            AtomicBool::new(false),
-        )
+        Self(UnsafeCell::new(MaybeUninit::uninit()), AtomicBool::new(false))
     }
 
     fn set(&self, value: T) -> &T {
@@ -65,9 +62,7 @@ impl<T> BootCell<T> {
 
     fn get(&self) -> Option<&T> {
         // SAFETY: the flag is set only after the value was written.
-        self.1
-            .load(Ordering::Acquire)
-            .then(|| unsafe { (*self.0.get()).assume_init_ref() })
+        self.1.load(Ordering::Acquire).then(|| unsafe { (*self.0.get()).assume_init_ref() })
     }
 }
 
@@ -87,10 +82,17 @@ pub(crate) fn dma_pool() -> Option<&'static BouncePool> {
     if !hypervisor.is_protected() {
         return DMA_POOL.set(None).as_ref();
     }
-    // Every DMA buffer of every device comes from this one shared region.
-    let pool = MemSharer::new(conduit(), &hypervisor)
-        .map_err(PoolError::Share)
-        .and_then(|s| BouncePool::allocate(&s, DEFAULT_POOL_SIZE));
+    // Every DMA buffer of every device comes from this one shared region: the DT's
+    // `restricted-dma-pool` when it reserves one inside RAM, else one from the heap.
+    let dt = device_tree();
+    let reserved = dt.reserved_memory(abi::memory_map::BOUNCE_POOL_COMPATIBLE).filter(|&(base, size)| {
+        dt.memory.is_some_and(|(ram, len)| base >= ram && base.checked_add(size).is_some_and(|end| end <= ram + len))
+    });
+    let pool = MemSharer::new(conduit(), &hypervisor).map_err(PoolError::Share).and_then(|s| match reserved {
+        // SAFETY: the DT reserves this region of RAM for bounce buffers alone.
+        Some((base, size)) => unsafe { BouncePool::from_region(&s, base, size as usize) },
+        None => BouncePool::allocate(&s, DEFAULT_POOL_SIZE),
+    });
     match pool {
         Ok(pool) => DMA_POOL.set(Some(pool)).as_ref(),
         Err(e) => fatal(format_args!("cannot set up the bounce pool: {e}")),
@@ -163,16 +165,12 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
     };
     let conduit = *CONDUIT.set(dt.conduit.unwrap_or(SystemConduit::Hvc));
     let hypervisor = HypervisorInfo::discover(&conduit);
-    let guard = MMIO_GUARD
-        .set(MmioGuard::new(conduit, hypervisor.features()).unwrap_or_else(|_| fatal_silent()));
+    let guard = MMIO_GUARD.set(MmioGuard::new(conduit, hypervisor.features()).unwrap_or_else(|_| fatal_silent()));
     if guard.enroll().is_err() {
         fatal_silent();
     }
     if let Some(uart) = dt.uart {
-        let skip = dt
-            .bootargs
-            .split_ascii_whitespace()
-            .any(|w| w == SKIP_MMIO_GUARD_ARG);
+        let skip = dt.bootargs.split_ascii_whitespace().any(|w| w == SKIP_MMIO_GUARD_ARG);
         // The console's granule stays registered for the VM's whole life. If the
         // hypervisor refuses it, the guest runs without a console (`console::base()`
         // stays 0) rather than fault on its first byte.
@@ -184,13 +182,7 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
     crate::console::init_logger(log::LevelFilter::Info);
     DT.set(dt);
     HYPERVISOR.set(hypervisor);
-    let boot = BootInfo {
-        dt,
-        dt_error,
-        dt_ipa,
-        conduit,
-        hypervisor,
-    };
+    let boot = BootInfo { dt, dt_error, dt_ipa, conduit, hypervisor };
     // SAFETY: defined by the guest's `guest_lib::entry!`.
     unsafe { __pvmkit_guest_main(&boot) };
     power_off()
@@ -220,19 +212,8 @@ extern "C" fn pvmkit_guest_exception(frame: &mut Frame, kind: u64) {
         // SAFETY: 0 turns the console off.
         unsafe { crate::console::init(0) };
     }
-    let kind = ["synchronous", "IRQ", "FIQ", "SError"]
-        .get(kind as usize)
-        .copied()
-        .unwrap_or("unknown");
-    println!(
-        "[guest] {}",
-        ExceptionReport {
-            kind,
-            esr,
-            far,
-            elr
-        }
-    );
+    let kind = ["synchronous", "IRQ", "FIQ", "SError"].get(kind as usize).copied().unwrap_or("unknown");
+    println!("[guest] {}", ExceptionReport { kind, esr, far, elr });
     fatal_silent()
 }
 

@@ -63,17 +63,10 @@ impl fmt::Display for ShareError {
             Self::Refused { ipa, code } => {
                 write!(f, "hypervisor refused granule {ipa:#x} with {code}")
             }
-            Self::RollbackFailed {
-                ipa,
-                code,
-                rollback_ipa,
-            } => {
+            Self::RollbackFailed { ipa, code, rollback_ipa } => {
                 write!(f, "hypervisor refused granule {ipa:#x} with {code}, and undoing {rollback_ipa:#x} failed")
             }
-            Self::BadGranule(g) => write!(
-                f,
-                "hypervisor granule {g:#x} is not a power of two from 4 KiB to 64 KiB"
-            ),
+            Self::BadGranule(g) => write!(f, "hypervisor granule {g:#x} is not a power of two from 4 KiB to 64 KiB"),
             Self::BadProgress { ipa, done } => {
                 write!(f, "hypervisor said it did {done} granules at {ipa:#x}")
             }
@@ -117,21 +110,13 @@ impl<C: Conduit> MemSharer<C> {
     /// Asks MEMINFO for the granule when the hypervisor offers the memory services.
     pub fn new(conduit: C, info: &HypervisorInfo) -> Result<Self, ShareError> {
         if !info.is_protected() {
-            return Ok(Self {
-                conduit,
-                granule: None,
-                ranged: false,
-            });
+            return Ok(Self { conduit, granule: None, ranged: false });
         }
         let [granule, flags, ..] = conduit.call(kvm::HYP_MEMINFO, [0; 3]);
         if !granule.is_power_of_two() || !(4096..=65536).contains(&granule) {
             return Err(ShareError::BadGranule(granule));
         }
-        Ok(Self {
-            conduit,
-            granule: Some(granule),
-            ranged: flags & MEMINFO_HAS_RANGE != 0,
-        })
+        Ok(Self { conduit, granule: Some(granule), ranged: flags & MEMINFO_HAS_RANGE != 0 })
     }
 
     /// Whether this is a protected VM (sharing does something).
@@ -166,10 +151,7 @@ impl<C: Conduit> MemSharer<C> {
 
     fn apply(&self, dir: Direction, addr: u64, len: u64) -> Result<(), ShareError> {
         let granule = self.granule();
-        if !addr.is_multiple_of(granule)
-            || !len.is_multiple_of(granule)
-            || addr.checked_add(len).is_none()
-        {
+        if !addr.is_multiple_of(granule) || !len.is_multiple_of(granule) || addr.checked_add(len).is_none() {
             return Err(ShareError::Unaligned { addr, len });
         }
         if self.granule.is_none() {
@@ -192,11 +174,7 @@ impl<C: Conduit> MemSharer<C> {
                         ShareError::Refused { ipa, code } => (ipa, code),
                         _ => (addr + done * granule, smccc::INVALID_PARAMETER),
                     };
-                    return Err(ShareError::RollbackFailed {
-                        ipa,
-                        code,
-                        rollback_ipa: addr + undone * granule,
-                    });
+                    return Err(ShareError::RollbackFailed { ipa, code, rollback_ipa: addr + undone * granule });
                 }
                 Err(error)
             }

@@ -30,9 +30,7 @@ pub struct Phase {
 
 /// The counter frequency the guest reported, if any.
 pub fn parse_frequency(lines: &[String]) -> Option<u64> {
-    lines
-        .iter()
-        .find_map(|l| l.trim().strip_prefix("bench frequency=")?.parse().ok())
+    lines.iter().find_map(|l| l.trim().strip_prefix("bench frequency=")?.parse().ok())
 }
 
 /// Parses one `bench op=… size=…` line.
@@ -82,9 +80,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn spread(v: &[f64]) -> f64 {
     let m = median(v.to_vec());
-    let (lo, hi) = v
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
     if m == 0.0 || v.is_empty() {
         0.0
     } else {
@@ -110,54 +106,44 @@ pub fn table(protected: &[Vec<Phase>], unprotected: &[Vec<Phase>], frequency: u6
         "copied/byte",
         "data copies"
     );
-    let keys: Vec<(String, u64)> = protected
-        .first()
-        .map(|r| r.iter().map(|p| (p.op.clone(), p.size)).collect())
-        .unwrap_or_default();
+    let keys: Vec<(String, u64)> =
+        protected.first().map(|r| r.iter().map(|p| (p.op.clone(), p.size)).collect()).unwrap_or_default();
     for (op, size) in keys {
         let pick = |runs: &[Vec<Phase>]| -> Vec<Phase> {
-            runs.iter()
-                .filter_map(|r| r.iter().find(|p| p.op == op && p.size == size).cloned())
-                .collect()
+            runs.iter().filter_map(|r| r.iter().find(|p| p.op == op && p.size == size).cloned()).collect()
         };
         let (p, u) = (pick(protected), pick(unprotected));
-        let (pt, ut): (Vec<f64>, Vec<f64>) = (
-            p.iter().map(|x| mib_per_s(x, frequency)).collect(),
-            u.iter().map(|x| mib_per_s(x, frequency)).collect(),
-        );
+        let (pt, ut): (Vec<f64>, Vec<f64>) =
+            (p.iter().map(|x| mib_per_s(x, frequency)).collect(), u.iter().map(|x| mib_per_s(x, frequency)).collect());
         let per_req = |v: &[Phase], f: &dyn Fn(&Phase) -> Option<u64>| {
-            median(
-                v.iter()
-                    .filter_map(|x| Some(f(x)? as f64 / x.requests.max(1) as f64))
-                    .collect(),
-            )
+            median(v.iter().filter_map(|x| Some(f(x)? as f64 / x.requests.max(1) as f64)).collect())
         };
         let hcalls = per_req(&p, &|x| Some(x.hypercalls));
         let exits_p = per_req(&p, &|x| x.exits);
         let exits_u = per_req(&u, &|x| x.exits);
-        let copied = median(
-            p.iter()
-                .map(|x| x.bounced as f64 / x.bytes.max(1) as f64)
-                .collect(),
-        );
+        let copied = median(p.iter().map(|x| x.bounced as f64 / x.bytes.max(1) as f64).collect());
         // The same without each request's 16-byte header and 1-byte status.
         let data = median(
             p.iter()
-                .map(|x| {
-                    x.bounced.saturating_sub(BLK_REQUEST_OVERHEAD * x.requests) as f64
-                        / x.bytes.max(1) as f64
-                })
+                .map(|x| x.bounced.saturating_sub(BLK_REQUEST_OVERHEAD * x.requests) as f64 / x.bytes.max(1) as f64)
                 .collect(),
         );
-        let ratio = if median(ut.clone()) > 0.0 {
-            median(pt.clone()) / median(ut.clone())
-        } else {
-            0.0
-        };
+        let ratio = if median(ut.clone()) > 0.0 { median(pt.clone()) / median(ut.clone()) } else { 0.0 };
         let _ = writeln!(
             out,
             "{:<6} {:>6}  {:>8.1} ±{:>3.0}% {:>8.1} ±{:>3.0}% {:>6.3}  {:>10.2} {:>12.1} {:>12.1}  {:>12.4} {:>12.4}",
-            op, size, median(pt.clone()), spread(&pt) / 2.0, median(ut.clone()), spread(&ut) / 2.0, ratio, hcalls, exits_p, exits_u, copied, data
+            op,
+            size,
+            median(pt.clone()),
+            spread(&pt) / 2.0,
+            median(ut.clone()),
+            spread(&ut) / 2.0,
+            ratio,
+            hcalls,
+            exits_p,
+            exits_u,
+            copied,
+            data
         );
     }
     out
@@ -182,7 +168,8 @@ mod tests {
 
     #[test]
     fn parses_the_guest_lines() {
-        let line = "bench op=write size=4096 requests=1024 bytes=4194304 ticks=625000 hypercalls=0 bounced=4211712 exits=3072";
+        let line =
+            "bench op=write size=4096 requests=1024 bytes=4194304 ticks=625000 hypercalls=0 bounced=4211712 exits=3072";
         assert_eq!(
             parse_phase(line),
             Some(Phase {
@@ -196,13 +183,15 @@ mod tests {
                 exits: Some(3072)
             })
         );
-        assert_eq!(parse_phase("bench op=read size=4096 requests=1 bytes=1 ticks=1 hypercalls=0 bounced=0 exits=n/a").unwrap().exits, None);
+        assert_eq!(
+            parse_phase("bench op=read size=4096 requests=1 bytes=1 ticks=1 hypercalls=0 bounced=0 exits=n/a")
+                .unwrap()
+                .exits,
+            None
+        );
         assert_eq!(parse_phase("bench op=read size=x"), None);
         assert_eq!(parse_phase("test bench ... ok"), None);
-        assert_eq!(
-            parse_frequency(&["bench frequency=62500000".to_string()]),
-            Some(62_500_000)
-        );
+        assert_eq!(parse_frequency(&["bench frequency=62500000".to_string()]), Some(62_500_000));
     }
 
     #[test]
@@ -214,10 +203,7 @@ mod tests {
         let t = table(&p, &u, 1_000_000);
         let row = t.lines().nth(1).unwrap();
         assert!(row.contains("0.500"), "{t}");
-        assert!(
-            row.contains("3.0") && row.contains("2.0"),
-            "exits per request: {t}"
-        );
+        assert!(row.contains("3.0") && row.contains("2.0"), "exits per request: {t}");
         assert!(row.contains("1.0003"), "copied per byte: {t}");
         assert!(row.ends_with("1.0000"), "data copies per data byte: {t}");
     }

@@ -18,9 +18,8 @@ pub const DISK_SIZE: u64 = 8 << 20;
 /// What `pvmkit` sends the guest on the virtio console.
 pub const CONSOLE_TO_GUEST: &[u8] = b"pvmkit says hello\n";
 /// The transports the guest is given: block (last), entropy, console (serial bus).
-pub const VIRTIO_SLOTS: u32 = (1 << (VIRTIO_MMIO_SLOTS - 1))
-    | (1 << (VIRTIO_MMIO_SLOTS - 2))
-    | (1 << (VIRTIO_MMIO_SLOTS - 3));
+pub const VIRTIO_SLOTS: u32 =
+    (1 << (VIRTIO_MMIO_SLOTS - 1)) | (1 << (VIRTIO_MMIO_SLOTS - 2)) | (1 << (VIRTIO_MMIO_SLOTS - 3));
 
 const O_NONBLOCK: i32 = 0o4000;
 
@@ -41,19 +40,14 @@ impl Devices {
             None => dir.join("disk.img"),
         };
         if !disk.exists() {
-            let file =
-                File::create(&disk).map_err(|e| format!("creating {}: {e}", disk.display()))?;
-            file.set_len(DISK_SIZE)
-                .map_err(|e| format!("sizing {}: {e}", disk.display()))?;
+            let file = File::create(&disk).map_err(|e| format!("creating {}: {e}", disk.display()))?;
+            file.set_len(DISK_SIZE).map_err(|e| format!("sizing {}: {e}", disk.display()))?;
         }
         let fifo = dir.join("virtio-console");
         let open = |suffix: &str| -> Result<File, String> {
             let path = fifo.with_extension(suffix);
             if !path.exists() {
-                let ok = Command::new("mkfifo")
-                    .arg(&path)
-                    .status()
-                    .is_ok_and(|s| s.success());
+                let ok = Command::new("mkfifo").arg(&path).status().is_ok_and(|s| s.success());
                 if !ok {
                     return Err(format!("mkfifo {} failed", path.display()));
                 }
@@ -69,15 +63,8 @@ impl Devices {
         };
         let mut console_in = open("in")?;
         let console_out = open("out")?;
-        console_in
-            .write_all(CONSOLE_TO_GUEST)
-            .map_err(|e| format!("writing the console FIFO: {e}"))?;
-        Ok(Self {
-            disk,
-            fifo,
-            console_out,
-            _console_in: console_in,
-        })
+        console_in.write_all(CONSOLE_TO_GUEST).map_err(|e| format!("writing the console FIFO: {e}"))?;
+        Ok(Self { disk, fifo, console_out, _console_in: console_in })
     }
 
     /// QEMU arguments for the devices, in slot order.
@@ -128,32 +115,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pvmkit-devices-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut devices = Devices::create(&dir, None).unwrap();
-        assert_eq!(
-            std::fs::metadata(dir.join("disk.img")).unwrap().len(),
-            DISK_SIZE
-        );
+        assert_eq!(std::fs::metadata(dir.join("disk.img")).unwrap().len(), DISK_SIZE);
         let args = devices.qemu_args().join(" ");
-        assert!(
-            args.contains("virtio-blk-device") && args.contains("virtconsole,chardev=vcon0"),
-            "{args}"
-        );
-        assert!(
-            args.find("virtio-blk-device") < args.find("virtio-rng-device"),
-            "block takes the last slot"
-        );
+        assert!(args.contains("virtio-blk-device") && args.contains("virtconsole,chardev=vcon0"), "{args}");
+        assert!(args.find("virtio-blk-device") < args.find("virtio-rng-device"), "block takes the last slot");
         // The FIFO carries the guest's bytes back to us.
-        let mut out = OpenOptions::new()
-            .write(true)
-            .open(dir.join("virtio-console.out"))
-            .unwrap();
+        let mut out = OpenOptions::new().write(true).open(dir.join("virtio-console.out")).unwrap();
         out.write_all(b"from the guest").unwrap();
         assert_eq!(devices.console_output(), b"from the guest");
         // The host's message waits in the input FIFO.
-        let mut input = OpenOptions::new()
-            .read(true)
-            .custom_flags(O_NONBLOCK)
-            .open(dir.join("virtio-console.in"))
-            .unwrap();
+        let mut input =
+            OpenOptions::new().read(true).custom_flags(O_NONBLOCK).open(dir.join("virtio-console.in")).unwrap();
         let mut buf = [0u8; 64];
         let n = input.read(&mut buf).unwrap();
         assert_eq!(&buf[..n], CONSOLE_TO_GUEST);

@@ -29,16 +29,7 @@ fn cargo_build(ws: &Workspace, package: &str, target: &str) -> Result<PathBuf, S
     let target_dir = ws.firmware_target_dir();
     let status = Command::new(&cargo)
         .current_dir(&ws.root)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            package,
-            "--target",
-            target,
-            "--target-dir",
-        ])
+        .args(["build", "--release", "--quiet", "-p", package, "--target", target, "--target-dir"])
         .arg(&target_dir)
         // Settings of an outer cargo (e.g. `cargo test`) must not leak into firmware.
         .env_remove("RUSTFLAGS")
@@ -57,18 +48,12 @@ pub fn build_all(ws: &Workspace) -> Result<Firmware, String> {
     let hyp_elf = cargo_build(ws, "hyp", HYP_TARGET)?;
     let test_guest_elf = cargo_build(ws, "test-guest", GUEST_TARGET)?;
     let pvmfw_elf = cargo_build(ws, "pvmfw", GUEST_TARGET)?;
-    let image =
-        FlatImage::from_elf(&read(&hyp_elf)?).map_err(|e| format!("{}: {e}", hyp_elf.display()))?;
+    let image = FlatImage::from_elf(&read(&hyp_elf)?).map_err(|e| format!("{}: {e}", hyp_elf.display()))?;
     let out = ws.out_dir();
     std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
     let hyp_image = out.join("hyp.bin");
-    std::fs::write(&hyp_image, &image.bytes)
-        .map_err(|e| format!("writing {}: {e}", hyp_image.display()))?;
-    Ok(Firmware {
-        hyp_image,
-        test_guest_elf,
-        pvmfw_elf,
-    })
+    std::fs::write(&hyp_image, &image.bytes).map_err(|e| format!("writing {}: {e}", hyp_image.display()))?;
+    Ok(Firmware { hyp_image, test_guest_elf, pvmfw_elf })
 }
 
 /// Reads a file with its name in the error.
@@ -101,11 +86,7 @@ impl FlatImage {
             return Err(format!("not an AArch64 ELF ({:?})", file.architecture()));
         }
         let segments: Vec<_> = file.segments().filter(|s| s.size() > 0).collect();
-        let start = segments
-            .iter()
-            .map(|s| s.address())
-            .min()
-            .ok_or("no loadable segments")?;
+        let start = segments.iter().map(|s| s.address()).min().ok_or("no loadable segments")?;
         let mut end_file = start;
         let mut end_mem = start;
         for s in &segments {
@@ -117,19 +98,11 @@ impl FlatImage {
         for section in file.sections() {
             let allocated = matches!(section.flags(), SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_ALLOC) != 0);
             if allocated && section.size() > 0 {
-                end_mem = end_mem.max(
-                    section
-                        .address()
-                        .checked_add(section.size())
-                        .ok_or("section wraps")?,
-                );
+                end_mem = end_mem.max(section.address().checked_add(section.size()).ok_or("section wraps")?);
             }
         }
         if end_mem - start > MAX_IMAGE {
-            return Err(format!(
-                "image spans {:#x} bytes, more than {MAX_IMAGE:#x}",
-                end_mem - start
-            ));
+            return Err(format!("image spans {:#x} bytes, more than {MAX_IMAGE:#x}", end_mem - start));
         }
         let mut bytes = vec![0u8; (end_file - start) as usize];
         for s in &segments {
@@ -139,16 +112,9 @@ impl FlatImage {
         }
         let entry = file.entry();
         if entry < start || entry >= end_file {
-            return Err(format!(
-                "entry point {entry:#x} is outside the image {start:#x}..{end_file:#x}"
-            ));
+            return Err(format!("entry point {entry:#x} is outside the image {start:#x}..{end_file:#x}"));
         }
-        Ok(Self {
-            load_address: start,
-            bytes,
-            mem_size: end_mem - start,
-            entry,
-        })
+        Ok(Self { load_address: start, bytes, mem_size: end_mem - start, entry })
     }
 }
 
@@ -156,18 +122,10 @@ impl FlatImage {
 pub fn pvmfw_image(elf: &[u8], config: &[u8]) -> Result<FlatImage, String> {
     let mut image = FlatImage::from_elf(elf)?;
     let file = object::File::parse(elf).map_err(|e| format!("pvmfw: {e}"))?;
-    let symbol = file
-        .symbols()
-        .find(|s| s.name() == Ok("__pvmfw_config"))
-        .ok_or("pvmfw has no __pvmfw_config symbol")?;
-    let at = symbol
-        .address()
-        .checked_sub(image.load_address)
-        .ok_or("__pvmfw_config lies before the image")? as usize;
-    let slot = image
-        .bytes
-        .get_mut(at..at + config.len())
-        .ok_or("__pvmfw_config lies outside the image's bytes")?;
+    let symbol =
+        file.symbols().find(|s| s.name() == Ok("__pvmfw_config")).ok_or("pvmfw has no __pvmfw_config symbol")?;
+    let at = symbol.address().checked_sub(image.load_address).ok_or("__pvmfw_config lies before the image")? as usize;
+    let slot = image.bytes.get_mut(at..at + config.len()).ok_or("__pvmfw_config lies outside the image's bytes")?;
     slot.copy_from_slice(config);
     Ok(image)
 }
@@ -233,22 +191,13 @@ mod tests {
         assert_eq!(&image.bytes[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert!(image.bytes[8..0x1000].iter().all(|&b| b == 0));
         assert_eq!(&image.bytes[0x1000..], &[9, 9, 9, 9]);
-        assert_eq!(
-            image.mem_size, 0x5000,
-            "the NOBITS section ends the footprint"
-        );
+        assert_eq!(image.mem_size, 0x5000, "the NOBITS section ends the footprint");
     }
 
     #[test]
     fn refuses_what_it_cannot_load() {
-        assert!(FlatImage::from_elf(b"not an elf")
-            .unwrap_err()
-            .contains("not an ELF"));
-        assert!(FlatImage::from_elf(&elf(0x8020_0004, 62))
-            .unwrap_err()
-            .contains("not an AArch64"));
-        assert!(FlatImage::from_elf(&elf(0x9000_0000, 183))
-            .unwrap_err()
-            .contains("entry point"));
+        assert!(FlatImage::from_elf(b"not an elf").unwrap_err().contains("not an ELF"));
+        assert!(FlatImage::from_elf(&elf(0x8020_0004, 62)).unwrap_err().contains("not an AArch64"));
+        assert!(FlatImage::from_elf(&elf(0x9000_0000, 183)).unwrap_err().contains("entry point"));
     }
 }

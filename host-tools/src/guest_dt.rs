@@ -1,7 +1,9 @@
 //! The guest's device tree, written by `pvmkit` as the host VMM would: memory, the
 //! console, `/psci` with the HVC conduit, and the command line.
 
-use abi::memory_map::{virtio_mmio_slot, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE};
+use abi::memory_map::{
+    virtio_mmio_slot, BOUNCE_POOL_BASE, BOUNCE_POOL_COMPATIBLE, BOUNCE_POOL_SIZE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
+};
 use vm_fdt::FdtWriter;
 
 /// QEMU `virt`'s PL011, which hyp exposes to the guest at the same address.
@@ -42,6 +44,18 @@ fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     w.property_string("stdout-path", &format!("/pl011@{PL011_BASE:x}"))?;
     w.end_node(chosen)?;
 
+    // The bounce pool, as crosvm reserves one for pVMs: not `no-map`, guest RAM the
+    // guest shares with the host for its device buffers.
+    let reserved = w.begin_node("reserved-memory")?;
+    w.property_u32("#address-cells", 2)?;
+    w.property_u32("#size-cells", 2)?;
+    w.property_null("ranges")?;
+    let pool = w.begin_node(&format!("restricted_dma_reserved@{BOUNCE_POOL_BASE:x}"))?;
+    w.property_string("compatible", BOUNCE_POOL_COMPATIBLE)?;
+    w.property_array_u64("reg", &[BOUNCE_POOL_BASE, BOUNCE_POOL_SIZE])?;
+    w.end_node(pool)?;
+    w.end_node(reserved)?;
+
     if let Some((address, size)) = config.signed_payload {
         let node = w.begin_node("config")?;
         w.property_u64("kernel-address", address)?;
@@ -66,18 +80,12 @@ fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     w.end_node(cpus)?;
 
     let psci = w.begin_node("psci")?;
-    w.property_string_list(
-        "compatible",
-        vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()],
-    )?;
+    w.property_string_list("compatible", vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()])?;
     w.property_string("method", "hvc")?;
     w.end_node(psci)?;
 
     let uart = w.begin_node(&format!("pl011@{PL011_BASE:x}"))?;
-    w.property_string_list(
-        "compatible",
-        vec!["arm,pl011".into(), "arm,primecell".into()],
-    )?;
+    w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()])?;
     w.property_array_u64("reg", &[PL011_BASE, PL011_SIZE])?;
     w.end_node(uart)?;
 
@@ -119,6 +127,7 @@ mod tests {
             "/pl011@9000000",
             "virtio_mmio@a003e00",
             "kernel-address",
+            "restricted-dma-pool",
             "virtio,mmio",
         ] {
             assert!(text.contains(needle), "missing {needle}");

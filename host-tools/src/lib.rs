@@ -52,24 +52,16 @@ impl Mode {
             ("protected", _) => Ok(Mode::Hyp(VmMode::Protected(abi_form))),
             ("unprotected", None) => Ok(Mode::Hyp(VmMode::Unprotected)),
             ("bare", None) => Ok(Mode::Bare),
-            ("unprotected" | "bare", Some(_)) => Err(format!(
-                "--abi applies only to --mode protected, not {mode}"
-            )),
-            (other, _) => Err(format!(
-                "unknown --mode '{other}' (protected, unprotected or bare)"
-            )),
+            ("unprotected" | "bare", Some(_)) => Err(format!("--abi applies only to --mode protected, not {mode}")),
+            (other, _) => Err(format!("unknown --mode '{other}' (protected, unprotected or bare)")),
         }
     }
 
     /// The `pvmkit.*` words test-guest reads from its command line.
     pub fn guest_args(self) -> &'static str {
         match self {
-            Mode::Hyp(VmMode::Protected(AbiForm::Android)) => {
-                "pvmkit.mode=protected pvmkit.abi=android"
-            }
-            Mode::Hyp(VmMode::Protected(AbiForm::Upstream)) => {
-                "pvmkit.mode=protected pvmkit.abi=upstream"
-            }
+            Mode::Hyp(VmMode::Protected(AbiForm::Android)) => "pvmkit.mode=protected pvmkit.abi=android",
+            Mode::Hyp(VmMode::Protected(AbiForm::Upstream)) => "pvmkit.mode=protected pvmkit.abi=upstream",
             Mode::Hyp(VmMode::Unprotected) => "pvmkit.mode=unprotected",
             Mode::Bare => "pvmkit.mode=bare",
         }
@@ -96,9 +88,7 @@ impl Workspace {
     /// The workspace this `pvmkit` was built from.
     pub fn locate() -> Self {
         let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        Self {
-            root: here.parent().map(PathBuf::from).unwrap_or(here),
-        }
+        Self { root: here.parent().map(PathBuf::from).unwrap_or(here) }
     }
 
     /// Firmware builds go to their own target directory, so that a `pvmkit` started by
@@ -123,14 +113,8 @@ mod tests {
         assert_eq!(Mode::parse("protected", Some("upstream")), Ok(Mode::ALL[1]));
         assert_eq!(Mode::parse("unprotected", None), Ok(Mode::ALL[2]));
         assert_eq!(Mode::parse("bare", None), Ok(Mode::Bare));
-        assert!(Mode::parse("bare", Some("android"))
-            .unwrap_err()
-            .contains("only to --mode protected"));
-        assert!(Mode::parse("fast", None)
-            .unwrap_err()
-            .contains("unknown --mode"));
-        assert!(Mode::parse("protected", Some("x"))
-            .unwrap_err()
-            .contains("unknown --abi"));
+        assert!(Mode::parse("bare", Some("android")).unwrap_err().contains("only to --mode protected"));
+        assert!(Mode::parse("fast", None).unwrap_err().contains("unknown --mode"));
+        assert!(Mode::parse("protected", Some("x")).unwrap_err().contains("unknown --abi"));
     }
 }

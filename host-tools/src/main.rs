@@ -13,11 +13,7 @@ use host_tools::verdict::Verdict;
 use host_tools::{Mode, Workspace};
 
 #[derive(Parser)]
-#[command(
-    name = "pvmkit",
-    version,
-    about = "Build, run and judge pvmkit guests under hyp in QEMU"
-)]
+#[command(name = "pvmkit", version, about = "Build, run and judge pvmkit guests under hyp in QEMU")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -173,28 +169,17 @@ fn run(cli: Cli) -> Result<bool, String> {
             }
             let fw = firmware::build_all(&ws)?;
             let bytes = qemu::make_bundle(&ws, &fw, &run_config(&fw, mode, &run, false))?;
-            std::fs::write(&output, &bytes)
-                .map_err(|e| format!("writing {}: {e}", output.display()))?;
+            std::fs::write(&output, &bytes).map_err(|e| format!("writing {}: {e}", output.display()))?;
             println!("bundle: {} ({} bytes)", output.display(), bytes.len());
             Ok(true)
         }
         Command::Keygen { key } => {
             let public = host_tools::signing::keygen(&key)?;
             let hex: String = public.iter().map(|b| format!("{b:02x}")).collect();
-            println!(
-                "key: {} (public: {}, {hex})",
-                key.display(),
-                host_tools::signing::public_path(&key).display()
-            );
+            println!("key: {} (public: {}, {hex})", key.display(), host_tools::signing::public_path(&key).display());
             Ok(true)
         }
-        Command::Sign {
-            payload,
-            key,
-            output,
-            mem_size,
-            pad,
-        } => {
+        Command::Sign { payload, key, output, mem_size, pad } => {
             let key = match key {
                 Some(key) => key,
                 None => host_tools::signing::dev_key(&ws)?,
@@ -202,22 +187,12 @@ fn run(cli: Cli) -> Result<bool, String> {
             let mut image = firmware::FlatImage::from_elf(&firmware::read(&payload)?)?;
             image.bytes.resize(image.bytes.len() + pad, 0);
             image.mem_size = image.mem_size.max(image.bytes.len() as u64);
-            let blob =
-                host_tools::signing::sign(&image, &host_tools::signing::load_key(&key)?, mem_size);
-            std::fs::write(&output, &blob)
-                .map_err(|e| format!("writing {}: {e}", output.display()))?;
-            println!(
-                "signed payload: {} ({} bytes, key {})",
-                output.display(),
-                blob.len(),
-                key.display()
-            );
+            let blob = host_tools::signing::sign(&image, &host_tools::signing::load_key(&key)?, mem_size);
+            std::fs::write(&output, &blob).map_err(|e| format!("writing {}: {e}", output.display()))?;
+            println!("signed payload: {} ({} bytes, key {})", output.display(), blob.len(), key.display());
             Ok(true)
         }
-        Command::Pvmfw {
-            trusted_key,
-            output,
-        } => {
+        Command::Pvmfw { trusted_key, output } => {
             let fw = firmware::build_all(&ws)?;
             let key = match trusted_key {
                 Some(path) => host_tools::signing::load_public(&path)?,
@@ -225,18 +200,9 @@ fn run(cli: Cli) -> Result<bool, String> {
                     &host_tools::signing::dev_key(&ws)?,
                 ))?,
             };
-            let image = firmware::pvmfw_image(
-                &firmware::read(&fw.pvmfw_elf)?,
-                &abi::pvmfw::config_block(&key),
-            )?;
-            std::fs::write(&output, &image.bytes)
-                .map_err(|e| format!("writing {}: {e}", output.display()))?;
-            println!(
-                "pvmfw: {} ({} bytes, loads at {:#x})",
-                output.display(),
-                image.bytes.len(),
-                image.load_address
-            );
+            let image = firmware::pvmfw_image(&firmware::read(&fw.pvmfw_elf)?, &abi::pvmfw::config_block(&key))?;
+            std::fs::write(&output, &image.bytes).map_err(|e| format!("writing {}: {e}", output.display()))?;
+            println!("pvmfw: {} ({} bytes, loads at {:#x})", output.display(), image.bytes.len(), image.load_address);
             Ok(true)
         }
         Command::Bench { runs, timeout } => {
@@ -279,10 +245,7 @@ fn run(cli: Cli) -> Result<bool, String> {
 fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfig {
     RunConfig {
         mode,
-        payload: args
-            .payload
-            .clone()
-            .unwrap_or_else(|| fw.test_guest_elf.clone()),
+        payload: args.payload.clone().unwrap_or_else(|| fw.test_guest_elf.clone()),
         bundle: args.bundle.clone(),
         scenario: args.scenario.clone(),
         guest_args: args.guest_args.clone(),
@@ -298,23 +261,14 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
     }
 }
 
-fn run_one(
-    ws: &Workspace,
-    fw: &Firmware,
-    mode: Mode,
-    args: &RunArgs,
-    echo: bool,
-) -> Result<Verdict, String> {
+fn run_one(ws: &Workspace, fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> Result<Verdict, String> {
     qemu::run(ws, fw, &run_config(fw, mode, args, echo))
 }
 
 fn bench(ws: &Workspace, fw: &Firmware, runs: usize, timeout: u64) -> Result<bool, String> {
     use abi::hyp_options::{AbiForm, VmMode};
     use host_tools::bench;
-    let modes = [
-        Mode::Hyp(VmMode::Protected(AbiForm::Android)),
-        Mode::Hyp(VmMode::Unprotected),
-    ];
+    let modes = [Mode::Hyp(VmMode::Protected(AbiForm::Android)), Mode::Hyp(VmMode::Unprotected)];
     let mut results: Vec<Vec<Vec<bench::Phase>>> = vec![Vec::new(), Vec::new()];
     let mut frequency = None;
     for run in 0..runs {
@@ -342,19 +296,15 @@ fn bench(ws: &Workspace, fw: &Firmware, runs: usize, timeout: u64) -> Result<boo
             }
             frequency = frequency.or(bench::parse_frequency(&output.lines));
             let phases = bench::parse_run(&output.lines);
-            eprintln!(
-                "pvmkit: bench run {}/{runs}, {mode}: {} phases",
-                run + 1,
-                phases.len()
-            );
+            eprintln!("pvmkit: bench run {}/{runs}, {mode}: {} phases", run + 1, phases.len());
             results[i].push(phases);
         }
     }
     let frequency = frequency.ok_or("the bench guest printed no counter frequency")?;
+    println!("virtio-blk, 4 MiB sequential per phase, {runs} runs per mode, -icount shift=0,sleep=off");
     println!(
-        "virtio-blk, 4 MiB sequential per phase, {runs} runs per mode, -icount shift=0,sleep=off"
+        "throughput: MiB per second of guest time (median ± half the max-min spread); ratio = protected / unprotected"
     );
-    println!("throughput: MiB per second of guest time (median ± half the max-min spread); ratio = protected / unprotected");
     print!("{}", bench::table(&results[0], &results[1], frequency));
     Ok(true)
 }

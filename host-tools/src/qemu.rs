@@ -25,19 +25,11 @@ pub const MACHINE: &str = "virt-7.2";
 pub const CPU: &str = "cortex-a72";
 
 fn qemu_works() -> bool {
-    Command::new(QEMU)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    Command::new(QEMU).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Makes sure QEMU is there: as root on Debian/Ubuntu it installs the package itself
@@ -48,23 +40,17 @@ pub fn ensure_installed() -> Result<(), String> {
     }
     let apt = Path::new("/usr/bin/apt-get").exists();
     if !(apt && is_root()) {
-        return Err(format!("{QEMU} not found: install the package {QEMU_PACKAGE} (Debian/Ubuntu: apt-get install {QEMU_PACKAGE})"));
+        return Err(format!(
+            "{QEMU} not found: install the package {QEMU_PACKAGE} (Debian/Ubuntu: apt-get install {QEMU_PACKAGE})"
+        ));
     }
     eprintln!("pvmkit: {QEMU} not found; installing {QEMU_PACKAGE} with apt-get");
-    let ok = Command::new("apt-get")
-        .arg("update")
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new("apt-get")
-            .args(["install", "-y", QEMU_PACKAGE])
-            .status()
-            .is_ok_and(|s| s.success());
+    let ok = Command::new("apt-get").arg("update").status().is_ok_and(|s| s.success())
+        && Command::new("apt-get").args(["install", "-y", QEMU_PACKAGE]).status().is_ok_and(|s| s.success());
     if ok && qemu_works() {
         Ok(())
     } else {
-        Err(format!(
-            "installing {QEMU_PACKAGE} failed; install it by hand"
-        ))
+        Err(format!("installing {QEMU_PACKAGE} failed; install it by hand"))
     }
 }
 
@@ -105,10 +91,7 @@ impl RunConfig {
     /// The guest's command line (`/chosen/bootargs`): the mode, the scenario and any
     /// extra words.
     pub fn guest_cmdline(&self) -> String {
-        let mut words = vec![
-            self.mode.guest_args().to_string(),
-            format!("pvmkit.scenario={}", self.scenario),
-        ];
+        let mut words = vec![self.mode.guest_args().to_string(), format!("pvmkit.scenario={}", self.scenario)];
         words.extend(self.guest_args.iter().cloned());
         words.join(" ")
     }
@@ -139,16 +122,14 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices)
         Mode::Hyp(_) => format!("{MACHINE},virtualization=on,gic-version=3"),
         Mode::Bare => format!("{MACHINE},gic-version=3"),
     };
-    cmd.args(["-M", &machine, "-cpu", CPU, "-smp", "1", "-m"])
-        .arg(format!("{}M", QEMU_RAM_SIZE >> 20))
-        .args([
-            "-display",
-            "none",
-            "-nodefaults",
-            "-serial",
-            "stdio",
-            "-no-reboot",
-        ]);
+    cmd.args(["-M", &machine, "-cpu", CPU, "-smp", "1", "-m"]).arg(format!("{}M", QEMU_RAM_SIZE >> 20)).args([
+        "-display",
+        "none",
+        "-nodefaults",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+    ]);
     match config.mode {
         Mode::Hyp(vm) => {
             cmd.arg("-kernel")
@@ -156,18 +137,12 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices)
                 .arg("-initrd")
                 .arg(dir.join("bundle.bin"))
                 .arg("-append")
-                .arg(if config.hyp_stats {
-                    format!("{} stats=on", vm.as_args())
-                } else {
-                    vm.as_args().to_string()
-                });
+                .arg(if config.hyp_stats { format!("{} stats=on", vm.as_args()) } else { vm.as_args().to_string() });
         }
         Mode::Bare => {
             // QEMU boots the ELF at EL1 with its own DTB at RAM base; the guest's
             // command line reaches it as that DTB's /chosen/bootargs.
-            cmd.arg("-kernel")
-                .arg(&config.payload)
-                .args(["-append", &config.guest_cmdline()]);
+            cmd.arg("-kernel").arg(&config.payload).args(["-append", &config.guest_cmdline()]);
         }
     }
     cmd.args(devices.qemu_args());
@@ -196,14 +171,8 @@ pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
         Some(path) => signing::load_public(path)?,
         None => signing::load_public(&signing::public_path(&dev_key))?,
     };
-    let pvmfw = firmware::pvmfw_image(
-        &firmware::read(&fw.pvmfw_elf)?,
-        &abi::pvmfw::config_block(&trusted),
-    )?;
-    let dt = host_dt(
-        config,
-        Some((abi::pvmfw::SIGNED_PAYLOAD_STAGING, signed.len() as u64)),
-    )?;
+    let pvmfw = firmware::pvmfw_image(&firmware::read(&fw.pvmfw_elf)?, &abi::pvmfw::config_block(&trusted))?;
+    let dt = host_dt(config, Some((abi::pvmfw::SIGNED_PAYLOAD_STAGING, signed.len() as u64)))?;
     pack::pack_with_pvmfw(&pvmfw, &signing::vm_secret(ws)?, &signed, &dt, VIRTIO_SLOTS)
 }
 
@@ -226,11 +195,7 @@ pub fn run(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Verdict,
 }
 
 /// Like [`run`], also returning the console lines.
-pub fn run_collect(
-    ws: &Workspace,
-    fw: &Firmware,
-    config: &RunConfig,
-) -> Result<(Verdict, RunOutput), String> {
+pub fn run_collect(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<(Verdict, RunOutput), String> {
     let dir = run_dir(ws, config.mode)?;
     match (config.mode, &config.bundle) {
         (Mode::Hyp(_), Some(given)) => write(&dir.join("bundle.bin"), &firmware::read(given)?)?,
@@ -248,10 +213,7 @@ pub fn run_collect(
     let from_guest = devices.console_output();
     std::fs::write(dir.join("virtio-console.received"), &from_guest).ok();
     if config.echo {
-        println!(
-            "pvmkit: virtio-console received {:?}",
-            String::from_utf8_lossy(&from_guest)
-        );
+        println!("pvmkit: virtio-console received {:?}", String::from_utf8_lossy(&from_guest));
     }
     let expect = match config.mode {
         Mode::Hyp(_) => Expect::Hyp,
@@ -281,9 +243,7 @@ pub fn execute(cmd: &mut Command, timeout: Duration, echo: bool) -> Result<RunOu
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).split(b'\n') {
             let Ok(line) = line else { break };
-            let text = String::from_utf8_lossy(&line)
-                .trim_end_matches('\r')
-                .to_string();
+            let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
             if tx.send(text).is_err() {
                 break;
             }
@@ -314,21 +274,11 @@ pub fn execute(cmd: &mut Command, timeout: Duration, echo: bool) -> Result<RunOu
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
     }
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for {QEMU}: {e}"))?;
+    let status = child.wait().map_err(|e| format!("waiting for {QEMU}: {e}"))?;
     let _ = reader.join();
     output.lines.extend(rx.try_iter());
     let errors = err_reader.join().unwrap_or_default();
-    output.stderr = errors
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(String::from)
-        .collect();
-    output.exit_code = if output.timed_out {
-        None
-    } else {
-        status.code()
-    };
+    output.stderr = errors.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
+    output.exit_code = if output.timed_out { None } else { status.code() };
     Ok(output)
 }

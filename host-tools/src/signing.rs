@@ -57,18 +57,15 @@ pub fn keygen(path: &Path) -> Result<[u8; 32], String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
-    std::fs::write(path, hex(&key.to_bytes()) + "\n")
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    std::fs::write(path, hex(&key.to_bytes()) + "\n").map_err(|e| format!("writing {}: {e}", path.display()))?;
     let public = key.verifying_key().to_bytes();
-    std::fs::write(public_path(path), hex(&public) + "\n")
-        .map_err(|e| format!("writing the public key: {e}"))?;
+    std::fs::write(public_path(path), hex(&public) + "\n").map_err(|e| format!("writing the public key: {e}"))?;
     Ok(public)
 }
 
 /// Reads a key file.
 pub fn load_key(path: &Path) -> Result<SigningKey, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     unhex32(&text)
         .map(|seed| SigningKey::from_bytes(&seed))
         .ok_or_else(|| format!("{} is not a pvmkit key (64 hex digits)", path.display()))
@@ -76,14 +73,8 @@ pub fn load_key(path: &Path) -> Result<SigningKey, String> {
 
 /// Reads a public key file.
 pub fn load_public(path: &Path) -> Result<[u8; 32], String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    unhex32(&text).ok_or_else(|| {
-        format!(
-            "{} is not a pvmkit public key (64 hex digits)",
-            path.display()
-        )
-    })
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    unhex32(&text).ok_or_else(|| format!("{} is not a pvmkit public key (64 hex digits)", path.display()))
 }
 
 /// The development key, made on first use.
@@ -103,16 +94,9 @@ pub fn dev_key(ws: &Workspace) -> Result<PathBuf, String> {
 /// image's footprint (for tests of pvmfw's placement checks).
 pub fn sign(image: &FlatImage, key: &SigningKey, mem_size: Option<u64>) -> Vec<u8> {
     let hash: [u8; 32] = Sha256::digest(&image.bytes).into();
-    let mem_size = mem_size
-        .unwrap_or(image.mem_size)
-        .max(image.bytes.len() as u64);
-    let mut header = signed_payload::unsigned_header(
-        image.bytes.len() as u64,
-        image.load_address,
-        image.entry,
-        mem_size,
-        hash,
-    );
+    let mem_size = mem_size.unwrap_or(image.mem_size).max(image.bytes.len() as u64);
+    let mut header =
+        signed_payload::unsigned_header(image.bytes.len() as u64, image.load_address, image.entry, mem_size, hash);
     let signature = key.sign(&header[..SIGNED_SIZE]);
     header[SIGNATURE_OFFSET..].copy_from_slice(&signature.to_bytes());
     let mut blob = header.to_vec();
@@ -130,8 +114,7 @@ pub fn vm_secret(ws: &Workspace) -> Result<[u8; 32], String> {
         }
     }
     let secret = random32()?;
-    std::fs::create_dir_all(ws.out_dir())
-        .map_err(|e| format!("creating {}: {e}", ws.out_dir().display()))?;
+    std::fs::create_dir_all(ws.out_dir()).map_err(|e| format!("creating {}: {e}", ws.out_dir().display()))?;
     std::fs::write(&path, secret).map_err(|e| format!("writing {}: {e}", path.display()))?;
     Ok(secret)
 }
@@ -148,12 +131,8 @@ mod tests {
         assert!(keygen(&path).unwrap_err().contains("not overwriting"));
         let key = load_key(&path).unwrap();
         assert_eq!(load_public(&public_path(&path)).unwrap(), public);
-        let image = FlatImage {
-            load_address: 0x8020_0000,
-            bytes: vec![0x14; 100],
-            mem_size: 0x1000,
-            entry: 0x8020_0000,
-        };
+        let image =
+            FlatImage { load_address: 0x8020_0000, bytes: vec![0x14; 100], mem_size: 0x1000, entry: 0x8020_0000 };
         let blob = sign(&image, &key, None);
         let (header, body) = signed_payload::parse(&blob).unwrap();
         assert_eq!(body, &image.bytes[..]);
@@ -161,17 +140,8 @@ mod tests {
         let vk = ed25519_dalek::VerifyingKey::from_bytes(&public).unwrap();
         let sig = ed25519_dalek::Signature::from_bytes(&header.signature);
         assert!(vk.verify_strict(&blob[..SIGNED_SIZE], &sig).is_ok());
-        assert_eq!(
-            signed_payload::parse(&sign(&image, &key, Some(1 << 40)))
-                .unwrap()
-                .0
-                .mem_size,
-            1 << 40
-        );
-        assert!(
-            load_key(&public_path(&path)).is_ok(),
-            "a 32-byte hex file reads as a key"
-        );
+        assert_eq!(signed_payload::parse(&sign(&image, &key, Some(1 << 40))).unwrap().0.mem_size, 1 << 40);
+        assert!(load_key(&public_path(&path)).is_ok(), "a 32-byte hex file reads as a key");
         std::fs::write(&path, "zz").unwrap();
         assert!(load_key(&path).unwrap_err().contains("not a pvmkit key"));
         std::fs::remove_dir_all(&dir).ok();

@@ -98,20 +98,14 @@ pub fn judge(expect: Expect, run: &RunOutput) -> Verdict {
         };
         let line = run.lines[at].trim();
         if parse_hyp_exit(line) != Some("system_off") {
-            return fail(format!(
-                "hyp ended the VM: {}",
-                line.trim_start_matches("[hyp] exit: ")
-            ));
+            return fail(format!("hyp ended the VM: {}", line.trim_start_matches("[hyp] exit: ")));
         }
         if run.lines[at + 1..].iter().any(|l| !l.trim().is_empty()) {
             return fail("console output after hyp's exit line".into());
         }
     }
     if run.exit_code != Some(0) {
-        return fail(format!(
-            "QEMU exited with {:?}, not a clean power-off",
-            run.exit_code
-        ));
+        return fail(format!("QEMU exited with {:?}, not a clean power-off", run.exit_code));
     }
     match run.lines.iter().rev().find_map(|l| parse_summary(l)) {
         None => fail("the guest printed no 'N passed, M failed' summary".into()),
@@ -144,14 +138,7 @@ mod tests {
 
     #[test]
     fn passes_a_clean_run() {
-        let r = run(
-            &[
-                "test a ... ok",
-                "1 passed, 0 failed",
-                "[hyp] exit: reason=system_off",
-            ],
-            Some(0),
-        );
+        let r = run(&["test a ... ok", "1 passed, 0 failed", "[hyp] exit: reason=system_off"], Some(0));
         assert_eq!(judge(Expect::Hyp, &r), Verdict::Pass { passed: 1 });
         let bare = run(&["test a ... ok", "3 passed, 0 failed"], Some(0));
         assert_eq!(judge(Expect::Bare, &bare), Verdict::Pass { passed: 3 });
@@ -159,17 +146,11 @@ mod tests {
 
     #[test]
     fn fails_on_failed_cases_and_missing_summaries() {
-        let r = run(
-            &["2 passed, 1 failed", "[hyp] exit: reason=system_off"],
-            Some(0),
-        );
+        let r = run(&["2 passed, 1 failed", "[hyp] exit: reason=system_off"], Some(0));
         assert_eq!(reason(judge(Expect::Hyp, &r)), "1 guest case(s) failed");
         let r = run(&["test a ... ok", "[hyp] exit: reason=system_off"], Some(0));
         assert!(reason(judge(Expect::Hyp, &r)).contains("no 'N passed, M failed' summary"));
-        let r = run(
-            &["0 passed, 0 failed", "[hyp] exit: reason=system_off"],
-            Some(0),
-        );
+        let r = run(&["0 passed, 0 failed", "[hyp] exit: reason=system_off"], Some(0));
         assert_eq!(reason(judge(Expect::Hyp, &r)), "the guest ran no case");
         let r = run(&["1 passed, 0 failed"], Some(1));
         assert!(reason(judge(Expect::Bare, &r)).contains("QEMU exited with Some(1)"));
@@ -179,40 +160,18 @@ mod tests {
     fn hyp_must_end_the_run_cleanly() {
         let r = run(&["1 passed, 0 failed"], Some(0));
         assert_eq!(reason(judge(Expect::Hyp, &r)), "hyp printed no exit line");
-        let r = run(
-            &[
-                "1 passed, 0 failed",
-                "[hyp] exit: reason=violation ipa=0x80001000 what=\"x\"",
-            ],
-            Some(0),
-        );
-        assert_eq!(
-            reason(judge(Expect::Hyp, &r)),
-            "hyp ended the VM: reason=violation ipa=0x80001000 what=\"x\""
-        );
+        let r = run(&["1 passed, 0 failed", "[hyp] exit: reason=violation ipa=0x80001000 what=\"x\""], Some(0));
+        assert_eq!(reason(judge(Expect::Hyp, &r)), "hyp ended the VM: reason=violation ipa=0x80001000 what=\"x\"");
         // A guest that forges a clean exit line and then crashes: the last line wins.
         let r = run(
-            &[
-                "1 passed, 0 failed",
-                "[hyp] exit: reason=system_off",
-                "[hyp] exit: reason=guest_crash esr=0x0",
-            ],
+            &["1 passed, 0 failed", "[hyp] exit: reason=system_off", "[hyp] exit: reason=guest_crash esr=0x0"],
             Some(0),
         );
         assert!(reason(judge(Expect::Hyp, &r)).contains("guest_crash"));
         // A forged line followed by more output means hyp never ended the run there.
-        let r = run(
-            &["[hyp] exit: reason=system_off", "1 passed, 0 failed"],
-            Some(0),
-        );
-        assert_eq!(
-            reason(judge(Expect::Hyp, &r)),
-            "console output after hyp's exit line"
-        );
-        let mut r = run(
-            &["1 passed, 0 failed", "[hyp] exit: reason=system_off"],
-            None,
-        );
+        let r = run(&["[hyp] exit: reason=system_off", "1 passed, 0 failed"], Some(0));
+        assert_eq!(reason(judge(Expect::Hyp, &r)), "console output after hyp's exit line");
+        let mut r = run(&["1 passed, 0 failed", "[hyp] exit: reason=system_off"], None);
         r.timed_out = true;
         assert!(reason(judge(Expect::Hyp, &r)).starts_with("timeout"));
     }

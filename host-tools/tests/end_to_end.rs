@@ -9,18 +9,12 @@ fn assert_passes(args: &[&str]) {
     let (ok, out) = pvmkit(args);
     assert!(ok, "pvmkit {args:?} failed:\n{out}");
     assert!(out.contains("pvmkit: PASS"), "no PASS verdict:\n{out}");
-    assert!(
-        out.contains(" passed, 0 failed"),
-        "no guest summary:\n{out}"
-    );
+    assert!(out.contains(" passed, 0 failed"), "no guest summary:\n{out}");
 }
 
 fn assert_cases_passed(out: &str, cases: &[&str]) {
     for case in cases {
-        assert!(
-            out.contains(&format!("test {case} ... ok")),
-            "case {case} did not pass:\n{out}"
-        );
+        assert!(out.contains(&format!("test {case} ... ok")), "case {case} did not pass:\n{out}");
     }
 }
 
@@ -67,14 +61,8 @@ fn hyp_is_really_below_the_guest() {
     assert!(ok, "{out}");
     // hyp's own lines, the guest's cases that only pass under it, and its exit line.
     assert!(out.contains("[hyp] pvmkit hyp"), "{out}");
-    assert!(
-        out.contains("test unknown_ids_not_supported_smc ... ok"),
-        "{out}"
-    );
-    assert!(
-        out.contains("test access_without_syndrome_aborts ... ok"),
-        "{out}"
-    );
+    assert!(out.contains("test unknown_ids_not_supported_smc ... ok"), "{out}");
+    assert!(out.contains("test access_without_syndrome_aborts ... ok"), "{out}");
     assert!(out.contains("[hyp] exit: reason=system_off"), "{out}");
 }
 
@@ -83,38 +71,21 @@ fn a_failing_case_fails_the_verdict() {
     let (ok, out) = pvmkit(&["run", "--scenario", "fail-case"]);
     assert!(!ok, "a failing guest case must fail the run:\n{out}");
     assert!(out.contains("test deliberate_failure ... FAILED"), "{out}");
-    assert!(
-        out.contains("pvmkit: FAIL: 1 guest case(s) failed"),
-        "{out}"
-    );
+    assert!(out.contains("pvmkit: FAIL: 1 guest case(s) failed"), "{out}");
 }
 
 #[test]
 fn a_missing_summary_fails_the_verdict() {
     for mode in ["protected", "bare"] {
         let (ok, out) = pvmkit(&["run", "--mode", mode, "--scenario", "no-summary"]);
-        assert!(
-            !ok,
-            "a guest without a summary must fail the run ({mode}):\n{out}"
-        );
-        assert!(
-            out.contains("pvmkit: FAIL: the guest printed no 'N passed, M failed' summary"),
-            "{out}"
-        );
+        assert!(!ok, "a guest without a summary must fail the run ({mode}):\n{out}");
+        assert!(out.contains("pvmkit: FAIL: the guest printed no 'N passed, M failed' summary"), "{out}");
     }
 }
 
 #[test]
 fn a_hung_guest_times_out() {
-    let (ok, out) = pvmkit(&[
-        "run",
-        "--mode",
-        "bare",
-        "--scenario",
-        "hang",
-        "--timeout",
-        "3",
-    ]);
+    let (ok, out) = pvmkit(&["run", "--mode", "bare", "--scenario", "hang", "--timeout", "3"]);
     assert!(!ok, "{out}");
     assert!(out.contains("pvmkit: FAIL: timeout"), "{out}");
 }
@@ -123,14 +94,8 @@ fn a_hung_guest_times_out() {
 fn a_guest_crash_is_reported_and_fails() {
     let (ok, out) = pvmkit(&["run", "--scenario", "crash"]);
     assert!(!ok, "{out}");
-    assert!(
-        out.contains("[guest] unexpected synchronous exception"),
-        "{out}"
-    );
-    assert!(
-        out.contains("EC 0x00"),
-        "the report decodes the syndrome:\n{out}"
-    );
+    assert!(out.contains("[guest] unexpected synchronous exception"), "{out}");
+    assert!(out.contains("EC 0x00"), "the report decodes the syndrome:\n{out}");
     assert!(out.contains("pvmkit: FAIL"), "{out}");
 }
 
@@ -138,17 +103,8 @@ fn a_guest_crash_is_reported_and_fails() {
 fn the_matrix_prints_one_line_per_mode() {
     let (ok, out) = pvmkit(&["test"]);
     assert!(ok, "{out}");
-    for mode in [
-        "protected (android ABI)",
-        "protected (upstream ABI)",
-        "unprotected",
-        "bare (no hypervisor)",
-    ] {
-        assert!(
-            out.lines()
-                .any(|l| l.starts_with(mode) && l.contains("PASS")),
-            "no PASS line for {mode}:\n{out}"
-        );
+    for mode in ["protected (android ABI)", "protected (upstream ABI)", "unprotected", "bare (no hypervisor)"] {
+        assert!(out.lines().any(|l| l.starts_with(mode) && l.contains("PASS")), "no PASS line for {mode}:\n{out}");
     }
 }
 
@@ -176,49 +132,22 @@ fn mmio_guard_cases_pass_in_both_forms() {
 #[test]
 fn a_guest_without_the_mmio_guard_fails_loudly_when_protected() {
     for abi in ["android", "upstream"] {
-        let (ok, out) = pvmkit(&[
-            "run",
-            "--abi",
-            abi,
-            "--guest-arg",
-            "guest-lib.unsafe-skip-mmio-guard",
-        ]);
-        assert!(
-            !ok,
-            "an unguarded console must not work in a protected VM ({abi}):\n{out}"
-        );
+        let (ok, out) = pvmkit(&["run", "--abi", abi, "--guest-arg", "guest-lib.unsafe-skip-mmio-guard"]);
+        assert!(!ok, "an unguarded console must not work in a protected VM ({abi}):\n{out}");
         assert!(
             out.contains("[hyp] injected 1 external abort(s) for refused accesses; last: IPA 0x9000018, not registered with the MMIO guard"),
             "{out}"
         );
-        assert!(
-            out.contains("pvmkit: FAIL: hyp ended the VM: reason=reset"),
-            "{out}"
-        );
-        assert!(
-            !out.contains("test hypervisor_uid"),
-            "nothing reached the console:\n{out}"
-        );
+        assert!(out.contains("pvmkit: FAIL: hyp ended the VM: reason=reset"), "{out}");
+        assert!(!out.contains("test hypervisor_uid"), "nothing reached the console:\n{out}");
     }
     // Unprotected: nothing is enforced, so the console works and every case runs; only
     // the case that checks the console's registration notices what was skipped.
-    let (ok, out) = pvmkit(&[
-        "run",
-        "--mode",
-        "unprotected",
-        "--guest-arg",
-        "guest-lib.unsafe-skip-mmio-guard",
-    ]);
+    let (ok, out) = pvmkit(&["run", "--mode", "unprotected", "--guest-arg", "guest-lib.unsafe-skip-mmio-guard"]);
     assert!(!ok, "{out}");
     assert!(out.contains("test hypervisor_uid ... ok"), "{out}");
-    assert!(
-        out.contains("test console_granule_is_registered ... FAILED"),
-        "{out}"
-    );
-    assert!(
-        out.contains("pvmkit: FAIL: 1 guest case(s) failed"),
-        "{out}"
-    );
+    assert!(out.contains("test console_granule_is_registered ... FAILED"), "{out}");
+    assert!(out.contains("pvmkit: FAIL: 1 guest case(s) failed"), "{out}");
 }
 
 const VIRTIO_CASES: [&str; 7] = [
@@ -242,16 +171,10 @@ fn virtio_works_in_every_mode_and_the_console_reaches_the_host() {
         let (ok, out) = pvmkit(args);
         assert!(ok, "{args:?}:\n{out}");
         let protected = !args.contains(&"--mode");
-        let cases = if protected {
-            &VIRTIO_CASES[..]
-        } else {
-            &VIRTIO_CASES[..6]
-        };
+        let cases = if protected { &VIRTIO_CASES[..] } else { &VIRTIO_CASES[..6] };
         assert_cases_passed(&out, cases);
         assert!(
-            out.contains(
-                "pvmkit: virtio-console received \"hello from the guest via virtio-console\\n\""
-            ),
+            out.contains("pvmkit: virtio-console received \"hello from the guest via virtio-console\\n\""),
             "{args:?}: the guest's bytes did not reach the host:\n{out}"
         );
     }
@@ -286,24 +209,13 @@ fn disk_contents_survive_a_restart() {
     // The read check fails on a disk that never had the pattern: it really reads.
     let (ok, out) = pvmkit(&["run", "--disk", disk, "--scenario", "persist-read"]);
     assert!(!ok, "{out}");
-    assert!(
-        out.contains("test virtio_blk_persist_read ... FAILED"),
-        "{out}"
-    );
+    assert!(out.contains("test virtio_blk_persist_read ... FAILED"), "{out}");
     let (ok, out) = pvmkit(&["run", "--disk", disk, "--scenario", "persist-write"]);
     assert!(ok, "{out}");
     assert_cases_passed(&out, &["virtio_blk_persist_write"]);
     // A second VM, another mode even, reads it back.
     for mode in ["protected", "bare"] {
-        let (ok, out) = pvmkit(&[
-            "run",
-            "--mode",
-            mode,
-            "--disk",
-            disk,
-            "--scenario",
-            "persist-read",
-        ]);
+        let (ok, out) = pvmkit(&["run", "--mode", mode, "--disk", disk, "--scenario", "persist-read"]);
         assert!(ok, "{mode}:\n{out}");
         assert_cases_passed(&out, &["virtio_blk_persist_read"]);
     }
@@ -314,10 +226,7 @@ fn disk_contents_survive_a_restart() {
 fn bad_options_are_refused_clearly() {
     let (ok, out) = pvmkit(&["run", "--mode", "bare", "--abi", "upstream"]);
     assert!(!ok);
-    assert!(
-        out.contains("--abi applies only to --mode protected"),
-        "{out}"
-    );
+    assert!(out.contains("--abi applies only to --mode protected"), "{out}");
 }
 
 /// Packs test-guest's bundle, lets `edit` spoil it, runs it, and returns the output.
@@ -338,9 +247,7 @@ fn run_edited_bundle(name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> (bool, Stri
 fn entry_field(bytes: &mut [u8], kind: abi::bundle::EntryKind, field: usize, value: u64) {
     use abi::bundle::{ENTRY_SIZE, HEADER_SIZE};
     let count = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-    let index = (0..count)
-        .find(|i| bytes[HEADER_SIZE + i * ENTRY_SIZE] == kind as u8)
-        .expect("entry present");
+    let index = (0..count).find(|i| bytes[HEADER_SIZE + i * ENTRY_SIZE] == kind as u8).expect("entry present");
     let at = HEADER_SIZE + index * ENTRY_SIZE + field;
     bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
 }
@@ -355,39 +262,23 @@ fn the_packed_bundle_runs_unchanged() {
 fn hyp_refuses_a_malformed_bundle() {
     let (ok, out) = run_edited_bundle("magic", |b| b[0] ^= 0xff);
     assert!(!ok, "{out}");
-    assert!(
-        out.contains("[hyp] error: bad bundle: bundle magic is not PVMKBNDL"),
-        "{out}"
-    );
-    assert!(
-        out.contains("pvmkit: FAIL: hyp ended the VM: reason=hyp_error"),
-        "{out}"
-    );
+    assert!(out.contains("[hyp] error: bad bundle: bundle magic is not PVMKBNDL"), "{out}");
+    assert!(out.contains("pvmkit: FAIL: hyp ended the VM: reason=hyp_error"), "{out}");
 
     let (ok, out) = run_edited_bundle("truncated", |b| b.truncate(b.len() / 2));
     assert!(!ok, "{out}");
-    assert!(
-        out.contains("[hyp] error: bad bundle: bundle total_size"),
-        "{out}"
-    );
+    assert!(out.contains("[hyp] error: bad bundle: bundle total_size"), "{out}");
 }
 
 #[test]
 fn hyp_refuses_a_payload_outside_guest_ram() {
     use abi::bundle::EntryKind;
     // Load the payload where hyp itself lives.
-    let (ok, out) = run_edited_bundle("outside", |b| {
-        entry_field(b, EntryKind::Payload, 24, 0x4008_0000)
-    });
+    let (ok, out) = run_edited_bundle("outside", |b| entry_field(b, EntryKind::Payload, 24, 0x4008_0000));
     assert!(!ok, "{out}");
-    assert!(
-        out.contains("[hyp] error: bad bundle layout: payload does not fit inside guest RAM"),
-        "{out}"
-    );
+    assert!(out.contains("[hyp] error: bad bundle layout: payload does not fit inside guest RAM"), "{out}");
     // Make the payload overlap the guest DT.
-    let (ok, out) = run_edited_bundle("overlap", |b| {
-        entry_field(b, EntryKind::Payload, 24, 0x8000_0000)
-    });
+    let (ok, out) = run_edited_bundle("overlap", |b| entry_field(b, EntryKind::Payload, 24, 0x8000_0000));
     assert!(!ok, "{out}");
     assert!(out.contains("overlaps"), "{out}");
 }
@@ -398,27 +289,13 @@ fn hyp_refuses_guest_ram_over_its_own_memory() {
     // Guest RAM claimed from QEMU's RAM base: it would cover hyp, the DTB and the bundle.
     let (ok, out) = run_edited_bundle("ram", |b| {
         let count = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
-        let index = (0..count)
-            .find(|i| b[32 + i * 40] == EntryKind::VmConfig as u8)
-            .unwrap();
-        let offset = u64::from_le_bytes(
-            b[32 + index * 40 + 8..32 + index * 40 + 16]
-                .try_into()
-                .unwrap(),
-        ) as usize;
+        let index = (0..count).find(|i| b[32 + i * 40] == EntryKind::VmConfig as u8).unwrap();
+        let offset = u64::from_le_bytes(b[32 + index * 40 + 8..32 + index * 40 + 16].try_into().unwrap()) as usize;
         let old = &b[offset..offset + 32];
         let entry = u64::from_le_bytes(old[16..24].try_into().unwrap());
-        let config = VmConfig {
-            ram_base: 0x4000_0000,
-            ram_size: 0x6000_0000,
-            entry_ipa: entry,
-            virtio_slots: 0,
-        };
+        let config = VmConfig { ram_base: 0x4000_0000, ram_size: 0x6000_0000, entry_ipa: entry, virtio_slots: 0 };
         b[offset..offset + 32].copy_from_slice(&config.to_bytes());
     });
     assert!(!ok, "{out}");
-    assert!(
-        out.contains("[hyp] error: guest RAM 0x40000000..0xa0000000 overlaps QEMU's boot stub"),
-        "{out}"
-    );
+    assert!(out.contains("[hyp] error: guest RAM 0x40000000..0xa0000000 overlaps QEMU's boot stub"), "{out}");
 }

@@ -8,10 +8,8 @@ use std::path::{Path, PathBuf};
 use common::pvmkit;
 use vm_fdt::FdtWriter;
 
-const TEST_GUEST: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../target/firmware/aarch64-unknown-none/release/test-guest"
-);
+const TEST_GUEST: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../target/firmware/aarch64-unknown-none/release/test-guest");
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pvmkit-pvmfw-{}-{name}", std::process::id()));
@@ -25,13 +23,7 @@ fn sign(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let (ok, out) = pvmkit(&["build"]);
     assert!(ok, "{out}");
     let path = dir.join(name);
-    let mut args = vec![
-        "sign",
-        "--payload",
-        TEST_GUEST,
-        "-o",
-        path.to_str().unwrap(),
-    ];
+    let mut args = vec!["sign", "--payload", TEST_GUEST, "-o", path.to_str().unwrap()];
     args.extend_from_slice(extra);
     let (ok, out) = pvmkit(&args);
     assert!(ok, "{out}");
@@ -48,18 +40,12 @@ fn digest(out: &str) -> String {
 fn assert_refused(args: &[&str], reason: &str) {
     let (ok, out) = pvmkit(args);
     assert!(!ok, "pvmfw must refuse ({reason}):\n{out}");
-    assert!(
-        out.contains(&format!("[pvmfw] error: {reason}")),
-        "expected '[pvmfw] error: {reason}':\n{out}"
-    );
+    assert!(out.contains(&format!("[pvmfw] error: {reason}")), "expected '[pvmfw] error: {reason}':\n{out}");
     assert!(
         out.contains("pvmkit: FAIL: hyp ended the VM: reason=reset"),
         "pvmfw must fail closed with a reset:\n{out}"
     );
-    assert!(
-        !out.contains("test hypervisor_uid"),
-        "the payload must not have run:\n{out}"
-    );
+    assert!(!out.contains("test hypervisor_uid"), "the payload must not have run:\n{out}");
 }
 
 #[test]
@@ -71,20 +57,12 @@ fn the_chain_boots_and_the_secret_follows_the_payload() {
     assert!(first.contains("test pvmfw_handover ... ok"), "{first}");
     let (ok, second) = pvmkit(&["run"]);
     assert!(ok, "{second}");
-    assert_eq!(
-        digest(&first),
-        digest(&second),
-        "the same payload gets the same secret"
-    );
+    assert_eq!(digest(&first), digest(&second), "the same payload gets the same secret");
     // Another payload: the same code with 16 more bytes.
     let other = sign(&dir, "padded.signed", &["--pad", "16"]);
     let (ok, third) = pvmkit(&["run", "--signed-payload", other.to_str().unwrap()]);
     assert!(ok, "{third}");
-    assert_ne!(
-        digest(&first),
-        digest(&third),
-        "another payload gets another secret"
-    );
+    assert_ne!(digest(&first), digest(&third), "another payload gets another secret");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -134,10 +112,7 @@ fn pvmfw_refuses_tampered_or_foreign_payloads() {
     );
     let truncated = dir.join("truncated.signed");
     std::fs::write(&truncated, &bytes[..bytes.len() - 100]).unwrap();
-    assert_refused(
-        &["run", "--signed-payload", truncated.to_str().unwrap()],
-        "signed payload image is",
-    );
+    assert_refused(&["run", "--signed-payload", truncated.to_str().unwrap()], "signed payload image is");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -154,21 +129,15 @@ fn host_dt(spec: &HostDt) -> Vec<u8> {
     w.property_u32("#address-cells", 2).unwrap();
     w.property_u32("#size-cells", 2).unwrap();
     let chosen = w.begin_node("chosen").unwrap();
-    w.property_string(
-        "bootargs",
-        "pvmkit.mode=protected pvmkit.abi=android pvmkit.scenario=normal",
-    )
-    .unwrap();
+    w.property_string("bootargs", "pvmkit.mode=protected pvmkit.abi=android pvmkit.scenario=normal").unwrap();
     w.end_node(chosen).unwrap();
     let config = w.begin_node("config").unwrap();
-    w.property_u64("kernel-address", abi::pvmfw::SIGNED_PAYLOAD_STAGING)
-        .unwrap();
+    w.property_u64("kernel-address", abi::pvmfw::SIGNED_PAYLOAD_STAGING).unwrap();
     w.property_u64("kernel-size", spec.payload_size).unwrap();
     w.end_node(config).unwrap();
     let mem = w.begin_node("memory@80000000").unwrap();
     w.property_string("device_type", "memory").unwrap();
-    w.property_array_u64("reg", &[spec.memory.0, spec.memory.1])
-        .unwrap();
+    w.property_array_u64("reg", &[spec.memory.0, spec.memory.1]).unwrap();
     w.end_node(mem).unwrap();
     let psci = w.begin_node("psci").unwrap();
     w.property_string("compatible", "arm,psci-1.0").unwrap();
@@ -176,8 +145,7 @@ fn host_dt(spec: &HostDt) -> Vec<u8> {
     w.end_node(psci).unwrap();
     let uart = w.begin_node("pl011@9000000").unwrap();
     w.property_string("compatible", "arm,pl011").unwrap();
-    w.property_array_u64("reg", &[spec.console, 0x1000])
-        .unwrap();
+    w.property_array_u64("reg", &[spec.console, 0x1000]).unwrap();
     w.end_node(uart).unwrap();
     for slot in 29..32u64 {
         let base = 0x0a00_0000 + slot * 0x200;
@@ -195,64 +163,34 @@ fn pvmfw_refuses_hostile_device_trees() {
     let dir = scratch("dt");
     let signed = sign(&dir, "good.signed", &[]);
     let size = std::fs::metadata(&signed).unwrap().len();
-    let good = HostDt {
-        memory: (0x8000_0000, 256 << 20),
-        console: 0x0900_0000,
-        payload_size: size,
-    };
+    let good = HostDt { memory: (0x8000_0000, 256 << 20), console: 0x0900_0000, payload_size: size };
     let run_with = |name: &str, blob: &[u8], reason: &str| {
         let path = dir.join(name);
         std::fs::write(&path, blob).unwrap();
         assert_refused(
-            &[
-                "run",
-                "--signed-payload",
-                signed.to_str().unwrap(),
-                "--host-dt",
-                path.to_str().unwrap(),
-            ],
+            &["run", "--signed-payload", signed.to_str().unwrap(), "--host-dt", path.to_str().unwrap()],
             reason,
         );
     };
     // The knob-free tree is accepted (the refusals below come from the knobs).
     let path = dir.join("good.dtb");
     std::fs::write(&path, host_dt(&good)).unwrap();
-    let (ok, out) = pvmkit(&[
-        "run",
-        "--signed-payload",
-        signed.to_str().unwrap(),
-        "--host-dt",
-        path.to_str().unwrap(),
-    ]);
+    let (ok, out) = pvmkit(&["run", "--signed-payload", signed.to_str().unwrap(), "--host-dt", path.to_str().unwrap()]);
     assert!(ok, "{out}");
     run_with(
         "memory.dtb",
-        &host_dt(&HostDt {
-            memory: (0x8000_0000, 4 << 30),
-            ..good
-        }),
+        &host_dt(&HostDt { memory: (0x8000_0000, 4 << 30), ..good }),
         "host device tree: memory 0x80000000..0x180000000 is outside the VM's limits",
     );
     run_with(
         "console.dtb",
-        &host_dt(&HostDt {
-            console: 0x0901_0000,
-            ..good
-        }),
+        &host_dt(&HostDt { console: 0x0901_0000, ..good }),
         "host device tree: console at 0x9010000, where the platform exposes none",
     );
     let blob = host_dt(&good);
-    run_with(
-        "truncated.dtb",
-        &blob[..blob.len() / 2],
-        "host device tree: device tree is malformed",
-    );
+    run_with("truncated.dtb", &blob[..blob.len() / 2], "host device tree: device tree is malformed");
     let mut outside = blob.clone();
     outside[12..16].copy_from_slice(&0x00f0_0000u32.to_be_bytes()); // off_dt_strings far outside
-    run_with(
-        "offsets.dtb",
-        &outside,
-        "host device tree: device tree is malformed",
-    );
+    run_with("offsets.dtb", &outside, "host device tree: device tree is malformed");
     std::fs::remove_dir_all(&dir).ok();
 }

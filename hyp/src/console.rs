@@ -18,10 +18,8 @@ pub struct Console {
 unsafe impl Sync for Console {}
 
 /// The one console.
-pub static CONSOLE: Console = Console {
-    base: Cell::new(abi::memory_map::QEMU_EARLY_UART),
-    at_line_start: Cell::new(true),
-};
+pub static CONSOLE: Console =
+    Console { base: Cell::new(abi::memory_map::QEMU_EARLY_UART), at_line_start: Cell::new(true) };
 
 impl Console {
     /// Moves the console to the PL011 the DTB describes.

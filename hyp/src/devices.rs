@@ -39,33 +39,15 @@ impl fmt::Display for MissingTransport {
 impl DeviceList {
     /// The console at `uart`, and transport `i` for every bit `i` of `virtio_slots`,
     /// each of which must be among `platform_virtio` (QEMU's transports).
-    pub fn new(
-        uart: Region,
-        platform_virtio: &[Region],
-        virtio_slots: u32,
-    ) -> Result<Self, MissingTransport> {
-        let console = DeviceWindow {
-            base: uart.start,
-            size: uart.size(),
-            kind: DeviceKind::Console,
-        };
-        let mut list = Self {
-            windows: [console; MAX_DEVICES],
-            len: 1,
-        };
+    pub fn new(uart: Region, platform_virtio: &[Region], virtio_slots: u32) -> Result<Self, MissingTransport> {
+        let console = DeviceWindow { base: uart.start, size: uart.size(), kind: DeviceKind::Console };
+        let mut list = Self { windows: [console; MAX_DEVICES], len: 1 };
         for slot in (0..VIRTIO_MMIO_SLOTS).filter(|i| virtio_slots & (1 << i) != 0) {
             let base = virtio_mmio_slot(slot);
-            if !platform_virtio
-                .iter()
-                .any(|r| r.start == base && r.size() >= VIRTIO_MMIO_STRIDE)
-            {
+            if !platform_virtio.iter().any(|r| r.start == base && r.size() >= VIRTIO_MMIO_STRIDE) {
                 return Err(MissingTransport { slot });
             }
-            list.windows[list.len] = DeviceWindow {
-                base,
-                size: VIRTIO_MMIO_STRIDE,
-                kind: DeviceKind::Virtio { slot },
-            };
+            list.windows[list.len] = DeviceWindow { base, size: VIRTIO_MMIO_STRIDE, kind: DeviceKind::Virtio { slot } };
             list.len += 1;
         }
         Ok(list)
@@ -81,18 +63,10 @@ impl DeviceList {
 mod tests {
     use super::*;
 
-    const UART: Region = Region {
-        start: 0x0900_0000,
-        end: 0x0900_1000,
-    };
+    const UART: Region = Region { start: 0x0900_0000, end: 0x0900_1000 };
 
     fn qemu_transports() -> Vec<Region> {
-        (0..32)
-            .map(|i| Region {
-                start: 0x0a00_0000 + i * 0x200,
-                end: 0x0a00_0200 + i * 0x200,
-            })
-            .collect()
+        (0..32).map(|i| Region { start: 0x0a00_0000 + i * 0x200, end: 0x0a00_0200 + i * 0x200 }).collect()
     }
 
     #[test]
@@ -101,33 +75,15 @@ mod tests {
         let w = list.windows();
         assert_eq!(w.len(), 3);
         assert_eq!(w[0].kind, DeviceKind::Console);
-        assert_eq!(
-            (w[1].base, w[1].kind),
-            (0x0a00_0000, DeviceKind::Virtio { slot: 0 })
-        );
+        assert_eq!((w[1].base, w[1].kind), (0x0a00_0000, DeviceKind::Virtio { slot: 0 }));
         assert_eq!((w[2].base, w[2].size), (0x0a00_3e00, 0x200));
-        assert_eq!(
-            DeviceList::new(UART, &qemu_transports(), 0)
-                .unwrap()
-                .windows()
-                .len(),
-            1
-        );
-        assert_eq!(
-            DeviceList::new(UART, &qemu_transports(), u32::MAX)
-                .unwrap()
-                .windows()
-                .len(),
-            33
-        );
+        assert_eq!(DeviceList::new(UART, &qemu_transports(), 0).unwrap().windows().len(), 1);
+        assert_eq!(DeviceList::new(UART, &qemu_transports(), u32::MAX).unwrap().windows().len(), 33);
     }
 
     #[test]
     fn a_transport_qemu_lacks_is_refused() {
         let some = &qemu_transports()[..4];
-        assert_eq!(
-            DeviceList::new(UART, some, 1 << 31).unwrap_err(),
-            MissingTransport { slot: 31 }
-        );
+        assert_eq!(DeviceList::new(UART, some, 1 << 31).unwrap_err(), MissingTransport { slot: 31 });
     }
 }

@@ -73,13 +73,7 @@ impl fmt::Display for ExitReason<'_> {
         write!(f, "[hyp] exit: reason={}", self.name())?;
         match self {
             Self::SystemOff | Self::Reset => Ok(()),
-            Self::Violation {
-                ipa,
-                device,
-                queue,
-                descriptor,
-                what,
-            } => {
+            Self::Violation { ipa, device, queue, descriptor, what } => {
                 write!(f, " ipa={ipa:#x}")?;
                 if let Some(base) = device {
                     write!(f, " device=virtio-mmio@{base:#x}")?;
@@ -92,12 +86,9 @@ impl fmt::Display for ExitReason<'_> {
                 }
                 write!(f, " what={}", Quoted(what))
             }
-            Self::GuestCrash { esr, far, elr } => write!(
-                f,
-                " esr={:#x} far={far:#x} elr={elr:#x} class={}",
-                esr.0,
-                Quoted(esr.class_name())
-            ),
+            Self::GuestCrash { esr, far, elr } => {
+                write!(f, " esr={:#x} far={far:#x} elr={elr:#x} class={}", esr.0, Quoted(esr.class_name()))
+            }
             Self::HypError { detail } => write!(f, " detail={}", Quoted(detail)),
         }
     }
@@ -109,27 +100,15 @@ mod tests {
 
     #[test]
     fn lines_are_one_line_and_parseable() {
-        assert_eq!(
-            ExitReason::SystemOff.to_string(),
-            "[hyp] exit: reason=system_off"
-        );
+        assert_eq!(ExitReason::SystemOff.to_string(), "[hyp] exit: reason=system_off");
         assert_eq!(ExitReason::Reset.to_string(), "[hyp] exit: reason=reset");
-        let crash = ExitReason::GuestCrash {
-            esr: Esr(0x0200_0000),
-            far: 0x10,
-            elr: 0x8020_0000,
-        };
+        let crash = ExitReason::GuestCrash { esr: Esr(0x0200_0000), far: 0x10, elr: 0x8020_0000 };
         assert_eq!(
             crash.to_string(),
             "[hyp] exit: reason=guest_crash esr=0x2000000 far=0x10 elr=0x80200000 class=\"unknown reason (undefined instruction?)\""
         );
-        let err = ExitReason::HypError {
-            detail: "bad \"bundle\"\nline",
-        };
-        assert_eq!(
-            err.to_string(),
-            "[hyp] exit: reason=hyp_error detail=\"bad 'bundle''line\""
-        );
+        let err = ExitReason::HypError { detail: "bad \"bundle\"\nline" };
+        assert_eq!(err.to_string(), "[hyp] exit: reason=hyp_error detail=\"bad 'bundle''line\"");
         let v = ExitReason::Violation {
             ipa: 0x8000_1000,
             device: Some(0x0a00_3e00),

@@ -79,21 +79,13 @@ pub fn ranged(map: bool, table: &mut GuardTable, vm: GuardVm<'_>, args: [u64; 3]
         let Some(g) = at(i) else {
             return status(INVALID_PARAMETER);
         };
-        let ok = if map {
-            table.can_map(g, vm.devices, vm.ram).is_ok()
-        } else {
-            g.is_multiple_of(GRANULE)
-        };
+        let ok = if map { table.can_map(g, vm.devices, vm.ram).is_ok() } else { g.is_multiple_of(GRANULE) };
         if !ok {
             return status(INVALID_PARAMETER);
         }
     }
     for g in (0..granules).filter_map(at) {
-        let result = if map {
-            table.map(g, vm.devices, vm.ram)
-        } else {
-            table.unmap(g)
-        };
+        let result = if map { table.map(g, vm.devices, vm.ram) } else { table.unmap(g) };
         if result.is_err() {
             // Only a full table can fail here (two new granules where one slot was
             // left); what was registered stays registered, and the guest hears the error.
@@ -110,29 +102,11 @@ mod tests {
 
     const INVAL: u64 = INVALID_PARAMETER as u64;
     const DEVICES: [DeviceWindow; 3] = [
-        DeviceWindow {
-            base: 0x0900_0000,
-            size: 0x1000,
-            kind: DeviceKind::Console,
-        },
-        DeviceWindow {
-            base: 0x0a00_2e00,
-            size: 0x200,
-            kind: DeviceKind::Virtio { slot: 23 },
-        },
-        DeviceWindow {
-            base: 0x0a00_3e00,
-            size: 0x200,
-            kind: DeviceKind::Virtio { slot: 31 },
-        },
+        DeviceWindow { base: 0x0900_0000, size: 0x1000, kind: DeviceKind::Console },
+        DeviceWindow { base: 0x0a00_2e00, size: 0x200, kind: DeviceKind::Virtio { slot: 23 } },
+        DeviceWindow { base: 0x0a00_3e00, size: 0x200, kind: DeviceKind::Virtio { slot: 31 } },
     ];
-    const VM: GuardVm<'static> = GuardVm {
-        devices: &DEVICES,
-        ram: Region {
-            start: 0x8000_0000,
-            end: 0x9000_0000,
-        },
-    };
+    const VM: GuardVm<'static> = GuardVm { devices: &DEVICES, ram: Region { start: 0x8000_0000, end: 0x9000_0000 } };
 
     #[test]
     fn android_calls() {
@@ -146,21 +120,9 @@ mod tests {
             "x2/x3 ignored"
         );
         assert!(t.is_guarded(0x0900_0000));
-        assert_eq!(
-            map(AbiForm::Android, &mut t, VM, [0x8000_0000, 0, 0]).regs[0],
-            INVAL,
-            "RAM"
-        );
-        assert_eq!(
-            map(AbiForm::Android, &mut t, VM, [0x0900_0004, 0, 0]).regs[0],
-            INVAL,
-            "unaligned"
-        );
-        assert_eq!(
-            map(AbiForm::Android, &mut t, VM, [0x0c00_0000, 0, 0]).regs[0],
-            INVAL,
-            "no device"
-        );
+        assert_eq!(map(AbiForm::Android, &mut t, VM, [0x8000_0000, 0, 0]).regs[0], INVAL, "RAM");
+        assert_eq!(map(AbiForm::Android, &mut t, VM, [0x0900_0004, 0, 0]).regs[0], INVAL, "unaligned");
+        assert_eq!(map(AbiForm::Android, &mut t, VM, [0x0c00_0000, 0, 0]).regs[0], INVAL, "no device");
         assert_eq!(unmap(&mut t, [0x0900_0000, 0, 0]).regs[0], 0);
         assert!(!t.is_guarded(0x0900_0000));
         assert_eq!(unmap(&mut t, [0x0900_0000, 0, 0]).regs[0], 0, "no-op");
@@ -171,52 +133,23 @@ mod tests {
     fn android_ranges_are_all_or_nothing() {
         let mut t = GuardTable::new(true);
         // 0x0a00_2000 and 0x0a00_3000 both hold a transport.
-        assert_eq!(
-            ranged(true, &mut t, VM, [0x0a00_2000, 2, 0]).regs,
-            [0, 2, 0, 0]
-        );
+        assert_eq!(ranged(true, &mut t, VM, [0x0a00_2000, 2, 0]).regs, [0, 2, 0, 0]);
         assert!(t.is_guarded(0x0a00_2000) && t.is_guarded(0x0a00_3000));
-        assert_eq!(
-            ranged(false, &mut t, VM, [0x0a00_2000, 2, 0]).regs,
-            [0, 2, 0, 0]
-        );
+        assert_eq!(ranged(false, &mut t, VM, [0x0a00_2000, 2, 0]).regs, [0, 2, 0, 0]);
         // 0x0a00_4000 holds nothing: the whole call fails, nothing is registered.
         assert_eq!(ranged(true, &mut t, VM, [0x0a00_3000, 2, 0]).regs[0], INVAL);
         assert!(!t.is_guarded(0x0a00_3000));
-        assert_eq!(
-            ranged(true, &mut t, VM, [0x0a00_3000, 0, 0]).regs,
-            [0, 1, 0, 0],
-            "0 means one"
-        );
-        assert_eq!(
-            ranged(true, &mut t, VM, [0x0a00_3000, 1, 1]).regs[0],
-            INVAL,
-            "x3 reserved"
-        );
-        assert_eq!(
-            ranged(true, &mut t, VM, [!0xfff, 3, 0]).regs[0],
-            INVAL,
-            "wraps"
-        );
+        assert_eq!(ranged(true, &mut t, VM, [0x0a00_3000, 0, 0]).regs, [0, 1, 0, 0], "0 means one");
+        assert_eq!(ranged(true, &mut t, VM, [0x0a00_3000, 1, 1]).regs[0], INVAL, "x3 reserved");
+        assert_eq!(ranged(true, &mut t, VM, [!0xfff, 3, 0]).regs[0], INVAL, "wraps");
     }
 
     #[test]
     fn upstream_single_call() {
         let mut t = GuardTable::new(true);
-        assert_eq!(
-            map(AbiForm::Upstream, &mut t, VM, [0x0900_0000, 0, 0]).regs,
-            [0, 0, 0, 0]
-        );
-        assert_eq!(
-            map(AbiForm::Upstream, &mut t, VM, [0x0a00_3000, 1, 0]).regs[0],
-            INVAL,
-            "x2 reserved"
-        );
-        assert_eq!(
-            map(AbiForm::Upstream, &mut t, VM, [0x0a00_3000, 0, 1]).regs[0],
-            INVAL,
-            "x3 reserved"
-        );
+        assert_eq!(map(AbiForm::Upstream, &mut t, VM, [0x0900_0000, 0, 0]).regs, [0, 0, 0, 0]);
+        assert_eq!(map(AbiForm::Upstream, &mut t, VM, [0x0a00_3000, 1, 0]).regs[0], INVAL, "x2 reserved");
+        assert_eq!(map(AbiForm::Upstream, &mut t, VM, [0x0a00_3000, 0, 1]).regs[0], INVAL, "x3 reserved");
         assert!(!t.is_guarded(0x0a00_3000));
     }
 }

@@ -85,10 +85,7 @@ pub struct Reply {
 impl Reply {
     /// A reply that sets only x0.
     pub const fn x0(value: i64) -> Self {
-        Self {
-            regs: [value as u64, 0, 0, 0],
-            count: 1,
-        }
+        Self { regs: [value as u64, 0, 0, 0], count: 1 }
     }
 
     /// A reply that sets x0..x3.
@@ -110,13 +107,8 @@ pub enum Outcome {
 
 /// PSCI functions hyp implements, as `PSCI_FEATURES` reports them (SMCCC_VERSION is
 /// listed because PSCI 1.0 uses it to announce SMCCC 1.1).
-const PSCI_IMPLEMENTED: [u32; 5] = [
-    psci::PSCI_VERSION,
-    psci::PSCI_FEATURES,
-    psci::SYSTEM_OFF,
-    psci::SYSTEM_RESET,
-    smccc::SMCCC_VERSION,
-];
+const PSCI_IMPLEMENTED: [u32; 5] =
+    [psci::PSCI_VERSION, psci::PSCI_FEATURES, psci::SYSTEM_OFF, psci::SYSTEM_RESET, smccc::SMCCC_VERSION];
 
 /// Arm architecture calls hyp implements, as `SMCCC_ARCH_FEATURES` reports them.
 const ARCH_IMPLEMENTED: [u32; 2] = [smccc::SMCCC_VERSION, smccc::SMCCC_ARCH_FEATURES];
@@ -137,12 +129,7 @@ pub struct VmState<'s, 'o, M: GuestMemory> {
 
 /// Answers one call. `x0` holds the function ID (only w0 counts, as SMCCC says) and
 /// `args` hold x1..x3.
-pub fn dispatch<M: GuestMemory>(
-    services: &Services,
-    vm: VmState<'_, '_, M>,
-    x0: u64,
-    args: [u64; 3],
-) -> Outcome {
+pub fn dispatch<M: GuestMemory>(services: &Services, vm: VmState<'_, '_, M>, x0: u64, args: [u64; 3]) -> Outcome {
     let function = x0 as u32;
     if let Some(form) = services.protected_form() {
         let advertised = smccc::owner_of(function) == smccc::owner::VENDOR_HYP
@@ -151,18 +138,8 @@ pub fn dispatch<M: GuestMemory>(
         let reply = match function {
             _ if !advertised => None,
             kvm::HYP_MEMINFO => Some(memory_calls::meminfo(form, args)),
-            kvm::MEM_SHARE => Some(memory_calls::share_or_unshare(
-                form,
-                Direction::Share,
-                vm.ownership,
-                args,
-            )),
-            kvm::MEM_UNSHARE => Some(memory_calls::share_or_unshare(
-                form,
-                Direction::Unshare,
-                vm.ownership,
-                args,
-            )),
+            kvm::MEM_SHARE => Some(memory_calls::share_or_unshare(form, Direction::Share, vm.ownership, args)),
+            kvm::MEM_UNSHARE => Some(memory_calls::share_or_unshare(form, Direction::Unshare, vm.ownership, args)),
             kvm::MEM_RELINQUISH => Some(memory_calls::relinquish(vm.ownership, vm.memory, args)),
             kvm::MMIO_GUARD_INFO => Some(guard_calls::info(args)),
             kvm::MMIO_GUARD_ENROLL => Some(guard_calls::enroll()),
@@ -177,13 +154,7 @@ pub fn dispatch<M: GuestMemory>(
         }
     }
     let asked = args[0] as u32;
-    let supported = |yes: bool| {
-        Reply::x0(if yes {
-            smccc::SUCCESS
-        } else {
-            smccc::NOT_SUPPORTED
-        })
-    };
+    let supported = |yes: bool| Reply::x0(if yes { smccc::SUCCESS } else { smccc::NOT_SUPPORTED });
     let reply = match function {
         smccc::SMCCC_VERSION => Reply::x0(smccc::VERSION_1_1 as i64),
         smccc::SMCCC_ARCH_FEATURES => supported(ARCH_IMPLEMENTED.contains(&asked)),
@@ -206,11 +177,8 @@ mod tests {
     use super::*;
     use abi::hyp_options::AbiForm;
 
-    const MODES: [VmMode; 3] = [
-        VmMode::Protected(AbiForm::Android),
-        VmMode::Protected(AbiForm::Upstream),
-        VmMode::Unprotected,
-    ];
+    const MODES: [VmMode; 3] =
+        [VmMode::Protected(AbiForm::Android), VmMode::Protected(AbiForm::Upstream), VmMode::Unprotected];
 
     /// Records the pages a call zeroes.
     #[derive(Default)]
@@ -227,10 +195,7 @@ mod tests {
         let mut ownership = Ownership::new(0x8000_0000, &mut words);
         let mut memory = FakeMemory::default();
         let mut guard = GuardTable::new(true);
-        let ram = abi::bundle::Region {
-            start: 0x8000_0000,
-            end: 0x8001_0000,
-        };
+        let ram = abi::bundle::Region { start: 0x8000_0000, end: 0x8001_0000 };
         let vm = VmState {
             ownership: &mut ownership,
             memory: &mut memory,
@@ -255,10 +220,7 @@ mod tests {
             assert_eq!(ret(call(mode, 0x8400_0000, 0)), Reply::x0(0x10001));
             let uid = ret(call(mode, 0x8600_ff01, 0));
             assert_eq!(uid.count, 4);
-            assert_eq!(
-                uid.regs,
-                [0xb66f_b428, 0xe911_c52e, 0x564b_caa9, 0x743a_004d]
-            );
+            assert_eq!(uid.regs, [0xb66f_b428, 0xe911_c52e, 0x564b_caa9, 0x743a_004d]);
         }
     }
 
@@ -271,11 +233,7 @@ mod tests {
             let features = Features::from_regs(reply.regs);
             // Every advertised vendor function must answer something other than -1.
             for n in 0..128 {
-                let id = if n == 0 {
-                    0x8600_0000
-                } else {
-                    0xc600_0000 | n as u64
-                };
+                let id = if n == 0 { 0x8600_0000 } else { 0xc600_0000 | n as u64 };
                 let answered = ret(call(mode, id, 0)).regs[0] != smccc::NOT_SUPPORTED as u64;
                 assert_eq!(features.has(n), answered, "function {n} in {mode:?}");
             }
@@ -302,14 +260,7 @@ mod tests {
 
     #[test]
     fn unknown_calls_return_not_supported_and_touch_only_x0() {
-        for id in [
-            0u64,
-            0xffff_ffff,
-            0xc600_0030,
-            0x8400_00ff,
-            0xc400_0003,
-            0x8200_0000,
-        ] {
+        for id in [0u64, 0xffff_ffff, 0xc600_0030, 0x8400_00ff, 0xc400_0003, 0x8200_0000] {
             let reply = ret(call(MODES[0], id, 0x1234));
             assert_eq!(reply.count, 1);
             assert_eq!(reply.regs[0] as i64, -1, "{id:#x}");

@@ -88,12 +88,7 @@ mod tests {
     use super::*;
 
     fn state(spsr: u64) -> TrapState {
-        TrapState {
-            spsr,
-            elr: 0x8020_1234,
-            far: 0x0a00_0000,
-            vbar_el1: 0x8020_0800,
-        }
+        TrapState { spsr, elr: 0x8020_1234, far: 0x0a00_0000, vbar_el1: 0x8020_0800 }
     }
 
     #[test]

@@ -15,8 +15,6 @@ mod vm;
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!(
-        "hyp is EL2 firmware for aarch64-unknown-none-softfloat; `cargo pvmkit build` builds it"
-    );
+    eprintln!("hyp is EL2 firmware for aarch64-unknown-none-softfloat; `cargo pvmkit build` builds it");
     std::process::exit(2);
 }

@@ -57,12 +57,7 @@ pub enum Direction {
 }
 
 /// MEM_SHARE or MEM_UNSHARE.
-pub fn share_or_unshare(
-    form: AbiForm,
-    dir: Direction,
-    ownership: &mut Ownership<'_>,
-    args: [u64; 3],
-) -> Reply {
+pub fn share_or_unshare(form: AbiForm, dir: Direction, ownership: &mut Ownership<'_>, args: [u64; 3]) -> Reply {
     let [ipa, x2, x3] = args;
     let pages = match form {
         AbiForm::Upstream if x2 != 0 || x3 != 0 => return status(INVALID_PARAMETER),
@@ -98,11 +93,7 @@ pub fn share_or_unshare(
 }
 
 /// MEM_RELINQUISH (Android): a private page goes back to the host and returns zeroed.
-pub fn relinquish<M: GuestMemory>(
-    ownership: &mut Ownership<'_>,
-    memory: &mut M,
-    args: [u64; 3],
-) -> Reply {
+pub fn relinquish<M: GuestMemory>(ownership: &mut Ownership<'_>, memory: &mut M, args: [u64; 3]) -> Reply {
     let [ipa, x2, x3] = args;
     if x2 != 0 || x3 != 0 || ownership.can_relinquish(ipa).is_err() {
         return status(INVALID_PARAMETER);
@@ -146,19 +137,12 @@ mod tests {
 
         fn with_pages(mode: VmMode, pages: usize) -> Self {
             let words = vec![0u16; pages].leak();
-            Self {
-                mode,
-                ownership: Ownership::new(BASE, words),
-                zeroed: FakeMemory::default(),
-            }
+            Self { mode, ownership: Ownership::new(BASE, words), zeroed: FakeMemory::default() }
         }
 
         fn call(&mut self, id: u32, args: [u64; 3]) -> [u64; 4] {
             let mut guard = crate::mmio_guard::GuardTable::new(true);
-            let ram = abi::bundle::Region {
-                start: BASE,
-                end: BASE,
-            };
+            let ram = abi::bundle::Region { start: BASE, end: BASE };
             let vm = VmState {
                 ownership: &mut self.ownership,
                 memory: &mut self.zeroed,
@@ -166,15 +150,7 @@ mod tests {
                 guard_vm: crate::guard_calls::GuardVm { devices: &[], ram },
                 exits: Default::default(),
             };
-            match dispatch(
-                &Services {
-                    mode: self.mode,
-                    stats: false,
-                },
-                vm,
-                id as u64,
-                args,
-            ) {
+            match dispatch(&Services { mode: self.mode, stats: false }, vm, id as u64, args) {
                 Outcome::Return(r) => r.regs,
                 other => panic!("{other:?}"),
             }
@@ -192,23 +168,11 @@ mod tests {
 
     #[test]
     fn meminfo_per_form() {
-        assert_eq!(
-            Vm::new(UP).call(abi::kvm::HYP_MEMINFO, [0; 3]),
-            [4096, 0, 0, 0]
-        );
-        assert_eq!(
-            Vm::new(ANDROID).call(abi::kvm::HYP_MEMINFO, [0; 3]),
-            [4096, 1, 0, 0]
-        );
+        assert_eq!(Vm::new(UP).call(abi::kvm::HYP_MEMINFO, [0; 3]), [4096, 0, 0, 0]);
+        assert_eq!(Vm::new(ANDROID).call(abi::kvm::HYP_MEMINFO, [0; 3]), [4096, 1, 0, 0]);
         assert_eq!(Vm::new(UP).call(abi::kvm::HYP_MEMINFO, [0, 0, 1])[0], INVAL);
-        assert_eq!(
-            Vm::new(ANDROID).call(abi::kvm::HYP_MEMINFO, [1, 0, 0])[0],
-            INVAL
-        );
-        assert_eq!(
-            Vm::new(VmMode::Unprotected).call(abi::kvm::HYP_MEMINFO, [0; 3])[0],
-            NS
-        );
+        assert_eq!(Vm::new(ANDROID).call(abi::kvm::HYP_MEMINFO, [1, 0, 0])[0], INVAL);
+        assert_eq!(Vm::new(VmMode::Unprotected).call(abi::kvm::HYP_MEMINFO, [0; 3])[0], NS);
     }
 
     #[test]
@@ -218,60 +182,30 @@ mod tests {
         assert_eq!(vm.state(BASE), PageState::Shared { pins: 0 });
         assert_eq!(vm.call(SHARE, [BASE, 0, 0])[0], INVAL, "double share");
         assert_eq!(vm.call(UNSHARE, [BASE, 0, 0]), [0, 0, 0, 0]);
-        assert_eq!(
-            vm.call(UNSHARE, [BASE, 0, 0])[0],
-            INVAL,
-            "unshare of a private page"
-        );
+        assert_eq!(vm.call(UNSHARE, [BASE, 0, 0])[0], INVAL, "unshare of a private page");
         assert_eq!(vm.call(SHARE, [BASE + 8, 0, 0])[0], INVAL, "unaligned");
         assert_eq!(vm.call(SHARE, [BASE - 4096, 0, 0])[0], INVAL, "below RAM");
-        assert_eq!(
-            vm.call(SHARE, [BASE + PAGES as u64 * 4096, 0, 0])[0],
-            INVAL,
-            "above RAM"
-        );
+        assert_eq!(vm.call(SHARE, [BASE + PAGES as u64 * 4096, 0, 0])[0], INVAL, "above RAM");
         assert_eq!(vm.call(SHARE, [BASE, 1, 0])[0], INVAL, "x2 reserved");
         assert_eq!(vm.call(SHARE, [BASE, 0, 1])[0], INVAL, "x3 reserved");
-        assert_eq!(
-            vm.state(BASE),
-            PageState::Private,
-            "refused calls change nothing"
-        );
-        assert_eq!(
-            vm.call(abi::kvm::MEM_RELINQUISH, [BASE, 0, 0])[0],
-            NS,
-            "no relinquish upstream"
-        );
+        assert_eq!(vm.state(BASE), PageState::Private, "refused calls change nothing");
+        assert_eq!(vm.call(abi::kvm::MEM_RELINQUISH, [BASE, 0, 0])[0], NS, "no relinquish upstream");
     }
 
     #[test]
     fn android_ranges_are_all_or_nothing() {
         let mut vm = Vm::new(ANDROID);
-        assert_eq!(
-            vm.call(SHARE, [BASE, 0, 0]),
-            [0, 1, 0, 0],
-            "0 means one granule"
-        );
+        assert_eq!(vm.call(SHARE, [BASE, 0, 0]), [0, 1, 0, 0], "0 means one granule");
         assert_eq!(vm.call(SHARE, [BASE + 4096, 100, 0]), [0, 100, 0, 0]);
         assert_eq!(vm.state(BASE + 100 * 4096), PageState::Shared { pins: 0 });
         assert_eq!(vm.state(BASE + 101 * 4096), PageState::Private);
-        assert_eq!(
-            vm.call(SHARE, [BASE + 200 * 4096, 1000, 0]),
-            [0, 512, 0, 0],
-            "capped per call"
-        );
+        assert_eq!(vm.call(SHARE, [BASE + 200 * 4096, 1000, 0]), [0, 512, 0, 0], "capped per call");
         // A range with one already-shared page fails whole.
         assert_eq!(vm.call(SHARE, [BASE + 100 * 4096, 5, 0])[0], INVAL);
         assert_eq!(vm.state(BASE + 101 * 4096), PageState::Private);
         // A range running off the end of RAM fails whole.
-        assert_eq!(
-            vm.call(SHARE, [BASE + (PAGES as u64 - 2) * 4096, 4, 0])[0],
-            INVAL
-        );
-        assert_eq!(
-            vm.state(BASE + (PAGES as u64 - 2) * 4096),
-            PageState::Private
-        );
+        assert_eq!(vm.call(SHARE, [BASE + (PAGES as u64 - 2) * 4096, 4, 0])[0], INVAL);
+        assert_eq!(vm.state(BASE + (PAGES as u64 - 2) * 4096), PageState::Private);
         assert_eq!(vm.call(SHARE, [!0xfff, 4, 0])[0], INVAL, "wrapping range");
         assert_eq!(vm.call(UNSHARE, [BASE, 101, 0]), [0, 101, 0, 0]);
         assert_eq!(vm.call(UNSHARE, [BASE, 1, 0])[0], INVAL);
@@ -281,27 +215,12 @@ mod tests {
     #[test]
     fn android_relinquish_zeroes_private_pages_only() {
         let mut vm = Vm::new(ANDROID);
-        assert_eq!(
-            vm.call(abi::kvm::MEM_RELINQUISH, [BASE + 4096, 0, 0]),
-            [0, 0, 0, 0]
-        );
+        assert_eq!(vm.call(abi::kvm::MEM_RELINQUISH, [BASE + 4096, 0, 0]), [0, 0, 0, 0]);
         assert_eq!(vm.zeroed.0, vec![BASE + 4096]);
         vm.call(SHARE, [BASE, 0, 0]);
-        assert_eq!(
-            vm.call(abi::kvm::MEM_RELINQUISH, [BASE, 0, 0])[0],
-            INVAL,
-            "shared page"
-        );
-        assert_eq!(
-            vm.call(abi::kvm::MEM_RELINQUISH, [BASE + 4096, 1, 0])[0],
-            INVAL,
-            "x2 reserved"
-        );
-        assert_eq!(
-            vm.call(abi::kvm::MEM_RELINQUISH, [BASE + 1, 0, 0])[0],
-            INVAL,
-            "unaligned"
-        );
+        assert_eq!(vm.call(abi::kvm::MEM_RELINQUISH, [BASE, 0, 0])[0], INVAL, "shared page");
+        assert_eq!(vm.call(abi::kvm::MEM_RELINQUISH, [BASE + 4096, 1, 0])[0], INVAL, "x2 reserved");
+        assert_eq!(vm.call(abi::kvm::MEM_RELINQUISH, [BASE + 1, 0, 0])[0], INVAL, "unaligned");
         assert_eq!(vm.zeroed.0.len(), 1);
     }
 
@@ -311,11 +230,7 @@ mod tests {
         vm.call(SHARE, [BASE, 3, 0]);
         vm.ownership.pin(BASE + 4096).unwrap();
         assert_eq!(vm.call(UNSHARE, [BASE, 3, 0])[0], INVAL);
-        assert_eq!(
-            vm.state(BASE),
-            PageState::Shared { pins: 0 },
-            "nothing unshared"
-        );
+        assert_eq!(vm.state(BASE), PageState::Shared { pins: 0 }, "nothing unshared");
         vm.ownership.unpin(BASE + 4096).unwrap();
         assert_eq!(vm.call(UNSHARE, [BASE, 3, 0]), [0, 3, 0, 0]);
     }
@@ -339,13 +254,7 @@ mod tests {
         for form in [AbiForm::Upstream, AbiForm::Android] {
             const N: u64 = 24;
             let mut vm = Vm::with_pages(VmMode::Protected(form), N as usize);
-            let mut model = vec![
-                Page {
-                    shared: false,
-                    pins: 0
-                };
-                N as usize
-            ];
+            let mut model = vec![Page { shared: false, pins: 0 }; N as usize];
             let mut zeroed = 0;
             for step in 0..50_000 {
                 let r = next();
@@ -389,10 +298,7 @@ mod tests {
                             (true, AbiForm::Upstream) => [0, 0, 0, 0],
                             (true, AbiForm::Android) => [0, pages, 0, 0],
                         };
-                        assert_eq!(
-                            got, want,
-                            "step {step}: {form:?} share={share} page {page} x{count}"
-                        );
+                        assert_eq!(got, want, "step {step}: {form:?} share={share} page {page} x{count}");
                         if valid {
                             for i in 0..pages as i64 {
                                 model[(page + i) as usize].shared = share;
@@ -404,10 +310,7 @@ mod tests {
                         let want = match form {
                             AbiForm::Upstream => NS,
                             AbiForm::Android => {
-                                let ok = reserved == 0
-                                    && aligned
-                                    && in_ram(page)
-                                    && !model[page as usize].shared;
+                                let ok = reserved == 0 && aligned && in_ram(page) && !model[page as usize].shared;
                                 if ok {
                                     zeroed += 1;
                                     0
@@ -420,11 +323,7 @@ mod tests {
                     }
                     op => {
                         let pin = op == 3;
-                        let got = if pin {
-                            vm.ownership.pin(ipa)
-                        } else {
-                            vm.ownership.unpin(ipa)
-                        };
+                        let got = if pin { vm.ownership.pin(ipa) } else { vm.ownership.unpin(ipa) };
                         let ok = aligned
                             && in_ram(page)
                             && model[page as usize].shared
@@ -437,16 +336,8 @@ mod tests {
                     }
                 }
                 for (i, p) in model.iter().enumerate() {
-                    let want = if p.shared {
-                        PageState::Shared { pins: p.pins }
-                    } else {
-                        PageState::Private
-                    };
-                    assert_eq!(
-                        vm.state(BASE + i as u64 * 4096),
-                        want,
-                        "step {step}: page {i}"
-                    );
+                    let want = if p.shared { PageState::Shared { pins: p.pins } } else { PageState::Private };
+                    assert_eq!(vm.state(BASE + i as u64 * 4096), want, "step {step}: page {i}");
                 }
             }
             assert_eq!(vm.zeroed.0.len(), zeroed);

@@ -105,12 +105,7 @@ pub enum Decision {
 }
 
 /// Decides what to do with a data abort at `ipa`.
-pub fn decide(
-    abort: &DataAbort,
-    ipa: u64,
-    devices: &[DeviceWindow],
-    guard: &GuardTable,
-) -> Decision {
+pub fn decide(abort: &DataAbort, ipa: u64, devices: &[DeviceWindow], guard: &GuardTable) -> Decision {
     if !abort.isv {
         return Decision::Refuse(Refusal::NoSyndrome);
     }
@@ -118,10 +113,7 @@ pub fn decide(
         return Decision::Refuse(Refusal::NotADeviceAccess);
     }
     let width = abort.width();
-    let Some(device) = devices
-        .iter()
-        .find(|d| ipa >= d.base && ipa - d.base < d.size)
-    else {
+    let Some(device) = devices.iter().find(|d| ipa >= d.base && ipa - d.base < d.size) else {
         return Decision::Refuse(Refusal::NoDevice);
     };
     if ipa - device.base + width as u64 > device.size {
@@ -131,23 +123,11 @@ pub fn decide(
         return Decision::Refuse(Refusal::NotGuarded);
     }
     let access = if abort.wnr {
-        Access::Store {
-            reg: abort.srt,
-            width,
-        }
+        Access::Store { reg: abort.srt, width }
     } else {
-        Access::Load {
-            reg: abort.srt,
-            width,
-            sign_extend: abort.sse,
-            sixty_four: abort.sf,
-        }
+        Access::Load { reg: abort.srt, width, sign_extend: abort.sse, sixty_four: abort.sf }
     };
-    Decision::Emulate {
-        pa: ipa,
-        access,
-        device: *device,
-    }
+    Decision::Emulate { pa: ipa, access, device: *device }
 }
 
 /// The low `width` bytes of a register, as a store writes them.
@@ -177,16 +157,8 @@ mod tests {
     use super::*;
     use crate::esr::Esr;
 
-    const UART: DeviceWindow = DeviceWindow {
-        base: 0x0900_0000,
-        size: 0x1000,
-        kind: DeviceKind::Console,
-    };
-    const VIRTIO: DeviceWindow = DeviceWindow {
-        base: 0x0a00_3e00,
-        size: 0x200,
-        kind: DeviceKind::Virtio { slot: 31 },
-    };
+    const UART: DeviceWindow = DeviceWindow { base: 0x0900_0000, size: 0x1000, kind: DeviceKind::Console };
+    const VIRTIO: DeviceWindow = DeviceWindow { base: 0x0a00_3e00, size: 0x200, kind: DeviceKind::Virtio { slot: 31 } };
     const OPEN: GuardTable = GuardTable::new(false);
 
     fn abort(esr: u64) -> DataAbort {
@@ -198,23 +170,14 @@ mod tests {
         let store = decide(&abort(0x9301_0045), 0x0900_0000, &[UART], &OPEN);
         assert_eq!(
             store,
-            Decision::Emulate {
-                pa: 0x0900_0000,
-                access: Access::Store { reg: 1, width: 1 },
-                device: UART
-            }
+            Decision::Emulate { pa: 0x0900_0000, access: Access::Store { reg: 1, width: 1 }, device: UART }
         );
         let load = decide(&abort(0x9383_0005), 0x0900_0018, &[UART], &OPEN);
         assert_eq!(
             load,
             Decision::Emulate {
                 pa: 0x0900_0018,
-                access: Access::Load {
-                    reg: 3,
-                    width: 4,
-                    sign_extend: false,
-                    sixty_four: false
-                },
+                access: Access::Load { reg: 3, width: 4, sign_extend: false, sixty_four: false },
                 device: UART
             }
         );
@@ -222,27 +185,12 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        assert_eq!(
-            decide(&abort(0x9200_0005), 0x0900_0000, &[UART], &OPEN),
-            Decision::Refuse(Refusal::NoSyndrome)
-        );
-        assert_eq!(
-            decide(&abort(0x9383_0005), 0x0901_0000, &[UART], &OPEN),
-            Decision::Refuse(Refusal::NoDevice)
-        );
-        assert_eq!(
-            decide(&abort(0x9383_0005), 0x0900_0000, &[], &OPEN),
-            Decision::Refuse(Refusal::NoDevice)
-        );
-        assert_eq!(
-            decide(&abort(0x9383_0005), 0x08ff_fffc, &[UART], &OPEN),
-            Decision::Refuse(Refusal::NoDevice)
-        );
+        assert_eq!(decide(&abort(0x9200_0005), 0x0900_0000, &[UART], &OPEN), Decision::Refuse(Refusal::NoSyndrome));
+        assert_eq!(decide(&abort(0x9383_0005), 0x0901_0000, &[UART], &OPEN), Decision::Refuse(Refusal::NoDevice));
+        assert_eq!(decide(&abort(0x9383_0005), 0x0900_0000, &[], &OPEN), Decision::Refuse(Refusal::NoDevice));
+        assert_eq!(decide(&abort(0x9383_0005), 0x08ff_fffc, &[UART], &OPEN), Decision::Refuse(Refusal::NoDevice));
         // A 4-byte load at the last byte of the window.
-        assert_eq!(
-            decide(&abort(0x9383_0005), 0x0900_0fff, &[UART], &OPEN),
-            Decision::Refuse(Refusal::CrossesWindow)
-        );
+        assert_eq!(decide(&abort(0x9383_0005), 0x0900_0fff, &[UART], &OPEN), Decision::Refuse(Refusal::CrossesWindow));
         // S1PTW and FnV.
         assert_eq!(
             decide(&abort(0x9383_0085), 0x0900_0000, &[UART], &OPEN),
@@ -256,32 +204,17 @@ mod tests {
 
     #[test]
     fn enforced_vms_need_the_guard() {
-        let ram = abi::bundle::Region {
-            start: 0x8000_0000,
-            end: 0x9000_0000,
-        };
+        let ram = abi::bundle::Region { start: 0x8000_0000, end: 0x9000_0000 };
         let mut guard = GuardTable::new(true);
         let load = abort(0x9383_0005);
-        assert_eq!(
-            decide(&load, 0x0900_0018, &[UART], &guard),
-            Decision::Refuse(Refusal::NotGuarded)
-        );
+        assert_eq!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Refuse(Refusal::NotGuarded));
         guard.map(0x0900_0000, &[UART], ram).unwrap();
-        assert!(matches!(
-            decide(&load, 0x0900_0018, &[UART], &guard),
-            Decision::Emulate { .. }
-        ));
+        assert!(matches!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Emulate { .. }));
         guard.unmap(0x0900_0000).unwrap();
-        assert_eq!(
-            decide(&load, 0x0900_0018, &[UART], &guard),
-            Decision::Refuse(Refusal::NotGuarded)
-        );
+        assert_eq!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Refuse(Refusal::NotGuarded));
         // Not even a registered granule makes ISV=0 emulatable.
         guard.map(0x0900_0000, &[UART], ram).unwrap();
-        assert_eq!(
-            decide(&abort(0x9200_0005), 0x0900_0000, &[UART], &guard),
-            Decision::Refuse(Refusal::NoSyndrome)
-        );
+        assert_eq!(decide(&abort(0x9200_0005), 0x0900_0000, &[UART], &guard), Decision::Refuse(Refusal::NoSyndrome));
     }
 
     #[test]
@@ -293,16 +226,9 @@ mod tests {
         ));
         assert!(matches!(
             decide(&abort(0x9301_0045), 0x0a00_3e70, &devices, &OPEN),
-            Decision::Emulate {
-                device: VIRTIO,
-                access: Access::Store { .. },
-                ..
-            }
+            Decision::Emulate { device: VIRTIO, access: Access::Store { .. }, .. }
         ));
-        assert_eq!(
-            decide(&abort(0x9383_0005), 0x0a00_3c00, &devices, &OPEN),
-            Decision::Refuse(Refusal::NoDevice)
-        );
+        assert_eq!(decide(&abort(0x9383_0005), 0x0a00_3c00, &devices, &OPEN), Decision::Refuse(Refusal::NoDevice));
     }
 
     #[test]
@@ -311,14 +237,8 @@ mod tests {
         assert_eq!(load_result(0x80, 1, true, true), 0xffff_ffff_ffff_ff80);
         assert_eq!(load_result(0x80, 1, true, false), 0xffff_ff80);
         assert_eq!(load_result(0x8000, 2, true, true), 0xffff_ffff_ffff_8000);
-        assert_eq!(
-            load_result(0x1234_5678_9abc_def0, 4, false, false),
-            0x9abc_def0
-        );
-        assert_eq!(
-            load_result(0x1234_5678_9abc_def0, 8, false, true),
-            0x1234_5678_9abc_def0
-        );
+        assert_eq!(load_result(0x1234_5678_9abc_def0, 4, false, false), 0x9abc_def0);
+        assert_eq!(load_result(0x1234_5678_9abc_def0, 8, false, true), 0x1234_5678_9abc_def0);
         assert_eq!(store_value(0x1234_5678_9abc_def0, 2), 0xdef0);
         assert_eq!(store_value(u64::MAX, 8), u64::MAX);
     }

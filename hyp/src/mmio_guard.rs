@@ -52,11 +52,7 @@ pub struct GuardTable {
 impl GuardTable {
     /// An empty table; `enforcing` says whether unregistered accesses are refused.
     pub const fn new(enforcing: bool) -> Self {
-        Self {
-            granules: [0; MAX_GUARDED],
-            len: 0,
-            enforcing,
-        }
+        Self { granules: [0; MAX_GUARDED], len: 0, enforcing }
     }
 
     /// Whether unregistered accesses are refused.
@@ -78,28 +74,15 @@ impl GuardTable {
     }
 
     /// Checks that `ipa` may be registered, changing nothing.
-    pub fn can_map(
-        &self,
-        ipa: u64,
-        devices: &[DeviceWindow],
-        ram: Region,
-    ) -> Result<(), GuardRefusal> {
+    pub fn can_map(&self, ipa: u64, devices: &[DeviceWindow], ram: Region) -> Result<(), GuardRefusal> {
         if !ipa.is_multiple_of(GRANULE) {
             return Err(GuardRefusal::Unaligned(ipa));
         }
-        let granule = Region {
-            start: ipa,
-            end: ipa.saturating_add(GRANULE),
-        };
+        let granule = Region { start: ipa, end: ipa.saturating_add(GRANULE) };
         if granule.overlaps(&ram) {
             return Err(GuardRefusal::GuestRam(ipa));
         }
-        let has_device = devices.iter().any(|d| {
-            granule.overlaps(&Region {
-                start: d.base,
-                end: d.base + d.size,
-            })
-        });
+        let has_device = devices.iter().any(|d| granule.overlaps(&Region { start: d.base, end: d.base + d.size }));
         if !has_device {
             return Err(GuardRefusal::NoDevice(ipa));
         }
@@ -110,12 +93,7 @@ impl GuardTable {
     }
 
     /// Registers the granule at `ipa` (registering it twice is fine).
-    pub fn map(
-        &mut self,
-        ipa: u64,
-        devices: &[DeviceWindow],
-        ram: Region,
-    ) -> Result<(), GuardRefusal> {
+    pub fn map(&mut self, ipa: u64, devices: &[DeviceWindow], ram: Region) -> Result<(), GuardRefusal> {
         self.can_map(ipa, devices, ram)?;
         if !self.is_guarded(ipa) {
             self.granules[self.len] = ipa;
@@ -142,67 +120,29 @@ mod tests {
     use super::*;
     use crate::mmio::DeviceKind;
 
-    const RAM: Region = Region {
-        start: 0x8000_0000,
-        end: 0x9000_0000,
-    };
+    const RAM: Region = Region { start: 0x8000_0000, end: 0x9000_0000 };
     const DEVICES: [DeviceWindow; 2] = [
-        DeviceWindow {
-            base: 0x0900_0000,
-            size: 0x1000,
-            kind: DeviceKind::Console,
-        },
-        DeviceWindow {
-            base: 0x0a00_3e00,
-            size: 0x200,
-            kind: DeviceKind::Virtio { slot: 31 },
-        },
+        DeviceWindow { base: 0x0900_0000, size: 0x1000, kind: DeviceKind::Console },
+        DeviceWindow { base: 0x0a00_3e00, size: 0x200, kind: DeviceKind::Virtio { slot: 31 } },
     ];
 
     #[test]
     fn registers_only_device_granules() {
         let mut t = GuardTable::new(true);
         assert_eq!(t.map(0x0900_0000, &DEVICES, RAM), Ok(()));
-        assert_eq!(
-            t.map(0x0a00_3000, &DEVICES, RAM),
-            Ok(()),
-            "the page holding the transport"
-        );
+        assert_eq!(t.map(0x0a00_3000, &DEVICES, RAM), Ok(()), "the page holding the transport");
         assert_eq!(t.map(0x0a00_3000, &DEVICES, RAM), Ok(()), "twice is fine");
-        assert_eq!(
-            t.map(0x0a00_2000, &DEVICES, RAM),
-            Err(GuardRefusal::NoDevice(0x0a00_2000))
-        );
-        assert_eq!(
-            t.map(0x0901_0000, &DEVICES, RAM),
-            Err(GuardRefusal::NoDevice(0x0901_0000)),
-            "not this VM's"
-        );
-        assert_eq!(
-            t.map(0x8000_0000, &DEVICES, RAM),
-            Err(GuardRefusal::GuestRam(0x8000_0000))
-        );
-        assert_eq!(
-            t.map(0x0900_0008, &DEVICES, RAM),
-            Err(GuardRefusal::Unaligned(0x0900_0008))
-        );
-        assert_eq!(
-            t.map(!0xfff, &DEVICES, RAM),
-            Err(GuardRefusal::NoDevice(!0xfff))
-        );
+        assert_eq!(t.map(0x0a00_2000, &DEVICES, RAM), Err(GuardRefusal::NoDevice(0x0a00_2000)));
+        assert_eq!(t.map(0x0901_0000, &DEVICES, RAM), Err(GuardRefusal::NoDevice(0x0901_0000)), "not this VM's");
+        assert_eq!(t.map(0x8000_0000, &DEVICES, RAM), Err(GuardRefusal::GuestRam(0x8000_0000)));
+        assert_eq!(t.map(0x0900_0008, &DEVICES, RAM), Err(GuardRefusal::Unaligned(0x0900_0008)));
+        assert_eq!(t.map(!0xfff, &DEVICES, RAM), Err(GuardRefusal::NoDevice(!0xfff)));
         assert!(t.is_guarded(0x0a00_3e04));
         t.unmap(0x0a00_3000).unwrap();
         assert!(!t.is_guarded(0x0a00_3e04));
         assert!(t.is_guarded(0x0900_0018));
-        assert_eq!(
-            t.unmap(0x0a00_3000),
-            Ok(()),
-            "unmapping what is not mapped is a no-op"
-        );
-        assert_eq!(
-            t.unmap(0x0a00_3004),
-            Err(GuardRefusal::Unaligned(0x0a00_3004))
-        );
+        assert_eq!(t.unmap(0x0a00_3000), Ok(()), "unmapping what is not mapped is a no-op");
+        assert_eq!(t.unmap(0x0a00_3004), Err(GuardRefusal::Unaligned(0x0a00_3004)));
     }
 
     #[test]
@@ -211,25 +151,15 @@ mod tests {
         assert!(!t.allows(0x0900_0000, 4));
         t.map(0x0900_0000, &DEVICES, RAM).unwrap();
         assert!(t.allows(0x0900_0ffc, 4));
-        assert!(
-            !t.allows(0x0900_0ffe, 4),
-            "last byte in an unregistered granule"
-        );
+        assert!(!t.allows(0x0900_0ffe, 4), "last byte in an unregistered granule");
         let open = GuardTable::new(false);
-        assert!(
-            open.allows(0x0900_0000, 4),
-            "an unprotected VM is not enforced"
-        );
+        assert!(open.allows(0x0900_0000, 4), "an unprotected VM is not enforced");
     }
 
     #[test]
     fn the_table_has_a_bound() {
         let many: Vec<DeviceWindow> = (0..=MAX_GUARDED as u64)
-            .map(|i| DeviceWindow {
-                base: 0x1000_0000 + i * GRANULE,
-                size: 0x10,
-                kind: DeviceKind::Console,
-            })
+            .map(|i| DeviceWindow { base: 0x1000_0000 + i * GRANULE, size: 0x10, kind: DeviceKind::Console })
             .collect();
         let mut t = GuardTable::new(true);
         for d in &many[..MAX_GUARDED] {

@@ -86,11 +86,7 @@ impl<'a> Ownership<'a> {
     /// The state of the page at `ipa`.
     pub fn state(&self, ipa: u64) -> Result<PageState, OwnershipError> {
         let word = self.pages[self.index(ipa)?];
-        Ok(if word & SHARED != 0 {
-            PageState::Shared { pins: word & PINS }
-        } else {
-            PageState::Private
-        })
+        Ok(if word & SHARED != 0 { PageState::Shared { pins: word & PINS } } else { PageState::Private })
     }
 
     /// Whether every page of `[ipa, ipa + len)` is shared (any alignment, `len` > 0).
@@ -99,9 +95,7 @@ impl<'a> Ownership<'a> {
             return false;
         };
         let first = ipa & !(GRANULE - 1);
-        (first..=last)
-            .step_by(GRANULE as usize)
-            .all(|page| matches!(self.state(page), Ok(PageState::Shared { .. })))
+        (first..=last).step_by(GRANULE as usize).all(|page| matches!(self.state(page), Ok(PageState::Shared { .. })))
     }
 
     /// The first page of `[ipa, ipa + len)` (any alignment, `len` > 0) that is not
@@ -112,9 +106,7 @@ impl<'a> Ownership<'a> {
         let Some(last) = len.checked_sub(1).and_then(|l| ipa.checked_add(l)) else {
             return Some(first);
         };
-        (first..=last)
-            .step_by(GRANULE as usize)
-            .find(|&page| !matches!(self.state(page), Ok(PageState::Shared { .. })))
+        (first..=last).step_by(GRANULE as usize).find(|&page| !matches!(self.state(page), Ok(PageState::Shared { .. })))
     }
 
     /// Checks that `share` would succeed, changing nothing.
@@ -199,35 +191,17 @@ mod tests {
         assert_eq!(o.ram_size(), 16 * 4096);
         o.share(BASE).unwrap();
         assert_eq!(o.state(BASE), Ok(PageState::Shared { pins: 0 }));
-        assert_eq!(
-            o.share(BASE),
-            Err(OwnershipError::WrongState(
-                BASE,
-                PageState::Shared { pins: 0 }
-            ))
-        );
+        assert_eq!(o.share(BASE), Err(OwnershipError::WrongState(BASE, PageState::Shared { pins: 0 })));
         o.pin(BASE).unwrap();
         o.pin(BASE).unwrap();
         assert_eq!(o.state(BASE), Ok(PageState::Shared { pins: 2 }));
         assert_eq!(o.unshare(BASE), Err(OwnershipError::Pinned(BASE)));
         o.unpin(BASE).unwrap();
         o.unpin(BASE).unwrap();
-        assert_eq!(
-            o.unpin(BASE),
-            Err(OwnershipError::WrongState(
-                BASE,
-                PageState::Shared { pins: 0 }
-            ))
-        );
+        assert_eq!(o.unpin(BASE), Err(OwnershipError::WrongState(BASE, PageState::Shared { pins: 0 })));
         o.unshare(BASE).unwrap();
-        assert_eq!(
-            o.unshare(BASE),
-            Err(OwnershipError::WrongState(BASE, PageState::Private))
-        );
-        assert_eq!(
-            o.pin(BASE),
-            Err(OwnershipError::WrongState(BASE, PageState::Private))
-        );
+        assert_eq!(o.unshare(BASE), Err(OwnershipError::WrongState(BASE, PageState::Private)));
+        assert_eq!(o.pin(BASE), Err(OwnershipError::WrongState(BASE, PageState::Private)));
         assert_eq!(o.can_relinquish(BASE), Ok(()));
     }
 
@@ -236,14 +210,8 @@ mod tests {
         let mut words = vec![0u16; 4];
         let mut o = Ownership::new(BASE, &mut words);
         assert_eq!(o.share(BASE + 1), Err(OwnershipError::Unaligned(BASE + 1)));
-        assert_eq!(
-            o.share(BASE - 4096),
-            Err(OwnershipError::OutsideRam(BASE - 4096))
-        );
-        assert_eq!(
-            o.share(BASE + 4 * 4096),
-            Err(OwnershipError::OutsideRam(BASE + 4 * 4096))
-        );
+        assert_eq!(o.share(BASE - 4096), Err(OwnershipError::OutsideRam(BASE - 4096)));
+        assert_eq!(o.share(BASE + 4 * 4096), Err(OwnershipError::OutsideRam(BASE + 4 * 4096)));
         assert_eq!(o.share(0), Err(OwnershipError::OutsideRam(0)));
         assert_eq!(o.state(!0xfff), Err(OwnershipError::OutsideRam(!0xfff)));
     }

@@ -99,12 +99,8 @@ fn regs<'a>(
     let regs = node.reg().map_err(|_| PlatformError::BadProperty(name))?;
     let regs = regs.ok_or(PlatformError::BadProperty(name))?;
     Ok(regs.map(move |reg| {
-        let start = reg
-            .address::<u64>()
-            .map_err(|_| PlatformError::BadProperty(name))?;
-        let size = reg
-            .size::<u64>()
-            .map_err(|_| PlatformError::BadProperty(name))?;
+        let start = reg.address::<u64>().map_err(|_| PlatformError::BadProperty(name))?;
+        let size = reg.size::<u64>().map_err(|_| PlatformError::BadProperty(name))?;
         Region::new(start, size).ok_or(PlatformError::BadProperty(name))
     }))
 }
@@ -127,9 +123,7 @@ impl<'a> Platform<'a> {
         };
         let mut uart = None;
         for node in root.children() {
-            let is_memory = node
-                .property("device_type")
-                .is_some_and(|p| p.value() == b"memory\0");
+            let is_memory = node.property("device_type").is_some_and(|p| p.value() == b"memory\0");
             if is_memory {
                 for region in regs(node, "memory reg")? {
                     let region = region?;
@@ -161,16 +155,10 @@ impl<'a> Platform<'a> {
         platform.uart = uart.ok_or(PlatformError::NoUart)?;
         if let Some(chosen) = root.child("chosen") {
             if let Some(args) = chosen.property("bootargs") {
-                platform.bootargs = args
-                    .value_as::<&str>()
-                    .map_err(|_| PlatformError::BadProperty("bootargs"))?;
+                platform.bootargs = args.value_as::<&str>().map_err(|_| PlatformError::BadProperty("bootargs"))?;
             }
-            let start = chosen
-                .property("linux,initrd-start")
-                .map(|p| cells_u64(p.value(), "linux,initrd-start"));
-            let end = chosen
-                .property("linux,initrd-end")
-                .map(|p| cells_u64(p.value(), "linux,initrd-end"));
+            let start = chosen.property("linux,initrd-start").map(|p| cells_u64(p.value(), "linux,initrd-start"));
+            let end = chosen.property("linux,initrd-end").map(|p| cells_u64(p.value(), "linux,initrd-end"));
             if let (Some(start), Some(end)) = (start, end) {
                 let (start, end) = (start?, end?);
                 if end < start {
@@ -194,8 +182,7 @@ impl<'a> Platform<'a> {
 }
 
 fn is_compatible(node: &dtoolkit::fdt::FdtNode<'_>, wanted: &str) -> bool {
-    node.compatible()
-        .is_some_and(|mut all| all.any(|c| c == wanted))
+    node.compatible().is_some_and(|mut all| all.any(|c| c == wanted))
 }
 
 #[cfg(test)]
@@ -221,8 +208,7 @@ mod tests {
         w.end_node(chosen).unwrap();
         let mem = w.begin_node("memory@40000000").unwrap();
         w.property_string("device_type", "memory").unwrap();
-        w.property_array_u64("reg", &[0x4000_0000, 2 << 30])
-            .unwrap();
+        w.property_array_u64("reg", &[0x4000_0000, 2 << 30]).unwrap();
         w.end_node(mem).unwrap();
         for i in 0..4u64 {
             let addr = 0x0a00_0000 + i * 0x200;
@@ -233,16 +219,11 @@ mod tests {
         }
         let gic = w.begin_node("intc@8000000").unwrap();
         w.property_string("compatible", "arm,gic-v3").unwrap();
-        w.property_array_u64("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000])
-            .unwrap();
+        w.property_array_u64("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000]).unwrap();
         w.end_node(gic).unwrap();
         if uart {
             let pl011 = w.begin_node("pl011@9000000").unwrap();
-            w.property_string_list(
-                "compatible",
-                vec!["arm,pl011".into(), "arm,primecell".into()],
-            )
-            .unwrap();
+            w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()]).unwrap();
             w.property_array_u64("reg", &[0x0900_0000, 0x1000]).unwrap();
             w.end_node(pl011).unwrap();
         }
@@ -252,50 +233,19 @@ mod tests {
 
     #[test]
     fn reads_what_hyp_needs() {
-        let dtb = qemu_like(
-            Some((0x4800_0000, 0x4803_0000)),
-            Some("mode=protected abi=upstream"),
-            true,
-        );
+        let dtb = qemu_like(Some((0x4800_0000, 0x4803_0000)), Some("mode=protected abi=upstream"), true);
         let header: [u8; 8] = dtb[..8].try_into().unwrap();
         assert_eq!(dtb_size(header), Ok(dtb.len()));
         let p = Platform::read(&dtb).unwrap();
-        assert_eq!(
-            p.memory(),
-            &[Region {
-                start: 0x4000_0000,
-                end: 0xc000_0000
-            }]
-        );
-        assert_eq!(
-            p.uart,
-            Region {
-                start: 0x0900_0000,
-                end: 0x0900_1000
-            }
-        );
+        assert_eq!(p.memory(), &[Region { start: 0x4000_0000, end: 0xc000_0000 }]);
+        assert_eq!(p.uart, Region { start: 0x0900_0000, end: 0x0900_1000 });
         assert_eq!(p.virtio_slots().len(), 4);
         assert_eq!(p.virtio_slots()[3].start, 0x0a00_0600);
-        assert_eq!(
-            p.initrd,
-            Some(Region {
-                start: 0x4800_0000,
-                end: 0x4803_0000
-            })
-        );
+        assert_eq!(p.initrd, Some(Region { start: 0x4800_0000, end: 0x4803_0000 }));
         assert_eq!(p.bootargs, "mode=protected abi=upstream");
         assert_eq!(
             p.gic_v3,
-            Some((
-                Region {
-                    start: 0x0800_0000,
-                    end: 0x0801_0000
-                },
-                Region {
-                    start: 0x080a_0000,
-                    end: 0x0900_0000
-                }
-            ))
+            Some((Region { start: 0x0800_0000, end: 0x0801_0000 }, Region { start: 0x080a_0000, end: 0x0900_0000 }))
         );
     }
 
@@ -309,22 +259,13 @@ mod tests {
 
     #[test]
     fn refuses_bad_trees() {
-        assert_eq!(
-            Platform::read(&qemu_like(None, None, false)).unwrap_err(),
-            PlatformError::NoUart
-        );
+        assert_eq!(Platform::read(&qemu_like(None, None, false)).unwrap_err(), PlatformError::NoUart);
         assert_eq!(
             Platform::read(&qemu_like(Some((2, 1)), None, true)).unwrap_err(),
             PlatformError::BadProperty("linux,initrd-end")
         );
-        assert_eq!(
-            dtb_size(*b"\xd0\x0d\xfe\xed\x00\x00\x00\x10"),
-            Err(PlatformError::BadSize(16))
-        );
-        assert_eq!(
-            dtb_size(*b"\xd0\x0d\xfe\xed\x7f\x00\x00\x00"),
-            Err(PlatformError::BadSize(0x7f00_0000))
-        );
+        assert_eq!(dtb_size(*b"\xd0\x0d\xfe\xed\x00\x00\x00\x10"), Err(PlatformError::BadSize(16)));
+        assert_eq!(dtb_size(*b"\xd0\x0d\xfe\xed\x7f\x00\x00\x00"), Err(PlatformError::BadSize(0x7f00_0000)));
         assert_eq!(dtb_size([0; 8]), Err(PlatformError::NotADtb));
         let dtb = qemu_like(None, None, true);
         for len in [0, 8, 40, dtb.len() - 1] {

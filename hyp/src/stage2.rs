@@ -87,11 +87,7 @@ impl<'a> Stage2<'a> {
             return None;
         }
         tables[0] = Table::EMPTY;
-        Some(Self {
-            tables,
-            base_pa,
-            used: 1,
-        })
+        Some(Self { tables, base_pa, used: 1 })
     }
 
     /// Physical address of the root table (for VTTBR_EL2).
@@ -116,9 +112,7 @@ impl<'a> Stage2<'a> {
             if entry & TABLE_OR_PAGE == 0 {
                 return Err(MapError::AlreadyMapped(0)); // a block covers it
             }
-            return self
-                .index_of(entry & ADDR_MASK)
-                .ok_or(MapError::OutOfTables);
+            return self.index_of(entry & ADDR_MASK).ok_or(MapError::OutOfTables);
         }
         if self.used >= self.tables.len() {
             return Err(MapError::OutOfTables);
@@ -183,10 +177,7 @@ impl<'a> Stage2<'a> {
                 }
                 let span = if level == 2 { L2_BLOCK } else { PAGE };
                 let attrs = entry & !(ADDR_MASK | VALID | TABLE_OR_PAGE | AF);
-                return Some((
-                    (entry & ADDR_MASK & !(span - 1)) + ipa % span,
-                    Attributes(attrs),
-                ));
+                return Some(((entry & ADDR_MASK & !(span - 1)) + ipa % span, Attributes(attrs)));
             }
             table = self.index_of(entry & ADDR_MASK)?;
         }
@@ -231,8 +222,7 @@ mod tests {
     fn identity_maps_guest_ram_with_blocks() {
         let mut tables = arena(8);
         let mut s2 = stage2(&mut tables);
-        s2.map(0x8000_0000, 0x8000_0000, 256 << 20, Attributes::NORMAL_RW)
-            .unwrap();
+        s2.map(0x8000_0000, 0x8000_0000, 256 << 20, Attributes::NORMAL_RW).unwrap();
         assert_eq!(s2.tables_used(), 2, "root + one L2 table of 2 MiB blocks");
         for ipa in [0x8000_0000u64, 0x8000_0123, 0x8020_0000, 0x8fff_fff8] {
             assert_eq!(s2.translate(ipa), Some((ipa, Attributes::NORMAL_RW)));
@@ -246,21 +236,9 @@ mod tests {
     fn unaligned_edges_use_pages() {
         let mut tables = arena(8);
         let mut s2 = stage2(&mut tables);
-        s2.map(
-            0x4_0000_3000,
-            0x1_0000_3000,
-            (2 << 20) + 0x2000,
-            Attributes::DEVICE_RW,
-        )
-        .unwrap();
-        assert_eq!(
-            s2.translate(0x4_0000_3000),
-            Some((0x1_0000_3000, Attributes::DEVICE_RW))
-        );
-        assert_eq!(
-            s2.translate(0x4_0020_4ff8),
-            Some((0x1_0020_4ff8, Attributes::DEVICE_RW))
-        );
+        s2.map(0x4_0000_3000, 0x1_0000_3000, (2 << 20) + 0x2000, Attributes::DEVICE_RW).unwrap();
+        assert_eq!(s2.translate(0x4_0000_3000), Some((0x1_0000_3000, Attributes::DEVICE_RW)));
+        assert_eq!(s2.translate(0x4_0020_4ff8), Some((0x1_0020_4ff8, Attributes::DEVICE_RW)));
         assert_eq!(s2.translate(0x4_0020_5000), None);
         assert_eq!(s2.translate(0x4_0000_2fff), None);
     }
@@ -269,33 +247,17 @@ mod tests {
     fn refuses_overlaps_bad_ranges_and_exhaustion() {
         let mut tables = arena(3);
         let mut s2 = stage2(&mut tables);
-        s2.map(0x8000_0000, 0x8000_0000, 4 << 20, Attributes::NORMAL_RW)
-            .unwrap();
+        s2.map(0x8000_0000, 0x8000_0000, 4 << 20, Attributes::NORMAL_RW).unwrap();
         assert_eq!(
             s2.map(0x8000_0000, 0x9000_0000, 0x1000, Attributes::NORMAL_RW),
             Err(MapError::AlreadyMapped(0x8000_0000))
         );
-        assert_eq!(
-            s2.map(0x8000_0800, 0, 0x1000, Attributes::NORMAL_RW),
-            Err(MapError::Unaligned)
-        );
-        assert_eq!(
-            s2.map(0, 0, 0, Attributes::NORMAL_RW),
-            Err(MapError::OutOfRange)
-        );
-        assert_eq!(
-            s2.map(1 << 39, 0, 0x1000, Attributes::NORMAL_RW),
-            Err(MapError::OutOfRange)
-        );
-        assert_eq!(
-            s2.map(!0xfff, 0, 0x1000, Attributes::NORMAL_RW),
-            Err(MapError::OutOfRange)
-        );
+        assert_eq!(s2.map(0x8000_0800, 0, 0x1000, Attributes::NORMAL_RW), Err(MapError::Unaligned));
+        assert_eq!(s2.map(0, 0, 0, Attributes::NORMAL_RW), Err(MapError::OutOfRange));
+        assert_eq!(s2.map(1 << 39, 0, 0x1000, Attributes::NORMAL_RW), Err(MapError::OutOfRange));
+        assert_eq!(s2.map(!0xfff, 0, 0x1000, Attributes::NORMAL_RW), Err(MapError::OutOfRange));
         // One table left: an L3 table for a page in a new 1 GiB region needs two.
-        assert_eq!(
-            s2.map(0x1_0000_1000, 0x1000, 0x1000, Attributes::NORMAL_RW),
-            Err(MapError::OutOfTables)
-        );
+        assert_eq!(s2.map(0x1_0000_1000, 0x1000, 0x1000, Attributes::NORMAL_RW), Err(MapError::OutOfTables));
         assert_eq!(s2.translate(0x1_0000_1000), None);
     }
 
@@ -303,17 +265,12 @@ mod tests {
     fn descriptors_have_the_architected_bits() {
         let mut tables = arena(4);
         let mut s2 = stage2(&mut tables);
-        s2.map(0x8000_0000, 0x8000_0000, 2 << 20, Attributes::NORMAL_RW)
-            .unwrap();
-        s2.map(0x8020_0000, 0x8020_0000, 0x1000, Attributes::NORMAL_RW)
-            .unwrap();
+        s2.map(0x8000_0000, 0x8000_0000, 2 << 20, Attributes::NORMAL_RW).unwrap();
+        s2.map(0x8020_0000, 0x8020_0000, 0x1000, Attributes::NORMAL_RW).unwrap();
         let root = s2.tables[0].0[2];
         assert_eq!(root & 3, 3, "L1 entry is a table");
         let l2 = &s2.tables[1].0;
-        assert_eq!(
-            l2[0],
-            0x8000_0000 | (0b1111 << 2) | (0b11 << 6) | (0b11 << 8) | (1 << 10) | 1
-        );
+        assert_eq!(l2[0], 0x8000_0000 | (0b1111 << 2) | (0b11 << 6) | (0b11 << 8) | (1 << 10) | 1);
         let page = s2.tables[2].0[0];
         assert_eq!(page & 3, 3, "L3 entry is a page");
         assert_eq!(page & ADDR_MASK, 0x8020_0000);

@@ -4,9 +4,7 @@
 use hyp::devices::DeviceList;
 use hyp::mmio::{DeviceKind, DeviceWindow};
 use hyp::ownership::Ownership;
-use hyp::virtio::{
-    regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, Violation, VirtioDevice, MAX_QUEUES,
-};
+use hyp::virtio::{regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, Violation, VirtioDevice, MAX_QUEUES};
 
 use crate::arch;
 use crate::single_core::SingleCore;
@@ -81,21 +79,14 @@ pub fn setup(devices: &DeviceList, protected: bool) -> Result<(), (u32, &'static
 }
 
 fn index_of(slot: u32) -> Option<usize> {
-    TRANSPORTS
-        .get()
-        .iter()
-        .position(|t| t.as_ref().is_some_and(|t| t.slot == slot))
+    TRANSPORTS.get().iter().position(|t| t.as_ref().is_some_and(|t| t.slot == slot))
 }
 
 /// A guest read of a transport register.
 pub fn read(window: &DeviceWindow, slot: u32, pa: u64, width: u8) -> Result<u64, AccessError> {
     let i = index_of(slot).ok_or(AccessError::BadWidth)?;
     let transport = TRANSPORTS.get()[i].as_mut().ok_or(AccessError::BadWidth)?;
-    transport.read(
-        &mut RealDevice { base: window.base },
-        pa - window.base,
-        width,
-    )
+    transport.read(&mut RealDevice { base: window.base }, pa - window.base, width)
 }
 
 /// A guest write of a transport register. After a notify in a protected VM, waits a
@@ -128,9 +119,7 @@ pub fn write(
             if transport.in_flight() == 0 {
                 break;
             }
-            transport
-                .collect(ownership, &mut IdentityRam, shadows)
-                .map_err(AccessError::Violation)?;
+            transport.collect(ownership, &mut IdentityRam, shadows).map_err(AccessError::Violation)?;
         }
     }
     Ok(())
@@ -143,22 +132,14 @@ const NOTIFY_WAIT_POLLS: u32 = 50_000;
 
 /// Copies completions of every transport back to the guest. On a violation returns the
 /// transport's base with it.
-pub fn collect_all(
-    ownership: &mut Ownership<'_>,
-    devices: &DeviceList,
-) -> Result<(), (u64, Violation)> {
+pub fn collect_all(ownership: &mut Ownership<'_>, devices: &DeviceList) -> Result<(), (u64, Violation)> {
     for (transport, shadows) in TRANSPORTS.get().iter_mut().zip(SHADOWS.get().iter()) {
         let Some(transport) = transport else { continue };
         if let Err(v) = transport.collect(ownership, &mut IdentityRam, shadows) {
             let base = devices
                 .windows()
                 .iter()
-                .find(|w| {
-                    w.kind
-                        == DeviceKind::Virtio {
-                            slot: transport.slot,
-                        }
-                })
+                .find(|w| w.kind == DeviceKind::Virtio { slot: transport.slot })
                 .map_or(0, |w| w.base);
             return Err((base, v));
         }

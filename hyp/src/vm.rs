@@ -27,15 +27,7 @@ use crate::single_core::SingleCore;
 use crate::virtio_side;
 
 /// HCR_EL2: VM | SWIO | FMO | IMO | AMO | TWI | TWE | TSC | RW.
-const HCR: u64 = (1 << 0)
-    | (1 << 1)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 13)
-    | (1 << 14)
-    | (1 << 19)
-    | (1 << 31);
+const HCR: u64 = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 14) | (1 << 19) | (1 << 31);
 /// CPTR_EL2 (nVHE): RES1 bits, TZ (trap SVE); FP/SIMD not trapped, so the guest uses it freely.
 const CPTR: u64 = 0x33ff;
 /// CNTHCTL_EL2: EL1PCTEN | EL1PCEN, the guest reads the counter and uses its timers.
@@ -89,8 +81,7 @@ impl GuestMemory for IdentityMemory {
         unsafe { (ipa as *mut u8).write_bytes(0, GRANULE as usize) }
     }
 }
-static STAGE2: SingleCore<[Table; STAGE2_TABLES]> =
-    SingleCore::new([const { Table::EMPTY }; STAGE2_TABLES]);
+static STAGE2: SingleCore<[Table; STAGE2_TABLES]> = SingleCore::new([const { Table::EMPTY }; STAGE2_TABLES]);
 
 /// Ends the run: the exit line, then power off.
 fn exit(reason: ExitReason<'_>) -> ! {
@@ -131,10 +122,7 @@ struct Line {
 
 impl Line {
     const fn new() -> Self {
-        Self {
-            bytes: [0; 160],
-            len: 0,
-        }
+        Self { bytes: [0; 160], len: 0 }
     }
 
     fn as_str(&self) -> &str {
@@ -167,9 +155,7 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         fail("hyp must be entered at EL2 (QEMU -M virt,virtualization=on)");
     }
     if dtb_ptr == 0 || !dtb_ptr.is_multiple_of(8) {
-        fail!(
-            "no device tree from QEMU (x0 = {dtb_ptr:#x}); boot hyp as an arm64 Image with -kernel"
-        );
+        fail!("no device tree from QEMU (x0 = {dtb_ptr:#x}); boot hyp as an arm64 Image with -kernel");
     }
     // SAFETY: QEMU's boot protocol puts a DTB at x0; only its header is read first.
     let header: [u8; 8] = unsafe { bytes_at(dtb_ptr, 8) }.try_into().unwrap_or([0; 8]);
@@ -178,86 +164,46 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     let dtb = unsafe { bytes_at(dtb_ptr, dtb_len) };
     let platform = Platform::read(dtb).unwrap_or_else(|e| fail!("{e}"));
     CONSOLE.set_base(platform.uart.start);
-    hyp_println!(
-        "pvmkit hyp {}: EL2, DTB at {dtb_ptr:#x}",
-        env!("CARGO_PKG_VERSION")
-    );
+    hyp_println!("pvmkit hyp {}: EL2, DTB at {dtb_ptr:#x}", env!("CARGO_PKG_VERSION"));
 
-    let options =
-        HypOptions::parse(platform.bootargs).unwrap_or_else(|e| fail!("bad hyp options: {e}"));
-    let Some(initrd) = platform.initrd else {
-        fail("no bundle: QEMU was given no -initrd")
-    };
-    let dtb_region = Region::new(dtb_ptr, dtb_len as u64).unwrap_or(Region {
-        start: dtb_ptr,
-        end: dtb_ptr,
-    });
+    let options = HypOptions::parse(platform.bootargs).unwrap_or_else(|e| fail!("bad hyp options: {e}"));
+    let Some(initrd) = platform.initrd else { fail("no bundle: QEMU was given no -initrd") };
+    let dtb_region = Region::new(dtb_ptr, dtb_len as u64).unwrap_or(Region { start: dtb_ptr, end: dtb_ptr });
     // SAFETY: QEMU loaded the initrd at this range of RAM (from the DTB it wrote).
     let bundle_bytes = unsafe { bytes_at(initrd.start, initrd.size() as usize) };
     let bundle = Bundle::parse(bundle_bytes).unwrap_or_else(|e| fail!("bad bundle: {e}"));
-    let layout = bundle
-        .layout()
-        .unwrap_or_else(|e| fail!("bad bundle layout: {e}"));
+    let layout = bundle.layout().unwrap_or_else(|e| fail!("bad bundle layout: {e}"));
 
     let (image_start, image_end) = arch::image_region();
     let reserved = [
         Reserved {
             name: "QEMU's boot stub",
-            region: Region {
-                start: abi::memory_map::QEMU_RAM_BASE,
-                end: image_start,
-            },
+            region: Region { start: abi::memory_map::QEMU_RAM_BASE, end: image_start },
         },
-        Reserved {
-            name: "hyp's image",
-            region: Region {
-                start: image_start,
-                end: image_end,
-            },
-        },
-        Reserved {
-            name: "QEMU's DTB",
-            region: dtb_region,
-        },
-        Reserved {
-            name: "the bundle",
-            region: initrd,
-        },
+        Reserved { name: "hyp's image", region: Region { start: image_start, end: image_end } },
+        Reserved { name: "QEMU's DTB", region: dtb_region },
+        Reserved { name: "the bundle", region: initrd },
     ];
     check_guest_ram(layout.ram, platform.memory(), &reserved).unwrap_or_else(|e| fail!("{e}"));
     if layout.ram.size() > MAX_GUEST_RAM {
-        fail!(
-            "guest RAM of {:#x} bytes is more than hyp tracks ({MAX_GUEST_RAM:#x})",
-            layout.ram.size()
-        );
+        fail!("guest RAM of {:#x} bytes is more than hyp tracks ({MAX_GUEST_RAM:#x})", layout.ram.size());
     }
 
-    let devices = DeviceList::new(
-        platform.uart,
-        platform.virtio_slots(),
-        bundle.config().virtio_slots,
-    )
-    .unwrap_or_else(|e| fail!("{e}"));
+    let devices = DeviceList::new(platform.uart, platform.virtio_slots(), bundle.config().virtio_slots)
+        .unwrap_or_else(|e| fail!("{e}"));
     let protected = matches!(options.mode, VmMode::Protected(_));
-    virtio_side::setup(&devices, protected)
-        .unwrap_or_else(|(slot, e)| fail!("virtio-mmio transport {slot}: {e}"));
+    virtio_side::setup(&devices, protected).unwrap_or_else(|(slot, e)| fail!("virtio-mmio transport {slot}: {e}"));
     build_stage2(&layout);
     load_guest(&bundle, &layout);
 
     *VM.get() = Some(Vm {
-        services: Services {
-            mode: options.mode,
-            stats: options.stats,
-        },
+        services: Services { mode: options.mode, stats: options.stats },
         exits: ExitCounters::default(),
         ram: layout.ram,
         devices,
         guard: GuardTable::new(matches!(options.mode, VmMode::Protected(_))),
         refused: RefusedAccesses::default(),
-        ownership: Ownership::new(
-            layout.ram.start,
-            &mut OWNERSHIP.get()[..(layout.ram.size() / GRANULE) as usize],
-        ),
+        ownership: Ownership::new(layout.ram.start, &mut OWNERSHIP.get()[..(layout.ram.size() / GRANULE) as usize]),
     });
     hyp_println!(
         "guest: {} VM, RAM {:#x}..{:#x}, entry {:#x}, DT {:#x}",
@@ -294,12 +240,9 @@ fn layout_has_virtio(bundle: &Bundle<'_>) -> bool {
 fn build_stage2(layout: &GuestLayout) {
     let tables = STAGE2.get();
     let base = tables.as_ptr() as u64;
-    let Some(mut s2) = Stage2::new(tables, base) else {
-        fail("stage-2 arena is misaligned")
-    };
+    let Some(mut s2) = Stage2::new(tables, base) else { fail("stage-2 arena is misaligned") };
     let ram = layout.ram;
-    s2.map(ram.start, ram.start, ram.size(), Attributes::NORMAL_RW)
-        .unwrap_or_else(|e| fail!("stage 2: {e}"));
+    s2.map(ram.start, ram.start, ram.size(), Attributes::NORMAL_RW).unwrap_or_else(|e| fail!("stage 2: {e}"));
     write_sysreg!("vtcr_el2", stage2::VTCR);
     write_sysreg!("vttbr_el2", s2.root_pa() | (VMID << 48));
     arch::flush_guest_tlb();
@@ -309,17 +252,13 @@ fn build_stage2(layout: &GuestLayout) {
 fn load_guest(bundle: &Bundle<'_>, layout: &GuestLayout) {
     for entry in bundle.entries().filter(|e| e.kind != EntryKind::VmConfig) {
         // Checked by `layout()`: inside guest RAM, which is checked to be free RAM.
-        debug_assert!(layout.ram.contains(&Region {
-            start: entry.load_ipa,
-            end: entry.load_ipa + entry.mem_size
-        }));
+        debug_assert!(layout.ram.contains(&Region { start: entry.load_ipa, end: entry.load_ipa + entry.mem_size }));
         let dst = entry.load_ipa as *mut u8;
         // SAFETY: the destination lies in guest RAM (checked above), which is platform
         // RAM that neither hyp nor QEMU's DTB or the bundle occupy.
         unsafe {
             core::ptr::copy_nonoverlapping(entry.data.as_ptr(), dst, entry.data.len());
-            dst.add(entry.data.len())
-                .write_bytes(0, (entry.mem_size as usize) - entry.data.len());
+            dst.add(entry.data.len()).write_bytes(0, (entry.mem_size as usize) - entry.data.len());
         }
     }
 }
@@ -353,11 +292,7 @@ extern "C" fn handle_guest_sync(regs: &mut GuestRegs, _kind: u64) {
             // The guest ran off guest RAM: it sees the abort a real pVM would.
             inject_abort(AbortKind::Instruction);
         }
-        _ => exit(ExitReason::GuestCrash {
-            esr,
-            far: read_sysreg!("far_el2"),
-            elr: read_sysreg!("elr_el2"),
-        }),
+        _ => exit(ExitReason::GuestCrash { esr, far: read_sysreg!("far_el2"), elr: read_sysreg!("elr_el2") }),
     }
 }
 
@@ -367,18 +302,10 @@ fn hypercall(regs: &mut GuestRegs) {
         ownership: &mut vm.ownership,
         memory: &mut IdentityMemory,
         guard: &mut vm.guard,
-        guard_vm: GuardVm {
-            devices: vm.devices.windows(),
-            ram: vm.ram,
-        },
+        guard_vm: GuardVm { devices: vm.devices.windows(), ram: vm.ram },
         exits: vm.exits,
     };
-    match hypercall::dispatch(
-        &vm.services,
-        state,
-        regs.x[0],
-        [regs.x[1], regs.x[2], regs.x[3]],
-    ) {
+    match hypercall::dispatch(&vm.services, state, regs.x[0], [regs.x[1], regs.x[2], regs.x[3]]) {
         Outcome::Return(reply) => regs.x[..reply.count].copy_from_slice(&reply.regs[..reply.count]),
         Outcome::SystemOff => exit(ExitReason::SystemOff),
         Outcome::SystemReset => exit(ExitReason::Reset),
@@ -399,22 +326,12 @@ fn data_abort(regs: &mut GuestRegs, esr: Esr) {
         Decision::Emulate { pa, access, device } => {
             let result = match access {
                 Access::Store { reg, width } => {
-                    let value = if reg == 31 {
-                        0
-                    } else {
-                        mmio::store_value(regs.x[reg as usize], width)
-                    };
+                    let value = if reg == 31 { 0 } else { mmio::store_value(regs.x[reg as usize], width) };
                     store(&device, pa, width, value, &mut vm.ownership)
                 }
-                Access::Load {
-                    reg,
-                    width,
-                    sign_extend,
-                    sixty_four,
-                } => load(&device, pa, width).map(|raw| {
+                Access::Load { reg, width, sign_extend, sixty_four } => load(&device, pa, width).map(|raw| {
                     if reg != 31 {
-                        regs.x[reg as usize] =
-                            mmio::load_result(raw, width, sign_extend, sixty_four);
+                        regs.x[reg as usize] = mmio::load_result(raw, width, sign_extend, sixty_four);
                     }
                 }),
             };
@@ -460,9 +377,7 @@ fn store(
             }
             Ok(())
         }
-        DeviceKind::Virtio { slot } => {
-            virtio_side::write(device, slot, pa, width, value, ownership)
-        }
+        DeviceKind::Virtio { slot } => virtio_side::write(device, slot, pa, width, value, ownership),
     }
 }
 

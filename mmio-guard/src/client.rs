@@ -84,12 +84,7 @@ impl<C: Conduit> MmioGuard<C> {
         if !granule.is_power_of_two() || !(4096..=65536).contains(&granule) {
             return Err(GuardError::BadGranule(granule));
         }
-        Ok(Self {
-            conduit,
-            form,
-            granule,
-            users: Spinlock::new(BTreeMap::new()),
-        })
+        Ok(Self { conduit, form, granule, users: Spinlock::new(BTreeMap::new()) })
     }
 
     /// The form in use, if any.
@@ -115,10 +110,7 @@ impl<C: Conduit> MmioGuard<C> {
     }
 
     fn granules(&self, addr: u64, len: u64) -> Result<impl Iterator<Item = u64>, GuardError> {
-        let last = len
-            .checked_sub(1)
-            .and_then(|l| addr.checked_add(l))
-            .ok_or(GuardError::BadRange { addr, len })?;
+        let last = len.checked_sub(1).and_then(|l| addr.checked_add(l)).ok_or(GuardError::BadRange { addr, len })?;
         let mask = !(self.granule - 1);
         Ok((addr & mask..=last & mask).step_by(self.granule as usize))
     }
@@ -128,11 +120,7 @@ impl<C: Conduit> MmioGuard<C> {
     pub fn map(&self, addr: u64, len: u64) -> Result<(), GuardError> {
         let granules: Vec<u64> = self.granules(addr, len)?.collect();
         let mut users = self.users.lock();
-        let fresh: Vec<u64> = granules
-            .iter()
-            .copied()
-            .filter(|g| !users.contains_key(g))
-            .collect();
+        let fresh: Vec<u64> = granules.iter().copied().filter(|g| !users.contains_key(g)).collect();
         if let Err((done, error)) = self.register(&fresh) {
             self.unregister(&fresh[..done]);
             return Err(error);
@@ -167,21 +155,13 @@ impl<C: Conduit> MmioGuard<C> {
 
     /// How many users a granule has.
     pub fn users(&self, ipa: u64) -> u32 {
-        self.users
-            .lock()
-            .get(&(ipa & !(self.granule - 1)))
-            .copied()
-            .unwrap_or(0)
+        self.users.lock().get(&(ipa & !(self.granule - 1))).copied().unwrap_or(0)
     }
 
     /// Maps `[addr, addr + len)` for as long as the returned handle lives.
     pub fn guard(&self, addr: u64, len: u64) -> Result<Guarded<'_, C>, GuardError> {
         self.map(addr, len)?;
-        Ok(Guarded {
-            guard: self,
-            addr,
-            len,
-        })
+        Ok(Guarded { guard: self, addr, len })
     }
 
     /// Registers `granules` (ascending); on failure, how many were registered.
@@ -192,11 +172,9 @@ impl<C: Conduit> MmioGuard<C> {
             let ipa = granules[done];
             let run = contiguous_run(&granules[done..], self.granule);
             let ([x0, x1, ..], ranged) = match form {
-                Form::Android { ranged: true } if run > 1 => (
-                    self.conduit
-                        .call(kvm::MMIO_RGUARD_MAP, [ipa, run.min(MAX_RANGED), 0]),
-                    true,
-                ),
+                Form::Android { ranged: true } if run > 1 => {
+                    (self.conduit.call(kvm::MMIO_RGUARD_MAP, [ipa, run.min(MAX_RANGED), 0]), true)
+                }
                 _ => (self.conduit.call(kvm::MMIO_GUARD_MAP, [ipa, 0, 0]), false),
             };
             let code = smccc::status(x0);
@@ -224,9 +202,7 @@ impl<C: Conduit> MmioGuard<C> {
             let ipa = granules[done];
             let run = contiguous_run(&granules[done..], self.granule);
             let step = if ranged && run > 1 {
-                let [x0, x1, ..] = self
-                    .conduit
-                    .call(kvm::MMIO_RGUARD_UNMAP, [ipa, run.min(MAX_RANGED), 0]);
+                let [x0, x1, ..] = self.conduit.call(kvm::MMIO_RGUARD_UNMAP, [ipa, run.min(MAX_RANGED), 0]);
                 if smccc::status(x0) == smccc::SUCCESS && x1 > 0 && x1 <= run {
                     x1
                 } else {
@@ -243,11 +219,7 @@ impl<C: Conduit> MmioGuard<C> {
 
 /// How many of `granules` (ascending) follow each other from the first.
 fn contiguous_run(granules: &[u64], granule: u64) -> u64 {
-    granules
-        .windows(2)
-        .take_while(|w| w[1] == w[0] + granule)
-        .count() as u64
-        + 1
+    granules.windows(2).take_while(|w| w[1] == w[0] + granule).count() as u64 + 1
 }
 
 /// A mapped range, unmapped when dropped.

@@ -80,9 +80,7 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
 
     // The host's DT, checked whole against the platform.
     // SAFETY: x0 pointed at the host's DT in guest RAM; its header is read first.
-    let header: [u8; 8] = unsafe { memory(boot.dt_ipa, 8) }
-        .try_into()
-        .unwrap_or([0; 8]);
+    let header: [u8; 8] = unsafe { memory(boot.dt_ipa, 8) }.try_into().unwrap_or([0; 8]);
     let dt_len = host_dt::dt_size(header).map_err(|e| format!("{e}"))?;
     // SAFETY: bounded by `dt_size`; guest RAM.
     let host_blob = unsafe { memory(boot.dt_ipa, dt_len as u64) };
@@ -93,31 +91,22 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     // SAFETY: checked to lie inside guest RAM, clear of the DT area.
     let signed = unsafe { memory(host.payload.start, host.payload.size()) };
     let (header, staged_image) = verify::parse(signed).map_err(|e| format!("{e}"))?;
-    let header_bytes: [u8; HEADER_SIZE] = signed[..HEADER_SIZE]
-        .try_into()
-        .map_err(|_| "signed payload header")?;
-    let secret_page = Region {
-        start: PAYLOAD_SECRET_IPA,
-        end: PAYLOAD_SECRET_IPA + 4096,
-    };
+    let header_bytes: [u8; HEADER_SIZE] = signed[..HEADER_SIZE].try_into().map_err(|_| "signed payload header")?;
+    let secret_page = Region { start: PAYLOAD_SECRET_IPA, end: PAYLOAD_SECRET_IPA + 4096 };
     let keep_clear = [
         ("pvmfw", limits.pvmfw),
         ("the DT area", limits.dt_area),
         ("the staged payload", host.payload),
         ("the secret", secret_page),
+        ("the bounce pool", host.bounce_pool.unwrap_or(Region { start: 0, end: 0 })),
     ];
-    let target =
-        placement::payload_region(header.load_ipa, header.mem_size, host.memory, &keep_clear)
-            .map_err(|e| format!("{e}"))?;
+    let target = placement::payload_region(header.load_ipa, header.mem_size, host.memory, &keep_clear)
+        .map_err(|e| format!("{e}"))?;
 
     // Copy, then verify exactly the bytes that will run.
     // SAFETY: `target` is guest RAM, clear of everything pvmfw still reads.
     unsafe {
-        core::ptr::copy_nonoverlapping(
-            staged_image.as_ptr(),
-            target.start as *mut u8,
-            staged_image.len(),
-        );
+        core::ptr::copy_nonoverlapping(staged_image.as_ptr(), target.start as *mut u8, staged_image.len());
         core::ptr::write_bytes(
             (target.start + header.image_size) as *mut u8,
             0,
@@ -134,17 +123,11 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     vm_secret.fill(0);
     erase(secret_page.start, 4096);
     // SAFETY: the secret page, clear of the payload (checked) and of the new DT (below).
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            payload_secret.as_ptr(),
-            PAYLOAD_SECRET_IPA as *mut u8,
-            SECRET_SIZE,
-        )
-    };
+    unsafe { core::ptr::copy_nonoverlapping(payload_secret.as_ptr(), PAYLOAD_SECRET_IPA as *mut u8, SECRET_SIZE) };
 
     // The new DT, over the host's.
-    let new_dt = handover_dt::build(&host, PAYLOAD_SECRET_IPA)
-        .map_err(|e| format!("building the payload's DT: {e}"))?;
+    let new_dt =
+        handover_dt::build(&host, PAYLOAD_SECRET_IPA).map_err(|e| format!("building the payload's DT: {e}"))?;
     if new_dt.len() as u64 > secret_page.start - GUEST_DT_BASE {
         return Err("the payload's DT does not fit the DT area".into());
     }
@@ -152,21 +135,13 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     drop(host);
     erase(GUEST_DT_BASE, dt_len as u64);
     // SAFETY: the DT area, which the host's blob (no longer used) occupied.
-    unsafe {
-        core::ptr::copy_nonoverlapping(new_dt.as_ptr(), GUEST_DT_BASE as *mut u8, new_dt.len())
-    };
+    unsafe { core::ptr::copy_nonoverlapping(new_dt.as_ptr(), GUEST_DT_BASE as *mut u8, new_dt.len()) };
     clean_to_poc(target);
 
-    println!(
-        "[pvmfw] payload verified ({} bytes at {:#x}), handing over",
-        header.image_size, header.entry_ipa
-    );
+    println!("[pvmfw] payload verified ({} bytes at {:#x}), handing over", header.image_size, header.entry_ipa);
     // The payload registers the console itself; pvmfw's registration goes.
     let _ = mmio_guard().unmap(console, 0x1000);
-    Ok(Handover {
-        entry: header.entry_ipa,
-        dt: GUEST_DT_BASE,
-    })
+    Ok(Handover { entry: header.entry_ipa, dt: GUEST_DT_BASE })
 }
 
 /// Cleans a range to the point of coherency (the payload runs with its caches off).
@@ -190,10 +165,7 @@ unsafe extern "C" {
 impl Handover {
     /// Erases pvmfw's data, stack and heap, clears every register and jumps.
     fn go(self) -> ! {
-        let (start, end) = (
-            &raw const __pvmfw_erase_start as u64,
-            &raw const __pvmfw_erase_end as u64,
-        );
+        let (start, end) = (&raw const __pvmfw_erase_start as u64, &raw const __pvmfw_erase_end as u64);
         // SAFETY: the assembly below runs from .text (not erased) and never returns.
         unsafe { pvmfw_handover(self.entry, self.dt, start, end) }
     }

@@ -6,6 +6,7 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use abi::bundle::Region;
+use abi::memory_map::BOUNCE_POOL_COMPATIBLE;
 use abi::pvmfw::{SECRET_COMPATIBLE, SECRET_SIZE};
 use vm_fdt::{Error, FdtWriter};
 
@@ -40,6 +41,12 @@ pub fn build(config: &HostConfig<'_>, secret: u64) -> Result<Vec<u8>, Error> {
     w.property_array_u64("reg", &[secret, SECRET_SIZE as u64])?;
     w.property_null("no-map")?;
     w.end_node(node)?;
+    if let Some(pool) = config.bounce_pool {
+        let node = w.begin_node(&format!("restricted_dma_reserved@{:x}", pool.start))?;
+        w.property_string("compatible", BOUNCE_POOL_COMPATIBLE)?;
+        w.property_array_u64("reg", &[pool.start, pool.size()])?;
+        w.end_node(node)?;
+    }
     w.end_node(reserved)?;
 
     let cpus = w.begin_node("cpus")?;
@@ -58,10 +65,7 @@ pub fn build(config: &HostConfig<'_>, secret: u64) -> Result<Vec<u8>, Error> {
     w.end_node(psci)?;
 
     let uart = w.begin_node(&format!("pl011@{:x}", config.console.start))?;
-    w.property_string_list(
-        "compatible",
-        alloc::vec!["arm,pl011".into(), "arm,primecell".into()],
-    )?;
+    w.property_string_list("compatible", alloc::vec!["arm,pl011".into(), "arm,primecell".into()])?;
     w.property_array_u64("reg", &[config.console.start, config.console.size()])?;
     w.end_node(uart)?;
 
@@ -95,6 +99,7 @@ mod tests {
             "virtio_mmio@a003e00",
             "pvmkit.mode=protected",
             "method = \"hvc\"",
+            "restricted_dma_reserved@8fc00000",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

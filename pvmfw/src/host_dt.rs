@@ -10,7 +10,7 @@ use core::fmt;
 
 use abi::bundle::Region;
 use abi::memory_map::{
-    virtio_mmio_slot, GUEST_DT_BASE, GUEST_DT_MAX_SIZE, QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS,
+    virtio_mmio_slot, BOUNCE_POOL_COMPATIBLE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE, QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS,
     VIRTIO_MMIO_STRIDE,
 };
 use abi::pvmfw::{PVMFW_BASE, PVMFW_SIZE};
@@ -41,10 +41,7 @@ const fn virtio_windows() -> [Region; VIRTIO_MMIO_SLOTS as usize] {
     let mut windows = [Region { start: 0, end: 0 }; VIRTIO_MMIO_SLOTS as usize];
     let mut i = 0;
     while i < VIRTIO_MMIO_SLOTS {
-        windows[i as usize] = Region {
-            start: virtio_mmio_slot(i),
-            end: virtio_mmio_slot(i) + VIRTIO_MMIO_STRIDE,
-        };
+        windows[i as usize] = Region { start: virtio_mmio_slot(i), end: virtio_mmio_slot(i) + VIRTIO_MMIO_STRIDE };
         i += 1;
     }
     windows
@@ -61,23 +58,11 @@ impl Limits<'static> {
     /// with pvmkit's memory map.
     pub fn qemu_virt() -> Self {
         Limits {
-            ram_window: Region {
-                start: PVMFW_BASE + PVMFW_SIZE,
-                end: RAM_WINDOW_END,
-            },
-            console: Region {
-                start: QEMU_EARLY_UART,
-                end: QEMU_EARLY_UART + 0x1000,
-            },
+            ram_window: Region { start: PVMFW_BASE + PVMFW_SIZE, end: RAM_WINDOW_END },
+            console: Region { start: QEMU_EARLY_UART, end: QEMU_EARLY_UART + 0x1000 },
             virtio: &QEMU_VIRT_VIRTIO,
-            pvmfw: Region {
-                start: PVMFW_BASE,
-                end: PVMFW_BASE + PVMFW_SIZE,
-            },
-            dt_area: Region {
-                start: GUEST_DT_BASE,
-                end: GUEST_DT_BASE + GUEST_DT_MAX_SIZE,
-            },
+            pvmfw: Region { start: PVMFW_BASE, end: PVMFW_BASE + PVMFW_SIZE },
+            dt_area: Region { start: GUEST_DT_BASE, end: GUEST_DT_BASE + GUEST_DT_MAX_SIZE },
         }
     }
 }
@@ -95,6 +80,8 @@ pub struct HostConfig<'a> {
     pub payload: Region,
     /// `/chosen/bootargs`.
     pub bootargs: &'a str,
+    /// The `restricted-dma-pool` reserved for bounce buffers, if any.
+    pub bounce_pool: Option<Region>,
 }
 
 /// Why the host's device tree was refused.
@@ -122,6 +109,8 @@ pub enum DtError {
     PayloadOutsideRam(Region),
     /// The command line is too long or not printable ASCII.
     BadBootargs,
+    /// The bounce pool is unaligned, outside RAM, or over the DT area or the payload.
+    BadBouncePool(Region),
 }
 
 impl fmt::Display for DtError {
@@ -129,35 +118,26 @@ impl fmt::Display for DtError {
         match self {
             Self::NotADt => write!(f, "host device tree: no FDT magic"),
             Self::BadSize(n) => write!(f, "host device tree: totalsize {n} out of range"),
-            Self::Malformed => write!(
-                f,
-                "host device tree is malformed (truncated or offsets outside the blob)"
-            ),
+            Self::Malformed => write!(f, "host device tree is malformed (truncated or offsets outside the blob)"),
             Self::BadProperty(p) => write!(f, "host device tree: property {p} is malformed"),
-            Self::Memory => write!(
-                f,
-                "host device tree must describe exactly one memory region"
-            ),
-            Self::MemoryOutsideLimits(r) => write!(
-                f,
-                "host device tree: memory {:#x}..{:#x} is outside the VM's limits",
-                r.start, r.end
-            ),
-            Self::DeviceNotExposed(what, at) => write!(
-                f,
-                "host device tree: {what} at {at:#x}, where the platform exposes none"
-            ),
+            Self::Memory => write!(f, "host device tree must describe exactly one memory region"),
+            Self::MemoryOutsideLimits(r) => {
+                write!(f, "host device tree: memory {:#x}..{:#x} is outside the VM's limits", r.start, r.end)
+            }
+            Self::DeviceNotExposed(what, at) => {
+                write!(f, "host device tree: {what} at {at:#x}, where the platform exposes none")
+            }
             Self::NoConsole => write!(f, "host device tree has no console"),
-            Self::NoPayload => write!(
+            Self::NoPayload => write!(f, "host device tree has no /config kernel-address and kernel-size"),
+            Self::PayloadOutsideRam(r) => {
+                write!(f, "host device tree: payload {:#x}..{:#x} is outside RAM or over the DT area", r.start, r.end)
+            }
+            Self::BadBootargs => write!(f, "host device tree: bootargs too long or not printable"),
+            Self::BadBouncePool(r) => write!(
                 f,
-                "host device tree has no /config kernel-address and kernel-size"
-            ),
-            Self::PayloadOutsideRam(r) => write!(
-                f,
-                "host device tree: payload {:#x}..{:#x} is outside RAM or over the DT area",
+                "host device tree: bounce pool {:#x}..{:#x} is unaligned, outside RAM or over something else",
                 r.start, r.end
             ),
-            Self::BadBootargs => write!(f, "host device tree: bootargs too long or not printable"),
         }
     }
 }
@@ -179,9 +159,7 @@ fn regs(node: FdtNode<'_>, name: &'static str) -> Result<Vec<Region>, DtError> {
         return Ok(Vec::new());
     };
     regs.map(|reg| {
-        let start = reg
-            .address::<u64>()
-            .map_err(|_| DtError::BadProperty(name))?;
+        let start = reg.address::<u64>().map_err(|_| DtError::BadProperty(name))?;
         let size = reg.size::<u64>().map_err(|_| DtError::BadProperty(name))?;
         Region::new(start, size).ok_or(DtError::BadProperty(name))
     })
@@ -195,34 +173,24 @@ fn u64_prop(node: &FdtNode<'_>, name: &'static str) -> Result<Option<u64>, DtErr
     let v = p.value();
     match v.len() {
         4 => Ok(Some(u32::from_be_bytes([v[0], v[1], v[2], v[3]]) as u64)),
-        8 => Ok(Some(u64::from_be_bytes([
-            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
-        ]))),
+        8 => Ok(Some(u64::from_be_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]]))),
         _ => Err(DtError::BadProperty(name)),
     }
 }
 
 fn is_compatible(node: &FdtNode<'_>, wanted: &str) -> bool {
-    node.compatible()
-        .is_some_and(|mut all| all.any(|c| c == wanted))
+    node.compatible().is_some_and(|mut all| all.any(|c| c == wanted))
 }
 
 /// Checks a whole blob (exactly `totalsize` bytes) against the platform's limits.
 pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, DtError> {
     let fdt = Fdt::new(blob).map_err(|_| DtError::Malformed)?;
     let root = fdt.root();
-    let (mut memory, mut console, mut virtio, mut payload, mut bootargs) =
-        (Vec::new(), None, Vec::new(), None, "");
+    let (mut memory, mut console, mut virtio, mut payload, mut bootargs) = (Vec::new(), None, Vec::new(), None, "");
+    let mut pools = Vec::new();
     for node in root.children() {
-        if node
-            .property("device_type")
-            .is_some_and(|p| p.value() == b"memory\0")
-        {
-            memory.extend(
-                regs(node, "memory reg")?
-                    .into_iter()
-                    .filter(|r| r.size() > 0),
-            );
+        if node.property("device_type").is_some_and(|p| p.value() == b"memory\0") {
+            memory.extend(regs(node, "memory reg")?.into_iter().filter(|r| r.size() > 0));
         } else if is_compatible(&node, "arm,pl011") {
             for r in regs(node, "pl011 reg")? {
                 if !limits.console.contains(&r) || console.is_some() {
@@ -238,13 +206,13 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
                 virtio.push(r);
             }
         } else if node.name() == "config" {
-            let (start, size) = (
-                u64_prop(&node, "kernel-address")?,
-                u64_prop(&node, "kernel-size")?,
-            );
+            let (start, size) = (u64_prop(&node, "kernel-address")?, u64_prop(&node, "kernel-size")?);
             if let (Some(start), Some(size)) = (start, size) {
-                payload =
-                    Some(Region::new(start, size).ok_or(DtError::BadProperty("kernel-size"))?);
+                payload = Some(Region::new(start, size).ok_or(DtError::BadProperty("kernel-size"))?);
+            }
+        } else if node.name() == "reserved-memory" {
+            for child in node.children().filter(|c| is_compatible(c, BOUNCE_POOL_COMPATIBLE)) {
+                pools.extend(regs(child, "restricted-dma-pool reg")?);
             }
         } else if node.name() == "chosen" {
             if let Some(args) = node.property("bootargs") {
@@ -255,10 +223,7 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
     let [memory] = memory[..] else {
         return Err(DtError::Memory);
     };
-    if !limits.ram_window.contains(&memory)
-        || memory.overlaps(&limits.pvmfw)
-        || !memory.contains(&limits.dt_area)
-    {
+    if !limits.ram_window.contains(&memory) || memory.overlaps(&limits.pvmfw) || !memory.contains(&limits.dt_area) {
         return Err(DtError::MemoryOutsideLimits(memory));
     }
     let console = console.ok_or(DtError::NoConsole)?;
@@ -269,13 +234,18 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
     if bootargs.len() > MAX_BOOTARGS || !bootargs.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(DtError::BadBootargs);
     }
-    Ok(HostConfig {
-        memory,
-        console,
-        virtio,
-        payload,
-        bootargs,
-    })
+    let bounce_pool = match pools[..] {
+        [] => None,
+        [pool] => {
+            let aligned = pool.start.is_multiple_of(4096) && pool.size().is_multiple_of(4096) && pool.size() > 0;
+            if !aligned || !memory.contains(&pool) || pool.overlaps(&limits.dt_area) || pool.overlaps(&payload) {
+                return Err(DtError::BadBouncePool(pool));
+            }
+            Some(pool)
+        }
+        [first, ..] => return Err(DtError::BadBouncePool(first)),
+    };
+    Ok(HostConfig { memory, console, virtio, payload, bootargs, bounce_pool })
 }
 
 #[cfg(test)]

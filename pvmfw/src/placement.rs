@@ -21,11 +21,7 @@ impl fmt::Display for PlacementError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Wraps => write!(f, "payload memory size wraps"),
-            Self::OutsideRam(r) => write!(
-                f,
-                "payload {:#x}..{:#x} does not fit guest RAM",
-                r.start, r.end
-            ),
+            Self::OutsideRam(r) => write!(f, "payload {:#x}..{:#x} does not fit guest RAM", r.start, r.end),
             Self::Overlaps(r, what) => {
                 write!(f, "payload {:#x}..{:#x} overlaps {what}", r.start, r.end)
             }
@@ -54,76 +50,29 @@ pub fn payload_region(
 mod tests {
     use super::*;
 
-    const RAM: Region = Region {
-        start: 0x8000_0000,
-        end: 0x9000_0000,
-    };
+    const RAM: Region = Region { start: 0x8000_0000, end: 0x9000_0000 };
     const CLEAR: [(&str, Region); 3] = [
-        (
-            "pvmfw",
-            Region {
-                start: 0x7fe0_0000,
-                end: 0x8000_0000,
-            },
-        ),
-        (
-            "the DT area",
-            Region {
-                start: 0x8000_0000,
-                end: 0x8020_0000,
-            },
-        ),
-        (
-            "the staged payload",
-            Region {
-                start: 0x8800_0000,
-                end: 0x8804_0000,
-            },
-        ),
+        ("pvmfw", Region { start: 0x7fe0_0000, end: 0x8000_0000 }),
+        ("the DT area", Region { start: 0x8000_0000, end: 0x8020_0000 }),
+        ("the staged payload", Region { start: 0x8800_0000, end: 0x8804_0000 }),
     ];
 
     #[test]
     fn accepts_free_ram_and_refuses_the_rest() {
         assert_eq!(
             payload_region(0x8020_0000, 0x100_0000, RAM, &CLEAR),
-            Ok(Region {
-                start: 0x8020_0000,
-                end: 0x8120_0000
-            })
+            Ok(Region { start: 0x8020_0000, end: 0x8120_0000 })
         );
         assert_eq!(
             payload_region(0x8020_0000, 1 << 30, RAM, &CLEAR),
-            Err(PlacementError::OutsideRam(Region {
-                start: 0x8020_0000,
-                end: 0xc020_0000
-            }))
+            Err(PlacementError::OutsideRam(Region { start: 0x8020_0000, end: 0xc020_0000 }))
         );
         assert!(
-            matches!(
-                payload_region(0x7fe0_0000, 0x1000, RAM, &CLEAR),
-                Err(PlacementError::OutsideRam(_))
-            ),
+            matches!(payload_region(0x7fe0_0000, 0x1000, RAM, &CLEAR), Err(PlacementError::OutsideRam(_))),
             "pvmfw is not RAM"
         );
-        let over_pvmfw = payload_region(
-            0x7fe0_0000,
-            0x1000,
-            Region {
-                start: 0x7fe0_0000,
-                end: 0x9000_0000,
-            },
-            &CLEAR,
-        );
-        assert_eq!(
-            over_pvmfw,
-            Err(PlacementError::Overlaps(
-                Region {
-                    start: 0x7fe0_0000,
-                    end: 0x7fe0_1000
-                },
-                "pvmfw"
-            ))
-        );
+        let over_pvmfw = payload_region(0x7fe0_0000, 0x1000, Region { start: 0x7fe0_0000, end: 0x9000_0000 }, &CLEAR);
+        assert_eq!(over_pvmfw, Err(PlacementError::Overlaps(Region { start: 0x7fe0_0000, end: 0x7fe0_1000 }, "pvmfw")));
         assert!(matches!(
             payload_region(0x8010_0000, 0x1000, RAM, &CLEAR),
             Err(PlacementError::Overlaps(_, "the DT area"))
@@ -132,9 +81,6 @@ mod tests {
             payload_region(0x8700_0000, 0x200_0000, RAM, &CLEAR),
             Err(PlacementError::Overlaps(_, "the staged payload"))
         ));
-        assert_eq!(
-            payload_region(u64::MAX - 0xfff, 0x2000, RAM, &CLEAR),
-            Err(PlacementError::Wraps)
-        );
+        assert_eq!(payload_region(u64::MAX - 0xfff, 0x2000, RAM, &CLEAR), Err(PlacementError::Wraps));
     }
 }

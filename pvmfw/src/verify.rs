@@ -25,10 +25,7 @@ impl fmt::Display for VerifyError {
         match self {
             Self::Header(e) => write!(f, "{e}"),
             Self::BadTrustedKey => write!(f, "pvmfw's trusted key is not a valid Ed25519 key"),
-            Self::HashMismatch => write!(
-                f,
-                "payload image does not match the hash in its signed header"
-            ),
+            Self::HashMismatch => write!(f, "payload image does not match the hash in its signed header"),
             Self::BadSignature => {
                 write!(f, "payload signature does not verify with the trusted key")
             }
@@ -51,8 +48,7 @@ pub fn check(
 ) -> Result<(), VerifyError> {
     let key = VerifyingKey::from_bytes(trusted_key).map_err(|_| VerifyError::BadTrustedKey)?;
     let signature = Signature::from_bytes(&header.signature);
-    key.verify_strict(&header_bytes[..SIGNED_SIZE], &signature)
-        .map_err(|_| VerifyError::BadSignature)?;
+    key.verify_strict(&header_bytes[..SIGNED_SIZE], &signature).map_err(|_| VerifyError::BadSignature)?;
     let hash: [u8; 32] = Sha256::digest(image).into();
     if hash != header.image_sha256 {
         return Err(VerifyError::HashMismatch);
@@ -67,13 +63,7 @@ mod tests {
 
     fn signed(key: &SigningKey, image: &[u8]) -> Vec<u8> {
         let hash: [u8; 32] = Sha256::digest(image).into();
-        let mut header = signed_payload::unsigned_header(
-            image.len() as u64,
-            0x8020_0000,
-            0x8020_0000,
-            0x10_0000,
-            hash,
-        );
+        let mut header = signed_payload::unsigned_header(image.len() as u64, 0x8020_0000, 0x8020_0000, 0x10_0000, hash);
         let sig = key.sign(&header[..SIGNED_SIZE]);
         header[signed_payload::SIGNATURE_OFFSET..].copy_from_slice(&sig.to_bytes());
         let mut blob = header.to_vec();
@@ -109,10 +99,7 @@ mod tests {
         assert_eq!(verify_blob(&b, &trusted), Err(VerifyError::BadSignature));
         // Signed by another key.
         let other = SigningKey::from_bytes(&[2; 32]);
-        assert_eq!(
-            verify_blob(&signed(&other, b"x"), &trusted),
-            Err(VerifyError::BadSignature)
-        );
+        assert_eq!(verify_blob(&signed(&other, b"x"), &trusted), Err(VerifyError::BadSignature));
         // A signature byte flipped.
         let mut b = blob.clone();
         b[200] ^= 0x80;
@@ -126,9 +113,6 @@ mod tests {
         // Not a point on the curve.
         let mut bad = [0xffu8; 32];
         bad[31] = 0x7f;
-        assert!(matches!(
-            verify_blob(&blob, &bad),
-            Err(VerifyError::BadTrustedKey) | Err(VerifyError::BadSignature)
-        ));
+        assert!(matches!(verify_blob(&blob, &bad), Err(VerifyError::BadTrustedKey) | Err(VerifyError::BadSignature)));
     }
 }

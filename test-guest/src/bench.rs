@@ -36,12 +36,8 @@ fn exits(boot: &BootInfo) -> Option<u64> {
 
 pub fn run(boot: &BootInfo) -> CaseResult {
     let mut devices = discover(&boot.dt);
-    let at = devices
-        .iter()
-        .position(|d| d.device_type == DeviceType::Block)
-        .ok_or("no block device")?;
-    let mut blk = VirtIOBlk::<PvmHal, _>::new(devices.swap_remove(at).transport)
-        .map_err(|e| alloc::format!("{e}"))?;
+    let at = devices.iter().position(|d| d.device_type == DeviceType::Block).ok_or("no block device")?;
+    let mut blk = VirtIOBlk::<PvmHal, _>::new(devices.swap_remove(at).transport).map_err(|e| alloc::format!("{e}"))?;
     let frequency: u64;
     // SAFETY: reading the counter frequency has no side effects.
     unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) frequency, options(nomem, nostack)) };
@@ -63,12 +59,7 @@ pub fn run(boot: &BootInfo) -> CaseResult {
         // SAFETY: paired with the share above.
         unsafe { <PvmHal as Hal>::unshare(paddr, buf, BufferDirection::DeviceToDriver) };
         let t3 = counter();
-        println!(
-            "bench copy64k={} zero64k={} bounce64k={}",
-            t1 - t0,
-            t2 - t1,
-            t3 - t2
-        );
+        println!("bench copy64k={} zero64k={} bounce64k={}", t1 - t0, t2 - t1, t3 - t2);
     }
     for size in [4096usize, 65536] {
         let mut buf: Vec<u8> = vec![0x3c; size];
@@ -79,11 +70,8 @@ pub fn run(boot: &BootInfo) -> CaseResult {
             let (e0, s0, t0) = (exits(boot), stats::snapshot(), counter());
             for i in 0..requests {
                 let sector = i * size / SECTOR_SIZE;
-                let result = if op == "write" {
-                    blk.write_blocks(sector, &buf)
-                } else {
-                    blk.read_blocks(sector, &mut buf)
-                };
+                let result =
+                    if op == "write" { blk.write_blocks(sector, &buf) } else { blk.read_blocks(sector, &mut buf) };
                 result.map_err(|e| alloc::format!("{op} {size} at {sector}: {e}"))?;
             }
             let (t1, s1, e1) = (counter(), stats::snapshot(), exits(boot));

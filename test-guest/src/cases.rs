@@ -21,14 +21,7 @@ const UNEXPOSED_DEVICE: u64 = 0x0901_0000;
 /// PL011 UARTPeriphID0: reads 0x11 on every PL011.
 const PL011_PERIPH_ID0: u64 = 0xfe0;
 /// Function IDs no part of pvmkit implements, of every owner and both conventions.
-const UNKNOWN_IDS: [u32; 6] = [
-    0x8200_0000,
-    0xc600_0030,
-    0x8600_0042,
-    0x8400_00ff,
-    0xc300_1234,
-    0xbf00_0000,
-];
+const UNKNOWN_IDS: [u32; 6] = [0x8200_0000, 0xc600_0030, 0x8600_0042, 0x8400_00ff, 0xc300_1234, 0xbf00_0000];
 
 pub fn main(boot: &BootInfo) {
     println!("test-guest: {}", boot.dt.bootargs);
@@ -50,23 +43,13 @@ pub fn main(boot: &BootInfo) {
     if mode.under_hyp() {
         h.run("smccc_version_at_least_1_1", || smccc_version(boot));
     } else {
-        h.skip(
-            "smccc_version_at_least_1_1",
-            "QEMU's own PSCI implements no SMCCC_VERSION",
-        );
+        h.skip("smccc_version_at_least_1_1", "QEMU's own PSCI implements no SMCCC_VERSION");
     }
-    h.run("unknown_ids_not_supported_hvc", || {
-        unknown_ids(SystemConduit::Hvc)
-    });
+    h.run("unknown_ids_not_supported_hvc", || unknown_ids(SystemConduit::Hvc));
     if mode.under_hyp() {
-        h.run("unknown_ids_not_supported_smc", || {
-            unknown_ids(SystemConduit::Smc)
-        });
+        h.run("unknown_ids_not_supported_smc", || unknown_ids(SystemConduit::Smc));
     } else {
-        h.skip(
-            "unknown_ids_not_supported_smc",
-            "no EL2/EL3 to take an SMC on plain QEMU",
-        );
+        h.skip("unknown_ids_not_supported_smc", "no EL2/EL3 to take an SMC on plain QEMU");
     }
     h.run("psci_version", || psci_version(c, mode));
     h.run("psci_features", || psci_features(c, mode));
@@ -77,18 +60,9 @@ pub fn main(boot: &BootInfo) {
         h.run("unexposed_device_aborts", unexposed_device);
         h.run("access_without_syndrome_aborts", || pair_access(boot));
     } else {
-        h.skip(
-            "wfi_and_wfe_yield_and_return",
-            "nothing wakes a WFI on plain QEMU with interrupts masked",
-        );
-        h.skip(
-            "unexposed_device_aborts",
-            "no hypervisor to withhold devices",
-        );
-        h.skip(
-            "access_without_syndrome_aborts",
-            "no hypervisor: the UART answers pairs",
-        );
+        h.skip("wfi_and_wfe_yield_and_return", "nothing wakes a WFI on plain QEMU with interrupts masked");
+        h.skip("unexposed_device_aborts", "no hypervisor to withhold devices");
+        h.skip("access_without_syndrome_aborts", "no hypervisor: the UART answers pairs");
     }
 
     crate::pvmfw_cases::run(&mut h, boot);
@@ -97,9 +71,7 @@ pub fn main(boot: &BootInfo) {
     crate::virtio_cases::run(&mut h, boot, mode, scenario);
 
     match scenario {
-        "fail-case" => h.run("deliberate_failure", || {
-            Err("this scenario fails on purpose".into())
-        }),
+        "fail-case" => h.run("deliberate_failure", || Err("this scenario fails on purpose".into())),
         "crash" => {
             println!("test-guest: scenario crash: executing an undefined instruction");
             // SAFETY: UDF takes an exception, which guest-lib reports before powering off.
@@ -139,32 +111,17 @@ fn features(boot: &BootInfo, mode: Mode) -> CaseResult {
 }
 
 fn smccc_version(boot: &BootInfo) -> CaseResult {
-    let version = boot
-        .hypervisor
-        .smccc_version
-        .ok_or("SMCCC_VERSION not implemented")?;
+    let version = boot.hypervisor.smccc_version.ok_or("SMCCC_VERSION not implemented")?;
     ensure!(version >= (1, 1), "SMCCC {version:?} is older than 1.1");
     Ok(())
 }
 
 fn unknown_ids(conduit: SystemConduit) -> CaseResult {
     for id in UNKNOWN_IDS {
-        let args = [
-            0x1111_2222_3333_4444,
-            0x5555_6666_7777_8888,
-            0x9999_aaaa_bbbb_cccc,
-        ];
+        let args = [0x1111_2222_3333_4444, 0x5555_6666_7777_8888, 0x9999_aaaa_bbbb_cccc];
         let r = conduit.call(id, args);
-        ensure!(
-            r[0] as i64 == smccc::NOT_SUPPORTED,
-            "{conduit:?} {id:#x} returned {:#x}",
-            r[0]
-        );
-        ensure!(
-            r[1..] == args,
-            "{conduit:?} {id:#x} changed x1..x3 to {:x?}",
-            &r[1..]
-        );
+        ensure!(r[0] as i64 == smccc::NOT_SUPPORTED, "{conduit:?} {id:#x} returned {:#x}", r[0]);
+        ensure!(r[1..] == args, "{conduit:?} {id:#x} changed x1..x3 to {:x?}", &r[1..]);
     }
     Ok(())
 }
@@ -180,46 +137,23 @@ fn psci_version(c: SystemConduit, mode: Mode) -> CaseResult {
 }
 
 fn psci_features(c: SystemConduit, mode: Mode) -> CaseResult {
-    for id in [
-        psci_ids::PSCI_VERSION,
-        psci_ids::SYSTEM_OFF,
-        psci_ids::SYSTEM_RESET,
-    ] {
-        ensure!(
-            psci::features(&c, id).is_ok(),
-            "PSCI_FEATURES({id:#x}) says not implemented"
-        );
+    for id in [psci_ids::PSCI_VERSION, psci_ids::SYSTEM_OFF, psci_ids::SYSTEM_RESET] {
+        ensure!(psci::features(&c, id).is_ok(), "PSCI_FEATURES({id:#x}) says not implemented");
     }
-    ensure!(
-        psci::features(&c, 0x8400_00ff).is_err(),
-        "PSCI_FEATURES of an unknown ID succeeded"
-    );
+    ensure!(psci::features(&c, 0x8400_00ff).is_err(), "PSCI_FEATURES of an unknown ID succeeded");
     if mode.under_hyp() {
         // hyp runs one vCPU and offers no CPU_ON.
-        ensure_eq!(
-            psci::features(&c, psci_ids::CPU_ON_64),
-            Err(psci::PsciError(psci_ids::NOT_SUPPORTED))
-        );
+        ensure_eq!(psci::features(&c, psci_ids::CPU_ON_64), Err(psci::PsciError(psci_ids::NOT_SUPPORTED)));
     }
     Ok(())
 }
 
-fn expect_abort(
-    result: Result<u64, guest_lib::exceptions::ExternalAbort>,
-    addr: u64,
-) -> CaseResult {
+fn expect_abort(result: Result<u64, guest_lib::exceptions::ExternalAbort>, addr: u64) -> CaseResult {
     let abort = match result {
-        Ok(value) => {
-            return Err(alloc::format!(
-                "access to {addr:#x} succeeded with {value:#x}"
-            ))
-        }
+        Ok(value) => return Err(alloc::format!("access to {addr:#x} succeeded with {value:#x}")),
         Err(abort) => abort,
     };
-    ensure!(
-        abort.is_data_external_abort(),
-        "not a synchronous external abort: {abort}"
-    );
+    ensure!(abort.is_data_external_abort(), "not a synchronous external abort: {abort}");
     ensure_eq!(abort.esr.ec(), ec::DABT_CURRENT);
     ensure_eq!(abort.far, addr);
     Ok(())
@@ -227,27 +161,19 @@ fn expect_abort(
 
 fn unmapped_ipa() -> CaseResult {
     // SAFETY: nothing lives at this address; the access is expected to abort.
-    expect_abort(
-        unsafe { probe::read_u32(UNMAPPED_IPA) }.map(u64::from),
-        UNMAPPED_IPA,
-    )?;
+    expect_abort(unsafe { probe::read_u32(UNMAPPED_IPA) }.map(u64::from), UNMAPPED_IPA)?;
     // SAFETY: as above, for a store.
-    expect_abort(
-        unsafe { probe::write_u32(UNMAPPED_IPA + 8, 0xdead) }.map(|_| 0),
-        UNMAPPED_IPA + 8,
-    )?;
+    expect_abort(unsafe { probe::write_u32(UNMAPPED_IPA + 8, 0xdead) }.map(|_| 0), UNMAPPED_IPA + 8)?;
     Ok(())
 }
 
 fn uart_id(boot: &BootInfo) -> CaseResult {
     let uart = boot.dt.uart.ok_or("the DT names no PL011")?;
     // SAFETY: a read-only ID register of the guest's own console.
-    let id =
-        unsafe { probe::read_u32(uart + PL011_PERIPH_ID0) }.map_err(|e| alloc::format!("{e}"))?;
+    let id = unsafe { probe::read_u32(uart + PL011_PERIPH_ID0) }.map_err(|e| alloc::format!("{e}"))?;
     ensure_eq!(id, 0x11);
     // SAFETY: as above, one byte wide (a different access width through emulation).
-    let id8 =
-        unsafe { probe::read_u8(uart + PL011_PERIPH_ID0) }.map_err(|e| alloc::format!("{e}"))?;
+    let id8 = unsafe { probe::read_u8(uart + PL011_PERIPH_ID0) }.map_err(|e| alloc::format!("{e}"))?;
     ensure_eq!(id8, 0x11);
     Ok(())
 }
@@ -264,18 +190,12 @@ fn wait_instructions() -> CaseResult {
 
 fn unexposed_device() -> CaseResult {
     // SAFETY: a device hyp does not give us; the read is expected to abort.
-    expect_abort(
-        unsafe { probe::read_u32(UNEXPOSED_DEVICE) }.map(u64::from),
-        UNEXPOSED_DEVICE,
-    )
+    expect_abort(unsafe { probe::read_u32(UNEXPOSED_DEVICE) }.map(u64::from), UNEXPOSED_DEVICE)
 }
 
 fn pair_access(boot: &BootInfo) -> CaseResult {
     let uart = boot.dt.uart.ok_or("the DT names no PL011")?;
     // SAFETY: reading the PL011's ID registers with a load pair: no side effects, and
     // hyp must refuse it (no syndrome to emulate from).
-    expect_abort(
-        unsafe { probe::read_pair(uart + PL011_PERIPH_ID0) },
-        uart + PL011_PERIPH_ID0,
-    )
+    expect_abort(unsafe { probe::read_pair(uart + PL011_PERIPH_ID0) }, uart + PL011_PERIPH_ID0)
 }

@@ -25,14 +25,9 @@ fn read_magic(base: u64) -> Result<u32, ExternalAbort> {
 
 fn expect_refused(result: Result<u32, ExternalAbort>, base: u64) -> CaseResult {
     match result {
-        Ok(v) => Err(alloc::format!(
-            "unregistered access to {base:#x} was emulated ({v:#x})"
-        )),
+        Ok(v) => Err(alloc::format!("unregistered access to {base:#x} was emulated ({v:#x})")),
         Err(abort) => {
-            ensure!(
-                abort.is_data_external_abort(),
-                "not an external abort: {abort}"
-            );
+            ensure!(abort.is_data_external_abort(), "not an external abort: {abort}");
             ensure_eq!(abort.far, base);
             Ok(())
         }
@@ -41,32 +36,21 @@ fn expect_refused(result: Result<u32, ExternalAbort>, base: u64) -> CaseResult {
 
 pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode) {
     let Some((device, _)) = boot.dt.virtio_mmio().next() else {
-        h.run("mmio_guard_device_present", || {
-            Err("the DT names no virtio-mmio transport".into())
-        });
+        h.run("mmio_guard_device_present", || Err("the DT names no virtio-mmio transport".into()));
         return;
     };
     h.run("mmio_guard_form", || form(mode));
     h.run("console_granule_is_registered", || console(boot, mode));
     // Before anything maps the transport (the upstream form can never unmap it again).
     if mode.protected() {
-        h.run("mmio_access_without_map_aborts", || {
-            expect_refused(read_magic(device + 4), device + 4)
-        });
+        h.run("mmio_access_without_map_aborts", || expect_refused(read_magic(device + 4), device + 4));
         h.run("mmio_map_refusals", || refusals(boot, device, mode));
     } else {
-        h.skip(
-            "mmio_access_without_map_aborts",
-            "no guard enforced in this mode",
-        );
+        h.skip("mmio_access_without_map_aborts", "no guard enforced in this mode");
         h.skip("mmio_map_refusals", "no MMIO guard calls in this mode");
     }
-    h.run("mmio_map_access_unmap_access", || {
-        map_access_unmap(device, mode)
-    });
-    h.run("mmio_shared_granule_kept_until_both_dropped", || {
-        shared_granule(device, mode)
-    });
+    h.run("mmio_map_access_unmap_access", || map_access_unmap(device, mode));
+    h.run("mmio_shared_granule_kept_until_both_dropped", || shared_granule(device, mode));
 }
 
 fn form(mode: Mode) -> CaseResult {
@@ -93,9 +77,7 @@ fn console(boot: &BootInfo, mode: Mode) -> CaseResult {
 fn map_access_unmap(device: u64, mode: Mode) -> CaseResult {
     let guard = mmio_guard();
     {
-        let _mapped = guard
-            .guard(device, 0x200)
-            .map_err(|e| alloc::format!("{e}"))?;
+        let _mapped = guard.guard(device, 0x200).map_err(|e| alloc::format!("{e}"))?;
         ensure_eq!(read_magic(device), Ok(VIRTIO_MAGIC));
     }
     let after = read_magic(device);
@@ -119,10 +101,7 @@ fn refusals(boot: &BootInfo, device: u64, mode: Mode) -> CaseResult {
     let c: SystemConduit = boot.conduit;
     let guard = mmio_guard();
     let ram = boot.dt.memory.ok_or("no memory in the DT")?.0;
-    ensure_eq!(
-        guard.map(ram, 0x1000),
-        Err(GuardError::Refused { ipa: ram, code: -3 })
-    );
+    ensure_eq!(guard.map(ram, 0x1000), Err(GuardError::Refused { ipa: ram, code: -3 }));
     ensure_eq!(guard.users(ram), 0);
     // Raw calls: unaligned, a real QEMU device this VM is not given, nothing at all.
     for ipa in [device + 8, 0x0901_0000, 0xc000_0000] {
@@ -138,12 +117,8 @@ fn refusals(boot: &BootInfo, device: u64, mode: Mode) -> CaseResult {
 
 fn shared_granule(device: u64, mode: Mode) -> CaseResult {
     let guard = mmio_guard();
-    let first = guard
-        .guard(device, 0x100)
-        .map_err(|e| alloc::format!("{e}"))?;
-    let second = guard
-        .guard(device + 0x100, 0x100)
-        .map_err(|e| alloc::format!("{e}"))?;
+    let first = guard.guard(device, 0x100).map_err(|e| alloc::format!("{e}"))?;
+    let second = guard.guard(device + 0x100, 0x100).map_err(|e| alloc::format!("{e}"))?;
     ensure_eq!(guard.users(device), 2);
     drop(first);
     ensure_eq!(read_magic(device), Ok(VIRTIO_MAGIC));

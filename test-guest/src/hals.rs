@@ -66,10 +66,7 @@ unsafe impl Hal for LeakyHal {
 
     unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
         let addr = buffer.as_ptr() as *mut u8 as u64;
-        println!(
-            "leak: handing the device private buffer {addr:#x} (page {:#x})",
-            addr & !0xfff
-        );
+        println!("leak: handing the device private buffer {addr:#x} (page {:#x})", addr & !0xfff);
         addr
     }
 

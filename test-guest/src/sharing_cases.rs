@@ -30,8 +30,7 @@ struct Pages {
 
 impl Pages {
     fn new(count: usize) -> Result<Self, alloc::string::String> {
-        let layout =
-            Layout::from_size_align(count * PAGE, PAGE).map_err(|e| alloc::format!("{e}"))?;
+        let layout = Layout::from_size_align(count * PAGE, PAGE).map_err(|e| alloc::format!("{e}"))?;
         // SAFETY: non-zero size.
         let ptr = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or("heap exhausted")?;
         Ok(Self { ptr, layout })
@@ -61,18 +60,10 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode) 
     h.run("share_unshare_100_page_range", || hundred_pages(boot, mode));
     if mode.protected() {
         h.run("sharing_error_codes", || error_codes(c, mode));
-        h.run("share_rollback_names_the_failing_page", || {
-            rollback(boot, c)
-        });
+        h.run("share_rollback_names_the_failing_page", || rollback(boot, c));
     } else {
-        h.skip(
-            "sharing_error_codes",
-            "no memory services: every call is NOT_SUPPORTED (share_unshare_one_page)",
-        );
-        h.skip(
-            "share_rollback_names_the_failing_page",
-            "sharing is a no-op without protection",
-        );
+        h.skip("sharing_error_codes", "no memory services: every call is NOT_SUPPORTED (share_unshare_one_page)");
+        h.skip("share_rollback_names_the_failing_page", "sharing is a no-op without protection");
     }
     h.run("relinquish", || relinquish(c, mode));
     h.run("bounce_pool_random_alloc_free", || bounce_pool(boot, mode));
@@ -82,14 +73,7 @@ fn meminfo(c: SystemConduit, mode: Mode) -> CaseResult {
     let r = c.call(kvm::HYP_MEMINFO, [0; 3]);
     if mode.protected() {
         ensure_eq!(r[0], 4096);
-        ensure_eq!(
-            r[1],
-            if mode.android() {
-                kvm::MEMINFO_HAS_RANGE
-            } else {
-                0
-            }
-        );
+        ensure_eq!(r[1], if mode.android() { kvm::MEMINFO_HAS_RANGE } else { 0 });
     } else {
         ensure_eq!(r[0], NS);
     }
@@ -109,24 +93,14 @@ fn hundred_pages(boot: &BootInfo, mode: Mode) -> CaseResult {
     ensure_eq!(sharer.is_protected(), mode.protected());
     let pages = Pages::new(100)?;
     let before = stats::snapshot();
-    sharer
-        .share(pages.ipa(0), 100 * PAGE as u64)
-        .map_err(|e| alloc::format!("{e}"))?;
+    sharer.share(pages.ipa(0), 100 * PAGE as u64).map_err(|e| alloc::format!("{e}"))?;
     let shared = stats::snapshot();
-    sharer
-        .unshare(pages.ipa(0), 100 * PAGE as u64)
-        .map_err(|e| alloc::format!("{e}"))?;
+    sharer.unshare(pages.ipa(0), 100 * PAGE as u64).map_err(|e| alloc::format!("{e}"))?;
     let after = stats::snapshot();
-    let (calls_share, calls_unshare) = (
-        shared.hypercalls - before.hypercalls,
-        after.hypercalls - shared.hypercalls,
-    );
+    let (calls_share, calls_unshare) = (shared.hypercalls - before.hypercalls, after.hypercalls - shared.hypercalls);
     match mode {
         Mode::Protected("android") => {
-            ensure!(
-                calls_share < 100 && calls_unshare < 100,
-                "ranged form made {calls_share}/{calls_unshare} calls"
-            );
+            ensure!(calls_share < 100 && calls_unshare < 100, "ranged form made {calls_share}/{calls_unshare} calls");
             ensure_eq!((calls_share, calls_unshare), (1, 1));
         }
         Mode::Protected(_) => ensure_eq!((calls_share, calls_unshare), (100, 100)),
@@ -170,18 +144,8 @@ fn rollback(boot: &BootInfo, c: SystemConduit) -> CaseResult {
     let sharer: MemSharer<SystemConduit> = boot.sharer().map_err(|e| alloc::format!("{e}"))?;
     ensure_eq!(c.call(kvm::MEM_SHARE, [pages.ipa(BLOCKER), 0, 0])[0], 0);
     let err = sharer.share(pages.ipa(0), (N * PAGE) as u64);
-    let refused_at = if sharer.is_ranged() {
-        pages.ipa(512)
-    } else {
-        pages.ipa(BLOCKER)
-    };
-    ensure_eq!(
-        err,
-        Err(ShareError::Refused {
-            ipa: refused_at,
-            code: -3
-        })
-    );
+    let refused_at = if sharer.is_ranged() { pages.ipa(512) } else { pages.ipa(BLOCKER) };
+    ensure_eq!(err, Err(ShareError::Refused { ipa: refused_at, code: -3 }));
     // Rolled back: every page before the refusal is private again, so sharing each
     // succeeds (it would be refused if it were still shared).
     for page in [0, 1, 300, 511, BLOCKER - 1] {
@@ -198,20 +162,11 @@ fn relinquish(c: SystemConduit, mode: Mode) -> CaseResult {
     let r = c.call(kvm::MEM_RELINQUISH, [page.ipa(0), 0, 0])[0];
     if mode.android() {
         ensure_eq!(r, 0);
-        ensure!(
-            page.bytes().iter().all(|&b| b == 0),
-            "relinquished page still holds data"
-        );
-        ensure_eq!(
-            c.call(kvm::MEM_RELINQUISH, [page.ipa(0) + 8, 0, 0])[0],
-            INVAL
-        );
+        ensure!(page.bytes().iter().all(|&b| b == 0), "relinquished page still holds data");
+        ensure_eq!(c.call(kvm::MEM_RELINQUISH, [page.ipa(0) + 8, 0, 0])[0], INVAL);
     } else {
         ensure_eq!(r, NS);
-        ensure!(
-            page.bytes().iter().all(|&b| b == 0xa5),
-            "NOT_SUPPORTED changed the page"
-        );
+        ensure!(page.bytes().iter().all(|&b| b == 0xa5), "NOT_SUPPORTED changed the page");
     }
     Ok(())
 }
@@ -226,10 +181,7 @@ fn bounce_pool(boot: &BootInfo, mode: Mode) -> CaseResult {
     if mode.protected() {
         // Shared by the pool: sharing it again is refused.
         ensure_eq!(c.call(kvm::MEM_SHARE, [start, 0, 0])[0], INVAL);
-        ensure_eq!(
-            c.call(kvm::MEM_SHARE, [start + (SIZE - PAGE) as u64, 0, 0])[0],
-            INVAL
-        );
+        ensure_eq!(c.call(kvm::MEM_SHARE, [start + (SIZE - PAGE) as u64, 0, 0])[0], INVAL);
     }
     let mut live: alloc::vec::Vec<(NonNull<u8>, usize, usize)> = alloc::vec::Vec::new();
     let mut seed = 0x0123_4567_89ab_cdefu64;
@@ -244,25 +196,13 @@ fn bounce_pool(boot: &BootInfo, mode: Mode) -> CaseResult {
             unsafe { pool.free(ptr, len, align) };
             continue;
         }
-        let len = 1
-            + (seed >> 16) as usize
-                % if seed.is_multiple_of(2) {
-                    256
-                } else {
-                    5 * PAGE
-                };
+        let len = 1 + (seed >> 16) as usize % if seed.is_multiple_of(2) { 256 } else { 5 * PAGE };
         let align = 1usize << ((seed >> 40) % 13);
         match pool.alloc_zeroed(len, align) {
             Ok(ptr) => {
                 let addr = ptr.as_ptr() as u64;
-                ensure!(
-                    pool.contains(addr, len),
-                    "buffer {addr:#x}+{len} outside the shared region"
-                );
-                ensure!(
-                    addr.is_multiple_of(align as u64),
-                    "buffer {addr:#x} not aligned to {align}"
-                );
+                ensure!(pool.contains(addr, len), "buffer {addr:#x}+{len} outside the shared region");
+                ensure!(addr.is_multiple_of(align as u64), "buffer {addr:#x} not aligned to {align}");
                 live.push((ptr, len, align));
             }
             Err(PoolError::Exhausted { .. }) => exhausted += 1,
@@ -275,13 +215,10 @@ fn bounce_pool(boot: &BootInfo, mode: Mode) -> CaseResult {
         unsafe { pool.free(ptr, len, align) };
     }
     ensure_eq!(pool.free_bytes(), SIZE);
-    let whole = pool
-        .alloc(SIZE, PAGE)
-        .map_err(|e| alloc::format!("pool not fully usable again: {e}"))?;
+    let whole = pool.alloc(SIZE, PAGE).map_err(|e| alloc::format!("pool not fully usable again: {e}"))?;
     // SAFETY: just allocated.
     unsafe { pool.free(whole, SIZE, PAGE) };
-    pool.teardown(&sharer)
-        .map_err(|(_, e)| alloc::format!("teardown: {e}"))?;
+    pool.teardown(&sharer).map_err(|(_, e)| alloc::format!("teardown: {e}"))?;
     if mode.protected() {
         // Unshared by the teardown: sharing it again succeeds (and is undone).
         ensure_eq!(c.call(kvm::MEM_SHARE, [start, 0, 0])[0], 0);

@@ -55,12 +55,18 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
     }
     h.run("virtio_discovery", || {
         let kinds: Vec<DeviceType> = devices.iter().map(|d| d.device_type).collect();
-        for want in [
-            DeviceType::Block,
-            DeviceType::EntropySource,
-            DeviceType::Console,
-        ] {
+        for want in [DeviceType::Block, DeviceType::EntropySource, DeviceType::Console] {
             ensure!(kinds.contains(&want), "no {want:?} among {kinds:?}");
+        }
+        Ok(())
+    });
+    h.run("bounce_pool_is_the_dts_restricted_dma_pool", || {
+        let reserved = boot.dt.reserved_memory(abi::memory_map::BOUNCE_POOL_COMPATIBLE);
+        let region = guest_lib::virtio::bounce_pool_region().map(|(base, size)| (base, size as u64));
+        match (mode.protected(), reserved) {
+            (true, Some(reserved)) => ensure_eq!(region, Some(reserved)),
+            (true, None) => ensure!(region.is_some(), "no bounce pool in a protected VM"),
+            (false, _) => ensure_eq!(region, None),
         }
         Ok(())
     });
@@ -71,12 +77,8 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
                 ensure_eq!(blk.capacity(), DISK_SECTORS);
                 Ok(())
             });
-            h.run("virtio_blk_patterns_512b_4k_64k_1m", || {
-                blk_patterns(blk, mode)
-            });
-            h.run("virtio_blk_flush", || {
-                blk.flush().map_err(|e| alloc::format!("{e}"))
-            });
+            h.run("virtio_blk_patterns_512b_4k_64k_1m", || blk_patterns(blk, mode));
+            h.run("virtio_blk_flush", || blk.flush().map_err(|e| alloc::format!("{e}")));
             match scenario {
                 "persist-write" => h.run("virtio_blk_persist_write", || persist(blk, true)),
                 "persist-read" => h.run("virtio_blk_persist_read", || persist(blk, false)),
@@ -91,27 +93,18 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
             let ring = LAST_RING.load(Ordering::Relaxed) & !0xfff;
             h.run("virtio_rng_entropy", || entropy(&mut rng));
             if mode.protected() {
-                h.run("virtio_ring_pages_pinned_while_live", || {
-                    pinned_ring(boot, ring, rng)
-                });
+                h.run("virtio_ring_pages_pinned_while_live", || pinned_ring(boot, ring, rng));
             } else {
-                h.skip(
-                    "virtio_ring_pages_pinned_while_live",
-                    "nothing is pinned without protection",
-                );
+                h.skip("virtio_ring_pages_pinned_while_live", "nothing is pinned without protection");
             }
         }
-        _ => h.run("virtio_rng_entropy", || {
-            Err("no usable entropy device".into())
-        }),
+        _ => h.run("virtio_rng_entropy", || Err("no usable entropy device".into())),
     }
     let console = take(&mut devices, DeviceType::Console);
     h.run("virtio_console_both_ways", || {
-        let mut console = VirtIOConsole::<PvmHal, _>::new(console.ok_or("no console device")?)
-            .map_err(|e| alloc::format!("{e}"))?;
-        console
-            .send_bytes(TO_HOST)
-            .map_err(|e| alloc::format!("{e}"))?;
+        let mut console =
+            VirtIOConsole::<PvmHal, _>::new(console.ok_or("no console device")?).map_err(|e| alloc::format!("{e}"))?;
+        console.send_bytes(TO_HOST).map_err(|e| alloc::format!("{e}"))?;
         let mut got = Vec::new();
         let start = counter();
         while got.len() < FROM_HOST.len() && counter() - start < 10 * frequency() {
@@ -122,25 +115,15 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
                 None => unsafe { core::arch::asm!("wfe", options(nomem, nostack)) },
             }
         }
-        ensure!(
-            got == FROM_HOST,
-            "received {:?}",
-            core::str::from_utf8(&got)
-        );
+        ensure!(got == FROM_HOST, "received {:?}", core::str::from_utf8(&got));
         Ok(())
     });
     // Every device is free again: guest-lib's helper builds all supported drivers.
     drop(blk);
     h.run("virtio_drivers_helper", || {
         let drivers = drivers(&boot.dt);
-        ensure_eq!(
-            drivers.block.as_ref().map(|b| b.capacity()),
-            Some(DISK_SECTORS)
-        );
-        ensure!(
-            drivers.console.is_some() && drivers.entropy.is_some(),
-            "console or entropy driver missing"
-        );
+        ensure_eq!(drivers.block.as_ref().map(|b| b.capacity()), Some(DISK_SECTORS));
+        ensure!(drivers.console.is_some() && drivers.entropy.is_some(), "console or entropy driver missing");
         Ok(())
     });
 }
@@ -150,28 +133,16 @@ fn leak(devices: &mut Vec<VirtioDevice>, mode: Mode) -> CaseResult {
     let transport = take(devices, DeviceType::Block).ok_or("no block device")?;
     let mut blk = VirtIOBlk::<LeakyHal, _>::new(transport).map_err(|e| alloc::format!("{e}"))?;
     let data = [0x42u8; SECTOR_SIZE];
-    blk.write_blocks(0, &data)
-        .map_err(|e| alloc::format!("{e}"))?;
+    blk.write_blocks(0, &data).map_err(|e| alloc::format!("{e}"))?;
     // Only reached where nothing checks: the leak went unnoticed.
-    ensure!(
-        !mode.protected(),
-        "a private buffer reached the device and the VM goes on"
-    );
+    ensure!(!mode.protected(), "a private buffer reached the device and the VM goes on");
     Ok(())
 }
 
 fn entropy(rng: &mut VirtIORng<RecordingHal, MmioTransport<'static>>) -> CaseResult {
     let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
-    ensure_eq!(
-        rng.request_entropy(&mut a)
-            .map_err(|e| alloc::format!("{e}"))?,
-        64
-    );
-    ensure_eq!(
-        rng.request_entropy(&mut b)
-            .map_err(|e| alloc::format!("{e}"))?,
-        64
-    );
+    ensure_eq!(rng.request_entropy(&mut a).map_err(|e| alloc::format!("{e}"))?, 64);
+    ensure_eq!(rng.request_entropy(&mut b).map_err(|e| alloc::format!("{e}"))?, 64);
     ensure!(a.iter().any(|&x| x != 0), "entropy is all zero");
     ensure!(a != b, "entropy repeated");
     Ok(())
@@ -179,11 +150,7 @@ fn entropy(rng: &mut VirtIORng<RecordingHal, MmioTransport<'static>>) -> CaseRes
 
 /// While a device's queue is live its ring pages are pinned: the guest cannot take them
 /// back. Once the device is dropped (its queues reset) it can.
-fn pinned_ring(
-    boot: &BootInfo,
-    ring: u64,
-    rng: VirtIORng<RecordingHal, MmioTransport<'static>>,
-) -> CaseResult {
+fn pinned_ring(boot: &BootInfo, ring: u64, rng: VirtIORng<RecordingHal, MmioTransport<'static>>) -> CaseResult {
     ensure!(ring != 0, "no ring allocation recorded");
     let c = boot.conduit;
     ensure_eq!(c.call(kvm::MEM_UNSHARE, [ring, 0, 0])[0], INVAL);
@@ -210,39 +177,24 @@ fn frequency() -> u64 {
 
 fn blk_patterns(blk: &mut Blk, mode: Mode) -> CaseResult {
     // (bytes, starting sector), scattered and not overlapping the persistence area.
-    let requests = [
-        (512, 7usize),
-        (4096, 1021),
-        (65536, 3001),
-        (1 << 20, 9000),
-        (512, 15000),
-        (4096, 100),
-    ];
+    let requests = [(512, 7usize), (4096, 1021), (65536, 3001), (1 << 20, 9000), (512, 15000), (4096, 100)];
     let before = stats::snapshot();
     let mut moved = 0u64;
     for (seed, &(len, sector)) in requests.iter().enumerate() {
         let mut data = vec![0u8; len];
         pattern(seed as u8 + 1, sector * SECTOR_SIZE, &mut data);
-        blk.write_blocks(sector, &data)
-            .map_err(|e| alloc::format!("write {len} at {sector}: {e}"))?;
+        blk.write_blocks(sector, &data).map_err(|e| alloc::format!("write {len} at {sector}: {e}"))?;
         let mut back = vec![0u8; len];
-        blk.read_blocks(sector, &mut back)
-            .map_err(|e| alloc::format!("read {len} at {sector}: {e}"))?;
+        blk.read_blocks(sector, &mut back).map_err(|e| alloc::format!("read {len} at {sector}: {e}"))?;
         let mismatches = data.iter().zip(&back).filter(|(a, b)| a != b).count();
-        ensure!(
-            mismatches == 0,
-            "{mismatches} bytes differ in {len} bytes at sector {sector}"
-        );
+        ensure!(mismatches == 0, "{mismatches} bytes differ in {len} bytes at sector {sector}");
         moved += 2 * len as u64;
     }
     let bounced = stats::snapshot().bytes_bounced - before.bytes_bounced;
     if mode.protected() {
         // Every data byte is copied exactly once, plus the 16-byte request header and
         // the 1-byte status of each request.
-        ensure!(
-            bounced >= moved && bounced <= moved + 17 * 2 * requests.len() as u64,
-            "bounced {bounced} for {moved}"
-        );
+        ensure!(bounced >= moved && bounced <= moved + 17 * 2 * requests.len() as u64, "bounced {bounced} for {moved}");
     } else {
         ensure_eq!(bounced, 0);
     }
@@ -253,13 +205,11 @@ fn persist(blk: &mut Blk, write: bool) -> CaseResult {
     let mut data = vec![0u8; 64 * 1024];
     pattern(0xa7, PERSIST_SECTOR * SECTOR_SIZE, &mut data);
     if write {
-        blk.write_blocks(PERSIST_SECTOR, &data)
-            .map_err(|e| alloc::format!("{e}"))?;
+        blk.write_blocks(PERSIST_SECTOR, &data).map_err(|e| alloc::format!("{e}"))?;
         return blk.flush().map_err(|e| alloc::format!("{e}"));
     }
     let mut back = vec![0u8; data.len()];
-    blk.read_blocks(PERSIST_SECTOR, &mut back)
-        .map_err(|e| alloc::format!("{e}"))?;
+    blk.read_blocks(PERSIST_SECTOR, &mut back).map_err(|e| alloc::format!("{e}"))?;
     let mismatches = data.iter().zip(&back).filter(|(a, b)| a != b).count();
     ensure!(mismatches == 0, "{mismatches} mismatches after the restart");
     Ok(())

@@ -3,13 +3,7 @@ use super::*;
 const RAM: u64 = 0x8000_0000;
 
 fn config(entry: u64) -> [u8; VM_CONFIG_SIZE] {
-    VmConfig {
-        ram_base: RAM,
-        ram_size: 256 << 20,
-        entry_ipa: entry,
-        virtio_slots: 1 << 31,
-    }
-    .to_bytes()
+    VmConfig { ram_base: RAM, ram_size: 256 << 20, entry_ipa: entry, virtio_slots: 1 << 31 }.to_bytes()
 }
 
 fn build(entries: &[EntrySpec<'_>]) -> Vec<u8> {
@@ -22,24 +16,9 @@ fn build(entries: &[EntrySpec<'_>]) -> Vec<u8> {
 fn good() -> Vec<u8> {
     let cfg = config(RAM + 0x20_0000);
     build(&[
-        EntrySpec {
-            kind: EntryKind::VmConfig,
-            load_ipa: 0,
-            mem_size: 32,
-            data: &cfg,
-        },
-        EntrySpec {
-            kind: EntryKind::Payload,
-            load_ipa: RAM + 0x20_0000,
-            mem_size: 0x10_0000,
-            data: &[0xaa; 100],
-        },
-        EntrySpec {
-            kind: EntryKind::GuestDt,
-            load_ipa: RAM,
-            mem_size: 0x1000,
-            data: &[0xd0; 64],
-        },
+        EntrySpec { kind: EntryKind::VmConfig, load_ipa: 0, mem_size: 32, data: &cfg },
+        EntrySpec { kind: EntryKind::Payload, load_ipa: RAM + 0x20_0000, mem_size: 0x10_0000, data: &[0xaa; 100] },
+        EntrySpec { kind: EntryKind::GuestDt, load_ipa: RAM, mem_size: 0x1000, data: &[0xd0; 64] },
     ])
 }
 
@@ -50,21 +29,12 @@ fn round_trip() {
     let payload = bundle.entry(EntryKind::Payload).unwrap();
     assert_eq!(payload.data, &[0xaa; 100][..]);
     assert_eq!(payload.load_ipa, RAM + 0x20_0000);
-    assert_eq!(
-        bundle.entry(EntryKind::GuestDt).unwrap().data,
-        &[0xd0; 64][..]
-    );
+    assert_eq!(bundle.entry(EntryKind::GuestDt).unwrap().data, &[0xd0; 64][..]);
     assert!(bundle.entry(EntryKind::Pvmfw).is_none());
     let layout = bundle.layout().expect("layout");
     assert_eq!(layout.entry_ipa, RAM + 0x20_0000);
     assert_eq!(layout.payload.size(), 0x10_0000);
-    assert_eq!(
-        layout.dt,
-        Region {
-            start: RAM,
-            end: RAM + 0x1000
-        }
-    );
+    assert_eq!(layout.dt, Region { start: RAM, end: RAM + 0x1000 });
 }
 
 #[test]
@@ -75,10 +45,7 @@ fn vm_config_round_trips_and_checks_reserved() {
     let mut raw = config.to_bytes();
     assert_eq!(VmConfig::from_bytes(&raw), Ok(config));
     raw[30] = 1;
-    assert_eq!(
-        VmConfig::from_bytes(&raw),
-        Err(BundleError::ReservedNotZero)
-    );
+    assert_eq!(VmConfig::from_bytes(&raw), Err(BundleError::ReservedNotZero));
 }
 
 #[test]
@@ -91,37 +58,22 @@ fn trailing_bytes_after_total_size_are_ignored() {
 #[test]
 fn header_errors() {
     let bytes = good();
-    assert_eq!(
-        Bundle::parse(&bytes[..10]).unwrap_err(),
-        BundleError::TooShort(10)
-    );
+    assert_eq!(Bundle::parse(&bytes[..10]).unwrap_err(), BundleError::TooShort(10));
     let mut b = bytes.clone();
     b[0] = b'X';
     assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::BadMagic);
     let mut b = bytes.clone();
     b[8] = 2;
-    assert_eq!(
-        Bundle::parse(&b).unwrap_err(),
-        BundleError::UnsupportedVersion(2)
-    );
+    assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::UnsupportedVersion(2));
     let mut b = bytes.clone();
     b[12] = 0;
-    assert_eq!(
-        Bundle::parse(&b).unwrap_err(),
-        BundleError::BadEntryCount(0)
-    );
+    assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::BadEntryCount(0));
     let mut b = bytes.clone();
     b[12] = 9;
-    assert_eq!(
-        Bundle::parse(&b).unwrap_err(),
-        BundleError::BadEntryCount(9)
-    );
+    assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::BadEntryCount(9));
     let mut b = bytes.clone();
     b[16..24].copy_from_slice(&(bytes.len() as u64 + 1).to_le_bytes());
-    assert!(matches!(
-        Bundle::parse(&b).unwrap_err(),
-        BundleError::BadTotalSize { .. }
-    ));
+    assert!(matches!(Bundle::parse(&b).unwrap_err(), BundleError::BadTotalSize { .. }));
     let mut b = bytes.clone();
     b[24] = 1;
     assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::ReservedNotZero);
@@ -144,34 +96,19 @@ fn entry_errors() {
     assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::UnknownKind(77));
     let mut b = bytes.clone();
     b[HEADER_SIZE + ENTRY_SIZE] = EntryKind::GuestDt as u8;
-    assert_eq!(
-        Bundle::parse(&b).unwrap_err(),
-        BundleError::DuplicateKind(EntryKind::GuestDt)
-    );
+    assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::DuplicateKind(EntryKind::GuestDt));
     let mut b = bytes.clone();
     entry_field(&mut b, 1, 8, u64::MAX - 10); // offset that wraps with size
-    assert_eq!(
-        Bundle::parse(&b).unwrap_err(),
-        BundleError::EntryOutOfBounds(EntryKind::Payload)
-    );
+    assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::EntryOutOfBounds(EntryKind::Payload));
     let mut b = bytes.clone();
     entry_field(&mut b, 1, 8, 0); // data overlapping the header
-    assert_eq!(
-        Bundle::parse(&b).unwrap_err(),
-        BundleError::EntryOutOfBounds(EntryKind::Payload)
-    );
+    assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::EntryOutOfBounds(EntryKind::Payload));
     let mut b = bytes.clone();
     entry_field(&mut b, 1, 16, 1 << 40); // size past the end
-    assert_eq!(
-        Bundle::parse(&b).unwrap_err(),
-        BundleError::EntryOutOfBounds(EntryKind::Payload)
-    );
+    assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::EntryOutOfBounds(EntryKind::Payload));
     let mut b = bytes.clone();
     entry_field(&mut b, 1, 32, 10);
-    assert_eq!(
-        Bundle::parse(&b).unwrap_err(),
-        BundleError::MemSizeTooSmall(EntryKind::Payload)
-    );
+    assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::MemSizeTooSmall(EntryKind::Payload));
     let mut b = bytes.clone();
     b[HEADER_SIZE + 4] = 1; // flags
     assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::ReservedNotZero);
@@ -180,68 +117,22 @@ fn entry_errors() {
 #[test]
 fn missing_kinds_and_bad_config() {
     let cfg = config(RAM);
-    let only_cfg = build(&[EntrySpec {
-        kind: EntryKind::VmConfig,
-        load_ipa: 0,
-        mem_size: 32,
-        data: &cfg,
-    }]);
-    assert_eq!(
-        Bundle::parse(&only_cfg).unwrap_err(),
-        BundleError::MissingKind(EntryKind::Payload)
-    );
+    let only_cfg = build(&[EntrySpec { kind: EntryKind::VmConfig, load_ipa: 0, mem_size: 32, data: &cfg }]);
+    assert_eq!(Bundle::parse(&only_cfg).unwrap_err(), BundleError::MissingKind(EntryKind::Payload));
     let short = build(&[
-        EntrySpec {
-            kind: EntryKind::VmConfig,
-            load_ipa: 0,
-            mem_size: 8,
-            data: &cfg[..8],
-        },
-        EntrySpec {
-            kind: EntryKind::Payload,
-            load_ipa: RAM,
-            mem_size: 4,
-            data: &[0; 4],
-        },
-        EntrySpec {
-            kind: EntryKind::GuestDt,
-            load_ipa: RAM,
-            mem_size: 4,
-            data: &[0; 4],
-        },
+        EntrySpec { kind: EntryKind::VmConfig, load_ipa: 0, mem_size: 8, data: &cfg[..8] },
+        EntrySpec { kind: EntryKind::Payload, load_ipa: RAM, mem_size: 4, data: &[0; 4] },
+        EntrySpec { kind: EntryKind::GuestDt, load_ipa: RAM, mem_size: 4, data: &[0; 4] },
     ]);
-    assert_eq!(
-        Bundle::parse(&short).unwrap_err(),
-        BundleError::BadVmConfigSize(8)
-    );
+    assert_eq!(Bundle::parse(&short).unwrap_err(), BundleError::BadVmConfigSize(8));
 }
 
-fn layout_of(
-    payload_ipa: u64,
-    payload_mem: u64,
-    dt_ipa: u64,
-    entry: u64,
-) -> Result<GuestLayout, LayoutError> {
+fn layout_of(payload_ipa: u64, payload_mem: u64, dt_ipa: u64, entry: u64) -> Result<GuestLayout, LayoutError> {
     let cfg = config(entry);
     let bytes = build(&[
-        EntrySpec {
-            kind: EntryKind::VmConfig,
-            load_ipa: 0,
-            mem_size: 32,
-            data: &cfg,
-        },
-        EntrySpec {
-            kind: EntryKind::Payload,
-            load_ipa: payload_ipa,
-            mem_size: payload_mem,
-            data: &[1; 64],
-        },
-        EntrySpec {
-            kind: EntryKind::GuestDt,
-            load_ipa: dt_ipa,
-            mem_size: 0x1000,
-            data: &[2; 64],
-        },
+        EntrySpec { kind: EntryKind::VmConfig, load_ipa: 0, mem_size: 32, data: &cfg },
+        EntrySpec { kind: EntryKind::Payload, load_ipa: payload_ipa, mem_size: payload_mem, data: &[1; 64] },
+        EntrySpec { kind: EntryKind::GuestDt, load_ipa: dt_ipa, mem_size: 0x1000, data: &[2; 64] },
     ]);
     Bundle::parse(&bytes).expect("container is fine").layout()
 }
@@ -250,39 +141,16 @@ fn layout_of(
 fn layout_errors() {
     let p = RAM + 0x20_0000;
     assert!(layout_of(p, 0x1000, RAM, p).is_ok());
+    assert_eq!(layout_of(0x4000_0000, 0x1000, RAM, 0x4000_0000), Err(LayoutError::OutsideRam(EntryKind::Payload)));
     assert_eq!(
-        layout_of(0x4000_0000, 0x1000, RAM, 0x4000_0000),
+        layout_of(RAM + (256 << 20) - 0x1000, 0x2000, RAM, RAM + (256 << 20) - 0x1000),
         Err(LayoutError::OutsideRam(EntryKind::Payload))
     );
-    assert_eq!(
-        layout_of(
-            RAM + (256 << 20) - 0x1000,
-            0x2000,
-            RAM,
-            RAM + (256 << 20) - 0x1000
-        ),
-        Err(LayoutError::OutsideRam(EntryKind::Payload))
-    );
-    assert_eq!(
-        layout_of(u64::MAX - 0xfff, 0x2000, RAM, p),
-        Err(LayoutError::OutsideRam(EntryKind::Payload))
-    );
-    assert_eq!(
-        layout_of(p + 4, 0x1000, RAM, p + 4),
-        Err(LayoutError::Unaligned(EntryKind::Payload))
-    );
-    assert_eq!(
-        layout_of(p, 0x1000, p, p),
-        Err(LayoutError::Overlap(EntryKind::Payload, EntryKind::GuestDt))
-    );
-    assert_eq!(
-        layout_of(p, 0x1000, RAM, p + 64),
-        Err(LayoutError::EntryOutsidePayload(p + 64))
-    );
-    assert_eq!(
-        layout_of(p, 0x1000, RAM, p + 2),
-        Err(LayoutError::EntryOutsidePayload(p + 2))
-    );
+    assert_eq!(layout_of(u64::MAX - 0xfff, 0x2000, RAM, p), Err(LayoutError::OutsideRam(EntryKind::Payload)));
+    assert_eq!(layout_of(p + 4, 0x1000, RAM, p + 4), Err(LayoutError::Unaligned(EntryKind::Payload)));
+    assert_eq!(layout_of(p, 0x1000, p, p), Err(LayoutError::Overlap(EntryKind::Payload, EntryKind::GuestDt)));
+    assert_eq!(layout_of(p, 0x1000, RAM, p + 64), Err(LayoutError::EntryOutsidePayload(p + 64)));
+    assert_eq!(layout_of(p, 0x1000, RAM, p + 2), Err(LayoutError::EntryOutsidePayload(p + 2)));
 }
 
 #[test]

@@ -42,10 +42,7 @@ fn finish(result: ProbeResult) -> Result<u64, ExternalAbort> {
     if result.aborted == 0 {
         Ok(result.value)
     } else {
-        Err(ExternalAbort {
-            esr: Esr(LAST_ESR.load(Ordering::Relaxed)),
-            far: LAST_FAR.load(Ordering::Relaxed),
-        })
+        Err(ExternalAbort { esr: Esr(LAST_ESR.load(Ordering::Relaxed)), far: LAST_FAR.load(Ordering::Relaxed) })
     }
 }
 

@@ -4,20 +4,11 @@ use crate::hypervisor::{Hypervisor, HypervisorInfo};
 use abi::kvm::{self, Features};
 
 fn protected() -> HypervisorInfo {
-    HypervisorInfo {
-        smccc_version: Some((1, 1)),
-        hypervisor: Hypervisor::Kvm(Features([0x1d, 0, 0, 0])),
-    }
+    HypervisorInfo { smccc_version: Some((1, 1)), hypervisor: Hypervisor::Kvm(Features([0x1d, 0, 0, 0])) }
 }
 
 fn upstream_fake() -> FakeConduit<impl Fn(u32, [u64; 3]) -> [u64; 4]> {
-    FakeConduit::new(|f, _| {
-        if f == kvm::HYP_MEMINFO {
-            [4096, 0, 0, 0]
-        } else {
-            [0, 0, 0, 0]
-        }
-    })
+    FakeConduit::new(|f, _| if f == kvm::HYP_MEMINFO { [4096, 0, 0, 0] } else { [0, 0, 0, 0] })
 }
 
 #[test]
@@ -28,31 +19,16 @@ fn the_region_is_shared_once_and_unshared_at_teardown() {
     let (start, size) = pool.region();
     assert_eq!(start % 4096, 0);
     assert_eq!(size, 16 * 4096);
-    let shares: Vec<u64> = fake
-        .calls
-        .borrow()
-        .iter()
-        .filter(|(f, _)| *f == kvm::MEM_SHARE)
-        .map(|(_, a)| a[0])
-        .collect();
-    assert_eq!(
-        shares,
-        (0..16).map(|i| start + i * 4096).collect::<Vec<_>>()
-    );
+    let shares: Vec<u64> =
+        fake.calls.borrow().iter().filter(|(f, _)| *f == kvm::MEM_SHARE).map(|(_, a)| a[0]).collect();
+    assert_eq!(shares, (0..16).map(|i| start + i * 4096).collect::<Vec<_>>());
     // Allocations make no hypercall.
     let before = fake.calls.borrow().len();
     let b = pool.alloc(100, 8).unwrap();
     unsafe { pool.free(b, 100, 8) };
     assert_eq!(fake.calls.borrow().len(), before);
     assert!(pool.teardown(&sharer).is_ok());
-    assert_eq!(
-        fake.calls
-            .borrow()
-            .iter()
-            .filter(|(f, _)| *f == kvm::MEM_UNSHARE)
-            .count(),
-        16
-    );
+    assert_eq!(fake.calls.borrow().iter().filter(|(f, _)| *f == kvm::MEM_UNSHARE).count(), 16);
 }
 
 #[test]
@@ -73,38 +49,14 @@ fn a_failed_share_leaves_no_pool() {
 fn layouts_and_exhaustion_are_errors() {
     let fake = upstream_fake();
     let sharer = MemSharer::new(&fake, &protected()).unwrap();
-    assert_eq!(
-        BouncePool::allocate(&sharer, 1000).err(),
-        Some(PoolError::BadSize(1000))
-    );
+    assert_eq!(BouncePool::allocate(&sharer, 1000).err(), Some(PoolError::BadSize(1000)));
     let pool = BouncePool::allocate(&sharer, 4 * 4096).unwrap();
-    assert_eq!(
-        pool.alloc(0, 8),
-        Err(PoolError::BadLayout { size: 0, align: 8 })
-    );
-    assert_eq!(
-        pool.alloc(8, 8192),
-        Err(PoolError::BadLayout {
-            size: 8,
-            align: 8192
-        })
-    );
-    assert_eq!(
-        pool.alloc(8, 3),
-        Err(PoolError::BadLayout { size: 8, align: 3 })
-    );
-    assert_eq!(
-        pool.alloc(5 * 4096, 8),
-        Err(PoolError::Exhausted {
-            size: 5 * 4096,
-            align: 8
-        })
-    );
+    assert_eq!(pool.alloc(0, 8), Err(PoolError::BadLayout { size: 0, align: 8 }));
+    assert_eq!(pool.alloc(8, 8192), Err(PoolError::BadLayout { size: 8, align: 8192 }));
+    assert_eq!(pool.alloc(8, 3), Err(PoolError::BadLayout { size: 8, align: 3 }));
+    assert_eq!(pool.alloc(5 * 4096, 8), Err(PoolError::Exhausted { size: 5 * 4096, align: 8 }));
     let all = pool.alloc(4 * 4096, 4096).unwrap();
-    assert_eq!(
-        pool.alloc(8, 8),
-        Err(PoolError::Exhausted { size: 8, align: 8 })
-    );
+    assert_eq!(pool.alloc(8, 8), Err(PoolError::Exhausted { size: 8, align: 8 }));
     unsafe { pool.free(all, 4 * 4096, 4096) };
     assert!(pool.alloc(4 * 4096, 4096).is_ok(), "fully usable again");
 }
@@ -119,9 +71,7 @@ fn zeroed_buffers_are_zero() {
     unsafe { pool.free(a, 256, 8) };
     let b = pool.alloc_zeroed(256, 8).unwrap();
     assert_eq!(a, b, "first fit reuses the block");
-    assert!(unsafe { core::slice::from_raw_parts(b.as_ptr(), 256) }
-        .iter()
-        .all(|&x| x == 0));
+    assert!(unsafe { core::slice::from_raw_parts(b.as_ptr(), 256) }.iter().all(|&x| x == 0));
 }
 
 /// Random alloc/free sequences: no two live buffers overlap, each is inside the region

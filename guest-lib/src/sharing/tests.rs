@@ -9,10 +9,7 @@ const BASE: u64 = 0x8000_0000;
 const INVAL: u64 = smccc::INVALID_PARAMETER as u64;
 
 fn protected() -> HypervisorInfo {
-    HypervisorInfo {
-        smccc_version: Some((1, 1)),
-        hypervisor: Hypervisor::Kvm(Features([0x21d, 0, 0, 0])),
-    }
+    HypervisorInfo { smccc_version: Some((1, 1)), hypervisor: Hypervisor::Kvm(Features([0x21d, 0, 0, 0])) }
 }
 
 /// A hypervisor with page state, in the given form, that refuses `bad` pages and
@@ -30,16 +27,10 @@ impl Hyp {
             kvm::HYP_MEMINFO => [4096, self.ranged as u64, 0, 0],
             kvm::MEM_SHARE | kvm::MEM_UNSHARE => {
                 let share = f == kvm::MEM_SHARE;
-                let n = if self.ranged {
-                    a[1].clamp(1, self.cap)
-                } else {
-                    1
-                };
+                let n = if self.ranged { a[1].clamp(1, self.cap) } else { 1 };
                 let pages: Vec<u64> = (0..n).map(|i| a[0] + i * 4096).collect();
                 let mut shared = self.shared.borrow_mut();
-                let ok = pages
-                    .iter()
-                    .all(|p| !self.bad.contains(p) && shared.contains(p) != share);
+                let ok = pages.iter().all(|p| !self.bad.contains(p) && shared.contains(p) != share);
                 if !ok {
                     return [INVAL, 0, 0, 0];
                 }
@@ -58,12 +49,7 @@ impl Hyp {
 }
 
 fn hyp(ranged: bool, cap: u64, bad: &[u64]) -> Hyp {
-    Hyp {
-        shared: RefCell::new(BTreeSet::new()),
-        bad: bad.iter().copied().collect(),
-        ranged,
-        cap,
-    }
+    Hyp { shared: RefCell::new(BTreeSet::new()), bad: bad.iter().copied().collect(), ranged, cap }
 }
 
 #[test]
@@ -76,9 +62,7 @@ fn upstream_shares_one_granule_per_call() {
     assert_eq!(h.shared.borrow().len(), 100);
     let calls = fake.calls.borrow();
     assert_eq!(calls.len(), 101, "MEMINFO + one call per granule");
-    assert!(calls[1..]
-        .iter()
-        .all(|(f, a)| *f == kvm::MEM_SHARE && a[1] == 0 && a[2] == 0));
+    assert!(calls[1..].iter().all(|(f, a)| *f == kvm::MEM_SHARE && a[1] == 0 && a[2] == 0));
 }
 
 #[test]
@@ -103,18 +87,8 @@ fn a_refusal_midway_rolls_back_and_names_the_granule() {
         let sharer = MemSharer::new(&fake, &protected()).unwrap();
         let err = sharer.share(BASE, 10 * 4096).unwrap_err();
         let want_ipa = if ranged { BASE + 4 * 4096 } else { bad };
-        assert_eq!(
-            err,
-            ShareError::Refused {
-                ipa: want_ipa,
-                code: -3
-            },
-            "ranged={ranged}"
-        );
-        assert!(
-            h.shared.borrow().is_empty(),
-            "ranged={ranged}: nothing stays shared"
-        );
+        assert_eq!(err, ShareError::Refused { ipa: want_ipa, code: -3 }, "ranged={ranged}");
+        assert!(h.shared.borrow().is_empty(), "ranged={ranged}: nothing stays shared");
     }
 }
 
@@ -126,13 +100,7 @@ fn unshare_failure_reshares() {
     sharer.share(BASE, 3 * 4096).unwrap();
     // The third granule is not shared: unsharing four fails there and re-shares three.
     let err = sharer.unshare(BASE, 4 * 4096).unwrap_err();
-    assert_eq!(
-        err,
-        ShareError::Refused {
-            ipa: BASE + 3 * 4096,
-            code: -3
-        }
-    );
+    assert_eq!(err, ShareError::Refused { ipa: BASE + 3 * 4096, code: -3 });
     assert_eq!(h.shared.borrow().len(), 3);
 }
 
@@ -147,66 +115,29 @@ fn a_failed_rollback_is_reported() {
     let sharer = MemSharer::new(&fake, &protected()).unwrap();
     assert_eq!(
         sharer.share(BASE, 2 * 4096),
-        Err(ShareError::RollbackFailed {
-            ipa: BASE + 4096,
-            code: -3,
-            rollback_ipa: BASE
-        })
+        Err(ShareError::RollbackFailed { ipa: BASE + 4096, code: -3, rollback_ipa: BASE })
     );
 }
 
 #[test]
 fn bad_answers_and_bad_ranges() {
     let fake = FakeConduit::new(|_, _| [0, 0, 0, 0]);
-    assert_eq!(
-        MemSharer::new(&fake, &protected()).err(),
-        Some(ShareError::BadGranule(0))
-    );
-    let fake = FakeConduit::new(|f, _| {
-        if f == kvm::HYP_MEMINFO {
-            [4096, 1, 0, 0]
-        } else {
-            [0, 99, 0, 0]
-        }
-    });
+    assert_eq!(MemSharer::new(&fake, &protected()).err(), Some(ShareError::BadGranule(0)));
+    let fake = FakeConduit::new(|f, _| if f == kvm::HYP_MEMINFO { [4096, 1, 0, 0] } else { [0, 99, 0, 0] });
     let sharer = MemSharer::new(&fake, &protected()).unwrap();
-    assert_eq!(
-        sharer.share(BASE, 2 * 4096),
-        Err(ShareError::BadProgress {
-            ipa: BASE,
-            done: 99
-        })
-    );
-    assert_eq!(
-        sharer.share(BASE + 1, 4096),
-        Err(ShareError::Unaligned {
-            addr: BASE + 1,
-            len: 4096
-        })
-    );
-    assert_eq!(
-        sharer.share(BASE, 100),
-        Err(ShareError::Unaligned {
-            addr: BASE,
-            len: 100
-        })
-    );
+    assert_eq!(sharer.share(BASE, 2 * 4096), Err(ShareError::BadProgress { ipa: BASE, done: 99 }));
+    assert_eq!(sharer.share(BASE + 1, 4096), Err(ShareError::Unaligned { addr: BASE + 1, len: 4096 }));
+    assert_eq!(sharer.share(BASE, 100), Err(ShareError::Unaligned { addr: BASE, len: 100 }));
 }
 
 #[test]
 fn without_protection_sharing_is_a_no_op() {
     let fake = FakeConduit::new(|_, _| [u64::MAX, 0, 0, 0]);
-    let info = HypervisorInfo {
-        smccc_version: None,
-        hypervisor: Hypervisor::None,
-    };
+    let info = HypervisorInfo { smccc_version: None, hypervisor: Hypervisor::None };
     let sharer = MemSharer::new(&fake, &info).unwrap();
     assert!(!sharer.is_protected());
     sharer.share(BASE, 4096).unwrap();
     sharer.unshare(BASE, 4096).unwrap();
     assert!(fake.calls.borrow().is_empty(), "no hypercall at all");
-    assert!(
-        sharer.share(BASE + 1, 4096).is_err(),
-        "alignment is still checked"
-    );
+    assert!(sharer.share(BASE + 1, 4096).is_err(), "alignment is still checked");
 }

@@ -27,15 +27,12 @@ pub struct Bouncer<'a> {
 impl Bouncer<'_> {
     /// `pages` zeroed, page-aligned pages for rings: (device address, pointer).
     pub fn dma_alloc(&self, pages: usize) -> Result<(u64, NonNull<u8>), PoolError> {
-        let size = pages.checked_mul(PAGE).ok_or(PoolError::BadLayout {
-            size: usize::MAX,
-            align: PAGE,
-        })?;
+        let size = pages.checked_mul(PAGE).ok_or(PoolError::BadLayout { size: usize::MAX, align: PAGE })?;
         let ptr = match self.pool {
             Some(pool) => pool.alloc_zeroed(size, PAGE)?,
             None => {
-                let layout = Layout::from_size_align(size, PAGE)
-                    .map_err(|_| PoolError::BadLayout { size, align: PAGE })?;
+                let layout =
+                    Layout::from_size_align(size, PAGE).map_err(|_| PoolError::BadLayout { size, align: PAGE })?;
                 if size == 0 {
                     return Err(PoolError::BadLayout { size, align: PAGE });
                 }
@@ -56,12 +53,7 @@ impl Bouncer<'_> {
             // SAFETY: guaranteed by the caller.
             Some(pool) => unsafe { pool.free(vaddr, size, PAGE) },
             // SAFETY: guaranteed by the caller; allocated with this layout.
-            None => unsafe {
-                dealloc(
-                    vaddr.as_ptr(),
-                    Layout::from_size_align_unchecked(size, PAGE),
-                )
-            },
+            None => unsafe { dealloc(vaddr.as_ptr(), Layout::from_size_align_unchecked(size, PAGE)) },
         }
     }
 
@@ -71,11 +63,7 @@ impl Bouncer<'_> {
     ///
     /// # Safety
     /// `buffer` must be valid for reads for the duration of the call.
-    pub unsafe fn share(
-        &self,
-        buffer: NonNull<[u8]>,
-        direction: BufferDirection,
-    ) -> Result<u64, PoolError> {
+    pub unsafe fn share(&self, buffer: NonNull<[u8]>, direction: BufferDirection) -> Result<u64, PoolError> {
         let Some(pool) = self.pool else {
             return Ok(buffer.as_ptr() as *mut u8 as u64);
         };
@@ -124,17 +112,10 @@ mod tests {
     use abi::kvm::{self, Features};
 
     fn pool(size: usize) -> BouncePool {
-        let fake = Box::leak(Box::new(FakeConduit::new(|f, _| {
-            if f == kvm::HYP_MEMINFO {
-                [4096, 0, 0, 0]
-            } else {
-                [0; 4]
-            }
-        })));
-        let info = HypervisorInfo {
-            smccc_version: Some((1, 1)),
-            hypervisor: Hypervisor::Kvm(Features([0x1d, 0, 0, 0])),
-        };
+        let fake =
+            Box::leak(Box::new(FakeConduit::new(|f, _| if f == kvm::HYP_MEMINFO { [4096, 0, 0, 0] } else { [0; 4] })));
+        let info =
+            HypervisorInfo { smccc_version: Some((1, 1)), hypervisor: Hypervisor::Kvm(Features([0x1d, 0, 0, 0])) };
         let sharer = MemSharer::new(&*fake, &info).unwrap();
         BouncePool::allocate(&sharer, size).unwrap()
     }
@@ -149,8 +130,7 @@ mod tests {
         let b = Bouncer { pool: Some(&pool) };
         let mut private = vec![0x5au8; 300];
         let before = stats::snapshot().bytes_bounced;
-        let addr =
-            unsafe { b.share(slice(&mut private), BufferDirection::DriverToDevice) }.unwrap();
+        let addr = unsafe { b.share(slice(&mut private), BufferDirection::DriverToDevice) }.unwrap();
         assert!(pool.contains(addr, 300), "the device gets a pool address");
         assert_ne!(addr, private.as_ptr() as u64);
         let bounce = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, 300) };
@@ -158,11 +138,7 @@ mod tests {
         bounce.fill(0xee); // the device must not be able to change the driver's buffer
         unsafe { b.unshare(addr, slice(&mut private), BufferDirection::DriverToDevice) };
         assert!(private.iter().all(|&x| x == 0x5a));
-        assert_eq!(
-            stats::snapshot().bytes_bounced - before,
-            300,
-            "one copy, in"
-        );
+        assert_eq!(stats::snapshot().bytes_bounced - before, 300, "one copy, in");
         assert_eq!(pool.free_bytes(), 4 * 4096);
     }
 
@@ -175,18 +151,14 @@ mod tests {
         unsafe { pool.free(stale, 512, 16) };
         let b = Bouncer { pool: Some(&pool) };
         let mut private = vec![0x11u8; 512];
-        let addr =
-            unsafe { b.share(slice(&mut private), BufferDirection::DeviceToDriver) }.unwrap();
+        let addr = unsafe { b.share(slice(&mut private), BufferDirection::DeviceToDriver) }.unwrap();
         assert!(pool.contains(addr, 512));
         let bounce = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, 512) };
         assert!(bounce.iter().all(|&x| x == 0), "no stale pool data");
         bounce[..10].fill(0x77); // the device writes only 10 bytes
         unsafe { b.unshare(addr, slice(&mut private), BufferDirection::DeviceToDriver) };
         assert!(private[..10].iter().all(|&x| x == 0x77));
-        assert!(
-            private[10..].iter().all(|&x| x == 0),
-            "the rest is zero, not stale"
-        );
+        assert!(private[10..].iter().all(|&x| x == 0), "the rest is zero, not stale");
     }
 
     #[test]
@@ -207,9 +179,7 @@ mod tests {
         let b = Bouncer { pool: Some(&pool) };
         let (addr, ptr) = b.dma_alloc(1).unwrap();
         assert!(pool.contains(addr, 4096) && addr % 4096 == 0);
-        assert!(unsafe { core::slice::from_raw_parts(ptr.as_ptr(), 4096) }
-            .iter()
-            .all(|&x| x == 0));
+        assert!(unsafe { core::slice::from_raw_parts(ptr.as_ptr(), 4096) }.iter().all(|&x| x == 0));
         assert!(matches!(b.dma_alloc(2), Err(PoolError::Exhausted { .. })));
         let mut big = vec![0u8; 8192];
         assert!(matches!(
@@ -224,8 +194,7 @@ mod tests {
     fn without_protection_buffers_are_used_in_place() {
         let b = Bouncer { pool: None };
         let mut private = vec![3u8; 32];
-        let addr =
-            unsafe { b.share(slice(&mut private), BufferDirection::DriverToDevice) }.unwrap();
+        let addr = unsafe { b.share(slice(&mut private), BufferDirection::DriverToDevice) }.unwrap();
         assert_eq!(addr, private.as_ptr() as u64);
         let (ring, ptr) = b.dma_alloc(1).unwrap();
         assert_eq!(ring % 4096, 0);

@@ -19,13 +19,18 @@ pub fn within_ranges(ranges: &[(u64, u64)], addr: u64, size: u64) -> bool {
     let Some(end) = addr.checked_add(size) else {
         return false;
     };
-    ranges
-        .iter()
-        .any(|&(base, len)| addr >= base && base.checked_add(len).is_some_and(|e| end <= e))
+    ranges.iter().any(|&(base, len)| addr >= base && base.checked_add(len).is_some_and(|e| end <= e))
 }
 
 #[cfg(target_os = "none")]
 mod pvm;
+
+/// The shared region every bounce buffer comes from: (base, size), or `None` when the VM
+/// is not protected (nothing is bounced).
+#[cfg(target_os = "none")]
+pub fn bounce_pool_region() -> Option<(u64, usize)> {
+    crate::runtime::dma_pool().map(|pool| pool.region())
+}
 
 #[cfg(target_os = "none")]
 pub use pvm::{discover, drivers, Drivers, PvmHal, VirtioDevice};

@@ -41,9 +41,7 @@ unsafe impl Hal for PvmHal {
         let ranges: Vec<(u64, u64)> = crate::runtime::device_tree().virtio_mmio().collect();
         match NonNull::new(paddr as *mut u8) {
             Some(ptr) if within_ranges(&ranges, paddr, size as u64) => ptr,
-            _ => fatal(format_args!(
-                "device reported MMIO at {paddr:#x}+{size:#x}, outside the DT's devices"
-            )),
+            _ => fatal(format_args!("device reported MMIO at {paddr:#x}+{size:#x}, outside the DT's devices")),
         }
     }
 
@@ -52,10 +50,7 @@ unsafe impl Hal for PvmHal {
         match unsafe { bouncer().share(buffer, direction) } {
             Ok(addr) => addr,
             // Handing the device anything but a bounce buffer would expose private memory.
-            Err(e) => fatal(format_args!(
-                "cannot bounce a {}-byte buffer: {e}",
-                buffer.len()
-            )),
+            Err(e) => fatal(format_args!("cannot bounce a {}-byte buffer: {e}", buffer.len())),
         }
     }
 
@@ -92,11 +87,7 @@ pub fn discover(dt: &GuestDt<'_>) -> Vec<VirtioDevice> {
         // SAFETY: the DT names this window as a virtio-mmio transport, it is registered
         // with the MMIO guard, and guest-lib hands each transport out once.
         match unsafe { MmioTransport::new(header, size as usize) } {
-            Ok(transport) => found.push(VirtioDevice {
-                base,
-                device_type: transport.device_type(),
-                transport,
-            }),
+            Ok(transport) => found.push(VirtioDevice { base, device_type: transport.device_type(), transport }),
             Err(e) => {
                 if !matches!(e, MmioError::InvalidDeviceID(_)) {
                     log::warn!("virtio-mmio at {base:#x}: {e}");
@@ -113,8 +104,7 @@ pub struct Drivers {
     /// The first block device.
     pub block: Option<virtio_drivers::device::blk::VirtIOBlk<PvmHal, MmioTransport<'static>>>,
     /// The first console.
-    pub console:
-        Option<virtio_drivers::device::console::VirtIOConsole<PvmHal, MmioTransport<'static>>>,
+    pub console: Option<virtio_drivers::device::console::VirtIOConsole<PvmHal, MmioTransport<'static>>>,
     /// The first entropy source.
     pub entropy: Option<virtio_drivers::device::rng::VirtIORng<PvmHal, MmioTransport<'static>>>,
     /// Devices of other types, or further ones, untouched.
@@ -125,19 +115,12 @@ pub struct Drivers {
 /// first of each (a device whose driver fails to start is logged and dropped).
 pub fn drivers(dt: &GuestDt<'_>) -> Drivers {
     use virtio_drivers::device::{blk::VirtIOBlk, console::VirtIOConsole, rng::VirtIORng};
-    let mut out = Drivers {
-        block: None,
-        console: None,
-        entropy: None,
-        others: Vec::new(),
-    };
+    let mut out = Drivers { block: None, console: None, entropy: None, others: Vec::new() };
     for device in discover(dt) {
         let base = device.base;
         let warn = |e: virtio_drivers::Error| log::warn!("virtio device at {base:#x}: {e}");
         match device.device_type {
-            DeviceType::Block if out.block.is_none() => {
-                out.block = VirtIOBlk::new(device.transport).map_err(warn).ok()
-            }
+            DeviceType::Block if out.block.is_none() => out.block = VirtIOBlk::new(device.transport).map_err(warn).ok(),
             DeviceType::Console if out.console.is_none() => {
                 out.console = VirtIOConsole::new(device.transport).map_err(warn).ok()
             }

@@ -20,10 +20,7 @@ pub struct GuestRegs {
 impl GuestRegs {
     /// All zero.
     pub const fn zeroed() -> Self {
-        Self {
-            x: [0; 31],
-            _pad: 0,
-        }
+        Self { x: [0; 31], _pad: 0 }
     }
 }
 
@@ -43,24 +40,13 @@ pub fn run_guest(regs: &GuestRegs) -> ! {
 /// hyp's own image, `.bss` and stack included.
 pub fn image_region() -> (u64, u64) {
     // Linker-defined symbols: only their addresses are taken, never their contents.
-    (
-        &raw const __image_start as u64,
-        &raw const __image_end as u64,
-    )
+    (&raw const __image_start as u64, &raw const __image_end as u64)
 }
 
 /// Invalidates every stage-1 and stage-2 TLB entry of the current VMID.
 pub fn flush_guest_tlb() {
     // SAFETY: TLB maintenance and barriers have no memory-safety effect.
-    unsafe {
-        asm!(
-            "dsb ishst",
-            "tlbi vmalls12e1is",
-            "dsb ish",
-            "isb",
-            options(nostack)
-        )
-    }
+    unsafe { asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb", options(nostack)) }
 }
 
 /// Reads `width` bytes from a device register at `pa` (EL2 runs with its MMU off, so

@@ -34,20 +34,11 @@ fn write32(addr: u64, value: u32) {
 
 /// Sets up the GIC for the timer PPI and starts the timer with `period` counter ticks.
 pub fn start(gicd: u64, gicr: u64, period: u64) {
-    write32(
-        gicd + GICD_CTLR,
-        read32(gicd + GICD_CTLR) | GICD_CTLR_ARE_GRP1,
-    );
-    write32(
-        gicr + GICR_WAKER,
-        read32(gicr + GICR_WAKER) & !WAKER_PROCESSOR_SLEEP,
-    );
+    write32(gicd + GICD_CTLR, read32(gicd + GICD_CTLR) | GICD_CTLR_ARE_GRP1);
+    write32(gicr + GICR_WAKER, read32(gicr + GICR_WAKER) & !WAKER_PROCESSOR_SLEEP);
     while read32(gicr + GICR_WAKER) & WAKER_CHILDREN_ASLEEP != 0 {}
     let sgi = gicr + GICR_SGI_BASE;
-    write32(
-        sgi + GICR_IGROUPR0,
-        read32(sgi + GICR_IGROUPR0) | (1 << HYP_TIMER_INTID),
-    );
+    write32(sgi + GICR_IGROUPR0, read32(sgi + GICR_IGROUPR0) | (1 << HYP_TIMER_INTID));
     let prio = sgi + GICR_IPRIORITYR + (HYP_TIMER_INTID as u64 & !3);
     let shift = (HYP_TIMER_INTID % 4) * 8;
     write32(prio, (read32(prio) & !(0xff << shift)) | (0x80 << shift));

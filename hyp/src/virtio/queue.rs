@@ -94,33 +94,14 @@ pub struct ShadowQueue {
 impl ShadowQueue {
     /// All zero.
     pub const EMPTY: Self = Self {
-        desc: [Desc {
-            addr: 0,
-            len: 0,
-            flags: 0,
-            next: 0,
-        }; MAX_QUEUE_SIZE],
-        avail: AvailRing {
-            flags: 0,
-            idx: 0,
-            ring: [0; MAX_QUEUE_SIZE],
-            used_event: 0,
-        },
-        used: UsedRing {
-            flags: 0,
-            idx: 0,
-            ring: [UsedElem { id: 0, len: 0 }; MAX_QUEUE_SIZE],
-            avail_event: 0,
-        },
+        desc: [Desc { addr: 0, len: 0, flags: 0, next: 0 }; MAX_QUEUE_SIZE],
+        avail: AvailRing { flags: 0, idx: 0, ring: [0; MAX_QUEUE_SIZE], used_event: 0 },
+        used: UsedRing { flags: 0, idx: 0, ring: [UsedElem { id: 0, len: 0 }; MAX_QUEUE_SIZE], avail_event: 0 },
     };
 
     /// Addresses to program into the device: (descriptors, available, used).
     pub fn addresses(&self) -> (u64, u64, u64) {
-        (
-            addr_of!(self.desc) as u64,
-            addr_of!(self.avail) as u64,
-            addr_of!(self.used) as u64,
-        )
+        (addr_of!(self.desc) as u64, addr_of!(self.avail) as u64, addr_of!(self.used) as u64)
     }
 
     fn reset(&mut self) {
@@ -190,11 +171,7 @@ fn pin_range(ownership: &mut Ownership<'_>, addr: u64, len: u64, pin: bool) {
     for page in (first..=last).step_by(GRANULE as usize) {
         // Ranges were checked to be shared before pinning, and every pin is dropped
         // exactly once, so these cannot fail.
-        let _ = if pin {
-            ownership.pin(page)
-        } else {
-            ownership.unpin(page)
-        };
+        let _ = if pin { ownership.pin(page) } else { ownership.unpin(page) };
     }
 }
 
@@ -245,12 +222,7 @@ impl QueueState {
         ram: &mut R,
         shadow: &mut ShadowQueue,
     ) -> Result<(), Violation> {
-        let violation = |ipa, what| Violation {
-            ipa,
-            queue,
-            descriptor: None,
-            what,
-        };
+        let violation = |ipa, what| Violation { ipa, queue, descriptor: None, what };
         if self.enabled {
             return Err(violation(0, "queue enabled twice"));
         }
@@ -259,11 +231,7 @@ impl QueueState {
             return Err(violation(0, "queue size is not a power of two up to 256"));
         }
         let (desc_len, avail_len, used_len) = ring_sizes(size);
-        let rings = [
-            (self.guest_desc, desc_len, 16),
-            (self.guest_avail, avail_len, 2),
-            (self.guest_used, used_len, 4),
-        ];
+        let rings = [(self.guest_desc, desc_len, 16), (self.guest_avail, avail_len, 2), (self.guest_used, used_len, 4)];
         {
             let access = SharedAccess::new(&*ownership, ram);
             for (ipa, len, align) in rings {
@@ -325,12 +293,7 @@ impl QueueState {
         ram: &mut R,
         shadow: &mut ShadowQueue,
     ) -> Result<u16, Violation> {
-        let violation = |ipa, descriptor, what| Violation {
-            ipa,
-            queue,
-            descriptor,
-            what,
-        };
+        let violation = |ipa, descriptor, what| Violation { ipa, queue, descriptor, what };
         if !self.enabled {
             return Err(violation(0, None, "notify of a queue that is not ready"));
         }
@@ -340,11 +303,7 @@ impl QueueState {
             .map_err(|e| violation(e.0, None, "available ring not shared"))?;
         let pending = avail_idx.wrapping_sub(self.last_avail);
         if pending > size {
-            return Err(violation(
-                self.guest_avail + 2,
-                None,
-                "available index ran ahead of the queue size",
-            ));
+            return Err(violation(self.guest_avail + 2, None, "available index ran ahead of the queue size"));
         }
         for _ in 0..pending {
             let slot = (self.last_avail % size) as u64;
@@ -374,12 +333,7 @@ impl QueueState {
         {
             let access = SharedAccess::new(&*ownership, ram);
             loop {
-                let violation = |ipa, what| Violation {
-                    ipa,
-                    queue,
-                    descriptor: Some(index),
-                    what,
-                };
+                let violation = |ipa, what| Violation { ipa, queue, descriptor: Some(index), what };
                 if index >= size {
                     return Err(violation(0, "descriptor index out of range"));
                 }
@@ -391,24 +345,16 @@ impl QueueState {
                 }
                 let mut raw = [0u8; 16];
                 let at = self.guest_desc + 16 * index as u64;
-                access
-                    .read(at, &mut raw)
-                    .map_err(|e| violation(e.0, "descriptor table not shared"))?;
+                access.read(at, &mut raw).map_err(|e| violation(e.0, "descriptor table not shared"))?;
                 let desc = Desc::from_bytes(&raw);
                 if desc.flags & F_INDIRECT != 0 {
                     return Err(violation(desc.addr, "indirect descriptor (not negotiated)"));
                 }
                 if desc.addr.checked_add(desc.len as u64).is_none() {
-                    return Err(violation(
-                        desc.addr,
-                        "buffer wraps around the address space",
-                    ));
+                    return Err(violation(desc.addr, "buffer wraps around the address space"));
                 }
                 if desc.len > 0 {
-                    if let Some(page) = access
-                        .ownership()
-                        .first_unshared(desc.addr, desc.len as u64)
-                    {
+                    if let Some(page) = access.ownership().first_unshared(desc.addr, desc.len as u64) {
                         return Err(violation(page, "buffer page not shared"));
                     }
                 }
@@ -416,10 +362,7 @@ impl QueueState {
                     writable = writable.saturating_add(desc.len);
                 }
                 chain[count] = index;
-                descs[count] = Desc {
-                    flags: desc.flags & (F_NEXT | F_WRITE),
-                    ..desc
-                };
+                descs[count] = Desc { flags: desc.flags & (F_NEXT | F_WRITE), ..desc };
                 count += 1;
                 if desc.flags & F_NEXT == 0 {
                     break;
@@ -485,20 +428,12 @@ impl QueueState {
             entry[..4].copy_from_slice(&(head as u32).to_le_bytes());
             entry[4..].copy_from_slice(&len.to_le_bytes());
             let mut access = SharedAccess::new(&*ownership, ram);
-            let violation = |e: super::NotShared| Violation {
-                ipa: e.0,
-                queue,
-                descriptor: None,
-                what: "used ring not shared",
-            };
-            access
-                .write(self.guest_used + 4 + 8 * slot, &entry)
-                .map_err(violation)?;
+            let violation =
+                |e: super::NotShared| Violation { ipa: e.0, queue, descriptor: None, what: "used ring not shared" };
+            access.write(self.guest_used + 4 + 8 * slot, &entry).map_err(violation)?;
             fence(Ordering::SeqCst);
             self.guest_used_idx = self.guest_used_idx.wrapping_add(1);
-            access
-                .write(self.guest_used + 2, &self.guest_used_idx.to_le_bytes())
-                .map_err(violation)?;
+            access.write(self.guest_used + 2, &self.guest_used_idx.to_le_bytes()).map_err(violation)?;
             delivered += 1;
         }
         Ok(delivered)

@@ -96,25 +96,15 @@ impl World {
     }
 
     fn write(&mut self, offset: u64, value: u64) -> Result<(), AccessError> {
-        self.transport.write(
-            &mut self.dev,
-            offset,
-            4,
-            value,
-            &mut self.ownership,
-            &mut self.ram,
-            &mut self.shadows,
-        )
+        self.transport.write(&mut self.dev, offset, 4, value, &mut self.ownership, &mut self.ram, &mut self.shadows)
     }
 
     fn setup_queue(&mut self, size: u16) -> Result<(), AccessError> {
         self.write(regs::QUEUE_SEL, 0)?;
         self.write(regs::QUEUE_NUM, size as u64)?;
-        for (low, addr) in [
-            (regs::QUEUE_DESC_LOW, DESC),
-            (regs::QUEUE_DRIVER_LOW, AVAIL),
-            (regs::QUEUE_DEVICE_LOW, USED),
-        ] {
+        for (low, addr) in
+            [(regs::QUEUE_DESC_LOW, DESC), (regs::QUEUE_DRIVER_LOW, AVAIL), (regs::QUEUE_DEVICE_LOW, USED)]
+        {
             self.write(low, addr & 0xffff_ffff)?;
             self.write(low + 4, addr >> 32)?;
         }
@@ -133,9 +123,7 @@ impl World {
     }
 
     fn collect(&mut self) -> u16 {
-        self.transport
-            .collect(&mut self.ownership, &mut self.ram, &self.shadows)
-            .unwrap()
+        self.transport.collect(&mut self.ownership, &mut self.ram, &self.shadows).unwrap()
     }
 
     /// The device completes `id` having written `len` bytes.
@@ -160,30 +148,14 @@ fn a_valid_request_goes_through_the_shadow_and_back() {
     w.setup_queue(8).unwrap();
     // The device was given the shadow rings, never the guest's.
     let (desc, avail, used) = w.shadows[0].addresses();
-    let given: Vec<u64> = w
-        .dev
-        .writes
-        .iter()
-        .filter(|(o, _)| (0x80..=0xa4).contains(o))
-        .map(|&(_, v)| v)
-        .collect();
+    let given: Vec<u64> = w.dev.writes.iter().filter(|(o, _)| (0x80..=0xa4).contains(o)).map(|&(_, v)| v).collect();
     assert_eq!(
         given,
-        vec![
-            desc & 0xffff_ffff,
-            desc >> 32,
-            avail & 0xffff_ffff,
-            avail >> 32,
-            used & 0xffff_ffff,
-            used >> 32
-        ]
+        vec![desc & 0xffff_ffff, desc >> 32, avail & 0xffff_ffff, avail >> 32, used & 0xffff_ffff, used >> 32]
     );
     assert!(w.dev.writes.contains(&(regs::QUEUE_READY, 1)));
     assert_eq!(w.pins(DESC), 1, "rings are pinned while the queue is ready");
-    assert_eq!(
-        w.ownership.unshare(USED),
-        Err(crate::ownership::OwnershipError::Pinned(USED))
-    );
+    assert_eq!(w.ownership.unshare(USED), Err(crate::ownership::OwnershipError::Pinned(USED)));
 
     // A request: 16 bytes out, 512 bytes in, across the two buffer pages.
     w.ram.desc(3, BUF, 16, 1, 5);
@@ -194,24 +166,8 @@ fn a_valid_request_goes_through_the_shadow_and_back() {
     let shadow = &w.shadows[0];
     assert_eq!(shadow.avail.idx, 1);
     assert_eq!(shadow.avail.ring[0], 3);
-    assert_eq!(
-        shadow.desc[3],
-        Desc {
-            addr: BUF,
-            len: 16,
-            flags: 1,
-            next: 5
-        }
-    );
-    assert_eq!(
-        shadow.desc[5],
-        Desc {
-            addr: BUF + 0xf00,
-            len: 512,
-            flags: 2,
-            next: 0
-        }
-    );
+    assert_eq!(shadow.desc[3], Desc { addr: BUF, len: 16, flags: 1, next: 5 });
+    assert_eq!(shadow.desc[5], Desc { addr: BUF + 0xf00, len: 512, flags: 2, next: 0 });
     assert_eq!((w.pins(BUF), w.pins(BUF + 0x1000)), (2, 1));
     assert_eq!(
         w.ownership.unshare(BUF + 0x1000),
@@ -243,19 +199,8 @@ fn a_private_buffer_is_a_violation_that_names_the_page() {
     w.ram.desc(1, PRIVATE + 0x10, 64, 2, 0);
     w.ram.avail(0, &[0], 8);
     let v = w.violation();
-    assert_eq!(
-        v,
-        Violation {
-            ipa: PRIVATE,
-            queue: 0,
-            descriptor: Some(1),
-            what: "buffer page not shared"
-        }
-    );
-    assert_eq!(
-        v.to_string(),
-        format!("ipa={PRIVATE:#x} queue=0 desc=1 what=\"buffer page not shared\"")
-    );
+    assert_eq!(v, Violation { ipa: PRIVATE, queue: 0, descriptor: Some(1), what: "buffer page not shared" });
+    assert_eq!(v.to_string(), format!("ipa={PRIVATE:#x} queue=0 desc=1 what=\"buffer page not shared\""));
     assert_eq!(w.shadows[0].avail.idx, 0, "nothing reached the device");
     assert!(!w.dev.writes.contains(&(regs::QUEUE_NOTIFY, 0)));
     assert_eq!(w.pins(BUF), 0, "nothing pinned");
@@ -285,9 +230,7 @@ fn hostile_rings_are_violations() {
             r.desc(0, u64::MAX - 8, 64, 0, 0);
             r.avail(0, &[0], 8);
         }),
-        ("available index ran ahead of the queue size", |r| {
-            r.put(AVAIL + 2, &100u16.to_le_bytes())
-        }),
+        ("available index ran ahead of the queue size", |r| r.put(AVAIL + 2, &100u16.to_le_bytes())),
         ("indirect descriptor (not negotiated)", |r| {
             r.desc(0, BUF, 64, 4, 0);
             r.avail(0, &[0], 8);
@@ -347,43 +290,27 @@ fn rings_must_be_shared_aligned_and_sized() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(
-        !w.dev.writes.contains(&(regs::QUEUE_READY, 1)),
-        "the device never saw a ready queue"
-    );
+    assert!(!w.dev.writes.contains(&(regs::QUEUE_READY, 1)), "the device never saw a ready queue");
     let mut w = World::new(true);
     assert!(matches!(
         w.setup_queue(6),
-        Err(AccessError::Violation(Violation {
-            what: "queue size is not a power of two up to 256",
-            ..
-        }))
+        Err(AccessError::Violation(Violation { what: "queue size is not a power of two up to 256", .. }))
     ));
     let mut w = World::new(true);
     w.write(regs::QUEUE_NUM, 8).unwrap();
-    w.write(regs::QUEUE_DESC_LOW, (DESC + 8) & 0xffff_ffff)
-        .unwrap();
+    w.write(regs::QUEUE_DESC_LOW, (DESC + 8) & 0xffff_ffff).unwrap();
     w.write(regs::QUEUE_DESC_HIGH, DESC >> 32).unwrap();
     assert!(matches!(
         w.write(regs::QUEUE_READY, 1),
-        Err(AccessError::Violation(Violation {
-            what: "ring is misaligned",
-            ..
-        }))
+        Err(AccessError::Violation(Violation { what: "ring is misaligned", .. }))
     ));
     let mut w = World::new(true);
     w.setup_queue(8).unwrap();
     assert!(matches!(
         w.write(regs::QUEUE_DESC_LOW, 0),
-        Err(AccessError::Violation(Violation {
-            what: "queue address changed while the queue is ready",
-            ..
-        }))
+        Err(AccessError::Violation(Violation { what: "queue address changed while the queue is ready", .. }))
     ));
-    assert!(matches!(
-        w.write(regs::LEGACY_QUEUE_PFN, 1),
-        Err(AccessError::Violation(_))
-    ));
+    assert!(matches!(w.write(regs::LEGACY_QUEUE_PFN, 1), Err(AccessError::Violation(_))));
 }
 
 #[test]
@@ -391,33 +318,14 @@ fn features_are_masked_and_queue_size_capped() {
     let mut w = World::new(true);
     w.dev.regs.insert(regs::DEVICE_FEATURES, 0xffff_ffff);
     w.dev.regs.insert(regs::QUEUE_NUM_MAX, 1024);
-    assert_eq!(
-        w.transport.read(&mut w.dev, regs::DEVICE_FEATURES, 4),
-        Ok(0xcfff_ffff)
-    );
+    assert_eq!(w.transport.read(&mut w.dev, regs::DEVICE_FEATURES, 4), Ok(0xcfff_ffff));
     w.write(regs::DEVICE_FEATURES_SEL, 1).unwrap();
-    assert_eq!(
-        w.transport.read(&mut w.dev, regs::DEVICE_FEATURES, 4),
-        Ok(0xffff_fffb)
-    );
-    assert_eq!(
-        w.transport.read(&mut w.dev, regs::QUEUE_NUM_MAX, 4),
-        Ok(256)
-    );
+    assert_eq!(w.transport.read(&mut w.dev, regs::DEVICE_FEATURES, 4), Ok(0xffff_fffb));
+    assert_eq!(w.transport.read(&mut w.dev, regs::QUEUE_NUM_MAX, 4), Ok(256));
     w.write(regs::DRIVER_FEATURES, 0xffff_ffff).unwrap();
-    assert_eq!(
-        w.dev.writes.last(),
-        Some(&(regs::DRIVER_FEATURES, 0xcfff_ffff))
-    );
-    assert_eq!(
-        w.transport.read(&mut w.dev, regs::MAGIC, 2),
-        Err(AccessError::BadWidth)
-    );
-    assert_eq!(
-        w.transport.read(&mut w.dev, regs::CONFIG + 1, 1),
-        Ok(0),
-        "config space takes any width"
-    );
+    assert_eq!(w.dev.writes.last(), Some(&(regs::DRIVER_FEATURES, 0xcfff_ffff)));
+    assert_eq!(w.transport.read(&mut w.dev, regs::MAGIC, 2), Err(AccessError::BadWidth));
+    assert_eq!(w.transport.read(&mut w.dev, regs::CONFIG + 1, 1), Ok(0), "config space takes any width");
 }
 
 #[test]
@@ -426,15 +334,10 @@ fn unprotected_transports_pass_everything_through() {
     w.dev.regs.insert(regs::DEVICE_FEATURES, 0xffff_ffff);
     w.setup_queue(8).unwrap();
     assert!(
-        w.dev
-            .writes
-            .contains(&(regs::QUEUE_DESC_LOW, DESC & 0xffff_ffff)),
+        w.dev.writes.contains(&(regs::QUEUE_DESC_LOW, DESC & 0xffff_ffff)),
         "guest addresses go straight to the device"
     );
-    assert_eq!(
-        w.transport.read(&mut w.dev, regs::DEVICE_FEATURES, 4),
-        Ok(0xffff_ffff)
-    );
+    assert_eq!(w.transport.read(&mut w.dev, regs::DEVICE_FEATURES, 4), Ok(0xffff_ffff));
     w.ram.desc(0, PRIVATE, 64, 0, 0);
     w.ram.avail(0, &[0], 8);
     w.notify().unwrap();
@@ -445,10 +348,7 @@ fn checked_access_refuses_private_pages() {
     let mut w = World::new(true);
     let access = SharedAccess::new(&w.ownership, &mut w.ram);
     let mut buf = [0u8; 8];
-    assert_eq!(
-        access.read(BUF + 0x1ffc, &mut buf),
-        Err(NotShared(BUF + 0x2000))
-    );
+    assert_eq!(access.read(BUF + 0x1ffc, &mut buf), Err(NotShared(BUF + 0x2000)));
     assert_eq!(access.read(PRIVATE, &mut buf), Err(NotShared(PRIVATE)));
     assert_eq!(access.read(BUF, &mut buf), Ok(()));
 }

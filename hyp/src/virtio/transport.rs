@@ -63,12 +63,7 @@ impl VirtioDevice {
     }
 
     /// A guest read of `width` bytes at `offset`.
-    pub fn read<D: DeviceRegs>(
-        &mut self,
-        dev: &mut D,
-        offset: u64,
-        width: u8,
-    ) -> Result<u64, AccessError> {
+    pub fn read<D: DeviceRegs>(&mut self, dev: &mut D, offset: u64, width: u8) -> Result<u64, AccessError> {
         if !self.protected || offset >= regs::CONFIG {
             return Ok(dev.read(offset, width));
         }
@@ -104,14 +99,7 @@ impl VirtioDevice {
         }
         let value32 = value as u32;
         let sel = self.queue_sel as usize;
-        let violation = |what| {
-            AccessError::Violation(Violation {
-                ipa: 0,
-                queue: sel as u16,
-                descriptor: None,
-                what,
-            })
-        };
+        let violation = |what| AccessError::Violation(Violation { ipa: 0, queue: sel as u16, descriptor: None, what });
         match offset {
             regs::DEVICE_FEATURES_SEL => {
                 self.device_features_sel = value32;
@@ -130,10 +118,7 @@ impl VirtioDevice {
                 dev.write(offset, 4, value);
             }
             regs::QUEUE_NUM => {
-                let queue = self
-                    .queues
-                    .get_mut(sel)
-                    .ok_or(violation("queue beyond what hyp shadows"))?;
+                let queue = self.queues.get_mut(sel).ok_or(violation("queue beyond what hyp shadows"))?;
                 queue.size = value32.min(u16::MAX as u32) as u16;
                 dev.write(offset, 4, value);
             }
@@ -143,10 +128,7 @@ impl VirtioDevice {
             | regs::QUEUE_DRIVER_HIGH
             | regs::QUEUE_DEVICE_LOW
             | regs::QUEUE_DEVICE_HIGH => {
-                let queue = self
-                    .queues
-                    .get_mut(sel)
-                    .ok_or(violation("queue beyond what hyp shadows"))?;
+                let queue = self.queues.get_mut(sel).ok_or(violation("queue beyond what hyp shadows"))?;
                 if queue.is_enabled() {
                     return Err(violation("queue address changed while the queue is ready"));
                 }
@@ -163,21 +145,14 @@ impl VirtioDevice {
                 // Not forwarded: the device only ever sees the shadow rings.
             }
             regs::QUEUE_READY => {
-                let queue = self
-                    .queues
-                    .get_mut(sel)
-                    .ok_or(violation("queue beyond what hyp shadows"))?;
+                let queue = self.queues.get_mut(sel).ok_or(violation("queue beyond what hyp shadows"))?;
                 if value32 & 1 == 1 {
                     let shadow = &mut shadows[sel];
-                    queue
-                        .enable(sel as u16, ownership, ram, shadow)
-                        .map_err(AccessError::Violation)?;
+                    queue.enable(sel as u16, ownership, ram, shadow).map_err(AccessError::Violation)?;
                     let (desc, avail, used) = shadow.addresses();
-                    for (low, addr) in [
-                        (regs::QUEUE_DESC_LOW, desc),
-                        (regs::QUEUE_DRIVER_LOW, avail),
-                        (regs::QUEUE_DEVICE_LOW, used),
-                    ] {
+                    for (low, addr) in
+                        [(regs::QUEUE_DESC_LOW, desc), (regs::QUEUE_DRIVER_LOW, avail), (regs::QUEUE_DEVICE_LOW, used)]
+                    {
                         dev.write(low, 4, addr & 0xffff_ffff);
                         dev.write(low + 4, 4, addr >> 32);
                     }
@@ -193,11 +168,7 @@ impl VirtioDevice {
                     (Some(q), Some(s)) => (q, s),
                     _ => return Err(violation("notify of a queue beyond what hyp shadows")),
                 };
-                if queue
-                    .notify(index as u16, ownership, ram, shadow)
-                    .map_err(AccessError::Violation)?
-                    > 0
-                {
+                if queue.notify(index as u16, ownership, ram, shadow).map_err(AccessError::Violation)? > 0 {
                     dev.write(offset, 4, value);
                 }
             }

@@ -1,36 +1,16 @@
 use super::*;
 use vm_fdt::FdtWriter;
 
-pub const VIRTIO: [Region; 2] = [
-    Region {
-        start: 0x0a00_3c00,
-        end: 0x0a00_3e00,
-    },
-    Region {
-        start: 0x0a00_3e00,
-        end: 0x0a00_4000,
-    },
-];
+pub const VIRTIO: [Region; 2] =
+    [Region { start: 0x0a00_3c00, end: 0x0a00_3e00 }, Region { start: 0x0a00_3e00, end: 0x0a00_4000 }];
 
 pub fn limits() -> Limits<'static> {
     Limits {
-        ram_window: Region {
-            start: 0x8000_0000,
-            end: 0xc000_0000,
-        },
-        console: Region {
-            start: 0x0900_0000,
-            end: 0x0900_1000,
-        },
+        ram_window: Region { start: 0x8000_0000, end: 0xc000_0000 },
+        console: Region { start: 0x0900_0000, end: 0x0900_1000 },
         virtio: &VIRTIO,
-        pvmfw: Region {
-            start: 0x7fe0_0000,
-            end: 0x8000_0000,
-        },
-        dt_area: Region {
-            start: 0x8000_0000,
-            end: 0x8020_0000,
-        },
+        pvmfw: Region { start: 0x7fe0_0000, end: 0x8000_0000 },
+        dt_area: Region { start: 0x8000_0000, end: 0x8020_0000 },
     }
 }
 
@@ -41,6 +21,7 @@ pub struct Spec {
     pub virtio: Vec<u64>,
     pub payload: Option<(u64, u64)>,
     pub bootargs: &'static str,
+    pub pool: Option<(u64, u64)>,
 }
 
 impl Default for Spec {
@@ -51,6 +32,7 @@ impl Default for Spec {
             virtio: vec![0x0a00_3e00],
             payload: Some((0x8800_0000, 0x4_0000)),
             bootargs: "pvmkit.mode=protected",
+            pool: Some((0x8fc0_0000, 0x40_0000)),
         }
     }
 }
@@ -69,10 +51,19 @@ pub fn build(s: &Spec) -> Vec<u8> {
         w.property_u64("kernel-size", size).unwrap();
         w.end_node(config).unwrap();
     }
+    if let Some((base, size)) = s.pool {
+        let reserved = w.begin_node("reserved-memory").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let node = w.begin_node("restricted_dma_reserved").unwrap();
+        w.property_string("compatible", "restricted-dma-pool").unwrap();
+        w.property_array_u64("reg", &[base, size]).unwrap();
+        w.end_node(node).unwrap();
+        w.end_node(reserved).unwrap();
+    }
     let mem = w.begin_node("memory@80000000").unwrap();
     w.property_string("device_type", "memory").unwrap();
-    w.property_array_u64("reg", &[s.memory.0, s.memory.1])
-        .unwrap();
+    w.property_array_u64("reg", &[s.memory.0, s.memory.1]).unwrap();
     w.end_node(mem).unwrap();
     let uart = w.begin_node("pl011@9000000").unwrap();
     w.property_string("compatible", "arm,pl011").unwrap();
@@ -93,29 +84,14 @@ fn accepts_what_pvmkit_writes() {
     let blob = build(&Spec::default());
     assert_eq!(dt_size(blob[..8].try_into().unwrap()), Ok(blob.len()));
     let c = check(&blob, &limits()).unwrap();
-    assert_eq!(
-        c.memory,
-        Region {
-            start: 0x8000_0000,
-            end: 0x9000_0000
-        }
-    );
+    assert_eq!(c.memory, Region { start: 0x8000_0000, end: 0x9000_0000 });
     assert_eq!(c.console.start, 0x0900_0000);
-    assert_eq!(
-        c.virtio,
-        vec![Region {
-            start: 0x0a00_3e00,
-            end: 0x0a00_4000
-        }]
-    );
-    assert_eq!(
-        c.payload,
-        Region {
-            start: 0x8800_0000,
-            end: 0x8804_0000
-        }
-    );
+    assert_eq!(c.virtio, vec![Region { start: 0x0a00_3e00, end: 0x0a00_4000 }]);
+    assert_eq!(c.payload, Region { start: 0x8800_0000, end: 0x8804_0000 });
     assert_eq!(c.bootargs, "pvmkit.mode=protected");
+    assert_eq!(c.bounce_pool, Some(Region { start: 0x8fc0_0000, end: 0x9000_0000 }));
+    let blob = build(&Spec { pool: None, ..Spec::default() });
+    assert_eq!(check(&blob, &limits()).unwrap().bounce_pool, None);
 }
 
 #[test]
@@ -125,91 +101,53 @@ fn refuses_what_the_platform_does_not_have() {
         check(&blob, &limits()).map(|_| ())
     };
     assert_eq!(
-        check_spec(Spec {
-            memory: (0x8000_0000, 4 << 30),
-            ..Spec::default()
-        }),
-        Err(DtError::MemoryOutsideLimits(Region {
-            start: 0x8000_0000,
-            end: 0x1_8000_0000
-        }))
+        check_spec(Spec { memory: (0x8000_0000, 4 << 30), ..Spec::default() }),
+        Err(DtError::MemoryOutsideLimits(Region { start: 0x8000_0000, end: 0x1_8000_0000 }))
     );
     assert!(
         matches!(
-            check_spec(Spec {
-                memory: (0x7fe0_0000, 256 << 20),
-                ..Spec::default()
-            }),
+            check_spec(Spec { memory: (0x7fe0_0000, 256 << 20), ..Spec::default() }),
             Err(DtError::MemoryOutsideLimits(_))
         ),
         "over pvmfw"
     );
     assert_eq!(
-        check_spec(Spec {
-            console: 0x0901_0000,
-            ..Spec::default()
-        }),
+        check_spec(Spec { console: 0x0901_0000, ..Spec::default() }),
         Err(DtError::DeviceNotExposed("console", 0x0901_0000))
     );
     assert_eq!(
-        check_spec(Spec {
-            virtio: vec![0x0a00_0000],
-            ..Spec::default()
-        }),
-        Err(DtError::DeviceNotExposed(
-            "virtio-mmio transport",
-            0x0a00_0000
-        ))
+        check_spec(Spec { virtio: vec![0x0a00_0000], ..Spec::default() }),
+        Err(DtError::DeviceNotExposed("virtio-mmio transport", 0x0a00_0000))
     );
-    assert_eq!(
-        check_spec(Spec {
-            payload: None,
-            ..Spec::default()
-        }),
-        Err(DtError::NoPayload)
-    );
+    assert_eq!(check_spec(Spec { payload: None, ..Spec::default() }), Err(DtError::NoPayload));
     assert!(
         matches!(
-            check_spec(Spec {
-                payload: Some((0x8000_0000, 0x1000)),
-                ..Spec::default()
-            }),
+            check_spec(Spec { payload: Some((0x8000_0000, 0x1000)), ..Spec::default() }),
             Err(DtError::PayloadOutsideRam(_))
         ),
         "over the DT area"
     );
     assert!(matches!(
-        check_spec(Spec {
-            payload: Some((0x8fff_f000, 0x2000)),
-            ..Spec::default()
-        }),
+        check_spec(Spec { payload: Some((0x8fff_f000, 0x2000)), ..Spec::default() }),
         Err(DtError::PayloadOutsideRam(_))
     ));
-    assert_eq!(
-        check_spec(Spec {
-            bootargs: "evil\u{7}bell",
-            ..Spec::default()
-        }),
-        Err(DtError::BadBootargs)
-    );
+    assert_eq!(check_spec(Spec { bootargs: "evil\u{7}bell", ..Spec::default() }), Err(DtError::BadBootargs));
+    // Bounce pools outside RAM, over the DT area, over the payload, unaligned.
+    for pool in [(0x9000_0000, 0x1000), (0x8000_0000, 0x1000), (0x8800_0000, 0x1000), (0x8fc0_0100, 0x1000)] {
+        let want = Err(DtError::BadBouncePool(Region { start: pool.0, end: pool.0 + pool.1 }));
+        assert_eq!(check_spec(Spec { pool: Some(pool), ..Spec::default() }), want, "{pool:x?}");
+    }
 }
 
 #[test]
 fn malformed_blobs_are_errors_never_panics() {
     let blob = build(&Spec::default());
-    assert_eq!(
-        check(&blob[..blob.len() - 8], &limits()),
-        Err(DtError::Malformed),
-        "truncated"
-    );
+    assert_eq!(check(&blob[..blob.len() - 8], &limits()), Err(DtError::Malformed), "truncated");
     let mut bad = blob.clone();
     bad[8..12].copy_from_slice(&0x00f0_0000u32.to_be_bytes()); // off_dt_struct outside
     assert_eq!(check(&bad, &limits()), Err(DtError::Malformed));
     assert_eq!(dt_size([0; 8]), Err(DtError::NotADt));
-    assert_eq!(
-        dt_size([0xd0, 0x0d, 0xfe, 0xed, 0xff, 0, 0, 0]),
-        Err(DtError::BadSize(0xff00_0000))
-    );
+    assert_eq!(dt_size([0xd0, 0x0d, 0xfe, 0xed, 0xff, 0, 0, 0]), Err(DtError::BadSize(0xff00_0000)));
     let mut seed = 0x9e37_79b9u64;
     for _ in 0..20_000 {
         seed ^= seed << 13;
