@@ -299,3 +299,15 @@ fn hyp_refuses_guest_ram_over_its_own_memory() {
     assert!(!ok, "{out}");
     assert!(out.contains("[hyp] error: guest RAM 0x40000000..0xa0000000 overlaps QEMU's boot stub"), "{out}");
 }
+
+#[test]
+fn bench_prints_the_table() {
+    let (ok, out) = pvmkit(&["bench", "--runs", "1"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("op       size      prot MiB/s   unprot MiB/s  ratio  hcalls/req"), "{out}");
+    for row in ["write    4096", "read     4096", "write   65536", "read    65536"] {
+        let line = out.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no row {row}:\n{out}"));
+        // No hypercall per request, one data copy per data byte.
+        assert!(line.contains(" 0.00 ") && line.ends_with("1.0000"), "{line}");
+    }
+}

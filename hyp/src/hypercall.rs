@@ -251,6 +251,32 @@ mod tests {
     }
 
     #[test]
+    fn hyp_stats_only_when_asked_for() {
+        let mut words = vec![0u16; 16];
+        let mut ownership = Ownership::new(0x8000_0000, &mut words);
+        let mut memory = FakeMemory::default();
+        let mut guard = GuardTable::new(true);
+        let ram = abi::bundle::Region { start: 0x8000_0000, end: 0x8001_0000 };
+        let exits = ExitCounters { total: 7, data_aborts: 3, interrupts: 2 };
+        for stats in [false, true] {
+            let vm = VmState {
+                ownership: &mut ownership,
+                memory: &mut memory,
+                guard: &mut guard,
+                guard_vm: GuardVm { devices: &[], ram },
+                exits,
+            };
+            let reply =
+                ret(dispatch(&Services { mode: MODES[0], stats }, vm, abi::hyp_options::HYP_STATS as u64, [0; 3]));
+            if stats {
+                assert_eq!(reply.regs, [0, 7, 3, 2]);
+            } else {
+                assert_eq!(reply, Reply::x0(-1), "off by default: the guest sees exactly the pKVM ABI");
+            }
+        }
+    }
+
+    #[test]
     fn power_calls_end_the_vm() {
         assert_eq!(call(MODES[0], 0x8400_0008, 0), Outcome::SystemOff);
         assert_eq!(call(MODES[2], 0x8400_0009, 0), Outcome::SystemReset);
