@@ -5,6 +5,7 @@
 //! - [`psci`]: the PSCI calls pvmkit's guests use.
 //! - [`kvm`]: the KVM vendor-hypervisor service (UID, features bitmap) and the pKVM calls,
 //!   in both the upstream Linux and the Android forms.
+//! - [`fdt_header`]: a device tree's magic and size, read before anything else.
 //! - [`esr`]: the architectural exception syndrome, decoded (hyp and guests both read it).
 //! - [`bundle`]: the file `pvmkit` writes and `hyp` reads (`-initrd`).
 //! - [`hyp_options`]: the options `pvmkit` passes to `hyp` on its command line.
@@ -16,6 +17,7 @@
 
 pub mod bundle;
 pub mod esr;
+pub mod fdt_header;
 pub mod hyp_options;
 pub mod kvm;
 pub mod memory_map;

@@ -52,14 +52,10 @@ impl fmt::Display for DtError {
 
 /// The size of a device tree from its first 8 bytes, checked.
 pub fn dt_size(header: [u8; 8]) -> Result<usize, DtError> {
-    if header[..4] != [0xd0, 0x0d, 0xfe, 0xed] {
-        return Err(DtError::NotADt);
-    }
-    let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-    if size < 40 || size as usize > MAX_DT_SIZE {
-        return Err(DtError::BadSize(size));
-    }
-    Ok(size as usize)
+    abi::fdt_header::total_size(header, MAX_DT_SIZE).map_err(|e| match e {
+        abi::fdt_header::HeaderError::NotADt => DtError::NotADt,
+        abi::fdt_header::HeaderError::BadSize(size) => DtError::BadSize(size),
+    })
 }
 
 fn first_reg(node: FdtNode<'_>, name: &'static str) -> Result<Option<(u64, u64)>, DtError> {

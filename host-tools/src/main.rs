@@ -65,6 +65,28 @@ struct RunArgs {
     qemu_args: Vec<String>,
 }
 
+impl RunArgs {
+    /// test-guest in a scenario, through pvmfw, everything else default (the mode is
+    /// passed separately).
+    fn test_guest(timeout: u64, scenario: &str, qemu_args: Vec<String>) -> Self {
+        Self {
+            payload: None,
+            bundle: None,
+            mode: String::new(),
+            abi: None,
+            timeout,
+            scenario: scenario.into(),
+            guest_args: Vec::new(),
+            disk: None,
+            no_pvmfw: false,
+            signed_payload: None,
+            trusted_key: None,
+            host_dt: None,
+            qemu_args,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Build every firmware image (release) and print where they are.
@@ -213,21 +235,7 @@ fn run(cli: Cli) -> Result<bool, String> {
         Command::Test { timeout } => {
             qemu::ensure_installed()?;
             let fw = firmware::build_all(&ws)?;
-            let args = RunArgs {
-                payload: None,
-                bundle: None,
-                mode: String::new(),
-                abi: None,
-                timeout,
-                scenario: "normal".into(),
-                guest_args: Vec::new(),
-                disk: None,
-                no_pvmfw: false,
-                signed_payload: None,
-                trusted_key: None,
-                host_dt: None,
-                qemu_args: Vec::new(),
-            };
+            let args = RunArgs::test_guest(timeout, "normal", Vec::new());
             let mut all = true;
             for mode in Mode::ALL {
                 let verdict = run_one(&ws, &fw, mode, &args, false)?;
@@ -273,21 +281,8 @@ fn bench(ws: &Workspace, fw: &Firmware, runs: usize, timeout: u64) -> Result<boo
     let mut frequency = None;
     for run in 0..runs {
         for (i, mode) in modes.into_iter().enumerate() {
-            let args = RunArgs {
-                payload: None,
-                bundle: None,
-                mode: String::new(),
-                abi: None,
-                timeout,
-                scenario: "bench".into(),
-                guest_args: Vec::new(),
-                disk: None,
-                no_pvmfw: false,
-                signed_payload: None,
-                trusted_key: None,
-                host_dt: None,
-                qemu_args: ["-icount", "shift=0,sleep=off"].map(String::from).to_vec(),
-            };
+            let qemu_args = ["-icount", "shift=0,sleep=off"].map(String::from).to_vec();
+            let args = RunArgs::test_guest(timeout, "bench", qemu_args);
             let mut config = run_config(fw, mode, &args, false);
             config.hyp_stats = true;
             let (verdict, output) = qemu::run_collect(ws, fw, &config)?;

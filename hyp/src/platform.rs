@@ -15,8 +15,6 @@ pub const MAX_VIRTIO_SLOTS: usize = 32;
 /// The largest DTB hyp accepts.
 pub const MAX_DTB_SIZE: usize = 2 << 20;
 
-const FDT_MAGIC: u32 = 0xd00d_feed;
-
 /// The platform as QEMU describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Platform<'a> {
@@ -69,15 +67,10 @@ impl fmt::Display for PlatformError {
 
 /// The size of the DTB whose first 8 bytes are `header`, checked for magic and bounds.
 pub fn dtb_size(header: [u8; 8]) -> Result<usize, PlatformError> {
-    let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-    if magic != FDT_MAGIC {
-        return Err(PlatformError::NotADtb);
-    }
-    let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-    if (size as usize) < 40 || size as usize > MAX_DTB_SIZE {
-        return Err(PlatformError::BadSize(size));
-    }
-    Ok(size as usize)
+    abi::fdt_header::total_size(header, MAX_DTB_SIZE).map_err(|e| match e {
+        abi::fdt_header::HeaderError::NotADt => PlatformError::NotADtb,
+        abi::fdt_header::HeaderError::BadSize(size) => PlatformError::BadSize(size),
+    })
 }
 
 fn cells_u64(value: &[u8], name: &'static str) -> Result<u64, PlatformError> {
