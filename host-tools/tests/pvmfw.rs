@@ -121,6 +121,7 @@ struct HostDt {
     memory: (u64, u64),
     console: u64,
     payload_size: u64,
+    virtio: &'static [u64],
 }
 
 fn host_dt(spec: &HostDt) -> Vec<u8> {
@@ -147,7 +148,7 @@ fn host_dt(spec: &HostDt) -> Vec<u8> {
     w.property_string("compatible", "arm,pl011").unwrap();
     w.property_array_u64("reg", &[spec.console, 0x1000]).unwrap();
     w.end_node(uart).unwrap();
-    for slot in 29..32u64 {
+    for &slot in spec.virtio {
         let base = 0x0a00_0000 + slot * 0x200;
         let node = w.begin_node(&format!("virtio_mmio@{base:x}")).unwrap();
         w.property_string("compatible", "virtio,mmio").unwrap();
@@ -163,7 +164,8 @@ fn pvmfw_refuses_hostile_device_trees() {
     let dir = scratch("dt");
     let signed = sign(&dir, "good.signed", &[]);
     let size = std::fs::metadata(&signed).unwrap().len();
-    let good = HostDt { memory: (0x8000_0000, 256 << 20), console: 0x0900_0000, payload_size: size };
+    let good =
+        HostDt { memory: (0x8000_0000, 256 << 20), console: 0x0900_0000, payload_size: size, virtio: &[29, 30, 31] };
     let run_with = |name: &str, blob: &[u8], reason: &str| {
         let path = dir.join(name);
         std::fs::write(&path, blob).unwrap();
@@ -186,6 +188,12 @@ fn pvmfw_refuses_hostile_device_trees() {
         "console.dtb",
         &host_dt(&HostDt { console: 0x0901_0000, ..good }),
         "host device tree: console at 0x9010000, where the platform exposes none",
+    );
+    // A transport the platform has (QEMU's slot 0) but hyp does not give this VM.
+    run_with(
+        "unexposed.dtb",
+        &host_dt(&HostDt { virtio: &[0, 29, 30, 31], ..good }),
+        "host device tree: device at 0xa000000, which the hypervisor does not expose to this VM",
     );
     let blob = host_dt(&good);
     run_with("truncated.dtb", &blob[..blob.len() / 2], "host device tree: device tree is malformed");

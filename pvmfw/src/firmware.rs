@@ -86,6 +86,17 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     let host_blob = unsafe { memory(boot.dt_ipa, dt_len as u64) };
     let limits = Limits::qemu_virt();
     let host = host_dt::check(host_blob, &limits).map_err(|e| format!("{e}"))?;
+    // The platform has the device, but does hyp give it to this VM? In a protected VM
+    // hyp registers with the MMIO guard only devices it exposes: ask, and let go again.
+    // Only where the guard can let go (Android's form): upstream's single call has no
+    // unmap, and a registration pvmfw left behind would outlive it into the payload.
+    let can_unmap = matches!(mmio_guard().form(), Some(mmio_guard::Form::Android { .. }));
+    for device in core::iter::once(&host.console).chain(&host.virtio).filter(|_| can_unmap) {
+        mmio_guard().map(device.start, device.size()).map_err(|_| {
+            format!("host device tree: device at {:#x}, which the hypervisor does not expose to this VM", device.start)
+        })?;
+        let _ = mmio_guard().unmap(device.start, device.size());
+    }
 
     // The signed payload where the host put it; its header copied into pvmfw's memory.
     // SAFETY: checked to lie inside guest RAM, clear of the DT area.
