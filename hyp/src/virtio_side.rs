@@ -120,6 +120,7 @@ pub fn write(
                 break;
             }
             transport.collect(ownership, &mut IdentityRam, shadows).map_err(AccessError::Violation)?;
+            arch::yield_cpu();
         }
     }
     Ok(())

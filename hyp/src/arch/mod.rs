@@ -43,6 +43,13 @@ pub fn image_region() -> (u64, u64) {
     (&raw const __image_start as u64, &raw const __image_end as u64)
 }
 
+/// A hint that this CPU only waits. QEMU's TCG takes `yield` as a cue to leave the
+/// CPU loop, which lets its I/O threads finish device requests sooner.
+pub fn yield_cpu() {
+    // SAFETY: a hint instruction with no architectural effect.
+    unsafe { asm!("yield", options(nomem, nostack, preserves_flags)) }
+}
+
 /// Invalidates every stage-1 and stage-2 TLB entry of the current VMID.
 pub fn flush_guest_tlb() {
     // SAFETY: TLB maintenance and barriers have no memory-safety effect.
