@@ -218,9 +218,7 @@ fn run(cli: Cli) -> Result<bool, String> {
             let fw = firmware::build_all(&ws)?;
             let key = match trusted_key {
                 Some(path) => host_tools::signing::load_public(&path)?,
-                None => host_tools::signing::load_public(&host_tools::signing::public_path(
-                    &host_tools::signing::dev_key(&ws)?,
-                ))?,
+                None => host_tools::signing::load_key(&host_tools::signing::dev_key(&ws)?)?.verifying_key().to_bytes(),
             };
             let image = firmware::pvmfw_image(&firmware::read(&fw.pvmfw_elf)?, &abi::pvmfw::config_block(&key))?;
             std::fs::write(&output, &image.bytes).map_err(|e| format!("writing {}: {e}", output.display()))?;

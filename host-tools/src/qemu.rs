@@ -169,7 +169,7 @@ pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
     };
     let trusted = match &config.trusted_key {
         Some(path) => signing::load_public(path)?,
-        None => signing::load_public(&signing::public_path(&dev_key))?,
+        None => signing::load_key(&dev_key)?.verifying_key().to_bytes(),
     };
     let pvmfw = firmware::pvmfw_image(&firmware::read(&fw.pvmfw_elf)?, &abi::pvmfw::config_block(&trusted))?;
     let dt = host_dt(config, Some((abi::pvmfw::SIGNED_PAYLOAD_STAGING, signed.len() as u64)))?;

@@ -81,13 +81,37 @@ pub fn load_public(path: &Path) -> Result<[u8; 32], String> {
 pub fn dev_key(ws: &Workspace) -> Result<PathBuf, String> {
     let path = ws.out_dir().join("keys").join(DEV_KEY_NAME);
     if !path.exists() {
-        keygen(&path)?;
-        eprintln!(
-            "pvmkit: made a DEVELOPMENT signing key at {} (for local testing only: never ship it)",
-            path.display()
-        );
+        let key = SigningKey::from_bytes(&random32()?);
+        if create_once(&path, (hex(&key.to_bytes()) + "\n").as_bytes())? {
+            let public = hex(&key.verifying_key().to_bytes()) + "\n";
+            std::fs::write(public_path(&path), public).map_err(|e| format!("writing the public key: {e}"))?;
+            eprintln!(
+                "pvmkit: made a DEVELOPMENT signing key at {} (for local testing only: never ship it)",
+                path.display()
+            );
+        }
     }
     Ok(path)
+}
+
+/// Writes `path` with `bytes` unless it exists, atomically: of two `pvmkit`s racing,
+/// one wins and both then use its file. Returns whether this call created it.
+fn create_once(path: &Path, bytes: &[u8]) -> Result<bool, String> {
+    let dir = path.parent().ok_or("no directory")?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    std::fs::write(&tmp, bytes).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    let linked = std::fs::hard_link(&tmp, path);
+    std::fs::remove_file(&tmp).ok();
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(format!("creating {}: {e}", path.display())),
+    }
 }
 
 /// Signs a flat image: the signed payload pvmfw verifies. `mem_size` overrides the
@@ -113,10 +137,12 @@ pub fn vm_secret(ws: &Workspace) -> Result<[u8; 32], String> {
             return Ok(secret);
         }
     }
-    let secret = random32()?;
-    std::fs::create_dir_all(ws.out_dir()).map_err(|e| format!("creating {}: {e}", ws.out_dir().display()))?;
-    std::fs::write(&path, secret).map_err(|e| format!("writing {}: {e}", path.display()))?;
-    Ok(secret)
+    if create_once(&path, &random32()?)? {
+        return vm_secret(ws);
+    }
+    // Another pvmkit made it first (or it was unreadable): read what is there.
+    let bytes = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| format!("{} is not 32 bytes: delete it", path.display()))
 }
 
 #[cfg(test)]
@@ -142,6 +168,11 @@ mod tests {
         assert!(vk.verify_strict(&blob[..SIGNED_SIZE], &sig).is_ok());
         assert_eq!(signed_payload::parse(&sign(&image, &key, Some(1 << 40))).unwrap().0.mem_size, 1 << 40);
         assert!(load_key(&public_path(&path)).is_ok(), "a 32-byte hex file reads as a key");
+        // Created once: a second writer finds the file there and leaves it alone.
+        let once = dir.join("once.bin");
+        assert_eq!(create_once(&once, b"first"), Ok(true));
+        assert_eq!(create_once(&once, b"second"), Ok(false));
+        assert_eq!(std::fs::read(&once).unwrap(), b"first");
         std::fs::write(&path, "zz").unwrap();
         assert!(load_key(&path).unwrap_err().contains("not a pvmkit key"));
         std::fs::remove_dir_all(&dir).ok();
