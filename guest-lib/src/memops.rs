@@ -3,8 +3,8 @@
 //! common case (16-byte aligned, whole 64-byte blocks) runs as a SIMD loop of
 //! 64 bytes per iteration; everything else falls back to `core`.
 //!
-//! The guest runs with its MMU off, so its data accesses are Device memory: every
-//! access must be aligned, which the fast path checks.
+//! The fast path wants 16-byte alignment (the pool hands bounce buffers out that way),
+//! so that it also works before guest-lib has turned the MMU on.
 
 /// Copies `len` bytes from `src` to `dst` (non-overlapping).
 ///

@@ -149,6 +149,7 @@ fn read_dt(ptr: u64) -> Result<GuestDt<'static>, DtError> {
 
 #[unsafe(no_mangle)]
 extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
+    arch::mmu::enable();
     // SAFETY: the linker script reserves [__heap_start, __heap_end) for the heap.
     unsafe {
         let start = &raw const __heap_start as *mut u8;

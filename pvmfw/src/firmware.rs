@@ -148,6 +148,7 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     // SAFETY: the DT area, which the host's blob (no longer used) occupied.
     unsafe { core::ptr::copy_nonoverlapping(new_dt.as_ptr(), GUEST_DT_BASE as *mut u8, new_dt.len()) };
     clean_to_poc(target);
+    clean_to_poc(limits.dt_area);
 
     println!("[pvmfw] payload verified ({} bytes at {:#x}), handing over", header.image_size, header.entry_ipa);
     // The payload registers the console itself; pvmfw's registration goes.
@@ -155,7 +156,7 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     Ok(Handover { entry: header.entry_ipa, dt: GUEST_DT_BASE })
 }
 
-/// Cleans a range to the point of coherency (the payload runs with its caches off).
+/// Cleans a range to the point of coherency (the payload starts with its caches off).
 fn clean_to_poc(range: Region) {
     let mut line = range.start & !63;
     while line < range.end {
@@ -174,7 +175,8 @@ unsafe extern "C" {
 }
 
 impl Handover {
-    /// Erases pvmfw's data, stack and heap, clears every register and jumps.
+    /// Turns the MMU off, erases pvmfw's data, stack, heap and page table, clears every
+    /// register and jumps.
     fn go(self) -> ! {
         let (start, end) = (&raw const __pvmfw_erase_start as u64, &raw const __pvmfw_erase_end as u64);
         // SAFETY: the assembly below runs from .text (not erased) and never returns.
@@ -189,6 +191,25 @@ global_asm!(
     // x0 = entry, x1 = DT, [x2, x3) = everything pvmfw wrote, its stack included.
     "   mov x16, x0",
     "   mov x17, x1",
+    // Clean and invalidate pvmfw's memory to the point of coherency while the caches
+    // are on, so no dirty line can later write a secret back over the zeroes.
+    "   mov x4, x2",
+    "3: cmp x4, x3",
+    "   b.hs 4f",
+    "   dc civac, x4",
+    "   add x4, x4, #64",
+    "   b 3b",
+    "4: dsb sy",
+    // MMU and caches off: the payload starts as pvmfw did.
+    "   mrs x4, sctlr_el1",
+    "   bic x4, x4, #1",
+    "   bic x4, x4, #(1 << 2)",
+    "   bic x4, x4, #(1 << 12)",
+    "   msr sctlr_el1, x4",
+    "   isb",
+    "   ic iallu",
+    "   dsb sy",
+    "   isb",
     "1: cmp x2, x3",
     "   b.hs 2f",
     "   stp xzr, xzr, [x2], #16",
