@@ -201,7 +201,7 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         exits: ExitCounters::default(),
         ram: layout.ram,
         devices,
-        guard: GuardTable::new(matches!(options.mode, VmMode::Protected(_))),
+        guard: GuardTable::new(protected),
         refused: RefusedAccesses::default(),
         ownership: Ownership::new(layout.ram.start, &mut OWNERSHIP.get()[..(layout.ram.size() / GRANULE) as usize]),
     });
@@ -216,7 +216,7 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
 
     if let Some((gicd, gicr)) = platform.gic_v3 {
         tick::start(gicd.start, gicr.start, TICK_PERIOD);
-    } else if layout_has_virtio(&bundle) {
+    } else if bundle.config().virtio_slots != 0 {
         fail("virtio needs hyp's tick, which needs a GICv3 (QEMU -M virt,gic-version=3)");
     }
     write_sysreg!("cptr_el2", CPTR);
@@ -231,10 +231,6 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     let mut regs = GuestRegs::zeroed();
     regs.x[0] = layout.dt.start;
     arch::run_guest(&regs)
-}
-
-fn layout_has_virtio(bundle: &Bundle<'_>) -> bool {
-    bundle.config().virtio_slots != 0
 }
 
 fn build_stage2(layout: &GuestLayout) {
