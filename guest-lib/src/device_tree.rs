@@ -4,6 +4,7 @@
 use core::fmt;
 
 use dtoolkit::fdt::{Fdt, FdtNode};
+use dtoolkit::standard::NodeStandard;
 use dtoolkit::{Node, Property};
 
 use crate::conduit::SystemConduit;
@@ -70,10 +71,6 @@ fn first_reg(node: FdtNode<'_>, name: &'static str) -> Result<Option<(u64, u64)>
     Ok(Some((base, size)))
 }
 
-fn is_compatible(node: &FdtNode<'_>, wanted: &str) -> bool {
-    node.compatible().is_some_and(|mut all| all.any(|c| c == wanted))
-}
-
 impl<'a> GuestDt<'a> {
     /// A tree with nothing in it.
     pub const EMPTY: GuestDt<'static> = GuestDt { blob: &[], uart: None, conduit: None, memory: None, bootargs: "" };
@@ -87,9 +84,9 @@ impl<'a> GuestDt<'a> {
             let is_memory = node.property("device_type").is_some_and(|p| p.value() == b"memory\0");
             if is_memory && dt.memory.is_none() {
                 dt.memory = first_reg(node, "memory reg")?;
-            } else if is_compatible(&node, "arm,pl011") && dt.uart.is_none() {
+            } else if node.is_compatible("arm,pl011") && dt.uart.is_none() {
                 dt.uart = first_reg(node, "pl011 reg")?.map(|(base, _)| base);
-            } else if node.name() == "psci" || is_compatible(&node, "arm,psci-1.0") {
+            } else if node.name() == "psci" || node.is_compatible("arm,psci-1.0") {
                 if let Some(method) = node.property("method") {
                     let method = method.value_as::<&str>().map_err(|_| DtError::BadProperty("psci method"))?;
                     dt.conduit = Some(SystemConduit::from_method(method).ok_or(DtError::BadProperty("psci method"))?);
@@ -109,7 +106,7 @@ impl<'a> GuestDt<'a> {
         let root = Fdt::new(self.blob).ok().map(|fdt| fdt.root());
         root.into_iter().flat_map(|root| {
             root.children()
-                .filter(|node| is_compatible(node, "virtio,mmio"))
+                .filter(|node| node.is_compatible("virtio,mmio"))
                 .filter_map(|node| first_reg(node, "virtio reg").ok().flatten())
                 .collect::<alloc::vec::Vec<_>>()
         })
@@ -119,7 +116,7 @@ impl<'a> GuestDt<'a> {
     pub fn reserved_memory(&self, compatible: &str) -> Option<(u64, u64)> {
         let fdt = Fdt::new(self.blob).ok()?;
         let reserved = fdt.root().child("reserved-memory")?;
-        let node = reserved.children().find(|n| is_compatible(n, compatible))?;
+        let node = reserved.children().find(|n| n.is_compatible(compatible))?;
         first_reg(node, "reserved-memory reg").ok().flatten()
     }
 

@@ -6,6 +6,7 @@ use core::fmt;
 
 use abi::bundle::Region;
 use dtoolkit::fdt::Fdt;
+use dtoolkit::standard::NodeStandard;
 use dtoolkit::{Node, Property};
 
 /// Most RAM regions hyp keeps.
@@ -127,14 +128,14 @@ impl<'a> Platform<'a> {
                     *slot.ok_or(PlatformError::TooMany("memory regions"))? = region;
                     platform.memory_count += 1;
                 }
-            } else if is_compatible(&node, "arm,pl011") && uart.is_none() {
+            } else if node.is_compatible("arm,pl011") && uart.is_none() {
                 uart = regs(node, "pl011 reg")?.next().transpose()?;
-            } else if is_compatible(&node, "arm,gic-v3") && platform.gic_v3.is_none() {
+            } else if node.is_compatible("arm,gic-v3") && platform.gic_v3.is_none() {
                 let mut frames = regs(node, "gic reg")?;
                 if let (Some(gicd), Some(gicr)) = (frames.next(), frames.next()) {
                     platform.gic_v3 = Some((gicd?, gicr?));
                 }
-            } else if is_compatible(&node, "virtio,mmio") {
+            } else if node.is_compatible("virtio,mmio") {
                 if let Some(region) = regs(node, "virtio reg")?.next().transpose()? {
                     let slot = platform.virtio.get_mut(platform.virtio_count);
                     *slot.ok_or(PlatformError::TooMany("virtio slots"))? = region;
@@ -172,10 +173,6 @@ impl<'a> Platform<'a> {
     pub fn virtio_slots(&self) -> &[Region] {
         &self.virtio[..self.virtio_count]
     }
-}
-
-fn is_compatible(node: &dtoolkit::fdt::FdtNode<'_>, wanted: &str) -> bool {
-    node.compatible().is_some_and(|mut all| all.any(|c| c == wanted))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use abi::memory_map::{
 };
 use abi::pvmfw::{PVMFW_BASE, PVMFW_SIZE};
 use dtoolkit::fdt::{Fdt, FdtNode};
+use dtoolkit::standard::NodeStandard;
 use dtoolkit::{Node, Property};
 
 /// The most bytes pvmfw reads as a device tree.
@@ -174,10 +175,6 @@ fn u64_prop(node: &FdtNode<'_>, name: &'static str) -> Result<Option<u64>, DtErr
     }
 }
 
-fn is_compatible(node: &FdtNode<'_>, wanted: &str) -> bool {
-    node.compatible().is_some_and(|mut all| all.any(|c| c == wanted))
-}
-
 /// Checks a whole blob (exactly `totalsize` bytes) against the platform's limits.
 pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, DtError> {
     let fdt = Fdt::new(blob).map_err(|_| DtError::Malformed)?;
@@ -187,14 +184,14 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
     for node in root.children() {
         if node.property("device_type").is_some_and(|p| p.value() == b"memory\0") {
             memory.extend(regs(node, "memory reg")?.into_iter().filter(|r| r.size() > 0));
-        } else if is_compatible(&node, "arm,pl011") {
+        } else if node.is_compatible("arm,pl011") {
             for r in regs(node, "pl011 reg")? {
                 if !limits.console.contains(&r) || console.is_some() {
                     return Err(DtError::DeviceNotExposed("console", r.start));
                 }
                 console = Some(r);
             }
-        } else if is_compatible(&node, "virtio,mmio") {
+        } else if node.is_compatible("virtio,mmio") {
             for r in regs(node, "virtio reg")? {
                 if !limits.virtio.iter().any(|w| w.contains(&r)) || virtio.contains(&r) {
                     return Err(DtError::DeviceNotExposed("virtio-mmio transport", r.start));
@@ -207,7 +204,7 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
                 payload = Some(Region::new(start, size).ok_or(DtError::BadProperty("kernel-size"))?);
             }
         } else if node.name() == "reserved-memory" {
-            for child in node.children().filter(|c| is_compatible(c, BOUNCE_POOL_COMPATIBLE)) {
+            for child in node.children().filter(|c| c.is_compatible(BOUNCE_POOL_COMPATIBLE)) {
                 pools.extend(regs(child, "restricted-dma-pool reg")?);
             }
         } else if node.name() == "chosen" {
