@@ -89,15 +89,6 @@ impl<'a> Ownership<'a> {
         Ok(if word & SHARED != 0 { PageState::Shared { pins: word & PINS } } else { PageState::Private })
     }
 
-    /// Whether every page of `[ipa, ipa + len)` is shared (any alignment, `len` > 0).
-    pub fn is_shared_range(&self, ipa: u64, len: u64) -> bool {
-        let Some(last) = len.checked_sub(1).and_then(|l| ipa.checked_add(l)) else {
-            return false;
-        };
-        let first = ipa & !(GRANULE - 1);
-        (first..=last).step_by(GRANULE as usize).all(|page| matches!(self.state(page), Ok(PageState::Shared { .. })))
-    }
-
     /// The first page of `[ipa, ipa + len)` (any alignment, `len` > 0) that is not
     /// shared, or `None` when all are. A range that wraps or leaves guest RAM names the
     /// first page outside it.
@@ -222,11 +213,11 @@ mod tests {
         let mut o = Ownership::new(BASE, &mut words);
         o.share(BASE + 4096).unwrap();
         o.share(BASE + 2 * 4096).unwrap();
-        assert!(o.is_shared_range(BASE + 4096, 8192));
-        assert!(o.is_shared_range(BASE + 4096 + 100, 4096));
-        assert!(!o.is_shared_range(BASE + 4096, 8193));
-        assert!(!o.is_shared_range(BASE + 4095, 2));
-        assert!(!o.is_shared_range(BASE + 4096, 0));
-        assert!(!o.is_shared_range(u64::MAX, 2));
+        assert_eq!(o.first_unshared(BASE + 4096, 8192), None);
+        assert_eq!(o.first_unshared(BASE + 4096 + 100, 4096), None);
+        assert_eq!(o.first_unshared(BASE + 4096, 8193), Some(BASE + 3 * 4096));
+        assert_eq!(o.first_unshared(BASE + 4095, 2), Some(BASE));
+        assert_eq!(o.first_unshared(BASE + 4096, 0), Some(BASE + 4096), "an empty range is never shared");
+        assert_eq!(o.first_unshared(u64::MAX, 2), Some(!0xfff), "a wrapping range is never shared");
     }
 }
