@@ -29,14 +29,19 @@ const NORMAL_BLOCKS: core::ops::Range<u64> = 1..3;
 #[repr(C, align(4096))]
 struct Table([u64; 512]);
 
-static mut LEVEL1: Table = Table([0; 512]);
+/// The level-1 table, written once at boot.
+struct Level1(core::cell::UnsafeCell<Table>);
+// SAFETY: only `enable` touches it, once, on the boot CPU before anything else runs.
+unsafe impl Sync for Level1 {}
+
+static LEVEL1: Level1 = Level1(core::cell::UnsafeCell::new(Table([0; 512])));
 
 /// Builds the map and turns the MMU and caches on.
 pub fn enable() {
     // SAFETY: called once at boot, before anything else runs: no other reference to
     // the table exists, and the identity map keeps every address where it was.
     unsafe {
-        let table = &mut *(&raw mut LEVEL1);
+        let table = &mut *LEVEL1.0.get();
         for (i, entry) in table.0.iter_mut().enumerate().take(4) {
             let base = (i as u64) << 30;
             let attrs = if NORMAL_BLOCKS.contains(&(i as u64)) { NORMAL | INNER_SHAREABLE } else { DEVICE | XN };

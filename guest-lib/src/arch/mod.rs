@@ -85,7 +85,7 @@ fn zva_block() -> usize {
 /// `dst` 16-byte aligned and valid for `len` bytes; `len` a non-zero multiple of 64.
 pub unsafe fn zero_blocks(dst: *mut u8, len: usize) {
     let block = zva_block();
-    if block >= 64 && block <= 2048 && (dst as usize).is_multiple_of(block) && len.is_multiple_of(block) {
+    if (64..=2048).contains(&block) && (dst as usize).is_multiple_of(block) && len.is_multiple_of(block) {
         // SAFETY: guaranteed by the caller; whole blocks inside [dst, dst + len).
         unsafe {
             core::arch::asm!(
