@@ -6,6 +6,7 @@ use std::process::Command;
 
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionFlags};
 
+use crate::toolchain::Toolchain;
 use crate::Workspace;
 
 /// The hypervisor's target: no FP/SIMD, so hyp never has guest FP state to save.
@@ -45,6 +46,7 @@ fn cargo_build(ws: &Workspace, package: &str, target: &str) -> Result<PathBuf, S
 
 /// Builds hyp and test-guest (release) and writes hyp's flat image.
 pub fn build_all(ws: &Workspace) -> Result<Firmware, String> {
+    Toolchain::current().ensure_targets(&ws.root, &[HYP_TARGET, GUEST_TARGET])?;
     let hyp_elf = cargo_build(ws, "hyp", HYP_TARGET)?;
     let test_guest_elf = cargo_build(ws, "test-guest", GUEST_TARGET)?;
     let pvmfw_elf = cargo_build(ws, "pvmfw", GUEST_TARGET)?;

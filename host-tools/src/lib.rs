@@ -7,6 +7,7 @@
 //! - [`pack`]: the bundle hyp reads.
 //! - [`signing`]: keys, signed payloads, the development key, the per-VM secret.
 //! - [`qemu`]: finding, installing and running QEMU.
+//! - [`toolchain`]: installing the firmware's Rust targets when they are missing.
 //! - [`verdict`]: judging a run from its console.
 
 pub mod bench;
@@ -16,6 +17,7 @@ pub mod guest_dt;
 pub mod pack;
 pub mod qemu;
 pub mod signing;
+pub mod toolchain;
 pub mod verdict;
 
 use std::fmt;

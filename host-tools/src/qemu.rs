@@ -41,12 +41,15 @@ pub fn ensure_installed() -> Result<(), String> {
     let apt = Path::new("/usr/bin/apt-get").exists();
     if !(apt && is_root()) {
         return Err(format!(
-            "{QEMU} not found: install the package {QEMU_PACKAGE} (Debian/Ubuntu: apt-get install {QEMU_PACKAGE})"
+            "{QEMU} not found: install the package {QEMU_PACKAGE} (Debian/Ubuntu: apt-get install --no-install-recommends {QEMU_PACKAGE})"
         ));
     }
     eprintln!("pvmkit: {QEMU} not found; installing {QEMU_PACKAGE} with apt-get");
     let ok = Command::new("apt-get").arg("update").status().is_ok_and(|s| s.success())
-        && Command::new("apt-get").args(["install", "-y", QEMU_PACKAGE]).status().is_ok_and(|s| s.success());
+        && Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", QEMU_PACKAGE])
+            .status()
+            .is_ok_and(|s| s.success());
     if ok && qemu_works() {
         Ok(())
     } else {

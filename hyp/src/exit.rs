@@ -19,7 +19,7 @@ pub enum ExitReason<'a> {
         /// The device (its register base), when a device was involved.
         device: Option<u64>,
         /// The queue, when a virtqueue was involved.
-        queue: Option<u16>,
+        queue: Option<u32>,
         /// The descriptor, when one was involved.
         descriptor: Option<u16>,
         /// What was wrong.

@@ -166,6 +166,49 @@ impl<'a> Ownership<'a> {
             state => Err(OwnershipError::WrongState(ipa, state)),
         }
     }
+
+    /// Pins every page `[ipa, ipa + len)` touches (`len` > 0), all or nothing, and
+    /// returns exactly what it pinned, for [`Self::unpin_range`].
+    pub fn pin_range(&mut self, ipa: u64, len: u64) -> Result<PinnedRange, OwnershipError> {
+        let first = ipa & !(GRANULE - 1);
+        let last = len.checked_sub(1).and_then(|l| ipa.checked_add(l)).ok_or(OwnershipError::OutsideRam(first))?;
+        let range = PinnedRange { first, pages: (last - first) / GRANULE + 1 };
+        for (done, page) in range.pages().enumerate() {
+            if let Err(e) = self.pin(page) {
+                for pinned in range.pages().take(done) {
+                    // Pinned just now: dropping that pin cannot fail.
+                    let _ = self.unpin(pinned);
+                }
+                return Err(e);
+            }
+        }
+        Ok(range)
+    }
+
+    /// Drops the pins [`Self::pin_range`] took. An error means hyp's bookkeeping is
+    /// wrong (a pin dropped twice): the caller must stop, not carry on.
+    pub fn unpin_range(&mut self, range: PinnedRange) -> Result<(), OwnershipError> {
+        for page in range.pages() {
+            self.unpin(page)?;
+        }
+        Ok(())
+    }
+}
+
+/// Pages pinned together, remembered so that exactly these are unpinned later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PinnedRange {
+    /// The first page.
+    pub first: u64,
+    /// How many pages from it.
+    pub pages: u64,
+}
+
+impl PinnedRange {
+    /// The page addresses.
+    pub fn pages(self) -> impl Iterator<Item = u64> {
+        (0..self.pages).map(move |i| self.first + i * GRANULE)
+    }
 }
 
 #[cfg(test)]
@@ -219,5 +262,23 @@ mod tests {
         assert_eq!(o.first_unshared(BASE + 4095, 2), Some(BASE));
         assert_eq!(o.first_unshared(BASE + 4096, 0), Some(BASE + 4096), "an empty range is never shared");
         assert_eq!(o.first_unshared(u64::MAX, 2), Some(!0xfff), "a wrapping range is never shared");
+    }
+
+    #[test]
+    fn ranges_pin_all_or_nothing_and_unpin_exactly() {
+        let mut words = vec![0u16; 4];
+        let mut o = Ownership::new(BASE, &mut words);
+        o.share(BASE).unwrap();
+        o.share(BASE + 4096).unwrap();
+        let r = o.pin_range(BASE + 4000, 200).unwrap();
+        assert_eq!(r, PinnedRange { first: BASE, pages: 2 });
+        assert_eq!(o.state(BASE + 4096), Ok(PageState::Shared { pins: 1 }));
+        // Runs into a private page: nothing stays pinned.
+        assert_eq!(o.pin_range(BASE, 3 * 4096), Err(OwnershipError::WrongState(BASE + 8192, PageState::Private)));
+        assert_eq!(o.state(BASE), Ok(PageState::Shared { pins: 1 }));
+        assert_eq!(o.pin_range(BASE, 0), Err(OwnershipError::OutsideRam(BASE)));
+        o.unpin_range(r).unwrap();
+        assert_eq!(o.state(BASE), Ok(PageState::Shared { pins: 0 }));
+        assert!(o.unpin_range(r).is_err(), "a second unpin is a bookkeeping error");
     }
 }

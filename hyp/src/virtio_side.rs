@@ -4,7 +4,7 @@
 use hyp::devices::DeviceList;
 use hyp::mmio::{DeviceKind, DeviceWindow};
 use hyp::ownership::Ownership;
-use hyp::virtio::{regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, Violation, VirtioDevice, MAX_QUEUES};
+use hyp::virtio::{find_transport, regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, VirtioDevice, MAX_QUEUES};
 
 use crate::arch;
 use crate::single_core::SingleCore;
@@ -78,14 +78,9 @@ pub fn setup(devices: &DeviceList, protected: bool) -> Result<(), (u32, &'static
     Ok(())
 }
 
-fn index_of(slot: u32) -> Option<usize> {
-    TRANSPORTS.get().iter().position(|t| t.as_ref().is_some_and(|t| t.slot == slot))
-}
-
 /// A guest read of a transport register.
 pub fn read(window: &DeviceWindow, slot: u32, pa: u64, width: u8) -> Result<u64, AccessError> {
-    let i = index_of(slot).ok_or(AccessError::BadWidth)?;
-    let transport = TRANSPORTS.get()[i].as_mut().ok_or(AccessError::BadWidth)?;
+    let (_, transport) = find_transport(TRANSPORTS.get(), slot)?;
     transport.read(&mut RealDevice { base: window.base }, pa - window.base, width)
 }
 
@@ -99,9 +94,8 @@ pub fn write(
     value: u64,
     ownership: &mut Ownership<'_>,
 ) -> Result<(), AccessError> {
-    let i = index_of(slot).ok_or(AccessError::BadWidth)?;
-    let transport = TRANSPORTS.get()[i].as_mut().ok_or(AccessError::BadWidth)?;
-    let shadows = &mut SHADOWS.get()[i];
+    let (i, transport) = find_transport(TRANSPORTS.get(), slot)?;
+    let shadows = SHADOWS.get().get_mut(i).ok_or(AccessError::NoTransport)?;
     let offset = pa - window.base;
     transport.write(
         &mut RealDevice { base: window.base },
@@ -119,7 +113,7 @@ pub fn write(
             if transport.in_flight() == 0 {
                 break;
             }
-            transport.collect(ownership, &mut IdentityRam, shadows).map_err(AccessError::Violation)?;
+            transport.collect(ownership, &mut IdentityRam, shadows)?;
             arch::yield_cpu();
         }
     }
@@ -131,9 +125,9 @@ pub fn write(
 /// exit or tick.
 const NOTIFY_WAIT_POLLS: u32 = 50_000;
 
-/// Copies completions of every transport back to the guest. On a violation returns the
+/// Copies completions of every transport back to the guest. On an error returns the
 /// transport's base with it.
-pub fn collect_all(ownership: &mut Ownership<'_>, devices: &DeviceList) -> Result<(), (u64, Violation)> {
+pub fn collect_all(ownership: &mut Ownership<'_>, devices: &DeviceList) -> Result<(), (u64, AccessError)> {
     for (transport, shadows) in TRANSPORTS.get().iter_mut().zip(SHADOWS.get().iter()) {
         let Some(transport) = transport else { continue };
         if let Err(v) = transport.collect(ownership, &mut IdentityRam, shadows) {

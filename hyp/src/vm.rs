@@ -18,7 +18,7 @@ use hyp::ownership::{Ownership, GRANULE};
 use hyp::placement::{check_guest_ram, Reserved};
 use hyp::platform::{self, Platform};
 use hyp::stage2::{self, Attributes, Stage2, Table};
-use hyp::virtio::{AccessError, Violation};
+use hyp::virtio::AccessError;
 
 use crate::arch::sysreg::{read_sysreg, write_sysreg};
 use crate::arch::{self, tick, GuestRegs};
@@ -333,12 +333,12 @@ fn data_abort(regs: &mut GuestRegs, esr: Esr) {
             };
             match result {
                 Ok(()) => write_sysreg!("elr_el2", read_sysreg!("elr_el2") + 4),
-                Err(AccessError::Violation(v)) => violation(device.base, v),
                 Err(AccessError::BadWidth) => {
                     vm.refused.count += 1;
                     vm.refused.last = Some((ipa, Refusal::DeviceRefused));
                     inject_abort(AbortKind::Data)
                 }
+                Err(e) => device_side_stop(device.base, e),
             }
         }
         Decision::Refuse(why) => {
@@ -377,21 +377,28 @@ fn store(
     }
 }
 
-fn violation(device: u64, v: Violation) -> ! {
-    exit(ExitReason::Violation {
-        ipa: v.ipa,
-        device: Some(device),
-        queue: Some(v.queue),
-        descriptor: v.descriptor,
-        what: v.what,
-    })
+/// A virtio access or completion hyp cannot let pass: a guest's violation, or an
+/// inconsistency of hyp's own that must stop the VM rather than be ignored.
+fn device_side_stop(device: u64, e: AccessError) -> ! {
+    match e {
+        AccessError::Violation(v) => exit(ExitReason::Violation {
+            ipa: v.ipa,
+            device: Some(device),
+            queue: Some(v.queue),
+            descriptor: v.descriptor,
+            what: v.what,
+        }),
+        AccessError::HypBug { ipa, what } => fail!("virtio-mmio@{device:#x}: {what} (ipa {ipa:#x})"),
+        AccessError::NoTransport => fail!("virtio-mmio@{device:#x}: hyp exposed a window it serves no transport for"),
+        AccessError::BadWidth => fail!("virtio-mmio@{device:#x}: a completion reported a bad width"),
+    }
 }
 
 /// Completions the device finished since the last exit go back to the guest now.
 fn collect_completions() {
     let vm = vm();
-    if let Err((device, v)) = virtio_side::collect_all(&mut vm.ownership, &vm.devices) {
-        violation(device, v);
+    if let Err((device, e)) = virtio_side::collect_all(&mut vm.ownership, &vm.devices) {
+        device_side_stop(device, e);
     }
 }
 

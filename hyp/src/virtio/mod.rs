@@ -16,7 +16,7 @@ mod queue;
 mod transport;
 
 pub use queue::{Desc, QueueState, ShadowQueue, MAX_QUEUE_SIZE};
-pub use transport::{AccessError, VirtioDevice, MAX_QUEUES};
+pub use transport::{find_transport, AccessError, VirtioDevice, MAX_QUEUES};
 
 use core::fmt;
 
@@ -83,7 +83,7 @@ pub struct Violation {
     /// The guest IPA involved (0 when no address is).
     pub ipa: u64,
     /// The queue.
-    pub queue: u16,
+    pub queue: u32,
     /// The descriptor index, when one is involved.
     pub descriptor: Option<u16>,
     /// What was wrong.

@@ -2,12 +2,19 @@
 //! device is given, and the two moves between them: `notify` (guest → device, every
 //! descriptor validated) and `collect` (device → guest, completions copied back and
 //! their pages unpinned).
+//!
+//! The rule that keeps private memory from the device: a page the device may still use
+//! stays pinned (and so cannot be unshared) until hyp has *seen* the device give it
+//! back — a completion in the shadow used ring, or a finished device reset. QueueReady=0
+//! proves nothing (QEMU's virtio-mmio device keeps serving the queue), so it releases
+//! only the guest's ring pins, never a buffer's. Every pin is remembered as the exact
+//! range it covered and dropped exactly once; a failed unpin is a hyp bug.
 
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{fence, Ordering};
 
-use super::{GuestRam, SharedAccess, Violation};
-use crate::ownership::{Ownership, GRANULE};
+use super::{AccessError, GuestRam, SharedAccess, Violation};
+use crate::ownership::{Ownership, PinnedRange};
 
 /// The largest queue hyp shadows (it reports at most this in QueueNumMax).
 pub const MAX_QUEUE_SIZE: usize = 256;
@@ -120,23 +127,60 @@ impl ShadowQueue {
         unsafe { addr_of!(self.used.idx).read_volatile() }
     }
 
-    fn used_elem(&self, slot: usize) -> UsedElem {
-        // SAFETY: as above; `slot` < MAX_QUEUE_SIZE.
-        unsafe { addr_of!(self.used.ring[slot]).read_volatile() }
+    fn used_elem(&self, slot: usize) -> Option<UsedElem> {
+        let elem = self.used.ring.get(slot)?;
+        // SAFETY: as above.
+        Some(unsafe { addr_of!(*elem).read_volatile() })
     }
 
-    fn publish_avail(&mut self, slot: usize, head: u16, idx: u16) {
-        self.avail.ring[slot] = head;
+    fn publish_avail(&mut self, slot: usize, head: u16, idx: u16) -> Option<()> {
+        *self.avail.ring.get_mut(slot)? = head;
         fence(Ordering::SeqCst);
         // SAFETY: hyp's memory; the device reads idx after the ring entry.
         unsafe { addr_of_mut!(self.avail.idx).write_volatile(idx) };
+        Some(())
     }
+}
+
+/// What hyp remembers of one descriptor the device holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct InFlight {
+    /// Exactly the pages this descriptor's buffer pinned.
+    pinned: PinnedRange,
+    /// The next descriptor of its chain ([`NONE`] at the end).
+    next: u16,
+    /// On a chain's head: the bytes the device may write into the chain.
+    head_writable: Option<u32>,
+}
+
+/// The guest's rings while the queue is ready (QueueReady=1 until QueueReady=0 or a
+/// device reset), with the size fixed when it became ready.
+#[derive(Clone, Copy, Debug)]
+struct GuestRings {
+    size: u16,
+    desc: u64,
+    avail: u64,
+    used: u64,
+    /// Exactly what enabling pinned: descriptor table, available ring, used ring.
+    pins: [PinnedRange; 3],
+    last_avail: u16,
+    used_idx: u16,
+}
+
+/// hyp's place in the shadow rings. It lives from QueueReady=1 until a device reset,
+/// not until QueueReady=0: the device keeps serving (and completing) the queue that long.
+#[derive(Clone, Copy, Debug, Default)]
+struct ShadowCursor {
+    /// The queue size the device was last given (0: not since the last reset).
+    size: u16,
+    avail_idx: u16,
+    last_used: u16,
 }
 
 /// hyp's view of one queue.
 #[derive(Clone, Debug)]
 pub struct QueueState {
-    /// QueueNum as the guest wrote it.
+    /// QueueNum as the guest wrote it (fixed while the queue is ready).
     pub size: u16,
     /// Guest descriptor table IPA.
     pub guest_desc: u64,
@@ -144,35 +188,24 @@ pub struct QueueState {
     pub guest_avail: u64,
     /// Guest used ring IPA.
     pub guest_used: u64,
-    enabled: bool,
-    last_avail: u16,
-    shadow_avail: u16,
-    last_used: u16,
-    guest_used_idx: u16,
-    in_flight: [bool; MAX_QUEUE_SIZE],
-    chain_next: [u16; MAX_QUEUE_SIZE],
-    pinned: [(u64, u32); MAX_QUEUE_SIZE],
-    head_writable: [u32; MAX_QUEUE_SIZE],
-    head_active: [bool; MAX_QUEUE_SIZE],
+    rings: Option<GuestRings>,
+    cursor: ShadowCursor,
+    descs: [Option<InFlight>; MAX_QUEUE_SIZE],
     chains_in_flight: u16,
 }
 
-fn ring_sizes(size: u16) -> (u64, u64, u64) {
+fn ring_sizes(size: u16) -> [u64; 3] {
     let n = size as u64;
-    (16 * n, 6 + 2 * n, 6 + 8 * n)
+    [16 * n, 6 + 2 * n, 6 + 8 * n]
 }
 
-fn pin_range(ownership: &mut Ownership<'_>, addr: u64, len: u64, pin: bool) {
-    if len == 0 {
-        return;
-    }
-    let first = addr & !(GRANULE - 1);
-    let last = (addr + len - 1) & !(GRANULE - 1);
-    for page in (first..=last).step_by(GRANULE as usize) {
-        // Ranges were checked to be shared before pinning, and every pin is dropped
-        // exactly once, so these cannot fail.
-        let _ = if pin { ownership.pin(page) } else { ownership.unpin(page) };
-    }
+/// hyp's own bookkeeping is inconsistent: the VM stops with `hyp_error`.
+fn hyp_bug(ipa: u64, what: &'static str) -> AccessError {
+    AccessError::HypBug { ipa, what }
+}
+
+fn unpin(ownership: &mut Ownership<'_>, range: PinnedRange) -> Result<(), AccessError> {
+    ownership.unpin_range(range).map_err(|_| hyp_bug(range.first, "unpin of a page hyp had not pinned"))
 }
 
 impl Default for QueueState {
@@ -189,52 +222,70 @@ impl QueueState {
             guest_desc: 0,
             guest_avail: 0,
             guest_used: 0,
-            enabled: false,
-            last_avail: 0,
-            shadow_avail: 0,
-            last_used: 0,
-            guest_used_idx: 0,
-            in_flight: [false; MAX_QUEUE_SIZE],
-            chain_next: [NONE; MAX_QUEUE_SIZE],
-            pinned: [(0, 0); MAX_QUEUE_SIZE],
-            head_writable: [0; MAX_QUEUE_SIZE],
-            head_active: [false; MAX_QUEUE_SIZE],
+            rings: None,
+            cursor: ShadowCursor { size: 0, avail_idx: 0, last_used: 0 },
+            descs: [None; MAX_QUEUE_SIZE],
             chains_in_flight: 0,
         }
     }
 
-    /// Whether the queue is live.
+    /// Whether the queue is ready (QueueReady=1 was accepted and not undone).
     pub fn is_enabled(&self) -> bool {
-        self.enabled
+        self.rings.is_some()
     }
 
-    /// Chains handed to the device and not yet completed.
+    /// Chains handed to the device and not yet given back.
     pub fn in_flight_chains(&self) -> usize {
         self.chains_in_flight as usize
     }
 
+    /// Pins held for the device: ring pins while ready, and one per descriptor in
+    /// flight (ready or not).
+    pub fn pinned_ranges(&self) -> impl Iterator<Item = PinnedRange> + '_ {
+        let rings = self.rings.iter().flat_map(|r| r.pins);
+        rings.chain(self.descs.iter().flatten().map(|d| d.pinned))
+    }
+
+    /// A guest write to QueueNum: refused while the queue is ready, because every
+    /// index hyp takes from the rings is bounded by the size they were enabled with.
+    pub fn set_size(&mut self, queue: u32, value: u32) -> Result<(), AccessError> {
+        if self.is_enabled() {
+            return Err(AccessError::Violation(Violation {
+                ipa: 0,
+                queue,
+                descriptor: None,
+                what: "queue size changed while the queue is ready",
+            }));
+        }
+        self.size = value.min(u16::MAX as u32) as u16;
+        Ok(())
+    }
+
     /// QueueReady = 1: checks the guest's rings (size, alignment, every page shared),
-    /// pins them for as long as the queue lives, and clears the shadow.
+    /// pins them for as long as the queue is ready, and readies the shadow.
     pub fn enable<R: GuestRam>(
         &mut self,
-        queue: u16,
+        queue: u32,
         ownership: &mut Ownership<'_>,
         ram: &mut R,
         shadow: &mut ShadowQueue,
-    ) -> Result<(), Violation> {
-        let violation = |ipa, what| Violation { ipa, queue, descriptor: None, what };
-        if self.enabled {
+    ) -> Result<(), AccessError> {
+        let violation = |ipa, what| AccessError::Violation(Violation { ipa, queue, descriptor: None, what });
+        if self.is_enabled() {
             return Err(violation(0, "queue enabled twice"));
+        }
+        if self.chains_in_flight > 0 {
+            return Err(violation(0, "queue enabled while the device still holds its buffers (reset the device)"));
         }
         let size = self.size;
         if size == 0 || !size.is_power_of_two() || size as usize > MAX_QUEUE_SIZE {
             return Err(violation(0, "queue size is not a power of two up to 256"));
         }
-        let (desc_len, avail_len, used_len) = ring_sizes(size);
-        let rings = [(self.guest_desc, desc_len, 16), (self.guest_avail, avail_len, 2), (self.guest_used, used_len, 4)];
+        let addresses = [self.guest_desc, self.guest_avail, self.guest_used];
+        let lens = ring_sizes(size);
         {
             let access = SharedAccess::new(&*ownership, ram);
-            for (ipa, len, align) in rings {
+            for ((ipa, len), align) in addresses.into_iter().zip(lens).zip([16, 2, 4]) {
                 if !ipa.is_multiple_of(align) {
                     return Err(violation(ipa, "ring is misaligned"));
                 }
@@ -243,44 +294,50 @@ impl QueueState {
                 }
             }
         }
-        for (ipa, len, _) in rings {
-            pin_range(ownership, ipa, len, true);
+        let mut pins = [PinnedRange { first: 0, pages: 0 }; 3];
+        for (i, (ipa, len)) in addresses.into_iter().zip(lens).enumerate() {
+            match ownership.pin_range(ipa, len) {
+                Ok(range) => pins[i] = range,
+                Err(_) => {
+                    for &range in &pins[..i] {
+                        unpin(ownership, range)?;
+                    }
+                    return Err(hyp_bug(ipa, "could not pin a ring it found shared"));
+                }
+            }
         }
-        shadow.reset();
-        *self = Self {
-            size,
-            guest_desc: self.guest_desc,
-            guest_avail: self.guest_avail,
-            guest_used: self.guest_used,
-            enabled: true,
-            ..Self::new()
-        };
+        if self.cursor.size == 0 {
+            // First use since a reset: the device starts its indices at zero too.
+            shadow.reset();
+            self.cursor = ShadowCursor::default();
+        }
+        self.cursor.size = size;
+        let [desc, avail, used] = addresses;
+        self.rings = Some(GuestRings { size, desc, avail, used, pins, last_avail: 0, used_idx: 0 });
         Ok(())
     }
 
-    /// QueueReady = 0 or a device reset (the device has stopped using the queue): drops
-    /// every pin the queue holds.
-    pub fn disable(&mut self, ownership: &mut Ownership<'_>) {
-        if !self.enabled {
-            return;
-        }
-        for i in 0..MAX_QUEUE_SIZE {
-            if self.in_flight[i] {
-                let (addr, len) = self.pinned[i];
-                pin_range(ownership, addr, len as u64, false);
+    /// QueueReady = 0: the guest stops using the rings, so their pins go. The device may
+    /// still hold buffers (QEMU does not stop a queue on QueueReady=0): those stay
+    /// pinned until it completes them or is reset.
+    pub fn disable(&mut self, ownership: &mut Ownership<'_>) -> Result<(), AccessError> {
+        if let Some(rings) = self.rings.take() {
+            for range in rings.pins {
+                unpin(ownership, range)?;
             }
         }
-        let (desc_len, avail_len, used_len) = ring_sizes(self.size);
-        pin_range(ownership, self.guest_desc, desc_len, false);
-        pin_range(ownership, self.guest_avail, avail_len, false);
-        pin_range(ownership, self.guest_used, used_len, false);
-        *self = Self {
-            size: self.size,
-            guest_desc: self.guest_desc,
-            guest_avail: self.guest_avail,
-            guest_used: self.guest_used,
-            ..Self::new()
-        };
+        Ok(())
+    }
+
+    /// The device finished a reset (hyp read STATUS back as 0): it holds nothing any
+    /// more, so every pin goes and the queue starts afresh.
+    pub fn device_reset(&mut self, ownership: &mut Ownership<'_>) -> Result<(), AccessError> {
+        self.disable(ownership)?;
+        for desc in self.descs.iter().flatten() {
+            unpin(ownership, desc.pinned)?;
+        }
+        *self = Self::new();
+        Ok(())
     }
 
     /// QueueNotify: takes every new entry of the guest's available ring, validates its
@@ -288,43 +345,45 @@ impl QueueState {
     /// were published. Nothing of a chain that fails reaches the device.
     pub fn notify<R: GuestRam>(
         &mut self,
-        queue: u16,
+        queue: u32,
         ownership: &mut Ownership<'_>,
         ram: &mut R,
         shadow: &mut ShadowQueue,
-    ) -> Result<u16, Violation> {
-        let violation = |ipa, descriptor, what| Violation { ipa, queue, descriptor, what };
-        if !self.enabled {
-            return Err(violation(0, None, "notify of a queue that is not ready"));
-        }
-        let size = self.size;
+    ) -> Result<u16, AccessError> {
+        let violation = |ipa, what| AccessError::Violation(Violation { ipa, queue, descriptor: None, what });
+        let Some(rings) = self.rings else {
+            return Err(violation(0, "notify of a queue that is not ready"));
+        };
         let avail_idx = SharedAccess::new(&*ownership, ram)
-            .read_u16(self.guest_avail + 2)
-            .map_err(|e| violation(e.0, None, "available ring not shared"))?;
-        let pending = avail_idx.wrapping_sub(self.last_avail);
-        if pending > size {
-            return Err(violation(self.guest_avail + 2, None, "available index ran ahead of the queue size"));
+            .read_u16(rings.avail + 2)
+            .map_err(|e| violation(e.0, "available ring not shared"))?;
+        let pending = avail_idx.wrapping_sub(rings.last_avail);
+        if pending > rings.size {
+            return Err(violation(rings.avail + 2, "available index ran ahead of the queue size"));
         }
         for _ in 0..pending {
-            let slot = (self.last_avail % size) as u64;
+            let Some(rings) = self.rings.as_mut() else { break };
+            let slot = (rings.last_avail % rings.size) as u64;
             let head = SharedAccess::new(&*ownership, ram)
-                .read_u16(self.guest_avail + 4 + 2 * slot)
-                .map_err(|e| violation(e.0, None, "available ring not shared"))?;
-            self.take_chain(queue, head, ownership, ram, shadow)?;
-            self.last_avail = self.last_avail.wrapping_add(1);
+                .read_u16(rings.avail + 4 + 2 * slot)
+                .map_err(|e| violation(e.0, "available ring not shared"))?;
+            rings.last_avail = rings.last_avail.wrapping_add(1);
+            let rings = *rings;
+            self.take_chain(queue, &rings, head, ownership, ram, shadow)?;
         }
         Ok(pending)
     }
 
     fn take_chain<R: GuestRam>(
         &mut self,
-        queue: u16,
+        queue: u32,
+        rings: &GuestRings,
         head: u16,
         ownership: &mut Ownership<'_>,
         ram: &mut R,
         shadow: &mut ShadowQueue,
-    ) -> Result<(), Violation> {
-        let size = self.size;
+    ) -> Result<(), AccessError> {
+        let size = rings.size;
         let mut chain = [0u16; MAX_QUEUE_SIZE];
         let mut descs = [Desc::default(); MAX_QUEUE_SIZE];
         let mut count = 0usize;
@@ -333,18 +392,19 @@ impl QueueState {
         {
             let access = SharedAccess::new(&*ownership, ram);
             loop {
-                let violation = |ipa, what| Violation { ipa, queue, descriptor: Some(index), what };
+                let violation =
+                    |ipa, what| AccessError::Violation(Violation { ipa, queue, descriptor: Some(index), what });
                 if index >= size {
                     return Err(violation(0, "descriptor index out of range"));
                 }
                 if count == size as usize || chain[..count].contains(&index) {
                     return Err(violation(0, "descriptor chain loops"));
                 }
-                if self.in_flight[index as usize] {
+                if self.descs.get(index as usize).is_none_or(Option::is_some) {
                     return Err(violation(0, "descriptor already in flight"));
                 }
                 let mut raw = [0u8; 16];
-                let at = self.guest_desc + 16 * index as u64;
+                let at = rings.desc + 16 * index as u64;
                 access.read(at, &mut raw).map_err(|e| violation(e.0, "descriptor table not shared"))?;
                 let desc = Desc::from_bytes(&raw);
                 if desc.flags & F_INDIRECT != 0 {
@@ -353,10 +413,10 @@ impl QueueState {
                 if desc.addr.checked_add(desc.len as u64).is_none() {
                     return Err(violation(desc.addr, "buffer wraps around the address space"));
                 }
-                if desc.len > 0 {
-                    if let Some(page) = access.ownership().first_unshared(desc.addr, desc.len as u64) {
-                        return Err(violation(page, "buffer page not shared"));
-                    }
+                // A zero-length buffer still hands the device an address: its page
+                // must be shared like any other.
+                if let Some(page) = access.ownership().first_unshared(desc.addr, (desc.len as u64).max(1)) {
+                    return Err(violation(page, "buffer page not shared"));
                 }
                 if desc.flags & F_WRITE != 0 {
                     writable = writable.saturating_add(desc.len);
@@ -370,72 +430,100 @@ impl QueueState {
                 index = desc.next;
             }
         }
+        let mut pinned = [PinnedRange { first: 0, pages: 0 }; MAX_QUEUE_SIZE];
         for i in 0..count {
-            let (index, desc) = (chain[i] as usize, descs[i]);
-            pin_range(ownership, desc.addr, desc.len as u64, true);
-            self.in_flight[index] = true;
-            self.pinned[index] = (desc.addr, desc.len);
-            self.chain_next[index] = if i + 1 < count { chain[i + 1] } else { NONE };
-            shadow.desc[index] = desc;
+            match ownership.pin_range(descs[i].addr, (descs[i].len as u64).max(1)) {
+                Ok(range) => pinned[i] = range,
+                Err(_) => {
+                    for &range in &pinned[..i] {
+                        unpin(ownership, range)?;
+                    }
+                    return Err(hyp_bug(descs[i].addr, "could not pin a buffer it found shared"));
+                }
+            }
         }
-        self.head_active[head as usize] = true;
+        for i in 0..count {
+            let index = chain[i] as usize;
+            let (Some(slot), Some(shadow_desc)) = (self.descs.get_mut(index), shadow.desc.get_mut(index)) else {
+                return Err(hyp_bug(0, "descriptor index beyond the queue"));
+            };
+            *slot = Some(InFlight {
+                pinned: pinned[i],
+                next: if i + 1 < count { chain[i + 1] } else { NONE },
+                head_writable: (i == 0).then_some(writable),
+            });
+            *shadow_desc = descs[i];
+        }
         self.chains_in_flight += 1;
-        self.head_writable[head as usize] = writable;
-        let slot = (self.shadow_avail % size) as usize;
-        self.shadow_avail = self.shadow_avail.wrapping_add(1);
-        shadow.publish_avail(slot, head, self.shadow_avail);
-        Ok(())
+        let slot = (self.cursor.avail_idx % size) as usize;
+        self.cursor.avail_idx = self.cursor.avail_idx.wrapping_add(1);
+        shadow.publish_avail(slot, head, self.cursor.avail_idx).ok_or(hyp_bug(0, "shadow ring slot beyond the queue"))
     }
 
-    /// Copies the device's new completions to the guest's used ring and unpins their
-    /// buffers. Entries naming no chain in flight are dropped (a device fault that must
-    /// not unpin anything). Returns how many completions reached the guest.
+    /// Copies the device's new completions to the guest's used ring (while the queue
+    /// is ready) and unpins their buffers (always: the device gave them back). Entries
+    /// naming no chain in flight are dropped (a device fault that must not unpin
+    /// anything). Returns how many completions reached the guest.
     pub fn collect<R: GuestRam>(
         &mut self,
-        queue: u16,
+        queue: u32,
         ownership: &mut Ownership<'_>,
         ram: &mut R,
         shadow: &ShadowQueue,
-    ) -> Result<u16, Violation> {
-        if !self.enabled {
+    ) -> Result<u16, AccessError> {
+        let size = self.cursor.size;
+        if size == 0 || self.chains_in_flight == 0 {
             return Ok(0);
         }
-        let size = self.size;
         fence(Ordering::SeqCst);
-        let used_idx = shadow.used_idx();
-        let new = used_idx.wrapping_sub(self.last_used).min(size);
+        let new = shadow.used_idx().wrapping_sub(self.cursor.last_used).min(size);
         let mut delivered = 0;
         for _ in 0..new {
-            let elem = shadow.used_elem((self.last_used % size) as usize);
-            self.last_used = self.last_used.wrapping_add(1);
+            let elem = shadow
+                .used_elem((self.cursor.last_used % size) as usize)
+                .ok_or(hyp_bug(0, "shadow used slot beyond the queue"))?;
+            self.cursor.last_used = self.cursor.last_used.wrapping_add(1);
             let head = elem.id as usize;
-            if head >= size as usize || !self.head_active[head] {
+            let writable = match self.descs.get(head) {
+                Some(Some(InFlight { head_writable: Some(w), .. })) => *w,
+                _ => continue,
+            };
+            self.release_chain(head as u16, ownership)?;
+            let Some(rings) = self.rings.as_mut() else {
+                // QueueReady=0 came first: the guest no longer has a used ring.
                 continue;
-            }
-            self.head_active[head] = false;
-            self.chains_in_flight -= 1;
-            let len = elem.len.min(self.head_writable[head]);
-            let mut index = head as u16;
-            while index != NONE {
-                let i = index as usize;
-                let (addr, len) = self.pinned[i];
-                pin_range(ownership, addr, len as u64, false);
-                self.in_flight[i] = false;
-                index = self.chain_next[i];
-            }
-            let slot = (self.guest_used_idx % size) as u64;
+            };
+            let slot = (rings.used_idx % rings.size) as u64;
             let mut entry = [0u8; 8];
             entry[..4].copy_from_slice(&(head as u32).to_le_bytes());
-            entry[4..].copy_from_slice(&len.to_le_bytes());
+            entry[4..].copy_from_slice(&elem.len.min(writable).to_le_bytes());
             let mut access = SharedAccess::new(&*ownership, ram);
-            let violation =
-                |e: super::NotShared| Violation { ipa: e.0, queue, descriptor: None, what: "used ring not shared" };
-            access.write(self.guest_used + 4 + 8 * slot, &entry).map_err(violation)?;
+            let violation = |e: super::NotShared| {
+                AccessError::Violation(Violation { ipa: e.0, queue, descriptor: None, what: "used ring not shared" })
+            };
+            access.write(rings.used + 4 + 8 * slot, &entry).map_err(violation)?;
             fence(Ordering::SeqCst);
-            self.guest_used_idx = self.guest_used_idx.wrapping_add(1);
-            access.write(self.guest_used + 2, &self.guest_used_idx.to_le_bytes()).map_err(violation)?;
+            rings.used_idx = rings.used_idx.wrapping_add(1);
+            access.write(rings.used + 2, &rings.used_idx.to_le_bytes()).map_err(violation)?;
             delivered += 1;
         }
         Ok(delivered)
+    }
+
+    /// Unpins a completed chain, descriptor by descriptor, exactly as it was pinned.
+    fn release_chain(&mut self, head: u16, ownership: &mut Ownership<'_>) -> Result<(), AccessError> {
+        let mut index = head;
+        for _ in 0..MAX_QUEUE_SIZE {
+            let Some(desc) = self.descs.get_mut(index as usize).and_then(Option::take) else {
+                return Err(hyp_bug(0, "a chain in flight lost a descriptor"));
+            };
+            unpin(ownership, desc.pinned)?;
+            if desc.next == NONE {
+                self.chains_in_flight -= 1;
+                return Ok(());
+            }
+            index = desc.next;
+        }
+        Err(hyp_bug(0, "a chain in flight loops"))
     }
 }

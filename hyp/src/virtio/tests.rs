@@ -352,3 +352,153 @@ fn checked_access_refuses_private_pages() {
     assert_eq!(access.read(PRIVATE, &mut buf), Err(NotShared(PRIVATE)));
     assert_eq!(access.read(BUF, &mut buf), Ok(()));
 }
+
+fn violation_of(result: Result<(), AccessError>) -> Violation {
+    match result {
+        Err(AccessError::Violation(v)) => v,
+        other => panic!("expected a violation, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_queue_size_is_fixed_while_the_queue_is_ready() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    let v = violation_of(w.write(regs::QUEUE_NUM, 1024));
+    assert_eq!((v.queue, v.what), (0, "queue size changed while the queue is ready"));
+    assert!(!w.dev.writes.contains(&(regs::QUEUE_NUM, 1024)), "the device never saw the new size");
+    // The attack that panicked hyp: a head beyond the size the queue was enabled with.
+    w.ram.avail(0, &[300], 8);
+    let v = w.violation();
+    assert_eq!((v.descriptor, v.what), (Some(300), "descriptor index out of range"));
+    // Once not ready, the size may change again.
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.write(regs::QUEUE_READY, 0).unwrap();
+    w.write(regs::QUEUE_NUM, 16).unwrap();
+}
+
+/// A writable buffer posted, then QueueReady=0: QEMU keeps serving the queue, so the
+/// buffer's page must stay pinned (not unshareable) until the device gives it back.
+#[test]
+fn queue_ready_zero_keeps_the_pins_of_buffers_the_device_holds() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(0, BUF, 512, 2, 0);
+    w.ram.avail(0, &[0], 8);
+    w.notify().unwrap();
+    w.write(regs::QUEUE_READY, 0).unwrap();
+    assert_eq!(w.pins(DESC), 0, "the guest's ring pins go with QueueReady=0");
+    assert_eq!(w.pins(BUF), 1, "the device still holds the buffer");
+    assert_eq!(w.ownership.unshare(BUF), Err(crate::ownership::OwnershipError::Pinned(BUF)));
+    // Enabling again while the device holds buffers is refused.
+    let v = violation_of(w.write(regs::QUEUE_READY, 1));
+    assert_eq!(v.what, "queue enabled while the device still holds its buffers (reset the device)");
+    // The device completes it: unpinned, but the guest (no ring any more) is not written.
+    w.complete(0, 512);
+    assert_eq!(w.collect(), 0);
+    assert_eq!(w.pins(BUF), 0);
+    assert_eq!(w.ram.u16_at(USED + 2), 0);
+    w.ownership.unshare(BUF).unwrap();
+}
+
+#[test]
+fn a_reset_releases_pins_only_once_status_reads_back_zero() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(0, BUF, 512, 2, 0);
+    w.ram.avail(0, &[0], 8);
+    w.notify().unwrap();
+    // The device has not finished its reset: STATUS still reads non-zero.
+    w.dev.regs.insert(regs::STATUS, 0x40);
+    w.write(regs::STATUS, 0).unwrap();
+    assert_eq!((w.pins(DESC), w.pins(BUF)), (1, 1), "nothing released on an unfinished reset");
+    w.dev.regs.insert(regs::STATUS, 0);
+    w.write(regs::STATUS, 0).unwrap();
+    assert_eq!((w.pins(DESC), w.pins(BUF)), (0, 0), "a finished reset releases everything");
+    assert_eq!(w.transport.in_flight(), 0);
+    // And the queue starts afresh.
+    w.setup_queue(8).unwrap();
+}
+
+/// Queue 1 enabled small beside queue 0's in-flight buffer; resizing it cannot make
+/// its disable unpin pages it never pinned.
+#[test]
+fn disable_unpins_exactly_what_enable_pinned() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(0, BUF, 64, 2, 0);
+    w.ram.avail(0, &[0], 8);
+    w.notify().unwrap();
+    // Queue 1: one descriptor at the very end of the page before BUF.
+    w.write(regs::QUEUE_SEL, 1).unwrap();
+    w.write(regs::QUEUE_NUM, 1).unwrap();
+    for (low, addr) in [
+        (regs::QUEUE_DESC_LOW, BUF - 16),
+        (regs::QUEUE_DRIVER_LOW, AVAIL + 0x800),
+        (regs::QUEUE_DEVICE_LOW, USED + 0x800),
+    ] {
+        w.write(low, addr & 0xffff_ffff).unwrap();
+        w.write(low + 4, addr >> 32).unwrap();
+    }
+    w.ownership.share(BUF - 0x1000).unwrap();
+    w.write(regs::QUEUE_READY, 1).unwrap();
+    assert_eq!(violation_of(w.write(regs::QUEUE_NUM, 256)).what, "queue size changed while the queue is ready");
+    w.write(regs::QUEUE_READY, 0).unwrap();
+    assert_eq!(w.pins(BUF), 1, "queue 0's buffer keeps its pin");
+    assert_eq!(w.pins(BUF - 0x1000), 0);
+}
+
+#[test]
+fn an_unpin_without_its_pin_is_a_hyp_bug() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    // Something behind the queue's back dropped the ring's pin.
+    w.ownership.unpin(DESC).unwrap();
+    match w.write(regs::QUEUE_READY, 0) {
+        Err(AccessError::HypBug { ipa, what }) => {
+            assert_eq!((ipa, what), (DESC, "unpin of a page hyp had not pinned"))
+        }
+        other => panic!("expected a hyp bug, got {other:?}"),
+    }
+}
+
+#[test]
+fn zero_length_descriptors_are_checked_and_pinned() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(0, 0x4000_0000, 0, 0, 0); // hyp's own image, outside guest RAM
+    w.ram.avail(0, &[0], 8);
+    let v = w.violation();
+    assert_eq!((v.ipa, v.what), (0x4000_0000, "buffer page not shared"));
+    assert_eq!(w.shadows[0].avail.idx, 0, "nothing reached the device");
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(0, PRIVATE, 0, 0, 0);
+    w.ram.avail(0, &[0], 8);
+    assert_eq!(w.violation().ipa, PRIVATE);
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(0, BUF + 0x10, 0, 0, 0);
+    w.ram.avail(0, &[0], 8);
+    w.notify().unwrap();
+    assert_eq!(w.pins(BUF), 1, "a zero-length buffer's page is held like any other");
+}
+
+#[test]
+fn violations_name_the_queue_they_concern() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    let v = violation_of(w.write(regs::QUEUE_NOTIFY, 7));
+    assert_eq!((v.queue, v.what), (7, "notify of a queue beyond what hyp shadows"));
+    w.write(regs::QUEUE_SEL, 70_000).unwrap();
+    let v = violation_of(w.write(regs::QUEUE_NUM, 8));
+    assert_eq!((v.queue, v.what), (70_000, "queue beyond what hyp shadows"));
+}
+
+#[test]
+fn a_missing_transport_is_named_as_such() {
+    let mut transports = [None, Some(VirtioDevice::new(31, true)), None];
+    assert_eq!(find_transport(&mut transports, 31).map(|(i, t)| (i, t.slot)), Ok((1, 31)));
+    assert!(matches!(find_transport(&mut transports, 30), Err(AccessError::NoTransport)));
+}

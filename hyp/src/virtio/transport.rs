@@ -16,8 +16,31 @@ pub const MAX_QUEUES: usize = 4;
 pub enum AccessError {
     /// virtio-mmio registers below the config space are 32 bits wide.
     BadWidth,
+    /// hyp serves no transport at this device slot.
+    NoTransport,
     /// The access broke a rule: the VM stops.
     Violation(Violation),
+    /// hyp's own bookkeeping is inconsistent (a pin dropped that was never taken): the
+    /// VM stops with `hyp_error`, never carries on.
+    HypBug {
+        /// The IPA involved (0 when none is).
+        ipa: u64,
+        /// What went wrong.
+        what: &'static str,
+    },
+}
+
+/// The transport at QEMU's `slot` among a VM's transports, with its index; a slot hyp
+/// serves no transport for is [`AccessError::NoTransport`], named as such.
+pub fn find_transport(
+    transports: &mut [Option<VirtioDevice>],
+    slot: u32,
+) -> Result<(usize, &mut VirtioDevice), AccessError> {
+    transports
+        .iter_mut()
+        .enumerate()
+        .find_map(|(i, t)| t.as_mut().filter(|t| t.slot == slot).map(|t| (i, t)))
+        .ok_or(AccessError::NoTransport)
 }
 
 /// One transport.
@@ -99,7 +122,8 @@ impl VirtioDevice {
         }
         let value32 = value as u32;
         let sel = self.queue_sel as usize;
-        let violation = |what| AccessError::Violation(Violation { ipa: 0, queue: sel as u16, descriptor: None, what });
+        let queue_sel = self.queue_sel;
+        let violation = |what| AccessError::Violation(Violation { ipa: 0, queue: queue_sel, descriptor: None, what });
         match offset {
             regs::DEVICE_FEATURES_SEL => {
                 self.device_features_sel = value32;
@@ -119,7 +143,7 @@ impl VirtioDevice {
             }
             regs::QUEUE_NUM => {
                 let queue = self.queues.get_mut(sel).ok_or(violation("queue beyond what hyp shadows"))?;
-                queue.size = value32.min(u16::MAX as u32) as u16;
+                queue.set_size(sel as u32, value32)?;
                 dev.write(offset, 4, value);
             }
             regs::QUEUE_DESC_LOW
@@ -145,10 +169,11 @@ impl VirtioDevice {
                 // Not forwarded: the device only ever sees the shadow rings.
             }
             regs::QUEUE_READY => {
-                let queue = self.queues.get_mut(sel).ok_or(violation("queue beyond what hyp shadows"))?;
+                let (Some(queue), Some(shadow)) = (self.queues.get_mut(sel), shadows.get_mut(sel)) else {
+                    return Err(violation("queue beyond what hyp shadows"));
+                };
                 if value32 & 1 == 1 {
-                    let shadow = &mut shadows[sel];
-                    queue.enable(sel as u16, ownership, ram, shadow).map_err(AccessError::Violation)?;
+                    queue.enable(sel as u32, ownership, ram, shadow)?;
                     let (desc, avail, used) = shadow.addresses();
                     for (low, addr) in
                         [(regs::QUEUE_DESC_LOW, desc), (regs::QUEUE_DRIVER_LOW, avail), (regs::QUEUE_DEVICE_LOW, used)]
@@ -159,24 +184,32 @@ impl VirtioDevice {
                     dev.write(offset, 4, 1);
                 } else {
                     dev.write(offset, 4, 0);
-                    queue.disable(ownership);
+                    queue.disable(ownership)?;
                 }
             }
             regs::QUEUE_NOTIFY => {
                 let index = value32 as usize;
-                let (queue, shadow) = match (self.queues.get_mut(index), shadows.get_mut(index)) {
-                    (Some(q), Some(s)) => (q, s),
-                    _ => return Err(violation("notify of a queue beyond what hyp shadows")),
+                let (Some(queue), Some(shadow)) = (self.queues.get_mut(index), shadows.get_mut(index)) else {
+                    return Err(AccessError::Violation(Violation {
+                        ipa: 0,
+                        queue: value32,
+                        descriptor: None,
+                        what: "notify of a queue beyond what hyp shadows",
+                    }));
                 };
-                if queue.notify(index as u16, ownership, ram, shadow).map_err(AccessError::Violation)? > 0 {
+                if queue.notify(value32, ownership, ram, shadow)? > 0 {
                     dev.write(offset, 4, value);
                 }
             }
             regs::STATUS => {
                 dev.write(offset, 4, value);
-                if value32 == 0 {
-                    // A reset: the device dropped every queue.
-                    self.queues.iter_mut().for_each(|q| q.disable(ownership));
+                // A reset has finished only when STATUS reads back 0 (virtio 1.x,
+                // 4.2.2.1): then, and only then, the device holds no buffer. Until
+                // then every pin stays.
+                if value32 == 0 && dev.read(regs::STATUS, 4) == 0 {
+                    for queue in &mut self.queues {
+                        queue.device_reset(ownership)?;
+                    }
                 }
             }
             regs::LEGACY_GUEST_PAGE_SIZE | regs::LEGACY_QUEUE_ALIGN | regs::LEGACY_QUEUE_PFN => {
@@ -193,11 +226,11 @@ impl VirtioDevice {
         ownership: &mut Ownership<'_>,
         ram: &mut R,
         shadows: &[ShadowQueue; MAX_QUEUES],
-    ) -> Result<u16, Violation> {
+    ) -> Result<u16, AccessError> {
         let mut done = 0;
         if self.protected {
             for (i, (queue, shadow)) in self.queues.iter_mut().zip(shadows.iter()).enumerate() {
-                done += queue.collect(i as u16, ownership, ram, shadow)?;
+                done += queue.collect(i as u32, ownership, ram, shadow)?;
             }
         }
         Ok(done)
