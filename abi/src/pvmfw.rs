@@ -26,6 +26,21 @@ pub const VM_SECRET_IPA: u64 = PVMFW_BASE + PVMFW_SIZE - 4096;
 pub const SECRET_SIZE: usize = 32;
 /// Where pvmfw puts the payload's derived secret: the last page of the DT area.
 pub const PAYLOAD_SECRET_IPA: u64 = GUEST_DT_BASE + GUEST_DT_MAX_SIZE - 4096;
+/// The largest host device tree pvmfw accepts. It lies at [`GUEST_DT_BASE`] (the DT
+/// slot), pvmfw copies it into its own memory before reading it, and the payload's new
+/// DT goes in the same slot: all of it far below the secret page, whatever the input.
+pub const HOST_DT_MAX_SIZE: u64 = 512 << 10;
+const _: () = assert!(GUEST_DT_BASE + HOST_DT_MAX_SIZE <= PAYLOAD_SECRET_IPA);
+/// The platform's console (QEMU `virt`'s PL011): pvmfw prints through it from the
+/// start, before the host's DT is checked, and never takes the console from that DT.
+pub const PLATFORM_CONSOLE: u64 = crate::memory_map::QEMU_EARLY_UART;
+/// The platform's SMCCC conduit (as a DT `/psci` `method` names it): a pVM calls its
+/// hypervisor with HVC. pvmfw uses it from the start, never the host DT's choice.
+pub const PLATFORM_CONDUIT: &str = "hvc";
+/// Command-line words the host may not pass to the payload, by prefix: the switches of
+/// the guest runtime (`guest-lib.`) and of pvmfw itself (`pvmfw.`). pvmfw drops them
+/// (and says so); every other word of a printable command line passes unchanged.
+pub const RESERVED_BOOTARG_PREFIXES: [&str; 2] = ["guest-lib.", "pvmfw."];
 /// The reserved-memory node's compatible.
 pub const SECRET_COMPATIBLE: &str = "pvmkit,payload-secret";
 /// Where pvmkit's host DT puts the signed payload for pvmfw to check (a staging copy;

@@ -103,10 +103,16 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// Checks a signed payload's structure; returns the header and the image bytes.
 pub fn parse(blob: &[u8]) -> Result<(Header, &[u8]), HeaderError> {
-    if blob.len() < HEADER_SIZE {
-        return Err(HeaderError::TooShort(blob.len()));
-    }
-    let h = &blob[..HEADER_SIZE];
+    let h: &[u8; HEADER_SIZE] =
+        blob.get(..HEADER_SIZE).and_then(|h| h.try_into().ok()).ok_or(HeaderError::TooShort(blob.len()))?;
+    let header = parse_header(h, blob.len() - HEADER_SIZE)?;
+    Ok((header, &blob[HEADER_SIZE..HEADER_SIZE + header.image_size as usize]))
+}
+
+/// Checks a header already copied out of the signed payload, whose image has
+/// `available` bytes after the header. A reader of untrusted memory copies the header
+/// first and parses the copy, so that what it checked is what it uses.
+pub fn parse_header(h: &[u8; HEADER_SIZE], available: usize) -> Result<Header, HeaderError> {
     if h[0..8] != MAGIC {
         return Err(HeaderError::BadMagic);
     }
@@ -133,7 +139,6 @@ pub fn parse(blob: &[u8]) -> Result<(Header, &[u8]), HeaderError> {
         image_sha256,
         signature,
     };
-    let available = blob.len() - HEADER_SIZE;
     if header.image_size > available as u64 {
         return Err(HeaderError::ImageTruncated { image_size: header.image_size, available });
     }
@@ -150,8 +155,7 @@ pub fn parse(blob: &[u8]) -> Result<(Header, &[u8]), HeaderError> {
     if !entry_ok {
         return Err(HeaderError::EntryOutsideImage(header.entry_ipa));
     }
-    let image = &blob[HEADER_SIZE..HEADER_SIZE + header.image_size as usize];
-    Ok((header, image))
+    Ok(header)
 }
 
 /// The header bytes to sign (signature field zero), for a signer.

@@ -40,7 +40,9 @@ mod runtime;
 pub use device_tree::GuestDt;
 pub use hypervisor::HypervisorInfo;
 #[cfg(target_os = "none")]
-pub use runtime::{mmio_guard, SKIP_MMIO_GUARD_ARG};
+pub use runtime::mmio_guard;
+#[cfg(all(target_os = "none", feature = "unsafe-test-switches"))]
+pub use runtime::SKIP_MMIO_GUARD_ARG;
 
 /// What guest-lib found at boot, handed to the guest's `main`.
 #[derive(Clone, Copy, Debug)]
@@ -65,15 +67,40 @@ impl BootInfo {
     }
 }
 
+/// Facts of its platform a guest trusts more than its device tree: the runtime then
+/// takes the conduit and console from here and acts on nothing the DT says about them.
+/// Firmware that must check its DT before believing it (pvmfw) boots this way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Platform {
+    /// The SMCCC conduit.
+    pub conduit: conduit::SystemConduit,
+    /// The PL011 console's base, registered with the MMIO guard at boot.
+    pub console: u64,
+}
+
 /// Declares the guest's `main`: `fn main(boot: &guest_lib::BootInfo)`. guest-lib runs
 /// it after setting everything up and powers the VM off when it returns.
+///
+/// `entry!(main)` takes the conduit and console from the device tree;
+/// `entry!(main, platform = EXPR)` (a [`Platform`]) from `EXPR` instead.
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
+        $crate::entry!(@define $main, None);
+    };
+    ($main:path, platform = $platform:expr) => {
+        $crate::entry!(@define $main, Some($platform));
+    };
+    (@define $main:path, $platform:expr) => {
         #[unsafe(no_mangle)]
         extern "Rust" fn __pvmkit_guest_main(boot: &$crate::BootInfo) {
             let main: fn(&$crate::BootInfo) = $main;
             main(boot)
+        }
+
+        #[unsafe(no_mangle)]
+        extern "Rust" fn __pvmkit_guest_platform() -> Option<$crate::Platform> {
+            $platform
         }
     };
 }

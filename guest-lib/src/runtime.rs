@@ -27,8 +27,10 @@ use crate::{println, psci, BootInfo};
 const QEMU_BARE_DTB: u64 = abi::memory_map::QEMU_RAM_BASE;
 
 /// A command-line word that makes guest-lib skip MMIO guard registration. It exists
-/// only for the negative control that proves hyp enforces the guard; a real guest
-/// never wants it.
+/// only for the negative control that proves hyp enforces the guard, and only in builds
+/// that turn on the `unsafe-test-switches` feature (test-guest): a release guest, and
+/// pvmfw, ignore it.
+#[cfg(feature = "unsafe-test-switches")]
 pub const SKIP_MMIO_GUARD_ARG: &str = "guest-lib.unsafe-skip-mmio-guard";
 
 #[global_allocator]
@@ -41,6 +43,7 @@ unsafe extern "C" {
 
 unsafe extern "Rust" {
     fn __pvmkit_guest_main(boot: &BootInfo);
+    fn __pvmkit_guest_platform() -> Option<crate::Platform>;
 }
 
 /// Written once at boot, before anything reads it; guests are single-core.
@@ -164,14 +167,25 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
         Ok(dt) => (dt, None),
         Err(e) => (GuestDt::EMPTY, Some(e)),
     };
-    let conduit = *CONDUIT.set(dt.conduit.unwrap_or(SystemConduit::Hvc));
+    // SAFETY: defined by the guest's `guest_lib::entry!`.
+    let platform = unsafe { __pvmkit_guest_platform() };
+    // A guest that declares its platform acts on nothing the DT says about the conduit
+    // or the console: that DT may not have been checked yet.
+    let (conduit, uart) = match platform {
+        Some(p) => (p.conduit, Some(p.console)),
+        None => (dt.conduit.unwrap_or(SystemConduit::Hvc), dt.uart),
+    };
+    let conduit = *CONDUIT.set(conduit);
     let hypervisor = HypervisorInfo::discover(&conduit);
     let guard = MMIO_GUARD.set(MmioGuard::new(conduit, hypervisor.features()).unwrap_or_else(|_| fatal_silent()));
     if guard.enroll().is_err() {
         fatal_silent();
     }
-    if let Some(uart) = dt.uart {
-        let skip = dt.bootargs.split_ascii_whitespace().any(|w| w == SKIP_MMIO_GUARD_ARG);
+    if let Some(uart) = uart {
+        #[cfg(feature = "unsafe-test-switches")]
+        let skip = platform.is_none() && dt.bootargs.split_ascii_whitespace().any(|w| w == SKIP_MMIO_GUARD_ARG);
+        #[cfg(not(feature = "unsafe-test-switches"))]
+        let skip = false;
         // The console's granule stays registered for the VM's whole life. If the
         // hypervisor refuses it, the guest runs without a console (`console::base()`
         // stays 0) rather than fault on its first byte.

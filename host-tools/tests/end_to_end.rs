@@ -132,7 +132,7 @@ fn mmio_guard_cases_pass_in_both_forms() {
 #[test]
 fn a_guest_without_the_mmio_guard_fails_loudly_when_protected() {
     for abi in ["android", "upstream"] {
-        let (ok, out) = pvmkit(&["run", "--abi", abi, "--guest-arg", "guest-lib.unsafe-skip-mmio-guard"]);
+        let (ok, out) = pvmkit(&["run", "--no-pvmfw", "--abi", abi, "--guest-arg", "guest-lib.unsafe-skip-mmio-guard"]);
         assert!(!ok, "an unguarded console must not work in a protected VM ({abi}):\n{out}");
         assert!(
             out.contains("[hyp] injected 1 external abort(s) for refused accesses; last: IPA 0x9000018, not registered with the MMIO guard"),
@@ -143,7 +143,8 @@ fn a_guest_without_the_mmio_guard_fails_loudly_when_protected() {
     }
     // Unprotected: nothing is enforced, so the console works and every case runs; only
     // the case that checks the console's registration notices what was skipped.
-    let (ok, out) = pvmkit(&["run", "--mode", "unprotected", "--guest-arg", "guest-lib.unsafe-skip-mmio-guard"]);
+    let (ok, out) =
+        pvmkit(&["run", "--no-pvmfw", "--mode", "unprotected", "--guest-arg", "guest-lib.unsafe-skip-mmio-guard"]);
     assert!(!ok, "{out}");
     assert!(out.contains("test hypervisor_uid ... ok"), "{out}");
     assert!(out.contains("test console_granule_is_registered ... FAILED"), "{out}");

@@ -122,6 +122,10 @@ struct HostDt {
     console: u64,
     payload_size: u64,
     virtio: &'static [u64],
+    /// `/psci` `method`.
+    psci: &'static str,
+    /// Bytes of a padding property (to make the tree large).
+    padding: usize,
 }
 
 fn host_dt(spec: &HostDt) -> Vec<u8> {
@@ -129,6 +133,9 @@ fn host_dt(spec: &HostDt) -> Vec<u8> {
     let root = w.begin_node("").unwrap();
     w.property_u32("#address-cells", 2).unwrap();
     w.property_u32("#size-cells", 2).unwrap();
+    if spec.padding > 0 {
+        w.property("pvmkit,padding", &vec![0; spec.padding]).unwrap();
+    }
     let chosen = w.begin_node("chosen").unwrap();
     w.property_string("bootargs", "pvmkit.mode=protected pvmkit.abi=android pvmkit.scenario=normal").unwrap();
     w.end_node(chosen).unwrap();
@@ -142,7 +149,7 @@ fn host_dt(spec: &HostDt) -> Vec<u8> {
     w.end_node(mem).unwrap();
     let psci = w.begin_node("psci").unwrap();
     w.property_string("compatible", "arm,psci-1.0").unwrap();
-    w.property_string("method", "hvc").unwrap();
+    w.property_string("method", spec.psci).unwrap();
     w.end_node(psci).unwrap();
     let uart = w.begin_node("pl011@9000000").unwrap();
     w.property_string("compatible", "arm,pl011").unwrap();
@@ -164,8 +171,14 @@ fn pvmfw_refuses_hostile_device_trees() {
     let dir = scratch("dt");
     let signed = sign(&dir, "good.signed", &[]);
     let size = std::fs::metadata(&signed).unwrap().len();
-    let good =
-        HostDt { memory: (0x8000_0000, 256 << 20), console: 0x0900_0000, payload_size: size, virtio: &[29, 30, 31] };
+    let good = HostDt {
+        memory: (0x8000_0000, 256 << 20),
+        console: 0x0900_0000,
+        payload_size: size,
+        virtio: &[29, 30, 31],
+        psci: "hvc",
+        padding: 0,
+    };
     let run_with = |name: &str, blob: &[u8], reason: &str| {
         let path = dir.join(name);
         std::fs::write(&path, blob).unwrap();
@@ -200,5 +213,74 @@ fn pvmfw_refuses_hostile_device_trees() {
     let mut outside = blob.clone();
     outside[12..16].copy_from_slice(&0x00f0_0000u32.to_be_bytes()); // off_dt_strings far outside
     run_with("offsets.dtb", &outside, "host device tree: device tree is malformed");
+    // A tree that reaches the secret page (2 MiB less 16 bytes: it once wiped half the
+    // secret) does not fit the DT slot.
+    let big = host_dt(&HostDt { padding: (2 << 20) - 16 - blob.len() - 16, ..good });
+    assert!(big.len() > (2 << 20) - 64 && big.len() < 2 << 20, "{}", big.len());
+    run_with(
+        "big.dtb",
+        &big,
+        &format!("host device tree: {:#x} bytes at 0x80000000 do not fit its slot 0x80000000..0x80080000", big.len()),
+    );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// pvmfw copies the host's DT before reading it and keeps everything it writes apart:
+/// the largest tree it accepts leaves the payload's secret exactly as a small one does.
+/// And it takes its conduit and console from the platform, never from that tree.
+#[test]
+fn pvmfw_keeps_the_secret_whole_and_trusts_its_platform_not_the_tree() {
+    let dir = scratch("layout");
+    let signed = sign(&dir, "good.signed", &[]);
+    let size = std::fs::metadata(&signed).unwrap().len();
+    let spec = |psci, padding| HostDt {
+        memory: (0x8000_0000, 256 << 20),
+        console: 0x0900_0000,
+        payload_size: size,
+        virtio: &[29, 30, 31],
+        psci,
+        padding,
+    };
+    let run = |name: &str, blob: Vec<u8>| {
+        let path = dir.join(name);
+        std::fs::write(&path, blob).unwrap();
+        let (ok, out) =
+            pvmkit(&["run", "--signed-payload", signed.to_str().unwrap(), "--host-dt", path.to_str().unwrap()]);
+        assert!(ok, "{out}");
+        assert!(out.contains("[pvmfw] platform: conduit Hvc, console 0x9000000"), "{out}");
+        out
+    };
+    let small = run("small.dtb", host_dt(&spec("hvc", 0)));
+    let max = abi::pvmfw::HOST_DT_MAX_SIZE as usize;
+    let largest = host_dt(&spec("hvc", max - 4096));
+    assert!(largest.len() <= max && largest.len() > max - 4096, "{}", largest.len());
+    let large = run("large.dtb", largest);
+    assert_eq!(digest(&small), digest(&large), "the secret is the same, whole");
+    // A tree that names SMC: pvmfw still calls its hypervisor with HVC.
+    run("smc.dtb", host_dt(&spec("smc", 0)));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The host cannot switch a guest's test switches on: pvmfw drops reserved words from
+/// the command line (and names them), and neither pvmfw nor a guest built without
+/// `unsafe-test-switches` holds the switch at all.
+#[test]
+fn host_bootargs_cannot_reach_test_switches() {
+    let (ok, out) = pvmkit(&["run", "--guest-arg", "guest-lib.unsafe-skip-mmio-guard"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(
+            "[pvmfw] dropped host bootarg 'guest-lib.unsafe-skip-mmio-guard': reserved for the guest's own build"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("test console_granule_is_registered ... ok") && out.contains("pvmkit: PASS"), "{out}");
+    let firmware = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/firmware/aarch64-unknown-none/release/");
+    let holds = |name: &str| {
+        let elf = std::fs::read(format!("{firmware}{name}")).unwrap();
+        let switch = b"guest-lib.unsafe-skip-mmio-guard";
+        elf.windows(switch.len()).any(|w| w == switch)
+    };
+    assert!(!holds("pvmfw"), "pvmfw must not hold a test switch");
+    assert!(holds("test-guest"), "test-guest turns the switch on (the check above can see it)");
 }

@@ -8,12 +8,17 @@ use alloc::string::String;
 use core::arch::{asm, global_asm};
 
 use abi::bundle::Region;
-use abi::memory_map::{GUEST_DT_BASE, QEMU_EARLY_UART};
-use abi::pvmfw::{config_key, CONFIG_SIZE, PAYLOAD_SECRET_IPA, SECRET_SIZE, VM_SECRET_IPA};
-use abi::signed_payload::HEADER_SIZE;
-use guest_lib::{mmio_guard, println, psci, BootInfo};
+use alloc::vec::Vec;
+
+use abi::pvmfw::{
+    config_key, CONFIG_SIZE, PAYLOAD_SECRET_IPA, PLATFORM_CONDUIT, PLATFORM_CONSOLE, SECRET_SIZE, VM_SECRET_IPA,
+};
+use abi::signed_payload::{self, HEADER_SIZE};
+use guest_lib::conduit::SystemConduit;
+use guest_lib::{mmio_guard, println, psci, BootInfo, Platform};
 use pvmfw::host_dt::{self, Limits};
-use pvmfw::{handover_dt, placement, secret, verify};
+use pvmfw::layout::{self, SECRET_PAGE};
+use pvmfw::{bootargs, handover_dt, placement, secret, verify};
 use sha2::{Digest, Sha256};
 
 /// The trusted key, written into the image by `pvmkit` (zero until then).
@@ -22,15 +27,18 @@ use sha2::{Digest, Sha256};
 #[unsafe(no_mangle)]
 static __pvmfw_config: [u8; CONFIG_SIZE] = [0; CONFIG_SIZE];
 
-pub fn main(boot: &BootInfo) {
-    if guest_lib::console::base() == 0 {
-        // The host's DT gave no usable console: pvmfw knows its platform's, and
-        // registers it like any MMIO.
-        if mmio_guard().map(QEMU_EARLY_UART, 0x1000).is_ok() {
-            // SAFETY: the platform's PL011, just registered with the MMIO guard.
-            unsafe { guest_lib::console::init(QEMU_EARLY_UART) };
-        }
+/// What pvmfw believes before it has checked the host's DT: the platform's own conduit
+/// and console (abi), never the DT's.
+pub fn platform() -> Platform {
+    Platform {
+        conduit: SystemConduit::from_method(PLATFORM_CONDUIT).unwrap_or(SystemConduit::Hvc),
+        console: PLATFORM_CONSOLE,
     }
+}
+
+pub fn main(boot: &BootInfo) {
+    // What the runtime really chose, so a test can see that no DT picked it.
+    println!("[pvmfw] platform: conduit {:?}, console {:#x}", boot.conduit, guest_lib::console::base());
     if let Some(e) = boot.dt_error {
         fail(format!("host device tree: {e}"));
     }
@@ -78,14 +86,22 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     let config = unsafe { core::ptr::read_volatile(&raw const __pvmfw_config) };
     let key = config_key(&config).ok_or("pvmfw's config block holds no trusted key")?;
 
-    // The host's DT, checked whole against the platform.
+    // The host's DT: it must lie in the DT slot (so nothing of it can reach the secret
+    // page), and pvmfw copies it into its own memory before reading a byte of it, so
+    // that what it checks is what it uses, whatever pvmfw later writes to guest memory.
     // SAFETY: x0 pointed at the host's DT in guest RAM; its header is read first.
     let header: [u8; 8] = unsafe { memory(boot.dt_ipa, 8) }.try_into().unwrap_or([0; 8]);
     let dt_len = host_dt::dt_size(header).map_err(|e| format!("{e}"))?;
-    // SAFETY: bounded by `dt_size`; guest RAM.
-    let host_blob = unsafe { memory(boot.dt_ipa, dt_len as u64) };
+    let host_region = layout::host_dt(boot.dt_ipa, dt_len as u64).map_err(|e| format!("{e}"))?;
+    // SAFETY: inside the DT slot, guest RAM.
+    let host_blob: Vec<u8> = unsafe { memory(host_region.start, host_region.size()) }.to_vec();
+    erase(host_region.start, host_region.size());
     let limits = Limits::qemu_virt();
-    let host = host_dt::check(host_blob, &limits).map_err(|e| format!("{e}"))?;
+    let host = host_dt::check(&host_blob, &limits).map_err(|e| format!("{e}"))?;
+    let bootargs = bootargs::filter(host.bootargs);
+    for word in &bootargs.dropped {
+        println!("[pvmfw] dropped host bootarg '{word}': reserved for the guest's own build");
+    }
     // The platform has the device, but does hyp give it to this VM? In a protected VM
     // hyp registers with the MMIO guard only devices it exposes: ask, and let go again.
     // Only where the guard can let go (Android's form): upstream's single call has no
@@ -98,12 +114,17 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
         let _ = mmio_guard().unmap(device.start, device.size());
     }
 
-    // The signed payload where the host put it; its header copied into pvmfw's memory.
+    // The signed payload where the host put it; its header copied into pvmfw's memory
+    // first and parsed from the copy.
     // SAFETY: checked to lie inside guest RAM, clear of the DT area.
     let signed = unsafe { memory(host.payload.start, host.payload.size()) };
-    let (header, staged_image) = verify::parse(signed).map_err(|e| format!("{e}"))?;
-    let header_bytes: [u8; HEADER_SIZE] = signed[..HEADER_SIZE].try_into().map_err(|_| "signed payload header")?;
-    let secret_page = Region { start: PAYLOAD_SECRET_IPA, end: PAYLOAD_SECRET_IPA + 4096 };
+    let header_bytes: [u8; HEADER_SIZE] = signed
+        .get(..HEADER_SIZE)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| format!("{}", signed_payload::HeaderError::TooShort(signed.len())))?;
+    let header = signed_payload::parse_header(&header_bytes, signed.len() - HEADER_SIZE).map_err(|e| format!("{e}"))?;
+    let staged_image = &signed[HEADER_SIZE..HEADER_SIZE + header.image_size as usize];
+    let secret_page = SECRET_PAGE;
     let keep_clear = [
         ("pvmfw", limits.pvmfw),
         ("the DT area", limits.dt_area),
@@ -136,24 +157,20 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     // SAFETY: the secret page, clear of the payload (checked) and of the new DT (below).
     unsafe { core::ptr::copy_nonoverlapping(payload_secret.as_ptr(), PAYLOAD_SECRET_IPA as *mut u8, SECRET_SIZE) };
 
-    // The new DT, over the host's.
-    let new_dt =
-        handover_dt::build(&host, PAYLOAD_SECRET_IPA).map_err(|e| format!("building the payload's DT: {e}"))?;
-    if new_dt.len() as u64 > secret_page.start - GUEST_DT_BASE {
-        return Err("the payload's DT does not fit the DT area".into());
-    }
-    let console = host.console.start;
+    // The new DT, in the DT slot (the host's blob there was erased above).
+    let new_dt = handover_dt::build(&host, &bootargs.kept, PAYLOAD_SECRET_IPA)
+        .map_err(|e| format!("building the payload's DT: {e}"))?;
+    let new_region = layout::new_dt(new_dt.len() as u64).map_err(|e| format!("{e}"))?;
     drop(host);
-    erase(GUEST_DT_BASE, dt_len as u64);
-    // SAFETY: the DT area, which the host's blob (no longer used) occupied.
-    unsafe { core::ptr::copy_nonoverlapping(new_dt.as_ptr(), GUEST_DT_BASE as *mut u8, new_dt.len()) };
+    // SAFETY: the DT slot, clear of the secret page and the payload (layout, placement).
+    unsafe { core::ptr::copy_nonoverlapping(new_dt.as_ptr(), new_region.start as *mut u8, new_dt.len()) };
     clean_to_poc(target);
     clean_to_poc(limits.dt_area);
 
     println!("[pvmfw] payload verified ({} bytes at {:#x}), handing over", header.image_size, header.entry_ipa);
     // The payload registers the console itself; pvmfw's registration goes.
-    let _ = mmio_guard().unmap(console, 0x1000);
-    Ok(Handover { entry: header.entry_ipa, dt: GUEST_DT_BASE })
+    let _ = mmio_guard().unmap(PLATFORM_CONSOLE, 0x1000);
+    Ok(Handover { entry: header.entry_ipa, dt: new_region.start })
 }
 
 /// Cleans a range to the point of coherency (the payload starts with its caches off).

@@ -12,8 +12,9 @@ use vm_fdt::{Error, FdtWriter};
 
 use crate::host_dt::HostConfig;
 
-/// Writes the new tree; `secret` is where the payload's secret lies.
-pub fn build(config: &HostConfig<'_>, secret: u64) -> Result<Vec<u8>, Error> {
+/// Writes the new tree with the command line `bootargs` (what [`crate::bootargs`] lets
+/// pass); `secret` is where the payload's secret lies.
+pub fn build(config: &HostConfig<'_>, bootargs: &str, secret: u64) -> Result<Vec<u8>, Error> {
     let mut w = FdtWriter::new()?;
     let root = w.begin_node("")?;
     w.property_u32("#address-cells", 2)?;
@@ -22,7 +23,7 @@ pub fn build(config: &HostConfig<'_>, secret: u64) -> Result<Vec<u8>, Error> {
     w.property_string("model", "pvmkit protected VM")?;
 
     let chosen = w.begin_node("chosen")?;
-    w.property_string("bootargs", config.bootargs)?;
+    w.property_string("bootargs", bootargs)?;
     w.property_string("stdout-path", &format!("/pl011@{:x}", config.console.start))?;
     w.property_null("pvmkit,verified-boot")?;
     w.end_node(chosen)?;
@@ -89,7 +90,7 @@ mod tests {
     fn the_new_tree_passes_pvmfws_own_checks_and_carries_the_secret() {
         let blob = host::build(&host::Spec::default());
         let config = check(&blob, &host::limits()).unwrap();
-        let new = build(&config, 0x801f_f000).unwrap();
+        let new = build(&config, config.bootargs, 0x801f_f000).unwrap();
         let fdt = dtoolkit::fdt::Fdt::new(&new).unwrap();
         let text = alloc::format!("{fdt}");
         for needle in [

@@ -5,14 +5,18 @@
 //!
 //! This library is pvmfw's decisions, host-tested: [`verify`] (the signed payload),
 //! [`host_dt`] (the hostile device tree, checked), [`handover_dt`] (the fresh one),
-//! [`secret`] (the payload's secret). `main.rs` runs them in order and hands over.
+//! [`secret`] (the payload's secret), [`bootargs`] (what of the host's command line
+//! passes), [`layout`] (where everything pvmfw writes goes), [`placement`] (where the
+//! payload may go). `main.rs` runs them in order and hands over.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
 extern crate alloc;
 
+pub mod bootargs;
 pub mod handover_dt;
 pub mod host_dt;
+pub mod layout;
 pub mod placement;
 pub mod secret;
 pub mod verify;

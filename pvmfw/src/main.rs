@@ -7,7 +7,7 @@
 mod firmware;
 
 #[cfg(target_os = "none")]
-guest_lib::entry!(firmware::main);
+guest_lib::entry!(firmware::main, platform = firmware::platform());
 
 #[cfg(not(target_os = "none"))]
 fn main() {
