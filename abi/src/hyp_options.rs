@@ -60,8 +60,11 @@ pub struct HypOptions {
 
 /// pvmkit's own call, outside every pKVM and KVM function number (bit 15 of the
 /// number set): x0 = 0, x1 = guest exits so far, x2 = of those, data aborts (MMIO),
-/// x3 = of those, interrupts. Answered only with `stats=on`; NOT_SUPPORTED otherwise.
+/// x3 = of those, interrupts. With x1 = [`HYP_STATS_WFX`]: x1 = WFI/WFE exits.
+/// Answered only with `stats=on`; NOT_SUPPORTED otherwise.
 pub const HYP_STATS: u32 = 0xc600_8001;
+/// `HYP_STATS`'s x1 asking for the count of WFI/WFE exits.
+pub const HYP_STATS_WFX: u64 = 1;
 
 /// Why the options were refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -60,6 +60,10 @@ struct RunArgs {
     /// Hand pvmfw this host device tree exactly as given (for tests of its checks).
     #[arg(long)]
     host_dt: Option<PathBuf>,
+    /// Turn on hyp's exit counters (`HYP_STATS`): test-guest then checks that WFI/WFE
+    /// trap. Off by default, so that the guest sees exactly the pKVM ABI.
+    #[arg(long)]
+    hyp_stats: bool,
     /// Extra QEMU arguments, after `--`.
     #[arg(last = true)]
     qemu_args: Vec<String>,
@@ -82,6 +86,7 @@ impl RunArgs {
             signed_payload: None,
             trusted_key: None,
             host_dt: None,
+            hyp_stats: false,
             qemu_args,
         }
     }
@@ -263,7 +268,7 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
         timeout: Duration::from_secs(args.timeout),
         extra_args: args.qemu_args.clone(),
         echo,
-        hyp_stats: false,
+        hyp_stats: args.hyp_stats,
     }
 }
 

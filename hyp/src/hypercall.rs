@@ -33,6 +33,8 @@ pub struct ExitCounters {
     pub data_aborts: u64,
     /// Interrupts (hyp's tick).
     pub interrupts: u64,
+    /// WFI/WFE trapped (HCR_EL2.TWI/TWE).
+    pub wfx: u64,
 }
 
 impl Services {
@@ -159,9 +161,10 @@ pub fn dispatch<M: GuestMemory>(services: &Services, vm: VmState<'_, '_, M>, x0:
         smccc::SMCCC_VERSION => Reply::x0(smccc::VERSION_1_1 as i64),
         smccc::SMCCC_ARCH_FEATURES => supported(ARCH_IMPLEMENTED.contains(&asked)),
         kvm::VENDOR_HYP_CALL_UID => Reply::four(kvm::KVM_UID.map(u64::from)),
-        abi::hyp_options::HYP_STATS if services.stats => {
-            Reply::four([0, vm.exits.total, vm.exits.data_aborts, vm.exits.interrupts])
-        }
+        abi::hyp_options::HYP_STATS if services.stats => match args[0] {
+            abi::hyp_options::HYP_STATS_WFX => Reply::four([0, vm.exits.wfx, 0, 0]),
+            _ => Reply::four([0, vm.exits.total, vm.exits.data_aborts, vm.exits.interrupts]),
+        },
         kvm::KVM_FEATURES => Reply::four(services.features().to_regs()),
         psci::PSCI_VERSION => Reply::x0(psci::VERSION_1_1 as i64),
         psci::PSCI_FEATURES => supported(PSCI_IMPLEMENTED.contains(&asked)),
@@ -257,7 +260,7 @@ mod tests {
         let mut memory = FakeMemory::default();
         let mut guard = GuardTable::new(true);
         let ram = abi::bundle::Region { start: 0x8000_0000, end: 0x8001_0000 };
-        let exits = ExitCounters { total: 7, data_aborts: 3, interrupts: 2 };
+        let exits = ExitCounters { total: 7, data_aborts: 3, interrupts: 2, wfx: 5 };
         for stats in [false, true] {
             let vm = VmState {
                 ownership: &mut ownership,
@@ -268,8 +271,22 @@ mod tests {
             };
             let reply =
                 ret(dispatch(&Services { mode: MODES[0], stats }, vm, abi::hyp_options::HYP_STATS as u64, [0; 3]));
+            let wfx = VmState {
+                ownership: &mut ownership,
+                memory: &mut memory,
+                guard: &mut guard,
+                guard_vm: GuardVm { devices: &[], ram },
+                exits,
+            };
+            let wfx = ret(dispatch(
+                &Services { mode: MODES[0], stats },
+                wfx,
+                abi::hyp_options::HYP_STATS as u64,
+                [abi::hyp_options::HYP_STATS_WFX, 0, 0],
+            ));
             if stats {
                 assert_eq!(reply.regs, [0, 7, 3, 2]);
+                assert_eq!(wfx.regs, [0, 5, 0, 0]);
             } else {
                 assert_eq!(reply, Reply::x0(-1), "off by default: the guest sees exactly the pKVM ABI");
             }

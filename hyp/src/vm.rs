@@ -272,8 +272,10 @@ extern "C" fn handle_guest_sync(regs: &mut GuestRegs, _kind: u64) {
     let esr = Esr(read_sysreg!("esr_el2"));
     let exits = &mut vm().exits;
     exits.total += 1;
-    if esr.ec() == ec::DABT_LOWER {
-        exits.data_aborts += 1;
+    match esr.ec() {
+        ec::DABT_LOWER => exits.data_aborts += 1,
+        ec::WFX => exits.wfx += 1,
+        _ => {}
     }
     match esr.ec() {
         ec::HVC64 => hypercall(regs),
