@@ -2,7 +2,6 @@
 //! or hang, and whatever it accepts must build a new tree.
 #![no_main]
 
-
 use libfuzzer_sys::fuzz_target;
 use pvmfw::host_dt::{check, dt_size, Limits};
 
@@ -11,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = dt_size(header.try_into().unwrap());
     }
     if let Ok(config) = check(data, &Limits::qemu_virt()) {
-        let _ = pvmfw::handover_dt::build(&config, abi::pvmfw::PAYLOAD_SECRET_IPA);
+        let kept = pvmfw::bootargs::filter(config.bootargs).kept;
+        let _ = pvmfw::handover_dt::build(&config, &kept, abi::pvmfw::PAYLOAD_SECRET_IPA);
     }
 });

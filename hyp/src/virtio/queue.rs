@@ -246,6 +246,11 @@ impl QueueState {
         rings.chain(self.descs.iter().flatten().map(|d| d.pinned))
     }
 
+    /// Descriptors the device holds: their index and exactly the pages pinned for them.
+    pub fn in_flight_descriptors(&self) -> impl Iterator<Item = (usize, PinnedRange)> + '_ {
+        self.descs.iter().enumerate().filter_map(|(i, d)| d.map(|d| (i, d.pinned)))
+    }
+
     /// A guest write to QueueNum: refused while the queue is ready, because every
     /// index hyp takes from the rings is bounded by the size they were enabled with.
     pub fn set_size(&mut self, queue: u32, value: u32) -> Result<(), AccessError> {

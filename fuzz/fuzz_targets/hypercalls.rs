@@ -1,0 +1,132 @@
+//! Sequences of hypercalls into hyp's dispatcher, in every VM mode and ABI form, with
+//! the ownership invariants checked after each call:
+//! - no call panics;
+//! - only MEM_SHARE moves pages, and only private → shared; only MEM_UNSHARE moves them
+//!   back; nothing else (RELINQUISH included) changes a page's state;
+//! - no call pins a page (only the device side does);
+//! - RELINQUISH zeroes only pages that stay private;
+//! - pages outside guest RAM are never touched.
+#![no_main]
+
+use abi::bundle::Region;
+use abi::hyp_options::{AbiForm, VmMode};
+use abi::kvm;
+use hyp::guard_calls::GuardVm;
+use hyp::hypercall::{dispatch, ExitCounters, Services, VmState};
+use hyp::memory_calls::GuestMemory;
+use hyp::mmio_guard::GuardTable;
+use hyp::ownership::{Ownership, PageState, GRANULE};
+use libfuzzer_sys::fuzz_target;
+
+const BASE: u64 = 0x8000_0000;
+const PAGES: usize = 32;
+
+#[derive(Default)]
+struct Zeroed(Vec<u64>);
+
+impl GuestMemory for Zeroed {
+    fn zero_page(&mut self, ipa: u64) {
+        self.0.push(ipa);
+    }
+}
+
+/// Function ids worth hitting often; any other u32 is tried too.
+const IDS: [u32; 14] = [
+    kvm::KVM_FEATURES,
+    kvm::HYP_MEMINFO,
+    kvm::MEM_SHARE,
+    kvm::MEM_UNSHARE,
+    kvm::MEM_RELINQUISH,
+    kvm::MMIO_GUARD_INFO,
+    kvm::MMIO_GUARD_ENROLL,
+    kvm::MMIO_GUARD_MAP,
+    kvm::MMIO_GUARD_UNMAP,
+    kvm::MMIO_RGUARD_MAP,
+    kvm::MMIO_RGUARD_UNMAP,
+    kvm::VENDOR_HYP_CALL_UID,
+    0x8000_0000,
+    0x8400_0008,
+];
+
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let mut v = [0u8; 8];
+        for b in &mut v {
+            *b = self.byte()?;
+        }
+        Some(u64::from_le_bytes(v))
+    }
+    /// An argument: mostly a page of guest RAM (or just outside), sometimes anything.
+    fn arg(&mut self) -> Option<u64> {
+        Some(match self.byte()? {
+            0..=159 => {
+                BASE.wrapping_add((self.byte()? as u64 % (PAGES as u64 + 4)).wrapping_sub(2).wrapping_mul(GRANULE))
+            }
+            160..=199 => self.byte()? as u64 % 64,
+            200..=219 => BASE + self.byte()? as u64,
+            _ => self.u64()?,
+        })
+    }
+}
+
+fn states(o: &Ownership<'_>) -> Vec<PageState> {
+    (0..PAGES as u64).map(|i| o.state(BASE + i * GRANULE).unwrap()).collect()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Input(data);
+    let Some(mode) = input.byte() else { return };
+    let mode = match mode % 3 {
+        0 => VmMode::Protected(AbiForm::Android),
+        1 => VmMode::Protected(AbiForm::Upstream),
+        _ => VmMode::Unprotected,
+    };
+    let services = Services { mode, stats: false };
+    let mut words = vec![0u16; PAGES];
+    let mut ownership = Ownership::new(BASE, &mut words);
+    let mut guard = GuardTable::new(matches!(mode, VmMode::Protected(_)));
+    let ram = Region { start: BASE, end: BASE + PAGES as u64 * GRANULE };
+    while let Some(pick) = input.byte() {
+        let x0 = if pick < 200 { IDS[pick as usize % IDS.len()] as u64 } else { input.u64().unwrap_or(0) };
+        let (Some(a), Some(b), Some(c)) = (input.arg(), input.arg(), input.arg()) else { return };
+        let before = states(&ownership);
+        let mut zeroed = Zeroed::default();
+        let vm = VmState {
+            ownership: &mut ownership,
+            memory: &mut zeroed,
+            guard: &mut guard,
+            guard_vm: GuardVm { devices: &[], ram },
+            exits: ExitCounters::default(),
+        };
+        let _ = dispatch(&services, vm, x0, [a, b, c]);
+        let after = states(&ownership);
+        let function = x0 as u32;
+        for (i, (was, is)) in before.iter().zip(&after).enumerate() {
+            let page = BASE + i as u64 * GRANULE;
+            assert!(!matches!(is, PageState::Shared { pins } if *pins > 0), "a hypercall pinned {page:#x}");
+            match (was, is) {
+                (x, y) if x == y => {}
+                (PageState::Private, PageState::Shared { .. }) => {
+                    assert_eq!(function, kvm::MEM_SHARE, "{function:#x} shared {page:#x}")
+                }
+                (PageState::Shared { .. }, PageState::Private) => {
+                    assert_eq!(function, kvm::MEM_UNSHARE, "{function:#x} unshared {page:#x}")
+                }
+                (x, y) => panic!("{function:#x} moved {page:#x} from {x:?} to {y:?}"),
+            }
+        }
+        for &page in &zeroed.0 {
+            assert_eq!(function, kvm::MEM_RELINQUISH, "{function:#x} zeroed {page:#x}");
+            assert!(ram.start <= page && page < ram.end, "zeroed {page:#x} outside guest RAM");
+            let i = ((page - BASE) / GRANULE) as usize;
+            assert_eq!(after[i], PageState::Private, "relinquished {page:#x}, which is not private");
+        }
+    }
+});

@@ -1,0 +1,238 @@
+//! hyp's virtio device side, driven by a hostile guest and a faulty device: arbitrary
+//! register writes and reads (any offset, width, value, queue), ring and descriptor
+//! contents, sharing and unsharing, device completions (bogus ones included) and
+//! resets that do or do not finish. After each step:
+//! - nothing panicked, and hyp found no inconsistency of its own (`HypBug`);
+//! - every page's pin count is exactly what the queues hold for the device, so a page
+//!   the device may still use was never unshared;
+//! - every descriptor the device holds points only at shared pages, inside its pins;
+//! - the device was never given an address register value other than hyp's shadows.
+//! A violation ends the VM, as in hyp: the run stops there.
+#![no_main]
+
+use hyp::ownership::{Ownership, PageState, GRANULE};
+use hyp::virtio::{regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, VirtioDevice, MAX_QUEUES};
+use libfuzzer_sys::fuzz_target;
+
+const BASE: u64 = 0x8000_0000;
+const PAGES: usize = 48;
+
+struct Ram(Vec<u8>);
+
+impl GuestRam for Ram {
+    fn read(&self, ipa: u64, buf: &mut [u8]) {
+        let at = (ipa - BASE) as usize;
+        buf.copy_from_slice(&self.0[at..at + buf.len()]);
+    }
+    fn write(&mut self, ipa: u64, buf: &[u8]) {
+        let at = (ipa - BASE) as usize;
+        self.0[at..at + buf.len()].copy_from_slice(buf);
+    }
+}
+
+#[derive(Default)]
+struct Device {
+    status: u64,
+    writes: Vec<(u64, u64)>,
+}
+
+impl DeviceRegs for Device {
+    fn read(&mut self, offset: u64, _: u8) -> u64 {
+        match offset {
+            regs::STATUS => self.status,
+            regs::QUEUE_NUM_MAX => 1024,
+            regs::MAGIC => 0x7472_6976,
+            _ => 0,
+        }
+    }
+    fn write(&mut self, offset: u64, _: u8, value: u64) {
+        self.writes.push((offset, value));
+    }
+}
+
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+    fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let mut v = [0u8; N];
+        for b in &mut v {
+            *b = self.byte()?;
+        }
+        Some(v)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.bytes().map(u16::from_le_bytes)
+    }
+    /// An address in (or just outside) guest RAM, sometimes anything.
+    fn addr(&mut self) -> Option<u64> {
+        Some(match self.byte()? {
+            0..=199 => {
+                let page = self.byte()? as u64 % (PAGES as u64 + 2);
+                BASE.wrapping_add(page * GRANULE).wrapping_add(self.u16()? as u64 % GRANULE)
+            }
+            200..=229 => BASE + (self.byte()? as u64 % PAGES as u64) * GRANULE,
+            _ => u64::from_le_bytes(self.bytes()?),
+        })
+    }
+    /// A register value: small numbers, the halves of an address, or anything.
+    fn value(&mut self) -> Option<u64> {
+        Some(match self.byte()? {
+            0..=99 => self.byte()? as u64 % 12,
+            100..=149 => 1u64 << (self.byte()? % 11),
+            150..=219 => self.addr()? & 0xffff_ffff,
+            _ => u32::from_le_bytes(self.bytes()?) as u64,
+        })
+    }
+}
+
+const OFFSETS: [u64; 20] = [
+    regs::QUEUE_SEL,
+    regs::QUEUE_NUM,
+    regs::QUEUE_READY,
+    regs::QUEUE_NOTIFY,
+    regs::STATUS,
+    regs::QUEUE_DESC_LOW,
+    regs::QUEUE_DESC_HIGH,
+    regs::QUEUE_DRIVER_LOW,
+    regs::QUEUE_DRIVER_HIGH,
+    regs::QUEUE_DEVICE_LOW,
+    regs::QUEUE_DEVICE_HIGH,
+    regs::DEVICE_FEATURES_SEL,
+    regs::DRIVER_FEATURES,
+    regs::DRIVER_FEATURES_SEL,
+    regs::LEGACY_QUEUE_PFN,
+    regs::QUEUE_NUM_MAX,
+    regs::MAGIC,
+    regs::CONFIG,
+    0x060,
+    0x064,
+];
+
+fn is_address_register(offset: u64) -> bool {
+    (regs::QUEUE_DESC_LOW..=regs::QUEUE_DEVICE_HIGH).contains(&offset) && offset & 0xf < 8
+}
+
+fn check(transport: &VirtioDevice, ownership: &Ownership<'_>, shadows: &[ShadowQueue; MAX_QUEUES], dev: &Device) {
+    let mut expected = vec![0u32; PAGES];
+    for q in 0..MAX_QUEUES {
+        let queue = transport.queue(q).unwrap();
+        for range in queue.pinned_ranges() {
+            for page in range.pages() {
+                expected[((page - BASE) / GRANULE) as usize] += 1;
+            }
+        }
+        for (index, pinned) in queue.in_flight_descriptors() {
+            let desc = shadows[q].desc[index];
+            let len = (desc.len as u64).max(1);
+            assert_eq!(ownership.first_unshared(desc.addr, len), None, "the device holds an unshared page");
+            let end = pinned.first + pinned.pages * GRANULE;
+            assert!(pinned.first <= desc.addr && desc.addr + len <= end, "a held buffer outside its pins");
+        }
+    }
+    for (i, &want) in expected.iter().enumerate() {
+        let page = BASE + i as u64 * GRANULE;
+        let pins = match ownership.state(page).unwrap() {
+            PageState::Shared { pins } => pins as u32,
+            PageState::Private => 0,
+        };
+        assert_eq!(pins, want, "page {page:#x}: {pins} pins, the queues hold {want}");
+    }
+    let shadow_halves: Vec<u64> = shadows
+        .iter()
+        .flat_map(|s| {
+            let (d, a, u) = s.addresses();
+            [d, a, u].into_iter().flat_map(|x| [x & 0xffff_ffff, x >> 32])
+        })
+        .collect();
+    for &(offset, value) in &dev.writes {
+        if is_address_register(offset) {
+            assert!(shadow_halves.contains(&value), "the device was given {value:#x} at {offset:#x}");
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Input(data);
+    let mut words = vec![0u16; PAGES];
+    let mut ownership = Ownership::new(BASE, &mut words);
+    let mut ram = Ram(vec![0; PAGES * GRANULE as usize]);
+    let mut dev = Device::default();
+    let mut shadows = Box::new([const { ShadowQueue::EMPTY }; MAX_QUEUES]);
+    let mut transport = VirtioDevice::new(31, true);
+    while let Some(op) = input.byte() {
+        let result = match op % 9 {
+            0 | 1 => {
+                let Some(pick) = input.byte() else { return };
+                let offset = if pick < 240 { OFFSETS[pick as usize % OFFSETS.len()] } else { pick as u64 & 0x1fc };
+                let width = if input.byte().unwrap_or(0) < 240 { 4 } else { 2 };
+                let Some(value) = input.value() else { return };
+                transport.write(&mut dev, offset, width, value, &mut ownership, &mut ram, &mut shadows)
+            }
+            2 => {
+                let Some(pick) = input.byte() else { return };
+                transport.read(&mut dev, OFFSETS[pick as usize % OFFSETS.len()], 4).map(|_| ())
+            }
+            3 => {
+                // A descriptor: addr, len, flags, next, at a guest address.
+                let (Some(at), Some(addr), Some(len), Some(flags), Some(next)) =
+                    (input.addr(), input.addr(), input.u16(), input.byte(), input.u16())
+                else {
+                    return;
+                };
+                let mut d = [0u8; 16];
+                d[0..8].copy_from_slice(&addr.to_le_bytes());
+                d[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+                d[12..14].copy_from_slice(&(flags as u16 & 7).to_le_bytes());
+                d[14..16].copy_from_slice(&(next % 300).to_le_bytes());
+                if at >= BASE && at.checked_add(16).is_some_and(|end| end <= BASE + ram.0.len() as u64) {
+                    ram.write(at, &d);
+                }
+                Ok(())
+            }
+            4 => {
+                let (Some(at), Some(v)) = (input.addr(), input.u16()) else { return };
+                if at >= BASE && at.checked_add(2).is_some_and(|end| end <= BASE + ram.0.len() as u64) {
+                    ram.write(at, &v.to_le_bytes());
+                }
+                Ok(())
+            }
+            5 => {
+                let Some(page) = input.byte() else { return };
+                let page = BASE + (page as u64 % PAGES as u64) * GRANULE;
+                if input.byte().unwrap_or(0) % 2 == 0 {
+                    let _ = ownership.share(page);
+                } else {
+                    let _ = ownership.unshare(page);
+                }
+                Ok(())
+            }
+            6 => {
+                // The device completes something (perhaps nothing it was given).
+                let (Some(q), Some(id), Some(len)) = (input.byte(), input.u16(), input.u16()) else { return };
+                let used = &mut shadows[q as usize % MAX_QUEUES].used;
+                let slot = used.idx as usize % used.ring.len();
+                used.ring[slot].id = (id % 260) as u32;
+                used.ring[slot].len = len as u32;
+                used.idx = used.idx.wrapping_add(1);
+                Ok(())
+            }
+            7 => transport.collect(&mut ownership, &mut ram, &shadows).map(|_| ()),
+            _ => {
+                // Whether a reset has finished when STATUS is read back.
+                dev.status = if input.byte().unwrap_or(0) % 2 == 0 { 0 } else { 0x40 };
+                Ok(())
+            }
+        };
+        match result {
+            Ok(()) | Err(AccessError::BadWidth) => {}
+            Err(AccessError::Violation(_)) => return,
+            Err(e) => panic!("hyp stopped on its own inconsistency: {e:?}"),
+        }
+        check(&transport, &ownership, &shadows, &dev);
+    }
+});
