@@ -202,6 +202,17 @@ fn a_private_buffer_handed_to_a_device_is_a_violation() {
     assert!(ok, "{out}");
 }
 
+/// A hostile driver resizes a ready queue: hyp stops the VM with a named violation
+/// (it once panicked on the head that followed).
+#[test]
+fn resizing_a_ready_queue_is_a_violation() {
+    let (ok, out) = pvmkit(&["run", "--scenario", "resize-queue"]);
+    assert!(!ok, "{out}");
+    let want = "pvmkit: FAIL: hyp ended the VM: reason=violation ipa=0x0 device=virtio-mmio@0xa003e00 queue=0 what=\"queue size changed while the queue is ready\"";
+    assert!(out.contains(want), "expected {want}:\n{out}");
+    assert!(!out.contains("hyp panicked"), "{out}");
+}
+
 #[test]
 fn disk_contents_survive_a_restart() {
     let dir = std::env::temp_dir().join(format!("pvmkit-e2e-disk-{}", std::process::id()));

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use guest_lib::harness::{CaseResult, Harness};
 use guest_lib::virtio::{discover, drivers, PvmHal, VirtioDevice};
-use guest_lib::{ensure, ensure_eq, stats, BootInfo};
+use guest_lib::{ensure, ensure_eq, println, stats, BootInfo};
 use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::device::console::VirtIOConsole;
 use virtio_drivers::device::rng::VirtIORng;
@@ -51,6 +51,10 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
     let mut devices = discover(&boot.dt);
     if scenario == "leak" {
         h.run("virtio_leak_private_buffer", || leak(&mut devices, mode));
+        return;
+    }
+    if scenario == "resize-queue" {
+        h.run("virtio_resize_a_ready_queue", || resize_ready_queue(&mut devices, mode));
         return;
     }
     h.run("virtio_discovery", || {
@@ -136,6 +140,27 @@ fn leak(devices: &mut Vec<VirtioDevice>, mode: Mode) -> CaseResult {
     blk.write_blocks(0, &data).map_err(|e| alloc::format!("{e}"))?;
     // Only reached where nothing checks: the leak went unnoticed.
     ensure!(!mode.protected(), "a private buffer reached the device and the VM goes on");
+    Ok(())
+}
+
+/// A hostile driver: the block device's queue 0 is ready at the size it negotiated;
+/// QueueNum is then rewritten to 1024 and a head beyond the old size is posted. hyp
+/// must stop the VM at the size write (it once panicked on the head).
+fn resize_ready_queue(devices: &mut Vec<VirtioDevice>, mode: Mode) -> CaseResult {
+    let device = devices.iter().position(|d| d.device_type == DeviceType::Block).ok_or("no block device")?;
+    let device = devices.swap_remove(device);
+    let base = device.base;
+    let mut blk = VirtIOBlk::<PvmHal, _>::new(device.transport).map_err(|e| alloc::format!("{e}"))?;
+    println!("test-guest: resizing queue 0 of the ready block device at {base:#x} to 1024");
+    // SAFETY: the transport's registers, registered with the MMIO guard by discovery.
+    unsafe {
+        ((base + 0x030) as *mut u32).write_volatile(0);
+        ((base + 0x038) as *mut u32).write_volatile(1024);
+    }
+    // Only reached where nothing checks: a request then runs on a queue of two sizes.
+    let mut data = [0u8; SECTOR_SIZE];
+    blk.read_blocks(0, &mut data).map_err(|e| alloc::format!("{e}"))?;
+    ensure!(!mode.protected(), "a ready queue changed size and the VM goes on");
     Ok(())
 }
 
