@@ -5,7 +5,10 @@
 //!   back; nothing else (RELINQUISH included) changes a page's state;
 //! - no call pins a page (only the device side does);
 //! - RELINQUISH zeroes only pages that stay private;
-//! - pages outside guest RAM are never touched.
+//! - pages outside guest RAM are never touched;
+//! - interleaved MMIO aborts (any syndrome, any IPA): in a protected VM only an access
+//!   inside one of the VM's device windows, wholly inside granules registered with
+//!   the MMIO guard, is ever emulated; never an access to guest RAM.
 #![no_main]
 
 use abi::bundle::Region;
@@ -13,7 +16,9 @@ use abi::hyp_options::{AbiForm, VmMode};
 use abi::kvm;
 use hyp::guard_calls::GuardVm;
 use hyp::hypercall::{dispatch, ExitCounters, Services, VmState};
+use abi::esr::Esr;
 use hyp::memory_calls::GuestMemory;
+use hyp::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
 use hyp::mmio_guard::GuardTable;
 use hyp::ownership::{Ownership, PageState, GRANULE};
 use libfuzzer_sys::fuzz_target;
@@ -93,7 +98,31 @@ fuzz_target!(|data: &[u8]| {
     let mut ownership = Ownership::new(BASE, &mut words);
     let mut guard = GuardTable::new(matches!(mode, VmMode::Protected(_)));
     let ram = Region { start: BASE, end: BASE + PAGES as u64 * GRANULE };
+    let devices = [
+        DeviceWindow { base: 0x0900_0000, size: 0x1000, kind: DeviceKind::Console },
+        DeviceWindow { base: 0x0a00_3a00, size: 0x200, kind: DeviceKind::Virtio { slot: 29 } },
+        DeviceWindow { base: 0x0a00_3e00, size: 0x200, kind: DeviceKind::Virtio { slot: 31 } },
+    ];
     while let Some(pick) = input.byte() {
+        if pick >= 250 {
+            // An MMIO abort: a syndrome and an IPA near a device or in RAM.
+            let (Some(esr), Some(near)) = (input.u64(), input.byte()) else { return };
+            let base = [0x0900_0000, 0x0a00_3a00, 0x0a00_3e00, BASE, 0x0a00_0000][near as usize % 5];
+            let ipa = base + (input.u64().unwrap_or(0) % 0x2000);
+            let Some(abort) = Esr(0x9000_0000 | (esr & 0x01ff_ffff)).data_abort() else { continue };
+            if let Decision::Emulate { pa, access, device } = mmio::decide(&abort, ipa, &devices, &guard) {
+                let width = match access {
+                    Access::Load { width, .. } | Access::Store { width, .. } => width as u64,
+                };
+                assert!(!(ram.start..ram.end).contains(&pa), "emulated an access to guest RAM at {pa:#x}");
+                assert!(device.base <= pa && pa + width <= device.base + device.size, "outside its window");
+                if matches!(mode, VmMode::Protected(_)) {
+                    assert!(guard.allows(pa, width as u8), "emulated an unguarded access at {pa:#x}");
+                    assert!(guard.is_guarded(pa) && guard.is_guarded(pa + width - 1), "unguarded granule");
+                }
+            }
+            continue;
+        }
         let x0 = if pick < 200 { IDS[pick as usize % IDS.len()] as u64 } else { input.u64().unwrap_or(0) };
         let (Some(a), Some(b), Some(c)) = (input.arg(), input.arg(), input.arg()) else { return };
         let before = states(&ownership);
@@ -102,7 +131,7 @@ fuzz_target!(|data: &[u8]| {
             ownership: &mut ownership,
             memory: &mut zeroed,
             guard: &mut guard,
-            guard_vm: GuardVm { devices: &[], ram },
+            guard_vm: GuardVm { devices: &devices, ram },
             exits: ExitCounters::default(),
         };
         let _ = dispatch(&services, vm, x0, [a, b, c]);

@@ -152,7 +152,7 @@ fn a_guest_without_the_mmio_guard_fails_loudly_when_protected() {
     assert!(out.contains("pvmkit: FAIL: 1 guest case(s) failed"), "{out}");
 }
 
-const VIRTIO_CASES: [&str; 7] = [
+const VIRTIO_CASES: [&str; 8] = [
     "virtio_discovery",
     "virtio_blk_capacity",
     "virtio_blk_patterns_512b_4k_64k_1m",
@@ -160,6 +160,7 @@ const VIRTIO_CASES: [&str; 7] = [
     "virtio_rng_entropy",
     "virtio_console_both_ways",
     "virtio_ring_pages_pinned_while_live",
+    "virtio_buffer_stays_pinned_after_queue_ready_0",
 ];
 
 #[test]
@@ -202,15 +203,27 @@ fn a_private_buffer_handed_to_a_device_is_a_violation() {
     assert!(ok, "{out}");
 }
 
-/// A hostile driver resizes a ready queue: hyp stops the VM with a named violation
-/// (it once panicked on the head that followed).
+/// Hostile drivers, end to end: each attack on hyp's device side stops the VM with a
+/// violation that names its real cause (resizing a ready queue once panicked hyp; a
+/// zero-length buffer at hyp's image once reached the device; a notify beyond the
+/// shadowed queues was once named after QueueSel's queue).
 #[test]
-fn resizing_a_ready_queue_is_a_violation() {
-    let (ok, out) = pvmkit(&["run", "--scenario", "resize-queue"]);
-    assert!(!ok, "{out}");
-    let want = "pvmkit: FAIL: hyp ended the VM: reason=violation ipa=0x0 device=virtio-mmio@0xa003e00 queue=0 what=\"queue size changed while the queue is ready\"";
-    assert!(out.contains(want), "expected {want}:\n{out}");
-    assert!(!out.contains("hyp panicked"), "{out}");
+fn attacks_on_the_device_side_are_named_violations() {
+    let device = "device=virtio-mmio@0xa003e00";
+    for (scenario, want) in [
+        ("resize-queue", format!("ipa=0x0 {device} queue=0 what=\"queue size changed while the queue is ready\"")),
+        ("attack-zero-length", format!("ipa=0x40080000 {device} queue=0 desc=0 what=\"buffer page not shared\"")),
+        (
+            "attack-notify-beyond",
+            format!("ipa=0x0 {device} queue=7 what=\"notify of a queue beyond what hyp shadows\""),
+        ),
+    ] {
+        let (ok, out) = pvmkit(&["run", "--scenario", scenario]);
+        assert!(!ok, "{out}");
+        let want = format!("pvmkit: FAIL: hyp ended the VM: reason=violation {want}");
+        assert!(out.contains(&want), "{scenario}: expected {want}:\n{out}");
+        assert!(!out.contains("hyp panicked"), "{out}");
+    }
 }
 
 #[test]

@@ -15,6 +15,8 @@ mod hals;
 #[cfg(target_os = "none")]
 mod pvmfw_cases;
 #[cfg(target_os = "none")]
+mod raw_queue;
+#[cfg(target_os = "none")]
 mod sharing_cases;
 #[cfg(target_os = "none")]
 mod virtio_cases;

@@ -17,6 +17,7 @@ use virtio_drivers::transport::DeviceType;
 
 use crate::expect::Mode;
 use crate::hals::{LeakyHal, RecordingHal, LAST_RING};
+use crate::raw_queue::{self, RawQueue};
 use abi::kvm;
 use core::sync::atomic::Ordering;
 use guest_lib::conduit::Conduit;
@@ -57,6 +58,11 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
         h.run("virtio_resize_a_ready_queue", || resize_ready_queue(&mut devices, mode));
         return;
     }
+    if let Some(attack) = scenario.strip_prefix("attack-") {
+        h.run("virtio_attack", || raw_attack(boot, &devices, mode, attack));
+        return;
+    }
+
     h.run("virtio_discovery", || {
         let kinds: Vec<DeviceType> = devices.iter().map(|d| d.device_type).collect();
         for want in [DeviceType::Block, DeviceType::EntropySource, DeviceType::Console] {
@@ -104,6 +110,7 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
         }
         _ => h.run("virtio_rng_entropy", || Err("no usable entropy device".into())),
     }
+    let console_base = devices.iter().find(|d| d.device_type == DeviceType::Console).map(|d| d.base);
     let console = take(&mut devices, DeviceType::Console);
     h.run("virtio_console_both_ways", || {
         let mut console =
@@ -122,6 +129,14 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
         ensure!(got == FROM_HOST, "received {:?}", core::str::from_utf8(&got));
         Ok(())
     });
+    // The host has said its hello: a receive buffer now stays with the device.
+    if mode.protected() {
+        h.run("virtio_buffer_stays_pinned_after_queue_ready_0", || {
+            ready_zero_keeps_buffer_pinned(boot, console_base.ok_or("no console device")?)
+        });
+    } else {
+        h.skip("virtio_buffer_stays_pinned_after_queue_ready_0", "nothing is pinned in an unprotected VM");
+    }
     // Every device is free again: guest-lib's helper builds all supported drivers.
     drop(blk);
     h.run("virtio_drivers_helper", || {
@@ -161,6 +176,50 @@ fn resize_ready_queue(devices: &mut Vec<VirtioDevice>, mode: Mode) -> CaseResult
     let mut data = [0u8; SECTOR_SIZE];
     blk.read_blocks(0, &mut data).map_err(|e| alloc::format!("{e}"))?;
     ensure!(!mode.protected(), "a ready queue changed size and the VM goes on");
+    Ok(())
+}
+
+fn block_base(devices: &[VirtioDevice]) -> Result<u64, &'static str> {
+    devices.iter().find(|d| d.device_type == DeviceType::Block).map(|d| d.base).ok_or("no block device")
+}
+
+/// QEMU's device keeps serving a queue after QueueReady=0, so a buffer it holds must
+/// stay pinned (the guest cannot unshare it) until the device gives it back or a reset
+/// finishes. A console's receive buffer, with nothing more coming from the host, is
+/// held for good.
+fn ready_zero_keeps_buffer_pinned(boot: &BootInfo, console: u64) -> CaseResult {
+    let sharer = boot.sharer().map_err(|e| alloc::format!("{e}"))?;
+    let q = RawQueue::new(console, &sharer)?;
+    q.write(raw_queue::reg::STATUS, raw_queue::DRIVER_OK);
+    q.post_receive();
+    q.write(raw_queue::reg::QUEUE_READY, 0);
+    let data = q.page(4);
+    ensure!(sharer.unshare(data, 4096).is_err(), "the buffer was unshared while the device held it");
+    // A finished reset gives everything back.
+    q.write(raw_queue::reg::STATUS, 0);
+    sharer.unshare(data, 4096).map_err(|e| alloc::format!("after the reset: {e}"))?;
+    sharer.share(data, 4096).map_err(|e| alloc::format!("{e}"))?;
+    Ok(())
+}
+
+/// One attack on hyp's device side through a hand-driven queue; in a protected VM hyp
+/// must stop the VM with a named violation before this returns.
+fn raw_attack(boot: &BootInfo, devices: &[VirtioDevice], mode: Mode, attack: &str) -> CaseResult {
+    let sharer = boot.sharer().map_err(|e| alloc::format!("{e}"))?;
+    let q = RawQueue::new(block_base(devices)?, &sharer)?;
+    q.write(raw_queue::reg::STATUS, raw_queue::DRIVER_OK);
+    println!("test-guest: attack {attack}");
+    match attack {
+        // A zero-length buffer at hyp's own image: an address all the same.
+        "zero-length" => {
+            q.descriptor(0, abi::memory_map::HYP_BASE, 0, 0, 0);
+            q.post(0, 0, 0);
+        }
+        // A notify of a queue hyp does not shadow.
+        "notify-beyond" => q.write(raw_queue::reg::QUEUE_NOTIFY, 7),
+        other => return Err(alloc::format!("unknown attack {other}")),
+    }
+    ensure!(!mode.protected(), "the attack went unnoticed in a protected VM");
     Ok(())
 }
 
