@@ -12,11 +12,11 @@
 #![no_main]
 
 use abi::bundle::Region;
+use abi::esr::Esr;
 use abi::hyp_options::{AbiForm, VmMode};
 use abi::kvm;
 use hyp::guard_calls::GuardVm;
 use hyp::hypercall::{dispatch, ExitCounters, Services, VmState};
-use abi::esr::Esr;
 use hyp::memory_calls::GuestMemory;
 use hyp::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
 use hyp::mmio_guard::GuardTable;

@@ -5,7 +5,10 @@
 //! - nothing panicked, and hyp found no inconsistency of its own (`HypBug`);
 //! - every page's pin count is exactly what the queues hold for the device, so a page
 //!   the device may still use was never unshared;
-//! - every descriptor the device holds points only at shared pages, inside its pins;
+//! - every buffer the device holds — by the device's own account: what it took from
+//!   the shadow rings and has not given back, across QueueReady=0, until a reset that
+//!   finished — lies in shared, pinned pages;
+//! - every descriptor hyp thinks in flight points only at shared pages, inside its pins;
 //! - the device was never given an address register value other than hyp's shadows.
 //! A violation ends the VM, as in hyp: the run stops there.
 #![no_main]
@@ -30,10 +33,57 @@ impl GuestRam for Ram {
     }
 }
 
+/// One queue as the device sees it: like QEMU's, it keeps serving a queue after
+/// QueueReady=0 and forgets it only at a reset.
+#[derive(Default)]
+struct DeviceQueue {
+    size: u16,
+    running: bool,
+    last_avail: u16,
+    /// Heads taken from the shadow available ring and not completed.
+    held: Vec<u16>,
+}
+
 #[derive(Default)]
 struct Device {
+    /// What STATUS reads back (0: a reset has finished).
     status: u64,
     writes: Vec<(u64, u64)>,
+    seen: usize,
+    sel: usize,
+    queues: [DeviceQueue; MAX_QUEUES],
+}
+
+impl Device {
+    /// Acts on the register writes hyp forwarded, then takes every chain hyp published.
+    fn step(&mut self, shadows: &[ShadowQueue; MAX_QUEUES]) {
+        for &(offset, value) in &self.writes[self.seen..] {
+            let queue = self.queues.get_mut(self.sel);
+            match (offset, queue) {
+                (regs::QUEUE_SEL, _) => self.sel = value as usize,
+                (regs::QUEUE_NUM, Some(q)) => q.size = value as u16,
+                (regs::QUEUE_READY, Some(q)) if value == 1 => q.running = true,
+                (regs::STATUS, _) if value == 0 && self.status == 0 => {
+                    self.queues = Default::default();
+                }
+                _ => {}
+            }
+        }
+        self.seen = self.writes.len();
+        for (q, dq) in self.queues.iter_mut().enumerate() {
+            if !dq.running || dq.size == 0 {
+                continue;
+            }
+            let avail = &shadows[q].avail;
+            for _ in 0..256 {
+                if dq.last_avail == avail.idx {
+                    break;
+                }
+                dq.held.push(avail.ring[(dq.last_avail % dq.size) as usize % avail.ring.len()]);
+                dq.last_avail = dq.last_avail.wrapping_add(1);
+            }
+        }
+    }
 }
 
 impl DeviceRegs for Device {
@@ -118,6 +168,23 @@ fn is_address_register(offset: u64) -> bool {
 }
 
 fn check(transport: &VirtioDevice, ownership: &Ownership<'_>, shadows: &[ShadowQueue; MAX_QUEUES], dev: &Device) {
+    for (q, dq) in dev.queues.iter().enumerate() {
+        for &head in &dq.held {
+            let mut index = head as usize;
+            for _ in 0..256 {
+                let Some(desc) = shadows[q].desc.get(index) else { break };
+                let len = (desc.len as u64).max(1);
+                for page in (desc.addr & !(GRANULE - 1)..desc.addr + len).step_by(GRANULE as usize) {
+                    let pinned = matches!(ownership.state(page), Ok(PageState::Shared { pins }) if pins > 0);
+                    assert!(pinned, "queue {q}: the device holds page {page:#x}, which is not pinned");
+                }
+                if desc.flags & 1 == 0 {
+                    break;
+                }
+                index = desc.next as usize;
+            }
+        }
+    }
     let mut expected = vec![0u32; PAGES];
     for q in 0..MAX_QUEUES {
         let queue = transport.queue(q).unwrap();
@@ -212,11 +279,24 @@ fuzz_target!(|data: &[u8]| {
                 Ok(())
             }
             6 => {
-                // The device completes something (perhaps nothing it was given).
-                let (Some(q), Some(id), Some(len)) = (input.byte(), input.u16(), input.u16()) else { return };
-                let used = &mut shadows[q as usize % MAX_QUEUES].used;
-                let slot = used.idx as usize % used.ring.len();
-                used.ring[slot].id = (id % 260) as u32;
+                // The device completes a chain it holds, or (a faulty device) any id.
+                let (Some(q), Some(pick), Some(len)) = (input.byte(), input.u16(), input.u16()) else { return };
+                let q = q as usize % MAX_QUEUES;
+                let held = &mut dev.queues[q].held;
+                let id = match pick {
+                    0..=0xefff if !held.is_empty() => held.remove(pick as usize % held.len()),
+                    _ => {
+                        let id = pick % 260;
+                        if let Some(at) = held.iter().position(|&h| h == id) {
+                            held.remove(at);
+                        }
+                        id
+                    }
+                };
+                let size = dev.queues[q].size.max(1) as usize;
+                let used = &mut shadows[q].used;
+                let slot = used.idx as usize % size % used.ring.len();
+                used.ring[slot].id = id as u32;
                 used.ring[slot].len = len as u32;
                 used.idx = used.idx.wrapping_add(1);
                 Ok(())
@@ -228,6 +308,7 @@ fuzz_target!(|data: &[u8]| {
                 Ok(())
             }
         };
+        dev.step(&shadows);
         match result {
             Ok(()) | Err(AccessError::BadWidth) => {}
             Err(AccessError::Violation(_)) => return,
