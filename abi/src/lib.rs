@@ -8,6 +8,7 @@
 //! - [`fdt_header`]: a device tree's magic and size, read before anything else.
 //! - [`esr`]: the architectural exception syndrome, decoded (hyp and guests both read it).
 //! - [`bundle`]: the file `pvmkit` writes and `hyp` reads (`-initrd`).
+//! - [`virtio_mmio`]: the virtio-mmio transport's register offsets.
 //! - [`hyp_options`]: the options `pvmkit` passes to `hyp` on its command line.
 //! - [`memory_map`]: the addresses every part agrees on.
 //! - [`signed_payload`]: the signed payload format pvmfw verifies.
@@ -25,3 +26,4 @@ pub mod psci;
 pub mod pvmfw;
 pub mod signed_payload;
 pub mod smccc;
+pub mod virtio_mmio;

@@ -22,6 +22,7 @@ use hyp::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
 use hyp::mmio_guard::GuardTable;
 use hyp::ownership::{Ownership, PageState, GRANULE};
 use libfuzzer_sys::fuzz_target;
+use pvmkit_fuzz::Input;
 
 const BASE: u64 = 0x8000_0000;
 const PAGES: usize = 32;
@@ -53,34 +54,15 @@ const IDS: [u32; 14] = [
     0x8400_0008,
 ];
 
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-    fn u64(&mut self) -> Option<u64> {
-        let mut v = [0u8; 8];
-        for b in &mut v {
-            *b = self.byte()?;
-        }
-        Some(u64::from_le_bytes(v))
-    }
-    /// An argument: mostly a page of guest RAM (or just outside), sometimes anything.
-    fn arg(&mut self) -> Option<u64> {
-        Some(match self.byte()? {
-            0..=159 => {
-                BASE.wrapping_add((self.byte()? as u64 % (PAGES as u64 + 4)).wrapping_sub(2).wrapping_mul(GRANULE))
-            }
-            160..=199 => self.byte()? as u64 % 64,
-            200..=219 => BASE + self.byte()? as u64,
-            _ => self.u64()?,
-        })
-    }
+/// An argument: mostly a page of guest RAM (or just outside), sometimes anything.
+fn arg(input: &mut Input<'_>) -> Option<u64> {
+    Some(match input.byte()? {
+        0..=159 => BASE.wrapping_add((input.byte()? as u64 % (PAGES as u64 + 4)).wrapping_sub(2).wrapping_mul(GRANULE)),
+        160..=199 => input.byte()? as u64 % 64,
+        200..=219 => BASE + input.byte()? as u64,
+        _ => input.u64()?,
+    })
 }
-
 fn states(o: &Ownership<'_>) -> Vec<PageState> {
     (0..PAGES as u64).map(|i| o.state(BASE + i * GRANULE).unwrap()).collect()
 }
@@ -124,7 +106,7 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         let x0 = if pick < 200 { IDS[pick as usize % IDS.len()] as u64 } else { input.u64().unwrap_or(0) };
-        let (Some(a), Some(b), Some(c)) = (input.arg(), input.arg(), input.arg()) else { return };
+        let (Some(a), Some(b), Some(c)) = (arg(&mut input), arg(&mut input), arg(&mut input)) else { return };
         let before = states(&ownership);
         let mut zeroed = Zeroed::default();
         let vm = VmState {

@@ -16,6 +16,7 @@
 use hyp::ownership::{Ownership, PageState, GRANULE};
 use hyp::virtio::{regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, VirtioDevice, MAX_QUEUES};
 use libfuzzer_sys::fuzz_target;
+use pvmkit_fuzz::Input;
 
 const BASE: u64 = 0x8000_0000;
 const PAGES: usize = 48;
@@ -100,44 +101,26 @@ impl DeviceRegs for Device {
     }
 }
 
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-    fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let mut v = [0u8; N];
-        for b in &mut v {
-            *b = self.byte()?;
+/// An address in (or just outside) guest RAM, sometimes anything.
+fn addr(input: &mut Input<'_>) -> Option<u64> {
+    Some(match input.byte()? {
+        0..=199 => {
+            let page = input.byte()? as u64 % (PAGES as u64 + 2);
+            BASE.wrapping_add(page * GRANULE).wrapping_add(input.u16()? as u64 % GRANULE)
         }
-        Some(v)
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.bytes().map(u16::from_le_bytes)
-    }
-    /// An address in (or just outside) guest RAM, sometimes anything.
-    fn addr(&mut self) -> Option<u64> {
-        Some(match self.byte()? {
-            0..=199 => {
-                let page = self.byte()? as u64 % (PAGES as u64 + 2);
-                BASE.wrapping_add(page * GRANULE).wrapping_add(self.u16()? as u64 % GRANULE)
-            }
-            200..=229 => BASE + (self.byte()? as u64 % PAGES as u64) * GRANULE,
-            _ => u64::from_le_bytes(self.bytes()?),
-        })
-    }
-    /// A register value: small numbers, the halves of an address, or anything.
-    fn value(&mut self) -> Option<u64> {
-        Some(match self.byte()? {
-            0..=99 => self.byte()? as u64 % 12,
-            100..=149 => 1u64 << (self.byte()? % 11),
-            150..=219 => self.addr()? & 0xffff_ffff,
-            _ => u32::from_le_bytes(self.bytes()?) as u64,
-        })
-    }
+        200..=229 => BASE + (input.byte()? as u64 % PAGES as u64) * GRANULE,
+        _ => input.u64()?,
+    })
+}
+
+/// A register value: small numbers, the halves of an address, or anything.
+fn value(input: &mut Input<'_>) -> Option<u64> {
+    Some(match input.byte()? {
+        0..=99 => input.byte()? as u64 % 12,
+        100..=149 => 1u64 << (input.byte()? % 11),
+        150..=219 => addr(input)? & 0xffff_ffff,
+        _ => u32::from_le_bytes(input.bytes()?) as u64,
+    })
 }
 
 const OFFSETS: [u64; 20] = [
@@ -237,7 +220,7 @@ fuzz_target!(|data: &[u8]| {
                 let Some(pick) = input.byte() else { return };
                 let offset = if pick < 240 { OFFSETS[pick as usize % OFFSETS.len()] } else { pick as u64 & 0x1fc };
                 let width = if input.byte().unwrap_or(0) < 240 { 4 } else { 2 };
-                let Some(value) = input.value() else { return };
+                let Some(value) = value(&mut input) else { return };
                 transport.write(&mut dev, offset, width, value, &mut ownership, &mut ram, &mut shadows)
             }
             2 => {
@@ -247,7 +230,7 @@ fuzz_target!(|data: &[u8]| {
             3 => {
                 // A descriptor: addr, len, flags, next, at a guest address.
                 let (Some(at), Some(addr), Some(len), Some(flags), Some(next)) =
-                    (input.addr(), input.addr(), input.u16(), input.byte(), input.u16())
+                    (addr(&mut input), addr(&mut input), input.u16(), input.byte(), input.u16())
                 else {
                     return;
                 };
@@ -262,7 +245,7 @@ fuzz_target!(|data: &[u8]| {
                 Ok(())
             }
             4 => {
-                let (Some(at), Some(v)) = (input.addr(), input.u16()) else { return };
+                let (Some(at), Some(v)) = (addr(&mut input), input.u16()) else { return };
                 if at >= BASE && at.checked_add(2).is_some_and(|end| end <= BASE + ram.0.len() as u64) {
                     ram.write(at, &v.to_le_bytes());
                 }

@@ -13,19 +13,8 @@ use guest_lib::sharing::MemSharer;
 const PAGE: u64 = 4096;
 const PAGES: u64 = 5;
 
-/// virtio-mmio registers (virtio 1.x).
-pub mod reg {
-    pub const DRIVER_FEATURES: u64 = 0x020;
-    pub const DRIVER_FEATURES_SEL: u64 = 0x024;
-    pub const QUEUE_SEL: u64 = 0x030;
-    pub const QUEUE_NUM: u64 = 0x038;
-    pub const QUEUE_READY: u64 = 0x044;
-    pub const QUEUE_NOTIFY: u64 = 0x050;
-    pub const STATUS: u64 = 0x070;
-    pub const QUEUE_DESC_LOW: u64 = 0x080;
-    pub const QUEUE_DRIVER_LOW: u64 = 0x090;
-    pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
-}
+/// virtio-mmio registers.
+pub use abi::virtio_mmio as reg;
 
 /// STATUS bits.
 const ACKNOWLEDGE: u32 = 1;
