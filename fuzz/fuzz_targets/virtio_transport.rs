@@ -10,6 +10,7 @@
 //!   finished — lies in shared, pinned pages;
 //! - every descriptor hyp thinks in flight points only at shared pages, inside its pins;
 //! - the device was never given an address register value other than hyp's shadows.
+//!
 //! A violation ends the VM, as in hyp: the run stops there.
 #![no_main]
 
@@ -168,8 +169,8 @@ fn check(transport: &VirtioDevice, ownership: &Ownership<'_>, shadows: &[ShadowQ
             }
         }
     }
-    let mut expected = vec![0u32; PAGES];
-    for q in 0..MAX_QUEUES {
+    let mut expected = [0u32; PAGES];
+    for (q, shadow) in shadows.iter().enumerate() {
         let queue = transport.queue(q).unwrap();
         for range in queue.pinned_ranges() {
             for page in range.pages() {
@@ -177,7 +178,7 @@ fn check(transport: &VirtioDevice, ownership: &Ownership<'_>, shadows: &[ShadowQ
             }
         }
         for (index, pinned) in queue.in_flight_descriptors() {
-            let desc = shadows[q].desc[index];
+            let desc = shadow.desc[index];
             let len = (desc.len as u64).max(1);
             assert_eq!(ownership.first_unshared(desc.addr, len), None, "the device holds an unshared page");
             let end = pinned.first + pinned.pages * GRANULE;
