@@ -263,19 +263,17 @@ fuzz_target!(|data: &[u8]| {
                 Ok(())
             }
             6 => {
-                // The device completes a chain it holds, or (a faulty device) any id.
+                // The device completes a chain it holds (any length), or names a head no
+                // queue can have. (A used entry naming a head is the device's word that
+                // it is done with that head, whenever hyp reads it: a device that names
+                // heads it does not hold breaks the contract pins rely on, so the model
+                // does not.)
                 let (Some(q), Some(pick), Some(len)) = (input.byte(), input.u16(), input.u16()) else { return };
                 let q = q as usize % MAX_QUEUES;
                 let held = &mut dev.queues[q].held;
                 let id = match pick {
                     0..=0xefff if !held.is_empty() => held.remove(pick as usize % held.len()),
-                    _ => {
-                        let id = pick % 260;
-                        if let Some(at) = held.iter().position(|&h| h == id) {
-                            held.remove(at);
-                        }
-                        id
-                    }
+                    _ => 256 + pick % 0x1000,
                 };
                 let size = dev.queues[q].size.max(1) as usize;
                 let used = &mut shadows[q].used;
