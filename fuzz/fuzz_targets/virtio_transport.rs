@@ -37,13 +37,19 @@ impl GuestRam for Ram {
 
 /// One queue as the device sees it: like QEMU's, it keeps serving a queue after
 /// QueueReady=0 and forgets it only at a reset.
-#[derive(Default)]
 struct DeviceQueue {
     size: u16,
     running: bool,
     last_avail: u16,
     /// Heads taken from the shadow available ring and not completed.
     held: Vec<u16>,
+}
+
+impl Default for DeviceQueue {
+    fn default() -> Self {
+        // QEMU gives every queue its maximum size when the device is created or reset.
+        Self { size: 1024, running: false, last_avail: 0, held: Vec::new() }
+    }
 }
 
 #[derive(Default)]
@@ -63,7 +69,9 @@ impl Device {
             let queue = self.queues.get_mut(self.sel);
             match (offset, queue) {
                 (regs::QUEUE_SEL, _) => self.sel = value as usize,
-                (regs::QUEUE_NUM, Some(q)) => q.size = value as u16,
+                // As QEMU's virtio_queue_set_num: a queue never changes to or from size
+                // 0, nor beyond its maximum.
+                (regs::QUEUE_NUM, Some(q)) if value != 0 && value <= 1024 => q.size = value as u16,
                 (regs::QUEUE_READY, Some(q)) if value == 1 => q.running = true,
                 (regs::STATUS, _) if value == 0 && self.status == 0 => {
                     self.queues = Default::default();
@@ -275,7 +283,7 @@ fuzz_target!(|data: &[u8]| {
                     0..=0xefff if !held.is_empty() => held.remove(pick as usize % held.len()),
                     _ => 256 + pick % 0x1000,
                 };
-                let size = dev.queues[q].size.max(1) as usize;
+                let size = dev.queues[q].size as usize;
                 let used = &mut shadows[q].used;
                 let slot = used.idx as usize % size % used.ring.len();
                 used.ring[slot].id = id as u32;
