@@ -63,7 +63,7 @@ pub fn is_probe_abort(elr: u64, esr: Esr, sites: &[u64]) -> bool {
 /// full syndrome), except [`probe::read_pair`], which is a load pair (no syndrome).
 #[cfg(target_os = "none")]
 pub mod probe {
-    pub use crate::arch::probe::{read_pair, read_u32, read_u64, read_u8, write_u32, write_u8};
+    pub use crate::arch::probe::{hvc, read_pair, read_u32, read_u64, read_u8, write_u32, write_u8};
 }
 
 #[cfg(test)]

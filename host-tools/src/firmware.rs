@@ -13,6 +13,8 @@ use crate::Workspace;
 pub const HYP_TARGET: &str = "aarch64-unknown-none-softfloat";
 /// The guests' target.
 pub const GUEST_TARGET: &str = "aarch64-unknown-none";
+/// The VMM's target: a static Linux binary for the pKVM host (rust-lld, self-contained).
+pub const VMM_TARGET: &str = "aarch64-unknown-linux-musl";
 
 /// What `build_all` produced.
 #[derive(Clone, Debug)]
@@ -56,6 +58,12 @@ pub fn build_all(ws: &Workspace) -> Result<Firmware, String> {
     let hyp_image = out.join("hyp.bin");
     std::fs::write(&hyp_image, &image.bytes).map_err(|e| format!("writing {}: {e}", hyp_image.display()))?;
     Ok(Firmware { hyp_image, test_guest_elf, pvmfw_elf })
+}
+
+/// Builds the VMM (release, static) for the pKVM host's initramfs.
+pub fn build_vmm(ws: &Workspace) -> Result<PathBuf, String> {
+    Toolchain::current().ensure_targets(&ws.root, &[VMM_TARGET])?;
+    cargo_build(ws, "vmm", VMM_TARGET)
 }
 
 /// Reads a file with its name in the error.

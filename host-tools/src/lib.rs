@@ -4,7 +4,10 @@
 //! - [`devices`]: the virtio devices a guest gets (disk, entropy, console FIFOs).
 //! - [`firmware`]: builds the firmware crates and turns ELF files into flat images.
 //! - [`guest_dt`]: the device tree `pvmkit`, as the host VMM, writes for the guest.
-//! - [`pack`]: the bundle hyp reads.
+//! - [`initramfs`]: the pKVM host's initramfs (the VMM as `/init`).
+//! - [`kernel`]: the pKVM host's kernel, fetched from Debian and cached.
+//! - [`pack`]: the bundle hyp (and the VMM) reads.
+//! - [`pkvm`]: running a guest on the real pKVM (Debian's Linux in QEMU, pvmkit's VMM).
 //! - [`signing`]: keys, signed payloads, the development key, the per-VM secret.
 //! - [`qemu`]: finding, installing and running QEMU.
 //! - [`toolchain`]: installing the firmware's Rust targets when they are missing.
@@ -14,7 +17,10 @@ pub mod bench;
 pub mod devices;
 pub mod firmware;
 pub mod guest_dt;
+pub mod initramfs;
+pub mod kernel;
 pub mod pack;
+pub mod pkvm;
 pub mod qemu;
 pub mod signing;
 pub mod toolchain;
@@ -24,6 +30,28 @@ use std::fmt;
 use std::path::PathBuf;
 
 use abi::hyp_options::{AbiForm, VmMode};
+
+/// Which hypervisor runs the guest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// pvmkit's own EL2 hypervisor under QEMU: fast, strict, names every mistake.
+    #[default]
+    Hyp,
+    /// The real upstream pKVM: Debian's arm64 Linux booted in QEMU with
+    /// `kvm-arm.mode=protected`, with pvmkit's VMM as its `/init`.
+    Pkvm,
+}
+
+impl Backend {
+    /// Parses `--backend`.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "hyp" => Ok(Self::Hyp),
+            "pkvm" => Ok(Self::Pkvm),
+            other => Err(format!("unknown --backend '{other}' (hyp or pkvm)")),
+        }
+    }
+}
 
 /// How a guest runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +84,23 @@ impl Mode {
             ("bare", None) => Ok(Mode::Bare),
             ("unprotected" | "bare", Some(_)) => Err(format!("--abi applies only to --mode protected, not {mode}")),
             (other, _) => Err(format!("unknown --mode '{other}' (protected, unprotected or bare)")),
+        }
+    }
+
+    /// Parses `--mode` and `--abi` for `backend`. The pkvm backend runs Linux 7.3's own
+    /// upstream pKVM: `--abi` (a choice of hyp's profiles) and bare mode do not apply.
+    pub fn parse_for(backend: Backend, mode: &str, abi: Option<&str>) -> Result<Self, String> {
+        match (backend, mode, abi) {
+            (Backend::Hyp, ..) => Self::parse(mode, abi),
+            (Backend::Pkvm, _, Some(_)) => {
+                Err("--abi picks one of hyp's profiles; the pkvm backend runs Linux 7.3's own upstream pKVM".into())
+            }
+            (Backend::Pkvm, "protected", None) => Ok(Mode::Hyp(VmMode::Protected(AbiForm::Upstream))),
+            (Backend::Pkvm, "unprotected", None) => Ok(Mode::Hyp(VmMode::Unprotected)),
+            (Backend::Pkvm, "bare", None) => {
+                Err("--mode bare runs no hypervisor: it does not apply to --backend pkvm".into())
+            }
+            (Backend::Pkvm, other, None) => Err(format!("unknown --mode '{other}' (protected or unprotected)")),
         }
     }
 
@@ -118,5 +163,12 @@ mod tests {
         assert!(Mode::parse("bare", Some("android")).unwrap_err().contains("only to --mode protected"));
         assert!(Mode::parse("fast", None).unwrap_err().contains("unknown --mode"));
         assert!(Mode::parse("protected", Some("x")).unwrap_err().contains("unknown --abi"));
+        let pkvm = Backend::Pkvm;
+        assert_eq!(Mode::parse_for(pkvm, "protected", None), Ok(Mode::ALL[1]));
+        assert_eq!(Mode::parse_for(pkvm, "unprotected", None), Ok(Mode::ALL[2]));
+        assert!(Mode::parse_for(pkvm, "protected", Some("android")).unwrap_err().contains("own upstream pKVM"));
+        assert!(Mode::parse_for(pkvm, "bare", None).unwrap_err().contains("does not apply to --backend pkvm"));
+        assert_eq!(Backend::parse("pkvm"), Ok(Backend::Pkvm));
+        assert!(Backend::parse("kvm").unwrap_err().contains("unknown --backend"));
     }
 }

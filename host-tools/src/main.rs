@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use host_tools::firmware::{self, Firmware};
 use host_tools::qemu::{self, RunConfig};
 use host_tools::verdict::Verdict;
-use host_tools::{Mode, Workspace};
+use host_tools::{Backend, Mode, Workspace};
 
 #[derive(Parser)]
 #[command(name = "pvmkit", version, about = "Build, run and judge pvmkit guests under hyp in QEMU")]
@@ -64,6 +64,13 @@ struct RunArgs {
     /// trap. Off by default, so that the guest sees exactly the pKVM ABI.
     #[arg(long)]
     hyp_stats: bool,
+    /// hyp (pvmkit's own EL2 hypervisor) or pkvm (the real upstream pKVM: Debian's
+    /// Linux in QEMU with pvmkit's VMM).
+    #[arg(long, default_value = "hyp")]
+    backend: String,
+    /// The pKVM host kernel, an arm64 Image (default: Debian's, fetched and cached).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
     /// Extra QEMU arguments, after `--`.
     #[arg(last = true)]
     qemu_args: Vec<String>,
@@ -87,6 +94,8 @@ impl RunArgs {
             trusted_key: None,
             host_dt: None,
             hyp_stats: false,
+            backend: "hyp".into(),
+            kernel: None,
             qemu_args,
         }
     }
@@ -182,7 +191,11 @@ fn run(cli: Cli) -> Result<bool, String> {
             Ok(true)
         }
         Command::Run(args) => {
-            let mode = Mode::parse(&args.mode, args.abi.as_deref())?;
+            let backend = Backend::parse(&args.backend)?;
+            let mode = Mode::parse_for(backend, &args.mode, args.abi.as_deref())?;
+            if backend == Backend::Hyp && args.kernel.is_some() {
+                return Err("--kernel is the pKVM host's kernel: it applies only to --backend pkvm".into());
+            }
             qemu::ensure_installed()?;
             let fw = firmware::build_all(&ws)?;
             let verdict = run_one(&ws, &fw, mode, &args, true)?;
@@ -238,11 +251,16 @@ fn run(cli: Cli) -> Result<bool, String> {
         Command::Test { timeout } => {
             qemu::ensure_installed()?;
             let fw = firmware::build_all(&ws)?;
-            let args = RunArgs::test_guest(timeout, "normal", Vec::new());
+            let hyp = RunArgs::test_guest(timeout, "normal", Vec::new());
+            let pkvm = RunArgs { backend: "pkvm".into(), ..hyp.clone() };
+            let rows = Mode::ALL
+                .map(|mode| (mode, &hyp, "hyp"))
+                .into_iter()
+                .chain([Mode::ALL[1], Mode::ALL[2]].map(|mode| (mode, &pkvm, "pkvm")));
             let mut all = true;
-            for mode in Mode::ALL {
-                let verdict = run_one(&ws, &fw, mode, &args, false)?;
-                println!("{:<28} {verdict}", mode.to_string());
+            for (mode, args, backend) in rows {
+                let verdict = run_one(&ws, &fw, mode, args, false)?;
+                println!("{:<6} {:<28} {verdict}", backend, mode.to_string());
                 if let Verdict::Fail { tail, .. } = &verdict {
                     tail.iter().for_each(|l| println!("    | {l}"));
                 }
@@ -269,6 +287,8 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
         extra_args: args.qemu_args.clone(),
         echo,
         hyp_stats: args.hyp_stats,
+        backend: Backend::parse(&args.backend).unwrap_or_default(),
+        kernel: args.kernel.clone(),
     }
 }
 

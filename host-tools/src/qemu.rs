@@ -13,7 +13,7 @@ use crate::devices::{Devices, VIRTIO_SLOTS};
 use crate::firmware::{self, Firmware, FlatImage};
 use crate::guest_dt::{self, GuestDtConfig};
 use crate::verdict::{self, Expect, RunOutput, Verdict};
-use crate::{pack, signing, Mode, Workspace};
+use crate::{pack, signing, Backend, Mode, Workspace};
 
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-aarch64";
@@ -88,6 +88,10 @@ pub struct RunConfig {
     pub echo: bool,
     /// Turn on hyp's `HYP_STATS` call (for `pvmkit bench`).
     pub hyp_stats: bool,
+    /// hyp, or the real pKVM.
+    pub backend: Backend,
+    /// The pKVM host's kernel (default: Debian's, fetched and cached).
+    pub kernel: Option<PathBuf>,
 }
 
 impl RunConfig {
@@ -95,12 +99,15 @@ impl RunConfig {
     /// extra words.
     pub fn guest_cmdline(&self) -> String {
         let mut words = vec![self.mode.guest_args().to_string(), format!("pvmkit.scenario={}", self.scenario)];
+        if self.backend == Backend::Pkvm {
+            words.push("pvmkit.backend=pkvm".into());
+        }
         words.extend(self.guest_args.iter().cloned());
         words.join(" ")
     }
 }
 
-fn run_dir(ws: &Workspace, mode: Mode) -> Result<PathBuf, String> {
+pub(crate) fn run_dir(ws: &Workspace, mode: Mode) -> Result<PathBuf, String> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static RUNS: AtomicU32 = AtomicU32::new(0);
     let name = format!(
@@ -114,7 +121,7 @@ fn run_dir(ws: &Workspace, mode: Mode) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
@@ -200,6 +207,9 @@ pub fn run(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Verdict,
 /// Like [`run`], also returning the console lines.
 pub fn run_collect(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<(Verdict, RunOutput), String> {
     let dir = run_dir(ws, config.mode)?;
+    if config.backend == Backend::Pkvm {
+        return crate::pkvm::run_collect(ws, fw, config, &dir);
+    }
     match (config.mode, &config.bundle) {
         (Mode::Hyp(_), Some(given)) => write(&dir.join("bundle.bin"), &firmware::read(given)?)?,
         (Mode::Hyp(_), None) => write(&dir.join("bundle.bin"), &make_bundle(ws, fw, config)?)?,
@@ -257,7 +267,8 @@ pub fn execute(cmd: &mut Command, timeout: Duration, echo: bool) -> Result<RunOu
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let deadline = Instant::now() + timeout;
+    let start = Instant::now();
+    let deadline = start + timeout;
     let mut output = RunOutput::default();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -267,6 +278,7 @@ pub fn execute(cmd: &mut Command, timeout: Duration, echo: bool) -> Result<RunOu
                     println!("{line}");
                 }
                 output.lines.push(line);
+                output.times.push(start.elapsed());
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) if left.is_zero() => {

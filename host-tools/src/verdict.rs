@@ -13,6 +13,9 @@ pub const TAIL_LINES: usize = 20;
 pub enum Expect {
     /// hyp ran the guest: its exit line must say `system_off`.
     Hyp,
+    /// pvmkit's VMM ran the guest on the real pKVM: its exit line (in hyp's words)
+    /// must say `system_off`. The host kernel's own log lines around it do not count.
+    Vmm,
     /// No hyp: QEMU must have powered off cleanly.
     Bare,
 }
@@ -28,6 +31,8 @@ pub struct RunOutput {
     pub exit_code: Option<i32>,
     /// Whether the wall-clock limit ended the run.
     pub timed_out: bool,
+    /// When each line arrived, from QEMU's start.
+    pub times: Vec<std::time::Duration>,
 }
 
 /// The verdict.
@@ -74,8 +79,26 @@ pub fn parse_summary(line: &str) -> Option<(u32, u32)> {
 
 /// The `reason=` of a hyp exit line.
 pub fn parse_hyp_exit(line: &str) -> Option<&str> {
-    let rest = line.trim().strip_prefix("[hyp] exit: reason=")?;
+    parse_exit("[hyp]", line)
+}
+
+/// The `reason=` of an exit line of `who` (`[hyp]` or `[vmm]`).
+pub fn parse_exit<'a>(who: &str, line: &'a str) -> Option<&'a str> {
+    let rest = line.trim().strip_prefix(who)?.strip_prefix(" exit: reason=")?;
     Some(rest.split_whitespace().next().unwrap_or(""))
+}
+
+/// Whether `line` is the Linux host kernel's own log (`[    1.234567] …`).
+pub fn is_kernel_log(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix('[') else { return false };
+    let Some((stamp, _)) = rest.split_once("] ") else { return false };
+    let stamp = stamp.trim_start();
+    stamp.split_once('.').is_some_and(|(s, us)| {
+        !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && us.len() == 6
+            && us.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 /// Judges a run.
@@ -91,17 +114,27 @@ pub fn judge(expect: Expect, run: &RunOutput) -> Verdict {
     if run.timed_out {
         return fail("timeout: QEMU did not power off in time".into());
     }
-    if expect == Expect::Hyp {
-        let exit = run.lines.iter().rposition(|l| parse_hyp_exit(l).is_some());
+    let judge_of = match expect {
+        Expect::Hyp => Some(("[hyp]", "hyp")),
+        Expect::Vmm => Some(("[vmm]", "the VMM")),
+        Expect::Bare => None,
+    };
+    if let Some((who, name)) = judge_of {
+        let exit = run.lines.iter().rposition(|l| parse_exit(who, l).is_some());
         let Some(at) = exit else {
-            return fail("hyp printed no exit line".into());
+            return fail(format!("{name} printed no exit line"));
         };
         let line = run.lines[at].trim();
-        if parse_hyp_exit(line) != Some("system_off") {
-            return fail(format!("hyp ended the VM: {}", line.trim_start_matches("[hyp] exit: ")));
+        if parse_exit(who, line) != Some("system_off") {
+            return fail(format!(
+                "{name} ended the VM: {}",
+                line.trim_start_matches(who).trim_start_matches(" exit: ")
+            ));
         }
-        if run.lines[at + 1..].iter().any(|l| !l.trim().is_empty()) {
-            return fail("console output after hyp's exit line".into());
+        // After a VMM's exit line the host kernel may still log (powering off).
+        let after_exit = |l: &String| !(l.trim().is_empty() || expect == Expect::Vmm && is_kernel_log(l));
+        if run.lines[at + 1..].iter().any(after_exit) {
+            return fail(format!("console output after {name}'s exit line"));
         }
     }
     if run.exit_code != Some(0) {
@@ -126,6 +159,7 @@ mod tests {
             stderr: Vec::new(),
             exit_code,
             timed_out: false,
+            times: Vec::new(),
         }
     }
 
@@ -174,6 +208,21 @@ mod tests {
         let mut r = run(&["1 passed, 0 failed", "[hyp] exit: reason=system_off"], None);
         r.timed_out = true;
         assert!(reason(judge(Expect::Hyp, &r)).starts_with("timeout"));
+    }
+
+    #[test]
+    fn the_vmm_ends_a_pkvm_run_like_hyp() {
+        let clean =
+            run(&["1 passed, 0 failed", "[vmm] exit: reason=system_off", "[   12.345678] reboot: Power down"], Some(0));
+        assert_eq!(judge(Expect::Vmm, &clean), Verdict::Pass { passed: 1 });
+        let r = run(&["1 passed, 0 failed", "[vmm] exit: reason=reset"], Some(0));
+        assert_eq!(reason(judge(Expect::Vmm, &r)), "the VMM ended the VM: reason=reset");
+        let r = run(&["1 passed, 0 failed", "[hyp] exit: reason=system_off"], Some(0));
+        assert_eq!(reason(judge(Expect::Vmm, &r)), "the VMM printed no exit line", "hyp's line is not the VMM's");
+        let r = run(&["[vmm] exit: reason=system_off", "1 passed, 0 failed"], Some(0));
+        assert_eq!(reason(judge(Expect::Vmm, &r)), "console output after the VMM's exit line");
+        assert!(is_kernel_log("[    0.225688] kvm [1]: Protected hVHE mode initialized successfully"));
+        assert!(!is_kernel_log("[vmm] exit: reason=system_off") && !is_kernel_log("[1.5] x"));
     }
 
     #[test]

@@ -7,27 +7,40 @@ use guest_lib::GuestDt;
 /// The mode `pvmkit` says it started us in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Under hyp, protected, with this ABI form ("android" or "upstream").
+    /// Protected: under hyp with this ABI form ("android" or "upstream"), or "pkvm":
+    /// under the real upstream pKVM of Linux 7.3 (`--backend pkvm`).
     Protected(&'static str),
     /// Under hyp, unprotected.
     Unprotected,
+    /// An ordinary VM under the real KVM of the pKVM host (`--backend pkvm`'s baseline).
+    UnprotectedKvm,
     /// On plain QEMU, no hypervisor.
     Bare,
 }
 
 impl Mode {
     pub fn from_dt(dt: &GuestDt<'static>) -> Option<Self> {
-        match (dt.bootarg("pvmkit.mode")?, dt.bootarg("pvmkit.abi")) {
-            ("protected", Some("android")) => Some(Self::Protected("android")),
-            ("protected", Some("upstream")) => Some(Self::Protected("upstream")),
-            ("unprotected", None) => Some(Self::Unprotected),
-            ("bare", None) => Some(Self::Bare),
+        let mode = (dt.bootarg("pvmkit.mode")?, dt.bootarg("pvmkit.abi"), dt.bootarg("pvmkit.backend"));
+        match mode {
+            ("protected", Some("android"), None) => Some(Self::Protected("android")),
+            ("protected", Some("upstream"), None) => Some(Self::Protected("upstream")),
+            ("protected", Some("upstream"), Some("pkvm")) => Some(Self::Protected("pkvm")),
+            ("unprotected", None, None) => Some(Self::Unprotected),
+            ("unprotected", None, Some("pkvm")) => Some(Self::UnprotectedKvm),
+            ("bare", None, None) => Some(Self::Bare),
             _ => None,
         }
     }
 
+    /// Whether a hypervisor runs us (hyp or the real KVM).
     pub fn under_hyp(self) -> bool {
         self != Self::Bare
+    }
+
+    /// Whether that hypervisor is the real KVM of Linux 7.3 (`--backend pkvm`), whose
+    /// answers were measured (`../shared/reference/real-pkvm-7.3.md`, section 3).
+    pub fn real_kvm(self) -> bool {
+        matches!(self, Self::Protected("pkvm") | Self::UnprotectedKvm)
     }
 
     /// Whether pKVM's memory services must be there.
@@ -57,6 +70,10 @@ impl Mode {
                 func::MMIO_RGUARD_MAP,
                 func::MMIO_RGUARD_UNMAP,
             ]),
+            // Linux 7.3's pKVM: the memory services only, no MMIO guard (0x1d).
+            Self::Protected("pkvm") => {
+                Features::with(&[func::FEATURES, func::HYP_MEMINFO, func::MEM_SHARE, func::MEM_UNSHARE])
+            }
             // Upstream: the memory services and the single MMIO_GUARD call (0x9d).
             Self::Protected(_) => Features::with(&[
                 func::FEATURES,
@@ -66,6 +83,8 @@ impl Mode {
                 func::MMIO_GUARD_MAP,
             ]),
             Self::Unprotected => Features::with(&[func::FEATURES]),
+            // The host KVM's own bitmap: FEATURES and PTP (0x3).
+            Self::UnprotectedKvm => Features::with(&[func::FEATURES, func::PTP]),
             Self::Bare => Features::NONE,
         }
     }

@@ -54,6 +54,20 @@ probe_site_read_pair:
     mov     x0, x3
     ret
 
+/* An SMCCC call over HVC that may be answered with an external abort at the HVC itself
+ * (real pKVM's MEM_SHARE of an IPA outside memory). x0 = pointer to four words: the
+ * call's x0..x3 in, its x0..x3 out (x9 survives the call: SMCCC preserves x4..x17). */
+.global pvmkit_probe_hvc
+pvmkit_probe_hvc:
+    mov     x9, x0
+    ldp     x0, x1, [x9]
+    ldp     x2, x3, [x9, #16]
+probe_site_hvc:
+    hvc     #0
+    stp     x0, x1, [x9]
+    stp     x2, x3, [x9, #16]
+    ret
+
 .section .rodata
 .balign 8
 .global pvmkit_probe_sites
@@ -64,3 +78,4 @@ pvmkit_probe_sites:
     .quad   probe_site_write_u8
     .quad   probe_site_write_u32
     .quad   probe_site_read_pair
+    .quad   probe_site_hvc

@@ -19,15 +19,18 @@ unsafe extern "C" {
     fn pvmkit_probe_write_u8(addr: u64, value: u64) -> ProbeResult;
     fn pvmkit_probe_write_u32(addr: u64, value: u64) -> ProbeResult;
     fn pvmkit_probe_read_pair(addr: u64) -> ProbeResult;
-    static pvmkit_probe_sites: [u64; 6];
+    fn pvmkit_probe_hvc(regs: *mut [u64; 4]);
+    static pvmkit_probe_sites: [u64; 7];
 }
 
 /// ESR and FAR of the last abort a probe took (set by the exception handler).
 static LAST_ESR: AtomicU64 = AtomicU64::new(0);
 static LAST_FAR: AtomicU64 = AtomicU64::new(0);
+/// Aborts probes have taken: the HVC probe tells an abort from an answer by it.
+static ABORTS: AtomicU64 = AtomicU64::new(0);
 
 /// The addresses of the probe instructions.
-pub fn sites() -> &'static [u64; 6] {
+pub fn sites() -> &'static [u64; 7] {
     // SAFETY: a read-only table of addresses in the image.
     unsafe { &pvmkit_probe_sites }
 }
@@ -36,13 +39,33 @@ pub fn sites() -> &'static [u64; 6] {
 pub fn record(esr: u64, far: u64) {
     LAST_ESR.store(esr, Ordering::Relaxed);
     LAST_FAR.store(far, Ordering::Relaxed);
+    ABORTS.fetch_add(1, Ordering::Relaxed);
+}
+
+fn last_abort() -> ExternalAbort {
+    ExternalAbort { esr: Esr(LAST_ESR.load(Ordering::Relaxed)), far: LAST_FAR.load(Ordering::Relaxed) }
+}
+
+/// An SMCCC call over HVC (x0 = `function`, x1..x3 = `args`) that reports an external
+/// abort taken at the HVC itself instead of stopping the VM: the real pKVM answers a
+/// MEM_SHARE of an IPA outside memory that way.
+pub fn hvc(function: u32, args: [u64; 3]) -> Result<[u64; 4], ExternalAbort> {
+    let mut regs = [function as u64, args[0], args[1], args[2]];
+    let before = ABORTS.load(Ordering::Relaxed);
+    // SAFETY: an SMCCC call over HVC with a pointer to four words it reads and writes.
+    unsafe { pvmkit_probe_hvc(&mut regs) };
+    if ABORTS.load(Ordering::Relaxed) == before {
+        Ok(regs)
+    } else {
+        Err(last_abort())
+    }
 }
 
 fn finish(result: ProbeResult) -> Result<u64, ExternalAbort> {
     if result.aborted == 0 {
         Ok(result.value)
     } else {
-        Err(ExternalAbort { esr: Esr(LAST_ESR.load(Ordering::Relaxed)), far: LAST_FAR.load(Ordering::Relaxed) })
+        Err(last_abort())
     }
 }
 

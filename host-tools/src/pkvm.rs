@@ -1,0 +1,100 @@
+//! Running a guest on the real pKVM: Debian's arm64 Linux (the pKVM host) boots in QEMU
+//! with `kvm-arm.mode=protected`; its initramfs holds pvmkit's VMM as `/init` and the
+//! same bundle hyp would get, which the VMM runs as a protected (or, for the baseline,
+//! ordinary) VM. The verdict reads the VMM's exit line as it reads hyp's.
+
+use std::path::Path;
+use std::process::Command;
+
+use abi::hyp_options::VmMode;
+
+use crate::firmware::{self, Firmware};
+use crate::kernel::{self, Kernel};
+use crate::qemu::{self, RunConfig, QEMU};
+use crate::verdict::{self, Expect, RunOutput, Verdict};
+use crate::{initramfs, Mode, Workspace};
+
+/// The CPU the host runs on: QEMU's `max`, with the vector extensions the pKVM host
+/// does not need turned off.
+const HOST_CPU: &str = "max,sve=off,sme=off";
+/// The host's RAM.
+const HOST_RAM: &str = "2G";
+/// The host kernel's command line: pKVM, its console on the PL011, quiet, and a panic
+/// that ends QEMU at once.
+const HOST_CMDLINE: &str = "console=ttyAMA0 kvm-arm.mode=protected panic=-1 quiet";
+
+/// The QEMU command that boots the pKVM host.
+pub fn command(kernel: &Path, initramfs: &Path, extra: &[String]) -> Command {
+    let mut cmd = Command::new(QEMU);
+    cmd.args(["-M", &format!("{},virtualization=on,gic-version=3", qemu::MACHINE), "-cpu", HOST_CPU])
+        .args(["-smp", "2", "-m", HOST_RAM, "-display", "none", "-nodefaults", "-serial", "stdio", "-no-reboot"])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initramfs)
+        .args(["-append", HOST_CMDLINE])
+        .args(extra);
+    cmd
+}
+
+/// What the options of a run ask that the pkvm backend cannot do, if anything.
+pub fn refusal(config: &RunConfig) -> Option<&'static str> {
+    if config.hyp_stats {
+        return Some("--hyp-stats: hyp's exit counters exist only under --backend hyp");
+    }
+    if config.disk.is_some() {
+        return Some("--disk: the pkvm backend's VMM has no virtio block device yet");
+    }
+    None
+}
+
+/// Builds the run's files in `dir`, boots the pKVM host and judges the run.
+pub fn run_collect(
+    ws: &Workspace,
+    fw: &Firmware,
+    config: &RunConfig,
+    dir: &Path,
+) -> Result<(Verdict, RunOutput), String> {
+    if let Some(why) = refusal(config) {
+        return Err(why.to_string());
+    }
+    let vm_mode = match config.mode {
+        Mode::Hyp(VmMode::Protected(_)) => "protected",
+        Mode::Hyp(VmMode::Unprotected) => "unprotected",
+        Mode::Bare => return Err("--mode bare does not apply to --backend pkvm".into()),
+    };
+    let Kernel { image, version } = match &config.kernel {
+        Some(path) => kernel::user_kernel(path)?,
+        None => kernel::debian_kernel()?,
+    };
+    let vmm = firmware::read(&firmware::build_vmm(ws)?)?;
+    let bundle = match &config.bundle {
+        Some(given) => firmware::read(given)?,
+        None => qemu::make_bundle(ws, fw, config)?,
+    };
+    let args = format!("mode={vm_mode}\n");
+    let archive = initramfs::for_vmm(&vmm, &[("bundle.bin", &bundle), ("args", args.as_bytes())]);
+    let initrd = dir.join("initramfs.cpio");
+    qemu::write(&initrd, &archive)?;
+    if config.echo {
+        eprintln!("pvmkit: {} on the real pKVM, host kernel {version} ({})", config.mode, dir.display());
+    }
+    let mut cmd = command(&image, &initrd, &config.extra_args);
+    let output = qemu::execute(&mut cmd, config.timeout, config.echo)?;
+    std::fs::write(dir.join("console.log"), output.lines.join("\n")).ok();
+    let verdict = verdict::judge(Expect::Vmm, &output);
+    if config.echo {
+        let first = output.lines.iter().position(|l| l.starts_with("[vmm]"));
+        let at = |i: Option<usize>| i.and_then(|i| output.times.get(i)).map(|t| format!("{:.1} s", t.as_secs_f64()));
+        eprintln!(
+            "pvmkit: host kernel {version}: the VMM's first line after {}, the run's end after {}",
+            at(first).unwrap_or_else(|| "never".into()),
+            at(output.lines.len().checked_sub(1)).unwrap_or_else(|| "never".into())
+        );
+        if let Verdict::Fail { tail, .. } = &verdict {
+            eprintln!("pvmkit: last console lines:");
+            tail.iter().for_each(|l| eprintln!("    | {l}"));
+        }
+    }
+    Ok((verdict, output))
+}

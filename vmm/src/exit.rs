@@ -1,0 +1,73 @@
+//! How a run ends, in the words hyp uses (`pvmkit`'s verdict reads both the same way):
+//! `[vmm] exit: reason=system_off|reset|violation|guest_crash|vmm_error …`.
+
+use core::fmt;
+
+/// The prefix of the exit line.
+pub const PREFIX: &str = "[vmm] exit: ";
+
+/// Why the VM ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    /// PSCI SYSTEM_OFF: a clean power-off.
+    SystemOff,
+    /// PSCI SYSTEM_RESET: the guest gave up.
+    Reset,
+    /// The guest handed a device memory it had not shared.
+    Violation {
+        /// The guest IPA.
+        ipa: u64,
+        /// The device's register base.
+        device: u64,
+        /// The queue.
+        queue: u32,
+        /// The descriptor, when one is involved.
+        descriptor: Option<u16>,
+        /// What was wrong.
+        what: &'static str,
+    },
+    /// The vCPU stopped in a way the VMM cannot resume.
+    GuestCrash(String),
+    /// The VMM itself failed (no KVM, no protected VM, a bad bundle).
+    VmmError(String),
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(PREFIX)?;
+        match self {
+            Self::SystemOff => f.write_str("reason=system_off"),
+            Self::Reset => f.write_str("reason=reset"),
+            Self::Violation { ipa, device, queue, descriptor, what } => {
+                write!(f, "reason=violation ipa={ipa:#x} device=virtio-mmio@{device:#x} queue={queue}")?;
+                if let Some(d) = descriptor {
+                    write!(f, " desc={d}")?;
+                }
+                write!(f, " what=\"{what}\"")
+            }
+            Self::GuestCrash(detail) => write!(f, "reason=guest_crash detail=\"{detail}\""),
+            Self::VmmError(detail) => write!(f, "reason=vmm_error detail=\"{detail}\""),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_lines_use_hyps_words() {
+        assert_eq!(ExitReason::SystemOff.to_string(), "[vmm] exit: reason=system_off");
+        assert_eq!(ExitReason::Reset.to_string(), "[vmm] exit: reason=reset");
+        let v =
+            ExitReason::Violation { ipa: 0x8000_1000, device: 0xa00_3e00, queue: 0, descriptor: Some(2), what: "x" };
+        assert_eq!(
+            v.to_string(),
+            "[vmm] exit: reason=violation ipa=0x80001000 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"x\""
+        );
+        assert_eq!(
+            ExitReason::VmmError("no /dev/kvm".into()).to_string(),
+            "[vmm] exit: reason=vmm_error detail=\"no /dev/kvm\""
+        );
+    }
+}

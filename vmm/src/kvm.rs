@@ -1,0 +1,186 @@
+//! The VM on KVM (rust-vmm's `kvm-ioctls`, `vm-memory`): created protected
+//! (`KVM_VM_TYPE_ARM_PROTECTED`) or ordinary, guest RAM in one memslot laid out as the
+//! bundle says, one vCPU with PSCI 0.2, an in-kernel GICv3 at QEMU `virt`'s addresses,
+//! and the run loop that answers MMIO and ends the VM.
+
+use std::io::Write;
+
+use kvm_bindings::{
+    kvm_create_device, kvm_device_attr, kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3, kvm_userspace_memory_region,
+    kvm_vcpu_events, kvm_vcpu_init, KVM_ARM_VCPU_PSCI_0_2, KVM_DEV_ARM_VGIC_CTRL_INIT, KVM_DEV_ARM_VGIC_GRP_ADDR,
+    KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_GRP_NR_IRQS, KVM_REG_ARM64, KVM_REG_ARM_CORE, KVM_REG_SIZE_U64,
+    KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN, KVM_VGIC_V3_ADDR_TYPE_DIST, KVM_VGIC_V3_ADDR_TYPE_REDIST,
+};
+use kvm_ioctls::{DeviceFd, Kvm, VcpuExit, VcpuFd, VmFd};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+use crate::exit::ExitReason;
+use crate::machine::Plan;
+use crate::mmio::{self, Route};
+use crate::pl011::Pl011;
+
+/// `KVM_CREATE_VM` type of a protected VM.
+const VM_TYPE_PROTECTED: u64 = 1 << 31;
+/// QEMU `virt`'s GICv3 distributor and redistributor, where a guest expects them.
+const GICD: u64 = 0x0800_0000;
+const GICR: u64 = 0x080a_0000;
+/// Interrupts the vGIC provides (SGIs, PPIs and 96 SPIs).
+const GIC_IRQS: u32 = 128;
+
+/// A core register's `KVM_{GET,SET}_ONE_REG` id, by its byte offset in `kvm_regs`.
+const fn core_reg(offset: u64) -> u64 {
+    KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE as u64 | (offset / 4)
+}
+const X0: u64 = core_reg(0);
+const PC: u64 = core_reg(32 * 8);
+const PSTATE: u64 = core_reg(33 * 8);
+/// EL1h with D, A, I and F masked: how a guest is entered.
+const PSTATE_EL1H_MASKED: u64 = 0x3c5;
+
+/// What the run loop does after an exit.
+enum Step {
+    Go,
+    Print(u8),
+    Abort,
+    End(ExitReason),
+}
+
+/// A built VM, ready to run.
+pub struct Vm {
+    _kvm: Kvm,
+    _vm: VmFd,
+    _gic: DeviceFd,
+    _memory: GuestMemoryMmap,
+    vcpu: VcpuFd,
+    console: Pl011,
+    line: Vec<u8>,
+}
+
+/// Builds the VM `plan` describes and runs it to its end.
+pub fn run(plan: &Plan<'_>, protected: bool) -> ExitReason {
+    match build(plan, protected) {
+        Ok(mut vm) => vm.run(),
+        Err(e) => ExitReason::VmmError(e),
+    }
+}
+
+fn build(plan: &Plan<'_>, protected: bool) -> Result<Vm, String> {
+    let kvm = Kvm::new().map_err(|e| format!("opening /dev/kvm: {e}"))?;
+    let kind = if protected { "protected" } else { "ordinary" };
+    let vm = kvm
+        .create_vm_with_type(if protected { VM_TYPE_PROTECTED } else { 0 })
+        .map_err(|e| format!("creating a {kind} VM: {e} (is the host booted with kvm-arm.mode=protected?)"))?;
+    let size = usize::try_from(plan.ram.end - plan.ram.start).map_err(|_| "guest RAM too large")?;
+    let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(plan.ram.start), size)])
+        .map_err(|e| format!("mapping guest RAM: {e}"))?;
+    for &(ipa, bytes) in &plan.loads {
+        memory.write_slice(bytes, GuestAddress(ipa)).map_err(|e| format!("loading {ipa:#x}: {e}"))?;
+    }
+    for (slot, region) in memory.iter().enumerate() {
+        let host = memory.get_host_address(region.start_addr()).map_err(|e| format!("guest RAM: {e}"))?;
+        let region = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the mapping lives in `memory`, which the VM owns until it is dropped.
+        unsafe { vm.set_user_memory_region(region) }.map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
+    }
+    let vcpu = vm.create_vcpu(0).map_err(|e| format!("creating the vCPU: {e}"))?;
+    let mut init = kvm_vcpu_init::default();
+    vm.get_preferred_target(&mut init).map_err(|e| format!("KVM_ARM_PREFERRED_TARGET: {e}"))?;
+    init.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
+    vcpu.vcpu_init(&init).map_err(|e| format!("KVM_ARM_VCPU_INIT: {e}"))?;
+    for (reg, value) in [(PC, plan.entry), (X0, plan.dt), (PSTATE, PSTATE_EL1H_MASKED)] {
+        vcpu.set_one_reg(reg, &value.to_le_bytes()).map_err(|e| format!("KVM_SET_ONE_REG {reg:#x}: {e}"))?;
+    }
+    let gic = gic(&vm)?;
+    Ok(Vm { _kvm: kvm, _vm: vm, _gic: gic, _memory: memory, vcpu, console: Pl011::default(), line: Vec::new() })
+}
+
+fn gic(vm: &VmFd) -> Result<DeviceFd, String> {
+    let mut device = kvm_create_device { type_: kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3, fd: 0, flags: 0 };
+    let gic = vm.create_device(&mut device).map_err(|e| format!("creating the vGICv3: {e}"))?;
+    let set = |group: u32, attr: u64, value: Option<&u64>| {
+        let request = kvm_device_attr { group, attr, addr: value.map_or(0, |v| v as *const u64 as u64), flags: 0 };
+        gic.set_device_attr(&request).map_err(|e| format!("vGICv3 attribute {group}/{attr:#x}: {e}"))
+    };
+    set(KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_DIST as u64, Some(&GICD))?;
+    set(KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_REDIST as u64, Some(&GICR))?;
+    let irqs = GIC_IRQS as u64;
+    set(KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 0, Some(&irqs))?;
+    set(KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT as u64, None)?;
+    Ok(gic)
+}
+
+impl Vm {
+    fn run(&mut self) -> ExitReason {
+        loop {
+            let step = match self.vcpu.run() {
+                Ok(VcpuExit::MmioRead(ipa, data)) => match mmio::route(ipa, data.len()) {
+                    Route::Console(offset) => {
+                        let value = self.console.read(offset).to_le_bytes();
+                        data.copy_from_slice(&value[..data.len()]);
+                        Step::Go
+                    }
+                    Route::Abort => Step::Abort,
+                },
+                Ok(VcpuExit::MmioWrite(ipa, data)) => match mmio::route(ipa, data.len()) {
+                    Route::Console(offset) => {
+                        let mut value = [0u8; 4];
+                        value[..data.len()].copy_from_slice(data);
+                        self.console.write(offset, u32::from_le_bytes(value)).map_or(Step::Go, Step::Print)
+                    }
+                    Route::Abort => Step::Abort,
+                },
+                Ok(VcpuExit::SystemEvent(kind, _)) => Step::End(match kind {
+                    KVM_SYSTEM_EVENT_SHUTDOWN => ExitReason::SystemOff,
+                    KVM_SYSTEM_EVENT_RESET => ExitReason::Reset,
+                    other => ExitReason::GuestCrash(format!("system event {other}")),
+                }),
+                Ok(other) => Step::End(ExitReason::GuestCrash(format!("unexpected exit {other:?}"))),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Step::Go,
+                Err(e) => Step::End(ExitReason::GuestCrash(format!("KVM_RUN: {e}"))),
+            };
+            match step {
+                Step::Go => {}
+                Step::Print(byte) => self.print(byte),
+                Step::Abort => {
+                    // No device there: the guest takes a synchronous external abort, as
+                    // under hyp (real upstream pKVM leaves this to the VMM).
+                    let mut events = kvm_vcpu_events::default();
+                    events.exception.ext_dabt_pending = 1;
+                    if let Err(e) = self.vcpu.set_vcpu_events(&events) {
+                        self.flush();
+                        return ExitReason::VmmError(format!("injecting an external abort: {e}"));
+                    }
+                }
+                Step::End(reason) => {
+                    self.flush();
+                    return reason;
+                }
+            }
+        }
+    }
+
+    /// The guest's console, a line at a time.
+    fn print(&mut self, byte: u8) {
+        if byte == b'\n' {
+            self.flush();
+        } else if byte != b'\r' {
+            self.line.push(byte);
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.line.is_empty() {
+            self.line.push(b'\n');
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&self.line);
+            let _ = out.flush();
+            self.line.clear();
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! pvmkit's VMM for the real pKVM. It runs as `/init` of a Debian arm64 Linux host booted
+//! in QEMU with `kvm-arm.mode=protected`, reads the bundle `pvmkit` packed (the same one
+//! hyp reads), creates a protected VM (or, for the baseline, an ordinary one) on the
+//! rust-vmm crates, loads pvmfw and the payload exactly where hyp would, emulates the
+//! VM's devices and ends with an exit line in hyp's words.
+//!
+//! The logic is host-tested: [`machine`] (what the bundle asks for), [`pl011`] (the
+//! console), [`mmio`] (which device an access reaches), [`exit`] (the exit line). The
+//! KVM glue ([`kvm`]) and the `/init` duties ([`init`]) run only inside the pKVM host.
+
+pub mod exit;
+pub mod machine;
+pub mod mmio;
+pub mod pl011;
+
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+pub mod init;
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+pub mod kvm;
