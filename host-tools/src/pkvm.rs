@@ -8,6 +8,7 @@ use std::process::Command;
 
 use abi::hyp_options::VmMode;
 
+use crate::devices::CONSOLE_TO_GUEST;
 use crate::firmware::{self, Firmware};
 use crate::kernel::{self, Kernel};
 use crate::qemu::{self, RunConfig, QEMU};
@@ -73,7 +74,8 @@ pub fn run_collect(
         None => qemu::make_bundle(ws, fw, config)?,
     };
     let args = format!("mode={vm_mode}\n");
-    let archive = initramfs::for_vmm(&vmm, &[("bundle.bin", &bundle), ("args", args.as_bytes())]);
+    let files = [("bundle.bin", &bundle[..]), ("args", args.as_bytes()), ("console-input", CONSOLE_TO_GUEST)];
+    let archive = initramfs::for_vmm(&vmm, &files);
     let initrd = dir.join("initramfs.cpio");
     qemu::write(&initrd, &archive)?;
     if config.echo {

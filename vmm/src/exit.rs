@@ -30,6 +30,8 @@ pub enum ExitReason {
     GuestCrash(String),
     /// The VMM itself failed (no KVM, no protected VM, a bad bundle).
     VmmError(String),
+    /// The VMM faulted at this address outside any access to guest memory for a device.
+    VmmFault(u64),
 }
 
 impl fmt::Display for ExitReason {
@@ -47,6 +49,7 @@ impl fmt::Display for ExitReason {
             }
             Self::GuestCrash(detail) => write!(f, "reason=guest_crash detail=\"{detail}\""),
             Self::VmmError(detail) => write!(f, "reason=vmm_error detail=\"{detail}\""),
+            Self::VmmFault(at) => write!(f, "reason=vmm_error detail=\"the VMM faulted at {at:#x}\""),
         }
     }
 }

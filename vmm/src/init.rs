@@ -42,7 +42,8 @@ fn run() -> ExitReason {
                 if protected { "protected" } else { "ordinary" },
                 plan.entry
             );
-            kvm::run(&plan, protected)
+            let input = std::fs::read(format!("{DIR}/console-input")).unwrap_or_default();
+            kvm::run(&plan, protected, &input)
         }
         Err(e) => ExitReason::VmmError(e),
     }

@@ -18,6 +18,15 @@ use crate::exit::ExitReason;
 use crate::machine::Plan;
 use crate::mmio::{self, Route};
 use crate::pl011::Pl011;
+use crate::virtio::block::Block;
+use crate::virtio::console::Console;
+use crate::virtio::entropy::Entropy;
+use crate::virtio::transport::Transport;
+use crate::virtio::Device;
+use crate::watch;
+
+/// The disk a guest gets: 8 MiB, fresh each run (as under hyp).
+const DISK_SIZE: usize = 8 << 20;
 
 /// `KVM_CREATE_VM` type of a protected VM.
 const VM_TYPE_PROTECTED: u64 = 1 << 31;
@@ -50,21 +59,33 @@ pub struct Vm {
     _kvm: Kvm,
     _vm: VmFd,
     _gic: DeviceFd,
-    _memory: GuestMemoryMmap,
+    memory: GuestMemoryMmap,
     vcpu: VcpuFd,
     console: Pl011,
     line: Vec<u8>,
+    virtio: Vec<Transport>,
+    virtio_bases: Vec<u64>,
 }
 
-/// Builds the VM `plan` describes and runs it to its end.
-pub fn run(plan: &Plan<'_>, protected: bool) -> ExitReason {
-    match build(plan, protected) {
-        Ok(mut vm) => vm.run(),
+/// Builds the VM `plan` describes and runs it to its end; `console_input` is what the
+/// host sends on the virtio console.
+pub fn run(plan: &Plan<'_>, protected: bool, console_input: &[u8]) -> ExitReason {
+    match build(plan, protected, console_input) {
+        Ok(mut vm) => {
+            let reason = vm.run();
+            for transport in &vm.virtio {
+                if let Some(bytes) = transport.device().received() {
+                    println!("[vmm] virtio-console received {:?}", String::from_utf8_lossy(bytes));
+                }
+            }
+            reason
+        }
         Err(e) => ExitReason::VmmError(e),
     }
 }
 
-fn build(plan: &Plan<'_>, protected: bool) -> Result<Vm, String> {
+fn build(plan: &Plan<'_>, protected: bool, console_input: &[u8]) -> Result<Vm, String> {
+    watch::install()?;
     let kvm = Kvm::new().map_err(|e| format!("opening /dev/kvm: {e}"))?;
     let kind = if protected { "protected" } else { "ordinary" };
     let vm = kvm
@@ -85,9 +106,15 @@ fn build(plan: &Plan<'_>, protected: bool) -> Result<Vm, String> {
             memory_size: region.len(),
             userspace_addr: host as u64,
         };
+        watch::map(host as u64, region.guest_phys_addr, region.memory_size);
         // SAFETY: the mapping lives in `memory`, which the VM owns until it is dropped.
         unsafe { vm.set_user_memory_region(region) }.map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
     }
+    // The transports, highest slot first: block, entropy, console (as under hyp).
+    let virtio_bases = mmio::transports(plan.virtio_slots);
+    let devices: [Box<dyn Device>; 3] =
+        [Box::new(Block::new(vec![0; DISK_SIZE])), Box::new(Entropy), Box::new(Console::new(console_input))];
+    let virtio = virtio_bases.iter().zip(devices).map(|(&base, device)| Transport::new(base, device)).collect();
     let vcpu = vm.create_vcpu(0).map_err(|e| format!("creating the vCPU: {e}"))?;
     let mut init = kvm_vcpu_init::default();
     vm.get_preferred_target(&mut init).map_err(|e| format!("KVM_ARM_PREFERRED_TARGET: {e}"))?;
@@ -97,7 +124,17 @@ fn build(plan: &Plan<'_>, protected: bool) -> Result<Vm, String> {
         vcpu.set_one_reg(reg, &value.to_le_bytes()).map_err(|e| format!("KVM_SET_ONE_REG {reg:#x}: {e}"))?;
     }
     let gic = gic(&vm)?;
-    Ok(Vm { _kvm: kvm, _vm: vm, _gic: gic, _memory: memory, vcpu, console: Pl011::default(), line: Vec::new() })
+    Ok(Vm {
+        _kvm: kvm,
+        _vm: vm,
+        _gic: gic,
+        memory,
+        vcpu,
+        console: Pl011::default(),
+        line: Vec::new(),
+        virtio,
+        virtio_bases,
+    })
 }
 
 fn gic(vm: &VmFd) -> Result<DeviceFd, String> {
@@ -119,19 +156,27 @@ impl Vm {
     fn run(&mut self) -> ExitReason {
         loop {
             let step = match self.vcpu.run() {
-                Ok(VcpuExit::MmioRead(ipa, data)) => match mmio::route(ipa, data.len()) {
+                Ok(VcpuExit::MmioRead(ipa, data)) => match mmio::route(ipa, data.len(), &self.virtio_bases) {
                     Route::Console(offset) => {
                         let value = self.console.read(offset).to_le_bytes();
                         data.copy_from_slice(&value[..data.len()]);
                         Step::Go
                     }
+                    Route::Virtio(i, offset) => {
+                        self.virtio[i].read(offset, data);
+                        Step::Go
+                    }
                     Route::Abort => Step::Abort,
                 },
-                Ok(VcpuExit::MmioWrite(ipa, data)) => match mmio::route(ipa, data.len()) {
+                Ok(VcpuExit::MmioWrite(ipa, data)) => match mmio::route(ipa, data.len(), &self.virtio_bases) {
                     Route::Console(offset) => {
                         let mut value = [0u8; 4];
                         value[..data.len()].copy_from_slice(data);
                         self.console.write(offset, u32::from_le_bytes(value)).map_or(Step::Go, Step::Print)
+                    }
+                    Route::Virtio(i, offset) => {
+                        self.virtio[i].write(offset, data, &self.memory);
+                        Step::Go
                     }
                     Route::Abort => Step::Abort,
                 },

@@ -5,13 +5,17 @@
 //! VM's devices and ends with an exit line in hyp's words.
 //!
 //! The logic is host-tested: [`machine`] (what the bundle asks for), [`pl011`] (the
-//! console), [`mmio`] (which device an access reaches), [`exit`] (the exit line). The
+//! console), [`virtio`] (the virtio-mmio transports and their devices, over real guest
+//! memory), [`mmio`] (which device an access reaches), [`watch`] (a fault on a private
+//! page named as a violation), [`exit`] (the exit line). The
 //! KVM glue ([`kvm`]) and the `/init` duties ([`init`]) run only inside the pKVM host.
 
 pub mod exit;
 pub mod machine;
 pub mod mmio;
 pub mod pl011;
+pub mod virtio;
+pub mod watch;
 
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 pub mod init;

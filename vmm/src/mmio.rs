@@ -3,7 +3,7 @@
 //! touching what it has no device for is this VMM's job, and it answers with an
 //! external abort, as hyp does.
 
-use abi::memory_map::QEMU_EARLY_UART;
+use abi::memory_map::{virtio_mmio_slot, QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE};
 
 /// The console's register window.
 pub const CONSOLE: (u64, u64) = (QEMU_EARLY_UART, 0x1000);
@@ -13,17 +13,31 @@ pub const CONSOLE: (u64, u64) = (QEMU_EARLY_UART, 0x1000);
 pub enum Route {
     /// The PL011, at this offset.
     Console(u64),
+    /// Virtio transport `index` (of the VM's, in [`transports`] order), at this offset.
+    Virtio(usize, u64),
     /// Nothing: the guest gets an external abort.
     Abort,
 }
 
-/// Routes an access of `len` bytes at `ipa`.
-pub fn route(ipa: u64, len: usize) -> Route {
+/// The guest addresses of the VM's virtio transports, highest slot first: block,
+/// entropy, console, as QEMU gives them under hyp (its first device takes the last slot).
+pub fn transports(slots: u32) -> Vec<u64> {
+    (0..VIRTIO_MMIO_SLOTS).rev().filter(|i| slots & (1 << i) != 0).map(virtio_mmio_slot).collect()
+}
+
+/// Routes an access of `len` bytes at `ipa`, given the VM's `virtio` transports.
+pub fn route(ipa: u64, len: usize, virtio: &[u64]) -> Route {
+    let inside = |base: u64, size: u64| ipa.checked_sub(base).filter(|o| o + len as u64 <= size);
     let (base, size) = CONSOLE;
-    match ipa.checked_sub(base) {
-        Some(offset) if offset + len as u64 <= size && len <= 4 => Route::Console(offset),
-        _ => Route::Abort,
+    if let Some(offset) = inside(base, size).filter(|_| len <= 4) {
+        return Route::Console(offset);
     }
+    for (i, &base) in virtio.iter().enumerate() {
+        if let Some(offset) = inside(base, VIRTIO_MMIO_STRIDE) {
+            return Route::Virtio(i, offset);
+        }
+    }
+    Route::Abort
 }
 
 #[cfg(test)]
@@ -31,12 +45,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_console_answers() {
-        assert_eq!(route(0x0900_0000, 4), Route::Console(0));
-        assert_eq!(route(0x0900_0ffc, 4), Route::Console(0xffc));
-        assert_eq!(route(0x0900_0ffe, 4), Route::Abort, "crosses the window's end");
-        assert_eq!(route(0x0900_0000, 8), Route::Abort, "the PL011 has no 64-bit registers");
-        assert_eq!(route(0x0a00_3e00, 4), Route::Abort);
-        assert_eq!(route(1 << 47, 4), Route::Abort);
+    fn the_console_and_the_given_transports_answer() {
+        let virtio = transports(0xe000_0000);
+        assert_eq!(virtio, [0xa00_3e00, 0xa00_3c00, 0xa00_3a00]);
+        assert_eq!(route(0x0900_0000, 4, &virtio), Route::Console(0));
+        assert_eq!(route(0x0900_0ffc, 4, &virtio), Route::Console(0xffc));
+        assert_eq!(route(0x0900_0ffe, 4, &virtio), Route::Abort, "crosses the window's end");
+        assert_eq!(route(0x0900_0000, 8, &virtio), Route::Abort, "the PL011 has no 64-bit registers");
+        assert_eq!(route(0x0a00_3e00, 4, &virtio), Route::Virtio(0, 0));
+        assert_eq!(route(0x0a00_3a70, 4, &virtio), Route::Virtio(2, 0x70));
+        assert_eq!(route(0x0a00_3800, 4, &virtio), Route::Abort, "a slot the VM is not given");
+        assert_eq!(route(1 << 47, 4, &virtio), Route::Abort);
     }
 }

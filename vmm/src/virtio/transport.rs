@@ -1,0 +1,167 @@
+//! A modern virtio-mmio transport (virtio 1.x, "MMIO Device Register Layout") in front
+//! of one [`Device`]: the registers the guest's driver reads and writes, the queues'
+//! setup, and serving a queue when the guest notifies it.
+
+use abi::virtio_mmio as reg;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestMemoryMmap;
+
+use super::{serve_queue, Device, VERSION_1};
+use crate::watch;
+
+/// "virt".
+const MAGIC: u32 = 0x7472_6976;
+/// The vendor ID the transport reports ("PVMK").
+const VENDOR: u32 = 0x4b4d_5650;
+/// The largest queue offered.
+pub const QUEUE_MAX: u16 = 256;
+/// Status: the driver is ready.
+const DRIVER_OK: u32 = 4;
+
+/// One transport.
+pub struct Transport {
+    base: u64,
+    device: Box<dyn Device>,
+    queues: Vec<Queue>,
+    queue_sel: u32,
+    device_features_sel: u32,
+    driver_features_sel: u32,
+    driver_features: u64,
+    status: u32,
+}
+
+impl Transport {
+    /// `device`'s transport at guest address `base`.
+    pub fn new(base: u64, device: Box<dyn Device>) -> Self {
+        let queues = (0..device.queues()).filter_map(|_| Queue::new(QUEUE_MAX).ok()).collect();
+        Self {
+            base,
+            device,
+            queues,
+            queue_sel: 0,
+            device_features_sel: 0,
+            driver_features_sel: 0,
+            driver_features: 0,
+            status: 0,
+        }
+    }
+
+    /// The register base.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// The device.
+    pub fn device(&self) -> &dyn Device {
+        self.device.as_ref()
+    }
+
+    fn selected(&self) -> Option<&Queue> {
+        self.queues.get(self.queue_sel as usize)
+    }
+
+    fn selected_mut(&mut self) -> Option<&mut Queue> {
+        self.queues.get_mut(self.queue_sel as usize)
+    }
+
+    /// A guest read of `data.len()` bytes at `offset`.
+    pub fn read(&self, offset: u64, data: &mut [u8]) {
+        if offset >= reg::CONFIG {
+            return self.device.read_config(offset - reg::CONFIG, data);
+        }
+        let features = self.device.features() | VERSION_1;
+        let value: u32 = match offset {
+            reg::MAGIC => MAGIC,
+            reg::VERSION => 2,
+            reg::DEVICE_ID => self.device.device_id(),
+            0x00c => VENDOR,
+            reg::DEVICE_FEATURES => match self.device_features_sel {
+                0 => features as u32,
+                1 => (features >> 32) as u32,
+                _ => 0,
+            },
+            reg::QUEUE_NUM_MAX => self.selected().map_or(0, |q| q.max_size().into()),
+            reg::QUEUE_READY => self.selected().map_or(0, |q| q.ready().into()),
+            reg::STATUS => self.status,
+            _ => 0,
+        };
+        let bytes = value.to_le_bytes();
+        let n = data.len().min(4);
+        data[..n].copy_from_slice(&bytes[..n]);
+    }
+
+    /// A guest write of `data` at `offset`.
+    pub fn write(&mut self, offset: u64, data: &[u8], mem: &GuestMemoryMmap) {
+        if offset >= reg::CONFIG {
+            return;
+        }
+        let mut bytes = [0u8; 4];
+        let n = data.len().min(4);
+        bytes[..n].copy_from_slice(&data[..n]);
+        let value = u32::from_le_bytes(bytes);
+        match offset {
+            reg::DEVICE_FEATURES_SEL => self.device_features_sel = value,
+            reg::DRIVER_FEATURES_SEL => self.driver_features_sel = value,
+            reg::DRIVER_FEATURES => match self.driver_features_sel {
+                0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(value),
+                1 => self.driver_features = (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32),
+                _ => {}
+            },
+            reg::QUEUE_SEL => self.queue_sel = value,
+            reg::QUEUE_NUM => {
+                if let Some(q) = self.selected_mut() {
+                    q.set_size(value as u16);
+                }
+            }
+            reg::QUEUE_READY => {
+                if let Some(q) = self.selected_mut() {
+                    q.set_ready(value == 1);
+                }
+            }
+            reg::QUEUE_DESC_LOW | reg::QUEUE_DESC_HIGH => {
+                self.set_address(offset, value, Queue::set_desc_table_address)
+            }
+            reg::QUEUE_DRIVER_LOW | reg::QUEUE_DRIVER_HIGH => {
+                self.set_address(offset, value, Queue::set_avail_ring_address)
+            }
+            reg::QUEUE_DEVICE_LOW | reg::QUEUE_DEVICE_HIGH => {
+                self.set_address(offset, value, Queue::set_used_ring_address)
+            }
+            reg::QUEUE_NOTIFY => self.serve(value as usize, mem),
+            reg::STATUS if value == 0 => self.reset(),
+            reg::STATUS => {
+                self.status = value;
+                if value & DRIVER_OK != 0 {
+                    (0..self.queues.len()).for_each(|q| self.serve(q, mem));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn set_address(&mut self, offset: u64, value: u32, set: fn(&mut Queue, Option<u32>, Option<u32>)) {
+        if let Some(q) = self.selected_mut() {
+            if offset & 4 == 0 {
+                set(q, Some(value), None);
+            } else {
+                set(q, None, Some(value));
+            }
+        }
+    }
+
+    /// Serves `queue` if it is live; every guest-memory access meanwhile is watched.
+    pub fn serve(&mut self, queue: usize, mem: &GuestMemoryMmap) {
+        let live = self.status & DRIVER_OK != 0;
+        let Some(q) = self.queues.get_mut(queue).filter(|q| live && q.is_valid(mem)) else { return };
+        watch::device(self.base, queue as u32);
+        serve_queue(self.device.as_mut(), queue, q, mem);
+        watch::device(0, 0);
+    }
+
+    fn reset(&mut self) {
+        self.queues.iter_mut().for_each(Queue::reset);
+        self.status = 0;
+        self.driver_features = 0;
+        self.queue_sel = 0;
+    }
+}
