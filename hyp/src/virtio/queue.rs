@@ -476,8 +476,10 @@ impl QueueState {
         ram: &mut R,
         shadow: &ShadowQueue,
     ) -> Result<u16, AccessError> {
+        // Entries are consumed even with nothing in flight (and dropped): left in the
+        // ring, a device's stray entry would later be read as completing a new chain.
         let size = self.cursor.size;
-        if size == 0 || self.chains_in_flight == 0 {
+        if size == 0 {
             return Ok(0);
         }
         fence(Ordering::SeqCst);

@@ -502,3 +502,20 @@ fn a_missing_transport_is_named_as_such() {
     assert_eq!(find_transport(&mut transports, 31).map(|(i, t)| (i, t.slot)), Ok((1, 31)));
     assert!(matches!(find_transport(&mut transports, 30), Err(AccessError::NoTransport)));
 }
+
+/// A device's stray used entries, written while nothing is in flight, are consumed at
+/// once: they must not later be read as completing a chain posted after them.
+#[test]
+fn stray_completions_never_complete_a_later_chain() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    for _ in 0..3 {
+        w.complete(0, 1); // nothing was posted
+    }
+    assert_eq!(w.collect(), 0);
+    w.ram.desc(0, BUF, 64, 2, 0);
+    w.ram.avail(0, &[0], 8);
+    w.notify().unwrap();
+    assert_eq!(w.collect(), 0, "the stray entries do not complete head 0");
+    assert_eq!(w.pins(BUF), 1, "the device still holds the buffer");
+}
