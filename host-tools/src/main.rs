@@ -253,14 +253,14 @@ fn run(cli: Cli) -> Result<bool, String> {
             let fw = firmware::build_all(&ws)?;
             let hyp = RunArgs::test_guest(timeout, "normal", Vec::new());
             let pkvm = RunArgs { backend: "pkvm".into(), ..hyp.clone() };
-            let rows = Mode::ALL
-                .map(|mode| (mode, &hyp, "hyp"))
-                .into_iter()
-                .chain([Mode::ALL[1], Mode::ALL[2]].map(|mode| (mode, &pkvm, "pkvm")));
+            let rows = Mode::ALL.map(|mode| (mode, &hyp, "hyp", mode.to_string())).into_iter().chain([
+                (Mode::ALL[1], &pkvm, "pkvm", "protected (Linux pKVM)".to_string()),
+                (Mode::ALL[2], &pkvm, "pkvm", "unprotected (Linux KVM)".to_string()),
+            ]);
             let mut all = true;
-            for (mode, args, backend) in rows {
+            for (mode, args, backend, label) in rows {
                 let verdict = run_one(&ws, &fw, mode, args, false)?;
-                println!("{:<6} {:<28} {verdict}", backend, mode.to_string());
+                println!("{backend:<6} {label:<28} {verdict}");
                 if let Verdict::Fail { tail, .. } = &verdict {
                     tail.iter().for_each(|l| println!("    | {l}"));
                 }

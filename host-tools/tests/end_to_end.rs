@@ -104,8 +104,15 @@ fn a_guest_crash_is_reported_and_fails() {
 fn the_matrix_prints_one_line_per_mode() {
     let (ok, out) = pvmkit(&["test"]);
     assert!(ok, "{out}");
-    for mode in ["protected (android ABI)", "protected (upstream ABI)", "unprotected", "bare (no hypervisor)"] {
-        assert!(out.lines().any(|l| l.starts_with(mode) && l.contains("PASS")), "no PASS line for {mode}:\n{out}");
+    for row in [
+        "hyp    protected (android ABI)",
+        "hyp    protected (upstream ABI)",
+        "hyp    unprotected",
+        "hyp    bare (no hypervisor)",
+        "pkvm   protected (Linux pKVM)",
+        "pkvm   unprotected (Linux KVM)",
+    ] {
+        assert!(out.lines().any(|l| l.starts_with(row) && l.contains("PASS")), "no PASS line for {row}:\n{out}");
     }
 }
 

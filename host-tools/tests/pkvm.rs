@@ -69,3 +69,17 @@ fn options_that_cannot_apply_to_the_real_pkvm_are_refused() {
         assert!(out.contains(why), "{args:?}: expected '{why}':\n{out}");
     }
 }
+
+/// A host kernel booted without `kvm-arm.mode=protected` cannot create a protected VM:
+/// the VMM ends the run with an error naming the cause (QEMU's last `-append` wins).
+#[test]
+fn a_host_without_pkvm_is_named_as_the_cause() {
+    let (ok, out) =
+        pvmkit(&["run", "--backend", "pkvm", "--timeout", "600", "--", "-append", "console=ttyAMA0 panic=-1 quiet"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("pvmkit: FAIL: the VMM ended the VM: reason=vmm_error detail=\"creating a protected VM:"),
+        "{out}"
+    );
+    assert!(out.contains("is the host booted with kvm-arm.mode=protected?"), "{out}");
+}
