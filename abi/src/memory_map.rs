@@ -39,6 +39,15 @@ pub const QEMU_RAM_SIZE: u64 = 2 << 30;
 pub const QEMU_EARLY_UART: u64 = 0x0900_0000;
 /// The stage-1 and stage-2 translation granule hyp uses.
 pub const PAGE_SIZE: u64 = 4096;
+/// QEMU `virt`'s GICv3 distributor (the pkvm backend's VMM puts its vGIC there too).
+pub const GICD_BASE: u64 = 0x0800_0000;
+/// Its size.
+pub const GICD_SIZE: u64 = 0x1_0000;
+/// The first redistributor (one vCPU: its RD and SGI frames).
+pub const GICR_BASE: u64 = 0x080a_0000;
+/// One redistributor's size.
+pub const GICR_SIZE: u64 = 0x2_0000;
+
 /// QEMU `virt`'s first virtio-mmio transport.
 pub const VIRTIO_MMIO_BASE: u64 = 0x0a00_0000;
 /// Distance between QEMU `virt`'s virtio-mmio transports, and the size of each.

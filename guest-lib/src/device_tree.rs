@@ -120,6 +120,15 @@ impl<'a> GuestDt<'a> {
         first_reg(node, "reserved-memory reg").ok().flatten()
     }
 
+    /// The GICv3 (`arm,gic-v3`): its distributor's and first redistributor's bases.
+    pub fn gic_v3(&self) -> Option<(u64, u64)> {
+        let fdt = Fdt::new(self.blob).ok()?;
+        let node = fdt.root().children().find(|n| n.is_compatible("arm,gic-v3"))?;
+        let mut regs = node.reg().ok()??;
+        let mut base = || regs.next()?.address::<u64>().ok();
+        Some((base()?, base()?))
+    }
+
     /// Whether `/chosen` has a property of this name.
     pub fn chosen_has(&self, name: &str) -> bool {
         Fdt::new(self.blob).ok().and_then(|fdt| fdt.root().child("chosen")).is_some_and(|c| c.property(name).is_some())

@@ -12,6 +12,7 @@
 //!   to turn an external abort on a chosen access into an `Err`.
 //! - [`virtio`]: the bouncing `virtio_drivers::Hal` and device discovery.
 //! - [`harness`]: the in-guest test harness (`N passed, M failed`).
+//! - [`timer`]: timed waits (the virtual timer, woken through the GICv3 where there is one).
 //!
 //! Host builds (unit tests) get every module but the assembly and the runtime.
 #![cfg_attr(not(test), no_std)]
@@ -30,6 +31,7 @@ mod memops;
 pub mod psci;
 pub mod sharing;
 pub mod stats;
+pub mod timer;
 pub mod virtio;
 
 #[cfg(target_os = "none")]

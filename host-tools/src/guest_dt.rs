@@ -2,7 +2,8 @@
 //! console, `/psci` with the HVC conduit, and the command line.
 
 use abi::memory_map::{
-    virtio_mmio_slot, BOUNCE_POOL_BASE, BOUNCE_POOL_COMPATIBLE, BOUNCE_POOL_SIZE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
+    virtio_mmio_slot, BOUNCE_POOL_BASE, BOUNCE_POOL_COMPATIBLE, BOUNCE_POOL_SIZE, GICD_BASE, GICD_SIZE, GICR_BASE,
+    GICR_SIZE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
 };
 use vm_fdt::FdtWriter;
 
@@ -83,6 +84,15 @@ fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     w.property_string_list("compatible", vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()])?;
     w.property_string("method", "hvc")?;
     w.end_node(psci)?;
+
+    // The GICv3 (the guest's timed waits use it where the hypervisor lets them: the
+    // real KVM's vGIC; hyp gives none and the guest polls) and the architected timer.
+    let gic = w.begin_node(&format!("intc@{GICD_BASE:x}"))?;
+    w.property_string("compatible", "arm,gic-v3")?;
+    w.property_u32("#interrupt-cells", 3)?;
+    w.property_null("interrupt-controller")?;
+    w.property_array_u64("reg", &[GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE])?;
+    w.end_node(gic)?;
 
     let uart = w.begin_node(&format!("pl011@{PL011_BASE:x}"))?;
     w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()])?;

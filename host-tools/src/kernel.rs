@@ -77,7 +77,7 @@ pub fn release_of(package: &str) -> Option<(String, (u32, u32, u32))> {
     numbers.next().is_none().then(|| (release.to_string(), parsed))
 }
 
-/// The newest plain arm64 kernel package of `names` at [`MIN_VERSION`] or later.
+/// The newest plain arm64 kernel package of `names` at 7.3 or later.
 pub fn newest(names: &[String]) -> Option<(String, String)> {
     names
         .iter()

@@ -6,7 +6,7 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use abi::bundle::Region;
-use abi::memory_map::BOUNCE_POOL_COMPATIBLE;
+use abi::memory_map::{BOUNCE_POOL_COMPATIBLE, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE};
 use abi::pvmfw::{SECRET_COMPATIBLE, SECRET_SIZE};
 use vm_fdt::{Error, FdtWriter};
 
@@ -65,6 +65,15 @@ pub fn build(config: &HostConfig<'_>, bootargs: &str, secret: u64) -> Result<Vec
     w.property_string("method", "hvc")?;
     w.end_node(psci)?;
 
+    if config.gic {
+        let gic = w.begin_node(&format!("intc@{GICD_BASE:x}"))?;
+        w.property_string("compatible", "arm,gic-v3")?;
+        w.property_u32("#interrupt-cells", 3)?;
+        w.property_null("interrupt-controller")?;
+        w.property_array_u64("reg", &[GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE])?;
+        w.end_node(gic)?;
+    }
+
     let uart = w.begin_node(&format!("pl011@{:x}", config.console.start))?;
     w.property_string_list("compatible", alloc::vec!["arm,pl011".into(), "arm,primecell".into()])?;
     w.property_array_u64("reg", &[config.console.start, config.console.size()])?;
@@ -101,6 +110,8 @@ mod tests {
             "pvmkit.mode=protected",
             "method = \"hvc\"",
             "restricted_dma_reserved@8fc00000",
+            "intc@8000000",
+            "arm,gic-v3",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

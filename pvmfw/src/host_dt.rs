@@ -10,8 +10,8 @@ use core::fmt;
 
 use abi::bundle::Region;
 use abi::memory_map::{
-    virtio_mmio_slot, BOUNCE_POOL_COMPATIBLE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE, QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS,
-    VIRTIO_MMIO_STRIDE,
+    virtio_mmio_slot, BOUNCE_POOL_COMPATIBLE, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE, GUEST_DT_BASE,
+    GUEST_DT_MAX_SIZE, QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
 };
 use abi::pvmfw::{PVMFW_BASE, PVMFW_SIZE};
 use dtoolkit::fdt::{Fdt, FdtNode};
@@ -36,6 +36,8 @@ pub struct Limits<'a> {
     pub pvmfw: Region,
     /// The DT area (the new DT and the payload's secret go there).
     pub dt_area: Region,
+    /// The GICv3's distributor and redistributor windows.
+    pub gic: [Region; 2],
 }
 
 const fn virtio_windows() -> [Region; VIRTIO_MMIO_SLOTS as usize] {
@@ -64,6 +66,10 @@ impl Limits<'static> {
             virtio: &QEMU_VIRT_VIRTIO,
             pvmfw: Region { start: PVMFW_BASE, end: PVMFW_BASE + PVMFW_SIZE },
             dt_area: Region { start: GUEST_DT_BASE, end: GUEST_DT_BASE + GUEST_DT_MAX_SIZE },
+            gic: [
+                Region { start: GICD_BASE, end: GICD_BASE + GICD_SIZE },
+                Region { start: GICR_BASE, end: GICR_BASE + GICR_SIZE },
+            ],
         }
     }
 }
@@ -83,6 +89,8 @@ pub struct HostConfig<'a> {
     pub bootargs: &'a str,
     /// The `restricted-dma-pool` reserved for bounce buffers, if any.
     pub bounce_pool: Option<Region>,
+    /// Whether the host named the platform's GICv3 (distributor, redistributor).
+    pub gic: bool,
 }
 
 /// Why the host's device tree was refused.
@@ -100,6 +108,8 @@ pub enum DtError {
     Memory,
     /// RAM outside the VM's limits or over pvmfw.
     MemoryOutsideLimits(Region),
+    /// A GICv3 other than the platform's.
+    BadGic,
     /// A device at an address the platform does not expose.
     DeviceNotExposed(&'static str, u64),
     /// No console.
@@ -129,6 +139,7 @@ impl fmt::Display for DtError {
                 write!(f, "host device tree: {what} at {at:#x}, where the platform exposes none")
             }
             Self::NoConsole => write!(f, "host device tree has no console"),
+            Self::BadGic => write!(f, "host device tree: a GICv3 other than the platform's"),
             Self::NoPayload => write!(f, "host device tree has no /config kernel-address and kernel-size"),
             Self::PayloadOutsideRam(r) => {
                 write!(f, "host device tree: payload {:#x}..{:#x} is outside RAM or over the DT area", r.start, r.end)
@@ -181,6 +192,7 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
     let root = fdt.root();
     let (mut memory, mut console, mut virtio, mut payload, mut bootargs) = (Vec::new(), None, Vec::new(), None, "");
     let mut pools = Vec::new();
+    let mut gic = false;
     for node in root.children() {
         if node.property("device_type").is_some_and(|p| p.value() == b"memory\0") {
             memory.extend(regs(node, "memory reg")?.into_iter().filter(|r| r.size() > 0));
@@ -191,6 +203,11 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
                 }
                 console = Some(r);
             }
+        } else if node.is_compatible("arm,gic-v3") {
+            if gic || regs(node, "gic-v3 reg")? != limits.gic {
+                return Err(DtError::BadGic);
+            }
+            gic = true;
         } else if node.is_compatible("virtio,mmio") {
             for r in regs(node, "virtio reg")? {
                 if !limits.virtio.iter().any(|w| w.contains(&r)) || virtio.contains(&r) {
@@ -238,7 +255,7 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
         }
         [first, ..] => return Err(DtError::BadBouncePool(first)),
     };
-    Ok(HostConfig { memory, console, virtio, payload, bootargs, bounce_pool })
+    Ok(HostConfig { memory, console, virtio, payload, bootargs, bounce_pool, gic })
 }
 
 #[cfg(test)]

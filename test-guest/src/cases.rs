@@ -9,6 +9,7 @@ use guest_lib::console::Console;
 use guest_lib::exceptions::probe;
 use guest_lib::harness::{CaseResult, Harness};
 use guest_lib::hypervisor::Hypervisor;
+use guest_lib::timer::Wake;
 use guest_lib::{ensure, ensure_eq, println, psci, BootInfo};
 
 use crate::expect::Mode;
@@ -55,6 +56,7 @@ pub fn main(boot: &BootInfo) {
     h.run("psci_features", || psci_features(c, mode));
     h.run("unmapped_ipa_aborts_and_guest_survives", unmapped_ipa);
     h.run("console_register_read_emulated", || uart_id(boot));
+    h.run("timer_wait_wakes", || timer_wait(mode));
     if mode.under_hyp() {
         if mode.real_kvm() {
             h.skip("wfi_traps_to_hyp", "KVM blocks a WFI until an interrupt is pending; no exit counters to read");
@@ -220,6 +222,29 @@ fn wait_instructions(boot: &BootInfo) -> CaseResult {
     }
     // SAFETY: as above; SEVL only sets the local event register.
     unsafe { core::arch::asm!("sevl", "wfe", "wfe", options(nomem, nostack)) };
+    Ok(())
+}
+
+/// A timed wait returns after its time, woken by the timer's interrupt through the GIC
+/// where the hypervisor gives one (the real KVM; plain QEMU), by polling under hyp
+/// (which traps every WFI). On real KVM a wait without the GIC set up never returns.
+fn timer_wait(mode: Mode) -> CaseResult {
+    const NS: u64 = 2_000_000;
+    let count = || {
+        let v: u64;
+        // SAFETY: reading the virtual counter has no side effects.
+        unsafe { core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack)) };
+        v
+    };
+    let frequency: u64;
+    // SAFETY: reading the counter frequency has no side effects.
+    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) frequency, options(nomem, nostack)) };
+    let start = count();
+    let wake = guest_lib::timer::sleep_ns(NS);
+    let elapsed = count() - start;
+    ensure!(elapsed >= guest_lib::timer::ticks(NS, frequency), "woke after {elapsed} ticks");
+    let want = if mode.under_hyp() && !mode.real_kvm() { Wake::Polled } else { Wake::Interrupt };
+    ensure_eq!(wake, want);
     Ok(())
 }
 

@@ -31,8 +31,8 @@ const DISK_SIZE: usize = 8 << 20;
 /// `KVM_CREATE_VM` type of a protected VM.
 const VM_TYPE_PROTECTED: u64 = 1 << 31;
 /// QEMU `virt`'s GICv3 distributor and redistributor, where a guest expects them.
-const GICD: u64 = 0x0800_0000;
-const GICR: u64 = 0x080a_0000;
+const GICD: u64 = abi::memory_map::GICD_BASE;
+const GICR: u64 = abi::memory_map::GICR_BASE;
 /// Interrupts the vGIC provides (SGIs, PPIs and 96 SPIs).
 const GIC_IRQS: u32 = 128;
 

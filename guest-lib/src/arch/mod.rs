@@ -2,6 +2,7 @@
 
 pub mod mmu;
 pub mod probe;
+pub mod timer;
 
 use core::arch::global_asm;
 
@@ -23,7 +24,8 @@ macro_rules! read_sysreg {
 macro_rules! write_sysreg {
     ($name:literal, $value:expr) => {{
         let value: u64 = $value;
-        // SAFETY: callers write only ELR_EL1, to resume after a caught probe abort.
+        // SAFETY: callers write ELR_EL1 (to resume after a caught probe abort) and the
+        // timer and GIC CPU-interface registers they own; none touches memory.
         unsafe { core::arch::asm!(concat!("msr ", $name, ", {}"), in(reg) value, options(nomem, nostack, preserves_flags)) };
     }};
 }

@@ -11,6 +11,7 @@ pub fn limits() -> Limits<'static> {
         virtio: &VIRTIO,
         pvmfw: Region { start: 0x7fe0_0000, end: 0x8000_0000 },
         dt_area: Region { start: 0x8000_0000, end: 0x8020_0000 },
+        gic: Limits::qemu_virt().gic,
     }
 }
 
@@ -22,6 +23,8 @@ pub struct Spec {
     pub payload: Option<(u64, u64)>,
     pub bootargs: &'static str,
     pub pool: Option<(u64, u64)>,
+    /// The GICv3's two windows, if the tree names one.
+    pub gic: Option<[u64; 4]>,
 }
 
 impl Default for Spec {
@@ -33,6 +36,7 @@ impl Default for Spec {
             payload: Some((0x8800_0000, 0x4_0000)),
             bootargs: "pvmkit.mode=protected",
             pool: Some((0x8fc0_0000, 0x40_0000)),
+            gic: Some([0x0800_0000, 0x1_0000, 0x080a_0000, 0x2_0000]),
         }
     }
 }
@@ -45,6 +49,12 @@ pub fn build(s: &Spec) -> Vec<u8> {
     let chosen = w.begin_node("chosen").unwrap();
     w.property_string("bootargs", s.bootargs).unwrap();
     w.end_node(chosen).unwrap();
+    if let Some(reg) = s.gic {
+        let gic = w.begin_node("intc@8000000").unwrap();
+        w.property_string("compatible", "arm,gic-v3").unwrap();
+        w.property_array_u64("reg", &reg).unwrap();
+        w.end_node(gic).unwrap();
+    }
     if let Some((addr, size)) = s.payload {
         let config = w.begin_node("config").unwrap();
         w.property_u64("kernel-address", addr).unwrap();
@@ -90,8 +100,10 @@ fn accepts_what_pvmkit_writes() {
     assert_eq!(c.payload, Region { start: 0x8800_0000, end: 0x8804_0000 });
     assert_eq!(c.bootargs, "pvmkit.mode=protected");
     assert_eq!(c.bounce_pool, Some(Region { start: 0x8fc0_0000, end: 0x9000_0000 }));
-    let blob = build(&Spec { pool: None, ..Spec::default() });
-    assert_eq!(check(&blob, &limits()).unwrap().bounce_pool, None);
+    assert!(c.gic, "the platform's GICv3 is passed on");
+    let blob = build(&Spec { pool: None, gic: None, ..Spec::default() });
+    let c = check(&blob, &limits()).unwrap();
+    assert_eq!((c.bounce_pool, c.gic), (None, false));
 }
 
 #[test]
@@ -132,6 +144,9 @@ fn refuses_what_the_platform_does_not_have() {
         Err(DtError::PayloadOutsideRam(_))
     ));
     assert_eq!(check_spec(Spec { bootargs: "evil\u{7}bell", ..Spec::default() }), Err(DtError::BadBootargs));
+    // A GIC elsewhere (say, a redistributor over RAM) is not the platform's.
+    let moved = Spec { gic: Some([0x0800_0000, 0x1_0000, 0x8000_0000, 0x2_0000]), ..Spec::default() };
+    assert_eq!(check_spec(moved), Err(DtError::BadGic));
     // Bounce pools outside RAM, over the DT area, over the payload, unaligned.
     for pool in [(0x9000_0000, 0x1000), (0x8000_0000, 0x1000), (0x8800_0000, 0x1000), (0x8fc0_0100, 0x1000)] {
         let want = Err(DtError::BadBouncePool(Region { start: pool.0, end: pool.0 + pool.1 }));

@@ -1,0 +1,114 @@
+//! The virtual timer and the GICv3 setup that lets its interrupt wake a WFI.
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use super::{read_sysreg, write_sysreg};
+use crate::timer::{ticks, Wake};
+
+/// The virtual timer's interrupt (PPI 11).
+const VTIMER_INTID: u32 = 27;
+/// GICR_WAKER and its bits.
+const GICR_WAKER: u64 = 0x14;
+const PROCESSOR_SLEEP: u32 = 1 << 1;
+const CHILDREN_ASLEEP: u32 = 1 << 2;
+/// The redistributor's SGI/PPI frame, and its registers.
+const SGI_FRAME: u64 = 0x1_0000;
+const GICR_IGROUPR0: u64 = 0x080;
+const GICR_ISENABLER0: u64 = 0x100;
+const GICR_IPRIORITYR: u64 = 0x400;
+/// GICD_CTLR: affinity routing and group 1 enabled (single security state).
+const GICD_CTLR_ARE_GRP1: u32 = (1 << 4) | (1 << 1);
+/// CNTV_CTL_EL0 bits.
+const ENABLE: u64 = 1;
+const ISTATUS: u64 = 1 << 2;
+
+/// 0: not set up yet; 1: the GIC delivers the timer; 2: no usable GIC.
+static STATE: AtomicU8 = AtomicU8::new(0);
+
+// GIC registers are accessed with one plain `ldr`/`str` each (no writeback, no pair), so
+// that the hypervisor gets a full syndrome: a protected VM's access without one is
+// answered with an external abort.
+fn read32(addr: u64) -> u32 {
+    let value: u32;
+    // SAFETY: a GIC register, registered with the MMIO guard and probed first.
+    unsafe { core::arch::asm!("ldr {0:w}, [{1}]", out(reg) value, in(reg) addr, options(nostack, readonly)) };
+    value
+}
+
+fn write32(addr: u64, value: u32) {
+    // SAFETY: as above.
+    unsafe { core::arch::asm!("str {0:w}, [{1}]", in(reg) value, in(reg) addr, options(nostack)) };
+}
+
+/// Sets up the GIC the DT names so that the virtual timer's interrupt reaches this CPU,
+/// if there is one the hypervisor lets the guest touch.
+fn setup() -> Wake {
+    let Some((gicd, gicr)) = crate::runtime::device_tree().gic_v3() else { return Wake::Polled };
+    let guard = crate::mmio_guard();
+    if guard.map(gicd, 0x1_0000).is_err() || guard.map(gicr, 0x2_0000).is_err() {
+        return Wake::Polled;
+    }
+    // A hypervisor that gives the guest no GIC (hyp) answers with an external abort.
+    // SAFETY: a register read expected to succeed or abort.
+    if unsafe { super::probe::read_u32(gicr + GICR_WAKER) }.is_err() {
+        let _ = guard.unmap(gicd, 0x1_0000);
+        let _ = guard.unmap(gicr, 0x2_0000);
+        return Wake::Polled;
+    }
+    write32(gicd, read32(gicd) | GICD_CTLR_ARE_GRP1);
+    write32(gicr + GICR_WAKER, read32(gicr + GICR_WAKER) & !PROCESSOR_SLEEP);
+    for _ in 0..1_000_000 {
+        if read32(gicr + GICR_WAKER) & CHILDREN_ASLEEP == 0 {
+            break;
+        }
+    }
+    let sgi = gicr + SGI_FRAME;
+    write32(sgi + GICR_IGROUPR0, read32(sgi + GICR_IGROUPR0) | 1 << VTIMER_INTID);
+    let priority = sgi + GICR_IPRIORITYR + u64::from(VTIMER_INTID & !3);
+    let shift = 8 * (VTIMER_INTID % 4);
+    write32(priority, (read32(priority) & !(0xff << shift)) | (0xa0 << shift));
+    write32(sgi + GICR_ISENABLER0, 1 << VTIMER_INTID);
+    // The CPU interface: system registers on, every priority unmasked, group 1 on.
+    write_sysreg!("S3_0_C12_C12_5", read_sysreg!("S3_0_C12_C12_5") | 1); // ICC_SRE_EL1.SRE
+                                                                         // SAFETY: a barrier.
+    unsafe { core::arch::asm!("isb", options(nomem, nostack)) };
+    write_sysreg!("S3_0_C4_C6_0", 0xff); // ICC_PMR_EL1
+    write_sysreg!("S3_0_C12_C12_7", 1); // ICC_IGRPEN1_EL1
+                                        // SAFETY: a barrier.
+    unsafe { core::arch::asm!("isb", options(nomem, nostack)) };
+    Wake::Interrupt
+}
+
+/// How waits wake on this VM (sets the GIC up on first use).
+pub fn uses_interrupts() -> Wake {
+    match STATE.load(Ordering::Relaxed) {
+        1 => Wake::Interrupt,
+        2 => Wake::Polled,
+        _ => {
+            let wake = setup();
+            STATE.store(if wake == Wake::Interrupt { 1 } else { 2 }, Ordering::Relaxed);
+            wake
+        }
+    }
+}
+
+/// Sleeps at least `ns` nanoseconds: arms the virtual timer and waits in WFI until it
+/// fires. Interrupts stay masked at the CPU: the pending interrupt wakes the WFI and
+/// goes away when the timer is disabled.
+pub fn sleep_ns(ns: u64) -> Wake {
+    let wake = uses_interrupts();
+    let deadline = read_sysreg!("cntvct_el0").saturating_add(ticks(ns, read_sysreg!("cntfrq_el0")));
+    write_sysreg!("cntv_cval_el0", deadline);
+    write_sysreg!("cntv_ctl_el0", ENABLE);
+    loop {
+        // SAFETY: a barrier, then reading the timer's status.
+        unsafe { core::arch::asm!("isb", options(nomem, nostack)) };
+        if read_sysreg!("cntv_ctl_el0") & ISTATUS != 0 {
+            break;
+        }
+        // SAFETY: waiting has no memory effect.
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+    }
+    write_sysreg!("cntv_ctl_el0", 0);
+    wake
+}

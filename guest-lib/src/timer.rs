@@ -1,0 +1,40 @@
+//! Timed waits that work on every hypervisor pvmkit runs: the guest arms its virtual
+//! timer and sleeps in WFI until the timer's condition holds.
+//!
+//! On real KVM a WFI blocks until an interrupt is pending, so the timer's interrupt
+//! (PPI 27) must reach the vCPU: guest-lib enables it in the GICv3 the DT names (its
+//! redistributor and CPU interface, in `arch/timer.rs`), with interrupts still
+//! masked at the CPU — a pending interrupt wakes a WFI whether or not it is taken.
+//! Under hyp every WFI traps and returns at once, and hyp gives the guest no GIC, so the
+//! same loop simply polls the timer there. Nothing here depends on hyp's tick.
+
+/// Timer ticks for `ns` nanoseconds at `frequency` Hz, rounded up, at least one.
+pub fn ticks(ns: u64, frequency: u64) -> u64 {
+    let ticks = (u128::from(ns) * u128::from(frequency)).div_ceil(1_000_000_000);
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+}
+
+/// How a wait was woken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// The timer's interrupt, through the GIC (real KVM, plain QEMU).
+    Interrupt,
+    /// No usable GIC: each WFI returned at once (hyp traps it) and the timer was polled.
+    Polled,
+}
+
+#[cfg(target_os = "none")]
+pub use crate::arch::timer::{sleep_ns, uses_interrupts};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_round_up() {
+        assert_eq!(ticks(1_000_000, 62_500_000), 62_500);
+        assert_eq!(ticks(1, 62_500_000), 1);
+        assert_eq!(ticks(0, 62_500_000), 1);
+        assert_eq!(ticks(u64::MAX, u64::MAX), u64::MAX);
+    }
+}
