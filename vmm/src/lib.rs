@@ -8,7 +8,7 @@
 //! console), [`virtio`] (the virtio-mmio transports and their devices, over real guest
 //! memory), [`mmio`] (which device an access reaches), [`watch`] (a fault on a private
 //! page named as a violation), [`exit`] (the exit line). The
-//! KVM glue ([`kvm`]) and the `/init` duties ([`init`]) run only inside the pKVM host.
+//! KVM glue (`kvm.rs`) and the `/init` duties (`init.rs`) run only inside the pKVM host.
 
 pub mod exit;
 pub mod machine;
