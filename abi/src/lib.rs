@@ -9,6 +9,7 @@
 //! - [`esr`]: the architectural exception syndrome, decoded (hyp and guests both read it).
 //! - [`bundle`]: the file `pvmkit` writes and `hyp` reads (`-initrd`).
 //! - [`virtio_mmio`]: the virtio-mmio transport's register offsets.
+//! - [`exit_line`]: the wording of the line that ends a run (hyp's and the VMM's).
 //! - [`hyp_options`]: the options `pvmkit` passes to `hyp` on its command line.
 //! - [`memory_map`]: the addresses every part agrees on.
 //! - [`signed_payload`]: the signed payload format pvmfw verifies.
@@ -18,6 +19,7 @@
 
 pub mod bundle;
 pub mod esr;
+pub mod exit_line;
 pub mod fdt_header;
 pub mod hyp_options;
 pub mod kvm;

@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use abi::exit_line::{Quoted, Violation};
+
 use crate::esr::Esr;
 
 /// Why the VM ended.
@@ -54,37 +56,14 @@ impl ExitReason<'_> {
     }
 }
 
-/// Writes a string value with quotes, replacing anything that could break the line.
-struct Quoted<'a>(&'a str);
-
-impl fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"")?;
-        for c in self.0.chars() {
-            let c = if c == '"' || c.is_control() { '\'' } else { c };
-            fmt::Write::write_char(f, c)?;
-        }
-        f.write_str("\"")
-    }
-}
-
 impl fmt::Display for ExitReason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "[hyp] exit: reason={}", self.name())?;
         match self {
             Self::SystemOff | Self::Reset => Ok(()),
             Self::Violation { ipa, device, queue, descriptor, what } => {
-                write!(f, " ipa={ipa:#x}")?;
-                if let Some(base) = device {
-                    write!(f, " device=virtio-mmio@{base:#x}")?;
-                }
-                if let Some(q) = queue {
-                    write!(f, " queue={q}")?;
-                }
-                if let Some(d) = descriptor {
-                    write!(f, " desc={d}")?;
-                }
-                write!(f, " what={}", Quoted(what))
+                let (ipa, device, queue, descriptor, what) = (*ipa, *device, *queue, *descriptor, *what);
+                write!(f, "{}", Violation { ipa, device, queue, descriptor, what })
             }
             Self::GuestCrash { esr, far, elr } => {
                 write!(f, " esr={:#x} far={far:#x} elr={elr:#x} class={}", esr.0, Quoted(esr.class_name()))

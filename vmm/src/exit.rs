@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use abi::exit_line::{Quoted, Violation};
+
 /// The prefix of the exit line.
 pub const PREFIX: &str = "[vmm] exit: ";
 
@@ -41,14 +43,12 @@ impl fmt::Display for ExitReason {
             Self::SystemOff => f.write_str("reason=system_off"),
             Self::Reset => f.write_str("reason=reset"),
             Self::Violation { ipa, device, queue, descriptor, what } => {
-                write!(f, "reason=violation ipa={ipa:#x} device=virtio-mmio@{device:#x} queue={queue}")?;
-                if let Some(d) = descriptor {
-                    write!(f, " desc={d}")?;
-                }
-                write!(f, " what=\"{what}\"")
+                let (device, queue) = (Some(*device), Some(*queue));
+                let fields = Violation { ipa: *ipa, device, queue, descriptor: *descriptor, what };
+                write!(f, "reason=violation{fields}")
             }
-            Self::GuestCrash(detail) => write!(f, "reason=guest_crash detail=\"{detail}\""),
-            Self::VmmError(detail) => write!(f, "reason=vmm_error detail=\"{detail}\""),
+            Self::GuestCrash(detail) => write!(f, "reason=guest_crash detail={}", Quoted(detail)),
+            Self::VmmError(detail) => write!(f, "reason=vmm_error detail={}", Quoted(detail)),
             Self::VmmFault(at) => write!(f, "reason=vmm_error detail=\"the VMM faulted at {at:#x}\""),
         }
     }
