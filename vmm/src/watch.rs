@@ -4,52 +4,60 @@
 //! the fault into a `violation` exit line naming them and the IPA, then ends the run.
 //! The handler allocates nothing and returns never.
 
+use core::cell::Cell;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::exit::ExitReason;
 
-const NONE: u32 = u32::MAX;
+/// What the thread is doing with guest memory. Per thread, because the fault is
+/// delivered to the thread that faulted (and tests serve devices on many threads).
+#[derive(Clone, Copy, Default)]
+struct Watch {
+    /// Guest RAM's host address, IPA and length.
+    host: u64,
+    ipa: u64,
+    len: u64,
+    /// The device being served (0: none), its queue and descriptor.
+    device: u64,
+    queue: u32,
+    descriptor: Option<u16>,
+}
 
-static DEVICE: AtomicU64 = AtomicU64::new(0);
-static QUEUE: AtomicU32 = AtomicU32::new(0);
-static DESCRIPTOR: AtomicU32 = AtomicU32::new(NONE);
-static HOST: AtomicU64 = AtomicU64::new(0);
-static IPA: AtomicU64 = AtomicU64::new(0);
-static LEN: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    static WATCH: Cell<Watch> = const { Cell::new(Watch { host: 0, ipa: 0, len: 0, device: 0, queue: 0, descriptor: None }) };
+}
+
+fn update(f: impl FnOnce(&mut Watch)) {
+    WATCH.with(|w| {
+        let mut now = w.get();
+        f(&mut now);
+        w.set(now);
+    });
+}
 
 /// Guest RAM at `ipa`, `len` bytes, is mapped at `host` in the VMM.
 pub fn map(host: u64, ipa: u64, len: u64) {
-    HOST.store(host, Ordering::Relaxed);
-    IPA.store(ipa, Ordering::Relaxed);
-    LEN.store(len, Ordering::Relaxed);
+    update(|w| (w.host, w.ipa, w.len) = (host, ipa, len));
 }
 
 /// The VMM now serves `queue` of the device at `base` (0: no device).
 pub fn device(base: u64, queue: u32) {
-    DEVICE.store(base, Ordering::Relaxed);
-    QUEUE.store(queue, Ordering::Relaxed);
-    DESCRIPTOR.store(NONE, Ordering::Relaxed);
+    update(|w| (w.device, w.queue, w.descriptor) = (base, queue, None));
 }
 
 /// ... and descriptor `index` of it (`None`: its rings).
 pub fn descriptor(index: Option<u16>) {
-    DESCRIPTOR.store(index.map_or(NONE, u32::from), Ordering::Relaxed);
+    update(|w| w.descriptor = index);
 }
 
 /// The exit line for a fault at VMM address `fault`.
 pub fn exit_for(fault: u64) -> ExitReason {
-    let (host, len) = (HOST.load(Ordering::Relaxed), LEN.load(Ordering::Relaxed));
-    let device = DEVICE.load(Ordering::Relaxed);
-    match fault.checked_sub(host) {
-        Some(offset) if offset < len && device != 0 => {
-            let descriptor = match DESCRIPTOR.load(Ordering::Relaxed) {
-                NONE => None,
-                d => Some(d as u16),
-            };
-            let what = if descriptor.is_some() { "buffer page not shared" } else { "ring page not shared" };
-            let ipa = (IPA.load(Ordering::Relaxed) + offset) & !0xfff;
-            ExitReason::Violation { ipa, device, queue: QUEUE.load(Ordering::Relaxed), descriptor, what }
+    let w = WATCH.with(Cell::get);
+    match fault.checked_sub(w.host) {
+        Some(offset) if offset < w.len && w.device != 0 => {
+            let what = if w.descriptor.is_some() { "buffer page not shared" } else { "ring page not shared" };
+            let ipa = (w.ipa + offset) & !0xfff;
+            ExitReason::Violation { ipa, device: w.device, queue: w.queue, descriptor: w.descriptor, what }
         }
         _ => ExitReason::VmmFault(fault),
     }
