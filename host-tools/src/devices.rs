@@ -23,6 +23,15 @@ pub const VIRTIO_SLOTS: u32 =
 
 const O_NONBLOCK: i32 = 0o4000;
 
+/// Creates `disk` ([`DISK_SIZE`], zero) unless it exists.
+pub fn create_disk(disk: &Path) -> Result<(), String> {
+    if !disk.exists() {
+        let file = File::create(disk).map_err(|e| format!("creating {}: {e}", disk.display()))?;
+        file.set_len(DISK_SIZE).map_err(|e| format!("sizing {}: {e}", disk.display()))?;
+    }
+    Ok(())
+}
+
 /// The host ends of one run's devices.
 pub struct Devices {
     disk: PathBuf,
@@ -39,10 +48,7 @@ impl Devices {
             Some(disk) => disk.to_path_buf(),
             None => dir.join("disk.img"),
         };
-        if !disk.exists() {
-            let file = File::create(&disk).map_err(|e| format!("creating {}: {e}", disk.display()))?;
-            file.set_len(DISK_SIZE).map_err(|e| format!("sizing {}: {e}", disk.display()))?;
-        }
+        create_disk(&disk)?;
         let fifo = dir.join("virtio-console");
         let open = |suffix: &str| -> Result<File, String> {
             let path = fifo.with_extension(suffix);

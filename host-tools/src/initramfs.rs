@@ -69,7 +69,7 @@ impl Cpio {
 /// under `/pvmkit`.
 pub fn for_vmm(vmm: &[u8], files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut cpio = Cpio::new();
-    cpio.dir("dev").char_device("dev/console", 5, 1).dir("pvmkit").file("init", 0o755, vmm);
+    cpio.dir("dev").char_device("dev/console", 5, 1).dir("pvmkit").dir("pvmkit/modules").file("init", 0o755, vmm);
     for (name, data) in files {
         cpio.file(&format!("pvmkit/{name}"), 0o644, data);
     }
@@ -111,9 +111,12 @@ mod tests {
         assert_eq!(archive.len() % 4, 0);
         let entries = read(&archive);
         let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
-        assert_eq!(names, ["dev", "dev/console", "pvmkit", "init", "pvmkit/bundle.bin", "pvmkit/args"]);
+        assert_eq!(
+            names,
+            ["dev", "dev/console", "pvmkit", "pvmkit/modules", "init", "pvmkit/bundle.bin", "pvmkit/args"]
+        );
         assert_eq!((entries[1].1, entries[1].2, entries[1].3), (0o020600, 5, 1), "/dev/console is 5:1");
-        assert_eq!((entries[3].1, entries[3].4.as_slice()), (0o100755, &b"\x7fELF vmm"[..]));
-        assert_eq!(entries[5].4, b"mode=protected");
+        assert_eq!((entries[4].1, entries[4].4.as_slice()), (0o100755, &b"\x7fELF vmm"[..]));
+        assert_eq!(entries[6].4, b"mode=protected");
     }
 }

@@ -131,42 +131,60 @@ fn run(cmd: &mut Command, what: &str) -> Result<Vec<u8>, String> {
     Ok(out.stdout)
 }
 
-fn fetch(dir: &Path) -> Result<Kernel, String> {
-    let tried = format!("Debian's linux-binary-*-arm64 (>= 7.3) from {} at {MIRROR}", SUITES.join(" or "));
-    let fail = |e: String| format!("cannot fetch the pKVM host kernel: {e} (tried {tried}; or pass --kernel IMAGE)");
+/// The private apt root, set up (sources, state) and updated.
+fn apt_root(tried: &str) -> Result<PathBuf, String> {
     if !Path::new(KEYRING).is_file() {
-        return Err(fail(format!("{KEYRING} is missing (Debian's archive keyring)")));
+        return Err(format!("{KEYRING} is missing (Debian's archive keyring)"));
     }
     let root = cache_dir().join("apt");
     for sub in ["lists/partial", "cache/archives/partial", "state"] {
-        std::fs::create_dir_all(root.join(sub)).map_err(|e| fail(format!("creating {}: {e}", root.display())))?;
+        std::fs::create_dir_all(root.join(sub)).map_err(|e| format!("creating {}: {e}", root.display()))?;
     }
     let sources: String =
         SUITES.iter().map(|s| format!("deb [arch=arm64 signed-by={KEYRING}] {MIRROR} {s} main\n")).collect();
-    std::fs::write(root.join("sources.list"), sources).map_err(|e| fail(e.to_string()))?;
-    std::fs::write(root.join("status"), "").map_err(|e| fail(e.to_string()))?;
-    eprintln!("pvmkit: fetching the pKVM host kernel ({tried}) into {}", dir.display());
-    run(apt(&root, "apt-get").arg("update"), "apt-get update").map_err(fail)?;
+    std::fs::write(root.join("sources.list"), sources).map_err(|e| e.to_string())?;
+    std::fs::write(root.join("status"), "").map_err(|e| e.to_string())?;
+    eprintln!("pvmkit: fetching {tried}");
+    run(apt(&root, "apt-get").arg("update"), "apt-get update")?;
+    Ok(root)
+}
+
+/// Downloads `package` (arm64) with the private apt configuration and unpacks it into
+/// `scratch/x`.
+fn download(root: &Path, package: &str, scratch: &Path) -> Result<PathBuf, String> {
+    run(apt(root, "apt-get").current_dir(scratch).args(["download", &format!("{package}:arm64")]), "apt-get download")?;
+    let deb = std::fs::read_dir(scratch)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or("apt-get download left no .deb")?;
+    let unpacked = scratch.join("x");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked), "dpkg-deb -x")?;
+    Ok(unpacked)
+}
+
+/// Runs `work` in a fresh scratch directory under `dir`, removed afterwards whatever
+/// happens: nothing half-written is left where the cache looks.
+fn in_scratch<T>(dir: &Path, work: impl FnOnce(&Path) -> Result<T, String>) -> Result<T, String> {
+    let scratch = dir.join(format!(".fetch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let result = work(&scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+fn fetch(dir: &Path) -> Result<Kernel, String> {
+    let tried = format!("Debian's linux-binary-*-arm64 (>= 7.3) from {} at {MIRROR}", SUITES.join(" or "));
+    let fail = |e: String| format!("cannot fetch the pKVM host kernel: {e} (tried {tried}; or pass --kernel IMAGE)");
+    let root = apt_root(&format!("the pKVM host kernel ({tried}) into {}", dir.display())).map_err(fail)?;
     let names = run(apt(&root, "apt-cache").args(["pkgnames", "linux-binary-"]), "apt-cache pkgnames").map_err(fail)?;
     let names: Vec<String> = String::from_utf8_lossy(&names).lines().map(String::from).collect();
     let (package, release) = newest(&names).ok_or_else(|| fail("no such package in those suites".into()))?;
-
-    let scratch = dir.join(format!(".fetch-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).map_err(|e| fail(e.to_string()))?;
-    let result = (|| {
-        run(
-            apt(&root, "apt-get").current_dir(&scratch).args(["download", &format!("{package}:arm64")]),
-            "apt-get download",
-        )?;
-        let deb = std::fs::read_dir(&scratch)
-            .map_err(|e| e.to_string())?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "deb"))
-            .ok_or("apt-get download left no .deb")?;
-        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(scratch.join("x")), "dpkg-deb -x")?;
-        let image = scratch.join("x/usr/lib/modules").join(&release).join("vmlinuz");
+    in_scratch(dir, |scratch| {
+        let unpacked = download(&root, &package, scratch)?;
+        let image = unpacked.join("usr/lib/modules").join(&release).join("vmlinuz");
         let bytes = std::fs::read(&image).map_err(|e| format!("the package has no {}: {e}", image.display()))?;
         check_image(&bytes)?;
         let target = dir.join(&release);
@@ -177,10 +195,40 @@ fn fetch(dir: &Path) -> Result<Kernel, String> {
         std::fs::rename(&staged, &target).map_err(|e| e.to_string())?;
         std::fs::write(scratch.join("current"), &release).map_err(|e| e.to_string())?;
         std::fs::rename(scratch.join("current"), dir.join("current")).map_err(|e| e.to_string())?;
-        Ok::<_, String>(Kernel { image: target.join("Image"), version: release.clone() })
-    })();
-    let _ = std::fs::remove_dir_all(&scratch);
-    result.map_err(fail)
+        Ok(Kernel { image: target.join("Image"), version: release.clone() })
+    })
+    .map_err(fail)
+}
+
+/// The host kernel's modules a `--disk` needs (Debian builds virtio-mmio and virtio-blk
+/// as modules), in load order: fetched once from `linux-modules-<release>` into the
+/// cache beside the kernel.
+pub const DISK_MODULES: [&str; 2] = ["drivers/virtio/virtio_mmio.ko.xz", "drivers/block/virtio_blk.ko.xz"];
+
+/// [`DISK_MODULES`] of `kernel` (Debian's), as (file name, bytes).
+pub fn disk_modules(kernel: &Kernel) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let dir = kernel.image.parent().ok_or("the kernel has no cache directory")?.join("modules");
+    let names: Vec<String> =
+        DISK_MODULES.iter().enumerate().map(|(i, m)| format!("{i}-{}", m.rsplit('/').next().unwrap_or(m))).collect();
+    if !names.iter().all(|n| dir.join(n).is_file()) {
+        let package = format!("linux-modules-{}", kernel.version);
+        let fail = |e: String| format!("cannot fetch the host's virtio modules ({package}): {e}");
+        let root = apt_root(&format!("{package} (the host's virtio-blk for --disk)")).map_err(fail)?;
+        let parent = dir.parent().ok_or("no cache directory")?;
+        in_scratch(parent, |scratch| {
+            let unpacked = download(&root, &package, scratch)?;
+            let staged = scratch.join("modules");
+            std::fs::create_dir_all(&staged).map_err(|e| e.to_string())?;
+            for (module, name) in DISK_MODULES.iter().zip(&names) {
+                let from = unpacked.join("usr/lib/modules").join(&kernel.version).join("kernel").join(module);
+                std::fs::rename(&from, staged.join(name)).map_err(|e| format!("{}: {e}", from.display()))?;
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::rename(&staged, &dir).map_err(|e| e.to_string())
+        })
+        .map_err(fail)?;
+    }
+    names.into_iter().map(|n| std::fs::read(dir.join(&n)).map(|b| (n, b)).map_err(|e| e.to_string())).collect()
 }
 
 #[cfg(test)]

@@ -45,8 +45,10 @@ pub fn refusal(config: &RunConfig) -> Option<&'static str> {
     if config.hyp_stats {
         return Some("--hyp-stats: hyp's exit counters exist only under --backend hyp");
     }
-    if config.disk.is_some() {
-        return Some("--disk: the pkvm backend's VMM has no virtio block device yet");
+    if config.disk.is_some() && config.kernel.is_some() {
+        return Some(
+            "--disk with --kernel: the host needs Debian's virtio-blk module for the disk; use Debian's kernel",
+        );
     }
     None
 }
@@ -75,15 +77,32 @@ pub fn run_collect(
         Some(given) => firmware::read(given)?,
         None => qemu::make_bundle(ws, fw, config)?,
     };
-    let args = format!("mode={vm_mode}\n");
-    let files = [("bundle.bin", &bundle[..]), ("args", args.as_bytes()), ("console-input", CONSOLE_TO_GUEST)];
+    let mut args = format!("mode={vm_mode}");
+    let mut extra = Vec::new();
+    let mut modules = Vec::new();
+    if let Some(disk) = &config.disk {
+        // The user's disk reaches the VM through the host: QEMU's virtio-blk, which the
+        // VMM opens as /dev/vda and serves the guest's requests from (so they persist).
+        crate::devices::create_disk(disk)?;
+        modules = kernel::disk_modules(&Kernel { image: image.clone(), version: version.clone() })?
+            .into_iter()
+            .map(|(name, bytes)| (format!("modules/{name}"), bytes))
+            .collect();
+        args.push_str(" disk=/dev/vda");
+        let drive = format!("file={},format=raw,if=none,id=pvmkit-disk", disk.display());
+        extra.extend(["-drive".to_string(), drive, "-device".into(), "virtio-blk-device,drive=pvmkit-disk".into()]);
+    }
+    let args = args + "\n";
+    let mut files = vec![("bundle.bin", &bundle[..]), ("args", args.as_bytes()), ("console-input", CONSOLE_TO_GUEST)];
+    files.extend(modules.iter().map(|(name, bytes)| (name.as_str(), &bytes[..])));
     let archive = initramfs::for_vmm(&vmm, &files);
     let initrd = dir.join("initramfs.cpio");
     qemu::write(&initrd, &archive)?;
     if config.echo {
         eprintln!("pvmkit: {} on the real pKVM, host kernel {version} ({})", config.mode, dir.display());
     }
-    let mut cmd = command(&image, &initrd, &config.extra_args);
+    extra.extend(config.extra_args.iter().cloned());
+    let mut cmd = command(&image, &initrd, &extra);
     let output = qemu::execute(&mut cmd, config.timeout, config.echo)?;
     std::fs::write(dir.join("console.log"), output.lines.join("\n")).ok();
     let verdict = verdict::judge(Expect::Vmm, &output);

@@ -63,6 +63,7 @@ fn options_that_cannot_apply_to_the_real_pkvm_are_refused() {
         (&["run", "--kernel", "/nonexistent"][..], "applies only to --backend pkvm"),
         (&["run", "--backend", "pkvm", "--kernel", "/etc/hostname"][..], "not an arm64 Linux Image"),
         (&["run", "--backend", "kvm"][..], "unknown --backend 'kvm'"),
+        (&["run", "--backend", "pkvm", "--disk", "/tmp/x.img", "--kernel", "/etc/hostname"][..], "use Debian's kernel"),
     ] {
         let (ok, out) = pvmkit(args);
         assert!(!ok, "{args:?} must be refused:\n{out}");
@@ -82,4 +83,27 @@ fn a_host_without_pkvm_is_named_as_the_cause() {
         "{out}"
     );
     assert!(out.contains("is the host booted with kvm-arm.mode=protected?"), "{out}");
+}
+
+/// `--disk` on the real pKVM: the guest's block device is QEMU's virtio-blk on the
+/// user's file, served by the VMM through the host, so what one run writes the next
+/// reads — on this backend or on hyp.
+#[test]
+fn a_disk_persists_across_runs_and_backends() {
+    let dir = std::env::temp_dir().join(format!("pvmkit-pkvm-disk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join("disk.img");
+    let disk = disk.to_str().unwrap();
+    let (ok, out) =
+        pvmkit(&["run", "--backend", "pkvm", "--disk", disk, "--scenario", "persist-read", "--timeout", "600"]);
+    assert!(!ok && out.contains("test virtio_blk_persist_read ... FAILED"), "a fresh disk holds nothing:\n{out}");
+    let (ok, out) =
+        pvmkit(&["run", "--backend", "pkvm", "--disk", disk, "--scenario", "persist-write", "--timeout", "600"]);
+    assert!(ok && out.contains("test virtio_blk_persist_write ... ok"), "{out}");
+    let (ok, out) =
+        pvmkit(&["run", "--backend", "pkvm", "--disk", disk, "--scenario", "persist-read", "--timeout", "600"]);
+    assert!(ok && out.contains("test virtio_blk_persist_read ... ok"), "{out}");
+    let (ok, out) = pvmkit(&["run", "--disk", disk, "--scenario", "persist-read"]);
+    assert!(ok && out.contains("test virtio_blk_persist_read ... ok"), "hyp reads what the real pKVM wrote:\n{out}");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -2,7 +2,10 @@
 //! lives there), read what `pvmkit` put in the initramfs, run the VM, print the exit
 //! line, power the host off.
 
+use std::os::fd::AsRawFd;
+
 use crate::exit::ExitReason;
+use crate::virtio::block::Disk;
 use crate::{kvm, machine};
 
 /// The initramfs directory `pvmkit` fills.
@@ -43,11 +46,58 @@ fn run() -> ExitReason {
                 plan.entry
             );
             let input = std::fs::read(format!("{DIR}/console-input")).unwrap_or_default();
-            kvm::run(&plan, protected, &input)
+            let disk = match args.split_whitespace().find_map(|w| w.strip_prefix("disk=")) {
+                Some(device) => match open_disk(device) {
+                    Ok(disk) => Some(disk),
+                    Err(e) => return ExitReason::VmmError(e),
+                },
+                None => None,
+            };
+            kvm::run(&plan, protected, &input, disk)
         }
         Err(e) => ExitReason::VmmError(e),
     }
 }
+
+/// The host's block device `path` (QEMU's virtio-blk on the user's `--disk`), after
+/// loading the host kernel's virtio-mmio and virtio-blk modules from `/pvmkit/modules`
+/// (Debian builds them as modules), in name order.
+fn open_disk(path: &str) -> Result<Disk, String> {
+    let mut modules: Vec<_> = std::fs::read_dir(format!("{DIR}/modules"))
+        .map_err(|e| format!("{DIR}/modules: {e}"))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    modules.sort();
+    for module in &modules {
+        let file = std::fs::File::open(module).map_err(|e| format!("{}: {e}", module.display()))?;
+        let compressed = module.extension().is_some_and(|x| x == "xz");
+        let flags = if compressed { MODULE_INIT_COMPRESSED_FILE } else { 0 };
+        // SAFETY: a valid fd and an empty, NUL-terminated parameter string.
+        let r = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), flags) };
+        if r != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+            return Err(format!("loading {}: {}", module.display(), std::io::Error::last_os_error()));
+        }
+    }
+    // devtmpfs creates the node once the driver has probed the device.
+    for _ in 0..500 {
+        if let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(path) {
+            let len = file.metadata().map(|_| ()).and_then(|()| {
+                use std::io::{Seek, SeekFrom};
+                (&file).seek(SeekFrom::End(0))
+            });
+            return match len {
+                Ok(len) => Ok(Disk::File(file, len)),
+                Err(e) => Err(format!("sizing {path}: {e}")),
+            };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(format!("{path} did not appear (no virtio-blk device on the host?)"))
+}
+
+/// `finit_module` flag: the kernel decompresses the module itself.
+const MODULE_INIT_COMPRESSED_FILE: libc::c_int = 4;
 
 fn mount_devtmpfs() -> Result<(), String> {
     let _ = std::fs::create_dir("/dev");

@@ -18,7 +18,7 @@ use crate::exit::ExitReason;
 use crate::machine::Plan;
 use crate::mmio::{self, Route};
 use crate::pl011::Pl011;
-use crate::virtio::block::Block;
+use crate::virtio::block::{Block, Disk};
 use crate::virtio::console::Console;
 use crate::virtio::entropy::Entropy;
 use crate::virtio::transport::Transport;
@@ -68,9 +68,10 @@ pub struct Vm {
 }
 
 /// Builds the VM `plan` describes and runs it to its end; `console_input` is what the
-/// host sends on the virtio console.
-pub fn run(plan: &Plan<'_>, protected: bool, console_input: &[u8]) -> ExitReason {
-    match build(plan, protected, console_input) {
+/// host sends on the virtio console, `disk` the block device's disk (default: a fresh
+/// one in memory).
+pub fn run(plan: &Plan<'_>, protected: bool, console_input: &[u8], disk: Option<Disk>) -> ExitReason {
+    match build(plan, protected, console_input, disk) {
         Ok(mut vm) => {
             let reason = vm.run();
             for transport in &vm.virtio {
@@ -84,7 +85,7 @@ pub fn run(plan: &Plan<'_>, protected: bool, console_input: &[u8]) -> ExitReason
     }
 }
 
-fn build(plan: &Plan<'_>, protected: bool, console_input: &[u8]) -> Result<Vm, String> {
+fn build(plan: &Plan<'_>, protected: bool, console_input: &[u8], disk: Option<Disk>) -> Result<Vm, String> {
     watch::install()?;
     let kvm = Kvm::new().map_err(|e| format!("opening /dev/kvm: {e}"))?;
     let kind = if protected { "protected" } else { "ordinary" };
@@ -112,8 +113,11 @@ fn build(plan: &Plan<'_>, protected: bool, console_input: &[u8]) -> Result<Vm, S
     }
     // The transports, highest slot first: block, entropy, console (as under hyp).
     let virtio_bases = mmio::transports(plan.virtio_slots);
-    let devices: [Box<dyn Device>; 3] =
-        [Box::new(Block::new(vec![0; DISK_SIZE])), Box::new(Entropy), Box::new(Console::new(console_input))];
+    let devices: [Box<dyn Device>; 3] = [
+        Box::new(Block::on(disk.unwrap_or(Disk::Memory(vec![0; DISK_SIZE])))),
+        Box::new(Entropy),
+        Box::new(Console::new(console_input)),
+    ];
     let virtio = virtio_bases.iter().zip(devices).map(|(&base, device)| Transport::new(base, device)).collect();
     let vcpu = vm.create_vcpu(0).map_err(|e| format!("creating the vCPU: {e}"))?;
     let mut init = kvm_vcpu_init::default();

@@ -1,4 +1,8 @@
-//! virtio-blk over a disk held in the VMM's memory: read, write, flush and get-ID.
+//! virtio-blk: read, write, flush and get-ID, over a disk in the VMM's memory (fresh
+//! each run) or over a block device of the host (`--disk`: QEMU's, so it persists).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 
 use vm_memory::GuestMemoryMmap;
 
@@ -16,14 +20,63 @@ const S_OK: u8 = 0;
 const S_IOERR: u8 = 1;
 const S_UNSUPP: u8 = 2;
 
+/// Where the sectors are.
+pub enum Disk {
+    /// In the VMM's memory.
+    Memory(Vec<u8>),
+    /// A file or block device of the host, this many bytes long.
+    File(File, u64),
+}
+
+impl Disk {
+    fn len(&self) -> u64 {
+        match self {
+            Self::Memory(bytes) => bytes.len() as u64,
+            Self::File(_, len) => *len,
+        }
+    }
+
+    fn read_at(&self, at: u64, buf: &mut [u8]) -> bool {
+        match self {
+            Self::Memory(bytes) => {
+                buf.copy_from_slice(&bytes[at as usize..at as usize + buf.len()]);
+                true
+            }
+            Self::File(file, _) => file.read_exact_at(buf, at).is_ok(),
+        }
+    }
+
+    fn write_at(&mut self, at: u64, data: &[u8]) -> bool {
+        match self {
+            Self::Memory(bytes) => {
+                bytes[at as usize..at as usize + data.len()].copy_from_slice(data);
+                true
+            }
+            Self::File(file, _) => file.write_all_at(data, at).is_ok(),
+        }
+    }
+
+    fn flush(&self) -> bool {
+        match self {
+            Self::Memory(_) => true,
+            Self::File(file, _) => file.sync_data().is_ok(),
+        }
+    }
+}
+
 /// A block device on `disk`.
 pub struct Block {
-    disk: Vec<u8>,
+    disk: Disk,
 }
 
 impl Block {
-    /// A device whose disk holds `disk` (a whole number of sectors).
+    /// A device on a disk in memory holding `disk` (a whole number of sectors).
     pub fn new(disk: Vec<u8>) -> Self {
+        Self { disk: Disk::Memory(disk) }
+    }
+
+    /// A device on `disk`.
+    pub fn on(disk: Disk) -> Self {
         Self { disk }
     }
 
@@ -40,21 +93,27 @@ impl Block {
             T_IN | T_OUT => {
                 for buffer in data {
                     let end = at.saturating_add(u64::from(buffer.len));
-                    if end > self.disk.len() as u64 || buffer.write != (kind == T_IN) {
+                    if end > self.disk.len() || buffer.write != (kind == T_IN) {
                         return (S_IOERR, written);
                     }
-                    let range = at as usize..end as usize;
                     if kind == T_IN {
-                        written += buffer.write(mem, &self.disk[range]);
+                        let mut bytes = vec![0; buffer.len as usize];
+                        if !self.disk.read_at(at, &mut bytes) {
+                            return (S_IOERR, written);
+                        }
+                        written += buffer.write(mem, &bytes);
                     } else {
                         let Some(bytes) = buffer.read(mem) else { return (S_IOERR, written) };
-                        self.disk[range].copy_from_slice(&bytes);
+                        if !self.disk.write_at(at, &bytes) {
+                            return (S_IOERR, written);
+                        }
                     }
                     at = end;
                 }
                 (S_OK, written)
             }
-            T_FLUSH => (S_OK, 0),
+            T_FLUSH if self.disk.flush() => (S_OK, 0),
+            T_FLUSH => (S_IOERR, 0),
             T_GET_ID => {
                 let id = b"pvmkit-vmm-disk";
                 (S_OK, data.iter().find(|b| b.write).map_or(0, |b| b.write(mem, id)))
@@ -76,7 +135,7 @@ impl Device for Block {
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         // The capacity, in sectors, is the first field; nothing else is offered.
-        let capacity = (self.disk.len() as u64 / SECTOR).to_le_bytes();
+        let capacity = (self.disk.len() / SECTOR).to_le_bytes();
         for (i, byte) in data.iter_mut().enumerate() {
             *byte = capacity.get(offset as usize + i).copied().unwrap_or(0);
         }

@@ -146,3 +146,19 @@ fn a_console_holds_receive_buffers_until_input_and_collects_what_it_is_sent() {
     assert_eq!(d.used(), (1, 6));
     assert_eq!(d.bytes(BUF, 6), b"hello\n");
 }
+
+#[test]
+fn a_block_device_on_a_file_writes_through_to_it() {
+    let path = std::env::temp_dir().join(format!("pvmkit-vmm-disk-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+    file.set_len(16 * 512).unwrap();
+    let disk = super::block::Disk::File(file, 16 * 512);
+    let mut d = Driver::new(Box::new(Block::on(disk)), 0);
+    d.mem.write_slice(&[0x5a; 512], GuestAddress(BUF + 0x1000)).unwrap();
+    assert_eq!(block_request(&mut d, 1, 2, (BUF + 0x1000, 512), false), 0);
+    assert_eq!(block_request(&mut d, 4, 0, (BUF, 0), false), 0, "flush syncs the file");
+    let on_disk = std::fs::read(&path).unwrap();
+    assert!(on_disk[1024..1536].iter().all(|&b| b == 0x5a) && on_disk[..1024].iter().all(|&b| b == 0));
+    assert_eq!(block_request(&mut d, 0, 15, (BUF, 1024), true), 1, "past the file's end: IOERR");
+    std::fs::remove_file(path).unwrap();
+}
