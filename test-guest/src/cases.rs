@@ -9,7 +9,6 @@ use guest_lib::console::Console;
 use guest_lib::exceptions::probe;
 use guest_lib::harness::{CaseResult, Harness};
 use guest_lib::hypervisor::Hypervisor;
-use guest_lib::timer::Wake;
 use guest_lib::{ensure, ensure_eq, println, psci, BootInfo};
 
 use crate::expect::Mode;
@@ -66,11 +65,11 @@ pub fn main(boot: &BootInfo) {
             h.skip("wfi_traps_to_hyp", "hyp's exit counters are off (pvmkit run --hyp-stats)");
         }
         h.run("unexposed_device_aborts", unexposed_device);
-        if mode == Mode::UnprotectedKvm {
+        if mode.answers().pair_access_aborts {
+            h.run("access_without_syndrome_aborts", || pair_access(boot));
+        } else {
             // KVM fails KVM_RUN (ENOSYS) for an ordinary VM's access without a syndrome.
             h.skip("access_without_syndrome_aborts", "an ordinary KVM VM's vCPU stops (ENOSYS) instead");
-        } else {
-            h.run("access_without_syndrome_aborts", || pair_access(boot));
         }
     } else {
         h.skip("wfi_traps_to_hyp", "no hypervisor to trap WFI/WFE");
@@ -135,7 +134,7 @@ fn unknown_ids(conduit: SystemConduit, mode: Mode) -> CaseResult {
         let r = conduit.call(id, args);
         ensure!(r[0] as i64 == smccc::NOT_SUPPORTED, "{conduit:?} {id:#x} returned {:#x}", r[0]);
         // hyp leaves x1..x3 as they were; the real KVM zeroes them.
-        let want = if mode.real_kvm() { [0; 3] } else { args };
+        let want = if mode.answers().unknown_ids_zero_x1_x3 { [0; 3] } else { args };
         ensure!(r[1..] == want, "{conduit:?} {id:#x} changed x1..x3 to {:x?}", &r[1..]);
     }
     Ok(())
@@ -143,12 +142,9 @@ fn unknown_ids(conduit: SystemConduit, mode: Mode) -> CaseResult {
 
 fn psci_version(c: SystemConduit, mode: Mode) -> CaseResult {
     let version = psci::version(&c).map_err(|e| alloc::format!("{e}"))?;
-    if mode.real_kvm() {
-        ensure_eq!(version, (1, 3));
-    } else if mode.under_hyp() {
-        ensure_eq!(version, (1, 1));
-    } else {
-        ensure!(version >= (1, 0), "PSCI {version:?} has no PSCI_FEATURES");
+    match mode.answers().psci_version {
+        Some(want) => ensure_eq!(version, want),
+        None => ensure!(version >= (1, 0), "PSCI {version:?} has no PSCI_FEATURES"),
     }
     Ok(())
 }
@@ -158,12 +154,13 @@ fn psci_features(c: SystemConduit, mode: Mode) -> CaseResult {
         ensure!(psci::features(&c, id).is_ok(), "PSCI_FEATURES({id:#x}) says not implemented");
     }
     ensure!(psci::features(&c, 0x8400_00ff).is_err(), "PSCI_FEATURES of an unknown ID succeeded");
-    if mode.real_kvm() {
-        // KVM lists CPU_ON whatever the VMM's vCPU count.
-        ensure_eq!(psci::features(&c, psci_ids::CPU_ON_64), Ok(0));
-    } else if mode.under_hyp() {
-        // hyp runs one vCPU and offers no CPU_ON.
-        ensure_eq!(psci::features(&c, psci_ids::CPU_ON_64), Err(psci::PsciError(psci_ids::NOT_SUPPORTED)));
+    // KVM lists CPU_ON whatever the VMM's vCPU count; hyp runs one vCPU and offers none.
+    match mode.answers().cpu_on {
+        Some(true) => ensure_eq!(psci::features(&c, psci_ids::CPU_ON_64), Ok(0)),
+        Some(false) => {
+            ensure_eq!(psci::features(&c, psci_ids::CPU_ON_64), Err(psci::PsciError(psci_ids::NOT_SUPPORTED)))
+        }
+        None => {}
     }
     Ok(())
 }
@@ -243,8 +240,7 @@ fn timer_wait(mode: Mode) -> CaseResult {
     let wake = guest_lib::timer::sleep_ns(NS);
     let elapsed = count() - start;
     ensure!(elapsed >= guest_lib::timer::ticks(NS, frequency), "woke after {elapsed} ticks");
-    let want = if mode.under_hyp() && !mode.real_kvm() { Wake::Polled } else { Wake::Interrupt };
-    ensure_eq!(wake, want);
+    ensure_eq!(wake, mode.answers().timer_wake);
     Ok(())
 }
 

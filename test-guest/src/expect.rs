@@ -2,7 +2,38 @@
 //! `pvmkit` writes into the device tree's `/chosen/bootargs`).
 
 use abi::kvm::{func, Features};
+use guest_lib::timer::Wake;
 use guest_lib::GuestDt;
+
+/// What a MEM_SHARE of an IPA outside memory gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutsideMemory {
+    /// INVALID_PARAMETER (hyp refuses it).
+    Invalid,
+    /// An external abort at the HVC itself (the real pKVM cannot fault it in).
+    Abort,
+}
+
+/// The hypervisor's answers where hyp's profiles and the real KVM differ: one table
+/// the cases read, per mode (the real KVM's from `../shared/reference/real-pkvm-7.3.md`
+/// §3, measured).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answers {
+    /// PSCI_VERSION (`None`: not pinned, plain QEMU's firmware).
+    pub psci_version: Option<(u16, u16)>,
+    /// PSCI_FEATURES(CPU_ON_64) succeeds (`None`: not pinned).
+    pub cpu_on: Option<bool>,
+    /// Unknown function IDs zero x1..x3 (else leave them as they were).
+    pub unknown_ids_zero_x1_x3: bool,
+    /// MEM_SHARE outside memory.
+    pub share_outside_memory: OutsideMemory,
+    /// How a timed wait wakes.
+    pub timer_wake: Wake,
+    /// The hypervisor pins pages a device holds (hyp's validator policy, not the ABI).
+    pub pins_device_pages: bool,
+    /// An access without a syndrome aborts (an ordinary VM's vCPU stops on real KVM).
+    pub pair_access_aborts: bool,
+}
 
 /// The mode `pvmkit` says it started us in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +72,33 @@ impl Mode {
     /// answers were measured (`../shared/reference/real-pkvm-7.3.md`, section 3).
     pub fn real_kvm(self) -> bool {
         matches!(self, Self::Protected("pkvm") | Self::UnprotectedKvm)
+    }
+
+    /// The answers to expect in this mode.
+    pub fn answers(self) -> Answers {
+        let real = self.real_kvm();
+        let hyp = self.under_hyp() && !real;
+        Answers {
+            psci_version: if real {
+                Some((1, 3))
+            } else if hyp {
+                Some((1, 1))
+            } else {
+                None
+            },
+            cpu_on: if real {
+                Some(true)
+            } else if hyp {
+                Some(false)
+            } else {
+                None
+            },
+            unknown_ids_zero_x1_x3: real,
+            share_outside_memory: if real { OutsideMemory::Abort } else { OutsideMemory::Invalid },
+            timer_wake: if hyp { Wake::Polled } else { Wake::Interrupt },
+            pins_device_pages: self.protected() && !real,
+            pair_access_aborts: self != Self::UnprotectedKvm,
+        }
     }
 
     /// Whether pKVM's memory services must be there.

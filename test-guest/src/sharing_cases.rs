@@ -14,7 +14,7 @@ use guest_lib::harness::{CaseResult, Harness};
 use guest_lib::sharing::{MemSharer, ShareError};
 use guest_lib::{ensure, ensure_eq, stats, BootInfo};
 
-use crate::expect::Mode;
+use crate::expect::{Mode, OutsideMemory};
 
 const PAGE: usize = 4096;
 const NS: u64 = u64::MAX;
@@ -119,7 +119,7 @@ fn error_codes(c: SystemConduit, mode: Mode) -> CaseResult {
     ensure_eq!(c.call(kvm::MEM_SHARE, [a, 0, 0])[0], 0);
     ensure_eq!(c.call(kvm::MEM_SHARE, [a, 0, 0])[0], INVAL); // double share
     ensure_eq!(c.call(kvm::MEM_SHARE, [b + 8, 0, 0])[0], INVAL); // unaligned
-    if mode.real_kvm() {
+    if mode.answers().share_outside_memory == OutsideMemory::Abort {
         // Linux 7.3's pKVM cannot fault the IPA in: the guest takes an external abort
         // at the HVC itself (FSC 0x10, FAR 0).
         let abort = guest_lib::exceptions::probe::hvc(kvm::MEM_SHARE, [OUTSIDE_RAM, 0, 0])

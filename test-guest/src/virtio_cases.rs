@@ -106,7 +106,7 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
         Some(Ok(mut rng)) => {
             let ring = LAST_RING.load(Ordering::Relaxed) & !0xfff;
             h.run("virtio_rng_entropy", || entropy(&mut rng));
-            if mode.real_kvm() {
+            if mode.protected() && !mode.answers().pins_device_pages {
                 h.skip("virtio_ring_pages_pinned_while_live", PINS_ARE_HYPS);
             } else if mode.protected() {
                 h.run("virtio_ring_pages_pinned_while_live", || pinned_ring(boot, ring, rng));
@@ -136,7 +136,7 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
         Ok(())
     });
     // The host has said its hello: a receive buffer now stays with the device.
-    if mode.real_kvm() {
+    if mode.protected() && !mode.answers().pins_device_pages {
         h.skip("virtio_buffer_stays_pinned_after_queue_ready_0", PINS_ARE_HYPS);
     } else if mode.protected() {
         h.run("virtio_buffer_stays_pinned_after_queue_ready_0", || {
