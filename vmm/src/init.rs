@@ -82,10 +82,8 @@ fn open_disk(path: &str) -> Result<Disk, String> {
     // devtmpfs creates the node once the driver has probed the device.
     for _ in 0..500 {
         if let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(path) {
-            let len = file.metadata().map(|_| ()).and_then(|()| {
-                use std::io::{Seek, SeekFrom};
-                (&file).seek(SeekFrom::End(0))
-            });
+            // A block device's size is where seeking to its end lands.
+            let len = std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0));
             return match len {
                 Ok(len) => Ok(Disk::File(file, len)),
                 Err(e) => Err(format!("sizing {path}: {e}")),
