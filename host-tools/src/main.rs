@@ -13,7 +13,7 @@ use host_tools::verdict::Verdict;
 use host_tools::{Backend, Mode, Workspace};
 
 #[derive(Parser)]
-#[command(name = "pvmkit", version, about = "Build, run and judge pvmkit guests under hyp in QEMU")]
+#[command(name = "pvmkit", version, about = "Build, run and judge pvmkit guests in QEMU, under hyp or the real pKVM")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -105,7 +105,7 @@ impl RunArgs {
 enum Command {
     /// Build every firmware image (release) and print where they are.
     Build,
-    /// Boot a guest through hyp in QEMU and print a verdict.
+    /// Boot a guest (under hyp, or the real pKVM with `--backend pkvm`) and print a verdict.
     Run(RunArgs),
     /// Make an Ed25519 key pair for signing payloads: KEY (secret) and KEY.pub.
     Keygen {
