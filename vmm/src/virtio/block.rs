@@ -93,7 +93,7 @@ impl Block {
             T_IN | T_OUT => {
                 for buffer in data {
                     let end = at.saturating_add(u64::from(buffer.len));
-                    if end > self.disk.len() || buffer.write != (kind == T_IN) {
+                    if end > self.disk.len() || buffer.write != (kind == T_IN) || !buffer.in_memory(mem) {
                         return (S_IOERR, written);
                     }
                     if kind == T_IN {

@@ -23,7 +23,7 @@ impl Device for Entropy {
     }
     fn serve(&mut self, _: usize, chain: &[Buffer], mem: &GuestMemoryMmap) -> u32 {
         let mut written = 0;
-        for buffer in chain.iter().filter(|b| b.write) {
+        for buffer in chain.iter().filter(|b| b.write && b.in_memory(mem)) {
             let mut random = vec![0u8; buffer.len as usize];
             fill_random(&mut random);
             written += buffer.write(mem, &random);

@@ -14,7 +14,7 @@ pub mod entropy;
 pub mod transport;
 
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use crate::watch;
 
@@ -58,8 +58,17 @@ pub struct Buffer {
 }
 
 impl Buffer {
+    /// Whether the whole buffer lies in guest memory. Checked before anything is
+    /// allocated for it: a descriptor's length is the guest's to choose (up to 4 GiB).
+    pub fn in_memory(&self, mem: &GuestMemoryMmap) -> bool {
+        mem.check_range(GuestAddress(self.addr), self.len as usize)
+    }
+
     /// Reads the whole buffer from guest memory, or `None` if it is not all there.
     pub fn read(&self, mem: &GuestMemoryMmap) -> Option<Vec<u8>> {
+        if !self.in_memory(mem) {
+            return None;
+        }
         watch::descriptor(Some(self.index));
         let mut data = vec![0; self.len as usize];
         mem.read_slice(&mut data, GuestAddress(self.addr)).ok().map(|()| data)

@@ -162,3 +162,21 @@ fn a_block_device_on_a_file_writes_through_to_it() {
     assert_eq!(block_request(&mut d, 0, 15, (BUF, 1024), true), 1, "past the file's end: IOERR");
     std::fs::remove_file(path).unwrap();
 }
+
+/// A descriptor's length is the guest's to choose: one of 4 GiB gets an error, not an
+/// allocation of 4 GiB in the VMM.
+#[test]
+fn huge_descriptors_are_refused_before_anything_is_allocated() {
+    let mut d = Driver::new(Box::new(Block::new(vec![0; 64 * 512])), 0);
+    // Never OK (IOERR, or no status at all where the queue ends the chain there), and
+    // the request is completed.
+    assert_ne!(block_request(&mut d, 1, 0, (BUF + 0x1000, u32::MAX), false), 0);
+    assert_ne!(block_request(&mut d, 0, 0, (BUF + 0x1000, u32::MAX), true), 0);
+    assert_eq!(d.used().0, 2);
+    let mut d = Driver::new(Box::new(Entropy), 0);
+    d.post(0, &[(BUF, u32::MAX, true)]);
+    assert_eq!(d.used(), (1, 0), "nothing written");
+    let mut d = Driver::new(Box::new(Console::new(b"")), 1);
+    d.post(1, &[(BUF, u32::MAX, false)]);
+    assert_eq!(d.transport.device().received(), Some(&b""[..]));
+}
