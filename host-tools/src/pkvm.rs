@@ -10,7 +10,7 @@ use abi::hyp_options::VmMode;
 
 use crate::devices::CONSOLE_TO_GUEST;
 use crate::firmware::{self, Firmware};
-use crate::kernel::{self, Kernel};
+use crate::kernel;
 use crate::qemu::{self, RunConfig, QEMU};
 use crate::verdict::{self, Expect, RunOutput, Verdict};
 use crate::{initramfs, Mode, Workspace};
@@ -68,7 +68,7 @@ pub fn run_collect(
         Mode::Hyp(VmMode::Unprotected) => "unprotected",
         Mode::Bare => return Err("--mode bare does not apply to --backend pkvm".into()),
     };
-    let Kernel { image, version } = match &config.kernel {
+    let kernel = match &config.kernel {
         Some(path) => kernel::user_kernel(path)?,
         None => kernel::debian_kernel()?,
     };
@@ -84,7 +84,7 @@ pub fn run_collect(
         // The user's disk reaches the VM through the host: QEMU's virtio-blk, which the
         // VMM opens as /dev/vda and serves the guest's requests from (so they persist).
         crate::devices::create_disk(disk)?;
-        modules = kernel::disk_modules(&Kernel { image: image.clone(), version: version.clone() })?
+        modules = kernel::disk_modules(&kernel)?
             .into_iter()
             .map(|(name, bytes)| (format!("modules/{name}"), bytes))
             .collect();
@@ -99,10 +99,10 @@ pub fn run_collect(
     let initrd = dir.join("initramfs.cpio");
     qemu::write(&initrd, &archive)?;
     if config.echo {
-        eprintln!("pvmkit: {} on the real pKVM, host kernel {version} ({})", config.mode, dir.display());
+        eprintln!("pvmkit: {} on the real pKVM, host kernel {} ({})", config.mode, kernel.version, dir.display());
     }
     extra.extend(config.extra_args.iter().cloned());
-    let mut cmd = command(&image, &initrd, &extra);
+    let mut cmd = command(&kernel.image, &initrd, &extra);
     let output = qemu::execute(&mut cmd, config.timeout, config.echo)?;
     std::fs::write(dir.join("console.log"), output.lines.join("\n")).ok();
     let verdict = verdict::judge(Expect::Vmm, &output);
@@ -110,14 +110,12 @@ pub fn run_collect(
         let first = output.lines.iter().position(|l| l.starts_with("[vmm]"));
         let at = |i: Option<usize>| i.and_then(|i| output.times.get(i)).map(|t| format!("{:.1} s", t.as_secs_f64()));
         eprintln!(
-            "pvmkit: host kernel {version}: the VMM's first line after {}, the run's end after {}",
+            "pvmkit: host kernel {}: the VMM's first line after {}, the run's end after {}",
+            kernel.version,
             at(first).unwrap_or_else(|| "never".into()),
             at(output.lines.len().checked_sub(1)).unwrap_or_else(|| "never".into())
         );
-        if let Verdict::Fail { tail, .. } = &verdict {
-            eprintln!("pvmkit: last console lines:");
-            tail.iter().for_each(|l| eprintln!("    | {l}"));
-        }
+        qemu::print_tail(&verdict);
     }
     Ok((verdict, output))
 }

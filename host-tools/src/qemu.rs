@@ -234,12 +234,17 @@ pub fn run_collect(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
     };
     let verdict = verdict::judge(expect, &output);
     if config.echo {
-        if let Verdict::Fail { tail, .. } = &verdict {
-            eprintln!("pvmkit: last console lines:");
-            tail.iter().for_each(|l| eprintln!("    | {l}"));
-        }
+        print_tail(&verdict);
     }
     Ok((verdict, output))
+}
+
+/// Prints a failing verdict's last console lines (`pvmkit run`'s echo).
+pub fn print_tail(verdict: &Verdict) {
+    if let Verdict::Fail { tail, .. } = verdict {
+        eprintln!("pvmkit: last console lines:");
+        tail.iter().for_each(|l| eprintln!("    | {l}"));
+    }
 }
 
 /// Runs QEMU, collecting console lines until it exits or the limit passes.

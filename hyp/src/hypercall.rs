@@ -262,28 +262,18 @@ mod tests {
         let ram = abi::bundle::Region { start: 0x8000_0000, end: 0x8001_0000 };
         let exits = ExitCounters { total: 7, data_aborts: 3, interrupts: 2, wfx: 5 };
         for stats in [false, true] {
-            let vm = VmState {
-                ownership: &mut ownership,
-                memory: &mut memory,
-                guard: &mut guard,
-                guard_vm: GuardVm { devices: &[], ram },
-                exits,
+            let mut stats_call = |x1: u64| {
+                let vm = VmState {
+                    ownership: &mut ownership,
+                    memory: &mut memory,
+                    guard: &mut guard,
+                    guard_vm: GuardVm { devices: &[], ram },
+                    exits,
+                };
+                ret(dispatch(&Services { mode: MODES[0], stats }, vm, abi::hyp_options::HYP_STATS as u64, [x1, 0, 0]))
             };
-            let reply =
-                ret(dispatch(&Services { mode: MODES[0], stats }, vm, abi::hyp_options::HYP_STATS as u64, [0; 3]));
-            let wfx = VmState {
-                ownership: &mut ownership,
-                memory: &mut memory,
-                guard: &mut guard,
-                guard_vm: GuardVm { devices: &[], ram },
-                exits,
-            };
-            let wfx = ret(dispatch(
-                &Services { mode: MODES[0], stats },
-                wfx,
-                abi::hyp_options::HYP_STATS as u64,
-                [abi::hyp_options::HYP_STATS_WFX, 0, 0],
-            ));
+            let reply = stats_call(0);
+            let wfx = stats_call(abi::hyp_options::HYP_STATS_WFX);
             if stats {
                 assert_eq!(reply.regs, [0, 7, 3, 2]);
                 assert_eq!(wfx.regs, [0, 5, 0, 0]);

@@ -17,16 +17,11 @@ use guest_lib::virtio::{discover, PvmHal};
 use guest_lib::{println, stats, BootInfo};
 use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::DeviceType;
+
+use crate::clock::{counter, frequency};
 use virtio_drivers::{BufferDirection, Hal};
 
 const TOTAL: usize = 4 << 20;
-
-fn counter() -> u64 {
-    let v: u64;
-    // SAFETY: reading the virtual counter has no side effects.
-    unsafe { core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack)) };
-    v
-}
 
 /// hyp's exit count, or `None` without hyp (or without `stats=on`).
 fn exits(boot: &BootInfo) -> Option<u64> {
@@ -38,10 +33,7 @@ pub fn run(boot: &BootInfo) -> CaseResult {
     let mut devices = discover(&boot.dt);
     let at = devices.iter().position(|d| d.device_type == DeviceType::Block).ok_or("no block device")?;
     let mut blk = VirtIOBlk::<PvmHal, _>::new(devices.swap_remove(at).transport).map_err(|e| alloc::format!("{e}"))?;
-    let frequency: u64;
-    // SAFETY: reading the counter frequency has no side effects.
-    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) frequency, options(nomem, nostack)) };
-    println!("bench frequency={frequency}");
+    println!("bench frequency={}", frequency());
     {
         // What one bounce costs the guest: copying and zeroing 64 KiB.
         let (src, mut dst) = (vec![1u8; 65536], vec![0u8; 65536]);

@@ -11,6 +11,7 @@ use guest_lib::harness::{CaseResult, Harness};
 use guest_lib::hypervisor::Hypervisor;
 use guest_lib::{ensure, ensure_eq, println, psci, BootInfo};
 
+use crate::clock::{counter, frequency};
 use crate::expect::Mode;
 
 /// An IPA that is neither guest RAM nor any device, in every mode: above QEMU's RAM
@@ -227,19 +228,10 @@ fn wait_instructions(boot: &BootInfo) -> CaseResult {
 /// (which traps every WFI). On real KVM a wait without the GIC set up never returns.
 fn timer_wait(mode: Mode) -> CaseResult {
     const NS: u64 = 2_000_000;
-    let count = || {
-        let v: u64;
-        // SAFETY: reading the virtual counter has no side effects.
-        unsafe { core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack)) };
-        v
-    };
-    let frequency: u64;
-    // SAFETY: reading the counter frequency has no side effects.
-    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) frequency, options(nomem, nostack)) };
-    let start = count();
+    let start = counter();
     let wake = guest_lib::timer::sleep_ns(NS);
-    let elapsed = count() - start;
-    ensure!(elapsed >= guest_lib::timer::ticks(NS, frequency), "woke after {elapsed} ticks");
+    let elapsed = counter() - start;
+    ensure!(elapsed >= guest_lib::timer::ticks(NS, frequency()), "woke after {elapsed} ticks");
     ensure_eq!(wake, mode.answers().timer_wake);
     Ok(())
 }

@@ -7,6 +7,8 @@ mod bench;
 #[cfg(target_os = "none")]
 mod cases;
 #[cfg(target_os = "none")]
+mod clock;
+#[cfg(target_os = "none")]
 mod expect;
 #[cfg(target_os = "none")]
 mod guard_cases;

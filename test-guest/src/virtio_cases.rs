@@ -15,6 +15,7 @@ use virtio_drivers::device::rng::VirtIORng;
 use virtio_drivers::transport::mmio::MmioTransport;
 use virtio_drivers::transport::DeviceType;
 
+use crate::clock::{counter, frequency};
 use crate::expect::Mode;
 use crate::hals::{LeakyHal, RecordingHal, LAST_RING};
 use crate::raw_queue::{self, RawQueue};
@@ -251,20 +252,6 @@ fn pinned_ring(boot: &BootInfo, ring: u64, rng: VirtIORng<RecordingHal, MmioTran
     // Give the page back to the pool's shared region.
     ensure_eq!(c.call(kvm::MEM_SHARE, [ring, 0, 0])[0], 0);
     Ok(())
-}
-
-fn counter() -> u64 {
-    let v: u64;
-    // SAFETY: reading the virtual counter has no side effects.
-    unsafe { core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack)) };
-    v
-}
-
-fn frequency() -> u64 {
-    let v: u64;
-    // SAFETY: as above.
-    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack)) };
-    v
 }
 
 fn blk_patterns(blk: &mut Blk, mode: Mode) -> CaseResult {
