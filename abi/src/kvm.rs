@@ -47,6 +47,13 @@ pub mod func {
 
 /// `ARM_SMCCC_VENDOR_HYP_KVM_FEATURES_FUNC_ID` (HVC32): returns the features bitmap.
 pub const KVM_FEATURES: u32 = fast_call_id(false, owner::VENDOR_HYP, func::FEATURES);
+/// `ARM_SMCCC_VENDOR_HYP_KVM_PTP_FUNC_ID` (HVC32): x1 = [`PTP_VIRTUAL`] or
+/// [`PTP_PHYSICAL`]; returns the host's wall clock (x0:x1, ns) and that counter (x2:x3).
+pub const KVM_PTP: u32 = fast_call_id(false, owner::VENDOR_HYP, func::PTP);
+/// `KVM_PTP`'s x1: the virtual counter.
+pub const PTP_VIRTUAL: u64 = 0;
+/// `KVM_PTP`'s x1: the physical counter.
+pub const PTP_PHYSICAL: u64 = 1;
 /// `ARM_SMCCC_VENDOR_HYP_KVM_HYP_MEMINFO_FUNC_ID` (HVC64).
 pub const HYP_MEMINFO: u32 = fast_call_id(true, owner::VENDOR_HYP, func::HYP_MEMINFO);
 /// `ARM_SMCCC_VENDOR_HYP_KVM_MEM_SHARE_FUNC_ID` (HVC64).

@@ -3,6 +3,7 @@
 //! - [`smccc`]: the SMC Calling Convention: function-ID layout, the standard return codes
 //!   and the Arm architecture calls.
 //! - [`psci`]: the PSCI calls pvmkit's guests use.
+//! - [`profile`]: what each hypervisor release answers, call by call, as data with sources.
 //! - [`kvm`]: the KVM vendor-hypervisor service (UID, features bitmap) and the pKVM calls,
 //!   in both the upstream Linux and the Android forms.
 //! - [`fdt_header`]: a device tree's magic and size, read before anything else.
@@ -24,6 +25,7 @@ pub mod fdt_header;
 pub mod hyp_options;
 pub mod kvm;
 pub mod memory_map;
+pub mod profile;
 pub mod psci;
 pub mod pvmfw;
 pub mod signed_payload;

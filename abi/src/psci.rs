@@ -5,10 +5,40 @@
 
 /// `PSCI_VERSION`: returns the implemented PSCI version (major 31:16, minor 15:0).
 pub const PSCI_VERSION: u32 = 0x8400_0000;
+/// `CPU_SUSPEND` (SMC32 form).
+pub const CPU_SUSPEND: u32 = 0x8400_0001;
+/// `CPU_SUSPEND` (SMC64 form).
+pub const CPU_SUSPEND_64: u32 = 0xc400_0001;
 /// `CPU_OFF`.
 pub const CPU_OFF: u32 = 0x8400_0002;
+/// `CPU_ON` (SMC32 form).
+pub const CPU_ON: u32 = 0x8400_0003;
 /// `CPU_ON` (SMC64 form).
 pub const CPU_ON_64: u32 = 0xc400_0003;
+/// `AFFINITY_INFO` (SMC32 form).
+pub const AFFINITY_INFO: u32 = 0x8400_0004;
+/// `AFFINITY_INFO` (SMC64 form).
+pub const AFFINITY_INFO_64: u32 = 0xc400_0004;
+/// `MIGRATE_INFO_TYPE`.
+pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
+/// `SYSTEM_SUSPEND` (SMC32 form).
+pub const SYSTEM_SUSPEND: u32 = 0x8400_000e;
+/// `SYSTEM_SUSPEND` (SMC64 form).
+pub const SYSTEM_SUSPEND_64: u32 = 0xc400_000e;
+/// `SYSTEM_RESET2` (SMC32 form).
+pub const SYSTEM_RESET2: u32 = 0x8400_0012;
+/// `SYSTEM_RESET2` (SMC64 form).
+pub const SYSTEM_RESET2_64: u32 = 0xc400_0012;
+/// `SYSTEM_OFF2` (SMC32 form, PSCI 1.3).
+pub const SYSTEM_OFF2: u32 = 0x8400_0015;
+/// `SYSTEM_OFF2` (SMC64 form, PSCI 1.3).
+pub const SYSTEM_OFF2_64: u32 = 0xc400_0015;
+/// The bits of an MPIDR that name a CPU (Aff3, Aff2, Aff1, Aff0).
+pub const MPIDR_HWID_MASK: u64 = 0xff_00ff_ffff;
+/// `MIGRATE_INFO_TYPE`: a Trusted OS that needs no migration, or none.
+pub const TOS_MP: i64 = 2;
+/// `SYSTEM_OFF2`'s hibernate type, as PSCI_FEATURES reports it.
+pub const OFF_TYPE_HIBERNATE: i64 = 1;
 /// `SYSTEM_OFF`: powers the system off; does not return.
 pub const SYSTEM_OFF: u32 = 0x8400_0008;
 /// `SYSTEM_RESET`: resets the system; does not return.
@@ -19,6 +49,8 @@ pub const PSCI_FEATURES: u32 = 0x8400_000a;
 
 /// PSCI 1.1 as returned by `PSCI_VERSION`.
 pub const VERSION_1_1: u32 = 0x0001_0001;
+/// PSCI 1.3 as returned by `PSCI_VERSION`.
+pub const VERSION_1_3: u32 = 0x0001_0003;
 
 /// PSCI return code: success.
 pub const SUCCESS: i64 = 0;
@@ -28,3 +60,5 @@ pub const NOT_SUPPORTED: i64 = -1;
 pub const INVALID_PARAMETERS: i64 = -2;
 /// PSCI return code: denied.
 pub const DENIED: i64 = -3;
+/// PSCI return code: the CPU is already on.
+pub const ALREADY_ON: i64 = -4;

@@ -53,6 +53,28 @@ pub const SMCCC_ARCH_FEATURES: u32 = 0x8000_0001;
 
 /// SMCCC version 1.1 as returned by `SMCCC_VERSION` (major in bits 30:16, minor 15:0).
 pub const VERSION_1_1: u32 = 0x0001_0001;
+/// SMCCC version 1.2.
+pub const VERSION_1_2: u32 = 0x0001_0002;
+/// `SMCCC_ARCH_SOC_ID`.
+pub const SMCCC_ARCH_SOC_ID: u32 = 0x8000_0002;
+/// `SMCCC_ARCH_WORKAROUND_1` (Spectre v2 firmware mitigation).
+pub const ARCH_WORKAROUND_1: u32 = 0x8000_8000;
+/// `SMCCC_ARCH_WORKAROUND_2` (Spectre v4).
+pub const ARCH_WORKAROUND_2: u32 = 0x8000_7fff;
+/// `SMCCC_ARCH_WORKAROUND_3` (Spectre-BHB).
+pub const ARCH_WORKAROUND_3: u32 = 0x8000_3fff;
+/// `ARCH_FEATURES` answer for a workaround the CPU does not need.
+pub const WORKAROUND_UNAFFECTED: i64 = 1;
+/// Paravirtualised time: `PV_TIME_FEATURES` (standard hypervisor service).
+pub const PV_TIME_FEATURES: u32 = 0xc500_0020;
+/// Paravirtualised time: `PV_TIME_ST` (the stolen-time structure's address).
+pub const PV_TIME_ST: u32 = 0xc500_0021;
+/// The Arm TRNG's `TRNG_VERSION` (DEN 0098).
+pub const TRNG_VERSION: u32 = 0x8400_0050;
+/// `TRNG_FEATURES`.
+pub const TRNG_FEATURES: u32 = 0x8400_0051;
+/// `TRNG_RND64`.
+pub const TRNG_RND64: u32 = 0xc400_0053;
 
 /// Splits an SMCCC/PSCI version word into (major, minor).
 pub const fn version_parts(version: u32) -> (u16, u16) {

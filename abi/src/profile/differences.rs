@@ -1,0 +1,66 @@
+//! Where hyp deliberately departs from the releases it imitates.
+//!
+//! - [`POLICIES`]: refusals that are pvmkit's validator policy, not the ABI. hyp names
+//!   each one when it fires (`[hyp] policy <name>: …` on its console, or a `violation`
+//!   exit naming it), so a guest never gets an answer the real hypervisor would give
+//!   silently.
+//! - [`INTENDED_DIFFERENCES`]: answers of the real releases hyp does not give, and
+//!   why. The conformance run (`pvmkit conformance`) tolerates exactly the probes
+//!   listed here.
+
+/// A refusal hyp adds to the ABI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// The name hyp prints when it fires.
+    pub name: &'static str,
+    /// What hyp refuses, and what the release does instead.
+    pub what: &'static str,
+    /// Why.
+    pub why: &'static str,
+}
+
+/// hyp's validator policies.
+pub const POLICIES: &[Policy] = &[
+    Policy {
+        name: "unshare-device-held",
+        what: "MEM_UNSHARE of a page a virtio device still holds answers INVALID_PARAMETER; \
+               Linux 7.3 takes the page back and the device's next access faults in the VMM",
+        why: "a device writing into a page the guest has taken back is the leak the validator exists to catch",
+    },
+    Policy {
+        name: "guard-table-full",
+        what: "more than 64 MMIO-guard granules answer INVALID_PARAMETER; Android has no such limit",
+        why: "hyp has no heap; 64 is more than every device page it gives a VM",
+    },
+    Policy {
+        name: "private-buffer",
+        what: "a virtio descriptor naming memory the guest has not shared ends the VM (`violation`); \
+               the release lets the VMM fault on it",
+        why: "handing a device a private address is the mistake pvmkit exists to show",
+    },
+    Policy {
+        name: "queue-rules",
+        what: "resizing a ready queue, re-enabling a queue whose buffers the device holds, or \
+               notifying a queue that does not exist ends the VM (`violation`)",
+        why: "each lets a device reach memory the guest no longer means it to",
+    },
+];
+
+/// An answer of the real release that hyp does not give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Difference {
+    /// The conformance probe (its name) where it shows.
+    pub probe: &'static str,
+    /// Why hyp answers differently.
+    pub why: &'static str,
+}
+
+/// What hyp's upstream profile knowingly answers differently from Linux 7.3.4.
+pub const INTENDED_DIFFERENCES: &[Difference] = &[
+    Difference {
+        probe: "trng-version",
+        why: "KVM's TRNG draws on the host's entropy pool; hyp has no entropy source to give \
+              (QEMU's cortex-a72 has no RNDR), so it does not offer TRNG: guests use virtio-rng",
+    },
+    Difference { probe: "trng-features", why: "as trng-version" },
+];

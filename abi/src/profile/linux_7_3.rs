@@ -1,0 +1,264 @@
+//! Linux 7.3.4 (Debian `linux-source-7.3` 7.3.4-1~bpo13+1), as measured under QEMU
+//! (`shared/reference/real-pkvm-7.3.md` §3, and pvmkit's conformance run) and as its
+//! source reads. In a protected VM the EL2 hypervisor answers four calls, over HVC only
+//! (`arch/arm64/kvm/hyp/nvhe/pkvm.c:1179-1224`); everything else, SMC included, is
+//! answered by the host's KVM (`arch/arm64/kvm/hypercalls.c:266-390`, `psci.c`), which
+//! always sets x0–x3 (unused ones to 0).
+
+use super::{Action, Answer, Over, Pages, Profile, Report, Rule, When};
+use crate::kvm::{self, func, Features};
+use crate::psci;
+use crate::smccc::{self, INVALID_PARAMETER, NOT_SUPPORTED};
+
+const fn row(function: u32, over: Over, when: When, answer: Answer, source: &'static str) -> Rule {
+    Rule { function, over, when, answer, source }
+}
+
+const INVALID: Answer = Answer::Code(INVALID_PARAMETER);
+const PKVM_C: &str = "linux-7.3.4 arch/arm64/kvm/hyp/nvhe/pkvm.c:1131-1224";
+const MEASURED: &str = "measured: real-pkvm-7.3.md §3";
+
+/// What the EL2 hypervisor itself answers a protected VM (HVC only).
+const PKVM_EL2: &[Rule] = &[
+    row(
+        kvm::KVM_FEATURES,
+        Over::Hvc,
+        When::Always,
+        Answer::Regs(
+            Features::with(&[func::FEATURES, func::HYP_MEMINFO, func::MEM_SHARE, func::MEM_UNSHARE]).to_regs(),
+        ),
+        "linux-7.3.4 nvhe/pkvm.c:1185-1190; measured 0x1d",
+    ),
+    row(kvm::HYP_MEMINFO, Over::Hvc, When::ArgsSet(0b111), INVALID, "linux-7.3.4 nvhe/pkvm.c:1191-1196"),
+    row(kvm::HYP_MEMINFO, Over::Hvc, When::Always, Answer::Regs([4096, 0, 0, 0]), "linux-7.3.4 nvhe/pkvm.c:1198"),
+    row(kvm::MEM_SHARE, Over::Hvc, When::ArgsSet(0b110), INVALID, "linux-7.3.4 nvhe/pkvm.c:1201-1204"),
+    row(kvm::MEM_SHARE, Over::Hvc, When::Unaligned, INVALID, "linux-7.3.4 nvhe/pkvm.c:1136"),
+    row(
+        kvm::MEM_SHARE,
+        Over::Hvc,
+        When::Pages(Pages::Outside),
+        Answer::ExternalAbortAtCall,
+        "measured (real-pkvm-7.3.md §3): the fault-in request (nvhe/pkvm.c:1144-1150) finds no memslot",
+    ),
+    row(kvm::MEM_SHARE, Over::Hvc, When::Pages(Pages::Private), Answer::Act(Action::Share, Report::Zero), PKVM_C),
+    row(kvm::MEM_SHARE, Over::Hvc, When::Always, INVALID, "linux-7.3.4 nvhe/mem_protect.c __pkvm_guest_share_host"),
+    row(kvm::MEM_UNSHARE, Over::Hvc, When::ArgsSet(0b110), INVALID, "linux-7.3.4 nvhe/pkvm.c:1209-1212"),
+    row(kvm::MEM_UNSHARE, Over::Hvc, When::Unaligned, INVALID, "linux-7.3.4 nvhe/pkvm.c:1164"),
+    row(kvm::MEM_UNSHARE, Over::Hvc, When::Pages(Pages::Shared), Answer::Act(Action::Unshare, Report::Zero), PKVM_C),
+    row(kvm::MEM_UNSHARE, Over::Hvc, When::Always, INVALID, "linux-7.3.4 nvhe/mem_protect.c __pkvm_guest_unshare_host"),
+];
+
+const HYPERCALLS_C: &str = "linux-7.3.4 arch/arm64/kvm/hypercalls.c:266-390";
+const PSCI_C: &str = "linux-7.3.4 arch/arm64/kvm/psci.c:293-400";
+
+/// PSCI functions KVM's `PSCI_FEATURES` reports as implemented (psci.c:313-328, 334-338).
+const PSCI_LISTED: &[u64] = &[
+    psci::PSCI_VERSION as u64,
+    psci::CPU_SUSPEND as u64,
+    psci::CPU_SUSPEND_64 as u64,
+    psci::CPU_OFF as u64,
+    psci::CPU_ON as u64,
+    psci::CPU_ON_64 as u64,
+    psci::AFFINITY_INFO as u64,
+    psci::AFFINITY_INFO_64 as u64,
+    psci::MIGRATE_INFO_TYPE as u64,
+    psci::SYSTEM_OFF as u64,
+    psci::SYSTEM_RESET as u64,
+    psci::PSCI_FEATURES as u64,
+    smccc::SMCCC_VERSION as u64,
+    psci::SYSTEM_RESET2 as u64,
+    psci::SYSTEM_RESET2_64 as u64,
+];
+
+/// The VM's only vCPU: affinity 0 (both VMMs create one vCPU, MPIDR affinity 0).
+const OWN_MPIDR: &[u64] = &[0];
+
+/// What the host's KVM answers (any VM; for a protected VM, what EL2 passes on).
+const HOST_KVM: &[Rule] = &[
+    row(smccc::SMCCC_VERSION, Over::Either, When::Always, Answer::Code(smccc::VERSION_1_1 as i64), HYPERCALLS_C),
+    row(
+        smccc::SMCCC_ARCH_FEATURES,
+        Over::Either,
+        When::X1In(&[smccc::ARCH_WORKAROUND_1 as u64]),
+        Answer::Code(smccc::WORKAROUND_UNAFFECTED),
+        "measured under QEMU -cpu max (hypercalls.c:297-308: Spectre v2 unaffected)",
+    ),
+    row(
+        smccc::SMCCC_ARCH_FEATURES,
+        Over::Either,
+        When::X1In(&[smccc::ARCH_WORKAROUND_2 as u64]),
+        Answer::Code(smccc::NOT_REQUIRED),
+        "measured under QEMU -cpu max (hypercalls.c:309-330: Spectre v4 unaffected)",
+    ),
+    row(
+        smccc::SMCCC_ARCH_FEATURES,
+        Over::Either,
+        When::X1In(&[smccc::ARCH_WORKAROUND_3 as u64]),
+        Answer::Code(smccc::WORKAROUND_UNAFFECTED),
+        "measured under QEMU -cpu max (hypercalls.c:331-342: Spectre-BHB unaffected)",
+    ),
+    row(
+        smccc::SMCCC_ARCH_FEATURES,
+        Over::Either,
+        When::X1In(&[smccc::PV_TIME_FEATURES as u64]),
+        Answer::Code(0),
+        "linux-7.3.4 hypercalls.c:343-347 (PV time is in the default bitmap)",
+    ),
+    row(smccc::SMCCC_ARCH_FEATURES, Over::Either, When::Always, Answer::Code(NOT_SUPPORTED), HYPERCALLS_C),
+    row(
+        kvm::VENDOR_HYP_CALL_UID,
+        Over::Either,
+        When::Always,
+        Answer::Regs([kvm::KVM_UID[0] as u64, kvm::KVM_UID[1] as u64, kvm::KVM_UID[2] as u64, kvm::KVM_UID[3] as u64]),
+        "linux-7.3.4 hypercalls.c:359-365; measured",
+    ),
+    row(
+        kvm::KVM_FEATURES,
+        Over::Either,
+        When::Always,
+        Answer::Regs(Features::with(&[func::FEATURES, func::PTP]).to_regs()),
+        "linux-7.3.4 hypercalls.c:366-370; measured 0x3 (a protected VM over SMC, an ordinary VM)",
+    ),
+    row(
+        kvm::KVM_PTP,
+        Over::Either,
+        When::X1In(&[kvm::PTP_VIRTUAL, kvm::PTP_PHYSICAL]),
+        Answer::Time,
+        "linux-7.3.4 hypercalls.c:21-70, 371-373; measured",
+    ),
+    row(psci::PSCI_VERSION, Over::Either, When::Always, Answer::Code(psci::VERSION_1_3 as i64), MEASURED),
+    row(psci::PSCI_FEATURES, Over::Either, When::X1In(PSCI_LISTED), Answer::Code(0), "linux-7.3.4 psci.c:305-338"),
+    row(
+        psci::PSCI_FEATURES,
+        Over::Either,
+        When::X1In(&[psci::SYSTEM_OFF2 as u64, psci::SYSTEM_OFF2_64 as u64]),
+        Answer::Code(psci::OFF_TYPE_HIBERNATE),
+        "linux-7.3.4 psci.c:339-343",
+    ),
+    row(psci::PSCI_FEATURES, Over::Either, When::Always, Answer::Code(psci::NOT_SUPPORTED), "linux-7.3.4 psci.c:311"),
+    row(
+        psci::CPU_ON,
+        Over::Either,
+        When::X1Outside(psci::MPIDR_HWID_MASK),
+        Answer::Code(psci::INVALID_PARAMETERS),
+        PSCI_C,
+    ),
+    row(psci::CPU_ON, Over::Either, When::X1In(OWN_MPIDR), Answer::Code(psci::ALREADY_ON), "linux-7.3.4 psci.c:65-72"),
+    row(psci::CPU_ON, Over::Either, When::Always, Answer::Code(psci::INVALID_PARAMETERS), "linux-7.3.4 psci.c:62-63"),
+    row(
+        psci::CPU_ON_64,
+        Over::Either,
+        When::X1Outside(psci::MPIDR_HWID_MASK),
+        Answer::Code(psci::INVALID_PARAMETERS),
+        PSCI_C,
+    ),
+    row(
+        psci::CPU_ON_64,
+        Over::Either,
+        When::X1In(OWN_MPIDR),
+        Answer::Code(psci::ALREADY_ON),
+        "linux-7.3.4 psci.c:65-72",
+    ),
+    row(
+        psci::CPU_ON_64,
+        Over::Either,
+        When::Always,
+        Answer::Code(psci::INVALID_PARAMETERS),
+        "linux-7.3.4 psci.c:62-63",
+    ),
+    row(psci::AFFINITY_INFO, Over::Either, When::X1In(OWN_MPIDR), Answer::Code(0), "linux-7.3.4 psci.c:106-150"),
+    row(
+        psci::AFFINITY_INFO,
+        Over::Either,
+        When::Always,
+        Answer::Code(psci::INVALID_PARAMETERS),
+        "linux-7.3.4 psci.c:118",
+    ),
+    row(psci::AFFINITY_INFO_64, Over::Either, When::X1In(OWN_MPIDR), Answer::Code(0), "linux-7.3.4 psci.c:106-150"),
+    row(
+        psci::AFFINITY_INFO_64,
+        Over::Either,
+        When::Always,
+        Answer::Code(psci::INVALID_PARAMETERS),
+        "linux-7.3.4 psci.c:118",
+    ),
+    row(psci::MIGRATE_INFO_TYPE, Over::Either, When::Always, Answer::Code(psci::TOS_MP), "linux-7.3.4 psci.c:252-258"),
+    row(psci::CPU_SUSPEND, Over::Either, When::Always, Answer::Code(0), "linux-7.3.4 psci.c:232-234 (a WFI)"),
+    row(psci::CPU_SUSPEND_64, Over::Either, When::Always, Answer::Code(0), "linux-7.3.4 psci.c:232-234 (a WFI)"),
+    row(psci::CPU_OFF, Over::Either, When::Always, Answer::PowerOff, "linux-7.3.4 psci.c:236-238: the only vCPU stops"),
+    row(psci::SYSTEM_OFF, Over::Either, When::Always, Answer::PowerOff, "linux-7.3.4 psci.c:260-274; measured"),
+    row(psci::SYSTEM_RESET, Over::Either, When::Always, Answer::Reset, "linux-7.3.4 psci.c:275-283; measured"),
+    row(psci::SYSTEM_RESET2, Over::Either, When::X1In(&[0]), Answer::Reset, "linux-7.3.4 psci.c:360-372"),
+    row(psci::SYSTEM_RESET2, Over::Either, When::X1Outside(0x7fff_ffff), Answer::Reset, "linux-7.3.4 psci.c:360-372"),
+    row(
+        psci::SYSTEM_RESET2,
+        Over::Either,
+        When::Always,
+        Answer::Code(psci::INVALID_PARAMETERS),
+        "linux-7.3.4 psci.c:374",
+    ),
+    row(psci::SYSTEM_RESET2_64, Over::Either, When::X1In(&[0]), Answer::Reset, "linux-7.3.4 psci.c:360-372"),
+    row(
+        psci::SYSTEM_RESET2_64,
+        Over::Either,
+        When::X1Outside(0x7fff_ffff),
+        Answer::Reset,
+        "linux-7.3.4 psci.c:360-372",
+    ),
+    row(
+        psci::SYSTEM_RESET2_64,
+        Over::Either,
+        When::Always,
+        Answer::Code(psci::INVALID_PARAMETERS),
+        "linux-7.3.4 psci.c:374",
+    ),
+    row(
+        psci::SYSTEM_OFF2,
+        Over::Either,
+        When::ArgsSet(0b010),
+        Answer::Code(psci::INVALID_PARAMETERS),
+        "linux-7.3.4 psci.c:378-394",
+    ),
+    row(psci::SYSTEM_OFF2, Over::Either, When::X1In(&[0, 1]), Answer::PowerOff, "linux-7.3.4 psci.c:378-394"),
+    row(
+        psci::SYSTEM_OFF2,
+        Over::Either,
+        When::Always,
+        Answer::Code(psci::INVALID_PARAMETERS),
+        "linux-7.3.4 psci.c:378-394",
+    ),
+    row(
+        psci::SYSTEM_OFF2_64,
+        Over::Either,
+        When::ArgsSet(0b010),
+        Answer::Code(psci::INVALID_PARAMETERS),
+        "linux-7.3.4 psci.c:378-394",
+    ),
+    row(psci::SYSTEM_OFF2_64, Over::Either, When::X1In(&[0, 1]), Answer::PowerOff, "linux-7.3.4 psci.c:378-394"),
+    row(
+        psci::SYSTEM_OFF2_64,
+        Over::Either,
+        When::Always,
+        Answer::Code(psci::INVALID_PARAMETERS),
+        "linux-7.3.4 psci.c:378-394",
+    ),
+];
+
+/// A protected VM under Linux 7.3.4's pKVM: no MMIO guard (every MMIO access goes to
+/// the VMM), one granule per memory call.
+pub const LINUX_7_3_PROTECTED: Profile = Profile {
+    release: "Linux 7.3.4 pKVM (upstream, protected VM)",
+    rules: &[PKVM_EL2, HOST_KVM],
+    ranged: &[],
+    range_limit: 1,
+    guard_enrolled_with_pvmfw: false,
+};
+
+/// An ordinary VM under Linux 7.3.4's KVM.
+pub const LINUX_7_3_ORDINARY: Profile = Profile {
+    release: "Linux 7.3.4 KVM (ordinary VM)",
+    rules: &[HOST_KVM],
+    ranged: &[],
+    range_limit: 1,
+    guard_enrolled_with_pvmfw: false,
+};
