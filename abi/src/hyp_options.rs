@@ -6,6 +6,7 @@
 //! | `mode` | `protected`, `unprotected` | whether the guest is a pVM with pKVM services |
 //! | `abi` | `android`, `upstream` | which pKVM ABI form hyp offers (protected only) |
 //! | `stats` | `on`, `off` (default) | whether hyp answers [`HYP_STATS`] |
+//! | `short-counts` | `on`, `off` (default) | whether ranged calls stop after a random count (Android) |
 
 use core::fmt;
 
@@ -56,6 +57,10 @@ pub struct HypOptions {
     /// Whether hyp answers [`HYP_STATS`] (for `pvmkit bench`; off by default so that
     /// the guest sees exactly the pKVM ABI).
     pub stats: bool,
+    /// Whether ranged calls (Android's MEM_SHARE/UNSHARE, RGUARD) stop after a random
+    /// number of granules, as the real hypervisor is free to: guests' loops get
+    /// exercised.
+    pub short_counts: bool,
 }
 
 /// pvmkit's own call, outside every pKVM and KVM function number (bit 15 of the
@@ -97,6 +102,7 @@ impl HypOptions {
         let mut protected = None;
         let mut abi = None;
         let mut stats = None;
+        let mut short_counts = None;
         for word in cmdline.split_ascii_whitespace() {
             let (key, value) = word.split_once('=').ok_or(OptionsError::UnknownOption(word))?;
             match key {
@@ -120,11 +126,12 @@ impl HypOptions {
                         _ => return Err(OptionsError::BadValue(word)),
                     });
                 }
-                "stats" => {
-                    if stats.is_some() {
+                "stats" | "short-counts" => {
+                    let slot = if key == "stats" { &mut stats } else { &mut short_counts };
+                    if slot.is_some() {
                         return Err(OptionsError::Repeated(key));
                     }
-                    stats = Some(match value {
+                    *slot = Some(match value {
                         "on" => true,
                         "off" => false,
                         _ => return Err(OptionsError::BadValue(word)),
@@ -138,7 +145,7 @@ impl HypOptions {
             (false, None) => VmMode::Unprotected,
             (false, Some(_)) => return Err(OptionsError::AbiWithoutProtection),
         };
-        Ok(Self { mode, stats: stats.unwrap_or(false) })
+        Ok(Self { mode, stats: stats.unwrap_or(false), short_counts: short_counts.unwrap_or(false) })
     }
 }
 
@@ -149,11 +156,13 @@ mod tests {
     #[test]
     fn parses_every_mode_and_round_trips() {
         for mode in [VmMode::Protected(AbiForm::Android), VmMode::Protected(AbiForm::Upstream), VmMode::Unprotected] {
-            assert_eq!(HypOptions::parse(mode.as_args()), Ok(HypOptions { mode, stats: false }));
+            assert_eq!(HypOptions::parse(mode.as_args()), Ok(HypOptions { mode, stats: false, short_counts: false }));
         }
         assert_eq!(HypOptions::parse("").unwrap().mode, VmMode::Protected(AbiForm::Android));
         assert!(HypOptions::parse("mode=unprotected stats=on").unwrap().stats);
         assert_eq!(HypOptions::parse("stats=yes"), Err(OptionsError::BadValue("stats=yes")));
+        assert!(HypOptions::parse("abi=android short-counts=on").unwrap().short_counts);
+        assert_eq!(HypOptions::parse("short-counts=on short-counts=off"), Err(OptionsError::Repeated("short-counts")));
     }
 
     #[test]

@@ -109,8 +109,6 @@ pub enum Action {
     Relinquish,
     /// Register the walked granules with the MMIO guard.
     GuardMap,
-    /// Unregister the walked granules.
-    GuardUnmap,
     /// Enrol the VM with the MMIO guard: unregistered MMIO is refused from now on.
     Enroll,
     /// Nothing (a call kept for compatibility).

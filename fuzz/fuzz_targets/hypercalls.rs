@@ -15,8 +15,9 @@ use abi::bundle::Region;
 use abi::esr::Esr;
 use abi::hyp_options::{AbiForm, VmMode};
 use abi::kvm;
+use abi::profile::Conduit;
 use hyp::guard_calls::GuardVm;
-use hyp::hypercall::{dispatch, ExitCounters, Services, VmState};
+use hyp::hypercall::{dispatch, Clock, ExitCounters, Services, ShortCounts, VmState};
 use hyp::memory_calls::GuestMemory;
 use hyp::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
 use hyp::mmio_guard::GuardTable;
@@ -75,10 +76,12 @@ fuzz_target!(|data: &[u8]| {
         1 => VmMode::Protected(AbiForm::Upstream),
         _ => VmMode::Unprotected,
     };
-    let services = Services { mode, stats: false };
+    let Some(flags) = input.byte() else { return };
+    let services = Services { mode, stats: false, short_counts: flags & 1 != 0 };
+    let mut short = ShortCounts::new(u64::from(flags));
     let mut words = vec![0u16; PAGES];
     let mut ownership = Ownership::new(BASE, &mut words);
-    let mut guard = GuardTable::new(matches!(mode, VmMode::Protected(_)));
+    let mut guard = GuardTable::new(mode == VmMode::Protected(AbiForm::Android) && flags & 2 != 0);
     let ram = Region { start: BASE, end: BASE + PAGES as u64 * GRANULE };
     let devices = [
         DeviceWindow { base: 0x0900_0000, size: 0x1000, kind: DeviceKind::Console },
@@ -98,7 +101,7 @@ fuzz_target!(|data: &[u8]| {
                 };
                 assert!(!(ram.start..ram.end).contains(&pa), "emulated an access to guest RAM at {pa:#x}");
                 assert!(device.base <= pa && pa + width <= device.base + device.size, "outside its window");
-                if matches!(mode, VmMode::Protected(_)) {
+                if guard.is_enforcing() {
                     assert!(guard.allows(pa, width as u8), "emulated an unguarded access at {pa:#x}");
                     assert!(guard.is_guarded(pa) && guard.is_guarded(pa + width - 1), "unguarded granule");
                 }
@@ -115,8 +118,12 @@ fuzz_target!(|data: &[u8]| {
             guard: &mut guard,
             guard_vm: GuardVm { devices: &devices, ram },
             exits: ExitCounters::default(),
+            clock: Clock::default(),
+            short: &mut short,
         };
-        let _ = dispatch(&services, vm, x0, [a, b, c]);
+        let conduit = if pick % 2 == 0 { Conduit::Hvc } else { Conduit::Smc };
+        let _ = dispatch(&services, vm, conduit, x0, [a, b, c]);
+        assert!(mode == VmMode::Protected(AbiForm::Android) || !guard.is_enforcing(), "only Android has a guard");
         let after = states(&ownership);
         let function = x0 as u32;
         for (i, (was, is)) in before.iter().zip(&after).enumerate() {

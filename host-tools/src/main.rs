@@ -64,6 +64,10 @@ struct RunArgs {
     /// trap. Off by default, so that the guest sees exactly the pKVM ABI.
     #[arg(long)]
     hyp_stats: bool,
+    /// Under hyp's Android profile, ranged calls stop after a random number of granules
+    /// (as the real hypervisor may): `on` (the default) or `off`.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    short_counts: String,
     /// hyp (pvmkit's own EL2 hypervisor) or pkvm (the real upstream pKVM: Debian's
     /// Linux in QEMU with pvmkit's VMM).
     #[arg(long, default_value = "hyp")]
@@ -94,6 +98,7 @@ impl RunArgs {
             trusted_key: None,
             host_dt: None,
             hyp_stats: false,
+            short_counts: "on".into(),
             backend: "hyp".into(),
             kernel: None,
             qemu_args,
@@ -287,6 +292,7 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
         extra_args: args.qemu_args.clone(),
         echo,
         hyp_stats: args.hyp_stats,
+        short_counts: args.short_counts == "on",
         backend: Backend::parse(&args.backend).unwrap_or_default(),
         kernel: args.kernel.clone(),
     }

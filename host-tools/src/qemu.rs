@@ -88,10 +88,24 @@ pub struct RunConfig {
     pub echo: bool,
     /// Turn on hyp's `HYP_STATS` call (for `pvmkit bench`).
     pub hyp_stats: bool,
+    /// Let hyp's Android profile stop ranged calls short (hyp option `short-counts=on`).
+    pub short_counts: bool,
     /// hyp, or the real pKVM.
     pub backend: Backend,
     /// The pKVM host's kernel (default: Debian's, fetched and cached).
     pub kernel: Option<PathBuf>,
+}
+
+/// hyp's command line for a run.
+fn hyp_cmdline(vm: abi::hyp_options::VmMode, config: &RunConfig) -> String {
+    let mut words = vec![vm.as_args().to_string()];
+    if config.hyp_stats {
+        words.push("stats=on".into());
+    }
+    if config.short_counts && vm == abi::hyp_options::VmMode::Protected(abi::hyp_options::AbiForm::Android) {
+        words.push("short-counts=on".into());
+    }
+    words.join(" ")
 }
 
 impl RunConfig {
@@ -147,7 +161,7 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices)
                 .arg("-initrd")
                 .arg(dir.join("bundle.bin"))
                 .arg("-append")
-                .arg(if config.hyp_stats { format!("{} stats=on", vm.as_args()) } else { vm.as_args().to_string() });
+                .arg(hyp_cmdline(vm, config));
         }
         Mode::Bare => {
             // QEMU boots the ELF at EL1 with its own DTB at RAM base; the guest's

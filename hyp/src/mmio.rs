@@ -208,12 +208,12 @@ mod tests {
         let mut guard = GuardTable::new(true);
         let load = abort(0x9383_0005);
         assert_eq!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Refuse(Refusal::NotGuarded));
-        guard.map(0x0900_0000, &[UART], ram).unwrap();
+        guard.map(0x0900_0000, ram).unwrap();
         assert!(matches!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Emulate { .. }));
         guard.unmap(0x0900_0000).unwrap();
         assert_eq!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Refuse(Refusal::NotGuarded));
         // Not even a registered granule makes ISV=0 emulatable.
-        guard.map(0x0900_0000, &[UART], ram).unwrap();
+        guard.map(0x0900_0000, ram).unwrap();
         assert_eq!(decide(&abort(0x9200_0005), 0x0900_0000, &[UART], &guard), Decision::Refuse(Refusal::NoSyndrome));
     }
 

@@ -1,16 +1,15 @@
 //! The MMIO guard, hyp's side: which device granules the guest has registered, and
 //! whether an access may be emulated.
 //!
-//! A protected VM is enforced from its first instruction (Android's pKVM enrols a pVM
-//! when it is created; upstream guards every protected VM): an access to an IPA that
-//! is not registered is never emulated. A granule may be registered only when it is
-//! page aligned, outside guest RAM, and a device of this VM lives in it.
+//! Only the Android profile has a guard: a VM that boots through pvmfw is enrolled from
+//! its first instruction, any other from its ENROLL call. Once enrolled, an access to
+//! an IPA that is not registered is never emulated. A granule may be registered when
+//! it is page aligned and outside guest RAM (whether a device lives there or not, as
+//! Android's hypervisor allows).
 
 use core::fmt;
 
 use abi::bundle::Region;
-
-use crate::mmio::DeviceWindow;
 
 /// The guard granule.
 pub const GRANULE: u64 = 4096;
@@ -24,8 +23,6 @@ pub enum GuardRefusal {
     Unaligned(u64),
     /// Inside guest RAM.
     GuestRam(u64),
-    /// No device of this VM in that granule.
-    NoDevice(u64),
     /// The table is full.
     Full(u64),
 }
@@ -35,7 +32,6 @@ impl fmt::Display for GuardRefusal {
         match self {
             Self::Unaligned(ipa) => write!(f, "IPA {ipa:#x} is not granule aligned"),
             Self::GuestRam(ipa) => write!(f, "IPA {ipa:#x} is guest RAM"),
-            Self::NoDevice(ipa) => write!(f, "no device of this VM at {ipa:#x}"),
             Self::Full(ipa) => write!(f, "guard table full at {ipa:#x}"),
         }
     }
@@ -53,6 +49,16 @@ impl GuardTable {
     /// An empty table; `enforcing` says whether unregistered accesses are refused.
     pub const fn new(enforcing: bool) -> Self {
         Self { granules: [0; MAX_GUARDED], len: 0, enforcing }
+    }
+
+    /// Enrols the VM: unregistered accesses are refused from now on.
+    pub fn enroll(&mut self) {
+        self.enforcing = true;
+    }
+
+    /// How many more granules the table can take.
+    pub fn room(&self) -> usize {
+        MAX_GUARDED - self.len
     }
 
     /// Whether unregistered accesses are refused.
@@ -74,17 +80,13 @@ impl GuardTable {
     }
 
     /// Checks that `ipa` may be registered, changing nothing.
-    pub fn can_map(&self, ipa: u64, devices: &[DeviceWindow], ram: Region) -> Result<(), GuardRefusal> {
+    pub fn can_map(&self, ipa: u64, ram: Region) -> Result<(), GuardRefusal> {
         if !ipa.is_multiple_of(GRANULE) {
             return Err(GuardRefusal::Unaligned(ipa));
         }
         let granule = Region { start: ipa, end: ipa.saturating_add(GRANULE) };
         if granule.overlaps(&ram) {
             return Err(GuardRefusal::GuestRam(ipa));
-        }
-        let has_device = devices.iter().any(|d| granule.overlaps(&Region { start: d.base, end: d.base + d.size }));
-        if !has_device {
-            return Err(GuardRefusal::NoDevice(ipa));
         }
         if !self.is_guarded(ipa) && self.len == MAX_GUARDED {
             return Err(GuardRefusal::Full(ipa));
@@ -93,8 +95,8 @@ impl GuardTable {
     }
 
     /// Registers the granule at `ipa` (registering it twice is fine).
-    pub fn map(&mut self, ipa: u64, devices: &[DeviceWindow], ram: Region) -> Result<(), GuardRefusal> {
-        self.can_map(ipa, devices, ram)?;
+    pub fn map(&mut self, ipa: u64, ram: Region) -> Result<(), GuardRefusal> {
+        self.can_map(ipa, ram)?;
         if !self.is_guarded(ipa) {
             self.granules[self.len] = ipa;
             self.len += 1;
@@ -118,25 +120,19 @@ impl GuardTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mmio::DeviceKind;
 
     const RAM: Region = Region { start: 0x8000_0000, end: 0x9000_0000 };
-    const DEVICES: [DeviceWindow; 2] = [
-        DeviceWindow { base: 0x0900_0000, size: 0x1000, kind: DeviceKind::Console },
-        DeviceWindow { base: 0x0a00_3e00, size: 0x200, kind: DeviceKind::Virtio { slot: 31 } },
-    ];
 
     #[test]
-    fn registers_only_device_granules() {
+    fn registers_aligned_granules_outside_ram() {
         let mut t = GuardTable::new(true);
-        assert_eq!(t.map(0x0900_0000, &DEVICES, RAM), Ok(()));
-        assert_eq!(t.map(0x0a00_3000, &DEVICES, RAM), Ok(()), "the page holding the transport");
-        assert_eq!(t.map(0x0a00_3000, &DEVICES, RAM), Ok(()), "twice is fine");
-        assert_eq!(t.map(0x0a00_2000, &DEVICES, RAM), Err(GuardRefusal::NoDevice(0x0a00_2000)));
-        assert_eq!(t.map(0x0901_0000, &DEVICES, RAM), Err(GuardRefusal::NoDevice(0x0901_0000)), "not this VM's");
-        assert_eq!(t.map(0x8000_0000, &DEVICES, RAM), Err(GuardRefusal::GuestRam(0x8000_0000)));
-        assert_eq!(t.map(0x0900_0008, &DEVICES, RAM), Err(GuardRefusal::Unaligned(0x0900_0008)));
-        assert_eq!(t.map(!0xfff, &DEVICES, RAM), Err(GuardRefusal::NoDevice(!0xfff)));
+        assert_eq!(t.map(0x0900_0000, RAM), Ok(()));
+        assert_eq!(t.map(0x0a00_3000, RAM), Ok(()), "the page holding a transport");
+        assert_eq!(t.map(0x0a00_3000, RAM), Ok(()), "twice is fine");
+        assert_eq!(t.map(0x0c00_0000, RAM), Ok(()), "no device there: Android accepts it too");
+        assert_eq!(t.map(0x8000_0000, RAM), Err(GuardRefusal::GuestRam(0x8000_0000)));
+        assert_eq!(t.map(0x8fff_f000, RAM), Err(GuardRefusal::GuestRam(0x8fff_f000)));
+        assert_eq!(t.map(0x0900_0008, RAM), Err(GuardRefusal::Unaligned(0x0900_0008)));
         assert!(t.is_guarded(0x0a00_3e04));
         t.unmap(0x0a00_3000).unwrap();
         assert!(!t.is_guarded(0x0a00_3e04));
@@ -149,23 +145,22 @@ mod tests {
     fn enforcement_decides_what_may_be_emulated() {
         let mut t = GuardTable::new(true);
         assert!(!t.allows(0x0900_0000, 4));
-        t.map(0x0900_0000, &DEVICES, RAM).unwrap();
+        t.map(0x0900_0000, RAM).unwrap();
         assert!(t.allows(0x0900_0ffc, 4));
         assert!(!t.allows(0x0900_0ffe, 4), "last byte in an unregistered granule");
-        let open = GuardTable::new(false);
-        assert!(open.allows(0x0900_0000, 4), "an unprotected VM is not enforced");
+        let mut open = GuardTable::new(false);
+        assert!(open.allows(0x0900_0000, 4), "not enrolled: not enforced");
+        open.enroll();
+        assert!(!open.allows(0x0900_0000, 4), "enrolled: enforced");
     }
 
     #[test]
     fn the_table_has_a_bound() {
-        let many: Vec<DeviceWindow> = (0..=MAX_GUARDED as u64)
-            .map(|i| DeviceWindow { base: 0x1000_0000 + i * GRANULE, size: 0x10, kind: DeviceKind::Console })
-            .collect();
         let mut t = GuardTable::new(true);
-        for d in &many[..MAX_GUARDED] {
-            t.map(d.base, &many, RAM).unwrap();
+        for i in 0..MAX_GUARDED as u64 {
+            t.map(0x1000_0000 + i * GRANULE, RAM).unwrap();
         }
-        let last = many[MAX_GUARDED].base;
-        assert_eq!(t.map(last, &many, RAM), Err(GuardRefusal::Full(last)));
+        let last = 0x1000_0000 + MAX_GUARDED as u64 * GRANULE;
+        assert_eq!(t.map(last, RAM), Err(GuardRefusal::Full(last)));
     }
 }

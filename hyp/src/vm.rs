@@ -5,11 +5,12 @@ use core::fmt::Write;
 
 use abi::bundle::{Bundle, EntryKind, GuestLayout, Region};
 use abi::hyp_options::{HypOptions, VmMode};
+use abi::profile::Conduit;
 use hyp::devices::DeviceList;
 use hyp::esr::{self, ec, Esr};
 use hyp::exit::ExitReason;
 use hyp::guard_calls::GuardVm;
-use hyp::hypercall::{self, ExitCounters, Outcome, Services, VmState};
+use hyp::hypercall::{self, Clock, ExitCounters, Outcome, Services, ShortCounts, VmState};
 use hyp::inject::{self, AbortKind, TrapState};
 use hyp::memory_calls::GuestMemory;
 use hyp::mmio::{self, Access, Decision, DeviceKind, DeviceWindow, Refusal};
@@ -39,6 +40,8 @@ const SPSR_EL1H_MASKED: u64 = 0x3c5;
 /// hyp's tick: how often it takes control back from a guest that never traps, to
 /// deliver device completions (counter ticks: 500 us at QEMU's 62.5 MHz).
 const TICK_PERIOD: u64 = 31_250;
+/// The seed of the short counts (fixed: a run repeats).
+const SHORT_COUNT_SEED: u64 = 0x5eed_0f_5407_c0de;
 /// The guest's VMID.
 const VMID: u64 = 1;
 /// Stage-2 tables: the root plus one L2 table per GiB of guest RAM, with room for
@@ -57,6 +60,9 @@ struct Vm {
     guard: GuardTable,
     refused: RefusedAccesses,
     exits: ExitCounters,
+    short: ShortCounts,
+    /// How often a validator policy refused what the release would have done.
+    policy_refusals: u64,
 }
 
 /// External aborts hyp injected, summed up before the exit line (printing each as it
@@ -91,6 +97,12 @@ fn exit(reason: ExitReason<'_>) -> ! {
                 "injected {} external abort(s) for refused accesses; last: IPA {ipa:#x}, {}",
                 vm.refused.count,
                 why.describe()
+            );
+        }
+        if vm.policy_refusals != 0 {
+            hyp_println!(
+                "validator policies refused {} call(s) the release would have carried out",
+                vm.policy_refusals
             );
         }
     }
@@ -192,16 +204,19 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     let devices = DeviceList::new(platform.uart, platform.virtio_slots(), bundle.config().virtio_slots)
         .unwrap_or_else(|e| fail!("{e}"));
     let protected = matches!(options.mode, VmMode::Protected(_));
+    let services = Services { mode: options.mode, stats: options.stats, short_counts: options.short_counts };
     virtio_side::setup(&devices, protected).unwrap_or_else(|(slot, e)| fail!("virtio-mmio transport {slot}: {e}"));
     build_stage2(&layout);
     load_guest(&bundle, &layout);
 
     *VM.get() = Some(Vm {
-        services: Services { mode: options.mode, stats: options.stats },
+        services,
         exits: ExitCounters::default(),
         ram: layout.ram,
         devices,
-        guard: GuardTable::new(protected),
+        guard: GuardTable::new(services.profile().guard_enrolled_with_pvmfw && layout.pvmfw.is_some()),
+        short: ShortCounts::new(SHORT_COUNT_SEED),
+        policy_refusals: 0,
         refused: RefusedAccesses::default(),
         ownership: Ownership::new(layout.ram.start, &mut OWNERSHIP.get()[..(layout.ram.size() / GRANULE) as usize]),
     });
@@ -278,12 +293,8 @@ extern "C" fn handle_guest_sync(regs: &mut GuestRegs, _kind: u64) {
         _ => {}
     }
     match esr.ec() {
-        ec::HVC64 => hypercall(regs),
-        ec::SMC64 => {
-            // A trapped SMC leaves ELR at the SMC itself: step over it.
-            write_sysreg!("elr_el2", read_sysreg!("elr_el2") + 4);
-            hypercall(regs);
-        }
+        ec::HVC64 => hypercall(regs, Conduit::Hvc),
+        ec::SMC64 => hypercall(regs, Conduit::Smc),
         ec::WFX => write_sysreg!("elr_el2", read_sysreg!("elr_el2") + 4), // a yield: nothing else runs
         ec::DABT_LOWER => data_abort(regs, esr),
         ec::IABT_LOWER => {
@@ -294,7 +305,7 @@ extern "C" fn handle_guest_sync(regs: &mut GuestRegs, _kind: u64) {
     }
 }
 
-fn hypercall(regs: &mut GuestRegs) {
+fn hypercall(regs: &mut GuestRegs, conduit: Conduit) {
     let vm = vm();
     let state = VmState {
         ownership: &mut vm.ownership,
@@ -302,11 +313,45 @@ fn hypercall(regs: &mut GuestRegs) {
         guard: &mut vm.guard,
         guard_vm: GuardVm { devices: vm.devices.windows(), ram: vm.ram },
         exits: vm.exits,
+        clock: clock(),
+        short: &mut vm.short,
     };
-    match hypercall::dispatch(&vm.services, state, regs.x[0], [regs.x[1], regs.x[2], regs.x[3]]) {
-        Outcome::Return(reply) => regs.x[..reply.count].copy_from_slice(&reply.regs[..reply.count]),
+    // An HVC returns past itself (ELR is the next instruction); a trapped SMC leaves
+    // ELR at the SMC, so hyp steps over it on return.
+    let elr = read_sysreg!("elr_el2");
+    let (call_at, resume_at) = match conduit {
+        Conduit::Hvc => (elr - 4, elr),
+        Conduit::Smc => (elr, elr + 4),
+    };
+    let regs_out = match hypercall::dispatch(&vm.services, state, conduit, regs.x[0], [regs.x[1], regs.x[2], regs.x[3]])
+    {
+        Outcome::Return(out) => out,
+        Outcome::Refused { regs: out, policy, ipa } => {
+            vm.policy_refusals += 1;
+            hyp_println!("policy {policy}: refused at {ipa:#x} (pvmkit's validator, not the ABI)");
+            out
+        }
+        Outcome::ExternalAbortAtCall => {
+            // The real pKVM's answer to MEM_SHARE of an IPA no memslot holds: the
+            // guest takes an external abort at the call itself, with FAR = 0.
+            inject_abort_at(AbortKind::Data, call_at, 0);
+            return;
+        }
         Outcome::SystemOff => exit(ExitReason::SystemOff),
         Outcome::SystemReset => exit(ExitReason::Reset),
+    };
+    regs.x[..4].copy_from_slice(&regs_out);
+    write_sysreg!("elr_el2", resume_at);
+}
+
+/// The counters KVM PTP reports.
+fn clock() -> Clock {
+    let physical = read_sysreg!("cntpct_el0");
+    let frequency = read_sysreg!("cntfrq_el0").max(1);
+    Clock {
+        nanoseconds: (physical as u128 * 1_000_000_000 / frequency as u128) as u64,
+        virtual_count: physical.wrapping_sub(read_sysreg!("cntvoff_el2")),
+        physical_count: physical,
     }
 }
 
@@ -405,12 +450,12 @@ fn collect_completions() {
 }
 
 fn inject_abort(kind: AbortKind) {
-    let state = TrapState {
-        spsr: read_sysreg!("spsr_el2"),
-        elr: read_sysreg!("elr_el2"),
-        far: read_sysreg!("far_el2"),
-        vbar_el1: read_sysreg!("vbar_el1"),
-    };
+    inject_abort_at(kind, read_sysreg!("elr_el2"), read_sysreg!("far_el2"));
+}
+
+/// Delivers a synchronous external abort taken at `elr` with FAR = `far`.
+fn inject_abort_at(kind: AbortKind, elr: u64, far: u64) {
+    let state = TrapState { spsr: read_sysreg!("spsr_el2"), elr, far, vbar_el1: read_sysreg!("vbar_el1") };
     let injection = inject::external_abort(kind, state);
     write_sysreg!("esr_el1", injection.esr_el1);
     write_sysreg!("far_el1", injection.far_el1);

@@ -16,6 +16,9 @@ use abi::pvmfw::{
 use abi::signed_payload::{self, HEADER_SIZE};
 use guest_lib::conduit::SystemConduit;
 use guest_lib::{mmio_guard, println, psci, BootInfo, Platform};
+
+/// What a virtio-mmio transport's MagicValue register reads: "virt".
+const VIRTIO_MMIO_MAGIC: u32 = 0x7472_6976;
 use pvmfw::host_dt::{self, Limits};
 use pvmfw::layout::{self, SECRET_PAGE};
 use pvmfw::{bootargs, handover_dt, placement, secret, verify};
@@ -102,15 +105,21 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     for word in &bootargs.dropped {
         println!("[pvmfw] dropped host bootarg '{word}': reserved for the guest's own build");
     }
-    // The platform has the device, but does hyp give it to this VM? In a protected VM
-    // hyp registers with the MMIO guard only devices it exposes: ask, and let go again.
-    // Only where the guard can let go (Android's form): upstream's single call has no
-    // unmap, and a registration pvmfw left behind would outlive it into the payload.
-    let can_unmap = matches!(mmio_guard().form(), Some(mmio_guard::Form::Android { .. }));
-    for device in core::iter::once(&host.console).chain(&host.virtio).filter(|_| can_unmap) {
-        mmio_guard().map(device.start, device.size()).map_err(|_| {
-            format!("host device tree: device at {:#x}, which the hypervisor does not expose to this VM", device.start)
-        })?;
+    // The platform has the device, but does the host give it to this VM? Ask the
+    // device: a virtio-mmio transport the VMM emulates answers its magic value; an
+    // address the host gives nothing at aborts. Under Android's guard the granule must
+    // be registered first (6.12's unmap is a no-op: the registration stays).
+    for device in &host.virtio {
+        let guarded = mmio_guard().form().is_none() || mmio_guard().map(device.start, device.size()).is_ok();
+        // SAFETY: a virtio-mmio MagicValue register: a read without side effects, or an
+        // abort the probe catches.
+        let magic = guarded.then(|| unsafe { guest_lib::exceptions::probe::read_u32(device.start) });
+        if magic.and_then(Result::ok) != Some(VIRTIO_MMIO_MAGIC) {
+            return Err(format!(
+                "host device tree: device at {:#x}, which the hypervisor does not expose to this VM",
+                device.start
+            ));
+        }
         let _ = mmio_guard().unmap(device.start, device.size());
     }
 

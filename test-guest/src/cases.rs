@@ -13,6 +13,7 @@ use guest_lib::{ensure, ensure_eq, println, psci, BootInfo};
 
 use crate::clock::{counter, frequency};
 use crate::expect::Mode;
+use abi::profile::Pages;
 
 /// An IPA that is neither guest RAM nor any device, in every mode: above QEMU's RAM
 /// (`-m 2G` from 0x4000_0000) and far above guest RAM.
@@ -134,17 +135,20 @@ fn unknown_ids(conduit: SystemConduit, mode: Mode) -> CaseResult {
         let args = [0x1111_2222_3333_4444, 0x5555_6666_7777_8888, 0x9999_aaaa_bbbb_cccc];
         let r = conduit.call(id, args);
         ensure!(r[0] as i64 == smccc::NOT_SUPPORTED, "{conduit:?} {id:#x} returned {:#x}", r[0]);
-        // hyp leaves x1..x3 as they were; the real KVM zeroes them.
-        let want = if mode.answers().unknown_ids_zero_x1_x3 { [0; 3] } else { args };
-        ensure!(r[1..] == want, "{conduit:?} {id:#x} changed x1..x3 to {:x?}", &r[1..]);
+        // KVM zeroes x1..x3 (hyp answers as it does); plain QEMU's firmware leaves them.
+        let want = match mode.expect_regs(id, args, Pages::Private) {
+            Some(regs) => [regs[1], regs[2], regs[3]],
+            None => args,
+        };
+        ensure!(r[1..] == want, "{conduit:?} {id:#x} set x1..x3 to {:x?}, not {want:x?}", &r[1..]);
     }
     Ok(())
 }
 
 fn psci_version(c: SystemConduit, mode: Mode) -> CaseResult {
     let version = psci::version(&c).map_err(|e| alloc::format!("{e}"))?;
-    match mode.answers().psci_version {
-        Some(want) => ensure_eq!(version, want),
+    match mode.expect_regs(psci_ids::PSCI_VERSION, [0; 3], Pages::Private) {
+        Some(want) => ensure_eq!(version, smccc::version_parts(want[0] as u32)),
         None => ensure!(version >= (1, 0), "PSCI {version:?} has no PSCI_FEATURES"),
     }
     Ok(())
@@ -155,13 +159,18 @@ fn psci_features(c: SystemConduit, mode: Mode) -> CaseResult {
         ensure!(psci::features(&c, id).is_ok(), "PSCI_FEATURES({id:#x}) says not implemented");
     }
     ensure!(psci::features(&c, 0x8400_00ff).is_err(), "PSCI_FEATURES of an unknown ID succeeded");
-    // KVM lists CPU_ON whatever the VMM's vCPU count; hyp runs one vCPU and offers none.
-    match mode.answers().cpu_on {
-        Some(true) => ensure_eq!(psci::features(&c, psci_ids::CPU_ON_64), Ok(0)),
-        Some(false) => {
-            ensure_eq!(psci::features(&c, psci_ids::CPU_ON_64), Err(psci::PsciError(psci_ids::NOT_SUPPORTED)))
+    // Every function the profile lists (CPU_ON among them: both releases list it
+    // whatever the vCPU count) and what the VM's only vCPU hears when it asks to start
+    // itself or a vCPU that does not exist.
+    for id in [psci_ids::CPU_ON_64, psci_ids::SYSTEM_RESET2, psci_ids::SYSTEM_OFF2_64, psci_ids::MIGRATE_INFO_TYPE] {
+        if let Some(want) = mode.expect_regs(psci_ids::PSCI_FEATURES, [id as u64, 0, 0], Pages::Private) {
+            ensure_eq!(c.call(psci_ids::PSCI_FEATURES, [id as u64, 0, 0])[0], want[0]);
         }
-        None => {}
+    }
+    for target in [0u64, 1, 1 << 40] {
+        if let Some(want) = mode.expect_regs(psci_ids::CPU_ON_64, [target, 0, 0], Pages::Private) {
+            ensure_eq!(c.call(psci_ids::CPU_ON_64, [target, 0, 0]), want);
+        }
     }
     Ok(())
 }

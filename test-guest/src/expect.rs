@@ -1,38 +1,52 @@
 //! What the run promises, from the guest's command line (`pvmkit.*=` words that
 //! `pvmkit` writes into the device tree's `/chosen/bootargs`).
 
-use abi::kvm::{func, Features};
+use abi::kvm::{self, Features};
+use abi::profile::{
+    Answer, Call, Conduit, Pages, Profile, Report, VmFacts, ANDROID_6_12, LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED,
+};
 use guest_lib::timer::Wake;
 use guest_lib::GuestDt;
 
-/// What a MEM_SHARE of an IPA outside memory gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutsideMemory {
-    /// INVALID_PARAMETER (hyp refuses it).
-    Invalid,
-    /// An external abort at the HVC itself (the real pKVM cannot fault it in).
-    Abort,
-}
-
-/// The hypervisor's answers where hyp's profiles and the real KVM differ: one table
-/// the cases read, per mode (the real KVM's from `../shared/reference/real-pkvm-7.3.md`
-/// §3, measured).
+/// What the run promises beyond the ABI (the ABI's answers come from
+/// [`abi::profile`], through [`Mode::expect`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Answers {
-    /// PSCI_VERSION (`None`: not pinned, plain QEMU's firmware).
-    pub psci_version: Option<(u16, u16)>,
-    /// PSCI_FEATURES(CPU_ON_64) succeeds (`None`: not pinned).
-    pub cpu_on: Option<bool>,
-    /// Unknown function IDs zero x1..x3 (else leave them as they were).
-    pub unknown_ids_zero_x1_x3: bool,
-    /// MEM_SHARE outside memory.
-    pub share_outside_memory: OutsideMemory,
     /// How a timed wait wakes.
     pub timer_wake: Wake,
     /// The hypervisor pins pages a device holds (hyp's validator policy, not the ABI).
     pub pins_device_pages: bool,
     /// An access without a syndrome aborts (an ordinary VM's vCPU stops on real KVM).
     pub pair_access_aborts: bool,
+}
+
+/// What the guest knows of the pages a call names: the facts a profile row asks about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Known {
+    /// The pages' state.
+    pub pages: Pages,
+    /// Whether the VM is enrolled with the MMIO guard.
+    pub enrolled: bool,
+}
+
+impl VmFacts for Known {
+    fn pages(&self, _ipa: u64, _count: u64) -> Pages {
+        self.pages
+    }
+
+    fn enrolled(&self) -> bool {
+        self.enrolled
+    }
+}
+
+/// The registers an answer sets, for a call that walked `walk` granules (`None`: the
+/// answer is not a set of registers: an abort, a power-off, the time).
+pub fn registers(answer: Answer, walk: u64) -> Option<[u64; 4]> {
+    match answer {
+        Answer::Act(_, Report::Zero) => Some([0; 4]),
+        Answer::Act(_, Report::Count) => Some([0, walk, 0, 0]),
+        other => other.regs(),
+    }
 }
 
 /// The mode `pvmkit` says it started us in.
@@ -74,31 +88,47 @@ impl Mode {
         matches!(self, Self::Protected("pkvm") | Self::UnprotectedKvm)
     }
 
-    /// The answers to expect in this mode.
+    /// What the run promises beyond the ABI.
     pub fn answers(self) -> Answers {
         let real = self.real_kvm();
         let hyp = self.under_hyp() && !real;
         Answers {
-            psci_version: if real {
-                Some((1, 3))
-            } else if hyp {
-                Some((1, 1))
-            } else {
-                None
-            },
-            cpu_on: if real {
-                Some(true)
-            } else if hyp {
-                Some(false)
-            } else {
-                None
-            },
-            unknown_ids_zero_x1_x3: real,
-            share_outside_memory: if real { OutsideMemory::Abort } else { OutsideMemory::Invalid },
             timer_wake: if hyp { Wake::Polled } else { Wake::Interrupt },
             pins_device_pages: self.protected() && !real,
             pair_access_aborts: self != Self::UnprotectedKvm,
         }
+    }
+
+    /// The release whose answers this mode gives: hyp's upstream profile and the real
+    /// pKVM are both Linux 7.3.4 (`None`: plain QEMU, no hypervisor).
+    pub fn profile(self) -> Option<&'static Profile> {
+        match self {
+            Self::Protected("android") => Some(&ANDROID_6_12),
+            Self::Protected(_) => Some(&LINUX_7_3_PROTECTED),
+            Self::Unprotected | Self::UnprotectedKvm => Some(&LINUX_7_3_ORDINARY),
+            Self::Bare => None,
+        }
+    }
+
+    /// What the profile says a call answers when its pages are `pages` (the VM
+    /// enrolled), and how many granules it walks before any short count.
+    pub fn expect(self, conduit: Conduit, function: u32, args: [u64; 3], pages: Pages) -> Option<(Answer, u64)> {
+        let profile = self.profile()?;
+        let call = Call { conduit, function, args };
+        let walk = profile.walk(&call);
+        Some((profile.answer(&call, walk, &Known { pages, enrolled: true }).answer, walk))
+    }
+
+    /// The registers a call over HVC returns per the profile (`None`: not a register
+    /// answer, or no hypervisor).
+    pub fn expect_regs(self, function: u32, args: [u64; 3], pages: Pages) -> Option<[u64; 4]> {
+        let (answer, walk) = self.expect(Conduit::Hvc, function, args, pages)?;
+        registers(answer, walk)
+    }
+
+    /// Whether the release has an MMIO guard.
+    pub fn has_guard(self) -> bool {
+        self.expected_features().has(kvm::func::MMIO_GUARD_MAP)
     }
 
     /// Whether pKVM's memory services must be there.
@@ -106,44 +136,11 @@ impl Mode {
         matches!(self, Self::Protected(_))
     }
 
-    pub fn android(self) -> bool {
-        self == Self::Protected("android")
-    }
-
-    /// The features bitmap hyp must advertise in this mode: exactly the vendor
-    /// functions it implements.
+    /// The features bitmap the profile advertises over HVC (none on plain QEMU).
     pub fn expected_features(self) -> Features {
-        match self {
-            // Every Android pKVM service up to the ranged MMIO guard calls (0xffd).
-            Self::Protected("android") => Features::with(&[
-                func::FEATURES,
-                func::HYP_MEMINFO,
-                func::MEM_SHARE,
-                func::MEM_UNSHARE,
-                func::MMIO_GUARD_INFO,
-                func::MMIO_GUARD_ENROLL,
-                func::MMIO_GUARD_MAP,
-                func::MMIO_GUARD_UNMAP,
-                func::MEM_RELINQUISH,
-                func::MMIO_RGUARD_MAP,
-                func::MMIO_RGUARD_UNMAP,
-            ]),
-            // Linux 7.3's pKVM: the memory services only, no MMIO guard (0x1d).
-            Self::Protected("pkvm") => {
-                Features::with(&[func::FEATURES, func::HYP_MEMINFO, func::MEM_SHARE, func::MEM_UNSHARE])
-            }
-            // Upstream: the memory services and the single MMIO_GUARD call (0x9d).
-            Self::Protected(_) => Features::with(&[
-                func::FEATURES,
-                func::HYP_MEMINFO,
-                func::MEM_SHARE,
-                func::MEM_UNSHARE,
-                func::MMIO_GUARD_MAP,
-            ]),
-            Self::Unprotected => Features::with(&[func::FEATURES]),
-            // The host KVM's own bitmap: FEATURES and PTP (0x3).
-            Self::UnprotectedKvm => Features::with(&[func::FEATURES, func::PTP]),
-            Self::Bare => Features::NONE,
+        match self.profile() {
+            Some(profile) => profile.features(&Known { pages: Pages::Private, enrolled: true }),
+            None => Features::NONE,
         }
     }
 }

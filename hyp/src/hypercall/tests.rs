@@ -1,0 +1,262 @@
+use super::*;
+use crate::mmio_guard::GuardTable;
+use abi::bundle::Region;
+use abi::kvm;
+use abi::profile::{Answer, Conduit};
+
+const BASE: u64 = 0x8000_0000;
+const PAGES: usize = 1024;
+const ANDROID: VmMode = VmMode::Protected(AbiForm::Android);
+const UPSTREAM: VmMode = VmMode::Protected(AbiForm::Upstream);
+const MODES: [VmMode; 3] = [ANDROID, UPSTREAM, VmMode::Unprotected];
+
+#[derive(Default)]
+struct FakeMemory(Vec<u64>);
+
+impl GuestMemory for FakeMemory {
+    fn zero_page(&mut self, ipa: u64) {
+        self.0.push(ipa);
+    }
+}
+
+/// A VM answering calls like hyp.
+struct Vm {
+    services: Services,
+    ownership: Ownership<'static>,
+    memory: FakeMemory,
+    guard: GuardTable,
+    short: ShortCounts,
+    exits: ExitCounters,
+}
+
+impl Vm {
+    fn new(mode: VmMode) -> Self {
+        let words = vec![0u16; PAGES].leak();
+        Self {
+            services: Services { mode, stats: false, short_counts: false },
+            ownership: Ownership::new(BASE, words),
+            memory: FakeMemory::default(),
+            guard: GuardTable::new(mode == ANDROID),
+            short: ShortCounts::new(1),
+            exits: ExitCounters::default(),
+        }
+    }
+
+    fn over(&mut self, conduit: Conduit, id: u32, args: [u64; 3]) -> Outcome {
+        let ram = Region { start: BASE, end: BASE + PAGES as u64 * GRANULE };
+        let vm = VmState {
+            ownership: &mut self.ownership,
+            memory: &mut self.memory,
+            guard: &mut self.guard,
+            guard_vm: GuardVm { devices: &[], ram },
+            exits: self.exits,
+            clock: Clock { nanoseconds: 0x1_0000_0002, virtual_count: 0x3_0000_0004, physical_count: 5 },
+            short: &mut self.short,
+        };
+        dispatch(&self.services, vm, conduit, id as u64, args)
+    }
+
+    fn call(&mut self, id: u32, args: [u64; 3]) -> [u64; 4] {
+        match self.over(Conduit::Hvc, id, args) {
+            Outcome::Return(regs) => regs,
+            other => panic!("{id:#x}: {other:?}"),
+        }
+    }
+
+    fn state(&self, ipa: u64) -> PageState {
+        self.ownership.state(ipa).unwrap()
+    }
+}
+
+/// Every plain-valued answer hyp gives is the profile's, for calls across every range.
+#[test]
+fn answers_come_from_the_profile() {
+    let ids = [
+        0x8000_0000u32,
+        0x8000_0001,
+        0x8000_0002,
+        0x8400_0000,
+        0x8400_000a,
+        0xc400_0003,
+        0x8400_0006,
+        0x8600_0000,
+        0x8600_ff01,
+        0xc600_0002,
+        0xc600_0005,
+        0xc600_0030,
+        0x8600_0003,
+        0xc500_0020,
+        0x8400_0050,
+    ];
+    for mode in MODES {
+        for id in ids {
+            for args in [[0, 0, 0], [0x8000_8000, 0, 0], [1, 2, 3], [0x8400_0000, 0, 0], [0xc400_0003, 0, 0]] {
+                for conduit in [Conduit::Hvc, Conduit::Smc] {
+                    let mut vm = Vm::new(mode);
+                    let profile = vm.services.profile();
+                    let call = Call { conduit, function: id, args };
+                    let facts = Facts { ownership: &vm.ownership, guard: &vm.guard };
+                    let expected = profile.answer(&call, profile.walk(&call), &facts).answer;
+                    if let Some(regs) = expected.regs() {
+                        assert_eq!(vm.over(conduit, id, args), Outcome::Return(regs), "{mode:?} {id:#x} {args:x?}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn upstream_shares_one_granule_and_aborts_outside_memory() {
+    let mut vm = Vm::new(UPSTREAM);
+    assert_eq!(vm.call(kvm::MEM_SHARE, [BASE, 0, 0]), [0, 0, 0, 0]);
+    assert_eq!(vm.state(BASE), PageState::Shared { pins: 0 });
+    assert_eq!(vm.call(kvm::MEM_SHARE, [BASE, 0, 0])[0] as i64, -3, "already shared");
+    assert_eq!(vm.over(Conduit::Hvc, kvm::MEM_SHARE, [0x0900_0000, 0, 0]), Outcome::ExternalAbortAtCall);
+    assert_eq!(vm.over(Conduit::Smc, kvm::MEM_SHARE, [BASE + GRANULE, 0, 0]), Outcome::Return([u64::MAX, 0, 0, 0]));
+    assert_eq!(vm.state(BASE + GRANULE), PageState::Private, "SMC reaches the host, which shares nothing");
+    assert_eq!(vm.call(kvm::MEM_UNSHARE, [BASE, 0, 0]), [0, 0, 0, 0]);
+    assert_eq!(vm.state(BASE), PageState::Private);
+    assert_eq!(vm.call(kvm::MMIO_GUARD_MAP, [0x0900_0000, 0, 0])[0], u64::MAX, "no MMIO guard upstream");
+    assert!(!vm.guard.is_enforcing());
+}
+
+#[test]
+fn unsharing_a_page_a_device_holds_is_a_named_policy_refusal() {
+    let mut vm = Vm::new(UPSTREAM);
+    vm.call(kvm::MEM_SHARE, [BASE, 0, 0]);
+    vm.ownership.pin(BASE).unwrap();
+    let outcome = vm.over(Conduit::Hvc, kvm::MEM_UNSHARE, [BASE, 0, 0]);
+    assert_eq!(outcome, Outcome::Refused { regs: [(-3i64) as u64, 0, 0, 0], policy: "unshare-device-held", ipa: BASE });
+    assert!(abi::profile::POLICIES.iter().any(|p| p.name == "unshare-device-held"), "the policy is listed");
+    assert_eq!(vm.state(BASE), PageState::Shared { pins: 1 });
+}
+
+#[test]
+fn android_ranges_report_counts_and_change_all_or_nothing() {
+    let mut vm = Vm::new(ANDROID);
+    assert_eq!(vm.call(kvm::MEM_SHARE, [BASE, 0, 0]), [0, 1, 0, 0], "0 means one granule");
+    assert_eq!(vm.call(kvm::MEM_SHARE, [BASE + GRANULE, 300, 0]), [0, 256, 0, 0], "at most 256 per call");
+    assert_eq!(vm.state(BASE + 256 * GRANULE), PageState::Shared { pins: 0 });
+    assert_eq!(vm.state(BASE + 257 * GRANULE), PageState::Private);
+    // A range with one shared granule in it fails whole.
+    assert_eq!(vm.call(kvm::MEM_SHARE, [BASE + 256 * GRANULE, 4, 0])[0] as i64, -3);
+    assert_eq!(vm.state(BASE + 258 * GRANULE), PageState::Private);
+    assert_eq!(vm.call(kvm::MEM_UNSHARE, [BASE, 257, 0]), [0, 256, 0, 0]);
+    assert_eq!(vm.call(kvm::MEM_RELINQUISH, [BASE + 600 * GRANULE, 0, 0]), [0, 0, 0, 0]);
+    assert_eq!(vm.memory.0, [BASE + 600 * GRANULE]);
+}
+
+#[test]
+fn short_counts_stop_early_but_never_lose_a_granule() {
+    let mut vm = Vm::new(ANDROID);
+    vm.services.short_counts = true;
+    let (mut at, mut calls) = (BASE, 0);
+    let mut counts = Vec::new();
+    while at < BASE + 200 * GRANULE {
+        let left = (BASE + 200 * GRANULE - at) / GRANULE;
+        let [x0, x1, ..] = vm.call(kvm::MEM_SHARE, [at, left, 0]);
+        assert_eq!(x0, 0);
+        assert!((1..=left).contains(&x1), "{x1} of {left}");
+        counts.push(x1);
+        at += x1 * GRANULE;
+        calls += 1;
+    }
+    assert!(calls > 1, "a 200-granule share stopped short at least once: {counts:?}");
+    assert!((0..200).all(|i| vm.state(BASE + i * GRANULE) == PageState::Shared { pins: 0 }));
+    assert_eq!(vm.state(BASE + 200 * GRANULE), PageState::Private, "nothing beyond what was asked");
+    let mut again = ShortCounts::new(1);
+    let replay: Vec<u64> = counts
+        .iter()
+        .scan(200, |left, _| {
+            let n = again.pick(*left);
+            *left -= n;
+            Some(n)
+        })
+        .collect();
+    assert_eq!(counts, replay, "a fixed seed repeats");
+}
+
+#[test]
+fn android_guard_follows_enrolment() {
+    let mut vm = Vm::new(ANDROID);
+    vm.guard = GuardTable::new(false);
+    assert_eq!(vm.call(kvm::MMIO_GUARD_MAP, [0x0900_0000, 0, 0])[0] as i64, -3, "MAP before ENROLL");
+    assert_eq!(vm.call(kvm::MMIO_GUARD_ENROLL, [0; 3]), [0; 4]);
+    assert!(vm.guard.is_enforcing());
+    assert_eq!(vm.call(kvm::MMIO_GUARD_MAP, [0x0900_0000, 0xdead, 0]), [0, 1, 0, 0], "x2 ignored");
+    assert!(vm.guard.is_guarded(0x0900_0000));
+    assert_eq!(vm.call(kvm::MMIO_GUARD_UNMAP, [0x0900_0000, 0, 0]), [0, 1, 0, 0]);
+    assert!(vm.guard.is_guarded(0x0900_0000), "6.12's UNMAP is a no-op");
+    assert_eq!(vm.call(kvm::MMIO_RGUARD_MAP, [0x0a00_0000, 0, 0])[0] as i64, -3, "x2 = 0");
+    assert_eq!(vm.call(kvm::MMIO_RGUARD_MAP, [0x0a00_0000, 3, 0]), [0, 3, 0, 0]);
+    assert_eq!(vm.call(kvm::MMIO_GUARD_MAP, [BASE, 0, 0])[0] as i64, -3, "guest RAM");
+}
+
+#[test]
+fn a_full_guard_table_is_a_named_policy_refusal() {
+    let mut vm = Vm::new(ANDROID);
+    let many = crate::mmio_guard::MAX_GUARDED as u64;
+    assert_eq!(vm.call(kvm::MMIO_RGUARD_MAP, [0x1000_0000, many, 0]), [0, many, 0, 0]);
+    match vm.over(Conduit::Hvc, kvm::MMIO_RGUARD_MAP, [0x2000_0000, 2, 0]) {
+        Outcome::Refused { policy: "guard-table-full", .. } => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!vm.guard.is_guarded(0x2000_0000), "all or nothing");
+}
+
+#[test]
+fn ptp_reports_hyps_counters() {
+    let mut vm = Vm::new(VmMode::Unprotected);
+    assert_eq!(vm.call(kvm::KVM_PTP, [0, 0, 0]), [1, 2, 3, 4]);
+    assert_eq!(vm.call(kvm::KVM_PTP, [1, 0, 0]), [1, 2, 0, 5]);
+    assert_eq!(vm.call(kvm::KVM_PTP, [2, 0, 0])[0], u64::MAX);
+    assert_eq!(
+        Vm::new(UPSTREAM)
+            .services
+            .profile()
+            .answer(
+                &Call { conduit: Conduit::Hvc, function: kvm::KVM_PTP, args: [0; 3] },
+                1,
+                &Facts { ownership: &Vm::new(UPSTREAM).ownership, guard: &GuardTable::new(false) }
+            )
+            .answer,
+        Answer::Time
+    );
+}
+
+#[test]
+fn hyp_stats_only_when_asked_for() {
+    for stats in [false, true] {
+        let mut vm = Vm::new(ANDROID);
+        vm.services.stats = stats;
+        vm.exits = ExitCounters { total: 7, data_aborts: 3, interrupts: 2, wfx: 5 };
+        let reply = vm.call(HYP_STATS, [0; 3]);
+        let wfx = vm.call(HYP_STATS, [HYP_STATS_WFX, 0, 0]);
+        if stats {
+            assert_eq!(reply, [0, 7, 3, 2]);
+            assert_eq!(wfx, [0, 5, 0, 0]);
+        } else {
+            assert_eq!(reply, [u64::MAX, 0, 0, 0], "off by default: the guest sees exactly the release's ABI");
+        }
+    }
+}
+
+#[test]
+fn power_calls_end_the_vm() {
+    assert_eq!(Vm::new(ANDROID).over(Conduit::Hvc, 0x8400_0008, [0; 3]), Outcome::SystemOff);
+    assert_eq!(Vm::new(VmMode::Unprotected).over(Conduit::Smc, 0x8400_0009, [0; 3]), Outcome::SystemReset);
+    // Only w0 is the function ID.
+    let mut vm = Vm::new(UPSTREAM);
+    let ram = Region { start: BASE, end: BASE };
+    let state = VmState {
+        ownership: &mut vm.ownership,
+        memory: &mut vm.memory,
+        guard: &mut vm.guard,
+        guard_vm: GuardVm { devices: &[], ram },
+        exits: vm.exits,
+        clock: Clock::default(),
+        short: &mut vm.short,
+    };
+    assert_eq!(dispatch(&vm.services, state, Conduit::Hvc, 0xdead_0000_8400_0008, [0; 3]), Outcome::SystemOff);
+}
