@@ -14,6 +14,7 @@
 //! - [`verdict`]: judging a run from its console.
 
 pub mod bench;
+pub mod conformance;
 pub mod devices;
 pub mod firmware;
 pub mod guest_dt;

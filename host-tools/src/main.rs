@@ -163,6 +163,13 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Run the conformance probes on the real pKVM and on hyp's upstream profile and
+    /// diff them; also check hyp's Android profile against its table.
+    Conformance {
+        /// Wall-clock limit per run, in seconds.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
     /// Run test-guest in every mode and print one verdict line per mode.
     Test {
         /// Wall-clock limit per run, in seconds.
@@ -253,6 +260,11 @@ fn run(cli: Cli) -> Result<bool, String> {
             let fw = firmware::build_all(&ws)?;
             bench(&ws, &fw, runs, timeout)
         }
+        Command::Conformance { timeout } => {
+            qemu::ensure_installed()?;
+            let fw = firmware::build_all(&ws)?;
+            conformance(&ws, &fw, timeout)
+        }
         Command::Test { timeout } => {
             qemu::ensure_installed()?;
             let fw = firmware::build_all(&ws)?;
@@ -300,6 +312,30 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
 
 fn run_one(ws: &Workspace, fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> Result<Verdict, String> {
     qemu::run(ws, fw, &run_config(fw, mode, args, echo))
+}
+
+/// The conformance run: real pKVM and hyp upstream side by side; hyp Android against
+/// its table (the guest checks every probe against the profile and fails on a mismatch).
+fn conformance(ws: &Workspace, fw: &Firmware, timeout: u64) -> Result<bool, String> {
+    use abi::hyp_options::{AbiForm, VmMode};
+    use host_tools::conformance;
+    let hyp = RunArgs::test_guest(timeout, "conformance", Vec::new());
+    let pkvm = RunArgs { backend: "pkvm".into(), ..hyp.clone() };
+    let upstream = Mode::Hyp(VmMode::Protected(AbiForm::Upstream));
+    let collect = |args: &RunArgs, mode: Mode, label: &str| -> Result<conformance::Probes, String> {
+        let (verdict, output) = qemu::run_collect(ws, fw, &run_config(fw, mode, args, false))?;
+        eprintln!("pvmkit: conformance on {label}: {verdict}");
+        Ok(conformance::parse(&output.lines))
+    };
+    let real = collect(&pkvm, upstream, "the real pKVM")?;
+    let ours = collect(&hyp, upstream, "hyp, upstream profile")?;
+    let (text, same) = conformance::report(&conformance::compare(&real, &ours));
+    println!("conformance: Linux 7.3.4 pKVM (real) vs hyp's upstream profile");
+    print!("{text}");
+    let android = RunArgs::test_guest(timeout, "conformance", Vec::new());
+    let verdict = run_one(ws, fw, Mode::Hyp(VmMode::Protected(AbiForm::Android)), &android, false)?;
+    println!("hyp's Android profile against its table: {verdict}");
+    Ok(same && verdict.passed())
 }
 
 fn bench(ws: &Workspace, fw: &Firmware, runs: usize, timeout: u64) -> Result<bool, String> {

@@ -107,3 +107,21 @@ fn a_disk_persists_across_runs_and_backends() {
     assert!(ok && out.contains("test virtio_blk_persist_read ... ok"), "hyp reads what the real pKVM wrote:\n{out}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The differential conformance run: every probe the real Linux 7.3 pKVM answers,
+/// hyp's upstream profile answers the same, or the difference is listed with its
+/// reason; hyp's Android profile passes its own table. (The diff's failing side is
+/// covered by `conformance::tests`: an unlisted or missing probe fails it.)
+#[test]
+fn hyps_upstream_profile_answers_as_the_real_pkvm() {
+    let (ok, out) = pvmkit(&["conformance", "--timeout", "600"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("0 differ unexplained"), "{out}");
+    let agree: usize =
+        out.lines().find_map(|l| l.split_once(" probes agree").and_then(|(n, _)| n.trim().parse().ok())).unwrap_or(0);
+    assert!(agree >= 90, "only {agree} probes agree:\n{out}");
+    for probe in ["share-outside-memory", "features-hvc", "mmio-pair-nothing", "unknown-0xc6000030"] {
+        assert!(out.contains(&format!("  {probe} ")), "probe {probe} missing:\n{out}");
+    }
+    assert!(out.contains("hyp's Android profile against its table: PASS"), "{out}");
+}

@@ -34,6 +34,11 @@ pub fn main(boot: &BootInfo) {
     let scenario = boot.dt.bootarg("pvmkit.scenario").unwrap_or("normal");
     let mut h = Harness::new(Console);
     let c = boot.conduit;
+    if scenario == "conformance" {
+        crate::conformance::run(&mut h, boot, mode);
+        h.finish();
+        return;
+    }
     if scenario == "bench" {
         h.run("bench", || crate::bench::run(boot));
         h.finish();

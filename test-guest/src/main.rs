@@ -9,6 +9,8 @@ mod cases;
 #[cfg(target_os = "none")]
 mod clock;
 #[cfg(target_os = "none")]
+mod conformance;
+#[cfg(target_os = "none")]
 mod expect;
 #[cfg(target_os = "none")]
 mod guard_cases;
