@@ -92,7 +92,7 @@ pub enum When {
     Unaligned,
     /// The granules walked are in this state.
     Pages(Pages),
-    /// The granules walked are guest RAM (in any state).
+    /// Any granule walked is guest RAM (in any state).
     InRam,
     /// The VM has not enrolled with the MMIO guard.
     NotEnrolled,
@@ -175,6 +175,8 @@ pub struct Rule {
 pub trait VmFacts {
     /// The state of `count` granules from `ipa` (`ipa` granule aligned, no overflow).
     fn pages(&self, ipa: u64, count: u64) -> Pages;
+    /// Whether any of `count` granules from `ipa` is guest RAM.
+    fn any_ram(&self, ipa: u64, count: u64) -> bool;
     /// Whether the VM is enrolled with the MMIO guard.
     fn enrolled(&self) -> bool;
 }
@@ -271,7 +273,7 @@ fn holds(when: When, call: &Call, walk: u64, vm: &impl VmFacts) -> bool {
         When::X1Outside(mask) => x1 & !mask != 0,
         When::Unaligned => !x1.is_multiple_of(GRANULE),
         When::Pages(state) => walked() == state,
-        When::InRam => walked() != Pages::Outside,
+        When::InRam => vm.any_ram(x1 & !(GRANULE - 1), walk),
         When::NotEnrolled => !vm.enrolled(),
     }
 }

@@ -158,6 +158,10 @@ impl VmFacts for Facts<'_, '_> {
         }
     }
 
+    fn any_ram(&self, ipa: u64, count: u64) -> bool {
+        (0..count).any(|i| ipa.checked_add(i * GRANULE).is_some_and(|page| self.ownership.state(page).is_ok()))
+    }
+
     fn enrolled(&self) -> bool {
         self.guard.is_enforcing()
     }

@@ -34,6 +34,10 @@ impl VmFacts for Known {
         self.pages
     }
 
+    fn any_ram(&self, _ipa: u64, _count: u64) -> bool {
+        self.pages != Pages::Outside
+    }
+
     fn enrolled(&self) -> bool {
         self.enrolled
     }

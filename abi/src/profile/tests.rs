@@ -28,6 +28,10 @@ impl VmFacts for Vm {
         }
     }
 
+    fn any_ram(&self, ipa: u64, count: u64) -> bool {
+        (0..count).any(|i| (RAM..RAM + 16 * GRANULE).contains(&ipa.wrapping_add(i * GRANULE)))
+    }
+
     fn enrolled(&self) -> bool {
         self.enrolled
     }
@@ -113,6 +117,7 @@ fn android_guard_rules() {
     assert_eq!(hvc(p, kvm::MMIO_RGUARD_MAP, [dev, 0, 0]), Answer::Code(-3), "x2 = 0");
     assert_eq!(hvc(p, kvm::MMIO_RGUARD_MAP, [dev, 2, 0]), Answer::Act(Action::GuardMap, Report::Count));
     assert_eq!(hvc(p, kvm::MMIO_GUARD_MAP, [RAM, 0, 0]), Answer::Code(-3), "guest memory");
+    assert_eq!(hvc(p, kvm::MMIO_RGUARD_MAP, [RAM - GRANULE, 2, 0]), Answer::Code(-3), "a range reaching into RAM");
     assert_eq!(hvc(p, kvm::MMIO_GUARD_MAP, [dev + 4, 0, 0]), Answer::Code(-3), "unaligned");
     assert_eq!(hvc(p, kvm::MMIO_GUARD_MAP, [dev, 0xdead, 0xbeef]), Answer::Act(Action::GuardMap, Report::Count));
     assert_eq!(hvc(p, kvm::MMIO_GUARD_UNMAP, [dev, 0, 0]), Answer::Act(Action::Nothing, Report::Count));

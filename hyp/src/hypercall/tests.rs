@@ -191,6 +191,8 @@ fn android_guard_follows_enrolment() {
     assert_eq!(vm.call(kvm::MMIO_RGUARD_MAP, [0x0a00_0000, 0, 0])[0] as i64, -3, "x2 = 0");
     assert_eq!(vm.call(kvm::MMIO_RGUARD_MAP, [0x0a00_0000, 3, 0]), [0, 3, 0, 0]);
     assert_eq!(vm.call(kvm::MMIO_GUARD_MAP, [BASE, 0, 0])[0] as i64, -3, "guest RAM");
+    assert_eq!(vm.call(kvm::MMIO_RGUARD_MAP, [BASE - GRANULE, 2, 0])[0] as i64, -3, "a range reaching into RAM");
+    assert!(!vm.guard.is_guarded(BASE - GRANULE), "all or nothing");
 }
 
 #[test]
