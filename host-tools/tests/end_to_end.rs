@@ -127,11 +127,14 @@ const MMIO_GUARD_CASES: [&str; 6] = [
 
 #[test]
 fn mmio_guard_cases_pass_in_both_forms() {
-    for abi in ["android", "upstream"] {
-        let (ok, out) = pvmkit(&["run", "--abi", abi]);
-        assert!(ok, "{out}");
-        assert_cases_passed(&out, &MMIO_GUARD_CASES);
-    }
+    let (ok, out) = pvmkit(&["run", "--abi", "android"]);
+    assert!(ok, "{out}");
+    assert_cases_passed(&out, &MMIO_GUARD_CASES);
+    // Linux 7.3 has no guard: the refusals are skipped, by name.
+    let (ok, out) = pvmkit(&["run", "--abi", "upstream"]);
+    assert!(ok, "{out}");
+    assert_cases_passed(&out, &[MMIO_GUARD_CASES[0], MMIO_GUARD_CASES[1], MMIO_GUARD_CASES[4], MMIO_GUARD_CASES[5]]);
+    assert!(out.contains("test mmio_map_refusals ... skipped: Linux 7.3's pKVM has no MMIO guard calls"), "{out}");
 }
 
 /// Negative control: a guest that skips MMIO guard registration loses its console

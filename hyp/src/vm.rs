@@ -63,6 +63,8 @@ struct Vm {
     short: ShortCounts,
     /// How often a validator policy refused what the release would have done.
     policy_refusals: u64,
+    /// The last policy that fired, and the granule.
+    last_policy: Option<(&'static str, u64)>,
 }
 
 /// External aborts hyp injected, summed up before the exit line (printing each as it
@@ -217,6 +219,7 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         guard: GuardTable::new(services.profile().guard_enrolled_with_pvmfw && layout.pvmfw.is_some()),
         short: ShortCounts::new(SHORT_COUNT_SEED),
         policy_refusals: 0,
+        last_policy: None,
         refused: RefusedAccesses::default(),
         ownership: Ownership::new(layout.ram.start, &mut OWNERSHIP.get()[..(layout.ram.size() / GRANULE) as usize]),
     });
@@ -327,8 +330,10 @@ fn hypercall(regs: &mut GuestRegs, conduit: Conduit) {
     {
         Outcome::Return(out) => out,
         Outcome::Refused { regs: out, policy, ipa } => {
+            // Summed up before the exit line, like refused accesses (a line now would
+            // split the guest's own).
             vm.policy_refusals += 1;
-            hyp_println!("policy {policy}: refused at {ipa:#x} (pvmkit's validator, not the ABI)");
+            vm.last_policy = Some((policy, ipa));
             out
         }
         Outcome::ExternalAbortAtCall => {
