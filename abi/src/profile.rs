@@ -155,12 +155,13 @@ impl Answer {
     }
 }
 
-/// One row: for this function over these conduits, when the condition holds, this
+/// One row: for these functions over these conduits, when the condition holds, this
 /// answer; and where that was read or measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rule {
-    /// The function ID (w0).
-    pub function: u32,
+    /// The function IDs (w0) the row answers: one, or the forms that behave alike (a
+    /// call's SMC32 and SMC64 ids, MEM_SHARE and MEM_UNSHARE's common checks).
+    pub functions: &'static [u32],
     /// The conduits the row applies to.
     pub over: Over,
     /// The condition.
@@ -169,6 +170,32 @@ pub struct Rule {
     pub answer: Answer,
     /// Where the row comes from.
     pub source: &'static str,
+}
+
+/// A row, for the tables.
+const fn row(functions: &'static [u32], over: Over, when: When, answer: Answer, source: &'static str) -> Rule {
+    Rule { functions, over, when, answer, source }
+}
+
+/// The answer to a refused argument.
+const INVALID: Answer = Answer::Code(smccc::INVALID_PARAMETER);
+
+/// KVM's UID in x0..x3, as both releases answer `VENDOR_HYP_CALL_UID`.
+const KVM_UID_REGS: Answer =
+    Answer::Regs([kvm::KVM_UID[0] as u64, kvm::KVM_UID[1] as u64, kvm::KVM_UID[2] as u64, kvm::KVM_UID[3] as u64]);
+
+/// The MPIDR affinity of the VM's only vCPU (both VMMs create one, affinity 0).
+const OWN_MPIDR: &[u64] = &[0];
+
+/// PSCI calls whose SMC32 and SMC64 forms both releases answer alike.
+mod psci_forms {
+    use crate::psci;
+
+    pub const CPU_ON: &[u32] = &[psci::CPU_ON, psci::CPU_ON_64];
+    pub const AFFINITY_INFO: &[u32] = &[psci::AFFINITY_INFO, psci::AFFINITY_INFO_64];
+    pub const CPU_SUSPEND: &[u32] = &[psci::CPU_SUSPEND, psci::CPU_SUSPEND_64];
+    pub const SYSTEM_RESET2: &[u32] = &[psci::SYSTEM_RESET2, psci::SYSTEM_RESET2_64];
+    pub const SYSTEM_OFF2: &[u32] = &[psci::SYSTEM_OFF2, psci::SYSTEM_OFF2_64];
 }
 
 /// What the hypervisor knows about the VM when it answers.
@@ -237,7 +264,9 @@ impl Profile {
     pub fn answer(&self, call: &Call, walk: u64, vm: &impl VmFacts) -> Lookup {
         for table in self.rules {
             for rule in table.iter() {
-                if rule.function == call.function && rule.over.admits(call.conduit) && holds(rule.when, call, walk, vm)
+                if rule.functions.contains(&call.function)
+                    && rule.over.admits(call.conduit)
+                    && holds(rule.when, call, walk, vm)
                 {
                     return Lookup { answer: rule.answer, rule: Some(rule), walk };
                 }

@@ -16,7 +16,6 @@ use abi::esr::Esr;
 use abi::hyp_options::{AbiForm, VmMode};
 use abi::kvm;
 use abi::profile::Conduit;
-use hyp::guard_calls::GuardVm;
 use hyp::hypercall::{dispatch, Clock, ExitCounters, Services, ShortCounts, VmState};
 use hyp::memory_calls::GuestMemory;
 use hyp::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
@@ -116,9 +115,8 @@ fuzz_target!(|data: &[u8]| {
             ownership: &mut ownership,
             memory: &mut zeroed,
             guard: &mut guard,
-            guard_vm: GuardVm { devices: &devices, ram },
             exits: ExitCounters::default(),
-            clock: Clock::default(),
+            clock: Clock::default,
             short: &mut short,
         };
         let conduit = if pick % 2 == 0 { Conduit::Hvc } else { Conduit::Smc };

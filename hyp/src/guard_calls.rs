@@ -6,20 +6,10 @@
 use abi::bundle::Region;
 
 use crate::hypercall::PolicyRefusal;
-use crate::mmio::DeviceWindow;
 use crate::mmio_guard::{GuardTable, GRANULE};
 
-/// The VM facts the guard and its calls check against.
-#[derive(Clone, Copy, Debug)]
-pub struct GuardVm<'a> {
-    /// The VM's devices.
-    pub devices: &'a [DeviceWindow],
-    /// Guest RAM.
-    pub ram: Region,
-}
-
-/// Registers `walk` granules from `ipa`, all or none.
-pub fn map(table: &mut GuardTable, vm: GuardVm<'_>, ipa: u64, walk: u64) -> Result<(), PolicyRefusal> {
+/// Registers `walk` granules from `ipa`, all or none (`ram`: guest RAM).
+pub fn map(table: &mut GuardTable, ram: Region, ipa: u64, walk: u64) -> Result<(), PolicyRefusal> {
     let granules = || (0..walk).map(move |i| ipa + i * GRANULE);
     let new = granules().filter(|&g| !table.is_guarded(g)).count();
     if table.room() < new {
@@ -27,7 +17,7 @@ pub fn map(table: &mut GuardTable, vm: GuardVm<'_>, ipa: u64, walk: u64) -> Resu
     }
     for g in granules() {
         // The profile excluded unaligned and RAM granules, and the room was checked.
-        let mapped = table.map(g, vm.ram);
+        let mapped = table.map(g, ram);
         debug_assert!(mapped.is_ok(), "{mapped:?}");
     }
     Ok(())

@@ -17,7 +17,7 @@ use abi::profile::{
 };
 use abi::smccc::{INVALID_PARAMETER, SUCCESS};
 
-use crate::guard_calls::{self, GuardVm};
+use crate::guard_calls;
 use crate::memory_calls::{self, GuestMemory};
 use crate::mmio_guard::GuardTable;
 use crate::ownership::{Ownership, PageState, GRANULE};
@@ -121,12 +121,10 @@ pub struct VmState<'s, 'o, M: GuestMemory> {
     pub memory: &'s mut M,
     /// The MMIO guard's registered granules.
     pub guard: &'s mut GuardTable,
-    /// What guard calls check against.
-    pub guard_vm: GuardVm<'s>,
     /// Exits so far.
     pub exits: ExitCounters,
-    /// The counters, for PTP.
-    pub clock: Clock,
+    /// Reads the counters, for PTP (only a PTP call pays for it).
+    pub clock: fn() -> Clock,
     /// The short-count generator.
     pub short: &'s mut ShortCounts,
 }
@@ -195,9 +193,9 @@ pub fn dispatch<M: GuestMemory>(
     match lookup.answer {
         Answer::Code(_) | Answer::Regs(_) => Outcome::Return(lookup.answer.regs().unwrap_or_default()),
         Answer::Time => {
-            let counter =
-                if args[0] == abi::kvm::PTP_PHYSICAL { vm.clock.physical_count } else { vm.clock.virtual_count };
-            let ns = vm.clock.nanoseconds;
+            let clock = (vm.clock)();
+            let counter = if args[0] == abi::kvm::PTP_PHYSICAL { clock.physical_count } else { clock.virtual_count };
+            let ns = clock.nanoseconds;
             Outcome::Return([ns >> 32, ns & 0xffff_ffff, counter >> 32, counter & 0xffff_ffff])
         }
         Answer::ExternalAbortAtCall => Outcome::ExternalAbortAtCall,
@@ -205,10 +203,16 @@ pub fn dispatch<M: GuestMemory>(
         Answer::Reset => Outcome::SystemReset,
         Answer::Act(action, report) => {
             let done = match action {
-                Action::Share => memory_calls::share(vm.ownership, ipa, walk),
+                Action::Share => {
+                    memory_calls::share(vm.ownership, ipa, walk);
+                    Ok(())
+                }
                 Action::Unshare => memory_calls::unshare(vm.ownership, ipa, walk),
-                Action::Relinquish => memory_calls::relinquish(vm.ownership, vm.memory, ipa),
-                Action::GuardMap => guard_calls::map(vm.guard, vm.guard_vm, ipa, walk),
+                Action::Relinquish => {
+                    memory_calls::relinquish(vm.ownership, vm.memory, ipa);
+                    Ok(())
+                }
+                Action::GuardMap => guard_calls::map(vm.guard, vm.ownership.ram(), ipa, walk),
                 Action::Enroll => {
                     vm.guard.enroll();
                     Ok(())

@@ -18,12 +18,11 @@ fn granules(ipa: u64, walk: u64) -> impl Iterator<Item = u64> {
 }
 
 /// Shares `walk` private granules from `ipa` (the profile checked they are private).
-pub fn share(ownership: &mut Ownership<'_>, ipa: u64, walk: u64) -> Result<(), PolicyRefusal> {
+pub fn share(ownership: &mut Ownership<'_>, ipa: u64, walk: u64) {
     for page in granules(ipa, walk) {
         let shared = ownership.share(page);
         debug_assert!(shared.is_ok(), "the profile saw {page:#x} private");
     }
-    Ok(())
 }
 
 /// Takes `walk` shared granules from `ipa` back, all or none: a granule a device still
@@ -42,12 +41,7 @@ pub fn unshare(ownership: &mut Ownership<'_>, ipa: u64, walk: u64) -> Result<(),
 }
 
 /// Gives a private granule back to the host: the guest finds it zeroed.
-pub fn relinquish<M: GuestMemory>(
-    ownership: &mut Ownership<'_>,
-    memory: &mut M,
-    ipa: u64,
-) -> Result<(), PolicyRefusal> {
+pub fn relinquish<M: GuestMemory>(ownership: &Ownership<'_>, memory: &mut M, ipa: u64) {
     debug_assert!(ownership.can_relinquish(ipa).is_ok(), "the profile saw {ipa:#x} private");
     memory.zero_page(ipa);
-    Ok(())
 }

@@ -8,6 +8,8 @@
 
 use core::fmt;
 
+use abi::bundle::Region;
+
 /// Granule of ownership: the stage-2 page size.
 pub const GRANULE: u64 = 4096;
 
@@ -70,6 +72,11 @@ impl<'a> Ownership<'a> {
     /// Bytes of guest RAM tracked.
     pub fn ram_size(&self) -> u64 {
         self.pages.len() as u64 * GRANULE
+    }
+
+    /// The guest RAM tracked.
+    pub fn ram(&self) -> Region {
+        Region { start: self.base, end: self.base + self.ram_size() }
     }
 
     fn index(&self, ipa: u64) -> Result<usize, OwnershipError> {

@@ -9,7 +9,6 @@ use abi::profile::Conduit;
 use hyp::devices::DeviceList;
 use hyp::esr::{self, ec, Esr};
 use hyp::exit::ExitReason;
-use hyp::guard_calls::GuardVm;
 use hyp::hypercall::{self, Clock, ExitCounters, Outcome, Services, ShortCounts, VmState};
 use hyp::inject::{self, AbortKind, TrapState};
 use hyp::memory_calls::GuestMemory;
@@ -314,9 +313,8 @@ fn hypercall(regs: &mut GuestRegs, conduit: Conduit) {
         ownership: &mut vm.ownership,
         memory: &mut IdentityMemory,
         guard: &mut vm.guard,
-        guard_vm: GuardVm { devices: vm.devices.windows(), ram: vm.ram },
         exits: vm.exits,
-        clock: clock(),
+        clock,
         short: &mut vm.short,
     };
     // An HVC returns past itself (ELR is the next instruction); a trapped SMC leaves

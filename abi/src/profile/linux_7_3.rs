@@ -5,23 +5,22 @@
 //! answered by the host's KVM (`arch/arm64/kvm/hypercalls.c:266-390`, `psci.c`), which
 //! always sets x0–x3 (unused ones to 0).
 
-use super::{Action, Answer, Over, Pages, Profile, Report, Rule, When};
+use super::psci_forms::{AFFINITY_INFO, CPU_ON, CPU_SUSPEND, SYSTEM_OFF2, SYSTEM_RESET2};
+use super::{row, Action, Answer, Over, Pages, Profile, Report, Rule, When, INVALID, KVM_UID_REGS, OWN_MPIDR};
 use crate::kvm::{self, func, Features};
 use crate::psci;
-use crate::smccc::{self, INVALID_PARAMETER, NOT_SUPPORTED};
+use crate::smccc::{self, NOT_SUPPORTED};
 
-const fn row(function: u32, over: Over, when: When, answer: Answer, source: &'static str) -> Rule {
-    Rule { function, over, when, answer, source }
-}
-
-const INVALID: Answer = Answer::Code(INVALID_PARAMETER);
 const PKVM_C: &str = "linux-7.3.4 arch/arm64/kvm/hyp/nvhe/pkvm.c:1131-1224";
 const MEASURED: &str = "measured: real-pkvm-7.3.md §3";
+
+/// MEM_SHARE and MEM_UNSHARE, for the checks they share.
+const SHARE_UNSHARE: &[u32] = &[kvm::MEM_SHARE, kvm::MEM_UNSHARE];
 
 /// What the EL2 hypervisor itself answers a protected VM (HVC only).
 const PKVM_EL2: &[Rule] = &[
     row(
-        kvm::KVM_FEATURES,
+        &[kvm::KVM_FEATURES],
         Over::Hvc,
         When::Always,
         Answer::Regs(
@@ -29,23 +28,27 @@ const PKVM_EL2: &[Rule] = &[
         ),
         "linux-7.3.4 nvhe/pkvm.c:1185-1190; measured 0x1d",
     ),
-    row(kvm::HYP_MEMINFO, Over::Hvc, When::ArgsSet(0b111), INVALID, "linux-7.3.4 nvhe/pkvm.c:1191-1196"),
-    row(kvm::HYP_MEMINFO, Over::Hvc, When::Always, Answer::Regs([4096, 0, 0, 0]), "linux-7.3.4 nvhe/pkvm.c:1198"),
-    row(kvm::MEM_SHARE, Over::Hvc, When::ArgsSet(0b110), INVALID, "linux-7.3.4 nvhe/pkvm.c:1201-1204"),
-    row(kvm::MEM_SHARE, Over::Hvc, When::Unaligned, INVALID, "linux-7.3.4 nvhe/pkvm.c:1136"),
+    row(&[kvm::HYP_MEMINFO], Over::Hvc, When::ArgsSet(0b111), INVALID, "linux-7.3.4 nvhe/pkvm.c:1191-1196"),
+    row(&[kvm::HYP_MEMINFO], Over::Hvc, When::Always, Answer::Regs([4096, 0, 0, 0]), "linux-7.3.4 nvhe/pkvm.c:1198"),
+    row(SHARE_UNSHARE, Over::Hvc, When::ArgsSet(0b110), INVALID, "linux-7.3.4 nvhe/pkvm.c:1201-1204, 1209-1212"),
+    row(SHARE_UNSHARE, Over::Hvc, When::Unaligned, INVALID, "linux-7.3.4 nvhe/pkvm.c:1136, 1164"),
     row(
-        kvm::MEM_SHARE,
+        &[kvm::MEM_SHARE],
         Over::Hvc,
         When::Pages(Pages::Outside),
         Answer::ExternalAbortAtCall,
         "measured (real-pkvm-7.3.md §3): the fault-in request (nvhe/pkvm.c:1144-1150) finds no memslot",
     ),
-    row(kvm::MEM_SHARE, Over::Hvc, When::Pages(Pages::Private), Answer::Act(Action::Share, Report::Zero), PKVM_C),
-    row(kvm::MEM_SHARE, Over::Hvc, When::Always, INVALID, "linux-7.3.4 nvhe/mem_protect.c __pkvm_guest_share_host"),
-    row(kvm::MEM_UNSHARE, Over::Hvc, When::ArgsSet(0b110), INVALID, "linux-7.3.4 nvhe/pkvm.c:1209-1212"),
-    row(kvm::MEM_UNSHARE, Over::Hvc, When::Unaligned, INVALID, "linux-7.3.4 nvhe/pkvm.c:1164"),
-    row(kvm::MEM_UNSHARE, Over::Hvc, When::Pages(Pages::Shared), Answer::Act(Action::Unshare, Report::Zero), PKVM_C),
-    row(kvm::MEM_UNSHARE, Over::Hvc, When::Always, INVALID, "linux-7.3.4 nvhe/mem_protect.c __pkvm_guest_unshare_host"),
+    row(&[kvm::MEM_SHARE], Over::Hvc, When::Pages(Pages::Private), Answer::Act(Action::Share, Report::Zero), PKVM_C),
+    row(&[kvm::MEM_SHARE], Over::Hvc, When::Always, INVALID, "linux-7.3.4 nvhe/mem_protect.c __pkvm_guest_share_host"),
+    row(&[kvm::MEM_UNSHARE], Over::Hvc, When::Pages(Pages::Shared), Answer::Act(Action::Unshare, Report::Zero), PKVM_C),
+    row(
+        &[kvm::MEM_UNSHARE],
+        Over::Hvc,
+        When::Always,
+        INVALID,
+        "linux-7.3.4 nvhe/mem_protect.c __pkvm_guest_unshare_host",
+    ),
 ];
 
 const HYPERCALLS_C: &str = "linux-7.3.4 arch/arm64/kvm/hypercalls.c:266-390";
@@ -70,178 +73,109 @@ const PSCI_LISTED: &[u64] = &[
     psci::SYSTEM_RESET2_64 as u64,
 ];
 
-/// The VM's only vCPU: affinity 0 (both VMMs create one vCPU, MPIDR affinity 0).
-const OWN_MPIDR: &[u64] = &[0];
-
 /// What the host's KVM answers (any VM; for a protected VM, what EL2 passes on).
 const HOST_KVM: &[Rule] = &[
-    row(smccc::SMCCC_VERSION, Over::Either, When::Always, Answer::Code(smccc::VERSION_1_1 as i64), HYPERCALLS_C),
+    row(&[smccc::SMCCC_VERSION], Over::Either, When::Always, Answer::Code(smccc::VERSION_1_1 as i64), HYPERCALLS_C),
     row(
-        smccc::SMCCC_ARCH_FEATURES,
+        &[smccc::SMCCC_ARCH_FEATURES],
         Over::Either,
         When::X1In(&[smccc::ARCH_WORKAROUND_1 as u64]),
         Answer::Code(smccc::WORKAROUND_UNAFFECTED),
         "measured under QEMU -cpu max (real-pkvm-7.3.md §3; hypercalls.c:297-308: Spectre v2 unaffected)",
     ),
     row(
-        smccc::SMCCC_ARCH_FEATURES,
+        &[smccc::SMCCC_ARCH_FEATURES],
         Over::Either,
         When::X1In(&[smccc::ARCH_WORKAROUND_2 as u64]),
         Answer::Code(NOT_SUPPORTED),
         "measured under QEMU -cpu max by pvmkit conformance (hypercalls.c:309-330: Spectre v4 reported vulnerable)",
     ),
     row(
-        smccc::SMCCC_ARCH_FEATURES,
+        &[smccc::SMCCC_ARCH_FEATURES],
         Over::Either,
         When::X1In(&[smccc::ARCH_WORKAROUND_3 as u64]),
         Answer::Code(NOT_SUPPORTED),
         "measured under QEMU -cpu max by pvmkit conformance (hypercalls.c:331-342: Spectre-BHB reported vulnerable)",
     ),
     row(
-        smccc::SMCCC_ARCH_FEATURES,
+        &[smccc::SMCCC_ARCH_FEATURES],
         Over::Either,
         When::X1In(&[smccc::PV_TIME_FEATURES as u64]),
         Answer::Code(0),
         "linux-7.3.4 hypercalls.c:343-347 (PV time is in the default bitmap)",
     ),
-    row(smccc::SMCCC_ARCH_FEATURES, Over::Either, When::Always, Answer::Code(NOT_SUPPORTED), HYPERCALLS_C),
+    row(&[smccc::SMCCC_ARCH_FEATURES], Over::Either, When::Always, Answer::Code(NOT_SUPPORTED), HYPERCALLS_C),
     row(
-        kvm::VENDOR_HYP_CALL_UID,
+        &[kvm::VENDOR_HYP_CALL_UID],
         Over::Either,
         When::Always,
-        Answer::Regs([kvm::KVM_UID[0] as u64, kvm::KVM_UID[1] as u64, kvm::KVM_UID[2] as u64, kvm::KVM_UID[3] as u64]),
+        KVM_UID_REGS,
         "linux-7.3.4 hypercalls.c:359-365; measured",
     ),
     row(
-        kvm::KVM_FEATURES,
+        &[kvm::KVM_FEATURES],
         Over::Either,
         When::Always,
         Answer::Regs(Features::with(&[func::FEATURES, func::PTP]).to_regs()),
         "linux-7.3.4 hypercalls.c:366-370; measured 0x3 (a protected VM over SMC, an ordinary VM)",
     ),
     row(
-        kvm::KVM_PTP,
+        &[kvm::KVM_PTP],
         Over::Either,
         When::X1In(&[kvm::PTP_VIRTUAL, kvm::PTP_PHYSICAL]),
         Answer::Time,
         "linux-7.3.4 hypercalls.c:21-70, 371-373; measured",
     ),
-    row(psci::PSCI_VERSION, Over::Either, When::Always, Answer::Code(psci::VERSION_1_3 as i64), MEASURED),
-    row(psci::PSCI_FEATURES, Over::Either, When::X1In(PSCI_LISTED), Answer::Code(0), "linux-7.3.4 psci.c:305-338"),
+    row(&[psci::PSCI_VERSION], Over::Either, When::Always, Answer::Code(psci::VERSION_1_3 as i64), MEASURED),
+    row(&[psci::PSCI_FEATURES], Over::Either, When::X1In(PSCI_LISTED), Answer::Code(0), "linux-7.3.4 psci.c:305-338"),
     row(
-        psci::PSCI_FEATURES,
+        &[psci::PSCI_FEATURES],
         Over::Either,
         When::X1In(&[psci::SYSTEM_OFF2 as u64, psci::SYSTEM_OFF2_64 as u64]),
         Answer::Code(psci::OFF_TYPE_HIBERNATE),
         "linux-7.3.4 psci.c:339-343",
     ),
-    row(psci::PSCI_FEATURES, Over::Either, When::Always, Answer::Code(psci::NOT_SUPPORTED), "linux-7.3.4 psci.c:311"),
     row(
-        psci::CPU_ON,
-        Over::Either,
-        When::X1Outside(psci::MPIDR_HWID_MASK),
-        Answer::Code(psci::INVALID_PARAMETERS),
-        PSCI_C,
-    ),
-    row(psci::CPU_ON, Over::Either, When::X1In(OWN_MPIDR), Answer::Code(psci::ALREADY_ON), "linux-7.3.4 psci.c:65-72"),
-    row(psci::CPU_ON, Over::Either, When::Always, Answer::Code(psci::INVALID_PARAMETERS), "linux-7.3.4 psci.c:62-63"),
-    row(
-        psci::CPU_ON_64,
-        Over::Either,
-        When::X1Outside(psci::MPIDR_HWID_MASK),
-        Answer::Code(psci::INVALID_PARAMETERS),
-        PSCI_C,
-    ),
-    row(
-        psci::CPU_ON_64,
-        Over::Either,
-        When::X1In(OWN_MPIDR),
-        Answer::Code(psci::ALREADY_ON),
-        "linux-7.3.4 psci.c:65-72",
-    ),
-    row(
-        psci::CPU_ON_64,
+        &[psci::PSCI_FEATURES],
         Over::Either,
         When::Always,
-        Answer::Code(psci::INVALID_PARAMETERS),
-        "linux-7.3.4 psci.c:62-63",
+        Answer::Code(psci::NOT_SUPPORTED),
+        "linux-7.3.4 psci.c:311",
     ),
-    row(psci::AFFINITY_INFO, Over::Either, When::X1In(OWN_MPIDR), Answer::Code(0), "linux-7.3.4 psci.c:106-150"),
+    row(CPU_ON, Over::Either, When::X1Outside(psci::MPIDR_HWID_MASK), Answer::Code(psci::INVALID_PARAMETERS), PSCI_C),
+    row(CPU_ON, Over::Either, When::X1In(OWN_MPIDR), Answer::Code(psci::ALREADY_ON), "linux-7.3.4 psci.c:65-72"),
+    row(CPU_ON, Over::Either, When::Always, Answer::Code(psci::INVALID_PARAMETERS), "linux-7.3.4 psci.c:62-63"),
+    row(AFFINITY_INFO, Over::Either, When::X1In(OWN_MPIDR), Answer::Code(0), "linux-7.3.4 psci.c:106-150"),
+    row(AFFINITY_INFO, Over::Either, When::Always, Answer::Code(psci::INVALID_PARAMETERS), "linux-7.3.4 psci.c:118"),
     row(
-        psci::AFFINITY_INFO,
+        &[psci::MIGRATE_INFO_TYPE],
         Over::Either,
         When::Always,
-        Answer::Code(psci::INVALID_PARAMETERS),
-        "linux-7.3.4 psci.c:118",
+        Answer::Code(psci::TOS_MP),
+        "linux-7.3.4 psci.c:252-258",
     ),
-    row(psci::AFFINITY_INFO_64, Over::Either, When::X1In(OWN_MPIDR), Answer::Code(0), "linux-7.3.4 psci.c:106-150"),
+    row(CPU_SUSPEND, Over::Either, When::Always, Answer::Code(0), "linux-7.3.4 psci.c:232-234 (a WFI)"),
     row(
-        psci::AFFINITY_INFO_64,
+        &[psci::CPU_OFF],
         Over::Either,
         When::Always,
-        Answer::Code(psci::INVALID_PARAMETERS),
-        "linux-7.3.4 psci.c:118",
+        Answer::PowerOff,
+        "linux-7.3.4 psci.c:236-238: the only vCPU stops",
     ),
-    row(psci::MIGRATE_INFO_TYPE, Over::Either, When::Always, Answer::Code(psci::TOS_MP), "linux-7.3.4 psci.c:252-258"),
-    row(psci::CPU_SUSPEND, Over::Either, When::Always, Answer::Code(0), "linux-7.3.4 psci.c:232-234 (a WFI)"),
-    row(psci::CPU_SUSPEND_64, Over::Either, When::Always, Answer::Code(0), "linux-7.3.4 psci.c:232-234 (a WFI)"),
-    row(psci::CPU_OFF, Over::Either, When::Always, Answer::PowerOff, "linux-7.3.4 psci.c:236-238: the only vCPU stops"),
-    row(psci::SYSTEM_OFF, Over::Either, When::Always, Answer::PowerOff, "linux-7.3.4 psci.c:260-274; measured"),
-    row(psci::SYSTEM_RESET, Over::Either, When::Always, Answer::Reset, "linux-7.3.4 psci.c:275-283; measured"),
-    row(psci::SYSTEM_RESET2, Over::Either, When::X1In(&[0]), Answer::Reset, "linux-7.3.4 psci.c:360-372"),
-    row(psci::SYSTEM_RESET2, Over::Either, When::X1Outside(0x7fff_ffff), Answer::Reset, "linux-7.3.4 psci.c:360-372"),
+    row(&[psci::SYSTEM_OFF], Over::Either, When::Always, Answer::PowerOff, "linux-7.3.4 psci.c:260-274; measured"),
+    row(&[psci::SYSTEM_RESET], Over::Either, When::Always, Answer::Reset, "linux-7.3.4 psci.c:275-283; measured"),
+    row(SYSTEM_RESET2, Over::Either, When::X1In(&[0]), Answer::Reset, "linux-7.3.4 psci.c:360-372"),
+    row(SYSTEM_RESET2, Over::Either, When::X1Outside(0x7fff_ffff), Answer::Reset, "linux-7.3.4 psci.c:360-372"),
+    row(SYSTEM_RESET2, Over::Either, When::Always, Answer::Code(psci::INVALID_PARAMETERS), "linux-7.3.4 psci.c:374"),
     row(
-        psci::SYSTEM_RESET2,
-        Over::Either,
-        When::Always,
-        Answer::Code(psci::INVALID_PARAMETERS),
-        "linux-7.3.4 psci.c:374",
-    ),
-    row(psci::SYSTEM_RESET2_64, Over::Either, When::X1In(&[0]), Answer::Reset, "linux-7.3.4 psci.c:360-372"),
-    row(
-        psci::SYSTEM_RESET2_64,
-        Over::Either,
-        When::X1Outside(0x7fff_ffff),
-        Answer::Reset,
-        "linux-7.3.4 psci.c:360-372",
-    ),
-    row(
-        psci::SYSTEM_RESET2_64,
-        Over::Either,
-        When::Always,
-        Answer::Code(psci::INVALID_PARAMETERS),
-        "linux-7.3.4 psci.c:374",
-    ),
-    row(
-        psci::SYSTEM_OFF2,
+        SYSTEM_OFF2,
         Over::Either,
         When::ArgsSet(0b010),
         Answer::Code(psci::INVALID_PARAMETERS),
         "linux-7.3.4 psci.c:378-394",
     ),
-    row(psci::SYSTEM_OFF2, Over::Either, When::X1In(&[0, 1]), Answer::PowerOff, "linux-7.3.4 psci.c:378-394"),
-    row(
-        psci::SYSTEM_OFF2,
-        Over::Either,
-        When::Always,
-        Answer::Code(psci::INVALID_PARAMETERS),
-        "linux-7.3.4 psci.c:378-394",
-    ),
-    row(
-        psci::SYSTEM_OFF2_64,
-        Over::Either,
-        When::ArgsSet(0b010),
-        Answer::Code(psci::INVALID_PARAMETERS),
-        "linux-7.3.4 psci.c:378-394",
-    ),
-    row(psci::SYSTEM_OFF2_64, Over::Either, When::X1In(&[0, 1]), Answer::PowerOff, "linux-7.3.4 psci.c:378-394"),
-    row(
-        psci::SYSTEM_OFF2_64,
-        Over::Either,
-        When::Always,
-        Answer::Code(psci::INVALID_PARAMETERS),
-        "linux-7.3.4 psci.c:378-394",
-    ),
+    row(SYSTEM_OFF2, Over::Either, When::X1In(&[0, 1]), Answer::PowerOff, "linux-7.3.4 psci.c:378-394"),
+    row(SYSTEM_OFF2, Over::Either, When::Always, Answer::Code(psci::INVALID_PARAMETERS), "linux-7.3.4 psci.c:378-394"),
 ];
 
 /// A protected VM under Linux 7.3.4's pKVM: no MMIO guard (every MMIO access goes to

@@ -132,7 +132,7 @@ fn android_guard_rules() {
 fn every_row_cites_its_source_and_every_advertised_function_has_a_row() {
     for profile in [&LINUX_7_3_PROTECTED, &LINUX_7_3_ORDINARY, &ANDROID_6_12] {
         for rule in profile.rules.iter().flat_map(|t| t.iter()) {
-            assert!(rule.source.len() > 8, "{:#x} in {}", rule.function, profile.release);
+            assert!(rule.source.len() > 8, "{:x?} in {}", rule.functions, profile.release);
         }
         let features = profile.features(&Vm { enrolled: true });
         for n in 0..64u32 {

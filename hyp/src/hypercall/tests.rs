@@ -1,6 +1,5 @@
 use super::*;
 use crate::mmio_guard::GuardTable;
-use abi::bundle::Region;
 use abi::kvm;
 use abi::profile::{Answer, Conduit};
 
@@ -43,17 +42,20 @@ impl Vm {
     }
 
     fn over(&mut self, conduit: Conduit, id: u32, args: [u64; 3]) -> Outcome {
-        let ram = Region { start: BASE, end: BASE + PAGES as u64 * GRANULE };
+        self.raw(conduit, id as u64, args)
+    }
+
+    /// A call with all of x0 as given (only w0 is the function).
+    fn raw(&mut self, conduit: Conduit, x0: u64, args: [u64; 3]) -> Outcome {
         let vm = VmState {
             ownership: &mut self.ownership,
             memory: &mut self.memory,
             guard: &mut self.guard,
-            guard_vm: GuardVm { devices: &[], ram },
             exits: self.exits,
-            clock: Clock { nanoseconds: 0x1_0000_0002, virtual_count: 0x3_0000_0004, physical_count: 5 },
+            clock: || Clock { nanoseconds: 0x1_0000_0002, virtual_count: 0x3_0000_0004, physical_count: 5 },
             short: &mut self.short,
         };
-        dispatch(&self.services, vm, conduit, id as u64, args)
+        dispatch(&self.services, vm, conduit, x0, args)
     }
 
     fn call(&mut self, id: u32, args: [u64; 3]) -> [u64; 4] {
@@ -249,16 +251,5 @@ fn power_calls_end_the_vm() {
     assert_eq!(Vm::new(ANDROID).over(Conduit::Hvc, 0x8400_0008, [0; 3]), Outcome::SystemOff);
     assert_eq!(Vm::new(VmMode::Unprotected).over(Conduit::Smc, 0x8400_0009, [0; 3]), Outcome::SystemReset);
     // Only w0 is the function ID.
-    let mut vm = Vm::new(UPSTREAM);
-    let ram = Region { start: BASE, end: BASE };
-    let state = VmState {
-        ownership: &mut vm.ownership,
-        memory: &mut vm.memory,
-        guard: &mut vm.guard,
-        guard_vm: GuardVm { devices: &[], ram },
-        exits: vm.exits,
-        clock: Clock::default(),
-        short: &mut vm.short,
-    };
-    assert_eq!(dispatch(&vm.services, state, Conduit::Hvc, 0xdead_0000_8400_0008, [0; 3]), Outcome::SystemOff);
+    assert_eq!(Vm::new(UPSTREAM).raw(Conduit::Hvc, 0xdead_0000_8400_0008, [0; 3]), Outcome::SystemOff);
 }
