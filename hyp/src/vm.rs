@@ -100,9 +100,9 @@ fn exit(reason: ExitReason<'_>) -> ! {
                 why.describe()
             );
         }
-        if vm.policy_refusals != 0 {
+        if let Some((policy, ipa)) = vm.last_policy {
             hyp_println!(
-                "validator policies refused {} call(s) the release would have carried out",
+                "validator policies refused {} call(s) the release would have carried out; last: policy {policy} at {ipa:#x}",
                 vm.policy_refusals
             );
         }
