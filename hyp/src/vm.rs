@@ -40,7 +40,7 @@ const SPSR_EL1H_MASKED: u64 = 0x3c5;
 /// deliver device completions (counter ticks: 500 us at QEMU's 62.5 MHz).
 const TICK_PERIOD: u64 = 31_250;
 /// The seed of the short counts (fixed: a run repeats).
-const SHORT_COUNT_SEED: u64 = 0x5eed_0f_5407_c0de;
+const SHORT_COUNT_SEED: u64 = 0x005e_ed0f_5407_c0de;
 /// The guest's VMID.
 const VMID: u64 = 1;
 /// Stage-2 tables: the root plus one L2 table per GiB of guest RAM, with room for
