@@ -6,6 +6,7 @@
 //! - [`profile`]: what each hypervisor release answers, call by call, as data with sources.
 //! - [`kvm`]: the KVM vendor-hypervisor service (UID, features bitmap) and the pKVM calls,
 //!   in both the upstream Linux and the Android forms.
+//! - [`arm64_image`]: the arm64 Linux `Image` payload format and where it is placed.
 //! - [`fdt_header`]: a device tree's magic and size, read before anything else.
 //! - [`esr`]: the architectural exception syndrome, decoded (hyp and guests both read it).
 //! - [`bundle`]: the file `pvmkit` writes and `hyp` reads (`-initrd`).
@@ -18,6 +19,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
+pub mod arm64_image;
 pub mod bundle;
 pub mod esr;
 pub mod exit_line;

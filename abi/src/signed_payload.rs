@@ -1,17 +1,26 @@
-//! The signed payload pvmfw verifies: a 256-byte header, then the flat image.
+//! The signed payload pvmfw verifies: a 256-byte header, then the image.
 //!
 //! ```text
 //! 0    magic "PVMKSIGN"
 //! 8    version u32 (1)        12   header_size u32 (256)
 //! 16   image_size u64         24   load_ipa u64 (page aligned)
 //! 32   entry_ipa u64          40   mem_size u64 (≥ image_size: .bss, stack, heap)
-//! 48   sha256(image) [32]     80   reserved [112], zero
+//! 48   sha256(image) [32]
+//! 80   format u32             84   reserved u32, zero
+//! 88   text_offset u64        96   reserved [96], zero
 //! 192  Ed25519 signature [64] over bytes 0..192
 //! 256  image (image_size bytes)
 //! ```
 //!
+//! Two formats ([`PayloadFormat`]): a flat image (an ELF's loadable bytes) that runs at
+//! `load_ipa` from `entry_ipa`; or an arm64 Linux `Image`, which the loader places
+//! (`load_ipa` and `entry_ipa` 0) at a 2 MiB-aligned base plus `text_offset`, reserving
+//! `mem_size` (the Image's `image_size`) and entering at its first byte — both fields
+//! copied from the Image's own header at signing, so pvmfw can place it before it has
+//! verified a byte of it.
+//!
 //! The signature covers every header field, the image's hash among them, so a valid
-//! signature vouches for exactly the bytes pvmfw will run, where it will run them.
+//! signature vouches for exactly the bytes pvmfw will run, and how it will run them.
 //! [`parse`] checks the structure (never panics); the signature is pvmfw's to check.
 
 use core::fmt;
@@ -27,17 +36,31 @@ pub const SIGNED_SIZE: usize = 192;
 /// Offset of the signature.
 pub const SIGNATURE_OFFSET: usize = 192;
 
+/// How the image is laid out and entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum PayloadFormat {
+    /// Flat bytes that run at `load_ipa`, entered at `entry_ipa`.
+    Flat = 0,
+    /// An arm64 Linux `Image` ([`crate::arm64_image`]), placed by the loader.
+    Arm64Image = 1,
+}
+
 /// The header's fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// How the image is laid out and entered.
+    pub format: PayloadFormat,
     /// Bytes of image after the header.
     pub image_size: u64,
     /// Where the image must be placed (IPA).
     pub load_ipa: u64,
     /// Where it starts.
     pub entry_ipa: u64,
-    /// How much memory it takes from `load_ipa`.
+    /// How much memory it takes from where it is placed.
     pub mem_size: u64,
+    /// An Image's `text_offset` (0 for a flat image).
+    pub text_offset: u64,
     /// SHA-256 of the image.
     pub image_sha256: [u8; 32],
     /// Ed25519 signature over the first [`SIGNED_SIZE`] bytes.
@@ -64,8 +87,11 @@ pub enum HeaderError {
         /// What is there.
         available: usize,
     },
-    /// mem_size is smaller than the image, load_ipa is unaligned, or the range wraps.
+    /// mem_size is smaller than the image, load_ipa is unaligned, or the range wraps;
+    /// or an Image names an address or an unaligned text_offset.
     BadLayout,
+    /// The format field names no format.
+    UnknownFormat(u32),
     /// The entry point is not inside the image.
     EntryOutsideImage(u64),
 }
@@ -84,6 +110,7 @@ impl fmt::Display for HeaderError {
                 write!(f, "signed payload image is {image_size} bytes but only {available} follow the header")
             }
             Self::BadLayout => write!(f, "signed payload load address, size or memory size is invalid"),
+            Self::UnknownFormat(n) => write!(f, "signed payload format {n} is not known"),
             Self::EntryOutsideImage(e) => {
                 write!(f, "signed payload entry {e:#x} is outside its image")
             }
@@ -124,7 +151,12 @@ pub fn parse_header(h: &[u8; HEADER_SIZE], available: usize) -> Result<Header, H
     if header_size as usize != HEADER_SIZE {
         return Err(HeaderError::BadHeaderSize(header_size));
     }
-    if h[80..SIGNATURE_OFFSET].iter().any(|&b| b != 0) {
+    let format = match u32_at(h, 80) {
+        0 => PayloadFormat::Flat,
+        1 => PayloadFormat::Arm64Image,
+        n => return Err(HeaderError::UnknownFormat(n)),
+    };
+    if h[84..88].iter().chain(&h[96..SIGNATURE_OFFSET]).any(|&b| b != 0) {
         return Err(HeaderError::ReservedNotZero);
     }
     let mut image_sha256 = [0u8; 32];
@@ -132,6 +164,8 @@ pub fn parse_header(h: &[u8; HEADER_SIZE], available: usize) -> Result<Header, H
     let mut signature = [0u8; 64];
     signature.copy_from_slice(&h[SIGNATURE_OFFSET..HEADER_SIZE]);
     let header = Header {
+        format,
+        text_offset: u64_at(h, 88),
         image_size: u64_at(h, 16),
         load_ipa: u64_at(h, 24),
         entry_ipa: u64_at(h, 32),
@@ -149,6 +183,16 @@ pub fn parse_header(h: &[u8; HEADER_SIZE], available: usize) -> Result<Header, H
     {
         return Err(HeaderError::BadLayout);
     }
+    if format == PayloadFormat::Arm64Image {
+        // The loader places an Image: it names no address, and its offset is a page's.
+        if header.load_ipa != 0 || header.entry_ipa != 0 || !header.text_offset.is_multiple_of(4096) {
+            return Err(HeaderError::BadLayout);
+        }
+        return Ok(header);
+    }
+    if header.text_offset != 0 {
+        return Err(HeaderError::BadLayout);
+    }
     let entry_ok = header.entry_ipa >= header.load_ipa
         && header.entry_ipa - header.load_ipa < header.image_size
         && header.entry_ipa.is_multiple_of(4);
@@ -158,24 +202,35 @@ pub fn parse_header(h: &[u8; HEADER_SIZE], available: usize) -> Result<Header, H
     Ok(header)
 }
 
-/// The header bytes to sign (signature field zero), for a signer.
-pub fn unsigned_header(
-    image_size: u64,
-    load_ipa: u64,
-    entry_ipa: u64,
-    mem_size: u64,
-    image_sha256: [u8; 32],
-) -> [u8; HEADER_SIZE] {
-    let mut h = [0u8; HEADER_SIZE];
-    h[0..8].copy_from_slice(&MAGIC);
-    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    h[12..16].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
-    h[16..24].copy_from_slice(&image_size.to_le_bytes());
-    h[24..32].copy_from_slice(&load_ipa.to_le_bytes());
-    h[32..40].copy_from_slice(&entry_ipa.to_le_bytes());
-    h[40..48].copy_from_slice(&mem_size.to_le_bytes());
-    h[48..80].copy_from_slice(&image_sha256);
-    h
+impl Header {
+    /// A flat image's header, unsigned.
+    pub fn flat(image_size: u64, load_ipa: u64, entry_ipa: u64, mem_size: u64, image_sha256: [u8; 32]) -> Self {
+        let format = PayloadFormat::Flat;
+        Self { format, image_size, load_ipa, entry_ipa, mem_size, text_offset: 0, image_sha256, signature: [0; 64] }
+    }
+
+    /// An arm64 Image's header, unsigned: `mem_size` and `text_offset` from its own.
+    pub fn arm64_image(image_size: u64, text_offset: u64, mem_size: u64, image_sha256: [u8; 32]) -> Self {
+        let format = PayloadFormat::Arm64Image;
+        Self { format, image_size, load_ipa: 0, entry_ipa: 0, mem_size, text_offset, image_sha256, signature: [0; 64] }
+    }
+
+    /// The header's bytes; the signature field is the header's (zero for a signer).
+    pub fn to_bytes(&self) -> [u8; HEADER_SIZE] {
+        let mut h = [0u8; HEADER_SIZE];
+        h[0..8].copy_from_slice(&MAGIC);
+        h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        h[12..16].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
+        h[16..24].copy_from_slice(&self.image_size.to_le_bytes());
+        h[24..32].copy_from_slice(&self.load_ipa.to_le_bytes());
+        h[32..40].copy_from_slice(&self.entry_ipa.to_le_bytes());
+        h[40..48].copy_from_slice(&self.mem_size.to_le_bytes());
+        h[48..80].copy_from_slice(&self.image_sha256);
+        h[80..84].copy_from_slice(&(self.format as u32).to_le_bytes());
+        h[88..96].copy_from_slice(&self.text_offset.to_le_bytes());
+        h[SIGNATURE_OFFSET..].copy_from_slice(&self.signature);
+        h
+    }
 }
 
 #[cfg(test)]
@@ -183,7 +238,7 @@ mod tests {
     use super::*;
 
     fn blob(image: &[u8]) -> Vec<u8> {
-        let mut b = unsigned_header(image.len() as u64, 0x8020_0000, 0x8020_0000, 0x10_0000, [7; 32]).to_vec();
+        let mut b = Header::flat(image.len() as u64, 0x8020_0000, 0x8020_0000, 0x10_0000, [7; 32]).to_bytes().to_vec();
         b[SIGNATURE_OFFSET..].copy_from_slice(&[9; 64]);
         b.extend_from_slice(image);
         b
@@ -197,6 +252,36 @@ mod tests {
         assert_eq!((h.load_ipa, h.entry_ipa, h.mem_size, h.image_size), (0x8020_0000, 0x8020_0000, 0x10_0000, 8));
         assert_eq!(h.image_sha256, [7; 32]);
         assert_eq!(h.signature, [9; 64]);
+        assert_eq!((h.format, h.text_offset), (PayloadFormat::Flat, 0));
+        let mut image = Header::arm64_image(8, 0x8_0000, 0x20_0000, [7; 32]).to_bytes().to_vec();
+        image.extend_from_slice(&[0; 8]);
+        let (h, _) = parse(&image).unwrap();
+        assert_eq!(
+            (h.format, h.text_offset, h.mem_size, h.load_ipa),
+            (PayloadFormat::Arm64Image, 0x8_0000, 0x20_0000, 0)
+        );
+        assert_eq!(h.to_bytes()[..SIGNED_SIZE], image[..SIGNED_SIZE], "encoding round-trips");
+    }
+
+    #[test]
+    fn refuses_an_image_that_names_where_it_goes() {
+        let image = |h: Header| {
+            let mut b = h.to_bytes().to_vec();
+            b.extend_from_slice(&[0; 8]);
+            parse(&b).map(|_| ())
+        };
+        let good = Header::arm64_image(8, 0, 0x1000, [0; 32]);
+        assert_eq!(image(good), Ok(()));
+        assert_eq!(image(Header { load_ipa: 0x8020_0000, ..good }), Err(HeaderError::BadLayout));
+        assert_eq!(image(Header { entry_ipa: 0x40, ..good }), Err(HeaderError::BadLayout));
+        assert_eq!(image(Header { text_offset: 0x10, ..good }), Err(HeaderError::BadLayout));
+        assert_eq!(image(Header { mem_size: 4, ..good }), Err(HeaderError::BadLayout));
+        let flat = Header::flat(8, 0x8020_0000, 0x8020_0000, 0x1000, [0; 32]);
+        assert_eq!(image(Header { text_offset: 0x1000, ..flat }), Err(HeaderError::BadLayout));
+        let mut b = good.to_bytes().to_vec();
+        b[80] = 7;
+        b.extend_from_slice(&[0; 8]);
+        assert_eq!(parse(&b), Err(HeaderError::UnknownFormat(7)));
     }
 
     #[test]

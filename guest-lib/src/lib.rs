@@ -59,6 +59,9 @@ pub struct BootInfo {
     pub conduit: conduit::SystemConduit,
     /// What the hypervisor offers.
     pub hypervisor: HypervisorInfo,
+    /// Where the guest's image runs: its link address, or, for a position-independent
+    /// image (an arm64 `Image` from `guest-image.ld`), wherever the loader placed it.
+    pub image_base: u64,
 }
 
 #[cfg(target_arch = "aarch64")]

@@ -37,6 +37,7 @@ pub const SKIP_MMIO_GUARD_ARG: &str = "guest-lib.unsafe-skip-mmio-guard";
 static HEAP: LockedHeap = LockedHeap::empty();
 
 unsafe extern "C" {
+    static __guest_start: u8;
     static __heap_start: u8;
     static __heap_end: u8;
 }
@@ -197,7 +198,8 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
     crate::console::init_logger(log::LevelFilter::Info);
     DT.set(dt);
     HYPERVISOR.set(hypervisor);
-    let boot = BootInfo { dt, dt_error, dt_ipa, conduit, hypervisor };
+    let image_base = &raw const __guest_start as u64;
+    let boot = BootInfo { dt, dt_error, dt_ipa, conduit, hypervisor, image_base };
     // SAFETY: defined by the guest's `guest_lib::entry!`.
     unsafe { __pvmkit_guest_main(&boot) };
     power_off()

@@ -23,20 +23,30 @@ pub struct Firmware {
     pub hyp_image: PathBuf,
     /// test-guest's ELF.
     pub test_guest_elf: PathBuf,
+    /// test-guest as a position-independent arm64 `Image` (the same suite, linked at 0
+    /// with guest-lib's `guest-image.ld`, relocating itself wherever it is placed).
+    pub test_guest_image: PathBuf,
     /// pvmfw's ELF (its flat image is made per run, with the trusted key written in).
     pub pvmfw_elf: PathBuf,
 }
 
+/// Guests are compiled position-independent, so that one build can be linked both
+/// where pvmkit loads an ELF and, with `-pie`, as an Image that runs anywhere (linking
+/// position-independent code at a fixed address costs nothing). One setting for every
+/// guest build, so they share their dependencies' builds.
+const GUEST_RUSTFLAGS: &str = "-Crelocation-model=pie";
+
 fn cargo_build(ws: &Workspace, package: &str, target: &str) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = ws.firmware_target_dir();
+    let rustflags = if target == GUEST_TARGET { GUEST_RUSTFLAGS } else { "" };
     let status = Command::new(&cargo)
         .current_dir(&ws.root)
         .args(["build", "--release", "--quiet", "-p", package, "--target", target, "--target-dir"])
         .arg(&target_dir)
         // Settings of an outer cargo (e.g. `cargo test`) must not leak into firmware.
         .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
         .env_remove("CARGO_BUILD_TARGET")
         .status()
         .map_err(|e| format!("running {cargo}: {e}"))?;
@@ -46,18 +56,36 @@ fn cargo_build(ws: &Workspace, package: &str, target: &str) -> Result<PathBuf, S
     Ok(target_dir.join(target).join("release").join(package))
 }
 
-/// Builds hyp and test-guest (release) and writes hyp's flat image.
+/// Builds hyp, pvmfw and test-guest (release) and writes hyp's flat image and
+/// test-guest's Image.
 pub fn build_all(ws: &Workspace) -> Result<Firmware, String> {
     Toolchain::current().ensure_targets(&ws.root, &[HYP_TARGET, GUEST_TARGET])?;
     let hyp_elf = cargo_build(ws, "hyp", HYP_TARGET)?;
     let test_guest_elf = cargo_build(ws, "test-guest", GUEST_TARGET)?;
     let pvmfw_elf = cargo_build(ws, "pvmfw", GUEST_TARGET)?;
-    let image = FlatImage::from_elf(&read(&hyp_elf)?).map_err(|e| format!("{}: {e}", hyp_elf.display()))?;
     let out = ws.out_dir();
     std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
     let hyp_image = out.join("hyp.bin");
-    std::fs::write(&hyp_image, &image.bytes).map_err(|e| format!("writing {}: {e}", hyp_image.display()))?;
-    Ok(Firmware { hyp_image, test_guest_elf, pvmfw_elf })
+    write_flat(&hyp_elf, &hyp_image)?;
+    let test_guest_image = out.join("test-guest.img");
+    write_image(&test_guest_elf.with_file_name("test-guest-image"), &test_guest_image)?;
+    Ok(Firmware { hyp_image, test_guest_elf, test_guest_image, pvmfw_elf })
+}
+
+fn write_flat(elf: &Path, to: &Path) -> Result<FlatImage, String> {
+    let image = FlatImage::from_elf(&read(elf)?).map_err(|e| format!("{}: {e}", elf.display()))?;
+    std::fs::write(to, &image.bytes).map_err(|e| format!("writing {}: {e}", to.display()))?;
+    Ok(image)
+}
+
+/// Writes the arm64 `Image` file of a position-independent ELF linked at 0 (its loadable
+/// bytes, header first), checking that the result reads as an Image.
+pub fn write_image(elf: &Path, to: &Path) -> Result<(), String> {
+    let image = write_flat(elf, to)?;
+    if image.load_address != 0 {
+        return Err(format!("{} is linked at {:#x}, not 0: not an Image", elf.display(), image.load_address));
+    }
+    abi::arm64_image::parse(&image.bytes).map(|_| ()).map_err(|e| format!("{}: {e}", to.display()))
 }
 
 /// Builds the VMM (release, static) for the pKVM host's initramfs.

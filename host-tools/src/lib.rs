@@ -7,6 +7,7 @@
 //! - [`initramfs`]: the pKVM host's initramfs (the VMM as `/init`).
 //! - [`kernel`]: the pKVM host's kernel, fetched from Debian and cached.
 //! - [`pack`]: the bundle hyp (and the VMM) reads.
+//! - [`payload`]: payloads as guests ship them: ELF executables and arm64 Images.
 //! - [`pkvm`]: running a guest on the real pKVM (Debian's Linux in QEMU, pvmkit's VMM).
 //! - [`signing`]: keys, signed payloads, the development key, the per-VM secret.
 //! - [`qemu`]: finding, installing and running QEMU.
@@ -21,6 +22,7 @@ pub mod guest_dt;
 pub mod initramfs;
 pub mod kernel;
 pub mod pack;
+pub mod payload;
 pub mod pkvm;
 pub mod qemu;
 pub mod signing;

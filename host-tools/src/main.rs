@@ -236,12 +236,17 @@ fn run(cli: Cli) -> Result<bool, String> {
                 Some(key) => key,
                 None => host_tools::signing::dev_key(&ws)?,
             };
-            let mut image = firmware::FlatImage::from_elf(&firmware::read(&payload)?)?;
-            image.bytes.resize(image.bytes.len() + pad, 0);
-            image.mem_size = image.mem_size.max(image.bytes.len() as u64);
+            let mut image = host_tools::payload::Payload::read(&payload)?;
+            image.pad(pad);
             let blob = host_tools::signing::sign(&image, &host_tools::signing::load_key(&key)?, mem_size);
             std::fs::write(&output, &blob).map_err(|e| format!("writing {}: {e}", output.display()))?;
-            println!("signed payload: {} ({} bytes, key {})", output.display(), blob.len(), key.display());
+            println!(
+                "signed payload: {} ({}, {} bytes, key {})",
+                output.display(),
+                image.format_name(),
+                blob.len(),
+                key.display()
+            );
             Ok(true)
         }
         Command::Pvmfw { trusted_key, output } => {

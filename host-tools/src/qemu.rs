@@ -7,11 +7,13 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use abi::bundle::Region;
 use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE};
 
 use crate::devices::{Devices, VIRTIO_SLOTS};
-use crate::firmware::{self, Firmware, FlatImage};
+use crate::firmware::{self, Firmware};
 use crate::guest_dt::{self, GuestDtConfig};
+use crate::payload::Payload;
 use crate::verdict::{self, Expect, RunOutput, Verdict};
 use crate::{pack, signing, Backend, Mode, Workspace};
 
@@ -178,13 +180,12 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices)
 /// its trusted key, the per-VM secret) unless `--no-pvmfw`, and the host DT pvmkit
 /// writes (or the one given with `--host-dt`).
 pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Vec<u8>, String> {
-    let payload = || {
-        FlatImage::from_elf(&firmware::read(&config.payload)?)
-            .map_err(|e| format!("payload {}: {e}", config.payload.display()))
-    };
+    let payload = || Payload::read(&config.payload);
     if !config.pvmfw {
         let dt = host_dt(config, None)?;
-        return pack::pack(&payload()?, &dt, VIRTIO_SLOTS);
+        let ram = Region { start: GUEST_RAM_BASE, end: GUEST_RAM_BASE + GUEST_RAM_SIZE };
+        let placed = payload()?.placed(ram).map_err(|e| format!("payload {}: {e}", config.payload.display()))?;
+        return pack::pack(&placed, &dt, VIRTIO_SLOTS);
     }
     let dev_key = signing::dev_key(ws)?;
     let signed = match &config.signed_payload {

@@ -7,11 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use abi::signed_payload::{self, SIGNATURE_OFFSET, SIGNED_SIZE};
+use abi::signed_payload::{SIGNATURE_OFFSET, SIGNED_SIZE};
 use ed25519_dalek::{Signer, SigningKey};
-use sha2::{Digest, Sha256};
 
-use crate::firmware::FlatImage;
+use crate::payload::Payload;
 use crate::Workspace;
 
 /// The development key's file name.
@@ -114,17 +113,15 @@ fn create_once(path: &Path, bytes: &[u8]) -> Result<bool, String> {
     }
 }
 
-/// Signs a flat image: the signed payload pvmfw verifies. `mem_size` overrides the
-/// image's footprint (for tests of pvmfw's placement checks).
-pub fn sign(image: &FlatImage, key: &SigningKey, mem_size: Option<u64>) -> Vec<u8> {
-    let hash: [u8; 32] = Sha256::digest(&image.bytes).into();
-    let mem_size = mem_size.unwrap_or(image.mem_size).max(image.bytes.len() as u64);
-    let mut header =
-        signed_payload::unsigned_header(image.bytes.len() as u64, image.load_address, image.entry, mem_size, hash);
+/// Signs a payload: the signed payload pvmfw verifies. `mem_size` overrides the
+/// payload's footprint (for tests of pvmfw's placement checks).
+pub fn sign(payload: &Payload, key: &SigningKey, mem_size: Option<u64>) -> Vec<u8> {
+    let (header, image) = payload.signed_header(mem_size);
+    let mut header = header.to_bytes();
     let signature = key.sign(&header[..SIGNED_SIZE]);
     header[SIGNATURE_OFFSET..].copy_from_slice(&signature.to_bytes());
     let mut blob = header.to_vec();
-    blob.extend_from_slice(&image.bytes);
+    blob.extend_from_slice(image);
     blob
 }
 
@@ -157,16 +154,21 @@ mod tests {
         assert!(keygen(&path).unwrap_err().contains("not overwriting"));
         let key = load_key(&path).unwrap();
         assert_eq!(load_public(&public_path(&path)).unwrap(), public);
-        let image =
-            FlatImage { load_address: 0x8020_0000, bytes: vec![0x14; 100], mem_size: 0x1000, entry: 0x8020_0000 };
+        let image = crate::firmware::FlatImage {
+            load_address: 0x8020_0000,
+            bytes: vec![0x14; 100],
+            mem_size: 0x1000,
+            entry: 0x8020_0000,
+        };
+        let image = Payload::Elf(image);
         let blob = sign(&image, &key, None);
-        let (header, body) = signed_payload::parse(&blob).unwrap();
-        assert_eq!(body, &image.bytes[..]);
+        let (header, body) = abi::signed_payload::parse(&blob).unwrap();
+        assert_eq!(body, &[0x14; 100][..]);
         assert_eq!(header.mem_size, 0x1000);
         let vk = ed25519_dalek::VerifyingKey::from_bytes(&public).unwrap();
         let sig = ed25519_dalek::Signature::from_bytes(&header.signature);
         assert!(vk.verify_strict(&blob[..SIGNED_SIZE], &sig).is_ok());
-        assert_eq!(signed_payload::parse(&sign(&image, &key, Some(1 << 40))).unwrap().0.mem_size, 1 << 40);
+        assert_eq!(abi::signed_payload::parse(&sign(&image, &key, Some(1 << 40))).unwrap().0.mem_size, 1 << 40);
         assert!(load_key(&public_path(&path)).is_ok(), "a 32-byte hex file reads as a key");
         // Created once: a second writer finds the file there and leaves it alone.
         let once = dir.join("once.bin");

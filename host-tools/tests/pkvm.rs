@@ -38,6 +38,23 @@ fn test_guest_passes_on_the_real_pkvm() {
     assert!(out.contains("[vmm] pvmkit vmm: ordinary VM"), "{out}");
 }
 
+/// test-guest as a position-independent arm64 Image: placed by pvmfw per the boot
+/// protocol in a protected VM, and by pvmkit when entered directly in an ordinary one.
+#[test]
+fn an_image_payload_runs_on_the_real_pkvm() {
+    let image = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pvmkit/test-guest.img");
+    let (ok, out) = pvmkit(&["build"]);
+    assert!(ok, "{out}");
+    let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--payload", image, "--timeout", "600"]);
+    assert!(ok && out.contains("pvmkit: PASS"), "{out}");
+    assert!(out.contains("arm64 Image at 0x80200000), handing over"), "{out}");
+    assert!(out.contains("test-guest: image at 0x80200000\n"), "{out}");
+    let args =
+        ["run", "--backend", "pkvm", "--mode", "unprotected", "--no-pvmfw", "--payload", image, "--timeout", "600"];
+    let (ok, out) = pvmkit(&args);
+    assert!(ok && out.contains("pvmkit: PASS") && out.contains("test-guest: image at 0x80200000\n"), "{out}");
+}
+
 /// The leak on the real pKVM: the device's access to the private page faults in the
 /// VMM, which names the page, device, queue and descriptor; and a failing case fails.
 #[test]

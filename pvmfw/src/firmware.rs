@@ -10,10 +10,11 @@ use core::arch::{asm, global_asm};
 use abi::bundle::Region;
 use alloc::vec::Vec;
 
+use abi::arm64_image::{self, ImageHeader};
 use abi::pvmfw::{
     config_key, CONFIG_SIZE, PAYLOAD_SECRET_IPA, PLATFORM_CONDUIT, PLATFORM_CONSOLE, SECRET_SIZE, VM_SECRET_IPA,
 };
-use abi::signed_payload::{self, HEADER_SIZE};
+use abi::signed_payload::{self, Header, PayloadFormat, HEADER_SIZE};
 use guest_lib::conduit::SystemConduit;
 use guest_lib::{mmio_guard, println, psci, BootInfo, Platform};
 
@@ -141,8 +142,7 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
         ("the secret", secret_page),
         ("the bounce pool", host.bounce_pool.unwrap_or(Region { start: 0, end: 0 })),
     ];
-    let target = placement::payload_region(header.load_ipa, header.mem_size, host.memory, &keep_clear)
-        .map_err(|e| format!("{e}"))?;
+    let (target, entry) = place(&header, host.memory, &keep_clear)?;
 
     // Copy, then verify exactly the bytes that will run.
     // SAFETY: `target` is guest RAM, clear of everything pvmfw still reads.
@@ -157,6 +157,9 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     // SAFETY: just written.
     let image = unsafe { memory(target.start, header.image_size) };
     verify::check(&header_bytes, &header, image, &key).map_err(|e| format!("{e}"))?;
+    if header.format == PayloadFormat::Arm64Image {
+        check_image_header(&header, image)?;
+    }
 
     // The payload's secret, bound to exactly this image and header.
     let header_hash: [u8; 32] = Sha256::digest(header_bytes).into();
@@ -176,10 +179,45 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     clean_to_poc(target);
     clean_to_poc(limits.dt_area);
 
-    println!("[pvmfw] payload verified ({} bytes at {:#x}), handing over", header.image_size, header.entry_ipa);
+    let format = match header.format {
+        PayloadFormat::Flat => "flat image",
+        PayloadFormat::Arm64Image => "arm64 Image",
+    };
+    println!("[pvmfw] payload verified ({} bytes, {format} at {entry:#x}), handing over", header.image_size);
     // The payload registers the console itself; pvmfw's registration goes.
     let _ = mmio_guard().unmap(PLATFORM_CONSOLE, 0x1000);
-    Ok(Handover { entry: header.entry_ipa, dt: new_region.start })
+    Ok(Handover { entry, dt: new_region.start })
+}
+
+/// Where the payload goes and where it is entered: a flat image where its signed header
+/// says; an arm64 Image at the lowest 2 MiB-aligned base (plus its text_offset) where
+/// its signed footprint is clear of everything pvmfw keeps, entered at its first byte.
+fn place(header: &Header, ram: Region, keep_clear: &[(&'static str, Region)]) -> Result<(Region, u64), String> {
+    match header.format {
+        PayloadFormat::Flat => placement::payload_region(header.load_ipa, header.mem_size, ram, keep_clear)
+            .map(|target| (target, header.entry_ipa))
+            .map_err(|e| format!("{e}")),
+        PayloadFormat::Arm64Image => {
+            let image = ImageHeader { text_offset: header.text_offset, image_size: header.mem_size, flags: 0 };
+            let clear: Vec<Region> = keep_clear.iter().map(|&(_, r)| r).collect();
+            arm64_image::place(&image, ram, &clear).map(|target| (target, target.start)).map_err(|e| format!("{e}"))
+        }
+    }
+}
+
+/// An Image's own header (now verified) must describe the layout its signed header
+/// placed it by: a signer that wrote another text_offset or a smaller footprint
+/// made a malformed payload.
+fn check_image_header(header: &Header, image: &[u8]) -> Result<(), String> {
+    let own = arm64_image::parse(image).map_err(|e| format!("payload: {e}"))?;
+    if own.text_offset != header.text_offset || own.image_size > header.mem_size {
+        return Err(format!(
+            "payload: arm64 Image header (text_offset {:#x}, image_size {:#x}) does not match its signed layout \
+             (text_offset {:#x}, {:#x} bytes)",
+            own.text_offset, own.image_size, header.text_offset, header.mem_size
+        ));
+    }
+    Ok(())
 }
 
 /// Cleans a range to the point of coherency (the payload starts with its caches off).

@@ -63,7 +63,7 @@ mod tests {
 
     fn signed(key: &SigningKey, image: &[u8]) -> Vec<u8> {
         let hash: [u8; 32] = Sha256::digest(image).into();
-        let mut header = signed_payload::unsigned_header(image.len() as u64, 0x8020_0000, 0x8020_0000, 0x10_0000, hash);
+        let mut header = Header::flat(image.len() as u64, 0x8020_0000, 0x8020_0000, 0x10_0000, hash).to_bytes();
         let sig = key.sign(&header[..SIGNED_SIZE]);
         header[signed_payload::SIGNATURE_OFFSET..].copy_from_slice(&sig.to_bytes());
         let mut blob = header.to_vec();

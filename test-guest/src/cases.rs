@@ -27,6 +27,7 @@ const UNKNOWN_IDS: [u32; 6] = [0x8200_0000, 0xc600_0030, 0x8600_0042, 0x8400_00f
 
 pub fn main(boot: &BootInfo) {
     println!("test-guest: {}", boot.dt.bootargs);
+    println!("test-guest: image at {:#x}", boot.image_base);
     let Some(mode) = Mode::from_dt(&boot.dt) else {
         println!("test-guest: no valid pvmkit.mode in the command line; nothing to check against");
         return;
