@@ -58,12 +58,35 @@ pub fn is_probe_abort(elr: u64, esr: Esr, sites: &[u64]) -> bool {
     matches!(esr.ec(), ec::DABT_CURRENT | ec::DABT_LOWER) && sites.contains(&elr)
 }
 
+/// How an exception handler resumes after a probe's abort: ELR = `resume_at`, x1 = `x1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeFixup {
+    /// The instruction after the probe's access.
+    pub resume_at: u64,
+    /// What x1 must hold on return (1: the probe aborted).
+    pub x1: u64,
+}
+
 /// Accesses that report an external abort instead of stopping the VM. Each does
 /// exactly one access of the named width (single-register, so a hypervisor gets a
 /// full syndrome), except [`probe::read_pair`], which is a load pair (no syndrome).
+///
+/// guest-lib's runtime catches the aborts itself. A guest OS with its own vectors calls
+/// [`probe::fixup`] from its synchronous exception handler and, when it returns a
+/// [`ProbeFixup`], sets ELR and x1 from it and returns from the exception:
+///
+/// ```ignore
+/// fn synchronous_current(&self, regs: &mut RegisterState) {
+///     let (esr, far) = (read_esr_el1(), read_far_el1());
+///     match guest_lib::exceptions::probe::fixup(esr, regs.elr as u64, far) {
+///         Some(fix) => { regs.elr = fix.resume_at as usize; regs.registers[1] = fix.x1; }
+///         None => report_and_reset(esr, far),
+///     }
+/// }
+/// ```
 #[cfg(target_os = "none")]
 pub mod probe {
-    pub use crate::arch::probe::{hvc, read_pair, read_u32, read_u64, read_u8, write_u32, write_u8};
+    pub use crate::arch::probe::{fixup, hvc, read_pair, read_u32, read_u64, read_u8, write_u32, write_u8};
 }
 
 #[cfg(test)]

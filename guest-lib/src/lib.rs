@@ -29,6 +29,7 @@ pub mod harness;
 pub mod hypervisor;
 mod memops;
 pub mod psci;
+pub mod set_once;
 pub mod sharing;
 pub mod stats;
 pub mod timer;
@@ -36,17 +37,18 @@ pub mod virtio;
 
 #[cfg(target_os = "none")]
 mod arch;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", feature = "runtime"))]
 mod runtime;
 
 pub use device_tree::GuestDt;
 pub use hypervisor::HypervisorInfo;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", feature = "runtime"))]
 pub use runtime::mmio_guard;
 #[cfg(all(target_os = "none", feature = "unsafe-test-switches"))]
 pub use runtime::SKIP_MMIO_GUARD_ARG;
 
 /// What guest-lib found at boot, handed to the guest's `main`.
+#[cfg(feature = "runtime")]
 #[derive(Clone, Copy, Debug)]
 pub struct BootInfo {
     /// The device tree the guest was given (x0 at entry); empty when it was unusable.
@@ -64,7 +66,7 @@ pub struct BootInfo {
     pub image_base: u64,
 }
 
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", feature = "runtime"))]
 impl BootInfo {
     /// The sharing API for this VM (asks the hypervisor for its granule).
     pub fn sharer(&self) -> Result<sharing::MemSharer<conduit::SystemConduit>, sharing::ShareError> {
@@ -75,6 +77,7 @@ impl BootInfo {
 /// Facts of its platform a guest trusts more than its device tree: the runtime then
 /// takes the conduit and console from here and acts on nothing the DT says about them.
 /// Firmware that must check its DT before believing it (pvmfw) boots this way.
+#[cfg(feature = "runtime")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Platform {
     /// The SMCCC conduit.
@@ -88,6 +91,7 @@ pub struct Platform {
 ///
 /// `entry!(main)` takes the conduit and console from the device tree;
 /// `entry!(main, platform = EXPR)` (a [`Platform`]) from `EXPR` instead.
+#[cfg(feature = "runtime")]
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {

@@ -5,8 +5,6 @@
 //! console), then hypervisor discovery, then the MMIO guard (enrol, register the
 //! console's granule), and only then the first console access.
 
-use core::cell::UnsafeCell;
-use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use abi::esr::Esr;
@@ -17,9 +15,11 @@ use crate::arch::{self, read_sysreg, write_sysreg, Frame};
 use crate::bounce_pool::{BouncePool, PoolError, DEFAULT_POOL_SIZE};
 use crate::conduit::SystemConduit;
 use crate::device_tree::{self, DtError, GuestDt};
-use crate::exceptions::{self, ExceptionReport};
+use crate::exceptions::ExceptionReport;
 use crate::hypervisor::HypervisorInfo;
+use crate::set_once::SetOnce;
 use crate::sharing::MemSharer;
+use crate::virtio::DmaSetup;
 use crate::{println, psci, BootInfo};
 
 /// QEMU's documented place for the DTB when it boots a bare-metal ELF (x0 is then 0):
@@ -47,59 +47,43 @@ unsafe extern "Rust" {
     fn __pvmkit_guest_platform() -> Option<crate::Platform>;
 }
 
-/// Written once at boot, before anything reads it; guests are single-core.
-struct BootCell<T>(UnsafeCell<MaybeUninit<T>>, AtomicBool);
-// SAFETY: written once by the boot CPU (the flag says when), then only read.
-unsafe impl<T> Sync for BootCell<T> {}
+static CONDUIT: SetOnce<SystemConduit> = SetOnce::new();
+static MMIO_GUARD: SetOnce<MmioGuard<SystemConduit>> = SetOnce::new();
+static DT: SetOnce<GuestDt<'static>> = SetOnce::new();
+static DMA_POOL: SetOnce<BouncePool> = SetOnce::new();
+static HYPERVISOR: SetOnce<HypervisorInfo> = SetOnce::new();
 
-impl<T> BootCell<T> {
-    const fn empty() -> Self {
-        Self(UnsafeCell::new(MaybeUninit::uninit()), AtomicBool::new(false))
-    }
-
-    fn set(&self, value: T) -> &T {
-        // SAFETY: boot is single-threaded and calls `set` once, before any `get`.
-        unsafe { (*self.0.get()).write(value) };
-        self.1.store(true, Ordering::Release);
-        self.get().unwrap_or_else(|| unreachable!())
-    }
-
-    fn get(&self) -> Option<&T> {
-        // SAFETY: the flag is set only after the value was written.
-        self.1.load(Ordering::Acquire).then(|| unsafe { (*self.0.get()).assume_init_ref() })
-    }
+/// Sets boot state, once (boot runs once: a second set would be a bug, and ends the VM).
+fn set_once<T>(cell: &'static SetOnce<T>, value: T) -> &'static T {
+    cell.set(value).unwrap_or_else(|_| fatal(format_args!("boot state set twice")))
 }
 
-static CONDUIT: BootCell<SystemConduit> = BootCell::empty();
-static MMIO_GUARD: BootCell<MmioGuard<SystemConduit>> = BootCell::empty();
-static DT: BootCell<GuestDt<'static>> = BootCell::empty();
-static DMA_POOL: BootCell<Option<BouncePool>> = BootCell::empty();
-static HYPERVISOR: BootCell<HypervisorInfo> = BootCell::empty();
-
-/// The shared pool DMA buffers come from (`None` when the VM is not protected). It is
-/// made and shared on first use, so a guest without devices shares nothing.
-pub(crate) fn dma_pool() -> Option<&'static BouncePool> {
-    if let Some(pool) = DMA_POOL.get() {
-        return pool.as_ref();
-    }
+/// Gives the virtio `Hal` its pool (`None` when the VM is not protected) and the DT's
+/// device ranges, on first use, so a guest without devices shares nothing. Every DMA
+/// buffer of every device comes from this one shared region: the DT's
+/// `restricted-dma-pool` when it reserves one inside RAM, else one from the heap.
+pub(crate) fn set_up_dma() {
     let hypervisor = HYPERVISOR.get().copied().unwrap_or_else(|| fatal_silent());
-    if !hypervisor.is_protected() {
-        return DMA_POOL.set(None).as_ref();
-    }
-    // Every DMA buffer of every device comes from this one shared region: the DT's
-    // `restricted-dma-pool` when it reserves one inside RAM, else one from the heap.
     let dt = device_tree();
-    let reserved = dt.reserved_memory(abi::memory_map::BOUNCE_POOL_COMPATIBLE).filter(|&(base, size)| {
-        dt.memory.is_some_and(|(ram, len)| base >= ram && base.checked_add(size).is_some_and(|end| end <= ram + len))
-    });
-    let pool = MemSharer::new(conduit(), &hypervisor).map_err(PoolError::Share).and_then(|s| match reserved {
-        // SAFETY: the DT reserves this region of RAM for bounce buffers alone.
-        Some((base, size)) => unsafe { BouncePool::from_region(&s, base, size as usize) },
-        None => BouncePool::allocate(&s, DEFAULT_POOL_SIZE),
-    });
-    match pool {
-        Ok(pool) => DMA_POOL.set(Some(pool)).as_ref(),
-        Err(e) => fatal(format_args!("cannot set up the bounce pool: {e}")),
+    let pool = if hypervisor.is_protected() {
+        let reserved = dt.reserved_memory(abi::memory_map::BOUNCE_POOL_COMPATIBLE).filter(|&(base, size)| {
+            dt.memory
+                .is_some_and(|(ram, len)| base >= ram && base.checked_add(size).is_some_and(|end| end <= ram + len))
+        });
+        let pool = MemSharer::new(conduit(), &hypervisor).map_err(PoolError::Share).and_then(|s| match reserved {
+            // SAFETY: the DT reserves this region of RAM for bounce buffers alone.
+            Some((base, size)) => unsafe { BouncePool::from_region(&s, base, size as usize) },
+            None => BouncePool::allocate(&s, DEFAULT_POOL_SIZE),
+        });
+        match pool {
+            Ok(pool) => Some(set_once(&DMA_POOL, pool)),
+            Err(e) => fatal(format_args!("cannot set up the bounce pool: {e}")),
+        }
+    } else {
+        None
+    };
+    if crate::virtio::set_dma(DmaSetup { pool, device_ranges: dt.virtio_mmio().collect() }).is_err() {
+        fatal(format_args!("the virtio Hal was set up twice"));
     }
 }
 
@@ -176,9 +160,10 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
         Some(p) => (p.conduit, Some(p.console)),
         None => (dt.conduit.unwrap_or(SystemConduit::Hvc), dt.uart),
     };
-    let conduit = *CONDUIT.set(conduit);
+    let conduit = *set_once(&CONDUIT, conduit);
     let hypervisor = HypervisorInfo::discover(&conduit);
-    let guard = MMIO_GUARD.set(MmioGuard::new(conduit, hypervisor.features()).unwrap_or_else(|_| fatal_silent()));
+    let guard =
+        set_once(&MMIO_GUARD, MmioGuard::new(conduit, hypervisor.features()).unwrap_or_else(|_| fatal_silent()));
     if guard.enroll().is_err() {
         fatal_silent();
     }
@@ -196,8 +181,8 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
         }
     }
     crate::console::init_logger(log::LevelFilter::Info);
-    DT.set(dt);
-    HYPERVISOR.set(hypervisor);
+    set_once(&DT, dt);
+    set_once(&HYPERVISOR, hypervisor);
     let image_base = &raw const __guest_start as u64;
     let boot = BootInfo { dt, dt_error, dt_ipa, conduit, hypervisor, image_base };
     // SAFETY: defined by the guest's `guest_lib::entry!`.
@@ -214,10 +199,9 @@ extern "C" fn pvmkit_guest_exception(frame: &mut Frame, kind: u64) {
     let esr = Esr(read_sysreg!("esr_el1"));
     let elr = read_sysreg!("elr_el1");
     let far = read_sysreg!("far_el1");
-    if kind == 0 && exceptions::is_probe_abort(elr, esr, arch::probe::sites()) {
-        arch::probe::record(esr.0, far);
-        frame.x[1] = 1;
-        write_sysreg!("elr_el1", elr + 4);
+    if let Some(fix) = (kind == 0).then(|| arch::probe::fixup(esr.0, elr, far)).flatten() {
+        frame.x[1] = fix.x1;
+        write_sysreg!("elr_el1", fix.resume_at);
         return;
     }
     if REPORTING.swap(true, Ordering::Relaxed) {

@@ -24,7 +24,7 @@ pub enum Wake {
 }
 
 #[cfg(target_os = "none")]
-pub use crate::arch::timer::{sleep_ns, uses_interrupts};
+pub use crate::arch::timer::{init, sleep_ns, uses_interrupts};
 
 #[cfg(test)]
 mod tests {

@@ -30,7 +30,7 @@ fn exits(boot: &BootInfo) -> Option<u64> {
 }
 
 pub fn run(boot: &BootInfo) -> CaseResult {
-    let mut devices = discover(&boot.dt);
+    let mut devices = discover(&boot.dt, guest_lib::mmio_guard());
     let at = devices.iter().position(|d| d.device_type == DeviceType::Block).ok_or("no block device")?;
     let mut blk = VirtIOBlk::<PvmHal, _>::new(devices.swap_remove(at).transport).map_err(|e| alloc::format!("{e}"))?;
     println!("bench frequency={}", frequency());

@@ -54,7 +54,7 @@ fn pattern(seed: u8, disk_offset: usize, buf: &mut [u8]) {
 }
 
 pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, scenario: &str) {
-    let mut devices = discover(&boot.dt);
+    let mut devices = discover(&boot.dt, guest_lib::mmio_guard());
     if scenario == "leak" {
         h.run("virtio_leak_private_buffer", || leak(&mut devices, mode));
         return;
@@ -149,7 +149,7 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
     // Every device is free again: guest-lib's helper builds all supported drivers.
     drop(blk);
     h.run("virtio_drivers_helper", || {
-        let drivers = drivers(&boot.dt);
+        let drivers = drivers(&boot.dt, guest_lib::mmio_guard());
         ensure_eq!(drivers.block.as_ref().map(|b| b.capacity()), Some(DISK_SECTORS));
         ensure!(drivers.console.is_some() && drivers.entropy.is_some(), "console or entropy driver missing");
         Ok(())

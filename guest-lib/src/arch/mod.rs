@@ -1,12 +1,16 @@
-//! guest-lib's assembly and system registers: boot, vectors, probes.
+//! guest-lib's assembly and system registers: probes, the timer and copies (always);
+//! boot, vectors and the MMU (the runtime's).
 
+#[cfg(feature = "runtime")]
 pub mod mmu;
 pub mod probe;
 pub mod timer;
 
 use core::arch::global_asm;
 
+#[cfg(feature = "runtime")]
 global_asm!(include_str!("boot.S"));
+#[cfg(feature = "runtime")]
 global_asm!(include_str!("vectors.S"));
 global_asm!(include_str!("probe.S"));
 
@@ -33,6 +37,7 @@ macro_rules! write_sysreg {
 pub(crate) use {read_sysreg, write_sysreg};
 
 /// x0..x30 as the vectors save them.
+#[cfg(feature = "runtime")]
 #[repr(C)]
 pub struct Frame {
     /// x0..x30.

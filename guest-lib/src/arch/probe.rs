@@ -35,11 +35,22 @@ pub fn sites() -> &'static [u64; 7] {
     unsafe { &pvmkit_probe_sites }
 }
 
-/// Called by the exception handler when a probe instruction aborted.
-pub fn record(esr: u64, far: u64) {
+/// Records an abort a probe instruction took.
+fn record(esr: u64, far: u64) {
     LAST_ESR.store(esr, Ordering::Relaxed);
     LAST_FAR.store(far, Ordering::Relaxed);
     ABORTS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What a synchronous exception handler does with an exception: if it is a data abort
+/// on one of the probe instructions, records it and returns the fix-up (resume at the
+/// next instruction with x1 = 1, which the probe reports as an abort); otherwise `None`.
+pub fn fixup(esr: u64, elr: u64, far: u64) -> Option<crate::exceptions::ProbeFixup> {
+    if !crate::exceptions::is_probe_abort(elr, Esr(esr), sites()) {
+        return None;
+    }
+    record(esr, far);
+    Some(crate::exceptions::ProbeFixup { resume_at: elr + 4, x1: 1 })
 }
 
 fn last_abort() -> ExternalAbort {

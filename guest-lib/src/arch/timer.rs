@@ -2,8 +2,12 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use abi::smccc::Conduit;
+use mmio_guard::MmioGuard;
+
 use super::{read_sysreg, write_sysreg};
 use crate::timer::{ticks, Wake};
+use crate::GuestDt;
 
 /// The virtual timer's interrupt (PPI 11).
 const VTIMER_INTID: u32 = 27;
@@ -22,8 +26,16 @@ const GICD_CTLR_ARE_GRP1: u32 = (1 << 4) | (1 << 1);
 const ENABLE: u64 = 1;
 const ISTATUS: u64 = 1 << 2;
 
-/// 0: not set up yet; 1: the GIC delivers the timer; 2: no usable GIC.
-static STATE: AtomicU8 = AtomicU8::new(0);
+/// Not set up yet.
+const UNSET: u8 = 0;
+/// The GIC delivers the timer's interrupt: WFI until it is pending.
+const INTERRUPT: u8 = 1;
+/// No usable GIC (hyp): each WFI traps and returns, the timer is polled around it.
+const POLLED: u8 = 2;
+/// Never set up (a guest OS that did not call `init`): spin on the timer, no WFI,
+/// since on real KVM a WFI with no interrupt to wake it would block for good.
+const SPIN: u8 = 3;
+static STATE: AtomicU8 = AtomicU8::new(UNSET);
 
 // GIC registers are accessed with one plain `ldr`/`str` each (no writeback, no pair), so
 // that the hypervisor gets a full syndrome: a protected VM's access without one is
@@ -40,11 +52,17 @@ fn write32(addr: u64, value: u32) {
     unsafe { core::arch::asm!("str {0:w}, [{1}]", in(reg) value, in(reg) addr, options(nostack)) };
 }
 
-/// Sets up the GIC the DT names so that the virtual timer's interrupt reaches this CPU,
-/// if there is one the hypervisor lets the guest touch.
-fn setup() -> Wake {
-    let Some((gicd, gicr)) = crate::runtime::device_tree().gic_v3() else { return Wake::Polled };
-    let guard = crate::mmio_guard();
+/// Sets up the GIC `dt` names (registering it with `guard`) so that the virtual timer's
+/// interrupt reaches this CPU, if there is one the hypervisor lets the guest touch; timed
+/// waits then sleep in WFI. Returns how they will wake.
+pub fn init<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Wake {
+    let wake = setup(dt, guard);
+    STATE.store(if wake == Wake::Interrupt { INTERRUPT } else { POLLED }, Ordering::Relaxed);
+    wake
+}
+
+fn setup<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Wake {
+    let Some((gicd, gicr)) = dt.gic_v3() else { return Wake::Polled };
     if guard.map(gicd, 0x1_0000).is_err() || guard.map(gicr, 0x2_0000).is_err() {
         return Wake::Polled;
     }
@@ -79,15 +97,18 @@ fn setup() -> Wake {
     Wake::Interrupt
 }
 
-/// How waits wake on this VM (sets the GIC up on first use).
+/// How waits wake on this VM. guest-lib's runtime sets the GIC up on first use; without
+/// the runtime, [`init`] does, and until then waits spin.
 pub fn uses_interrupts() -> Wake {
     match STATE.load(Ordering::Relaxed) {
-        1 => Wake::Interrupt,
-        2 => Wake::Polled,
+        INTERRUPT => Wake::Interrupt,
+        POLLED | SPIN => Wake::Polled,
+        #[cfg(feature = "runtime")]
+        _ => init(crate::runtime::device_tree(), crate::mmio_guard()),
+        #[cfg(not(feature = "runtime"))]
         _ => {
-            let wake = setup();
-            STATE.store(if wake == Wake::Interrupt { 1 } else { 2 }, Ordering::Relaxed);
-            wake
+            STATE.store(SPIN, Ordering::Relaxed);
+            Wake::Polled
         }
     }
 }
@@ -105,6 +126,10 @@ pub fn sleep_ns(ns: u64) -> Wake {
         unsafe { core::arch::asm!("isb", options(nomem, nostack)) };
         if read_sysreg!("cntv_ctl_el0") & ISTATUS != 0 {
             break;
+        }
+        if STATE.load(Ordering::Relaxed) == SPIN {
+            core::hint::spin_loop();
+            continue;
         }
         // SAFETY: waiting has no memory effect.
         unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };

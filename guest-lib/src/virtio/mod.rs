@@ -29,11 +29,11 @@ mod pvm;
 /// is not protected (nothing is bounced).
 #[cfg(target_os = "none")]
 pub fn bounce_pool_region() -> Option<(u64, usize)> {
-    crate::runtime::dma_pool().map(|pool| pool.region())
+    pvm::bounce_pool().map(|pool| pool.region())
 }
 
 #[cfg(target_os = "none")]
-pub use pvm::{discover, drivers, Drivers, PvmHal, VirtioDevice};
+pub use pvm::{bounce_pool, discover, drivers, set_dma, DmaSetup, Drivers, PvmHal, VirtioDevice};
 
 #[cfg(test)]
 mod tests {

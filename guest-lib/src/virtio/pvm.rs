@@ -3,20 +3,62 @@
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
+use abi::smccc::Conduit;
+use mmio_guard::MmioGuard;
 use virtio_drivers::transport::mmio::{MmioError, MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
 use super::{within_ranges, Bouncer};
-use crate::runtime::{dma_pool, fatal, mmio_guard};
+use crate::bounce_pool::BouncePool;
+use crate::set_once::SetOnce;
 use crate::GuestDt;
 
-/// The `Hal` for guests built on guest-lib: bounces through the shared pool in a
-/// protected VM, uses buffers in place otherwise.
+/// What [`PvmHal`] works with, given once: the shared pool every DMA buffer bounces
+/// through (`None` in a VM that shares nothing: buffers are used in place), and the
+/// MMIO ranges of the VM's virtio devices (a device's `mmio_phys_to_virt` answer must
+/// lie inside one).
+pub struct DmaSetup {
+    /// The bounce pool.
+    pub pool: Option<&'static BouncePool>,
+    /// (base, size) of each virtio-mmio transport.
+    pub device_ranges: Vec<(u64, u64)>,
+}
+
+static DMA: SetOnce<DmaSetup> = SetOnce::new();
+
+/// Gives [`PvmHal`] its pool and device ranges, once, before the first driver is built.
+/// guest-lib's runtime does this itself on first use (from the DT: its
+/// `restricted-dma-pool`, shared); a guest OS without the runtime calls it. A second
+/// call is refused and hands the setup back.
+pub fn set_dma(setup: DmaSetup) -> Result<(), DmaSetup> {
+    DMA.set(setup).map(|_| ())
+}
+
+fn dma() -> &'static DmaSetup {
+    if let Some(dma) = DMA.get() {
+        return dma;
+    }
+    #[cfg(feature = "runtime")]
+    {
+        crate::runtime::set_up_dma();
+        DMA.get().unwrap_or_else(|| panic!("guest-lib's runtime did not set PvmHal up"))
+    }
+    #[cfg(not(feature = "runtime"))]
+    panic!("guest_lib::virtio::PvmHal used before guest_lib::virtio::set_dma")
+}
+
+/// The pool [`PvmHal`] bounces through (`None`: buffers are used in place).
+pub fn bounce_pool() -> Option<&'static BouncePool> {
+    dma().pool
+}
+
+/// The `Hal` for guests on guest-lib: bounces through the shared pool in a protected
+/// VM, uses buffers in place otherwise.
 pub struct PvmHal;
 
 fn bouncer() -> Bouncer<'static> {
-    Bouncer { pool: dma_pool() }
+    Bouncer { pool: bounce_pool() }
 }
 
 // SAFETY: `dma_alloc` returns zeroed, page-aligned memory that nothing else uses until
@@ -38,10 +80,9 @@ unsafe impl Hal for PvmHal {
     }
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
-        let ranges: Vec<(u64, u64)> = crate::runtime::device_tree().virtio_mmio().collect();
         match NonNull::new(paddr as *mut u8) {
-            Some(ptr) if within_ranges(&ranges, paddr, size as u64) => ptr,
-            _ => fatal(format_args!("device reported MMIO at {paddr:#x}+{size:#x}, outside the DT's devices")),
+            Some(ptr) if within_ranges(&dma().device_ranges, paddr, size as u64) => ptr,
+            _ => panic!("device reported MMIO at {paddr:#x}+{size:#x}, outside the DT's devices"),
         }
     }
 
@@ -50,7 +91,7 @@ unsafe impl Hal for PvmHal {
         match unsafe { bouncer().share(buffer, direction) } {
             Ok(addr) => addr,
             // Handing the device anything but a bounce buffer would expose private memory.
-            Err(e) => fatal(format_args!("cannot bounce a {}-byte buffer: {e}", buffer.len())),
+            Err(e) => panic!("cannot bounce a {}-byte buffer: {e}", buffer.len()),
         }
     }
 
@@ -71,10 +112,10 @@ pub struct VirtioDevice {
     pub transport: MmioTransport<'static>,
 }
 
-/// Registers and probes every `virtio,mmio` node of `dt`; empty transports are
-/// unregistered and skipped, and so (with a log line) are ones that fail to probe.
-pub fn discover(dt: &GuestDt<'_>) -> Vec<VirtioDevice> {
-    let guard = mmio_guard();
+/// Registers every `virtio,mmio` node of `dt` with `guard` and probes it; empty
+/// transports are unregistered and skipped, and so (with a log line) are ones that fail
+/// to probe.
+pub fn discover<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Vec<VirtioDevice> {
     let mut found = Vec::new();
     for (base, size) in dt.virtio_mmio() {
         if let Err(e) = guard.map(base, size) {
@@ -113,10 +154,10 @@ pub struct Drivers {
 
 /// Discovers the DT's devices and builds a block, console and entropy driver from the
 /// first of each (a device whose driver fails to start is logged and dropped).
-pub fn drivers(dt: &GuestDt<'_>) -> Drivers {
+pub fn drivers<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Drivers {
     use virtio_drivers::device::{blk::VirtIOBlk, console::VirtIOConsole, rng::VirtIORng};
     let mut out = Drivers { block: None, console: None, entropy: None, others: Vec::new() };
-    for device in discover(dt) {
+    for device in discover(dt, guard) {
         let base = device.base;
         let warn = |e: virtio_drivers::Error| log::warn!("virtio device at {base:#x}: {e}");
         match device.device_type {
