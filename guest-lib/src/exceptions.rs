@@ -8,7 +8,8 @@
 
 use core::fmt;
 
-use abi::esr::{ec, Esr, FSC_EXTERNAL_ABORT};
+pub use abi::esr::Esr;
+use abi::esr::{ec, FSC_EXTERNAL_ABORT};
 
 /// A synchronous external abort that a probe caught.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
