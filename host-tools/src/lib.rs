@@ -134,11 +134,30 @@ pub struct Workspace {
     pub root: PathBuf,
 }
 
+/// Names the pvmkit repository `pvmkit` builds hyp, pvmfw and test-guest from, when it
+/// is not the one this `pvmkit` was built from.
+pub const ROOT_VARIABLE: &str = "PVMKIT_ROOT";
+
 impl Workspace {
-    /// The workspace this `pvmkit` was built from.
-    pub fn locate() -> Self {
-        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        Self { root: here.parent().map(PathBuf::from).unwrap_or(here) }
+    /// The repository `pvmkit` builds its firmware from: `$PVMKIT_ROOT`, else the one
+    /// this `pvmkit` was built from (also after `cargo install --path host-tools`, so
+    /// that an installed `pvmkit` works as the cargo runner of a guest crate anywhere).
+    pub fn locate() -> Result<Self, String> {
+        let built_from = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let built_from = built_from.parent().map(PathBuf::from).unwrap_or(built_from);
+        let root = std::env::var_os(ROOT_VARIABLE).map(PathBuf::from).unwrap_or(built_from);
+        Self::at(root)
+    }
+
+    /// The repository at `root`, if it is one.
+    pub fn at(root: PathBuf) -> Result<Self, String> {
+        if !root.join("hyp").join("Cargo.toml").is_file() || !root.join("pvmfw").join("Cargo.toml").is_file() {
+            return Err(format!(
+                "{} is not a pvmkit repository (no hyp/ and pvmfw/ crates): set {ROOT_VARIABLE} to one",
+                root.display()
+            ));
+        }
+        Ok(Self { root })
     }
 
     /// Firmware builds go to their own target directory, so that a `pvmkit` started by
@@ -156,6 +175,14 @@ impl Workspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_repository_is_found_or_named() {
+        let ws = Workspace::locate().unwrap();
+        assert!(ws.root.join("guest-lib").is_dir());
+        let err = Workspace::at(std::env::temp_dir()).unwrap_err();
+        assert!(err.contains("is not a pvmkit repository") && err.contains(ROOT_VARIABLE), "{err}");
+    }
 
     #[test]
     fn modes_parse_and_refuse() {

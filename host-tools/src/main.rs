@@ -190,7 +190,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<bool, String> {
-    let ws = Workspace::locate();
+    let ws = Workspace::locate()?;
     match cli.command {
         Command::Build => {
             let fw = firmware::build_all(&ws)?;
