@@ -2,6 +2,29 @@
 //! out of which buffers for device I/O are allocated. Every address it hands out lies
 //! inside the shared region, so nothing private ever reaches a device; running out is
 //! an error, never a panic; tearing the pool down takes the region back.
+//!
+//! ```
+//! # use guest_lib::conduit::Conduit;
+//! /// A conduit with nothing behind it: every call answers NOT_SUPPORTED (-1).
+//! struct Nothing;
+//! impl Conduit for Nothing {
+//!     fn call(&self, _function: u32, _args: [u64; 3]) -> [u64; 4] {
+//!         [u64::MAX, 0, 0, 0]
+//!     }
+//! }
+//! use guest_lib::bounce_pool::BouncePool;
+//! use guest_lib::hypervisor::HypervisorInfo;
+//! use guest_lib::sharing::MemSharer;
+//!
+//! let sharer = MemSharer::new(Nothing, &HypervisorInfo::discover(&Nothing)).unwrap();
+//! // 64 KiB from the heap, shared once (here: nothing to share with).
+//! let pool = BouncePool::allocate(&sharer, 16 * 4096).unwrap();
+//! let buffer = pool.alloc(512, 64).unwrap();
+//! assert!(pool.contains(buffer.as_ptr() as u64, 512));
+//! // SAFETY: allocated just above with this size and alignment.
+//! unsafe { pool.free(buffer, 512, 64) };
+//! assert!(pool.teardown(&sharer).is_ok());
+//! ```
 
 use alloc::alloc::{alloc_zeroed, dealloc};
 use core::alloc::Layout;

@@ -1,5 +1,20 @@
 //! SMCCC calls, generic over the conduit so that everything built on them is testable
 //! on the host with a fake.
+//!
+//! ```
+//! use guest_lib::conduit::{Conduit, SystemConduit};
+//!
+//! // The DT's `/psci` method picks the instruction; a test or a host tool can stand in
+//! // for the hypervisor with any `Conduit`.
+//! assert_eq!(SystemConduit::from_method("hvc"), Some(SystemConduit::Hvc));
+//! struct Scripted;
+//! impl Conduit for Scripted {
+//!     fn call(&self, function: u32, _args: [u64; 3]) -> [u64; 4] {
+//!         [u64::from(function == 0x8000_0000), 0, 0, 0]
+//!     }
+//! }
+//! assert_eq!(Scripted.call(0x8000_0000, [0; 3])[0], 1);
+//! ```
 
 pub use abi::smccc::Conduit;
 
@@ -23,8 +38,15 @@ impl SystemConduit {
     }
 }
 
-#[cfg(target_arch = "aarch64")]
+// On the host the impl exists for the documentation only (no HVC to make there).
+#[cfg(any(target_arch = "aarch64", doc))]
 impl Conduit for SystemConduit {
+    #[cfg(not(target_arch = "aarch64"))]
+    fn call(&self, _function: u32, _args: [u64; 3]) -> [u64; 4] {
+        unreachable!("SMCCC calls are made on aarch64 only")
+    }
+
+    #[cfg(target_arch = "aarch64")]
     fn call(&self, function: u32, args: [u64; 3]) -> [u64; 4] {
         crate::stats::count_hypercall();
         let mut all = [0u64; 17];

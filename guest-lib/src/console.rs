@@ -1,5 +1,12 @@
 //! The guest console: the PL011 the device tree names, `print!`/`println!`, and a
 //! `log` backend. Output before the console is known (or on the host) is dropped.
+//!
+//! ```ignore
+//! // guest-lib's runtime points the console at the DT's PL011 once it is registered
+//! // with the MMIO guard; then:
+//! guest_lib::println!("hello from a pVM");
+//! log::info!("and through `log`");
+//! ```
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,13 @@
 //! What a guest reads from the device tree it was given: its console, its conduit,
 //! its RAM and its command line. The blob is validated in full before use.
+//!
+//! ```
+//! use guest_lib::device_tree::dt_size;
+//!
+//! // A DT's header says how long it is; a guest reads those 8 bytes before the rest.
+//! assert_eq!(dt_size([0xd0, 0x0d, 0xfe, 0xed, 0, 0, 0x10, 0]), Ok(0x1000));
+//! assert!(dt_size([0; 8]).is_err());
+//! ```
 
 use core::fmt;
 

@@ -5,6 +5,13 @@
 //! non-emulatable instruction) comes back as a synchronous external abort. A careful
 //! driver, or a test, uses `probe` (firmware builds only) to try such an access and survive it; any other
 //! exception is reported and the VM powers off.
+//!
+//! ```
+//! use guest_lib::exceptions::{Esr, ExceptionReport};
+//!
+//! let report = ExceptionReport { kind: "synchronous", esr: Esr(0x9600_0010), far: 0x9001000, elr: 0x8020_0000 };
+//! assert!(report.to_string().contains("data abort"));
+//! ```
 
 use core::fmt;
 
@@ -85,7 +92,7 @@ pub struct ProbeFixup {
 ///     }
 /// }
 /// ```
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", doc))]
 pub mod probe {
     pub use crate::arch::probe::{fixup, hvc, read_pair, read_u32, read_u64, read_u8, write_u32, write_u8};
 }

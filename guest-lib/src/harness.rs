@@ -1,5 +1,18 @@
 //! The in-guest test harness: named cases, one console line each, and a final line
 //! `N passed, M failed` that `pvmkit` reads.
+//!
+//! ```
+//! use guest_lib::harness::Harness;
+//!
+//! let mut out = String::new();
+//! let mut h = Harness::new(&mut out);
+//! h.run("arithmetic", || {
+//!     guest_lib::ensure_eq!(2 + 2, 4);
+//!     Ok(())
+//! });
+//! h.finish();
+//! assert_eq!(out, "test arithmetic ... ok\n1 passed, 0 failed\n");
+//! ```
 
 use alloc::string::String;
 use core::fmt::Write;
@@ -12,7 +25,7 @@ pub type CaseResult = Result<(), String>;
 macro_rules! ensure {
     ($cond:expr, $($msg:tt)+) => {
         if !$cond {
-            return Err(alloc::format!("{} ({}:{})", alloc::format!($($msg)+), file!(), line!()));
+            return Err($crate::__private::format!("{} ({}:{})", $crate::__private::format!($($msg)+), file!(), line!()));
         }
     };
 }
@@ -23,7 +36,7 @@ macro_rules! ensure_eq {
     ($left:expr, $right:expr $(,)?) => {{
         let (left, right) = (&$left, &$right);
         if left != right {
-            return Err(alloc::format!(
+            return Err($crate::__private::format!(
                 "{} = {:x?}, expected {:x?} ({}:{})",
                 stringify!($left),
                 left,

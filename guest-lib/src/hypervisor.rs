@@ -1,5 +1,21 @@
 //! Who is below us: KVM (protected or not), another hypervisor, or nothing that
 //! answers SMCCC vendor calls (plain QEMU, where every call returns NOT_SUPPORTED).
+//!
+//! ```
+//! # use guest_lib::conduit::Conduit;
+//! /// A conduit with nothing behind it: every call answers NOT_SUPPORTED (-1).
+//! struct Nothing;
+//! impl Conduit for Nothing {
+//!     fn call(&self, _function: u32, _args: [u64; 3]) -> [u64; 4] {
+//!         [u64::MAX, 0, 0, 0]
+//!     }
+//! }
+//! use guest_lib::hypervisor::{Hypervisor, HypervisorInfo};
+//!
+//! let info = HypervisorInfo::discover(&Nothing);
+//! assert_eq!(info.hypervisor, Hypervisor::None);
+//! assert!(!info.is_protected());
+//! ```
 
 use abi::kvm::{self, func, Features};
 use abi::smccc;

@@ -1,20 +1,38 @@
 //! guest-lib: what a Rust guest OS links to live as an Arm pKVM protected VM.
 //!
-//! - Boot support ([`entry!`], [`BootInfo`]): the image entry point, stack, `.bss`,
-//!   FP/SIMD enabled before any Rust runs, exception vectors, heap, console, `log`.
+//! Two ways to use it:
+//!
+//! - **With its runtime** (the default `runtime` feature): guest-lib is the guest's
+//!   runtime too: the image entry point, stack, `.bss`, FP/SIMD, exception vectors, an
+//!   identity-mapped MMU, the heap (`#[global_allocator]`), the `#[panic_handler]`, the
+//!   console and `log`, all set up before [`entry!`]'s `main` runs with a [`BootInfo`].
+//! - **As a library** (`default-features = false`): the enlightenment alone, for a guest
+//!   OS that owns its allocator, vectors, page tables and console. Nothing assumes a
+//!   runtime: what each part needs is passed in (a conduit, the DT, the MMIO guard, the
+//!   pool `PvmHal` bounces through, via `virtio::set_dma`). The repository's
+//!   `examples/aarch64-rt-guest` is such a guest, on aarch64-rt and aarch64-paging.
+//!
+//! The parts:
 //! - [`conduit`]: SMCCC calls over HVC or SMC (chosen from the DT's `/psci` `method`).
 //! - [`hypervisor`]: tells KVM/pKVM from "no hypervisor services", so one guest binary
 //!   runs protected, unprotected and on plain QEMU.
 //! - [`psci`]: version, features, power off, reset.
-//! - [`bounce_pool`]: the pre-shared pool every device buffer comes from.
 //! - [`sharing`]: MEM_SHARE/MEM_UNSHARE of any range, all or nothing; [`stats`]: what it cost.
-//! - [`exceptions`]: decoded reports of unexpected exceptions, and `exceptions::probe`
-//!   to turn an external abort on a chosen access into an `Err`.
+//! - [`bounce_pool`]: the pre-shared pool every device buffer comes from (over memory
+//!   the OS gives it, or its own allocation).
+//! - the MMIO guard: the `mmio-guard` crate's [`mmio_guard::MmioGuard`] (the runtime
+//!   keeps one: [`mmio_guard()`]).
 //! - [`virtio`]: the bouncing `virtio_drivers::Hal` and device discovery.
-//! - [`harness`]: the in-guest test harness (`N passed, M failed`).
+//! - [`exceptions`]: decoded reports of unexpected exceptions, and `exceptions::probe`
+//!   to turn an external abort on a chosen access into an `Err` (with a fix-up an OS's
+//!   own vectors call).
 //! - [`timer`]: timed waits (the virtual timer, woken through the GICv3 where there is one).
+//! - [`device_tree`]: what a guest reads from its DT; [`console`]: the PL011 and `log`;
+//!   [`harness`]: the in-guest test harness (`N passed, M failed`); [`set_once`]: state
+//!   written once.
 //!
-//! Host builds (unit tests) get every module but the assembly and the runtime.
+//! Host builds (unit tests) get every module but the assembly and the runtime; the
+//! documentation shows the firmware-only items too.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
@@ -35,16 +53,22 @@ pub mod stats;
 pub mod timer;
 pub mod virtio;
 
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", doc))]
 mod arch;
-#[cfg(all(target_os = "none", feature = "runtime"))]
+#[cfg(all(any(target_os = "none", doc), feature = "runtime"))]
 mod runtime;
+
+/// What guest-lib's macros expand to, so that they work in crates without `alloc` in scope.
+#[doc(hidden)]
+pub mod __private {
+    pub use alloc::format;
+}
 
 pub use device_tree::GuestDt;
 pub use hypervisor::HypervisorInfo;
-#[cfg(all(target_os = "none", feature = "runtime"))]
+#[cfg(all(any(target_os = "none", doc), feature = "runtime"))]
 pub use runtime::mmio_guard;
-#[cfg(all(target_os = "none", feature = "unsafe-test-switches"))]
+#[cfg(all(any(target_os = "none", doc), feature = "unsafe-test-switches"))]
 pub use runtime::SKIP_MMIO_GUARD_ARG;
 
 /// What guest-lib found at boot, handed to the guest's `main`.

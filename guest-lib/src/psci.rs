@@ -1,4 +1,15 @@
 //! PSCI: the calls a guest needs to ask about and end its life.
+//!
+//! ```
+//! # use guest_lib::conduit::Conduit;
+//! struct Psci11;
+//! impl Conduit for Psci11 {
+//!     fn call(&self, _function: u32, _args: [u64; 3]) -> [u64; 4] {
+//!         [0x1_0001, 0, 0, 0] // PSCI_VERSION: 1.1
+//!     }
+//! }
+//! assert_eq!(guest_lib::psci::version(&Psci11), Ok((1, 1)));
+//! ```
 
 use core::fmt;
 

@@ -218,6 +218,8 @@ extern "C" fn pvmkit_guest_exception(frame: &mut Frame, kind: u64) {
     fatal_silent()
 }
 
+// The firmware's only; documentation builds on the host may have std's.
+#[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     if !REPORTING.swap(true, Ordering::Relaxed) {

@@ -1,5 +1,14 @@
 //! A cell written once and read ever after: the shape of every piece of state guest-lib
 //! keeps, so that none can be replaced under a reader's feet.
+//!
+//! ```
+//! use guest_lib::set_once::SetOnce;
+//!
+//! static GRANULE: SetOnce<u64> = SetOnce::new();
+//! assert_eq!(GRANULE.set(4096), Ok(&4096));
+//! assert_eq!(GRANULE.set(16384), Err(16384)); // refused: the first value stays
+//! assert_eq!(GRANULE.get(), Some(&4096));
+//! ```
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;

@@ -6,6 +6,27 @@
 //! hypervisor's code, so a range is never left half shared. On a VM without the pKVM
 //! memory services there is nothing to share with: the host can already see all
 //! memory, and sharing is a successful no-op.
+//!
+//! ```
+//! # use guest_lib::conduit::Conduit;
+//! /// A conduit with nothing behind it: every call answers NOT_SUPPORTED (-1).
+//! struct Nothing;
+//! impl Conduit for Nothing {
+//!     fn call(&self, _function: u32, _args: [u64; 3]) -> [u64; 4] {
+//!         [u64::MAX, 0, 0, 0]
+//!     }
+//! }
+//! use guest_lib::hypervisor::HypervisorInfo;
+//! use guest_lib::sharing::MemSharer;
+//!
+//! // In a VM without pKVM's memory services the host sees everything already:
+//! // sharing succeeds and makes no call. In a pVM the same code shares for real.
+//! let info = HypervisorInfo::discover(&Nothing);
+//! let sharer = MemSharer::new(Nothing, &info).unwrap();
+//! assert!(!sharer.is_protected());
+//! sharer.share(0x8040_0000, 2 * 4096).unwrap();
+//! sharer.unshare(0x8040_0000, 2 * 4096).unwrap();
+//! ```
 
 use core::fmt;
 

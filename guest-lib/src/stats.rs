@@ -1,6 +1,13 @@
 //! Counters a guest can read to see what sharing costs: every hypercall made through
 //! guest-lib's conduit, the pages currently shared with the host, and the bytes copied
 //! through bounce buffers.
+//!
+//! ```
+//! let before = guest_lib::stats::snapshot();
+//! // ... share pages, run devices ...
+//! let after = guest_lib::stats::snapshot();
+//! assert!(after.hypercalls >= before.hypercalls);
+//! ```
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

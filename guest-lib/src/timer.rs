@@ -7,6 +7,17 @@
 //! masked at the CPU — a pending interrupt wakes a WFI whether or not it is taken.
 //! Under hyp every WFI traps and returns at once, and hyp gives the guest no GIC, so the
 //! same loop simply polls the timer there. Nothing here depends on hyp's tick.
+//!
+//! ```
+//! // The arithmetic is host-tested; `sleep_ns` runs in the guest:
+//! assert_eq!(guest_lib::timer::ticks(1_000_000, 62_500_000), 62_500);
+//! ```
+//! ```ignore
+//! // In a guest on guest-lib's runtime (the GIC is set up on first use):
+//! guest_lib::timer::sleep_ns(1_000_000);
+//! // Without the runtime, hand it the DT and the MMIO guard once, or waits spin:
+//! guest_lib::timer::init(&dt, &guard);
+//! ```
 
 /// Timer ticks for `ns` nanoseconds at `frequency` Hz, rounded up, at least one.
 pub fn ticks(ns: u64, frequency: u64) -> u64 {
@@ -23,7 +34,7 @@ pub enum Wake {
     Polled,
 }
 
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", doc))]
 pub use crate::arch::timer::{init, sleep_ns, uses_interrupts};
 
 #[cfg(test)]

@@ -7,6 +7,26 @@
 //! bitmap; [`MmioGuard`] maps and unmaps any range granule by granule, counting users
 //! per granule so that two users of one granule never unmap each other, and
 //! [`MmioGuard::guard`] returns a handle that unmaps on drop.
+//!
+//! ```
+//! use abi::kvm::Features;
+//! use mmio_guard::MmioGuard;
+//! # use abi::smccc::Conduit;
+//! # struct Nothing;
+//! # impl Conduit for Nothing {
+//! #     fn call(&self, _: u32, _: [u64; 3]) -> [u64; 4] { [u64::MAX, 0, 0, 0] }
+//! # }
+//!
+//! // No guard advertised (an upstream Linux 7.3 pKVM, or no pKVM): every call succeeds
+//! // and makes none; with Android's guard the same code registers each granule.
+//! let guard = MmioGuard::new(Nothing, Features([0; 4])).unwrap();
+//! assert_eq!(guard.form(), None);
+//! guard.enroll().unwrap();
+//! let console = guard.guard(0x0900_0000, 0x1000).unwrap(); // unmapped when dropped
+//! assert_eq!(guard.users(0x0900_0000), 1);
+//! drop(console);
+//! assert_eq!(guard.users(0x0900_0000), 0);
+//! ```
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 

@@ -8,10 +8,11 @@ pub mod timer;
 
 use core::arch::global_asm;
 
-#[cfg(feature = "runtime")]
+#[cfg(all(target_os = "none", feature = "runtime"))]
 global_asm!(include_str!("boot.S"));
-#[cfg(feature = "runtime")]
+#[cfg(all(target_os = "none", feature = "runtime"))]
 global_asm!(include_str!("vectors.S"));
+#[cfg(target_os = "none")]
 global_asm!(include_str!("probe.S"));
 
 /// Reads an EL1 system register.
@@ -45,6 +46,7 @@ pub struct Frame {
     _pad: u64,
 }
 
+#[cfg(target_os = "none")]
 /// Copies `len` bytes (a multiple of 64) between 16-byte aligned buffers, 64 bytes per
 /// iteration with the SIMD registers.
 ///
@@ -72,6 +74,7 @@ pub unsafe fn copy_blocks(dst: *mut u8, src: *const u8, len: usize) {
     }
 }
 
+#[cfg(target_os = "none")]
 /// The `DC ZVA` block size in bytes, or 0 when `DC ZVA` is prohibited.
 fn zva_block() -> usize {
     let dczid: u64;
@@ -84,6 +87,7 @@ fn zva_block() -> usize {
     }
 }
 
+#[cfg(target_os = "none")]
 /// Zeroes `len` bytes (a multiple of 64) at a 16-byte aligned buffer: whole cache blocks
 /// at a time with `DC ZVA` where the buffer allows (the guest's RAM is Normal memory
 /// once guest-lib has turned the MMU on), 64 bytes per iteration otherwise.

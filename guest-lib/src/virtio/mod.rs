@@ -9,6 +9,22 @@
 //!   console and entropy drivers from what it finds.
 //! - Every address a device could make the driver use through `mmio_phys_to_virt` is
 //!   checked against the DT's device ranges ([`within_ranges`]).
+//!
+//! ```
+//! use guest_lib::virtio::within_ranges;
+//!
+//! let transports = [(0x0a00_3e00, 0x200)];
+//! assert!(within_ranges(&transports, 0x0a00_3e00, 0x100));
+//! assert!(!within_ranges(&transports, 0x8000_0000, 4));
+//! ```
+//! ```ignore
+//! // In a guest on guest-lib's runtime:
+//! let drivers = guest_lib::virtio::drivers(&boot.dt, guest_lib::mmio_guard());
+//! // Without it (see examples/aarch64-rt-guest), give PvmHal its pool first:
+//! guest_lib::virtio::set_dma(DmaSetup { pool: Some(pool), device_ranges: dt.virtio_mmio().collect() })?;
+//! let mut block = guest_lib::virtio::drivers(&dt, &guard).block.unwrap();
+//! block.read_blocks(0, &mut buffer)?; // bounced through the shared pool
+//! ```
 
 mod bouncer;
 
@@ -22,17 +38,17 @@ pub fn within_ranges(ranges: &[(u64, u64)], addr: u64, size: u64) -> bool {
     ranges.iter().any(|&(base, len)| addr >= base && base.checked_add(len).is_some_and(|e| end <= e))
 }
 
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", doc))]
 mod pvm;
 
 /// The shared region every bounce buffer comes from: (base, size), or `None` when the VM
 /// is not protected (nothing is bounced).
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", doc))]
 pub fn bounce_pool_region() -> Option<(u64, usize)> {
     pvm::bounce_pool().map(|pool| pool.region())
 }
 
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", doc))]
 pub use pvm::{bounce_pool, discover, drivers, set_dma, DmaSetup, Drivers, PvmHal, VirtioDevice};
 
 #[cfg(test)]
