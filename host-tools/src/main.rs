@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct RunArgs {
-    /// A guest ELF built against guest-lib (default: test-guest).
+    /// The guest: an ELF executable or an arm64 Linux Image (default: test-guest's ELF).
     #[arg(long)]
     payload: Option<PathBuf>,
     /// Hand hyp this bundle exactly as it is (from `pvmkit pack`, perhaps edited).
@@ -117,10 +117,10 @@ enum Command {
         /// Where to write the secret key (the public one goes beside it, `.pub`).
         key: PathBuf,
     },
-    /// Sign a guest ELF for pvmfw: a versioned header (sizes, load and entry
-    /// addresses, SHA-256, Ed25519 signature) followed by the flat image.
+    /// Sign a guest (an ELF or an arm64 Image) for pvmfw: a versioned header (format,
+    /// sizes, where it goes, SHA-256, Ed25519 signature) followed by the image.
     Sign {
-        /// The guest ELF.
+        /// The guest: an ELF executable or an arm64 Image.
         #[arg(long)]
         payload: PathBuf,
         /// The signing key (default: the development key).
@@ -196,6 +196,10 @@ fn run(cli: Cli) -> Result<bool, String> {
             let fw = firmware::build_all(&ws)?;
             println!("hyp:        {}", fw.hyp_image.display());
             println!("test-guest: {}", fw.test_guest_elf.display());
+            println!(
+                "test-guest: {} (the same suite as a position-independent arm64 Image)",
+                fw.test_guest_image.display()
+            );
             println!(
                 "pvmfw:      {} (`cargo pvmkit pvmfw` writes its image with a trusted key)",
                 fw.pvmfw_elf.display()
