@@ -13,6 +13,18 @@
 //! and whatever else it claims), and enters at the first byte with x0 = the DT's
 //! address and x1–x3 zero, MMU off. [`parse`] and [`place`] refuse with a named
 //! [`ImageError`] and never panic.
+//!
+//! ```
+//! use abi::arm64_image::{header_bytes, parse, place};
+//! use abi::bundle::Region;
+//!
+//! let mut file = header_bytes(0, 0x10_0000, 0xa).to_vec(); // text_offset 0, 1 MiB, 4 KiB pages
+//! file.resize(0x4000, 0);
+//! let header = parse(&file).unwrap();
+//! let ram = Region { start: 0x8000_0000, end: 0x9000_0000 };
+//! let dt_area = Region { start: 0x8000_0000, end: 0x8020_0000 };
+//! assert_eq!(place(&header, ram, &[dt_area]).unwrap().start, 0x8020_0000);
+//! ```
 
 use core::fmt;
 

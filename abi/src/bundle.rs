@@ -14,6 +14,24 @@
 //!
 //! [`Bundle::parse`] checks the container; [`Bundle::layout`] checks where things go.
 //! Both return errors, never panic, whatever the bytes.
+//!
+//! ```
+//! use abi::bundle::{encode, encoded_len, Bundle, EntryKind, EntrySpec, VmConfig};
+//!
+//! let config = VmConfig { ram_base: 0x8000_0000, ram_size: 256 << 20, entry_ipa: 0x8020_0000, virtio_slots: 0 }
+//!     .to_bytes();
+//! let (code, dt) = ([0x14u8; 64], [0u8; 64]);
+//! let entries = [
+//!     EntrySpec { kind: EntryKind::VmConfig, load_ipa: 0, mem_size: config.len() as u64, data: &config },
+//!     EntrySpec { kind: EntryKind::Payload, load_ipa: 0x8020_0000, mem_size: 0x1000, data: &code },
+//!     EntrySpec { kind: EntryKind::GuestDt, load_ipa: 0x8000_0000, mem_size: 0x1000, data: &dt },
+//! ];
+//! let mut bytes = vec![0u8; encoded_len(&entries)];
+//! encode(&entries, &mut bytes).unwrap();
+//! let bundle = Bundle::parse(&bytes).unwrap();
+//! assert_eq!(bundle.config().entry_ipa, 0x8020_0000);
+//! assert_eq!(bundle.layout().unwrap().payload.start, 0x8020_0000);
+//! ```
 
 use core::fmt;
 

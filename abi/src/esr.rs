@@ -3,6 +3,16 @@
 //!
 //! Field positions: Arm ARM D24.2.40 (ESR_EL2; ESR_EL1 has the same layout); data-abort
 //! ISS: "ISS encoding for an exception from a Data Abort".
+//!
+//! ```
+//! use abi::esr::Esr;
+//!
+//! // A 32-bit load into w3 that took an external abort at stage 2.
+//! let esr = Esr(0x9383_0010);
+//! assert_eq!(esr.ec(), 0x24);
+//! let access = esr.data_abort().unwrap();
+//! assert_eq!((access.width(), access.wnr, access.srt), (4, false, 3));
+//! ```
 
 use core::fmt;
 

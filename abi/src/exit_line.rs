@@ -1,6 +1,17 @@
 //! The exit line that ends every run — hyp's (`[hyp] exit: …`) and the pkvm backend's
 //! VMM's (`[vmm] exit: …`) — in one wording, which `pvmkit`'s verdict reads: `reason=`
 //! first, then `key=value` fields, free text quoted.
+//!
+//! ```
+//! use abi::exit_line::{Quoted, Violation};
+//!
+//! let v = Violation { ipa: 0x8040_0000, device: Some(0x0a00_3e00), queue: Some(0), descriptor: Some(2), what: "buffer page not shared" };
+//! assert_eq!(
+//!     format!("[hyp] exit: reason=violation{v}"),
+//!     "[hyp] exit: reason=violation ipa=0x80400000 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"buffer page not shared\""
+//! );
+//! assert_eq!(Quoted("a \"b\"").to_string(), "\"a 'b'\"");
+//! ```
 
 use core::fmt;
 

@@ -1,6 +1,13 @@
 //! The first eight bytes of a flattened device tree (devicetree specification, 5.2):
 //! its magic and `totalsize`. hyp, pvmfw and guests all find a DT by address and must
 //! learn its length from these before they can look at the rest.
+//!
+//! ```
+//! use abi::fdt_header::total_size;
+//!
+//! assert_eq!(total_size([0xd0, 0x0d, 0xfe, 0xed, 0, 0, 0x20, 0], 1 << 20), Ok(0x2000));
+//! assert!(total_size([0xd0, 0x0d, 0xfe, 0xed, 0, 0x20, 0, 0], 1 << 20).is_err(), "2 MiB > the limit");
+//! ```
 
 /// `0xd00dfeed`, big-endian.
 pub const MAGIC: [u8; 4] = [0xd0, 0x0d, 0xfe, 0xed];

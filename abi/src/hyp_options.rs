@@ -7,6 +7,14 @@
 //! | `abi` | `android`, `upstream` | which pKVM ABI form hyp offers (protected only) |
 //! | `stats` | `on`, `off` (default) | whether hyp answers [`HYP_STATS`] |
 //! | `short-counts` | `on`, `off` (default) | whether ranged calls stop after a random count (Android) |
+//!
+//! ```
+//! use abi::hyp_options::{AbiForm, HypOptions, VmMode};
+//!
+//! let options = HypOptions::parse("mode=protected abi=upstream").unwrap();
+//! assert_eq!(options.mode, VmMode::Protected(AbiForm::Upstream));
+//! assert!(HypOptions::parse("mode=fast").is_err());
+//! ```
 
 use core::fmt;
 

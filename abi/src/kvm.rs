@@ -5,6 +5,15 @@
 //! MEM_UNSHARE, MMIO_GUARD), Android Common Kernel 6.1/6.12 `arm-smccc.h` and
 //! `arch/arm64/kvm/hyp/nvhe/pkvm.c` (the Android numbering: MMIO guard INFO/ENROLL/MAP/
 //! UNMAP, MEM_RELINQUISH, the ranged forms and `KVM_FUNC_HAS_RANGE`).
+//!
+//! ```
+//! use abi::kvm::{func, Features};
+//!
+//! // The bitmap KVM_FEATURES returns: which vendor-hypervisor functions exist.
+//! let features = Features::with(&[func::FEATURES, func::PTP, func::HYP_MEMINFO]);
+//! assert!(features.has(func::HYP_MEMINFO) && !features.has(func::MMIO_GUARD_MAP));
+//! assert_eq!(Features::from_regs(features.to_regs()), features);
+//! ```
 
 use crate::smccc::{fast_call_id, owner};
 

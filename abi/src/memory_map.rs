@@ -10,6 +10,14 @@
 //! 0x8000_0000  guest RAM: the guest's device tree at its base …
 //! 0x8020_0000  … and the payload, linked here by guest-lib's `guest.ld`
 //! ```
+//!
+//! ```
+//! use abi::memory_map::{virtio_mmio_slot, GUEST_DT_BASE, GUEST_RAM_BASE, PAYLOAD_BASE};
+//!
+//! assert_eq!(GUEST_DT_BASE, GUEST_RAM_BASE); // the DT first, the payload 2 MiB above
+//! assert_eq!(PAYLOAD_BASE, 0x8020_0000);
+//! assert_eq!(virtio_mmio_slot(31), 0x0a00_3e00);
+//! ```
 
 /// Base of QEMU `virt` RAM.
 pub const QEMU_RAM_BASE: u64 = 0x4000_0000;

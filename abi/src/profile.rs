@@ -17,6 +17,23 @@
 //! the ABI: [`POLICIES`] lists each such refusal beside the tables. Where hyp cannot
 //! give the release's answer at all, [`INTENDED_DIFFERENCES`] says which and why (the
 //! conformance run tolerates exactly those).
+//!
+//! ```
+//! use abi::profile::{Answer, Call, Conduit, Pages, VmFacts, LINUX_7_3_PROTECTED};
+//!
+//! /// A VM whose pages are all private RAM.
+//! struct AllPrivate;
+//! impl VmFacts for AllPrivate {
+//!     fn pages(&self, _ipa: u64, _count: u64) -> Pages { Pages::Private }
+//!     fn any_ram(&self, _ipa: u64, _count: u64) -> bool { true }
+//!     fn enrolled(&self) -> bool { false }
+//! }
+//! // Linux 7.3 has no MMIO guard: the features bitmap says 0x1d over HVC.
+//! assert_eq!(LINUX_7_3_PROTECTED.features(&AllPrivate).0[0], 0x1d);
+//! let share = Call { conduit: Conduit::Hvc, function: abi::kvm::MEM_SHARE, args: [0x8040_0000, 0, 0] };
+//! let lookup = LINUX_7_3_PROTECTED.answer(&share, 1, &AllPrivate);
+//! assert!(matches!(lookup.answer, Answer::Act(..)), "a private page is shared");
+//! ```
 
 mod android_6_12;
 mod differences;

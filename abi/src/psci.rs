@@ -2,6 +2,11 @@
 //!
 //! Source: Arm DEN 0022 §5.1 (function IDs), §5.2.2 (return codes); Linux
 //! `include/uapi/linux/psci.h`.
+//!
+//! ```
+//! // PSCI 1.x functions are SMC32 fast calls owned by the standard secure service (4).
+//! assert_eq!(abi::smccc::owner_of(abi::psci::SYSTEM_OFF), 4);
+//! ```
 
 /// `PSCI_VERSION`: returns the implemented PSCI version (major 31:16, minor 15:0).
 pub const PSCI_VERSION: u32 = 0x8400_0000;

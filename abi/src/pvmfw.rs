@@ -13,6 +13,15 @@
 //! - pvmfw hands the payload a DT it rebuilt, with x0 = its IPA, and the payload's
 //!   secret in `/reserved-memory/pvmkit-secret@…` (compatible [`SECRET_COMPATIBLE`],
 //!   `no-map`), [`SECRET_SIZE`] bytes at [`PAYLOAD_SECRET_IPA`].
+//!
+//! ```
+//! use abi::pvmfw::{config_block, config_key};
+//!
+//! // The block `pvmkit pvmfw` writes into pvmfw's image: the key it trusts.
+//! let block = config_block(&[7; 32]);
+//! assert_eq!(config_key(&block), Some([7; 32]));
+//! assert_eq!(config_key(&[0; 48]), None);
+//! ```
 
 use crate::memory_map::{GUEST_DT_BASE, GUEST_DT_MAX_SIZE, GUEST_RAM_BASE};
 

@@ -22,6 +22,16 @@
 //! The signature covers every header field, the image's hash among them, so a valid
 //! signature vouches for exactly the bytes pvmfw will run, and how it will run them.
 //! [`parse`] checks the structure (never panics); the signature is pvmfw's to check.
+//!
+//! ```
+//! use abi::signed_payload::{parse, Header, PayloadFormat};
+//!
+//! let image = [0x14u8; 64];
+//! let mut blob = Header::flat(64, 0x8020_0000, 0x8020_0000, 0x1000, [0; 32]).to_bytes().to_vec();
+//! blob.extend_from_slice(&image); // the signature (zero here) is pvmfw's to check
+//! let (header, body) = parse(&blob).unwrap();
+//! assert_eq!((header.format, header.load_ipa, body.len()), (PayloadFormat::Flat, 0x8020_0000, 64));
+//! ```
 
 use core::fmt;
 

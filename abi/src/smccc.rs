@@ -2,6 +2,14 @@
 //!
 //! Source: Arm DEN 0028 §2.5 (function identifiers), §7 (return codes), §7.2–7.3
 //! (SMCCC_VERSION, SMCCC_ARCH_FEATURES); Linux `include/linux/arm-smccc.h`.
+//!
+//! ```
+//! use abi::smccc::{fast_call_id, number_of, owner_of, SMCCC_VERSION};
+//!
+//! let id = fast_call_id(false, 0, 0); // SMC32, Arm architecture service, function 0
+//! assert_eq!(id, SMCCC_VERSION);
+//! assert_eq!((owner_of(abi::kvm::MEM_SHARE), number_of(abi::kvm::MEM_SHARE)), (6, 3));
+//! ```
 
 /// Bit 31 of a function ID: set for fast calls.
 pub const FAST_CALL: u32 = 1 << 31;

@@ -1,5 +1,11 @@
 //! The virtio-mmio transport's register offsets (virtio 1.x, "MMIO Device Register
 //! Layout"): hyp's device side and test-guest's hand-driven queue both use them.
+//!
+//! ```
+//! // Register offsets from a transport's base: a driver reads "virt" at MAGIC.
+//! assert_eq!(abi::virtio_mmio::MAGIC, 0);
+//! assert_eq!(abi::virtio_mmio::QUEUE_NUM, 0x38);
+//! ```
 
 /// MagicValue ("virt").
 pub const MAGIC: u64 = 0x000;
