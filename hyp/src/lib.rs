@@ -10,8 +10,10 @@
 
 pub use abi::esr;
 pub mod devices;
+pub mod exclusive;
 pub mod exit;
 pub mod guard_calls;
+pub mod guest_exit;
 pub mod hypercall;
 pub mod inject;
 pub mod memory_calls;

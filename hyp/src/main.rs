@@ -2,16 +2,29 @@
 //! the `hyp` library, which is host-tested; this file wires them to the hardware.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+// The firmware's parts, by concern: `boot` (platform, bundle, stage 2, load, enter),
+// `trap_path` (every guest exit, decoded once), `device_access` (the console and the
+// virtio transports a guest's accesses reach), `virtio_transports` (hyp's device side
+// wired to QEMU's registers and guest RAM), `vm_state` (what the handlers keep between
+// exits), `exit_path` (the summaries, the exit line, `fail!`), `console` (hyp's lines),
+// `arch` (assembly, system registers, the tick, register values).
+#[cfg(target_os = "none")]
+#[macro_use]
+mod exit_path;
 #[cfg(target_os = "none")]
 mod arch;
 #[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
-mod single_core;
+mod device_access;
 #[cfg(target_os = "none")]
-mod virtio_side;
+mod trap_path;
 #[cfg(target_os = "none")]
-mod vm;
+mod virtio_transports;
+#[cfg(target_os = "none")]
+mod vm_state;
 
 #[cfg(not(target_os = "none"))]
 fn main() {

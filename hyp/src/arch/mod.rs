@@ -1,13 +1,24 @@
 //! hyp's only assembly and system-register access: entry, vectors, guest entry,
 //! system registers, TLB maintenance, device accesses and the PSCI call to QEMU.
 
+pub mod registers;
 pub mod sysreg;
 pub mod tick;
 
 use core::arch::{asm, global_asm};
 
+use hyp::guest_exit::TrapKind;
+
 global_asm!(include_str!("entry.S"));
-global_asm!(include_str!("vectors.S"));
+// The trap kinds the vectors pass to Rust are the library's enum, not bare numbers.
+global_asm!(
+    include_str!("vectors.S"),
+    SYNCHRONOUS = const TrapKind::Synchronous as u64,
+    IRQ = const TrapKind::Irq as u64,
+    FIQ = const TrapKind::Fiq as u64,
+    SERROR = const TrapKind::SError as u64,
+    AARCH32 = const TrapKind::AArch32 as u64,
+);
 
 /// The guest's general-purpose registers, as the vectors save them.
 #[repr(C)]

@@ -87,13 +87,13 @@ hyp_vectors:
     b       1b
 .endm
 
-guest_sync:     guest_exit 0, handle_guest_sync
-guest_irq:      guest_exit 1, handle_guest_async
-guest_fiq:      guest_exit 2, handle_guest_async
-guest_serror:   guest_exit 3, handle_guest_async
-guest_aarch32:  guest_exit 4, handle_guest_async
-el2_fault_sync:     hyp_fault 0
-el2_fault_irq:      hyp_fault 1
-el2_fault_fiq:      hyp_fault 2
-el2_fault_serror:   hyp_fault 3
-el2_sp0_fault:      hyp_fault 4
+guest_sync:     guest_exit {SYNCHRONOUS}, handle_guest_exit
+guest_irq:      guest_exit {IRQ}, handle_guest_exit
+guest_fiq:      guest_exit {FIQ}, handle_guest_exit
+guest_serror:   guest_exit {SERROR}, handle_guest_exit
+guest_aarch32:  guest_exit {AARCH32}, handle_guest_exit
+el2_fault_sync:     hyp_fault {SYNCHRONOUS}
+el2_fault_irq:      hyp_fault {IRQ}
+el2_fault_fiq:      hyp_fault {FIQ}
+el2_fault_serror:   hyp_fault {SERROR}
+el2_sp0_fault:      hyp_fault {AARCH32}

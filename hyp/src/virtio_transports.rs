@@ -7,7 +7,7 @@ use hyp::ownership::Ownership;
 use hyp::virtio::{find_transport, regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, VirtioDevice, MAX_QUEUES};
 
 use crate::arch;
-use crate::single_core::SingleCore;
+use hyp::exclusive::{Borrowed, Exclusive};
 
 /// The most virtio transports hyp gives one VM.
 pub const MAX_TRANSPORTS: usize = 8;
@@ -15,10 +15,21 @@ pub const MAX_TRANSPORTS: usize = 8;
 /// virtio-mmio MagicValue.
 const MAGIC: u64 = 0x7472_6976;
 
-static TRANSPORTS: SingleCore<[Option<VirtioDevice>; MAX_TRANSPORTS]> =
-    SingleCore::new([const { None }; MAX_TRANSPORTS]);
-static SHADOWS: SingleCore<[[ShadowQueue; MAX_QUEUES]; MAX_TRANSPORTS]> =
-    SingleCore::new([const { [const { ShadowQueue::EMPTY }; MAX_QUEUES] }; MAX_TRANSPORTS]);
+/// The transports and their shadow rings (which stay where they are: QEMU's devices
+/// hold their addresses).
+struct DeviceSide {
+    transports: [Option<VirtioDevice>; MAX_TRANSPORTS],
+    shadows: [[ShadowQueue; MAX_QUEUES]; MAX_TRANSPORTS],
+}
+
+static DEVICE_SIDE: Exclusive<DeviceSide> = Exclusive::new(DeviceSide {
+    transports: [const { None }; MAX_TRANSPORTS],
+    shadows: [const { [const { ShadowQueue::EMPTY }; MAX_QUEUES] }; MAX_TRANSPORTS],
+});
+
+fn device_side() -> Result<Borrowed<'static, DeviceSide>, AccessError> {
+    DEVICE_SIDE.borrow().ok_or(AccessError::HypBug { ipa: 0, what: "the device side was borrowed twice" })
+}
 
 /// QEMU's registers of one transport.
 struct RealDevice {
@@ -56,7 +67,8 @@ impl GuestRam for IdentityRam {
 /// Sets up a transport for every virtio window, checking that QEMU's device is there
 /// and modern (hyp shadows only version-2 split rings).
 pub fn setup(devices: &DeviceList, protected: bool) -> Result<(), (u32, &'static str)> {
-    let transports = TRANSPORTS.get();
+    let Ok(mut side) = device_side() else { return Err((0, "the device side was borrowed twice")) };
+    let transports = &mut side.transports;
     let mut used = 0;
     for window in devices.windows() {
         let DeviceKind::Virtio { slot } = window.kind else {
@@ -80,7 +92,8 @@ pub fn setup(devices: &DeviceList, protected: bool) -> Result<(), (u32, &'static
 
 /// A guest read of a transport register.
 pub fn read(window: &DeviceWindow, slot: u32, pa: u64, width: u8) -> Result<u64, AccessError> {
-    let (_, transport) = find_transport(TRANSPORTS.get(), slot)?;
+    let mut side = device_side()?;
+    let (_, transport) = find_transport(&mut side.transports, slot)?;
     transport.read(&mut RealDevice { base: window.base }, pa - window.base, width)
 }
 
@@ -94,8 +107,10 @@ pub fn write(
     value: u64,
     ownership: &mut Ownership<'_>,
 ) -> Result<(), AccessError> {
-    let (i, transport) = find_transport(TRANSPORTS.get(), slot)?;
-    let shadows = SHADOWS.get().get_mut(i).ok_or(AccessError::NoTransport)?;
+    let mut side = device_side()?;
+    let DeviceSide { transports, shadows } = &mut *side;
+    let (i, transport) = find_transport(transports, slot)?;
+    let shadows = shadows.get_mut(i).ok_or(AccessError::NoTransport)?;
     let offset = pa - window.base;
     transport.write(
         &mut RealDevice { base: window.base },
@@ -128,7 +143,9 @@ const NOTIFY_WAIT_POLLS: u32 = 50_000;
 /// Copies completions of every transport back to the guest. On an error returns the
 /// transport's base with it.
 pub fn collect_all(ownership: &mut Ownership<'_>, devices: &DeviceList) -> Result<(), (u64, AccessError)> {
-    for (transport, shadows) in TRANSPORTS.get().iter_mut().zip(SHADOWS.get().iter()) {
+    let mut side = device_side().map_err(|e| (0, e))?;
+    let DeviceSide { transports, shadows } = &mut *side;
+    for (transport, shadows) in transports.iter_mut().zip(shadows.iter()) {
         let Some(transport) = transport else { continue };
         if let Err(v) = transport.collect(ownership, &mut IdentityRam, shadows) {
             let base = devices

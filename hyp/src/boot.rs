@@ -1,0 +1,151 @@
+//! The VM's start: read the platform and the bundle, check where everything goes, build
+//! stage 2, load the guest and enter it.
+
+use abi::bundle::{Bundle, EntryKind, GuestLayout, Region};
+use abi::hyp_options::{HypOptions, VmMode};
+use hyp::devices::DeviceList;
+use hyp::hypercall::{ExitCounters, Services, ShortCounts};
+use hyp::mmio_guard::GuardTable;
+use hyp::ownership::{Ownership, GRANULE};
+use hyp::placement::{check_guest_ram, Reserved};
+use hyp::platform::{self, Platform};
+use hyp::stage2::{self, Attributes, Stage2};
+
+use crate::arch::registers::{CNTHCTL, CPTR, HCR, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};
+use crate::arch::sysreg::{read_sysreg, write_sysreg};
+use crate::arch::{self, tick, GuestRegs};
+use crate::console::{hyp_println, CONSOLE};
+use crate::exit_path::fail;
+use crate::virtio_transports;
+use crate::vm_state::{Vm, MAX_GUEST_RAM, OWNERSHIP, STAGE2, VM};
+
+/// hyp's tick: how often it takes control back from a guest that never traps, to
+/// deliver device completions (counter ticks: 500 us at QEMU's 62.5 MHz).
+pub const TICK_PERIOD: u64 = 31_250;
+/// The seed of the short counts (fixed: a run repeats).
+const SHORT_COUNT_SEED: u64 = 0x005e_ed0f_5407_c0de;
+/// The guest's VMID.
+const VMID: u64 = 1;
+
+/// # Safety
+/// `ptr .. ptr + len` must be readable memory that nothing writes while the slice lives.
+unsafe fn bytes_at<'a>(ptr: u64, len: usize) -> &'a [u8] {
+    // SAFETY: guaranteed by the caller.
+    unsafe { core::slice::from_raw_parts(ptr as *const u8, len) }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
+    if read_sysreg!("CurrentEL") >> 2 != 2 {
+        fail("hyp must be entered at EL2 (QEMU -M virt,virtualization=on)");
+    }
+    if dtb_ptr == 0 || !dtb_ptr.is_multiple_of(8) {
+        fail!("no device tree from QEMU (x0 = {dtb_ptr:#x}); boot hyp as an arm64 Image with -kernel");
+    }
+    // SAFETY: QEMU's boot protocol puts a DTB at x0; only its header is read first.
+    let header: [u8; 8] = unsafe { bytes_at(dtb_ptr, 8) }.try_into().unwrap_or([0; 8]);
+    let dtb_len = platform::dtb_size(header).unwrap_or_else(|e| fail!("{e}"));
+    // SAFETY: the header says the blob is `dtb_len` bytes; QEMU placed it in RAM.
+    let dtb = unsafe { bytes_at(dtb_ptr, dtb_len) };
+    let platform = Platform::read(dtb).unwrap_or_else(|e| fail!("{e}"));
+    CONSOLE.set_base(platform.uart.start);
+    hyp_println!("pvmkit hyp {}: EL2, DTB at {dtb_ptr:#x}", env!("CARGO_PKG_VERSION"));
+
+    let options = HypOptions::parse(platform.bootargs).unwrap_or_else(|e| fail!("bad hyp options: {e}"));
+    let Some(initrd) = platform.initrd else { fail("no bundle: QEMU was given no -initrd") };
+    let dtb_region = Region::new(dtb_ptr, dtb_len as u64).unwrap_or(Region { start: dtb_ptr, end: dtb_ptr });
+    // SAFETY: QEMU loaded the initrd at this range of RAM (from the DTB it wrote).
+    let bundle_bytes = unsafe { bytes_at(initrd.start, initrd.size() as usize) };
+    let bundle = Bundle::parse(bundle_bytes).unwrap_or_else(|e| fail!("bad bundle: {e}"));
+    let layout = bundle.layout().unwrap_or_else(|e| fail!("bad bundle layout: {e}"));
+
+    let (image_start, image_end) = arch::image_region();
+    let reserved = [
+        Reserved {
+            name: "QEMU's boot stub",
+            region: Region { start: abi::memory_map::QEMU_RAM_BASE, end: image_start },
+        },
+        Reserved { name: "hyp's image", region: Region { start: image_start, end: image_end } },
+        Reserved { name: "QEMU's DTB", region: dtb_region },
+        Reserved { name: "the bundle", region: initrd },
+    ];
+    check_guest_ram(layout.ram, platform.memory(), &reserved).unwrap_or_else(|e| fail!("{e}"));
+    if layout.ram.size() > MAX_GUEST_RAM {
+        fail!("guest RAM of {:#x} bytes is more than hyp tracks ({MAX_GUEST_RAM:#x})", layout.ram.size());
+    }
+
+    let devices = DeviceList::new(platform.uart, platform.virtio_slots(), bundle.config().virtio_slots)
+        .unwrap_or_else(|e| fail!("{e}"));
+    let protected = matches!(options.mode, VmMode::Protected(_));
+    let services = Services { mode: options.mode, stats: options.stats, short_counts: options.short_counts };
+    virtio_transports::setup(&devices, protected)
+        .unwrap_or_else(|(slot, e)| fail!("virtio-mmio transport {slot}: {e}"));
+    build_stage2(&layout);
+    load_guest(&bundle, &layout);
+
+    let Some(ownership_words) = OWNERSHIP.take_forever() else { fail("the ownership table was taken twice") };
+    let vm = Vm {
+        services,
+        exits: ExitCounters::default(),
+        ram: layout.ram,
+        devices,
+        guard: GuardTable::new(services.profile().guard_enrolled_with_pvmfw && layout.pvmfw.is_some()),
+        short: ShortCounts::new(SHORT_COUNT_SEED),
+        ownership: Ownership::new(layout.ram.start, &mut ownership_words[..(layout.ram.size() / GRANULE) as usize]),
+    };
+    if VM.set(vm).is_err() {
+        fail("the VM was set up twice");
+    }
+    hyp_println!(
+        "guest: {} VM, RAM {:#x}..{:#x}, entry {:#x}, DT {:#x}",
+        options.mode,
+        layout.ram.start,
+        layout.ram.end,
+        layout.entry_ipa,
+        layout.dt.start
+    );
+
+    if let Some((gicd, gicr)) = platform.gic_v3 {
+        tick::start(gicd.start, gicr.start, TICK_PERIOD);
+    } else if bundle.config().virtio_slots != 0 {
+        fail("virtio needs hyp's tick, which needs a GICv3 (QEMU -M virt,gic-version=3)");
+    }
+    write_sysreg!("cptr_el2", CPTR);
+    write_sysreg!("cnthctl_el2", CNTHCTL);
+    write_sysreg!("cntvoff_el2", 0);
+    write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
+    write_sysreg!("vmpidr_el2", read_sysreg!("mpidr_el1"));
+    write_sysreg!("sctlr_el1", SCTLR_EL1_RESET);
+    write_sysreg!("hcr_el2", HCR);
+    write_sysreg!("elr_el2", layout.entry_ipa);
+    write_sysreg!("spsr_el2", SPSR_EL1H_MASKED);
+    let mut regs = GuestRegs::zeroed();
+    regs.x[0] = layout.dt.start;
+    arch::run_guest(&regs)
+}
+
+fn build_stage2(layout: &GuestLayout) {
+    let Some(tables) = STAGE2.take_forever() else { fail("the stage-2 tables were taken twice") };
+    let base = tables.as_ptr() as u64;
+    let Some(mut s2) = Stage2::new(tables, base) else { fail("stage-2 arena is misaligned") };
+    let ram = layout.ram;
+    s2.map(ram.start, ram.start, ram.size(), Attributes::NORMAL_RW).unwrap_or_else(|e| fail!("stage 2: {e}"));
+    write_sysreg!("vtcr_el2", stage2::VTCR);
+    write_sysreg!("vttbr_el2", s2.root_pa() | (VMID << 48));
+    arch::flush_guest_tlb();
+}
+
+/// Copies each loadable entry to its IPA (= PA) and zeroes the rest of its footprint.
+fn load_guest(bundle: &Bundle<'_>, layout: &GuestLayout) {
+    for entry in bundle.entries().filter(|e| e.kind != EntryKind::VmConfig) {
+        // Checked by `layout()`: inside guest RAM, which is checked to be free RAM.
+        debug_assert!(layout.ram.contains(&Region { start: entry.load_ipa, end: entry.load_ipa + entry.mem_size }));
+        let dst = entry.load_ipa as *mut u8;
+        // SAFETY: the destination lies in guest RAM (checked above), which is platform
+        // RAM that neither hyp nor QEMU's DTB or the bundle occupy.
+        unsafe {
+            core::ptr::copy_nonoverlapping(entry.data.as_ptr(), dst, entry.data.len());
+            dst.add(entry.data.len()).write_bytes(0, (entry.mem_size as usize) - entry.data.len());
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The devices a guest's accesses reach: the console (passed through) and the virtio
+//! transports (hyp's device side); and what stops the VM when the device side finds
+//! a violation or an inconsistency of hyp's own.
+
+use hyp::exit::ExitReason;
+use hyp::mmio::{DeviceKind, DeviceWindow};
+use hyp::ownership::Ownership;
+use hyp::virtio::AccessError;
+
+use crate::arch;
+use crate::console::CONSOLE;
+use crate::exit_path::exit;
+use crate::virtio_transports;
+use crate::vm_state::Vm;
+
+pub fn load(device: &DeviceWindow, pa: u64, width: u8) -> Result<u64, AccessError> {
+    match device.kind {
+        // SAFETY: `decide` placed the access inside the console's window.
+        DeviceKind::Console => Ok(unsafe { arch::device_read(pa, width) }),
+        DeviceKind::Virtio { slot } => virtio_transports::read(device, slot, pa, width),
+    }
+}
+
+pub fn store(
+    device: &DeviceWindow,
+    pa: u64,
+    width: u8,
+    value: u64,
+    ownership: &mut Ownership<'_>,
+) -> Result<(), AccessError> {
+    match device.kind {
+        DeviceKind::Console => {
+            // SAFETY: `decide` placed the access inside the console's window.
+            unsafe { arch::device_write(pa, width, value) };
+            if pa == device.base {
+                CONSOLE.note_guest_byte(value as u8);
+            }
+            Ok(())
+        }
+        DeviceKind::Virtio { slot } => virtio_transports::write(device, slot, pa, width, value, ownership),
+    }
+}
+
+/// A virtio access or completion hyp cannot let pass: a guest's violation, or an
+/// inconsistency of hyp's own that must stop the VM rather than be ignored.
+pub fn device_side_stop(device: u64, e: AccessError) -> ! {
+    match e {
+        AccessError::Violation(v) => exit(ExitReason::Violation {
+            ipa: v.ipa,
+            device: Some(device),
+            queue: Some(v.queue),
+            descriptor: v.descriptor,
+            what: v.what,
+        }),
+        AccessError::HypBug { ipa, what } => fail!("virtio-mmio@{device:#x}: {what} (ipa {ipa:#x})"),
+        AccessError::NoTransport => fail!("virtio-mmio@{device:#x}: hyp exposed a window it serves no transport for"),
+        AccessError::BadWidth => fail!("virtio-mmio@{device:#x}: a completion reported a bad width"),
+    }
+}
+
+/// Completions the device finished since the last exit go back to the guest now.
+pub fn collect_completions(vm: &mut Vm) {
+    if let Err((device, e)) = virtio_transports::collect_all(&mut vm.ownership, &vm.devices) {
+        device_side_stop(device, e);
+    }
+}

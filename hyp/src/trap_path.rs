@@ -1,0 +1,187 @@
+//! The trap path: every guest exit comes here from `vectors.S` with its vector's
+//! [`TrapKind`], is decoded once into a [`GuestExit`] (hyp's host-tested library) and
+//! served by one `match`.
+
+use abi::profile::Conduit;
+use hyp::esr::{self, DataAbort, Esr};
+use hyp::exit::ExitReason;
+use hyp::guest_exit::{GuestExit, TrapKind};
+use hyp::hypercall::{self, Clock, Outcome, VmState};
+use hyp::inject::{self, AbortKind, TrapState};
+use hyp::mmio::{self, Access, Decision, Refusal};
+use hyp::virtio::AccessError;
+
+use crate::arch::sysreg::{read_sysreg, write_sysreg};
+use crate::arch::{tick, GuestRegs};
+use crate::boot::TICK_PERIOD;
+use crate::device_access::{collect_completions, device_side_stop, load, store};
+use crate::exit_path::{exit, fail};
+use crate::vm_state::{note_policy, note_refused, vm, IdentityMemory, Vm};
+
+#[unsafe(no_mangle)]
+extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
+    let Some(kind) = TrapKind::from_raw(kind) else { fail!("vectors.S passed an unknown trap kind {kind}") };
+    if matches!(kind, TrapKind::Irq | TrapKind::Fiq) {
+        acknowledge_interrupt(kind);
+    }
+    // One borrow of the VM for the whole exit: everything below works on it.
+    let mut vm = vm();
+    let vm = &mut *vm;
+    collect_completions(vm);
+    let esr = Esr(read_sysreg!("esr_el2"));
+    let exit_kind = GuestExit::decode(kind, esr);
+    let exits = &mut vm.exits;
+    exits.total += 1;
+    match exit_kind {
+        GuestExit::Interrupt => exits.interrupts += 1,
+        GuestExit::Wfx => exits.wfx += 1,
+        e if e.is_data_abort() => exits.data_aborts += 1,
+        _ => {}
+    }
+    match exit_kind {
+        GuestExit::Hvc => hypercall(vm, regs, Conduit::Hvc),
+        GuestExit::Smc => hypercall(vm, regs, Conduit::Smc),
+        // A yield: nothing else runs.
+        GuestExit::Wfx => write_sysreg!("elr_el2", read_sysreg!("elr_el2") + 4),
+        GuestExit::DataAbort(abort) => data_abort(vm, regs, esr, &abort),
+        // The guest ran off guest RAM: it sees the abort a real pVM would.
+        GuestExit::InstructionAbort => inject_abort(AbortKind::Instruction),
+        // Physical interrupts are routed to EL2 (IMO/FMO) but hyp enables only its tick;
+        // the guest simply resumes.
+        GuestExit::Interrupt => {}
+        GuestExit::Crash(esr) => {
+            exit(ExitReason::GuestCrash { esr, far: read_sysreg!("far_el2"), elr: read_sysreg!("elr_el2") })
+        }
+        GuestExit::AArch32 => fail("the guest switched to AArch32, which hyp does not run"),
+    }
+}
+
+/// Acknowledges the interrupt at the GIC: hyp's tick is re-armed, others just ended.
+fn acknowledge_interrupt(kind: TrapKind) {
+    if kind != TrapKind::Irq {
+        return;
+    }
+    let intid = tick::acknowledge();
+    if intid == tick::HYP_TIMER_INTID {
+        tick::rearm(TICK_PERIOD);
+    }
+    // 1020..1023 are special INTIDs (spurious): nothing to end.
+    if intid < 1020 {
+        tick::end(intid);
+    }
+}
+
+fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) {
+    let state = VmState {
+        ownership: &mut vm.ownership,
+        memory: &mut IdentityMemory,
+        guard: &mut vm.guard,
+        exits: vm.exits,
+        clock,
+        short: &mut vm.short,
+    };
+    // An HVC returns past itself (ELR is the next instruction); a trapped SMC leaves
+    // ELR at the SMC, so hyp steps over it on return.
+    let elr = read_sysreg!("elr_el2");
+    let (call_at, resume_at) = match conduit {
+        Conduit::Hvc => (elr - 4, elr),
+        Conduit::Smc => (elr, elr + 4),
+    };
+    let regs_out = match hypercall::dispatch(&vm.services, state, conduit, regs.x[0], [regs.x[1], regs.x[2], regs.x[3]])
+    {
+        Outcome::Return(out) => out,
+        Outcome::Refused { regs: out, policy, ipa } => {
+            // Summed up before the exit line, like refused accesses (a line now would
+            // split the guest's own).
+            note_policy(policy, ipa);
+            out
+        }
+        Outcome::ExternalAbortAtCall => {
+            // The real pKVM's answer to MEM_SHARE of an IPA no memslot holds: the
+            // guest takes an external abort at the call itself, with FAR = 0.
+            inject_abort_at(AbortKind::Data, call_at, 0);
+            return;
+        }
+        Outcome::SystemOff => exit(ExitReason::SystemOff),
+        Outcome::SystemReset => exit(ExitReason::Reset),
+    };
+    regs.x[..4].copy_from_slice(&regs_out);
+    write_sysreg!("elr_el2", resume_at);
+}
+
+/// The counters KVM PTP reports.
+fn clock() -> Clock {
+    let physical = read_sysreg!("cntpct_el0");
+    let frequency = read_sysreg!("cntfrq_el0").max(1);
+    Clock {
+        nanoseconds: (physical as u128 * 1_000_000_000 / frequency as u128) as u64,
+        virtual_count: physical.wrapping_sub(read_sysreg!("cntvoff_el2")),
+        physical_count: physical,
+    }
+}
+
+fn data_abort(vm: &mut Vm, regs: &mut GuestRegs, esr: Esr, abort: &DataAbort) {
+    let ipa = esr::fault_ipa(read_sysreg!("hpfar_el2"), read_sysreg!("far_el2"));
+    if vm.ram.start <= ipa && ipa < vm.ram.end {
+        // Guest RAM is mapped whole; a fault there means hyp's tables are wrong.
+        fail!("stage-2 fault inside guest RAM at {ipa:#x} ({esr})");
+    }
+    match mmio::decide(abort, ipa, vm.devices.windows(), &vm.guard) {
+        Decision::Emulate { pa, access, device } => {
+            let result = match access {
+                Access::Store { reg, width } => {
+                    let value = if reg == 31 { 0 } else { mmio::store_value(regs.x[reg as usize], width) };
+                    store(&device, pa, width, value, &mut vm.ownership)
+                }
+                Access::Load { reg, width, sign_extend, sixty_four } => load(&device, pa, width).map(|raw| {
+                    if reg != 31 {
+                        regs.x[reg as usize] = mmio::load_result(raw, width, sign_extend, sixty_four);
+                    }
+                }),
+            };
+            match result {
+                Ok(()) => write_sysreg!("elr_el2", read_sysreg!("elr_el2") + 4),
+                Err(AccessError::BadWidth) => {
+                    note_refused(ipa, Refusal::DeviceRefused);
+                    inject_abort(AbortKind::Data)
+                }
+                Err(e) => device_side_stop(device.base, e),
+            }
+        }
+        Decision::Refuse(why) => {
+            note_refused(ipa, why);
+            inject_abort(AbortKind::Data)
+        }
+    }
+}
+
+fn inject_abort(kind: AbortKind) {
+    inject_abort_at(kind, read_sysreg!("elr_el2"), read_sysreg!("far_el2"));
+}
+
+/// Delivers a synchronous external abort taken at `elr` with FAR = `far`.
+fn inject_abort_at(kind: AbortKind, elr: u64, far: u64) {
+    let state = TrapState { spsr: read_sysreg!("spsr_el2"), elr, far, vbar_el1: read_sysreg!("vbar_el1") };
+    let injection = inject::external_abort(kind, state);
+    write_sysreg!("esr_el1", injection.esr_el1);
+    write_sysreg!("far_el1", injection.far_el1);
+    write_sysreg!("elr_el1", injection.elr_el1);
+    write_sysreg!("spsr_el1", injection.spsr_el1);
+    write_sysreg!("elr_el2", injection.elr_el2);
+    write_sysreg!("spsr_el2", injection.spsr_el2);
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn hyp_exception(_regs: &mut GuestRegs, kind: u64) -> ! {
+    let esr = Esr(read_sysreg!("esr_el2"));
+    fail!(
+        "hyp took an exception at EL2 (kind {kind}): ESR {esr}, ELR {:#x}, FAR {:#x}",
+        read_sysreg!("elr_el2"),
+        read_sysreg!("far_el2")
+    )
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    fail!("hyp panicked: {}", info.message())
+}
