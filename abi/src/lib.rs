@@ -16,6 +16,7 @@
 //! - [`memory_map`]: the addresses every part agrees on.
 //! - [`signed_payload`]: the signed payload format pvmfw verifies.
 //! - [`pvmfw`]: pvmfw's handover contract (its region, its config block, the secrets).
+#![forbid(unsafe_code)]
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 

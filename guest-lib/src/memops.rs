@@ -55,9 +55,11 @@ mod tests {
         for len in [0, 1, 63, 64, 65, 4096, 4099] {
             let src: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
             let mut dst = vec![0xffu8; len + 8];
+            // SAFETY: dst has len + 8 bytes, src len; they do not overlap.
             unsafe { copy(dst.as_mut_ptr().add(3), src.as_ptr(), len) };
             assert_eq!(&dst[3..3 + len], &src[..]);
             assert!(dst[..3].iter().chain(&dst[3 + len..]).all(|&b| b == 0xff), "nothing outside");
+            // SAFETY: dst has len + 8 bytes.
             unsafe { zero(dst.as_mut_ptr().add(3), len) };
             assert!(dst[3..3 + len].iter().all(|&b| b == 0));
         }

@@ -13,6 +13,7 @@
 //! - [`qemu`]: finding, installing and running QEMU.
 //! - [`toolchain`]: installing the firmware's Rust targets when they are missing.
 //! - [`verdict`]: judging a run from its console.
+#![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod conformance;

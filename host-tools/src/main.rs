@@ -1,5 +1,6 @@
 //! `pvmkit`: build the firmware, pack a bundle, run a guest in QEMU through hyp, and
 //! judge the result. Run it as `cargo pvmkit <command>` from the repository.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

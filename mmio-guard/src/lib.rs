@@ -27,6 +27,7 @@
 //! drop(console);
 //! assert_eq!(guard.users(0x0900_0000), 0);
 //! ```
+#![forbid(unsafe_code)]
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 

@@ -273,11 +273,17 @@ fn probe_all(boot: &BootInfo, mode: Mode) -> CaseResult {
     // SAFETY (each probe): a virtio-mmio identification register (reads without side
     // effects; a store to the read-only MagicValue is ignored), or an address with
     // nothing behind it; the probes catch the abort either way.
+    // SAFETY: a probe access: it completes or its abort is caught.
     p.mmio("mmio-load-device", unsafe { probe::read_u32(device) }.map(u64::from));
+    // SAFETY: a probe access: it completes or its abort is caught.
     p.mmio("mmio-store-device", unsafe { probe::write_u32(device, 0) }.map(|()| 0));
+    // SAFETY: a probe access: it completes or its abort is caught.
     p.mmio("mmio-load-nothing", unsafe { probe::read_u32(NOTHING) }.map(u64::from));
+    // SAFETY: a probe access: it completes or its abort is caught.
     p.mmio("mmio-store-nothing", unsafe { probe::write_u32(NOTHING, 0) }.map(|()| 0));
+    // SAFETY: a probe access: it completes or its abort is caught.
     p.mmio("mmio-pair-device", unsafe { probe::read_pair(device) });
+    // SAFETY: a probe access: it completes or its abort is caught.
     p.mmio("mmio-pair-nothing", unsafe { probe::read_pair(NOTHING) });
     drop(private);
     if p.mismatches.is_empty() {

@@ -25,6 +25,7 @@ fn the_region_is_shared_once_and_unshared_at_teardown() {
     // Allocations make no hypercall.
     let before = fake.calls.borrow().len();
     let b = pool.alloc(100, 8).unwrap();
+    // SAFETY: allocated just above with this size and alignment.
     unsafe { pool.free(b, 100, 8) };
     assert_eq!(fake.calls.borrow().len(), before);
     assert!(pool.teardown(&sharer).is_ok());
@@ -57,6 +58,7 @@ fn layouts_and_exhaustion_are_errors() {
     assert_eq!(pool.alloc(5 * 4096, 8), Err(PoolError::Exhausted { size: 5 * 4096, align: 8 }));
     let all = pool.alloc(4 * 4096, 4096).unwrap();
     assert_eq!(pool.alloc(8, 8), Err(PoolError::Exhausted { size: 8, align: 8 }));
+    // SAFETY: allocated above with this size and alignment.
     unsafe { pool.free(all, 4 * 4096, 4096) };
     assert!(pool.alloc(4 * 4096, 4096).is_ok(), "fully usable again");
 }
@@ -67,10 +69,13 @@ fn zeroed_buffers_are_zero() {
     let sharer = MemSharer::new(&fake, &protected()).unwrap();
     let pool = BouncePool::allocate(&sharer, 4096).unwrap();
     let a = pool.alloc(256, 8).unwrap();
+    // SAFETY: a 256-byte block of the pool, freed just after.
     unsafe { a.as_ptr().write_bytes(0xee, 256) };
+    // SAFETY: allocated above with this size and alignment.
     unsafe { pool.free(a, 256, 8) };
     let b = pool.alloc_zeroed(256, 8).unwrap();
     assert_eq!(a, b, "first fit reuses the block");
+    // SAFETY: a live 256-byte block of the pool.
     assert!(unsafe { core::slice::from_raw_parts(b.as_ptr(), 256) }.iter().all(|&x| x == 0));
 }
 
@@ -90,6 +95,7 @@ fn stress_random_alloc_free() {
         seed ^= seed << 17;
         if seed.is_multiple_of(3) && !live.is_empty() {
             let (addr, size, align) = live.swap_remove((seed >> 8) as usize % live.len());
+            // SAFETY: a block this test allocated with this size and alignment.
             unsafe { pool.free(NonNull::new(addr as *mut u8).unwrap(), size, align) };
             continue;
         }
@@ -116,6 +122,7 @@ fn stress_random_alloc_free() {
     }
     assert!(failures > 0, "the stress reached exhaustion at least once");
     for (addr, size, align) in live.drain(..) {
+        // SAFETY: a block this test allocated with this size and alignment.
         unsafe { pool.free(NonNull::new(addr as *mut u8).unwrap(), size, align) };
     }
     assert_eq!(pool.free_bytes(), 64 * 4096);

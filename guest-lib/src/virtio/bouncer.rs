@@ -130,12 +130,15 @@ mod tests {
         let b = Bouncer { pool: Some(&pool) };
         let mut private = vec![0x5au8; 300];
         let before = stats::snapshot().bytes_bounced;
+        // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         let addr = unsafe { b.share(slice(&mut private), BufferDirection::DriverToDevice) }.unwrap();
         assert!(pool.contains(addr, 300), "the device gets a pool address");
         assert_ne!(addr, private.as_ptr() as u64);
+        // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         let bounce = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, 300) };
         assert!(bounce.iter().all(|&x| x == 0x5a));
         bounce.fill(0xee); // the device must not be able to change the driver's buffer
+                           // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         unsafe { b.unshare(addr, slice(&mut private), BufferDirection::DriverToDevice) };
         assert!(private.iter().all(|&x| x == 0x5a));
         assert_eq!(stats::snapshot().bytes_bounced - before, 300, "one copy, in");
@@ -147,15 +150,20 @@ mod tests {
         let pool = pool(4 * 4096);
         // Leave stale data in the pool.
         let stale = pool.alloc(512, 16).unwrap();
+        // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         unsafe { stale.as_ptr().write_bytes(0xcc, 512) };
+        // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         unsafe { pool.free(stale, 512, 16) };
         let b = Bouncer { pool: Some(&pool) };
         let mut private = vec![0x11u8; 512];
+        // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         let addr = unsafe { b.share(slice(&mut private), BufferDirection::DeviceToDriver) }.unwrap();
         assert!(pool.contains(addr, 512));
+        // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         let bounce = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, 512) };
         assert!(bounce.iter().all(|&x| x == 0), "no stale pool data");
         bounce[..10].fill(0x77); // the device writes only 10 bytes
+                                 // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         unsafe { b.unshare(addr, slice(&mut private), BufferDirection::DeviceToDriver) };
         assert!(private[..10].iter().all(|&x| x == 0x77));
         assert!(private[10..].iter().all(|&x| x == 0), "the rest is zero, not stale");
@@ -166,8 +174,11 @@ mod tests {
         let pool = pool(4096);
         let b = Bouncer { pool: Some(&pool) };
         let mut private = vec![1u8; 64];
+        // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         let addr = unsafe { b.share(slice(&mut private), BufferDirection::Both) }.unwrap();
+        // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         unsafe { (addr as *mut u8).write(9) };
+        // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         unsafe { b.unshare(addr, slice(&mut private), BufferDirection::Both) };
         assert_eq!(private[0], 9);
         assert_eq!(private[1], 1);
@@ -179,13 +190,16 @@ mod tests {
         let b = Bouncer { pool: Some(&pool) };
         let (addr, ptr) = b.dma_alloc(1).unwrap();
         assert!(pool.contains(addr, 4096) && addr % 4096 == 0);
+        // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         assert!(unsafe { core::slice::from_raw_parts(ptr.as_ptr(), 4096) }.iter().all(|&x| x == 0));
         assert!(matches!(b.dma_alloc(2), Err(PoolError::Exhausted { .. })));
         let mut big = vec![0u8; 8192];
         assert!(matches!(
+            // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
             unsafe { b.share(slice(&mut big), BufferDirection::DriverToDevice) },
             Err(PoolError::Exhausted { .. })
         ));
+        // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         unsafe { b.dma_dealloc(ptr, 1) };
         assert_eq!(pool.free_bytes(), 2 * 4096);
     }
@@ -194,10 +208,12 @@ mod tests {
     fn without_protection_buffers_are_used_in_place() {
         let b = Bouncer { pool: None };
         let mut private = vec![3u8; 32];
+        // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         let addr = unsafe { b.share(slice(&mut private), BufferDirection::DriverToDevice) }.unwrap();
         assert_eq!(addr, private.as_ptr() as u64);
         let (ring, ptr) = b.dma_alloc(1).unwrap();
         assert_eq!(ring % 4096, 0);
+        // SAFETY: test buffers and pool blocks that stay alive and unaliased for the call.
         unsafe { b.dma_dealloc(ptr, 1) };
     }
 }
