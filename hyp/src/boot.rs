@@ -11,8 +11,9 @@ use hyp::placement::{check_guest_ram, Reserved};
 use hyp::platform::{self, Platform};
 use hyp::stage2::{self, Attributes, Stage2};
 
-use crate::arch::registers::{CNTHCTL, CPTR, HCR, SCTLR_EL1_RESET, SPSR_EL1H_MASKED};
-use crate::arch::sysreg::{read_sysreg, write_sysreg};
+use aarch64_cpu::registers::{CurrentEL, Readable};
+
+use crate::arch::registers;
 use crate::arch::{self, tick, GuestRegs};
 use crate::console::{hyp_println, CONSOLE};
 use crate::exit_path::fail;
@@ -36,7 +37,7 @@ unsafe fn bytes_at<'a>(ptr: u64, len: usize) -> &'a [u8] {
 
 #[unsafe(no_mangle)]
 extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
-    if read_sysreg!("CurrentEL") >> 2 != 2 {
+    if CurrentEL.read(CurrentEL::EL) != 2 {
         fail("hyp must be entered at EL2 (QEMU -M virt,virtualization=on)");
     }
     if dtb_ptr == 0 || !dtb_ptr.is_multiple_of(8) {
@@ -110,15 +111,12 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     } else if bundle.config().virtio_slots != 0 {
         fail("virtio needs hyp's tick, which needs a GICv3 (QEMU -M virt,gic-version=3)");
     }
-    write_sysreg!("cptr_el2", CPTR);
-    write_sysreg!("cnthctl_el2", CNTHCTL);
-    write_sysreg!("cntvoff_el2", 0);
-    write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
-    write_sysreg!("vmpidr_el2", read_sysreg!("mpidr_el1"));
-    write_sysreg!("sctlr_el1", SCTLR_EL1_RESET);
-    write_sysreg!("hcr_el2", HCR);
-    write_sysreg!("elr_el2", layout.entry_ipa);
-    write_sysreg!("spsr_el2", SPSR_EL1H_MASKED);
+    // SAFETY: the guest has not run yet; its first instruction sees this EL1 state.
+    unsafe { registers::reset_guest_el1() };
+    // SAFETY: stage 2 is installed (`build_stage2`) and hyp's vectors are set (entry.S):
+    // every guest access and trap from here on has somewhere to go.
+    unsafe { registers::configure_traps() };
+    registers::set_guest_entry(layout.entry_ipa);
     let mut regs = GuestRegs::zeroed();
     regs.x[0] = layout.dt.start;
     arch::run_guest(&regs)
@@ -130,8 +128,8 @@ fn build_stage2(layout: &GuestLayout) {
     let Some(mut s2) = Stage2::new(tables, base) else { fail("stage-2 arena is misaligned") };
     let ram = layout.ram;
     s2.map(ram.start, ram.start, ram.size(), Attributes::NORMAL_RW).unwrap_or_else(|e| fail!("stage 2: {e}"));
-    write_sysreg!("vtcr_el2", stage2::VTCR);
-    write_sysreg!("vttbr_el2", s2.root_pa() | (VMID << 48));
+    // SAFETY: the tables map all of guest RAM and live in a static taken for good.
+    unsafe { registers::install_stage2(stage2::VTCR, s2.root_pa(), VMID) };
     arch::flush_guest_tlb();
 }
 

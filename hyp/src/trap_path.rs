@@ -11,12 +11,15 @@ use hyp::inject::{self, AbortKind, TrapState};
 use hyp::mmio::{self, Access, Decision, Refusal};
 use hyp::virtio::AccessError;
 
-use crate::arch::sysreg::{read_sysreg, write_sysreg};
 use crate::arch::{tick, GuestRegs};
 use crate::boot::TICK_PERIOD;
 use crate::device_access::{collect_completions, device_side_stop, load, store};
 use crate::exit_path::{exit, fail};
 use crate::vm_state::{note_policy, note_refused, vm, IdentityMemory, Vm};
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVOFF_EL2, ELR_EL1, ELR_EL2, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2,
+    HPFAR_EL2, SPSR_EL1, SPSR_EL2, VBAR_EL1,
+};
 
 #[unsafe(no_mangle)]
 extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
@@ -28,7 +31,7 @@ extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
     let mut vm = vm();
     let vm = &mut *vm;
     collect_completions(vm);
-    let esr = Esr(read_sysreg!("esr_el2"));
+    let esr = Esr(ESR_EL2.get());
     let exit_kind = GuestExit::decode(kind, esr);
     let exits = &mut vm.exits;
     exits.total += 1;
@@ -42,16 +45,14 @@ extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
         GuestExit::Hvc => hypercall(vm, regs, Conduit::Hvc),
         GuestExit::Smc => hypercall(vm, regs, Conduit::Smc),
         // A yield: nothing else runs.
-        GuestExit::Wfx => write_sysreg!("elr_el2", read_sysreg!("elr_el2") + 4),
+        GuestExit::Wfx => ELR_EL2.set(ELR_EL2.get() + 4),
         GuestExit::DataAbort(abort) => data_abort(vm, regs, esr, &abort),
         // The guest ran off guest RAM: it sees the abort a real pVM would.
         GuestExit::InstructionAbort => inject_abort(AbortKind::Instruction),
         // Physical interrupts are routed to EL2 (IMO/FMO) but hyp enables only its tick;
         // the guest simply resumes.
         GuestExit::Interrupt => {}
-        GuestExit::Crash(esr) => {
-            exit(ExitReason::GuestCrash { esr, far: read_sysreg!("far_el2"), elr: read_sysreg!("elr_el2") })
-        }
+        GuestExit::Crash(esr) => exit(ExitReason::GuestCrash { esr, far: FAR_EL2.get(), elr: ELR_EL2.get() }),
         GuestExit::AArch32 => fail("the guest switched to AArch32, which hyp does not run"),
     }
 }
@@ -82,7 +83,7 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) {
     };
     // An HVC returns past itself (ELR is the next instruction); a trapped SMC leaves
     // ELR at the SMC, so hyp steps over it on return.
-    let elr = read_sysreg!("elr_el2");
+    let elr = ELR_EL2.get();
     let (call_at, resume_at) = match conduit {
         Conduit::Hvc => (elr - 4, elr),
         Conduit::Smc => (elr, elr + 4),
@@ -106,22 +107,22 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) {
         Outcome::SystemReset => exit(ExitReason::Reset),
     };
     regs.x[..4].copy_from_slice(&regs_out);
-    write_sysreg!("elr_el2", resume_at);
+    ELR_EL2.set(resume_at);
 }
 
 /// The counters KVM PTP reports.
 fn clock() -> Clock {
-    let physical = read_sysreg!("cntpct_el0");
-    let frequency = read_sysreg!("cntfrq_el0").max(1);
+    let physical = CNTPCT_EL0.get();
+    let frequency = CNTFRQ_EL0.get().max(1);
     Clock {
         nanoseconds: (physical as u128 * 1_000_000_000 / frequency as u128) as u64,
-        virtual_count: physical.wrapping_sub(read_sysreg!("cntvoff_el2")),
+        virtual_count: physical.wrapping_sub(CNTVOFF_EL2.get()),
         physical_count: physical,
     }
 }
 
 fn data_abort(vm: &mut Vm, regs: &mut GuestRegs, esr: Esr, abort: &DataAbort) {
-    let ipa = esr::fault_ipa(read_sysreg!("hpfar_el2"), read_sysreg!("far_el2"));
+    let ipa = esr::fault_ipa(HPFAR_EL2.get(), FAR_EL2.get());
     if vm.ram.start <= ipa && ipa < vm.ram.end {
         // Guest RAM is mapped whole; a fault there means hyp's tables are wrong.
         fail!("stage-2 fault inside guest RAM at {ipa:#x} ({esr})");
@@ -140,7 +141,7 @@ fn data_abort(vm: &mut Vm, regs: &mut GuestRegs, esr: Esr, abort: &DataAbort) {
                 }),
             };
             match result {
-                Ok(()) => write_sysreg!("elr_el2", read_sysreg!("elr_el2") + 4),
+                Ok(()) => ELR_EL2.set(ELR_EL2.get() + 4),
                 Err(AccessError::BadWidth) => {
                     note_refused(ipa, Refusal::DeviceRefused);
                     inject_abort(AbortKind::Data)
@@ -156,29 +157,25 @@ fn data_abort(vm: &mut Vm, regs: &mut GuestRegs, esr: Esr, abort: &DataAbort) {
 }
 
 fn inject_abort(kind: AbortKind) {
-    inject_abort_at(kind, read_sysreg!("elr_el2"), read_sysreg!("far_el2"));
+    inject_abort_at(kind, ELR_EL2.get(), FAR_EL2.get());
 }
 
 /// Delivers a synchronous external abort taken at `elr` with FAR = `far`.
 fn inject_abort_at(kind: AbortKind, elr: u64, far: u64) {
-    let state = TrapState { spsr: read_sysreg!("spsr_el2"), elr, far, vbar_el1: read_sysreg!("vbar_el1") };
+    let state = TrapState { spsr: SPSR_EL2.get(), elr, far, vbar_el1: VBAR_EL1.get() };
     let injection = inject::external_abort(kind, state);
-    write_sysreg!("esr_el1", injection.esr_el1);
-    write_sysreg!("far_el1", injection.far_el1);
-    write_sysreg!("elr_el1", injection.elr_el1);
-    write_sysreg!("spsr_el1", injection.spsr_el1);
-    write_sysreg!("elr_el2", injection.elr_el2);
-    write_sysreg!("spsr_el2", injection.spsr_el2);
+    ESR_EL1.set(injection.esr_el1);
+    FAR_EL1.set(injection.far_el1);
+    ELR_EL1.set(injection.elr_el1);
+    SPSR_EL1.set(injection.spsr_el1);
+    ELR_EL2.set(injection.elr_el2);
+    SPSR_EL2.set(injection.spsr_el2);
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn hyp_exception(_regs: &mut GuestRegs, kind: u64) -> ! {
-    let esr = Esr(read_sysreg!("esr_el2"));
-    fail!(
-        "hyp took an exception at EL2 (kind {kind}): ESR {esr}, ELR {:#x}, FAR {:#x}",
-        read_sysreg!("elr_el2"),
-        read_sysreg!("far_el2")
-    )
+    let esr = Esr(ESR_EL2.get());
+    fail!("hyp took an exception at EL2 (kind {kind}): ESR {esr}, ELR {:#x}, FAR {:#x}", ELR_EL2.get(), FAR_EL2.get())
 }
 
 #[panic_handler]

@@ -1,8 +1,8 @@
 //! hyp's only assembly and system-register access: entry, vectors, guest entry,
 //! system registers, TLB maintenance, device accesses and the PSCI call to QEMU.
 
+pub mod register_gaps;
 pub mod registers;
-pub mod sysreg;
 pub mod tick;
 
 use core::arch::{asm, global_asm};
