@@ -49,6 +49,9 @@ mod memops;
 pub mod psci;
 pub mod set_once;
 pub mod sharing;
+#[cfg(feature = "runtime")]
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // used by the firmware's MMU set-up
+mod stage1;
 pub mod stats;
 pub mod timer;
 pub mod virtio;

@@ -11,7 +11,9 @@ use abi::esr::Esr;
 use linked_list_allocator::LockedHeap;
 use mmio_guard::MmioGuard;
 
-use crate::arch::{self, read_sysreg, write_sysreg, Frame};
+use aarch64_cpu::registers::{Readable, Writeable, ELR_EL1, ESR_EL1, FAR_EL1};
+
+use crate::arch::{self, Frame};
 use crate::bounce_pool::{BouncePool, PoolError, DEFAULT_POOL_SIZE};
 use crate::conduit::SystemConduit;
 use crate::device_tree::{self, DtError, GuestDt};
@@ -196,12 +198,12 @@ static REPORTING: AtomicBool = AtomicBool::new(false);
 
 #[unsafe(no_mangle)]
 extern "C" fn pvmkit_guest_exception(frame: &mut Frame, kind: u64) {
-    let esr = Esr(read_sysreg!("esr_el1"));
-    let elr = read_sysreg!("elr_el1");
-    let far = read_sysreg!("far_el1");
+    let esr = Esr(ESR_EL1.get());
+    let elr = ELR_EL1.get();
+    let far = FAR_EL1.get();
     if let Some(fix) = (kind == 0).then(|| arch::probe::fixup(esr.0, elr, far)).flatten() {
         frame.x[1] = fix.x1;
-        write_sysreg!("elr_el1", fix.resume_at);
+        ELR_EL1.set(fix.resume_at);
         return;
     }
     if REPORTING.swap(true, Ordering::Relaxed) {

@@ -7,13 +7,7 @@
 
 use core::arch::asm;
 
-/// MAIR_EL1: attribute 0 = Device-nGnRE, attribute 1 = Normal inner/outer write-back.
-const MAIR: u64 = 0x04 | (0xff << 8);
-/// TCR_EL1: T0SZ=25 (39-bit VA, walks start at level 1), inner/outer write-back walks,
-/// inner shareable, 4 KiB granule, TTBR1 walks disabled (EPD1), 40-bit IPS.
-const TCR: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (0b010 << 32);
-/// SCTLR_EL1: M (MMU), C (data cache), I (instruction cache), on top of the RES1 bits.
-const SCTLR_ON: u64 = 0x30d0_0800 | (1 << 0) | (1 << 2) | (1 << 12);
+use crate::stage1::{mair, sctlr_on, tcr};
 
 const BLOCK: u64 = 0b01;
 const AF: u64 = 1 << 10;
@@ -58,10 +52,10 @@ pub fn enable() {
             "isb",
             "msr sctlr_el1, {sctlr}",
             "isb",
-            mair = in(reg) MAIR,
-            tcr = in(reg) TCR,
+            mair = in(reg) mair(),
+            tcr = in(reg) tcr(),
             ttbr = in(reg) table as *const Table as u64,
-            sctlr = in(reg) SCTLR_ON,
+            sctlr = in(reg) sctlr_on(),
             options(nostack),
         );
     }

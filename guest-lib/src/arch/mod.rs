@@ -4,6 +4,7 @@
 #[cfg(feature = "runtime")]
 pub mod mmu;
 pub mod probe;
+pub mod register_gaps;
 pub mod timer;
 
 use core::arch::global_asm;
@@ -14,28 +15,6 @@ global_asm!(include_str!("boot.S"));
 global_asm!(include_str!("vectors.S"));
 #[cfg(target_os = "none")]
 global_asm!(include_str!("probe.S"));
-
-/// Reads an EL1 system register.
-macro_rules! read_sysreg {
-    ($name:literal) => {{
-        let value: u64;
-        // SAFETY: reading an EL1 system register has no memory-safety effect.
-        unsafe { core::arch::asm!(concat!("mrs {}, ", $name), out(reg) value, options(nomem, nostack, preserves_flags)) };
-        value
-    }};
-}
-
-/// Writes an EL1 system register.
-macro_rules! write_sysreg {
-    ($name:literal, $value:expr) => {{
-        let value: u64 = $value;
-        // SAFETY: callers write ELR_EL1 (to resume after a caught probe abort) and the
-        // timer and GIC CPU-interface registers they own; none touches memory.
-        unsafe { core::arch::asm!(concat!("msr ", $name, ", {}"), in(reg) value, options(nomem, nostack, preserves_flags)) };
-    }};
-}
-
-pub(crate) use {read_sysreg, write_sysreg};
 
 /// x0..x30 as the vectors save them.
 #[cfg(feature = "runtime")]
@@ -77,9 +56,7 @@ pub unsafe fn copy_blocks(dst: *mut u8, src: *const u8, len: usize) {
 #[cfg(target_os = "none")]
 /// The `DC ZVA` block size in bytes, or 0 when `DC ZVA` is prohibited.
 fn zva_block() -> usize {
-    let dczid: u64;
-    // SAFETY: reading an ID register has no side effects.
-    unsafe { core::arch::asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack, preserves_flags)) };
+    let dczid = register_gaps::dczid_el0();
     if dczid & (1 << 4) != 0 {
         0
     } else {

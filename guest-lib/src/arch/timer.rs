@@ -5,7 +5,10 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use abi::smccc::Conduit;
 use mmio_guard::MmioGuard;
 
-use super::{read_sysreg, write_sysreg};
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0};
+
+use super::register_gaps;
 use crate::timer::{ticks, Wake};
 use crate::GuestDt;
 
@@ -22,9 +25,6 @@ const GICR_ISENABLER0: u64 = 0x100;
 const GICR_IPRIORITYR: u64 = 0x400;
 /// GICD_CTLR: affinity routing and group 1 enabled (single security state).
 const GICD_CTLR_ARE_GRP1: u32 = (1 << 4) | (1 << 1);
-/// CNTV_CTL_EL0 bits.
-const ENABLE: u64 = 1;
-const ISTATUS: u64 = 1 << 2;
 
 /// Not set up yet.
 const UNSET: u8 = 0;
@@ -87,13 +87,7 @@ fn setup<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Wake {
     write32(priority, (read32(priority) & !(0xff << shift)) | (0xa0 << shift));
     write32(sgi + GICR_ISENABLER0, 1 << VTIMER_INTID);
     // The CPU interface: system registers on, every priority unmasked, group 1 on.
-    write_sysreg!("S3_0_C12_C12_5", read_sysreg!("S3_0_C12_C12_5") | 1); // ICC_SRE_EL1.SRE
-                                                                         // SAFETY: a barrier.
-    unsafe { core::arch::asm!("isb", options(nomem, nostack)) };
-    write_sysreg!("S3_0_C4_C6_0", 0xff); // ICC_PMR_EL1
-    write_sysreg!("S3_0_C12_C12_7", 1); // ICC_IGRPEN1_EL1
-                                        // SAFETY: a barrier.
-    unsafe { core::arch::asm!("isb", options(nomem, nostack)) };
+    register_gaps::enable_gic_cpu_interface();
     Wake::Interrupt
 }
 
@@ -118,13 +112,12 @@ pub fn uses_interrupts() -> Wake {
 /// goes away when the timer is disabled.
 pub fn sleep_ns(ns: u64) -> Wake {
     let wake = uses_interrupts();
-    let deadline = read_sysreg!("cntvct_el0").saturating_add(ticks(ns, read_sysreg!("cntfrq_el0")));
-    write_sysreg!("cntv_cval_el0", deadline);
-    write_sysreg!("cntv_ctl_el0", ENABLE);
+    let deadline = CNTVCT_EL0.get().saturating_add(ticks(ns, CNTFRQ_EL0.get()));
+    CNTV_CVAL_EL0.set(deadline);
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET);
     loop {
-        // SAFETY: a barrier, then reading the timer's status.
-        unsafe { core::arch::asm!("isb", options(nomem, nostack)) };
-        if read_sysreg!("cntv_ctl_el0") & ISTATUS != 0 {
+        barrier::isb(barrier::SY);
+        if CNTV_CTL_EL0.is_set(CNTV_CTL_EL0::ISTATUS) {
             break;
         }
         if STATE.load(Ordering::Relaxed) == SPIN {
@@ -134,6 +127,6 @@ pub fn sleep_ns(ns: u64) -> Wake {
         // SAFETY: waiting has no memory effect.
         unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
     }
-    write_sysreg!("cntv_ctl_el0", 0);
+    CNTV_CTL_EL0.set(0);
     wake
 }

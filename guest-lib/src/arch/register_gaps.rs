@@ -1,0 +1,44 @@
+//! The system registers and fields guest-lib needs that aarch64-cpu does not model,
+//! each with its architectural name: the GICv3 CPU interface and DCZID_EL0 (and, in
+//! `stage1.rs`, SCTLR_EL1's RES1 bits). Nothing else in guest-lib writes raw register
+//! bits.
+
+use core::arch::asm;
+
+/// ICC_SRE_EL1.SRE: the GIC CPU interface through system registers.
+const ICC_SRE_EL1_SRE: u64 = 1;
+/// ICC_PMR_EL1: every priority unmasked.
+const ICC_PMR_EL1_ALL: u64 = 0xff;
+/// ICC_IGRPEN1_EL1.Enable: group 1 interrupts on.
+const ICC_IGRPEN1_EL1_ENABLE: u64 = 1;
+
+/// DCZID_EL0: the `DC ZVA` block size (bits 3:0, log2 words) and DZP (bit 4).
+pub fn dczid_el0() -> u64 {
+    let value: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe { asm!("mrs {}, dczid_el0", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// Turns the GICv3 CPU interface on for this CPU: system-register access, every
+/// priority unmasked, group 1 enabled.
+pub fn enable_gic_cpu_interface() {
+    // SAFETY: the GIC CPU interface's own registers (ICC_SRE_EL1, ICC_PMR_EL1,
+    // ICC_IGRPEN1_EL1, by encoding); no memory is touched.
+    unsafe {
+        asm!(
+            "mrs {sre}, S3_0_C12_C12_5",
+            "orr {sre}, {sre}, {sre_bit}",
+            "msr S3_0_C12_C12_5, {sre}",
+            "isb",
+            "msr S3_0_C4_C6_0, {pmr}",
+            "msr S3_0_C12_C12_7, {grp1}",
+            "isb",
+            sre = out(reg) _,
+            sre_bit = in(reg) ICC_SRE_EL1_SRE,
+            pmr = in(reg) ICC_PMR_EL1_ALL,
+            grp1 = in(reg) ICC_IGRPEN1_EL1_ENABLE,
+            options(nomem, nostack),
+        )
+    };
+}
