@@ -15,6 +15,81 @@
 
 use core::fmt;
 
+/// Who wrote an exit line: hyp, or the pkvm backend's VMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    /// `[hyp]`.
+    Hyp,
+    /// `[vmm]`.
+    Vmm,
+}
+
+impl Writer {
+    /// The tag that starts its lines.
+    pub const fn tag(self) -> &'static str {
+        match self {
+            Self::Hyp => "[hyp]",
+            Self::Vmm => "[vmm]",
+        }
+    }
+}
+
+/// The `reason=` word of an exit line: the same words from hyp and the VMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// PSCI SYSTEM_OFF: a clean power-off.
+    SystemOff,
+    /// PSCI SYSTEM_RESET: the guest (or pvmfw) gave up.
+    Reset,
+    /// The guest broke a rule the validator enforces.
+    Violation,
+    /// The guest took an exception nothing can hand back.
+    GuestCrash,
+    /// hyp could not go on.
+    HypError,
+    /// The VMM could not go on.
+    VmmError,
+}
+
+impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 6] =
+        [Self::SystemOff, Self::Reset, Self::Violation, Self::GuestCrash, Self::HypError, Self::VmmError];
+
+    /// The word after `reason=`.
+    pub const fn word(self) -> &'static str {
+        match self {
+            Self::SystemOff => "system_off",
+            Self::Reset => "reset",
+            Self::Violation => "violation",
+            Self::GuestCrash => "guest_crash",
+            Self::HypError => "hyp_error",
+            Self::VmmError => "vmm_error",
+        }
+    }
+
+    /// The reason a word names.
+    pub fn from_word(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.word() == word)
+    }
+}
+
+/// The start of an exit line, `[hyp] exit: reason=system_off`; the fields follow.
+pub struct Head(pub Writer, pub Reason);
+
+impl fmt::Display for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} exit: reason={}", self.0.tag(), self.1.word())
+    }
+}
+
+/// The `reason=` word of `writer`'s exit line, if `line` is one (any word: a reader
+/// reports an unknown one rather than drop it).
+pub fn parse(writer: Writer, line: &str) -> Option<&str> {
+    let rest = line.trim().strip_prefix(writer.tag())?.strip_prefix(" exit: reason=")?;
+    Some(rest.split_whitespace().next().unwrap_or(""))
+}
+
 /// Free text as a quoted field value: quotes and control characters become `'`, so
 /// the line stays one line and a value cannot end early.
 pub struct Quoted<'a>(pub &'a str);
@@ -63,6 +138,20 @@ impl fmt::Display for Violation<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heads_are_written_and_read_in_one_wording() {
+        for writer in [Writer::Hyp, Writer::Vmm] {
+            for reason in Reason::ALL {
+                let line = format!("{} ipa=0x0", Head(writer, reason));
+                assert_eq!(parse(writer, &line), Some(reason.word()));
+                assert_eq!(Reason::from_word(reason.word()), Some(reason));
+            }
+        }
+        assert_eq!(Head(Writer::Hyp, Reason::SystemOff).to_string(), "[hyp] exit: reason=system_off");
+        assert_eq!(parse(Writer::Vmm, "[hyp] exit: reason=reset"), None);
+        assert_eq!(parse(Writer::Hyp, "  [hyp] exit: reason=reset  "), Some("reset"));
+    }
 
     #[test]
     fn fields_and_quoting() {

@@ -12,6 +12,7 @@
 //! - [`bundle`]: the file `pvmkit` writes and `hyp` reads (`-initrd`).
 //! - [`virtio_mmio`]: the virtio-mmio transport's register offsets.
 //! - [`exit_line`]: the wording of the line that ends a run (hyp's and the VMM's).
+//! - [`guest_console`]: the harness's summary line and the `pvmkit.*` command-line words.
 //! - [`hyp_options`]: the options `pvmkit` passes to `hyp` on its command line.
 //! - [`memory_map`]: the addresses every part agrees on.
 //! - [`signed_payload`]: the signed payload format pvmfw verifies.
@@ -25,6 +26,7 @@ pub mod bundle;
 pub mod esr;
 pub mod exit_line;
 pub mod fdt_header;
+pub mod guest_console;
 pub mod hyp_options;
 pub mod kvm;
 pub mod memory_map;

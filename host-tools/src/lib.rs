@@ -109,12 +109,13 @@ impl Mode {
     }
 
     /// The `pvmkit.*` words test-guest reads from its command line.
-    pub fn guest_args(self) -> &'static str {
+    pub fn guest_args(self) -> String {
+        use abi::guest_console::{ABI, MODE};
         match self {
-            Mode::Hyp(VmMode::Protected(AbiForm::Android)) => "pvmkit.mode=protected pvmkit.abi=android",
-            Mode::Hyp(VmMode::Protected(AbiForm::Upstream)) => "pvmkit.mode=protected pvmkit.abi=upstream",
-            Mode::Hyp(VmMode::Unprotected) => "pvmkit.mode=unprotected",
-            Mode::Bare => "pvmkit.mode=bare",
+            Mode::Hyp(VmMode::Protected(AbiForm::Android)) => format!("{MODE}=protected {ABI}=android"),
+            Mode::Hyp(VmMode::Protected(AbiForm::Upstream)) => format!("{MODE}=protected {ABI}=upstream"),
+            Mode::Hyp(VmMode::Unprotected) => format!("{MODE}=unprotected"),
+            Mode::Bare => format!("{MODE}=bare"),
         }
     }
 }

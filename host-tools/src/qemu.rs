@@ -114,9 +114,10 @@ impl RunConfig {
     /// The guest's command line (`/chosen/bootargs`): the mode, the scenario and any
     /// extra words.
     pub fn guest_cmdline(&self) -> String {
-        let mut words = vec![self.mode.guest_args().to_string(), format!("pvmkit.scenario={}", self.scenario)];
+        use abi::guest_console::{BACKEND, SCENARIO};
+        let mut words = vec![self.mode.guest_args(), format!("{SCENARIO}={}", self.scenario)];
         if self.backend == Backend::Pkvm {
-            words.push("pvmkit.backend=pkvm".into());
+            words.push(format!("{BACKEND}=pkvm"));
         }
         words.extend(self.guest_args.iter().cloned());
         words.join(" ")

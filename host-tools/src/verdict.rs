@@ -3,6 +3,8 @@
 //! wins, and QEMU must have exited right after it), or, without hyp, QEMU's own clean
 //! power-off. Semihosting exit codes are never used.
 
+use abi::exit_line::{self, Reason, Writer};
+use abi::guest_console::Summary;
 use std::fmt;
 
 /// How many console lines a failing verdict shows.
@@ -70,22 +72,14 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// `N passed, M failed` on a line of its own.
+/// `N passed, M failed` on a line of its own (the wording is abi's).
 pub fn parse_summary(line: &str) -> Option<(u32, u32)> {
-    let (passed, rest) = line.trim().split_once(" passed, ")?;
-    let failed = rest.strip_suffix(" failed")?;
-    Some((passed.parse().ok()?, failed.parse().ok()?))
+    Summary::parse(line).map(|s| (s.passed, s.failed))
 }
 
 /// The `reason=` of a hyp exit line.
 pub fn parse_hyp_exit(line: &str) -> Option<&str> {
-    parse_exit("[hyp]", line)
-}
-
-/// The `reason=` of an exit line of `who` (`[hyp]` or `[vmm]`).
-pub fn parse_exit<'a>(who: &str, line: &'a str) -> Option<&'a str> {
-    let rest = line.trim().strip_prefix(who)?.strip_prefix(" exit: reason=")?;
-    Some(rest.split_whitespace().next().unwrap_or(""))
+    exit_line::parse(Writer::Hyp, line)
 }
 
 /// Whether `line` is the Linux host kernel's own log (`[    1.234567] …`).
@@ -115,20 +109,20 @@ pub fn judge(expect: Expect, run: &RunOutput) -> Verdict {
         return fail("timeout: QEMU did not power off in time".into());
     }
     let judge_of = match expect {
-        Expect::Hyp => Some(("[hyp]", "hyp")),
-        Expect::Vmm => Some(("[vmm]", "the VMM")),
+        Expect::Hyp => Some((Writer::Hyp, "hyp")),
+        Expect::Vmm => Some((Writer::Vmm, "the VMM")),
         Expect::Bare => None,
     };
     if let Some((who, name)) = judge_of {
-        let exit = run.lines.iter().rposition(|l| parse_exit(who, l).is_some());
+        let exit = run.lines.iter().rposition(|l| exit_line::parse(who, l).is_some());
         let Some(at) = exit else {
             return fail(format!("{name} printed no exit line"));
         };
         let line = run.lines[at].trim();
-        if parse_exit(who, line) != Some("system_off") {
+        if exit_line::parse(who, line) != Some(Reason::SystemOff.word()) {
             return fail(format!(
                 "{name} ended the VM: {}",
-                line.trim_start_matches(who).trim_start_matches(" exit: ")
+                line.trim_start_matches(who.tag()).trim_start_matches(" exit: ")
             ));
         }
         // After a VMM's exit line the host kernel may still log (powering off).

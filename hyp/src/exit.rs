@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use abi::exit_line::{Quoted, Violation};
+use abi::exit_line::{Head, Quoted, Reason, Violation, Writer};
 
 use crate::esr::Esr;
 
@@ -44,21 +44,21 @@ pub enum ExitReason<'a> {
 }
 
 impl ExitReason<'_> {
-    /// The `reason=` word.
-    pub const fn name(&self) -> &'static str {
+    /// The `reason=` word's reason.
+    pub const fn reason(&self) -> Reason {
         match self {
-            Self::SystemOff => "system_off",
-            Self::Reset => "reset",
-            Self::Violation { .. } => "violation",
-            Self::GuestCrash { .. } => "guest_crash",
-            Self::HypError { .. } => "hyp_error",
+            Self::SystemOff => Reason::SystemOff,
+            Self::Reset => Reason::Reset,
+            Self::Violation { .. } => Reason::Violation,
+            Self::GuestCrash { .. } => Reason::GuestCrash,
+            Self::HypError { .. } => Reason::HypError,
         }
     }
 }
 
 impl fmt::Display for ExitReason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[hyp] exit: reason={}", self.name())?;
+        write!(f, "{}", Head(Writer::Hyp, self.reason()))?;
         match self {
             Self::SystemOff | Self::Reset => Ok(()),
             Self::Violation { ipa, device, queue, descriptor, what } => {

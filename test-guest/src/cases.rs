@@ -32,7 +32,7 @@ pub fn main(boot: &BootInfo) {
         println!("test-guest: no valid pvmkit.mode in the command line; nothing to check against");
         return;
     };
-    let scenario = boot.dt.bootarg("pvmkit.scenario").unwrap_or("normal");
+    let scenario = boot.dt.bootarg(abi::guest_console::SCENARIO).unwrap_or("normal");
     let mut h = Harness::new(Console);
     let c = boot.conduit;
     if scenario == "conformance" {

@@ -69,7 +69,8 @@ pub enum Mode {
 
 impl Mode {
     pub fn from_dt(dt: &GuestDt<'static>) -> Option<Self> {
-        let mode = (dt.bootarg("pvmkit.mode")?, dt.bootarg("pvmkit.abi"), dt.bootarg("pvmkit.backend"));
+        use abi::guest_console::{ABI, BACKEND, MODE};
+        let mode = (dt.bootarg(MODE)?, dt.bootarg(ABI), dt.bootarg(BACKEND));
         match mode {
             ("protected", Some("android"), None) => Some(Self::Protected("android")),
             ("protected", Some("upstream"), None) => Some(Self::Protected("upstream")),

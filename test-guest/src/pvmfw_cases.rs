@@ -25,7 +25,7 @@ fn handover(boot: &BootInfo, digest_out: &mut Option<alloc::string::String>) -> 
     ensure_eq!(dt.memory, Some((0x8000_0000, 256 << 20)));
     ensure!(dt.uart.is_some(), "no console in pvmfw's DT");
     ensure_eq!(dt.virtio_mmio().count(), 3);
-    ensure!(dt.bootarg("pvmkit.mode").is_some(), "the command line was not passed on");
+    ensure!(dt.bootarg(abi::guest_console::MODE).is_some(), "the command line was not passed on");
     let (addr, size) = dt.reserved_memory(SECRET_COMPATIBLE).ok_or("no reserved secret")?;
     ensure_eq!(size, SECRET_SIZE as u64);
     // SAFETY: pvmfw reserved these bytes for the payload's secret.

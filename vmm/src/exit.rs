@@ -3,10 +3,7 @@
 
 use core::fmt;
 
-use abi::exit_line::{Quoted, Violation};
-
-/// The prefix of the exit line.
-pub const PREFIX: &str = "[vmm] exit: ";
+use abi::exit_line::{Head, Quoted, Reason, Violation, Writer};
 
 /// Why the VM ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,18 +35,20 @@ pub enum ExitReason {
 
 impl fmt::Display for ExitReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(PREFIX)?;
+        let head = |reason| Head(Writer::Vmm, reason);
         match self {
-            Self::SystemOff => f.write_str("reason=system_off"),
-            Self::Reset => f.write_str("reason=reset"),
+            Self::SystemOff => write!(f, "{}", head(Reason::SystemOff)),
+            Self::Reset => write!(f, "{}", head(Reason::Reset)),
             Self::Violation { ipa, device, queue, descriptor, what } => {
                 let (device, queue) = (Some(*device), Some(*queue));
                 let fields = Violation { ipa: *ipa, device, queue, descriptor: *descriptor, what };
-                write!(f, "reason=violation{fields}")
+                write!(f, "{}{fields}", head(Reason::Violation))
             }
-            Self::GuestCrash(detail) => write!(f, "reason=guest_crash detail={}", Quoted(detail)),
-            Self::VmmError(detail) => write!(f, "reason=vmm_error detail={}", Quoted(detail)),
-            Self::VmmFault(at) => write!(f, "reason=vmm_error detail=\"the VMM faulted at {at:#x}\""),
+            Self::GuestCrash(detail) => write!(f, "{} detail={}", head(Reason::GuestCrash), Quoted(detail)),
+            Self::VmmError(detail) => write!(f, "{} detail={}", head(Reason::VmmError), Quoted(detail)),
+            Self::VmmFault(at) => {
+                write!(f, "{} detail=\"the VMM faulted at {at:#x}\"", head(Reason::VmmError))
+            }
         }
     }
 }
