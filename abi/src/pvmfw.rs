@@ -102,3 +102,116 @@ mod tests {
         assert_eq!(PAYLOAD_SECRET_IPA, 0x801f_f000);
     }
 }
+
+/// Why pvmfw refused to hand over: a stable code per reason, printed as
+/// `[pvmfw] error E05 device-not-exposed: <detail>`. Tools and tests match the code
+/// (`Refusal::code`), never the English detail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Refusal {
+    /// pvmfw's config block holds no trusted key.
+    NoTrustedKey = 1,
+    /// The host's DT is not a well-formed device tree (magic, size, structure, a property).
+    HostDtMalformed = 2,
+    /// The host's DT describes RAM other than one region inside the VM's limits.
+    HostDtMemory = 3,
+    /// The host's DT names a device (console, GIC, transport) the platform does not have.
+    HostDtDevice = 4,
+    /// The platform has the device, but the hypervisor does not give it to this VM.
+    DeviceNotExposed = 5,
+    /// The host's DT names no payload, or one outside RAM or over the DT area.
+    HostDtPayload = 6,
+    /// The host's command line is too long or not printable ASCII.
+    HostDtBootargs = 7,
+    /// The host's bounce pool is unaligned, outside RAM, or over something else.
+    HostDtBouncePool = 8,
+    /// The host's DT does not lie in its slot.
+    HostDtSlot = 9,
+    /// The signed payload's header is malformed.
+    PayloadHeader = 10,
+    /// The payload does not fit where it must go.
+    PayloadPlacement = 11,
+    /// An arm64 Image's own header is malformed or disagrees with its signed layout.
+    ImageHeader = 12,
+    /// The trusted key is not a valid Ed25519 key.
+    TrustedKeyInvalid = 13,
+    /// The image is not the one its signed header's hash names.
+    PayloadHash = 14,
+    /// The signature is not the trusted key's.
+    PayloadSignature = 15,
+    /// The payload's new DT could not be built or does not fit its slot.
+    NewDt = 16,
+}
+
+impl Refusal {
+    /// Every refusal, in code order.
+    pub const ALL: [Refusal; 16] = [
+        Self::NoTrustedKey,
+        Self::HostDtMalformed,
+        Self::HostDtMemory,
+        Self::HostDtDevice,
+        Self::DeviceNotExposed,
+        Self::HostDtPayload,
+        Self::HostDtBootargs,
+        Self::HostDtBouncePool,
+        Self::HostDtSlot,
+        Self::PayloadHeader,
+        Self::PayloadPlacement,
+        Self::ImageHeader,
+        Self::TrustedKeyInvalid,
+        Self::PayloadHash,
+        Self::PayloadSignature,
+        Self::NewDt,
+    ];
+
+    /// The stable code.
+    pub const fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// A short name beside the code.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::NoTrustedKey => "no-trusted-key",
+            Self::HostDtMalformed => "host-dt-malformed",
+            Self::HostDtMemory => "host-dt-memory",
+            Self::HostDtDevice => "host-dt-device",
+            Self::DeviceNotExposed => "device-not-exposed",
+            Self::HostDtPayload => "host-dt-payload",
+            Self::HostDtBootargs => "host-dt-bootargs",
+            Self::HostDtBouncePool => "host-dt-bounce-pool",
+            Self::HostDtSlot => "host-dt-slot",
+            Self::PayloadHeader => "payload-header",
+            Self::PayloadPlacement => "payload-placement",
+            Self::ImageHeader => "image-header",
+            Self::TrustedKeyInvalid => "trusted-key-invalid",
+            Self::PayloadHash => "payload-hash",
+            Self::PayloadSignature => "payload-signature",
+            Self::NewDt => "new-dt",
+        }
+    }
+
+    /// What starts pvmfw's error line for this refusal: `[pvmfw] error E05 device-not-exposed:`.
+    pub fn line_start(self) -> impl core::fmt::Display {
+        struct Start(Refusal);
+        impl core::fmt::Display for Start {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                write!(f, "[pvmfw] error E{:02} {}:", self.0.code(), self.0.name())
+            }
+        }
+        Start(self)
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable_and_distinct() {
+        for (i, r) in Refusal::ALL.iter().enumerate() {
+            assert_eq!(r.code() as usize, i + 1);
+        }
+        assert_eq!(Refusal::PayloadSignature.line_start().to_string(), "[pvmfw] error E15 payload-signature:");
+    }
+}

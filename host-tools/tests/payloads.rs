@@ -7,6 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use abi::pvmfw::Refusal;
 use common::pvmkit;
 
 const IMAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pvmkit/test-guest.img");
@@ -58,16 +59,17 @@ fn pvmfw_refuses_an_image_that_does_not_fit_or_lies_about_its_layout() {
         assert!(ok && out.contains("(arm64 Image,"), "{out}");
         path
     };
-    let refused = |path: &PathBuf, reason: &str| {
+    let refused = |path: &PathBuf, refusal: Refusal| {
         let (ok, out) = pvmkit(&["run", "--signed-payload", path.to_str().unwrap()]);
+        let start = refusal.line_start().to_string();
         assert!(!ok, "{out}");
-        assert!(out.contains(&format!("[pvmfw] error: {reason}")), "expected '{reason}':\n{out}");
+        assert!(out.contains(&start), "expected '{start}':\n{out}");
         assert!(out.contains("pvmkit: FAIL: hyp ended the VM: reason=reset"), "{out}");
         assert!(!out.contains("test hypervisor_uid"), "the payload must not have run:\n{out}");
     };
-    refused(&sign("huge.signed", "1073741824"), "arm64 Image needs 0x40000000 bytes from a 2 MiB-aligned base");
+    refused(&sign("huge.signed", "1073741824"), Refusal::PayloadPlacement);
     // Signed with a footprint smaller than the Image's own image_size.
-    refused(&sign("short.signed", "262144"), "payload: arm64 Image header (text_offset 0x0, image_size");
+    refused(&sign("short.signed", "262144"), Refusal::ImageHeader);
     std::fs::remove_dir_all(&dir).ok();
 }
 

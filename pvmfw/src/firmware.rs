@@ -3,8 +3,6 @@
 
 extern crate alloc;
 
-use alloc::format;
-use alloc::string::String;
 use core::arch::{asm, global_asm};
 
 use abi::bundle::Region;
@@ -12,7 +10,8 @@ use alloc::vec::Vec;
 
 use abi::arm64_image::{self, ImageHeader};
 use abi::pvmfw::{
-    config_key, CONFIG_SIZE, PAYLOAD_SECRET_IPA, PLATFORM_CONDUIT, PLATFORM_CONSOLE, SECRET_SIZE, VM_SECRET_IPA,
+    config_key, Refusal, CONFIG_SIZE, PAYLOAD_SECRET_IPA, PLATFORM_CONDUIT, PLATFORM_CONSOLE, SECRET_SIZE,
+    VM_SECRET_IPA,
 };
 use abi::signed_payload::{self, Header, PayloadFormat, HEADER_SIZE};
 use guest_lib::conduit::SystemConduit;
@@ -22,6 +21,7 @@ use guest_lib::{mmio_guard, println, psci, BootInfo, Platform};
 const VIRTIO_MMIO_MAGIC: u32 = 0x7472_6976;
 use pvmfw::host_dt::{self, Limits};
 use pvmfw::layout::{self, SECRET_PAGE};
+use pvmfw::refusal::Refused;
 use pvmfw::{bootargs, handover_dt, placement, secret, verify};
 use sha2::{Digest, Sha256};
 
@@ -44,7 +44,7 @@ pub fn main(boot: &BootInfo) {
     // What the runtime really chose, so a test can see that no DT picked it.
     println!("[pvmfw] platform: conduit {:?}, console {:#x}", boot.conduit, guest_lib::console::base());
     if let Some(e) = boot.dt_error {
-        fail(format!("host device tree: {e}"));
+        fail(Refused::new(Refusal::HostDtMalformed, format_args!("host device tree: {e}")));
     }
     match run(boot) {
         Ok(handover) => handover.go(),
@@ -52,8 +52,8 @@ pub fn main(boot: &BootInfo) {
     }
 }
 
-fn fail(reason: String) -> ! {
-    println!("[pvmfw] error: {reason}");
+fn fail(refused: Refused) -> ! {
+    println!("{refused}");
     erase(VM_SECRET_IPA, SECRET_SIZE as u64);
     let _ = psci::system_reset(&guest_lib::conduit::SystemConduit::Hvc);
     loop {
@@ -79,7 +79,7 @@ struct Handover {
     dt: u64,
 }
 
-fn run(boot: &BootInfo) -> Result<Handover, String> {
+fn run(boot: &BootInfo) -> Result<Handover, Refused> {
     // The per-VM secret: read once, erased at once.
     let mut vm_secret = [0u8; SECRET_SIZE];
     // SAFETY: the last page of pvmfw's own region, written by hyp.
@@ -88,20 +88,21 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
 
     // SAFETY: a static of the image; volatile so the build-time zeroes are not assumed.
     let config = unsafe { core::ptr::read_volatile(&raw const __pvmfw_config) };
-    let key = config_key(&config).ok_or("pvmfw's config block holds no trusted key")?;
+    let key = config_key(&config)
+        .ok_or_else(|| Refused::new(Refusal::NoTrustedKey, "pvmfw's config block holds no trusted key"))?;
 
     // The host's DT: it must lie in the DT slot (so nothing of it can reach the secret
     // page), and pvmfw copies it into its own memory before reading a byte of it, so
     // that what it checks is what it uses, whatever pvmfw later writes to guest memory.
     // SAFETY: x0 pointed at the host's DT in guest RAM; its header is read first.
     let header: [u8; 8] = unsafe { memory(boot.dt_ipa, 8) }.try_into().unwrap_or([0; 8]);
-    let dt_len = host_dt::dt_size(header).map_err(|e| format!("{e}"))?;
-    let host_region = layout::host_dt(boot.dt_ipa, dt_len as u64).map_err(|e| format!("{e}"))?;
+    let dt_len = host_dt::dt_size(header)?;
+    let host_region = layout::host_dt(boot.dt_ipa, dt_len as u64)?;
     // SAFETY: inside the DT slot, guest RAM.
     let host_blob: Vec<u8> = unsafe { memory(host_region.start, host_region.size()) }.to_vec();
     erase(host_region.start, host_region.size());
     let limits = Limits::qemu_virt();
-    let host = host_dt::check(&host_blob, &limits).map_err(|e| format!("{e}"))?;
+    let host = host_dt::check(&host_blob, &limits)?;
     let bootargs = bootargs::filter(host.bootargs);
     for word in &bootargs.dropped {
         println!("[pvmfw] dropped host bootarg '{word}': reserved for the guest's own build");
@@ -116,9 +117,12 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
         // abort the probe catches.
         let magic = guarded.then(|| unsafe { guest_lib::exceptions::probe::read_u32(device.start) });
         if magic.and_then(Result::ok) != Some(VIRTIO_MMIO_MAGIC) {
-            return Err(format!(
-                "host device tree: device at {:#x}, which the hypervisor does not expose to this VM",
-                device.start
+            return Err(Refused::new(
+                Refusal::DeviceNotExposed,
+                format_args!(
+                    "host device tree: device at {:#x}, which the hypervisor does not expose to this VM",
+                    device.start
+                ),
             ));
         }
         let _ = mmio_guard().unmap(device.start, device.size());
@@ -131,8 +135,8 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     let header_bytes: [u8; HEADER_SIZE] = signed
         .get(..HEADER_SIZE)
         .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| format!("{}", signed_payload::HeaderError::TooShort(signed.len())))?;
-    let header = signed_payload::parse_header(&header_bytes, signed.len() - HEADER_SIZE).map_err(|e| format!("{e}"))?;
+        .ok_or(signed_payload::HeaderError::TooShort(signed.len()))?;
+    let header = signed_payload::parse_header(&header_bytes, signed.len() - HEADER_SIZE)?;
     let staged_image = &signed[HEADER_SIZE..HEADER_SIZE + header.image_size as usize];
     let secret_page = SECRET_PAGE;
     let keep_clear = [
@@ -156,7 +160,7 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
     }
     // SAFETY: just written.
     let image = unsafe { memory(target.start, header.image_size) };
-    verify::check(&header_bytes, &header, image, &key).map_err(|e| format!("{e}"))?;
+    verify::check(&header_bytes, &header, image, &key)?;
     if header.format == PayloadFormat::Arm64Image {
         check_image_header(&header, image)?;
     }
@@ -171,8 +175,8 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
 
     // The new DT, in the DT slot (the host's blob there was erased above).
     let new_dt = handover_dt::build(&host, &bootargs.kept, PAYLOAD_SECRET_IPA)
-        .map_err(|e| format!("building the payload's DT: {e}"))?;
-    let new_region = layout::new_dt(new_dt.len() as u64).map_err(|e| format!("{e}"))?;
+        .map_err(|e| Refused::new(Refusal::NewDt, format_args!("building the payload's DT: {e}")))?;
+    let new_region = layout::new_dt(new_dt.len() as u64)?;
     drop(host);
     // SAFETY: the DT slot, clear of the secret page and the payload (layout, placement).
     unsafe { core::ptr::copy_nonoverlapping(new_dt.as_ptr(), new_region.start as *mut u8, new_dt.len()) };
@@ -192,15 +196,17 @@ fn run(boot: &BootInfo) -> Result<Handover, String> {
 /// Where the payload goes and where it is entered: a flat image where its signed header
 /// says; an arm64 Image at the lowest 2 MiB-aligned base (plus its text_offset) where
 /// its signed footprint is clear of everything pvmfw keeps, entered at its first byte.
-fn place(header: &Header, ram: Region, keep_clear: &[(&'static str, Region)]) -> Result<(Region, u64), String> {
+fn place(header: &Header, ram: Region, keep_clear: &[(&'static str, Region)]) -> Result<(Region, u64), Refused> {
     match header.format {
-        PayloadFormat::Flat => placement::payload_region(header.load_ipa, header.mem_size, ram, keep_clear)
-            .map(|target| (target, header.entry_ipa))
-            .map_err(|e| format!("{e}")),
+        PayloadFormat::Flat => {
+            let target = placement::payload_region(header.load_ipa, header.mem_size, ram, keep_clear)?;
+            Ok((target, header.entry_ipa))
+        }
         PayloadFormat::Arm64Image => {
             let image = ImageHeader { text_offset: header.text_offset, image_size: header.mem_size, flags: 0 };
             let clear: Vec<Region> = keep_clear.iter().map(|&(_, r)| r).collect();
-            arm64_image::place(&image, ram, &clear).map(|target| (target, target.start)).map_err(|e| format!("{e}"))
+            let target = arm64_image::place(&image, ram, &clear)?;
+            Ok((target, target.start))
         }
     }
 }
@@ -208,13 +214,16 @@ fn place(header: &Header, ram: Region, keep_clear: &[(&'static str, Region)]) ->
 /// An Image's own header (now verified) must describe the layout its signed header
 /// placed it by: a signer that wrote another text_offset or a smaller footprint
 /// made a malformed payload.
-fn check_image_header(header: &Header, image: &[u8]) -> Result<(), String> {
-    let own = arm64_image::parse(image).map_err(|e| format!("payload: {e}"))?;
+fn check_image_header(header: &Header, image: &[u8]) -> Result<(), Refused> {
+    let own = arm64_image::parse(image)?;
     if own.text_offset != header.text_offset || own.image_size > header.mem_size {
-        return Err(format!(
-            "payload: arm64 Image header (text_offset {:#x}, image_size {:#x}) does not match its signed layout \
-             (text_offset {:#x}, {:#x} bytes)",
-            own.text_offset, own.image_size, header.text_offset, header.mem_size
+        return Err(Refused::new(
+            Refusal::ImageHeader,
+            format_args!(
+                "payload: arm64 Image header (text_offset {:#x}, image_size {:#x}) does not match its signed \
+                 layout (text_offset {:#x}, {:#x} bytes)",
+                own.text_offset, own.image_size, header.text_offset, header.mem_size
+            ),
         ));
     }
     Ok(())

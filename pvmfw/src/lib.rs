@@ -18,5 +18,6 @@ pub mod handover_dt;
 pub mod host_dt;
 pub mod layout;
 pub mod placement;
+pub mod refusal;
 pub mod secret;
 pub mod verify;
