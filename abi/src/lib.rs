@@ -7,6 +7,7 @@
 //! - [`kvm`]: the KVM vendor-hypervisor service (UID, features bitmap) and the pKVM calls,
 //!   in both the upstream Linux and the Android forms.
 //! - [`arm64_image`]: the arm64 Linux `Image` payload format and where it is placed.
+//! - [`dt`]: the device-tree vocabulary (compatibles, node and property names).
 //! - [`fdt_header`]: a device tree's magic and size, read before anything else.
 //! - [`esr`]: the architectural exception syndrome, decoded (hyp and guests both read it).
 //! - [`bundle`]: the file `pvmkit` writes and `hyp` reads (`-initrd`).
@@ -23,6 +24,7 @@
 
 pub mod arm64_image;
 pub mod bundle;
+pub mod dt;
 pub mod esr;
 pub mod exit_line;
 pub mod fdt_header;

@@ -16,6 +16,7 @@ use dtoolkit::standard::NodeStandard;
 use dtoolkit::{Node, Property};
 
 use crate::conduit::SystemConduit;
+use abi::dt;
 
 /// The largest device tree guest-lib accepts.
 pub const MAX_DT_SIZE: usize = 2 << 20;
@@ -92,9 +93,9 @@ impl<'a> GuestDt<'a> {
             let is_memory = node.property("device_type").is_some_and(|p| p.value() == b"memory\0");
             if is_memory && dt.memory.is_none() {
                 dt.memory = first_reg(node, "memory reg")?;
-            } else if node.is_compatible("arm,pl011") && dt.uart.is_none() {
+            } else if node.is_compatible(dt::PL011) && dt.uart.is_none() {
                 dt.uart = first_reg(node, "pl011 reg")?.map(|(base, _)| base);
-            } else if node.name() == "psci" || node.is_compatible("arm,psci-1.0") {
+            } else if node.name() == "psci" || node.is_compatible(dt::PSCI_1_0) {
                 if let Some(method) = node.property("method") {
                     let method = method.value_as::<&str>().map_err(|_| DtError::BadProperty("psci method"))?;
                     dt.conduit = Some(SystemConduit::from_method(method).ok_or(DtError::BadProperty("psci method"))?);
@@ -102,8 +103,8 @@ impl<'a> GuestDt<'a> {
             }
         }
         if let Some(chosen) = root.child("chosen") {
-            if let Some(args) = chosen.property("bootargs") {
-                dt.bootargs = args.value_as::<&str>().map_err(|_| DtError::BadProperty("bootargs"))?;
+            if let Some(args) = chosen.property(dt::BOOTARGS) {
+                dt.bootargs = args.value_as::<&str>().map_err(|_| DtError::BadProperty(dt::BOOTARGS))?;
             }
         }
         Ok(dt)
@@ -114,7 +115,7 @@ impl<'a> GuestDt<'a> {
         let root = Fdt::new(self.blob).ok().map(|fdt| fdt.root());
         root.into_iter().flat_map(|root| {
             root.children()
-                .filter(|node| node.is_compatible("virtio,mmio"))
+                .filter(|node| node.is_compatible(dt::VIRTIO_MMIO))
                 .filter_map(|node| first_reg(node, "virtio reg").ok().flatten())
                 .collect::<alloc::vec::Vec<_>>()
         })
@@ -131,7 +132,7 @@ impl<'a> GuestDt<'a> {
     /// The GICv3 (`arm,gic-v3`): its distributor's and first redistributor's bases.
     pub fn gic_v3(&self) -> Option<(u64, u64)> {
         let fdt = Fdt::new(self.blob).ok()?;
-        let node = fdt.root().children().find(|n| n.is_compatible("arm,gic-v3"))?;
+        let node = fdt.root().children().find(|n| n.is_compatible(dt::GIC_V3))?;
         let mut regs = node.reg().ok()??;
         let mut base = || regs.next()?.address::<u64>().ok();
         Some((base()?, base()?))

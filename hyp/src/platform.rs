@@ -5,6 +5,7 @@
 use core::fmt;
 
 use abi::bundle::Region;
+use abi::dt;
 use dtoolkit::fdt::Fdt;
 use dtoolkit::standard::NodeStandard;
 use dtoolkit::{Node, Property};
@@ -128,14 +129,14 @@ impl<'a> Platform<'a> {
                     *slot.ok_or(PlatformError::TooMany("memory regions"))? = region;
                     platform.memory_count += 1;
                 }
-            } else if node.is_compatible("arm,pl011") && uart.is_none() {
+            } else if node.is_compatible(dt::PL011) && uart.is_none() {
                 uart = regs(node, "pl011 reg")?.next().transpose()?;
-            } else if node.is_compatible("arm,gic-v3") && platform.gic_v3.is_none() {
+            } else if node.is_compatible(dt::GIC_V3) && platform.gic_v3.is_none() {
                 let mut frames = regs(node, "gic reg")?;
                 if let (Some(gicd), Some(gicr)) = (frames.next(), frames.next()) {
                     platform.gic_v3 = Some((gicd?, gicr?));
                 }
-            } else if node.is_compatible("virtio,mmio") {
+            } else if node.is_compatible(dt::VIRTIO_MMIO) {
                 if let Some(region) = regs(node, "virtio reg")?.next().transpose()? {
                     let slot = platform.virtio.get_mut(platform.virtio_count);
                     *slot.ok_or(PlatformError::TooMany("virtio slots"))? = region;
@@ -148,15 +149,15 @@ impl<'a> Platform<'a> {
         }
         platform.uart = uart.ok_or(PlatformError::NoUart)?;
         if let Some(chosen) = root.child("chosen") {
-            if let Some(args) = chosen.property("bootargs") {
-                platform.bootargs = args.value_as::<&str>().map_err(|_| PlatformError::BadProperty("bootargs"))?;
+            if let Some(args) = chosen.property(dt::BOOTARGS) {
+                platform.bootargs = args.value_as::<&str>().map_err(|_| PlatformError::BadProperty(dt::BOOTARGS))?;
             }
-            let start = chosen.property("linux,initrd-start").map(|p| cells_u64(p.value(), "linux,initrd-start"));
-            let end = chosen.property("linux,initrd-end").map(|p| cells_u64(p.value(), "linux,initrd-end"));
+            let start = chosen.property(dt::INITRD_START).map(|p| cells_u64(p.value(), dt::INITRD_START));
+            let end = chosen.property(dt::INITRD_END).map(|p| cells_u64(p.value(), dt::INITRD_END));
             if let (Some(start), Some(end)) = (start, end) {
                 let (start, end) = (start?, end?);
                 if end < start {
-                    return Err(PlatformError::BadProperty("linux,initrd-end"));
+                    return Err(PlatformError::BadProperty(dt::INITRD_END));
                 }
                 platform.initrd = Some(Region { start, end });
             }

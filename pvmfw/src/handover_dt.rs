@@ -11,21 +11,22 @@ use abi::pvmfw::{SECRET_COMPATIBLE, SECRET_SIZE};
 use vm_fdt::{Error, FdtWriter};
 
 use crate::host_dt::HostConfig;
+use abi::dt;
 
 /// Writes the new tree with the command line `bootargs` (what [`crate::bootargs`] lets
 /// pass); `secret` is where the payload's secret lies.
 pub fn build(config: &HostConfig<'_>, bootargs: &str, secret: u64) -> Result<Vec<u8>, Error> {
     let mut w = FdtWriter::new()?;
     let root = w.begin_node("")?;
-    w.property_u32("#address-cells", 2)?;
-    w.property_u32("#size-cells", 2)?;
+    w.property_u32(dt::ADDRESS_CELLS, 2)?;
+    w.property_u32(dt::SIZE_CELLS, 2)?;
     w.property_string("compatible", "linux,dummy-virt")?;
     w.property_string("model", "pvmkit protected VM")?;
 
     let chosen = w.begin_node("chosen")?;
-    w.property_string("bootargs", bootargs)?;
-    w.property_string("stdout-path", &format!("/pl011@{:x}", config.console.start))?;
-    w.property_null("pvmkit,verified-boot")?;
+    w.property_string(dt::BOOTARGS, bootargs)?;
+    w.property_string(dt::STDOUT_PATH, &format!("/pl011@{:x}", config.console.start))?;
+    w.property_null(dt::VERIFIED_BOOT)?;
     w.end_node(chosen)?;
 
     let memory = w.begin_node(&format!("memory@{:x}", config.memory.start))?;
@@ -34,8 +35,8 @@ pub fn build(config: &HostConfig<'_>, bootargs: &str, secret: u64) -> Result<Vec
     w.end_node(memory)?;
 
     let reserved = w.begin_node("reserved-memory")?;
-    w.property_u32("#address-cells", 2)?;
-    w.property_u32("#size-cells", 2)?;
+    w.property_u32(dt::ADDRESS_CELLS, 2)?;
+    w.property_u32(dt::SIZE_CELLS, 2)?;
     w.property_null("ranges")?;
     let node = w.begin_node(&format!("pvmkit-secret@{secret:x}"))?;
     w.property_string("compatible", SECRET_COMPATIBLE)?;
@@ -51,8 +52,8 @@ pub fn build(config: &HostConfig<'_>, bootargs: &str, secret: u64) -> Result<Vec
     w.end_node(reserved)?;
 
     let cpus = w.begin_node("cpus")?;
-    w.property_u32("#address-cells", 1)?;
-    w.property_u32("#size-cells", 0)?;
+    w.property_u32(dt::ADDRESS_CELLS, 1)?;
+    w.property_u32(dt::SIZE_CELLS, 0)?;
     let cpu = w.begin_node("cpu@0")?;
     w.property_string("device_type", "cpu")?;
     w.property_u32("reg", 0)?;
@@ -61,29 +62,29 @@ pub fn build(config: &HostConfig<'_>, bootargs: &str, secret: u64) -> Result<Vec
     w.end_node(cpus)?;
 
     let psci = w.begin_node("psci")?;
-    w.property_string("compatible", "arm,psci-1.0")?;
+    w.property_string("compatible", dt::PSCI_1_0)?;
     w.property_string("method", "hvc")?;
     w.end_node(psci)?;
 
     if config.gic {
         let gic = w.begin_node(&format!("intc@{GICD_BASE:x}"))?;
-        w.property_string("compatible", "arm,gic-v3")?;
+        w.property_string("compatible", dt::GIC_V3)?;
         w.property_u32("#interrupt-cells", 3)?;
-        w.property_null("interrupt-controller")?;
+        w.property_null(dt::INTERRUPT_CONTROLLER)?;
         w.property_array_u64("reg", &[GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE])?;
         w.end_node(gic)?;
     }
 
     let uart = w.begin_node(&format!("pl011@{:x}", config.console.start))?;
-    w.property_string_list("compatible", alloc::vec!["arm,pl011".into(), "arm,primecell".into()])?;
+    w.property_string_list("compatible", alloc::vec![dt::PL011.into(), dt::PRIMECELL.into()])?;
     w.property_array_u64("reg", &[config.console.start, config.console.size()])?;
     w.end_node(uart)?;
 
     for Region { start, end } in &config.virtio {
         let node = w.begin_node(&format!("virtio_mmio@{start:x}"))?;
-        w.property_string("compatible", "virtio,mmio")?;
+        w.property_string("compatible", dt::VIRTIO_MMIO)?;
         w.property_array_u64("reg", &[*start, end - start])?;
-        w.property_null("dma-coherent")?;
+        w.property_null(dt::DMA_COHERENT)?;
         w.end_node(node)?;
     }
     w.end_node(root)?;

@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use abi::bundle::Region;
+use abi::dt;
 use abi::memory_map::{
     virtio_mmio_slot, BOUNCE_POOL_COMPATIBLE, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE, GUEST_DT_BASE,
     GUEST_DT_MAX_SIZE, QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
@@ -196,19 +197,19 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
     for node in root.children() {
         if node.property("device_type").is_some_and(|p| p.value() == b"memory\0") {
             memory.extend(regs(node, "memory reg")?.into_iter().filter(|r| r.size() > 0));
-        } else if node.is_compatible("arm,pl011") {
+        } else if node.is_compatible(dt::PL011) {
             for r in regs(node, "pl011 reg")? {
                 if !limits.console.contains(&r) || console.is_some() {
                     return Err(DtError::DeviceNotExposed("console", r.start));
                 }
                 console = Some(r);
             }
-        } else if node.is_compatible("arm,gic-v3") {
+        } else if node.is_compatible(dt::GIC_V3) {
             if gic || regs(node, "gic-v3 reg")? != limits.gic {
                 return Err(DtError::BadGic);
             }
             gic = true;
-        } else if node.is_compatible("virtio,mmio") {
+        } else if node.is_compatible(dt::VIRTIO_MMIO) {
             for r in regs(node, "virtio reg")? {
                 if !limits.virtio.iter().any(|w| w.contains(&r)) || virtio.contains(&r) {
                     return Err(DtError::DeviceNotExposed("virtio-mmio transport", r.start));
@@ -216,16 +217,16 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
                 virtio.push(r);
             }
         } else if node.name() == "config" {
-            let (start, size) = (u64_prop(&node, "kernel-address")?, u64_prop(&node, "kernel-size")?);
+            let (start, size) = (u64_prop(&node, dt::KERNEL_ADDRESS)?, u64_prop(&node, dt::KERNEL_SIZE)?);
             if let (Some(start), Some(size)) = (start, size) {
-                payload = Some(Region::new(start, size).ok_or(DtError::BadProperty("kernel-size"))?);
+                payload = Some(Region::new(start, size).ok_or(DtError::BadProperty(dt::KERNEL_SIZE))?);
             }
         } else if node.name() == "reserved-memory" {
             for child in node.children().filter(|c| c.is_compatible(BOUNCE_POOL_COMPATIBLE)) {
                 pools.extend(regs(child, "restricted-dma-pool reg")?);
             }
         } else if node.name() == "chosen" {
-            if let Some(args) = node.property("bootargs") {
+            if let Some(args) = node.property(dt::BOOTARGS) {
                 bootargs = args.value_as::<&str>().map_err(|_| DtError::BadBootargs)?;
             }
         }

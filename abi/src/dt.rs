@@ -1,0 +1,59 @@
+//! The device-tree vocabulary every part speaks: the compatibles, node names and
+//! property names that hyp's platform reader, guest-lib, pvmfw (reader and writer) and
+//! `pvmkit` (writer) use, declared once.
+//!
+//! ```
+//! assert_eq!(abi::dt::VIRTIO_MMIO, "virtio,mmio");
+//! assert_eq!(abi::dt::BOUNCE_POOL, abi::memory_map::BOUNCE_POOL_COMPATIBLE);
+//! ```
+
+/// A PL011 UART.
+pub const PL011: &str = "arm,pl011";
+/// The AMBA PrimeCell compatible a PL011 node also carries.
+pub const PRIMECELL: &str = "arm,primecell";
+/// A virtio-mmio transport.
+pub const VIRTIO_MMIO: &str = "virtio,mmio";
+/// A GICv3.
+pub const GIC_V3: &str = "arm,gic-v3";
+/// PSCI 1.0 (what pvmkit's DTs say).
+pub const PSCI_1_0: &str = "arm,psci-1.0";
+/// PSCI 0.2 (listed beside 1.0).
+pub const PSCI_0_2: &str = "arm,psci-0.2";
+/// The reserved region every DMA buffer of a protected VM bounces through.
+pub const BOUNCE_POOL: &str = crate::memory_map::BOUNCE_POOL_COMPATIBLE;
+/// The reserved page that holds the payload's secret.
+pub const PAYLOAD_SECRET: &str = crate::pvmfw::SECRET_COMPATIBLE;
+/// pvmfw's mark on the DT it hands over.
+pub const VERIFIED_BOOT: &str = "pvmkit,verified-boot";
+
+/// `/chosen`.
+pub const CHOSEN: &str = "chosen";
+/// `/config` (where the host puts the payload's location).
+pub const CONFIG: &str = "config";
+/// `/psci`.
+pub const PSCI: &str = "psci";
+/// `/memory`.
+pub const MEMORY: &str = "memory";
+/// `/reserved-memory`.
+pub const RESERVED_MEMORY: &str = "reserved-memory";
+
+/// `#address-cells`.
+pub const ADDRESS_CELLS: &str = "#address-cells";
+/// `#size-cells`.
+pub const SIZE_CELLS: &str = "#size-cells";
+/// `/chosen/bootargs`: the command line.
+pub const BOOTARGS: &str = "bootargs";
+/// `/chosen/stdout-path`: the console.
+pub const STDOUT_PATH: &str = "stdout-path";
+/// `/config/kernel-address`: where the host staged the signed payload.
+pub const KERNEL_ADDRESS: &str = "kernel-address";
+/// `/config/kernel-size`: its size.
+pub const KERNEL_SIZE: &str = "kernel-size";
+/// `/chosen/linux,initrd-start` (QEMU's bundle for hyp).
+pub const INITRD_START: &str = "linux,initrd-start";
+/// `/chosen/linux,initrd-end`.
+pub const INITRD_END: &str = "linux,initrd-end";
+/// A device's DMA is cache-coherent.
+pub const DMA_COHERENT: &str = "dma-coherent";
+/// The node is an interrupt controller.
+pub const INTERRUPT_CONTROLLER: &str = "interrupt-controller";
