@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use abi::arm64_image::{header_bytes, parse, place};
-//! use abi::bundle::Region;
+//! use abi::memory_map::Region;
 //!
 //! let mut file = header_bytes(0, 0x10_0000, 0xa).to_vec(); // text_offset 0, 1 MiB, 4 KiB pages
 //! file.resize(0x4000, 0);
@@ -28,8 +28,8 @@
 
 use core::fmt;
 
-use crate::bundle::Region;
-use crate::memory_map::PAGE_SIZE;
+use crate::memory_map::Region;
+use crate::memory_map::GRANULE;
 
 /// Size of the header.
 pub const HEADER_SIZE: usize = 64;
@@ -140,10 +140,10 @@ pub fn parse_header(h: &[u8; HEADER_SIZE], file_len: u64) -> Result<ImageHeader,
     if header.flags & 1 != 0 {
         return Err(ImageError::BigEndian);
     }
-    if let Some(page) = header.page_size().filter(|&p| p != PAGE_SIZE) {
+    if let Some(page) = header.page_size().filter(|&p| p != GRANULE) {
         return Err(ImageError::PageSize(page));
     }
-    if !header.text_offset.is_multiple_of(PAGE_SIZE) {
+    if !header.text_offset.is_multiple_of(GRANULE) {
         return Err(ImageError::UnalignedTextOffset(header.text_offset));
     }
     if file_len > header.image_size {

@@ -35,7 +35,7 @@
 
 use core::fmt;
 
-use crate::memory_map::PAGE_SIZE;
+use crate::memory_map::{Region, GRANULE};
 
 /// First eight bytes of every bundle.
 pub const MAGIC: [u8; 8] = *b"PVMKBNDL";
@@ -303,14 +303,14 @@ impl<'a> Bundle<'a> {
     pub fn layout(&self) -> Result<GuestLayout, LayoutError> {
         let VmConfig { ram_base, ram_size, entry_ipa, .. } = self.config;
         let ram_end = ram_base.checked_add(ram_size).ok_or(LayoutError::RamInvalid)?;
-        if ram_size == 0 || ram_base % PAGE_SIZE != 0 || ram_size % PAGE_SIZE != 0 {
+        if ram_size == 0 || ram_base % GRANULE != 0 || ram_size % GRANULE != 0 {
             return Err(LayoutError::RamInvalid);
         }
         let ram = Region { start: ram_base, end: ram_end };
         let mut placed: [Option<(EntryKind, Region)>; MAX_ENTRIES] = [None; MAX_ENTRIES];
         for (i, entry) in self.entries().filter(|e| e.kind != EntryKind::VmConfig).enumerate() {
             let region = Region::new(entry.load_ipa, entry.mem_size).ok_or(LayoutError::OutsideRam(entry.kind))?;
-            if entry.load_ipa % PAGE_SIZE != 0 {
+            if entry.load_ipa % GRANULE != 0 {
                 return Err(LayoutError::Unaligned(entry.kind));
             }
             if entry.mem_size == 0 || !ram.contains(&region) {
@@ -333,40 +333,6 @@ impl<'a> Bundle<'a> {
             return Err(LayoutError::EntryOutsidePayload(entry_ipa));
         }
         Ok(GuestLayout { ram, payload, dt, pvmfw: region_of(EntryKind::Pvmfw), entry_ipa })
-    }
-}
-
-/// A half-open address range `[start, end)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Region {
-    /// First address.
-    pub start: u64,
-    /// One past the last address.
-    pub end: u64,
-}
-
-impl Region {
-    /// `[start, start + size)`, or `None` if it wraps.
-    pub const fn new(start: u64, size: u64) -> Option<Self> {
-        match start.checked_add(size) {
-            Some(end) => Some(Self { start, end }),
-            None => None,
-        }
-    }
-
-    /// Its size in bytes.
-    pub const fn size(&self) -> u64 {
-        self.end - self.start
-    }
-
-    /// Whether `other` lies entirely inside this region.
-    pub const fn contains(&self, other: &Region) -> bool {
-        other.start >= self.start && other.end <= self.end && other.start <= other.end
-    }
-
-    /// Whether the two regions share at least one byte.
-    pub const fn overlaps(&self, other: &Region) -> bool {
-        self.start < other.end && other.start < self.end
     }
 }
 

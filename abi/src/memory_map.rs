@@ -45,8 +45,9 @@ pub const QEMU_RAM_SIZE: u64 = 2 << 30;
 /// QEMU `virt`'s PL011, used by hyp before it has read the DTB (only for errors that
 /// stop it from reading the DTB at all).
 pub const QEMU_EARLY_UART: u64 = 0x0900_0000;
-/// The stage-1 and stage-2 translation granule hyp uses.
-pub const PAGE_SIZE: u64 = 4096;
+/// The 4 KiB granule: the unit of stage-2 mapping, page ownership, sharing and the
+/// MMIO guard, everywhere in pvmkit.
+pub const GRANULE: u64 = 4096;
 /// QEMU `virt`'s GICv3 distributor (the pkvm backend's VMM puts its vGIC there too).
 pub const GICD_BASE: u64 = 0x0800_0000;
 /// Its size.
@@ -67,4 +68,38 @@ pub const VIRTIO_MMIO_SLOTS: u32 = 32;
 /// The address of QEMU `virt`'s virtio-mmio transport `slot`.
 pub const fn virtio_mmio_slot(slot: u32) -> u64 {
     VIRTIO_MMIO_BASE + slot as u64 * VIRTIO_MMIO_STRIDE
+}
+
+/// A half-open address range `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+}
+
+impl Region {
+    /// `[start, start + size)`, or `None` if it wraps.
+    pub const fn new(start: u64, size: u64) -> Option<Self> {
+        match start.checked_add(size) {
+            Some(end) => Some(Self { start, end }),
+            None => None,
+        }
+    }
+
+    /// Its size in bytes.
+    pub const fn size(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Whether `other` lies entirely inside this region.
+    pub const fn contains(&self, other: &Region) -> bool {
+        other.start >= self.start && other.end <= self.end && other.start <= other.end
+    }
+
+    /// Whether the two regions share at least one byte.
+    pub const fn overlaps(&self, other: &Region) -> bool {
+        self.start < other.end && other.start < self.end
+    }
 }

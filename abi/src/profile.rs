@@ -48,8 +48,7 @@ pub use linux_7_3::{LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED};
 use crate::kvm;
 use crate::smccc::{self, NOT_SUPPORTED};
 
-/// The granule every profile shares and guards memory in.
-pub const GRANULE: u64 = 4096;
+pub use crate::memory_map::GRANULE;
 
 /// The instruction a call came through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

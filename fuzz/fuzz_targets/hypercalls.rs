@@ -11,7 +11,7 @@
 //!   the MMIO guard, is ever emulated; never an access to guest RAM.
 #![no_main]
 
-use abi::bundle::Region;
+use abi::memory_map::Region;
 use abi::esr::Esr;
 use abi::hyp_options::{AbiForm, VmMode};
 use abi::kvm;

@@ -5,7 +5,7 @@
 #![no_main]
 
 use abi::arm64_image::{self, ImageHeader, BASE_ALIGN};
-use abi::bundle::Region;
+use abi::memory_map::Region;
 use abi::signed_payload::PayloadFormat;
 use libfuzzer_sys::fuzz_target;
 

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use abi::arm64_image::{self, ImageHeader};
-use abi::bundle::Region;
+use abi::memory_map::Region;
 use abi::memory_map::{BOUNCE_POOL_BASE, BOUNCE_POOL_SIZE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE};
 use abi::signed_payload::Header;
 use sha2::{Digest, Sha256};

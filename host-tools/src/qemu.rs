@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use abi::bundle::Region;
+use abi::memory_map::Region;
 use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE};
 
 use crate::devices::{Devices, VIRTIO_SLOTS};

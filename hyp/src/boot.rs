@@ -1,8 +1,9 @@
 //! The VM's start: read the platform and the bundle, check where everything goes, build
 //! stage 2, load the guest and enter it.
 
-use abi::bundle::{Bundle, EntryKind, GuestLayout, Region};
+use abi::bundle::{Bundle, EntryKind, GuestLayout};
 use abi::hyp_options::{HypOptions, VmMode};
+use abi::memory_map::Region;
 use hyp::devices::DeviceList;
 use hyp::hypercall::{ExitCounters, Services, ShortCounts};
 use hyp::mmio_guard::GuardTable;

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use abi::bundle::Region;
+use abi::memory_map::Region;
 use abi::memory_map::{virtio_mmio_slot, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE};
 
 use crate::mmio::{DeviceKind, DeviceWindow};

@@ -3,7 +3,7 @@
 //! checked the arguments and that no granule is guest RAM; what can still refuse here
 //! is hyp's bound on its table (policy `guard-table-full`).
 
-use abi::bundle::Region;
+use abi::memory_map::Region;
 
 use crate::hypercall::PolicyRefusal;
 use crate::mmio_guard::{GuardTable, GRANULE};

@@ -9,10 +9,9 @@
 
 use core::fmt;
 
-use abi::bundle::Region;
+use abi::memory_map::Region;
 
-/// The guard granule.
-pub const GRANULE: u64 = 4096;
+pub use abi::memory_map::GRANULE;
 /// The most granules a VM can register (more than all device pages hyp exposes).
 pub const MAX_GUARDED: usize = 64;
 

@@ -8,10 +8,9 @@
 
 use core::fmt;
 
-use abi::bundle::Region;
+use abi::memory_map::Region;
 
-/// Granule of ownership: the stage-2 page size.
-pub const GRANULE: u64 = 4096;
+pub use abi::memory_map::GRANULE;
 
 /// Bit 15 of a page's word: shared. Bits 14..0: pin count.
 const SHARED: u16 = 1 << 15;

@@ -4,8 +4,8 @@
 
 use core::fmt;
 
-use abi::bundle::Region;
 use abi::dt;
+use abi::memory_map::Region;
 use dtoolkit::fdt::Fdt;
 use dtoolkit::standard::NodeStandard;
 use dtoolkit::{Node, Property};

@@ -15,7 +15,7 @@ pub const IPA_BITS: u32 = 39;
 /// cacheable walks, inner shareable, TG0=4 KiB, PS=40-bit, RES1 bit 31.
 pub const VTCR: u64 = 25 | (1 << 6) | (1 << 8) | (1 << 10) | (3 << 12) | (0b010 << 16) | (1 << 31);
 
-const PAGE: u64 = 4096;
+use abi::memory_map::GRANULE;
 const L2_BLOCK: u64 = 2 << 20;
 const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
 const VALID: u64 = 1 << 0;
@@ -83,7 +83,7 @@ pub struct Stage2<'a> {
 impl<'a> Stage2<'a> {
     /// Takes an arena of at least one table, physically at `base_pa`, and clears it.
     pub fn new(tables: &'a mut [Table], base_pa: u64) -> Option<Self> {
-        if tables.is_empty() || !base_pa.is_multiple_of(PAGE) {
+        if tables.is_empty() || !base_pa.is_multiple_of(GRANULE) {
             return None;
         }
         tables[0] = Table::EMPTY;
@@ -102,8 +102,8 @@ impl<'a> Stage2<'a> {
 
     fn index_of(&self, pa: u64) -> Option<usize> {
         let offset = pa.checked_sub(self.base_pa)?;
-        let index = (offset / PAGE) as usize;
-        (offset % PAGE == 0 && index < self.used).then_some(index)
+        let index = (offset / GRANULE) as usize;
+        (offset % GRANULE == 0 && index < self.used).then_some(index)
     }
 
     fn next_table(&mut self, table: usize, slot: usize) -> Result<usize, MapError> {
@@ -120,7 +120,7 @@ impl<'a> Stage2<'a> {
         let index = self.used;
         self.used += 1;
         self.tables[index] = Table::EMPTY;
-        let pa = self.base_pa + index as u64 * PAGE;
+        let pa = self.base_pa + index as u64 * GRANULE;
         self.tables[table].0[slot] = pa | TABLE_OR_PAGE | VALID;
         Ok(index)
     }
@@ -129,7 +129,7 @@ impl<'a> Stage2<'a> {
     /// sides allow and 4 KiB pages elsewhere. Nothing already mapped is replaced.
     /// On error, mappings made before the failing address stay.
     pub fn map(&mut self, ipa: u64, pa: u64, size: u64, attrs: Attributes) -> Result<(), MapError> {
-        if !ipa.is_multiple_of(PAGE) || !pa.is_multiple_of(PAGE) || !size.is_multiple_of(PAGE) {
+        if !ipa.is_multiple_of(GRANULE) || !pa.is_multiple_of(GRANULE) || !size.is_multiple_of(GRANULE) {
             return Err(MapError::Unaligned);
         }
         let end = ipa.checked_add(size).ok_or(MapError::OutOfRange)?;
@@ -154,7 +154,7 @@ impl<'a> Stage2<'a> {
                 return Err(MapError::AlreadyMapped(i));
             }
             self.tables[l3_table].0[l3] = p | attrs.0 | AF | TABLE_OR_PAGE | VALID;
-            offset += PAGE;
+            offset += GRANULE;
         }
         Ok(())
     }
@@ -175,7 +175,7 @@ impl<'a> Stage2<'a> {
                 if level == 1 || (level == 3 && !is_table) {
                     return None; // 1 GiB blocks are never made; L3 needs the page bit
                 }
-                let span = if level == 2 { L2_BLOCK } else { PAGE };
+                let span = if level == 2 { L2_BLOCK } else { GRANULE };
                 let attrs = entry & !(ADDR_MASK | VALID | TABLE_OR_PAGE | AF);
                 return Some(((entry & ADDR_MASK & !(span - 1)) + ipa % span, Attributes(attrs)));
             }

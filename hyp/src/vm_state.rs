@@ -2,7 +2,7 @@
 //! exclusive borrow at a time (`hyp::exclusive`): the VM, the memory hyp gives it for
 //! good (ownership words, stage-2 tables), and the summary the exit line reports.
 
-use abi::bundle::Region;
+use abi::memory_map::Region;
 use hyp::devices::DeviceList;
 use hyp::exclusive::{Borrowed, Exclusive};
 use hyp::hypercall::{ExitCounters, Services, ShortCounts};

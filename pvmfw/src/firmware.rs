@@ -5,7 +5,7 @@ extern crate alloc;
 
 use core::arch::{asm, global_asm};
 
-use abi::bundle::Region;
+use abi::memory_map::Region;
 use alloc::vec::Vec;
 
 use abi::arm64_image::{self, ImageHeader};

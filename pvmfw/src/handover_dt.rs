@@ -5,7 +5,7 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use abi::bundle::Region;
+use abi::memory_map::Region;
 use abi::memory_map::{BOUNCE_POOL_COMPATIBLE, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE};
 use abi::pvmfw::{SECRET_COMPATIBLE, SECRET_SIZE};
 use vm_fdt::{Error, FdtWriter};

@@ -8,8 +8,8 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use abi::bundle::Region;
 use abi::dt;
+use abi::memory_map::Region;
 use abi::memory_map::{
     virtio_mmio_slot, BOUNCE_POOL_COMPATIBLE, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE, GUEST_DT_BASE,
     GUEST_DT_MAX_SIZE, QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,

@@ -11,7 +11,7 @@
 
 use core::fmt;
 
-use abi::bundle::Region;
+use abi::memory_map::Region;
 use abi::memory_map::GUEST_DT_BASE;
 use abi::pvmfw::{HOST_DT_MAX_SIZE, PAYLOAD_SECRET_IPA};
 

@@ -4,7 +4,7 @@
 
 use core::fmt;
 
-use abi::bundle::Region;
+use abi::memory_map::Region;
 
 /// Why the payload cannot go where its header says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -110,7 +110,7 @@ mod tests {
         assert_eq!(Refused::from(DtError::Malformed).reason, Refusal::HostDtMalformed);
         assert_eq!(Refused::from(DtError::NoConsole).reason, Refusal::HostDtDevice);
         assert_eq!(Refused::from(LayoutError::NewDtTooLarge(1)).reason, Refusal::NewDt);
-        let fit = ImageError::DoesNotFit { needs: 1, ram: abi::bundle::Region { start: 0, end: 0 } };
+        let fit = ImageError::DoesNotFit { needs: 1, ram: abi::memory_map::Region { start: 0, end: 0 } };
         assert_eq!(Refused::from(fit).reason, Refusal::PayloadPlacement);
         assert_eq!(Refused::from(ImageError::BadMagic).reason, Refusal::ImageHeader);
     }

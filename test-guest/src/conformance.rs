@@ -21,7 +21,7 @@ use guest_lib::{println, BootInfo};
 
 use crate::expect::{registers, Mode};
 
-const GRANULE: u64 = 4096;
+use abi::memory_map::GRANULE;
 /// x1..x3 preset for calls that must zero or keep them.
 const PRESET: [u64; 3] = [0x1111_2222_3333_4444, 0x5555_6666_7777_8888, 0x9999_aaaa_bbbb_cccc];
 /// Not guest RAM, not a device (QEMU virt's platform bus, empty).

@@ -10,7 +10,7 @@ use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use guest_lib::conduit::SystemConduit;
 use guest_lib::sharing::MemSharer;
 
-const PAGE: u64 = 4096;
+use abi::memory_map::GRANULE;
 const PAGES: u64 = 5;
 
 /// virtio-mmio registers.
@@ -42,7 +42,7 @@ impl<'a> RawQueue<'a> {
         if memory.is_null() {
             return Err("out of memory");
         }
-        if sharer.share(memory as u64, PAGES * PAGE).is_err() {
+        if sharer.share(memory as u64, PAGES * GRANULE).is_err() {
             // SAFETY: allocated just above with this layout.
             unsafe { dealloc(memory, Self::layout()) };
             return Err("could not share the queue's pages");
@@ -67,13 +67,13 @@ impl<'a> RawQueue<'a> {
     }
 
     fn layout() -> Layout {
-        Layout::from_size_align((PAGES * PAGE) as usize, PAGE as usize).unwrap_or(Layout::new::<u8>())
+        Layout::from_size_align((PAGES * GRANULE) as usize, GRANULE as usize).unwrap_or(Layout::new::<u8>())
     }
 
     /// The IPA of page `n` of the queue's memory: 0 descriptors, 1 available ring,
     /// 2 used ring, 3 request header (and status at +16), 4 data.
     pub fn page(&self, n: u64) -> u64 {
-        self.memory as u64 + n * PAGE
+        self.memory as u64 + n * GRANULE
     }
 
     /// Writes a transport register.
@@ -118,7 +118,7 @@ impl Drop for RawQueue<'_> {
     fn drop(&mut self) {
         // A reset gives every buffer back; only then are the pages taken back.
         self.write(reg::STATUS, 0);
-        if self.sharer.unshare(self.memory as u64, PAGES * PAGE).is_ok() {
+        if self.sharer.unshare(self.memory as u64, PAGES * GRANULE).is_ok() {
             // SAFETY: allocated in `new` with this layout, no longer shared.
             unsafe { dealloc(self.memory, Self::layout()) };
         }

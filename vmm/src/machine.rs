@@ -1,7 +1,8 @@
 //! What the bundle asks of the VM, checked with the code hyp uses (`abi::bundle`): its
 //! RAM, what to load where, where the vCPU starts and where its DT is.
 
-use abi::bundle::{Bundle, EntryKind, Region};
+use abi::bundle::{Bundle, EntryKind};
+use abi::memory_map::Region;
 
 /// The VM a bundle describes.
 #[derive(Clone, Debug, PartialEq, Eq)]
