@@ -5,6 +5,28 @@
 //! a pinned page cannot be unshared. This follows pKVM's guest `OWNED` /
 //! `SHARED_OWNED` states (and the hypervisor refcount that makes unshare fail while a
 //! page is in use).
+//!
+//! The page states, every call and event that moves them, and what the guest sees,
+//! per profile (`hypercall/tests.rs::the_page_state_table_holds` checks each row):
+//!
+//! | page state     | call or event                    | upstream 7.3            | android 6.12              | new state      |
+//! |----------------|----------------------------------|-------------------------|---------------------------|----------------|
+//! | Private        | MEM_SHARE                        | 0                       | x1 = granules done        | Shared, 0 pins |
+//! | Shared         | MEM_SHARE                        | -3                      | -3                        | unchanged      |
+//! | Shared, 0 pins | MEM_UNSHARE                      | 0                       | x1 = granules done        | Private        |
+//! | Shared, pinned | MEM_UNSHARE                      | -3 (policy)             | -3 (policy)               | unchanged      |
+//! | Private        | MEM_UNSHARE                      | -3                      | -3                        | unchanged      |
+//! | Private        | MEM_RELINQUISH                   | -1 (no such call)       | 0, page zeroed            | Private        |
+//! | Shared         | MEM_RELINQUISH                   | -1                      | -3                        | unchanged      |
+//! | outside RAM    | MEM_SHARE                        | external abort at call  | external abort at call    | —              |
+//! | outside RAM    | MEM_UNSHARE                      | -3                      | -3                        | —              |
+//! | Shared, n pins | a device request takes the page  | pin                     | pin                       | n + 1 pins     |
+//! | Shared, n + 1  | the device completes or resets   | unpin                   | unpin                     | n pins         |
+//! | Private        | a device request names it        | violation: the VM ends  | violation: the VM ends    | —              |
+//!
+//! A ranged Android call walks up to 256 granules and acts on all of them or none
+//! (a mixed range answers -3); "policy" rows are hyp's validator policy
+//! `unshare-device-held` (`abi::profile::POLICIES`), stricter than the release.
 
 use core::fmt;
 

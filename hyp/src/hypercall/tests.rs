@@ -253,3 +253,55 @@ fn power_calls_end_the_vm() {
     // Only w0 is the function ID.
     assert_eq!(Vm::new(UPSTREAM).raw(Conduit::Hvc, 0xdead_0000_8400_0008, [0; 3]), Outcome::SystemOff);
 }
+
+/// The page-state table in `ownership.rs`, row by row (the device rows are the virtio
+/// tests': pins are taken and dropped by the device side).
+#[test]
+fn the_page_state_table_holds() {
+    const NOT_SUPPORTED: u64 = -1i64 as u64;
+    const INVALID: u64 = -3i64 as u64;
+    let page = BASE + 0x10_000;
+    let outside = 0x4000_0000;
+    for (mode, done) in [(UPSTREAM, 0), (ANDROID, 1)] {
+        let mut vm = Vm::new(mode);
+        let ranged = |x2| if mode == ANDROID { [page, x2, 0] } else { [page, 0, 0] };
+        // Private --MEM_SHARE--> Shared, 0 pins.
+        assert_eq!(vm.call(kvm::MEM_SHARE, ranged(1))[..2], [0, done], "{mode:?}");
+        assert_eq!(vm.state(page), PageState::Shared { pins: 0 });
+        // Shared --MEM_SHARE--> -3, unchanged.
+        assert_eq!(vm.call(kvm::MEM_SHARE, ranged(1))[0], INVALID);
+        assert_eq!(vm.state(page), PageState::Shared { pins: 0 });
+        // Shared, pinned --MEM_UNSHARE--> -3 by policy, unchanged.
+        vm.ownership.pin_range(page, 1).unwrap();
+        match vm.over(Conduit::Hvc, kvm::MEM_UNSHARE, ranged(1)) {
+            Outcome::Refused { regs, policy, ipa } => {
+                assert_eq!((regs[0], policy, ipa), (INVALID, "unshare-device-held", page));
+            }
+            other => panic!("{mode:?}: {other:?}"),
+        }
+        assert_eq!(vm.state(page), PageState::Shared { pins: 1 });
+        vm.ownership.unpin_range(crate::ownership::PinnedRange { first: page, pages: 1 }).unwrap();
+        // Shared, 0 pins --MEM_UNSHARE--> Private.
+        assert_eq!(vm.call(kvm::MEM_UNSHARE, ranged(1))[..2], [0, done]);
+        assert_eq!(vm.state(page), PageState::Private);
+        // Private --MEM_UNSHARE--> -3, unchanged.
+        assert_eq!(vm.call(kvm::MEM_UNSHARE, ranged(1))[0], INVALID);
+        // Private --MEM_RELINQUISH--> zeroed (Android) / no such call (upstream).
+        let relinquished = vm.call(kvm::MEM_RELINQUISH, [page, 0, 0])[0];
+        if mode == ANDROID {
+            assert_eq!((relinquished, vm.memory.0.as_slice()), (0, &[page][..]));
+        } else {
+            assert_eq!((relinquished, vm.memory.0.len()), (NOT_SUPPORTED, 0));
+        }
+        assert_eq!(vm.state(page), PageState::Private);
+        // Shared --MEM_RELINQUISH--> -3 (Android) / -1 (upstream), unchanged.
+        vm.call(kvm::MEM_SHARE, ranged(1));
+        let want = if mode == ANDROID { INVALID } else { NOT_SUPPORTED };
+        assert_eq!(vm.call(kvm::MEM_RELINQUISH, [page, 0, 0])[0], want);
+        assert_eq!(vm.state(page), PageState::Shared { pins: 0 });
+        // Outside RAM: MEM_SHARE aborts at the call, MEM_UNSHARE answers -3.
+        let out = if mode == ANDROID { [outside, 1, 0] } else { [outside, 0, 0] };
+        assert!(matches!(vm.over(Conduit::Hvc, kvm::MEM_SHARE, out), Outcome::ExternalAbortAtCall));
+        assert_eq!(vm.call(kvm::MEM_UNSHARE, out)[0], INVALID);
+    }
+}

@@ -9,6 +9,21 @@
 //! proves nothing (QEMU's virtio-mmio device keeps serving the queue), so it releases
 //! only the guest's ring pins, never a buffer's. Every pin is remembered as the exact
 //! range it covered and dropped exactly once; a failed unpin is a hyp bug.
+//!
+//! A queue's life in a protected VM (`transport.rs` routes the register writes here;
+//! the tests in `tests.rs` walk each row):
+//!
+//! | state                 | guest or device does                       | hyp does                                               | next state           |
+//! |-----------------------|--------------------------------------------|--------------------------------------------------------|----------------------|
+//! | unset                 | writes QueueNum (≤ 256, a power of two)    | records the size, forwards it                          | sized                |
+//! | unset, sized          | writes a ring address                      | records it; the device never sees it                   | unchanged            |
+//! | sized                 | QueueReady = 1                             | checks the rings lie in shared RAM, pins them, gives the device its shadow rings | ready |
+//! | ready                 | writes QueueNum or a ring address          | violation: the VM ends                                 | —                    |
+//! | ready                 | notifies                                   | validates each new chain (shared pages, no indirect, no loops), pins its buffers, copies it to the shadow ring, forwards the notify | ready, in flight |
+//! | ready, in flight      | the device completes a chain               | copies the used entry back, unpins the chain's buffers | ready                |
+//! | ready, in flight      | QueueReady = 0                             | forwards it, drops the ring pins only (the device may still use the buffers) | disabled, in flight |
+//! | any, in flight        | STATUS = 0 and it reads back 0 (reset done)| drops every pin of every queue                         | unset                |
+//! | any                   | a descriptor names private memory          | violation naming the page: the VM ends                 | —                    |
 
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{fence, Ordering};
