@@ -13,23 +13,24 @@
 
 use core::fmt;
 
-use abi::psci;
+use smccc::psci::{self, Error};
 
 use crate::conduit::Conduit;
 
-/// A PSCI error code.
+/// A PSCI error code (decoded by the smccc crate's [`smccc::psci::Error`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PsciError(pub i64);
 
+impl PsciError {
+    /// The error, as the smccc crate decodes it.
+    pub fn error(self) -> Error {
+        Error::from(self.0)
+    }
+}
+
 impl fmt::Display for PsciError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self.0 {
-            psci::NOT_SUPPORTED => "NOT_SUPPORTED",
-            psci::INVALID_PARAMETERS => "INVALID_PARAMETERS",
-            psci::DENIED => "DENIED",
-            _ => "error",
-        };
-        write!(f, "PSCI {name} ({})", self.0)
+        write!(f, "PSCI {:?} ({})", self.error(), self.0)
     }
 }
 
@@ -54,12 +55,12 @@ pub fn features<C: Conduit>(conduit: &C, function: u32) -> Result<u32, PsciError
 
 /// Asks for SYSTEM_OFF. Returns only if the call failed.
 pub fn system_off<C: Conduit>(conduit: &C) -> PsciError {
-    PsciError(conduit.call(psci::SYSTEM_OFF, [0; 3])[0] as i64)
+    PsciError(conduit.call(psci::PSCI_SYSTEM_OFF, [0; 3])[0] as i64)
 }
 
 /// Asks for SYSTEM_RESET. Returns only if the call failed.
 pub fn system_reset<C: Conduit>(conduit: &C) -> PsciError {
-    PsciError(conduit.call(psci::SYSTEM_RESET, [0; 3])[0] as i64)
+    PsciError(conduit.call(psci::PSCI_SYSTEM_RESET, [0; 3])[0] as i64)
 }
 
 #[cfg(test)]
@@ -79,6 +80,7 @@ mod tests {
         assert_eq!(features(&fake, 0xc400_0003), Err(PsciError(-1)));
         assert_eq!(system_off(&fake), PsciError(-1));
         assert_eq!(fake.calls.borrow()[3], (0x8400_0008, [0, 0, 0]));
-        assert_eq!(PsciError(-1).to_string(), "PSCI NOT_SUPPORTED (-1)");
+        assert_eq!(PsciError(-1).to_string(), "PSCI NotSupported (-1)");
+        assert_eq!(PsciError(-3).error(), Error::Denied);
     }
 }
