@@ -35,6 +35,9 @@
 
 use core::fmt;
 
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 use crate::memory_map::{Region, GRANULE};
 
 /// First eight bytes of every bundle.
@@ -87,6 +90,69 @@ impl EntryKind {
     }
 }
 
+/// The header, as it lies in the file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct RawHeader {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`VERSION`].
+    pub version: U32,
+    /// Entries in the table after the header.
+    pub entry_count: U32,
+    /// Bytes of the whole bundle.
+    pub total_size: U64,
+    /// Zero.
+    pub reserved: U64,
+}
+
+/// One entry of the table, as it lies in the file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct RawEntry {
+    /// An [`EntryKind`].
+    pub kind: U32,
+    /// Zero.
+    pub flags: U32,
+    /// Where the data starts, from the bundle's start.
+    pub offset: U64,
+    /// Bytes of data.
+    pub size: U64,
+    /// Where it goes in guest RAM.
+    pub load_ipa: U64,
+    /// How much guest RAM it takes.
+    pub mem_size: U64,
+}
+
+/// The VM configuration entry's data, as it lies in the file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct RawVmConfig {
+    /// [`VmConfig::ram_base`].
+    pub ram_base: U64,
+    /// [`VmConfig::ram_size`].
+    pub ram_size: U64,
+    /// [`VmConfig::entry_ipa`].
+    pub entry_ipa: U64,
+    /// [`VmConfig::virtio_slots`].
+    pub virtio_slots: U32,
+    /// Zero.
+    pub reserved: U32,
+}
+
+const _: () = assert!(size_of::<RawHeader>() == HEADER_SIZE);
+const _: () = assert!(size_of::<RawEntry>() == ENTRY_SIZE);
+const _: () = assert!(size_of::<RawVmConfig>() == VM_CONFIG_SIZE);
+
+/// The entry of `kind` in a bundle's table, for editing in place (tools and tests);
+/// `None` if the table does not hold one.
+pub fn entry_mut(bytes: &mut [u8], kind: EntryKind) -> Option<&mut RawEntry> {
+    let (header, rest) = RawHeader::mut_from_prefix(bytes).ok()?;
+    let count = (header.entry_count.get() as usize).min(MAX_ENTRIES);
+    let (table, _) = <[RawEntry]>::mut_from_prefix_with_elems(rest, count).ok()?;
+    table.iter_mut().find(|e| e.kind.get() == kind as u32)
+}
+
 /// The VM's configuration, the data of the [`EntryKind::VmConfig`] entry:
 /// `ram_base u64 | ram_size u64 | entry_ipa u64 | virtio_slots u32 | reserved u32 (0)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,26 +171,28 @@ pub struct VmConfig {
 impl VmConfig {
     /// Encodes the configuration as entry data.
     pub fn to_bytes(&self) -> [u8; VM_CONFIG_SIZE] {
+        let raw = RawVmConfig {
+            ram_base: self.ram_base.into(),
+            ram_size: self.ram_size.into(),
+            entry_ipa: self.entry_ipa.into(),
+            virtio_slots: self.virtio_slots.into(),
+            reserved: 0.into(),
+        };
         let mut out = [0u8; VM_CONFIG_SIZE];
-        out[0..8].copy_from_slice(&self.ram_base.to_le_bytes());
-        out[8..16].copy_from_slice(&self.ram_size.to_le_bytes());
-        out[16..24].copy_from_slice(&self.entry_ipa.to_le_bytes());
-        out[24..28].copy_from_slice(&self.virtio_slots.to_le_bytes());
+        out.copy_from_slice(raw.as_bytes());
         out
     }
 
     fn from_bytes(data: &[u8]) -> Result<Self, BundleError> {
-        if data.len() != VM_CONFIG_SIZE {
-            return Err(BundleError::BadVmConfigSize(data.len()));
-        }
-        if read_u32(data, 28) != Some(0) {
+        let raw = RawVmConfig::read_from_bytes(data).map_err(|_| BundleError::BadVmConfigSize(data.len()))?;
+        if raw.reserved.get() != 0 {
             return Err(BundleError::ReservedNotZero);
         }
         Ok(Self {
-            ram_base: read_u64(data, 0).unwrap_or(0),
-            ram_size: read_u64(data, 8).unwrap_or(0),
-            entry_ipa: read_u64(data, 16).unwrap_or(0),
-            virtio_slots: read_u32(data, 24).unwrap_or(0),
+            ram_base: raw.ram_base.get(),
+            ram_size: raw.ram_size.get(),
+            entry_ipa: raw.entry_ipa.get(),
+            virtio_slots: raw.virtio_slots.get(),
         })
     }
 }
@@ -208,56 +276,42 @@ impl fmt::Display for BundleError {
     }
 }
 
-fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let b = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    let b = bytes.get(at..at.checked_add(8)?)?;
-    let mut word = [0u8; 8];
-    word.copy_from_slice(b);
-    Some(u64::from_le_bytes(word))
-}
-
 impl<'a> Bundle<'a> {
     /// Checks and parses a bundle. `bytes` may be longer than the bundle (QEMU rounds
     /// nothing, but a loader might); `total_size` says where it ends.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, BundleError> {
-        if bytes.len() < HEADER_SIZE {
-            return Err(BundleError::TooShort(bytes.len()));
-        }
-        if bytes[0..8] != MAGIC {
+        let (header, rest) = RawHeader::read_from_prefix(bytes).map_err(|_| BundleError::TooShort(bytes.len()))?;
+        if header.magic != MAGIC {
             return Err(BundleError::BadMagic);
         }
-        let version = read_u32(bytes, 8).unwrap_or(0);
-        if version != VERSION {
-            return Err(BundleError::UnsupportedVersion(version));
+        if header.version.get() != VERSION {
+            return Err(BundleError::UnsupportedVersion(header.version.get()));
         }
-        let count = read_u32(bytes, 12).unwrap_or(0);
+        let count = header.entry_count.get();
         if count == 0 || count as usize > MAX_ENTRIES {
             return Err(BundleError::BadEntryCount(count));
         }
         let table_end = HEADER_SIZE + count as usize * ENTRY_SIZE;
-        let total_size = read_u64(bytes, 16).unwrap_or(0);
+        let total_size = header.total_size.get();
         if total_size < table_end as u64 || total_size > bytes.len() as u64 {
             return Err(BundleError::BadTotalSize { total_size, available: bytes.len() });
         }
-        if read_u64(bytes, 24) != Some(0) {
+        if header.reserved.get() != 0 {
             return Err(BundleError::ReservedNotZero);
         }
         let bytes = &bytes[..total_size as usize];
+        let (table, _) = <[RawEntry]>::ref_from_prefix_with_elems(rest, count as usize)
+            .map_err(|_| BundleError::BadTotalSize { total_size, available: bytes.len() })?;
 
         let mut entries: [Option<Entry<'a>>; MAX_ENTRIES] = [None; MAX_ENTRIES];
-        for (i, slot) in entries.iter_mut().take(count as usize).enumerate() {
-            let at = HEADER_SIZE + i * ENTRY_SIZE;
-            let field = |off: usize| read_u64(bytes, at + off).unwrap_or(0);
-            let raw_kind = read_u32(bytes, at).unwrap_or(0);
+        for (raw, slot) in table.iter().zip(entries.iter_mut()) {
+            let raw_kind = raw.kind.get();
             let kind = EntryKind::from_u32(raw_kind).ok_or(BundleError::UnknownKind(raw_kind))?;
-            if read_u32(bytes, at + 4) != Some(0) {
+            if raw.flags.get() != 0 {
                 return Err(BundleError::ReservedNotZero);
             }
-            let (offset, size, load_ipa, mem_size) = (field(8), field(16), field(24), field(32));
+            let (offset, size, load_ipa, mem_size) =
+                (raw.offset.get(), raw.size.get(), raw.load_ipa.get(), raw.mem_size.get());
             let end = offset.checked_add(size).ok_or(BundleError::EntryOutOfBounds(kind))?;
             if offset < table_end as u64 || end > total_size {
                 return Err(BundleError::EntryOutOfBounds(kind));
@@ -412,19 +466,27 @@ pub fn encode(entries: &[EntrySpec<'_>], out: &mut [u8]) -> Option<usize> {
     }
     let out = &mut out[..total];
     out.fill(0);
-    out[0..8].copy_from_slice(&MAGIC);
-    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    out[12..16].copy_from_slice(&(entries.len() as u32).to_le_bytes());
-    out[16..24].copy_from_slice(&(total as u64).to_le_bytes());
+    let header = RawHeader {
+        magic: MAGIC,
+        version: VERSION.into(),
+        entry_count: (entries.len() as u32).into(),
+        total_size: (total as u64).into(),
+        reserved: 0.into(),
+    };
+    out[..HEADER_SIZE].copy_from_slice(header.as_bytes());
     let mut data_at = HEADER_SIZE + entries.len() * ENTRY_SIZE;
     for (i, e) in entries.iter().enumerate() {
         data_at = align8(data_at);
+        let raw = RawEntry {
+            kind: (e.kind as u32).into(),
+            flags: 0.into(),
+            offset: (data_at as u64).into(),
+            size: (e.data.len() as u64).into(),
+            load_ipa: e.load_ipa.into(),
+            mem_size: e.mem_size.into(),
+        };
         let at = HEADER_SIZE + i * ENTRY_SIZE;
-        out[at..at + 4].copy_from_slice(&(e.kind as u32).to_le_bytes());
-        out[at + 8..at + 16].copy_from_slice(&(data_at as u64).to_le_bytes());
-        out[at + 16..at + 24].copy_from_slice(&(e.data.len() as u64).to_le_bytes());
-        out[at + 24..at + 32].copy_from_slice(&e.load_ipa.to_le_bytes());
-        out[at + 32..at + 40].copy_from_slice(&e.mem_size.to_le_bytes());
+        out[at..at + ENTRY_SIZE].copy_from_slice(raw.as_bytes());
         out[data_at..data_at + e.data.len()].copy_from_slice(e.data);
         data_at += e.data.len();
     }

@@ -65,27 +65,38 @@ pub const CONFIG_SIZE: usize = 48;
 /// over this label, the image's SHA-256 and the signed header's SHA-256).
 pub const SECRET_LABEL: &[u8] = b"pvmkit payload secret v1";
 
+/// pvmfw's config block as it lies in the image.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::KnownLayout, zerocopy::Immutable)]
+pub struct RawConfig {
+    /// [`CONFIG_MAGIC`].
+    pub magic: [u8; 8],
+    /// [`CONFIG_VERSION`].
+    pub version: zerocopy::little_endian::U32,
+    /// Zero.
+    pub reserved: zerocopy::little_endian::U32,
+    /// The Ed25519 public key pvmfw trusts.
+    pub trusted_key: [u8; 32],
+}
+
+const _: () = assert!(size_of::<RawConfig>() == CONFIG_SIZE);
+
 /// Encodes a config block carrying `public_key`.
 pub fn config_block(public_key: &[u8; 32]) -> [u8; CONFIG_SIZE] {
+    use zerocopy::IntoBytes;
+    let raw =
+        RawConfig { magic: CONFIG_MAGIC, version: CONFIG_VERSION.into(), reserved: 0.into(), trusted_key: *public_key };
     let mut c = [0u8; CONFIG_SIZE];
-    c[0..8].copy_from_slice(&CONFIG_MAGIC);
-    c[8..12].copy_from_slice(&CONFIG_VERSION.to_le_bytes());
-    c[16..48].copy_from_slice(public_key);
+    c.copy_from_slice(raw.as_bytes());
     c
 }
 
 /// The trusted key in a config block, if the block is well formed.
 pub fn config_key(block: &[u8]) -> Option<[u8; 32]> {
-    if block.len() < CONFIG_SIZE
-        || block[0..8] != CONFIG_MAGIC
-        || block[8..12] != CONFIG_VERSION.to_le_bytes()
-        || block[12..16] != [0; 4]
-    {
-        return None;
-    }
-    let mut key = [0u8; 32];
-    key.copy_from_slice(&block[16..48]);
-    Some(key)
+    use zerocopy::FromBytes;
+    let (raw, _) = RawConfig::read_from_prefix(block).ok()?;
+    let well_formed = raw.magic == CONFIG_MAGIC && raw.version.get() == CONFIG_VERSION && raw.reserved.get() == 0;
+    well_formed.then_some(raw.trusted_key)
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@
 
 use core::fmt;
 
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 /// First eight bytes.
 pub const MAGIC: [u8; 8] = *b"PVMKSIGN";
 /// The version this crate reads and writes.
@@ -45,6 +48,41 @@ pub const HEADER_SIZE: usize = 256;
 pub const SIGNED_SIZE: usize = 192;
 /// Offset of the signature.
 pub const SIGNATURE_OFFSET: usize = 192;
+
+/// The header as it lies in the file: one declaration for parsing, encoding and tests.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct RawHeader {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`VERSION`].
+    pub version: U32,
+    /// [`HEADER_SIZE`].
+    pub header_size: U32,
+    /// [`Header::image_size`].
+    pub image_size: U64,
+    /// [`Header::load_ipa`].
+    pub load_ipa: U64,
+    /// [`Header::entry_ipa`].
+    pub entry_ipa: U64,
+    /// [`Header::mem_size`].
+    pub mem_size: U64,
+    /// [`Header::image_sha256`].
+    pub image_sha256: [u8; 32],
+    /// A [`PayloadFormat`].
+    pub format: U32,
+    /// Zero.
+    pub reserved0: U32,
+    /// [`Header::text_offset`].
+    pub text_offset: U64,
+    /// Zero.
+    pub reserved: [u8; 96],
+    /// [`Header::signature`].
+    pub signature: [u8; 64],
+}
+
+const _: () = assert!(size_of::<RawHeader>() == HEADER_SIZE);
+const _: () = assert!(core::mem::offset_of!(RawHeader, signature) == SIGNATURE_OFFSET);
 
 /// How the image is laid out and entered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,16 +166,6 @@ impl fmt::Display for HeaderError {
     }
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
-}
-
 /// Checks a signed payload's structure; returns the header and the image bytes.
 pub fn parse(blob: &[u8]) -> Result<(Header, &[u8]), HeaderError> {
     let h: &[u8; HEADER_SIZE] =
@@ -150,38 +178,33 @@ pub fn parse(blob: &[u8]) -> Result<(Header, &[u8]), HeaderError> {
 /// `available` bytes after the header. A reader of untrusted memory copies the header
 /// first and parses the copy, so that what it checked is what it uses.
 pub fn parse_header(h: &[u8; HEADER_SIZE], available: usize) -> Result<Header, HeaderError> {
-    if h[0..8] != MAGIC {
+    let raw = RawHeader::read_from_bytes(h).map_err(|_| HeaderError::TooShort(h.len()))?;
+    if raw.magic != MAGIC {
         return Err(HeaderError::BadMagic);
     }
-    let version = u32_at(h, 8);
-    if version != VERSION {
-        return Err(HeaderError::UnsupportedVersion(version));
+    if raw.version.get() != VERSION {
+        return Err(HeaderError::UnsupportedVersion(raw.version.get()));
     }
-    let header_size = u32_at(h, 12);
-    if header_size as usize != HEADER_SIZE {
-        return Err(HeaderError::BadHeaderSize(header_size));
+    if raw.header_size.get() as usize != HEADER_SIZE {
+        return Err(HeaderError::BadHeaderSize(raw.header_size.get()));
     }
-    let format = match u32_at(h, 80) {
+    let format = match raw.format.get() {
         0 => PayloadFormat::Flat,
         1 => PayloadFormat::Arm64Image,
         n => return Err(HeaderError::UnknownFormat(n)),
     };
-    if h[84..88].iter().chain(&h[96..SIGNATURE_OFFSET]).any(|&b| b != 0) {
+    if raw.reserved0.get() != 0 || raw.reserved.iter().any(|&b| b != 0) {
         return Err(HeaderError::ReservedNotZero);
     }
-    let mut image_sha256 = [0u8; 32];
-    image_sha256.copy_from_slice(&h[48..80]);
-    let mut signature = [0u8; 64];
-    signature.copy_from_slice(&h[SIGNATURE_OFFSET..HEADER_SIZE]);
     let header = Header {
         format,
-        text_offset: u64_at(h, 88),
-        image_size: u64_at(h, 16),
-        load_ipa: u64_at(h, 24),
-        entry_ipa: u64_at(h, 32),
-        mem_size: u64_at(h, 40),
-        image_sha256,
-        signature,
+        text_offset: raw.text_offset.get(),
+        image_size: raw.image_size.get(),
+        load_ipa: raw.load_ipa.get(),
+        entry_ipa: raw.entry_ipa.get(),
+        mem_size: raw.mem_size.get(),
+        image_sha256: raw.image_sha256,
+        signature: raw.signature,
     };
     if header.image_size > available as u64 {
         return Err(HeaderError::ImageTruncated { image_size: header.image_size, available });
@@ -227,18 +250,23 @@ impl Header {
 
     /// The header's bytes; the signature field is the header's (zero for a signer).
     pub fn to_bytes(&self) -> [u8; HEADER_SIZE] {
+        let raw = RawHeader {
+            magic: MAGIC,
+            version: VERSION.into(),
+            header_size: (HEADER_SIZE as u32).into(),
+            image_size: self.image_size.into(),
+            load_ipa: self.load_ipa.into(),
+            entry_ipa: self.entry_ipa.into(),
+            mem_size: self.mem_size.into(),
+            image_sha256: self.image_sha256,
+            format: (self.format as u32).into(),
+            reserved0: 0.into(),
+            text_offset: self.text_offset.into(),
+            reserved: [0; 96],
+            signature: self.signature,
+        };
         let mut h = [0u8; HEADER_SIZE];
-        h[0..8].copy_from_slice(&MAGIC);
-        h[8..12].copy_from_slice(&VERSION.to_le_bytes());
-        h[12..16].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
-        h[16..24].copy_from_slice(&self.image_size.to_le_bytes());
-        h[24..32].copy_from_slice(&self.load_ipa.to_le_bytes());
-        h[32..40].copy_from_slice(&self.entry_ipa.to_le_bytes());
-        h[40..48].copy_from_slice(&self.mem_size.to_le_bytes());
-        h[48..80].copy_from_slice(&self.image_sha256);
-        h[80..84].copy_from_slice(&(self.format as u32).to_le_bytes());
-        h[88..96].copy_from_slice(&self.text_offset.to_le_bytes());
-        h[SIGNATURE_OFFSET..].copy_from_slice(&self.signature);
+        h.copy_from_slice(raw.as_bytes());
         h
     }
 }
@@ -289,37 +317,32 @@ mod tests {
         let flat = Header::flat(8, 0x8020_0000, 0x8020_0000, 0x1000, [0; 32]);
         assert_eq!(image(Header { text_offset: 0x1000, ..flat }), Err(HeaderError::BadLayout));
         let mut b = good.to_bytes().to_vec();
-        b[80] = 7;
         b.extend_from_slice(&[0; 8]);
-        assert_eq!(parse(&b), Err(HeaderError::UnknownFormat(7)));
+        assert_eq!(parse(&edited(&b, |h| h.format.set(7))), Err(HeaderError::UnknownFormat(7)));
+    }
+
+    /// `good` with its header's fields edited.
+    fn edited(good: &[u8], edit: impl FnOnce(&mut RawHeader)) -> Vec<u8> {
+        let mut b = good.to_vec();
+        edit(RawHeader::mut_from_prefix(&mut b).unwrap().0);
+        b
     }
 
     #[test]
     fn refuses_malformed_ones_and_never_panics() {
         let good = blob(&[0; 64]);
         assert_eq!(parse(&good[..100]), Err(HeaderError::TooShort(100)));
-        let mut b = good.clone();
-        b[0] = 0;
-        assert_eq!(parse(&b), Err(HeaderError::BadMagic));
-        let mut b = good.clone();
-        b[8] = 2;
-        assert_eq!(parse(&b), Err(HeaderError::UnsupportedVersion(2)));
-        let mut b = good.clone();
-        b[13] = 0;
-        assert_eq!(parse(&b), Err(HeaderError::BadHeaderSize(0)));
-        let mut b = good.clone();
-        b[100] = 1;
-        assert_eq!(parse(&b), Err(HeaderError::ReservedNotZero));
+        assert_eq!(parse(&edited(&good, |h| h.magic[0] = 0)), Err(HeaderError::BadMagic));
+        assert_eq!(parse(&edited(&good, |h| h.version.set(2))), Err(HeaderError::UnsupportedVersion(2)));
+        assert_eq!(parse(&edited(&good, |h| h.header_size.set(0))), Err(HeaderError::BadHeaderSize(0)));
+        assert_eq!(parse(&edited(&good, |h| h.reserved[4] = 1)), Err(HeaderError::ReservedNotZero));
+        assert_eq!(parse(&edited(&good, |h| h.reserved0.set(1))), Err(HeaderError::ReservedNotZero));
         assert_eq!(parse(&good[..good.len() - 1]), Err(HeaderError::ImageTruncated { image_size: 64, available: 63 }));
-        let mut b = good.clone();
-        b[24] = 1; // unaligned load address
-        assert_eq!(parse(&b), Err(HeaderError::BadLayout));
-        let mut b = good.clone();
-        b[32..40].copy_from_slice(&0x8020_0040u64.to_le_bytes()); // entry = end of image
-        assert_eq!(parse(&b), Err(HeaderError::EntryOutsideImage(0x8020_0040)));
-        let mut b = good.clone();
-        b[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert_eq!(parse(&b), Err(HeaderError::BadLayout));
+        let unaligned = edited(&good, |h| h.load_ipa.set(0x8020_0001));
+        assert_eq!(parse(&unaligned), Err(HeaderError::BadLayout));
+        let entry_at_end = edited(&good, |h| h.entry_ipa.set(0x8020_0040));
+        assert_eq!(parse(&entry_at_end), Err(HeaderError::EntryOutsideImage(0x8020_0040)));
+        assert_eq!(parse(&edited(&good, |h| h.mem_size.set(u64::MAX))), Err(HeaderError::BadLayout));
         let mut seed = 0x1234_5678u64;
         for _ in 0..20_000 {
             seed ^= seed << 13;

@@ -289,12 +289,9 @@ fn run_edited_bundle(name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> (bool, Stri
     result
 }
 
-fn entry_field(bytes: &mut [u8], kind: abi::bundle::EntryKind, field: usize, value: u64) {
-    use abi::bundle::{ENTRY_SIZE, HEADER_SIZE};
-    let count = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-    let index = (0..count).find(|i| bytes[HEADER_SIZE + i * ENTRY_SIZE] == kind as u8).expect("entry present");
-    let at = HEADER_SIZE + index * ENTRY_SIZE + field;
-    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+/// Moves the entry of `kind` to `load_ipa`, editing the table's typed entry in place.
+fn move_entry(bytes: &mut [u8], kind: abi::bundle::EntryKind, load_ipa: u64) {
+    abi::bundle::entry_mut(bytes, kind).expect("entry present").load_ipa.set(load_ipa);
 }
 
 #[test]
@@ -319,27 +316,26 @@ fn hyp_refuses_a_malformed_bundle() {
 fn hyp_refuses_a_payload_outside_guest_ram() {
     use abi::bundle::EntryKind;
     // Load the payload where hyp itself lives.
-    let (ok, out) = run_edited_bundle("outside", |b| entry_field(b, EntryKind::Payload, 24, 0x4008_0000));
+    let (ok, out) = run_edited_bundle("outside", |b| move_entry(b, EntryKind::Payload, 0x4008_0000));
     assert!(!ok, "{out}");
     assert!(out.contains("[hyp] error: bad bundle layout: payload does not fit inside guest RAM"), "{out}");
     // Make the payload overlap the guest DT.
-    let (ok, out) = run_edited_bundle("overlap", |b| entry_field(b, EntryKind::Payload, 24, 0x8000_0000));
+    let (ok, out) = run_edited_bundle("overlap", |b| move_entry(b, EntryKind::Payload, 0x8000_0000));
     assert!(!ok, "{out}");
     assert!(out.contains("overlaps"), "{out}");
 }
 
 #[test]
 fn hyp_refuses_guest_ram_over_its_own_memory() {
-    use abi::bundle::{EntryKind, VmConfig};
+    use abi::bundle::{entry_mut, EntryKind, RawVmConfig};
+    use zerocopy::FromBytes;
     // Guest RAM claimed from QEMU's RAM base: it would cover hyp, the DTB and the bundle.
     let (ok, out) = run_edited_bundle("ram", |b| {
-        let count = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
-        let index = (0..count).find(|i| b[32 + i * 40] == EntryKind::VmConfig as u8).unwrap();
-        let offset = u64::from_le_bytes(b[32 + index * 40 + 8..32 + index * 40 + 16].try_into().unwrap()) as usize;
-        let old = &b[offset..offset + 32];
-        let entry = u64::from_le_bytes(old[16..24].try_into().unwrap());
-        let config = VmConfig { ram_base: 0x4000_0000, ram_size: 0x6000_0000, entry_ipa: entry, virtio_slots: 0 };
-        b[offset..offset + 32].copy_from_slice(&config.to_bytes());
+        let at = entry_mut(b, EntryKind::VmConfig).unwrap().offset.get() as usize;
+        let config = RawVmConfig::mut_from_prefix(&mut b[at..]).unwrap().0;
+        config.ram_base.set(0x4000_0000);
+        config.ram_size.set(0x6000_0000);
+        config.virtio_slots.set(0);
     });
     assert!(!ok, "{out}");
     assert!(out.contains("[hyp] error: guest RAM 0x40000000..0xa0000000 overlaps QEMU's boot stub"), "{out}");

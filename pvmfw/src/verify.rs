@@ -71,6 +71,12 @@ mod tests {
         blob
     }
 
+    /// The signed payload's header, for editing its fields in place.
+    fn header_of(blob: &mut [u8]) -> &mut signed_payload::RawHeader {
+        use zerocopy::FromBytes;
+        signed_payload::RawHeader::mut_from_prefix(blob).unwrap().0
+    }
+
     fn verify_blob(blob: &[u8], key: &[u8; 32]) -> Result<(), VerifyError> {
         let (header, image) = parse(blob)?;
         let header_bytes: [u8; 256] = blob[..256].try_into().unwrap();
@@ -89,20 +95,20 @@ mod tests {
         assert_eq!(verify_blob(&b, &trusted), Err(VerifyError::HashMismatch));
         // One byte of the header flipped (the entry point): the signature no longer holds.
         let mut b = blob.clone();
-        b[32] ^= 4;
+        header_of(&mut b).entry_ipa.set(0x8020_0004);
         assert_eq!(verify_blob(&b, &trusted), Err(VerifyError::BadSignature));
         // The hash in the header replaced to match a changed image.
         let mut b = blob.clone();
         *b.last_mut().unwrap() ^= 1;
         let new_hash: [u8; 32] = Sha256::digest(&b[256..]).into();
-        b[48..80].copy_from_slice(&new_hash);
+        header_of(&mut b).image_sha256 = new_hash;
         assert_eq!(verify_blob(&b, &trusted), Err(VerifyError::BadSignature));
         // Signed by another key.
         let other = SigningKey::from_bytes(&[2; 32]);
         assert_eq!(verify_blob(&signed(&other, b"x"), &trusted), Err(VerifyError::BadSignature));
         // A signature byte flipped.
         let mut b = blob.clone();
-        b[200] ^= 0x80;
+        header_of(&mut b).signature[8] ^= 0x80;
         assert_eq!(verify_blob(&b, &trusted), Err(VerifyError::BadSignature));
     }
 
