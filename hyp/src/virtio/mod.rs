@@ -19,6 +19,7 @@ pub use queue::{Desc, QueueState, ShadowQueue, MAX_QUEUE_SIZE};
 pub use transport::{find_transport, AccessError, VirtioDevice, MAX_QUEUES};
 
 use core::fmt;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::ownership::Ownership;
 
@@ -77,6 +78,17 @@ pub struct SharedAccess<'a, R: GuestRam> {
     ram: &'a mut R,
 }
 
+/// A guest physical address (intermediate physical, = PA under hyp's identity map).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ipa(pub u64);
+
+impl Ipa {
+    /// `bytes` further on (wrapping: the ownership check refuses what wraps).
+    pub const fn offset(self, bytes: u64) -> Self {
+        Self(self.0.wrapping_add(bytes))
+    }
+}
+
 /// An access to a page that is not shared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotShared(pub u64);
@@ -93,28 +105,33 @@ impl<'a, R: GuestRam> SharedAccess<'a, R> {
     }
 
     /// Reads `buf.len()` bytes at `ipa`, if every page is shared.
-    pub fn read(&self, ipa: u64, buf: &mut [u8]) -> Result<(), NotShared> {
-        if let Some(page) = self.ownership.first_unshared(ipa, buf.len() as u64) {
+    pub fn read(&self, ipa: Ipa, buf: &mut [u8]) -> Result<(), NotShared> {
+        if let Some(page) = self.ownership.first_unshared(ipa.0, buf.len() as u64) {
             return Err(NotShared(page));
         }
-        self.ram.read(ipa, buf);
+        self.ram.read(ipa.0, buf);
         Ok(())
     }
 
     /// Writes `buf` at `ipa`, if every page is shared.
-    pub fn write(&mut self, ipa: u64, buf: &[u8]) -> Result<(), NotShared> {
-        if let Some(page) = self.ownership.first_unshared(ipa, buf.len() as u64) {
+    pub fn write(&mut self, ipa: Ipa, buf: &[u8]) -> Result<(), NotShared> {
+        if let Some(page) = self.ownership.first_unshared(ipa.0, buf.len() as u64) {
             return Err(NotShared(page));
         }
-        self.ram.write(ipa, buf);
+        self.ram.write(ipa.0, buf);
         Ok(())
     }
 
-    /// Reads a little-endian u16.
-    pub fn read_u16(&self, ipa: u64) -> Result<u16, NotShared> {
-        let mut b = [0u8; 2];
-        self.read(ipa, &mut b)?;
-        Ok(u16::from_le_bytes(b))
+    /// Reads a `T` (a ring's wire type) at `ipa`, if every page it spans is shared.
+    pub fn read_obj<T: FromBytes + IntoBytes>(&self, ipa: Ipa) -> Result<T, NotShared> {
+        let mut value = T::new_zeroed();
+        self.read(ipa, value.as_mut_bytes())?;
+        Ok(value)
+    }
+
+    /// Writes a `T` at `ipa`, if every page it spans is shared.
+    pub fn write_obj<T: IntoBytes + Immutable>(&mut self, ipa: Ipa, value: &T) -> Result<(), NotShared> {
+        self.write(ipa, value.as_bytes())
     }
 }
 

@@ -28,7 +28,10 @@
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{fence, Ordering};
 
-use super::{AccessError, GuestRam, SharedAccess, Violation};
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use super::{AccessError, GuestRam, Ipa, SharedAccess, Violation};
 use crate::ownership::{Ownership, PinnedRange};
 
 /// The largest queue hyp shadows (it reports at most this in QueueNumMax).
@@ -53,16 +56,64 @@ pub struct Desc {
     pub next: u16,
 }
 
-impl Desc {
-    fn from_bytes(b: &[u8; 16]) -> Self {
-        let mut addr = [0u8; 8];
-        addr.copy_from_slice(&b[0..8]);
-        Self {
-            addr: u64::from_le_bytes(addr),
-            len: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
-            flags: u16::from_le_bytes([b[12], b[13]]),
-            next: u16::from_le_bytes([b[14], b[15]]),
-        }
+/// A descriptor as it lies in the guest's table (little-endian, whatever hyp's order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct GuestDesc {
+    /// Buffer address.
+    pub addr: U64,
+    /// Buffer length.
+    pub len: U32,
+    /// NEXT, WRITE, INDIRECT.
+    pub flags: U16,
+    /// Next descriptor when NEXT is set.
+    pub next: U16,
+}
+
+/// A used-ring entry as hyp writes it into the guest's ring.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct GuestUsedElem {
+    /// The chain's head.
+    pub id: U32,
+    /// Bytes the device wrote.
+    pub len: U32,
+}
+
+impl From<GuestDesc> for Desc {
+    fn from(d: GuestDesc) -> Self {
+        Self { addr: d.addr.get(), len: d.len.get(), flags: d.flags.get(), next: d.next.get() }
+    }
+}
+
+/// Where a split ring's parts lie (virtio 1.x, 2.7): the available and used rings'
+/// index fields and their `slot`th entries.
+mod ring {
+    use super::Ipa;
+
+    /// The available ring's `idx`.
+    pub fn avail_idx(avail: u64) -> Ipa {
+        Ipa(avail).offset(2)
+    }
+
+    /// The available ring's entry `slot`.
+    pub fn avail_entry(avail: u64, slot: u64) -> Ipa {
+        Ipa(avail).offset(4 + 2 * slot)
+    }
+
+    /// The used ring's `idx`.
+    pub fn used_idx(used: u64) -> Ipa {
+        Ipa(used).offset(2)
+    }
+
+    /// The used ring's entry `slot`.
+    pub fn used_entry(used: u64, slot: u64) -> Ipa {
+        Ipa(used).offset(4 + 8 * slot)
+    }
+
+    /// Descriptor `index` of the table.
+    pub fn desc(table: u64, index: u16) -> Ipa {
+        Ipa(table).offset(16 * index as u64)
     }
 }
 
@@ -375,8 +426,9 @@ impl QueueState {
             return Err(violation(0, "notify of a queue that is not ready"));
         };
         let avail_idx = SharedAccess::new(&*ownership, ram)
-            .read_u16(rings.avail + 2)
-            .map_err(|e| violation(e.0, "available ring not shared"))?;
+            .read_obj::<U16>(ring::avail_idx(rings.avail))
+            .map_err(|e| violation(e.0, "available ring not shared"))?
+            .get();
         let pending = avail_idx.wrapping_sub(rings.last_avail);
         if pending > rings.size {
             return Err(violation(rings.avail + 2, "available index ran ahead of the queue size"));
@@ -385,8 +437,9 @@ impl QueueState {
             let Some(rings) = self.rings.as_mut() else { break };
             let slot = (rings.last_avail % rings.size) as u64;
             let head = SharedAccess::new(&*ownership, ram)
-                .read_u16(rings.avail + 4 + 2 * slot)
-                .map_err(|e| violation(e.0, "available ring not shared"))?;
+                .read_obj::<U16>(ring::avail_entry(rings.avail, slot))
+                .map_err(|e| violation(e.0, "available ring not shared"))?
+                .get();
             rings.last_avail = rings.last_avail.wrapping_add(1);
             let rings = *rings;
             self.take_chain(queue, &rings, head, ownership, ram, shadow)?;
@@ -423,10 +476,10 @@ impl QueueState {
                 if self.descs.get(index as usize).is_none_or(Option::is_some) {
                     return Err(violation(0, "descriptor already in flight"));
                 }
-                let mut raw = [0u8; 16];
-                let at = rings.desc + 16 * index as u64;
-                access.read(at, &mut raw).map_err(|e| violation(e.0, "descriptor table not shared"))?;
-                let desc = Desc::from_bytes(&raw);
+                let desc: Desc = access
+                    .read_obj::<GuestDesc>(ring::desc(rings.desc, index))
+                    .map_err(|e| violation(e.0, "descriptor table not shared"))?
+                    .into();
                 if desc.flags & F_INDIRECT != 0 {
                     return Err(violation(desc.addr, "indirect descriptor (not negotiated)"));
                 }
@@ -516,17 +569,15 @@ impl QueueState {
                 continue;
             };
             let slot = (rings.used_idx % rings.size) as u64;
-            let mut entry = [0u8; 8];
-            entry[..4].copy_from_slice(&(head as u32).to_le_bytes());
-            entry[4..].copy_from_slice(&elem.len.min(writable).to_le_bytes());
+            let entry = GuestUsedElem { id: U32::new(head as u32), len: U32::new(elem.len.min(writable)) };
             let mut access = SharedAccess::new(&*ownership, ram);
             let violation = |e: super::NotShared| {
                 AccessError::Violation(Violation { ipa: e.0, queue, descriptor: None, what: "used ring not shared" })
             };
-            access.write(rings.used + 4 + 8 * slot, &entry).map_err(violation)?;
+            access.write_obj(ring::used_entry(rings.used, slot), &entry).map_err(violation)?;
             fence(Ordering::SeqCst);
             rings.used_idx = rings.used_idx.wrapping_add(1);
-            access.write(rings.used + 2, &rings.used_idx.to_le_bytes()).map_err(violation)?;
+            access.write_obj(ring::used_idx(rings.used), &U16::new(rings.used_idx)).map_err(violation)?;
             delivered += 1;
         }
         Ok(delivered)

@@ -348,9 +348,10 @@ fn checked_access_refuses_private_pages() {
     let mut w = World::new(true);
     let access = SharedAccess::new(&w.ownership, &mut w.ram);
     let mut buf = [0u8; 8];
-    assert_eq!(access.read(BUF + 0x1ffc, &mut buf), Err(NotShared(BUF + 0x2000)));
-    assert_eq!(access.read(PRIVATE, &mut buf), Err(NotShared(PRIVATE)));
-    assert_eq!(access.read(BUF, &mut buf), Ok(()));
+    assert_eq!(access.read(Ipa(BUF + 0x1ffc), &mut buf), Err(NotShared(BUF + 0x2000)));
+    assert_eq!(access.read(Ipa(PRIVATE), &mut buf), Err(NotShared(PRIVATE)));
+    assert_eq!(access.read(Ipa(BUF), &mut buf), Ok(()));
+    assert_eq!(access.read_obj::<u64>(Ipa(BUF + 0x1ffc)), Err(NotShared(BUF + 0x2000)), "typed reads too");
 }
 
 fn violation_of(result: Result<(), AccessError>) -> Violation {
