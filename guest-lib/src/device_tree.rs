@@ -69,15 +69,8 @@ pub fn dt_size(header: [u8; 8]) -> Result<usize, DtError> {
 }
 
 fn first_reg(node: FdtNode<'_>, name: &'static str) -> Result<Option<(u64, u64)>, DtError> {
-    let Some(mut regs) = node.reg().map_err(|_| DtError::BadProperty(name))? else {
-        return Ok(None);
-    };
-    let Some(reg) = regs.next() else {
-        return Ok(None);
-    };
-    let base = reg.address::<u64>().map_err(|_| DtError::BadProperty(name))?;
-    let size = reg.size::<u64>().map_err(|_| DtError::BadProperty(name))?;
-    Ok(Some((base, size)))
+    let region = dt_read::first_region(node).map_err(|_| DtError::BadProperty(name))?;
+    Ok(region.map(|r| (r.start, r.size())))
 }
 
 impl<'a> GuestDt<'a> {

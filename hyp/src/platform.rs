@@ -76,28 +76,19 @@ pub fn dtb_size(header: [u8; 8]) -> Result<usize, PlatformError> {
 }
 
 fn cells_u64(value: &[u8], name: &'static str) -> Result<u64, PlatformError> {
-    match value.len() {
-        4 => Ok(u32::from_be_bytes([value[0], value[1], value[2], value[3]]) as u64),
-        8 => {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(value);
-            Ok(u64::from_be_bytes(word))
-        }
-        _ => Err(PlatformError::BadProperty(name)),
-    }
+    dt_read::cells_u64(value).ok_or(PlatformError::BadProperty(name))
 }
 
+/// The node's regions; a node the platform reader needs must have a `reg`.
 fn regs<'a>(
     node: dtoolkit::fdt::FdtNode<'a>,
     name: &'static str,
 ) -> Result<impl Iterator<Item = Result<Region, PlatformError>> + 'a, PlatformError> {
-    let regs = node.reg().map_err(|_| PlatformError::BadProperty(name))?;
-    let regs = regs.ok_or(PlatformError::BadProperty(name))?;
-    Ok(regs.map(move |reg| {
-        let start = reg.address::<u64>().map_err(|_| PlatformError::BadProperty(name))?;
-        let size = reg.size::<u64>().map_err(|_| PlatformError::BadProperty(name))?;
-        Region::new(start, size).ok_or(PlatformError::BadProperty(name))
-    }))
+    if node.property("reg").is_none() {
+        return Err(PlatformError::BadProperty(name));
+    }
+    let regs = dt_read::regions(node).map_err(|_| PlatformError::BadProperty(name))?;
+    Ok(regs.map(move |r| r.map_err(|_| PlatformError::BadProperty(name))))
 }
 
 impl<'a> Platform<'a> {

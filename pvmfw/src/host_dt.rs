@@ -164,27 +164,12 @@ pub fn dt_size(header: [u8; 8]) -> Result<usize, DtError> {
 }
 
 fn regs(node: FdtNode<'_>, name: &'static str) -> Result<Vec<Region>, DtError> {
-    let Some(regs) = node.reg().map_err(|_| DtError::BadProperty(name))? else {
-        return Ok(Vec::new());
-    };
-    regs.map(|reg| {
-        let start = reg.address::<u64>().map_err(|_| DtError::BadProperty(name))?;
-        let size = reg.size::<u64>().map_err(|_| DtError::BadProperty(name))?;
-        Region::new(start, size).ok_or(DtError::BadProperty(name))
-    })
-    .collect()
+    let bad = |_| DtError::BadProperty(name);
+    dt_read::regions(node).map_err(bad)?.map(|r| r.map_err(bad)).collect()
 }
 
 fn u64_prop(node: &FdtNode<'_>, name: &'static str) -> Result<Option<u64>, DtError> {
-    let Some(p) = node.property(name) else {
-        return Ok(None);
-    };
-    let v = p.value();
-    match v.len() {
-        4 => Ok(Some(u32::from_be_bytes([v[0], v[1], v[2], v[3]]) as u64)),
-        8 => Ok(Some(u64::from_be_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]]))),
-        _ => Err(DtError::BadProperty(name)),
-    }
+    node.property(name).map(|p| dt_read::cells_u64(p.value()).ok_or(DtError::BadProperty(name))).transpose()
 }
 
 /// Checks a whole blob (exactly `totalsize` bytes) against the platform's limits.
