@@ -130,7 +130,7 @@ fn build_stage2(layout: &GuestLayout) {
     let ram = layout.ram;
     s2.map(ram.start, ram.start, ram.size(), Attributes::NORMAL_RW).unwrap_or_else(|e| fail!("stage 2: {e}"));
     // SAFETY: the tables map all of guest RAM and live in a static taken for good.
-    unsafe { registers::install_stage2(stage2::VTCR, s2.root_pa(), VMID) };
+    unsafe { registers::install_stage2(stage2::vtcr(), s2.root_pa(), VMID) };
     arch::flush_guest_tlb();
 }
 

@@ -1,5 +1,7 @@
 //! The system registers and fields hyp needs that aarch64-cpu does not model, each
-//! with its architectural name. Nothing else in hyp writes raw register bits.
+//! with its architectural name. The GICv3 CPU interface (ICC_*) and the EL2 physical
+//! timer's TVAL, which the tick uses, are in `tick.rs`. Nothing else in hyp writes raw
+//! register bits.
 
 use core::arch::asm;
 
