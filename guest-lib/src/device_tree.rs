@@ -69,7 +69,7 @@ pub fn dt_size(header: [u8; 8]) -> Result<usize, DtError> {
 }
 
 fn first_reg(node: FdtNode<'_>, name: &'static str) -> Result<Option<(u64, u64)>, DtError> {
-    let region = dt_read::first_region(node).map_err(|_| DtError::BadProperty(name))?;
+    let region = pvmkit_dt::read::first_region(node).map_err(|_| DtError::BadProperty(name))?;
     Ok(region.map(|r| (r.start, r.size())))
 }
 

@@ -3,9 +3,9 @@
 
 use abi::dt;
 use abi::memory_map::{
-    virtio_mmio_slot, BOUNCE_POOL_BASE, BOUNCE_POOL_COMPATIBLE, BOUNCE_POOL_SIZE, GICD_BASE, GICD_SIZE, GICR_BASE,
-    GICR_SIZE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
+    virtio_mmio_slot, Region, BOUNCE_POOL_BASE, BOUNCE_POOL_SIZE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
 };
+use pvmkit_dt::write;
 use vm_fdt::FdtWriter;
 
 /// QEMU `virt`'s PL011, which hyp exposes to the guest at the same address.
@@ -35,78 +35,28 @@ pub fn write(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, String> {
 
 fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     let mut w = FdtWriter::new()?;
-    let root = w.begin_node("")?;
-    w.property_u32(dt::ADDRESS_CELLS, 2)?;
-    w.property_u32(dt::SIZE_CELLS, 2)?;
-    w.property_string("compatible", "linux,dummy-virt")?;
-    w.property_string("model", "pvmkit guest")?;
-
-    let chosen = w.begin_node("chosen")?;
-    w.property_string(dt::BOOTARGS, config.bootargs)?;
-    w.property_string(dt::STDOUT_PATH, &format!("/pl011@{PL011_BASE:x}"))?;
-    w.end_node(chosen)?;
-
-    // The bounce pool, as crosvm reserves one for pVMs: not `no-map`, guest RAM the
-    // guest shares with the host for its device buffers.
-    let reserved = w.begin_node("reserved-memory")?;
-    w.property_u32(dt::ADDRESS_CELLS, 2)?;
-    w.property_u32(dt::SIZE_CELLS, 2)?;
-    w.property_null("ranges")?;
-    let pool = w.begin_node(&format!("restricted_dma_reserved@{BOUNCE_POOL_BASE:x}"))?;
-    w.property_string("compatible", BOUNCE_POOL_COMPATIBLE)?;
-    w.property_array_u64("reg", &[BOUNCE_POOL_BASE, BOUNCE_POOL_SIZE])?;
-    w.end_node(pool)?;
-    w.end_node(reserved)?;
+    let root = write::begin_root(&mut w, "pvmkit guest")?;
+    write::chosen(&mut w, config.bootargs, PL011_BASE, false)?;
+    let pool = Region { start: BOUNCE_POOL_BASE, end: BOUNCE_POOL_BASE + BOUNCE_POOL_SIZE };
+    let reserved =
+        [write::Reserved { name: "restricted_dma_reserved", compatible: dt::BOUNCE_POOL, region: pool, no_map: false }];
+    write::reserved_memory(&mut w, &reserved)?;
 
     if let Some((address, size)) = config.signed_payload {
-        let node = w.begin_node("config")?;
+        let node = w.begin_node(dt::CONFIG)?;
         w.property_u64(dt::KERNEL_ADDRESS, address)?;
         w.property_u64(dt::KERNEL_SIZE, size)?;
         w.end_node(node)?;
     }
 
-    let memory = w.begin_node(&format!("memory@{:x}", config.ram_base))?;
-    w.property_string("device_type", "memory")?;
-    w.property_array_u64("reg", &[config.ram_base, config.ram_size])?;
-    w.end_node(memory)?;
-
-    let cpus = w.begin_node("cpus")?;
-    w.property_u32(dt::ADDRESS_CELLS, 1)?;
-    w.property_u32(dt::SIZE_CELLS, 0)?;
-    let cpu = w.begin_node("cpu@0")?;
-    w.property_string("device_type", "cpu")?;
-    w.property_string("compatible", "arm,cortex-a72")?;
-    w.property_u32("reg", 0)?;
-    w.property_string("enable-method", "psci")?;
-    w.end_node(cpu)?;
-    w.end_node(cpus)?;
-
-    let psci = w.begin_node("psci")?;
-    w.property_string_list("compatible", vec![dt::PSCI_1_0.into(), dt::PSCI_0_2.into()])?;
-    w.property_string("method", "hvc")?;
-    w.end_node(psci)?;
-
-    // The GICv3 (the guest's timed waits use it where the hypervisor lets them: the
-    // real KVM's vGIC; hyp gives none and the guest polls) and the architected timer.
-    let gic = w.begin_node(&format!("intc@{GICD_BASE:x}"))?;
-    w.property_string("compatible", dt::GIC_V3)?;
-    w.property_u32("#interrupt-cells", 3)?;
-    w.property_null(dt::INTERRUPT_CONTROLLER)?;
-    w.property_array_u64("reg", &[GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE])?;
-    w.end_node(gic)?;
-
-    let uart = w.begin_node(&format!("pl011@{PL011_BASE:x}"))?;
-    w.property_string_list("compatible", vec![dt::PL011.into(), dt::PRIMECELL.into()])?;
-    w.property_array_u64("reg", &[PL011_BASE, PL011_SIZE])?;
-    w.end_node(uart)?;
-
+    write::memory(&mut w, Region { start: config.ram_base, end: config.ram_base + config.ram_size })?;
+    write::cpus(&mut w, Some("arm,cortex-a72"))?;
+    write::psci(&mut w, &[dt::PSCI_1_0, dt::PSCI_0_2])?;
+    write::gic_v3(&mut w)?;
+    write::pl011(&mut w, Region { start: PL011_BASE, end: PL011_BASE + PL011_SIZE })?;
     for slot in (0..VIRTIO_MMIO_SLOTS).filter(|i| config.virtio_slots & (1 << i) != 0) {
         let base = virtio_mmio_slot(slot);
-        let node = w.begin_node(&format!("virtio_mmio@{base:x}"))?;
-        w.property_string("compatible", dt::VIRTIO_MMIO)?;
-        w.property_array_u64("reg", &[base, VIRTIO_MMIO_STRIDE])?;
-        w.property_null(dt::DMA_COHERENT)?;
-        w.end_node(node)?;
+        write::virtio_mmio(&mut w, Region { start: base, end: base + VIRTIO_MMIO_STRIDE })?;
     }
 
     w.end_node(root)?;

@@ -76,7 +76,7 @@ pub fn dtb_size(header: [u8; 8]) -> Result<usize, PlatformError> {
 }
 
 fn cells_u64(value: &[u8], name: &'static str) -> Result<u64, PlatformError> {
-    dt_read::cells_u64(value).ok_or(PlatformError::BadProperty(name))
+    pvmkit_dt::read::cells_u64(value).ok_or(PlatformError::BadProperty(name))
 }
 
 /// The node's regions; a node the platform reader needs must have a `reg`.
@@ -87,7 +87,7 @@ fn regs<'a>(
     if node.property("reg").is_none() {
         return Err(PlatformError::BadProperty(name));
     }
-    let regs = dt_read::regions(node).map_err(|_| PlatformError::BadProperty(name))?;
+    let regs = pvmkit_dt::read::regions(node).map_err(|_| PlatformError::BadProperty(name))?;
     Ok(regs.map(move |r| r.map_err(|_| PlatformError::BadProperty(name))))
 }
 

@@ -2,90 +2,45 @@
 //! memory, the console, `/psci` with the HVC conduit, one CPU, the virtio transports,
 //! the command line, and `/reserved-memory` with the payload's secret.
 
-use alloc::format;
 use alloc::vec::Vec;
 
+use abi::dt;
 use abi::memory_map::Region;
-use abi::memory_map::{BOUNCE_POOL_COMPATIBLE, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE};
-use abi::pvmfw::{SECRET_COMPATIBLE, SECRET_SIZE};
+use abi::pvmfw::SECRET_SIZE;
+use pvmkit_dt::write;
 use vm_fdt::{Error, FdtWriter};
 
 use crate::host_dt::HostConfig;
-use abi::dt;
 
 /// Writes the new tree with the command line `bootargs` (what [`crate::bootargs`] lets
 /// pass); `secret` is where the payload's secret lies.
 pub fn build(config: &HostConfig<'_>, bootargs: &str, secret: u64) -> Result<Vec<u8>, Error> {
     let mut w = FdtWriter::new()?;
-    let root = w.begin_node("")?;
-    w.property_u32(dt::ADDRESS_CELLS, 2)?;
-    w.property_u32(dt::SIZE_CELLS, 2)?;
-    w.property_string("compatible", "linux,dummy-virt")?;
-    w.property_string("model", "pvmkit protected VM")?;
-
-    let chosen = w.begin_node("chosen")?;
-    w.property_string(dt::BOOTARGS, bootargs)?;
-    w.property_string(dt::STDOUT_PATH, &format!("/pl011@{:x}", config.console.start))?;
-    w.property_null(dt::VERIFIED_BOOT)?;
-    w.end_node(chosen)?;
-
-    let memory = w.begin_node(&format!("memory@{:x}", config.memory.start))?;
-    w.property_string("device_type", "memory")?;
-    w.property_array_u64("reg", &[config.memory.start, config.memory.size()])?;
-    w.end_node(memory)?;
-
-    let reserved = w.begin_node("reserved-memory")?;
-    w.property_u32(dt::ADDRESS_CELLS, 2)?;
-    w.property_u32(dt::SIZE_CELLS, 2)?;
-    w.property_null("ranges")?;
-    let node = w.begin_node(&format!("pvmkit-secret@{secret:x}"))?;
-    w.property_string("compatible", SECRET_COMPATIBLE)?;
-    w.property_array_u64("reg", &[secret, SECRET_SIZE as u64])?;
-    w.property_null("no-map")?;
-    w.end_node(node)?;
-    if let Some(pool) = config.bounce_pool {
-        let node = w.begin_node(&format!("restricted_dma_reserved@{:x}", pool.start))?;
-        w.property_string("compatible", BOUNCE_POOL_COMPATIBLE)?;
-        w.property_array_u64("reg", &[pool.start, pool.size()])?;
-        w.end_node(node)?;
-    }
-    w.end_node(reserved)?;
-
-    let cpus = w.begin_node("cpus")?;
-    w.property_u32(dt::ADDRESS_CELLS, 1)?;
-    w.property_u32(dt::SIZE_CELLS, 0)?;
-    let cpu = w.begin_node("cpu@0")?;
-    w.property_string("device_type", "cpu")?;
-    w.property_u32("reg", 0)?;
-    w.property_string("enable-method", "psci")?;
-    w.end_node(cpu)?;
-    w.end_node(cpus)?;
-
-    let psci = w.begin_node("psci")?;
-    w.property_string("compatible", dt::PSCI_1_0)?;
-    w.property_string("method", "hvc")?;
-    w.end_node(psci)?;
-
+    let root = write::begin_root(&mut w, "pvmkit protected VM")?;
+    write::chosen(&mut w, bootargs, config.console.start, true)?;
+    write::memory(&mut w, config.memory)?;
+    let secret = write::Reserved {
+        name: "pvmkit-secret",
+        compatible: dt::PAYLOAD_SECRET,
+        region: Region { start: secret, end: secret + SECRET_SIZE as u64 },
+        no_map: true,
+    };
+    let pool = config.bounce_pool.map(|region| write::Reserved {
+        name: "restricted_dma_reserved",
+        compatible: dt::BOUNCE_POOL,
+        region,
+        no_map: false,
+    });
+    let reserved: Vec<write::Reserved<'_>> = core::iter::once(secret).chain(pool).collect();
+    write::reserved_memory(&mut w, &reserved)?;
+    write::cpus(&mut w, None)?;
+    write::psci(&mut w, &[dt::PSCI_1_0])?;
     if config.gic {
-        let gic = w.begin_node(&format!("intc@{GICD_BASE:x}"))?;
-        w.property_string("compatible", dt::GIC_V3)?;
-        w.property_u32("#interrupt-cells", 3)?;
-        w.property_null(dt::INTERRUPT_CONTROLLER)?;
-        w.property_array_u64("reg", &[GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE])?;
-        w.end_node(gic)?;
+        write::gic_v3(&mut w)?;
     }
-
-    let uart = w.begin_node(&format!("pl011@{:x}", config.console.start))?;
-    w.property_string_list("compatible", alloc::vec![dt::PL011.into(), dt::PRIMECELL.into()])?;
-    w.property_array_u64("reg", &[config.console.start, config.console.size()])?;
-    w.end_node(uart)?;
-
-    for Region { start, end } in &config.virtio {
-        let node = w.begin_node(&format!("virtio_mmio@{start:x}"))?;
-        w.property_string("compatible", dt::VIRTIO_MMIO)?;
-        w.property_array_u64("reg", &[*start, end - start])?;
-        w.property_null(dt::DMA_COHERENT)?;
-        w.end_node(node)?;
+    write::pl011(&mut w, config.console)?;
+    for &transport in &config.virtio {
+        write::virtio_mmio(&mut w, transport)?;
     }
     w.end_node(root)?;
     w.finish()
@@ -105,7 +60,7 @@ mod tests {
         let text = alloc::format!("{fdt}");
         for needle in [
             "pvmkit-secret@801ff000",
-            SECRET_COMPATIBLE,
+            abi::pvmfw::SECRET_COMPATIBLE,
             "no-map",
             "virtio_mmio@a003e00",
             "pvmkit.mode=protected",

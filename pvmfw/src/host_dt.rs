@@ -165,11 +165,11 @@ pub fn dt_size(header: [u8; 8]) -> Result<usize, DtError> {
 
 fn regs(node: FdtNode<'_>, name: &'static str) -> Result<Vec<Region>, DtError> {
     let bad = |_| DtError::BadProperty(name);
-    dt_read::regions(node).map_err(bad)?.map(|r| r.map_err(bad)).collect()
+    pvmkit_dt::read::regions(node).map_err(bad)?.map(|r| r.map_err(bad)).collect()
 }
 
 fn u64_prop(node: &FdtNode<'_>, name: &'static str) -> Result<Option<u64>, DtError> {
-    node.property(name).map(|p| dt_read::cells_u64(p.value()).ok_or(DtError::BadProperty(name))).transpose()
+    node.property(name).map(|p| pvmkit_dt::read::cells_u64(p.value()).ok_or(DtError::BadProperty(name))).transpose()
 }
 
 /// Checks a whole blob (exactly `totalsize` bytes) against the platform's limits.

@@ -3,16 +3,12 @@
 //! or two cells as a `u64`. Each reader names the property in its own error type.
 //!
 //! ```
-//! use pvmkit_dt_read::cells_u64;
+//! use pvmkit_dt::read::cells_u64;
 //!
 //! assert_eq!(cells_u64(&[0, 0, 0x10, 0]), Some(0x1000));
 //! assert_eq!(cells_u64(&[0, 0, 0, 1, 0, 0, 0, 0]), Some(1 << 32));
 //! assert_eq!(cells_u64(&[1, 2, 3]), None);
 //! ```
-#![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
-#![deny(missing_docs)]
-
 use abi::memory_map::Region;
 use dtoolkit::fdt::FdtNode;
 
