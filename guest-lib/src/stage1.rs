@@ -3,8 +3,7 @@
 
 use aarch64_cpu::registers::{MAIR_EL1, SCTLR_EL1, TCR_EL1};
 
-/// SCTLR_EL1's RES1 bits (11, 20, 22, 23, 28, 29), which aarch64-cpu does not model.
-const SCTLR_EL1_RES1: u64 = 0x30d0_0800;
+use crate::register_gaps::SCTLR_EL1_RES1;
 
 /// MAIR_EL1: attribute 0 = Device-nGnRE, attribute 1 = Normal inner/outer write-back.
 pub fn mair() -> u64 {

@@ -4,7 +4,6 @@
 #[cfg(feature = "runtime")]
 pub mod mmu;
 pub mod probe;
-pub mod register_gaps;
 pub mod timer;
 
 use core::arch::global_asm;
@@ -56,7 +55,7 @@ pub unsafe fn copy_blocks(dst: *mut u8, src: *const u8, len: usize) {
 #[cfg(target_os = "none")]
 /// The `DC ZVA` block size in bytes, or 0 when `DC ZVA` is prohibited.
 fn zva_block() -> usize {
-    let dczid = register_gaps::dczid_el0();
+    let dczid = crate::register_gaps::dczid_el0();
     if dczid & (1 << 4) != 0 {
         0
     } else {

@@ -8,7 +8,7 @@ use mmio_guard::MmioGuard;
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0};
 
-use super::register_gaps;
+use crate::register_gaps;
 use crate::timer::{ticks, Wake};
 use crate::GuestDt;
 

@@ -1,9 +1,13 @@
 //! The system registers and fields guest-lib needs that aarch64-cpu does not model,
-//! each with its architectural name: the GICv3 CPU interface and DCZID_EL0 (and, in
-//! `stage1.rs`, SCTLR_EL1's RES1 bits). Nothing else in guest-lib writes raw register
-//! bits.
+//! each with its architectural name: the GICv3 CPU interface, DCZID_EL0 and SCTLR_EL1's
+//! RES1 bits. Nothing else in guest-lib writes raw register bits.
 
+#[cfg(target_arch = "aarch64")]
 use core::arch::asm;
+
+/// SCTLR_EL1's RES1 bits (11, 20, 22, 23, 28, 29): the value with everything off.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))] // the runtime's MMU set-up uses it
+pub const SCTLR_EL1_RES1: u64 = 0x30d0_0800;
 
 /// ICC_SRE_EL1.SRE: the GIC CPU interface through system registers.
 const ICC_SRE_EL1_SRE: u64 = 1;
@@ -13,6 +17,7 @@ const ICC_PMR_EL1_ALL: u64 = 0xff;
 const ICC_IGRPEN1_EL1_ENABLE: u64 = 1;
 
 /// DCZID_EL0: the `DC ZVA` block size (bits 3:0, log2 words) and DZP (bit 4).
+#[cfg(target_arch = "aarch64")]
 pub fn dczid_el0() -> u64 {
     let value: u64;
     // SAFETY: reading an ID register has no side effects.
@@ -22,6 +27,7 @@ pub fn dczid_el0() -> u64 {
 
 /// Turns the GICv3 CPU interface on for this CPU: system-register access, every
 /// priority unmasked, group 1 enabled.
+#[cfg(target_arch = "aarch64")]
 pub fn enable_gic_cpu_interface() {
     // SAFETY: the GIC CPU interface's own registers (ICC_SRE_EL1, ICC_PMR_EL1,
     // ICC_IGRPEN1_EL1, by encoding); no memory is touched.
