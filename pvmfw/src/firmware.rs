@@ -257,6 +257,14 @@ impl Handover {
     }
 }
 
+/// SCTLR_EL1's MMU and cache enables, cleared at handover (aarch64-cpu's fields).
+const SCTLR_MMU_AND_CACHES: u64 = {
+    use aarch64_cpu::registers::SCTLR_EL1;
+    (SCTLR_EL1::M.mask << SCTLR_EL1::M.shift)
+        | (SCTLR_EL1::C.mask << SCTLR_EL1::C.shift)
+        | (SCTLR_EL1::I.mask << SCTLR_EL1::I.shift)
+};
+
 global_asm!(
     ".section .text",
     ".global pvmfw_handover",
@@ -275,9 +283,8 @@ global_asm!(
     "4: dsb sy",
     // MMU and caches off: the payload starts as pvmfw did.
     "   mrs x4, sctlr_el1",
-    "   bic x4, x4, #1",
-    "   bic x4, x4, #(1 << 2)",
-    "   bic x4, x4, #(1 << 12)",
+    "   mov x5, #{sctlr_off}",
+    "   bic x4, x4, x5",
     "   msr sctlr_el1, x4",
     "   isb",
     "   ic iallu",
@@ -354,4 +361,5 @@ global_asm!(
     "movi v31.2d, #0",
     "   mov sp, x30",
     "   br x16",
+    sctlr_off = const SCTLR_MMU_AND_CACHES,
 );
