@@ -16,11 +16,11 @@ use abi::esr::Esr;
 use abi::hyp_options::{AbiForm, VmMode};
 use abi::kvm;
 use abi::profile::Conduit;
-use hyp::hypercall::{dispatch, Clock, ExitCounters, Services, ShortCounts, VmState};
-use hyp::memory_calls::GuestMemory;
-use hyp::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
-use hyp::mmio_guard::GuardTable;
-use hyp::ownership::{Ownership, PageState, GRANULE};
+use hyp::pkvm::hypercall::{dispatch, Clock, ExitCounters, Services, ShortCounts, VmState};
+use hyp::pkvm::memory_calls::GuestMemory;
+use hyp::trap::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
+use hyp::pkvm::mmio_guard::GuardTable;
+use hyp::pkvm::ownership::{Ownership, PageState, GRANULE};
 use libfuzzer_sys::fuzz_target;
 use pvmkit_fuzz::Input;
 

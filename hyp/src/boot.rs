@@ -4,13 +4,13 @@
 use abi::bundle::{Bundle, EntryKind, GuestLayout};
 use abi::hyp_options::{HypOptions, VmMode};
 use abi::memory_map::Region;
-use hyp::devices::DeviceList;
-use hyp::hypercall::{ExitCounters, Services, ShortCounts};
-use hyp::mmio_guard::GuardTable;
-use hyp::ownership::{Ownership, GRANULE};
-use hyp::placement::{check_guest_ram, Reserved};
+use hyp::device::devices::DeviceList;
+use hyp::pkvm::hypercall::{ExitCounters, Services, ShortCounts};
+use hyp::pkvm::mmio_guard::GuardTable;
+use hyp::pkvm::ownership::{Ownership, GRANULE};
+use hyp::platform::placement::{check_guest_ram, Reserved};
+use hyp::platform::stage2::{self, Attributes, Stage2};
 use hyp::platform::{self, Platform};
-use hyp::stage2::{self, Attributes, Stage2};
 
 use aarch64_cpu::registers::{CurrentEL, Readable};
 

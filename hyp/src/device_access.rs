@@ -2,10 +2,10 @@
 //! transports (hyp's device side); and what stops the VM when the device side finds
 //! a violation or an inconsistency of hyp's own.
 
-use hyp::exit::ExitReason;
-use hyp::mmio::{DeviceKind, DeviceWindow};
-use hyp::ownership::Ownership;
-use hyp::virtio::AccessError;
+use hyp::device::virtio::AccessError;
+use hyp::pkvm::ownership::Ownership;
+use hyp::trap::exit::ExitReason;
+use hyp::trap::mmio::{DeviceKind, DeviceWindow};
 
 use crate::arch;
 use crate::console::CONSOLE;

@@ -3,7 +3,7 @@
 
 use core::fmt::Write;
 
-use hyp::exit::ExitReason;
+use hyp::trap::exit::ExitReason;
 
 use crate::arch;
 use crate::console::{hyp_println, CONSOLE};

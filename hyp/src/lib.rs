@@ -1,26 +1,26 @@
 //! hyp: a small EL2 hypervisor that runs one guest under QEMU and enforces the pKVM
 //! rules, so that every mistake of pvmkit's guest side becomes visible.
 //!
-//! This library is the part of hyp that needs no hardware: decoding syndromes,
-//! answering hypercalls, deciding what to do with an abort, building stage-2 tables,
-//! reading QEMU's device tree and the bundle. It is unit-tested on the host. The
-//! binary (`main.rs` and `arch/`) adds the entry code, vectors and system registers.
+//! This library is the part of hyp that needs no hardware, unit-tested on the host,
+//! laid out by concern:
+//! - [`pkvm`]: the pKVM services: the hypercall dispatcher answering from the
+//!   release's profile, page ownership, the memory actions, the MMIO guard;
+//! - [`trap`]: the trap path's decisions: exits decoded once, emulate or refuse an
+//!   access, inject an abort, the exit line;
+//! - [`device`]: the device side: the VM's device windows and the virtio transports
+//!   with their checked accessor and shadow rings;
+//! - [`platform`]: QEMU's device tree, stage-2 tables, where guest RAM may go;
+//! - [`exclusive`]: the checked single-borrow cells hyp's statics live in.
+//!
+//! The binary (`main.rs`, `boot.rs`, `trap_path.rs`, `device_access.rs`,
+//! `virtio_transports.rs`, `vm_state.rs`, `exit_path.rs`, `arch/`) wires them to the
+//! hardware.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
 pub use abi::esr;
-pub mod devices;
+pub mod device;
 pub mod exclusive;
-pub mod exit;
-pub mod guard_calls;
-pub mod guest_exit;
-pub mod hypercall;
-pub mod inject;
-pub mod memory_calls;
-pub mod mmio;
-pub mod mmio_guard;
-pub mod ownership;
-pub mod placement;
+pub mod pkvm;
 pub mod platform;
-pub mod stage2;
-pub mod virtio;
+pub mod trap;

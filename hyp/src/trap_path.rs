@@ -3,13 +3,13 @@
 //! served by one `match`.
 
 use abi::profile::Conduit;
+use hyp::device::virtio::AccessError;
 use hyp::esr::{self, DataAbort, Esr};
-use hyp::exit::ExitReason;
-use hyp::guest_exit::{GuestExit, TrapKind};
-use hyp::hypercall::{self, Clock, Outcome, VmState};
-use hyp::inject::{self, AbortKind, TrapState};
-use hyp::mmio::{self, Access, Decision, Refusal};
-use hyp::virtio::AccessError;
+use hyp::pkvm::hypercall::{self, Clock, Outcome, VmState};
+use hyp::trap::exit::ExitReason;
+use hyp::trap::guest_exit::{GuestExit, TrapKind};
+use hyp::trap::inject::{self, AbortKind, TrapState};
+use hyp::trap::mmio::{self, Access, Decision, Refusal};
 
 use crate::arch::{tick, GuestRegs};
 use crate::boot::TICK_PERIOD;

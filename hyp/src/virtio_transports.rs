@@ -1,10 +1,12 @@
 //! The VM's virtio transports, wired to the hardware: QEMU's device registers by
 //! volatile access, guest RAM through the identity map, shadow rings in hyp's memory.
 
-use hyp::devices::DeviceList;
-use hyp::mmio::{DeviceKind, DeviceWindow};
-use hyp::ownership::Ownership;
-use hyp::virtio::{find_transport, regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, VirtioDevice, MAX_QUEUES};
+use hyp::device::devices::DeviceList;
+use hyp::device::virtio::{
+    find_transport, regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, VirtioDevice, MAX_QUEUES,
+};
+use hyp::pkvm::ownership::Ownership;
+use hyp::trap::mmio::{DeviceKind, DeviceWindow};
 
 use crate::arch;
 use hyp::exclusive::{Borrowed, Exclusive};

@@ -3,14 +3,14 @@
 //! good (ownership words, stage-2 tables), and the summary the exit line reports.
 
 use abi::memory_map::Region;
-use hyp::devices::DeviceList;
+use hyp::device::devices::DeviceList;
 use hyp::exclusive::{Borrowed, Exclusive};
-use hyp::hypercall::{ExitCounters, Services, ShortCounts};
-use hyp::memory_calls::GuestMemory;
-use hyp::mmio::Refusal;
-use hyp::mmio_guard::GuardTable;
-use hyp::ownership::{Ownership, GRANULE};
-use hyp::stage2::Table;
+use hyp::pkvm::hypercall::{ExitCounters, Services, ShortCounts};
+use hyp::pkvm::memory_calls::GuestMemory;
+use hyp::pkvm::mmio_guard::GuardTable;
+use hyp::pkvm::ownership::{Ownership, GRANULE};
+use hyp::platform::stage2::Table;
+use hyp::trap::mmio::Refusal;
 
 use crate::exit_path::fail;
 

@@ -7,7 +7,7 @@ pub mod tick;
 
 use core::arch::{asm, global_asm};
 
-use hyp::guest_exit::TrapKind;
+use hyp::trap::guest_exit::TrapKind;
 
 global_asm!(include_str!("entry.S"));
 // The trap kinds the vectors pass to Rust are the library's enum, not bare numbers.

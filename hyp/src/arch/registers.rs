@@ -33,7 +33,7 @@ pub unsafe fn configure_traps() {
     barrier::isb(barrier::SY);
 }
 
-/// Installs the guest's stage-2 tables: `vtcr` (from `hyp::stage2`) and the root table
+/// Installs the guest's stage-2 tables: `vtcr` (from `hyp::platform::stage2`) and the root table
 /// at `root_pa` for VMID `vmid`.
 ///
 /// # Safety

@@ -21,7 +21,7 @@ pub use transport::{find_transport, AccessError, VirtioDevice, MAX_QUEUES};
 use core::fmt;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use crate::ownership::Ownership;
+use crate::pkvm::ownership::Ownership;
 
 /// virtio-mmio register offsets (declared once, in `abi`).
 pub use abi::virtio_mmio as regs;

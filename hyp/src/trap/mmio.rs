@@ -7,7 +7,7 @@
 //! MMIO guard. Everything else is refused; hyp never decodes instructions.
 
 use crate::esr::DataAbort;
-use crate::mmio_guard::GuardTable;
+use crate::pkvm::mmio_guard::GuardTable;
 
 /// What a device window is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,7 +15,7 @@ pub enum DeviceKind {
     /// The PL011 console, shared with hyp.
     Console,
     /// A virtio-mmio transport of QEMU's, reached through hyp's device side
-    /// ([`crate::virtio`]), which keeps every address from the device unless checked.
+    /// ([`crate::device::virtio`]), which keeps every address from the device unless checked.
     Virtio {
         /// QEMU's transport index.
         slot: u32,

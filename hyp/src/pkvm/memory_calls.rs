@@ -3,8 +3,8 @@
 //! arguments, the pages' states) the profile has already decided
 //! ([`abi::profile`]); what can still refuse here is hyp's validator policy.
 
-use crate::hypercall::PolicyRefusal;
-use crate::ownership::{Ownership, OwnershipError, GRANULE};
+use crate::pkvm::hypercall::PolicyRefusal;
+use crate::pkvm::ownership::{Ownership, OwnershipError, GRANULE};
 
 /// Zeroes guest pages (hyp: through its identity map; tests: a fake).
 pub trait GuestMemory {

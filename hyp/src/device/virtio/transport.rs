@@ -5,7 +5,7 @@
 
 use super::queue::{QueueState, ShadowQueue, MAX_QUEUE_SIZE};
 use super::{regs, DeviceRegs, GuestRam, Violation, HIDDEN_FEATURES};
-use crate::ownership::Ownership;
+use crate::pkvm::ownership::Ownership;
 
 /// The most queues hyp shadows per device (virtio-drivers' block, console and entropy
 /// drivers use at most two).

@@ -1,5 +1,5 @@
 use super::*;
-use crate::ownership::PageState;
+use crate::pkvm::ownership::PageState;
 use std::collections::BTreeMap;
 
 const BASE: u64 = 0x8000_0000;
@@ -155,7 +155,7 @@ fn a_valid_request_goes_through_the_shadow_and_back() {
     );
     assert!(w.dev.writes.contains(&(regs::QUEUE_READY, 1)));
     assert_eq!(w.pins(DESC), 1, "rings are pinned while the queue is ready");
-    assert_eq!(w.ownership.unshare(USED), Err(crate::ownership::OwnershipError::Pinned(USED)));
+    assert_eq!(w.ownership.unshare(USED), Err(crate::pkvm::ownership::OwnershipError::Pinned(USED)));
 
     // A request: 16 bytes out, 512 bytes in, across the two buffer pages.
     w.ram.desc(3, BUF, 16, 1, 5);
@@ -171,7 +171,7 @@ fn a_valid_request_goes_through_the_shadow_and_back() {
     assert_eq!((w.pins(BUF), w.pins(BUF + 0x1000)), (2, 1));
     assert_eq!(
         w.ownership.unshare(BUF + 0x1000),
-        Err(crate::ownership::OwnershipError::Pinned(BUF + 0x1000)),
+        Err(crate::pkvm::ownership::OwnershipError::Pinned(BUF + 0x1000)),
         "in flight: unshare fails"
     );
     assert_eq!(w.transport.in_flight(), 1);
@@ -391,7 +391,7 @@ fn queue_ready_zero_keeps_the_pins_of_buffers_the_device_holds() {
     w.write(regs::QUEUE_READY, 0).unwrap();
     assert_eq!(w.pins(DESC), 0, "the guest's ring pins go with QueueReady=0");
     assert_eq!(w.pins(BUF), 1, "the device still holds the buffer");
-    assert_eq!(w.ownership.unshare(BUF), Err(crate::ownership::OwnershipError::Pinned(BUF)));
+    assert_eq!(w.ownership.unshare(BUF), Err(crate::pkvm::ownership::OwnershipError::Pinned(BUF)));
     // Enabling again while the device holds buffers is refused.
     let v = violation_of(w.write(regs::QUEUE_READY, 1));
     assert_eq!(v.what, "queue enabled while the device still holds its buffers (reset the device)");

@@ -32,7 +32,7 @@ use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::{AccessError, GuestRam, Ipa, SharedAccess, Violation};
-use crate::ownership::{Ownership, PinnedRange};
+use crate::pkvm::ownership::{Ownership, PinnedRange};
 
 /// The largest queue hyp shadows (it reports at most this in QueueNumMax).
 pub const MAX_QUEUE_SIZE: usize = 256;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::mmio_guard::GuardTable;
+use crate::pkvm::mmio_guard::GuardTable;
 use abi::kvm;
 use abi::profile::{Answer, Conduit};
 
@@ -200,7 +200,7 @@ fn android_guard_follows_enrolment() {
 #[test]
 fn a_full_guard_table_is_a_named_policy_refusal() {
     let mut vm = Vm::new(ANDROID);
-    let many = crate::mmio_guard::MAX_GUARDED as u64;
+    let many = crate::pkvm::mmio_guard::MAX_GUARDED as u64;
     assert_eq!(vm.call(kvm::MMIO_RGUARD_MAP, [0x1000_0000, many, 0]), [0, many, 0, 0]);
     match vm.over(Conduit::Hvc, kvm::MMIO_RGUARD_MAP, [0x2000_0000, 2, 0]) {
         Outcome::Refused { policy: "guard-table-full", .. } => {}
@@ -280,7 +280,7 @@ fn the_page_state_table_holds() {
             other => panic!("{mode:?}: {other:?}"),
         }
         assert_eq!(vm.state(page), PageState::Shared { pins: 1 });
-        vm.ownership.unpin_range(crate::ownership::PinnedRange { first: page, pages: 1 }).unwrap();
+        vm.ownership.unpin_range(crate::pkvm::ownership::PinnedRange { first: page, pages: 1 }).unwrap();
         // Shared, 0 pins --MEM_UNSHARE--> Private.
         assert_eq!(vm.call(kvm::MEM_UNSHARE, ranged(1))[..2], [0, done]);
         assert_eq!(vm.state(page), PageState::Private);

@@ -6,7 +6,7 @@ use core::fmt;
 use abi::memory_map::Region;
 use abi::memory_map::{virtio_mmio_slot, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE};
 
-use crate::mmio::{DeviceKind, DeviceWindow};
+use crate::trap::mmio::{DeviceKind, DeviceWindow};
 
 /// The most devices a VM has: the console and every virtio-mmio transport.
 pub const MAX_DEVICES: usize = 1 + VIRTIO_MMIO_SLOTS as usize;

@@ -5,8 +5,8 @@
 
 use abi::memory_map::Region;
 
-use crate::hypercall::PolicyRefusal;
-use crate::mmio_guard::{GuardTable, GRANULE};
+use crate::pkvm::hypercall::PolicyRefusal;
+use crate::pkvm::mmio_guard::{GuardTable, GRANULE};
 
 /// Registers `walk` granules from `ipa`, all or none (`ram`: guest RAM).
 pub fn map(table: &mut GuardTable, ram: Region, ipa: u64, walk: u64) -> Result<(), PolicyRefusal> {

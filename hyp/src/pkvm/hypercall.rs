@@ -17,10 +17,10 @@ use abi::profile::{
 };
 use abi::smccc::{INVALID_PARAMETER, SUCCESS};
 
-use crate::guard_calls;
-use crate::memory_calls::{self, GuestMemory};
-use crate::mmio_guard::GuardTable;
-use crate::ownership::{Ownership, PageState, GRANULE};
+use crate::pkvm::guard_calls;
+use crate::pkvm::memory_calls::{self, GuestMemory};
+use crate::pkvm::mmio_guard::GuardTable;
+use crate::pkvm::ownership::{Ownership, PageState, GRANULE};
 
 /// What the VM is allowed to see of hyp's services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
