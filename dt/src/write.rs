@@ -2,6 +2,19 @@
 //! and pvmfw (the payload's): the root, `/chosen`, `/memory`, `/cpus`, `/psci`, the
 //! GICv3, the PL011 and the virtio-mmio transports, and `/reserved-memory` regions.
 //! Each writes one node, properties in a fixed order, so both trees stay comparable.
+//!
+//! ```
+//! use abi::memory_map::Region;
+//! use pvmkit_dt::write;
+//!
+//! let mut w = vm_fdt::FdtWriter::new().unwrap();
+//! let root = write::begin_root(&mut w, "my VM").unwrap();
+//! write::memory(&mut w, Region { start: 0x8000_0000, end: 0x9000_0000 }).unwrap();
+//! write::pl011(&mut w, Region { start: 0x0900_0000, end: 0x0900_1000 }).unwrap();
+//! w.end_node(root).unwrap();
+//! let blob = w.finish().unwrap();
+//! assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed]);
+//! ```
 
 use alloc::format;
 use alloc::string::String;
