@@ -22,18 +22,7 @@ use pvmkit_fuzz::Input;
 const BASE: u64 = 0x8000_0000;
 const PAGES: usize = 48;
 
-struct Ram(Vec<u8>);
-
-impl GuestRam for Ram {
-    fn read(&self, ipa: u64, buf: &mut [u8]) {
-        let at = (ipa - BASE) as usize;
-        buf.copy_from_slice(&self.0[at..at + buf.len()]);
-    }
-    fn write(&mut self, ipa: u64, buf: &[u8]) {
-        let at = (ipa - BASE) as usize;
-        self.0[at..at + buf.len()].copy_from_slice(buf);
-    }
-}
+use hyp::testing::VecRam as Ram;
 
 /// One queue as the device sees it: like QEMU's, it keeps serving a queue after
 /// QueueReady=0 and forgets it only at a reset.
@@ -219,7 +208,7 @@ fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
     let mut words = vec![0u16; PAGES];
     let mut ownership = Ownership::new(BASE, &mut words);
-    let mut ram = Ram(vec![0; PAGES * GRANULE as usize]);
+    let mut ram = Ram::new(BASE, PAGES * GRANULE as usize);
     let mut dev = Device::default();
     let mut shadows = Box::new([const { ShadowQueue::EMPTY }; MAX_QUEUES]);
     let mut transport = VirtioDevice::new(31, true);
@@ -248,14 +237,14 @@ fuzz_target!(|data: &[u8]| {
                 d[8..12].copy_from_slice(&(len as u32).to_le_bytes());
                 d[12..14].copy_from_slice(&(flags as u16 & 7).to_le_bytes());
                 d[14..16].copy_from_slice(&(next % 300).to_le_bytes());
-                if at >= BASE && at.checked_add(16).is_some_and(|end| end <= BASE + ram.0.len() as u64) {
+                if ram.holds(at, 16) {
                     ram.write(at, &d);
                 }
                 Ok(())
             }
             4 => {
                 let (Some(at), Some(v)) = (addr(&mut input), input.u16()) else { return };
-                if at >= BASE && at.checked_add(2).is_some_and(|end| end <= BASE + ram.0.len() as u64) {
+                if ram.holds(at, 2) {
                     ram.write(at, &v.to_le_bytes());
                 }
                 Ok(())

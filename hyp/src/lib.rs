@@ -23,4 +23,6 @@ pub mod device;
 pub mod exclusive;
 pub mod pkvm;
 pub mod platform;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod trap;

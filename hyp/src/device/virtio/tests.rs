@@ -10,20 +10,18 @@ const USED: u64 = BASE + 0x3000;
 const BUF: u64 = BASE + 0x8000;
 const PRIVATE: u64 = BASE + 0x20000;
 
-struct Ram(Vec<u8>);
+use crate::testing::VecRam as Ram;
 
-impl GuestRam for Ram {
-    fn read(&self, ipa: u64, buf: &mut [u8]) {
-        let at = (ipa - BASE) as usize;
-        buf.copy_from_slice(&self.0[at..at + buf.len()]);
-    }
-    fn write(&mut self, ipa: u64, buf: &[u8]) {
-        let at = (ipa - BASE) as usize;
-        self.0[at..at + buf.len()].copy_from_slice(buf);
-    }
+/// Writing and reading the ring fields the tests set up and check.
+trait RamFields {
+    fn put(&mut self, ipa: u64, bytes: &[u8]);
+    fn u16_at(&self, ipa: u64) -> u16;
+    fn u32_at(&self, ipa: u64) -> u32;
+    fn desc(&mut self, index: u16, addr: u64, len: u32, flags: u16, next: u16);
+    fn avail(&mut self, from: u16, heads: &[u16], size: u16);
 }
 
-impl Ram {
+impl RamFields for Ram {
     fn put(&mut self, ipa: u64, bytes: &[u8]) {
         self.write(ipa, bytes);
     }
@@ -88,7 +86,7 @@ impl World {
         let shadows = Box::new([const { ShadowQueue::EMPTY }; MAX_QUEUES]);
         Self {
             ownership,
-            ram: Ram(vec![0; PAGES * 4096]),
+            ram: Ram::new(BASE, PAGES * 4096),
             dev: FakeDevice::default(),
             shadows,
             transport: VirtioDevice::new(31, protected),
