@@ -6,7 +6,8 @@
 use abi::memory_map::Region;
 
 use crate::pkvm::hypercall::PolicyRefusal;
-use crate::pkvm::mmio_guard::{GuardTable, GRANULE};
+use crate::pkvm::mmio_guard::GuardTable;
+use crate::pkvm::ownership::GRANULE;
 
 /// Registers `walk` granules from `ipa`, all or none (`ram`: guest RAM).
 pub fn map(table: &mut GuardTable, ram: Region, ipa: u64, walk: u64) -> Result<(), PolicyRefusal> {

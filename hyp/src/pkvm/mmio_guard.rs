@@ -11,7 +11,7 @@ use core::fmt;
 
 use abi::memory_map::Region;
 
-pub use abi::memory_map::GRANULE;
+use abi::memory_map::GRANULE;
 /// The most granules a VM can register (more than all device pages hyp exposes).
 pub const MAX_GUARDED: usize = 64;
 
