@@ -78,6 +78,10 @@ pub struct HypOptions {
 pub const HYP_STATS: u32 = 0xc600_8001;
 /// `HYP_STATS`'s x1 asking for the count of WFI/WFE exits.
 pub const HYP_STATS_WFX: u64 = 1;
+/// `HYP_STATS`'s x1 asking for hyp's counted work: x1 = the instructions hyp retired
+/// on the guest's behalf, without those spent waiting for devices (counted with the
+/// PMU, so only under QEMU's `-icount`; NOT_SUPPORTED without a counter).
+pub const HYP_STATS_WORK: u64 = 2;
 
 /// Why the options were refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

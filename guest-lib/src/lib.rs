@@ -26,6 +26,8 @@
 //! - [`exceptions`]: decoded reports of unexpected exceptions, and `exceptions::probe`
 //!   to turn an external abort on a chosen access into an `Err` (with a fix-up an OS's
 //!   own vectors call).
+//! - [`instructions`]: the guest's own instruction count (the PMU), for measurements
+//!   that repeat.
 //! - [`timer`]: timed waits (the virtual timer, woken through the GICv3 where there is one).
 //! - [`device_tree`]: what a guest reads from its DT; [`console`]: the PL011 and `log`;
 //!   [`harness`]: the in-guest test harness (`N passed, M failed`); [`set_once`]: state
@@ -45,6 +47,7 @@ pub mod device_tree;
 pub mod exceptions;
 pub mod harness;
 pub mod hypervisor;
+pub mod instructions;
 mod memops;
 pub mod psci;
 #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))] // the constant serves host tests

@@ -48,3 +48,50 @@ pub fn enable_gic_cpu_interface() {
         )
     };
 }
+
+/// PMEVTYPER0_EL0 for counting INST_RETIRED (event 0x08) at EL1 and EL0 only: P, U and
+/// NSH (bits 31, 30, 27) clear, so EL2's instructions are not counted.
+pub const PMEVTYPER_INST_RETIRED_EL1_EL0: u64 = 0x08;
+/// PMCR_EL0.E: the event counters below HPMN count.
+const PMCR_EL0_E: u64 = 1;
+
+/// PMCR_EL0.N: the event counters this EL may use (bits 15:11).
+#[cfg(target_arch = "aarch64")]
+pub fn pmu_event_counters() -> u64 {
+    let pmcr: u64;
+    // SAFETY: reading the PMU's control register has no side effects.
+    unsafe { asm!("mrs {}, pmcr_el0", out(reg) pmcr, options(nomem, nostack, preserves_flags)) };
+    (pmcr >> 11) & 0x1f
+}
+
+/// Starts event counter 0 counting `event_type` (a PMEVTYPER value) from zero.
+#[cfg(target_arch = "aarch64")]
+pub fn pmu_start_counter0(event_type: u64) {
+    // SAFETY: PMU registers only (event counter 0, its type, its enable and PMCR_EL0.E);
+    // no memory is touched.
+    unsafe {
+        asm!(
+            "msr pmevtyper0_el0, {ty}",
+            "msr pmevcntr0_el0, xzr",
+            "msr pmcntenset_el0, {bit}",
+            "mrs {pmcr}, pmcr_el0",
+            "orr {pmcr}, {pmcr}, {e}",
+            "msr pmcr_el0, {pmcr}",
+            "isb",
+            ty = in(reg) event_type,
+            bit = in(reg) 1u64,
+            pmcr = out(reg) _,
+            e = in(reg) PMCR_EL0_E,
+            options(nomem, nostack),
+        )
+    };
+}
+
+/// Event counter 0 (the low 32 bits).
+#[cfg(target_arch = "aarch64")]
+pub fn pmu_counter0() -> u32 {
+    let value: u64;
+    // SAFETY: reading an event counter has no side effects.
+    unsafe { asm!("isb", "mrs {}, pmevcntr0_el0", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value as u32
+}

@@ -20,6 +20,7 @@ use crate::console::{hyp_println, CONSOLE};
 use crate::exit_path::fail;
 use crate::virtio_transports;
 use crate::vm_state::{Vm, MAX_GUEST_RAM, OWNERSHIP, STAGE2, VM};
+use crate::work_meter;
 
 /// hyp's tick: how often it takes control back from a guest that never traps, to
 /// deliver device completions (counter ticks: 500 us at QEMU's 62.5 MHz).
@@ -107,6 +108,9 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         layout.dt.start
     );
 
+    if options.stats && !work_meter::start() {
+        hyp_println!("stats: no PMU instruction counter (QEMU counts instructions only with -icount)");
+    }
     if let Some((gicd, gicr)) = platform.gic_v3 {
         tick::start(gicd.start, gicr.start, TICK_PERIOD);
     } else if bundle.config().virtio_slots != 0 {

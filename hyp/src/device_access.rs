@@ -12,6 +12,7 @@ use crate::console::CONSOLE;
 use crate::exit_path::exit;
 use crate::virtio_transports;
 use crate::vm_state::Vm;
+use crate::work_meter;
 
 pub fn load(device: &DeviceWindow, pa: u64, width: u8) -> Result<u64, AccessError> {
     match device.kind {
@@ -60,7 +61,8 @@ pub fn device_side_stop(device: u64, e: AccessError) -> ! {
 
 /// Completions the device finished since the last exit go back to the guest now.
 pub fn collect_completions(vm: &mut Vm) {
-    if let Err((device, e)) = virtio_transports::collect_all(&mut vm.ownership, &vm.devices) {
+    let collected = work_meter::poll(|| virtio_transports::collect_all(&mut vm.ownership, &vm.devices));
+    if let Err((device, e)) = collected {
         device_side_stop(device, e);
     }
 }

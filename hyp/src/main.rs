@@ -6,7 +6,7 @@
 // `trap_path` (every guest exit, decoded once), `device_access` (the console and the
 // virtio transports a guest's accesses reach), `virtio_transports` (hyp's device side
 // wired to QEMU's registers and guest RAM), `vm_state` (what the handlers keep between
-// exits), `exit_path` (the summaries, the exit line, `fail!`), `console` (hyp's lines),
+// exits), `work_meter` (hyp's counted work, for the bench), `exit_path` (the summaries, the exit line, `fail!`), `console` (hyp's lines),
 // `arch` (assembly, system registers, the tick, register values).
 #[cfg(target_os = "none")]
 #[macro_use]
@@ -25,6 +25,8 @@ mod trap_path;
 mod virtio_transports;
 #[cfg(target_os = "none")]
 mod vm_state;
+#[cfg(target_os = "none")]
+mod work_meter;
 
 #[cfg(not(target_os = "none"))]
 fn main() {

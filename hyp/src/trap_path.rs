@@ -5,7 +5,7 @@
 use abi::profile::Conduit;
 use hyp::device::virtio::AccessError;
 use hyp::esr::{self, DataAbort, Esr};
-use hyp::pkvm::hypercall::{self, Clock, Outcome, VmState};
+use hyp::pkvm::hypercall::{self, Clock, ExitCounters, Outcome, VmState};
 use hyp::trap::exit::ExitReason;
 use hyp::trap::guest_exit::{GuestExit, TrapKind};
 use hyp::trap::inject::{self, AbortKind, TrapState};
@@ -16,6 +16,7 @@ use crate::boot::TICK_PERIOD;
 use crate::device_access::{collect_completions, device_side_stop, load, store};
 use crate::exit_path::{exit, fail};
 use crate::vm_state::{note_policy, note_refused, vm, IdentityMemory, Vm};
+use crate::work_meter;
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVOFF_EL2, ELR_EL1, ELR_EL2, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2,
     HPFAR_EL2, SPSR_EL1, SPSR_EL2, VBAR_EL1,
@@ -27,6 +28,7 @@ extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
     if matches!(kind, TrapKind::Irq | TrapKind::Fiq) {
         acknowledge_interrupt(kind);
     }
+    work_meter::exit_begins();
     // One borrow of the VM for the whole exit: everything below works on it.
     let mut vm = vm();
     let vm = &mut *vm;
@@ -55,6 +57,7 @@ extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
         GuestExit::Crash(esr) => exit(ExitReason::GuestCrash { esr, far: FAR_EL2.get(), elr: ELR_EL2.get() }),
         GuestExit::AArch32 => fail("the guest switched to AArch32, which hyp does not run"),
     }
+    work_meter::exit_ends(!matches!(exit_kind, GuestExit::Interrupt | GuestExit::Wfx));
 }
 
 /// Acknowledges the interrupt at the GIC: hyp's tick is re-armed, others just ended.
@@ -77,7 +80,7 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) {
         ownership: &mut vm.ownership,
         memory: &mut IdentityMemory,
         guard: &mut vm.guard,
-        exits: vm.exits,
+        exits: ExitCounters { hyp_work: work_meter::total(), ..vm.exits },
         clock,
         short: &mut vm.short,
     };

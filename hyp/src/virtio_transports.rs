@@ -9,6 +9,7 @@ use hyp::pkvm::ownership::Ownership;
 use hyp::trap::mmio::{DeviceKind, DeviceWindow};
 
 use crate::arch;
+use crate::work_meter;
 use hyp::exclusive::{Borrowed, Exclusive};
 
 /// The most virtio transports hyp gives one VM.
@@ -126,13 +127,20 @@ pub fn write(
     if offset == regs::QUEUE_NOTIFY && transport.is_protected() {
         // Bounded by polls rather than by the counter: under -icount every counter
         // read is an I/O instruction, far dearer to QEMU than a memory poll.
+        // Only the polls that deliver are hyp's work; the rest is waiting.
+        let (wait, mut delivering) = (work_meter::now(), 0);
         for _ in 0..NOTIFY_WAIT_POLLS {
             if transport.in_flight() == 0 {
                 break;
             }
-            transport.collect(ownership, &mut IdentityRam, shadows)?;
+            let from = work_meter::now();
+            let delivered = transport.collect(ownership, &mut IdentityRam, shadows)?;
+            if let (Some(from), Some(to), true) = (from, work_meter::now(), delivered > 0) {
+                delivering += u64::from(to.wrapping_sub(from));
+            }
             arch::yield_cpu();
         }
+        work_meter::waited(wait, delivering);
     }
     Ok(())
 }
@@ -142,21 +150,25 @@ pub fn write(
 /// exit or tick.
 const NOTIFY_WAIT_POLLS: u32 = 50_000;
 
-/// Copies completions of every transport back to the guest. On an error returns the
-/// transport's base with it.
-pub fn collect_all(ownership: &mut Ownership<'_>, devices: &DeviceList) -> Result<(), (u64, AccessError)> {
+/// Copies completions of every transport back to the guest and returns how many
+/// reached it. On an error returns the transport's base with it.
+pub fn collect_all(ownership: &mut Ownership<'_>, devices: &DeviceList) -> Result<u16, (u64, AccessError)> {
     let mut side = device_side().map_err(|e| (0, e))?;
     let DeviceSide { transports, shadows } = &mut *side;
+    let mut delivered = 0u16;
     for (transport, shadows) in transports.iter_mut().zip(shadows.iter()) {
         let Some(transport) = transport else { continue };
-        if let Err(v) = transport.collect(ownership, &mut IdentityRam, shadows) {
-            let base = devices
-                .windows()
-                .iter()
-                .find(|w| w.kind == DeviceKind::Virtio { slot: transport.slot })
-                .map_or(0, |w| w.base);
-            return Err((base, v));
+        match transport.collect(ownership, &mut IdentityRam, shadows) {
+            Ok(n) => delivered = delivered.saturating_add(n),
+            Err(v) => {
+                let base = devices
+                    .windows()
+                    .iter()
+                    .find(|w| w.kind == DeviceKind::Virtio { slot: transport.slot })
+                    .map_or(0, |w| w.base);
+                return Err((base, v));
+            }
         }
     }
-    Ok(())
+    Ok(delivered)
 }

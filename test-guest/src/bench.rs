@@ -1,81 +1,177 @@
-//! `--scenario bench`: sequential virtio-blk reads and writes of 4 KiB and 64 KiB
-//! requests, 4 MiB each, timed with the virtual counter and counted with guest-lib's
-//! counters and (when hyp answers it) hyp's exit counter. One line per phase:
+//! `--scenario bench`: sequential virtio-blk writes then reads of 4 KiB, 64 KiB and
+//! 1 MiB requests, 4 MiB per phase, through virtio-drivers' non-blocking calls so that
+//! the wait for the device can be left out of what is counted. One line per phase:
 //!
-//! `bench op=write size=4096 requests=1024 bytes=4194304 ticks=… hypercalls=… bounced=… exits=…`
+//! `bench op=write size=4096 requests=1024 bytes=4194304 ticks=… guest_instr=…
+//! hyp_instr=… hypercalls=… bounced=… mmio_exits=… exits=…`
+//!
+//! - `ticks`: the virtual counter over the phase (time: under hyp it follows how fast
+//!   QEMU's devices answer in real time; under the real pKVM with `-icount` and one
+//!   CPU it is the whole machine's work).
+//! - `guest_instr`: the guest's instructions (PMU, EL1 only) submitting and completing
+//!   the requests, the wait left out; `n/a` without a counting PMU.
+//! - `hyp_instr`: hyp's counted work (`HYP_STATS_WORK`); `n/a` elsewhere.
+//! - `hypercalls`, `bounced`: guest-lib's counters; `mmio_exits` and `exits`: hyp's
+//!   data-abort and total exit counts (`n/a` elsewhere).
 
 extern crate alloc;
 
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use abi::hyp_options::HYP_STATS;
+use abi::hyp_options::{HYP_STATS, HYP_STATS_WORK};
 use core::ptr::NonNull;
 use guest_lib::conduit::Conduit;
 use guest_lib::harness::CaseResult;
+use guest_lib::instructions::InstructionCounter;
 use guest_lib::virtio::{discover, PvmHal};
 use guest_lib::{println, stats, BootInfo};
-use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
+use virtio_drivers::device::blk::{BlkReq, BlkResp, RespStatus, VirtIOBlk, SECTOR_SIZE};
+use virtio_drivers::transport::mmio::MmioTransport;
 use virtio_drivers::transport::DeviceType;
-
-use crate::clock::{counter, frequency};
 use virtio_drivers::{BufferDirection, Hal};
 
-const TOTAL: usize = 4 << 20;
+use crate::clock::{self, frequency};
 
-/// hyp's exit count, or `None` without hyp (or without `stats=on`).
-fn exits(boot: &BootInfo) -> Option<u64> {
-    let r = boot.conduit.call(HYP_STATS, [0; 3]);
-    (r[0] == 0).then_some(r[1])
+const TOTAL: usize = 4 << 20;
+const SIZES: [usize; 3] = [4096, 65536, 1 << 20];
+
+type Blk = VirtIOBlk<PvmHal, MmioTransport<'static>>;
+
+/// hyp's counters: (exits, data aborts, counted work), each `None` without hyp's
+/// `stats=on` (or, for the work, without its PMU meter).
+fn hyp_counters(boot: &BootInfo) -> (Option<u64>, Option<u64>, Option<u64>) {
+    let exits = boot.conduit.call(HYP_STATS, [0; 3]);
+    let work = boot.conduit.call(HYP_STATS, [HYP_STATS_WORK, 0, 0]);
+    let ok = exits[0] == 0;
+    (ok.then_some(exits[1]), ok.then_some(exits[2]), (work[0] == 0).then_some(work[1]))
 }
 
-pub fn run(boot: &BootInfo) -> CaseResult {
-    let mut devices = discover(&boot.dt, guest_lib::mmio_guard());
-    let at = devices.iter().position(|d| d.device_type == DeviceType::Block).ok_or("no block device")?;
-    let mut blk = VirtIOBlk::<PvmHal, _>::new(devices.swap_remove(at).transport).map_err(|e| alloc::format!("{e}"))?;
-    println!("bench frequency={}", frequency());
-    {
-        // What one bounce costs the guest: copying and zeroing 64 KiB.
-        let (src, mut dst) = (vec![1u8; 65536], vec![0u8; 65536]);
-        let t0 = counter();
+fn delta(a: Option<u64>, b: Option<u64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => alloc::format!("{}", b - a),
+        _ => "n/a".into(),
+    }
+}
+
+/// What one request cost the guest, the wait left out.
+struct Work {
+    instructions: u64,
+}
+
+/// One request: submit, wait for the device (not counted), complete.
+fn request(
+    blk: &mut Blk,
+    counter: Option<&InstructionCounter>,
+    write: bool,
+    sector: usize,
+    buf: &mut [u8],
+    work: &mut Work,
+) -> Result<(), String> {
+    let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());
+    let read = || counter.map(|c| c.read());
+    let start = read();
+    // SAFETY: `req`, `buf` and `resp` stay alive and untouched until the completion
+    // below, which is awaited before they go out of scope.
+    let token = unsafe {
+        if write {
+            blk.write_blocks_nb(sector, &mut req, buf, &mut resp)
+        } else {
+            blk.read_blocks_nb(sector, &mut req, buf, &mut resp)
+        }
+    }
+    .map_err(|e| alloc::format!("submitting at sector {sector}: {e}"))?;
+    let submitted = read();
+    while blk.peek_used() != Some(token) {
+        core::hint::spin_loop();
+    }
+    let done = read();
+    // SAFETY: the same buffers as the submission, for its token.
+    unsafe {
+        if write {
+            blk.complete_write_blocks(token, &req, buf, &mut resp)
+        } else {
+            blk.complete_read_blocks(token, &req, buf, &mut resp)
+        }
+    }
+    .map_err(|e| alloc::format!("completing at sector {sector}: {e}"))?;
+    if let (Some(c), Some(start), Some(submitted), Some(done)) = (counter, start, submitted, done) {
+        work.instructions += u64::from(submitted.wrapping_sub(start)) + c.since(done);
+    }
+    if resp.status() != RespStatus::OK {
+        return Err(alloc::format!("sector {sector}: status {:?}", resp.status()));
+    }
+    Ok(())
+}
+
+/// What one 64 KiB bounce costs the guest, in counter ticks and (with a PMU)
+/// instructions: a plain copy, a plain zeroing, and a device-to-driver round trip
+/// through the HAL.
+fn bounce_cost(counter: Option<&InstructionCounter>) {
+    let (src, mut dst) = (vec![1u8; 65536], vec![0u8; 65536]);
+    let measure = |f: &mut dyn FnMut()| {
+        let (t0, i0) = (clock::counter(), counter.map(|c| c.read()));
+        f();
+        let instructions = match (counter, i0) {
+            (Some(c), Some(i0)) => alloc::format!("{}", c.since(i0)),
+            _ => "n/a".into(),
+        };
+        (clock::counter() - t0, instructions)
+    };
+    let copy = measure(&mut || {
         dst.copy_from_slice(core::hint::black_box(&src));
         core::hint::black_box(&mut dst);
-        let t1 = counter();
+    });
+    let zero = measure(&mut || {
         dst.fill(0);
         core::hint::black_box(&mut dst);
-        let t2 = counter();
-        // A whole bounce round trip through the HAL, device-to-driver (zero, copy back).
+    });
+    let bounce = measure(&mut || {
         let buf = NonNull::from(&mut dst[..]);
         // SAFETY: `dst` is ours for the two calls.
         let paddr = unsafe { <PvmHal as Hal>::share(buf, BufferDirection::DeviceToDriver) };
         // SAFETY: paired with the share above.
         unsafe { <PvmHal as Hal>::unshare(paddr, buf, BufferDirection::DeviceToDriver) };
-        let t3 = counter();
-        println!("bench copy64k={} zero64k={} bounce64k={}", t1 - t0, t2 - t1, t3 - t2);
-    }
-    for size in [4096usize, 65536] {
+    });
+    println!(
+        "bench copy64k={} zero64k={} bounce64k={} copy64k_instr={} zero64k_instr={} bounce64k_instr={}",
+        copy.0, zero.0, bounce.0, copy.1, zero.1, bounce.1
+    );
+}
+
+pub fn run(boot: &BootInfo) -> CaseResult {
+    let mut devices = discover(&boot.dt, guest_lib::mmio_guard());
+    let at = devices.iter().position(|d| d.device_type == DeviceType::Block).ok_or("no block device")?;
+    let mut blk: Blk = VirtIOBlk::new(devices.swap_remove(at).transport).map_err(|e| alloc::format!("{e}"))?;
+    let counter = InstructionCounter::start();
+    println!("bench frequency={} guest_pmu={}", frequency(), if counter.is_some() { "yes" } else { "no" });
+    bounce_cost(counter.as_ref());
+    for size in SIZES {
         let mut buf: Vec<u8> = vec![0x3c; size];
         for op in ["write", "read"] {
             let requests = TOTAL / size;
-            // The counters are read inside the calls to hyp's, so that those calls are
-            // not counted as the phase's.
-            let (e0, s0, t0) = (exits(boot), stats::snapshot(), counter());
+            let mut work = Work { instructions: 0 };
+            // hyp's counters are read outside guest-lib's and the clock's window, so
+            // that those calls are not the phase's.
+            let h0 = hyp_counters(boot);
+            let (s0, t0) = (stats::snapshot(), clock::counter());
             for i in 0..requests {
                 let sector = i * size / SECTOR_SIZE;
-                let result =
-                    if op == "write" { blk.write_blocks(sector, &buf) } else { blk.read_blocks(sector, &mut buf) };
-                result.map_err(|e| alloc::format!("{op} {size} at {sector}: {e}"))?;
+                request(&mut blk, counter.as_ref(), op == "write", sector, &mut buf, &mut work)
+                    .map_err(|e| alloc::format!("{op} {size}: {e}"))?;
             }
-            let (t1, s1, e1) = (counter(), stats::snapshot(), exits(boot));
-            let exits = match (e0, e1) {
-                (Some(a), Some(b)) => alloc::format!("{}", b - a),
-                _ => "n/a".into(),
-            };
+            let (t1, s1) = (clock::counter(), stats::snapshot());
+            let h1 = hyp_counters(boot);
+            let guest = if counter.is_some() { alloc::format!("{}", work.instructions) } else { "n/a".into() };
             println!(
-                "bench op={op} size={size} requests={requests} bytes={TOTAL} ticks={} hypercalls={} bounced={} exits={exits}",
+                "bench op={op} size={size} requests={requests} bytes={TOTAL} ticks={} guest_instr={guest} hyp_instr={} hypercalls={} bounced={} mmio_exits={} exits={}",
                 t1 - t0,
+                delta(h0.2, h1.2),
                 s1.hypercalls - s0.hypercalls,
                 s1.bytes_bounced - s0.bytes_bounced,
+                delta(h0.1, h1.1),
+                delta(h0.0, h1.0),
             );
         }
     }

@@ -10,12 +10,12 @@
 //! asked to (`stats=on`). Where hyp refuses what the release would do (its validator
 //! [`abi::profile::POLICIES`]), the outcome names the policy so hyp can say so.
 
-use abi::hyp_options::{AbiForm, VmMode, HYP_STATS, HYP_STATS_WFX};
+use abi::hyp_options::{AbiForm, VmMode, HYP_STATS, HYP_STATS_WFX, HYP_STATS_WORK};
 use abi::profile::{
     Action, Answer, Call, Conduit, Pages, Profile, Report, VmFacts, ANDROID_6_12, LINUX_7_3_ORDINARY,
     LINUX_7_3_PROTECTED,
 };
-use abi::smccc::{INVALID_PARAMETER, SUCCESS};
+use abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
 
 use crate::pkvm::guard_calls;
 use crate::pkvm::memory_calls::{self, GuestMemory};
@@ -56,6 +56,8 @@ pub struct ExitCounters {
     pub interrupts: u64,
     /// WFI/WFE trapped (HCR_EL2.TWI/TWE).
     pub wfx: u64,
+    /// hyp's counted instructions (`hyp::trap::work`), when its meter runs.
+    pub hyp_work: Option<u64>,
 }
 
 /// The counters KVM PTP reports, read when the call arrives.
@@ -179,6 +181,10 @@ pub fn dispatch<M: GuestMemory>(
         let e = vm.exits;
         return Outcome::Return(match args[0] {
             HYP_STATS_WFX => [0, e.wfx, 0, 0],
+            HYP_STATS_WORK => match e.hyp_work {
+                Some(work) => [0, work, 0, 0],
+                None => [NOT_SUPPORTED as u64, 0, 0, 0],
+            },
             _ => [0, e.total, e.data_aborts, e.interrupts],
         });
     }

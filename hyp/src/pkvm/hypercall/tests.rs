@@ -234,12 +234,17 @@ fn hyp_stats_only_when_asked_for() {
     for stats in [false, true] {
         let mut vm = Vm::new(ANDROID);
         vm.services.stats = stats;
-        vm.exits = ExitCounters { total: 7, data_aborts: 3, interrupts: 2, wfx: 5 };
+        vm.exits = ExitCounters { total: 7, data_aborts: 3, interrupts: 2, wfx: 5, hyp_work: None };
         let reply = vm.call(HYP_STATS, [0; 3]);
         let wfx = vm.call(HYP_STATS, [HYP_STATS_WFX, 0, 0]);
+        let no_meter = vm.call(HYP_STATS, [HYP_STATS_WORK, 0, 0]);
+        vm.exits.hyp_work = Some(12345);
+        let work = vm.call(HYP_STATS, [HYP_STATS_WORK, 0, 0]);
         if stats {
             assert_eq!(reply, [0, 7, 3, 2]);
             assert_eq!(wfx, [0, 5, 0, 0]);
+            assert_eq!(no_meter, [u64::MAX, 0, 0, 0], "no counter: NOT_SUPPORTED, not a made-up 0");
+            assert_eq!(work, [0, 12345, 0, 0]);
         } else {
             assert_eq!(reply, [u64::MAX, 0, 0, 0], "off by default: the guest sees exactly the release's ABI");
         }
