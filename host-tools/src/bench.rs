@@ -1,11 +1,22 @@
 //! `pvmkit bench`: the cost of protection on virtio-blk. test-guest's `bench` scenario
-//! runs in a protected and an unprotected VM under `-icount shift=0,sleep=off` (one
-//! virtual nanosecond per guest instruction, so the guest's counter measures work, not
-//! the host's load), several times each; this module reads its `bench …` lines and
-//! makes the table.
+//! runs in a protected and an unprotected (ordinary) VM, at least twice each, under
+//! `-icount shift=0,sleep=off` (one virtual nanosecond per instruction). This module
+//! reads its `bench …` lines, checks that the figures meant to repeat did, and makes the
+//! tables.
+//!
+//! What repeats depends on the backend:
+//! - **hyp**: QEMU's devices answer in real time, so the guest's clock (`ticks`) is not
+//!   a result. The counted work is: the guest's instructions (PMU, EL1, without the wait
+//!   for the device), hyp's (PMU, EL2, without its waits), MMIO exits, hypercalls and
+//!   bytes bounced.
+//! - **pkvm**: the whole machine (host kernel, pKVM, pvmkit's VMM doing the device's
+//!   DMA, the guest) runs on one CPU under `-icount`, with the disk in the host's memory:
+//!   the guest's clock counts every instruction the machine spent, and repeats.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+
+use crate::Backend;
 
 /// One phase of one run, as the guest printed it.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,17 +31,23 @@ pub struct Phase {
     pub bytes: u64,
     /// Guest counter ticks the phase took.
     pub ticks: u64,
+    /// The guest's instructions submitting and completing requests (None without a PMU).
+    pub guest_instr: Option<u64>,
+    /// hyp's counted instructions (None without hyp's meter).
+    pub hyp_instr: Option<u64>,
     /// Hypercalls the guest made during the phase.
     pub hypercalls: u64,
     /// Bytes copied through bounce buffers.
     pub bounced: u64,
-    /// Guest exits hyp counted (None without hyp's counter).
+    /// MMIO exits hyp counted (None without hyp's counters).
+    pub mmio_exits: Option<u64>,
+    /// Every guest exit hyp counted, its ticks included (None without hyp's counters).
     pub exits: Option<u64>,
 }
 
 /// The counter frequency the guest reported, if any.
 pub fn parse_frequency(lines: &[String]) -> Option<u64> {
-    lines.iter().find_map(|l| l.trim().strip_prefix("bench frequency=")?.parse().ok())
+    lines.iter().find_map(|l| l.trim().strip_prefix("bench frequency=")?.split_whitespace().next()?.parse().ok())
 }
 
 /// Parses one `bench op=… size=…` line.
@@ -48,8 +65,11 @@ pub fn parse_phase(line: &str) -> Option<Phase> {
         requests: num("requests")?,
         bytes: num("bytes")?,
         ticks: num("ticks")?,
+        guest_instr: num("guest_instr"),
+        hyp_instr: num("hyp_instr"),
         hypercalls: num("hypercalls")?,
         bounced: num("bounced")?,
+        mmio_exits: num("mmio_exits"),
         exits: num("exits"),
     })
 }
@@ -59,8 +79,67 @@ pub fn parse_run(lines: &[String]) -> Vec<Phase> {
     lines.iter().filter_map(|l| parse_phase(l)).collect()
 }
 
-/// The per-phase request header (16 bytes) and status (1 byte) virtio-blk bounces too.
+/// The per-request header (16 bytes) and status (1 byte) virtio-blk bounces too.
 pub const BLK_REQUEST_OVERHEAD: u64 = 17;
+
+/// How far a figure that must repeat may move between runs: 1 %.
+pub const REPEAT_TOLERANCE: f64 = 0.01;
+
+/// A figure of a phase that must be the same on every run of one backend and mode.
+struct Repeating {
+    name: &'static str,
+    get: fn(&Phase) -> Option<u64>,
+}
+
+fn repeating(backend: Backend) -> Vec<Repeating> {
+    let mut figures = vec![
+        Repeating { name: "guest instructions", get: |p| p.guest_instr },
+        Repeating { name: "hyp instructions", get: |p| p.hyp_instr },
+        Repeating { name: "MMIO exits", get: |p| p.mmio_exits },
+        Repeating { name: "hypercalls", get: |p| Some(p.hypercalls) },
+        Repeating { name: "bytes bounced", get: |p| Some(p.bounced) },
+    ];
+    if backend == Backend::Pkvm {
+        figures.push(Repeating { name: "guest-time ticks", get: |p| Some(p.ticks) });
+    }
+    figures
+}
+
+fn phase<'a>(run: &'a [Phase], op: &str, size: u64) -> Option<&'a Phase> {
+    run.iter().find(|p| p.op == op && p.size == size)
+}
+
+fn keys(runs: &[Vec<Phase>]) -> Vec<(String, u64)> {
+    runs.first().map(|r| r.iter().map(|p| (p.op.clone(), p.size)).collect()).unwrap_or_default()
+}
+
+/// The figures that should have repeated and did not (beyond [`REPEAT_TOLERANCE`]),
+/// one line each; also every phase missing from a run. Empty: all repeated.
+pub fn moved(label: &str, runs: &[Vec<Phase>], backend: Backend) -> Vec<String> {
+    let mut out = Vec::new();
+    for (op, size) in keys(runs) {
+        let phases: Vec<Option<&Phase>> = runs.iter().map(|r| phase(r, &op, size)).collect();
+        if phases.iter().any(Option::is_none) {
+            out.push(format!("{label} {op} {size}: missing from a run"));
+            continue;
+        }
+        for figure in repeating(backend) {
+            let values: Vec<Option<u64>> = phases.iter().flatten().map(|p| (figure.get)(p)).collect();
+            if values.iter().all(Option::is_none) {
+                continue;
+            }
+            let Some(values) = values.iter().copied().collect::<Option<Vec<u64>>>() else {
+                out.push(format!("{label} {op} {size}: {} present in some runs only", figure.name));
+                continue;
+            };
+            let (lo, hi) = (values.iter().min().copied().unwrap_or(0), values.iter().max().copied().unwrap_or(0));
+            if (hi - lo) as f64 > REPEAT_TOLERANCE * lo as f64 {
+                out.push(format!("{label} {op} {size}: {} moved: {values:?}", figure.name));
+            }
+        }
+    }
+    out
+}
 
 /// Throughput in MiB per second of guest (virtual) time.
 pub fn mib_per_s(p: &Phase, frequency: u64) -> f64 {
@@ -78,133 +157,171 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn spread(v: &[f64]) -> f64 {
+/// Half the max–min spread, as % of the median.
+fn half_spread(v: &[f64]) -> f64 {
     let m = median(v.to_vec());
     let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
     if m == 0.0 || v.is_empty() {
         0.0
     } else {
-        100.0 * (hi - lo) / m
+        50.0 * (hi - lo) / m
     }
 }
 
-/// The table: one row per (op, size), protected against unprotected, medians over the
-/// runs and the spread (max − min, % of the median) of each throughput.
-pub fn table(protected: &[Vec<Phase>], unprotected: &[Vec<Phase>], frequency: u64) -> String {
+/// A per-request figure of the first run (the runs agree: [`moved`] checked).
+fn per_request(runs: &[Vec<Phase>], op: &str, size: u64, get: impl Fn(&Phase) -> Option<u64>) -> Option<f64> {
+    let p = phase(runs.first()?, op, size)?;
+    Some(get(p)? as f64 / p.requests.max(1) as f64)
+}
+
+fn cell(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.decimals$}"))
+}
+
+/// Bytes copied per data byte, without (`data`) or with each request's header and status.
+fn copies(runs: &[Vec<Phase>], op: &str, size: u64, data: bool) -> Option<f64> {
+    let p = phase(runs.first()?, op, size)?;
+    let bounced = if data { p.bounced.saturating_sub(BLK_REQUEST_OVERHEAD * p.requests) } else { p.bounced };
+    Some(bounced as f64 / p.bytes.max(1) as f64)
+}
+
+/// The counted-work table (figures that repeat), protected against unprotected.
+///
+/// On hyp: instructions per request of the guest and of hyp, and the work ratio
+/// (unprotected work / protected work: what protection costs in instructions, QEMU's
+/// own device work not included). On the real pKVM: instructions per request of the
+/// whole machine (the guest's clock at one instruction per virtual nanosecond),
+/// throughput in guest time and its ratio.
+pub fn work_table(backend: Backend, protected: &[Vec<Phase>], unprotected: &[Vec<Phase>], frequency: u64) -> String {
+    let mut out = String::new();
+    let ns_per_tick = 1e9 / frequency.max(1) as f64;
+    match backend {
+        Backend::Hyp => {
+            let _ = writeln!(
+                out,
+                "{:<6} {:>8}  {:>11} {:>11}  {:>11} {:>11}  {:>10}  {:>10} {:>10}  {:>11} {:>11}",
+                "op",
+                "size",
+                "guest P",
+                "guest U",
+                "hyp P",
+                "hyp U",
+                "work U/P",
+                "hcalls/req",
+                "mmio/req",
+                "copied/byte",
+                "data copies"
+            );
+        }
+        Backend::Pkvm => {
+            let _ = writeln!(
+                out,
+                "{:<6} {:>8}  {:>11} {:>11}  {:>12} {:>12}  {:>6}  {:>11}  {:>10}  {:>11} {:>11}",
+                "op",
+                "size",
+                "machine P",
+                "machine O",
+                "P MiB/s",
+                "O MiB/s",
+                "ratio",
+                "guest P",
+                "hcalls/req",
+                "copied/byte",
+                "data copies"
+            );
+        }
+    }
+    for (op, size) in keys(protected) {
+        let (p, u) = (protected, unprotected);
+        let hcalls = per_request(p, &op, size, |x| Some(x.hypercalls));
+        let (copied, data) = (copies(p, &op, size, false), copies(p, &op, size, true));
+        match backend {
+            Backend::Hyp => {
+                let work = |runs: &[Vec<Phase>]| {
+                    Some(
+                        per_request(runs, &op, size, |x| x.guest_instr)?
+                            + per_request(runs, &op, size, |x| x.hyp_instr)?,
+                    )
+                };
+                let ratio = work(u).zip(work(p)).map(|(u, p)| u / p);
+                let _ = writeln!(
+                    out,
+                    "{:<6} {:>8}  {:>11} {:>11}  {:>11} {:>11}  {:>10}  {:>10} {:>10}  {:>11} {:>11}",
+                    op,
+                    size,
+                    cell(per_request(p, &op, size, |x| x.guest_instr), 0),
+                    cell(per_request(u, &op, size, |x| x.guest_instr), 0),
+                    cell(per_request(p, &op, size, |x| x.hyp_instr), 0),
+                    cell(per_request(u, &op, size, |x| x.hyp_instr), 0),
+                    cell(ratio, 3),
+                    cell(hcalls, 2),
+                    cell(per_request(p, &op, size, |x| x.mmio_exits), 2),
+                    cell(copied, 4),
+                    cell(data, 4)
+                );
+            }
+            Backend::Pkvm => {
+                let machine =
+                    |runs: &[Vec<Phase>]| per_request(runs, &op, size, |x| Some(x.ticks)).map(|t| t * ns_per_tick);
+                let speed = |runs: &[Vec<Phase>]| Some(mib_per_s(phase(runs.first()?, &op, size)?, frequency));
+                let ratio = speed(p).zip(speed(u)).map(|(p, u)| p / u);
+                let _ = writeln!(
+                    out,
+                    "{:<6} {:>8}  {:>11} {:>11}  {:>12} {:>12}  {:>6}  {:>11}  {:>10}  {:>11} {:>11}",
+                    op,
+                    size,
+                    cell(machine(p), 0),
+                    cell(machine(u), 0),
+                    cell(speed(p), 1),
+                    cell(speed(u), 1),
+                    cell(ratio, 3),
+                    cell(per_request(p, &op, size, |x| x.guest_instr), 0),
+                    cell(hcalls, 2),
+                    cell(copied, 4),
+                    cell(data, 4)
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The figures that follow real time (hyp backend): throughput in guest time and exits
+/// per request (hyp's tick included), medians over the runs with their spread.
+pub fn time_table(protected: &[Vec<Phase>], unprotected: &[Vec<Phase>], frequency: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<6} {:>6}  {:>14} {:>14} {:>6}  {:>10} {:>12} {:>12}  {:>12} {:>12}",
-        "op",
-        "size",
-        "prot MiB/s",
-        "unprot MiB/s",
-        "ratio",
-        "hcalls/req",
-        "exits/req P",
-        "exits/req U",
-        "copied/byte",
-        "data copies"
+        "{:<6} {:>8}  {:>15} {:>15}  {:>6}  {:>11} {:>11}",
+        "op", "size", "P MiB/s", "U MiB/s", "ratio", "exits/req P", "exits/req U"
     );
-    let keys: Vec<(String, u64)> =
-        protected.first().map(|r| r.iter().map(|p| (p.op.clone(), p.size)).collect()).unwrap_or_default();
-    for (op, size) in keys {
-        let pick = |runs: &[Vec<Phase>]| -> Vec<Phase> {
-            runs.iter().filter_map(|r| r.iter().find(|p| p.op == op && p.size == size).cloned()).collect()
-        };
+    for (op, size) in keys(protected) {
+        let pick =
+            |runs: &[Vec<Phase>]| -> Vec<Phase> { runs.iter().filter_map(|r| phase(r, &op, size).cloned()).collect() };
         let (p, u) = (pick(protected), pick(unprotected));
-        let (pt, ut): (Vec<f64>, Vec<f64>) =
-            (p.iter().map(|x| mib_per_s(x, frequency)).collect(), u.iter().map(|x| mib_per_s(x, frequency)).collect());
-        let per_req = |v: &[Phase], f: &dyn Fn(&Phase) -> Option<u64>| {
-            median(v.iter().filter_map(|x| Some(f(x)? as f64 / x.requests.max(1) as f64)).collect())
+        let speeds = |v: &[Phase]| -> Vec<f64> { v.iter().map(|x| mib_per_s(x, frequency)).collect() };
+        let (ps, us) = (speeds(&p), speeds(&u));
+        let exits = |v: &[Phase]| {
+            let e: Vec<f64> = v.iter().filter_map(|x| Some(x.exits? as f64 / x.requests.max(1) as f64)).collect();
+            (!e.is_empty()).then(|| median(e))
         };
-        let hcalls = per_req(&p, &|x| Some(x.hypercalls));
-        let exits_p = per_req(&p, &|x| x.exits);
-        let exits_u = per_req(&u, &|x| x.exits);
-        let copied = median(p.iter().map(|x| x.bounced as f64 / x.bytes.max(1) as f64).collect());
-        // The same without each request's 16-byte header and 1-byte status.
-        let data = median(
-            p.iter()
-                .map(|x| x.bounced.saturating_sub(BLK_REQUEST_OVERHEAD * x.requests) as f64 / x.bytes.max(1) as f64)
-                .collect(),
-        );
-        let ratio = if median(ut.clone()) > 0.0 { median(pt.clone()) / median(ut.clone()) } else { 0.0 };
+        let ratio = if median(us.clone()) > 0.0 { median(ps.clone()) / median(us.clone()) } else { 0.0 };
         let _ = writeln!(
             out,
-            "{:<6} {:>6}  {:>8.1} ±{:>3.0}% {:>8.1} ±{:>3.0}% {:>6.3}  {:>10.2} {:>12.1} {:>12.1}  {:>12.4} {:>12.4}",
+            "{:<6} {:>8}  {:>9.1} ±{:>3.0}% {:>9.1} ±{:>3.0}%  {:>6.3}  {:>11} {:>11}",
             op,
             size,
-            median(pt.clone()),
-            spread(&pt) / 2.0,
-            median(ut.clone()),
-            spread(&ut) / 2.0,
+            median(ps.clone()),
+            half_spread(&ps),
+            median(us.clone()),
+            half_spread(&us),
             ratio,
-            hcalls,
-            exits_p,
-            exits_u,
-            copied,
-            data
+            cell(exits(&p), 2),
+            cell(exits(&u), 2)
         );
     }
     out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn phase(op: &str, size: u64, ticks: u64, exits: Option<u64>) -> Phase {
-        Phase {
-            op: op.into(),
-            size,
-            requests: 4,
-            bytes: 4 * size,
-            ticks,
-            hypercalls: 0,
-            bounced: 4 * (size + 17),
-            exits,
-        }
-    }
-
-    #[test]
-    fn parses_the_guest_lines() {
-        let line =
-            "bench op=write size=4096 requests=1024 bytes=4194304 ticks=625000 hypercalls=0 bounced=4211712 exits=3072";
-        assert_eq!(
-            parse_phase(line),
-            Some(Phase {
-                op: "write".into(),
-                size: 4096,
-                requests: 1024,
-                bytes: 4194304,
-                ticks: 625000,
-                hypercalls: 0,
-                bounced: 4211712,
-                exits: Some(3072)
-            })
-        );
-        assert_eq!(
-            parse_phase("bench op=read size=4096 requests=1 bytes=1 ticks=1 hypercalls=0 bounced=0 exits=n/a")
-                .unwrap()
-                .exits,
-            None
-        );
-        assert_eq!(parse_phase("bench op=read size=x"), None);
-        assert_eq!(parse_phase("test bench ... ok"), None);
-        assert_eq!(parse_frequency(&["bench frequency=62500000".to_string()]), Some(62_500_000));
-    }
-
-    #[test]
-    fn the_table_compares_medians() {
-        // 4 requests of 64 KiB = 256 KiB in 1/4 s at 1 MHz: 1 MiB/s; unprotected twice as fast.
-        let p = vec![vec![phase("read", 65536, 250_000, Some(12))]; 3];
-        let u = vec![vec![phase("read", 65536, 125_000, Some(8))]; 3];
-        assert!((mib_per_s(&p[0][0], 1_000_000) - 1.0).abs() < 1e-9);
-        let t = table(&p, &u, 1_000_000);
-        let row = t.lines().nth(1).unwrap();
-        assert!(row.contains("0.500"), "{t}");
-        assert!(row.contains("3.0") && row.contains("2.0"), "exits per request: {t}");
-        assert!(row.contains("1.0003"), "copied per byte: {t}");
-        assert!(row.ends_with("1.0000"), "data copies per data byte: {t}");
-    }
-}
+mod tests;

@@ -55,6 +55,14 @@ impl Backend {
             other => Err(format!("unknown --backend '{other}' (hyp or pkvm)")),
         }
     }
+
+    /// The name `--backend` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hyp => "hyp",
+            Self::Pkvm => "pkvm",
+        }
+    }
 }
 
 /// How a guest runs.

@@ -156,10 +156,15 @@ enum Command {
         output: PathBuf,
     },
     /// Measure virtio-blk in a protected and an unprotected VM (see docs/performance.md).
+    /// Fails when a figure that must repeat moved between runs.
     Bench {
-        /// Runs per mode.
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
+        /// Runs per mode (at least 2: the figures must repeat).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..))]
+        runs: u64,
+        /// hyp (counted instructions; QEMU's devices) or pkvm (the real pKVM, the whole
+        /// machine on one CPU in guest time, pvmkit's VMM doing the device's work).
+        #[arg(long, default_value = "hyp")]
+        backend: String,
         /// Wall-clock limit per run, in seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
@@ -265,10 +270,11 @@ fn run(cli: Cli) -> Result<bool, String> {
             println!("pvmfw: {} ({} bytes, loads at {:#x})", output.display(), image.bytes.len(), image.load_address);
             Ok(true)
         }
-        Command::Bench { runs, timeout } => {
+        Command::Bench { runs, backend, timeout } => {
+            let backend = Backend::parse(&backend)?;
             qemu::ensure_installed()?;
             let fw = firmware::build_all(&ws)?;
-            bench(&ws, &fw, runs, timeout)
+            bench(&ws, &fw, backend, runs as usize, timeout)
         }
         Command::Conformance { timeout } => {
             qemu::ensure_installed()?;
@@ -348,33 +354,66 @@ fn conformance(ws: &Workspace, fw: &Firmware, timeout: u64) -> Result<bool, Stri
     Ok(same && verdict.passed())
 }
 
-fn bench(ws: &Workspace, fw: &Firmware, runs: usize, timeout: u64) -> Result<bool, String> {
+fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: u64) -> Result<bool, String> {
     use abi::hyp_options::{AbiForm, VmMode};
     use host_tools::bench;
-    let modes = [Mode::Hyp(VmMode::Protected(AbiForm::Android)), Mode::Hyp(VmMode::Unprotected)];
+    let (modes, qemu_args) = match backend {
+        Backend::Hyp => (
+            [Mode::Hyp(VmMode::Protected(AbiForm::Android)), Mode::Hyp(VmMode::Unprotected)],
+            &["-icount", "shift=0,sleep=off"][..],
+        ),
+        // One CPU: with two, the host's scheduling moves the figures by a few percent.
+        Backend::Pkvm => (
+            [Mode::Hyp(VmMode::Protected(AbiForm::Upstream)), Mode::Hyp(VmMode::Unprotected)],
+            &["-icount", "shift=0,sleep=off,align=off", "-smp", "1"][..],
+        ),
+    };
     let mut results: Vec<Vec<Vec<bench::Phase>>> = vec![Vec::new(), Vec::new()];
     let mut frequency = None;
     for run in 0..runs {
         for (i, mode) in modes.into_iter().enumerate() {
-            let qemu_args = ["-icount", "shift=0,sleep=off"].map(String::from).to_vec();
-            let args = RunArgs::test_guest(timeout, "bench", qemu_args);
+            let mut args = RunArgs::test_guest(timeout, "bench", qemu_args.iter().map(|a| a.to_string()).collect());
+            args.backend = backend.name().into();
             let mut config = run_config(fw, mode, &args, false);
-            config.hyp_stats = true;
+            config.hyp_stats = backend == Backend::Hyp;
             let (verdict, output) = qemu::run_collect(ws, fw, &config)?;
             if !verdict.passed() {
                 return Err(format!("bench run {} in {mode} failed: {verdict}", run + 1));
             }
             frequency = frequency.or(bench::parse_frequency(&output.lines));
             let phases = bench::parse_run(&output.lines);
-            eprintln!("pvmkit: bench run {}/{runs}, {mode}: {} phases", run + 1, phases.len());
+            eprintln!("pvmkit: bench run {}/{runs} on {}, {mode}: {} phases", run + 1, backend.name(), phases.len());
             results[i].push(phases);
         }
     }
     let frequency = frequency.ok_or("the bench guest printed no counter frequency")?;
-    println!("virtio-blk, 4 MiB sequential per phase, {runs} runs per mode, -icount shift=0,sleep=off");
+    let (p, u) = (&results[0], &results[1]);
     println!(
-        "throughput: MiB per second of guest time (median ± half the max-min spread); ratio = protected / unprotected"
+        "virtio-blk, 4 MiB sequential per phase, {runs} runs per mode, on {}, QEMU {}",
+        backend.name(),
+        qemu_args.join(" ")
     );
-    print!("{}", bench::table(&results[0], &results[1], frequency));
-    Ok(true)
+    match backend {
+        Backend::Hyp => {
+            println!("counted work (repeats): instructions per request, P = protected, U = unprotected");
+            print!("{}", bench::work_table(backend, p, u, frequency));
+            println!("time (follows QEMU's devices in real time; median ± half the spread):");
+            print!("{}", bench::time_table(p, u, frequency));
+        }
+        Backend::Pkvm => {
+            println!("the whole machine in guest time (repeats): P = protected, O = ordinary VM");
+            print!("{}", bench::work_table(backend, p, u, frequency));
+        }
+    }
+    let moved: Vec<String> = [bench::moved("protected", p, backend), bench::moved("unprotected", u, backend)]
+        .into_iter()
+        .flatten()
+        .collect();
+    for line in &moved {
+        println!("NOT REPEATED: {line}");
+    }
+    if !moved.is_empty() {
+        println!("pvmkit: {} figure(s) that must repeat moved between runs", moved.len());
+    }
+    Ok(moved.is_empty())
 }

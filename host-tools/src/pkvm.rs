@@ -29,8 +29,12 @@ const HOST_CMDLINE: &str = "console=ttyAMA0 kvm-arm.mode=protected panic=-1 quie
 /// The QEMU command that boots the pKVM host.
 pub fn command(kernel: &Path, initramfs: &Path, extra: &[String]) -> Command {
     let mut cmd = Command::new(QEMU);
-    cmd.args(["-M", &format!("{},virtualization=on,gic-version=3", qemu::MACHINE), "-cpu", HOST_CPU])
-        .args(["-smp", "2", "-m", HOST_RAM, "-display", "none", "-nodefaults", "-serial", "stdio", "-no-reboot"])
+    cmd.args(["-M", &format!("{},virtualization=on,gic-version=3", qemu::MACHINE), "-cpu", HOST_CPU]);
+    // Two CPUs unless the caller chose (the bench runs the host on one, to repeat).
+    if !extra.iter().any(|a| a == "-smp") {
+        cmd.args(["-smp", "2"]);
+    }
+    cmd.args(["-m", HOST_RAM, "-display", "none", "-nodefaults", "-serial", "stdio", "-no-reboot"])
         .arg("-kernel")
         .arg(kernel)
         .arg("-initrd")

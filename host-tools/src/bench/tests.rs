@@ -1,0 +1,101 @@
+use super::*;
+
+fn phase(op: &str, size: u64, ticks: u64, guest: u64, hyp: u64) -> Phase {
+    Phase {
+        op: op.into(),
+        size,
+        requests: 4,
+        bytes: 4 * size,
+        ticks,
+        guest_instr: Some(guest),
+        hyp_instr: Some(hyp),
+        hypercalls: 0,
+        bounced: 4 * (size + 17),
+        mmio_exits: Some(4),
+        exits: Some(5),
+    }
+}
+
+#[test]
+fn parses_the_guest_lines() {
+    let line = "bench op=write size=4096 requests=1024 bytes=4194304 ticks=625000 guest_instr=2009088 hyp_instr=5563672 hypercalls=0 bounced=4211712 mmio_exits=1024 exits=1046";
+    assert_eq!(
+        parse_phase(line),
+        Some(Phase {
+            op: "write".into(),
+            size: 4096,
+            requests: 1024,
+            bytes: 4194304,
+            ticks: 625000,
+            guest_instr: Some(2009088),
+            hyp_instr: Some(5563672),
+            hypercalls: 0,
+            bounced: 4211712,
+            mmio_exits: Some(1024),
+            exits: Some(1046),
+        })
+    );
+    let elsewhere = parse_phase(
+        "bench op=read size=4096 requests=1 bytes=1 ticks=1 guest_instr=n/a hyp_instr=n/a hypercalls=0 bounced=0 mmio_exits=n/a exits=n/a",
+    )
+    .unwrap();
+    assert_eq!((elsewhere.guest_instr, elsewhere.hyp_instr, elsewhere.exits), (None, None, None));
+    assert_eq!(parse_phase("bench op=read size=x"), None);
+    assert_eq!(parse_phase("test bench ... ok"), None);
+    assert_eq!(parse_frequency(&["bench frequency=62500000 guest_pmu=yes".to_string()]), Some(62_500_000));
+}
+
+#[test]
+fn repeating_figures_pass_and_a_moved_one_is_named() {
+    let run = vec![phase("read", 65536, 1000, 400, 300)];
+    assert!(moved("protected", &[run.clone(), run.clone()], Backend::Hyp).is_empty());
+    // Time may move on hyp, not on the real pKVM.
+    let slower = vec![phase("read", 65536, 1500, 400, 300)];
+    assert!(moved("protected", &[run.clone(), slower.clone()], Backend::Hyp).is_empty());
+    let m = moved("protected", &[run.clone(), slower], Backend::Pkvm);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].contains("ticks moved"), "{m:?}");
+    // Within 1 % passes; beyond it fails, naming the figure.
+    let close = vec![phase("read", 65536, 1000, 403, 300)];
+    assert!(moved("protected", &[run.clone(), close], Backend::Hyp).is_empty());
+    let far = vec![phase("read", 65536, 1000, 400, 310)];
+    let m = moved("protected", &[run.clone(), far], Backend::Hyp);
+    assert_eq!(m, vec!["protected read 65536: hyp instructions moved: [300, 310]".to_string()]);
+    // A phase or a figure missing from one run is reported too.
+    assert_eq!(moved("u", &[run.clone(), Vec::new()], Backend::Hyp).len(), 1);
+    let mut without = run.clone();
+    without[0].guest_instr = None;
+    assert!(moved("u", &[run, without], Backend::Hyp)[0].contains("some runs only"));
+}
+
+#[test]
+fn the_work_table_compares_instructions_per_request() {
+    // Protected: 4 requests, 400 + 400 instructions each; unprotected 300 + 100.
+    let p = vec![vec![phase("read", 65536, 250_000, 1600, 1600)]];
+    let u = vec![vec![phase("read", 65536, 125_000, 1200, 400)]];
+    let t = work_table(Backend::Hyp, &p, &u, 1_000_000);
+    let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["read", "65536", "400", "300", "400", "100", "0.500", "0.00", "1.00", "1.0003", "1.0000"], "{t}");
+}
+
+#[test]
+fn the_pkvm_table_reports_the_machine_in_guest_time() {
+    // 4 × 64 KiB in 0.25 s at 1 MHz: 1 MiB/s; 62 500 ticks = 62.5 ms = 62.5 M instructions per request.
+    let p = vec![vec![phase("write", 65536, 250_000, 0, 0)]];
+    let u = vec![vec![phase("write", 65536, 200_000, 0, 0)]];
+    assert!((mib_per_s(&p[0][0], 1_000_000) - 1.0).abs() < 1e-9);
+    let t = work_table(Backend::Pkvm, &p, &u, 1_000_000);
+    let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..7], ["write", "65536", "62500000", "50000000", "1.0", "1.2", "0.800"], "{t}");
+}
+
+#[test]
+fn the_time_table_gives_medians_and_spread() {
+    let p: Vec<Vec<Phase>> = [200_000, 250_000, 300_000].map(|t| vec![phase("read", 65536, t, 1, 1)]).to_vec();
+    let u = vec![vec![phase("read", 65536, 125_000, 1, 1)]];
+    let t = time_table(&p, &u, 1_000_000);
+    let row = t.lines().nth(1).unwrap();
+    // Median 1.0 MiB/s (0.25 s); spread 1.25 − 0.833 = 0.417, half of it 21 % of 1.0.
+    assert!(row.contains("1.0 ± 21%") && row.contains("0.500"), "{t}");
+    assert!(row.contains("1.25"), "exits per request: {t}");
+}
