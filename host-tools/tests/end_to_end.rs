@@ -222,6 +222,25 @@ fn a_private_buffer_handed_to_a_device_is_a_violation() {
     assert!(ok, "{out}");
 }
 
+/// A read QEMU's virtio-blk fails writes nothing into the bounce buffer yet reports the
+/// whole buffer as written: `PvmHal` still hands back zeroes, never the secret the pool
+/// held (`virtio_blk_failed_read_hands_back_no_stale_data` passes in every mode of the
+/// normal run). Negative control: the same check over a HAL that skips the zeroing
+/// finds the secret.
+#[test]
+fn a_failed_read_hands_back_no_stale_pool_data() {
+    let (ok, out) = pvmkit(&["run"]);
+    assert!(ok && out.contains("test virtio_blk_failed_read_hands_back_no_stale_data ... ok"), "{out}");
+    let (ok, out) = pvmkit(&["run", "--scenario", "stale-bounce"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("a failed 64 KiB read reported 65537 bytes written of the 65537 it offered the device"),
+        "QEMU's used length for a failed read:\n{out}"
+    );
+    assert!(out.contains("FAILED: stale pool data reached the caller: 65520 bytes of the secret"), "{out}");
+    assert!(out.contains("pvmkit: FAIL: 1 guest case(s) failed"), "{out}");
+}
+
 /// Hostile drivers, end to end: each attack on hyp's device side stops the VM with a
 /// violation that names its real cause (resizing a ready queue once panicked hyp; a
 /// zero-length buffer at hyp's image once reached the device; a notify beyond the
@@ -349,7 +368,8 @@ fn bench_counts_work_that_repeats() {
     assert!(ok, "{out}");
     assert!(!out.contains("NOT REPEATED"), "{out}");
     assert!(out.contains("guest P     guest U        hyp P       hyp U    work U/P  hcalls/req"), "{out}");
-    for (op, size) in [("write", "4096"), ("read", "4096"), ("write", "65536"), ("read", "65536"), ("read", "1048576")] {
+    for (op, size) in [("write", "4096"), ("read", "4096"), ("write", "65536"), ("read", "65536"), ("read", "1048576")]
+    {
         let line = out
             .lines()
             .find(|l| l.split_whitespace().take(2).eq([op, size]) && l.ends_with("1.0000"))

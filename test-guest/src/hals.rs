@@ -1,5 +1,6 @@
 //! HALs for tests built on guest-lib's `PvmHal`: one that records where rings were put,
-//! and one that leaks private memory to the device on purpose (the negative control).
+//! and two broken on purpose for negative controls: one leaks private memory to the
+//! device, one hands stale pool data back to the caller.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -71,4 +72,51 @@ unsafe impl Hal for LeakyHal {
     }
 
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+/// A broken HAL: it bounces like `PvmHal` but skips zeroing device-to-driver bounce
+/// buffers, so whatever the pool held before reaches the caller wherever the device
+/// writes nothing (the leak class of Linux's CVE-2022-0854). The stale-data case must
+/// catch it.
+pub struct StaleHal;
+
+// SAFETY: memory safety holds (bounce buffers come from the pool, valid and exclusive
+// until `unshare`); what this HAL breaks on purpose is the no-stale-data guarantee.
+unsafe impl Hal for StaleHal {
+    fn dma_alloc(pages: usize, direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        PvmHal::dma_alloc(pages, direction)
+    }
+
+    unsafe fn dma_dealloc(paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        // SAFETY: as guaranteed by our caller.
+        unsafe { PvmHal::dma_dealloc(paddr, vaddr, pages) }
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
+        // SAFETY: as guaranteed by our caller.
+        unsafe { PvmHal::mmio_phys_to_virt(paddr, size) }
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+        let Some(pool) = guest_lib::virtio::bounce_pool() else {
+            return buffer.as_ptr() as *mut u8 as u64;
+        };
+        let bounce = pool.alloc(buffer.len(), guest_lib::virtio::BOUNCE_ALIGN).expect("pool exhausted");
+        if direction != BufferDirection::DeviceToDriver {
+            // SAFETY: the caller's buffer is readable; the bounce is `len` bytes of the pool.
+            unsafe { bounce.as_ptr().copy_from_nonoverlapping(buffer.as_ptr() as *const u8, buffer.len()) };
+        }
+        bounce.as_ptr() as u64
+    }
+
+    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
+        let Some(pool) = guest_lib::virtio::bounce_pool() else { return };
+        let Some(bounce) = NonNull::new(paddr as *mut u8) else { return };
+        if direction != BufferDirection::DriverToDevice {
+            // SAFETY: `share` made this `len`-byte bounce; the caller's buffer is writable.
+            unsafe { (buffer.as_ptr() as *mut u8).copy_from_nonoverlapping(bounce.as_ptr(), buffer.len()) };
+        }
+        // SAFETY: allocated by `share` with this size and alignment.
+        unsafe { pool.free(bounce, buffer.len(), guest_lib::virtio::BOUNCE_ALIGN) };
+    }
 }

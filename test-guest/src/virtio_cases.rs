@@ -17,7 +17,7 @@ use virtio_drivers::transport::DeviceType;
 
 use crate::clock::{counter, frequency};
 use crate::expect::Mode;
-use crate::hals::{LeakyHal, RecordingHal, LAST_RING};
+use crate::hals::{LeakyHal, RecordingHal, StaleHal, LAST_RING};
 use crate::raw_queue::{self, RawQueue};
 use abi::kvm;
 use core::sync::atomic::Ordering;
@@ -59,6 +59,23 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
         h.run("virtio_leak_private_buffer", || leak(&mut devices, mode));
         return;
     }
+    if scenario == "stale-bounce" {
+        // What the device claims for a read it failed, then the negative control: the
+        // stale-data check over a HAL that skips the zeroing.
+        h.run("virtio_blk_failed_read_used_length", || {
+            let len = failed_read_used_length(take(&mut devices, DeviceType::Block).ok_or("no block device")?)?;
+            println!("test-guest: a failed 64 KiB read reported {len} bytes written of the 65537 it offered the device (it wrote only the 1-byte status)");
+            Ok(())
+        });
+        devices = discover(&boot.dt, guest_lib::mmio_guard());
+        h.run("virtio_blk_failed_read_hands_back_no_stale_data", || {
+            let mut blk =
+                VirtIOBlk::<StaleHal, _>::new(take(&mut devices, DeviceType::Block).ok_or("no block device")?)
+                    .map_err(|e| alloc::format!("{e}"))?;
+            failed_read_leaves_no_stale_data(&mut blk, mode)
+        });
+        return;
+    }
     if scenario == "resize-queue" {
         h.run("virtio_resize_a_ready_queue", || resize_ready_queue(&mut devices, mode));
         return;
@@ -94,6 +111,7 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
             });
             h.run("virtio_blk_patterns_512b_4k_64k_1m", || blk_patterns(blk, mode));
             h.run("virtio_blk_flush", || blk.flush().map_err(|e| alloc::format!("{e}")));
+            h.run("virtio_blk_failed_read_hands_back_no_stale_data", || failed_read_leaves_no_stale_data(blk, mode));
             match scenario {
                 "persist-write" => h.run("virtio_blk_persist_write", || persist(blk, true)),
                 "persist-read" => h.run("virtio_blk_persist_read", || persist(blk, false)),
@@ -292,4 +310,70 @@ fn persist(blk: &mut Blk, write: bool) -> CaseResult {
     let mismatches = data.iter().zip(&back).filter(|(a, b)| a != b).count();
     ensure!(mismatches == 0, "{mismatches} mismatches after the restart");
     Ok(())
+}
+
+/// A read the device fails (past the end of the disk) writes nothing into the bounce
+/// buffer, and real devices still report the whole buffer as used (QEMU's virtio-blk
+/// does). What the caller gets back must be zeroes (bounced) or its own bytes (in
+/// place), never what the pool held before: here, a secret written just before through
+/// the same pool.
+fn failed_read_leaves_no_stale_data<H: virtio_drivers::Hal>(
+    blk: &mut VirtIOBlk<H, MmioTransport<'static>>,
+    mode: Mode,
+) -> CaseResult {
+    const SIZE: usize = 64 << 10;
+    const MINE: u8 = 0xab;
+    let mut secret = vec![0u8; SIZE];
+    pattern(0x5e, 0, &mut secret);
+    secret.iter_mut().for_each(|b| *b |= 1); // never zero, never all MINE
+    let sector = (DISK_SECTORS as usize - SIZE / SECTOR_SIZE) - 256;
+    blk.write_blocks(sector, &secret).map_err(|e| alloc::format!("writing the secret: {e}"))?;
+    let mut buf = vec![MINE; SIZE];
+    let past_the_end = DISK_SECTORS as usize;
+    ensure!(blk.read_blocks(past_the_end, &mut buf).is_err(), "a read past the end of the disk succeeded");
+    let stale = buf.iter().zip(&secret).filter(|(a, b)| a == b).count();
+    ensure!(stale < SIZE / 64, "stale pool data reached the caller: {stale} bytes of the secret written before");
+    let expected = if mode.protected() { 0 } else { MINE };
+    ensure!(
+        buf.iter().all(|&b| b == expected),
+        "the failed read handed back bytes other than {expected:#x} (first {:#x})",
+        buf.iter().find(|&&b| b != expected).copied().unwrap_or(0)
+    );
+    Ok(())
+}
+
+/// Submits one 64 KiB read past the end of the disk on a bare virtqueue and returns the
+/// used length the device reports for it (what a bounce design trusting that length
+/// would copy back).
+fn failed_read_used_length(mut transport: MmioTransport<'static>) -> Result<u32, alloc::string::String> {
+    use virtio_drivers::queue::VirtQueue;
+    use virtio_drivers::transport::{DeviceStatus, Transport};
+    const VERSION_1: u64 = 1 << 32;
+    transport.set_status(DeviceStatus::empty());
+    transport.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
+    let offered = transport.read_device_features();
+    transport.write_driver_features(offered & VERSION_1);
+    transport.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK);
+    let mut queue =
+        VirtQueue::<PvmHal, 4>::new(&mut transport, 0, false, false).map_err(|e| alloc::format!("queue: {e}"))?;
+    transport.finish_init();
+    let mut header = [0u8; 16]; // type IN (0), reserved, sector
+    header[8..].copy_from_slice(&DISK_SECTORS.to_le_bytes());
+    let (mut data, mut status) = (vec![0u8; 65536], [0xffu8; 1]);
+    let inputs = [&header[..]];
+    let mut outputs = [&mut data[..], &mut status[..]];
+    // SAFETY: the buffers outlive the request, which is completed below.
+    let token = unsafe { queue.add(&inputs, &mut outputs) }.map_err(|e| alloc::format!("add: {e}"))?;
+    if queue.should_notify() {
+        transport.notify(0);
+    }
+    let start = counter();
+    while !queue.can_pop() {
+        ensure!(counter() - start < 10 * frequency(), "the device never completed the read");
+        core::hint::spin_loop();
+    }
+    // SAFETY: the same buffers as `add`.
+    let len = unsafe { queue.pop_used(token, &inputs, &mut outputs) }.map_err(|e| alloc::format!("pop: {e}"))?;
+    ensure!(status[0] != 0, "a read past the end of the disk succeeded");
+    Ok(len)
 }
