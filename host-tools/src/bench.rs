@@ -74,9 +74,29 @@ pub fn parse_phase(line: &str) -> Option<Phase> {
     })
 }
 
-/// Every phase in a run's console lines.
+/// The exit counts pvmkit's VMM appended to a `bench ` line: (exits, virtio accesses).
+fn vmm_counts(line: &str) -> Option<(u64, u64)> {
+    let value = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key)?.parse::<u64>().ok());
+    Some((value("vmm_exits=")?, value("vmm_virtio=")?))
+}
+
+/// Every phase in a run's console lines. Where pvmkit's VMM appended its counts (the
+/// real pKVM backend), a phase's exits are the difference from its `bench start` line.
 pub fn parse_run(lines: &[String]) -> Vec<Phase> {
-    lines.iter().filter_map(|l| parse_phase(l)).collect()
+    let mut phases = Vec::new();
+    let mut start = None;
+    for line in lines {
+        if line.trim().starts_with("bench start ") {
+            start = vmm_counts(line);
+        } else if let Some(mut phase) = parse_phase(line) {
+            if let (Some((e0, v0)), Some((e1, v1))) = (start.take(), vmm_counts(line)) {
+                phase.exits = phase.exits.or(e1.checked_sub(e0));
+                phase.mmio_exits = phase.mmio_exits.or(v1.checked_sub(v0));
+            }
+            phases.push(phase);
+        }
+    }
+    phases
 }
 
 /// The per-request header (16 bytes) and status (1 byte) virtio-blk bounces too.
@@ -101,6 +121,7 @@ fn repeating(backend: Backend) -> Vec<Repeating> {
     ];
     if backend == Backend::Pkvm {
         figures.push(Repeating { name: "guest-time ticks", get: |p| Some(p.ticks) });
+        figures.push(Repeating { name: "exits to the VMM", get: |p| p.exits });
     }
     figures
 }
@@ -191,7 +212,7 @@ fn copies(runs: &[Vec<Phase>], op: &str, size: u64, data: bool) -> Option<f64> {
 /// (unprotected work / protected work: what protection costs in instructions, QEMU's
 /// own device work not included). On the real pKVM: instructions per request of the
 /// whole machine (the guest's clock at one instruction per virtual nanosecond),
-/// throughput in guest time and its ratio.
+/// throughput in guest time and its ratio, and the exits the VMM saw per request.
 pub fn work_table(backend: Backend, protected: &[Vec<Phase>], unprotected: &[Vec<Phase>], frequency: u64) -> String {
     let mut out = String::new();
     let ns_per_tick = 1e9 / frequency.max(1) as f64;
@@ -216,7 +237,7 @@ pub fn work_table(backend: Backend, protected: &[Vec<Phase>], unprotected: &[Vec
         Backend::Pkvm => {
             let _ = writeln!(
                 out,
-                "{:<6} {:>8}  {:>11} {:>11}  {:>12} {:>12}  {:>6}  {:>11}  {:>10}  {:>11} {:>11}",
+                "{:<6} {:>8}  {:>11} {:>11}  {:>12} {:>12}  {:>6}  {:>10}  {:>11} {:>11}  {:>11} {:>11}",
                 "op",
                 "size",
                 "machine P",
@@ -224,8 +245,9 @@ pub fn work_table(backend: Backend, protected: &[Vec<Phase>], unprotected: &[Vec
                 "P MiB/s",
                 "O MiB/s",
                 "ratio",
-                "guest P",
                 "hcalls/req",
+                "exits/req P",
+                "exits/req O",
                 "copied/byte",
                 "data copies"
             );
@@ -267,7 +289,7 @@ pub fn work_table(backend: Backend, protected: &[Vec<Phase>], unprotected: &[Vec
                 let ratio = speed(p).zip(speed(u)).map(|(p, u)| p / u);
                 let _ = writeln!(
                     out,
-                    "{:<6} {:>8}  {:>11} {:>11}  {:>12} {:>12}  {:>6}  {:>11}  {:>10}  {:>11} {:>11}",
+                    "{:<6} {:>8}  {:>11} {:>11}  {:>12} {:>12}  {:>6}  {:>10}  {:>11} {:>11}  {:>11} {:>11}",
                     op,
                     size,
                     cell(machine(p), 0),
@@ -275,8 +297,9 @@ pub fn work_table(backend: Backend, protected: &[Vec<Phase>], unprotected: &[Vec
                     cell(speed(p), 1),
                     cell(speed(u), 1),
                     cell(ratio, 3),
-                    cell(per_request(p, &op, size, |x| x.guest_instr), 0),
                     cell(hcalls, 2),
+                    cell(per_request(p, &op, size, |x| x.exits), 2),
+                    cell(per_request(u, &op, size, |x| x.exits), 2),
                     cell(copied, 4),
                     cell(data, 4)
                 );

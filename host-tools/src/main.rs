@@ -320,6 +320,7 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
         extra_args: args.qemu_args.clone(),
         echo,
         hyp_stats: args.hyp_stats,
+        vmm_stats: false,
         short_counts: args.short_counts == "on",
         backend: Backend::parse(&args.backend).unwrap_or_default(),
         kernel: args.kernel.clone(),
@@ -363,9 +364,11 @@ fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: 
             &["-icount", "shift=0,sleep=off"][..],
         ),
         // One CPU: with two, the host's scheduling moves the figures by a few percent.
+        // No randomness: QEMU's random DT seeds and RNDR (from a fixed seed here) change
+        // the host kernel's layout and with it its work, by up to 16 ms in a phase.
         Backend::Pkvm => (
             [Mode::Hyp(VmMode::Protected(AbiForm::Upstream)), Mode::Hyp(VmMode::Unprotected)],
-            &["-icount", "shift=0,sleep=off,align=off", "-smp", "1"][..],
+            &["-icount", "shift=0,sleep=off,align=off", "-smp", "1", "-seed", "1", "-machine", "dtb-randomness=off"][..],
         ),
     };
     let mut results: Vec<Vec<Vec<bench::Phase>>> = vec![Vec::new(), Vec::new()];
@@ -376,6 +379,7 @@ fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: 
             args.backend = backend.name().into();
             let mut config = run_config(fw, mode, &args, false);
             config.hyp_stats = backend == Backend::Hyp;
+            config.vmm_stats = backend == Backend::Pkvm;
             let (verdict, output) = qemu::run_collect(ws, fw, &config)?;
             if !verdict.passed() {
                 return Err(format!("bench run {} in {mode} failed: {verdict}", run + 1));

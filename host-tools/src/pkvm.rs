@@ -82,6 +82,9 @@ pub fn run_collect(
         None => qemu::make_bundle(ws, fw, config)?,
     };
     let mut args = format!("mode={vm_mode}");
+    if config.vmm_stats {
+        args.push_str(" stats=on");
+    }
     let mut extra = Vec::new();
     let mut modules = Vec::new();
     if let Some(disk) = &config.disk {

@@ -90,6 +90,9 @@ pub struct RunConfig {
     pub echo: bool,
     /// Turn on hyp's `HYP_STATS` call (for `pvmkit bench`).
     pub hyp_stats: bool,
+    /// Have pvmkit's VMM answer `HYP_STATS` with the exits it sees (for `pvmkit bench
+    /// --backend pkvm`).
+    pub vmm_stats: bool,
     /// Let hyp's Android profile stop ranged calls short (hyp option `short-counts=on`).
     pub short_counts: bool,
     /// hyp, or the real pKVM.

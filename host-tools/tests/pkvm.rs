@@ -166,8 +166,10 @@ fn the_bench_repeats_on_the_real_pkvm() {
                 .unwrap_or_else(|| panic!("no row {op} {size}:\n{out}"));
             let cells: Vec<&str> = line.split_whitespace().collect();
             assert!(cells[2..7].iter().all(|c| c.parse::<f64>().is_ok_and(|n| n > 0.0)), "{line}");
-            assert_eq!(cells[8], "0.00", "no hypercall per request: {line}");
-            assert_eq!(cells[10], "1.0000", "one copy per data byte: {line}");
+            assert_eq!(cells[7], "0.00", "no hypercall per request: {line}");
+            // The VMM saw the exits (the notify at least) in both VMs.
+            assert!(cells[8..10].iter().all(|c| c.parse::<f64>().is_ok_and(|n| n >= 1.0)), "{line}");
+            assert_eq!(cells[11], "1.0000", "one copy per data byte: {line}");
         }
     }
 }

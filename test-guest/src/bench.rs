@@ -12,7 +12,9 @@
 //!   the requests, the wait left out; `n/a` without a counting PMU.
 //! - `hyp_instr`: hyp's counted work (`HYP_STATS_WORK`); `n/a` elsewhere.
 //! - `hypercalls`, `bounced`: guest-lib's counters; `mmio_exits` and `exits`: hyp's
-//!   data-abort and total exit counts (`n/a` elsewhere).
+//!   data-abort and total exit counts (`n/a` elsewhere; on the real pKVM the VMM
+//!   appends its own counts to the phase's line and to the `bench start` line before
+//!   it).
 
 extern crate alloc;
 
@@ -152,6 +154,9 @@ pub fn run(boot: &BootInfo) -> CaseResult {
         for op in ["write", "read"] {
             let requests = TOTAL / size;
             let mut work = Work { instructions: 0 };
+            // The VMM (real pKVM backend) appends its exit counts to this line and the
+            // phase's: their difference is the phase's.
+            println!("bench start op={op} size={size}");
             // hyp's counters are read outside guest-lib's and the clock's window, so
             // that those calls are not the phase's.
             let h0 = hyp_counters(boot);

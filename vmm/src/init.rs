@@ -53,7 +53,8 @@ fn run() -> ExitReason {
                 },
                 None => None,
             };
-            kvm::run(&plan, protected, &input, disk)
+            let stats = args.split_whitespace().any(|w| w == "stats=on");
+            kvm::run(&plan, protected, &input, disk, stats)
         }
         Err(e) => ExitReason::VmmError(e),
     }

@@ -18,6 +18,7 @@ use crate::exit::ExitReason;
 use crate::machine::Plan;
 use crate::mmio::{self, Route};
 use crate::pl011::Pl011;
+use crate::stats::{Counted, ExitStats};
 use crate::virtio::block::{Block, Disk};
 use crate::virtio::console::Console;
 use crate::virtio::entropy::Entropy;
@@ -65,14 +66,18 @@ pub struct Vm {
     line: Vec<u8>,
     virtio: Vec<Transport>,
     virtio_bases: Vec<u64>,
+    /// The exits seen, appended to the guest's `bench ` lines when asked for.
+    stats: Option<ExitStats>,
 }
 
 /// Builds the VM `plan` describes and runs it to its end; `console_input` is what the
 /// host sends on the virtio console, `disk` the block device's disk (default: a fresh
-/// one in memory).
-pub fn run(plan: &Plan<'_>, protected: bool, console_input: &[u8], disk: Option<Disk>) -> ExitReason {
+/// one in memory). With `stats`, the VMM appends the exits it saw to the guest's
+/// `bench ` lines.
+pub fn run(plan: &Plan<'_>, protected: bool, console_input: &[u8], disk: Option<Disk>, stats: bool) -> ExitReason {
     match build(plan, protected, console_input, disk) {
         Ok(mut vm) => {
+            vm.stats = stats.then(ExitStats::default);
             let reason = vm.run();
             for transport in &vm.virtio {
                 if let Some(bytes) = transport.device().received() {
@@ -138,6 +143,7 @@ fn build(plan: &Plan<'_>, protected: bool, console_input: &[u8], disk: Option<Di
         line: Vec::new(),
         virtio,
         virtio_bases,
+        stats: None,
     })
 }
 
@@ -159,7 +165,19 @@ fn gic(vm: &VmFd) -> Result<DeviceFd, String> {
 impl Vm {
     fn run(&mut self) -> ExitReason {
         loop {
-            let step = match self.vcpu.run() {
+            let exit = self.vcpu.run();
+            if let (Some(stats), Ok(exit)) = (self.stats.as_mut(), &exit) {
+                let ipa = match exit {
+                    VcpuExit::MmioRead(ipa, _) | VcpuExit::MmioWrite(ipa, _) => Some(*ipa),
+                    _ => None,
+                };
+                stats.count(match ipa.map(|ipa| mmio::route(ipa, 1, &self.virtio_bases)) {
+                    Some(Route::Console(_)) => Counted::Console,
+                    Some(Route::Virtio(..)) => Counted::Virtio,
+                    _ => Counted::Other,
+                });
+            }
+            let step = match exit {
                 Ok(VcpuExit::MmioRead(ipa, data)) => match mmio::route(ipa, data.len(), &self.virtio_bases) {
                     Route::Console(offset) => {
                         let value = self.console.read(offset).to_le_bytes();
@@ -225,6 +243,9 @@ impl Vm {
 
     fn flush(&mut self) {
         if !self.line.is_empty() {
+            if let Some(note) = self.stats.and_then(|s| s.annotation(&self.line)) {
+                self.line.extend_from_slice(note.as_bytes());
+            }
             self.line.push(b'\n');
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(&self.line);

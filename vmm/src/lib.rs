@@ -7,13 +7,15 @@
 //! The logic is host-tested: [`machine`] (what the bundle asks for), [`pl011`] (the
 //! console), [`virtio`] (the virtio-mmio transports and their devices, over real guest
 //! memory), [`mmio`] (which device an access reaches), [`watch`] (a fault on a private
-//! page named as a violation), [`exit`] (the exit line). The
+//! page named as a violation), [`exit`] (the exit line), [`stats`] (the exits it
+//! reports to a bench guest). The
 //! KVM glue (`kvm.rs`) and the `/init` duties (`init.rs`) run only inside the pKVM host.
 
 pub mod exit;
 pub mod machine;
 pub mod mmio;
 pub mod pl011;
+pub mod stats;
 pub mod virtio;
 pub mod watch;
 

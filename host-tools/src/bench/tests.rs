@@ -46,6 +46,20 @@ fn parses_the_guest_lines() {
 }
 
 #[test]
+fn the_vmms_counts_give_the_exits_of_a_phase() {
+    let lines: Vec<String> = [
+        "bench start op=write size=4096 vmm_exits=10 vmm_virtio=8",
+        "bench op=write size=4096 requests=2 bytes=8192 ticks=5 guest_instr=n/a hyp_instr=n/a hypercalls=0 bounced=8226 mmio_exits=n/a exits=n/a vmm_exits=14 vmm_virtio=11",
+        "bench op=read size=4096 requests=2 bytes=8192 ticks=5 guest_instr=n/a hyp_instr=n/a hypercalls=0 bounced=8226 mmio_exits=n/a exits=n/a",
+    ]
+    .map(String::from)
+    .to_vec();
+    let phases = parse_run(&lines);
+    assert_eq!((phases[0].exits, phases[0].mmio_exits), (Some(4), Some(3)));
+    assert_eq!((phases[1].exits, phases[1].mmio_exits), (None, None), "no start line, no counts");
+}
+
+#[test]
 fn repeating_figures_pass_and_a_moved_one_is_named() {
     let run = vec![phase("read", 65536, 1000, 400, 300)];
     assert!(moved("protected", &[run.clone(), run.clone()], Backend::Hyp).is_empty());
@@ -55,6 +69,11 @@ fn repeating_figures_pass_and_a_moved_one_is_named() {
     let m = moved("protected", &[run.clone(), slower], Backend::Pkvm);
     assert_eq!(m.len(), 1, "{m:?}");
     assert!(m[0].contains("ticks moved"), "{m:?}");
+    // So may the exits hyp counts (its tick), not those the VMM counts.
+    let mut ticked = run.clone();
+    ticked[0].exits = Some(9);
+    assert!(moved("protected", &[run.clone(), ticked.clone()], Backend::Hyp).is_empty());
+    assert!(moved("protected", &[run.clone(), ticked], Backend::Pkvm)[0].contains("exits to the VMM moved"));
     // Within 1 % passes; beyond it fails, naming the figure.
     let close = vec![phase("read", 65536, 1000, 403, 300)];
     assert!(moved("protected", &[run.clone(), close], Backend::Hyp).is_empty());
@@ -86,7 +105,11 @@ fn the_pkvm_table_reports_the_machine_in_guest_time() {
     assert!((mib_per_s(&p[0][0], 1_000_000) - 1.0).abs() < 1e-9);
     let t = work_table(Backend::Pkvm, &p, &u, 1_000_000);
     let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(&row[..7], ["write", "65536", "62500000", "50000000", "1.0", "1.2", "0.800"], "{t}");
+    assert_eq!(
+        row,
+        ["write", "65536", "62500000", "50000000", "1.0", "1.2", "0.800", "0.00", "1.25", "1.25", "1.0003", "1.0000"],
+        "{t}"
+    );
 }
 
 #[test]
