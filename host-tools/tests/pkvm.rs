@@ -158,6 +158,9 @@ fn the_bench_repeats_on_the_real_pkvm() {
     assert!(ok, "{out}");
     assert!(!out.contains("NOT REPEATED"), "{out}");
     assert!(out.contains("-icount shift=0,sleep=off,align=off -smp 1"), "{out}");
+    let exits =
+        out.lines().find(|l| l.starts_with("one MMIO exit to the VMM and back")).unwrap_or_else(|| panic!("{out}"));
+    assert!(!exits.contains("n/a"), "{exits}");
     for size in ["4096", "65536", "1048576"] {
         for op in ["write", "read"] {
             let line = out

@@ -74,6 +74,16 @@ impl Buffer {
         mem.read_slice(&mut data, GuestAddress(self.addr)).ok().map(|()| data)
     }
 
+    /// Reads the whole buffer from guest memory into `dst` (its length); `false` if the
+    /// buffer is not all in guest memory.
+    pub fn read_into(&self, mem: &GuestMemoryMmap, dst: &mut [u8]) -> bool {
+        if !self.in_memory(mem) || dst.len() != self.len as usize {
+            return false;
+        }
+        watch::descriptor(Some(self.index));
+        mem.read_slice(dst, GuestAddress(self.addr)).is_ok()
+    }
+
     /// Writes `data` (at most the buffer's length) at the buffer's start; returns the
     /// bytes written.
     pub fn write(&self, mem: &GuestMemoryMmap, data: &[u8]) -> u32 {
