@@ -40,7 +40,7 @@ impl Disk {
     /// both ranges); returns the bytes written to the guest, `None` on a disk error. A
     /// disk in memory is copied straight into guest memory, once, as a device's DMA
     /// would move it, so that the bench does not charge the device for copies of ours.
-    fn to_guest(&self, at: u64, buffer: &Buffer, mem: &GuestMemoryMmap) -> Option<u32> {
+    fn read_into_guest(&self, at: u64, buffer: &Buffer, mem: &GuestMemoryMmap) -> Option<u32> {
         let (at, len) = (at as usize, buffer.len as usize);
         match self {
             Self::Memory(bytes) => Some(buffer.write(mem, &bytes[at..at + len])),
@@ -54,7 +54,7 @@ impl Disk {
 
     /// Writes the guest's `buffer` to the disk at `at` (the caller checked both ranges);
     /// `false` on an error.
-    fn from_guest(&mut self, at: u64, buffer: &Buffer, mem: &GuestMemoryMmap) -> bool {
+    fn write_from_guest(&mut self, at: u64, buffer: &Buffer, mem: &GuestMemoryMmap) -> bool {
         let (at, len) = (at as usize, buffer.len as usize);
         match self {
             Self::Memory(bytes) => buffer.read_into(mem, &mut bytes[at..at + len]),
@@ -103,9 +103,9 @@ impl Block {
                         return (S_IOERR, written);
                     }
                     if kind == T_IN {
-                        let Some(n) = self.disk.to_guest(at, buffer, mem) else { return (S_IOERR, written) };
+                        let Some(n) = self.disk.read_into_guest(at, buffer, mem) else { return (S_IOERR, written) };
                         written += n;
-                    } else if !self.disk.from_guest(at, buffer, mem) {
+                    } else if !self.disk.write_from_guest(at, buffer, mem) {
                         return (S_IOERR, written);
                     }
                     at = end;
