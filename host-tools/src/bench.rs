@@ -118,21 +118,27 @@ pub const REPEAT_TOLERANCE: f64 = 0.01;
 /// A figure of a phase that must be the same on every run of one backend and mode.
 struct Repeating {
     name: &'static str,
+    short: &'static str,
     get: fn(&Phase) -> Option<u64>,
 }
 
 fn repeating(backend: Backend) -> Vec<Repeating> {
     let mut figures = vec![
-        Repeating { name: "guest instructions", get: |p| p.guest_instr },
-        Repeating { name: "hyp instructions", get: |p| p.hyp_instr },
-        Repeating { name: "MMIO exits", get: |p| p.mmio_exits },
-        Repeating { name: "hypercalls", get: |p| Some(p.hypercalls) },
-        Repeating { name: "bytes bounced", get: |p| Some(p.bounced) },
+        Repeating { name: "guest instructions", short: "guest", get: |p| p.guest_instr },
+        Repeating { name: "hyp instructions", short: "hyp", get: |p| p.hyp_instr },
+        Repeating { name: "MMIO exits", short: "mmio", get: |p| p.mmio_exits },
+        Repeating { name: "hypercalls", short: "hcalls", get: |p| Some(p.hypercalls) },
+        Repeating { name: "bytes bounced", short: "bounced", get: |p| Some(p.bounced) },
     ];
     if backend == Backend::Pkvm {
-        figures.push(Repeating { name: "guest-time ticks", get: |p| Some(p.ticks) });
-        figures.push(Repeating { name: "median request's ticks", get: |p| p.median_ticks });
-        figures.push(Repeating { name: "exits to the VMM", get: |p| p.exits });
+        figures.push(Repeating { name: "guest-time ticks", short: "ticks", get: |p| Some(p.ticks) });
+        // Shown per request, so stored times the requests: the median again.
+        figures.push(Repeating {
+            name: "median request's ticks",
+            short: "median",
+            get: |p| Some(p.median_ticks? * p.requests),
+        });
+        figures.push(Repeating { name: "exits to the VMM", short: "exits", get: |p| p.exits });
     }
     figures
 }
@@ -169,6 +175,31 @@ pub fn moved(label: &str, runs: &[Vec<Phase>], backend: Backend) -> Vec<String> 
                 out.push(format!("{label} {op} {size}: {} moved: {values:?}", figure.name));
             }
         }
+    }
+    out
+}
+
+/// Every run's figures that must repeat, side by side (per request; one column per
+/// run), for one mode.
+pub fn runs_side_by_side(label: &str, runs: &[Vec<Phase>], backend: Backend) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{label}, per request, run by run:");
+    for (op, size) in keys(runs) {
+        let mut cells = Vec::new();
+        for figure in repeating(backend) {
+            let values: Vec<String> = runs
+                .iter()
+                .map(|r| {
+                    phase(r, &op, size)
+                        .and_then(|p| Some((figure.get)(p)? as f64 / p.requests.max(1) as f64))
+                        .map_or("n/a".into(), |v| format!("{v:.0}"))
+                })
+                .collect();
+            if values.iter().any(|v| v != "n/a") {
+                cells.push(format!("{} {}", figure.short, values.join("/")));
+            }
+        }
+        let _ = writeln!(out, "  {op:<5} {size:>7}  {}", cells.join("  "));
     }
     out
 }

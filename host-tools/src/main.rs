@@ -430,6 +430,8 @@ fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: 
             );
         }
     }
+    print!("{}", bench::runs_side_by_side("protected", p, backend));
+    print!("{}", bench::runs_side_by_side("unprotected", u, backend));
     let mut moved: Vec<String> = [bench::moved("protected", p, backend), bench::moved("unprotected", u, backend)]
         .into_iter()
         .flatten()

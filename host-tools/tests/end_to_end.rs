@@ -380,4 +380,10 @@ fn bench_counts_work_that_repeats() {
         assert_eq!(&cells[7..9], ["0.00", "1.00"], "{line}");
     }
     assert!(out.contains("time (follows QEMU's devices in real time"), "{out}");
+    // Both runs' figures, side by side: guest instructions of a 64 KiB read, twice alike.
+    let runs = out.lines().skip_while(|l| !l.starts_with("protected, per request, run by run:"));
+    let row = runs.clone().find(|l| l.trim_start().starts_with("read    65536")).unwrap_or_else(|| panic!("{out}"));
+    let guest = row.split("guest ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_default();
+    let (a, b) = guest.split_once('/').unwrap_or_else(|| panic!("{row}"));
+    assert_eq!(a, b, "{row}");
 }

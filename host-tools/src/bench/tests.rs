@@ -92,6 +92,16 @@ fn repeating_figures_pass_and_a_moved_one_is_named() {
 }
 
 #[test]
+fn every_run_is_shown_side_by_side() {
+    let runs = vec![vec![phase("read", 65536, 1000, 400, 300)], vec![phase("read", 65536, 1000, 404, 300)]];
+    let text = runs_side_by_side("protected", &runs, Backend::Hyp);
+    assert_eq!(
+        text,
+        "protected, per request, run by run:\n  read    65536  guest 100/101  hyp 75/75  mmio 1/1  hcalls 0/0  bounced 65553/65553\n"
+    );
+}
+
+#[test]
 fn the_work_table_compares_instructions_per_request() {
     // Protected: 4 requests, 400 + 400 instructions each; unprotected 300 + 100.
     let p = vec![vec![phase("read", 65536, 250_000, 1600, 1600)]];
