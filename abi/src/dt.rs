@@ -57,3 +57,26 @@ pub const INITRD_END: &str = "linux,initrd-end";
 pub const DMA_COHERENT: &str = "dma-coherent";
 /// The node is an interrupt controller.
 pub const INTERRUPT_CONTROLLER: &str = "interrupt-controller";
+/// A node's handle, for other nodes to refer to it.
+pub const PHANDLE: &str = "phandle";
+/// Which controller a node's interrupts go to.
+pub const INTERRUPT_PARENT: &str = "interrupt-parent";
+/// A node's interrupts (three GIC cells each: type, number, flags).
+pub const INTERRUPTS: &str = "interrupts";
+/// A device's input clocks, by handle, and their names.
+pub const CLOCKS: &str = "clocks";
+/// See [`CLOCKS`].
+pub const CLOCK_NAMES: &str = "clock-names";
+/// The reserved memory a device's DMA must use (its `restricted-dma-pool`).
+pub const MEMORY_REGION: &str = "memory-region";
+/// The architected timer.
+pub const ARMV8_TIMER: &str = "arm,armv8-timer";
+/// A clock of fixed rate.
+pub const FIXED_CLOCK: &str = "fixed-clock";
+
+/// The handles pvmkit's trees give: the GICv3, the PL011's clock, the bounce pool.
+pub const GIC_PHANDLE: u32 = 1;
+/// See [`GIC_PHANDLE`].
+pub const UART_CLOCK_PHANDLE: u32 = 2;
+/// See [`GIC_PHANDLE`].
+pub const BOUNCE_POOL_PHANDLE: u32 = 3;

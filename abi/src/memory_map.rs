@@ -65,6 +65,34 @@ pub const VIRTIO_MMIO_STRIDE: u64 = 0x200;
 /// on QEMU's command line takes the last one.
 pub const VIRTIO_MMIO_SLOTS: u32 = 32;
 
+/// QEMU `virt`'s PL011 interrupt: SPI 1.
+pub const PL011_SPI: u32 = 1;
+/// The PL011's reference clock on QEMU `virt`: 24 MHz.
+pub const PL011_CLOCK_HZ: u32 = 24_000_000;
+/// QEMU `virt`'s first virtio-mmio transport's interrupt: SPI 16 (transport `slot` has
+/// SPI 16 + `slot`).
+pub const VIRTIO_MMIO_FIRST_SPI: u32 = 16;
+/// The architected timer's PPIs: secure physical, non-secure physical, virtual, hyp.
+pub const TIMER_PPIS: [u32; 4] = [13, 14, 11, 10];
+
+/// The interrupt (SPI) of QEMU `virt`'s virtio-mmio transport `slot`.
+pub const fn virtio_mmio_spi(slot: u32) -> u32 {
+    VIRTIO_MMIO_FIRST_SPI + slot
+}
+
+/// The slot of the virtio-mmio transport at `base`, if it is one of QEMU `virt`'s.
+pub const fn virtio_mmio_slot_at(base: u64) -> Option<u32> {
+    if base < VIRTIO_MMIO_BASE || !(base - VIRTIO_MMIO_BASE).is_multiple_of(VIRTIO_MMIO_STRIDE) {
+        return None;
+    }
+    let slot = (base - VIRTIO_MMIO_BASE) / VIRTIO_MMIO_STRIDE;
+    if slot < VIRTIO_MMIO_SLOTS as u64 {
+        Some(slot as u32)
+    } else {
+        None
+    }
+}
+
 /// The address of QEMU `virt`'s virtio-mmio transport `slot`.
 pub const fn virtio_mmio_slot(slot: u32) -> u64 {
     VIRTIO_MMIO_BASE + slot as u64 * VIRTIO_MMIO_STRIDE
@@ -101,5 +129,21 @@ impl Region {
     /// Whether the two regions share at least one byte.
     pub const fn overlaps(&self, other: &Region) -> bool {
         self.start < other.end && other.start < self.end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transports_slot_and_interrupt_follow_qemu_virt() {
+        for slot in [0, 1, 31] {
+            assert_eq!(virtio_mmio_slot_at(virtio_mmio_slot(slot)), Some(slot));
+        }
+        assert_eq!(virtio_mmio_spi(31), 47);
+        for not_one in [VIRTIO_MMIO_BASE - 0x200, VIRTIO_MMIO_BASE + 0x100, virtio_mmio_slot(32), u64::MAX] {
+            assert_eq!(virtio_mmio_slot_at(not_one), None, "{not_one:#x}");
+        }
     }
 }

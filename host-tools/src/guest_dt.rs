@@ -1,5 +1,7 @@
 //! The guest's device tree, written by `pvmkit` as the host VMM would: memory, the
-//! console, `/psci` with the HVC conduit, and the command line.
+//! console and its clock, `/psci` with the HVC conduit, the GICv3 and the timer, the
+//! virtio transports with their interrupts and the `restricted-dma-pool` their DMA must
+//! use, and the command line.
 
 use abi::dt;
 use abi::memory_map::{
@@ -38,8 +40,13 @@ fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     let root = write::begin_root(&mut w, "pvmkit guest")?;
     write::chosen(&mut w, config.bootargs, PL011_BASE, false)?;
     let pool = Region { start: BOUNCE_POOL_BASE, end: BOUNCE_POOL_BASE + BOUNCE_POOL_SIZE };
-    let reserved =
-        [write::Reserved { name: "restricted_dma_reserved", compatible: dt::BOUNCE_POOL, region: pool, no_map: false }];
+    let reserved = [write::Reserved {
+        name: "restricted_dma_reserved",
+        compatible: dt::BOUNCE_POOL,
+        region: pool,
+        no_map: false,
+        phandle: Some(dt::BOUNCE_POOL_PHANDLE),
+    }];
     write::reserved_memory(&mut w, &reserved)?;
 
     if let Some((address, size)) = config.signed_payload {
@@ -53,10 +60,13 @@ fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     write::cpus(&mut w, Some("arm,cortex-a72"))?;
     write::psci(&mut w, &[dt::PSCI_1_0, dt::PSCI_0_2])?;
     write::gic_v3(&mut w)?;
-    write::pl011(&mut w, Region { start: PL011_BASE, end: PL011_BASE + PL011_SIZE })?;
+    write::timer(&mut w)?;
+    // What a full OS needs too: interrupts, and every transport's DMA bound to the pool.
+    let wiring = write::Wiring { interrupts: true, dma_pool: true };
+    write::pl011(&mut w, Region { start: PL011_BASE, end: PL011_BASE + PL011_SIZE }, wiring)?;
     for slot in (0..VIRTIO_MMIO_SLOTS).filter(|i| config.virtio_slots & (1 << i) != 0) {
         let base = virtio_mmio_slot(slot);
-        write::virtio_mmio(&mut w, Region { start: base, end: base + VIRTIO_MMIO_STRIDE })?;
+        write::virtio_mmio(&mut w, Region { start: base, end: base + VIRTIO_MMIO_STRIDE }, wiring)?;
     }
 
     w.end_node(root)?;
@@ -90,6 +100,9 @@ mod tests {
             "kernel-address",
             "restricted-dma-pool",
             "virtio,mmio",
+            "arm,armv8-timer",
+            "memory-region",
+            "clock-names",
         ] {
             assert!(text.contains(needle), "missing {needle}");
         }

@@ -1,6 +1,7 @@
 //! The device tree pvmfw hands the payload, built fresh from the facts it checked:
-//! memory, the console, `/psci` with the HVC conduit, one CPU, the virtio transports,
-//! the command line, and `/reserved-memory` with the payload's secret.
+//! memory, the console and its clock, `/psci` with the HVC conduit, one CPU, the GICv3
+//! and the timer, the virtio transports (their interrupts and their DMA bound to the
+//! pool), the command line, and `/reserved-memory` with the payload's secret.
 
 use alloc::vec::Vec;
 
@@ -24,12 +25,14 @@ pub fn build(config: &HostConfig<'_>, bootargs: &str, secret: u64) -> Result<Vec
         compatible: dt::PAYLOAD_SECRET,
         region: Region { start: secret, end: secret + SECRET_SIZE as u64 },
         no_map: true,
+        phandle: None,
     };
     let pool = config.bounce_pool.map(|region| write::Reserved {
         name: "restricted_dma_reserved",
         compatible: dt::BOUNCE_POOL,
         region,
         no_map: false,
+        phandle: Some(dt::BOUNCE_POOL_PHANDLE),
     });
     let reserved: Vec<write::Reserved<'_>> = core::iter::once(secret).chain(pool).collect();
     write::reserved_memory(&mut w, &reserved)?;
@@ -37,10 +40,13 @@ pub fn build(config: &HostConfig<'_>, bootargs: &str, secret: u64) -> Result<Vec
     write::psci(&mut w, &[dt::PSCI_1_0])?;
     if config.gic {
         write::gic_v3(&mut w)?;
+        write::timer(&mut w)?;
     }
-    write::pl011(&mut w, config.console)?;
+    // Interrupts only through a GIC pvmfw checked; DMA bound to the pool it checked.
+    let wiring = write::Wiring { interrupts: config.gic, dma_pool: config.bounce_pool.is_some() };
+    write::pl011(&mut w, config.console, wiring)?;
     for &transport in &config.virtio {
-        write::virtio_mmio(&mut w, transport)?;
+        write::virtio_mmio(&mut w, transport, wiring)?;
     }
     w.end_node(root)?;
     w.finish()
@@ -68,6 +74,10 @@ mod tests {
             "restricted_dma_reserved@8fc00000",
             "intc@8000000",
             "arm,gic-v3",
+            "arm,armv8-timer",
+            "memory-region",
+            "clock-names",
+            "interrupt-parent",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
