@@ -37,6 +37,10 @@ pub const LEGACY_QUEUE_PFN: u64 = 0x040;
 pub const QUEUE_READY: u64 = 0x044;
 /// QueueNotify.
 pub const QUEUE_NOTIFY: u64 = 0x050;
+/// Which interrupts are pending (bit 0: used buffers; bit 1: configuration change).
+pub const INTERRUPT_STATUS: u64 = 0x060;
+/// The driver acknowledges pending interrupts.
+pub const INTERRUPT_ACK: u64 = 0x064;
 /// Status.
 pub const STATUS: u64 = 0x070;
 /// QueueDescLow (then High at +4).

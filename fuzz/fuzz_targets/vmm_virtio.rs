@@ -18,7 +18,7 @@ use vmm::virtio::Device;
 const RAM: u64 = 0x8000_0000;
 const SIZE: usize = 64 << 10;
 
-const OFFSETS: [u64; 14] = [
+const OFFSETS: [u64; 15] = [
     reg::STATUS,
     reg::QUEUE_SEL,
     reg::QUEUE_NUM,
@@ -32,6 +32,7 @@ const OFFSETS: [u64; 14] = [
     reg::QUEUE_DEVICE_HIGH,
     reg::DRIVER_FEATURES,
     reg::DRIVER_FEATURES_SEL,
+    reg::INTERRUPT_ACK,
     reg::CONFIG,
 ];
 
@@ -44,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         _ => Box::new(Console::new(b"hello\n")),
     };
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(RAM), SIZE)]).unwrap();
-    let mut transport = Transport::new(0xa00_3e00, device);
+    let mut transport = Transport::new(0xa00_3e00, device, kind & 0x80 != 0);
     while let Some(op) = input.byte() {
         match op % 4 {
             0 | 1 => {

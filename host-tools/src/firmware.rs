@@ -94,6 +94,12 @@ pub fn build_vmm(ws: &Workspace) -> Result<PathBuf, String> {
     cargo_build(ws, "vmm", VMM_TARGET)
 }
 
+/// Builds the Linux guest's `/init` (release, static).
+pub fn build_linux_init(ws: &Workspace) -> Result<PathBuf, String> {
+    Toolchain::current().ensure_targets(&ws.root, &[VMM_TARGET])?;
+    cargo_build(ws, "linux-guest-init", VMM_TARGET)
+}
+
 /// Reads a file with its name in the error.
 pub fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))

@@ -123,7 +123,7 @@ fn apt(root: &Path, tool: &str) -> Command {
     cmd
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<Vec<u8>, String> {
     let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
     if !out.status.success() {
         return Err(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
@@ -132,7 +132,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<Vec<u8>, String> {
 }
 
 /// The private apt root, set up (sources, state) and updated.
-fn apt_root(tried: &str) -> Result<PathBuf, String> {
+pub(crate) fn apt_root(tried: &str) -> Result<PathBuf, String> {
     if !Path::new(KEYRING).is_file() {
         return Err(format!("{KEYRING} is missing (Debian's archive keyring)"));
     }
@@ -149,10 +149,10 @@ fn apt_root(tried: &str) -> Result<PathBuf, String> {
     Ok(root)
 }
 
-/// Downloads `package` (arm64) with the private apt configuration and unpacks it into
-/// `scratch/x`.
-fn download(root: &Path, package: &str, scratch: &Path) -> Result<PathBuf, String> {
-    run(apt(root, "apt-get").current_dir(scratch).args(["download", &format!("{package}:arm64")]), "apt-get download")?;
+/// Downloads `package` (arm64, or architecture-independent) with the private apt
+/// configuration and unpacks it into `scratch/x`.
+pub(crate) fn download(root: &Path, package: &str, scratch: &Path) -> Result<PathBuf, String> {
+    run(apt(root, "apt-get").current_dir(scratch).args(["download", package]), "apt-get download")?;
     let deb = std::fs::read_dir(scratch)
         .map_err(|e| e.to_string())?
         .flatten()
@@ -166,7 +166,7 @@ fn download(root: &Path, package: &str, scratch: &Path) -> Result<PathBuf, Strin
 
 /// Runs `work` in a fresh scratch directory under `dir`, removed afterwards whatever
 /// happens: nothing half-written is left where the cache looks.
-fn in_scratch<T>(dir: &Path, work: impl FnOnce(&Path) -> Result<T, String>) -> Result<T, String> {
+pub(crate) fn in_scratch<T>(dir: &Path, work: impl FnOnce(&Path) -> Result<T, String>) -> Result<T, String> {
     let scratch = dir.join(format!(".fetch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
@@ -183,7 +183,7 @@ fn fetch(dir: &Path) -> Result<Kernel, String> {
     let names: Vec<String> = String::from_utf8_lossy(&names).lines().map(String::from).collect();
     let (package, release) = newest(&names).ok_or_else(|| fail("no such package in those suites".into()))?;
     in_scratch(dir, |scratch| {
-        let unpacked = download(&root, &package, scratch)?;
+        let unpacked = download(&root, &format!("{package}:arm64"), scratch)?;
         let image = unpacked.join("usr/lib/modules").join(&release).join("vmlinuz");
         let bytes = std::fs::read(&image).map_err(|e| format!("the package has no {}: {e}", image.display()))?;
         check_image(&bytes)?;
@@ -216,7 +216,7 @@ pub fn disk_modules(kernel: &Kernel) -> Result<Vec<(String, Vec<u8>)>, String> {
         let root = apt_root(&format!("{package} (the host's virtio-blk for --disk)")).map_err(fail)?;
         let parent = dir.parent().ok_or("no cache directory")?;
         in_scratch(parent, |scratch| {
-            let unpacked = download(&root, &package, scratch)?;
+            let unpacked = download(&root, &format!("{package}:arm64"), scratch)?;
             let staged = scratch.join("modules");
             std::fs::create_dir_all(&staged).map_err(|e| e.to_string())?;
             for (module, name) in DISK_MODULES.iter().zip(&names) {

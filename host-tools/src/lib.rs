@@ -22,6 +22,7 @@ pub mod firmware;
 pub mod guest_dt;
 pub mod initramfs;
 pub mod kernel;
+pub mod linux_guest;
 pub mod pack;
 pub mod payload;
 pub mod pkvm;

@@ -69,6 +69,11 @@ struct RunArgs {
     /// (as the real hypervisor may): `on` (the default) or `off`.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     short_counts: String,
+    /// Negative control (--backend pkvm): the VMM's devices do not offer
+    /// VIRTIO_F_ACCESS_PLATFORM to the protected VM, so a Linux guest puts its rings in
+    /// private memory, which the VMM must catch.
+    #[arg(long)]
+    no_access_platform: bool,
     /// hyp (pvmkit's own EL2 hypervisor) or pkvm (the real upstream pKVM: Debian's
     /// Linux in QEMU with pvmkit's VMM).
     #[arg(long, default_value = "hyp")]
@@ -100,6 +105,7 @@ impl RunArgs {
             host_dt: None,
             hyp_stats: false,
             short_counts: "on".into(),
+            no_access_platform: false,
             backend: "hyp".into(),
             kernel: None,
             qemu_args,
@@ -169,6 +175,10 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Build the Linux guest (Debian's linux-source-7.3 with linux-guest/pvm.config and
+    /// linux-guest/init as /init) into pvmkit's cache, or find it there, and print the
+    /// Image's path: `pvmkit run --payload "$(pvmkit linux-guest)"`.
+    LinuxGuest,
     /// Run the conformance probes on the real pKVM and on hyp's upstream profile and
     /// diff them; also check hyp's Android profile against its table.
     Conformance {
@@ -276,6 +286,14 @@ fn run(cli: Cli) -> Result<bool, String> {
             let fw = firmware::build_all(&ws)?;
             bench(&ws, &fw, backend, runs as usize, timeout)
         }
+        Command::LinuxGuest => {
+            let guest = host_tools::linux_guest::build(&ws)?;
+            if !guest.built {
+                eprintln!("pvmkit: the Linux guest is up to date in the cache");
+            }
+            println!("{}", guest.image.display());
+            Ok(true)
+        }
         Command::Conformance { timeout } => {
             qemu::ensure_installed()?;
             let fw = firmware::build_all(&ws)?;
@@ -321,6 +339,7 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
         echo,
         hyp_stats: args.hyp_stats,
         vmm_stats: false,
+        access_platform: !args.no_access_platform,
         short_counts: args.short_counts == "on",
         backend: Backend::parse(&args.backend).unwrap_or_default(),
         kernel: args.kernel.clone(),

@@ -85,6 +85,9 @@ pub fn run_collect(
     if config.vmm_stats {
         args.push_str(" stats=on");
     }
+    if !config.access_platform {
+        args.push_str(" access-platform=off");
+    }
     let mut extra = Vec::new();
     let mut modules = Vec::new();
     if let Some(disk) = &config.disk {

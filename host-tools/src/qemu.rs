@@ -30,7 +30,7 @@ fn qemu_works() -> bool {
     Command::new(QEMU).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
@@ -90,9 +90,12 @@ pub struct RunConfig {
     pub echo: bool,
     /// Turn on hyp's `HYP_STATS` call (for `pvmkit bench`).
     pub hyp_stats: bool,
-    /// Have pvmkit's VMM answer `HYP_STATS` with the exits it sees (for `pvmkit bench
-    /// --backend pkvm`).
+    /// Have pvmkit's VMM append the exits it sees to the guest's `bench ` lines (for
+    /// `pvmkit bench --backend pkvm`).
     pub vmm_stats: bool,
+    /// The devices offer VIRTIO_F_ACCESS_PLATFORM to a protected VM (off: the negative
+    /// control of `--no-access-platform`, pkvm backend only).
+    pub access_platform: bool,
     /// Let hyp's Android profile stop ranged calls short (hyp option `short-counts=on`).
     pub short_counts: bool,
     /// hyp, or the real pKVM.
@@ -228,6 +231,9 @@ pub fn run_collect(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
     let dir = run_dir(ws, config.mode)?;
     if config.backend == Backend::Pkvm {
         return crate::pkvm::run_collect(ws, fw, config, &dir);
+    }
+    if !config.access_platform {
+        return Err("--no-access-platform: only pvmkit's VMM (--backend pkvm) can withhold the feature so far".into());
     }
     match (config.mode, &config.bundle) {
         (Mode::Hyp(_), Some(given)) => write(&dir.join("bundle.bin"), &firmware::read(given)?)?,

@@ -53,8 +53,13 @@ fn run() -> ExitReason {
                 },
                 None => None,
             };
-            let stats = args.split_whitespace().any(|w| w == "stats=on");
-            kvm::run(&plan, protected, &input, disk, stats)
+            let words = || args.split_whitespace();
+            let options = kvm::Options {
+                protected,
+                stats: words().any(|w| w == "stats=on"),
+                access_platform: protected && !words().any(|w| w == "access-platform=off"),
+            };
+            kvm::run(&plan, options, &input, disk)
         }
         Err(e) => ExitReason::VmmError(e),
     }

@@ -7,12 +7,15 @@ use std::io::Write;
 
 use kvm_bindings::{
     kvm_create_device, kvm_device_attr, kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3, kvm_userspace_memory_region,
-    kvm_vcpu_events, kvm_vcpu_init, KVM_ARM_VCPU_PSCI_0_2, KVM_DEV_ARM_VGIC_CTRL_INIT, KVM_DEV_ARM_VGIC_GRP_ADDR,
-    KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_GRP_NR_IRQS, KVM_REG_ARM64, KVM_REG_ARM_CORE, KVM_REG_SIZE_U64,
-    KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN, KVM_VGIC_V3_ADDR_TYPE_DIST, KVM_VGIC_V3_ADDR_TYPE_REDIST,
+    kvm_vcpu_events, kvm_vcpu_init, KVM_ARM_IRQ_TYPE_SHIFT, KVM_ARM_IRQ_TYPE_SPI, KVM_ARM_VCPU_PSCI_0_2,
+    KVM_DEV_ARM_VGIC_CTRL_INIT, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_GRP_NR_IRQS,
+    KVM_REG_ARM64, KVM_REG_ARM_CORE, KVM_REG_SIZE_U64, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+    KVM_VGIC_V3_ADDR_TYPE_DIST, KVM_VGIC_V3_ADDR_TYPE_REDIST,
 };
 use kvm_ioctls::{DeviceFd, Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+use abi::memory_map::{virtio_mmio_slot_at, virtio_mmio_spi};
 
 use crate::exit::ExitReason;
 use crate::machine::Plan;
@@ -22,7 +25,7 @@ use crate::stats::{Counted, ExitStats};
 use crate::virtio::block::{Block, Disk};
 use crate::virtio::console::Console;
 use crate::virtio::entropy::Entropy;
-use crate::virtio::transport::Transport;
+use crate::virtio::transport::{Signal, Transport};
 use crate::virtio::Device;
 use crate::watch;
 
@@ -55,10 +58,25 @@ enum Step {
     End(ExitReason),
 }
 
+/// How the VM is made.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// A protected VM (else an ordinary one).
+    pub protected: bool,
+    /// Append the exits seen to the guest's `bench ` lines.
+    pub stats: bool,
+    /// The devices offer VIRTIO_F_ACCESS_PLATFORM (a protected VM's do, unless a
+    /// negative control turns it off).
+    pub access_platform: bool,
+}
+
+/// The first SPI's INTID.
+const SPI_INTID_BASE: u32 = 32;
+
 /// A built VM, ready to run.
 pub struct Vm {
     _kvm: Kvm,
-    _vm: VmFd,
+    vm: VmFd,
     _gic: DeviceFd,
     memory: GuestMemoryMmap,
     vcpu: VcpuFd,
@@ -72,12 +90,10 @@ pub struct Vm {
 
 /// Builds the VM `plan` describes and runs it to its end; `console_input` is what the
 /// host sends on the virtio console, `disk` the block device's disk (default: a fresh
-/// one in memory). With `stats`, the VMM appends the exits it saw to the guest's
-/// `bench ` lines.
-pub fn run(plan: &Plan<'_>, protected: bool, console_input: &[u8], disk: Option<Disk>, stats: bool) -> ExitReason {
-    match build(plan, protected, console_input, disk) {
+/// one in memory).
+pub fn run(plan: &Plan<'_>, options: Options, console_input: &[u8], disk: Option<Disk>) -> ExitReason {
+    match build(plan, options, console_input, disk) {
         Ok(mut vm) => {
-            vm.stats = stats.then(ExitStats::default);
             let reason = vm.run();
             for transport in &vm.virtio {
                 if let Some(bytes) = transport.device().received() {
@@ -90,7 +106,8 @@ pub fn run(plan: &Plan<'_>, protected: bool, console_input: &[u8], disk: Option<
     }
 }
 
-fn build(plan: &Plan<'_>, protected: bool, console_input: &[u8], disk: Option<Disk>) -> Result<Vm, String> {
+fn build(plan: &Plan<'_>, options: Options, console_input: &[u8], disk: Option<Disk>) -> Result<Vm, String> {
+    let protected = options.protected;
     watch::install()?;
     let kvm = Kvm::new().map_err(|e| format!("opening /dev/kvm: {e}"))?;
     let kind = if protected { "protected" } else { "ordinary" };
@@ -123,7 +140,11 @@ fn build(plan: &Plan<'_>, protected: bool, console_input: &[u8], disk: Option<Di
         Box::new(Entropy),
         Box::new(Console::new(console_input)),
     ];
-    let virtio = virtio_bases.iter().zip(devices).map(|(&base, device)| Transport::new(base, device)).collect();
+    let virtio = virtio_bases
+        .iter()
+        .zip(devices)
+        .map(|(&base, device)| Transport::new(base, device, options.access_platform))
+        .collect();
     let vcpu = vm.create_vcpu(0).map_err(|e| format!("creating the vCPU: {e}"))?;
     let mut init = kvm_vcpu_init::default();
     vm.get_preferred_target(&mut init).map_err(|e| format!("KVM_ARM_PREFERRED_TARGET: {e}"))?;
@@ -135,7 +156,7 @@ fn build(plan: &Plan<'_>, protected: bool, console_input: &[u8], disk: Option<Di
     let gic = gic(&vm)?;
     Ok(Vm {
         _kvm: kvm,
-        _vm: vm,
+        vm,
         _gic: gic,
         memory,
         vcpu,
@@ -143,7 +164,7 @@ fn build(plan: &Plan<'_>, protected: bool, console_input: &[u8], disk: Option<Di
         line: Vec::new(),
         virtio,
         virtio_bases,
-        stats: None,
+        stats: options.stats.then(ExitStats::default),
     })
 }
 
@@ -196,10 +217,10 @@ impl Vm {
                         value[..data.len()].copy_from_slice(data);
                         self.console.write(offset, u32::from_le_bytes(value)).map_or(Step::Go, Step::Print)
                     }
-                    Route::Virtio(i, offset) => {
-                        self.virtio[i].write(offset, data, &self.memory);
-                        Step::Go
-                    }
+                    Route::Virtio(i, offset) => match self.virtio[i].write(offset, data, &self.memory) {
+                        Signal::Interrupt => self.interrupt(i),
+                        Signal::None => Step::Go,
+                    },
                     Route::Abort => Step::Abort,
                 },
                 Ok(VcpuExit::SystemEvent(kind, _)) => Step::End(match kind {
@@ -230,6 +251,19 @@ impl Vm {
                 }
             }
         }
+    }
+
+    /// Raises transport `i`'s interrupt: a rising edge on its SPI (QEMU `virt`'s for
+    /// that slot, as the DT says).
+    fn interrupt(&self, i: usize) -> Step {
+        let Some(slot) = self.virtio.get(i).and_then(|t| virtio_mmio_slot_at(t.base())) else { return Step::Go };
+        let irq = (KVM_ARM_IRQ_TYPE_SPI << KVM_ARM_IRQ_TYPE_SHIFT) | (SPI_INTID_BASE + virtio_mmio_spi(slot));
+        for level in [true, false] {
+            if let Err(e) = self.vm.set_irq_line(irq, level) {
+                return Step::End(ExitReason::VmmError(format!("raising SPI {}: {e}", virtio_mmio_spi(slot))));
+            }
+        }
+        Step::Go
     }
 
     /// The guest's console, a line at a time.

@@ -20,6 +20,10 @@ use crate::watch;
 
 /// VIRTIO_F_VERSION_1: every device here is modern.
 pub const VERSION_1: u64 = 1 << 32;
+/// VIRTIO_F_ACCESS_PLATFORM: the device reaches memory through the platform's DMA rules,
+/// so the driver must use its DMA API (a pKVM guest: the restricted pool it shares).
+/// Offered to protected VMs; without it Linux puts rings in private memory.
+pub const ACCESS_PLATFORM: u64 = 1 << 33;
 
 /// What a device does with its queues.
 pub trait Device {

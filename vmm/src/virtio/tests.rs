@@ -6,7 +6,7 @@ use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 use super::block::Block;
 use super::console::Console;
 use super::entropy::Entropy;
-use super::transport::Transport;
+use super::transport::{Signal, Transport};
 use super::Device;
 
 const RAM: u64 = 0x8000_0000;
@@ -27,7 +27,7 @@ struct Driver {
 
 impl Driver {
     fn new(device: Box<dyn Device>, queue: u32) -> Self {
-        let mut d = Driver { mem: memory(), transport: Transport::new(0xa00_3e00, device), posted: 0 };
+        let mut d = Driver { mem: memory(), transport: Transport::new(0xa00_3e00, device, false), posted: 0 };
         d.write(reg::STATUS, 3);
         d.write(reg::DRIVER_FEATURES_SEL, 1);
         d.write(reg::DRIVER_FEATURES, 1);
@@ -44,8 +44,8 @@ impl Driver {
         d
     }
 
-    fn write(&mut self, offset: u64, value: u32) {
-        self.transport.write(offset, &value.to_le_bytes(), &self.mem);
+    fn write(&mut self, offset: u64, value: u32) -> Signal {
+        self.transport.write(offset, &value.to_le_bytes(), &self.mem)
     }
 
     fn read(&self, offset: u64) -> u32 {
@@ -122,6 +122,31 @@ fn a_block_device_writes_and_reads_back_sectors() {
     assert_eq!(d.read(reg::STATUS), 0);
     d.write(reg::QUEUE_NOTIFY, 0);
     assert_eq!(d.used().0, 5);
+}
+
+/// A protected VM's devices offer ACCESS_PLATFORM besides VERSION_1 (Linux then uses
+/// its restricted pool for rings and buffers); an ordinary VM's do not.
+#[test]
+fn a_protected_vms_devices_offer_access_platform() {
+    for (access_platform, high) in [(true, 3), (false, 1)] {
+        let t = Transport::new(0xa00_3e00, Box::new(Block::new(vec![0; 512])), access_platform);
+        let mut d = Driver { mem: memory(), transport: t, posted: 0 };
+        d.write(reg::DEVICE_FEATURES_SEL, 1);
+        assert_eq!(d.read(reg::DEVICE_FEATURES), high);
+    }
+}
+
+/// A completed request sets InterruptStatus and asks for the interrupt; the driver's
+/// acknowledgement clears it; a notify that completes nothing asks for nothing.
+#[test]
+fn completions_raise_the_interrupt_until_acknowledged() {
+    let mut d = Driver::new(Box::new(Block::new(vec![0; 64 * 512])), 0);
+    assert_eq!(d.read(reg::INTERRUPT_STATUS), 0);
+    assert_eq!(block_request(&mut d, 4, 0, (BUF, 0), false), 0, "a flush completes");
+    assert_eq!(d.read(reg::INTERRUPT_STATUS), 1);
+    assert_eq!(d.write(reg::INTERRUPT_ACK, 1), Signal::None);
+    assert_eq!(d.read(reg::INTERRUPT_STATUS), 0);
+    assert_eq!(d.write(reg::QUEUE_NOTIFY, 0), Signal::None, "nothing new to serve");
 }
 
 #[test]

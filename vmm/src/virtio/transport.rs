@@ -6,7 +6,7 @@ use abi::virtio_mmio as reg;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
-use super::{serve_queue, Device, VERSION_1};
+use super::{serve_queue, Device, ACCESS_PLATFORM, VERSION_1};
 use crate::watch;
 
 /// "virt".
@@ -17,6 +17,8 @@ const VENDOR: u32 = 0x4b4d_5650;
 pub const QUEUE_MAX: u16 = 256;
 /// Status: the driver is ready.
 const DRIVER_OK: u32 = 4;
+/// InterruptStatus: the device used buffers.
+const USED_BUFFER: u32 = 1;
 
 /// One transport.
 pub struct Transport {
@@ -28,11 +30,25 @@ pub struct Transport {
     driver_features_sel: u32,
     driver_features: u64,
     status: u32,
+    /// Feature bits the transport adds to the device's (VERSION_1, and ACCESS_PLATFORM
+    /// for a protected VM).
+    transport_features: u64,
+    interrupt_status: u32,
+}
+
+/// What a guest write asks of the VMM besides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// Nothing.
+    None,
+    /// The device used buffers: raise the transport's interrupt.
+    Interrupt,
 }
 
 impl Transport {
-    /// `device`'s transport at guest address `base`.
-    pub fn new(base: u64, device: Box<dyn Device>) -> Self {
+    /// `device`'s transport at guest address `base`; `access_platform`: offer
+    /// VIRTIO_F_ACCESS_PLATFORM (to a protected VM).
+    pub fn new(base: u64, device: Box<dyn Device>, access_platform: bool) -> Self {
         let queues = (0..device.queues()).filter_map(|_| Queue::new(QUEUE_MAX).ok()).collect();
         Self {
             base,
@@ -43,6 +59,8 @@ impl Transport {
             driver_features_sel: 0,
             driver_features: 0,
             status: 0,
+            transport_features: VERSION_1 | if access_platform { ACCESS_PLATFORM } else { 0 },
+            interrupt_status: 0,
         }
     }
 
@@ -69,7 +87,7 @@ impl Transport {
         if offset >= reg::CONFIG {
             return self.device.read_config(offset - reg::CONFIG, data);
         }
-        let features = self.device.features() | VERSION_1;
+        let features = self.device.features() | self.transport_features;
         let value: u32 = match offset {
             reg::MAGIC => MAGIC,
             reg::VERSION => 2,
@@ -83,6 +101,7 @@ impl Transport {
             reg::QUEUE_NUM_MAX => self.selected().map_or(0, |q| q.max_size().into()),
             reg::QUEUE_READY => self.selected().map_or(0, |q| q.ready().into()),
             reg::STATUS => self.status,
+            reg::INTERRUPT_STATUS => self.interrupt_status,
             _ => 0,
         };
         let bytes = value.to_le_bytes();
@@ -90,10 +109,10 @@ impl Transport {
         data[..n].copy_from_slice(&bytes[..n]);
     }
 
-    /// A guest write of `data` at `offset`.
-    pub fn write(&mut self, offset: u64, data: &[u8], mem: &GuestMemoryMmap) {
+    /// A guest write of `data` at `offset`; says whether to raise the interrupt.
+    pub fn write(&mut self, offset: u64, data: &[u8], mem: &GuestMemoryMmap) -> Signal {
         if offset >= reg::CONFIG {
-            return;
+            return Signal::None;
         }
         let mut bytes = [0u8; 4];
         let n = data.len().min(4);
@@ -127,16 +146,21 @@ impl Transport {
             reg::QUEUE_DEVICE_LOW | reg::QUEUE_DEVICE_HIGH => {
                 self.set_address(offset, value, Queue::set_used_ring_address)
             }
-            reg::QUEUE_NOTIFY => self.serve(value as usize, mem),
+            reg::QUEUE_NOTIFY => return self.serve(value as usize, mem),
+            reg::INTERRUPT_ACK => self.interrupt_status &= !value,
             reg::STATUS if value == 0 => self.reset(),
             reg::STATUS => {
                 self.status = value;
                 if value & DRIVER_OK != 0 {
-                    (0..self.queues.len()).for_each(|q| self.serve(q, mem));
+                    let served: Vec<Signal> = (0..self.queues.len()).map(|q| self.serve(q, mem)).collect();
+                    if served.contains(&Signal::Interrupt) {
+                        return Signal::Interrupt;
+                    }
                 }
             }
             _ => {}
         }
+        Signal::None
     }
 
     fn set_address(&mut self, offset: u64, value: u32, set: fn(&mut Queue, Option<u32>, Option<u32>)) {
@@ -150,12 +174,18 @@ impl Transport {
     }
 
     /// Serves `queue` if it is live; every guest-memory access meanwhile is watched.
-    pub fn serve(&mut self, queue: usize, mem: &GuestMemoryMmap) {
+    /// Completions set InterruptStatus and ask for the interrupt.
+    pub fn serve(&mut self, queue: usize, mem: &GuestMemoryMmap) -> Signal {
         let live = self.status & DRIVER_OK != 0;
-        let Some(q) = self.queues.get_mut(queue).filter(|q| live && q.is_valid(mem)) else { return };
+        let Some(q) = self.queues.get_mut(queue).filter(|q| live && q.is_valid(mem)) else { return Signal::None };
         watch::device(self.base, queue as u32);
-        serve_queue(self.device.as_mut(), queue, q, mem);
+        let completed = serve_queue(self.device.as_mut(), queue, q, mem);
         watch::device(0, 0);
+        if completed == 0 {
+            return Signal::None;
+        }
+        self.interrupt_status |= USED_BUFFER;
+        Signal::Interrupt
     }
 
     fn reset(&mut self) {
@@ -163,5 +193,6 @@ impl Transport {
         self.status = 0;
         self.driver_features = 0;
         self.queue_sel = 0;
+        self.interrupt_status = 0;
     }
 }

@@ -1,0 +1,255 @@
+//! `pvmkit linux-guest`: a small arm64 Linux guest Image, built from Debian's
+//! `linux-source-7.3` with the repository's config fragment (`linux-guest/pvm.config`:
+//! the pKVM guest driver, restricted DMA pools, virtio-mmio block, console and entropy,
+//! the PL011) and a built-in initramfs whose `/init` is `linux-guest/init` (checks of
+//! the VM's devices, `N passed, M failed`, power-off).
+//!
+//! Everything lives in pvmkit's cache, outside the work tree: the unpacked source (by
+//! package version) and each Image under a key hashed from everything that goes into
+//! it (the source's version, the fragment, the `/init` binary, the cross compiler's
+//! version). A warm run builds nothing. The host tools it needs (the arm64 cross
+//! compiler, flex, bison, bc, make) are installed the way QEMU is, with
+//! `--no-install-recommends`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::firmware;
+use crate::kernel::{self, cache_dir};
+use crate::Workspace;
+
+/// The kernel source package.
+pub const SOURCE_PACKAGE: &str = "linux-source-7.3";
+/// The cross compiler prefix.
+const CROSS_COMPILE: &str = "aarch64-linux-gnu-";
+/// Programs the build needs, and the Debian package of each.
+const HOST_TOOLS: [(&str, &str); 5] = [
+    ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
+    ("flex", "flex"),
+    ("bison", "bison"),
+    ("bc", "bc"),
+    ("make", "make"),
+];
+
+/// A built guest.
+#[derive(Clone, Debug)]
+pub struct LinuxGuest {
+    /// The arm64 Image (initramfs built in).
+    pub image: PathBuf,
+    /// Whether this call built it (else it came from the cache).
+    pub built: bool,
+}
+
+/// The cache's directory for Linux guests.
+pub fn dir() -> PathBuf {
+    cache_dir().join("linux-guest")
+}
+
+/// The key of an Image: everything that goes into it.
+pub fn key(source_version: &str, fragment: &[u8], init: &[u8], compiler: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    for part in [source_version.as_bytes(), fragment, init, compiler] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    hash.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The config fragment the build uses: the repository's, and where the initramfs list is.
+pub fn fragment(repository_fragment: &str, initramfs_list: &Path) -> String {
+    format!("{repository_fragment}\nCONFIG_INITRAMFS_SOURCE=\"{}\"\n", initramfs_list.display())
+}
+
+/// The initramfs, in the kernel's `gen_init_cpio` list format: `/dev/console` (or
+/// `/init` has no console), the mount points, and `/init`.
+pub fn initramfs_list(init: &Path) -> String {
+    format!(
+        "dir /dev 0755 0 0\nnod /dev/console 0600 0 0 c 5 1\ndir /proc 0755 0 0\ndir /sys 0755 0 0\nfile /init {} 0755 0 0\n",
+        init.display()
+    )
+}
+
+/// Builds the guest, or finds it in the cache.
+pub fn build(ws: &Workspace) -> Result<LinuxGuest, String> {
+    ensure_host_tools()?;
+    let init = firmware::build_linux_init(ws)?;
+    let init_bytes = firmware::read(&init)?;
+    let repository_fragment = std::fs::read_to_string(ws.root.join("linux-guest/pvm.config"))
+        .map_err(|e| format!("reading linux-guest/pvm.config: {e}"))?;
+    let compiler = kernel::run(Command::new(format!("{CROSS_COMPILE}gcc")).arg("--version"), "the cross compiler")?;
+    let (source, version) = source()?;
+    let key = key(&version, repository_fragment.as_bytes(), &init_bytes, &compiler);
+    let out = dir().join(&key);
+    let image = out.join("Image");
+    if image.is_file() {
+        return Ok(LinuxGuest { image, built: false });
+    }
+    let build = dir().join("build");
+    std::fs::create_dir_all(&build).map_err(|e| format!("creating {}: {e}", build.display()))?;
+    // The initramfs takes /init from a copy of its own, beside the kernel's build tree
+    // (whose `init/` directory it must not shadow).
+    let inputs = dir().join("inputs");
+    std::fs::create_dir_all(&inputs).map_err(|e| format!("creating {}: {e}", inputs.display()))?;
+    let init_copy = inputs.join("init");
+    std::fs::write(&init_copy, &init_bytes).map_err(|e| format!("writing {}: {e}", init_copy.display()))?;
+    let list = inputs.join("initramfs.list");
+    std::fs::write(&list, initramfs_list(&init_copy)).map_err(|e| format!("writing {}: {e}", list.display()))?;
+    let frag = inputs.join("pvm.config");
+    std::fs::write(&frag, fragment(&repository_fragment, &list))
+        .map_err(|e| format!("writing {}: {e}", frag.display()))?;
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    eprintln!("pvmkit: building the Linux guest ({version}, {jobs} jobs) in {}", build.display());
+    let make = |args: &[String]| -> Result<(), String> {
+        let status = Command::new("make")
+            .current_dir(&source)
+            .args(["-s", "ARCH=arm64", &format!("CROSS_COMPILE={CROSS_COMPILE}")])
+            .arg(format!("O={}", build.display()))
+            .args(args)
+            .status()
+            .map_err(|e| format!("running make: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("make {} failed ({status}) in {}", args.join(" "), build.display()))
+        }
+    };
+    make(&[format!("KCONFIG_ALLCONFIG={}", frag.display()), "allnoconfig".into()])?;
+    check_config(&build.join(".config"), &repository_fragment)?;
+    make(&[format!("-j{jobs}"), "Image".into()])?;
+    let built = build.join("arch/arm64/boot/Image");
+    kernel::check_image(&firmware::read(&built)?)?;
+    let staged = dir().join(format!(".{key}-{}", std::process::id()));
+    std::fs::create_dir_all(&staged).map_err(|e| e.to_string())?;
+    std::fs::copy(&built, staged.join("Image")).map_err(|e| format!("copying the Image: {e}"))?;
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::rename(&staged, &out).map_err(|e| format!("caching the Image: {e}"))?;
+    Ok(LinuxGuest { image, built: true })
+}
+
+/// Every option the fragment sets must have survived `allnoconfig` (an option whose
+/// dependencies are missing is dropped silently).
+fn check_config(config: &Path, fragment: &str) -> Result<(), String> {
+    let config = std::fs::read_to_string(config).map_err(|e| format!("reading {}: {e}", config.display()))?;
+    let missing = missing_options(&config, fragment);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("linux-guest/pvm.config: not in the resulting .config: {}", missing.join(", ")))
+    }
+}
+
+/// The fragment's `CONFIG_…=…` lines that `config` does not contain.
+pub fn missing_options(config: &str, fragment: &str) -> Vec<String> {
+    fragment
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("CONFIG_"))
+        .filter(|l| !config.lines().any(|c| c.trim() == *l))
+        .map(String::from)
+        .collect()
+}
+
+/// The unpacked source tree and its package version, fetched once per version.
+fn source() -> Result<(PathBuf, String), String> {
+    let sources = dir().join("source");
+    if let Some(found) = cached_source(&sources) {
+        return Ok(found);
+    }
+    std::fs::create_dir_all(&sources).map_err(|e| format!("creating {}: {e}", sources.display()))?;
+    let root = kernel::apt_root(&format!("Debian's {SOURCE_PACKAGE} into {}", sources.display()))?;
+    kernel::in_scratch(&sources, |scratch| {
+        let unpacked = kernel::download(&root, SOURCE_PACKAGE, scratch)?;
+        let deb = std::fs::read_dir(scratch)
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.ends_with(".deb"))
+            .ok_or("no .deb")?;
+        let version = deb.trim_end_matches(".deb").to_string();
+        let tarball = unpacked.join(format!("usr/src/{SOURCE_PACKAGE}.tar.xz"));
+        let tree = scratch.join("tree");
+        std::fs::create_dir_all(&tree).map_err(|e| e.to_string())?;
+        eprintln!("pvmkit: unpacking {}", tarball.display());
+        kernel::run(Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(&tree), "tar -xf")?;
+        let target = sources.join(&version);
+        let _ = std::fs::remove_dir_all(&target);
+        std::fs::rename(tree.join(SOURCE_PACKAGE), &target).map_err(|e| e.to_string())?;
+        std::fs::write(sources.join("current"), &version).map_err(|e| e.to_string())?;
+        Ok((target, version))
+    })
+}
+
+fn cached_source(sources: &Path) -> Option<(PathBuf, String)> {
+    let version = std::fs::read_to_string(sources.join("current")).ok()?.trim().to_string();
+    let tree = sources.join(&version);
+    tree.join("Makefile").is_file().then_some((tree, version))
+}
+
+/// Installs what the build needs that is missing (as root, with apt-get), or says what.
+fn ensure_host_tools() -> Result<(), String> {
+    let missing: Vec<&str> =
+        HOST_TOOLS.iter().filter(|(program, _)| !on_path(program)).map(|&(_, package)| package).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let line = format!("apt-get install --no-install-recommends {}", missing.join(" "));
+    if !(Path::new("/usr/bin/apt-get").exists() && crate::qemu::is_root()) {
+        return Err(format!("the Linux guest's build needs: {line}"));
+    }
+    eprintln!("pvmkit: installing {}", missing.join(" "));
+    let ok = Command::new("apt-get").arg("update").status().is_ok_and(|s| s.success())
+        && Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .status()
+            .is_ok_and(|s| s.success());
+    if ok && HOST_TOOLS.iter().all(|(program, _)| on_path(program)) {
+        Ok(())
+    } else {
+        Err(format!("installing the Linux guest's build tools failed; run {line}"))
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_changes_with_every_input() {
+        let base = key("v1", b"CONFIG_A=y", b"init", b"gcc 12");
+        assert_eq!(base, key("v1", b"CONFIG_A=y", b"init", b"gcc 12"), "stable");
+        assert_eq!(base.len(), 24);
+        for other in [
+            key("v2", b"CONFIG_A=y", b"init", b"gcc 12"),
+            key("v1", b"CONFIG_A=n", b"init", b"gcc 12"),
+            key("v1", b"CONFIG_A=y", b"init2", b"gcc 12"),
+            key("v1", b"CONFIG_A=y", b"init", b"gcc 13"),
+            // Parts are length-prefixed: moving a byte across a boundary changes it.
+            key("v1", b"CONFIG_A=yi", b"nit", b"gcc 12"),
+        ] {
+            assert_ne!(base, other);
+        }
+    }
+
+    #[test]
+    fn a_dropped_option_is_named() {
+        let fragment = "# comment\nCONFIG_A=y\nCONFIG_B=y\n";
+        assert!(missing_options("CONFIG_A=y\nCONFIG_B=y\n", fragment).is_empty());
+        assert_eq!(missing_options("CONFIG_A=y\n# CONFIG_B is not set\n", fragment), ["CONFIG_B=y"]);
+    }
+
+    #[test]
+    fn the_initramfs_has_a_console_and_init() {
+        let list = initramfs_list(Path::new("/c/init"));
+        assert!(list.contains("nod /dev/console 0600 0 0 c 5 1"));
+        assert!(list.ends_with("file /init /c/init 0755 0 0\n"));
+        let frag = fragment("CONFIG_A=y", Path::new("/c/list"));
+        assert!(frag.ends_with("CONFIG_INITRAMFS_SOURCE=\"/c/list\"\n"));
+    }
+}
