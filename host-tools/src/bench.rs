@@ -37,10 +37,11 @@ pub struct Phase {
     pub guest_instr: Option<u64>,
     /// hyp's counted instructions (None without hyp's meter).
     pub hyp_instr: Option<u64>,
-    /// Hypercalls the guest made during the phase.
-    pub hypercalls: u64,
-    /// Bytes copied through bounce buffers.
-    pub bounced: u64,
+    /// Hypercalls the guest made during the phase (None from a guest that cannot count
+    /// them: Linux's userspace).
+    pub hypercalls: Option<u64>,
+    /// Bytes copied through bounce buffers (None likewise).
+    pub bounced: Option<u64>,
     /// MMIO exits hyp counted (None without hyp's counters).
     pub mmio_exits: Option<u64>,
     /// Every guest exit hyp counted, its ticks included (None without hyp's counters).
@@ -77,8 +78,8 @@ pub fn parse_phase(line: &str) -> Option<Phase> {
         median_ticks: num("median_ticks"),
         guest_instr: num("guest_instr"),
         hyp_instr: num("hyp_instr"),
-        hypercalls: num("hypercalls")?,
-        bounced: num("bounced")?,
+        hypercalls: num("hypercalls"),
+        bounced: num("bounced"),
         mmio_exits: num("mmio_exits"),
         exits: num("exits"),
     })
@@ -127,8 +128,8 @@ fn repeating(backend: Backend) -> Vec<Repeating> {
         Repeating { name: "guest instructions", short: "guest", get: |p| p.guest_instr },
         Repeating { name: "hyp instructions", short: "hyp", get: |p| p.hyp_instr },
         Repeating { name: "MMIO exits", short: "mmio", get: |p| p.mmio_exits },
-        Repeating { name: "hypercalls", short: "hcalls", get: |p| Some(p.hypercalls) },
-        Repeating { name: "bytes bounced", short: "bounced", get: |p| Some(p.bounced) },
+        Repeating { name: "hypercalls", short: "hcalls", get: |p| p.hypercalls },
+        Repeating { name: "bytes bounced", short: "bounced", get: |p| p.bounced },
     ];
     if backend == Backend::Pkvm {
         figures.push(Repeating { name: "guest-time ticks", short: "ticks", get: |p| Some(p.ticks) });
@@ -244,7 +245,7 @@ fn cell(v: Option<f64>, decimals: usize) -> String {
 /// Bytes copied per data byte, without (`data`) or with each request's header and status.
 fn copies(runs: &[Vec<Phase>], op: &str, size: u64, data: bool) -> Option<f64> {
     let p = phase(runs.first()?, op, size)?;
-    let bounced = if data { p.bounced.saturating_sub(BLK_REQUEST_OVERHEAD * p.requests) } else { p.bounced };
+    let bounced = if data { p.bounced?.saturating_sub(BLK_REQUEST_OVERHEAD * p.requests) } else { p.bounced? };
     Some(bounced as f64 / p.bytes.max(1) as f64)
 }
 
@@ -298,7 +299,7 @@ pub fn work_table(backend: Backend, protected: &[Vec<Phase>], unprotected: &[Vec
     }
     for (op, size) in keys(protected) {
         let (p, u) = (protected, unprotected);
-        let hcalls = per_request(p, &op, size, |x| Some(x.hypercalls));
+        let hcalls = per_request(p, &op, size, |x| x.hypercalls);
         let (copied, data) = (copies(p, &op, size, false), copies(p, &op, size, true));
         match backend {
             Backend::Hyp => {
@@ -352,6 +353,43 @@ pub fn work_table(backend: Backend, protected: &[Vec<Phase>], unprotected: &[Vec
                 );
             }
         }
+    }
+    out
+}
+
+/// Linux beside guest-lib on the same workload (real pKVM): per phase, the median
+/// request's machine instructions of each guest, protected (P) and ordinary (O), each
+/// one's P/O ratio, and guest-lib's speed-up over Linux when protected (Linux's
+/// instructions ÷ guest-lib's: above 1, guest-lib is faster).
+pub fn peer_table(
+    guest_lib: (&[Vec<Phase>], &[Vec<Phase>]),
+    linux: (&[Vec<Phase>], &[Vec<Phase>]),
+    frequency: u64,
+) -> String {
+    let mut out = String::new();
+    let ns_per_tick = 1e9 / frequency.max(1) as f64;
+    let _ = writeln!(
+        out,
+        "{:<6} {:>8}  {:>11} {:>11} {:>6}  {:>11} {:>11} {:>6}  {:>13}",
+        "op", "size", "guest-lib P", "guest-lib O", "P/O", "Linux P", "Linux O", "P/O", "guest-lib gain"
+    );
+    for (op, size) in keys(guest_lib.0) {
+        let median = |runs: &[Vec<Phase>]| Some(phase(runs.first()?, &op, size)?.median_ticks? as f64 * ns_per_tick);
+        let (gp, go, lp, lo) = (median(guest_lib.0), median(guest_lib.1), median(linux.0), median(linux.1));
+        let ratio = |p: Option<f64>, o: Option<f64>| o.zip(p).map(|(o, p)| o / p);
+        let _ = writeln!(
+            out,
+            "{:<6} {:>8}  {:>11} {:>11} {:>6}  {:>11} {:>11} {:>6}  {:>13}",
+            op,
+            size,
+            cell(gp, 0),
+            cell(go, 0),
+            cell(ratio(gp, go), 3),
+            cell(lp, 0),
+            cell(lo, 0),
+            cell(ratio(lp, lo), 3),
+            cell(lp.zip(gp).map(|(l, g)| l / g), 3)
+        );
     }
     out
 }

@@ -404,22 +404,43 @@ fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: 
     let mut results: Vec<Vec<Vec<bench::Phase>>> = vec![Vec::new(), Vec::new()];
     let mut exit_costs: Vec<Vec<u64>> = vec![Vec::new(), Vec::new()];
     let mut frequency = None;
+    // The guests: test-guest (guest-lib), and on the real pKVM Linux beside it.
+    let linux = match backend {
+        Backend::Pkvm => Some(host_tools::linux_guest::build(ws)?.image),
+        Backend::Hyp => None,
+    };
+    let mut linux_results: Vec<Vec<Vec<bench::Phase>>> = vec![Vec::new(), Vec::new()];
     for run in 0..runs {
-        for (i, mode) in modes.into_iter().enumerate() {
-            let mut args = RunArgs::test_guest(timeout, "bench", qemu_args.iter().map(|a| a.to_string()).collect());
-            args.backend = backend.name().into();
-            let mut config = run_config(fw, mode, &args, false);
-            config.hyp_stats = backend == Backend::Hyp;
-            config.vmm_stats = backend == Backend::Pkvm;
-            let (verdict, output) = qemu::run_collect(ws, fw, &config)?;
-            if !verdict.passed() {
-                return Err(format!("bench run {} in {mode} failed: {verdict}", run + 1));
+        for (which, payload) in [("guest-lib", None), ("Linux", linux.clone())] {
+            if which == "Linux" && payload.is_none() {
+                continue;
             }
-            frequency = frequency.or(bench::parse_frequency(&output.lines));
-            let phases = bench::parse_run(&output.lines);
-            exit_costs[i].extend(bench::parse_exit_cost(&output.lines));
-            eprintln!("pvmkit: bench run {}/{runs} on {}, {mode}: {} phases", run + 1, backend.name(), phases.len());
-            results[i].push(phases);
+            for (i, mode) in modes.into_iter().enumerate() {
+                let mut args = RunArgs::test_guest(timeout, "bench", qemu_args.iter().map(|a| a.to_string()).collect());
+                args.backend = backend.name().into();
+                args.payload = payload.clone();
+                let mut config = run_config(fw, mode, &args, false);
+                config.hyp_stats = backend == Backend::Hyp;
+                config.vmm_stats = backend == Backend::Pkvm;
+                let (verdict, output) = qemu::run_collect(ws, fw, &config)?;
+                if !verdict.passed() {
+                    return Err(format!("bench run {} of {which} in {mode} failed: {verdict}", run + 1));
+                }
+                frequency = frequency.or(bench::parse_frequency(&output.lines));
+                let phases = bench::parse_run(&output.lines);
+                eprintln!(
+                    "pvmkit: bench run {}/{runs} on {}, {which}, {mode}: {} phases",
+                    run + 1,
+                    backend.name(),
+                    phases.len()
+                );
+                if which == "Linux" {
+                    linux_results[i].push(phases);
+                } else {
+                    exit_costs[i].extend(bench::parse_exit_cost(&output.lines));
+                    results[i].push(phases);
+                }
+            }
         }
     }
     let frequency = frequency.ok_or("the bench guest printed no counter frequency")?;
@@ -447,6 +468,10 @@ fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: 
                 instructions(&exit_costs[0]),
                 instructions(&exit_costs[1])
             );
+            println!(
+                "Linux 7.3 (O_DIRECT on /dev/vda, its swiotlb in the restricted pool) beside guest-lib, machine instructions per median request:"
+            );
+            print!("{}", bench::peer_table((p, u), (&linux_results[0], &linux_results[1]), frequency));
         }
     }
     print!("{}", bench::runs_side_by_side("protected", p, backend));
@@ -455,6 +480,13 @@ fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: 
         .into_iter()
         .flatten()
         .collect();
+    if linux.is_some() {
+        let (lp, lu) = (&linux_results[0], &linux_results[1]);
+        print!("{}", bench::runs_side_by_side("Linux protected", lp, backend));
+        print!("{}", bench::runs_side_by_side("Linux ordinary", lu, backend));
+        moved.extend(bench::moved("Linux protected", lp, backend));
+        moved.extend(bench::moved("Linux ordinary", lu, backend));
+    }
     // Under hyp an exit's cost follows QEMU's device in real time; under pKVM it repeats.
     if backend == Backend::Pkvm {
         for (label, costs) in ["protected", "unprotected"].iter().zip(&exit_costs) {

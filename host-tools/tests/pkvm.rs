@@ -151,7 +151,8 @@ fn hyps_upstream_profile_answers_as_the_real_pkvm() {
 
 /// `pvmkit bench --backend pkvm`: the whole machine on one CPU under `-icount`, so the
 /// guest-time figures of a protected and an ordinary VM repeat from run to run (the
-/// command fails if they do not); no hypercall per request, one copy per data byte.
+/// command fails if they do not); no hypercall per request, one copy per data byte; and
+/// the Linux guest's figures on the same workload beside guest-lib's.
 #[test]
 fn the_bench_repeats_on_the_real_pkvm() {
     let (ok, out) = pvmkit(&["bench", "--backend", "pkvm", "--runs", "2", "--timeout", "600"]);
@@ -174,5 +175,14 @@ fn the_bench_repeats_on_the_real_pkvm() {
             assert!(cells[8..10].iter().all(|c| c.parse::<f64>().is_ok_and(|n| n >= 1.0)), "{line}");
             assert_eq!(cells[11], "1.0000", "one copy per data byte: {line}");
         }
+    }
+    // Linux beside guest-lib, every figure present (and repeated: no NOT REPEATED above).
+    let mut peer = out.lines().skip_while(|l| !l.starts_with("Linux 7.3 (O_DIRECT")).skip(1);
+    let header = peer.next().unwrap_or_else(|| panic!("no peer table:\n{out}"));
+    assert!(header.contains("guest-lib gain"), "{header}");
+    for row in peer.take(6) {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells.len(), 9, "{row}");
+        assert!(cells[2..].iter().all(|c| c.parse::<f64>().is_ok_and(|n| n > 0.0)), "{row}");
     }
 }

@@ -10,8 +10,8 @@ fn phase(op: &str, size: u64, ticks: u64, guest: u64, hyp: u64) -> Phase {
         median_ticks: Some(ticks / 4),
         guest_instr: Some(guest),
         hyp_instr: Some(hyp),
-        hypercalls: 0,
-        bounced: 4 * (size + 17),
+        hypercalls: Some(0),
+        bounced: Some(4 * (size + 17)),
         mmio_exits: Some(4),
         exits: Some(5),
     }
@@ -31,8 +31,8 @@ fn parses_the_guest_lines() {
             median_ticks: None,
             guest_instr: Some(2009088),
             hyp_instr: Some(5563672),
-            hypercalls: 0,
-            bounced: 4211712,
+            hypercalls: Some(0),
+            bounced: Some(4211712),
             mmio_exits: Some(1024),
             exits: Some(1046),
         })
@@ -53,13 +53,14 @@ fn parses_the_guest_lines() {
 fn the_vmms_counts_give_the_exits_of_a_phase() {
     let lines: Vec<String> = [
         "bench start op=write size=4096 vmm_exits=10 vmm_virtio=8",
-        "bench op=write size=4096 requests=2 bytes=8192 ticks=5 guest_instr=n/a hyp_instr=n/a hypercalls=0 bounced=8226 mmio_exits=n/a exits=n/a vmm_exits=14 vmm_virtio=11",
+        "bench op=write size=4096 requests=2 bytes=8192 ticks=5 guest_instr=n/a hyp_instr=n/a hypercalls=n/a bounced=n/a mmio_exits=n/a exits=n/a vmm_exits=14 vmm_virtio=11",
         "bench op=read size=4096 requests=2 bytes=8192 ticks=5 guest_instr=n/a hyp_instr=n/a hypercalls=0 bounced=8226 mmio_exits=n/a exits=n/a",
     ]
     .map(String::from)
     .to_vec();
     let phases = parse_run(&lines);
     assert_eq!((phases[0].exits, phases[0].mmio_exits), (Some(4), Some(3)));
+    assert_eq!((phases[0].hypercalls, phases[0].bounced), (None, None), "Linux cannot count them");
     assert_eq!((phases[1].exits, phases[1].mmio_exits), (None, None), "no start line, no counts");
 }
 
@@ -125,6 +126,15 @@ fn the_pkvm_table_reports_the_machine_in_guest_time() {
         ["write", "65536", "62500000", "50000000", "1.0", "1.2", "0.800", "0.00", "1.25", "1.25", "1.0003", "1.0000"],
         "{t}"
     );
+}
+
+#[test]
+fn the_peer_table_sets_linux_beside_guest_lib() {
+    // Median requests at 1 MHz: guest-lib P 100 µs, O 80; Linux P 150, O 90.
+    let at = |median: u64| vec![vec![Phase { median_ticks: Some(median), ..phase("read", 65536, 1, 1, 1) }]];
+    let t = peer_table((&at(100), &at(80)), (&at(150), &at(90)), 1_000_000);
+    let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["read", "65536", "100000", "80000", "0.800", "150000", "90000", "0.600", "1.500"], "{t}");
 }
 
 #[test]

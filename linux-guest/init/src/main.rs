@@ -7,6 +7,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 
+mod bench;
+
 /// One check: `Err` says what went wrong.
 type Check = fn() -> Result<(), String>;
 
@@ -17,6 +19,16 @@ fn main() {
     mount("devtmpfs", "/dev", "devtmpfs");
     mount("proc", "/proc", "proc");
     mount("sysfs", "/sys", "sysfs");
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if cmdline.split_whitespace().any(|w| w == "pvmkit.scenario=bench") {
+        let result = bench::run();
+        match &result {
+            Ok(()) => println!("test bench ... ok"),
+            Err(e) => println!("test bench ... FAILED: {e}"),
+        }
+        println!("{} passed, {} failed", u32::from(result.is_ok()), u32::from(result.is_err()));
+        power_off();
+    }
     let checks: [(&str, Check); 4] = [
         ("linux_sees_the_pkvm_guest_services", pkvm_services),
         ("virtio_blk_write_read_direct", disk),
@@ -34,12 +46,17 @@ fn main() {
         }
     }
     println!("{} passed, {failed} failed", checks.len() - failed);
+    power_off();
+}
+
+fn power_off() -> ! {
     let _ = std::io::stdout().flush();
     // SAFETY: sync and reboot take no pointers; power-off ends the VM.
     unsafe {
         libc::sync();
         libc::reboot(libc::RB_POWER_OFF);
     }
+    std::process::exit(1)
 }
 
 fn mount(source: &str, target: &str, fstype: &str) {

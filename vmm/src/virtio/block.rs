@@ -12,6 +12,11 @@ use super::{Buffer, Device};
 pub const SECTOR: u64 = 512;
 /// VIRTIO_BLK_F_FLUSH.
 const F_FLUSH: u64 = 1 << 9;
+/// VIRTIO_BLK_F_SEG_MAX: `seg_max` says how many data buffers a request may have
+/// (without it Linux sends one page per request).
+const F_SEG_MAX: u64 = 1 << 2;
+/// The data buffers a request may have (a 1 MiB request in 4 KiB pages, with room).
+const SEG_MAX: u32 = 254;
 const T_IN: u32 = 0;
 const T_OUT: u32 = 1;
 const T_FLUSH: u32 = 4;
@@ -128,16 +133,18 @@ impl Device for Block {
         2
     }
     fn features(&self) -> u64 {
-        F_FLUSH
+        F_FLUSH | F_SEG_MAX
     }
     fn queues(&self) -> usize {
         1
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        // The capacity, in sectors, is the first field; nothing else is offered.
-        let capacity = (self.disk.len() / SECTOR).to_le_bytes();
+        // The capacity in sectors (offset 0), size_max (8, not offered) and seg_max (12).
+        let mut config = [0u8; 16];
+        config[..8].copy_from_slice(&(self.disk.len() / SECTOR).to_le_bytes());
+        config[12..].copy_from_slice(&SEG_MAX.to_le_bytes());
         for (i, byte) in data.iter_mut().enumerate() {
-            *byte = capacity.get(offset as usize + i).copied().unwrap_or(0);
+            *byte = config.get(offset as usize + i).copied().unwrap_or(0);
         }
     }
     fn serve(&mut self, _: usize, chain: &[Buffer], mem: &GuestMemoryMmap) -> u32 {

@@ -106,6 +106,11 @@ fn a_block_device_writes_and_reads_back_sectors() {
     let mut capacity = [0u8; 8];
     d.transport.read(reg::CONFIG, &mut capacity);
     assert_eq!(u64::from_le_bytes(capacity), 64);
+    d.write(reg::DEVICE_FEATURES_SEL, 0);
+    assert_eq!(d.read(reg::DEVICE_FEATURES), 1 << 9 | 1 << 2, "FLUSH and SEG_MAX");
+    let mut seg_max = [0u8; 4];
+    d.transport.read(reg::CONFIG + 12, &mut seg_max);
+    assert_eq!(u32::from_le_bytes(seg_max), 254);
 
     let pattern: Vec<u8> = (0..1024u32).map(|i| (i * 7) as u8).collect();
     d.mem.write_slice(&pattern, GuestAddress(BUF + 0x1000)).unwrap();
