@@ -121,25 +121,27 @@ struct Repeating {
     name: &'static str,
     short: &'static str,
     get: fn(&Phase) -> Option<u64>,
+    /// A count over the phase (shown per request), not already a request's.
+    per_phase: bool,
 }
 
 fn repeating(backend: Backend) -> Vec<Repeating> {
     let mut figures = vec![
-        Repeating { name: "guest instructions", short: "guest", get: |p| p.guest_instr },
-        Repeating { name: "hyp instructions", short: "hyp", get: |p| p.hyp_instr },
-        Repeating { name: "MMIO exits", short: "mmio", get: |p| p.mmio_exits },
-        Repeating { name: "hypercalls", short: "hcalls", get: |p| p.hypercalls },
-        Repeating { name: "bytes bounced", short: "bounced", get: |p| p.bounced },
+        Repeating { name: "guest instructions", short: "guest", get: |p| p.guest_instr, per_phase: true },
+        Repeating { name: "hyp instructions", short: "hyp", get: |p| p.hyp_instr, per_phase: true },
+        Repeating { name: "MMIO exits", short: "mmio", get: |p| p.mmio_exits, per_phase: true },
+        Repeating { name: "hypercalls", short: "hcalls", get: |p| p.hypercalls, per_phase: true },
+        Repeating { name: "bytes bounced", short: "bounced", get: |p| p.bounced, per_phase: true },
     ];
     if backend == Backend::Pkvm {
-        figures.push(Repeating { name: "guest-time ticks", short: "ticks", get: |p| Some(p.ticks) });
-        // Shown per request, so stored times the requests: the median again.
+        figures.push(Repeating { name: "guest-time ticks", short: "ticks", get: |p| Some(p.ticks), per_phase: true });
         figures.push(Repeating {
             name: "median request's ticks",
             short: "median",
-            get: |p| Some(p.median_ticks? * p.requests),
+            get: |p| p.median_ticks,
+            per_phase: false,
         });
-        figures.push(Repeating { name: "exits to the VMM", short: "exits", get: |p| p.exits });
+        figures.push(Repeating { name: "exits to the VMM", short: "exits", get: |p| p.exits, per_phase: true });
     }
     figures
 }
@@ -192,7 +194,10 @@ pub fn runs_side_by_side(label: &str, runs: &[Vec<Phase>], backend: Backend) -> 
                 .iter()
                 .map(|r| {
                     phase(r, &op, size)
-                        .and_then(|p| Some((figure.get)(p)? as f64 / p.requests.max(1) as f64))
+                        .and_then(|p| {
+                            let value = (figure.get)(p)? as f64;
+                            Some(if figure.per_phase { value / p.requests.max(1) as f64 } else { value })
+                        })
                         .map_or("n/a".into(), |v| format!("{v:.0}"))
                 })
                 .collect();
@@ -236,6 +241,11 @@ fn half_spread(v: &[f64]) -> f64 {
 fn per_request(runs: &[Vec<Phase>], op: &str, size: u64, get: impl Fn(&Phase) -> Option<u64>) -> Option<f64> {
     let p = phase(runs.first()?, op, size)?;
     Some(get(p)? as f64 / p.requests.max(1) as f64)
+}
+
+/// The median request's ticks of the first run (the runs agree: [`moved`] checked).
+fn median_ticks(runs: &[Vec<Phase>], op: &str, size: u64) -> Option<f64> {
+    Some(phase(runs.first()?, op, size)?.median_ticks? as f64)
 }
 
 fn cell(v: Option<f64>, decimals: usize) -> String {
@@ -329,7 +339,7 @@ pub fn work_table(backend: Backend, protected: &[Vec<Phase>], unprotected: &[Vec
             Backend::Pkvm => {
                 // The median request: the host's own housekeeping lands in one phase or
                 // another, not in the median.
-                let median = |runs: &[Vec<Phase>]| Some(phase(runs.first()?, &op, size)?.median_ticks? as f64);
+                let median = |runs: &[Vec<Phase>]| median_ticks(runs, &op, size);
                 let machine = |runs: &[Vec<Phase>]| median(runs).map(|t| t * ns_per_tick);
                 let speed = |runs: &[Vec<Phase>]| {
                     median(runs).filter(|&t| t > 0.0).map(|t| size as f64 / (1 << 20) as f64 / (t / frequency as f64))
@@ -374,7 +384,7 @@ pub fn peer_table(
         "op", "size", "guest-lib P", "guest-lib O", "P/O", "Linux P", "Linux O", "P/O", "guest-lib gain"
     );
     for (op, size) in keys(guest_lib.0) {
-        let median = |runs: &[Vec<Phase>]| Some(phase(runs.first()?, &op, size)?.median_ticks? as f64 * ns_per_tick);
+        let median = |runs: &[Vec<Phase>]| Some(median_ticks(runs, &op, size)? * ns_per_tick);
         let (gp, go, lp, lo) = (median(guest_lib.0), median(guest_lib.1), median(linux.0), median(linux.1));
         let ratio = |p: Option<f64>, o: Option<f64>| o.zip(p).map(|(o, p)| o / p);
         let _ = writeln!(

@@ -199,13 +199,7 @@ fn ensure_host_tools() -> Result<(), String> {
         return Err(format!("the Linux guest's build needs: {line}"));
     }
     eprintln!("pvmkit: installing {}", missing.join(" "));
-    let ok = Command::new("apt-get").arg("update").status().is_ok_and(|s| s.success())
-        && Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .status()
-            .is_ok_and(|s| s.success());
-    if ok && HOST_TOOLS.iter().all(|(program, _)| on_path(program)) {
+    if crate::qemu::apt_install(&missing) && HOST_TOOLS.iter().all(|(program, _)| on_path(program)) {
         Ok(())
     } else {
         Err(format!("installing the Linux guest's build tools failed; run {line}"))

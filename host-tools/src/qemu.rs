@@ -47,16 +47,22 @@ pub fn ensure_installed() -> Result<(), String> {
         ));
     }
     eprintln!("pvmkit: {QEMU} not found; installing {QEMU_PACKAGE} with apt-get");
-    let ok = Command::new("apt-get").arg("update").status().is_ok_and(|s| s.success())
-        && Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", QEMU_PACKAGE])
-            .status()
-            .is_ok_and(|s| s.success());
-    if ok && qemu_works() {
+    if apt_install(&[QEMU_PACKAGE]) && qemu_works() {
         Ok(())
     } else {
         Err(format!("installing {QEMU_PACKAGE} failed; install it by hand"))
     }
+}
+
+/// `apt-get update`, then `apt-get install -y --no-install-recommends packages`; whether
+/// both succeeded.
+pub(crate) fn apt_install(packages: &[&str]) -> bool {
+    Command::new("apt-get").arg("update").status().is_ok_and(|s| s.success())
+        && Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(packages)
+            .status()
+            .is_ok_and(|s| s.success())
 }
 
 /// One run.

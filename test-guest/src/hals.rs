@@ -110,13 +110,8 @@ unsafe impl Hal for StaleHal {
     }
 
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
-        let Some(pool) = guest_lib::virtio::bounce_pool() else { return };
-        let Some(bounce) = NonNull::new(paddr as *mut u8) else { return };
-        if direction != BufferDirection::DriverToDevice {
-            // SAFETY: `share` made this `len`-byte bounce; the caller's buffer is writable.
-            unsafe { (buffer.as_ptr() as *mut u8).copy_from_nonoverlapping(bounce.as_ptr(), buffer.len()) };
-        }
-        // SAFETY: allocated by `share` with this size and alignment.
-        unsafe { pool.free(bounce, buffer.len(), guest_lib::virtio::BOUNCE_ALIGN) };
+        // SAFETY: `share` took the bounce buffer from PvmHal's pool, with its size and
+        // alignment, as PvmHal's own `share` does; the rest is as our caller guarantees.
+        unsafe { PvmHal::unshare(paddr, buffer, direction) }
     }
 }
