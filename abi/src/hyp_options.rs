@@ -7,6 +7,7 @@
 //! | `abi` | `android`, `upstream` | which pKVM ABI form hyp offers (protected only) |
 //! | `stats` | `on`, `off` (default) | whether hyp answers [`HYP_STATS`] |
 //! | `short-counts` | `on`, `off` (default) | whether ranged calls stop after a random count (Android) |
+//! | `access-platform` | `on` (default), `off` | whether a protected VM's virtio devices offer `VIRTIO_F_ACCESS_PLATFORM` (off: a negative control) |
 //!
 //! ```
 //! use abi::hyp_options::{AbiForm, HypOptions, VmMode};
@@ -69,6 +70,10 @@ pub struct HypOptions {
     /// number of granules, as the real hypervisor is free to: guests' loops get
     /// exercised.
     pub short_counts: bool,
+    /// Whether a protected VM's virtio devices offer `VIRTIO_F_ACCESS_PLATFORM`, as the
+    /// VMM of a pVM must (off only for the negative control: a Linux guest then hands
+    /// its devices private memory).
+    pub access_platform: bool,
 }
 
 /// pvmkit's own call, outside every pKVM and KVM function number (bit 15 of the
@@ -115,6 +120,7 @@ impl HypOptions {
         let mut abi = None;
         let mut stats = None;
         let mut short_counts = None;
+        let mut access_platform = None;
         for word in cmdline.split_ascii_whitespace() {
             let (key, value) = word.split_once('=').ok_or(OptionsError::UnknownOption(word))?;
             match key {
@@ -138,8 +144,12 @@ impl HypOptions {
                         _ => return Err(OptionsError::BadValue(word)),
                     });
                 }
-                "stats" | "short-counts" => {
-                    let slot = if key == "stats" { &mut stats } else { &mut short_counts };
+                "stats" | "short-counts" | "access-platform" => {
+                    let slot = match key {
+                        "stats" => &mut stats,
+                        "short-counts" => &mut short_counts,
+                        _ => &mut access_platform,
+                    };
                     if slot.is_some() {
                         return Err(OptionsError::Repeated(key));
                     }
@@ -157,7 +167,12 @@ impl HypOptions {
             (false, None) => VmMode::Unprotected,
             (false, Some(_)) => return Err(OptionsError::AbiWithoutProtection),
         };
-        Ok(Self { mode, stats: stats.unwrap_or(false), short_counts: short_counts.unwrap_or(false) })
+        Ok(Self {
+            mode,
+            stats: stats.unwrap_or(false),
+            short_counts: short_counts.unwrap_or(false),
+            access_platform: access_platform.unwrap_or(true),
+        })
     }
 }
 
@@ -168,13 +183,16 @@ mod tests {
     #[test]
     fn parses_every_mode_and_round_trips() {
         for mode in [VmMode::Protected(AbiForm::Android), VmMode::Protected(AbiForm::Upstream), VmMode::Unprotected] {
-            assert_eq!(HypOptions::parse(mode.as_args()), Ok(HypOptions { mode, stats: false, short_counts: false }));
+            let defaults = HypOptions { mode, stats: false, short_counts: false, access_platform: true };
+            assert_eq!(HypOptions::parse(mode.as_args()), Ok(defaults));
         }
         assert_eq!(HypOptions::parse("").unwrap().mode, VmMode::Protected(AbiForm::Android));
         assert!(HypOptions::parse("mode=unprotected stats=on").unwrap().stats);
         assert_eq!(HypOptions::parse("stats=yes"), Err(OptionsError::BadValue("stats=yes")));
         assert!(HypOptions::parse("abi=android short-counts=on").unwrap().short_counts);
         assert_eq!(HypOptions::parse("short-counts=on short-counts=off"), Err(OptionsError::Repeated("short-counts")));
+        assert!(!HypOptions::parse("access-platform=off").unwrap().access_platform);
+        assert_eq!(HypOptions::parse("access-platform=no"), Err(OptionsError::BadValue("access-platform=no")));
     }
 
     #[test]

@@ -69,9 +69,9 @@ struct RunArgs {
     /// (as the real hypervisor may): `on` (the default) or `off`.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     short_counts: String,
-    /// Negative control (--backend pkvm): the VMM's devices do not offer
-    /// VIRTIO_F_ACCESS_PLATFORM to the protected VM, so a Linux guest puts its rings in
-    /// private memory, which the VMM must catch.
+    /// Negative control: the protected VM's virtio devices (hyp's, or the VMM's with
+    /// `--backend pkvm`) do not offer VIRTIO_F_ACCESS_PLATFORM, so a Linux guest puts
+    /// its rings in private memory, which hyp and the VMM must catch.
     #[arg(long)]
     no_access_platform: bool,
     /// hyp (pvmkit's own EL2 hypervisor) or pkvm (the real upstream pKVM: Debian's

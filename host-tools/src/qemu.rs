@@ -100,7 +100,7 @@ pub struct RunConfig {
     /// `pvmkit bench --backend pkvm`).
     pub vmm_stats: bool,
     /// The devices offer VIRTIO_F_ACCESS_PLATFORM to a protected VM (off: the negative
-    /// control of `--no-access-platform`, pkvm backend only).
+    /// control of `--no-access-platform`).
     pub access_platform: bool,
     /// Let hyp's Android profile stop ranged calls short (hyp option `short-counts=on`).
     pub short_counts: bool,
@@ -118,6 +118,9 @@ fn hyp_cmdline(vm: abi::hyp_options::VmMode, config: &RunConfig) -> String {
     }
     if config.short_counts && vm == abi::hyp_options::VmMode::Protected(abi::hyp_options::AbiForm::Android) {
         words.push("short-counts=on".into());
+    }
+    if !config.access_platform {
+        words.push("access-platform=off".into());
     }
     words.join(" ")
 }
@@ -237,9 +240,6 @@ pub fn run_collect(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
     let dir = run_dir(ws, config.mode)?;
     if config.backend == Backend::Pkvm {
         return crate::pkvm::run_collect(ws, fw, config, &dir);
-    }
-    if !config.access_platform {
-        return Err("--no-access-platform: only pvmkit's VMM (--backend pkvm) can withhold the feature so far".into());
     }
     match (config.mode, &config.bundle) {
         (Mode::Hyp(_), Some(given)) => write(&dir.join("bundle.bin"), &firmware::read(given)?)?,

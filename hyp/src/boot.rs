@@ -11,11 +11,12 @@ use hyp::pkvm::ownership::{Ownership, GRANULE};
 use hyp::platform::placement::{check_guest_ram, Reserved};
 use hyp::platform::stage2::{self, Attributes, Stage2};
 use hyp::platform::{self, Platform};
+use hyp::vgic::Vgic;
 
 use aarch64_cpu::registers::{CurrentEL, Readable};
 
 use crate::arch::registers;
-use crate::arch::{self, tick, GuestRegs};
+use crate::arch::{self, gic, tick, GuestRegs};
 use crate::console::{hyp_println, CONSOLE};
 use crate::exit_path::fail;
 use crate::virtio_transports;
@@ -81,7 +82,7 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         .unwrap_or_else(|e| fail!("{e}"));
     let protected = matches!(options.mode, VmMode::Protected(_));
     let services = Services { mode: options.mode, stats: options.stats, short_counts: options.short_counts };
-    virtio_transports::setup(&devices, protected)
+    virtio_transports::setup(&devices, protected, options.access_platform)
         .unwrap_or_else(|(slot, e)| fail!("virtio-mmio transport {slot}: {e}"));
     build_stage2(&layout);
     load_guest(&bundle, &layout);
@@ -95,6 +96,9 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         guard: GuardTable::new(services.profile().guard_enrolled_with_pvmfw && layout.pvmfw.is_some()),
         short: ShortCounts::new(SHORT_COUNT_SEED),
         ownership: Ownership::new(layout.ram.start, &mut ownership_words[..(layout.ram.size() / GRANULE) as usize]),
+        vgic: Vgic::new(),
+        physically_enabled: 0,
+        deferred: 0,
     };
     if VM.set(vm).is_err() {
         fail("the VM was set up twice");
@@ -113,6 +117,7 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     }
     if let Some((gicd, gicr)) = platform.gic_v3 {
         tick::start(gicd.start, gicr.start, TICK_PERIOD);
+        gic::init(gicd.start, gicr.start);
     } else if bundle.config().virtio_slots != 0 {
         fail("virtio needs hyp's tick, which needs a GICv3 (QEMU -M virt,gic-version=3)");
     }

@@ -1,9 +1,8 @@
-//! The devices a guest's accesses reach: the console (passed through) and the virtio
-//! transports (hyp's device side); and what stops the VM when the device side finds
+//! The devices a guest's accesses reach: the console (passed through), the virtio
+//! transports (hyp's device side) and the vGIC; and what stops the VM when the device side finds
 //! a violation or an inconsistency of hyp's own.
 
 use hyp::device::virtio::AccessError;
-use hyp::pkvm::ownership::Ownership;
 use hyp::trap::exit::ExitReason;
 use hyp::trap::mmio::{DeviceKind, DeviceWindow};
 
@@ -11,25 +10,22 @@ use crate::arch;
 use crate::console::CONSOLE;
 use crate::exit_path::exit;
 use crate::virtio_transports;
+use crate::virtual_interrupts;
 use crate::vm_state::Vm;
 use crate::work_meter;
 
-pub fn load(device: &DeviceWindow, pa: u64, width: u8) -> Result<u64, AccessError> {
+pub fn load(vm: &Vm, device: &DeviceWindow, pa: u64, width: u8) -> Result<u64, AccessError> {
     match device.kind {
+        DeviceKind::Gic(frame) => virtual_interrupts::read(vm, frame, pa - device.base, width),
         // SAFETY: `decide` placed the access inside the console's window.
         DeviceKind::Console => Ok(unsafe { arch::device_read(pa, width) }),
         DeviceKind::Virtio { slot } => virtio_transports::read(device, slot, pa, width),
     }
 }
 
-pub fn store(
-    device: &DeviceWindow,
-    pa: u64,
-    width: u8,
-    value: u64,
-    ownership: &mut Ownership<'_>,
-) -> Result<(), AccessError> {
+pub fn store(vm: &mut Vm, device: &DeviceWindow, pa: u64, width: u8, value: u64) -> Result<(), AccessError> {
     match device.kind {
+        DeviceKind::Gic(frame) => virtual_interrupts::write(vm, frame, pa - device.base, width, value),
         DeviceKind::Console => {
             // SAFETY: `decide` placed the access inside the console's window.
             unsafe { arch::device_write(pa, width, value) };
@@ -38,7 +34,7 @@ pub fn store(
             }
             Ok(())
         }
-        DeviceKind::Virtio { slot } => virtio_transports::write(device, slot, pa, width, value, ownership),
+        DeviceKind::Virtio { slot } => virtio_transports::write(device, slot, pa, width, value, &mut vm.ownership),
     }
 }
 

@@ -9,6 +9,8 @@
 //!   access, inject an abort, the exit line;
 //! - [`device`]: the device side: the VM's device windows and the virtio transports
 //!   with their checked accessor and shadow rings;
+//! - [`vgic`]: the guest's virtual GICv3 (distributor and redistributor emulated,
+//!   list registers, SGIs);
 //! - [`platform`]: QEMU's device tree, stage-2 tables, where guest RAM may go;
 //! - [`exclusive`]: the checked single-borrow cells hyp's statics live in.
 //!
@@ -26,3 +28,4 @@ pub mod platform;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod trap;
+pub mod vgic;

@@ -7,7 +7,9 @@
 // virtio transports a guest's accesses reach), `virtio_transports` (hyp's device side
 // wired to QEMU's registers and guest RAM), `vm_state` (what the handlers keep between
 // exits), `work_meter` (hyp's counted work, for the bench), `exit_path` (the summaries, the exit line, `fail!`), `console` (hyp's lines),
-// `arch` (assembly, system registers, the tick, register values).
+// `virtual_interrupts` (the guest's vGIC wired to the physical GIC: forwarded
+// interrupts, SGIs, WFI), `arch` (assembly, system registers, the tick, the GIC,
+// register values).
 #[cfg(target_os = "none")]
 #[macro_use]
 mod exit_path;
@@ -23,6 +25,8 @@ mod device_access;
 mod trap_path;
 #[cfg(target_os = "none")]
 mod virtio_transports;
+#[cfg(target_os = "none")]
+mod virtual_interrupts;
 #[cfg(target_os = "none")]
 mod vm_state;
 #[cfg(target_os = "none")]

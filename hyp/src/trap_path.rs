@@ -11,11 +11,12 @@ use hyp::trap::guest_exit::{GuestExit, TrapKind};
 use hyp::trap::inject::{self, AbortKind, TrapState};
 use hyp::trap::mmio::{self, Access, Decision, Refusal};
 
-use crate::arch::{tick, GuestRegs};
+use crate::arch::{gic, tick, GuestRegs};
 use crate::boot::TICK_PERIOD;
 use crate::device_access::{collect_completions, device_side_stop, load, store};
 use crate::exit_path::{exit, fail};
 use crate::vm_state::{note_policy, note_refused, vm, IdentityMemory, Vm};
+use crate::virtual_interrupts;
 use crate::work_meter;
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVOFF_EL2, ELR_EL1, ELR_EL2, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2,
@@ -25,29 +26,42 @@ use aarch64_cpu::registers::{
 #[unsafe(no_mangle)]
 extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
     let Some(kind) = TrapKind::from_raw(kind) else { fail!("vectors.S passed an unknown trap kind {kind}") };
-    if matches!(kind, TrapKind::Irq | TrapKind::Fiq) {
-        acknowledge_interrupt(kind);
-    }
+    let physical = if kind == TrapKind::Irq { acknowledge_interrupt() } else { None };
     work_meter::exit_begins();
     // One borrow of the VM for the whole exit: everything below works on it.
     let mut vm = vm();
     let vm = &mut *vm;
+    // Completions first: a device's interrupt reaches the guest with its used ring
+    // already written.
     collect_completions(vm);
+    if let Some(intid) = physical {
+        virtual_interrupts::forward(vm, intid);
+    }
     let esr = Esr(ESR_EL2.get());
     let exit_kind = GuestExit::decode(kind, esr);
     let exits = &mut vm.exits;
     exits.total += 1;
     match exit_kind {
         GuestExit::Interrupt => exits.interrupts += 1,
-        GuestExit::Wfx => exits.wfx += 1,
+        GuestExit::Wfi | GuestExit::Wfe => exits.wfx += 1,
         e if e.is_data_abort() => exits.data_aborts += 1,
         _ => {}
     }
     match exit_kind {
         GuestExit::Hvc => hypercall(vm, regs, Conduit::Hvc),
         GuestExit::Smc => hypercall(vm, regs, Conduit::Smc),
+        GuestExit::Wfi => {
+            virtual_interrupts::wait(vm);
+            ELR_EL2.set(ELR_EL2.get() + 4)
+        }
         // A yield: nothing else runs.
-        GuestExit::Wfx => ELR_EL2.set(ELR_EL2.get() + 4),
+        GuestExit::Wfe => ELR_EL2.set(ELR_EL2.get() + 4),
+        GuestExit::SystemRegister(access) => {
+            if !virtual_interrupts::system_register(vm, regs, access) {
+                exit(ExitReason::GuestCrash { esr, far: FAR_EL2.get(), elr: ELR_EL2.get() });
+            }
+            ELR_EL2.set(ELR_EL2.get() + 4)
+        }
         GuestExit::DataAbort(abort) => data_abort(vm, regs, esr, &abort),
         // The guest ran off guest RAM: it sees the abort a real pVM would.
         GuestExit::InstructionAbort => inject_abort(AbortKind::Instruction),
@@ -57,22 +71,25 @@ extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
         GuestExit::Crash(esr) => exit(ExitReason::GuestCrash { esr, far: FAR_EL2.get(), elr: ELR_EL2.get() }),
         GuestExit::AArch32 => fail("the guest switched to AArch32, which hyp does not run"),
     }
-    work_meter::exit_ends(!matches!(exit_kind, GuestExit::Interrupt | GuestExit::Wfx));
+    virtual_interrupts::flush(vm);
+    work_meter::exit_ends(!matches!(exit_kind, GuestExit::Interrupt | GuestExit::Wfi | GuestExit::Wfe));
 }
 
-/// Acknowledges the interrupt at the GIC: hyp's tick is re-armed, others just ended.
-fn acknowledge_interrupt(kind: TrapKind) {
-    if kind != TrapKind::Irq {
-        return;
+/// Acknowledges the interrupt at the GIC and drops its priority. hyp's tick is
+/// re-armed and ended; any other is returned, still active, for the guest.
+fn acknowledge_interrupt() -> Option<u32> {
+    let intid = gic::acknowledge();
+    // 1020..1023 are special INTIDs (spurious): nothing to end.
+    if intid >= 1020 {
+        return None;
     }
-    let intid = tick::acknowledge();
+    gic::drop_priority(intid);
     if intid == tick::HYP_TIMER_INTID {
         tick::rearm(TICK_PERIOD);
+        gic::deactivate(intid);
+        return None;
     }
-    // 1020..1023 are special INTIDs (spurious): nothing to end.
-    if intid < 1020 {
-        tick::end(intid);
-    }
+    Some(intid)
 }
 
 fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) {
@@ -135,9 +152,9 @@ fn data_abort(vm: &mut Vm, regs: &mut GuestRegs, esr: Esr, abort: &DataAbort) {
             let result = match access {
                 Access::Store { reg, width } => {
                     let value = if reg == 31 { 0 } else { mmio::store_value(regs.x[reg as usize], width) };
-                    store(&device, pa, width, value, &mut vm.ownership)
+                    store(vm, &device, pa, width, value)
                 }
-                Access::Load { reg, width, sign_extend, sixty_four } => load(&device, pa, width).map(|raw| {
+                Access::Load { reg, width, sign_extend, sixty_four } => load(vm, &device, pa, width).map(|raw| {
                     if reg != 31 {
                         regs.x[reg as usize] = mmio::load_result(raw, width, sign_extend, sixty_four);
                     }

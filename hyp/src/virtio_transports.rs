@@ -69,7 +69,7 @@ impl GuestRam for IdentityRam {
 
 /// Sets up a transport for every virtio window, checking that QEMU's device is there
 /// and modern (hyp shadows only version-2 split rings).
-pub fn setup(devices: &DeviceList, protected: bool) -> Result<(), (u32, &'static str)> {
+pub fn setup(devices: &DeviceList, protected: bool, access_platform: bool) -> Result<(), (u32, &'static str)> {
     let Ok(mut side) = device_side() else { return Err((0, "the device side was borrowed twice")) };
     let transports = &mut side.transports;
     let mut used = 0;
@@ -87,7 +87,9 @@ pub fn setup(devices: &DeviceList, protected: bool) -> Result<(), (u32, &'static
         if dev.read(regs::VERSION, 4) != 2 {
             return Err((slot, "legacy virtio-mmio transport: run QEMU with -global virtio-mmio.force-legacy=false"));
         }
-        transports[used] = Some(VirtioDevice::new(slot, protected));
+        let transport = VirtioDevice::new(slot, protected);
+        transports[used] =
+            Some(if access_platform { transport } else { transport.withholding_access_platform() });
         used += 1;
     }
     Ok(())

@@ -11,6 +11,7 @@ use hyp::pkvm::mmio_guard::GuardTable;
 use hyp::pkvm::ownership::{Ownership, GRANULE};
 use hyp::platform::stage2::Table;
 use hyp::trap::mmio::Refusal;
+use hyp::vgic::Vgic;
 
 use crate::exit_path::fail;
 
@@ -29,6 +30,11 @@ pub struct Vm {
     pub guard: GuardTable,
     pub exits: ExitCounters,
     pub short: ShortCounts,
+    /// The guest's GIC, and which forwarded sources are physically enabled or held
+    /// back for want of a list register (one bit per INTID).
+    pub vgic: Vgic,
+    pub physically_enabled: u128,
+    pub deferred: u128,
 }
 
 /// What hyp refused along the way, summed up before the exit line (printing each as

@@ -1,6 +1,7 @@
 //! hyp's only assembly and system-register access: entry, vectors, guest entry,
 //! system registers, TLB maintenance, device accesses and the PSCI call to QEMU.
 
+pub mod gic;
 pub mod pmu;
 pub mod register_gaps;
 pub mod registers;

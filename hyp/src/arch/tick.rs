@@ -66,17 +66,3 @@ pub fn rearm(period: u64) {
         asm!("msr cnthp_tval_el2, {}", "msr cnthp_ctl_el2, {}", "isb", in(reg) period, in(reg) 1u64, options(nostack))
     };
 }
-
-/// Acknowledges the pending interrupt; returns its INTID.
-pub fn acknowledge() -> u32 {
-    let intid: u64;
-    // SAFETY: reading IAR acknowledges the interrupt hyp is handling.
-    unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) intid, options(nostack)) };
-    intid as u32
-}
-
-/// Ends the handling of `intid`.
-pub fn end(intid: u32) {
-    // SAFETY: writing EOIR ends the interrupt acknowledged above.
-    unsafe { asm!("msr icc_eoir1_el1, {}", "isb", in(reg) intid as u64, options(nostack)) };
-}

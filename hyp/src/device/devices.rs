@@ -4,12 +4,20 @@
 use core::fmt;
 
 use abi::memory_map::Region;
-use abi::memory_map::{virtio_mmio_slot, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE};
+use abi::memory_map::{
+    virtio_mmio_slot, virtio_mmio_spi, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE, PL011_SPI, TIMER_PPIS,
+    VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
+};
 
 use crate::trap::mmio::{DeviceKind, DeviceWindow};
+use crate::vgic::{Frame, FIRST_SPI};
 
-/// The most devices a VM has: the console and every virtio-mmio transport.
-pub const MAX_DEVICES: usize = 1 + VIRTIO_MMIO_SLOTS as usize;
+/// The most devices a VM has: the console, every virtio-mmio transport and the two
+/// frames of its GIC.
+pub const MAX_DEVICES: usize = 3 + VIRTIO_MMIO_SLOTS as usize;
+
+/// The virtual timer's INTID (its PPI, as the guest's DT names it, from 16).
+pub const VIRTUAL_TIMER_INTID: u32 = 16 + TIMER_PPIS[2];
 
 /// A VM's devices.
 #[derive(Clone, Copy, Debug)]
@@ -37,8 +45,9 @@ impl fmt::Display for MissingTransport {
 }
 
 impl DeviceList {
-    /// The console at `uart`, and transport `i` for every bit `i` of `virtio_slots`,
-    /// each of which must be among `platform_virtio` (QEMU's transports).
+    /// The console at `uart`, transport `i` for every bit `i` of `virtio_slots`, each of
+    /// which must be among `platform_virtio` (QEMU's transports), and the GIC (at
+    /// QEMU's addresses, which the guest's DT names).
     pub fn new(uart: Region, platform_virtio: &[Region], virtio_slots: u32) -> Result<Self, MissingTransport> {
         let console = DeviceWindow { base: uart.start, size: uart.size(), kind: DeviceKind::Console };
         let mut list = Self { windows: [console; MAX_DEVICES], len: 1 };
@@ -50,7 +59,22 @@ impl DeviceList {
             list.windows[list.len] = DeviceWindow { base, size: VIRTIO_MMIO_STRIDE, kind: DeviceKind::Virtio { slot } };
             list.len += 1;
         }
+        for (base, size, frame) in [(GICD_BASE, GICD_SIZE, Frame::Distributor), (GICR_BASE, GICR_SIZE, Frame::Redistributor)] {
+            list.windows[list.len] = DeviceWindow { base, size, kind: DeviceKind::Gic(frame) };
+            list.len += 1;
+        }
         Ok(list)
+    }
+
+    /// The interrupts of real sources hyp forwards to the guest, by INTID (the same
+    /// physically and virtually): the virtual timer, the console and each transport.
+    pub fn forwarded_interrupts(&self) -> impl Iterator<Item = u32> + '_ {
+        let devices = self.windows().iter().filter_map(|w| match w.kind {
+            DeviceKind::Console => Some(FIRST_SPI + PL011_SPI),
+            DeviceKind::Virtio { slot } => Some(FIRST_SPI + virtio_mmio_spi(slot)),
+            DeviceKind::Gic(_) => None,
+        });
+        core::iter::once(VIRTUAL_TIMER_INTID).chain(devices)
     }
 
     /// The windows.
@@ -73,12 +97,16 @@ mod tests {
     fn console_plus_the_configured_transports() {
         let list = DeviceList::new(UART, &qemu_transports(), (1 << 31) | 1).unwrap();
         let w = list.windows();
-        assert_eq!(w.len(), 3);
+        assert_eq!(w.len(), 5);
         assert_eq!(w[0].kind, DeviceKind::Console);
         assert_eq!((w[1].base, w[1].kind), (0x0a00_0000, DeviceKind::Virtio { slot: 0 }));
         assert_eq!((w[2].base, w[2].size), (0x0a00_3e00, 0x200));
-        assert_eq!(DeviceList::new(UART, &qemu_transports(), 0).unwrap().windows().len(), 1);
-        assert_eq!(DeviceList::new(UART, &qemu_transports(), u32::MAX).unwrap().windows().len(), 33);
+        assert_eq!((w[3].base, w[3].kind), (0x0800_0000, DeviceKind::Gic(Frame::Distributor)));
+        assert_eq!((w[4].base, w[4].size), (0x080a_0000, 0x2_0000));
+        assert_eq!(DeviceList::new(UART, &qemu_transports(), 0).unwrap().windows().len(), 3);
+        assert_eq!(DeviceList::new(UART, &qemu_transports(), u32::MAX).unwrap().windows().len(), 35);
+        // The timer's PPI, the console's SPI 1 and the transports' SPIs 16 and 47.
+        assert_eq!(list.forwarded_interrupts().collect::<Vec<_>>(), [27, 33, 48, 79]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! once into a [`GuestExit`] that the firmware's trap path matches on.
 
 use crate::esr::{ec, DataAbort, Esr};
+use crate::trap::sysreg::SysregAccess;
 
 /// The vector a guest exit came through: what `vectors.S` passes to Rust in x1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,8 +38,12 @@ pub enum GuestExit {
     Hvc,
     /// A trapped SMC (HCR_EL2.TSC): an SMCCC call (ELR is at the SMC).
     Smc,
-    /// A trapped WFI or WFE.
-    Wfx,
+    /// A trapped WFI (or WFIT).
+    Wfi,
+    /// A trapped WFE (or WFET).
+    Wfe,
+    /// A trapped MSR or MRS.
+    SystemRegister(SysregAccess),
     /// A data abort outside guest RAM: an access hyp emulates (with a valid syndrome,
     /// on a device the VM may reach) or refuses.
     DataAbort(DataAbort),
@@ -63,7 +68,10 @@ impl GuestExit {
             TrapKind::Synchronous => match esr.ec() {
                 ec::HVC64 => Self::Hvc,
                 ec::SMC64 => Self::Smc,
-                ec::WFX => Self::Wfx,
+                // ISS.TI bit 0: WFE (else WFI).
+                ec::WFX if esr.iss() & 1 == 0 => Self::Wfi,
+                ec::WFX => Self::Wfe,
+                ec::SYSREG => Self::SystemRegister(SysregAccess::decode(esr.iss())),
                 ec::DABT_LOWER => Self::DataAbort(DataAbort::decode(esr.iss())),
                 ec::IABT_LOWER => Self::InstructionAbort,
                 _ => Self::Crash(esr),
@@ -94,7 +102,9 @@ mod tests {
         let sync = |esr| GuestExit::decode(TrapKind::Synchronous, Esr(esr));
         assert_eq!(sync(0x5a00_0000), GuestExit::Hvc);
         assert_eq!(sync(0x5e00_0000), GuestExit::Smc);
-        assert_eq!(sync(0x0600_0001), GuestExit::Wfx);
+        assert_eq!(sync(0x0600_0001), GuestExit::Wfe);
+        assert_eq!(sync(0x0600_0000), GuestExit::Wfi);
+        assert!(matches!(sync(0x623a_3076), GuestExit::SystemRegister(a) if a.sends_sgi()));
         // A 32-bit load into w3 with a syndrome, and a load pair without one.
         match sync(0x9383_0010) {
             GuestExit::DataAbort(abort) => assert_eq!((abort.width(), abort.srt, abort.wnr), (4, 3, false)),

@@ -8,6 +8,7 @@
 
 use crate::esr::DataAbort;
 use crate::pkvm::mmio_guard::GuardTable;
+use crate::vgic::Frame;
 
 /// What a device window is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +21,9 @@ pub enum DeviceKind {
         /// QEMU's transport index.
         slot: u32,
     },
+    /// A frame of the guest's virtual GIC ([`crate::vgic`]), which hyp itself emulates:
+    /// like pKVM's vGIC at EL2, it needs no MMIO guard.
+    Gic(Frame),
 }
 
 /// A device hyp emulates for this VM.
@@ -119,7 +123,7 @@ pub fn decide(abort: &DataAbort, ipa: u64, devices: &[DeviceWindow], guard: &Gua
     if ipa - device.base + width as u64 > device.size {
         return Decision::Refuse(Refusal::CrossesWindow);
     }
-    if !guard.allows(ipa, width) {
+    if !matches!(device.kind, DeviceKind::Gic(_)) && !guard.allows(ipa, width) {
         return Decision::Refuse(Refusal::NotGuarded);
     }
     let access = if abort.wnr {
@@ -212,6 +216,9 @@ mod tests {
         assert!(matches!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Emulate { .. }));
         guard.unmap(0x0900_0000).unwrap();
         assert_eq!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Refuse(Refusal::NotGuarded));
+        // hyp's own vGIC is no host device: the guard does not apply.
+        let gicd = DeviceWindow { base: 0x0800_0000, size: 0x1_0000, kind: DeviceKind::Gic(Frame::Distributor) };
+        assert!(matches!(decide(&load, 0x0800_ffe8, &[UART, gicd], &guard), Decision::Emulate { device, .. } if device == gicd));
         // Not even a registered granule makes ISV=0 emulatable.
         guard.map(0x0900_0000, ram).unwrap();
         assert_eq!(decide(&abort(0x9200_0005), 0x0900_0000, &[UART], &guard), Decision::Refuse(Refusal::NoSyndrome));

@@ -31,6 +31,11 @@ pub use abi::virtio_mmio as regs;
 /// rings (ring layouts hyp does not shadow).
 pub const HIDDEN_FEATURES: u64 = (1 << 28) | (1 << 29) | (1 << 34);
 
+/// VIRTIO_F_ACCESS_PLATFORM: the device reaches memory only as the platform allows,
+/// so the driver must use the platform's DMA API (for a Linux pVM: its restricted
+/// pool). A protected VM's devices offer it.
+pub const ACCESS_PLATFORM: u64 = 1 << 33;
+
 /// A broken rule: which guest IPA, which queue and descriptor, and what was wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Violation {

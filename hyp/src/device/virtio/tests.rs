@@ -327,6 +327,29 @@ fn features_are_masked_and_queue_size_capped() {
 }
 
 #[test]
+fn protected_transports_offer_access_platform_on_the_devices_behalf() {
+    for (withhold, offered, forwarded) in [(false, 0b11, 0b01), (true, 0b01, 0b11)] {
+        let mut w = World::new(true);
+        if withhold {
+            w.transport = VirtioDevice::new(31, true).withholding_access_platform();
+        }
+        // QEMU's device offers VERSION_1 (bit 32) but cannot offer ACCESS_PLATFORM (33).
+        w.dev.regs.insert(regs::DEVICE_FEATURES, 0b01);
+        w.write(regs::DEVICE_FEATURES_SEL, 1).unwrap();
+        assert_eq!(w.transport.read(&mut w.dev, regs::DEVICE_FEATURES, 4), Ok(offered));
+        // The driver's acceptance of it is hyp's: QEMU sees only what it offered (a
+        // driver that accepts what nobody offered is QEMU's to refuse).
+        w.write(regs::DRIVER_FEATURES_SEL, 1).unwrap();
+        w.write(regs::DRIVER_FEATURES, 0b11).unwrap();
+        assert_eq!(w.dev.writes.last(), Some(&(regs::DRIVER_FEATURES, forwarded)));
+    }
+    let mut w = World::new(false);
+    w.dev.regs.insert(regs::DEVICE_FEATURES, 0b01);
+    w.write(regs::DEVICE_FEATURES_SEL, 1).unwrap();
+    assert_eq!(w.transport.read(&mut w.dev, regs::DEVICE_FEATURES, 4), Ok(0b01), "an ordinary VM's device is QEMU's");
+}
+
+#[test]
 fn unprotected_transports_pass_everything_through() {
     let mut w = World::new(false);
     w.dev.regs.insert(regs::DEVICE_FEATURES, 0xffff_ffff);

@@ -4,7 +4,7 @@
 //! hyp hides.
 
 use super::queue::{QueueState, ShadowQueue, MAX_QUEUE_SIZE};
-use super::{regs, DeviceRegs, GuestRam, Violation, HIDDEN_FEATURES};
+use super::{regs, DeviceRegs, GuestRam, Violation, ACCESS_PLATFORM, HIDDEN_FEATURES};
 use crate::pkvm::ownership::Ownership;
 
 /// The most queues hyp shadows per device (virtio-drivers' block, console and entropy
@@ -48,6 +48,7 @@ pub struct VirtioDevice {
     /// QEMU's transport index.
     pub slot: u32,
     protected: bool,
+    access_platform: bool,
     queue_sel: u32,
     device_features_sel: u32,
     driver_features_sel: u32,
@@ -55,16 +56,25 @@ pub struct VirtioDevice {
 }
 
 impl VirtioDevice {
-    /// A transport; `protected` says whether hyp shadows it or passes it through.
+    /// A transport; `protected` says whether hyp shadows it or passes it through. A
+    /// protected one offers [`ACCESS_PLATFORM`].
     pub const fn new(slot: u32, protected: bool) -> Self {
         Self {
             slot,
             protected,
+            access_platform: protected,
             queue_sel: 0,
             device_features_sel: 0,
             driver_features_sel: 0,
             queues: [const { QueueState::new() }; MAX_QUEUES],
         }
+    }
+
+    /// The same transport, not offering [`ACCESS_PLATFORM`] (the negative control:
+    /// a Linux guest then gives the device guest-physical addresses of private memory).
+    pub const fn withholding_access_platform(mut self) -> Self {
+        self.access_platform = false;
+        self
     }
 
     /// Whether hyp shadows this transport's queues.
@@ -85,6 +95,16 @@ impl VirtioDevice {
         }
     }
 
+    /// Feature bits hyp offers on the device's behalf: ACCESS_PLATFORM, since hyp's
+    /// shadow rings are the platform's DMA restriction (QEMU's virtio-mmio devices
+    /// cannot offer it themselves).
+    fn added(&self, sel: u32) -> u32 {
+        match sel {
+            1 if self.access_platform => (ACCESS_PLATFORM >> 32) as u32,
+            _ => 0,
+        }
+    }
+
     /// A guest read of `width` bytes at `offset`.
     pub fn read<D: DeviceRegs>(&mut self, dev: &mut D, offset: u64, width: u8) -> Result<u64, AccessError> {
         if !self.protected || offset >= regs::CONFIG {
@@ -95,7 +115,10 @@ impl VirtioDevice {
         }
         let value = dev.read(offset, 4);
         Ok(match offset {
-            regs::DEVICE_FEATURES => value & !(self.hidden(self.device_features_sel) as u64),
+            regs::DEVICE_FEATURES => {
+                let offered = value & !(self.hidden(self.device_features_sel) as u64);
+                offered | self.added(self.device_features_sel) as u64
+            }
             regs::QUEUE_NUM_MAX => value.min(MAX_QUEUE_SIZE as u64),
             _ => value,
         })
@@ -134,7 +157,8 @@ impl VirtioDevice {
                 dev.write(offset, 4, value);
             }
             regs::DRIVER_FEATURES => {
-                let masked = value32 & !self.hidden(self.driver_features_sel);
+                // What hyp added is hyp's to honour: QEMU never offered it.
+                let masked = value32 & !self.hidden(self.driver_features_sel) & !self.added(self.driver_features_sel);
                 dev.write(offset, 4, masked as u64);
             }
             regs::QUEUE_SEL => {

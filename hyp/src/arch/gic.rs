@@ -1,0 +1,186 @@
+//! The GICv3 as hyp drives it for the guest: the physical side of forwarded interrupts
+//! (enable, acknowledge, priority drop, deactivate) and the virtual CPU interface's
+//! control and list registers (ICH_*_EL2). hyp runs with EOImode 1, so that dropping
+//! an interrupt's priority and deactivating it are two steps: a forwarded interrupt
+//! stays active until the guest deactivates its virtual twin.
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+static GICD: AtomicU64 = AtomicU64::new(0);
+static GICR: AtomicU64 = AtomicU64::new(0);
+
+const GICD_IGROUPR: u64 = 0x0080;
+const GICD_ISENABLER: u64 = 0x0100;
+const GICD_ICENABLER: u64 = 0x0180;
+const GICD_IPRIORITYR: u64 = 0x0400;
+const GICD_IROUTER: u64 = 0x6000;
+/// The SGI/PPI frame follows the redistributor's control frame; its registers sit at
+/// the distributor's offsets.
+const GICR_SGI_BASE: u64 = 0x1_0000;
+/// The priority hyp gives forwarded interrupts (above its priority mask, 0xf0).
+const FORWARDED_PRIORITY: u8 = 0x80;
+
+/// ICC_SRE_EL2: SRE and Enable (EL1 may use its own ICC_SRE_EL1 without trapping).
+const SRE_EL2_SRE_ENABLE: u64 = (1 << 0) | (1 << 3);
+/// ICC_CTLR_EL1.EOImode.
+const CTLR_EOIMODE: u64 = 1 << 1;
+/// ICH_HCR_EL2.En: the virtual CPU interface is on.
+const ICH_HCR_EN: u64 = 1;
+
+/// Takes the platform's GIC for forwarding and turns the virtual CPU interface on.
+pub fn init(gicd: u64, gicr: u64) {
+    GICD.store(gicd, Ordering::Relaxed);
+    GICR.store(gicr, Ordering::Relaxed);
+    // SAFETY: GIC control registers of EL2; they change how interrupts are delivered
+    // and ended, not memory.
+    unsafe {
+        asm!(
+            "mrs {t}, icc_sre_el2",
+            "orr {t}, {t}, {sre}",
+            "msr icc_sre_el2, {t}",
+            "isb",
+            "mrs {t}, icc_ctlr_el1",
+            "orr {t}, {t}, {eoimode}",
+            "msr icc_ctlr_el1, {t}",
+            "msr ich_vmcr_el2, xzr",
+            "msr ich_hcr_el2, {en}",
+            "isb",
+            t = out(reg) _,
+            sre = in(reg) SRE_EL2_SRE_ENABLE,
+            eoimode = in(reg) CTLR_EOIMODE,
+            en = in(reg) ICH_HCR_EN,
+            options(nostack),
+        );
+    }
+    for n in 0..list_registers() {
+        write_list_register(n, 0);
+    }
+}
+
+fn write8(addr: u64, value: u8) {
+    // SAFETY: a byte-accessible GIC register (IPRIORITYR) of the platform's GIC.
+    unsafe { (addr as *mut u8).write_volatile(value) }
+}
+
+fn write32(addr: u64, value: u32) {
+    // SAFETY: a GIC register of the platform's GIC (from its DTB).
+    unsafe { (addr as *mut u32).write_volatile(value) }
+}
+
+fn read32(addr: u64) -> u32 {
+    // SAFETY: as above.
+    unsafe { (addr as *const u32).read_volatile() }
+}
+
+/// Enables or disables the physical interrupt `intid` (a PPI or SPI hyp forwards),
+/// as group 1 at [`FORWARDED_PRIORITY`], routed to this CPU.
+pub fn set_enabled(intid: u32, enabled: bool) {
+    let (gicd, gicr) = (GICD.load(Ordering::Relaxed), GICR.load(Ordering::Relaxed));
+    if gicd == 0 {
+        return;
+    }
+    let frame = if intid < 32 { gicr + GICR_SGI_BASE } else { gicd };
+    let word = 4 * (intid as u64 / 32);
+    let bit = 1 << (intid % 32);
+    if enabled {
+        write32(frame + GICD_IGROUPR + word, read32(frame + GICD_IGROUPR + word) | bit);
+        write8(frame + GICD_IPRIORITYR + intid as u64, FORWARDED_PRIORITY);
+        if intid >= 32 {
+            // SAFETY: IROUTER of an SPI: affinity 0.0.0.0, the only CPU.
+            unsafe { ((gicd + GICD_IROUTER + 8 * intid as u64) as *mut u64).write_volatile(0) };
+        }
+        write32(frame + GICD_ISENABLER + word, bit);
+    } else {
+        write32(frame + GICD_ICENABLER + word, bit);
+    }
+}
+
+/// Acknowledges the highest-priority pending interrupt; returns its INTID (1020 and
+/// above: none).
+pub fn acknowledge() -> u32 {
+    let intid: u64;
+    // SAFETY: reading IAR acknowledges the interrupt hyp is about to handle.
+    unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) intid, options(nostack)) };
+    intid as u32
+}
+
+/// Drops the running priority of `intid` (with EOImode 1 it stays active).
+pub fn drop_priority(intid: u32) {
+    // SAFETY: EOIR ends the priority of the interrupt acknowledged above.
+    unsafe { asm!("msr icc_eoir1_el1, {}", "isb", in(reg) intid as u64, options(nostack)) };
+}
+
+/// Deactivates `intid`: it may signal again.
+pub fn deactivate(intid: u32) {
+    // SAFETY: DIR deactivates an interrupt hyp acknowledged.
+    unsafe { asm!("msr icc_dir_el1, {}", "isb", in(reg) intid as u64, options(nostack)) };
+}
+
+/// How many list registers the virtual CPU interface has (ICH_VTR_EL2.ListRegs + 1).
+pub fn list_registers() -> usize {
+    let vtr: u64;
+    // SAFETY: an ID-like register of the virtual CPU interface.
+    unsafe { asm!("mrs {}, ich_vtr_el2", out(reg) vtr, options(nomem, nostack)) };
+    (vtr & 0x1f) as usize + 1
+}
+
+/// The list registers that hold nothing, one bit each (ICH_ELRSR_EL2).
+pub fn empty_list_registers() -> u16 {
+    let elrsr: u64;
+    // SAFETY: a status register of the virtual CPU interface.
+    unsafe { asm!("mrs {}, ich_elrsr_el2", out(reg) elrsr, options(nomem, nostack)) };
+    elrsr as u16
+}
+
+macro_rules! list_register_access {
+    ($n:expr, $value:expr, $($i:literal => $reg:literal),*) => {
+        match $n {
+            $(
+                // SAFETY: a list register of the virtual CPU interface; it changes
+                // what the guest's CPU interface presents, not memory.
+                $i => unsafe { asm!(concat!("msr ", $reg, ", {}"), in(reg) $value, options(nostack)) },
+            )*
+            _ => {}
+        }
+    };
+}
+
+macro_rules! list_register_read {
+    ($n:expr, $($i:literal => $reg:literal),*) => {
+        match $n {
+            $(
+                // SAFETY: as above; reading has no effect.
+                $i => { let v: u64; unsafe { asm!(concat!("mrs {}, ", $reg), out(reg) v, options(nomem, nostack)) }; v }
+            )*
+            _ => 0,
+        }
+    };
+}
+
+/// Writes list register `n`.
+pub fn write_list_register(n: usize, value: u64) {
+    list_register_access!(n, value,
+        0 => "ich_lr0_el2", 1 => "ich_lr1_el2", 2 => "ich_lr2_el2", 3 => "ich_lr3_el2",
+        4 => "ich_lr4_el2", 5 => "ich_lr5_el2", 6 => "ich_lr6_el2", 7 => "ich_lr7_el2",
+        8 => "ich_lr8_el2", 9 => "ich_lr9_el2", 10 => "ich_lr10_el2", 11 => "ich_lr11_el2",
+        12 => "ich_lr12_el2", 13 => "ich_lr13_el2", 14 => "ich_lr14_el2", 15 => "ich_lr15_el2");
+    // SAFETY: a barrier.
+    unsafe { asm!("isb", options(nomem, nostack)) };
+}
+
+/// Reads list register `n`.
+pub fn read_list_register(n: usize) -> u64 {
+    list_register_read!(n,
+        0 => "ich_lr0_el2", 1 => "ich_lr1_el2", 2 => "ich_lr2_el2", 3 => "ich_lr3_el2",
+        4 => "ich_lr4_el2", 5 => "ich_lr5_el2", 6 => "ich_lr6_el2", 7 => "ich_lr7_el2",
+        8 => "ich_lr8_el2", 9 => "ich_lr9_el2", 10 => "ich_lr10_el2", 11 => "ich_lr11_el2",
+        12 => "ich_lr12_el2", 13 => "ich_lr13_el2", 14 => "ich_lr14_el2", 15 => "ich_lr15_el2")
+}
+
+/// Waits until a physical interrupt is pending (hyp keeps them masked: the guest takes
+/// its exit for it as soon as it runs again).
+pub fn wait_for_interrupt() {
+    // SAFETY: waiting has no effect on memory.
+    unsafe { asm!("dsb sy", "wfi", options(nomem, nostack)) };
+}

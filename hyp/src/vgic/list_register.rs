@@ -1,0 +1,67 @@
+//! ICH_LR<n>_EL2: how an interrupt is handed to the guest's virtual CPU interface.
+
+/// LR.State: pending.
+const STATE_PENDING: u64 = 1 << 62;
+/// LR.State: both bits (pending, active).
+const STATE_MASK: u64 = 3 << 62;
+/// LR.HW: the virtual interrupt is tied to a physical one, deactivated with it.
+const HW: u64 = 1 << 61;
+/// LR.Group: group 1.
+const GROUP1: u64 = 1 << 60;
+const PRIORITY_SHIFT: u32 = 48;
+const PINTID_SHIFT: u32 = 32;
+const PINTID_MASK: u64 = 0x1fff;
+
+/// A list register's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListRegister(pub u64);
+
+impl ListRegister {
+    /// `vintid` pending, in group 1 or 0, at `priority`; with `physical`, tied to that
+    /// physical INTID, which the guest's deactivation deactivates.
+    pub const fn pending(vintid: u32, group1: bool, priority: u8, physical: Option<u32>) -> Self {
+        let mut lr = STATE_PENDING | (priority as u64) << PRIORITY_SHIFT | vintid as u64;
+        if group1 {
+            lr |= GROUP1;
+        }
+        if let Some(p) = physical {
+            lr |= HW | (p as u64 & PINTID_MASK) << PINTID_SHIFT;
+        }
+        Self(lr)
+    }
+
+    /// Whether it still holds an interrupt (pending, active or both).
+    pub const fn in_use(self) -> bool {
+        self.0 & STATE_MASK != 0
+    }
+
+    /// Whether it holds a pending interrupt (one that would wake a WFI).
+    pub const fn is_pending(self) -> bool {
+        self.0 & STATE_PENDING != 0
+    }
+
+    /// The virtual INTID.
+    pub const fn vintid(self) -> u32 {
+        self.0 as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_the_architectural_fields() {
+        // The virtual timer tied to its physical PPI, group 1, priority 0xa0.
+        let lr = ListRegister::pending(27, true, 0xa0, Some(27));
+        assert_eq!(lr.0, (1 << 62) | (1 << 61) | (1 << 60) | (0xa0 << 48) | (27 << 32) | 27);
+        assert!(lr.in_use() && lr.is_pending());
+        assert_eq!(lr.vintid(), 27);
+        // A software SGI in group 0.
+        assert_eq!(ListRegister::pending(1, false, 0, None).0, (1 << 62) | 1);
+        // Active only (the guest acknowledged it), and empty.
+        let active = ListRegister(2 << 62 | 27);
+        assert!(active.in_use() && !active.is_pending());
+        assert!(!ListRegister(27).in_use());
+    }
+}

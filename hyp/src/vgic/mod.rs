@@ -1,0 +1,456 @@
+//! The guest's virtual GICv3: the distributor and the one redistributor it sees are
+//! emulated here as register files (a guest's accesses to them trap to hyp, as under
+//! pKVM, whose vGIC lives at EL2 and needs no MMIO guard); its CPU interface is the
+//! hardware's virtual one (ICV_*), fed through the list registers ([`list_register`]).
+//!
+//! The model holds what a guest configures (groups, enables, priorities, trigger modes,
+//! routes) and the interrupts that are pending in software: SGIs the guest sends itself
+//! ([`sgi`]) and those it pends by writing ISPENDR. Interrupts of real sources (the
+//! virtual timer, the console, the virtio transports) are forwarded by the firmware:
+//! their physical enable follows the virtual one ([`Vgic::enabled`]), and when one
+//! fires it goes to a list register with the hardware bit, so that the guest's
+//! deactivation deactivates the physical interrupt as well.
+//!
+//! The guest sees one vCPU with affinity 0, security disabled (GICD_CTLR.DS), affinity
+//! routing always on, no LPIs, and [`INTIDS`] interrupt IDs. Reserved and unmodelled
+//! registers read as zero and ignore writes, as the architecture allows.
+
+pub mod list_register;
+pub mod sgi;
+
+use core::ops::Range;
+
+/// Interrupt IDs the guest's distributor implements: SGIs, PPIs and 64 SPIs (QEMU's
+/// console is SPI 1 and its virtio-mmio transports SPIs 16..=47).
+pub const INTIDS: usize = 96;
+const WORDS: usize = INTIDS / 32;
+
+/// First SPI.
+pub const FIRST_SPI: u32 = 32;
+
+/// Which register frame of the GIC an access falls in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// GICD.
+    Distributor,
+    /// GICR: the control frame, then the SGI/PPI frame at [`SGI_FRAME`].
+    Redistributor,
+}
+
+/// The SGI/PPI frame's offset within the redistributor.
+pub const SGI_FRAME: u64 = 0x1_0000;
+
+/// An access the GIC does not take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadAccess {
+    /// The offset within its frame.
+    pub offset: u64,
+    /// The access width in bytes.
+    pub width: u8,
+}
+
+/// What a write changed that the firmware must act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing outside the model.
+    None,
+    /// Interrupt enables (or the distributor's group enables) changed: the physical
+    /// enables of forwarded interrupts must follow.
+    EnablesChanged,
+    /// Interrupts became pending in software: they go to list registers.
+    Pended,
+}
+
+/// An interrupt ready for a list register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deliverable {
+    /// Its INTID.
+    pub intid: u32,
+    /// Group 1 (else group 0).
+    pub group1: bool,
+    /// Its priority.
+    pub priority: u8,
+}
+
+// Distributor registers.
+const GICD_CTLR: u64 = 0x0000;
+const GICD_TYPER: u64 = 0x0004;
+const GICD_IIDR: u64 = 0x0008;
+const GICD_IGROUPR: u64 = 0x0080;
+const GICD_ISENABLER: u64 = 0x0100;
+const GICD_ICENABLER: u64 = 0x0180;
+const GICD_ISPENDR: u64 = 0x0200;
+const GICD_ICPENDR: u64 = 0x0280;
+const GICD_ISACTIVER: u64 = 0x0300;
+const GICD_ICACTIVER: u64 = 0x0380;
+const GICD_IPRIORITYR: u64 = 0x0400;
+const GICD_ICFGR: u64 = 0x0c00;
+const GICD_IROUTER: u64 = 0x6000;
+/// Both frames: the architecture revision lives in PIDR2[7:4].
+const PIDR2: u64 = 0xffe8;
+const PIDR2_GICV3: u64 = 0x3b;
+
+/// GICD_CTLR: EnableGrp0, EnableGrp1, ARE (RAO with security disabled), DS (RAO).
+const CTLR_ENABLE_GRP0: u32 = 1 << 0;
+const CTLR_ENABLE_GRP1: u32 = 1 << 1;
+const CTLR_ARE: u32 = 1 << 4;
+const CTLR_DS: u32 = 1 << 6;
+/// GICD_TYPER: ITLinesNumber = INTIDS/32 - 1, IDbits = 9 (10-bit INTIDs), No1N.
+const TYPER: u32 = ((WORDS as u32) - 1) | (9 << 19) | (1 << 25);
+/// GICD_IIDR and GICR_IIDR: product 'p' (pvmkit), implementer 0, revision 0.
+const IIDR: u32 = 0x7000_0000;
+
+// Redistributor control frame.
+const GICR_CTLR: u64 = 0x0000;
+const GICR_IIDR: u64 = 0x0004;
+const GICR_TYPER: u64 = 0x0008;
+const GICR_WAKER: u64 = 0x0014;
+/// GICR_TYPER: affinity 0.0.0.0, processor 0, Last (the only redistributor).
+const GICR_TYPER_LAST: u64 = 1 << 4;
+const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
+const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
+/// GICR_ICFGR0: SGIs are edge-triggered, read-only.
+const ICFGR0_SGIS: u32 = 0xaaaa_aaaa;
+/// IROUTER: Interrupt_Routing_Mode and the four affinity fields.
+const IROUTER_MASK: u64 = 0xff_0000_0000 | (1 << 31) | 0xff_ffff;
+
+/// The virtual distributor and redistributor.
+#[derive(Clone, Debug)]
+pub struct Vgic {
+    ctlr: u32,
+    sleeping: bool,
+    group: [u32; WORDS],
+    enabled: [u32; WORDS],
+    pending: [u32; WORDS],
+    priority: [u8; INTIDS],
+    config: [u32; WORDS * 2],
+    route: [u64; INTIDS - FIRST_SPI as usize],
+}
+
+impl Default for Vgic {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn bit(intid: u32) -> (usize, u32) {
+    ((intid / 32) as usize, 1 << (intid % 32))
+}
+
+impl Vgic {
+    /// A GIC out of reset: everything disabled, group 0, priority 0, the redistributor
+    /// asleep.
+    pub const fn new() -> Self {
+        Self {
+            ctlr: 0,
+            sleeping: true,
+            group: [0; WORDS],
+            enabled: [0; WORDS],
+            pending: [0; WORDS],
+            priority: [0; INTIDS],
+            config: [0; WORDS * 2],
+            route: [0; INTIDS - FIRST_SPI as usize],
+        }
+    }
+
+    /// Whether `intid` is enabled and its group is too: the condition under which a
+    /// forwarded interrupt's physical source may signal.
+    pub fn enabled(&self, intid: u32) -> bool {
+        if intid as usize >= INTIDS {
+            return false;
+        }
+        let (word, mask) = bit(intid);
+        let group_enable = if self.group[word] & mask != 0 { CTLR_ENABLE_GRP1 } else { CTLR_ENABLE_GRP0 };
+        self.enabled[word] & mask != 0 && self.ctlr & group_enable != 0
+    }
+
+    /// Whether the guest enabled any interrupt at all (a guest that did not cannot be
+    /// woken from WFI by one).
+    pub fn any_enabled(&self) -> bool {
+        (0..INTIDS as u32).any(|i| self.enabled(i))
+    }
+
+    /// `intid` as a list register needs it, if it may be delivered now.
+    pub fn deliverable(&self, intid: u32) -> Option<Deliverable> {
+        self.enabled(intid).then(|| {
+            let (word, mask) = bit(intid);
+            Deliverable { intid, group1: self.group[word] & mask != 0, priority: self.priority[intid as usize] }
+        })
+    }
+
+    /// Marks `intid` pending in software (an SGI, or an ISPENDR write).
+    pub fn pend(&mut self, intid: u32) {
+        if (intid as usize) < INTIDS {
+            let (word, mask) = bit(intid);
+            self.pending[word] |= mask;
+        }
+    }
+
+    /// The next software-pending interrupt that may be delivered and `free` says has
+    /// no list register yet, taken off the pending set (the list register's from now
+    /// on).
+    pub fn take_deliverable(&mut self, free: impl Fn(u32) -> bool) -> Option<Deliverable> {
+        let intid = (0..INTIDS as u32).find(|&i| {
+            let (word, mask) = bit(i);
+            self.pending[word] & mask != 0 && self.enabled(i) && free(i)
+        })?;
+        let (word, mask) = bit(intid);
+        self.pending[word] &= !mask;
+        self.deliverable(intid)
+    }
+
+    /// A guest load of `width` bytes at `offset` in `frame`.
+    pub fn read(&self, frame: Frame, offset: u64, width: u8) -> Result<u64, BadAccess> {
+        let bad = BadAccess { offset, width };
+        match frame {
+            Frame::Distributor => self.read_distributor(offset, width).ok_or(bad),
+            Frame::Redistributor if offset >= SGI_FRAME => self.read_sgi_frame(offset - SGI_FRAME, width).ok_or(bad),
+            Frame::Redistributor => self.read_redistributor(offset, width).ok_or(bad),
+        }
+    }
+
+    /// A guest store of `width` bytes of `value` at `offset` in `frame`.
+    pub fn write(&mut self, frame: Frame, offset: u64, width: u8, value: u64) -> Result<Effect, BadAccess> {
+        let bad = BadAccess { offset, width };
+        match frame {
+            Frame::Distributor => self.write_distributor(offset, width, value).ok_or(bad),
+            Frame::Redistributor if offset >= SGI_FRAME => {
+                self.write_sgi_frame(offset - SGI_FRAME, width, value).ok_or(bad)
+            }
+            Frame::Redistributor => self.write_redistributor(offset, width, value).ok_or(bad),
+        }
+    }
+
+    fn read_distributor(&self, offset: u64, width: u8) -> Option<u64> {
+        if let Some(intid) = irouter_intid(offset) {
+            let route = intid.checked_sub(FIRST_SPI as usize).and_then(|i| self.route.get(i));
+            return half_or_whole(route.copied().unwrap_or(0), offset, width);
+        }
+        if (GICD_IPRIORITYR..GICD_IPRIORITYR + 1020).contains(&offset) {
+            // SGI and PPI priorities live in the redistributor.
+            return self.read_priority(offset - GICD_IPRIORITYR, width, FIRST_SPI as usize..INTIDS);
+        }
+        if width != 4 {
+            return None;
+        }
+        let value = match offset {
+            GICD_CTLR => self.ctlr | CTLR_ARE | CTLR_DS,
+            GICD_TYPER => TYPER,
+            GICD_IIDR => IIDR,
+            PIDR2 => PIDR2_GICV3 as u32,
+            _ => match self.bank(offset) {
+                // Word 0 (SGIs and PPIs) is the redistributor's with affinity routing.
+                Some((_, 0)) => 0,
+                Some((base, word)) => self.read_bank(base, word),
+                None => match icfgr_index(offset) {
+                    Some(index) if index >= 2 => self.config[index],
+                    _ => 0,
+                },
+            },
+        };
+        Some(value as u64)
+    }
+
+    fn write_distributor(&mut self, offset: u64, width: u8, value: u64) -> Option<Effect> {
+        if let Some(intid) = irouter_intid(offset) {
+            let merged = merge_half_or_whole(0, offset, width, value)?;
+            if let Some(route) = intid.checked_sub(FIRST_SPI as usize).and_then(|i| self.route.get_mut(i)) {
+                *route = merge_half_or_whole(*route, offset, width, value).unwrap_or(merged) & IROUTER_MASK;
+            }
+            return Some(Effect::None);
+        }
+        if (GICD_IPRIORITYR..GICD_IPRIORITYR + 1020).contains(&offset) {
+            return self.write_priority(offset - GICD_IPRIORITYR, width, value, FIRST_SPI as usize..INTIDS);
+        }
+        if width != 4 {
+            return None;
+        }
+        let value = value as u32;
+        Some(match offset {
+            GICD_CTLR => {
+                self.ctlr = value & (CTLR_ENABLE_GRP0 | CTLR_ENABLE_GRP1);
+                Effect::EnablesChanged
+            }
+            _ => match self.bank(offset) {
+                Some((_, 0)) => Effect::None,
+                Some((base, word)) => self.write_bank(base, word, value),
+                None => {
+                    if let Some(index) = icfgr_index(offset).filter(|&i| i >= 2) {
+                        // Bit 1 of each field says edge; bit 0 is reserved.
+                        self.config[index] = value & 0xaaaa_aaaa;
+                    }
+                    Effect::None
+                }
+            },
+        })
+    }
+
+    fn read_redistributor(&self, offset: u64, width: u8) -> Option<u64> {
+        match (offset, width) {
+            (GICR_TYPER, 8) => Some(GICR_TYPER_LAST),
+            (GICR_TYPER, 4) => Some(GICR_TYPER_LAST),
+            (o, 4) if o == GICR_TYPER + 4 => Some(0),
+            (_, 4) => Some(match offset {
+                GICR_IIDR => IIDR as u64,
+                GICR_WAKER if self.sleeping => (WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP) as u64,
+                PIDR2 => PIDR2_GICV3,
+                _ => 0,
+            }),
+            // PROPBASER and PENDBASER are 64-bit registers; without LPIs they read as 0.
+            (_, 8) => Some(0),
+            _ => None,
+        }
+    }
+
+    fn write_redistributor(&mut self, offset: u64, width: u8, value: u64) -> Option<Effect> {
+        match (offset, width) {
+            (GICR_WAKER, 4) => {
+                self.sleeping = value as u32 & WAKER_PROCESSOR_SLEEP != 0;
+                Some(Effect::None)
+            }
+            (GICR_CTLR, 4) | (_, 4) | (_, 8) => Some(Effect::None),
+            _ => None,
+        }
+    }
+
+    fn read_sgi_frame(&self, offset: u64, width: u8) -> Option<u64> {
+        if (GICD_IPRIORITYR..GICD_IPRIORITYR + FIRST_SPI as u64).contains(&offset) {
+            return self.read_priority(offset - GICD_IPRIORITYR, width, 0..FIRST_SPI as usize);
+        }
+        if width != 4 {
+            return None;
+        }
+        let value = match offset {
+            o if o == GICD_ICFGR => ICFGR0_SGIS,
+            o if o == GICD_ICFGR + 4 => self.config[1],
+            _ => match self.bank(offset) {
+                Some((base, 0)) => self.read_bank(base, 0),
+                _ => 0,
+            },
+        };
+        Some(value as u64)
+    }
+
+    fn write_sgi_frame(&mut self, offset: u64, width: u8, value: u64) -> Option<Effect> {
+        if (GICD_IPRIORITYR..GICD_IPRIORITYR + FIRST_SPI as u64).contains(&offset) {
+            return self.write_priority(offset - GICD_IPRIORITYR, width, value, 0..FIRST_SPI as usize);
+        }
+        if width != 4 {
+            return None;
+        }
+        Some(match offset {
+            o if o == GICD_ICFGR + 4 => {
+                self.config[1] = value as u32 & 0xaaaa_aaaa;
+                Effect::None
+            }
+            _ => match self.bank(offset) {
+                Some((base, 0)) => self.write_bank(base, 0, value as u32),
+                _ => Effect::None,
+            },
+        })
+    }
+
+    /// For the one-bit-per-interrupt registers: which one (by its base offset) and
+    /// which word of it.
+    fn bank(&self, offset: u64) -> Option<(u64, usize)> {
+        [GICD_IGROUPR, GICD_ISENABLER, GICD_ICENABLER, GICD_ISPENDR, GICD_ICPENDR, GICD_ISACTIVER, GICD_ICACTIVER]
+            .into_iter()
+            .find(|&base| (base..base + 4 * WORDS as u64).contains(&offset))
+            .map(|base| (base, ((offset - base) / 4) as usize))
+    }
+
+    fn read_bank(&self, base: u64, word: usize) -> u32 {
+        match base {
+            GICD_IGROUPR => self.group[word],
+            GICD_ISENABLER | GICD_ICENABLER => self.enabled[word],
+            GICD_ISPENDR | GICD_ICPENDR => self.pending[word],
+            // Active state lives in the list registers, which the model does not read.
+            _ => 0,
+        }
+    }
+
+    fn write_bank(&mut self, base: u64, word: usize, value: u32) -> Effect {
+        match base {
+            GICD_IGROUPR => {
+                self.group[word] = value;
+                Effect::EnablesChanged
+            }
+            GICD_ISENABLER => {
+                self.enabled[word] |= value;
+                Effect::EnablesChanged
+            }
+            GICD_ICENABLER => {
+                self.enabled[word] &= !value;
+                Effect::EnablesChanged
+            }
+            GICD_ISPENDR if value != 0 => {
+                self.pending[word] |= value;
+                Effect::Pended
+            }
+            GICD_ICPENDR => {
+                self.pending[word] &= !value;
+                Effect::None
+            }
+            _ => Effect::None,
+        }
+    }
+
+    /// IPRIORITYR: a byte per INTID from `first`; those outside `kept` (another
+    /// frame's, or unimplemented) read as zero and ignore writes.
+    fn read_priority(&self, first: u64, width: u8, kept: Range<usize>) -> Option<u64> {
+        let first = first as usize;
+        if !(width == 1 || width == 4) || !first.is_multiple_of(width as usize) {
+            return None;
+        }
+        Some((first..first + width as usize).rev().fold(0u64, |acc, intid| {
+            let byte = if kept.contains(&intid) { self.priority[intid] } else { 0 };
+            acc << 8 | byte as u64
+        }))
+    }
+
+    fn write_priority(&mut self, first: u64, width: u8, value: u64, kept: Range<usize>) -> Option<Effect> {
+        let first = first as usize;
+        if !(width == 1 || width == 4) || !first.is_multiple_of(width as usize) {
+            return None;
+        }
+        for (i, intid) in (first..first + width as usize).enumerate() {
+            if kept.contains(&intid) {
+                self.priority[intid] = (value >> (8 * i)) as u8;
+            }
+        }
+        Some(Effect::None)
+    }
+}
+
+/// The INTID an IROUTER offset routes (only SPIs have one: the first 32 are reserved).
+fn irouter_intid(offset: u64) -> Option<usize> {
+    (GICD_IROUTER..GICD_IROUTER + 8 * 1020).contains(&offset).then(|| ((offset - GICD_IROUTER) / 8) as usize)
+}
+
+/// The word of GICD_ICFGR at `offset`, if it is one the model keeps.
+fn icfgr_index(offset: u64) -> Option<usize> {
+    (GICD_ICFGR..GICD_ICFGR + 8 * WORDS as u64).contains(&offset).then(|| ((offset - GICD_ICFGR) / 4) as usize)
+}
+
+/// A 64-bit register read whole, or either half.
+fn half_or_whole(value: u64, offset: u64, width: u8) -> Option<u64> {
+    match (width, offset % 8) {
+        (8, 0) => Some(value),
+        (4, 0) => Some(value & 0xffff_ffff),
+        (4, 4) => Some(value >> 32),
+        _ => None,
+    }
+}
+
+/// A 64-bit register written whole, or either half.
+fn merge_half_or_whole(old: u64, offset: u64, width: u8, value: u64) -> Option<u64> {
+    match (width, offset % 8) {
+        (8, 0) => Some(value),
+        (4, 0) => Some((old & !0xffff_ffff) | (value & 0xffff_ffff)),
+        (4, 4) => Some((old & 0xffff_ffff) | (value << 32)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

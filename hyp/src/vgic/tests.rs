@@ -1,0 +1,163 @@
+use super::*;
+
+const D: Frame = Frame::Distributor;
+const R: Frame = Frame::Redistributor;
+
+/// What Linux's GICv3 driver does at boot, in its order (dist, then the redistributor).
+fn as_linux_sets_it_up(gic: &mut Vgic) {
+    gic.write(D, GICD_CTLR, 4, 0).unwrap();
+    for word in 1..WORDS as u64 {
+        gic.write(D, GICD_IGROUPR + 4 * word, 4, !0).unwrap();
+        gic.write(D, GICD_ICENABLER + 4 * word, 4, !0).unwrap();
+        gic.write(D, GICD_ICACTIVER + 4 * word, 4, !0).unwrap();
+    }
+    for intid in (FIRST_SPI as u64..INTIDS as u64).step_by(4) {
+        gic.write(D, GICD_IPRIORITYR + intid, 4, 0xa0a0_a0a0).unwrap();
+    }
+    gic.write(D, GICD_CTLR, 4, 0x12).unwrap();
+    for intid in FIRST_SPI as u64..INTIDS as u64 {
+        gic.write(D, GICD_IROUTER + 8 * intid, 8, 0).unwrap();
+    }
+    gic.write(R, GICR_WAKER, 4, 0).unwrap();
+    gic.write(R, SGI_FRAME + GICD_IGROUPR, 4, !0).unwrap();
+    gic.write(R, SGI_FRAME + GICD_ICENABLER, 4, !0).unwrap();
+    for intid in (0..32).step_by(4) {
+        gic.write(R, SGI_FRAME + GICD_IPRIORITYR + intid, 4, 0xa0a0_a0a0).unwrap();
+    }
+}
+
+#[test]
+fn identifies_as_a_gicv3_with_one_redistributor() {
+    let gic = Vgic::new();
+    assert_eq!(gic.read(D, PIDR2, 4).unwrap() & 0xf0, 0x30);
+    assert_eq!(gic.read(R, PIDR2, 4).unwrap() & 0xf0, 0x30);
+    let typer = gic.read(D, GICD_TYPER, 4).unwrap();
+    assert_eq!(32 * ((typer & 0x1f) + 1), INTIDS as u64);
+    assert_eq!(typer & (1 << 17), 0, "no LPIs");
+    assert_eq!(gic.read(R, GICR_TYPER, 8).unwrap(), 1 << 4, "affinity 0, the last one");
+    assert_eq!(gic.read(R, GICR_TYPER + 4, 4).unwrap(), 0);
+    // Security disabled, affinity routing on, whatever is written.
+    assert_eq!(gic.read(D, GICD_CTLR, 4).unwrap(), 0x50);
+}
+
+#[test]
+fn the_redistributor_wakes_when_asked() {
+    let mut gic = Vgic::new();
+    assert_eq!(gic.read(R, GICR_WAKER, 4).unwrap(), 0b110);
+    gic.write(R, GICR_WAKER, 4, 0).unwrap();
+    assert_eq!(gic.read(R, GICR_WAKER, 4).unwrap(), 0);
+}
+
+#[test]
+fn enables_follow_set_and_clear_and_the_group_enable() {
+    let mut gic = Vgic::new();
+    as_linux_sets_it_up(&mut gic);
+    assert!(!gic.enabled(27) && !gic.enabled(48) && !gic.any_enabled());
+    assert_eq!(gic.write(R, SGI_FRAME + GICD_ISENABLER, 4, 1 << 27).unwrap(), Effect::EnablesChanged);
+    assert_eq!(gic.write(D, GICD_ISENABLER + 4, 4, 1 << 16).unwrap(), Effect::EnablesChanged);
+    assert!(gic.enabled(27) && gic.enabled(48) && !gic.enabled(49));
+    assert_eq!(gic.read(D, GICD_ISENABLER + 4, 4).unwrap(), 1 << 16);
+    assert_eq!(gic.read(R, SGI_FRAME + GICD_ICENABLER, 4).unwrap(), 1 << 27);
+    // The distributor's own word 0 is the redistributor's business.
+    assert_eq!(gic.read(D, GICD_ISENABLER, 4).unwrap(), 0);
+    // Group 1 disabled at the distributor: nothing is.
+    gic.write(D, GICD_CTLR, 4, 0).unwrap();
+    assert!(!gic.enabled(27) && !gic.any_enabled());
+    gic.write(D, GICD_CTLR, 4, 2).unwrap();
+    gic.write(D, GICD_ICENABLER + 4, 4, 1 << 16).unwrap();
+    assert!(!gic.enabled(48) && gic.enabled(27));
+    assert!(!gic.enabled(INTIDS as u32) && !gic.enabled(u32::MAX));
+}
+
+#[test]
+fn priorities_are_bytes_kept_per_frame() {
+    let mut gic = Vgic::new();
+    as_linux_sets_it_up(&mut gic);
+    gic.write(D, GICD_IPRIORITYR + 49, 1, 0x80).unwrap();
+    assert_eq!(gic.read(D, GICD_IPRIORITYR + 48, 4).unwrap(), 0xa0a0_80a0);
+    assert_eq!(gic.deliverable(49), None, "not enabled");
+    gic.write(D, GICD_ISENABLER + 4, 4, 1 << 17).unwrap();
+    assert_eq!(gic.deliverable(49), Some(Deliverable { intid: 49, group1: true, priority: 0x80 }));
+    // SGI/PPI priorities are the redistributor's: the distributor's bytes read 0.
+    assert_eq!(gic.read(D, GICD_IPRIORITYR + 24, 4).unwrap(), 0);
+    assert_eq!(gic.read(R, SGI_FRAME + GICD_IPRIORITYR + 24, 4).unwrap(), 0xa0a0_a0a0);
+    // Unaligned or odd widths are refused, by name.
+    assert_eq!(gic.read(D, GICD_IPRIORITYR + 49, 4), Err(BadAccess { offset: GICD_IPRIORITYR + 49, width: 4 }));
+    assert!(gic.write(D, GICD_IPRIORITYR + 48, 2, 0).is_err());
+    // Beyond the implemented INTIDs: zero, writes ignored.
+    gic.write(D, GICD_IPRIORITYR + 200, 4, !0).unwrap();
+    assert_eq!(gic.read(D, GICD_IPRIORITYR + 200, 4).unwrap(), 0);
+}
+
+#[test]
+fn routes_are_64_bit_and_masked() {
+    let mut gic = Vgic::new();
+    let at = GICD_IROUTER + 8 * 48;
+    gic.write(D, at, 8, u64::MAX).unwrap();
+    assert_eq!(gic.read(D, at, 8).unwrap(), IROUTER_MASK);
+    gic.write(D, at + 4, 4, 0).unwrap();
+    assert_eq!(gic.read(D, at, 4).unwrap(), 0x80ff_ffff);
+    assert_eq!(gic.read(D, at + 4, 4).unwrap(), 0);
+    // SGIs and PPIs have none; unimplemented SPIs read 0.
+    assert_eq!(gic.read(D, GICD_IROUTER + 8 * 16, 8).unwrap(), 0);
+    gic.write(D, GICD_IROUTER + 8 * 500, 8, 1).unwrap();
+    assert_eq!(gic.read(D, GICD_IROUTER + 8 * 500, 8).unwrap(), 0);
+    assert!(gic.read(D, at, 2).is_err());
+}
+
+#[test]
+fn trigger_modes_keep_only_their_defined_bits() {
+    let mut gic = Vgic::new();
+    gic.write(D, GICD_ICFGR + 12, 4, !0).unwrap();
+    assert_eq!(gic.read(D, GICD_ICFGR + 12, 4).unwrap(), 0xaaaa_aaaa);
+    assert_eq!(gic.read(R, SGI_FRAME + GICD_ICFGR, 4).unwrap(), 0xaaaa_aaaa, "SGIs are edge");
+    gic.write(R, SGI_FRAME + GICD_ICFGR, 4, 0).unwrap();
+    assert_eq!(gic.read(R, SGI_FRAME + GICD_ICFGR, 4).unwrap(), 0xaaaa_aaaa, "and read-only");
+}
+
+#[test]
+fn software_pending_interrupts_are_delivered_once_when_enabled() {
+    let mut gic = Vgic::new();
+    as_linux_sets_it_up(&mut gic);
+    gic.pend(1);
+    assert_eq!(gic.take_deliverable(|_| true), None, "SGI 1 is not enabled yet");
+    assert_eq!(gic.read(R, SGI_FRAME + GICD_ISPENDR, 4).unwrap(), 0b10);
+    gic.write(R, SGI_FRAME + GICD_ISENABLER, 4, 0b10).unwrap();
+    assert_eq!(gic.take_deliverable(|i| i != 1), None, "SGI 1 already has a list register");
+    assert_eq!(gic.take_deliverable(|_| true), Some(Deliverable { intid: 1, group1: true, priority: 0xa0 }));
+    assert_eq!(gic.take_deliverable(|_| true), None);
+    // An ISPENDR write pends; ICPENDR takes it back.
+    assert_eq!(gic.write(R, SGI_FRAME + GICD_ISPENDR, 4, 0b10).unwrap(), Effect::Pended);
+    gic.write(R, SGI_FRAME + GICD_ICPENDR, 4, 0b10).unwrap();
+    assert_eq!(gic.take_deliverable(|_| true), None);
+    gic.pend(INTIDS as u32);
+    assert_eq!(gic.take_deliverable(|_| true), None);
+}
+
+#[test]
+fn reserved_registers_read_zero_and_bad_widths_are_named() {
+    let mut gic = Vgic::new();
+    assert_eq!(gic.read(D, 0x8000, 4).unwrap(), 0);
+    assert_eq!(gic.write(D, 0x8000, 4, 1).unwrap(), Effect::None);
+    assert_eq!(gic.read(R, SGI_FRAME + 0x84, 4).unwrap(), 0);
+    assert_eq!(gic.read(D, GICD_CTLR, 1), Err(BadAccess { offset: 0, width: 1 }));
+    assert!(gic.write(R, GICR_WAKER, 2, 0).is_err());
+    assert_eq!(gic.read(R, 0x70, 8).unwrap(), 0, "PROPBASER without LPIs");
+}
+
+#[test]
+fn nothing_a_guest_writes_panics_the_model() {
+    let mut gic = Vgic::new();
+    let mut x = 0x1234_5678_9abc_def1u64;
+    for _ in 0..200_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let frame = if x & 1 == 0 { D } else { R };
+        let offset = (x >> 8) % 0x2_0000;
+        let width = [1, 2, 4, 8][((x >> 40) & 3) as usize];
+        let _ = gic.write(frame, offset, width, x);
+        let _ = gic.read(frame, offset, width);
+    }
+    while gic.take_deliverable(|_| true).is_some() {}
+}

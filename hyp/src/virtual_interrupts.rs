@@ -1,0 +1,120 @@
+//! The guest's interrupts, wired: its vGIC's registers (`hyp::vgic`), the physical
+//! interrupts hyp forwards to it (the virtual timer, the console, the virtio
+//! transports), the SGIs it sends itself, and WFI.
+//!
+//! A forwarded interrupt is physically enabled exactly while the guest has its virtual
+//! twin enabled. When it fires, hyp drops its priority, leaves it active and hands it
+//! to a list register with the hardware bit: the guest's deactivation ends it, and a
+//! level source (a timer, a device with work to report) signals again only then.
+
+use hyp::device::virtio::AccessError;
+use hyp::trap::sysreg::SysregAccess;
+use hyp::vgic::list_register::ListRegister;
+use hyp::vgic::{sgi, Effect, Frame};
+
+use crate::arch::{gic, GuestRegs};
+use crate::vm_state::Vm;
+
+fn bit(intid: u32) -> u128 {
+    1u128.checked_shl(intid).unwrap_or(0)
+}
+
+/// A load from the guest's GIC.
+pub fn read(vm: &Vm, frame: Frame, offset: u64, width: u8) -> Result<u64, AccessError> {
+    vm.vgic.read(frame, offset, width).map_err(|_| AccessError::BadWidth)
+}
+
+/// A store to the guest's GIC, and what follows from it.
+pub fn write(vm: &mut Vm, frame: Frame, offset: u64, width: u8, value: u64) -> Result<(), AccessError> {
+    match vm.vgic.write(frame, offset, width, value).map_err(|_| AccessError::BadWidth)? {
+        Effect::EnablesChanged => sync_enables(vm),
+        // Delivered by `flush` before the guest runs again.
+        Effect::Pended | Effect::None => {}
+    }
+    Ok(())
+}
+
+/// Makes each forwarded source's physical enable follow the guest's (a source held
+/// back for want of a list register stays off until `flush` finds it one).
+pub fn sync_enables(vm: &mut Vm) {
+    for intid in vm.devices.forwarded_interrupts() {
+        let want = vm.vgic.enabled(intid) && vm.deferred & bit(intid) == 0;
+        if want != (vm.physically_enabled & bit(intid) != 0) {
+            gic::set_enabled(intid, want);
+            vm.physically_enabled ^= bit(intid);
+        }
+    }
+}
+
+/// A physical interrupt hyp acknowledged and dropped the priority of: the guest's, if
+/// it is a forwarded source the guest has enabled.
+pub fn forward(vm: &mut Vm, intid: u32) {
+    let forwarded = vm.devices.forwarded_interrupts().any(|i| i == intid);
+    let deliverable = vm.vgic.deliverable(intid).filter(|_| forwarded);
+    let free = free_list_register();
+    match (deliverable, free) {
+        (Some(d), Some(n)) => {
+            gic::write_list_register(n, ListRegister::pending(intid, d.group1, d.priority, Some(intid)).0);
+        }
+        (Some(_), None) => {
+            // Every list register is busy: hold the source back until one frees.
+            gic::deactivate(intid);
+            vm.deferred |= bit(intid);
+            sync_enables(vm);
+        }
+        (None, _) => {
+            gic::deactivate(intid);
+            if forwarded {
+                sync_enables(vm);
+            }
+        }
+    }
+}
+
+/// Before the guest runs again: held-back sources get another chance, and interrupts
+/// pending in software (SGIs, ISPENDR writes) go to free list registers.
+pub fn flush(vm: &mut Vm) {
+    if vm.deferred != 0 && free_list_register().is_some() {
+        vm.deferred = 0;
+        sync_enables(vm);
+    }
+    while let Some(n) = free_list_register() {
+        let busy = |intid: u32| {
+            (0..gic::list_registers()).any(|i| {
+                let lr = ListRegister(gic::read_list_register(i));
+                lr.in_use() && lr.vintid() == intid
+            })
+        };
+        let Some(d) = vm.vgic.take_deliverable(|intid| !busy(intid)) else { break };
+        gic::write_list_register(n, ListRegister::pending(d.intid, d.group1, d.priority, None).0);
+    }
+}
+
+/// A trapped system-register access: an SGI the guest sends (itself, the only vCPU),
+/// or `false` for one hyp does not serve.
+pub fn system_register(vm: &mut Vm, regs: &GuestRegs, access: SysregAccess) -> bool {
+    if !access.sends_sgi() {
+        return false;
+    }
+    let value = if access.rt == 31 { 0 } else { regs.x[access.rt as usize] };
+    if let Some(intid) = sgi::to_self(value) {
+        vm.vgic.pend(intid);
+    }
+    true
+}
+
+/// A guest's WFI: wait for an interrupt if the guest could be woken by one and none is
+/// pending for it yet. (A guest with no interrupt enabled, like one that polls its
+/// devices, just yields.)
+pub fn wait(vm: &Vm) {
+    let pending =
+        (0..gic::list_registers()).any(|i| ListRegister(gic::read_list_register(i)).is_pending());
+    if vm.vgic.any_enabled() && !pending {
+        gic::wait_for_interrupt();
+    }
+}
+
+fn free_list_register() -> Option<usize> {
+    let empty = gic::empty_list_registers();
+    (0..gic::list_registers()).find(|&n| empty & (1 << n) != 0)
+}
