@@ -28,9 +28,9 @@ pub fn ticks(ns: u64, frequency: u64) -> u64 {
 /// How a wait was woken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wake {
-    /// The timer's interrupt, through the GIC (real KVM, plain QEMU).
+    /// The timer's interrupt, through the GIC (hyp's vGIC, real KVM, plain QEMU).
     Interrupt,
-    /// No usable GIC: each WFI returned at once (hyp traps it) and the timer was polled.
+    /// No usable GIC: each WFI returned at once and the timer was polled.
     Polled,
 }
 

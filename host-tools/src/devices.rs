@@ -89,7 +89,9 @@ impl Devices {
             "-chardev",
             &console,
             "-device",
-            "virtio-serial-device",
+            // One port: without MULTIPORT the console has two queues (a Linux guest
+            // would otherwise set up 64, beyond what hyp shadows).
+            "virtio-serial-device,max_ports=1",
             "-device",
             "virtconsole,chardev=vcon0",
         ]

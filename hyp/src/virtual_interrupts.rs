@@ -7,6 +7,7 @@
 //! to a list register with the hardware bit: the guest's deactivation ends it, and a
 //! level source (a timer, a device with work to report) signals again only then.
 
+use hyp::device::devices::VIRTUAL_TIMER_INTID;
 use hyp::device::virtio::AccessError;
 use hyp::trap::sysreg::SysregAccess;
 use hyp::vgic::list_register::ListRegister;
@@ -71,14 +72,23 @@ pub fn forward(vm: &mut Vm, intid: u32) {
     }
 }
 
-/// Before the guest runs again: held-back sources get another chance, and interrupts
-/// pending in software (SGIs, ISPENDR writes) go to free list registers.
+/// Before the guest runs again: a forwarded interrupt the guest has not acknowledged
+/// is withdrawn if its source stopped asserting it (as a level interrupt is: a timer
+/// the guest disabled no longer wakes its WFI); held-back sources get another chance;
+/// and interrupts pending in software (SGIs, ISPENDR writes) go to free list
+/// registers.
 pub fn flush(vm: &mut Vm) {
+    let count = gic::list_registers();
+    let all = (1u16 << count) - 1;
+    if gic::empty_list_registers() & all != all {
+        withdraw_deasserted(count);
+    }
     if vm.deferred != 0 && free_list_register().is_some() {
         vm.deferred = 0;
         sync_enables(vm);
     }
-    while let Some(n) = free_list_register() {
+    while vm.vgic.any_pending() {
+        let Some(n) = free_list_register() else { break };
         let busy = |intid: u32| {
             (0..gic::list_registers()).any(|i| {
                 let lr = ListRegister(gic::read_list_register(i));
@@ -111,6 +121,19 @@ pub fn wait(vm: &Vm) {
         (0..gic::list_registers()).any(|i| ListRegister(gic::read_list_register(i)).is_pending());
     if vm.vgic.any_enabled() && !pending {
         gic::wait_for_interrupt();
+    }
+}
+
+fn withdraw_deasserted(count: usize) {
+    for n in 0..count {
+        let lr = ListRegister(gic::read_list_register(n));
+        let Some(physical) = lr.physical().filter(|_| lr.pending_only()) else { continue };
+        let asserted =
+            if physical == VIRTUAL_TIMER_INTID { gic::virtual_timer_asserted() } else { gic::is_pending(physical) };
+        if !asserted {
+            gic::write_list_register(n, 0);
+            gic::deactivate(physical);
+        }
     }
 }
 

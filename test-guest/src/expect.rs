@@ -5,15 +5,12 @@ use abi::kvm::{self, Features};
 use abi::profile::{
     Answer, Call, Conduit, Pages, Profile, Report, VmFacts, ANDROID_6_12, LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED,
 };
-use guest_lib::timer::Wake;
 use guest_lib::GuestDt;
 
 /// What the run promises beyond the ABI (the ABI's answers come from
 /// [`abi::profile`], through [`Mode::expect`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Answers {
-    /// How a timed wait wakes.
-    pub timer_wake: Wake,
     /// The hypervisor pins pages a device holds (hyp's validator policy, not the ABI).
     pub pins_device_pages: bool,
     /// An access without a syndrome aborts (an ordinary VM's vCPU stops on real KVM).
@@ -96,9 +93,7 @@ impl Mode {
     /// What the run promises beyond the ABI.
     pub fn answers(self) -> Answers {
         let real = self.real_kvm();
-        let hyp = self.under_hyp() && !real;
         Answers {
-            timer_wake: if hyp { Wake::Polled } else { Wake::Interrupt },
             pins_device_pages: self.protected() && !real,
             pair_access_aborts: self != Self::UnprotectedKvm,
         }

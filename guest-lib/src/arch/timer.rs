@@ -30,7 +30,8 @@ const GICD_CTLR_ARE_GRP1: u32 = (1 << 4) | (1 << 1);
 const UNSET: u8 = 0;
 /// The GIC delivers the timer's interrupt: WFI until it is pending.
 const INTERRUPT: u8 = 1;
-/// No usable GIC (hyp): each WFI traps and returns, the timer is polled around it.
+/// No usable GIC: each WFI returns (a hypervisor that traps it), the timer is polled
+/// around it.
 const POLLED: u8 = 2;
 /// Never set up (a guest OS that did not call `init`): spin on the timer, no WFI,
 /// since on real KVM a WFI with no interrupt to wake it would block for good.
@@ -66,7 +67,7 @@ fn setup<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Wake {
     if guard.map(gicd, 0x1_0000).is_err() || guard.map(gicr, 0x2_0000).is_err() {
         return Wake::Polled;
     }
-    // A hypervisor that gives the guest no GIC (hyp) answers with an external abort.
+    // A hypervisor that gives the guest no GIC answers with an external abort.
     // SAFETY: a register read expected to succeed or abort.
     if unsafe { super::probe::read_u32(gicr + GICR_WAKER) }.is_err() {
         let _ = guard.unmap(gicd, 0x1_0000);

@@ -13,6 +13,7 @@ static GICR: AtomicU64 = AtomicU64::new(0);
 const GICD_IGROUPR: u64 = 0x0080;
 const GICD_ISENABLER: u64 = 0x0100;
 const GICD_ICENABLER: u64 = 0x0180;
+const GICD_ISPENDR: u64 = 0x0200;
 const GICD_IPRIORITYR: u64 = 0x0400;
 const GICD_IROUTER: u64 = 0x6000;
 /// The SGI/PPI frame follows the redistributor's control frame; its registers sit at
@@ -94,6 +95,23 @@ pub fn set_enabled(intid: u32, enabled: bool) {
     } else {
         write32(frame + GICD_ICENABLER + word, bit);
     }
+}
+
+/// Whether the physical interrupt `intid` is pending (for a level interrupt: whether
+/// its source still asserts it).
+pub fn is_pending(intid: u32) -> bool {
+    let (gicd, gicr) = (GICD.load(Ordering::Relaxed), GICR.load(Ordering::Relaxed));
+    let frame = if intid < 32 { gicr + GICR_SGI_BASE } else { gicd };
+    gicd != 0 && read32(frame + GICD_ISPENDR + 4 * (intid as u64 / 32)) & (1 << (intid % 32)) != 0
+}
+
+/// Whether the guest's virtual timer asserts its interrupt: enabled, fired, unmasked
+/// (CNTV_CTL_EL0 ENABLE, ISTATUS, not IMASK).
+pub fn virtual_timer_asserted() -> bool {
+    let ctl: u64;
+    // SAFETY: reading the guest's timer control has no effect.
+    unsafe { asm!("mrs {}, cntv_ctl_el0", out(reg) ctl, options(nomem, nostack)) };
+    ctl & 0b111 == 0b101
 }
 
 /// Acknowledges the highest-priority pending interrupt; returns its INTID (1020 and

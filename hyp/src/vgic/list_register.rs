@@ -40,6 +40,20 @@ impl ListRegister {
         self.0 & STATE_PENDING != 0
     }
 
+    /// Whether it holds a pending interrupt the guest has not acknowledged yet.
+    pub const fn pending_only(self) -> bool {
+        self.0 & STATE_MASK == STATE_PENDING
+    }
+
+    /// The physical INTID it is tied to, if it is (LR.HW).
+    pub const fn physical(self) -> Option<u32> {
+        if self.0 & HW != 0 {
+            Some(((self.0 >> PINTID_SHIFT) & PINTID_MASK) as u32)
+        } else {
+            None
+        }
+    }
+
     /// The virtual INTID.
     pub const fn vintid(self) -> u32 {
         self.0 as u32
@@ -55,13 +69,15 @@ mod tests {
         // The virtual timer tied to its physical PPI, group 1, priority 0xa0.
         let lr = ListRegister::pending(27, true, 0xa0, Some(27));
         assert_eq!(lr.0, (1 << 62) | (1 << 61) | (1 << 60) | (0xa0 << 48) | (27 << 32) | 27);
-        assert!(lr.in_use() && lr.is_pending());
-        assert_eq!(lr.vintid(), 27);
+        assert!(lr.in_use() && lr.is_pending() && lr.pending_only());
+        assert_eq!((lr.vintid(), lr.physical()), (27, Some(27)));
+        assert_eq!(ListRegister::pending(33, true, 0, None).physical(), None);
         // A software SGI in group 0.
         assert_eq!(ListRegister::pending(1, false, 0, None).0, (1 << 62) | 1);
         // Active only (the guest acknowledged it), and empty.
         let active = ListRegister(2 << 62 | 27);
-        assert!(active.in_use() && !active.is_pending());
+        assert!(active.in_use() && !active.is_pending() && !active.pending_only());
+        assert!(!ListRegister(3 << 62).pending_only(), "active and pending");
         assert!(!ListRegister(27).in_use());
     }
 }

@@ -178,6 +178,11 @@ impl Vgic {
         })
     }
 
+    /// Whether any interrupt is pending in software.
+    pub fn any_pending(&self) -> bool {
+        self.pending.iter().any(|&w| w != 0)
+    }
+
     /// Marks `intid` pending in software (an SGI, or an ISPENDR write).
     pub fn pend(&mut self, intid: u32) {
         if (intid as usize) < INTIDS {

@@ -119,7 +119,9 @@ fn trigger_modes_keep_only_their_defined_bits() {
 fn software_pending_interrupts_are_delivered_once_when_enabled() {
     let mut gic = Vgic::new();
     as_linux_sets_it_up(&mut gic);
+    assert!(!gic.any_pending());
     gic.pend(1);
+    assert!(gic.any_pending());
     assert_eq!(gic.take_deliverable(|_| true), None, "SGI 1 is not enabled yet");
     assert_eq!(gic.read(R, SGI_FRAME + GICD_ISPENDR, 4).unwrap(), 0b10);
     gic.write(R, SGI_FRAME + GICD_ISENABLER, 4, 0b10).unwrap();
