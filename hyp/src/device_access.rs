@@ -2,7 +2,9 @@
 //! transports (hyp's device side) and the vGIC; and what stops the VM when the device side finds
 //! a violation or an inconsistency of hyp's own.
 
+use abi::memory_map::virtio_mmio_spi;
 use hyp::device::virtio::AccessError;
+use hyp::vgic::FIRST_SPI;
 use hyp::trap::exit::ExitReason;
 use hyp::trap::mmio::{DeviceKind, DeviceWindow};
 
@@ -34,7 +36,10 @@ pub fn store(vm: &mut Vm, device: &DeviceWindow, pa: u64, width: u8, value: u64)
             }
             Ok(())
         }
-        DeviceKind::Virtio { slot } => virtio_transports::write(device, slot, pa, width, value, &mut vm.ownership),
+        DeviceKind::Virtio { slot } => {
+            let interrupt_driven = vm.vgic.enabled(FIRST_SPI + virtio_mmio_spi(slot));
+            virtio_transports::write(device, slot, pa, width, value, &mut vm.ownership, interrupt_driven)
+        }
     }
 }
 

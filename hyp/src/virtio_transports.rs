@@ -102,8 +102,10 @@ pub fn read(window: &DeviceWindow, slot: u32, pa: u64, width: u8) -> Result<u64,
     transport.read(&mut RealDevice { base: window.base }, pa - window.base, width)
 }
 
-/// A guest write of a transport register. After a notify in a protected VM, waits a
-/// little for the device so that short requests complete before the guest resumes.
+/// A guest write of a transport register. After a notify in a protected VM whose
+/// driver polls (`interrupt_driven` false), waits a little for the device so that
+/// short requests complete before the guest resumes; a driver that takes the device's
+/// interrupt is told of completions by it instead.
 pub fn write(
     window: &DeviceWindow,
     slot: u32,
@@ -111,6 +113,7 @@ pub fn write(
     width: u8,
     value: u64,
     ownership: &mut Ownership<'_>,
+    interrupt_driven: bool,
 ) -> Result<(), AccessError> {
     let mut side = device_side()?;
     let DeviceSide { transports, shadows } = &mut *side;
@@ -126,7 +129,7 @@ pub fn write(
         &mut IdentityRam,
         shadows,
     )?;
-    if offset == regs::QUEUE_NOTIFY && transport.is_protected() {
+    if offset == regs::QUEUE_NOTIFY && transport.is_protected() && !interrupt_driven {
         // Bounded by polls rather than by the counter: under -icount every counter
         // read is an I/O instruction, far dearer to QEMU than a memory poll.
         // Only the polls that deliver are hyp's work; the rest is waiting.
