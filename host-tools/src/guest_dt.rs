@@ -28,6 +28,9 @@ pub struct GuestDtConfig<'a> {
     pub virtio_slots: u32,
     /// Where the signed payload is, for pvmfw (`/config` `kernel-address`, `kernel-size`).
     pub signed_payload: Option<(u64, u64)>,
+    /// Whether each virtio transport's DMA is bound to the `restricted-dma-pool` (off
+    /// only for experiments: a Linux guest then bounces through its default swiotlb).
+    pub restricted_pool: bool,
 }
 
 /// Writes the device tree blob.
@@ -62,7 +65,7 @@ fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     write::gic_v3(&mut w)?;
     write::timer(&mut w)?;
     // What a full OS needs too: interrupts, and every transport's DMA bound to the pool.
-    let wiring = write::Wiring { interrupts: true, dma_pool: true };
+    let wiring = write::Wiring { interrupts: true, dma_pool: config.restricted_pool };
     write::pl011(&mut w, Region { start: PL011_BASE, end: PL011_BASE + PL011_SIZE }, wiring)?;
     for slot in (0..VIRTIO_MMIO_SLOTS).filter(|i| config.virtio_slots & (1 << i) != 0) {
         let base = virtio_mmio_slot(slot);
@@ -85,6 +88,7 @@ mod tests {
             bootargs: "pvmkit.mode=bare",
             virtio_slots: 1 << 31,
             signed_payload: Some((0x8800_0000, 0x1234)),
+            restricted_pool: true,
         })
         .unwrap();
         assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed]);

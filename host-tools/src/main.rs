@@ -74,6 +74,11 @@ struct RunArgs {
     /// its rings in private memory, which hyp and the VMM must catch.
     #[arg(long)]
     no_access_platform: bool,
+    /// Experiment (with --no-pvmfw, since pvmfw binds the pool itself): the guest DT's
+    /// virtio nodes do not name the restricted-dma-pool, so a Linux guest bounces its
+    /// DMA through its default swiotlb instead.
+    #[arg(long, requires = "no_pvmfw")]
+    no_restricted_pool: bool,
     /// hyp (pvmkit's own EL2 hypervisor) or pkvm (the real upstream pKVM: Debian's
     /// Linux in QEMU with pvmkit's VMM).
     #[arg(long, default_value = "hyp")]
@@ -106,6 +111,7 @@ impl RunArgs {
             hyp_stats: false,
             short_counts: "on".into(),
             no_access_platform: false,
+            no_restricted_pool: false,
             backend: "hyp".into(),
             kernel: None,
             qemu_args,
@@ -340,6 +346,7 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
         hyp_stats: args.hyp_stats,
         vmm_stats: false,
         access_platform: !args.no_access_platform,
+        restricted_pool: !args.no_restricted_pool,
         short_counts: args.short_counts == "on",
         backend: Backend::parse(&args.backend).unwrap_or_default(),
         kernel: args.kernel.clone(),

@@ -102,6 +102,9 @@ pub struct RunConfig {
     /// The devices offer VIRTIO_F_ACCESS_PLATFORM to a protected VM (off: the negative
     /// control of `--no-access-platform`).
     pub access_platform: bool,
+    /// Bind the virtio transports to the restricted DMA pool in the guest's DT (off:
+    /// `--no-restricted-pool`, with `--no-pvmfw`, since pvmfw binds them itself).
+    pub restricted_pool: bool,
     /// Let hyp's Android profile stop ranged calls short (hyp option `short-counts=on`).
     pub short_counts: bool,
     /// hyp, or the real pKVM.
@@ -227,6 +230,7 @@ fn host_dt(config: &RunConfig, signed_payload: Option<(u64, u64)>) -> Result<Vec
         bootargs: &config.guest_cmdline(),
         virtio_slots: VIRTIO_SLOTS,
         signed_payload,
+        restricted_pool: config.restricted_pool,
     })
 }
 
