@@ -404,6 +404,46 @@ pub fn peer_table(
     out
 }
 
+/// Linux beside guest-lib under hyp, where only time can be had of Linux (its
+/// userspace counts no instructions) and time follows QEMU's devices in real time:
+/// per phase, each guest's median throughput protected (P) and ordinary (U), each
+/// one's P/U ratio, and guest-lib's protected throughput over Linux's (above 1,
+/// guest-lib is faster).
+pub fn peer_time_table(
+    guest_lib: (&[Vec<Phase>], &[Vec<Phase>]),
+    linux: (&[Vec<Phase>], &[Vec<Phase>]),
+    frequency: u64,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<6} {:>8}  {:>13} {:>13} {:>6}  {:>13} {:>13} {:>6}  {:>13}",
+        "op", "size", "guest-lib P", "guest-lib U", "P/U", "Linux P", "Linux U", "P/U", "guest-lib gain"
+    );
+    for (op, size) in keys(guest_lib.0) {
+        let speed = |runs: &[Vec<Phase>]| {
+            let v: Vec<f64> = runs.iter().filter_map(|r| phase(r, &op, size)).map(|x| mib_per_s(x, frequency)).collect();
+            (!v.is_empty()).then(|| median(v))
+        };
+        let (gp, gu, lp, lu) = (speed(guest_lib.0), speed(guest_lib.1), speed(linux.0), speed(linux.1));
+        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).filter(|(_, b)| *b > 0.0).map(|(a, b)| a / b);
+        let _ = writeln!(
+            out,
+            "{:<6} {:>8}  {:>13} {:>13} {:>6}  {:>13} {:>13} {:>6}  {:>13}",
+            op,
+            size,
+            cell(gp, 1),
+            cell(gu, 1),
+            cell(ratio(gp, gu), 3),
+            cell(lp, 1),
+            cell(lu, 1),
+            cell(ratio(lp, lu), 3),
+            cell(ratio(gp, lp), 3)
+        );
+    }
+    out
+}
+
 /// The figures that follow real time (hyp backend): throughput in guest time and exits
 /// per request (hyp's tick included), medians over the runs with their spread.
 pub fn time_table(protected: &[Vec<Phase>], unprotected: &[Vec<Phase>], frequency: u64) -> String {

@@ -138,6 +138,18 @@ fn the_peer_table_sets_linux_beside_guest_lib() {
 }
 
 #[test]
+fn the_time_table_under_hyp_sets_linux_beside_guest_lib() {
+    // 4 × 64 KiB at 1 MHz: 250 000 ticks is 1.0 MiB/s.
+    let at = |ticks: u64| vec![vec![phase("write", 65536, ticks, 1, 1)], vec![phase("write", 65536, ticks, 1, 1)]];
+    let t = peer_time_table((&at(250_000), &at(125_000)), (&at(500_000), &at(250_000)), 1_000_000);
+    let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["write", "65536", "1.0", "2.0", "0.500", "0.5", "1.0", "0.500", "2.000"], "{t}");
+    // A phase Linux did not run is shown as such, not as zero.
+    let t = peer_time_table((&at(250_000), &at(125_000)), (&[], &[]), 1_000_000);
+    assert!(t.lines().nth(1).unwrap().contains("n/a"), "{t}");
+}
+
+#[test]
 fn the_time_table_gives_medians_and_spread() {
     let p: Vec<Vec<Phase>> = [200_000, 250_000, 300_000].map(|t| vec![phase("read", 65536, t, 1, 1)]).to_vec();
     let u = vec![vec![phase("read", 65536, 125_000, 1, 1)]];
