@@ -422,7 +422,8 @@ pub fn peer_time_table(
     );
     for (op, size) in keys(guest_lib.0) {
         let speed = |runs: &[Vec<Phase>]| {
-            let v: Vec<f64> = runs.iter().filter_map(|r| phase(r, &op, size)).map(|x| mib_per_s(x, frequency)).collect();
+            let v: Vec<f64> =
+                runs.iter().filter_map(|r| phase(r, &op, size)).map(|x| mib_per_s(x, frequency)).collect();
             (!v.is_empty()).then(|| median(v))
         };
         let (gp, gu, lp, lu) = (speed(guest_lib.0), speed(guest_lib.1), speed(linux.0), speed(linux.1));

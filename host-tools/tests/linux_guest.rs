@@ -11,8 +11,12 @@ mod common;
 use common::pvmkit;
 
 /// The four cases of linux-guest/init.
-const CASES: [&str; 4] =
-    ["linux_sees_the_pkvm_guest_services", "virtio_blk_write_read_direct", "virtio_rng_entropy", "virtio_console_sends"];
+const CASES: [&str; 4] = [
+    "linux_sees_the_pkvm_guest_services",
+    "virtio_blk_write_read_direct",
+    "virtio_rng_entropy",
+    "virtio_console_sends",
+];
 
 /// Builds the Image (or finds it cached) and returns its path.
 fn linux_image() -> String {
@@ -82,7 +86,8 @@ fn a_linux_guest_passes_on_hyp_in_every_mode_and_a_leaking_one_is_stopped() {
         assert!(ok, "{abi}: {out}");
         assert_passes(&out);
         assert!(out.contains(&format!("[hyp] guest: protected ({abi} ABI) VM")), "{out}");
-        let detected = format!("smccc: KVM: hypervisor services detected (0x00000000 0x00000000 0x00000000 {services})");
+        let detected =
+            format!("smccc: KVM: hypervisor services detected (0x00000000 0x00000000 0x00000000 {services})");
         assert!(out.contains(&detected), "{abi}: {out}");
         // Linux bounces its DMA through the pool, which its pKVM driver shared.
         assert!(out.contains("Memory encryption is active and system is using DMA bounce buffers"), "{out}");

@@ -4,9 +4,9 @@
 
 use abi::memory_map::virtio_mmio_spi;
 use hyp::device::virtio::AccessError;
-use hyp::vgic::FIRST_SPI;
 use hyp::trap::exit::ExitReason;
 use hyp::trap::mmio::{DeviceKind, DeviceWindow};
+use hyp::vgic::FIRST_SPI;
 
 use crate::arch;
 use crate::console::CONSOLE;

@@ -15,8 +15,8 @@ use crate::arch::{gic, tick, GuestRegs};
 use crate::boot::TICK_PERIOD;
 use crate::device_access::{collect_completions, device_side_stop, load, store};
 use crate::exit_path::{exit, fail};
-use crate::vm_state::{note_policy, note_refused, vm, IdentityMemory, Vm};
 use crate::virtual_interrupts;
+use crate::vm_state::{note_policy, note_refused, vm, IdentityMemory, Vm};
 use crate::work_meter;
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVOFF_EL2, ELR_EL1, ELR_EL2, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2,

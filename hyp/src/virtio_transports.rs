@@ -88,8 +88,7 @@ pub fn setup(devices: &DeviceList, protected: bool, access_platform: bool) -> Re
             return Err((slot, "legacy virtio-mmio transport: run QEMU with -global virtio-mmio.force-legacy=false"));
         }
         let transport = VirtioDevice::new(slot, protected);
-        transports[used] =
-            Some(if access_platform { transport } else { transport.withholding_access_platform() });
+        transports[used] = Some(if access_platform { transport } else { transport.withholding_access_platform() });
         used += 1;
     }
     Ok(())

@@ -117,8 +117,7 @@ pub fn system_register(vm: &mut Vm, regs: &GuestRegs, access: SysregAccess) -> b
 /// pending for it yet. (A guest with no interrupt enabled, like one that polls its
 /// devices, just yields.)
 pub fn wait(vm: &Vm) {
-    let pending =
-        (0..gic::list_registers()).any(|i| ListRegister(gic::read_list_register(i)).is_pending());
+    let pending = (0..gic::list_registers()).any(|i| ListRegister(gic::read_list_register(i)).is_pending());
     if vm.vgic.any_enabled() && !pending {
         gic::wait_for_interrupt();
     }

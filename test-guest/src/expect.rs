@@ -93,10 +93,7 @@ impl Mode {
     /// What the run promises beyond the ABI.
     pub fn answers(self) -> Answers {
         let real = self.real_kvm();
-        Answers {
-            pins_device_pages: self.protected() && !real,
-            pair_access_aborts: self != Self::UnprotectedKvm,
-        }
+        Answers { pins_device_pages: self.protected() && !real, pair_access_aborts: self != Self::UnprotectedKvm }
     }
 
     /// The release whose answers this mode gives: hyp's upstream profile and the real

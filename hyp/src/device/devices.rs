@@ -59,7 +59,9 @@ impl DeviceList {
             list.windows[list.len] = DeviceWindow { base, size: VIRTIO_MMIO_STRIDE, kind: DeviceKind::Virtio { slot } };
             list.len += 1;
         }
-        for (base, size, frame) in [(GICD_BASE, GICD_SIZE, Frame::Distributor), (GICR_BASE, GICR_SIZE, Frame::Redistributor)] {
+        for (base, size, frame) in
+            [(GICD_BASE, GICD_SIZE, Frame::Distributor), (GICR_BASE, GICR_SIZE, Frame::Redistributor)]
+        {
             list.windows[list.len] = DeviceWindow { base, size, kind: DeviceKind::Gic(frame) };
             list.len += 1;
         }

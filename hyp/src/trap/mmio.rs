@@ -218,7 +218,9 @@ mod tests {
         assert_eq!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Refuse(Refusal::NotGuarded));
         // hyp's own vGIC is no host device: the guard does not apply.
         let gicd = DeviceWindow { base: 0x0800_0000, size: 0x1_0000, kind: DeviceKind::Gic(Frame::Distributor) };
-        assert!(matches!(decide(&load, 0x0800_ffe8, &[UART, gicd], &guard), Decision::Emulate { device, .. } if device == gicd));
+        assert!(
+            matches!(decide(&load, 0x0800_ffe8, &[UART, gicd], &guard), Decision::Emulate { device, .. } if device == gicd)
+        );
         // Not even a registered granule makes ISV=0 emulatable.
         guard.map(0x0900_0000, ram).unwrap();
         assert_eq!(decide(&abort(0x9200_0005), 0x0900_0000, &[UART], &guard), Decision::Refuse(Refusal::NoSyndrome));
