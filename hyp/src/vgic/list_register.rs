@@ -1,4 +1,4 @@
-//! ICH_LR<n>_EL2: how an interrupt is handed to the guest's virtual CPU interface.
+//! `ICH_LR<n>_EL2`: how an interrupt is handed to the guest's virtual CPU interface.
 
 /// LR.State: pending.
 const STATE_PENDING: u64 = 1 << 62;
