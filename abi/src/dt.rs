@@ -63,6 +63,10 @@ pub const PHANDLE: &str = "phandle";
 pub const INTERRUPT_PARENT: &str = "interrupt-parent";
 /// A node's interrupts (three GIC cells each: type, number, flags).
 pub const INTERRUPTS: &str = "interrupts";
+/// The type cell of a GIC interrupt specifier: an SPI (its number counts from INTID 32).
+pub const GIC_SPI: u32 = 0;
+/// The type cell of a GIC interrupt specifier: a PPI (its number counts from INTID 16).
+pub const GIC_PPI: u32 = 1;
 /// A device's input clocks, by handle, and their names.
 pub const CLOCKS: &str = "clocks";
 /// See [`CLOCKS`].

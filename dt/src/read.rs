@@ -40,9 +40,32 @@ pub fn cells_u64(value: &[u8]) -> Option<u64> {
     }
 }
 
+/// The INTID of a GIC `interrupts` property's first specifier (type, number, flags):
+/// an SPI's number counts from 32, a PPI's from 16.
+pub fn first_intid(value: &[u8]) -> Option<u32> {
+    let cell = |i: usize| Some(u32::from_be_bytes(value.get(4 * i..4 * i + 4)?.try_into().ok()?));
+    let (kind, number) = (cell(0)?, cell(1)?);
+    cell(2)?;
+    match kind {
+        abi::dt::GIC_SPI if number < 988 => Some(32 + number),
+        abi::dt::GIC_PPI if number < 16 => Some(16 + number),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gic_specifier_names_its_intid() {
+        let cells = |c: [u32; 3]| c.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>();
+        assert_eq!(first_intid(&cells([0, 16, 4])), Some(48));
+        assert_eq!(first_intid(&cells([1, 11, 4])), Some(27));
+        assert_eq!(first_intid(&cells([2, 1, 4])), None, "not a GIC type");
+        assert_eq!(first_intid(&cells([1, 16, 4])), None, "PPIs are 0..16");
+        assert_eq!(first_intid(&cells([0, 1, 4])[..8]), None, "cut short");
+    }
     use dtoolkit::fdt::Fdt;
     use dtoolkit::Node;
     use vm_fdt::FdtWriter;

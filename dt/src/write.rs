@@ -24,6 +24,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use abi::dt;
+use abi::dt::{GIC_PPI, GIC_SPI};
 use abi::memory_map::{
     virtio_mmio_slot_at, virtio_mmio_spi, Region, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE, PL011_CLOCK_HZ,
     PL011_SPI, TIMER_PPIS,
@@ -42,9 +43,7 @@ pub struct Wiring {
     pub dma_pool: bool,
 }
 
-/// GIC interrupt cells: SPI and PPI types, level-high and rising-edge triggers.
-const GIC_SPI: u32 = 0;
-const GIC_PPI: u32 = 1;
+/// GIC interrupt cells' triggers: level-high and rising-edge.
 const LEVEL_HIGH: u32 = 4;
 const EDGE_RISING: u32 = 1;
 

@@ -114,6 +114,17 @@ impl<'a> GuestDt<'a> {
         })
     }
 
+    /// The INTID of the `virtio,mmio` transport at `base`, from its `interrupts`.
+    pub fn virtio_mmio_interrupt(&self, base: u64) -> Option<u32> {
+        let fdt = Fdt::new(self.blob).ok()?;
+        let node = fdt
+            .root()
+            .children()
+            .filter(|n| n.is_compatible(dt::VIRTIO_MMIO))
+            .find(|n| first_reg(*n, "virtio reg").ok().flatten().is_some_and(|(b, _)| b == base))?;
+        pvmkit_dt::read::first_intid(node.property(dt::INTERRUPTS)?.value())
+    }
+
     /// The first `reg` (base, size) of a `/reserved-memory` child with this compatible.
     pub fn reserved_memory(&self, compatible: &str) -> Option<(u64, u64)> {
         let fdt = Fdt::new(self.blob).ok()?;

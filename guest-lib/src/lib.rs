@@ -48,6 +48,7 @@ pub mod exceptions;
 pub mod harness;
 pub mod hypervisor;
 pub mod instructions;
+pub mod interrupts;
 mod memops;
 pub mod psci;
 #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))] // the constant serves host tests

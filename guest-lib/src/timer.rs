@@ -5,8 +5,9 @@
 //! (PPI 27) must reach the vCPU: guest-lib enables it in the GICv3 the DT names (its
 //! redistributor and CPU interface, in `arch/timer.rs`), with interrupts still
 //! masked at the CPU — a pending interrupt wakes a WFI whether or not it is taken.
-//! Under hyp every WFI traps and returns at once, and hyp gives the guest no GIC, so the
-//! same loop simply polls the timer there. Nothing here depends on hyp's tick.
+//! hyp gives the guest a virtual GIC too; under a hypervisor that gives none, each WFI
+//! returns at once and the same loop simply polls the timer. Nothing here depends on
+//! hyp's tick.
 //!
 //! ```
 //! // The arithmetic is host-tested; `sleep_ns` runs in the guest:

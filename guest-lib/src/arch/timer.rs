@@ -1,6 +1,6 @@
 //! The virtual timer and the GICv3 setup that lets its interrupt wake a WFI.
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use abi::smccc::Conduit;
 use mmio_guard::MmioGuard;
@@ -37,6 +37,13 @@ const POLLED: u8 = 2;
 /// since on real KVM a WFI with no interrupt to wake it would block for good.
 const SPIN: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(UNSET);
+/// The distributor's base once the GIC is set up (0 before), for device interrupts.
+static DISTRIBUTOR: AtomicU64 = AtomicU64::new(0);
+
+/// The GIC distributor's base, if guest-lib set the GIC up.
+pub fn distributor() -> Option<u64> {
+    (uses_interrupts() == Wake::Interrupt).then(|| DISTRIBUTOR.load(Ordering::Relaxed)).filter(|&d| d != 0)
+}
 
 // GIC registers are accessed with one plain `ldr`/`str` each (no writeback, no pair), so
 // that the hypervisor gets a full syndrome: a protected VM's access without one is
@@ -89,6 +96,7 @@ fn setup<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Wake {
     write32(sgi + GICR_ISENABLER0, 1 << VTIMER_INTID);
     // The CPU interface: system registers on, every priority unmasked, group 1 on.
     register_gaps::enable_gic_cpu_interface();
+    DISTRIBUTOR.store(gicd, Ordering::Relaxed);
     Wake::Interrupt
 }
 
