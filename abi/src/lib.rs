@@ -12,6 +12,7 @@
 //! - [`esr`]: the architectural exception syndrome, decoded (hyp and guests both read it).
 //! - [`bundle`]: the file `pvmkit` writes and `hyp` reads (`-initrd`).
 //! - [`virtio_mmio`]: the virtio-mmio transport's register offsets.
+//! - [`gic`]: the GICv3's register offsets and the bits pvmkit uses.
 //! - [`exit_line`]: the wording of the line that ends a run (hyp's and the VMM's).
 //! - [`guest_console`]: the harness's summary line and the `pvmkit.*` command-line words.
 //! - [`hyp_options`]: the options `pvmkit` passes to `hyp` on its command line.
@@ -28,6 +29,7 @@ pub mod dt;
 pub mod esr;
 pub mod exit_line;
 pub mod fdt_header;
+pub mod gic;
 pub mod guest_console;
 pub mod hyp_options;
 pub mod kvm;

@@ -5,11 +5,7 @@ use core::arch::asm;
 
 use crate::interrupts::{check_spi, InterruptError};
 
-const GICD_IGROUPR: u64 = 0x0080;
-const GICD_ISENABLER: u64 = 0x0100;
-const GICD_ICENABLER: u64 = 0x0180;
-const GICD_IPRIORITYR: u64 = 0x0400;
-const GICD_IROUTER: u64 = 0x6000;
+use abi::gic::{GICD_ICENABLER, GICD_IGROUPR, GICD_IPRIORITYR, GICD_IROUTER, GICD_ISENABLER};
 /// The priority device interrupts get (above the CPU interface's mask of 0xff).
 const PRIORITY: u32 = 0xa0;
 /// INTIDs from 1020 are special: 1023 says nothing is pending.

@@ -14,17 +14,12 @@ use crate::GuestDt;
 
 /// The virtual timer's interrupt (PPI 11).
 const VTIMER_INTID: u32 = 27;
-/// GICR_WAKER and its bits.
-const GICR_WAKER: u64 = 0x14;
-const PROCESSOR_SLEEP: u32 = 1 << 1;
-const CHILDREN_ASLEEP: u32 = 1 << 2;
-/// The redistributor's SGI/PPI frame, and its registers.
-const SGI_FRAME: u64 = 0x1_0000;
-const GICR_IGROUPR0: u64 = 0x080;
-const GICR_ISENABLER0: u64 = 0x100;
-const GICR_IPRIORITYR: u64 = 0x400;
+use abi::gic::{
+    CTLR_ARE, CTLR_ENABLE_GRP1, GICD_IGROUPR, GICD_IPRIORITYR, GICD_ISENABLER, GICR_SGI_FRAME, GICR_WAKER,
+    WAKER_CHILDREN_ASLEEP as CHILDREN_ASLEEP, WAKER_PROCESSOR_SLEEP as PROCESSOR_SLEEP,
+};
 /// GICD_CTLR: affinity routing and group 1 enabled (single security state).
-const GICD_CTLR_ARE_GRP1: u32 = (1 << 4) | (1 << 1);
+const GICD_CTLR_ARE_GRP1: u32 = CTLR_ARE | CTLR_ENABLE_GRP1;
 
 /// Not set up yet.
 const UNSET: u8 = 0;
@@ -88,12 +83,12 @@ fn setup<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Wake {
             break;
         }
     }
-    let sgi = gicr + SGI_FRAME;
-    write32(sgi + GICR_IGROUPR0, read32(sgi + GICR_IGROUPR0) | 1 << VTIMER_INTID);
-    let priority = sgi + GICR_IPRIORITYR + u64::from(VTIMER_INTID & !3);
+    let sgi = gicr + GICR_SGI_FRAME;
+    write32(sgi + GICD_IGROUPR, read32(sgi + GICD_IGROUPR) | 1 << VTIMER_INTID);
+    let priority = sgi + GICD_IPRIORITYR + u64::from(VTIMER_INTID & !3);
     let shift = 8 * (VTIMER_INTID % 4);
     write32(priority, (read32(priority) & !(0xff << shift)) | (0xa0 << shift));
-    write32(sgi + GICR_ISENABLER0, 1 << VTIMER_INTID);
+    write32(sgi + GICD_ISENABLER, 1 << VTIMER_INTID);
     // The CPU interface: system registers on, every priority unmasked, group 1 on.
     register_gaps::enable_gic_cpu_interface();
     DISTRIBUTOR.store(gicd, Ordering::Relaxed);

@@ -10,15 +10,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 static GICD: AtomicU64 = AtomicU64::new(0);
 static GICR: AtomicU64 = AtomicU64::new(0);
 
-const GICD_IGROUPR: u64 = 0x0080;
-const GICD_ISENABLER: u64 = 0x0100;
-const GICD_ICENABLER: u64 = 0x0180;
-const GICD_ISPENDR: u64 = 0x0200;
-const GICD_IPRIORITYR: u64 = 0x0400;
-const GICD_IROUTER: u64 = 0x6000;
-/// The SGI/PPI frame follows the redistributor's control frame; its registers sit at
-/// the distributor's offsets.
-const GICR_SGI_BASE: u64 = 0x1_0000;
+use abi::gic::{
+    GICD_ICENABLER, GICD_IGROUPR, GICD_IPRIORITYR, GICD_IROUTER, GICD_ISENABLER, GICD_ISPENDR, GICR_SGI_FRAME,
+};
 /// The priority hyp gives forwarded interrupts (above its priority mask, 0xf0).
 const FORWARDED_PRIORITY: u8 = 0x80;
 
@@ -81,7 +75,7 @@ pub fn set_enabled(intid: u32, enabled: bool) {
     if gicd == 0 {
         return;
     }
-    let frame = if intid < 32 { gicr + GICR_SGI_BASE } else { gicd };
+    let frame = if intid < 32 { gicr + GICR_SGI_FRAME } else { gicd };
     let word = 4 * (intid as u64 / 32);
     let bit = 1 << (intid % 32);
     if enabled {
@@ -101,7 +95,7 @@ pub fn set_enabled(intid: u32, enabled: bool) {
 /// its source still asserts it).
 pub fn is_pending(intid: u32) -> bool {
     let (gicd, gicr) = (GICD.load(Ordering::Relaxed), GICR.load(Ordering::Relaxed));
-    let frame = if intid < 32 { gicr + GICR_SGI_BASE } else { gicd };
+    let frame = if intid < 32 { gicr + GICR_SGI_FRAME } else { gicd };
     gicd != 0 && read32(frame + GICD_ISPENDR + 4 * (intid as u64 / 32)) & (1 << (intid % 32)) != 0
 }
 

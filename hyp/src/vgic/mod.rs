@@ -38,7 +38,7 @@ pub enum Frame {
 }
 
 /// The SGI/PPI frame's offset within the redistributor.
-pub const SGI_FRAME: u64 = 0x1_0000;
+pub const SGI_FRAME: u64 = abi::gic::GICR_SGI_FRAME;
 
 /// An access the GIC does not take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,43 +72,21 @@ pub struct Deliverable {
     pub priority: u8,
 }
 
-// Distributor registers.
-const GICD_CTLR: u64 = 0x0000;
-const GICD_TYPER: u64 = 0x0004;
-const GICD_IIDR: u64 = 0x0008;
-const GICD_IGROUPR: u64 = 0x0080;
-const GICD_ISENABLER: u64 = 0x0100;
-const GICD_ICENABLER: u64 = 0x0180;
-const GICD_ISPENDR: u64 = 0x0200;
-const GICD_ICPENDR: u64 = 0x0280;
-const GICD_ISACTIVER: u64 = 0x0300;
-const GICD_ICACTIVER: u64 = 0x0380;
-const GICD_IPRIORITYR: u64 = 0x0400;
-const GICD_ICFGR: u64 = 0x0c00;
-const GICD_IROUTER: u64 = 0x6000;
-/// Both frames: the architecture revision lives in PIDR2[7:4].
-const PIDR2: u64 = 0xffe8;
-const PIDR2_GICV3: u64 = 0x3b;
+use abi::gic::{
+    CTLR_ARE, CTLR_DS, CTLR_ENABLE_GRP0, CTLR_ENABLE_GRP1, GICD_CTLR, GICD_ICACTIVER, GICD_ICENABLER, GICD_ICFGR,
+    GICD_ICPENDR, GICD_IGROUPR, GICD_IIDR, GICD_IPRIORITYR, GICD_IROUTER, GICD_ISACTIVER, GICD_ISENABLER, GICD_ISPENDR,
+    GICD_TYPER, GICR_IIDR, GICR_TYPER, GICR_WAKER, PIDR2, WAKER_CHILDREN_ASLEEP, WAKER_PROCESSOR_SLEEP,
+};
 
-/// GICD_CTLR: EnableGrp0, EnableGrp1, ARE (RAO with security disabled), DS (RAO).
-const CTLR_ENABLE_GRP0: u32 = 1 << 0;
-const CTLR_ENABLE_GRP1: u32 = 1 << 1;
-const CTLR_ARE: u32 = 1 << 4;
-const CTLR_DS: u32 = 1 << 6;
+/// PIDR2 of a GICv3 (ArchRev 3).
+const PIDR2_GICV3: u64 = 0x3b;
 /// GICD_TYPER: ITLinesNumber = INTIDS/32 - 1, IDbits = 9 (10-bit INTIDs), No1N.
 const TYPER: u32 = ((WORDS as u32) - 1) | (9 << 19) | (1 << 25);
 /// GICD_IIDR and GICR_IIDR: product 'p' (pvmkit), implementer 0, revision 0.
 const IIDR: u32 = 0x7000_0000;
 
-// Redistributor control frame.
-const GICR_CTLR: u64 = 0x0000;
-const GICR_IIDR: u64 = 0x0004;
-const GICR_TYPER: u64 = 0x0008;
-const GICR_WAKER: u64 = 0x0014;
 /// GICR_TYPER: affinity 0.0.0.0, processor 0, Last (the only redistributor).
 const GICR_TYPER_LAST: u64 = 1 << 4;
-const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
-const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
 /// GICR_ICFGR0: SGIs are edge-triggered, read-only.
 const ICFGR0_SGIS: u32 = 0xaaaa_aaaa;
 /// IROUTER: Interrupt_Routing_Mode and the four affinity fields.
@@ -313,7 +291,7 @@ impl Vgic {
                 self.sleeping = value as u32 & WAKER_PROCESSOR_SLEEP != 0;
                 Some(Effect::None)
             }
-            (GICR_CTLR, 4) | (_, 4) | (_, 8) => Some(Effect::None),
+            (_, 4) | (_, 8) => Some(Effect::None),
             _ => None,
         }
     }
