@@ -10,25 +10,25 @@ pub const GICD_CTLR: u64 = 0x0000;
 pub const GICD_TYPER: u64 = 0x0004;
 /// GICD_IIDR.
 pub const GICD_IIDR: u64 = 0x0008;
-/// GICD_IGROUPR<n> (GICR_IGROUPR0 in the SGI frame): one bit per INTID, 1 = group 1.
+/// `GICD_IGROUPR<n>` (GICR_IGROUPR0 in the SGI frame): one bit per INTID, 1 = group 1.
 pub const GICD_IGROUPR: u64 = 0x0080;
-/// GICD_ISENABLER<n>: write 1 to enable.
+/// `GICD_ISENABLER<n>`: write 1 to enable.
 pub const GICD_ISENABLER: u64 = 0x0100;
-/// GICD_ICENABLER<n>: write 1 to disable.
+/// `GICD_ICENABLER<n>`: write 1 to disable.
 pub const GICD_ICENABLER: u64 = 0x0180;
-/// GICD_ISPENDR<n>: pending state (a level interrupt's includes its line).
+/// `GICD_ISPENDR<n>`: pending state (a level interrupt's includes its line).
 pub const GICD_ISPENDR: u64 = 0x0200;
-/// GICD_ICPENDR<n>.
+/// `GICD_ICPENDR<n>`.
 pub const GICD_ICPENDR: u64 = 0x0280;
-/// GICD_ISACTIVER<n>.
+/// `GICD_ISACTIVER<n>`.
 pub const GICD_ISACTIVER: u64 = 0x0300;
-/// GICD_ICACTIVER<n>.
+/// `GICD_ICACTIVER<n>`.
 pub const GICD_ICACTIVER: u64 = 0x0380;
-/// GICD_IPRIORITYR<n>: a byte per INTID.
+/// `GICD_IPRIORITYR<n>`: a byte per INTID.
 pub const GICD_IPRIORITYR: u64 = 0x0400;
-/// GICD_ICFGR<n>: two bits per INTID (bit 1: edge-triggered).
+/// `GICD_ICFGR<n>`: two bits per INTID (bit 1: edge-triggered).
 pub const GICD_ICFGR: u64 = 0x0c00;
-/// GICD_IROUTER<n>: 64 bits per SPI (affinity, or any PE).
+/// `GICD_IROUTER<n>`: 64 bits per SPI (affinity, or any PE).
 pub const GICD_IROUTER: u64 = 0x6000;
 /// GICD_PIDR2 and GICR_PIDR2: the architecture revision in bits 7:4.
 pub const PIDR2: u64 = 0xffe8;
