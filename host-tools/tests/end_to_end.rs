@@ -361,7 +361,8 @@ fn hyp_refuses_guest_ram_over_its_own_memory() {
 }
 
 /// The bench's counted work repeats from run to run (the command fails if it does not),
-/// and protection costs no hypercall per request and one copy per data byte.
+/// protection costs no hypercall per request and one copy per data byte, and Linux's
+/// time is set beside guest-lib's.
 #[test]
 fn bench_counts_work_that_repeats() {
     let (ok, out) = pvmkit(&["bench", "--runs", "2"]);
@@ -380,6 +381,14 @@ fn bench_counts_work_that_repeats() {
         assert_eq!(&cells[7..9], ["0.00", "1.00"], "{line}");
     }
     assert!(out.contains("time (follows QEMU's devices in real time"), "{out}");
+    // Linux beside guest-lib, in time: every phase measured in both VMs.
+    let peer: Vec<&str> =
+        out.lines().skip_while(|l| !l.starts_with("Linux 7.3 (O_DIRECT on /dev/vda")).skip(2).take(6).collect();
+    assert_eq!(peer.len(), 6, "{out}");
+    for row in peer {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert!(cells.len() == 9 && cells[2..].iter().all(|c| c.parse::<f64>().is_ok_and(|x| x > 0.0)), "{row}\n{out}");
+    }
     // Both runs' figures, side by side: guest instructions of a 64 KiB read, twice alike.
     let runs = out.lines().skip_while(|l| !l.starts_with("protected, per request, run by run:"));
     let row = runs.clone().find(|l| l.trim_start().starts_with("read    65536")).unwrap_or_else(|| panic!("{out}"));
