@@ -65,8 +65,8 @@ extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
         GuestExit::DataAbort(abort) => data_abort(vm, regs, esr, &abort),
         // The guest ran off guest RAM: it sees the abort a real pVM would.
         GuestExit::InstructionAbort => inject_abort(AbortKind::Instruction),
-        // Physical interrupts are routed to EL2 (IMO/FMO) but hyp enables only its tick;
-        // the guest simply resumes.
+        // Physical interrupts are routed to EL2 (IMO/FMO): hyp's tick, or a forwarded
+        // one, already handed to the guest's list registers above; the guest resumes.
         GuestExit::Interrupt => {}
         GuestExit::Crash(esr) => exit(ExitReason::GuestCrash { esr, far: FAR_EL2.get(), elr: ELR_EL2.get() }),
         GuestExit::AArch32 => fail("the guest switched to AArch32, which hyp does not run"),

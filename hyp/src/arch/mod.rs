@@ -1,5 +1,6 @@
 //! hyp's only assembly and system-register access: entry, vectors, guest entry,
-//! system registers, TLB maintenance, device accesses and the PSCI call to QEMU.
+//! system registers, the GIC and its virtual CPU interface, TLB maintenance, device
+//! accesses and the PSCI call to QEMU.
 
 pub mod gic;
 pub mod pmu;

@@ -1,6 +1,6 @@
 //! The system registers and fields hyp needs that aarch64-cpu does not model, each
-//! with its architectural name. The GICv3 CPU interface (ICC_*) and the EL2 physical
-//! timer's TVAL, which the tick uses, are in `tick.rs`. Nothing else in hyp writes raw
+//! with its architectural name. The GICv3's registers (ICC_*, ICH_*) are in `gic.rs`,
+//! the EL2 physical timer's, which the tick uses, in `tick.rs`. Nothing else in hyp writes raw
 //! register bits.
 
 use core::arch::asm;

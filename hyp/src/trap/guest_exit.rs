@@ -49,7 +49,8 @@ pub enum GuestExit {
     DataAbort(DataAbort),
     /// The guest fetched from outside its RAM.
     InstructionAbort,
-    /// A physical IRQ (hyp's tick) or FIQ arrived while the guest ran.
+    /// A physical IRQ (hyp's tick, or one hyp forwards to the guest) or FIQ arrived
+    /// while the guest ran.
     Interrupt,
     /// The guest caused an SError, or took a synchronous exception hyp does not serve.
     Crash(Esr),
