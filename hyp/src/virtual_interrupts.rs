@@ -79,8 +79,9 @@ pub fn forward(vm: &mut Vm, intid: u32) {
 /// registers.
 pub fn flush(vm: &mut Vm) {
     let count = gic::list_registers();
-    let all = (1u16 << count) - 1;
-    if gic::empty_list_registers() & all != all {
+    // Up to 16 list registers: one bit each.
+    let all = ((1u32 << count) - 1) as u16;
+    if count > 0 && gic::empty_list_registers() & all != all {
         withdraw_deasserted(count);
     }
     if vm.deferred != 0 && free_list_register().is_some() {
@@ -137,6 +138,10 @@ fn withdraw_deasserted(count: usize) {
 }
 
 fn free_list_register() -> Option<usize> {
+    let count = gic::list_registers();
+    if count == 0 {
+        return None;
+    }
     let empty = gic::empty_list_registers();
-    (0..gic::list_registers()).find(|&n| empty & (1 << n) != 0)
+    (0..count).find(|&n| empty & (1 << n) != 0)
 }

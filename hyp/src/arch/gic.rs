@@ -129,8 +129,12 @@ pub fn deactivate(intid: u32) {
     unsafe { asm!("msr icc_dir_el1, {}", "isb", in(reg) intid as u64, options(nostack)) };
 }
 
-/// How many list registers the virtual CPU interface has (ICH_VTR_EL2.ListRegs + 1).
+/// How many list registers the virtual CPU interface has (ICH_VTR_EL2.ListRegs + 1);
+/// none before [`init`] (a platform without a GICv3 has no ICH_* registers at all).
 pub fn list_registers() -> usize {
+    if GICD.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
     let vtr: u64;
     // SAFETY: an ID-like register of the virtual CPU interface.
     unsafe { asm!("mrs {}, ich_vtr_el2", out(reg) vtr, options(nomem, nostack)) };
