@@ -1,8 +1,9 @@
-//! Device interrupts without vectors: a driver enables its device's interrupt at the
-//! GIC, submits its request, and waits for the interrupt in WFI with interrupts still
-//! masked at the CPU; the GIC's acknowledge register says which one came. Completion
-//! then costs no polling of the used ring, and the hypervisor need not wait for the
-//! device on the driver's behalf (hyp does, for drivers that poll).
+//! Interrupts without vectors: a driver enables its device's interrupt at the GIC,
+//! submits its request, and waits for the interrupt in WFI with interrupts still masked
+//! at the CPU; the GIC's acknowledge register says which one came. Completion then
+//! costs no polling of the used ring, and the hypervisor need not wait for the device
+//! on the driver's behalf (hyp does, for drivers that poll). A guest can also send
+//! itself an SGI ([`send_sgi_to_self`]) and wait for it the same way.
 //!
 //! The GIC is the one guest-lib sets up for its timer ([`crate::timer`]); the interrupt's
 //! INTID comes from the DT ([`crate::device_tree::GuestDt::virtio_mmio_interrupt`]).
@@ -25,36 +26,59 @@ use core::fmt;
 pub enum InterruptError {
     /// guest-lib has no GIC set up (none in the DT, or the hypervisor gives none).
     NoGic,
-    /// Not a shared peripheral interrupt (32..1020).
-    NotAnSpi(u32),
+    /// Not an interrupt this API serves: SGIs (0..16), PPIs (16..32) and SPIs
+    /// (32..1020) are; an SGI is sent only as 0..16.
+    BadIntid(u32),
 }
 
 impl fmt::Display for InterruptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoGic => write!(f, "no GIC set up for device interrupts"),
-            Self::NotAnSpi(intid) => write!(f, "INTID {intid} is not a shared peripheral interrupt"),
+            Self::BadIntid(intid) => write!(f, "INTID {intid} is not one this API serves"),
         }
     }
 }
 
-/// Checks that `intid` is an SPI.
-pub fn check_spi(intid: u32) -> Result<u32, InterruptError> {
-    (32..1020).contains(&intid).then_some(intid).ok_or(InterruptError::NotAnSpi(intid))
+/// Checks that `intid` is an SGI, a PPI or an SPI (not a special or LPI INTID).
+pub fn check_intid(intid: u32) -> Result<u32, InterruptError> {
+    (intid < 1020).then_some(intid).ok_or(InterruptError::BadIntid(intid))
+}
+
+/// The ICC_SGI1R_EL1 value that sends SGI `intid` to the PE whose MPIDR_EL1 is `mpidr`
+/// (and only to it).
+pub fn sgi_to(mpidr: u64, intid: u32) -> Result<u64, InterruptError> {
+    if intid >= 16 {
+        return Err(InterruptError::BadIntid(intid));
+    }
+    let aff = |shift: u32| (mpidr >> shift) & 0xff;
+    let (aff0, aff1, aff2, aff3) = (aff(0), aff(8), aff(16), aff(32));
+    // Aff0 is a bit of the 16-wide target list, in range selector Aff0 / 16.
+    Ok(aff3 << 48 | (aff0 / 16) << 44 | aff2 << 32 | u64::from(intid) << 24 | aff1 << 16 | 1 << (aff0 % 16))
 }
 
 #[cfg(any(target_os = "none", doc))]
-pub use crate::arch::interrupts::{disable, enable, end, wait};
+pub use crate::arch::interrupts::{disable, enable, end, send_sgi_to_self, wait};
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn only_spis_are_device_interrupts() {
-        assert_eq!(check_spi(48), Ok(48));
-        assert_eq!(check_spi(27), Err(InterruptError::NotAnSpi(27)));
-        assert_eq!(check_spi(1020), Err(InterruptError::NotAnSpi(1020)));
+    fn sgis_ppis_and_spis_are_served() {
+        assert_eq!(check_intid(48), Ok(48));
+        assert_eq!(check_intid(1), Ok(1));
+        assert_eq!(check_intid(1020), Err(InterruptError::BadIntid(1020)));
         assert_eq!(InterruptError::NoGic.to_string(), "no GIC set up for device interrupts");
+    }
+
+    #[test]
+    fn an_sgi_names_its_target_by_affinity() {
+        // CPU 0 of QEMU virt (MPIDR 0x8000_0000: affinity 0.0.0.0): target list bit 0.
+        assert_eq!(sgi_to(0x8000_0000, 1), Ok(1 << 24 | 1));
+        // Affinity 3.2.1.18: range selector 1, target list bit 2.
+        let mpidr = 3 << 32 | 2 << 16 | 1 << 8 | 18;
+        assert_eq!(sgi_to(mpidr, 15), Ok(3 << 48 | 1 << 44 | 2 << 32 | 15 << 24 | 1 << 16 | 1 << 2));
+        assert_eq!(sgi_to(0, 16), Err(InterruptError::BadIntid(16)));
     }
 }

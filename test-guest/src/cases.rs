@@ -64,6 +64,7 @@ pub fn main(boot: &BootInfo) {
     h.run("unmapped_ipa_aborts_and_guest_survives", unmapped_ipa);
     h.run("console_register_read_emulated", || uart_id(boot));
     h.run("timer_wait_wakes", || timer_wait(boot));
+    h.run("sgi_to_self_arrives", || sgi_to_self(boot));
     if mode.under_hyp() {
         if mode.real_kvm() {
             h.skip("wfi_traps_to_hyp", "KVM blocks a WFI until an interrupt is pending; no exit counters to read");
@@ -253,6 +254,26 @@ fn timer_wait(boot: &BootInfo) -> CaseResult {
         None => guest_lib::timer::Wake::Polled,
     };
     ensure_eq!(wake, expected);
+    Ok(())
+}
+
+/// An SGI the guest sends itself arrives through the GIC: under hyp its write traps and
+/// hyp hands it to a list register; KVM and plain QEMU deliver it themselves. Without
+/// a GIC in the DT the API says there is none.
+fn sgi_to_self(boot: &BootInfo) -> CaseResult {
+    use guest_lib::interrupts::{self, InterruptError};
+    const SGI: u32 = 3;
+    if boot.dt.gic_v3().is_none() {
+        ensure_eq!(interrupts::send_sgi_to_self(SGI), Err(InterruptError::NoGic));
+        return Ok(());
+    }
+    ensure_eq!(guest_lib::timer::uses_interrupts(), guest_lib::timer::Wake::Interrupt);
+    let fail = |e: InterruptError| alloc::format!("{e}");
+    interrupts::enable(SGI).map_err(fail)?;
+    interrupts::send_sgi_to_self(SGI).map_err(fail)?;
+    interrupts::wait(SGI);
+    interrupts::end(SGI);
+    interrupts::disable(SGI).map_err(fail)?;
     Ok(())
 }
 

@@ -1,11 +1,14 @@
-//! The GIC side of [`crate::interrupts`]: the distributor's registers for an SPI, and
-//! the CPU interface's acknowledge and end registers.
+//! The GIC side of [`crate::interrupts`]: the distributor's registers for an SPI, the
+//! redistributor's for an SGI or PPI, and the CPU interface's acknowledge, end and SGI
+//! registers.
 
 use core::arch::asm;
 
-use crate::interrupts::{check_spi, InterruptError};
+use aarch64_cpu::registers::{Readable, MPIDR_EL1};
 
-use abi::gic::{GICD_ICENABLER, GICD_IGROUPR, GICD_IPRIORITYR, GICD_IROUTER, GICD_ISENABLER};
+use crate::interrupts::{check_intid, sgi_to, InterruptError};
+
+use abi::gic::{GICD_ICENABLER, GICD_IGROUPR, GICD_IPRIORITYR, GICD_IROUTER, GICD_ISENABLER, GICR_SGI_FRAME};
 /// The priority device interrupts get (above the CPU interface's mask of 0xff).
 const PRIORITY: u32 = 0xa0;
 /// INTIDs from 1020 are special: 1023 says nothing is pending.
@@ -25,31 +28,45 @@ fn write32(addr: u64, value: u32) {
     unsafe { asm!("str {0:w}, [{1}]", in(reg) value, in(reg) addr, options(nostack)) };
 }
 
-fn distributor(intid: u32) -> Result<u64, InterruptError> {
-    check_spi(intid)?;
-    super::timer::distributor().ok_or(InterruptError::NoGic)
+/// The frame whose registers configure `intid`: the redistributor's SGI/PPI frame for
+/// the first 32, the distributor for SPIs.
+fn frame(intid: u32) -> Result<u64, InterruptError> {
+    check_intid(intid)?;
+    let (gicd, gicr) = super::timer::gic_frames().ok_or(InterruptError::NoGic)?;
+    Ok(if intid < 32 { gicr + GICR_SGI_FRAME } else { gicd })
 }
 
-/// Enables the SPI `intid` for this CPU: group 1, a priority above the mask, routed to
-/// affinity 0.
+/// Enables `intid` for this CPU: group 1, a priority above the mask, and (an SPI)
+/// routed to affinity 0.
 pub fn enable(intid: u32) -> Result<(), InterruptError> {
-    let gicd = distributor(intid)?;
+    let base = frame(intid)?;
     let (word, bit) = (4 * u64::from(intid / 32), 1 << (intid % 32));
-    write32(gicd + GICD_IGROUPR + word, read32(gicd + GICD_IGROUPR + word) | bit);
-    let priority = gicd + GICD_IPRIORITYR + u64::from(intid & !3);
+    write32(base + GICD_IGROUPR + word, read32(base + GICD_IGROUPR + word) | bit);
+    let priority = base + GICD_IPRIORITYR + u64::from(intid & !3);
     let shift = 8 * (intid % 4);
     write32(priority, (read32(priority) & !(0xff << shift)) | (PRIORITY << shift));
-    let route = gicd + GICD_IROUTER + 8 * u64::from(intid);
-    write32(route, 0);
-    write32(route + 4, 0);
-    write32(gicd + GICD_ISENABLER + word, bit);
+    if intid >= 32 {
+        let route = base + GICD_IROUTER + 8 * u64::from(intid);
+        write32(route, 0);
+        write32(route + 4, 0);
+    }
+    write32(base + GICD_ISENABLER + word, bit);
     Ok(())
 }
 
-/// Disables the SPI `intid`.
+/// Disables `intid`.
 pub fn disable(intid: u32) -> Result<(), InterruptError> {
-    let gicd = distributor(intid)?;
-    write32(gicd + GICD_ICENABLER + 4 * u64::from(intid / 32), 1 << (intid % 32));
+    let base = frame(intid)?;
+    write32(base + GICD_ICENABLER + 4 * u64::from(intid / 32), 1 << (intid % 32));
+    Ok(())
+}
+
+/// Sends SGI `intid` (0..16) to this CPU through ICC_SGI1R_EL1.
+pub fn send_sgi_to_self(intid: u32) -> Result<(), InterruptError> {
+    frame(intid)?;
+    let value = sgi_to(MPIDR_EL1.get(), intid)?;
+    // SAFETY: generating an SGI has no memory effect.
+    unsafe { asm!("msr S3_0_C12_C11_5, {}", "isb", in(reg) value, options(nomem, nostack)) };
     Ok(())
 }
 

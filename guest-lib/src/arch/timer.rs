@@ -32,12 +32,15 @@ const POLLED: u8 = 2;
 /// since on real KVM a WFI with no interrupt to wake it would block for good.
 const SPIN: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(UNSET);
-/// The distributor's base once the GIC is set up (0 before), for device interrupts.
+/// The distributor's and redistributor's bases once the GIC is set up (0 before), for
+/// device interrupts and SGIs.
 static DISTRIBUTOR: AtomicU64 = AtomicU64::new(0);
+static REDISTRIBUTOR: AtomicU64 = AtomicU64::new(0);
 
-/// The GIC distributor's base, if guest-lib set the GIC up.
-pub fn distributor() -> Option<u64> {
-    (uses_interrupts() == Wake::Interrupt).then(|| DISTRIBUTOR.load(Ordering::Relaxed)).filter(|&d| d != 0)
+/// The GIC's distributor and redistributor bases, if guest-lib set the GIC up.
+pub fn gic_frames() -> Option<(u64, u64)> {
+    let frames = (DISTRIBUTOR.load(Ordering::Relaxed), REDISTRIBUTOR.load(Ordering::Relaxed));
+    (uses_interrupts() == Wake::Interrupt && frames.0 != 0).then_some(frames)
 }
 
 // GIC registers are accessed with one plain `ldr`/`str` each (no writeback, no pair), so
@@ -92,6 +95,7 @@ fn setup<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Wake {
     // The CPU interface: system registers on, every priority unmasked, group 1 on.
     register_gaps::enable_gic_cpu_interface();
     DISTRIBUTOR.store(gicd, Ordering::Relaxed);
+    REDISTRIBUTOR.store(gicr, Ordering::Relaxed);
     Wake::Interrupt
 }
 
