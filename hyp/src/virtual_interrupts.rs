@@ -10,6 +10,7 @@
 use hyp::device::devices::VIRTUAL_TIMER_INTID;
 use hyp::device::virtio::AccessError;
 use hyp::trap::sysreg::SysregAccess;
+use hyp::vgic::forwarding::{self, Forward};
 use hyp::vgic::list_register::ListRegister;
 use hyp::vgic::{sgi, Effect, Frame};
 
@@ -51,21 +52,16 @@ pub fn sync_enables(vm: &mut Vm) {
 /// it is a forwarded source the guest has enabled.
 pub fn forward(vm: &mut Vm, intid: u32) {
     let forwarded = vm.devices.forwarded_interrupts().any(|i| i == intid);
-    let deliverable = vm.vgic.deliverable(intid).filter(|_| forwarded);
-    let free = free_list_register();
-    match (deliverable, free) {
-        (Some(d), Some(n)) => {
-            gic::write_list_register(n, ListRegister::pending(intid, d.group1, d.priority, Some(intid)).0);
-        }
-        (Some(_), None) => {
-            // Every list register is busy: hold the source back until one frees.
+    match forwarding::forward(intid, forwarded, vm.vgic.deliverable(intid), free_list_register()) {
+        Forward::ToListRegister(n, lr) => gic::write_list_register(n, lr.0),
+        Forward::HoldBack => {
             gic::deactivate(intid);
             vm.deferred |= bit(intid);
             sync_enables(vm);
         }
-        (None, _) => {
+        Forward::Drop { resync } => {
             gic::deactivate(intid);
-            if forwarded {
+            if resync {
                 sync_enables(vm);
             }
         }
@@ -125,12 +121,15 @@ pub fn wait(vm: &Vm) {
 }
 
 fn withdraw_deasserted(count: usize) {
+    let asserted = |physical: u32| {
+        if physical == VIRTUAL_TIMER_INTID {
+            gic::virtual_timer_asserted()
+        } else {
+            gic::is_pending(physical)
+        }
+    };
     for n in 0..count {
-        let lr = ListRegister(gic::read_list_register(n));
-        let Some(physical) = lr.physical().filter(|_| lr.pending_only()) else { continue };
-        let asserted =
-            if physical == VIRTUAL_TIMER_INTID { gic::virtual_timer_asserted() } else { gic::is_pending(physical) };
-        if !asserted {
+        if let Some(physical) = forwarding::withdraw(ListRegister(gic::read_list_register(n)), asserted) {
             gic::write_list_register(n, 0);
             gic::deactivate(physical);
         }

@@ -15,6 +15,7 @@
 //! routing always on, no LPIs, and [`INTIDS`] interrupt IDs. Reserved and unmodelled
 //! registers read as zero and ignore writes, as the architecture allows.
 
+pub mod forwarding;
 pub mod list_register;
 pub mod sgi;
 
