@@ -11,12 +11,14 @@
 //! ```ignore
 //! use guest_lib::interrupts;
 //! let intid = dt.virtio_mmio_interrupt(base).unwrap();
+//! blk.ack_interrupt();                   // quiet what earlier requests raised
 //! interrupts::enable(intid)?;
 //! let token = unsafe { blk.read_blocks_nb(sector, &mut req, &mut buf, &mut resp)? };
-//! interrupts::wait(intid);           // acknowledged: active until ended
-//! blk.ack_interrupt();               // the device lowers its line
-//! interrupts::end(intid);
-//! assert_eq!(blk.peek_used(), Some(token));
+//! while blk.peek_used() != Some(token) {
+//!     interrupts::wait(intid);           // acknowledged: active until ended
+//!     blk.ack_interrupt();               // the device lowers its line
+//!     interrupts::end(intid);
+//! }
 //! ```
 
 use core::fmt;

@@ -296,20 +296,34 @@ fn blk_by_interrupt(boot: &BootInfo, blk: &mut Blk, base: Option<u64>) -> CaseRe
     pattern(0x5a, SECTOR * SECTOR_SIZE, &mut data);
     blk.write_blocks(SECTOR, &data).map_err(|e| alloc::format!("{e}"))?;
     blk.enable_interrupts();
+    // The earlier, polled requests left the device's status raised (a level line) and
+    // maybe an edge latched at the GIC: quiet the device first; a stale interrupt that
+    // still arrives is taken and waited past.
+    blk.ack_interrupt();
     interrupts::enable(intid).map_err(|e| alloc::format!("{e}"))?;
     let (mut req, mut resp, mut back) = (BlkReq::default(), BlkResp::default(), vec![0u8; 4096]);
     // SAFETY: `req`, `back` and `resp` stay alive and untouched until the completion
     // below, which is awaited before they go out of scope.
     let token = unsafe { blk.read_blocks_nb(SECTOR, &mut req, &mut back, &mut resp) };
     let token = token.map_err(|e| alloc::format!("{e}"))?;
-    interrupts::wait(intid);
-    let status = blk.ack_interrupt();
-    interrupts::end(intid);
+    let mut taken = 0;
+    let status = loop {
+        interrupts::wait(intid);
+        taken += 1;
+        let status = blk.ack_interrupt();
+        interrupts::end(intid);
+        if blk.peek_used() == Some(token) {
+            break status;
+        }
+        if taken == 2 {
+            let _ = interrupts::disable(intid);
+            return Err(alloc::format!("{taken} interrupts and the request is not complete"));
+        }
+    };
     interrupts::disable(intid).map_err(|e| alloc::format!("{e}"))?;
-    ensure_eq!(blk.peek_used(), Some(token));
     ensure!(
         status.contains(virtio_drivers::transport::InterruptStatus::QUEUE_INTERRUPT),
-        "status {:#x}",
+        "status {:#x} with the completion",
         status.bits()
     );
     // SAFETY: the same buffers as the submission, for its token.
