@@ -10,7 +10,7 @@
 use hyp::device::devices::VIRTUAL_TIMER_INTID;
 use hyp::device::virtio::AccessError;
 use hyp::trap::sysreg::SysregAccess;
-use hyp::vgic::forwarding::{self, Forward};
+use hyp::vgic::forwarding::{self, Forward, Withdraw};
 use hyp::vgic::list_register::ListRegister;
 use hyp::vgic::{sgi, Effect, Frame};
 
@@ -68,9 +68,10 @@ pub fn forward(vm: &mut Vm, intid: u32) {
     }
 }
 
-/// Before the guest runs again: a forwarded interrupt the guest has not acknowledged
-/// is withdrawn if its source stopped asserting it (as a level interrupt is: a timer
-/// the guest disabled no longer wakes its WFI); held-back sources get another chance;
+/// Before the guest runs again: an interrupt the guest has not acknowledged is
+/// withdrawn if the guest disabled it or, forwarded, its source stopped asserting it
+/// (as a level interrupt is: a timer the guest disabled no longer wakes its WFI);
+/// held-back sources get another chance;
 /// and interrupts pending in software (SGIs, ISPENDR writes) go to free list
 /// registers.
 pub fn flush(vm: &mut Vm) {
@@ -78,7 +79,7 @@ pub fn flush(vm: &mut Vm) {
     // Up to 16 list registers: one bit each.
     let all = ((1u32 << count) - 1) as u16;
     if count > 0 && gic::empty_list_registers() & all != all {
-        withdraw_deasserted(count);
+        withdraw(vm, count);
     }
     if vm.deferred != 0 && free_list_register().is_some() {
         vm.deferred = 0;
@@ -120,7 +121,7 @@ pub fn wait(vm: &Vm) {
     }
 }
 
-fn withdraw_deasserted(count: usize) {
+fn withdraw(vm: &mut Vm, count: usize) {
     let asserted = |physical: u32| {
         if physical == VIRTUAL_TIMER_INTID {
             gic::virtual_timer_asserted()
@@ -129,9 +130,12 @@ fn withdraw_deasserted(count: usize) {
         }
     };
     for n in 0..count {
-        if let Some(physical) = forwarding::withdraw(ListRegister(gic::read_list_register(n)), asserted) {
-            gic::write_list_register(n, 0);
-            gic::deactivate(physical);
+        let lr = ListRegister(gic::read_list_register(n));
+        let Some(why) = forwarding::withdraw(lr, |intid| vm.vgic.enabled(intid), asserted) else { continue };
+        gic::write_list_register(n, 0);
+        match why {
+            Withdraw::Physical(physical) => gic::deactivate(physical),
+            Withdraw::Repend(intid) => vm.vgic.pend(intid),
         }
     }
 }

@@ -34,12 +34,34 @@ pub fn forward(intid: u32, forwarded: bool, deliverable: Option<Deliverable>, fr
     }
 }
 
-/// The physical interrupt to deactivate if list register `lr` must be withdrawn: a
-/// forwarded interrupt the guest has not acknowledged whose source no longer asserts
-/// it (`asserted` answers for a physical INTID).
-pub fn withdraw(lr: ListRegister, asserted: impl FnOnce(u32) -> bool) -> Option<u32> {
-    let physical = lr.physical().filter(|_| lr.pending_only())?;
-    (!asserted(physical)).then_some(physical)
+/// Why a list register's interrupt is taken back before the guest acknowledged it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Withdraw {
+    /// A forwarded interrupt whose source stopped asserting it, or that the guest
+    /// disabled: deactivate the physical one (a level source signals again once it is
+    /// asserted and enabled).
+    Physical(u32),
+    /// A software interrupt (an SGI, an ISPENDR write) the guest disabled: it stays
+    /// pending in the vGIC, delivered when enabled again.
+    Repend(u32),
+}
+
+/// Whether list register `lr` must be withdrawn: only an interrupt the guest has not
+/// acknowledged is, if the guest disabled it (`enabled` answers for a virtual INTID) or,
+/// forwarded, its source no longer asserts it (`asserted`, for a physical INTID).
+pub fn withdraw(
+    lr: ListRegister,
+    enabled: impl FnOnce(u32) -> bool,
+    asserted: impl FnOnce(u32) -> bool,
+) -> Option<Withdraw> {
+    if !lr.pending_only() {
+        return None;
+    }
+    let disabled = !enabled(lr.vintid());
+    match lr.physical() {
+        Some(physical) => (disabled || !asserted(physical)).then_some(Withdraw::Physical(physical)),
+        None => disabled.then_some(Withdraw::Repend(lr.vintid())),
+    }
 }
 
 #[cfg(test)]
@@ -61,13 +83,17 @@ mod tests {
     }
 
     #[test]
-    fn only_an_unacknowledged_forwarded_interrupt_of_a_quiet_source_is_withdrawn() {
+    fn only_an_unacknowledged_interrupt_of_a_quiet_source_or_disabled_is_withdrawn() {
+        let on = |_| true;
         let pending = ListRegister::pending(27, true, 0xa0, Some(27));
-        assert_eq!(withdraw(pending, |_| false), Some(27));
-        assert_eq!(withdraw(pending, |_| true), None, "still asserted");
+        assert_eq!(withdraw(pending, on, |_| false), Some(Withdraw::Physical(27)));
+        assert_eq!(withdraw(pending, on, |_| true), None, "still asserted");
+        assert_eq!(withdraw(pending, |_| false, |_| true), Some(Withdraw::Physical(27)), "disabled by the guest");
         // The guest acknowledged it (active): its deactivation ends it.
-        assert_eq!(withdraw(ListRegister(pending.0 ^ (3 << 62)), |_| false), None);
-        // Software interrupts (an SGI) have no source to ask.
-        assert_eq!(withdraw(ListRegister::pending(3, true, 0xa0, None), |_| false), None);
+        assert_eq!(withdraw(ListRegister(pending.0 ^ (3 << 62)), |_| false, |_| false), None);
+        // Software interrupts (an SGI) have no source to ask; disabled, they wait.
+        let sgi = ListRegister::pending(3, true, 0xa0, None);
+        assert_eq!(withdraw(sgi, on, |_| false), None);
+        assert_eq!(withdraw(sgi, |_| false, |_| true), Some(Withdraw::Repend(3)));
     }
 }
