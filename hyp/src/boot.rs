@@ -116,8 +116,8 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         hyp_println!("stats: no PMU instruction counter (QEMU counts instructions only with -icount)");
     }
     if let Some((gicd, gicr)) = platform.gic_v3 {
-        tick::start(gicd.start, gicr.start, TICK_PERIOD);
         gic::init(gicd.start, gicr.start);
+        tick::start(TICK_PERIOD);
     } else if bundle.config().virtio_slots != 0 {
         fail("virtio needs hyp's tick, which needs a GICv3 (QEMU -M virt,gic-version=3)");
     }

@@ -1,20 +1,30 @@
-//! The GICv3 as hyp drives it for the guest: the physical side of forwarded interrupts
-//! (enable, acknowledge, priority drop, deactivate) and the virtual CPU interface's
-//! control and list registers (ICH_*_EL2). hyp runs with EOImode 1, so that dropping
-//! an interrupt's priority and deactivating it are two steps: a forwarded interrupt
-//! stays active until the guest deactivates its virtual twin.
+//! The GICv3 as hyp drives it: its bring-up, the physical side of every interrupt hyp
+//! takes (its tick's and those it forwards: enable, acknowledge, priority drop,
+//! deactivate) and the virtual CPU interface's control and list registers
+//! (ICH_*_EL2). hyp runs with EOImode 1, so that dropping an interrupt's priority and
+//! deactivating it are two steps: a forwarded interrupt stays active until the guest
+//! deactivates its virtual twin.
+//!
+//! Physical IRQs are routed to EL2 (HCR_EL2.IMO) and taken there whatever the guest's
+//! own PSTATE.I; hyp itself runs with interrupts masked.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use abi::gic::{
+    CTLR_ARE, CTLR_ENABLE_GRP1, GICD_CTLR, GICD_ICENABLER, GICD_IGROUPR, GICD_IPRIORITYR, GICD_IROUTER, GICD_ISENABLER,
+    GICD_ISPENDR, GICR_SGI_FRAME, GICR_WAKER, WAKER_CHILDREN_ASLEEP, WAKER_PROCESSOR_SLEEP,
+};
 
 static GICD: AtomicU64 = AtomicU64::new(0);
 static GICR: AtomicU64 = AtomicU64::new(0);
+/// ICH_VTR_EL2.ListRegs + 1, read once at [`init`] (0 before: no ICH_* access then).
+static LIST_REGISTERS: AtomicUsize = AtomicUsize::new(0);
 
-use abi::gic::{
-    GICD_ICENABLER, GICD_IGROUPR, GICD_IPRIORITYR, GICD_IROUTER, GICD_ISENABLER, GICD_ISPENDR, GICR_SGI_FRAME,
-};
-/// The priority hyp gives forwarded interrupts (above its priority mask, 0xf0).
-const FORWARDED_PRIORITY: u8 = 0x80;
+/// The priority hyp gives every interrupt it takes (above its priority mask).
+const PRIORITY: u8 = 0x80;
+/// ICC_PMR_EL1 at EL2: priorities below (numerically above) this are masked.
+const PRIORITY_MASK: u64 = 0xf0;
 
 /// ICC_SRE_EL2: SRE and Enable (EL1 may use its own ICC_SRE_EL1 without trapping).
 const SRE_EL2_SRE_ENABLE: u64 = (1 << 0) | (1 << 3);
@@ -23,10 +33,15 @@ const CTLR_EOIMODE: u64 = 1 << 1;
 /// ICH_HCR_EL2.En: the virtual CPU interface is on.
 const ICH_HCR_EN: u64 = 1;
 
-/// Takes the platform's GIC for forwarding and turns the virtual CPU interface on.
+/// Brings the platform's GIC up for hyp (affinity routing and group 1 on, this CPU's
+/// redistributor awake, the CPU interface through system registers with EOImode 1)
+/// and turns the virtual CPU interface on.
 pub fn init(gicd: u64, gicr: u64) {
     GICD.store(gicd, Ordering::Relaxed);
     GICR.store(gicr, Ordering::Relaxed);
+    write32(gicd + GICD_CTLR, read32(gicd + GICD_CTLR) | CTLR_ARE | CTLR_ENABLE_GRP1);
+    write32(gicr + GICR_WAKER, read32(gicr + GICR_WAKER) & !WAKER_PROCESSOR_SLEEP);
+    while read32(gicr + GICR_WAKER) & WAKER_CHILDREN_ASLEEP != 0 {}
     // SAFETY: GIC control registers of EL2; they change how interrupts are delivered
     // and ended, not memory.
     unsafe {
@@ -35,6 +50,9 @@ pub fn init(gicd: u64, gicr: u64) {
             "orr {t}, {t}, {sre}",
             "msr icc_sre_el2, {t}",
             "isb",
+            "msr icc_pmr_el1, {pmr}",
+            "msr icc_bpr1_el1, xzr",
+            "msr icc_igrpen1_el1, {one}",
             "mrs {t}, icc_ctlr_el1",
             "orr {t}, {t}, {eoimode}",
             "msr icc_ctlr_el1, {t}",
@@ -42,15 +60,28 @@ pub fn init(gicd: u64, gicr: u64) {
             "msr ich_hcr_el2, {en}",
             "isb",
             t = out(reg) _,
+            pmr = in(reg) PRIORITY_MASK,
+            one = in(reg) 1u64,
             sre = in(reg) SRE_EL2_SRE_ENABLE,
             eoimode = in(reg) CTLR_EOIMODE,
             en = in(reg) ICH_HCR_EN,
             options(nostack),
         );
     }
+    let vtr: u64;
+    // SAFETY: an ID-like register of the virtual CPU interface.
+    unsafe { asm!("mrs {}, ich_vtr_el2", out(reg) vtr, options(nomem, nostack)) };
+    LIST_REGISTERS.store((vtr & 0x1f) as usize + 1, Ordering::Relaxed);
     for n in 0..list_registers() {
         write_list_register(n, 0);
     }
+}
+
+/// The frame whose registers configure `intid` (the redistributor's SGI/PPI frame for
+/// the first 32, else the distributor), once the GIC is up.
+fn frame(intid: u32) -> Option<u64> {
+    let (gicd, gicr) = (GICD.load(Ordering::Relaxed), GICR.load(Ordering::Relaxed));
+    (gicd != 0).then_some(if intid < 32 { gicr + GICR_SGI_FRAME } else { gicd })
 }
 
 fn write8(addr: u64, value: u8) {
@@ -68,22 +99,19 @@ fn read32(addr: u64) -> u32 {
     unsafe { (addr as *const u32).read_volatile() }
 }
 
-/// Enables or disables the physical interrupt `intid` (a PPI or SPI hyp forwards),
-/// as group 1 at [`FORWARDED_PRIORITY`], routed to this CPU.
+/// Enables or disables the physical interrupt `intid` (hyp's tick, or a PPI or SPI it
+/// forwards), as group 1 at [`PRIORITY`], routed to this CPU.
 pub fn set_enabled(intid: u32, enabled: bool) {
-    let (gicd, gicr) = (GICD.load(Ordering::Relaxed), GICR.load(Ordering::Relaxed));
-    if gicd == 0 {
-        return;
-    }
-    let frame = if intid < 32 { gicr + GICR_SGI_FRAME } else { gicd };
+    let Some(frame) = frame(intid) else { return };
     let word = 4 * (intid as u64 / 32);
     let bit = 1 << (intid % 32);
     if enabled {
         write32(frame + GICD_IGROUPR + word, read32(frame + GICD_IGROUPR + word) | bit);
-        write8(frame + GICD_IPRIORITYR + intid as u64, FORWARDED_PRIORITY);
+        write8(frame + GICD_IPRIORITYR + intid as u64, PRIORITY);
         if intid >= 32 {
-            // SAFETY: IROUTER of an SPI: affinity 0.0.0.0, the only CPU.
-            unsafe { ((gicd + GICD_IROUTER + 8 * intid as u64) as *mut u64).write_volatile(0) };
+            // SAFETY: IROUTER of an SPI (the frame is the distributor's): affinity
+            // 0.0.0.0, the only CPU.
+            unsafe { ((frame + GICD_IROUTER + 8 * intid as u64) as *mut u64).write_volatile(0) };
         }
         write32(frame + GICD_ISENABLER + word, bit);
     } else {
@@ -94,9 +122,7 @@ pub fn set_enabled(intid: u32, enabled: bool) {
 /// Whether the physical interrupt `intid` is pending (for a level interrupt: whether
 /// its source still asserts it).
 pub fn is_pending(intid: u32) -> bool {
-    let (gicd, gicr) = (GICD.load(Ordering::Relaxed), GICR.load(Ordering::Relaxed));
-    let frame = if intid < 32 { gicr + GICR_SGI_FRAME } else { gicd };
-    gicd != 0 && read32(frame + GICD_ISPENDR + 4 * (intid as u64 / 32)) & (1 << (intid % 32)) != 0
+    frame(intid).is_some_and(|f| read32(f + GICD_ISPENDR + 4 * (intid as u64 / 32)) & (1 << (intid % 32)) != 0)
 }
 
 /// Whether the guest's virtual timer asserts its interrupt: enabled, fired, unmasked
@@ -129,16 +155,10 @@ pub fn deactivate(intid: u32) {
     unsafe { asm!("msr icc_dir_el1, {}", "isb", in(reg) intid as u64, options(nostack)) };
 }
 
-/// How many list registers the virtual CPU interface has (ICH_VTR_EL2.ListRegs + 1);
-/// none before [`init`] (a platform without a GICv3 has no ICH_* registers at all).
+/// How many list registers the virtual CPU interface has; none before [`init`] (a
+/// platform without a GICv3 has no ICH_* registers at all).
 pub fn list_registers() -> usize {
-    if GICD.load(Ordering::Relaxed) == 0 {
-        return 0;
-    }
-    let vtr: u64;
-    // SAFETY: an ID-like register of the virtual CPU interface.
-    unsafe { asm!("mrs {}, ich_vtr_el2", out(reg) vtr, options(nomem, nostack)) };
-    (vtr & 0x1f) as usize + 1
+    LIST_REGISTERS.load(Ordering::Relaxed)
 }
 
 /// The list registers that hold nothing, one bit each (ICH_ELRSR_EL2).
