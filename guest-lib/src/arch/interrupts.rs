@@ -14,16 +14,18 @@ const PRIORITY: u32 = 0xa0;
 /// INTIDs from 1020 are special: 1023 says nothing is pending.
 const SPECIAL: u32 = 1020;
 
-// One plain `ldr`/`str` each, so that a hypervisor gets a full syndrome.
-fn read32(addr: u64) -> u32 {
+// GIC registers are accessed with one plain `ldr`/`str` each (no writeback, no pair),
+// so that the hypervisor gets a full syndrome: a protected VM's access without one is
+// answered with an external abort.
+pub(super) fn read32(addr: u64) -> u32 {
     let value: u32;
-    // SAFETY: a GIC distributor register, registered with the MMIO guard when the GIC
-    // was set up.
+    // SAFETY: a GIC register, registered with the MMIO guard when the GIC was set up
+    // (and probed first).
     unsafe { asm!("ldr {0:w}, [{1}]", out(reg) value, in(reg) addr, options(nostack, readonly)) };
     value
 }
 
-fn write32(addr: u64, value: u32) {
+pub(super) fn write32(addr: u64, value: u32) {
     // SAFETY: as above.
     unsafe { asm!("str {0:w}, [{1}]", in(reg) value, in(reg) addr, options(nostack)) };
 }
@@ -33,13 +35,29 @@ fn write32(addr: u64, value: u32) {
 fn frame(intid: u32) -> Result<u64, InterruptError> {
     check_intid(intid)?;
     let (gicd, gicr) = super::timer::gic_frames().ok_or(InterruptError::NoGic)?;
-    Ok(if intid < 32 { gicr + GICR_SGI_FRAME } else { gicd })
+    Ok(frame_of(gicd, gicr, intid))
+}
+
+fn frame_of(gicd: u64, gicr: u64, intid: u32) -> u64 {
+    if intid < 32 {
+        gicr + GICR_SGI_FRAME
+    } else {
+        gicd
+    }
 }
 
 /// Enables `intid` for this CPU: group 1, a priority above the mask, and (an SPI)
 /// routed to affinity 0.
 pub fn enable(intid: u32) -> Result<(), InterruptError> {
-    let base = frame(intid)?;
+    let (gicd, gicr) = super::timer::gic_frames().ok_or(InterruptError::NoGic)?;
+    configure(gicd, gicr, check_intid(intid)?);
+    Ok(())
+}
+
+/// [`enable`] on the GIC at `gicd`/`gicr` (the timer's set-up uses it before the GIC
+/// counts as set up).
+pub(super) fn configure(gicd: u64, gicr: u64, intid: u32) {
+    let base = frame_of(gicd, gicr, intid);
     let (word, bit) = (4 * u64::from(intid / 32), 1 << (intid % 32));
     write32(base + GICD_IGROUPR + word, read32(base + GICD_IGROUPR + word) | bit);
     let priority = base + GICD_IPRIORITYR + u64::from(intid & !3);
@@ -51,7 +69,6 @@ pub fn enable(intid: u32) -> Result<(), InterruptError> {
         write32(route + 4, 0);
     }
     write32(base + GICD_ISENABLER + word, bit);
-    Ok(())
 }
 
 /// Disables `intid`.

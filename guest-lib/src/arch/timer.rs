@@ -15,9 +15,11 @@ use crate::GuestDt;
 /// The virtual timer's interrupt (PPI 11).
 const VTIMER_INTID: u32 = 27;
 use abi::gic::{
-    CTLR_ARE, CTLR_ENABLE_GRP1, GICD_IGROUPR, GICD_IPRIORITYR, GICD_ISENABLER, GICR_SGI_FRAME, GICR_WAKER,
-    WAKER_CHILDREN_ASLEEP as CHILDREN_ASLEEP, WAKER_PROCESSOR_SLEEP as PROCESSOR_SLEEP,
+    CTLR_ARE, CTLR_ENABLE_GRP1, GICR_WAKER, WAKER_CHILDREN_ASLEEP as CHILDREN_ASLEEP,
+    WAKER_PROCESSOR_SLEEP as PROCESSOR_SLEEP,
 };
+
+use super::interrupts::{configure, read32, write32};
 /// GICD_CTLR: affinity routing and group 1 enabled (single security state).
 const GICD_CTLR_ARE_GRP1: u32 = CTLR_ARE | CTLR_ENABLE_GRP1;
 
@@ -41,21 +43,6 @@ static REDISTRIBUTOR: AtomicU64 = AtomicU64::new(0);
 pub fn gic_frames() -> Option<(u64, u64)> {
     let frames = (DISTRIBUTOR.load(Ordering::Relaxed), REDISTRIBUTOR.load(Ordering::Relaxed));
     (uses_interrupts() == Wake::Interrupt && frames.0 != 0).then_some(frames)
-}
-
-// GIC registers are accessed with one plain `ldr`/`str` each (no writeback, no pair), so
-// that the hypervisor gets a full syndrome: a protected VM's access without one is
-// answered with an external abort.
-fn read32(addr: u64) -> u32 {
-    let value: u32;
-    // SAFETY: a GIC register, registered with the MMIO guard and probed first.
-    unsafe { core::arch::asm!("ldr {0:w}, [{1}]", out(reg) value, in(reg) addr, options(nostack, readonly)) };
-    value
-}
-
-fn write32(addr: u64, value: u32) {
-    // SAFETY: as above.
-    unsafe { core::arch::asm!("str {0:w}, [{1}]", in(reg) value, in(reg) addr, options(nostack)) };
 }
 
 /// Sets up the GIC `dt` names (registering it with `guard`) so that the virtual timer's
@@ -86,12 +73,7 @@ fn setup<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Wake {
             break;
         }
     }
-    let sgi = gicr + GICR_SGI_FRAME;
-    write32(sgi + GICD_IGROUPR, read32(sgi + GICD_IGROUPR) | 1 << VTIMER_INTID);
-    let priority = sgi + GICD_IPRIORITYR + u64::from(VTIMER_INTID & !3);
-    let shift = 8 * (VTIMER_INTID % 4);
-    write32(priority, (read32(priority) & !(0xff << shift)) | (0xa0 << shift));
-    write32(sgi + GICD_ISENABLER, 1 << VTIMER_INTID);
+    configure(gicd, gicr, VTIMER_INTID);
     // The CPU interface: system registers on, every priority unmasked, group 1 on.
     register_gaps::enable_gic_cpu_interface();
     DISTRIBUTOR.store(gicd, Ordering::Relaxed);
