@@ -4,6 +4,21 @@
 //! them for its guest and programs them on QEMU's GIC; guest-lib programs them from
 //! the guest.
 
+/// The first PPI's INTID (PPIs are 16..32).
+pub const FIRST_PPI: u32 = 16;
+/// The first SPI's INTID.
+pub const FIRST_SPI: u32 = 32;
+
+/// The INTID of PPI `ppi` (as a DT's interrupt specifier numbers it).
+pub const fn ppi_intid(ppi: u32) -> u32 {
+    FIRST_PPI + ppi
+}
+
+/// The INTID of SPI `spi` (as a DT's interrupt specifier numbers it).
+pub const fn spi_intid(spi: u32) -> u32 {
+    FIRST_SPI + spi
+}
+
 /// GICD_CTLR (and GICR_CTLR at the same offset of its frame).
 pub const GICD_CTLR: u64 = 0x0000;
 /// GICD_TYPER.

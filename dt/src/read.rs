@@ -47,8 +47,8 @@ pub fn first_intid(value: &[u8]) -> Option<u32> {
     let (kind, number) = (cell(0)?, cell(1)?);
     cell(2)?;
     match kind {
-        abi::dt::GIC_SPI if number < 988 => Some(32 + number),
-        abi::dt::GIC_PPI if number < 16 => Some(16 + number),
+        abi::dt::GIC_SPI if number < 988 => Some(abi::gic::spi_intid(number)),
+        abi::dt::GIC_PPI if number < 16 => Some(abi::gic::ppi_intid(number)),
         _ => None,
     }
 }

@@ -2,11 +2,10 @@
 //! transports (hyp's device side) and the vGIC; and what stops the VM when the device side finds
 //! a violation or an inconsistency of hyp's own.
 
-use abi::memory_map::virtio_mmio_spi;
+use hyp::device::devices::virtio_intid;
 use hyp::device::virtio::AccessError;
 use hyp::trap::exit::ExitReason;
 use hyp::trap::mmio::{DeviceKind, DeviceWindow};
-use hyp::vgic::FIRST_SPI;
 
 use crate::arch;
 use crate::console::CONSOLE;
@@ -37,7 +36,7 @@ pub fn store(vm: &mut Vm, device: &DeviceWindow, pa: u64, width: u8, value: u64)
             Ok(())
         }
         DeviceKind::Virtio { slot } => {
-            let interrupt_driven = vm.vgic.enabled(FIRST_SPI + virtio_mmio_spi(slot));
+            let interrupt_driven = vm.vgic.enabled(virtio_intid(slot));
             virtio_transports::write(device, slot, pa, width, value, &mut vm.ownership, interrupt_driven)
         }
     }

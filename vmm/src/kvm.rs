@@ -15,6 +15,7 @@ use kvm_bindings::{
 use kvm_ioctls::{DeviceFd, Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
+use abi::gic::spi_intid;
 use abi::memory_map::{virtio_mmio_slot_at, virtio_mmio_spi};
 
 use crate::exit::ExitReason;
@@ -69,9 +70,6 @@ pub struct Options {
     /// negative control turns it off).
     pub access_platform: bool,
 }
-
-/// The first SPI's INTID.
-const SPI_INTID_BASE: u32 = 32;
 
 /// A built VM, ready to run.
 pub struct Vm {
@@ -257,7 +255,7 @@ impl Vm {
     /// that slot, as the DT says).
     fn interrupt(&self, i: usize) -> Step {
         let Some(slot) = self.virtio.get(i).and_then(|t| virtio_mmio_slot_at(t.base())) else { return Step::Go };
-        let irq = (KVM_ARM_IRQ_TYPE_SPI << KVM_ARM_IRQ_TYPE_SHIFT) | (SPI_INTID_BASE + virtio_mmio_spi(slot));
+        let irq = (KVM_ARM_IRQ_TYPE_SPI << KVM_ARM_IRQ_TYPE_SHIFT) | spi_intid(virtio_mmio_spi(slot));
         for level in [true, false] {
             if let Err(e) = self.vm.set_irq_line(irq, level) {
                 return Step::End(ExitReason::VmmError(format!("raising SPI {}: {e}", virtio_mmio_spi(slot))));

@@ -12,8 +12,8 @@ use crate::register_gaps;
 use crate::timer::{ticks, Wake};
 use crate::GuestDt;
 
-/// The virtual timer's interrupt (PPI 11).
-const VTIMER_INTID: u32 = 27;
+/// The virtual timer's interrupt (PPI 11, as the DT's timer node lists it third).
+const VTIMER_INTID: u32 = abi::gic::ppi_intid(abi::memory_map::TIMER_PPIS[2]);
 use abi::gic::{
     CTLR_ARE, CTLR_ENABLE_GRP1, GICR_WAKER, WAKER_CHILDREN_ASLEEP as CHILDREN_ASLEEP,
     WAKER_PROCESSOR_SLEEP as PROCESSOR_SLEEP,

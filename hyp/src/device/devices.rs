@@ -10,14 +10,20 @@ use abi::memory_map::{
 };
 
 use crate::trap::mmio::{DeviceKind, DeviceWindow};
-use crate::vgic::{Frame, FIRST_SPI};
+use crate::vgic::Frame;
+use abi::gic::{ppi_intid, spi_intid};
 
 /// The most devices a VM has: the console, every virtio-mmio transport and the two
 /// frames of its GIC.
 pub const MAX_DEVICES: usize = 3 + VIRTIO_MMIO_SLOTS as usize;
 
 /// The virtual timer's INTID (its PPI, as the guest's DT names it, from 16).
-pub const VIRTUAL_TIMER_INTID: u32 = 16 + TIMER_PPIS[2];
+pub const VIRTUAL_TIMER_INTID: u32 = ppi_intid(TIMER_PPIS[2]);
+
+/// The INTID of virtio-mmio transport `slot`'s interrupt.
+pub const fn virtio_intid(slot: u32) -> u32 {
+    spi_intid(virtio_mmio_spi(slot))
+}
 
 /// A VM's devices.
 #[derive(Clone, Copy, Debug)]
@@ -72,8 +78,8 @@ impl DeviceList {
     /// physically and virtually): the virtual timer, the console and each transport.
     pub fn forwarded_interrupts(&self) -> impl Iterator<Item = u32> + '_ {
         let devices = self.windows().iter().filter_map(|w| match w.kind {
-            DeviceKind::Console => Some(FIRST_SPI + PL011_SPI),
-            DeviceKind::Virtio { slot } => Some(FIRST_SPI + virtio_mmio_spi(slot)),
+            DeviceKind::Console => Some(spi_intid(PL011_SPI)),
+            DeviceKind::Virtio { slot } => Some(virtio_intid(slot)),
             DeviceKind::Gic(_) => None,
         });
         core::iter::once(VIRTUAL_TIMER_INTID).chain(devices)

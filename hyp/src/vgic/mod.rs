@@ -26,8 +26,7 @@ use core::ops::Range;
 pub const INTIDS: usize = 96;
 const WORDS: usize = INTIDS / 32;
 
-/// First SPI.
-pub const FIRST_SPI: u32 = 32;
+pub use abi::gic::FIRST_SPI;
 
 /// Which register frame of the GIC an access falls in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
