@@ -381,6 +381,9 @@ fn conformance(ws: &Workspace, fw: &Firmware, timeout: u64) -> Result<bool, Stri
     Ok(same && verdict.passed())
 }
 
+/// The heading of the bench's Linux-beside-guest-lib table, on either backend.
+const LINUX_PEER: &str = "Linux 7.3 (O_DIRECT on /dev/vda, its swiotlb in the restricted pool) beside guest-lib";
+
 fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: u64) -> Result<bool, String> {
     use abi::hyp_options::{AbiForm, VmMode};
     use host_tools::bench;
@@ -435,7 +438,7 @@ fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: 
                     backend.name(),
                     phases.len()
                 );
-                if which == "Linux" {
+                if payload.is_some() {
                     linux_results[i].push(phases);
                 } else {
                     exit_costs[i].extend(bench::parse_exit_cost(&output.lines));
@@ -457,9 +460,7 @@ fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: 
             print!("{}", bench::work_table(backend, p, u, frequency));
             println!("time (follows QEMU's devices in real time; median ± half the spread):");
             print!("{}", bench::time_table(p, u, frequency));
-            println!(
-                "Linux 7.3 (O_DIRECT on /dev/vda, its swiotlb in the restricted pool) beside guest-lib, MiB/s (time: does not repeat):"
-            );
+            println!("{LINUX_PEER}, MiB/s (time: does not repeat):");
             print!("{}", bench::peer_time_table((p, u), (&linux_results[0], &linux_results[1]), frequency));
         }
         Backend::Pkvm => {
@@ -473,9 +474,7 @@ fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: 
                 instructions(&exit_costs[0]),
                 instructions(&exit_costs[1])
             );
-            println!(
-                "Linux 7.3 (O_DIRECT on /dev/vda, its swiotlb in the restricted pool) beside guest-lib, machine instructions per median request:"
-            );
+            println!("{LINUX_PEER}, machine instructions per median request:");
             print!("{}", bench::peer_table((p, u), (&linux_results[0], &linux_results[1]), frequency));
         }
     }
@@ -485,17 +484,14 @@ fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: 
         .into_iter()
         .flatten()
         .collect();
-    // Under hyp Linux's figures are time alone, which follows QEMU's devices: shown,
-    // not held to repeat.
+    // Under hyp Linux's figures are time alone and an exit's cost follows QEMU's
+    // devices in real time: shown, not held to repeat. Under pKVM both repeat.
     if backend == Backend::Pkvm {
         let (lp, lu) = (&linux_results[0], &linux_results[1]);
         print!("{}", bench::runs_side_by_side("Linux protected", lp, backend));
         print!("{}", bench::runs_side_by_side("Linux ordinary", lu, backend));
         moved.extend(bench::moved("Linux protected", lp, backend));
         moved.extend(bench::moved("Linux ordinary", lu, backend));
-    }
-    // Under hyp an exit's cost follows QEMU's device in real time; under pKVM it repeats.
-    if backend == Backend::Pkvm {
         for (label, costs) in ["protected", "unprotected"].iter().zip(&exit_costs) {
             if costs.iter().min() != costs.iter().max() {
                 moved.push(format!("{label}: the MMIO exit's cost moved: {costs:?}"));
