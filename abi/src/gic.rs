@@ -63,6 +63,8 @@ pub const GICR_IIDR: u64 = 0x0004;
 pub const GICR_TYPER: u64 = 0x0008;
 /// GICR_WAKER.
 pub const GICR_WAKER: u64 = 0x0014;
+/// GICR_PROPBASER (64 bits; GICR_PENDBASER follows at 0x78). Without LPIs both read 0.
+pub const GICR_PROPBASER: u64 = 0x0070;
 /// GICR_WAKER.ProcessorSleep.
 pub const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
 /// GICR_WAKER.ChildrenAsleep.

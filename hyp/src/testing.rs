@@ -39,3 +39,60 @@ impl GuestRam for VecRam {
         self.bytes[at..at + buf.len()].copy_from_slice(buf);
     }
 }
+
+/// A CPU interface of `n` list registers in memory, recording the physical interrupts
+/// deactivated.
+#[derive(Clone, Debug, Default)]
+pub struct FakeCpuInterface {
+    /// The list registers.
+    pub list_registers: Vec<crate::vgic::list_register::ListRegister>,
+    /// Physical INTIDs deactivated, in order.
+    pub deactivated: Vec<u32>,
+}
+
+impl FakeCpuInterface {
+    /// `n` empty list registers.
+    pub fn new(n: usize) -> Self {
+        Self { list_registers: vec![crate::vgic::list_register::ListRegister(0); n], deactivated: Vec::new() }
+    }
+
+    /// What the guest's ICC_IAR1_EL1 read would return: the highest-priority pending
+    /// group 1 interrupt, made active (1023, the spurious INTID, if there is none).
+    pub fn acknowledge(&mut self) -> u32 {
+        let best = self
+            .list_registers
+            .iter()
+            .enumerate()
+            .filter(|(_, lr)| lr.pending_only())
+            .min_by_key(|(n, lr)| (lr.priority(), *n))
+            .map(|(n, _)| n);
+        let Some(n) = best else { return 1023 };
+        let lr = &mut self.list_registers[n];
+        *lr = crate::vgic::list_register::ListRegister(lr.0 ^ (3 << 62));
+        lr.vintid()
+    }
+
+    /// The guest's deactivation of `intid` (ICC_EOIR1/DIR): its list register empties.
+    pub fn deactivate(&mut self, intid: u32) {
+        for lr in &mut self.list_registers {
+            if lr.in_use() && lr.vintid() == intid && lr.is_active() {
+                *lr = lr.deactivated();
+            }
+        }
+    }
+}
+
+impl crate::vgic::delivery::CpuInterface for FakeCpuInterface {
+    fn list_registers(&self) -> usize {
+        self.list_registers.len()
+    }
+    fn read_list_register(&self, n: usize) -> crate::vgic::list_register::ListRegister {
+        self.list_registers[n]
+    }
+    fn write_list_register(&mut self, n: usize, lr: crate::vgic::list_register::ListRegister) {
+        self.list_registers[n] = lr;
+    }
+    fn deactivate_physical(&mut self, intid: u32) {
+        self.deactivated.push(intid);
+    }
+}

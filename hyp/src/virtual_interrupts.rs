@@ -10,6 +10,7 @@
 use hyp::device::devices::VIRTUAL_TIMER_INTID;
 use hyp::device::virtio::AccessError;
 use hyp::trap::sysreg::SysregAccess;
+use hyp::vgic::delivery::{self, CpuInterface};
 use hyp::vgic::forwarding::{self, Forward, Withdraw};
 use hyp::vgic::list_register::ListRegister;
 use hyp::vgic::{sgi, Effect, Frame};
@@ -21,14 +22,33 @@ fn bit(intid: u32) -> u128 {
     1u128.checked_shl(intid).unwrap_or(0)
 }
 
+/// The physical CPU interface's list registers, as the vGIC's delivery sees them.
+struct PhysicalCpuInterface;
+
+impl CpuInterface for PhysicalCpuInterface {
+    fn list_registers(&self) -> usize {
+        gic::list_registers()
+    }
+    fn read_list_register(&self, n: usize) -> ListRegister {
+        ListRegister(gic::read_list_register(n))
+    }
+    fn write_list_register(&mut self, n: usize, lr: ListRegister) {
+        gic::write_list_register(n, lr.0);
+    }
+    fn deactivate_physical(&mut self, intid: u32) {
+        gic::deactivate(intid);
+    }
+}
+
 /// A load from the guest's GIC.
 pub fn read(vm: &Vm, frame: Frame, offset: u64, width: u8) -> Result<u64, AccessError> {
-    vm.vgic.read(frame, offset, width).map_err(|_| AccessError::BadWidth)
+    delivery::read(&vm.vgic, &PhysicalCpuInterface, frame, offset, width).map_err(|_| AccessError::BadWidth)
 }
 
 /// A store to the guest's GIC, and what follows from it.
 pub fn write(vm: &mut Vm, frame: Frame, offset: u64, width: u8, value: u64) -> Result<(), AccessError> {
-    match vm.vgic.write(frame, offset, width, value).map_err(|_| AccessError::BadWidth)? {
+    let effect = delivery::write(&mut vm.vgic, &mut PhysicalCpuInterface, frame, offset, width, value);
+    match effect.map_err(|_| AccessError::BadWidth)? {
         Effect::EnablesChanged => sync_enables(vm),
         // Delivered by `flush` before the guest runs again.
         Effect::Pended | Effect::None => {}
@@ -72,8 +92,8 @@ pub fn forward(vm: &mut Vm, intid: u32) {
 /// withdrawn if the guest disabled it or, forwarded, its source stopped asserting it
 /// (as a level interrupt is: a timer the guest disabled no longer wakes its WFI);
 /// held-back sources get another chance;
-/// and interrupts pending in software (SGIs, ISPENDR writes) go to free list
-/// registers.
+/// and interrupts pending in software (SGIs, ISPENDR writes) go to list registers,
+/// highest priority first (`delivery::deliver`).
 pub fn flush(vm: &mut Vm) {
     let count = gic::list_registers();
     // Up to 16 list registers: one bit each.
@@ -85,28 +105,18 @@ pub fn flush(vm: &mut Vm) {
         vm.deferred = 0;
         sync_enables(vm);
     }
-    while vm.vgic.any_pending() {
-        let Some(n) = free_list_register() else { break };
-        let busy = |intid: u32| {
-            (0..gic::list_registers()).any(|i| {
-                let lr = ListRegister(gic::read_list_register(i));
-                lr.in_use() && lr.vintid() == intid
-            })
-        };
-        let Some(d) = vm.vgic.take_deliverable(|intid| !busy(intid)) else { break };
-        gic::write_list_register(n, ListRegister::pending(d.intid, d.group1, d.priority, None).0);
+    if vm.vgic.any_pending() {
+        delivery::deliver(&mut vm.vgic, &mut PhysicalCpuInterface);
     }
 }
 
 /// A trapped system-register access: an SGI the guest sends (itself, the only vCPU),
 /// or `false` for one hyp does not serve.
 pub fn system_register(vm: &mut Vm, regs: &GuestRegs, access: SysregAccess) -> bool {
-    if !access.sends_sgi() {
-        return false;
-    }
+    let Some(register) = access.sgi_register() else { return false };
     let value = if access.rt == 31 { 0 } else { regs.x[access.rt as usize] };
     if let Some(intid) = sgi::to_self(value) {
-        vm.vgic.pend(intid);
+        delivery::send_sgi(&mut vm.vgic, &PhysicalCpuInterface, intid, register.sends_group1());
     }
     true
 }

@@ -105,7 +105,7 @@ mod tests {
         assert_eq!(sync(0x5e00_0000), GuestExit::Smc);
         assert_eq!(sync(0x0600_0001), GuestExit::Wfe);
         assert_eq!(sync(0x0600_0000), GuestExit::Wfi);
-        assert!(matches!(sync(0x623a_3076), GuestExit::SystemRegister(a) if a.sends_sgi()));
+        assert!(matches!(sync(0x623a_3076), GuestExit::SystemRegister(a) if a.sgi_register().is_some()));
         // A 32-bit load into w3 with a syndrome, and a load pair without one.
         match sync(0x9383_0010) {
             GuestExit::DataAbort(abort) => assert_eq!((abort.width(), abort.srt, abort.wnr), (4, 3, false)),

@@ -2,19 +2,43 @@
 //! generation registers, which trap while it routes interrupts (HCR_EL2.IMO); any
 //! other trapped access is a crash the exit line names.
 
+/// A system register's encoding: (op0, op1, CRn, CRm, op2).
+pub type Encoding = (u8, u8, u8, u8, u8);
+
 /// A trapped MSR or MRS, from its ISS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SysregAccess {
-    /// The register, as (op0, op1, CRn, CRm, op2).
-    pub encoding: (u8, u8, u8, u8, u8),
+    /// The register.
+    pub encoding: Encoding,
     /// The general-purpose register (31: xzr).
     pub rt: u8,
     /// An MRS (else an MSR).
     pub read: bool,
 }
 
-/// ICC_SGI1R_EL1, ICC_ASGI1R_EL1 and ICC_SGI0R_EL1.
-pub const SGI_REGISTERS: [(u8, u8, u8, u8, u8); 3] = [(3, 0, 12, 11, 5), (3, 1, 12, 11, 6), (3, 2, 12, 11, 7)];
+/// The registers that send an SGI, and which groups each may send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SgiRegister {
+    /// ICC_SGI1R_EL1, S3_0_C12_C11_5: an SGI of either group (a group 0 one too, with
+    /// a single security state).
+    Sgi1r,
+    /// ICC_ASGI1R_EL1, S3_0_C12_C11_6: with a single security state there is no other
+    /// group 1, so, as KVM's vGIC treats it, group 0 SGIs only.
+    Asgi1r,
+    /// ICC_SGI0R_EL1, S3_0_C12_C11_7: group 0 SGIs only.
+    Sgi0r,
+}
+
+impl SgiRegister {
+    /// Every one, with its encoding: all three are op1 0.
+    pub const ALL: [(SgiRegister, Encoding); 3] =
+        [(Self::Sgi1r, (3, 0, 12, 11, 5)), (Self::Asgi1r, (3, 0, 12, 11, 6)), (Self::Sgi0r, (3, 0, 12, 11, 7))];
+
+    /// Whether a write may pend a group 1 SGI.
+    pub const fn sends_group1(self) -> bool {
+        matches!(self, Self::Sgi1r)
+    }
+}
 
 impl SysregAccess {
     /// Decodes ESR_EL2.ISS of a trapped MSR/MRS.
@@ -27,9 +51,12 @@ impl SysregAccess {
         }
     }
 
-    /// Whether it is a write that sends an SGI.
-    pub fn sends_sgi(&self) -> bool {
-        !self.read && SGI_REGISTERS.contains(&self.encoding)
+    /// The SGI register it writes, if it is a write that sends an SGI.
+    pub fn sgi_register(&self) -> Option<SgiRegister> {
+        if self.read {
+            return None;
+        }
+        SgiRegister::ALL.into_iter().find(|(_, encoding)| *encoding == self.encoding).map(|(r, _)| r)
     }
 }
 
@@ -37,18 +64,50 @@ impl SysregAccess {
 mod tests {
     use super::*;
 
+    /// The ISS an EC 0x18 trap reports for an MSR/MRS instruction word, field by field
+    /// as the Arm ARM lays both out (instruction: L 21, o0 19, op1 18:16, CRn 15:12,
+    /// CRm 11:8, op2 7:5, Rt 4:0; ISS: op0 21:20, op2 19:17, op1 16:14, CRn 13:10,
+    /// Rt 9:5, CRm 4:1, direction 0).
+    fn iss_of(instruction: u32) -> u32 {
+        let bits = |shift: u32, width: u32| (instruction >> shift) & ((1 << width) - 1);
+        let op0 = 2 + bits(19, 1);
+        (op0 << 20)
+            | (bits(5, 3) << 17)
+            | (bits(16, 3) << 14)
+            | (bits(12, 4) << 10)
+            | (bits(0, 5) << 5)
+            | (bits(8, 4) << 1)
+            | bits(21, 1)
+    }
+
+    // Instruction words as LLVM's assembler (rustc 1.95's, `global_asm!` for
+    // aarch64-unknown-none) emits them, independent of the table above.
+    const MSR_ICC_SGI1R_EL1_X3: u32 = 0xd518_cba3;
+    const MSR_ICC_ASGI1R_EL1_X3: u32 = 0xd518_cbc3;
+    const MSR_ICC_SGI0R_EL1_X3: u32 = 0xd518_cbe3;
+    const MRS_X0_PMCR_EL0: u32 = 0xd53b_9c00;
+
     #[test]
-    fn decodes_an_sgi_write_and_nothing_else_as_one() {
-        // MSR ICC_SGI1R_EL1, x3: op0 3, op2 5, op1 0, CRn 12, Rt 3, CRm 11, write.
-        let iss = (3 << 20) | (5 << 17) | (12 << 10) | (3 << 5) | (11 << 1);
-        let access = SysregAccess::decode(iss);
-        assert_eq!(access, SysregAccess { encoding: (3, 0, 12, 11, 5), rt: 3, read: false });
-        assert!(access.sends_sgi());
-        assert!(!SysregAccess::decode(iss | 1).sends_sgi(), "a read sends nothing");
-        let sgi0r = (3 << 20) | (7 << 17) | (2 << 14) | (12 << 10) | (11 << 1);
-        assert!(SysregAccess::decode(sgi0r).sends_sgi());
-        // PMCR_EL0 (3, 3, 9, 12, 0) is not hyp's to serve.
-        let pmcr = (3 << 20) | (3 << 14) | (9 << 10) | (12 << 1);
-        assert!(!SysregAccess::decode(pmcr).sends_sgi());
+    fn each_sgi_register_is_recognised_from_the_instruction_that_writes_it() {
+        for (word, register) in [
+            (MSR_ICC_SGI1R_EL1_X3, SgiRegister::Sgi1r),
+            (MSR_ICC_ASGI1R_EL1_X3, SgiRegister::Asgi1r),
+            (MSR_ICC_SGI0R_EL1_X3, SgiRegister::Sgi0r),
+        ] {
+            let access = SysregAccess::decode(iss_of(word));
+            assert_eq!((access.rt, access.read), (3, false));
+            assert_eq!(access.sgi_register(), Some(register), "{word:#x}");
+        }
+        assert!(SgiRegister::Sgi1r.sends_group1());
+        assert!(!SgiRegister::Asgi1r.sends_group1() && !SgiRegister::Sgi0r.sends_group1());
+    }
+
+    #[test]
+    fn reads_and_other_registers_send_nothing() {
+        let read = SysregAccess::decode(iss_of(MSR_ICC_SGI1R_EL1_X3) | 1);
+        assert_eq!(read.sgi_register(), None, "a read sends nothing");
+        let pmcr = SysregAccess::decode(iss_of(MRS_X0_PMCR_EL0));
+        assert_eq!(pmcr.encoding, (3, 3, 9, 12, 0));
+        assert!(pmcr.read && pmcr.sgi_register().is_none());
     }
 }

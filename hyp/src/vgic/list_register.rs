@@ -2,6 +2,8 @@
 
 /// LR.State: pending.
 const STATE_PENDING: u64 = 1 << 62;
+/// LR.State: active.
+const STATE_ACTIVE: u64 = 1 << 63;
 /// LR.State: both bits (pending, active).
 const STATE_MASK: u64 = 3 << 62;
 /// LR.HW: the virtual interrupt is tied to a physical one, deactivated with it.
@@ -58,6 +60,35 @@ impl ListRegister {
     pub const fn vintid(self) -> u32 {
         self.0 as u32
     }
+
+    /// Its priority.
+    pub const fn priority(self) -> u8 {
+        (self.0 >> PRIORITY_SHIFT) as u8
+    }
+
+    /// Whether the guest acknowledged it (active, or active and pending).
+    pub const fn is_active(self) -> bool {
+        self.0 & STATE_ACTIVE != 0
+    }
+
+    /// The same interrupt once the guest deactivated it: pending if it was pending
+    /// again, else empty (what the CPU interface does on the guest's deactivation).
+    pub const fn deactivated(self) -> Self {
+        if self.is_pending() {
+            Self(self.0 & !STATE_ACTIVE)
+        } else {
+            Self(0)
+        }
+    }
+
+    /// The same interrupt with its pending state cleared: active if it was, else empty.
+    pub const fn without_pending(self) -> Self {
+        if self.is_active() {
+            Self(self.0 & !STATE_PENDING)
+        } else {
+            Self(0)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -79,5 +110,10 @@ mod tests {
         assert!(active.in_use() && !active.is_pending() && !active.pending_only());
         assert!(!ListRegister(3 << 62).pending_only(), "active and pending");
         assert!(!ListRegister(27).in_use());
+        assert_eq!(lr.priority(), 0xa0);
+        assert!(active.is_active() && !lr.is_active());
+        // Clearing the pending state: an acknowledged one stays active, else it is gone.
+        assert_eq!(ListRegister(3 << 62 | 5).without_pending(), ListRegister(2 << 62 | 5));
+        assert_eq!(lr.without_pending(), ListRegister(0));
     }
 }

@@ -13,8 +13,14 @@
 //!
 //! The guest sees one vCPU with affinity 0, security disabled (GICD_CTLR.DS), affinity
 //! routing always on, no LPIs, and [`INTIDS`] interrupt IDs. Reserved and unmodelled
-//! registers read as zero and ignore writes, as the architecture allows.
+//! locations read as zero and ignore writes of any width some GIC register is
+//! accessed with (1, 4 or 8 bytes, naturally aligned); a register the model keeps
+//! takes only the widths the architecture gives it.
+//!
+//! The pending and active state of an interrupt already handed to a list register is
+//! the list register's: [`delivery`] reads and changes the two together.
 
+pub mod delivery;
 pub mod forwarding;
 pub mod list_register;
 pub mod sgi;
@@ -24,7 +30,8 @@ use core::ops::Range;
 /// Interrupt IDs the guest's distributor implements: SGIs, PPIs and 64 SPIs (QEMU's
 /// console is SPI 1 and its virtio-mmio transports SPIs 16..=47).
 pub const INTIDS: usize = 96;
-const WORDS: usize = INTIDS / 32;
+/// 32-bit words of one bit per INTID.
+pub const WORDS: usize = INTIDS / 32;
 
 pub use abi::gic::FIRST_SPI;
 
@@ -61,6 +68,19 @@ pub enum Effect {
     Pended,
 }
 
+/// The registers that set or clear an interrupt's pending or active state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateRegister {
+    /// ISPENDR.
+    SetPending,
+    /// ICPENDR.
+    ClearPending,
+    /// ISACTIVER.
+    SetActive,
+    /// ICACTIVER.
+    ClearActive,
+}
+
 /// An interrupt ready for a list register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deliverable {
@@ -75,7 +95,7 @@ pub struct Deliverable {
 use abi::gic::{
     CTLR_ARE, CTLR_DS, CTLR_ENABLE_GRP0, CTLR_ENABLE_GRP1, GICD_CTLR, GICD_ICACTIVER, GICD_ICENABLER, GICD_ICFGR,
     GICD_ICPENDR, GICD_IGROUPR, GICD_IIDR, GICD_IPRIORITYR, GICD_IROUTER, GICD_ISACTIVER, GICD_ISENABLER, GICD_ISPENDR,
-    GICD_TYPER, GICR_IIDR, GICR_TYPER, GICR_WAKER, PIDR2, WAKER_CHILDREN_ASLEEP, WAKER_PROCESSOR_SLEEP,
+    GICD_TYPER, GICR_IIDR, GICR_PROPBASER, GICR_TYPER, GICR_WAKER, PIDR2, WAKER_CHILDREN_ASLEEP, WAKER_PROCESSOR_SLEEP,
 };
 
 /// PIDR2 of a GICv3 (ArchRev 3).
@@ -169,22 +189,66 @@ impl Vgic {
         }
     }
 
-    /// The next software-pending interrupt that may be delivered and `free` says has
-    /// no list register yet, taken off the pending set (the list register's from now
-    /// on).
-    pub fn take_deliverable(&mut self, free: impl Fn(u32) -> bool) -> Option<Deliverable> {
-        let intid = (0..INTIDS as u32).find(|&i| {
-            let (word, mask) = bit(i);
-            self.pending[word] & mask != 0 && self.enabled(i) && free(i)
-        })?;
-        let (word, mask) = bit(intid);
-        self.pending[word] &= !mask;
-        self.deliverable(intid)
+    /// Whether `intid` is pending in software.
+    pub fn is_pending(&self, intid: u32) -> bool {
+        (intid as usize) < INTIDS && {
+            let (word, mask) = bit(intid);
+            self.pending[word] & mask != 0
+        }
     }
 
-    /// A guest load of `width` bytes at `offset` in `frame`.
+    /// Whether `intid` is in group 0 (an SGI that ICC_SGI0R and ICC_ASGI1R may send).
+    pub fn is_group0(&self, intid: u32) -> bool {
+        (intid as usize) < INTIDS && {
+            let (word, mask) = bit(intid);
+            self.group[word] & mask == 0
+        }
+    }
+
+    /// The software-pending interrupt to deliver next among those `free` says have no
+    /// list register yet: the highest priority (the lowest value), then the lowest
+    /// INTID, as a GIC signals them.
+    pub fn next_deliverable(&self, free: impl Fn(u32) -> bool) -> Option<Deliverable> {
+        (0..INTIDS as u32)
+            .filter(|&i| self.is_pending(i) && free(i))
+            .filter_map(|i| self.deliverable(i))
+            .min_by_key(|d| (d.priority, d.intid))
+    }
+
+    /// [`Self::next_deliverable`], taken off the pending set (the list register's from
+    /// now on).
+    pub fn take_deliverable(&mut self, free: impl Fn(u32) -> bool) -> Option<Deliverable> {
+        let d = self.next_deliverable(free)?;
+        let (word, mask) = bit(d.intid);
+        self.pending[word] &= !mask;
+        Some(d)
+    }
+
+    /// The state register and its word (of one bit per INTID, from INTID 0) that
+    /// `offset` in `frame` addresses, if it is one the model implements.
+    pub fn state_register(&self, frame: Frame, offset: u64) -> Option<(StateRegister, usize)> {
+        let (offset, first_word) = match frame {
+            Frame::Redistributor => (offset.checked_sub(SGI_FRAME)?, 0),
+            Frame::Distributor => (offset, 1),
+        };
+        let register = match self.bank(offset)? {
+            (GICD_ISPENDR, word) => (StateRegister::SetPending, word),
+            (GICD_ICPENDR, word) => (StateRegister::ClearPending, word),
+            (GICD_ISACTIVER, word) => (StateRegister::SetActive, word),
+            (GICD_ICACTIVER, word) => (StateRegister::ClearActive, word),
+            _ => return None,
+        };
+        let words = if frame == Frame::Redistributor { 0..1 } else { first_word..WORDS };
+        words.contains(&register.1).then_some(register)
+    }
+
+    /// A guest load of `width` bytes at `offset` in `frame`, as if no list register held
+    /// anything (see [`delivery::read`]).
     pub fn read(&self, frame: Frame, offset: u64, width: u8) -> Result<u64, BadAccess> {
         let bad = BadAccess { offset, width };
+        if !self.implements(frame, offset) {
+            return reserved_width(offset, width).then_some(0).ok_or(bad);
+        }
         match frame {
             Frame::Distributor => self.read_distributor(offset, width).ok_or(bad),
             Frame::Redistributor if offset >= SGI_FRAME => self.read_sgi_frame(offset - SGI_FRAME, width).ok_or(bad),
@@ -192,9 +256,13 @@ impl Vgic {
         }
     }
 
-    /// A guest store of `width` bytes of `value` at `offset` in `frame`.
+    /// A guest store of `width` bytes of `value` at `offset` in `frame`, as if no list
+    /// register held anything (see [`delivery::write`]).
     pub fn write(&mut self, frame: Frame, offset: u64, width: u8, value: u64) -> Result<Effect, BadAccess> {
         let bad = BadAccess { offset, width };
+        if !self.implements(frame, offset) {
+            return reserved_width(offset, width).then_some(Effect::None).ok_or(bad);
+        }
         match frame {
             Frame::Distributor => self.write_distributor(offset, width, value).ok_or(bad),
             Frame::Redistributor if offset >= SGI_FRAME => {
@@ -333,6 +401,33 @@ impl Vgic {
         })
     }
 
+    /// Whether `offset` in `frame` holds a register the model keeps or answers with a
+    /// fixed value (everything else is reserved: [`reserved_width`]).
+    fn implements(&self, frame: Frame, offset: u64) -> bool {
+        let within = |base: u64, len: u64| (base..base + len).contains(&offset);
+        match frame {
+            Frame::Distributor => {
+                matches!(offset, GICD_CTLR | GICD_TYPER | GICD_IIDR | PIDR2)
+                    // Word 0 of each bank and of ICFGR's pair is the redistributor's.
+                    || self.bank(offset).is_some_and(|(_, word)| word > 0)
+                    || icfgr_index(offset).is_some_and(|i| i >= 2)
+                    || within(GICD_IPRIORITYR + FIRST_SPI as u64, INTIDS as u64 - FIRST_SPI as u64)
+                    || irouter_intid(offset).is_some_and(|i| (FIRST_SPI as usize..INTIDS).contains(&i))
+            }
+            Frame::Redistributor if offset >= SGI_FRAME => {
+                let offset = offset - SGI_FRAME;
+                self.bank(offset).is_some_and(|(_, word)| word == 0)
+                    || (GICD_ICFGR..GICD_ICFGR + 8).contains(&offset)
+                    || (GICD_IPRIORITYR..GICD_IPRIORITYR + FIRST_SPI as u64).contains(&offset)
+            }
+            Frame::Redistributor => {
+                matches!(offset, GICD_CTLR | GICR_IIDR | GICR_WAKER | PIDR2)
+                    || within(GICR_TYPER, 8)
+                    || within(GICR_PROPBASER, 16)
+            }
+        }
+    }
+
     /// For the one-bit-per-interrupt registers: which one (by its base offset) and
     /// which word of it.
     fn bank(&self, offset: u64) -> Option<(u64, usize)> {
@@ -403,6 +498,13 @@ impl Vgic {
         }
         Some(Effect::None)
     }
+}
+
+/// Whether a reserved location takes an access of `width` bytes at `offset`: any width
+/// a GIC register has (bytes for the priorities, words, doublewords for the routes),
+/// naturally aligned.
+fn reserved_width(offset: u64, width: u8) -> bool {
+    matches!(width, 1 | 4 | 8) && offset.is_multiple_of(width as u64)
 }
 
 /// The INTID an IROUTER offset routes (only SPIs have one: the first 32 are reserved).

@@ -148,6 +148,33 @@ fn reserved_registers_read_zero_and_bad_widths_are_named() {
 }
 
 #[test]
+fn reserved_locations_take_every_width_a_gic_register_has() {
+    let mut gic = Vgic::new();
+    // The SGI frame's priorities end at INTID 31 (GICR_IPRIORITYR7): beyond is reserved,
+    // and a byte store there (a driver looping over priority bytes) is ignored.
+    for offset in [SGI_FRAME + GICD_IPRIORITYR + 32, SGI_FRAME + GICD_IPRIORITYR + 0x3ff] {
+        assert_eq!(gic.write(R, offset, 1, 0xff), Ok(Effect::None));
+        assert_eq!(gic.read(R, offset, 1), Ok(0));
+    }
+    // The distributor's priorities past the implemented INTIDs, and its SGI/PPI ones.
+    for offset in [GICD_IPRIORITYR + INTIDS as u64, GICD_IPRIORITYR + 1020, GICD_IPRIORITYR + 3] {
+        assert_eq!(gic.write(D, offset, 1, 0xff), Ok(Effect::None));
+        assert_eq!(gic.read(D, offset, 1), Ok(0));
+    }
+    // Words and doublewords anywhere reserved, naturally aligned.
+    assert_eq!(gic.write(D, 0x8000, 8, !0), Ok(Effect::None));
+    assert_eq!(gic.read(R, SGI_FRAME + 0x88, 8), Ok(0));
+    assert_eq!(gic.read(D, GICD_ISENABLER, 1), Ok(0), "word 0 is RES0 with affinity routing");
+    // No GIC register is 16 bits wide, and nothing takes an unaligned access.
+    assert!(gic.write(D, 0x8000, 2, 0).is_err());
+    assert!(gic.read(D, 0x8001, 1).is_ok() && gic.read(D, 0x8002, 4).is_err());
+    // A register the model keeps still takes only its own widths.
+    assert!(gic.write(D, GICD_ISENABLER + 4, 1, 1).is_err());
+    assert!(gic.write(R, SGI_FRAME + GICD_IPRIORITYR + 4, 8, 0).is_err());
+    assert!(!gic.enabled(32));
+}
+
+#[test]
 fn nothing_a_guest_writes_panics_the_model() {
     let mut gic = Vgic::new();
     let mut x = 0x1234_5678_9abc_def1u64;
