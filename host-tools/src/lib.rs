@@ -20,6 +20,7 @@ pub mod conformance;
 pub mod devices;
 pub mod firmware;
 pub mod guest_dt;
+pub mod host_packages;
 pub mod initramfs;
 pub mod kernel;
 pub mod linux_guest;

@@ -199,10 +199,13 @@ fn ensure_host_tools() -> Result<(), String> {
         return Err(format!("the Linux guest's build needs: {line}"));
     }
     eprintln!("pvmkit: installing {}", missing.join(" "));
-    if crate::qemu::apt_install(&missing) && HOST_TOOLS.iter().all(|(program, _)| on_path(program)) {
+    crate::host_packages::Apt::default()
+        .install(&missing)
+        .map_err(|e| format!("installing the Linux guest's build tools: {e}"))?;
+    if HOST_TOOLS.iter().all(|(program, _)| on_path(program)) {
         Ok(())
     } else {
-        Err(format!("installing the Linux guest's build tools failed; run {line}"))
+        Err(format!("the Linux guest's build tools are still missing after {line}"))
     }
 }
 

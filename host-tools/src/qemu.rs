@@ -13,6 +13,7 @@ use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE};
 use crate::devices::{Devices, VIRTIO_SLOTS};
 use crate::firmware::{self, Firmware};
 use crate::guest_dt::{self, GuestDtConfig};
+use crate::host_packages::Apt;
 use crate::payload::Payload;
 use crate::verdict::{self, Expect, RunOutput, Verdict};
 use crate::{pack, signing, Backend, Mode, Workspace};
@@ -47,22 +48,12 @@ pub fn ensure_installed() -> Result<(), String> {
         ));
     }
     eprintln!("pvmkit: {QEMU} not found; installing {QEMU_PACKAGE} with apt-get");
-    if apt_install(&[QEMU_PACKAGE]) && qemu_works() {
+    Apt::default().install(&[QEMU_PACKAGE]).map_err(|e| format!("installing {QEMU_PACKAGE}: {e}"))?;
+    if qemu_works() {
         Ok(())
     } else {
-        Err(format!("installing {QEMU_PACKAGE} failed; install it by hand"))
+        Err(format!("{QEMU_PACKAGE} is installed but {QEMU} does not run"))
     }
-}
-
-/// `apt-get update`, then `apt-get install -y --no-install-recommends packages`; whether
-/// both succeeded.
-pub(crate) fn apt_install(packages: &[&str]) -> bool {
-    Command::new("apt-get").arg("update").status().is_ok_and(|s| s.success())
-        && Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(packages)
-            .status()
-            .is_ok_and(|s| s.success())
 }
 
 /// One run.
