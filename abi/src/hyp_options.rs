@@ -8,6 +8,7 @@
 //! | `stats` | `on`, `off` (default) | whether hyp answers [`HYP_STATS`] |
 //! | `short-counts` | `on`, `off` (default) | whether ranged calls stop after a random count (Android) |
 //! | `access-platform` | `on` (default), `off` | whether a protected VM's virtio devices offer `VIRTIO_F_ACCESS_PLATFORM` (off: a negative control) |
+//! | `nonce` | 16 hex digits | the run's secret that starts every line hyp writes ([`crate::exit_line`]) |
 //!
 //! ```
 //! use abi::hyp_options::{AbiForm, HypOptions, VmMode};
@@ -18,6 +19,8 @@
 //! ```
 
 use core::fmt;
+
+use crate::exit_line::Nonce;
 
 /// Which pKVM ABI form hyp implements for a protected guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +77,9 @@ pub struct HypOptions {
     /// VMM of a pVM must (off only for the negative control: a Linux guest then hands
     /// its devices private memory).
     pub access_platform: bool,
+    /// The run's nonce, which tags every line hyp writes (none: lines tagged `[hyp]`,
+    /// which `pvmkit` never takes for hyp's).
+    pub nonce: Option<Nonce>,
 }
 
 /// pvmkit's own call, outside every pKVM and KVM function number (bit 15 of the
@@ -121,6 +127,7 @@ impl HypOptions {
         let mut stats = None;
         let mut short_counts = None;
         let mut access_platform = None;
+        let mut nonce = None;
         for word in cmdline.split_ascii_whitespace() {
             let (key, value) = word.split_once('=').ok_or(OptionsError::UnknownOption(word))?;
             match key {
@@ -159,6 +166,12 @@ impl HypOptions {
                         _ => return Err(OptionsError::BadValue(word)),
                     });
                 }
+                Nonce::OPTION => {
+                    if nonce.is_some() {
+                        return Err(OptionsError::Repeated(key));
+                    }
+                    nonce = Some(Nonce::parse(value).ok_or(OptionsError::BadValue(word))?);
+                }
                 _ => return Err(OptionsError::UnknownOption(word)),
             }
         }
@@ -172,6 +185,7 @@ impl HypOptions {
             stats: stats.unwrap_or(false),
             short_counts: short_counts.unwrap_or(false),
             access_platform: access_platform.unwrap_or(true),
+            nonce,
         })
     }
 }
@@ -183,7 +197,7 @@ mod tests {
     #[test]
     fn parses_every_mode_and_round_trips() {
         for mode in [VmMode::Protected(AbiForm::Android), VmMode::Protected(AbiForm::Upstream), VmMode::Unprotected] {
-            let defaults = HypOptions { mode, stats: false, short_counts: false, access_platform: true };
+            let defaults = HypOptions { mode, stats: false, short_counts: false, access_platform: true, nonce: None };
             assert_eq!(HypOptions::parse(mode.as_args()), Ok(defaults));
         }
         assert_eq!(HypOptions::parse("").unwrap().mode, VmMode::Protected(AbiForm::Android));
@@ -193,6 +207,8 @@ mod tests {
         assert_eq!(HypOptions::parse("short-counts=on short-counts=off"), Err(OptionsError::Repeated("short-counts")));
         assert!(!HypOptions::parse("access-platform=off").unwrap().access_platform);
         assert_eq!(HypOptions::parse("access-platform=no"), Err(OptionsError::BadValue("access-platform=no")));
+        assert_eq!(HypOptions::parse("nonce=00000000000000ff").unwrap().nonce, Some(Nonce(0xff)));
+        assert_eq!(HypOptions::parse("nonce=ff"), Err(OptionsError::BadValue("nonce=ff")));
     }
 
     #[test]

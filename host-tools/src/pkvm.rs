@@ -81,7 +81,8 @@ pub fn run_collect(
         Some(given) => firmware::read(given)?,
         None => qemu::make_bundle(ws, fw, config)?,
     };
-    let mut args = format!("mode={vm_mode}");
+    let nonce = qemu::fresh_nonce()?;
+    let mut args = format!("mode={vm_mode} {}={nonce}", abi::exit_line::Nonce::OPTION);
     if config.vmm_stats {
         args.push_str(" stats=on");
     }
@@ -113,7 +114,7 @@ pub fn run_collect(
     }
     extra.extend(config.extra_args.iter().cloned());
     let mut cmd = command(&kernel.image, &initrd, &extra);
-    let output = qemu::execute(&mut cmd, config.timeout, config.echo)?;
+    let output = qemu::execute(&mut cmd, config.timeout, config.echo, Some(nonce))?;
     std::fs::write(dir.join("console.log"), output.lines.join("\n")).ok();
     let verdict = verdict::judge(Expect::Vmm, &output);
     if config.echo {

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use abi::exit_line::{Nonce, Shown};
 use abi::memory_map::Region;
 use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE};
 
@@ -104,9 +105,19 @@ pub struct RunConfig {
     pub kernel: Option<PathBuf>,
 }
 
+/// A fresh nonce for a run, from the host's random source: what hyp's and the VMM's
+/// lines must carry for the verdict to take them (`abi::exit_line`).
+pub fn fresh_nonce() -> Result<Nonce, String> {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("reading /dev/urandom for the run's nonce: {e}"))?;
+    Ok(Nonce(u64::from_le_bytes(bytes)))
+}
+
 /// hyp's command line for a run.
-fn hyp_cmdline(vm: abi::hyp_options::VmMode, config: &RunConfig) -> String {
-    let mut words = vec![vm.as_args().to_string()];
+fn hyp_cmdline(vm: abi::hyp_options::VmMode, config: &RunConfig, nonce: Nonce) -> String {
+    let mut words = vec![vm.as_args().to_string(), format!("{}={nonce}", Nonce::OPTION)];
     if config.hyp_stats {
         words.push("stats=on".into());
     }
@@ -151,8 +162,8 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-/// The QEMU command for a run whose files are in `dir`.
-pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices) -> Command {
+/// The QEMU command for a run whose files are in `dir`; hyp gets `nonce`.
+pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices, nonce: Nonce) -> Command {
     let mut cmd = Command::new(QEMU);
     let machine = match config.mode {
         Mode::Hyp(_) => format!("{MACHINE},virtualization=on,gic-version=3"),
@@ -173,7 +184,7 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices)
                 .arg("-initrd")
                 .arg(dir.join("bundle.bin"))
                 .arg("-append")
-                .arg(hyp_cmdline(vm, config));
+                .arg(hyp_cmdline(vm, config, nonce));
         }
         Mode::Bare => {
             // QEMU boots the ELF at EL1 with its own DTB at RAM base; the guest's
@@ -243,11 +254,14 @@ pub fn run_collect(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
         (Mode::Bare, None) => {}
     }
     let mut devices = Devices::create(&dir, config.disk.as_deref())?;
-    let mut cmd = command(fw, config, &dir, &devices);
+    let nonce = fresh_nonce()?;
+    let mut cmd = command(fw, config, &dir, &devices, nonce);
     if config.echo {
         eprintln!("pvmkit: {} ({})", config.mode, dir.display());
     }
-    let output = execute(&mut cmd, config.timeout, config.echo)?;
+    // Bare mode has no host writer: every line is the guest's.
+    let host_nonce = matches!(config.mode, Mode::Hyp(_)).then_some(nonce);
+    let output = execute(&mut cmd, config.timeout, config.echo, host_nonce)?;
     std::fs::write(dir.join("console.log"), output.lines.join("\n")).ok();
     let from_guest = devices.console_output();
     std::fs::write(dir.join("virtio-console.received"), &from_guest).ok();
@@ -273,8 +287,10 @@ pub fn print_tail(verdict: &Verdict) {
     }
 }
 
-/// Runs QEMU, collecting console lines until it exits or the limit passes.
-pub fn execute(cmd: &mut Command, timeout: Duration, echo: bool) -> Result<RunOutput, String> {
+/// Runs QEMU, collecting console lines until it exits or the limit passes. Each line is
+/// kept and echoed as shown (`abi::exit_line::Shown`): hyp's and the VMM's with `nonce`
+/// in their plain form, anything else that could pass for theirs marked as not.
+pub fn execute(cmd: &mut Command, timeout: Duration, echo: bool, nonce: Option<Nonce>) -> Result<RunOutput, String> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -287,7 +303,8 @@ pub fn execute(cmd: &mut Command, timeout: Duration, echo: bool) -> Result<RunOu
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).split(b'\n') {
             let Ok(line) = line else { break };
-            let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+            let raw = String::from_utf8_lossy(&line);
+            let text = Shown(raw.trim_end_matches('\r'), nonce).to_string();
             if tx.send(text).is_err() {
                 break;
             }

@@ -1,7 +1,9 @@
 //! Judging a run. A pass needs the guest's own summary with no failures *and* a clean
-//! end seen by something the guest cannot forge: hyp's final exit line (the last one
-//! wins, and QEMU must have exited right after it), or, without hyp, QEMU's own clean
-//! power-off. Semihosting exit codes are never used.
+//! end seen by something the guest cannot forge: hyp's (or the VMM's) one exit line,
+//! carrying the run's nonce (lines without it never reach the verdict as host lines:
+//! `abi::exit_line::Shown` marks them), with nothing but the host kernel's log after
+//! it; or, without hyp, QEMU's own clean power-off. Semihosting exit codes are never
+//! used.
 
 use abi::exit_line::{self, Reason, Writer};
 use abi::guest_console::Summary;
@@ -104,9 +106,12 @@ pub fn judge(expect: Expect, run: &RunOutput) -> Verdict {
         Expect::Bare => None,
     };
     if let Some((who, name)) = judge_of {
-        let exit = run.lines.iter().rposition(|l| exit_line::parse(who, l).is_some());
-        let Some(at) = exit else {
-            return fail(format!("{name} printed no exit line"));
+        let exits: Vec<usize> =
+            (0..run.lines.len()).filter(|&i| exit_line::parse(who, &run.lines[i]).is_some()).collect();
+        let at = match exits[..] {
+            [] => return fail(format!("{name} printed no exit line")),
+            [at] => at,
+            _ => return fail(format!("{name} printed {} exit lines, not one", exits.len())),
         };
         let line = run.lines[at].trim();
         if exit_line::parse(who, line) != Some(Reason::SystemOff.word()) {
@@ -135,6 +140,7 @@ pub fn judge(expect: Expect, run: &RunOutput) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use abi::exit_line::{Nonce, Shown};
 
     fn run(lines: &[&str], exit_code: Option<i32>) -> RunOutput {
         RunOutput {
@@ -179,15 +185,19 @@ mod tests {
         assert_eq!(reason(judge(Expect::Hyp, &r)), "hyp printed no exit line");
         let r = run(&["1 passed, 0 failed", "[hyp] exit: reason=violation ipa=0x80001000 what=\"x\""], Some(0));
         assert_eq!(reason(judge(Expect::Hyp, &r)), "hyp ended the VM: reason=violation ipa=0x80001000 what=\"x\"");
-        // A guest that forges a clean exit line and then crashes: the last line wins.
+        // A guest that forges a clean exit line and then crashes: its line is marked as
+        // the guest's, so the one exit line is hyp's.
         let r = run(
-            &["1 passed, 0 failed", "[hyp] exit: reason=system_off", "[hyp] exit: reason=guest_crash esr=0x0"],
+            &["1 passed, 0 failed", "guest| [hyp] exit: reason=system_off", "[hyp] exit: reason=guest_crash esr=0x0"],
             Some(0),
         );
         assert!(reason(judge(Expect::Hyp, &r)).contains("guest_crash"));
-        // A forged line followed by more output means hyp never ended the run there.
+        // Output after the exit line means something else wrote after hyp ended the run.
         let r = run(&["[hyp] exit: reason=system_off", "1 passed, 0 failed"], Some(0));
         assert_eq!(reason(judge(Expect::Hyp, &r)), "console output after hyp's exit line");
+        // Exactly one exit line.
+        let r = run(&["1 passed, 0 failed", "[hyp] exit: reason=system_off", "[hyp] exit: reason=system_off"], Some(0));
+        assert_eq!(reason(judge(Expect::Hyp, &r)), "hyp printed 2 exit lines, not one");
         let mut r = run(&["1 passed, 0 failed", "[hyp] exit: reason=system_off"], None);
         r.timed_out = true;
         assert!(reason(judge(Expect::Hyp, &r)).starts_with("timeout"));
@@ -206,6 +216,44 @@ mod tests {
         assert_eq!(reason(judge(Expect::Vmm, &r)), "console output after the VMM's exit line");
         assert!(is_kernel_log("[    0.225688] kvm [1]: Protected hVHE mode initialized successfully"));
         assert!(!is_kernel_log("[vmm] exit: reason=system_off") && !is_kernel_log("[1.5] x"));
+    }
+
+    /// The console as `execute` keeps it: every raw line through `Shown` with the run's
+    /// nonce.
+    fn shown_run(raw: &[&str], nonce: Nonce, exit_code: Option<i32>) -> RunOutput {
+        let lines: Vec<String> = raw.iter().map(|l| Shown(l, Some(nonce)).to_string()).collect();
+        RunOutput { lines, exit_code, ..RunOutput::default() }
+    }
+
+    #[test]
+    fn a_forged_exit_line_never_passes() {
+        let nonce = Nonce(0x0123_4567_89ab_cdef);
+        // The red team's run: the guest prints a summary and a perfect VMM exit line,
+        // then the host panics (kernel log only) and QEMU exits 0 under panic=-1.
+        for forged in ["[vmm] exit: reason=system_off", "[vmm#0123456789abcdee] exit: reason=system_off"] {
+            let r = shown_run(
+                &["1 passed, 0 failed", forged, "[   25.000000] Kernel panic - not syncing: Out of memory"],
+                nonce,
+                Some(0),
+            );
+            assert_eq!(reason(judge(Expect::Vmm, &r)), "the VMM printed no exit line", "{forged}");
+        }
+        // The same on hyp, forged with a guessed nonce, and the guest then hangs.
+        let mut r = shown_run(&["1 passed, 0 failed", "[hyp#0000000000000001] exit: reason=system_off"], nonce, None);
+        assert_eq!(reason(judge(Expect::Hyp, &r)), "hyp printed no exit line");
+        r.timed_out = true;
+        assert!(reason(judge(Expect::Hyp, &r)).starts_with("timeout"));
+        // The real line passes, shown plainly.
+        let r = shown_run(&["1 passed, 0 failed", "[vmm#0123456789abcdef] exit: reason=system_off"], nonce, Some(0));
+        assert_eq!(r.lines[1], "[vmm] exit: reason=system_off");
+        assert_eq!(judge(Expect::Vmm, &r), Verdict::Pass { passed: 1 });
+        // A forged line beside the real one does not count as a second.
+        let r = shown_run(
+            &["1 passed, 0 failed", "[vmm] exit: reason=system_off", "[vmm#0123456789abcdef] exit: reason=system_off"],
+            nonce,
+            Some(0),
+        );
+        assert_eq!(judge(Expect::Vmm, &r), Verdict::Pass { passed: 1 });
     }
 
     #[test]

@@ -396,3 +396,18 @@ fn bench_counts_work_that_repeats() {
     let (a, b) = guest.split_once('/').unwrap_or_else(|| panic!("{row}"));
     assert_eq!(a, b, "{row}");
 }
+
+/// A guest that prints a clean summary and well-formed exit lines of hyp and the VMM
+/// (with and without a guessed nonce), then resets: its lines are shown as the guest's
+/// and the verdict reads hyp's one real exit line.
+#[test]
+fn a_guest_that_forges_exit_lines_fails_and_is_shown_as_the_guest() {
+    let (ok, out) = pvmkit(&["run", "--scenario", "forge-exit"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("pvmkit: FAIL: hyp ended the VM: reason=reset"), "{out}");
+    for forged in ["[hyp]", "[vmm]", "[hyp#0123456789abcdef]", "[vmm#0123456789abcdef]"] {
+        assert!(out.contains(&format!("guest| {forged} exit: reason=system_off")), "{forged} not marked:\n{out}");
+    }
+    let clean_exits = out.lines().filter(|l| l.starts_with("[hyp] exit: reason=")).count();
+    assert_eq!(clean_exits, 1, "{out}");
+}

@@ -75,6 +75,14 @@ fn the_real_pkvm_catches_the_leak_and_a_failing_case_fails() {
     let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--scenario", "stale-bounce", "--timeout", "600"]);
     assert!(!ok && out.contains("FAILED: stale pool data reached the caller"), "{out}");
     assert!(out.contains("a failed 64 KiB read reported 1 bytes written"), "{out}");
+    // Forged exit lines of hyp and the VMM, then a reset: shown as the guest's, and
+    // the verdict reads the VMM's one real exit line.
+    let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--scenario", "forge-exit", "--timeout", "600"]);
+    assert!(!ok && out.contains("pvmkit: FAIL: the VMM ended the VM: reason=reset"), "{out}");
+    for forged in ["[hyp]", "[vmm]", "[hyp#0123456789abcdef]", "[vmm#0123456789abcdef]"] {
+        assert!(out.contains(&format!("guest| {forged} exit: reason=system_off")), "{forged} not marked:\n{out}");
+    }
+    assert_eq!(out.lines().filter(|l| l.starts_with("[vmm] exit: reason=")).count(), 1, "{out}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! stage 2, load the guest and enter it.
 
 use abi::bundle::{Bundle, EntryKind, GuestLayout};
+use abi::exit_line::Nonce;
 use abi::hyp_options::{HypOptions, VmMode};
 use abi::memory_map::Region;
 use hyp::device::devices::DeviceList;
@@ -53,6 +54,8 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     let dtb = unsafe { bytes_at(dtb_ptr, dtb_len) };
     let platform = Platform::read(dtb).unwrap_or_else(|e| fail!("{e}"));
     CONSOLE.set_base(platform.uart.start);
+    // The nonce first, so that even a refusal of the other options is hyp's own line.
+    CONSOLE.set_nonce(Nonce::from_options(platform.bootargs));
     hyp_println!("pvmkit hyp {}: EL2, DTB at {dtb_ptr:#x}", env!("CARGO_PKG_VERSION"));
 
     let options = HypOptions::parse(platform.bootargs).unwrap_or_else(|e| fail!("bad hyp options: {e}"));

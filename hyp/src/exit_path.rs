@@ -6,7 +6,7 @@ use core::fmt::Write;
 use hyp::trap::exit::ExitReason;
 
 use crate::arch;
-use crate::console::{hyp_println, CONSOLE};
+use crate::console::hyp_println;
 use crate::vm_state::SUMMARY;
 
 /// Ends the run: the exit line, then power off.
@@ -26,9 +26,7 @@ pub fn exit(reason: ExitReason<'_>) -> ! {
             );
         }
     }
-    CONSOLE.break_line();
-    let mut out = &CONSOLE;
-    let _ = writeln!(out, "{reason}");
+    hyp_println!("{reason}");
     arch::power_off()
 }
 

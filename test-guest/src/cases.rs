@@ -104,6 +104,20 @@ pub fn main(boot: &BootInfo) {
                 core::hint::spin_loop();
             }
         }
+        "forge-exit" => {
+            // What a guest that wants a PASS it did not earn would print: a clean summary
+            // and clean exit lines of hyp and the VMM, with and without a guessed nonce.
+            // It cannot know the run's nonce, so pvmkit marks these as the guest's.
+            h.finish();
+            for tag in ["[hyp]", "[vmm]", "[hyp#0123456789abcdef]", "[vmm#0123456789abcdef]"] {
+                println!("{tag} exit: reason=system_off");
+            }
+            println!("test-guest: scenario forge-exit: resetting instead of powering off");
+            let _ = guest_lib::psci::system_reset(&boot.conduit);
+            loop {
+                core::hint::spin_loop();
+            }
+        }
         "no-summary" => {
             println!("test-guest: scenario no-summary: powering off without a summary");
             return;

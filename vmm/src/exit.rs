@@ -1,9 +1,32 @@
 //! How a run ends, in the words hyp uses (`pvmkit`'s verdict reads both the same way):
-//! `[vmm] exit: reason=system_off|reset|violation|guest_crash|vmm_error …`.
+//! `[vmm] exit: reason=system_off|reset|violation|guest_crash|vmm_error …`; and the tag
+//! every line the VMM writes starts with, carrying the run's nonce (`abi::exit_line`),
+//! which `pvmkit` hands over in the initramfs, out of the guest's reach.
 
 use core::fmt;
+use std::sync::OnceLock;
 
-use abi::exit_line::{Head, Quoted, Reason, Violation, Writer};
+use abi::exit_line::{Head, Nonce, Quoted, Reason, Tag, Violation, Writer};
+
+static NONCE: OnceLock<Nonce> = OnceLock::new();
+
+/// Tags the VMM's lines from now on with the run's nonce (the first one set stays).
+pub fn set_nonce(nonce: Nonce) {
+    let _ = NONCE.set(nonce);
+}
+
+/// What starts every line the VMM writes: `[vmm#<nonce>]` (`[vmm]` before a nonce is
+/// set, which `pvmkit` never takes for the VMM's). Reading it is one atomic load: the
+/// fault handler may.
+pub fn tag() -> Tag {
+    Tag(Writer::Vmm, NONCE.get().copied())
+}
+
+/// `vmm_println!("...")`: one of the VMM's lines, tagged.
+#[macro_export]
+macro_rules! vmm_println {
+    ($($arg:tt)*) => { println!("{} {}", $crate::exit::tag(), format_args!($($arg)*)) };
+}
 
 /// Why the VM ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,7 +58,7 @@ pub enum ExitReason {
 
 impl fmt::Display for ExitReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let head = |reason| Head(Writer::Vmm, reason);
+        let head = Head;
         match self {
             Self::SystemOff => write!(f, "{}", head(Reason::SystemOff)),
             Self::Reset => write!(f, "{}", head(Reason::Reset)),
@@ -59,17 +82,17 @@ mod tests {
 
     #[test]
     fn exit_lines_use_hyps_words() {
-        assert_eq!(ExitReason::SystemOff.to_string(), "[vmm] exit: reason=system_off");
-        assert_eq!(ExitReason::Reset.to_string(), "[vmm] exit: reason=reset");
+        assert_eq!(ExitReason::SystemOff.to_string(), "exit: reason=system_off");
+        assert_eq!(ExitReason::Reset.to_string(), "exit: reason=reset");
         let v =
             ExitReason::Violation { ipa: 0x8000_1000, device: 0xa00_3e00, queue: 0, descriptor: Some(2), what: "x" };
         assert_eq!(
             v.to_string(),
-            "[vmm] exit: reason=violation ipa=0x80001000 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"x\""
+            "exit: reason=violation ipa=0x80001000 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"x\""
         );
         assert_eq!(
             ExitReason::VmmError("no /dev/kvm".into()).to_string(),
-            "[vmm] exit: reason=vmm_error detail=\"no /dev/kvm\""
+            "exit: reason=vmm_error detail=\"no /dev/kvm\""
         );
     }
 }

@@ -4,31 +4,37 @@
 
 use std::os::fd::AsRawFd;
 
-use crate::exit::ExitReason;
+use abi::exit_line::Nonce;
+
+use crate::exit::{self, ExitReason};
 use crate::virtio::block::Disk;
+use crate::vmm_println;
 use crate::{kvm, machine};
 
 /// The initramfs directory `pvmkit` fills.
 const DIR: &str = "/pvmkit";
 
 pub fn main() {
+    let args = std::fs::read_to_string(format!("{DIR}/args")).unwrap_or_default();
+    if let Some(nonce) = Nonce::from_options(&args) {
+        exit::set_nonce(nonce);
+    }
     let pid1 = std::process::id() == 1;
     if pid1 {
         if let Err(e) = mount_devtmpfs() {
-            println!("{}", ExitReason::VmmError(e));
+            vmm_println!("{}", ExitReason::VmmError(e));
             power_off();
         }
     }
-    let reason = run();
-    println!("{reason}");
+    let reason = run(&args);
+    vmm_println!("{reason}");
     if pid1 {
         power_off();
     }
     std::process::exit(if reason == ExitReason::SystemOff { 0 } else { 1 });
 }
 
-fn run() -> ExitReason {
-    let args = std::fs::read_to_string(format!("{DIR}/args")).unwrap_or_default();
+fn run(args: &str) -> ExitReason {
     let protected = match args.split_whitespace().find_map(|w| w.strip_prefix("mode=")) {
         Some("protected") | None => true,
         Some("unprotected") => false,
@@ -40,8 +46,8 @@ fn run() -> ExitReason {
     };
     match machine::plan(&bundle) {
         Ok(plan) => {
-            println!(
-                "[vmm] pvmkit vmm: {} VM, entry {:#x}",
+            vmm_println!(
+                "pvmkit vmm: {} VM, entry {:#x}",
                 if protected { "protected" } else { "ordinary" },
                 plan.entry
             );

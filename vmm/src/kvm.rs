@@ -95,7 +95,7 @@ pub fn run(plan: &Plan<'_>, options: Options, console_input: &[u8], disk: Option
             let reason = vm.run();
             for transport in &vm.virtio {
                 if let Some(bytes) = transport.device().received() {
-                    println!("[vmm] virtio-console received {:?}", String::from_utf8_lossy(bytes));
+                    crate::vmm_println!("virtio-console received {:?}", String::from_utf8_lossy(bytes));
                 }
             }
             reason

@@ -70,10 +70,10 @@ pub struct Line {
 }
 
 impl Line {
-    /// `reason`'s exit line, newline-terminated.
+    /// `reason`'s exit line, tagged and newline-terminated.
     pub fn of(reason: &ExitReason) -> Self {
         let mut line = Line { bytes: [0; 256], len: 0 };
-        let _ = writeln!(line, "{reason}");
+        let _ = writeln!(line, "{} {reason}", crate::exit::tag());
         line
     }
 

@@ -1,9 +1,9 @@
 //! hyp's final, machine-readable console line (design.md §5):
-//! `[hyp] exit: reason=<reason> key=value…`. `pvmkit` reads the last such line.
+//! `exit: reason=<reason> key=value…` after hyp's tag. `pvmkit` reads exactly one such line, with the run's nonce.
 
 use core::fmt;
 
-use abi::exit_line::{Head, Quoted, Reason, Violation, Writer};
+use abi::exit_line::{Head, Quoted, Reason, Violation};
 
 use crate::esr::Esr;
 
@@ -58,7 +58,7 @@ impl ExitReason<'_> {
 
 impl fmt::Display for ExitReason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", Head(Writer::Hyp, self.reason()))?;
+        write!(f, "{}", Head(self.reason()))?;
         match self {
             Self::SystemOff | Self::Reset => Ok(()),
             Self::Violation { ipa, device, queue, descriptor, what } => {
@@ -79,15 +79,15 @@ mod tests {
 
     #[test]
     fn lines_are_one_line_and_parseable() {
-        assert_eq!(ExitReason::SystemOff.to_string(), "[hyp] exit: reason=system_off");
-        assert_eq!(ExitReason::Reset.to_string(), "[hyp] exit: reason=reset");
+        assert_eq!(ExitReason::SystemOff.to_string(), "exit: reason=system_off");
+        assert_eq!(ExitReason::Reset.to_string(), "exit: reason=reset");
         let crash = ExitReason::GuestCrash { esr: Esr(0x0200_0000), far: 0x10, elr: 0x8020_0000 };
         assert_eq!(
             crash.to_string(),
-            "[hyp] exit: reason=guest_crash esr=0x2000000 far=0x10 elr=0x80200000 class=\"unknown reason (undefined instruction?)\""
+            "exit: reason=guest_crash esr=0x2000000 far=0x10 elr=0x80200000 class=\"unknown reason (undefined instruction?)\""
         );
         let err = ExitReason::HypError { detail: "bad \"bundle\"\nline" };
-        assert_eq!(err.to_string(), "[hyp] exit: reason=hyp_error detail=\"bad 'bundle''line\"");
+        assert_eq!(err.to_string(), "exit: reason=hyp_error detail=\"bad 'bundle''line\"");
         let v = ExitReason::Violation {
             ipa: 0x8000_1000,
             device: Some(0x0a00_3e00),
@@ -97,7 +97,7 @@ mod tests {
         };
         assert_eq!(
             v.to_string(),
-            "[hyp] exit: reason=violation ipa=0x80001000 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"buffer page not shared\""
+            "exit: reason=violation ipa=0x80001000 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"buffer page not shared\""
         );
     }
 }
