@@ -4,6 +4,7 @@
 //! - only MEM_SHARE moves pages, and only private → shared; only MEM_UNSHARE moves them
 //!   back; nothing else (RELINQUISH included) changes a page's state;
 //! - no call pins a page (only the device side does);
+//! - hyp's bookkeeping never disagrees with the facts the profile decided on;
 //! - RELINQUISH zeroes only pages that stay private;
 //! - pages outside guest RAM are never touched;
 //! - interleaved MMIO aborts (any syndrome, any IPA): in a protected VM only an access
@@ -16,7 +17,7 @@ use abi::esr::Esr;
 use abi::hyp_options::{AbiForm, VmMode};
 use abi::kvm;
 use abi::profile::Conduit;
-use hyp::pkvm::hypercall::{dispatch, Clock, ExitCounters, Services, ShortCounts, VmState};
+use hyp::pkvm::hypercall::{dispatch, Clock, ExitCounters, Outcome, Services, ShortCounts, VmState};
 use hyp::pkvm::memory_calls::GuestMemory;
 use hyp::trap::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
 use hyp::pkvm::mmio_guard::GuardTable;
@@ -120,7 +121,8 @@ fuzz_target!(|data: &[u8]| {
             short: &mut short,
         };
         let conduit = if pick % 2 == 0 { Conduit::Hvc } else { Conduit::Smc };
-        let _ = dispatch(&services, vm, conduit, x0, [a, b, c]);
+        let outcome = dispatch(&services, vm, conduit, x0, [a, b, c]);
+        assert!(!matches!(outcome, Outcome::Inconsistent(_)), "hyp's bookkeeping disagreed with the profile: {outcome:?}");
         assert!(mode == VmMode::Protected(AbiForm::Android) || !guard.is_enforcing(), "only Android has a guard");
         let after = states(&ownership);
         let function = x0 as u32;

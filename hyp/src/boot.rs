@@ -149,8 +149,12 @@ fn build_stage2(layout: &GuestLayout) {
 /// Copies each loadable entry to its IPA (= PA) and zeroes the rest of its footprint.
 fn load_guest(bundle: &Bundle<'_>, layout: &GuestLayout) {
     for entry in bundle.entries().filter(|e| e.kind != EntryKind::VmConfig) {
-        // Checked by `layout()`: inside guest RAM, which is checked to be free RAM.
-        debug_assert!(layout.ram.contains(&Region { start: entry.load_ipa, end: entry.load_ipa + entry.mem_size }));
+        // Checked by `layout()` (inside guest RAM, which is checked to be free RAM), and
+        // again here, where a mistake would write over hyp.
+        let footprint = entry.load_ipa.checked_add(entry.mem_size).map(|end| Region { start: entry.load_ipa, end });
+        if !footprint.is_some_and(|f| layout.ram.contains(&f)) || entry.data.len() as u64 > entry.mem_size {
+            fail!("bundle entry at {:#x} does not fit guest RAM", entry.load_ipa);
+        }
         let dst = entry.load_ipa as *mut u8;
         // SAFETY: the destination lies in guest RAM (checked above), which is platform
         // RAM that neither hyp nor QEMU's DTB or the bundle occupy.

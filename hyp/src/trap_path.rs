@@ -5,7 +5,7 @@
 use abi::profile::Conduit;
 use hyp::device::virtio::AccessError;
 use hyp::esr::{self, DataAbort, Esr};
-use hyp::pkvm::hypercall::{self, Clock, ExitCounters, Outcome, VmState};
+use hyp::pkvm::hypercall::{self, Clock, ExitCounters, Inconsistency, Outcome, VmState};
 use hyp::trap::exit::ExitReason;
 use hyp::trap::guest_exit::{GuestExit, TrapKind};
 use hyp::trap::inject::{self, AbortKind, TrapState};
@@ -125,6 +125,7 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) {
         }
         Outcome::SystemOff => exit(ExitReason::SystemOff),
         Outcome::SystemReset => exit(ExitReason::Reset),
+        Outcome::Inconsistent(Inconsistency { ipa, what }) => fail!("hyp's bookkeeping disagrees: {what} at {ipa:#x}"),
     };
     regs.x[..4].copy_from_slice(&regs_out);
     ELR_EL2.set(resume_at);

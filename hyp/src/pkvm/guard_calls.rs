@@ -5,21 +5,54 @@
 
 use abi::memory_map::Region;
 
-use crate::pkvm::hypercall::PolicyRefusal;
+use crate::pkvm::hypercall::{ActionError, Inconsistency, PolicyRefusal};
 use crate::pkvm::mmio_guard::GuardTable;
 use crate::pkvm::ownership::GRANULE;
 
-/// Registers `walk` granules from `ipa`, all or none (`ram`: guest RAM).
-pub fn map(table: &mut GuardTable, ram: Region, ipa: u64, walk: u64) -> Result<(), PolicyRefusal> {
+/// Registers `walk` granules from `ipa`, all or none (`ram`: guest RAM). A granule the
+/// table refuses although the profile allowed it (unaligned, in RAM) is an
+/// [`Inconsistency`], and nothing is registered.
+pub fn map(table: &mut GuardTable, ram: Region, ipa: u64, walk: u64) -> Result<(), ActionError> {
     let granules = || (0..walk).map(move |i| ipa + i * GRANULE);
     let new = granules().filter(|&g| !table.is_guarded(g)).count();
     if table.room() < new {
-        return Err(PolicyRefusal { policy: "guard-table-full", ipa });
+        return Err(ActionError::Policy(PolicyRefusal { policy: "guard-table-full", ipa }));
     }
     for g in granules() {
-        // The profile excluded unaligned and RAM granules, and the room was checked.
-        let mapped = table.map(g, ram);
-        debug_assert!(mapped.is_ok(), "{mapped:?}");
+        table.can_map(g, ram).map_err(|_| {
+            ActionError::Inconsistent(Inconsistency { ipa: g, what: "guard MAP of a granule the profile allowed" })
+        })?;
+    }
+    for g in granules() {
+        table
+            .map(g, ram)
+            .map_err(|_| ActionError::Inconsistent(Inconsistency { ipa: g, what: "guard MAP changed its mind" }))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_granule_the_table_refuses_registers_nothing_and_is_named() {
+        let mut table = GuardTable::new(true);
+        let ram = Region { start: 0x8000_0000, end: 0x9000_0000 };
+        // The last granule runs into RAM: the profile should have refused it.
+        let err = map(&mut table, ram, 0x8000_0000 - GRANULE, 2).unwrap_err();
+        assert_eq!(
+            err,
+            ActionError::Inconsistent(Inconsistency {
+                ipa: 0x8000_0000,
+                what: "guard MAP of a granule the profile allowed"
+            })
+        );
+        assert!(!table.is_guarded(0x8000_0000 - GRANULE), "all or nothing");
+        assert_eq!(map(&mut table, ram, 0x0a00_0000, 2), Ok(()));
+        assert!(table.is_guarded(0x0a00_0000) && table.is_guarded(0x0a00_1000));
+        let room = table.room() as u64;
+        let err = map(&mut table, ram, 0x0b00_0000, room + 1).unwrap_err();
+        assert_eq!(err, ActionError::Policy(PolicyRefusal { policy: "guard-table-full", ipa: 0x0b00_0000 }));
+    }
 }

@@ -92,6 +92,8 @@ pub enum Outcome {
     SystemOff,
     /// The guest asked to reset.
     SystemReset,
+    /// hyp's bookkeeping disagrees with the profile's facts: end the VM, naming it.
+    Inconsistent(Inconsistency),
 }
 
 /// A small, repeatable source of short counts (xorshift64).
@@ -209,15 +211,9 @@ pub fn dispatch<M: GuestMemory>(
         Answer::Reset => Outcome::SystemReset,
         Answer::Act(action, report) => {
             let done = match action {
-                Action::Share => {
-                    memory_calls::share(vm.ownership, ipa, walk);
-                    Ok(())
-                }
+                Action::Share => memory_calls::share(vm.ownership, ipa, walk),
                 Action::Unshare => memory_calls::unshare(vm.ownership, ipa, walk),
-                Action::Relinquish => {
-                    memory_calls::relinquish(vm.ownership, vm.memory, ipa);
-                    Ok(())
-                }
+                Action::Relinquish => memory_calls::relinquish(vm.ownership, vm.memory, ipa),
                 Action::GuardMap => guard_calls::map(vm.guard, vm.ownership.ram(), ipa, walk),
                 Action::Enroll => {
                     vm.guard.enroll();
@@ -231,14 +227,34 @@ pub fn dispatch<M: GuestMemory>(
             };
             match done {
                 Ok(()) => Outcome::Return([SUCCESS as u64, count, 0, 0]),
-                Err(refusal) => Outcome::Refused {
+                Err(ActionError::Policy(refusal)) => Outcome::Refused {
                     regs: [INVALID_PARAMETER as u64, 0, 0, 0],
                     policy: refusal.policy,
                     ipa: refusal.ipa,
                 },
+                Err(ActionError::Inconsistent(inconsistency)) => Outcome::Inconsistent(inconsistency),
             }
         }
     }
+}
+
+/// Why an action the profile allowed was not carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionError {
+    /// A validator policy refused it: the guest is answered and goes on.
+    Policy(PolicyRefusal),
+    /// hyp's own tables disagree with what the profile saw: hyp cannot go on.
+    Inconsistent(Inconsistency),
+}
+
+/// hyp's bookkeeping (page ownership, the guard table) disagreeing with the facts the
+/// profile decided on: a bug of hyp's, which ends the VM with a hyp error naming it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inconsistency {
+    /// The granule.
+    pub ipa: u64,
+    /// What was being done.
+    pub what: &'static str,
 }
 
 /// A validator policy that refused an action the profile allowed.

@@ -1,9 +1,12 @@
 //! Carrying out the memory actions a profile row allows: MEM_SHARE, MEM_UNSHARE and
 //! MEM_RELINQUISH on the granules a call walks. Whether a call may act at all (its
 //! arguments, the pages' states) the profile has already decided
-//! ([`abi::profile`]); what can still refuse here is hyp's validator policy.
+//! ([`abi::profile`]); what can still refuse here is hyp's validator policy. Where
+//! hyp's own page table disagrees with what the profile saw, nothing changes and the
+//! call fails with an [`Inconsistency`], which ends the VM with a hyp error: a release
+//! build checks it as a debug build does.
 
-use crate::pkvm::hypercall::PolicyRefusal;
+use crate::pkvm::hypercall::{ActionError, Inconsistency, PolicyRefusal};
 use crate::pkvm::ownership::{Ownership, OwnershipError, GRANULE};
 
 /// Zeroes guest pages (hyp: through its identity map; tests: a fake).
@@ -17,31 +20,101 @@ fn granules(ipa: u64, walk: u64) -> impl Iterator<Item = u64> {
     (0..walk).map(move |i| ipa + i * GRANULE)
 }
 
-/// Shares `walk` private granules from `ipa` (the profile checked they are private).
-pub fn share(ownership: &mut Ownership<'_>, ipa: u64, walk: u64) {
+/// Shares `walk` private granules from `ipa`, all or none (the profile saw them
+/// private).
+pub fn share(ownership: &mut Ownership<'_>, ipa: u64, walk: u64) -> Result<(), ActionError> {
     for page in granules(ipa, walk) {
-        let shared = ownership.share(page);
-        debug_assert!(shared.is_ok(), "the profile saw {page:#x} private");
+        ownership.can_share(page).map_err(|e| inconsistent(e, "MEM_SHARE of a granule the profile saw private"))?;
     }
+    for page in granules(ipa, walk) {
+        ownership.share(page).map_err(|e| inconsistent(e, "MEM_SHARE changed its mind"))?;
+    }
+    Ok(())
 }
 
 /// Takes `walk` shared granules from `ipa` back, all or none: a granule a device still
 /// holds refuses the whole call (policy `unshare-device-held`).
-pub fn unshare(ownership: &mut Ownership<'_>, ipa: u64, walk: u64) -> Result<(), PolicyRefusal> {
+pub fn unshare(ownership: &mut Ownership<'_>, ipa: u64, walk: u64) -> Result<(), ActionError> {
     for page in granules(ipa, walk) {
-        if let Err(OwnershipError::Pinned(_)) = ownership.can_unshare(page) {
-            return Err(PolicyRefusal { policy: "unshare-device-held", ipa: page });
+        match ownership.can_unshare(page) {
+            Ok(()) => {}
+            Err(OwnershipError::Pinned(_)) => {
+                return Err(ActionError::Policy(PolicyRefusal { policy: "unshare-device-held", ipa: page }))
+            }
+            Err(e) => return Err(inconsistent(e, "MEM_UNSHARE of a granule the profile saw shared")),
         }
     }
     for page in granules(ipa, walk) {
-        let unshared = ownership.unshare(page);
-        debug_assert!(unshared.is_ok(), "checked above");
+        ownership.unshare(page).map_err(|e| inconsistent(e, "MEM_UNSHARE changed its mind"))?;
     }
     Ok(())
 }
 
 /// Gives a private granule back to the host: the guest finds it zeroed.
-pub fn relinquish<M: GuestMemory>(ownership: &Ownership<'_>, memory: &mut M, ipa: u64) {
-    debug_assert!(ownership.can_relinquish(ipa).is_ok(), "the profile saw {ipa:#x} private");
+pub fn relinquish<M: GuestMemory>(ownership: &Ownership<'_>, memory: &mut M, ipa: u64) -> Result<(), ActionError> {
+    ownership
+        .can_relinquish(ipa)
+        .map_err(|e| inconsistent(e, "MEM_RELINQUISH of a granule the profile saw private"))?;
     memory.zero_page(ipa);
+    Ok(())
+}
+
+fn inconsistent(error: OwnershipError, what: &'static str) -> ActionError {
+    ActionError::Inconsistent(Inconsistency { ipa: error.ipa(), what })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pkvm::ownership::PageState;
+
+    struct Zeroed(Vec<u64>);
+
+    impl GuestMemory for Zeroed {
+        fn zero_page(&mut self, ipa: u64) {
+            self.0.push(ipa);
+        }
+    }
+
+    const RAM: u64 = 0x8000_0000;
+
+    /// Each action on pages whose state is not the one the profile saw: a named
+    /// inconsistency, and nothing changed (release builds too: no debug assertion).
+    #[test]
+    fn bookkeeping_that_disagrees_with_the_profile_changes_nothing_and_is_named() {
+        let mut pages = [0u16; 4];
+        let mut ownership = Ownership::new(RAM, &mut pages);
+        ownership.share(RAM + GRANULE).unwrap();
+        let err = share(&mut ownership, RAM, 2).unwrap_err();
+        assert_eq!(
+            err,
+            ActionError::Inconsistent(Inconsistency {
+                ipa: RAM + GRANULE,
+                what: "MEM_SHARE of a granule the profile saw private"
+            })
+        );
+        assert_eq!(ownership.state(RAM), Ok(PageState::Private), "all or nothing");
+        let err = unshare(&mut ownership, RAM, 2).unwrap_err();
+        assert!(matches!(err, ActionError::Inconsistent(Inconsistency { ipa: RAM, .. })), "{err:?}");
+        assert_eq!(ownership.state(RAM + GRANULE), Ok(PageState::Shared { pins: 0 }));
+        let mut zeroed = Zeroed(Vec::new());
+        let err = relinquish(&ownership, &mut zeroed, RAM + GRANULE).unwrap_err();
+        assert!(matches!(err, ActionError::Inconsistent(_)), "{err:?}");
+        assert!(zeroed.0.is_empty(), "a shared page was zeroed");
+        assert_eq!(relinquish(&ownership, &mut zeroed, RAM), Ok(()));
+        assert_eq!(zeroed.0, [RAM]);
+        // Outside RAM is an inconsistency too (the profile checks the range first).
+        assert!(matches!(share(&mut ownership, RAM + 4 * GRANULE, 1), Err(ActionError::Inconsistent(_))));
+    }
+
+    #[test]
+    fn a_pinned_granule_refuses_the_whole_unshare_by_policy() {
+        let mut pages = [0u16; 4];
+        let mut ownership = Ownership::new(RAM, &mut pages);
+        share(&mut ownership, RAM, 2).unwrap();
+        ownership.pin(RAM + GRANULE).unwrap();
+        let err = unshare(&mut ownership, RAM, 2).unwrap_err();
+        assert_eq!(err, ActionError::Policy(PolicyRefusal { policy: "unshare-device-held", ipa: RAM + GRANULE }));
+        assert_eq!(ownership.state(RAM), Ok(PageState::Shared { pins: 0 }), "all or nothing");
+    }
 }

@@ -65,6 +65,19 @@ pub enum OwnershipError {
     TooManyPins(u64),
 }
 
+impl OwnershipError {
+    /// The IPA it names.
+    pub const fn ipa(&self) -> u64 {
+        match *self {
+            Self::Unaligned(ipa)
+            | Self::OutsideRam(ipa)
+            | Self::WrongState(ipa, _)
+            | Self::Pinned(ipa)
+            | Self::TooManyPins(ipa) => ipa,
+        }
+    }
+}
+
 impl fmt::Display for OwnershipError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
