@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod arm64_image;
+pub mod bench;
 pub mod bundle;
 pub mod dt;
 pub mod esr;

@@ -411,3 +411,12 @@ fn a_guest_that_forges_exit_lines_fails_and_is_shown_as_the_guest() {
     let clean_exits = out.lines().filter(|l| l.starts_with("[hyp] exit: reason=")).count();
     assert_eq!(clean_exits, 1, "{out}");
 }
+
+/// The bench checks what it reads back: reading each request one block off (the
+/// negative control for a device that returns the wrong data, or none) fails it.
+#[test]
+fn the_bench_fails_when_reads_do_not_return_what_was_written() {
+    let (ok, out) = pvmkit(&["run", "--mode", "unprotected", "--scenario", "bench-misread"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAILED: read 4096: read back sector 0: stamp "), "{out}");
+}

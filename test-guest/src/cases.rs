@@ -40,8 +40,8 @@ pub fn main(boot: &BootInfo) {
         h.finish();
         return;
     }
-    if scenario == "bench" {
-        h.run("bench", || crate::bench::run(boot));
+    if scenario == "bench" || scenario == "bench-misread" {
+        h.run("bench", || crate::bench::run(boot, scenario == "bench-misread"));
         h.finish();
         return;
     }
