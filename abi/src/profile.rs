@@ -11,12 +11,17 @@
 //!
 //! - [`LINUX_7_3_PROTECTED`]: a protected VM under upstream Linux 7.3.4's pKVM.
 //! - [`LINUX_7_3_ORDINARY`]: an ordinary VM under the same host's KVM.
+//! - [`HYP_LINUX_7_3_PROTECTED`], [`HYP_LINUX_7_3_ORDINARY`]: what hyp answers in their
+//!   place: the release's rows under an overlay of hyp's deliberate differences, each
+//!   pinned by value in [`INTENDED_DIFFERENCES`].
 //! - [`ANDROID_6_12`]: a protected VM under the Android Common Kernel android16-6.12.
 //!
 //! Where hyp refuses more than a release would, that is pvmkit's validator policy, not
 //! the ABI: [`POLICIES`] lists each such refusal beside the tables. Where hyp cannot
-//! give the release's answer at all, [`INTENDED_DIFFERENCES`] says which and why (the
-//! conformance run tolerates exactly those).
+//! give the release's answer at all, [`INTENDED_DIFFERENCES`] says which, with both
+//! answers, and why (the conformance run tolerates exactly those values). The upstream
+//! tables are checked against the real release's recorded answers ([`recording`],
+//! `abi/recordings/`).
 //!
 //! ```
 //! use abi::profile::{Answer, Call, Conduit, Pages, VmFacts, LINUX_7_3_PROTECTED};
@@ -38,12 +43,13 @@
 mod android_6_12;
 mod differences;
 mod linux_7_3;
+pub mod recording;
 #[cfg(test)]
 mod tests;
 
 pub use android_6_12::ANDROID_6_12;
 pub use differences::{Difference, Policy, INTENDED_DIFFERENCES, POLICIES};
-pub use linux_7_3::{LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED};
+pub use linux_7_3::{HYP_LINUX_7_3_ORDINARY, HYP_LINUX_7_3_PROTECTED, LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED};
 
 use crate::kvm;
 use crate::smccc::{self, NOT_SUPPORTED};

@@ -81,8 +81,14 @@ pub const PV_TIME_ST: u32 = 0xc500_0021;
 pub const TRNG_VERSION: u32 = 0x8400_0050;
 /// `TRNG_FEATURES`.
 pub const TRNG_FEATURES: u32 = 0x8400_0051;
+/// `TRNG_GET_UUID`.
+pub const TRNG_GET_UUID: u32 = 0x8400_0052;
+/// `TRNG_RND32`.
+pub const TRNG_RND32: u32 = 0x8400_0053;
 /// `TRNG_RND64`.
 pub const TRNG_RND64: u32 = 0xc400_0053;
+/// `TRNG_VERSION`'s answer for version 1.0.
+pub const TRNG_VERSION_1_0: i64 = 0x1_0000;
 
 /// Splits an SMCCC/PSCI version word into (major, minor).
 pub const fn version_parts(version: u32) -> (u16, u16) {

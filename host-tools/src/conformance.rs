@@ -1,11 +1,15 @@
 //! The differential conformance run: the same probe guest (test-guest's
 //! `--scenario conformance`) on the real pKVM and on hyp's upstream profile, its
 //! `probe NAME = RESULT` lines set side by side. A difference not listed in
-//! [`abi::profile::INTENDED_DIFFERENCES`] (with its reason) fails the run.
+//! [`abi::profile::INTENDED_DIFFERENCES`] with exactly these two answers fails the run.
+//! Both are also held against the recording of the real release in the repository
+//! (`abi/recordings/`, [`abi::profile::recording`]), which says which side changed:
+//! the real pKVM, hyp, or the table (the last is a host test as well).
 
 use std::collections::BTreeMap;
 
-use abi::profile::INTENDED_DIFFERENCES;
+use abi::profile::recording::{self, Expected};
+use abi::profile::{Profile, INTENDED_DIFFERENCES};
 
 /// The probes one run printed: name → result, in name order.
 pub type Probes = BTreeMap<String, String>;
@@ -13,12 +17,54 @@ pub type Probes = BTreeMap<String, String>;
 /// Reads the `probe NAME = RESULT` lines of a console (a line may carry text before
 /// `probe`, e.g. the harness's case name).
 pub fn parse(lines: &[String]) -> Probes {
-    lines
-        .iter()
-        .filter_map(|line| {
-            let at = line.find("probe ")?;
-            let (name, result) = line[at + "probe ".len()..].split_once(" = ")?;
-            Some((name.trim().to_string(), result.trim().to_string()))
+    recording::probes(lines.iter().map(String::as_str)).map(|p| (p.name.to_string(), p.result.to_string())).collect()
+}
+
+/// A recording of a run's probes: `heading` as `#` comments, then each probe's call
+/// line (if it had one) and result line, in the run's order.
+pub fn recording(lines: &[String], heading: &str) -> String {
+    let mut out: String = heading.lines().map(|l| format!("# {l}\n")).collect();
+    for probe in recording::probes(lines.iter().map(String::as_str)) {
+        if let Some(call) = probe.call {
+            out += &format!("{}{} = {call}\n", recording::PROBE_CALL, probe.name);
+        }
+        out += &format!("{}{} = {}\n", recording::PROBE, probe.name, probe.result);
+    }
+    for (name, why) in recording::skipped(lines.iter().map(String::as_str)) {
+        out += &format!("{}{name} = {why}\n", recording::PROBE_SKIPPED);
+    }
+    out
+}
+
+/// The probes a run skipped, with their reasons, one line each.
+pub fn skipped(lines: &[String]) -> Vec<String> {
+    recording::skipped(lines.iter().map(String::as_str)).map(|(name, why)| format!("{name}: {why}")).collect()
+}
+
+/// Where `live` departs from `recorded`: each probe whose answer changed, or that one
+/// of them lacks (`expected_differences` are probes allowed to differ, with the value
+/// `live` must give instead).
+pub fn changed_since(recorded: &Probes, live: &Probes, expected: impl Fn(&str) -> Option<&'static str>) -> Vec<String> {
+    let names: std::collections::BTreeSet<&String> = recorded.keys().chain(live.keys()).collect();
+    let missing = "(missing)".to_string();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let (was, is) = (recorded.get(name).unwrap_or(&missing), live.get(name).unwrap_or(&missing));
+            let want = expected(name).map(str::to_string).unwrap_or_else(|| was.clone());
+            (is != &want).then(|| format!("{name}: recorded {was}, now {is}"))
+        })
+        .collect()
+}
+
+/// Where `profile` departs from a recording: each recorded call whose recorded answer
+/// the table does not give.
+pub fn table_departures(profile: &Profile, recorded_text: &str) -> Vec<String> {
+    recording::probes(recorded_text.lines())
+        .filter_map(|p| {
+            let expected = Expected::of(profile, &p.call?);
+            (!expected.matches(p.result))
+                .then(|| format!("{}: recorded {}, the table says {expected}", p.name, p.result))
         })
         .collect()
 }
@@ -45,7 +91,9 @@ pub fn compare(real: &Probes, hyp: &Probes) -> Vec<Row> {
             let h = hyp.get(name).cloned().unwrap_or_else(missing);
             if r == h {
                 Row::Same(name.clone(), r)
-            } else if let Some(d) = INTENDED_DIFFERENCES.iter().find(|d| d.probe == name) {
+            } else if let Some(d) =
+                INTENDED_DIFFERENCES.iter().find(|d| d.probe == name && d.release == r && d.hyp == h)
+            {
                 Row::Intended { name: name.clone(), real: r, hyp: h, why: d.why }
             } else {
                 Row::Differs { name: name.clone(), real: r, hyp: h }
@@ -54,9 +102,9 @@ pub fn compare(real: &Probes, hyp: &Probes) -> Vec<Row> {
         .collect()
 }
 
-/// The side-by-side report; the second value says whether it passes (no unlisted
-/// difference, and the runs printed probes at all).
-pub fn report(rows: &[Row]) -> (String, bool) {
+/// The side-by-side report; the second value says whether it passes: no unlisted
+/// difference, and exactly `expected` probes (the recording's count) compared.
+pub fn report(rows: &[Row], expected: usize) -> (String, bool) {
     let mut out = String::new();
     let (mut same, mut intended, mut differs) = (0, 0, 0);
     for row in rows {
@@ -76,7 +124,11 @@ pub fn report(rows: &[Row]) -> (String, bool) {
         }
     }
     out += &format!("{same} probes agree, {intended} differ as listed, {differs} differ unexplained\n");
-    (out, differs == 0 && same > 0)
+    let count = same + intended + differs;
+    if count != expected {
+        out += &format!("{count} probes compared, not the {expected} the recording holds\n");
+    }
+    (out, differs == 0 && count == expected && expected > 0)
 }
 
 #[cfg(test)]
@@ -99,19 +151,49 @@ mod tests {
 
     #[test]
     fn an_unlisted_difference_fails_and_a_listed_one_does_not() {
-        let real = parse(&lines("probe a = 1\nprobe trng-version = x0=0x10000\nprobe b = 2"));
-        let same = parse(&lines("probe a = 1\nprobe trng-version = x0=0x10000\nprobe b = 2"));
-        assert!(report(&compare(&real, &same)).1);
-        let listed = parse(&lines("probe a = 1\nprobe trng-version = x0=-1\nprobe b = 2"));
+        let release = INTENDED_DIFFERENCES[0].release;
+        let hyp = INTENDED_DIFFERENCES[0].hyp;
+        let real = parse(&lines(&format!("probe a = 1\nprobe trng-version = {release}\nprobe b = 2")));
+        let same = real.clone();
+        assert!(report(&compare(&real, &same), 3).1);
+        assert!(!report(&compare(&real, &same), 4).1, "the pass bar is the exact count");
+        let listed = parse(&lines(&format!("probe a = 1\nprobe trng-version = {hyp}\nprobe b = 2")));
         let rows = compare(&real, &listed);
         assert!(matches!(rows[2], Row::Intended { .. }), "{rows:?}");
-        assert!(report(&rows).1);
-        let wrong = parse(&lines("probe a = 1\nprobe trng-version = x0=0x10000\nprobe b = 3"));
-        let (text, ok) = report(&compare(&real, &wrong));
+        assert!(report(&rows, 3).1);
+        // A listed probe with another value than pinned is a difference like any.
+        let other = parse(&lines("probe a = 1\nprobe trng-version = x0=0x1\nprobe b = 2"));
+        assert!(!report(&compare(&real, &other), 3).1);
+        let wrong = parse(&lines(&format!("probe a = 1\nprobe trng-version = {release}\nprobe b = 3")));
+        let (text, ok) = report(&compare(&real, &wrong), 3);
         assert!(!ok);
         assert!(text.contains("! b"), "{text}");
-        let short = parse(&lines("probe a = 1\nprobe trng-version = x0=0x10000"));
-        assert!(!report(&compare(&real, &short)).1, "a missing probe is a difference");
-        assert!(!report(&compare(&Probes::new(), &Probes::new())).1, "no probes at all is no pass");
+        let short = parse(&lines(&format!("probe a = 1\nprobe trng-version = {release}")));
+        assert!(!report(&compare(&real, &short), 3).1, "a missing probe is a difference");
+        assert!(!report(&compare(&Probes::new(), &Probes::new()), 0).1, "no probes at all is no pass");
+    }
+
+    #[test]
+    fn a_recording_holds_calls_and_results_and_says_what_changed() {
+        let console = lines(
+            "test conformance_matches_profile ... probe-call m = hvc 0xc6000002 0x0 0x0 0x0 private\n\
+             probe m = x0=0x1000 x1=0x0 x2=0x0 x3=0x0\nprobe mmio = value 0x1\nok",
+        );
+        let text = recording(&console, "Linux 7.3.4\nprotected");
+        assert_eq!(
+            text,
+            "# Linux 7.3.4\n# protected\nprobe-call m = hvc 0xc6000002 0x0 0x0 0x0 private\n\
+             probe m = x0=0x1000 x1=0x0 x2=0x0 x3=0x0\nprobe mmio = value 0x1\n"
+        );
+        let recorded = parse(&lines(&text));
+        assert_eq!(recorded, parse(&console));
+        assert!(changed_since(&recorded, &parse(&console), |_| None).is_empty());
+        let mut live = recorded.clone();
+        live.insert("mmio".into(), "abort".into());
+        assert_eq!(changed_since(&recorded, &live, |_| None), ["mmio: recorded value 0x1, now abort"]);
+        assert!(changed_since(&recorded, &live, |n| (n == "mmio").then_some("abort")).is_empty());
+        assert!(table_departures(&abi::profile::LINUX_7_3_PROTECTED, &text).is_empty());
+        let wrong = text.replace("x0=0x1000", "x0=0x10000");
+        assert_eq!(table_departures(&abi::profile::LINUX_7_3_PROTECTED, &wrong).len(), 1);
     }
 }

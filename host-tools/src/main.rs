@@ -186,11 +186,16 @@ enum Command {
     /// Image's path: `pvmkit run --payload "$(pvmkit linux-guest)"`.
     LinuxGuest,
     /// Run the conformance probes on the real pKVM and on hyp's upstream profile and
-    /// diff them; also check hyp's Android profile against its table.
+    /// diff them, and both against the recording of the real release in the repository
+    /// (abi/recordings/); also check hyp's Android profile against its table.
     Conformance {
         /// Wall-clock limit per run, in seconds.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
+        /// Record the real pKVM's answers (a protected and an ordinary VM) into
+        /// abi/recordings/ instead of comparing with what is there.
+        #[arg(long)]
+        record: bool,
     },
     /// Run test-guest in every mode and print one verdict line per mode.
     Test {
@@ -300,10 +305,10 @@ fn run(cli: Cli) -> Result<bool, String> {
             println!("{}", guest.image.display());
             Ok(true)
         }
-        Command::Conformance { timeout } => {
+        Command::Conformance { timeout, record } => {
             qemu::ensure_installed()?;
             let fw = firmware::build_all(&ws)?;
-            conformance(&ws, &fw, timeout)
+            conformance(&ws, &fw, timeout, record)
         }
         Command::Test { timeout } => {
             qemu::ensure_installed()?;
@@ -357,28 +362,90 @@ fn run_one(ws: &Workspace, fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool
     qemu::run(ws, fw, &run_config(fw, mode, args, echo))
 }
 
-/// The conformance run: real pKVM and hyp upstream side by side; hyp Android against
-/// its table (the guest checks every probe against the profile and fails on a mismatch).
-fn conformance(ws: &Workspace, fw: &Firmware, timeout: u64) -> Result<bool, String> {
+/// The conformance run: real pKVM and hyp upstream side by side, each against the
+/// recording of the real release (or, with `record`, a new recording); hyp Android
+/// against its table (the guest checks every probe against the profile and fails on a
+/// mismatch). Every run's own verdict counts.
+fn conformance(ws: &Workspace, fw: &Firmware, timeout: u64, record: bool) -> Result<bool, String> {
     use abi::hyp_options::{AbiForm, VmMode};
+    use abi::profile::recording::recorded;
+    use abi::profile::{INTENDED_DIFFERENCES, LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED};
     use host_tools::conformance;
     let hyp = RunArgs::test_guest(timeout, "conformance", Vec::new());
     let pkvm = RunArgs { backend: "pkvm".into(), ..hyp.clone() };
     let upstream = Mode::Hyp(VmMode::Protected(AbiForm::Upstream));
-    let collect = |args: &RunArgs, mode: Mode, label: &str| -> Result<conformance::Probes, String> {
+    let mut verdicts = true;
+    let mut collect = |args: &RunArgs, mode: Mode, label: &str| -> Result<Vec<String>, String> {
         let (verdict, output) = qemu::run_collect(ws, fw, &run_config(fw, mode, args, false))?;
         eprintln!("pvmkit: conformance on {label}: {verdict}");
-        Ok(conformance::parse(&output.lines))
+        verdicts &= verdict.passed();
+        Ok(output.lines)
     };
-    let real = collect(&pkvm, upstream, "the real pKVM")?;
-    let ours = collect(&hyp, upstream, "hyp, upstream profile")?;
-    let (text, same) = conformance::report(&conformance::compare(&real, &ours));
+    let real_lines = collect(&pkvm, upstream, "the real pKVM")?;
+    if record {
+        let ordinary_lines = collect(&pkvm, Mode::Hyp(VmMode::Unprotected), "the real KVM, ordinary VM")?;
+        let kernel = host_tools::kernel::debian_kernel()?.version;
+        let commit = std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(&ws.root)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        for (lines, vm, file) in [
+            (&real_lines, "a protected VM", "linux-7.3.4-protected.txt"),
+            (&ordinary_lines, "an ordinary VM", "linux-7.3.4-ordinary.txt"),
+        ] {
+            let heading = format!(
+                "What Debian's Linux {kernel} (kvm-arm.mode=protected, under QEMU) answered test-guest's\n\
+                 conformance probes in {vm}: `pvmkit conformance --record` at pvmkit {commit}.\n\
+                 Data: the abi crate's tests hold its Linux 7.3.4 tables against it."
+            );
+            let path = ws.root.join("abi/recordings").join(file);
+            std::fs::write(&path, conformance::recording(lines, &heading))
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            println!("conformance: recorded {} probes in {}", conformance::parse(lines).len(), path.display());
+            for skipped in conformance::skipped(lines) {
+                println!("  skipped {skipped}");
+            }
+        }
+        return Ok(verdicts);
+    }
+    let ours_lines = collect(&hyp, upstream, "hyp, upstream profile")?;
+    let (real, ours) = (conformance::parse(&real_lines), conformance::parse(&ours_lines));
+    let recorded_probes = conformance::parse(&recorded::PROTECTED.lines().map(String::from).collect::<Vec<_>>());
+    let (text, same) = conformance::report(&conformance::compare(&real, &ours), recorded_probes.len());
     println!("conformance: Linux 7.3.4 pKVM (real) vs hyp's upstream profile");
     print!("{text}");
+    let recorded_lines: Vec<String> = recorded::ORDINARY.lines().map(String::from).collect();
+    for (side, lines) in
+        [("the real pKVM", &real_lines), ("hyp", &ours_lines), ("the ordinary VM's recording", &recorded_lines)]
+    {
+        for skipped in conformance::skipped(lines) {
+            println!("skipped on {side}: {skipped}");
+        }
+    }
+    // Which side moved, against the recording.
+    let hyp_value = |name: &str| INTENDED_DIFFERENCES.iter().find(|d| d.probe == name).map(|d| d.hyp);
+    let sides = [
+        ("the real pKVM", conformance::changed_since(&recorded_probes, &real, |_| None)),
+        ("hyp", conformance::changed_since(&recorded_probes, &ours, hyp_value)),
+        ("the Linux 7.3.4 protected table", conformance::table_departures(&LINUX_7_3_PROTECTED, recorded::PROTECTED)),
+        ("the Linux 7.3.4 ordinary table", conformance::table_departures(&LINUX_7_3_ORDINARY, recorded::ORDINARY)),
+    ];
+    let mut unchanged = true;
+    for (side, changes) in &sides {
+        if changes.is_empty() {
+            println!("against the recording: {side} unchanged");
+        } else {
+            unchanged = false;
+            println!("against the recording: {side} CHANGED:");
+            changes.iter().for_each(|c| println!("  {c}"));
+        }
+    }
     let android = RunArgs::test_guest(timeout, "conformance", Vec::new());
     let verdict = run_one(ws, fw, Mode::Hyp(VmMode::Protected(AbiForm::Android)), &android, false)?;
     println!("hyp's Android profile against its table: {verdict}");
-    Ok(same && verdict.passed())
+    Ok(same && unchanged && verdicts && verdict.passed())
 }
 
 /// The heading of the bench's Linux-beside-guest-lib table, on either backend.

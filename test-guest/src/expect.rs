@@ -3,7 +3,8 @@
 
 use abi::kvm::{self, Features};
 use abi::profile::{
-    Answer, Call, Conduit, Pages, Profile, Report, VmFacts, ANDROID_6_12, LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED,
+    Answer, Call, Conduit, Pages, Profile, Report, VmFacts, ANDROID_6_12, HYP_LINUX_7_3_ORDINARY,
+    HYP_LINUX_7_3_PROTECTED, LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED,
 };
 use guest_lib::GuestDt;
 
@@ -96,13 +97,16 @@ impl Mode {
         Answers { pins_device_pages: self.protected() && !real, pair_access_aborts: self != Self::UnprotectedKvm }
     }
 
-    /// The release whose answers this mode gives: hyp's upstream profile and the real
-    /// pKVM are both Linux 7.3.4 (`None`: plain QEMU, no hypervisor).
+    /// The answers this mode gives: the real pKVM's are Linux 7.3.4's, hyp's upstream
+    /// profile is the same release under hyp's overlay of intended differences (`None`:
+    /// plain QEMU, no hypervisor).
     pub fn profile(self) -> Option<&'static Profile> {
         match self {
             Self::Protected("android") => Some(&ANDROID_6_12),
-            Self::Protected(_) => Some(&LINUX_7_3_PROTECTED),
-            Self::Unprotected | Self::UnprotectedKvm => Some(&LINUX_7_3_ORDINARY),
+            Self::Protected("pkvm") => Some(&LINUX_7_3_PROTECTED),
+            Self::Protected(_) => Some(&HYP_LINUX_7_3_PROTECTED),
+            Self::UnprotectedKvm => Some(&LINUX_7_3_ORDINARY),
+            Self::Unprotected => Some(&HYP_LINUX_7_3_ORDINARY),
             Self::Bare => None,
         }
     }

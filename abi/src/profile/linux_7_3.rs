@@ -73,6 +73,17 @@ const PSCI_LISTED: &[u64] = &[
     psci::SYSTEM_RESET2_64 as u64,
 ];
 
+/// The TRNG's functions (DEN 0098), each of which KVM's `TRNG_FEATURES` reports.
+const TRNG_FUNCTIONS: &[u32] =
+    &[smccc::TRNG_VERSION, smccc::TRNG_FEATURES, smccc::TRNG_GET_UUID, smccc::TRNG_RND32, smccc::TRNG_RND64];
+const TRNG_FUNCTIONS_U64: &[u64] = &[
+    smccc::TRNG_VERSION as u64,
+    smccc::TRNG_FEATURES as u64,
+    smccc::TRNG_GET_UUID as u64,
+    smccc::TRNG_RND32 as u64,
+    smccc::TRNG_RND64 as u64,
+];
+
 /// What the host's KVM answers (any VM; for a protected VM, what EL2 passes on).
 const HOST_KVM: &[Rule] = &[
     row(&[smccc::SMCCC_VERSION], Over::Either, When::Always, Answer::Code(smccc::VERSION_1_1 as i64), HYPERCALLS_C),
@@ -126,6 +137,29 @@ const HOST_KVM: &[Rule] = &[
         Answer::Time,
         "linux-7.3.4 hypercalls.c:21-70, 371-373; measured",
     ),
+    row(
+        &[smccc::TRNG_VERSION],
+        Over::Either,
+        When::Always,
+        Answer::Code(smccc::TRNG_VERSION_1_0),
+        "linux-7.3.4 arch/arm64/kvm/trng.c kvm_trng_call; recorded (abi/recordings)",
+    ),
+    row(
+        &[smccc::TRNG_FEATURES],
+        Over::Either,
+        When::X1In(TRNG_FUNCTIONS_U64),
+        Answer::Code(0),
+        "linux-7.3.4 arch/arm64/kvm/trng.c kvm_trng_call; recorded (abi/recordings)",
+    ),
+    row(
+        &[smccc::TRNG_FEATURES],
+        Over::Either,
+        When::Always,
+        Answer::Code(NOT_SUPPORTED),
+        "linux-7.3.4 arch/arm64/kvm/trng.c kvm_trng_call",
+    ),
+    // TRNG_GET_UUID, RND32 and RND64 answer KVM's UUID and fresh entropy: values no
+    // table row holds, and no probe asks for.
     row(&[psci::PSCI_VERSION], Over::Either, When::Always, Answer::Code(psci::VERSION_1_3 as i64), MEASURED),
     row(&[psci::PSCI_FEATURES], Over::Either, When::X1In(PSCI_LISTED), Answer::Code(0), "linux-7.3.4 psci.c:305-338"),
     row(
@@ -195,4 +229,29 @@ pub const LINUX_7_3_ORDINARY: Profile = Profile {
     ranged: &[],
     range_limit: 1,
     guard_enrolled_with_pvmfw: false,
+};
+
+/// hyp's deliberate differences from Linux 7.3.4, read before the release's rows (each
+/// pinned by value in [`super::INTENDED_DIFFERENCES`]).
+const HYP_OVERLAY: &[Rule] = &[row(
+    TRNG_FUNCTIONS,
+    Over::Either,
+    When::Always,
+    Answer::Code(NOT_SUPPORTED),
+    "hyp: no entropy source to offer (INTENDED_DIFFERENCES trng-*)",
+)];
+
+/// What hyp answers a protected VM in its upstream profile: Linux 7.3.4's pKVM, less
+/// what [`HYP_OVERLAY`] takes out.
+pub const HYP_LINUX_7_3_PROTECTED: Profile = Profile {
+    release: "Linux 7.3.4 pKVM as hyp gives it (upstream, protected VM)",
+    rules: &[HYP_OVERLAY, PKVM_EL2, HOST_KVM],
+    ..LINUX_7_3_PROTECTED
+};
+
+/// What hyp answers an ordinary VM: Linux 7.3.4's KVM, less [`HYP_OVERLAY`].
+pub const HYP_LINUX_7_3_ORDINARY: Profile = Profile {
+    release: "Linux 7.3.4 KVM as hyp gives it (ordinary VM)",
+    rules: &[HYP_OVERLAY, HOST_KVM],
+    ..LINUX_7_3_ORDINARY
 };

@@ -2,9 +2,10 @@
 //! imitates ([`abi::profile`]): the table decides every answer; this module only
 //! gathers the facts a row asks about and carries out the row's action.
 //!
-//! - protected, `abi=upstream`: [`abi::profile::LINUX_7_3_PROTECTED`]
+//! - protected, `abi=upstream`: [`abi::profile::HYP_LINUX_7_3_PROTECTED`] (Linux 7.3.4's
+//!   rows under hyp's overlay of intended differences)
 //! - protected, `abi=android`: [`abi::profile::ANDROID_6_12`]
-//! - unprotected: [`abi::profile::LINUX_7_3_ORDINARY`]
+//! - unprotected: [`abi::profile::HYP_LINUX_7_3_ORDINARY`]
 //!
 //! Besides the profile hyp answers one call of its own, `HYP_STATS`, and only when
 //! asked to (`stats=on`). Where hyp refuses what the release would do (its validator
@@ -12,8 +13,8 @@
 
 use abi::hyp_options::{AbiForm, VmMode, HYP_STATS, HYP_STATS_WFX, HYP_STATS_WORK};
 use abi::profile::{
-    Action, Answer, Call, Conduit, Pages, Profile, Report, VmFacts, ANDROID_6_12, LINUX_7_3_ORDINARY,
-    LINUX_7_3_PROTECTED,
+    Action, Answer, Call, Conduit, Pages, Profile, Report, VmFacts, ANDROID_6_12, HYP_LINUX_7_3_ORDINARY,
+    HYP_LINUX_7_3_PROTECTED,
 };
 use abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
 
@@ -38,9 +39,9 @@ impl Services {
     /// The release this VM's answers come from.
     pub fn profile(&self) -> &'static Profile {
         match self.mode {
-            VmMode::Protected(AbiForm::Upstream) => &LINUX_7_3_PROTECTED,
+            VmMode::Protected(AbiForm::Upstream) => &HYP_LINUX_7_3_PROTECTED,
             VmMode::Protected(AbiForm::Android) => &ANDROID_6_12,
-            VmMode::Unprotected => &LINUX_7_3_ORDINARY,
+            VmMode::Unprotected => &HYP_LINUX_7_3_ORDINARY,
         }
     }
 }
