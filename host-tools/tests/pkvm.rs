@@ -140,17 +140,21 @@ fn a_disk_persists_across_runs_and_backends() {
 }
 
 /// The differential conformance run: every probe the real Linux 7.3 pKVM answers,
-/// hyp's upstream profile answers the same, or the difference is listed with its
-/// reason; hyp's Android profile passes its own table. (The diff's failing side is
-/// covered by `conformance::tests`: an unlisted or missing probe fails it.)
+/// hyp's upstream profile answers the same, or the difference is listed with both
+/// values; each agrees with the recording in abi/recordings/, as do the tables; hyp's
+/// Android profile passes its own table. (The failing sides are covered by
+/// `conformance::tests` and abi's recording tests.)
 #[test]
 fn hyps_upstream_profile_answers_as_the_real_pkvm() {
     let (ok, out) = pvmkit(&["conformance", "--timeout", "600"]);
     assert!(ok, "{out}");
-    assert!(out.contains("0 differ unexplained"), "{out}");
-    let agree: usize =
-        out.lines().find_map(|l| l.split_once(" probes agree").and_then(|(n, _)| n.trim().parse().ok())).unwrap_or(0);
-    assert!(agree >= 90, "only {agree} probes agree:\n{out}");
+    let recorded = abi::profile::recording::probes(abi::profile::recording::recorded::PROTECTED.lines()).count();
+    let listed = abi::profile::INTENDED_DIFFERENCES.len();
+    let summary = format!("{} probes agree, {listed} differ as listed, 0 differ unexplained", recorded - listed);
+    assert!(out.contains(&summary), "expected '{summary}':\n{out}");
+    for side in ["the real pKVM", "hyp", "the Linux 7.3.4 protected table", "the Linux 7.3.4 ordinary table"] {
+        assert!(out.contains(&format!("against the recording: {side} unchanged")), "{side}:\n{out}");
+    }
     for probe in ["share-outside-memory", "features-hvc", "mmio-pair-nothing", "unknown-0xc6000030"] {
         assert!(out.contains(&format!("  {probe} ")), "probe {probe} missing:\n{out}");
     }
