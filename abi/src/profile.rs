@@ -118,6 +118,11 @@ pub enum When {
     InRam,
     /// The VM has not enrolled with the MMIO guard.
     NotEnrolled,
+    /// The page at x1 lies past the VM's IPA space ([`VmFacts::ipa_space_end`]).
+    PageBeyondIpaSpace,
+    /// The x2 granules from x1 (0 meaning 1) run past the VM's IPA space, or past the
+    /// end of the address space (they wrap).
+    RangeBeyondIpaSpace,
 }
 
 /// What a call does besides setting registers.
@@ -144,6 +149,8 @@ pub enum Report {
     Zero,
     /// x1 = how many granules were done.
     Count,
+    /// x1 = the guest's x2, unchanged (a call that does nothing and says so).
+    EchoX2,
 }
 
 /// A call's result.
@@ -151,6 +158,8 @@ pub enum Report {
 pub enum Answer {
     /// x0 = this status, x1–x3 = 0.
     Code(i64),
+    /// x0 = this status, x1 = the guest's x2 unchanged, x2–x3 = 0.
+    CodeEchoingX2(i64),
     /// x0–x3 exactly.
     Regs([u64; 4]),
     /// Carry out the action on the walked granules; x0 = 0, x1 per the report.
@@ -173,6 +182,20 @@ impl Answer {
             Self::Code(code) => Some([code as u64, 0, 0, 0]),
             Self::Regs(regs) => Some(regs),
             _ => None,
+        }
+    }
+
+    /// x0–x3 the answer sets for a call with `args` (x1–x3) that walked `walk`
+    /// granules (`None`: not a register answer: an abort, a power-off, the time).
+    pub const fn registers(self, args: [u64; 3], walk: u64) -> Option<[u64; 4]> {
+        match self {
+            Self::Code(code) => Some([code as u64, 0, 0, 0]),
+            Self::CodeEchoingX2(code) => Some([code as u64, args[1], 0, 0]),
+            Self::Regs(regs) => Some(regs),
+            Self::Act(_, Report::Zero) => Some([0; 4]),
+            Self::Act(_, Report::Count) => Some([0, walk, 0, 0]),
+            Self::Act(_, Report::EchoX2) => Some([0, args[1], 0, 0]),
+            Self::Time | Self::ExternalAbortAtCall | Self::PowerOff | Self::Reset => None,
         }
     }
 }
@@ -228,6 +251,10 @@ pub trait VmFacts {
     fn any_ram(&self, ipa: u64, count: u64) -> bool;
     /// Whether the VM is enrolled with the MMIO guard.
     fn enrolled(&self) -> bool;
+    /// The first IPA past the VM's IPA space (by default none is known: no limit).
+    fn ipa_space_end(&self) -> u64 {
+        u64::MAX
+    }
 }
 
 /// One call as the hypervisor receives it.
@@ -307,6 +334,12 @@ impl Profile {
     }
 }
 
+/// The rows of `profile` that rest on inference rather than the source or a
+/// measurement (their source says `inference:`).
+pub fn inference_rows(profile: &Profile) -> impl Iterator<Item = &'static Rule> {
+    profile.rules.iter().flat_map(|t| t.iter()).filter(|r| r.source.contains("inference:"))
+}
+
 fn holds(when: When, call: &Call, walk: u64, vm: &impl VmFacts) -> bool {
     let [x1, x2, x3] = call.args;
     let walked = || {
@@ -326,6 +359,11 @@ fn holds(when: When, call: &Call, walk: u64, vm: &impl VmFacts) -> bool {
         When::Pages(state) => walked() == state,
         When::InRam => vm.any_ram(x1 & !(GRANULE - 1), walk),
         When::NotEnrolled => !vm.enrolled(),
+        When::PageBeyondIpaSpace => x1.checked_add(GRANULE).is_none_or(|end| end > vm.ipa_space_end()),
+        When::RangeBeyondIpaSpace => {
+            let bytes = x2.max(1).checked_mul(GRANULE);
+            bytes.and_then(|b| x1.checked_add(b)).is_none_or(|end| end > vm.ipa_space_end())
+        }
     }
 }
 

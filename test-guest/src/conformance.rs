@@ -20,7 +20,7 @@ use guest_lib::exceptions::{probe, ExternalAbort};
 use guest_lib::harness::{CaseResult, Harness};
 use guest_lib::{println, BootInfo};
 
-use crate::expect::{registers, Mode};
+use crate::expect::Mode;
 
 use abi::memory_map::GRANULE;
 /// x1..x3 preset for calls that must zero or keep them.
@@ -88,7 +88,7 @@ impl Probes {
         let matches = match (&seen, answer) {
             (Seen::Abort(a), Answer::ExternalAbortAtCall) => a.is_data_external_abort() && a.far == 0,
             (Seen::Regs(r), Answer::Time) => r[0] as i64 != smccc::NOT_SUPPORTED,
-            (Seen::Regs(r), answer) => registers(answer, walk).is_some_and(|want| masked || *r == want),
+            (Seen::Regs(r), answer) => answer.registers(args, walk).is_some_and(|want| masked || *r == want),
             _ => false,
         };
         if !matches {

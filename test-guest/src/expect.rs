@@ -3,8 +3,8 @@
 
 use abi::kvm::{self, Features};
 use abi::profile::{
-    Answer, Call, Conduit, Pages, Profile, Report, VmFacts, ANDROID_6_12, HYP_LINUX_7_3_ORDINARY,
-    HYP_LINUX_7_3_PROTECTED, LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED,
+    Answer, Call, Conduit, Pages, Profile, VmFacts, ANDROID_6_12, HYP_LINUX_7_3_ORDINARY, HYP_LINUX_7_3_PROTECTED,
+    LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED,
 };
 use guest_lib::GuestDt;
 
@@ -38,16 +38,6 @@ impl VmFacts for Known {
 
     fn enrolled(&self) -> bool {
         self.enrolled
-    }
-}
-
-/// The registers an answer sets, for a call that walked `walk` granules (`None`: the
-/// answer is not a set of registers: an abort, a power-off, the time).
-pub fn registers(answer: Answer, walk: u64) -> Option<[u64; 4]> {
-    match answer {
-        Answer::Act(_, Report::Zero) => Some([0; 4]),
-        Answer::Act(_, Report::Count) => Some([0, walk, 0, 0]),
-        other => other.regs(),
     }
 }
 
@@ -124,7 +114,7 @@ impl Mode {
     /// answer, or no hypervisor).
     pub fn expect_regs(self, function: u32, args: [u64; 3], pages: Pages) -> Option<[u64; 4]> {
         let (answer, walk) = self.expect(Conduit::Hvc, function, args, pages)?;
-        registers(answer, walk)
+        answer.registers(args, walk)
     }
 
     /// Whether the release has an MMIO guard.

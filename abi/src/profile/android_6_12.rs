@@ -1,11 +1,14 @@
-//! The Android Common Kernel android16-6.12's pKVM, as its source reads
-//! (`shared/reference/pkvm-abi.md` §1–4, 7 and `real-pkvm-7.3.md` §7, which cite ACK
-//! 6.12 `arch/arm64/kvm/hyp/nvhe/pkvm.c` and `hyp-main.c`). There is no Android
-//! hypervisor here to measure: rows marked "inference" are pvmkit's reading where the
-//! notes are silent. Where android15-6.6 differs, the row says so.
+//! The Android Common Kernel android16-6.12's pKVM, as its source reads: each row names
+//! the file and function of ACK android16-6.12 it comes from (`arch/arm64/kvm/hyp/nvhe/`
+//! `pkvm.c` and `mem_protect.c`). There is no Android hypervisor here to measure, so
+//! nothing in this table is checked against a running release; rows whose source says
+//! "inference:" are pvmkit's reading where the source leaves the answer to something
+//! outside EL2 (the host's VMM, stage-2 state), and `pvmkit conformance` lists them.
+//! Where android15-6.6 differs, the row says so.
 //!
-//! EL2 answers the pKVM calls, PSCI and the SMCCC discovery calls itself; anything it
-//! does not know goes to the host's KVM, which answers NOT_SUPPORTED with x1–x3 zeroed.
+//! EL2 answers the pKVM calls, PSCI and the SMCCC discovery calls itself
+//! (`kvm_handle_pvm_hvc64`); a function it does not know reaches `pkvm_handle_psci`,
+//! whose default answers NOT_SUPPORTED with x1–x3 zeroed.
 
 use super::psci_forms::{AFFINITY_INFO, CPU_ON, CPU_SUSPEND, SYSTEM_RESET2};
 use super::{row, Action, Answer, Over, Pages, Profile, Report, Rule, When, INVALID, KVM_UID_REGS, OWN_MPIDR};
@@ -13,9 +16,13 @@ use crate::kvm::{self, func, Features};
 use crate::psci;
 use crate::smccc::{self, NOT_SUPPORTED};
 
-const MEMSHARE: &str = "ACK-6.12 nvhe/pkvm.c pkvm_memshare_call (pkvm-abi.md §3.2)";
-const GUARD: &str = "ACK-6.12 nvhe/pkvm.c, mem_protect.c __pkvm_install_ioguard_page (pkvm-abi.md §4.2)";
-const PSCI_EL2: &str = "ACK-6.12 nvhe/pkvm.c pkvm_handle_psci (pkvm-abi.md §7)";
+const HVC64: &str = "ACK-6.12 nvhe/pkvm.c kvm_handle_pvm_hvc64";
+const MEMSHARE: &str = "ACK-6.12 nvhe/pkvm.c pkvm_memshare_call, pkvm_memunshare_call";
+const GUARD: &str = "ACK-6.12 nvhe/pkvm.c pkvm_install_ioguard_page; mem_protect.c __pkvm_install_ioguard_page";
+const UNGUARD: &str = "ACK-6.12 nvhe/pkvm.c pkvm_remove_ioguard_page (a no-op kept for older guests; 6.6 unmaps)";
+const RELINQUISH: &str = "ACK-6.12 nvhe/pkvm.c pkvm_memrelinquish_call; mem_protect.c __pkvm_guest_relinquish_to_host";
+const PSCI_TO_HOST: &str =
+    "ACK-6.12 nvhe/pkvm.c pkvm_handle_psci passes it to the host; inference: the host's KVM psci.c answers";
 
 /// The calls that take a granule count in x2.
 const RANGED: &[u32] = &[kvm::MEM_SHARE, kvm::MEM_UNSHARE, kvm::MMIO_RGUARD_MAP, kvm::MMIO_RGUARD_UNMAP];
@@ -44,8 +51,6 @@ const MEMINFO_AND_INFO: &[u32] = &[kvm::HYP_MEMINFO, kvm::MMIO_GUARD_INFO];
 const SHARE_UNSHARE: &[u32] = &[kvm::MEM_SHARE, kvm::MEM_UNSHARE];
 /// The single and ranged guard maps, for the checks they share.
 const GUARD_MAPS: &[u32] = &[kvm::MMIO_GUARD_MAP, kvm::MMIO_RGUARD_MAP];
-/// The single and ranged guard unmaps.
-const GUARD_UNMAPS: &[u32] = &[kvm::MMIO_GUARD_UNMAP, kvm::MMIO_RGUARD_UNMAP];
 
 const ANDROID_EL2: &[Rule] = &[
     row(
@@ -68,16 +73,17 @@ const ANDROID_EL2: &[Rule] = &[
             ])
             .to_regs(),
         ),
-        "ACK-6.12 nvhe/pkvm.c (pkvm-abi.md §1: 0xffd; 6.12's DEV_REQ bit: see INTENDED_DIFFERENCES)",
+        "ACK-6.12 nvhe/pkvm.c kvm_handle_pvm_hvc64 as of the snapshots without the device \
+         power-request call (newer 6.12 also sets its bit, in x1)",
     ),
-    row(&[kvm::VENDOR_HYP_CALL_UID], Over::Either, When::Always, KVM_UID_REGS, "ACK-6.12 nvhe/pkvm.c (pkvm-abi.md §1)"),
-    row(MEMINFO_AND_INFO, Over::Either, When::ArgsSet(0b111), INVALID, "ACK-6.12 pkvm_meminfo_call (pkvm-abi.md §2)"),
+    row(&[kvm::VENDOR_HYP_CALL_UID], Over::Either, When::Always, KVM_UID_REGS, HVC64),
+    row(MEMINFO_AND_INFO, Over::Either, When::ArgsSet(0b111), INVALID, "ACK-6.12 nvhe/pkvm.c pkvm_meminfo_call"),
     row(
         MEMINFO_AND_INFO,
         Over::Either,
         When::Always,
         Answer::Regs([4096, kvm::MEMINFO_HAS_RANGE, 0, 0]),
-        "ACK-6.12 pkvm_meminfo_call, which INFO is routed to too (pkvm-abi.md §2)",
+        "ACK-6.12 nvhe/pkvm.c pkvm_meminfo_call, which kvm_handle_pvm_hvc64 routes INFO to as well",
     ),
     row(SHARE_UNSHARE, Over::Either, When::ArgsSet(0b100), INVALID, MEMSHARE),
     row(SHARE_UNSHARE, Over::Either, When::Unaligned, INVALID, MEMSHARE),
@@ -86,7 +92,8 @@ const ANDROID_EL2: &[Rule] = &[
         Over::Either,
         When::Pages(Pages::Outside),
         Answer::ExternalAbortAtCall,
-        "inference: the host cannot satisfy the MAP request for an IPA no memslot holds, as on upstream",
+        "ACK-6.12 nvhe/pkvm.c pkvm_memshare_call asks the host to map the page (pkvm_request_map); \
+         inference: the host finds no memslot and injects an abort, as upstream's measurably does",
     ),
     row(
         &[kvm::MEM_SHARE],
@@ -102,88 +109,105 @@ const ANDROID_EL2: &[Rule] = &[
         Answer::Act(Action::Unshare, Report::Count),
         MEMSHARE,
     ),
-    row(SHARE_UNSHARE, Over::Either, When::Always, INVALID, "ACK-6.12: a state mismatch anywhere fails the whole call"),
-    row(
-        &[kvm::MEM_RELINQUISH],
-        Over::Either,
-        When::ArgsSet(0b110),
-        INVALID,
-        "ACK-6.12 pkvm_memrelinquish_call (pkvm-abi.md §3.3)",
-    ),
-    row(
-        &[kvm::MEM_RELINQUISH],
-        Over::Either,
-        When::Unaligned,
-        INVALID,
-        "inference: the page-aligned IPA rule of the other memory calls",
-    ),
+    row(SHARE_UNSHARE, Over::Either, When::Always, INVALID, "ACK-6.12 mem_protect.c guest_request_walker: a state mismatch anywhere fails the whole call"),
+    row(&[kvm::MEM_RELINQUISH], Over::Either, When::ArgsSet(0b110), INVALID, RELINQUISH),
+    // No alignment check: the page holding x1 is meant (the condition rows below look at
+    // that page).
     row(
         &[kvm::MEM_RELINQUISH],
         Over::Either,
         When::Pages(Pages::Outside),
         Answer::Act(Action::Nothing, Report::Zero),
-        "ACK-6.12: nothing mapped there is a no-op returning 0 (pkvm-abi.md §3.3)",
+        "ACK-6.12 nvhe/pkvm.c pkvm_memrelinquish_call: nothing mapped there is a no-op returning 0",
     ),
-    row(
-        &[kvm::MEM_RELINQUISH],
-        Over::Either,
-        When::Pages(Pages::Private),
-        Answer::Act(Action::Relinquish, Report::Zero),
-        "ACK-6.12 __pkvm_guest_relinquish_to_host (pkvm-abi.md §3.3)",
-    ),
-    row(
-        &[kvm::MEM_RELINQUISH],
-        Over::Either,
-        When::Always,
-        INVALID,
-        "inference: only a guest-owned page is relinquished",
-    ),
-    row(&[kvm::MMIO_GUARD_ENROLL], Over::Either, When::Always, Answer::Act(Action::Enroll, Report::Zero), GUARD),
+    row(&[kvm::MEM_RELINQUISH], Over::Either, When::Pages(Pages::Private), Answer::Act(Action::Relinquish, Report::Zero), RELINQUISH),
+    row(&[kvm::MEM_RELINQUISH], Over::Either, When::Always, INVALID, "ACK-6.12 mem_protect.c __pkvm_guest_relinquish_to_host: a shared page, or one held for DMA, is refused"),
+    row(&[kvm::MMIO_GUARD_ENROLL], Over::Either, When::Always, Answer::Act(Action::Enroll, Report::Zero), HVC64),
+    // MAP takes one page and ignores x2 and x3; RGUARD_MAP refuses x3, and x2 = 0.
     row(&[kvm::MMIO_RGUARD_MAP], Over::Either, When::ArgsSet(0b100), INVALID, GUARD),
+    row(GUARD_MAPS, Over::Either, When::NotEnrolled, INVALID, GUARD),
+    row(GUARD_MAPS, Over::Either, When::Unaligned, INVALID, GUARD),
+    row(&[kvm::MMIO_RGUARD_MAP], Over::Either, When::X2Zero, INVALID, "ACK-6.12 mem_protect.c __pkvm_install_ioguard_page: an empty range"),
+    row(
+        &[kvm::MMIO_GUARD_MAP],
+        Over::Either,
+        When::PageBeyondIpaSpace,
+        INVALID,
+        "ACK-6.12 mem_protect.c __pkvm_install_ioguard_page: the stage-2 walk refuses a range past the IPA space",
+    ),
     row(
         &[kvm::MMIO_RGUARD_MAP],
         Over::Either,
-        When::X2Zero,
+        When::RangeBeyondIpaSpace,
         INVALID,
-        "real-pkvm-7.3.md §7: RGUARD_MAP with x2 = 0 is -3",
+        "ACK-6.12 mem_protect.c __pkvm_install_ioguard_page: the stage-2 walk refuses a range past the IPA space, or one that wraps",
     ),
-    row(GUARD_MAPS, Over::Either, When::NotEnrolled, INVALID, GUARD),
-    row(GUARD_MAPS, Over::Either, When::Unaligned, INVALID, GUARD),
-    row(GUARD_MAPS, Over::Either, When::InRam, INVALID, "ACK-6.12: an IPA that maps guest memory is refused"),
+    row(
+        GUARD_MAPS,
+        Over::Either,
+        When::InRam,
+        INVALID,
+        "ACK-6.12 mem_protect.c __pkvm_install_ioguard_page refuses a mapped page; inference: guest RAM is mapped \
+         (a RAM page the guest never touched is not, and 6.12 would guard it)",
+    ),
     row(GUARD_MAPS, Over::Either, When::Always, Answer::Act(Action::GuardMap, Report::Count), GUARD),
-    row(
-        GUARD_UNMAPS,
-        Over::Either,
-        When::Always,
-        Answer::Act(Action::Nothing, Report::Count),
-        "ACK-6.12: UNMAP is a no-op kept for compatibility, x1 = the count (6.6 really unmaps)",
-    ),
-    row(
-        &[smccc::SMCCC_VERSION],
-        Over::Either,
-        When::Always,
-        Answer::Code(smccc::VERSION_1_2 as i64),
-        "ACK-6.12 (pkvm-abi.md §7)",
-    ),
+    // UNMAP and RGUARD_UNMAP do nothing, and answer with x1 = the count asked for, even
+    // when they refuse: 1 for UNMAP, the guest's x2 unchanged for RGUARD_UNMAP.
+    row(&[kvm::MMIO_GUARD_UNMAP], Over::Either, When::NotEnrolled, Answer::Regs([smccc::INVALID_PARAMETER as u64, 1, 0, 0]), UNGUARD),
+    row(&[kvm::MMIO_GUARD_UNMAP], Over::Either, When::Always, Answer::Regs([0, 1, 0, 0]), UNGUARD),
+    row(&[kvm::MMIO_RGUARD_UNMAP], Over::Either, When::ArgsSet(0b100), Answer::CodeEchoingX2(smccc::INVALID_PARAMETER), UNGUARD),
+    row(&[kvm::MMIO_RGUARD_UNMAP], Over::Either, When::NotEnrolled, Answer::CodeEchoingX2(smccc::INVALID_PARAMETER), UNGUARD),
+    row(&[kvm::MMIO_RGUARD_UNMAP], Over::Either, When::Always, Answer::Act(Action::Nothing, Report::EchoX2), UNGUARD),
+    row(&[smccc::SMCCC_VERSION], Over::Either, When::Always, Answer::Code(smccc::VERSION_1_2 as i64), HVC64),
     row(
         &[smccc::SMCCC_ARCH_FEATURES],
         Over::Either,
         When::Always,
         Answer::Code(NOT_SUPPORTED),
-        "ACK-6.12: unrecognised at EL2, -1 for everything (pkvm-abi.md §7)",
+        "ACK-6.12 nvhe/pkvm.c kvm_handle_pvm_hvc64 has no case for it: pkvm_handle_psci's default, -1",
     ),
-    row(&[psci::PSCI_VERSION], Over::Either, When::Always, Answer::Code(psci::VERSION_1_1 as i64), PSCI_EL2),
-    row(&[psci::PSCI_FEATURES], Over::Either, When::X1In(PSCI_LISTED), Answer::Code(0), PSCI_EL2),
-    row(&[psci::PSCI_FEATURES], Over::Either, When::Always, Answer::Code(psci::NOT_SUPPORTED), PSCI_EL2),
-    row(CPU_ON, Over::Either, When::X1In(OWN_MPIDR), Answer::Code(psci::ALREADY_ON), PSCI_EL2),
-    row(CPU_ON, Over::Either, When::Always, Answer::Code(psci::INVALID_PARAMETERS), PSCI_EL2),
-    row(AFFINITY_INFO, Over::Either, When::X1In(OWN_MPIDR), Answer::Code(0), PSCI_EL2),
-    row(AFFINITY_INFO, Over::Either, When::Always, Answer::Code(psci::INVALID_PARAMETERS), PSCI_EL2),
-    row(CPU_SUSPEND, Over::Either, When::Always, Answer::Code(0), "ACK-6.12: CPU_SUSPEND goes to the host (a WFI)"),
-    row(&[psci::CPU_OFF], Over::Either, When::Always, Answer::PowerOff, "the only vCPU stops"),
-    row(&[psci::SYSTEM_OFF], Over::Either, When::Always, Answer::PowerOff, PSCI_EL2),
-    row(&[psci::SYSTEM_RESET], Over::Either, When::Always, Answer::Reset, PSCI_EL2),
-    row(SYSTEM_RESET2, Over::Either, When::Always, Answer::Reset, PSCI_EL2),
+    row(
+        &[psci::PSCI_VERSION],
+        Over::Either,
+        When::Always,
+        Answer::Code(psci::VERSION_1_1 as i64),
+        "ACK-6.12 nvhe/pkvm.c pvm_psci_version",
+    ),
+    row(
+        &[psci::PSCI_FEATURES],
+        Over::Either,
+        When::X1In(PSCI_LISTED),
+        Answer::Code(0),
+        "ACK-6.12 nvhe/pkvm.c pvm_psci_features",
+    ),
+    row(
+        &[psci::PSCI_FEATURES],
+        Over::Either,
+        When::Always,
+        Answer::Code(psci::NOT_SUPPORTED),
+        "ACK-6.12 nvhe/pkvm.c pvm_psci_features",
+    ),
+    row(
+        CPU_ON,
+        Over::Either,
+        When::X1In(OWN_MPIDR),
+        Answer::Code(psci::ALREADY_ON),
+        "ACK-6.12 nvhe/pkvm.c pvm_psci_vcpu_on",
+    ),
+    row(CPU_ON, Over::Either, When::Always, Answer::Code(psci::INVALID_PARAMETERS), "ACK-6.12 nvhe/pkvm.c pvm_psci_vcpu_on"),
+    row(AFFINITY_INFO, Over::Either, When::X1In(OWN_MPIDR), Answer::Code(0), "ACK-6.12 nvhe/pkvm.c pvm_psci_vcpu_affinity_info"),
+    row(
+        AFFINITY_INFO,
+        Over::Either,
+        When::Always,
+        Answer::Code(psci::INVALID_PARAMETERS),
+        "ACK-6.12 nvhe/pkvm.c pvm_psci_vcpu_affinity_info",
+    ),
+    row(CPU_SUSPEND, Over::Either, When::Always, Answer::Code(0), PSCI_TO_HOST),
+    row(&[psci::CPU_OFF], Over::Either, When::Always, Answer::PowerOff, "ACK-6.12 nvhe/pkvm.c pvm_psci_vcpu_off; the only vCPU stops"),
+    row(&[psci::SYSTEM_OFF], Over::Either, When::Always, Answer::PowerOff, PSCI_TO_HOST),
+    row(&[psci::SYSTEM_RESET], Over::Either, When::Always, Answer::Reset, PSCI_TO_HOST),
+    row(SYSTEM_RESET2, Over::Either, When::Always, Answer::Reset, PSCI_TO_HOST),
 ];
 
 /// A protected VM under ACK android16-6.12's pKVM: the MMIO guard (enforced from the

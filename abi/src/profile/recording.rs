@@ -27,7 +27,7 @@
 
 use core::fmt;
 
-use super::{Answer, Call, Conduit, Pages, Profile, Report, VmFacts};
+use super::{Answer, Call, Conduit, Pages, Profile, VmFacts};
 
 /// The start of a probe's result line.
 pub const PROBE: &str = "probe ";
@@ -149,14 +149,12 @@ impl Expected {
     pub fn of(profile: &Profile, call: &ProbeCall) -> Self {
         let c = Call { conduit: call.conduit, function: call.function, args: call.args };
         let walk = profile.walk(&c);
-        match profile.answer(&c, walk, &Known(call.pages)).answer {
-            Answer::Code(code) => Self::Regs([code as u64, 0, 0, 0]),
-            Answer::Regs(regs) => Self::Regs(regs),
-            Answer::Act(_, Report::Zero) => Self::Regs([0; 4]),
-            Answer::Act(_, Report::Count) => Self::Regs([0, walk, 0, 0]),
-            Answer::Time => Self::Time,
-            Answer::ExternalAbortAtCall => Self::AbortAtCall,
-            Answer::PowerOff | Answer::Reset => Self::Ends,
+        let answer = profile.answer(&c, walk, &Known(call.pages)).answer;
+        match (answer, answer.registers(call.args, walk)) {
+            (_, Some(regs)) => Self::Regs(regs),
+            (Answer::Time, None) => Self::Time,
+            (Answer::ExternalAbortAtCall, None) => Self::AbortAtCall,
+            _ => Self::Ends,
         }
     }
 

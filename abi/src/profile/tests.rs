@@ -35,6 +35,10 @@ impl VmFacts for Vm {
     fn enrolled(&self) -> bool {
         self.enrolled
     }
+
+    fn ipa_space_end(&self) -> u64 {
+        1 << 39
+    }
 }
 
 fn ask(profile: &Profile, conduit: Conduit, function: u32, args: [u64; 3]) -> Answer {
@@ -120,12 +124,61 @@ fn android_guard_rules() {
     assert_eq!(hvc(p, kvm::MMIO_RGUARD_MAP, [RAM - GRANULE, 2, 0]), Answer::Code(-3), "a range reaching into RAM");
     assert_eq!(hvc(p, kvm::MMIO_GUARD_MAP, [dev + 4, 0, 0]), Answer::Code(-3), "unaligned");
     assert_eq!(hvc(p, kvm::MMIO_GUARD_MAP, [dev, 0xdead, 0xbeef]), Answer::Act(Action::GuardMap, Report::Count));
-    assert_eq!(hvc(p, kvm::MMIO_GUARD_UNMAP, [dev, 0, 0]), Answer::Act(Action::Nothing, Report::Count));
     let not_enrolled = Vm { enrolled: false };
     let map = Call { conduit: Conduit::Hvc, function: kvm::MMIO_GUARD_MAP, args: [dev, 0, 0] };
     assert_eq!(p.answer(&map, 1, &not_enrolled).answer, Answer::Code(-3), "MAP needs ENROLL");
     assert_eq!(hvc(p, kvm::MEM_RELINQUISH, [dev, 0, 0]), Answer::Act(Action::Nothing, Report::Zero));
     assert_eq!(hvc(p, kvm::MEM_RELINQUISH, [RAM, 0, 0]), Answer::Act(Action::Relinquish, Report::Zero));
+    // pkvm_memrelinquish_call checks no alignment: the page holding x1 is meant.
+    assert_eq!(hvc(p, kvm::MEM_RELINQUISH, [RAM + 8, 0, 0]), Answer::Act(Action::Relinquish, Report::Zero));
+}
+
+/// What pkvm_remove_ioguard_page answers: nothing is done, x1 is the count asked for
+/// (1 for UNMAP, the guest's x2 unchanged for RGUARD_UNMAP), refusals included.
+#[test]
+fn android_unmaps_echo_the_count_asked_for() {
+    let p = &ANDROID_6_12;
+    let dev = 0x0a00_0000;
+    let regs = |function, args: [u64; 3], enrolled| {
+        let call = Call { conduit: Conduit::Hvc, function, args };
+        let walk = p.walk(&call);
+        p.answer(&call, walk, &Vm { enrolled }).answer.registers(args, walk)
+    };
+    let invalid = smccc::INVALID_PARAMETER as u64;
+    assert_eq!(regs(kvm::MMIO_GUARD_UNMAP, [dev, 7, 9], true), Some([0, 1, 0, 0]));
+    assert_eq!(regs(kvm::MMIO_GUARD_UNMAP, [dev + 3, 0, 0], true), Some([0, 1, 0, 0]), "the IPA is never read");
+    assert_eq!(regs(kvm::MMIO_GUARD_UNMAP, [dev, 0, 0], false), Some([invalid, 1, 0, 0]));
+    assert_eq!(regs(kvm::MMIO_RGUARD_UNMAP, [dev, 1000, 0], true), Some([0, 1000, 0, 0]), "not capped at 256");
+    assert_eq!(regs(kvm::MMIO_RGUARD_UNMAP, [dev, 0, 0], true), Some([0, 0, 0, 0]));
+    assert_eq!(regs(kvm::MMIO_RGUARD_UNMAP, [dev, 5, 1], true), Some([invalid, 5, 0, 0]), "x3 set");
+    assert_eq!(regs(kvm::MMIO_RGUARD_UNMAP, [dev, 5, 0], false), Some([invalid, 5, 0, 0]), "not enrolled");
+}
+
+/// The stage-2 walk of __pkvm_install_ioguard_page refuses a range past the IPA space
+/// and one that wraps.
+#[test]
+fn android_guard_maps_stay_inside_the_ipa_space() {
+    let p = &ANDROID_6_12;
+    let top = 1u64 << 39;
+    assert_eq!(hvc(p, kvm::MMIO_GUARD_MAP, [top - GRANULE, 0, 0]), Answer::Act(Action::GuardMap, Report::Count));
+    assert_eq!(hvc(p, kvm::MMIO_GUARD_MAP, [top, 0, 0]), Answer::Code(-3));
+    assert_eq!(hvc(p, kvm::MMIO_RGUARD_MAP, [top - GRANULE, 2, 0]), Answer::Code(-3), "runs past the end");
+    assert_eq!(hvc(p, kvm::MMIO_RGUARD_MAP, [!(GRANULE - 1), 2, 0]), Answer::Code(-3), "wraps");
+    assert_eq!(hvc(p, kvm::MMIO_RGUARD_MAP, [GRANULE, u64::MAX, 0]), Answer::Code(-3), "a count that overflows");
+}
+
+#[test]
+fn every_android_row_names_its_ack_source() {
+    for rule in ANDROID_6_12.rules.iter().flat_map(|t| t.iter()) {
+        assert!(
+            rule.source.starts_with("ACK-6.12 ") && rule.source.contains(".c "),
+            "{:x?}: {}",
+            rule.functions,
+            rule.source
+        );
+    }
+    assert!(inference_rows(&ANDROID_6_12).count() > 0);
+    assert_eq!(inference_rows(&LINUX_7_3_PROTECTED).count(), 0, "the upstream table is source and measurement");
 }
 
 #[test]

@@ -13,10 +13,10 @@
 
 use abi::hyp_options::{AbiForm, VmMode, HYP_STATS, HYP_STATS_WFX, HYP_STATS_WORK};
 use abi::profile::{
-    Action, Answer, Call, Conduit, Pages, Profile, Report, VmFacts, ANDROID_6_12, HYP_LINUX_7_3_ORDINARY,
+    Action, Answer, Call, Conduit, Pages, Profile, VmFacts, ANDROID_6_12, HYP_LINUX_7_3_ORDINARY,
     HYP_LINUX_7_3_PROTECTED,
 };
-use abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED, SUCCESS};
+use abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED};
 
 use crate::pkvm::guard_calls;
 use crate::pkvm::memory_calls::{self, GuestMemory};
@@ -168,6 +168,10 @@ impl VmFacts for Facts<'_, '_> {
     fn enrolled(&self) -> bool {
         self.guard.is_enforcing()
     }
+
+    fn ipa_space_end(&self) -> u64 {
+        1 << crate::platform::stage2::IPA_BITS
+    }
 }
 
 /// Answers one call that came through `conduit`. `x0` holds the function ID (only w0
@@ -200,7 +204,9 @@ pub fn dispatch<M: GuestMemory>(
     let lookup = profile.answer(&call, walk, &facts);
     let ipa = args[0];
     match lookup.answer {
-        Answer::Code(_) | Answer::Regs(_) => Outcome::Return(lookup.answer.regs().unwrap_or_default()),
+        Answer::Code(_) | Answer::CodeEchoingX2(_) | Answer::Regs(_) => {
+            Outcome::Return(lookup.answer.registers(args, walk).unwrap_or_default())
+        }
         Answer::Time => {
             let clock = (vm.clock)();
             let counter = if args[0] == abi::kvm::PTP_PHYSICAL { clock.physical_count } else { clock.virtual_count };
@@ -214,7 +220,8 @@ pub fn dispatch<M: GuestMemory>(
             let done = match action {
                 Action::Share => memory_calls::share(vm.ownership, ipa, walk),
                 Action::Unshare => memory_calls::unshare(vm.ownership, ipa, walk),
-                Action::Relinquish => memory_calls::relinquish(vm.ownership, vm.memory, ipa),
+                // The page holding x1 (6.12 checks no alignment).
+                Action::Relinquish => memory_calls::relinquish(vm.ownership, vm.memory, ipa & !(GRANULE - 1)),
                 Action::GuardMap => guard_calls::map(vm.guard, vm.ownership.ram(), ipa, walk),
                 Action::Enroll => {
                     vm.guard.enroll();
@@ -222,12 +229,8 @@ pub fn dispatch<M: GuestMemory>(
                 }
                 Action::Nothing => Ok(()),
             };
-            let count = match report {
-                Report::Zero => 0,
-                Report::Count => walk,
-            };
             match done {
-                Ok(()) => Outcome::Return([SUCCESS as u64, count, 0, 0]),
+                Ok(()) => Outcome::Return(Answer::Act(action, report).registers(args, walk).unwrap_or_default()),
                 Err(ActionError::Policy(refusal)) => Outcome::Refused {
                     regs: [INVALID_PARAMETER as u64, 0, 0, 0],
                     policy: refusal.policy,
