@@ -482,5 +482,76 @@ pub fn time_table(protected: &[Vec<Phase>], unprotected: &[Vec<Phase>], frequenc
     out
 }
 
+/// The project's performance targets, each judged from this run's figures: met or
+/// not, with the figures it rests on. On the real pKVM `linux` is Linux's runs
+/// (protected, ordinary), for the target against Linux's swiotlb.
+pub fn targets(
+    backend: Backend,
+    protected: &[Vec<Phase>],
+    unprotected: &[Vec<Phase>],
+    linux: Option<(&[Vec<Phase>], &[Vec<Phase>])>,
+) -> String {
+    let mut out = String::new();
+    let phases = keys(protected);
+    let mut judge = |what: &str, figures: Vec<(String, Option<f64>)>, ok: &dyn Fn(f64) -> bool, decimals: usize| {
+        let met = !figures.is_empty() && figures.iter().all(|(_, v)| v.is_some_and(ok));
+        let shown: Vec<String> = figures.iter().map(|(k, v)| format!("{k} {}", cell(*v, decimals))).collect();
+        let _ = writeln!(out, "target {what}: {} ({})", if met { "met" } else { "NOT MET" }, shown.join(", "));
+    };
+    let each = |get: &dyn Fn(&str, u64) -> Option<f64>| -> Vec<(String, Option<f64>)> {
+        phases.iter().map(|(op, size)| (format!("{op} {size}"), get(op, *size))).collect()
+    };
+    judge(
+        "0 hypercalls per request, protected",
+        each(&|op, size| per_request(protected, op, size, |x| x.hypercalls)),
+        &|v| v == 0.0,
+        2,
+    );
+    judge(
+        "1 copy per data byte, protected",
+        each(&|op, size| copies(protected, op, size, true)),
+        &|v| (v - 1.0).abs() < 1e-4,
+        4,
+    );
+    if backend == Backend::Pkvm {
+        let ratio = |op: &str, size: u64| {
+            let (p, u) = (median_ticks(protected, op, size)?, median_ticks(unprotected, op, size)?);
+            (p > 0.0).then(|| u / p)
+        };
+        let at_64k: Vec<(String, Option<f64>)> =
+            ["write", "read"].iter().map(|op| (format!("{op} 65536"), ratio(op, 65536))).collect();
+        judge("protected at least 0.9 x ordinary at 64 KiB", at_64k, &|v| v >= 0.9, 3);
+        if let Some((lp, _)) = linux {
+            judge(
+                "guest-lib's protected request at least as fast as Linux's, every size",
+                each(&|op, size| Some(median_ticks(lp, op, size)? / median_ticks(protected, op, size)?)),
+                &|v| v >= 1.0,
+                3,
+            );
+        }
+    }
+    out
+}
+
+/// The markers a markdown document holds the bench's report between, for `backend`.
+pub fn markers(backend: &str) -> (String, String) {
+    (format!("<!-- pvmkit bench --backend {backend} -->"), format!("<!-- end of pvmkit bench --backend {backend} -->"))
+}
+
+/// `doc` with the text between `backend`'s markers replaced by `report` (fenced),
+/// after a `stamp` line saying which run it is. The markers must be there, once each,
+/// in order: the document says where the bench's tables go.
+pub fn splice_markdown(doc: &str, backend: &str, stamp: &str, report: &str) -> Result<String, String> {
+    let (begin, end) = markers(backend);
+    let (Some(b), Some(e)) = (doc.find(&begin), doc.find(&end)) else {
+        return Err(format!("the document has no '{begin}' … '{end}' markers"));
+    };
+    if e < b || doc.matches(&begin).count() != 1 || doc.matches(&end).count() != 1 {
+        return Err(format!("the document's '{begin}' markers are out of order or repeated"));
+    }
+    let block = format!("{begin}\n{stamp}:\n\n```text\n{}\n```\n", report.trim_end());
+    Ok(format!("{}{block}{}", &doc[..b], &doc[e..]))
+}
+
 #[cfg(test)]
 mod tests;

@@ -180,6 +180,12 @@ enum Command {
         /// Wall-clock limit per run, in seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Write the report, stamped with the commit, the date and QEMU's version, into
+        /// this markdown file between its `<!-- pvmkit bench --backend NAME -->` markers
+        /// (docs/performance.md): the docs' tables are the bench's own output. Only a
+        /// run whose figures repeated is written.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
     },
     /// Build the Linux guest (Debian's linux-source-7.3 with linux-guest/pvm.config and
     /// linux-guest/init as /init) into pvmkit's cache, or find it there, and print the
@@ -291,11 +297,11 @@ fn run(cli: Cli) -> Result<bool, String> {
             println!("pvmfw: {} ({} bytes, loads at {:#x})", output.display(), image.bytes.len(), image.load_address);
             Ok(true)
         }
-        Command::Bench { runs, backend, timeout } => {
+        Command::Bench { runs, backend, timeout, markdown } => {
             let backend = Backend::parse(&backend)?;
             qemu::ensure_installed()?;
             let fw = firmware::build_all(&ws)?;
-            bench(&ws, &fw, backend, runs as usize, timeout)
+            bench(&ws, &fw, backend, runs as usize, timeout, markdown.as_deref())
         }
         Command::LinuxGuest => {
             let guest = host_tools::linux_guest::build(&ws)?;
@@ -385,12 +391,7 @@ fn conformance(ws: &Workspace, fw: &Firmware, timeout: u64, record: bool) -> Res
     if record {
         let ordinary_lines = collect(&pkvm, Mode::Hyp(VmMode::Unprotected), "the real KVM, ordinary VM")?;
         let kernel = host_tools::kernel::debian_kernel()?.version;
-        let commit = std::process::Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .current_dir(&ws.root)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
+        let commit = git_commit(ws);
         for (lines, vm, file) in [
             (&real_lines, "a protected VM", "linux-7.3.4-protected.txt"),
             (&ordinary_lines, "an ordinary VM", "linux-7.3.4-ordinary.txt"),
@@ -462,7 +463,35 @@ fn conformance(ws: &Workspace, fw: &Firmware, timeout: u64, record: bool) -> Res
 /// The heading of the bench's Linux-beside-guest-lib table, on either backend.
 const LINUX_PEER: &str = "Linux 7.3 (O_DIRECT on /dev/vda, its swiotlb in the restricted pool) beside guest-lib";
 
-fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: u64) -> Result<bool, String> {
+/// The work tree's commit, short (`unknown` outside git).
+fn git_commit(ws: &Workspace) -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(&ws.root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Today's date, UTC, as `YYYY-MM-DD`.
+fn today() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn bench(
+    ws: &Workspace,
+    fw: &Firmware,
+    backend: Backend,
+    runs: usize,
+    timeout: u64,
+    markdown: Option<&std::path::Path>,
+) -> Result<bool, String> {
     use abi::hyp_options::{AbiForm, VmMode};
     use host_tools::bench;
     let (modes, qemu_args) = match backend {
@@ -527,37 +556,47 @@ fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: 
     }
     let frequency = frequency.ok_or("the bench guest printed no counter frequency")?;
     let (p, u) = (&results[0], &results[1]);
-    println!(
+    // The report, printed and, with --markdown, written into the docs as it is.
+    let mut report = String::new();
+    macro_rules! out {
+        ($($arg:tt)*) => {{
+            use std::fmt::Write as _;
+            let _ = writeln!(report, $($arg)*);
+        }};
+    }
+    out!(
         "virtio-blk, 4 MiB sequential per phase, {runs} runs per mode, on {}, QEMU {}",
         backend.name(),
         qemu_args.join(" ")
     );
     match backend {
         Backend::Hyp => {
-            println!("counted work (repeats): instructions per request, P = protected, U = unprotected");
-            print!("{}", bench::work_table(backend, p, u, frequency));
-            println!("time (follows QEMU's devices in real time; median ± half the spread):");
-            print!("{}", bench::time_table(p, u, frequency));
-            println!("{LINUX_PEER}, MiB/s (time: does not repeat):");
-            print!("{}", bench::peer_time_table((p, u), (&linux_results[0], &linux_results[1]), frequency));
+            out!("counted work (repeats): instructions per request, P = protected, U = unprotected");
+            out!("{}", bench::work_table(backend, p, u, frequency).trim_end());
+            out!("time (follows QEMU's devices in real time; median ± half the spread):");
+            out!("{}", bench::time_table(p, u, frequency).trim_end());
+            out!("{}", bench::targets(backend, p, u, None).trim_end());
+            out!("{LINUX_PEER}, MiB/s (time: does not repeat):");
+            out!("{}", bench::peer_time_table((p, u), (&linux_results[0], &linux_results[1]), frequency).trim_end());
         }
         Backend::Pkvm => {
-            println!("the whole machine in guest time, median request (repeats): P = protected, O = ordinary VM");
-            print!("{}", bench::work_table(backend, p, u, frequency));
+            out!("the whole machine in guest time, median request (repeats): P = protected, O = ordinary VM");
+            out!("{}", bench::work_table(backend, p, u, frequency).trim_end());
             let instructions = |costs: &[u64]| {
                 costs.first().map_or("n/a".into(), |t| format!("{:.0}", *t as f64 * 1e9 / frequency as f64))
             };
-            println!(
+            out!(
                 "one MMIO exit to the VMM and back (median of 255 register reads): P {} instructions, O {}",
                 instructions(&exit_costs[0]),
                 instructions(&exit_costs[1])
             );
-            println!("{LINUX_PEER}, machine instructions per median request:");
-            print!("{}", bench::peer_table((p, u), (&linux_results[0], &linux_results[1]), frequency));
+            out!("{}", bench::targets(backend, p, u, Some((&linux_results[0], &linux_results[1]))).trim_end());
+            out!("{LINUX_PEER}, machine instructions per median request:");
+            out!("{}", bench::peer_table((p, u), (&linux_results[0], &linux_results[1]), frequency).trim_end());
         }
     }
-    print!("{}", bench::runs_side_by_side("protected", p, backend));
-    print!("{}", bench::runs_side_by_side("unprotected", u, backend));
+    out!("{}", bench::runs_side_by_side("protected", p, backend).trim_end());
+    out!("{}", bench::runs_side_by_side("unprotected", u, backend).trim_end());
     let mut moved: Vec<String> = [bench::moved("protected", p, backend), bench::moved("unprotected", u, backend)]
         .into_iter()
         .flatten()
@@ -566,8 +605,8 @@ fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: 
     // devices in real time: shown, not held to repeat. Under pKVM both repeat.
     if backend == Backend::Pkvm {
         let (lp, lu) = (&linux_results[0], &linux_results[1]);
-        print!("{}", bench::runs_side_by_side("Linux protected", lp, backend));
-        print!("{}", bench::runs_side_by_side("Linux ordinary", lu, backend));
+        out!("{}", bench::runs_side_by_side("Linux protected", lp, backend).trim_end());
+        out!("{}", bench::runs_side_by_side("Linux ordinary", lu, backend).trim_end());
         moved.extend(bench::moved("Linux protected", lp, backend));
         moved.extend(bench::moved("Linux ordinary", lu, backend));
         for (label, costs) in ["protected", "unprotected"].iter().zip(&exit_costs) {
@@ -577,10 +616,24 @@ fn bench(ws: &Workspace, fw: &Firmware, backend: Backend, runs: usize, timeout: 
         }
     }
     for line in &moved {
-        println!("NOT REPEATED: {line}");
+        out!("NOT REPEATED: {line}");
     }
     if !moved.is_empty() {
-        println!("pvmkit: {} figure(s) that must repeat moved between runs", moved.len());
+        out!("pvmkit: {} figure(s) that must repeat moved between runs", moved.len());
+    }
+    print!("{report}");
+    if let (Some(doc), true) = (markdown, moved.is_empty()) {
+        let stamp = format!(
+            "`pvmkit bench --backend {} --runs {runs}` at pvmkit {}, {}, {}",
+            backend.name(),
+            git_commit(ws),
+            today(),
+            qemu::version().unwrap_or_else(|| "QEMU (version unknown)".into())
+        );
+        let text = std::fs::read_to_string(doc).map_err(|e| format!("reading {}: {e}", doc.display()))?;
+        let text = bench::splice_markdown(&text, backend.name(), &stamp, &report)?;
+        std::fs::write(doc, text).map_err(|e| format!("writing {}: {e}", doc.display()))?;
+        println!("pvmkit: the {} tables in {} are this run's", backend.name(), doc.display());
     }
     Ok(moved.is_empty())
 }

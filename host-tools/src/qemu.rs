@@ -32,6 +32,14 @@ fn qemu_works() -> bool {
     Command::new(QEMU).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
+/// QEMU's version line (`QEMU emulator version 7.2.22 (…)` → `QEMU 7.2.22`).
+pub fn version() -> Option<String> {
+    let out = Command::new(QEMU).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.lines().next()?.strip_prefix("QEMU emulator version ")?.split_whitespace().next()?;
+    Some(format!("QEMU {version}"))
+}
+
 pub(crate) fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }

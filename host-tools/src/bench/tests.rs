@@ -159,3 +159,54 @@ fn the_time_table_gives_medians_and_spread() {
     assert!(row.contains("1.0 ± 21%") && row.contains("0.500"), "{t}");
     assert!(row.contains("1.25"), "exits per request: {t}");
 }
+
+#[test]
+fn the_report_replaces_what_lies_between_its_markers_and_nothing_else() {
+    let doc = "# Perf\nprose\n<!-- pvmkit bench --backend hyp -->\nold table\n<!-- end of pvmkit bench --backend hyp -->\nmore prose\n";
+    let out =
+        splice_markdown(doc, "hyp", "`pvmkit bench` at pvmkit abc1234, 2026-12-07", "op size\nwrite 4096\n").unwrap();
+    assert_eq!(
+        out,
+        "# Perf\nprose\n<!-- pvmkit bench --backend hyp -->\n`pvmkit bench` at pvmkit abc1234, 2026-12-07:\n\n```text\nop size\nwrite 4096\n```\n<!-- end of pvmkit bench --backend hyp -->\nmore prose\n"
+    );
+    // Spliced again: the same document, the new report.
+    let again = splice_markdown(&out, "hyp", "s", "r").unwrap();
+    assert!(again.contains("s:\n\n```text\nr\n```\n") && !again.contains("write 4096"));
+    assert!(splice_markdown(doc, "pkvm", "s", "r").is_err(), "no pkvm markers");
+    let twice = format!("{doc}<!-- pvmkit bench --backend hyp -->\n");
+    assert!(splice_markdown(&twice, "hyp", "s", "r").is_err());
+}
+
+/// The performance document's tables are the bench's own output: each sits between
+/// its markers under a stamp naming the run.
+#[test]
+fn the_performance_document_holds_the_benchs_stamped_output() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/performance.md")).unwrap();
+    for backend in ["hyp", "pkvm"] {
+        let (begin, end) = markers(backend);
+        let at = doc.find(&begin).unwrap_or_else(|| panic!("no {begin}"));
+        let block = &doc[at..doc.find(&end).unwrap_or_else(|| panic!("no {end}"))];
+        let stamp = block.lines().nth(1).unwrap_or("");
+        assert!(stamp.starts_with(&format!("`pvmkit bench --backend {backend} --runs ")), "{stamp}");
+        assert!(stamp.contains(" at pvmkit ") && stamp.contains("QEMU "), "{stamp}");
+        assert!(block.contains("```text\nvirtio-blk, 4 MiB sequential per phase"), "{block}");
+        assert!(!block.contains("NOT REPEATED"), "{block}");
+    }
+}
+
+#[test]
+fn targets_are_judged_from_the_figures() {
+    let run = |guest| vec![phase("write", 65536, 400, guest, 10), phase("read", 65536, 400, guest, 10)];
+    let (p, u) = (vec![run(100)], vec![run(50)]);
+    let text = targets(Backend::Pkvm, &p, &u, Some((&p, &u)));
+    assert!(text.contains("target 0 hypercalls per request, protected: met"), "{text}");
+    assert!(text.contains("target 1 copy per data byte, protected: met"), "{text}");
+    assert!(text.contains("target protected at least 0.9 x ordinary at 64 KiB: met (write 65536 1.000"), "{text}");
+    let mut slow = p.clone();
+    slow[0][0].median_ticks = Some(1000);
+    let text = targets(Backend::Pkvm, &slow, &u, None);
+    assert!(text.contains("at 64 KiB: NOT MET (write 65536 0.100, read 65536 1.000)"), "{text}");
+    let mut chatty = p.clone();
+    chatty[0][1].hypercalls = Some(4);
+    assert!(targets(Backend::Hyp, &chatty, &u, None).contains("0 hypercalls per request, protected: NOT MET"));
+}
