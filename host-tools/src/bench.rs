@@ -482,6 +482,9 @@ pub fn time_table(protected: &[Vec<Phase>], unprotected: &[Vec<Phase>], frequenc
     out
 }
 
+/// The runs of one guest in both VMs: (protected, unprotected or ordinary).
+pub type RunPair<'a> = (&'a [Vec<Phase>], &'a [Vec<Phase>]);
+
 /// The project's performance targets, each judged from this run's figures: met or
 /// not, with the figures it rests on. On the real pKVM `linux` is Linux's runs
 /// (protected, ordinary), for the target against Linux's swiotlb.
@@ -489,7 +492,7 @@ pub fn targets(
     backend: Backend,
     protected: &[Vec<Phase>],
     unprotected: &[Vec<Phase>],
-    linux: Option<(&[Vec<Phase>], &[Vec<Phase>])>,
+    linux: Option<RunPair<'_>>,
 ) -> String {
     let mut out = String::new();
     let phases = keys(protected);
