@@ -138,6 +138,13 @@ mod tests {
         assert!(t.is_guarded(0x0900_0018));
         assert_eq!(t.unmap(0x0a00_3000), Ok(()), "unmapping what is not mapped is a no-op");
         assert_eq!(t.unmap(0x0a00_3004), Err(GuardRefusal::Unaligned(0x0a00_3004)));
+        // Taking out the first of several keeps every other (the table's last entry moves
+        // into the hole).
+        t.map(0x0a00_3000, RAM).unwrap();
+        t.unmap(0x0900_0000).unwrap();
+        assert!(!t.is_guarded(0x0900_0000));
+        assert!(t.is_guarded(0x0a00_3000) && t.is_guarded(0x0c00_0000));
+        assert_eq!(GuardRefusal::GuestRam(0x8000_0000).to_string(), "IPA 0x80000000 is guest RAM");
     }
 
     #[test]

@@ -256,6 +256,21 @@ impl PinnedRange {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_tracked_ram_its_pin_limit_and_its_errors_say_what_they_are() {
+        let mut pages = [0u16; 2];
+        let mut o = Ownership::new(0x8000_0000, &mut pages);
+        assert_eq!(o.ram(), Region { start: 0x8000_0000, end: 0x8000_2000 });
+        o.share(0x8000_0000).unwrap();
+        for _ in 0..PINS {
+            o.pin(0x8000_0000).unwrap();
+        }
+        assert_eq!(o.state(0x8000_0000), Ok(PageState::Shared { pins: PINS }));
+        assert_eq!(o.pin(0x8000_0000), Err(OwnershipError::TooManyPins(0x8000_0000)), "the count never wraps");
+        assert_eq!(o.state(0x8000_0000), Ok(PageState::Shared { pins: PINS }));
+        assert_eq!(OwnershipError::Pinned(0x8000_0000).to_string(), "page 0x80000000 is pinned by a device request");
+    }
+
     const BASE: u64 = 0x8000_0000;
 
     #[test]
