@@ -257,6 +257,15 @@ mod tests {
     }
 
     #[test]
+    fn a_verdict_says_whether_it_passed_and_why() {
+        let pass = Verdict::Pass { passed: 3 };
+        let fail = Verdict::Fail { reason: "hyp printed no exit line".into(), tail: Vec::new() };
+        assert!(pass.passed() && !fail.passed());
+        assert_eq!(pass.to_string(), "PASS (3 guest cases passed, clean power-off)");
+        assert_eq!(fail.to_string(), "FAIL: hyp printed no exit line");
+    }
+
+    #[test]
     fn summary_and_exit_parsing() {
         let summary = |passed, failed| Some(Summary { passed, failed });
         assert_eq!(Summary::parse("12 passed, 0 failed"), summary(12, 0));

@@ -128,3 +128,24 @@ fn stress_random_alloc_free() {
     assert_eq!(pool.free_bytes(), 64 * 4096);
     assert!(pool.alloc(64 * 4096, 4096).is_ok());
 }
+
+/// The refusals of `allocate`, the region `contains` answers for, and the default size
+/// (cargo-mutants found these unpinned).
+#[test]
+fn sizes_the_region_and_its_bounds_are_checked() {
+    let fake = upstream_fake();
+    let sharer = MemSharer::new(&fake, &protected()).unwrap();
+    assert_eq!(BouncePool::allocate(&sharer, 0).err(), Some(PoolError::BadSize(0)));
+    assert_eq!(BouncePool::allocate(&sharer, 4096 + 8).err(), Some(PoolError::BadSize(4104)));
+    assert_eq!(PoolError::BadSize(8).to_string(), "bounce pool size 8 is not a multiple of the granule");
+    let pool = BouncePool::allocate(&sharer, 4 * 4096).unwrap();
+    let (start, size) = pool.region();
+    assert!(pool.contains(start, size) && pool.contains(start + 8, 100));
+    assert!(!pool.contains(start - 1, 8), "below");
+    assert!(!pool.contains(start, size + 1), "runs past the end");
+    assert!(!pool.contains(start + size as u64, 1), "just after");
+    assert!(!pool.contains(u64::MAX - 4, 8), "wraps");
+    assert!(pool.teardown(&sharer).is_ok());
+    // The default pool holds a 1 MiB request beside the rings of a few devices.
+    assert!(DEFAULT_POOL_SIZE >= 2 << 20, "{DEFAULT_POOL_SIZE}");
+}

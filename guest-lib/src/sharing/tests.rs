@@ -141,3 +141,39 @@ fn without_protection_sharing_is_a_no_op() {
     assert!(fake.calls.borrow().is_empty(), "no hypercall at all");
     assert!(sharer.share(BASE + 1, 4096).is_err(), "alignment is still checked");
 }
+
+/// A rollback that fails past the first granule names both places, for a refusal (its
+/// own code) and for a hypervisor that reports no progress (INVALID_PARAMETER).
+#[test]
+fn a_failed_rollback_names_where_the_call_and_the_rollback_stopped() {
+    let g = 4096;
+    // Shares 0..3, refuses page 3 with NOT_SUPPORTED; unshares page 0 but refuses page 1.
+    let fake = FakeConduit::new(|f, a| match (f, a[0]) {
+        (kvm::HYP_MEMINFO, _) => [4096, 0, 0, 0],
+        (kvm::MEM_SHARE, ipa) if ipa < BASE + 3 * 4096 => [0, 0, 0, 0],
+        (kvm::MEM_UNSHARE, BASE) => [0, 0, 0, 0],
+        (kvm::MEM_SHARE, _) => [u64::MAX, 0, 0, 0],
+        _ => [INVAL, 0, 0, 0],
+    });
+    let sharer = MemSharer::new(&fake, &protected()).unwrap();
+    assert_eq!(
+        sharer.share(BASE, 4 * g),
+        Err(ShareError::RollbackFailed { ipa: BASE + 3 * g, code: -1, rollback_ipa: BASE + g })
+    );
+    // A ranged hypervisor that does two granules, then reports none done.
+    let fake = FakeConduit::new(|f, a| match (f, a[0]) {
+        (kvm::HYP_MEMINFO, _) => [4096, 1, 0, 0],
+        (kvm::MEM_SHARE, BASE) => [0, 2, 0, 0],
+        (kvm::MEM_SHARE, _) => [0, 0, 0, 0],
+        (kvm::MEM_UNSHARE, BASE) => [0, 1, 0, 0],
+        _ => [INVAL, 0, 0, 0],
+    });
+    let ranged =
+        HypervisorInfo { smccc_version: Some((1, 1)), hypervisor: Hypervisor::Kvm(Features([0xffd, 0, 0, 0])) };
+    let sharer = MemSharer::new(&fake, &ranged).unwrap();
+    assert_eq!(
+        sharer.share(BASE, 4 * g),
+        Err(ShareError::RollbackFailed { ipa: BASE + 2 * g, code: -3, rollback_ipa: BASE + g })
+    );
+    assert!(sharer.share(BASE, 4 * g).unwrap_err().to_string().contains(&format!("{:#x}", BASE + g)));
+}
