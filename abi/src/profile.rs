@@ -41,6 +41,7 @@
 //! ```
 
 mod android_6_12;
+pub mod cpu;
 mod differences;
 mod linux_7_3;
 pub mod recording;
@@ -283,6 +284,10 @@ pub struct Profile {
     /// Whether the MMIO guard is enforced from the VM's first instruction when it
     /// boots through pvmfw (Android), or only after ENROLL.
     pub guard_enrolled_with_pvmfw: bool,
+    /// The ID-register fields the VM sees ([`cpu::ID_FIELDS`]), by probe name, where the
+    /// table makes a claim (the value depends on the host's CPU as well: these are
+    /// Debian's 7.3.4 under QEMU's `max` CPU, as recorded).
+    pub id_fields: &'static [(&'static str, u64)],
 }
 
 /// The answer the table gives, and the row that gave it (`None`: no row matched).

@@ -12,6 +12,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::alloc::Layout;
 
+use abi::profile::cpu::ID_FIELDS;
 use abi::profile::recording::{ProbeCall, ShownRegs};
 use abi::profile::{Action, Answer, Conduit as Via, Pages};
 use abi::{kvm, psci, smccc};
@@ -294,6 +295,19 @@ fn probe_all(boot: &BootInfo, mode: Mode) -> CaseResult {
         }
     }
     drop(private);
+
+    // What the VM sees of its CPU: the ID fields pKVM sanitizes, checked against the
+    // profile where it makes a claim.
+    let claims = mode.profile().map_or(&[][..], |profile| profile.id_fields);
+    for field in ID_FIELDS {
+        let value = field.value(crate::cpu_id::read(field.register));
+        println!("probe {} = value {value:#x}", field.probe);
+        if let Some((_, want)) = claims.iter().find(|(name, _)| *name == field.probe) {
+            if value != *want {
+                p.mismatches.push(format!("{}: {value:#x}; the profile says {want:#x}", field.probe));
+            }
+        }
+    }
     if p.mismatches.is_empty() {
         Ok(())
     } else {

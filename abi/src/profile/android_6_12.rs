@@ -219,4 +219,5 @@ pub const ANDROID_6_12: Profile = Profile {
     ranged: RANGED,
     range_limit: 256,
     guard_enrolled_with_pvmfw: true,
+    id_fields: &[],
 };

@@ -220,6 +220,7 @@ pub const LINUX_7_3_PROTECTED: Profile = Profile {
     ranged: &[],
     range_limit: 1,
     guard_enrolled_with_pvmfw: false,
+    id_fields: PROTECTED_ID_FIELDS,
 };
 
 /// An ordinary VM under Linux 7.3.4's KVM.
@@ -229,7 +230,42 @@ pub const LINUX_7_3_ORDINARY: Profile = Profile {
     ranged: &[],
     range_limit: 1,
     guard_enrolled_with_pvmfw: false,
+    id_fields: ORDINARY_ID_FIELDS,
 };
+
+/// The ID fields a protected VM sees, recorded (abi/recordings) under QEMU's `max` CPU
+/// with SVE and SME off: pKVM hides the debug architecture altogether (DebugVer 0, no
+/// breakpoints or watchpoints) and caps RAS at v1, where the same host's ordinary VM
+/// sees Armv8.4 debug (DebugVer 9), 6 breakpoints, 4 watchpoints and RAS v1.1 (RAS 2).
+/// Neither VM has a PMU: pvmkit's VMM asks for none.
+const PROTECTED_ID_FIELDS: &[(&str, u64)] = &[
+    ("cpu-ras", 1),
+    ("cpu-sve", 0),
+    ("cpu-amu", 0),
+    ("cpu-mte", 0),
+    ("cpu-sme", 0),
+    ("cpu-debugver", 0),
+    ("cpu-tracever", 0),
+    ("cpu-pmuver", 0),
+    ("cpu-brps", 0),
+    ("cpu-wrps", 0),
+    ("cpu-pmsver", 0),
+];
+
+/// The ID fields an ordinary VM sees on the same host, recorded.
+const ORDINARY_ID_FIELDS: &[(&str, u64)] = &[
+    ("cpu-ras", 2),
+    ("cpu-sve", 0),
+    ("cpu-amu", 0),
+    ("cpu-mte", 0),
+    ("cpu-sme", 0),
+    ("cpu-debugver", 9),
+    ("cpu-tracever", 0),
+    ("cpu-pmuver", 0),
+    ("cpu-brps", 5),
+    ("cpu-wrps", 3),
+    ("cpu-pmsver", 0),
+];
 
 /// hyp's deliberate differences from Linux 7.3.4, read before the release's rows (each
 /// pinned by value in [`super::INTENDED_DIFFERENCES`]).
@@ -246,6 +282,8 @@ const HYP_OVERLAY: &[Rule] = &[row(
 pub const HYP_LINUX_7_3_PROTECTED: Profile = Profile {
     release: "Linux 7.3.4 pKVM as hyp gives it (upstream, protected VM)",
     rules: &[HYP_OVERLAY, PKVM_EL2, HOST_KVM],
+    // hyp does not sanitize the ID registers (yet): the hardware's fields show.
+    id_fields: &[],
     ..LINUX_7_3_PROTECTED
 };
 
@@ -253,5 +291,6 @@ pub const HYP_LINUX_7_3_PROTECTED: Profile = Profile {
 pub const HYP_LINUX_7_3_ORDINARY: Profile = Profile {
     release: "Linux 7.3.4 KVM as hyp gives it (ordinary VM)",
     rules: &[HYP_OVERLAY, HOST_KVM],
+    id_fields: &[],
     ..LINUX_7_3_ORDINARY
 };
