@@ -147,5 +147,13 @@ fn sizes_the_region_and_its_bounds_are_checked() {
     assert!(!pool.contains(u64::MAX - 4, 8), "wraps");
     assert!(pool.teardown(&sharer).is_ok());
     // The default pool holds a 1 MiB request beside the rings of a few devices.
-    assert!(DEFAULT_POOL_SIZE >= 2 << 20, "{DEFAULT_POOL_SIZE}");
+    let pool = BouncePool::allocate(&sharer, DEFAULT_POOL_SIZE).unwrap();
+    let request = pool.alloc(1 << 20, 4096).unwrap();
+    let rings = pool.alloc(3 * 4 * 4096, 4096).unwrap();
+    // SAFETY: allocated just above with these sizes and alignments.
+    unsafe {
+        pool.free(request, 1 << 20, 4096);
+        pool.free(rings, 3 * 4 * 4096, 4096);
+    }
+    assert!(pool.teardown(&sharer).is_ok());
 }
