@@ -128,7 +128,7 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     unsafe { registers::reset_guest_el1() };
     // SAFETY: stage 2 is installed (`build_stage2`) and hyp's vectors are set (entry.S):
     // every guest access and trap from here on has somewhere to go.
-    unsafe { registers::configure_traps() };
+    unsafe { registers::configure_traps(!services.id_caps().is_empty()) };
     registers::set_guest_entry(layout.entry_ipa);
     let mut regs = GuestRegs::zeroed();
     regs.x[0] = layout.dt.start;

@@ -2,6 +2,7 @@
 //! [`TrapKind`], is decoded once into a [`GuestExit`] (hyp's host-tested library) and
 //! served by one `match`.
 
+use abi::profile::cpu::{self, IdRegister};
 use abi::profile::Conduit;
 use hyp::device::virtio::AccessError;
 use hyp::esr::{self, DataAbort, Esr};
@@ -11,7 +12,7 @@ use hyp::trap::guest_exit::{GuestExit, TrapKind};
 use hyp::trap::inject::{self, AbortKind, TrapState};
 use hyp::trap::mmio::{self, Access, Decision, Refusal};
 
-use crate::arch::{gic, tick, GuestRegs};
+use crate::arch::{gic, registers, tick, GuestRegs};
 use crate::boot::TICK_PERIOD;
 use crate::device_access::{collect_completions, device_side_stop, load, store};
 use crate::exit_path::{exit, fail};
@@ -57,7 +58,17 @@ extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
         // A yield: nothing else runs.
         GuestExit::Wfe => ELR_EL2.set(ELR_EL2.get() + 4),
         GuestExit::SystemRegister(access) => {
-            if !virtual_interrupts::system_register(vm, regs, access) {
+            if let Some((crm, op2)) = access.id_register_read() {
+                // The release's view of the CPU: capped fields, the rest as it is.
+                let hardware = registers::read_id_register(crm, op2);
+                let value = match IdRegister::from_encoding(crm, op2) {
+                    Some(register) => cpu::capped(register, hardware, vm.services.id_caps()),
+                    None => hardware,
+                };
+                if access.rt != 31 {
+                    regs.x[access.rt as usize] = value;
+                }
+            } else if !virtual_interrupts::system_register(vm, regs, access) {
                 exit(ExitReason::GuestCrash { esr, far: FAR_EL2.get(), elr: ELR_EL2.get() });
             }
             ELR_EL2.set(ELR_EL2.get() + 4)

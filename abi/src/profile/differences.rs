@@ -80,16 +80,13 @@ pub const INTENDED_DIFFERENCES: &[Difference] = &[
         hyp: NOT_SUPPORTED_SHOWN,
         why: "as trng-version",
     },
-    // The CPU a protected VM sees (`profile::cpu`): hyp does not trap the ID registers
-    // yet, so its guest sees QEMU's cortex-a72 as it is, where the real pKVM hides the
-    // debug architecture and caps RAS (and the host's `max` CPU differs besides).
-    Difference { probe: "cpu-debugver", release: "value 0x0", hyp: "value 0x6", why: NO_ID_TRAPS },
-    Difference { probe: "cpu-brps", release: "value 0x0", hyp: "value 0x5", why: NO_ID_TRAPS },
-    Difference { probe: "cpu-wrps", release: "value 0x0", hyp: "value 0x3", why: NO_ID_TRAPS },
-    Difference { probe: "cpu-pmuver", release: "value 0x0", hyp: "value 0x1", why: NO_ID_TRAPS },
-    Difference { probe: "cpu-ras", release: "value 0x1", hyp: "value 0x0", why: NO_ID_TRAPS },
+    // The CPU a protected VM sees (`profile::cpu`): hyp traps the ID registers and caps
+    // each field at the release's recorded value, but never claims what its CPU lacks.
+    Difference {
+        probe: "cpu-ras",
+        release: "value 0x1",
+        hyp: "value 0x0",
+        why: "hyp's guest runs on QEMU's cortex-a72, which has no RAS extension; the real pKVM's host \
+              CPU (QEMU's max) has RAS v1.1, which pKVM caps at v1. hyp caps fields, never raises them",
+    },
 ];
-
-const NO_ID_TRAPS: &str = "not yet presented by hyp: it does not trap the ID registers (HCR_EL2.TID3), so the \
-                           guest reads QEMU's cortex-a72 (Armv8.0 debug, a PMUv3, no RAS); the real pKVM hides \
-                           debug and caps RAS at v1 (recorded), and pvmkit's VMM gives no PMU";

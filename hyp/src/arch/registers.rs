@@ -18,9 +18,13 @@ use super::register_gaps;
 /// # Safety
 /// Stage 2 (VTTBR_EL2, VTCR_EL2) and the vectors must be in place: from here on every
 /// guest access is translated through them and every trap lands in hyp.
-pub unsafe fn configure_traps() {
+///
+/// With `id_traps`, the guest's reads of the ID registers trap too (TID3), for hyp to
+/// answer as the release does.
+pub unsafe fn configure_traps(id_traps: bool) {
+    let id = if id_traps { HCR_EL2::TID3::SET } else { HCR_EL2::TID3::CLEAR };
     HCR_EL2.write(
-        HCR_EL2::VM::Enable
+        id + HCR_EL2::VM::Enable
             + HCR_EL2::SWIO::SET
             + HCR_EL2::FMO::EnableVirtualFIQ
             + HCR_EL2::IMO::EnableVirtualIRQ
@@ -66,4 +70,77 @@ pub fn set_guest_entry(entry: u64) {
     SPSR_EL2.write(
         SPSR_EL2::M::EL1h + SPSR_EL2::D::Masked + SPSR_EL2::A::Masked + SPSR_EL2::I::Masked + SPSR_EL2::F::Masked,
     );
+}
+
+/// Reads the ID register S3_0_C0_C`crm`_`op2` (the ID space a trapped guest read comes
+/// from; HCR_EL2.TID3): CRm 1 to 7, op2 0 to 7, every one readable at EL2 (the
+/// unallocated ones read as zero).
+pub fn read_id_register(crm: u8, op2: u8) -> u64 {
+    macro_rules! id_read {
+        ($name:literal) => {{
+            let value: u64;
+            // SAFETY: reading an ID register has no side effects.
+            unsafe { core::arch::asm!(concat!("mrs {}, ", $name), out(reg) value, options(nomem, nostack)) };
+            value
+        }};
+    }
+    match (crm, op2) {
+        (1, 0) => id_read!("s3_0_c0_c1_0"),
+        (1, 1) => id_read!("s3_0_c0_c1_1"),
+        (1, 2) => id_read!("s3_0_c0_c1_2"),
+        (1, 3) => id_read!("s3_0_c0_c1_3"),
+        (1, 4) => id_read!("s3_0_c0_c1_4"),
+        (1, 5) => id_read!("s3_0_c0_c1_5"),
+        (1, 6) => id_read!("s3_0_c0_c1_6"),
+        (1, 7) => id_read!("s3_0_c0_c1_7"),
+        (2, 0) => id_read!("s3_0_c0_c2_0"),
+        (2, 1) => id_read!("s3_0_c0_c2_1"),
+        (2, 2) => id_read!("s3_0_c0_c2_2"),
+        (2, 3) => id_read!("s3_0_c0_c2_3"),
+        (2, 4) => id_read!("s3_0_c0_c2_4"),
+        (2, 5) => id_read!("s3_0_c0_c2_5"),
+        (2, 6) => id_read!("s3_0_c0_c2_6"),
+        (2, 7) => id_read!("s3_0_c0_c2_7"),
+        (3, 0) => id_read!("s3_0_c0_c3_0"),
+        (3, 1) => id_read!("s3_0_c0_c3_1"),
+        (3, 2) => id_read!("s3_0_c0_c3_2"),
+        (3, 3) => id_read!("s3_0_c0_c3_3"),
+        (3, 4) => id_read!("s3_0_c0_c3_4"),
+        (3, 5) => id_read!("s3_0_c0_c3_5"),
+        (3, 6) => id_read!("s3_0_c0_c3_6"),
+        (3, 7) => id_read!("s3_0_c0_c3_7"),
+        (4, 0) => id_read!("s3_0_c0_c4_0"),
+        (4, 1) => id_read!("s3_0_c0_c4_1"),
+        (4, 2) => id_read!("s3_0_c0_c4_2"),
+        (4, 3) => id_read!("s3_0_c0_c4_3"),
+        (4, 4) => id_read!("s3_0_c0_c4_4"),
+        (4, 5) => id_read!("s3_0_c0_c4_5"),
+        (4, 6) => id_read!("s3_0_c0_c4_6"),
+        (4, 7) => id_read!("s3_0_c0_c4_7"),
+        (5, 0) => id_read!("s3_0_c0_c5_0"),
+        (5, 1) => id_read!("s3_0_c0_c5_1"),
+        (5, 2) => id_read!("s3_0_c0_c5_2"),
+        (5, 3) => id_read!("s3_0_c0_c5_3"),
+        (5, 4) => id_read!("s3_0_c0_c5_4"),
+        (5, 5) => id_read!("s3_0_c0_c5_5"),
+        (5, 6) => id_read!("s3_0_c0_c5_6"),
+        (5, 7) => id_read!("s3_0_c0_c5_7"),
+        (6, 0) => id_read!("s3_0_c0_c6_0"),
+        (6, 1) => id_read!("s3_0_c0_c6_1"),
+        (6, 2) => id_read!("s3_0_c0_c6_2"),
+        (6, 3) => id_read!("s3_0_c0_c6_3"),
+        (6, 4) => id_read!("s3_0_c0_c6_4"),
+        (6, 5) => id_read!("s3_0_c0_c6_5"),
+        (6, 6) => id_read!("s3_0_c0_c6_6"),
+        (6, 7) => id_read!("s3_0_c0_c6_7"),
+        (7, 0) => id_read!("s3_0_c0_c7_0"),
+        (7, 1) => id_read!("s3_0_c0_c7_1"),
+        (7, 2) => id_read!("s3_0_c0_c7_2"),
+        (7, 3) => id_read!("s3_0_c0_c7_3"),
+        (7, 4) => id_read!("s3_0_c0_c7_4"),
+        (7, 5) => id_read!("s3_0_c0_c7_5"),
+        (7, 6) => id_read!("s3_0_c0_c7_6"),
+        (7, 7) => id_read!("s3_0_c0_c7_7"),
+        _ => 0,
+    }
 }

@@ -36,6 +36,16 @@ pub struct Services {
 }
 
 impl Services {
+    /// The caps on the ID-register fields the VM sees (`abi::profile::cpu`): the
+    /// recorded real pKVM's, for a protected VM in the upstream form (the Android
+    /// release is not measured, an ordinary VM is not sanitized).
+    pub fn id_caps(&self) -> &'static [(&'static str, u64)] {
+        match self.mode {
+            VmMode::Protected(AbiForm::Upstream) => abi::profile::LINUX_7_3_PROTECTED.id_fields,
+            _ => &[],
+        }
+    }
+
     /// The release this VM's answers come from.
     pub fn profile(&self) -> &'static Profile {
         match self.mode {

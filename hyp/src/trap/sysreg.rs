@@ -51,6 +51,13 @@ impl SysregAccess {
         }
     }
 
+    /// The ID register it reads, as (CRm, op2), if it is a read of the ID space (op0 3,
+    /// op1 0, CRn 0, CRm 1 to 7), which traps with HCR_EL2.TID3.
+    pub fn id_register_read(&self) -> Option<(u8, u8)> {
+        let (op0, op1, crn, crm, op2) = self.encoding;
+        (self.read && (op0, op1, crn) == (3, 0, 0) && (1..=7).contains(&crm)).then_some((crm, op2))
+    }
+
     /// The SGI register it writes, if it is a write that sends an SGI.
     pub fn sgi_register(&self) -> Option<SgiRegister> {
         if self.read {
@@ -100,6 +107,20 @@ mod tests {
         }
         assert!(SgiRegister::Sgi1r.sends_group1());
         assert!(!SgiRegister::Asgi1r.sends_group1() && !SgiRegister::Sgi0r.sends_group1());
+    }
+
+    // MRS x5, ID_AA64DFR0_EL1 and MRS x5, ID_AA64PFR0_EL1, as LLVM's assembler writes
+    // them (`mrs x5, s3_0_c0_c5_0`, `mrs x5, s3_0_c0_c4_0`).
+    const MRS_X5_ID_AA64DFR0_EL1: u32 = 0xd538_0505;
+    const MRS_X5_ID_AA64PFR0_EL1: u32 = 0xd538_0405;
+
+    #[test]
+    fn id_register_reads_are_recognised_and_nothing_else() {
+        let dfr0 = SysregAccess::decode(iss_of(MRS_X5_ID_AA64DFR0_EL1));
+        assert_eq!((dfr0.id_register_read(), dfr0.rt), (Some((5, 0)), 5));
+        assert_eq!(SysregAccess::decode(iss_of(MRS_X5_ID_AA64PFR0_EL1)).id_register_read(), Some((4, 0)));
+        assert_eq!(SysregAccess::decode(iss_of(MRS_X0_PMCR_EL0)).id_register_read(), None);
+        assert_eq!(SysregAccess::decode(iss_of(MSR_ICC_SGI1R_EL1_X3)).id_register_read(), None, "a write");
     }
 
     #[test]
