@@ -11,6 +11,8 @@ const RAM: u64 = 0x8000_0000;
 
 impl VmFacts for Vm {
     fn pages(&self, ipa: u64, count: u64) -> Pages {
+        // The profile asks about whole granules only.
+        assert!(ipa.is_multiple_of(GRANULE), "asked about {ipa:#x}");
         let end = ipa + count * GRANULE;
         if ipa < RAM || end > RAM + 16 * GRANULE {
             return Pages::Outside;
@@ -165,6 +167,25 @@ fn android_guard_maps_stay_inside_the_ipa_space() {
     assert_eq!(hvc(p, kvm::MMIO_RGUARD_MAP, [top - GRANULE, 2, 0]), Answer::Code(-3), "runs past the end");
     assert_eq!(hvc(p, kvm::MMIO_RGUARD_MAP, [!(GRANULE - 1), 2, 0]), Answer::Code(-3), "wraps");
     assert_eq!(hvc(p, kvm::MMIO_RGUARD_MAP, [GRANULE, u64::MAX, 0]), Answer::Code(-3), "a count that overflows");
+}
+
+/// Facts that give no IPA-space limit (the trait's default): nothing is refused for it.
+#[test]
+fn without_a_known_ipa_space_nothing_is_beyond_it() {
+    struct Unlimited;
+    impl VmFacts for Unlimited {
+        fn pages(&self, _: u64, _: u64) -> Pages {
+            Pages::Outside
+        }
+        fn any_ram(&self, _: u64, _: u64) -> bool {
+            false
+        }
+        fn enrolled(&self) -> bool {
+            true
+        }
+    }
+    let map = Call { conduit: Conduit::Hvc, function: kvm::MMIO_GUARD_MAP, args: [1 << 50, 0, 0] };
+    assert_eq!(ANDROID_6_12.answer(&map, 1, &Unlimited).answer, Answer::Act(Action::GuardMap, Report::Count));
 }
 
 #[test]
