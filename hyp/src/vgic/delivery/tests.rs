@@ -42,7 +42,7 @@ fn a_burst_of_one_sgi_is_delivered_once() {
     deliver(&mut gic, &mut cpu);
     assert_eq!(cpu.acknowledge(), 3);
     send_sgi(&mut gic, &cpu, 3, true);
-    deliver(&mut gic, &mut cpu);
+    assert_eq!(deliver(&mut gic, &mut cpu), 0, "not into a second list register while active");
     cpu.deactivate(3);
     deliver(&mut gic, &mut cpu);
     assert_eq!(cpu.acknowledge(), 3, "sent while active: pending again");
@@ -148,4 +148,26 @@ fn sgi0r_and_asgi1r_send_only_group_0_sgis() {
     send_sgi(&mut gic, &cpu, 9, true);
     assert!(gic.is_pending(6) && gic.is_pending(9));
     assert!(!gic.is_pending(INTIDS as u32));
+}
+
+/// ICPENDR takes back exactly the interrupts its bits name, in its own word.
+#[test]
+fn icpendr_takes_back_only_what_it_names() {
+    let (mut gic, mut cpu) = (gic(), FakeCpuInterface::new(4));
+    cpu.list_registers[0] = ListRegister::pending(5, true, 0xa0, None);
+    cpu.list_registers[1] = ListRegister::pending(3, true, 0xa0, None);
+    // SPI 37 is bit 5 of word 1: not the SGI frame's ICPENDR0.
+    cpu.list_registers[2] = ListRegister::pending(FIRST_SPI + 5, true, 0xa0, None);
+    write(&mut gic, &mut cpu, R, SGI_FRAME + GICD_ICPENDR, 4, 1 << 5).unwrap();
+    assert!(!cpu.list_registers[0].in_use());
+    assert!(cpu.list_registers[1].is_pending() && cpu.list_registers[2].is_pending());
+}
+
+/// A list register holding an INTID the model does not implement (never one hyp
+/// writes) is passed over, not indexed.
+#[test]
+fn a_list_register_beyond_the_model_is_passed_over() {
+    let (gic, mut cpu) = (gic(), FakeCpuInterface::new(2));
+    cpu.list_registers[0] = ListRegister::pending(INTIDS as u32, true, 0xa0, None);
+    assert_eq!(read(&gic, &cpu, D, GICD_ISPENDR + 8, 4), Ok(0));
 }
