@@ -278,16 +278,17 @@ const HYP_OVERLAY: &[Rule] = &[row(
 )];
 
 /// What hyp answers a protected VM in its upstream profile: Linux 7.3.4's pKVM, less
-/// what [`HYP_OVERLAY`] takes out.
+/// what hyp's overlay of intended differences takes out (the TRNG).
 pub const HYP_LINUX_7_3_PROTECTED: Profile = Profile {
     release: "Linux 7.3.4 pKVM as hyp gives it (upstream, protected VM)",
     rules: &[HYP_OVERLAY, PKVM_EL2, HOST_KVM],
-    // hyp does not sanitize the ID registers (yet): the hardware's fields show.
+    // hyp caps the ID fields at the release's (`cpu::capped`) but never above what its
+    // own CPU has, so it claims no exact value.
     id_fields: &[],
     ..LINUX_7_3_PROTECTED
 };
 
-/// What hyp answers an ordinary VM: Linux 7.3.4's KVM, less [`HYP_OVERLAY`].
+/// What hyp answers an ordinary VM: Linux 7.3.4's KVM, less the same overlay.
 pub const HYP_LINUX_7_3_ORDINARY: Profile = Profile {
     release: "Linux 7.3.4 KVM as hyp gives it (ordinary VM)",
     rules: &[HYP_OVERLAY, HOST_KVM],
