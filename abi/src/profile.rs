@@ -371,12 +371,3 @@ fn holds(when: When, call: &Call, walk: u64, vm: &impl VmFacts) -> bool {
         }
     }
 }
-
-/// Whether a function ID is one of the pKVM range's 64-bit calls (0xC6000002–3F), the
-/// ids both forms reserve for the hypervisor's own services.
-pub const fn is_pkvm_call(function: u32) -> bool {
-    smccc::owner_of(function) == smccc::owner::VENDOR_HYP
-        && function & smccc::CONV_64 != 0
-        && smccc::number_of(function) >= 2
-        && smccc::number_of(function) <= 63
-}

@@ -165,6 +165,11 @@ fn android_guard_maps_stay_inside_the_ipa_space() {
     assert_eq!(hvc(p, kvm::MMIO_GUARD_MAP, [top - GRANULE, 0, 0]), Answer::Act(Action::GuardMap, Report::Count));
     assert_eq!(hvc(p, kvm::MMIO_GUARD_MAP, [top, 0, 0]), Answer::Code(-3));
     assert_eq!(hvc(p, kvm::MMIO_RGUARD_MAP, [top - GRANULE, 2, 0]), Answer::Code(-3), "runs past the end");
+    assert_eq!(
+        hvc(p, kvm::MMIO_RGUARD_MAP, [top - 2 * GRANULE, 2, 0]),
+        Answer::Act(Action::GuardMap, Report::Count),
+        "ends at the end"
+    );
     assert_eq!(hvc(p, kvm::MMIO_RGUARD_MAP, [!(GRANULE - 1), 2, 0]), Answer::Code(-3), "wraps");
     assert_eq!(hvc(p, kvm::MMIO_RGUARD_MAP, [GRANULE, u64::MAX, 0]), Answer::Code(-3), "a count that overflows");
 }
@@ -230,4 +235,14 @@ fn a_range_that_wraps_is_outside() {
 fn policies_and_differences_say_why() {
     assert!(POLICIES.iter().all(|p| !p.name.is_empty() && !p.why.is_empty()));
     assert!(INTENDED_DIFFERENCES.iter().all(|d| !d.why.is_empty()));
+}
+
+/// SYSTEM_RESET2 (psci.c): reset type 0 (warm) and vendor types (bit 31) reset, other
+/// architectural types are refused.
+#[test]
+fn system_reset2_takes_warm_and_vendor_resets() {
+    let p = &LINUX_7_3_PROTECTED;
+    assert_eq!(hvc(p, psci::SYSTEM_RESET2, [0, 0, 0]), Answer::Reset);
+    assert_eq!(hvc(p, psci::SYSTEM_RESET2, [0x8000_0000, 0, 0]), Answer::Reset, "vendor-specific");
+    assert_eq!(hvc(p, psci::SYSTEM_RESET2, [1, 0, 0]), Answer::Code(psci::INVALID_PARAMETERS));
 }
