@@ -113,6 +113,8 @@ mod tests {
     // them (`mrs x5, s3_0_c0_c5_0`, `mrs x5, s3_0_c0_c4_0`).
     const MRS_X5_ID_AA64DFR0_EL1: u32 = 0xd538_0505;
     const MRS_X5_ID_AA64PFR0_EL1: u32 = 0xd538_0405;
+    // MRS x0, MAIR_EL1: CRm 2 as in the ID space, but CRn 10.
+    const MRS_X0_MAIR_EL1: u32 = 0xd538_a200;
 
     #[test]
     fn id_register_reads_are_recognised_and_nothing_else() {
@@ -120,6 +122,7 @@ mod tests {
         assert_eq!((dfr0.id_register_read(), dfr0.rt), (Some((5, 0)), 5));
         assert_eq!(SysregAccess::decode(iss_of(MRS_X5_ID_AA64PFR0_EL1)).id_register_read(), Some((4, 0)));
         assert_eq!(SysregAccess::decode(iss_of(MRS_X0_PMCR_EL0)).id_register_read(), None);
+        assert_eq!(SysregAccess::decode(iss_of(MRS_X0_MAIR_EL1)).id_register_read(), None, "not CRn 0");
         assert_eq!(SysregAccess::decode(iss_of(MSR_ICC_SGI1R_EL1_X3)).id_register_read(), None, "a write");
     }
 
