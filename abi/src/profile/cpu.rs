@@ -104,7 +104,11 @@ mod tests {
         assert_eq!(capped(IdRegister::Pfr0, 0x0000_0011, &caps), 0x0000_0011);
         assert_eq!(capped(IdRegister::Pfr0, 0x2000_0011, &caps), 0x1000_0011, "RAS v1.1 capped at v1");
         assert_eq!(capped(IdRegister::Pfr1, u64::MAX, &caps), u64::MAX, "no cap for PFR1's fields given");
+        assert_eq!(IdRegister::from_encoding(4, 0), Some(IdRegister::Pfr0));
+        assert_eq!(IdRegister::from_encoding(4, 1), Some(IdRegister::Pfr1));
         assert_eq!(IdRegister::from_encoding(5, 0), Some(IdRegister::Dfr0));
+        assert_eq!(field("cpu-ras").map(|f| (f.register, f.shift)), Some((IdRegister::Pfr0, 28)));
+        assert_eq!(field("cpu-nothing"), None);
         assert_eq!(IdRegister::from_encoding(5, 1), None);
     }
 }
