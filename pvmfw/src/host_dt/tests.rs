@@ -174,3 +174,45 @@ fn malformed_blobs_are_errors_never_panics() {
         let _ = check(&b, &limits());
     }
 }
+
+/// pvmfw's own limits are QEMU `virt`'s memory map (QEMU's hw/arm/virt.c: the PL011 at
+/// 0x0900_0000, 32 virtio-mmio transports of 0x200 from 0x0a00_0000, the GICv3's
+/// distributor at 0x0800_0000 and one redistributor frame pair at 0x080a_0000) and
+/// pvmkit's (pvmfw's 2 MiB below guest RAM at 0x8000_0000, the DT's 2 MiB at its start).
+#[test]
+fn the_platform_limits_are_qemu_virts_memory_map() {
+    let l = Limits::qemu_virt();
+    assert_eq!(l.console, Region { start: 0x0900_0000, end: 0x0900_1000 });
+    assert_eq!(l.virtio.len(), 32);
+    assert_eq!(l.virtio[0], Region { start: 0x0a00_0000, end: 0x0a00_0200 });
+    assert_eq!(l.virtio[31], Region { start: 0x0a00_3e00, end: 0x0a00_4000 });
+    assert_eq!(
+        l.gic,
+        [Region { start: 0x0800_0000, end: 0x0801_0000 }, Region { start: 0x080a_0000, end: 0x080c_0000 }]
+    );
+    assert_eq!(l.pvmfw, Region { start: 0x7fe0_0000, end: 0x8000_0000 });
+    assert_eq!(l.dt_area, Region { start: 0x8000_0000, end: 0x8020_0000 });
+    assert_eq!(l.ram_window, Region { start: 0x8000_0000, end: 0xc000_0000 });
+}
+
+/// The edges of each refusal (cargo-mutants found these unpinned).
+#[test]
+fn refusals_at_their_edges() {
+    let check_spec = |s: Spec| check(&build(&s), &limits()).map(|_| ());
+    // RAM that leaves out the DT area (pvmfw writes the handover DT there).
+    assert_eq!(
+        check_spec(Spec { memory: (0x8040_0000, 256 << 20), payload: Some((0x8800_0000, 0x1000)), ..Spec::default() }),
+        Err(DtError::MemoryOutsideLimits(Region { start: 0x8040_0000, end: 0x9040_0000 }))
+    );
+    // Bootargs: exactly MAX_BOOTARGS pass, one more does not.
+    let longest: &'static str = Box::leak("a".repeat(MAX_BOOTARGS).into_boxed_str());
+    assert_eq!(check_spec(Spec { bootargs: longest, ..Spec::default() }), Ok(()));
+    let too_long: &'static str = Box::leak("a".repeat(MAX_BOOTARGS + 1).into_boxed_str());
+    assert_eq!(check_spec(Spec { bootargs: too_long, ..Spec::default() }), Err(DtError::BadBootargs));
+    // An empty bounce pool is no pool.
+    assert_eq!(
+        check_spec(Spec { pool: Some((0x8fc0_0000, 0)), ..Spec::default() }),
+        Err(DtError::BadBouncePool(Region { start: 0x8fc0_0000, end: 0x8fc0_0000 }))
+    );
+    assert_eq!(DtError::Memory.to_string(), "host device tree must describe exactly one memory region");
+}
