@@ -607,8 +607,8 @@ fn bench(
         let (lp, lu) = (&linux_results[0], &linux_results[1]);
         out!("{}", bench::runs_side_by_side("Linux protected", lp, backend).trim_end());
         out!("{}", bench::runs_side_by_side("Linux ordinary", lu, backend).trim_end());
-        moved.extend(bench::moved("Linux protected", lp, backend));
-        moved.extend(bench::moved("Linux ordinary", lu, backend));
+        moved.extend(bench::moved_whole_os("Linux protected", lp, backend));
+        moved.extend(bench::moved_whole_os("Linux ordinary", lu, backend));
         for (label, costs) in ["protected", "unprotected"].iter().zip(&exit_costs) {
             if costs.iter().min() != costs.iter().max() {
                 moved.push(format!("{label}: the MMIO exit's cost moved: {costs:?}"));

@@ -210,3 +210,18 @@ fn targets_are_judged_from_the_figures() {
     chatty[0][1].hypercalls = Some(4);
     assert!(targets(Backend::Hyp, &chatty, &u, None).contains("0 hypercalls per request, protected: NOT MET"));
 }
+
+/// Linux's phase total holds its own background work: only its median request (and
+/// the counts) must repeat, where guest-lib's whole phase must.
+#[test]
+fn a_whole_os_is_held_to_its_median_request() {
+    let run = vec![phase("read", 1 << 20, 185_493, 100, 10)];
+    let mut busier = run.clone();
+    busier[0].ticks = 182_707;
+    assert!(
+        moved("Linux ordinary", &[run.clone(), busier.clone()], Backend::Pkvm)[0].contains("guest-time ticks moved")
+    );
+    assert!(moved_whole_os("Linux ordinary", &[run.clone(), busier.clone()], Backend::Pkvm).is_empty());
+    busier[0].median_ticks = Some(50_000);
+    assert!(moved_whole_os("Linux ordinary", &[run, busier], Backend::Pkvm)[0].contains("median request's ticks moved"));
+}
