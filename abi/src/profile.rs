@@ -42,9 +42,11 @@
 
 mod android_6_12;
 pub mod cpu;
+pub mod debug_pmu;
 mod differences;
 mod linux_7_3;
 pub mod recording;
+pub mod teardown;
 #[cfg(test)]
 mod tests;
 
@@ -288,6 +290,12 @@ pub struct Profile {
     /// table makes a claim (the value depends on the host's CPU as well: these are
     /// Debian's 7.3.4 under QEMU's `max` CPU, as recorded).
     pub id_fields: &'static [(&'static str, u64)],
+    /// What PMU and debug register accesses do ([`debug_pmu`]); `None` where the
+    /// release's source has not been read for it.
+    pub register_access: Option<debug_pmu::AccessRules>,
+    /// What the host reads of the VM's memory once the VM is torn down
+    /// ([`teardown::Teardown`]); `None` where not known.
+    pub teardown: Option<teardown::Teardown>,
 }
 
 /// The answer the table gives, and the row that gave it (`None`: no row matched).

@@ -66,6 +66,25 @@ pub fn is_probe_abort(elr: u64, esr: Esr, sites: &[u64]) -> bool {
     matches!(esr.ec(), ec::DABT_CURRENT | ec::DABT_LOWER) && sites.contains(&elr)
 }
 
+/// Whether a synchronous exception at `elr` is an UNDEFINED exception (EC 0) on one
+/// of the register probes' instructions `sites`.
+pub fn is_probe_undefined(elr: u64, esr: Esr, sites: &[u64]) -> bool {
+    esr.ec() == ec::UNKNOWN && sites.contains(&elr)
+}
+
+/// An UNDEFINED exception a register probe caught: the hypervisor refused the access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Undefined {
+    /// ESR_EL1 as delivered (EC 0).
+    pub esr: Esr,
+}
+
+impl fmt::Display for Undefined {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "undefined: ESR {}", self.esr)
+    }
+}
+
 /// How an exception handler resumes after a probe's abort: ELR = `resume_at`, x1 = `x1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbeFixup {
@@ -94,7 +113,9 @@ pub struct ProbeFixup {
 /// ```
 #[cfg(any(target_os = "none", doc))]
 pub mod probe {
-    pub use crate::arch::probe::{fixup, hvc, read_pair, read_u32, read_u64, read_u8, write_u32, write_u8};
+    pub use crate::arch::probe::{
+        fixup, hvc, read_pair, read_register, read_u32, read_u64, read_u8, write_register, write_u32, write_u8,
+    };
 }
 
 #[cfg(test)]
@@ -111,6 +132,18 @@ mod tests {
         assert!(abort.is_data_external_abort());
         assert!(!ExternalAbort { esr: Esr(0x9600_0005), far: 0 }.is_data_external_abort());
         assert!(abort.to_string().starts_with("external abort at 0xa000000: ESR 0x96000010 (EC 0x25: data abort"));
+    }
+
+    #[test]
+    fn recognises_undefined_exceptions_only_on_register_probe_sites() {
+        let undefined = Esr(0x0200_0000);
+        assert!(is_probe_undefined(0x8020_2000, undefined, &[0x8020_2000]));
+        assert!(!is_probe_undefined(0x8020_2004, undefined, &[0x8020_2000]), "another instruction");
+        assert!(!is_probe_undefined(0x8020_2000, Esr(0x9600_0010), &[0x8020_2000]), "a data abort");
+        assert_eq!(
+            Undefined { esr: undefined }.to_string(),
+            "undefined: ESR 0x2000000 (EC 0x00: unknown reason (undefined instruction?))"
+        );
     }
 
     #[test]

@@ -126,9 +126,15 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     }
     // SAFETY: the guest has not run yet; its first instruction sees this EL1 state.
     unsafe { registers::reset_guest_el1() };
+    let access = services.profile().register_access;
+    let traps = registers::Traps {
+        id: !services.id_caps().is_empty(),
+        debug: access.is_some_and(|r| r.traps_debug()),
+        pmu: access.is_some_and(|r| r.traps_pmu()),
+    };
     // SAFETY: stage 2 is installed (`build_stage2`) and hyp's vectors are set (entry.S):
     // every guest access and trap from here on has somewhere to go.
-    unsafe { registers::configure_traps(!services.id_caps().is_empty()) };
+    unsafe { registers::configure_traps(traps) };
     registers::set_guest_entry(layout.entry_ipa);
     let mut regs = GuestRegs::zeroed();
     regs.x[0] = layout.dt.start;

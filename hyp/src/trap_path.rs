@@ -11,6 +11,7 @@ use hyp::trap::exit::ExitReason;
 use hyp::trap::guest_exit::{GuestExit, TrapKind};
 use hyp::trap::inject::{self, AbortKind, TrapState};
 use hyp::trap::mmio::{self, Access, Decision, Refusal};
+use hyp::trap::sysreg::{self, RegisterReply, SysregAccess};
 
 use crate::arch::{gic, registers, tick, GuestRegs};
 use crate::boot::TICK_PERIOD;
@@ -57,22 +58,7 @@ extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
         }
         // A yield: nothing else runs.
         GuestExit::Wfe => ELR_EL2.set(ELR_EL2.get() + 4),
-        GuestExit::SystemRegister(access) => {
-            if let Some((crm, op2)) = access.id_register_read() {
-                // The release's view of the CPU: capped fields, the rest as it is.
-                let hardware = registers::read_id_register(crm, op2);
-                let value = match IdRegister::from_encoding(crm, op2) {
-                    Some(register) => cpu::capped(register, hardware, vm.services.id_caps()),
-                    None => hardware,
-                };
-                if access.rt != 31 {
-                    regs.x[access.rt as usize] = value;
-                }
-            } else if !virtual_interrupts::system_register(vm, regs, access) {
-                exit(ExitReason::GuestCrash { esr, far: FAR_EL2.get(), elr: ELR_EL2.get() });
-            }
-            ELR_EL2.set(ELR_EL2.get() + 4)
-        }
+        GuestExit::SystemRegister(access) => system_register(vm, regs, access, esr),
         GuestExit::DataAbort(abort) => data_abort(vm, regs, esr, &abort),
         // The guest ran off guest RAM: it sees the abort a real pVM would.
         GuestExit::InstructionAbort => inject_abort(AbortKind::Instruction),
@@ -84,6 +70,43 @@ extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
     }
     virtual_interrupts::flush(vm);
     work_meter::exit_ends(!matches!(exit_kind, GuestExit::Interrupt | GuestExit::Wfi | GuestExit::Wfe));
+}
+
+/// A trapped MSR or MRS: an ID register read (the release's view of the CPU), a PMU
+/// or debug register the release refuses or hides, or the GIC's SGI registers.
+fn system_register(vm: &mut Vm, regs: &mut GuestRegs, access: SysregAccess, esr: Esr) {
+    if let Some((crm, op2)) = access.id_register_read() {
+        // The release's view of the CPU: capped fields, the rest as it is.
+        let hardware = registers::read_id_register(crm, op2);
+        let value = match IdRegister::from_encoding(crm, op2) {
+            Some(register) => cpu::capped(register, hardware, vm.services.id_caps()),
+            None => hardware,
+        };
+        if access.rt != 31 {
+            regs.x[access.rt as usize] = value;
+        }
+    } else if let Some(reply) = sysreg::register_reply(&access, vm.services.profile().register_access.as_ref()) {
+        match reply {
+            RegisterReply::Undefined => {
+                let state = TrapState { spsr: SPSR_EL2.get(), elr: ELR_EL2.get(), far: 0, vbar_el1: VBAR_EL1.get() };
+                let injection = inject::undefined(state);
+                ESR_EL1.set(injection.esr_el1);
+                ELR_EL1.set(injection.elr_el1);
+                SPSR_EL1.set(injection.spsr_el1);
+                ELR_EL2.set(injection.elr_el2);
+                SPSR_EL2.set(injection.spsr_el2);
+                return;
+            }
+            RegisterReply::ReadsZero if access.read && access.rt != 31 => regs.x[access.rt as usize] = 0,
+            RegisterReply::ReadsZero => {}
+            RegisterReply::Inconsistent => {
+                fail!("register {:?} trapped, but the profile leaves it to the VM", access.encoding)
+            }
+        }
+    } else if !virtual_interrupts::system_register(vm, regs, access) {
+        exit(ExitReason::GuestCrash { esr, far: FAR_EL2.get(), elr: ELR_EL2.get() });
+    }
+    ELR_EL2.set(ELR_EL2.get() + 4)
 }
 
 /// Acknowledges the interrupt at the GIC and drops its priority. hyp's tick is

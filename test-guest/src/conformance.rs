@@ -13,7 +13,9 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 
 use abi::profile::cpu::ID_FIELDS;
+use abi::profile::debug_pmu;
 use abi::profile::recording::{ProbeCall, ShownRegs};
+use abi::profile::teardown::{self, Page};
 use abi::profile::{Action, Answer, Conduit as Via, Pages};
 use abi::{kvm, psci, smccc};
 use guest_lib::conduit::{Conduit, SystemConduit};
@@ -308,9 +310,73 @@ fn probe_all(boot: &BootInfo, mode: Mode) -> CaseResult {
             }
         }
     }
+    probe_registers(&mut p);
+    mark_for_teardown(&mut p)?;
     if p.mismatches.is_empty() {
         Ok(())
     } else {
         Err(p.mismatches.join("; "))
     }
+}
+
+/// PMU and debug register accesses (`abi::profile::debug_pmu`): each read, after a
+/// write where the probe has one (put back to 0 after), printed as `undefined` or
+/// `value 0xN` and checked against the profile where it makes a claim.
+fn probe_registers(p: &mut Probes) {
+    let rules = p.mode.profile().and_then(|profile| profile.register_access);
+    for probe in debug_pmu::PROBES {
+        let seen = registers::read_after(probe);
+        println!("probe {} = {seen}", probe.probe);
+        if let Some(want) = rules.and_then(|r| r.expected(probe)) {
+            if seen != want {
+                p.mismatches.push(format!("{}: {seen}; the profile says {want}", probe.probe));
+            }
+        }
+    }
+}
+
+mod registers {
+    use abi::profile::debug_pmu::{RegisterProbe, Shown};
+    use guest_lib::exceptions::probe;
+
+    /// Runs `probe`: its write (if any), the read, and the write of 0 after.
+    pub fn read_after(p: &RegisterProbe) -> Shown {
+        if let Some(value) = p.write {
+            // SAFETY: the probes' writes are harmless (`debug_pmu::PROBES`): MDSCR_EL1.MDE
+            // with no breakpoint enabled, a disabled breakpoint's address.
+            if let Err(refused) = unsafe { probe::write_register(p.register, value) } {
+                return Shown::Undefined(refused.esr.0);
+            }
+        }
+        let seen = match probe::read_register(p.register) {
+            Ok(value) => Shown::Value(value),
+            Err(refused) => Shown::Undefined(refused.esr.0),
+        };
+        if p.write.is_some() {
+            // SAFETY: as above; 0 is the register's reset state.
+            let _ = unsafe { probe::write_register(p.register, 0) };
+        }
+        seen
+    }
+}
+
+/// Fills one private page and one page it shares (and leaves shared) with their
+/// marks (`abi::profile::teardown`), for the VMM to look for once the VM is torn down.
+/// Both are leaked: nothing may overwrite them before the end. Under an ordinary VM
+/// the share is refused and the page is the host's anyway.
+fn mark_for_teardown(p: &mut Probes) -> CaseResult {
+    for page in [Page::Private, Page::Shared] {
+        let block = Untouched::new(1)?;
+        let words = block.ptr as *mut u64;
+        if page == Page::Shared && p.mode.profile().is_some() {
+            let _ = SystemConduit::Hvc.call(kvm::MEM_SHARE, [block.page(0), 0, 0]);
+        }
+        for i in 0..teardown::PAGE_WORDS {
+            // SAFETY: inside the page just allocated.
+            unsafe { words.add(i).write_volatile(teardown::mark(page, i)) };
+        }
+        core::mem::forget(block);
+        println!("teardown mark: {} page at {:#x}", page.probe(), words as u64);
+    }
+    Ok(())
 }

@@ -17,6 +17,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestM
 
 use abi::gic::spi_intid;
 use abi::memory_map::{virtio_mmio_slot_at, virtio_mmio_spi};
+use abi::profile::teardown::{self, Found, Page};
 
 use crate::exit::ExitReason;
 use crate::machine::Plan;
@@ -97,6 +98,17 @@ pub fn run(plan: &Plan<'_>, options: Options, console_input: &[u8], disk: Option
                 if let Some(bytes) = transport.device().received() {
                     crate::vmm_println!("virtio-console received {:?}", String::from_utf8_lossy(bytes));
                 }
+            }
+            let memory = vm.tear_down();
+            let (holding, pages) = nonzero_pages(&memory);
+            crate::vmm_println!("after teardown: {holding} of {pages} guest RAM pages still hold data");
+            for page in [Page::Private, Page::Shared] {
+                let found = find_in(&memory, page);
+                if let Some(ipa) = found {
+                    crate::vmm_println!("{} mark still at IPA {ipa:#x} after teardown", page.probe());
+                }
+                let found = if found.is_some() { Found::Kept } else { Found::Gone };
+                crate::vmm_println!("probe {} = {found}", page.probe());
             }
             reason
         }
@@ -181,7 +193,47 @@ fn gic(vm: &VmFd) -> Result<DeviceFd, String> {
     Ok(gic)
 }
 
+/// Where `page`'s mark (`abi::profile::teardown`) is in guest RAM, once the VM is
+/// gone: on the real pKVM the guest's pages went back to the host at teardown, wiped
+/// or not as the release decides, and read without a fault.
+fn find_in(memory: &GuestMemoryMmap, page: Page) -> Option<u64> {
+    for region in memory.iter() {
+        let Ok(host) = memory.get_host_address(region.start_addr()) else { continue };
+        let words = region.len() as usize / 8;
+        // SAFETY: the region's whole mapping, page-aligned and owned by `memory`; no
+        // vCPU runs any more, so nothing writes it while it is read.
+        let ram = unsafe { std::slice::from_raw_parts(host as *const u64, words) };
+        if let Some(index) = teardown::locate(ram, page) {
+            return Some(region.start_addr().0 + (index * teardown::PAGE_WORDS * 8) as u64);
+        }
+    }
+    None
+}
+
+/// How many pages of guest RAM hold anything but zeros, of how many.
+fn nonzero_pages(memory: &GuestMemoryMmap) -> (usize, usize) {
+    let (mut nonzero, mut pages) = (0, 0);
+    for region in memory.iter() {
+        let Ok(host) = memory.get_host_address(region.start_addr()) else { continue };
+        // SAFETY: as in `find_in`.
+        let ram = unsafe { std::slice::from_raw_parts(host as *const u64, region.len() as usize / 8) };
+        for page in ram.chunks_exact(teardown::PAGE_WORDS) {
+            pages += 1;
+            nonzero += usize::from(page.iter().any(|&w| w != 0));
+        }
+    }
+    (nonzero, pages)
+}
+
 impl Vm {
+    /// Closes the vCPU, the vGIC, the VM and /dev/kvm, so that KVM tears the VM down and
+    /// hands its pages back; returns guest RAM's mapping, still the VMM's.
+    fn tear_down(self) -> GuestMemoryMmap {
+        let Vm { _kvm, vm, _gic, memory, vcpu, virtio, .. } = self;
+        drop((vcpu, virtio, _gic, vm, _kvm));
+        memory
+    }
+
     fn run(&mut self) -> ExitReason {
         loop {
             let exit = self.vcpu.run();

@@ -220,4 +220,8 @@ pub const ANDROID_6_12: Profile = Profile {
     range_limit: 256,
     guard_enrolled_with_pvmfw: true,
     id_fields: &[],
+    // Neither is in what pvmkit has read of ACK 6.12 (`nvhe/sys_regs.c`, the teardown
+    // path): no claim, and hyp's Android profile leaves both as the CPU has them.
+    register_access: None,
+    teardown: None,
 };

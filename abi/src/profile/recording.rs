@@ -222,6 +222,105 @@ pub fn skipped<'a>(lines: impl Iterator<Item = &'a str>) -> impl Iterator<Item =
     lines.filter(|l| !l.trim_start().starts_with('#')).filter_map(|l| split(l, PROBE_SKIPPED))
 }
 
+/// A claim of a profile beyond its calls: an ID field's value, a PMU or debug
+/// register probe's outcome ([`super::debug_pmu`]), a teardown probe's
+/// ([`super::teardown`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// `value 0xN`.
+    Value(u64),
+    /// A register probe's outcome.
+    Register(super::debug_pmu::Shown),
+    /// A teardown probe's outcome.
+    Teardown(super::teardown::Found),
+}
+
+impl Claim {
+    /// Whether a probe line's result `shown` bears the claim out.
+    pub fn matches(&self, shown: &str) -> bool {
+        FmtEq(shown).is(self)
+    }
+}
+
+impl fmt::Display for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Value(v) => write!(f, "value {v:#x}"),
+            Self::Register(s) => write!(f, "{s}"),
+            Self::Teardown(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+/// A probe line's result compared with a `Display` value, without allocating.
+struct FmtEq<'a>(&'a str);
+
+impl FmtEq<'_> {
+    fn is(&self, value: &impl fmt::Display) -> bool {
+        struct Cmp<'a> {
+            rest: &'a str,
+            same: bool,
+        }
+        impl fmt::Write for Cmp<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                match self.rest.strip_prefix(s) {
+                    Some(rest) => self.rest = rest,
+                    None => self.same = false,
+                }
+                Ok(())
+            }
+        }
+        let mut cmp = Cmp { rest: self.0, same: true };
+        let _ = fmt::write(&mut cmp, format_args!("{value}"));
+        cmp.same && cmp.rest.is_empty()
+    }
+}
+
+/// One claim a recording does not bear out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Departure<'a> {
+    /// The probe.
+    pub probe: &'static str,
+    /// What the recording holds (`None`: the probe is not in it).
+    pub recorded: Option<&'a str>,
+    /// What the profile claims.
+    pub claim: Claim,
+}
+
+impl fmt::Display for Departure<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: recorded {}, the table says {}", self.probe, self.recorded.unwrap_or("(missing)"), self.claim)
+    }
+}
+
+/// Every claim `profile` makes beyond its calls: the ID fields, the PMU and debug
+/// register probes, the teardown probes. A probe the profile makes no claim on is
+/// left out: a register read as the CPU has it (its value, or even whether the CPU
+/// implements it, is the CPU's), a page the release does not wipe reliably.
+pub fn claims(profile: &Profile) -> impl Iterator<Item = (&'static str, Claim)> + '_ {
+    use super::debug_pmu::PROBES;
+    use super::teardown::Page;
+    let fields = profile.id_fields.iter().map(|&(name, value)| (name, Claim::Value(value)));
+    let registers = profile
+        .register_access
+        .into_iter()
+        .flat_map(|rules| PROBES.iter().filter_map(move |p| Some((p.probe, Claim::Register(rules.expected(p)?)))));
+    let teardown = profile.teardown.into_iter().flat_map(|t| {
+        [Page::Private, Page::Shared]
+            .into_iter()
+            .filter_map(move |page| Some((page.probe(), Claim::Teardown(t.expected(page)?))))
+    });
+    fields.chain(registers).chain(teardown)
+}
+
+/// Where `profile`'s [`claims`] depart from a recording.
+pub fn claims_departing<'a>(profile: &'a Profile, recording: &'a str) -> impl Iterator<Item = Departure<'a>> + 'a {
+    claims(profile).filter_map(move |(probe, claim)| {
+        let recorded = probes(recording.lines()).find(|p| p.name == probe).map(|p| p.result);
+        (!recorded.is_some_and(|r| claim.matches(r))).then_some(Departure { probe, recorded, claim })
+    })
+}
+
 /// The recordings in the repository (`abi/recordings/`), each a run of test-guest's
 /// conformance probes on Debian's Linux 7.3.4 under QEMU with `kvm-arm.mode=protected`.
 pub mod recorded {

@@ -15,6 +15,8 @@ global_asm!(include_str!("boot.S"));
 global_asm!(include_str!("vectors.S"));
 #[cfg(target_os = "none")]
 global_asm!(include_str!("probe.S"));
+#[cfg(target_os = "none")]
+global_asm!(include_str!("register_probe.S"));
 
 /// x0..x30 as the vectors save them.
 #[cfg(feature = "runtime")]

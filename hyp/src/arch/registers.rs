@@ -4,7 +4,7 @@
 //! VTTBR_EL2, SCTLR_EL1) are `unsafe`: each caller says why the moment is right.
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::Readable;
+use aarch64_cpu::registers::{ReadWriteable, Readable, MDCR_EL2};
 use aarch64_cpu::registers::{
     Writeable, CNTHCTL_EL2, CNTVOFF_EL2, ELR_EL2, HCR_EL2, MIDR_EL1, MPIDR_EL1, SPSR_EL2, VMPIDR_EL2, VTCR_EL2,
     VTTBR_EL2,
@@ -19,10 +19,23 @@ use super::register_gaps;
 /// Stage 2 (VTTBR_EL2, VTCR_EL2) and the vectors must be in place: from here on every
 /// guest access is translated through them and every trap lands in hyp.
 ///
-/// With `id_traps`, the guest's reads of the ID registers trap too (TID3), for hyp to
-/// answer as the release does.
-pub unsafe fn configure_traps(id_traps: bool) {
-    let id = if id_traps { HCR_EL2::TID3::SET } else { HCR_EL2::TID3::CLEAR };
+/// With `traps.id`, the guest's reads of the ID registers trap too (TID3); with
+/// `traps.debug` and `traps.pmu`, its debug and PMU register accesses (MDCR_EL2.TDA,
+/// TDRA, TDOSA; TPM, TPMCR, as pKVM's `pvm_init_traps_mdcr` sets them), for hyp to
+/// answer as the release does. EL2's own PMU counter (`super::pmu`) is not affected.
+pub unsafe fn configure_traps(traps: Traps) {
+    let id = if traps.id { HCR_EL2::TID3::SET } else { HCR_EL2::TID3::CLEAR };
+    let debug = if traps.debug {
+        MDCR_EL2::TDA::SET + MDCR_EL2::TDRA::SET + MDCR_EL2::TDOSA::SET
+    } else {
+        MDCR_EL2::TDA::CLEAR + MDCR_EL2::TDRA::CLEAR + MDCR_EL2::TDOSA::CLEAR
+    };
+    let pmu = if traps.pmu {
+        MDCR_EL2::TPM::SET + MDCR_EL2::TPMCR::SET
+    } else {
+        MDCR_EL2::TPM::CLEAR + MDCR_EL2::TPMCR::CLEAR
+    };
+    MDCR_EL2.modify(debug + pmu);
     HCR_EL2.write(
         id + HCR_EL2::VM::Enable
             + HCR_EL2::SWIO::SET
@@ -35,6 +48,17 @@ pub unsafe fn configure_traps(id_traps: bool) {
             + HCR_EL2::RW::EL1IsAarch64,
     );
     barrier::isb(barrier::SY);
+}
+
+/// Which guest accesses trap beside those hyp always takes.
+#[derive(Clone, Copy, Debug)]
+pub struct Traps {
+    /// ID register reads.
+    pub id: bool,
+    /// Debug register accesses.
+    pub debug: bool,
+    /// PMU register accesses.
+    pub pmu: bool,
 }
 
 /// Installs the guest's stage-2 tables: `vtcr` (from `hyp::platform::stage2`) and the root table

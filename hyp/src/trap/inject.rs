@@ -1,5 +1,6 @@
-//! Handing a synchronous external abort to the guest, as the architecture would have
-//! delivered it at EL1 (Arm ARM D1.10 "Exception entry"; the same steps as KVM's
+//! Handing a synchronous exception to the guest (an external abort, or an UNDEFINED
+//! exception for a register access the release refuses), as the architecture would
+//! have delivered it at EL1 (Arm ARM D1.10 "Exception entry"; the same steps as KVM's
 //! `enter_exception64`).
 
 use crate::esr::{ec, FSC_EXTERNAL_ABORT, IL};
@@ -64,6 +65,20 @@ pub fn external_abort(kind: AbortKind, state: TrapState) -> Injection {
         (AbortKind::Instruction, true) => ec::IABT_CURRENT,
         (AbortKind::Instruction, false) => ec::IABT_LOWER,
     };
+    deliver((class as u64) << 26 | IL | FSC_EXTERNAL_ABORT as u64, state)
+}
+
+/// Computes the injection of an UNDEFINED exception (EC 0, "unknown reason") at the
+/// trapped instruction, as pKVM's `inject_undef64` does. FAR_EL1 is UNKNOWN for it:
+/// the injection carries the trap's FAR, which the caller need not write.
+pub fn undefined(state: TrapState) -> Injection {
+    deliver((ec::UNKNOWN as u64) << 26 | IL, state)
+}
+
+/// The injection of a synchronous exception with syndrome `esr` taken where `state`
+/// says: the vector for the interrupted mode, EL1h with DAIF masked.
+fn deliver(esr: u64, state: TrapState) -> Injection {
+    let mode = state.spsr & 0x1f;
     let vector_offset = if mode & MODE_AARCH32 != 0 {
         0x600
     } else {
@@ -74,7 +89,7 @@ pub fn external_abort(kind: AbortKind, state: TrapState) -> Injection {
         }
     };
     Injection {
-        esr_el1: (class as u64) << 26 | IL | FSC_EXTERNAL_ABORT as u64,
+        esr_el1: esr,
         far_el1: state.far,
         elr_el1: state.elr,
         spsr_el1: state.spsr,
@@ -114,5 +129,15 @@ mod tests {
         assert_eq!((a32.esr_el1 >> 26, a32.elr_el2), (0x20, 0x8020_0e00));
         let iabt = external_abort(AbortKind::Instruction, state(0x5));
         assert_eq!(iabt.esr_el1, 0x8600_0010);
+    }
+
+    #[test]
+    fn an_undefined_exception_is_ec_0_at_the_instruction() {
+        // 0x2000000: what the real pKVM 7.3.4 delivered to a protected VM's PMCR_EL0
+        // read (abi/recordings/linux-7.3.4-protected.txt, reg-pmcr-el0).
+        let inj = undefined(state(0x6000_03c5));
+        assert_eq!(inj.esr_el1, 0x0200_0000);
+        assert_eq!((inj.elr_el1, inj.elr_el2, inj.spsr_el2), (0x8020_1234, 0x8020_0a00, 0x6000_03c5));
+        assert_eq!(undefined(state(0x0)).elr_el2, 0x8020_0c00, "from EL0: the lower-EL vector");
     }
 }

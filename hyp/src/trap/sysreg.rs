@@ -1,6 +1,10 @@
-//! Trapped system-register accesses (EC 0x18). hyp takes only the GIC's SGI
-//! generation registers, which trap while it routes interrupts (HCR_EL2.IMO); any
-//! other trapped access is a crash the exit line names.
+//! Trapped system-register accesses (EC 0x18): the GIC's SGI generation registers,
+//! which trap while hyp routes interrupts (HCR_EL2.IMO); ID register reads (TID3) and
+//! PMU and debug register accesses (MDCR_EL2), which trap where the release's profile
+//! says they do ([`register_reply`]). Any other trapped access is a crash the exit line
+//! names.
+
+use abi::profile::debug_pmu::{Access, AccessRules};
 
 /// A system register's encoding: (op0, op1, CRn, CRm, op2).
 pub type Encoding = (u8, u8, u8, u8, u8);
@@ -67,6 +71,28 @@ impl SysregAccess {
     }
 }
 
+/// What hyp does for a trapped PMU or debug register access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterReply {
+    /// Deliver an UNDEFINED exception at the instruction.
+    Undefined,
+    /// Complete it: a read gives 0, a write is ignored.
+    ReadsZero,
+    /// The release lets the VM have the register, yet it trapped: hyp's trap
+    /// configuration and the profile disagree.
+    Inconsistent,
+}
+
+/// The reply to `access` under `rules` (the profile's [`AccessRules`]); `None` when it is
+/// not a PMU or debug register access, or the profile makes no claim.
+pub fn register_reply(access: &SysregAccess, rules: Option<&AccessRules>) -> Option<RegisterReply> {
+    Some(match rules?.access(access.encoding)? {
+        Access::Undefined => RegisterReply::Undefined,
+        Access::ReadsZero => RegisterReply::ReadsZero,
+        Access::AsHardware => RegisterReply::Inconsistent,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +150,31 @@ mod tests {
         assert_eq!(SysregAccess::decode(iss_of(MRS_X0_PMCR_EL0)).id_register_read(), None);
         assert_eq!(SysregAccess::decode(iss_of(MRS_X0_MAIR_EL1)).id_register_read(), None, "not CRn 0");
         assert_eq!(SysregAccess::decode(iss_of(MSR_ICC_SGI1R_EL1_X3)).id_register_read(), None, "a write");
+    }
+
+    // As LLVM's assembler writes them: `mrs x2, s2_0_c0_c2_2` (MDSCR_EL1),
+    // `msr s2_0_c0_c1_4, x7` (DBGBVR1_EL1), `mrs x0, s3_3_c9_c13_0` (PMCCNTR_EL0).
+    const MRS_X2_MDSCR_EL1: u32 = 0xd530_0242;
+    const MSR_DBGBVR1_EL1_X7: u32 = 0xd510_0187;
+    const MRS_X0_PMCCNTR_EL0: u32 = 0xd53b_9d00;
+
+    #[test]
+    fn pmu_and_debug_accesses_get_the_releases_reply() {
+        use abi::profile::debug_pmu::{LINUX_7_3_ORDINARY_ACCESS, LINUX_7_3_PROTECTED_ACCESS};
+        let protected = Some(&LINUX_7_3_PROTECTED_ACCESS);
+        let reply = |word: u32, rules| register_reply(&SysregAccess::decode(iss_of(word)), rules);
+        let mdscr = SysregAccess::decode(iss_of(MRS_X2_MDSCR_EL1));
+        assert_eq!((mdscr.encoding, mdscr.rt, mdscr.read), ((2, 0, 0, 2, 2), 2, true));
+        assert_eq!(reply(MRS_X2_MDSCR_EL1, protected), Some(RegisterReply::ReadsZero));
+        let bvr1 = SysregAccess::decode(iss_of(MSR_DBGBVR1_EL1_X7));
+        assert_eq!((bvr1.encoding, bvr1.rt, bvr1.read), ((2, 0, 0, 1, 4), 7, false));
+        assert_eq!(reply(MSR_DBGBVR1_EL1_X7, protected), Some(RegisterReply::Undefined));
+        assert_eq!(reply(MRS_X0_PMCCNTR_EL0, protected), Some(RegisterReply::Undefined));
+        assert_eq!(reply(MRS_X0_PMCR_EL0, Some(&LINUX_7_3_ORDINARY_ACCESS)), Some(RegisterReply::Undefined));
+        // An ordinary VM has its debug registers: trapped anyway, hyp says so.
+        assert_eq!(reply(MRS_X2_MDSCR_EL1, Some(&LINUX_7_3_ORDINARY_ACCESS)), Some(RegisterReply::Inconsistent));
+        assert_eq!(reply(MRS_X2_MDSCR_EL1, None), None, "no claim (the Android profile)");
+        assert_eq!(reply(MRS_X0_MAIR_EL1, protected), None, "neither PMU nor debug");
     }
 
     #[test]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::profile::teardown::Page;
 use crate::profile::{
     HYP_LINUX_7_3_ORDINARY, HYP_LINUX_7_3_PROTECTED, INTENDED_DIFFERENCES, LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED,
 };
@@ -94,20 +95,58 @@ fn a_wrong_row_is_caught_by_the_recording() {
     assert!(wrong.iter().any(|w| w.starts_with("meminfo:")), "{wrong:?}");
 }
 
-/// The ID fields the Linux 7.3.4 tables claim are the recorded ones, and every field
-/// recorded is claimed.
+/// The Linux 7.3.4 tables' claims beyond the calls (ID fields, PMU and debug register
+/// access, teardown) are what the release was recorded doing, and each table claims
+/// every ID field, register probe and teardown probe it does not leave open.
 #[test]
-fn linux_7_3_cpu_fields_are_the_recorded_ones() {
+fn linux_7_3_cpu_and_teardown_claims_are_the_recorded_ones() {
+    use crate::profile::{cpu::ID_FIELDS, debug_pmu::PROBES};
     for (profile, recording) in [(&LINUX_7_3_PROTECTED, recorded::PROTECTED), (&LINUX_7_3_ORDINARY, recorded::ORDINARY)]
     {
-        let recorded: Vec<(&str, &str)> = probes(recording.lines())
-            .filter(|p| p.name.starts_with("cpu-") && p.call.is_none())
-            .map(|p| (p.name, p.result))
-            .collect();
-        assert_eq!(recorded.len(), crate::profile::cpu::ID_FIELDS.len(), "{}", profile.release);
-        for (name, result) in recorded {
-            let claim = profile.id_fields.iter().find(|(n, _)| *n == name).map(|(_, v)| format!("value {v:#x}"));
-            assert_eq!(claim.as_deref(), Some(result), "{name} in {}", profile.release);
-        }
+        // Unclaimed: a register as the CPU has it, a page the release does not wipe
+        // reliably.
+        let hardware = PROBES.iter().filter(|p| profile.register_access.and_then(|r| r.expected(p)).is_none()).count();
+        let pages = [Page::Private, Page::Shared];
+        let unreliable = pages.iter().filter(|&&p| profile.teardown.and_then(|t| t.expected(p)).is_none()).count();
+        let all = ID_FIELDS.len() + PROBES.len() + pages.len();
+        assert_eq!(claims(profile).count() + hardware + unreliable, all, "{}", profile.release);
+        let wrong: Vec<String> = claims_departing(profile, recording).map(|d| d.to_string()).collect();
+        assert!(wrong.is_empty(), "{}:\n{}", profile.release, wrong.join("\n"));
     }
+}
+
+/// The negative controls: pKVM answering every breakpoint as read-as-zero (not only the
+/// first), an ordinary VM's PMU reading as zero, a shared page wiped at teardown and an
+/// ordinary VM's memory wiped are each caught by the recording.
+#[test]
+fn a_wrong_register_or_teardown_claim_is_caught_by_the_recording() {
+    use crate::profile::debug_pmu::{Access, AccessRules, LINUX_7_3_ORDINARY_ACCESS, LINUX_7_3_PROTECTED_ACCESS};
+    use crate::profile::teardown::{Teardown, Wipe};
+    let departing = |profile: &Profile, recording| -> Vec<&str> {
+        claims_departing(profile, recording).map(|d| d.probe).collect::<Vec<_>>()
+    };
+    const ALL_BREAKPOINTS: Profile = Profile {
+        register_access: Some(AccessRules { debug: Access::ReadsZero, ..LINUX_7_3_PROTECTED_ACCESS }),
+        ..LINUX_7_3_PROTECTED
+    };
+    assert_eq!(departing(&ALL_BREAKPOINTS, recorded::PROTECTED), ["reg-dbgbvr1-el1", "reg-dbgclaimclr-el1"]);
+    const PMU_AS_ZERO: Profile = Profile {
+        register_access: Some(AccessRules { pmu: Access::ReadsZero, ..LINUX_7_3_ORDINARY_ACCESS }),
+        ..LINUX_7_3_ORDINARY
+    };
+    assert_eq!(departing(&PMU_AS_ZERO, recorded::ORDINARY), ["reg-pmcr-el0", "reg-pmccntr-el0"]);
+    const SHARED_WIPED: Profile = Profile {
+        teardown: Some(Teardown { private: Wipe::NotReliably, shared: Wipe::Always, source: "a hand-altered claim" }),
+        ..LINUX_7_3_PROTECTED
+    };
+    assert_eq!(departing(&SHARED_WIPED, recorded::PROTECTED), ["teardown-shared"]);
+    const ORDINARY_WIPED: Profile = Profile {
+        teardown: Some(Teardown { private: Wipe::Always, shared: Wipe::Never, source: "a hand-altered claim" }),
+        ..LINUX_7_3_ORDINARY
+    };
+    assert_eq!(departing(&ORDINARY_WIPED, recorded::ORDINARY), ["teardown-private"]);
+    assert_eq!(
+        departing(&LINUX_7_3_PROTECTED, "probe cpu-ras = value 0x1\n").len(),
+        claims(&LINUX_7_3_PROTECTED).count() - 1
+    );
 }
