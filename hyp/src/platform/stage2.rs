@@ -282,5 +282,59 @@ mod tests {
         let page = s2.tables[2].0[0];
         assert_eq!(page & 3, 3, "L3 entry is a page");
         assert_eq!(page & ADDR_MASK, 0x8020_0000);
+        assert_eq!(s2.root_pa(), s2.tables.as_ptr() as u64, "VTTBR_EL2 gets the arena's own address");
+    }
+
+    /// Device memory, field by field as the Arm ARM gives a stage-2 page descriptor:
+    /// MemAttr[5:2] 0b0001 (Device-nGnRE), S2AP[7:6] 0b11 (read/write), SH[9:8] 0,
+    /// AF (bit 10), XN (bit 54), page and valid (bits 1:0).
+    #[test]
+    fn device_pages_are_device_ngnre_and_never_executable() {
+        let mut tables = arena(4);
+        let mut s2 = stage2(&mut tables);
+        s2.map(0x0900_0000, 0x0900_0000, 0x1000, Attributes::DEVICE_RW).unwrap();
+        let page = s2.tables[2].0[slot(0x0900_0000, 3)];
+        assert_eq!(page, 0x0900_0000 | (0b0001 << 2) | (0b11 << 6) | (1 << 10) | (1 << 54) | 0b11);
+        assert_eq!(Attributes::DEVICE_RW.bits(), (0b0001 << 2) | (0b11 << 6) | (1 << 54));
+        assert_eq!(Attributes::NORMAL_RW.bits(), (0b1111 << 2) | (0b11 << 6) | (0b11 << 8));
+    }
+
+    /// Each alignment is checked on its own, and the last page of the IPA space and of
+    /// the 48-bit PA space can be mapped, but not one byte beyond.
+    #[test]
+    fn each_bound_is_checked_alone_and_at_its_edge() {
+        let mut tables = arena(8);
+        let mut s2 = stage2(&mut tables);
+        let rw = Attributes::NORMAL_RW;
+        assert_eq!(s2.map(0x1000, 0x2800, 0x1000, rw), Err(MapError::Unaligned), "PA");
+        assert_eq!(s2.map(0x1000, 0x2000, 0x800, rw), Err(MapError::Unaligned), "size");
+        let last_ipa = (1 << IPA_BITS) - 0x1000;
+        assert_eq!(s2.map(last_ipa, 0x5000, 0x1000, rw), Ok(()), "the IPA space's last page");
+        assert_eq!(s2.translate(last_ipa), Some((0x5000, rw)));
+        assert_eq!(s2.map(0x1000, (1 << 48) - 0x1000, 0x1000, rw), Ok(()), "the PA space's last page");
+        assert_eq!(s2.map(0x3000, 1 << 48, 0x1000, rw), Err(MapError::OutOfRange), "a PA beyond 48 bits");
+    }
+
+    /// Descriptors hyp never writes (a 1 GiB block, a table pointing at a table not
+    /// handed out, an L3 entry without the page bit) translate to nothing, and mapping
+    /// under them fails.
+    #[test]
+    fn descriptors_hyp_never_writes_translate_to_nothing() {
+        let mut tables = arena(4);
+        let mut s2 = stage2(&mut tables);
+        s2.map(0x8000_0000, 0x8000_0000, 0x1000, Attributes::NORMAL_RW).unwrap();
+        let (base, used) = (s2.base_pa, s2.tables_used() as u64);
+        assert_eq!(used, 3);
+        // An L1 block at 0x4000_0000.
+        s2.tables[0].0[1] = 0x4000_0000 | Attributes::NORMAL_RW.bits() | AF | VALID;
+        assert_eq!(s2.translate(0x4000_0000), None, "1 GiB blocks are never made");
+        // An L1 table pointing just past the tables in use.
+        s2.tables[0].0[3] = (base + used * GRANULE) | TABLE_OR_PAGE | VALID;
+        assert_eq!(s2.translate(0xc000_0000), None);
+        assert_eq!(s2.map(0xc000_0000, 0, 0x1000, Attributes::NORMAL_RW), Err(MapError::OutOfTables));
+        // An L3 entry with the page bit cleared.
+        let l3 = slot(0x8000_0000, 3);
+        s2.tables[2].0[l3] &= !TABLE_OR_PAGE;
+        assert_eq!(s2.translate(0x8000_0000), None);
     }
 }

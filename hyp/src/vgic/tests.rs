@@ -190,3 +190,93 @@ fn nothing_a_guest_writes_panics_the_model() {
     }
     while gic.take_deliverable(|_| true).is_some() {}
 }
+
+/// GICD_TYPER as IHI 0069 lays it out: ITLinesNumber (4:0), IDbits (23:19) = 9 for
+/// 10-bit INTIDs, No1N (25); the IIDRs name the same implementation in both frames,
+/// ProductID (31:24) 'p'.
+#[test]
+fn identification_registers_have_the_architected_fields() {
+    let gic = Vgic::new();
+    let typer = gic.read(D, GICD_TYPER, 4).unwrap();
+    assert_eq!(((typer >> 19) & 0x1f, (typer >> 25) & 1), (9, 1));
+    let iidr = gic.read(D, GICD_IIDR, 4).unwrap();
+    assert_eq!((iidr >> 24, gic.read(R, GICR_IIDR, 4).unwrap()), (u64::from(b'p'), iidr));
+    assert_eq!(gic.read(R, GICR_TYPER, 4).unwrap(), 1 << 4, "the low half alone: Last");
+}
+
+/// GICD_CTLR keeps ARE and DS set whatever the guest writes, beside its enables.
+#[test]
+fn ctlr_keeps_affinity_routing_and_single_security_with_the_enables() {
+    let mut gic = Vgic::new();
+    gic.write(D, GICD_CTLR, 4, (CTLR_ARE | CTLR_ENABLE_GRP1) as u64).unwrap();
+    assert_eq!(gic.read(D, GICD_CTLR, 4).unwrap(), (CTLR_ARE | CTLR_DS | CTLR_ENABLE_GRP1) as u64);
+}
+
+/// An interrupt is enabled only with its own group's enable: a group 0 one is not
+/// with Grp1 alone; and deliverable says which group it is in.
+#[test]
+fn the_group_enable_is_the_interrupts_own_groups() {
+    let mut gic = Vgic::new();
+    gic.write(D, GICD_CTLR, 4, CTLR_ENABLE_GRP1 as u64).unwrap();
+    gic.write(D, GICD_ISENABLER + 4, 4, 0b11).unwrap();
+    gic.write(D, GICD_IGROUPR + 4, 4, 0b10).unwrap();
+    assert!(!gic.enabled(32), "group 0, only group 1 enabled");
+    assert!(gic.enabled(33) && gic.any_enabled());
+    assert_eq!(gic.deliverable(33).map(|d| d.group1), Some(true));
+    gic.write(D, GICD_CTLR, 4, CTLR_ENABLE_GRP0 as u64).unwrap();
+    assert_eq!(gic.deliverable(32).map(|d| d.group1), Some(false));
+    assert!(!gic.is_group0(INTIDS as u32), "an INTID beyond the model is in no group");
+    assert!(gic.is_group0(32) && !gic.is_group0(33));
+}
+
+/// The redistributor's own words: IGROUPR0 reads back, ISPENDR0 of 0 pends nothing,
+/// ICFGR1 (the PPIs) keeps only the edge bits; the distributor's ICFGR0/1 are the
+/// redistributor's and read 0 there; 64-bit redistributor registers take writes.
+#[test]
+fn redistributor_words_are_kept_and_the_distributors_copies_read_zero() {
+    let mut gic = Vgic::new();
+    gic.write(R, SGI_FRAME + GICD_IGROUPR, 4, 0x8000_0001).unwrap();
+    assert_eq!(gic.read(R, SGI_FRAME + GICD_IGROUPR, 4).unwrap(), 0x8000_0001);
+    assert_eq!(gic.write(R, SGI_FRAME + GICD_ISPENDR, 4, 0).unwrap(), Effect::None, "nothing pended");
+    assert!(!gic.any_pending());
+    gic.write(R, SGI_FRAME + GICD_ICFGR + 4, 4, !0).unwrap();
+    assert_eq!(gic.read(R, SGI_FRAME + GICD_ICFGR + 4, 4).unwrap(), 0xaaaa_aaaa);
+    gic.write(R, SGI_FRAME + GICD_ICFGR + 4, 4, 0x5555_5555).unwrap();
+    assert_eq!(gic.read(R, SGI_FRAME + GICD_ICFGR + 4, 4).unwrap(), 0, "level bits are not kept");
+    gic.write(R, SGI_FRAME + GICD_ICFGR + 4, 4, 0x8000_0002).unwrap();
+    assert_eq!(gic.read(D, GICD_ICFGR + 4, 4).unwrap(), 0, "the PPIs' word is the redistributor's");
+    assert_eq!(gic.read(D, GICD_ICFGR, 4).unwrap(), 0);
+    assert_eq!(gic.write(R, GICR_PROPBASER, 8, u64::MAX), Ok(Effect::None));
+    assert_eq!(gic.read(R, GICR_PROPBASER, 8).unwrap(), 0, "no LPIs");
+}
+
+/// A route's low half written alone keeps the high half; priorities read back whole
+/// words and single bytes in INTID order.
+#[test]
+fn halves_and_bytes_land_where_they_belong() {
+    let mut gic = Vgic::new();
+    let at = GICD_IROUTER + 8 * 40;
+    gic.write(D, at, 8, 0x12_0000_0000).unwrap();
+    gic.write(D, at, 4, 0x0003_0201).unwrap();
+    assert_eq!(gic.read(D, at, 8).unwrap(), 0x12_0003_0201);
+    assert_eq!(gic.read(D, GICD_IROUTER + 8 * 41, 8).unwrap(), 0, "the next route untouched");
+    gic.write(D, GICD_IPRIORITYR + 40, 4, 0x4030_2010).unwrap();
+    assert_eq!(gic.read(D, GICD_IPRIORITYR + 41, 1).unwrap(), 0x20);
+    assert_eq!(gic.read(D, GICD_IPRIORITYR + 40, 4).unwrap(), 0x4030_2010);
+    assert_eq!(gic.deliverable(41), None);
+    gic.write(R, SGI_FRAME + GICD_IPRIORITYR + 28, 4, 0xa0b0_c0d0).unwrap();
+    assert_eq!(gic.read(R, SGI_FRAME + GICD_IPRIORITYR + 31, 1).unwrap(), 0xa0, "the last PPI");
+    assert_eq!(gic.read(D, GICD_IPRIORITYR + 28, 4).unwrap(), 0, "SGI/PPI priorities are the redistributor's");
+}
+
+/// The state registers: each names its word, ICACTIVER too; the redistributor has
+/// word 0 only, the distributor the rest.
+#[test]
+fn state_registers_name_their_word() {
+    let gic = Vgic::new();
+    assert_eq!(gic.state_register(D, GICD_ICACTIVER + 8), Some((StateRegister::ClearActive, 2)));
+    assert_eq!(gic.state_register(D, GICD_ISACTIVER + 4), Some((StateRegister::SetActive, 1)));
+    assert_eq!(gic.state_register(R, SGI_FRAME + GICD_ICACTIVER), Some((StateRegister::ClearActive, 0)));
+    assert_eq!(gic.state_register(D, GICD_ICACTIVER), None, "word 0 is the redistributor's");
+    assert_eq!(gic.state_register(R, SGI_FRAME + GICD_ICACTIVER + 4), None);
+}

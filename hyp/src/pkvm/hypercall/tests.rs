@@ -310,3 +310,49 @@ fn the_page_state_table_holds() {
         assert_eq!(vm.call(kvm::MEM_UNSHARE, out)[0], INVALID);
     }
 }
+
+/// A range whose first granule is private and a later one shared is mixed: the share
+/// fails whole and nothing changes (each granule of the range is looked at, not the
+/// first one again).
+#[test]
+fn a_range_is_judged_granule_by_granule() {
+    let mut vm = Vm::new(ANDROID);
+    assert_eq!(vm.call(kvm::MEM_SHARE, [BASE + 3 * GRANULE, 0, 0])[0], 0);
+    assert_eq!(vm.call(kvm::MEM_SHARE, [BASE + 2 * GRANULE, 2, 0])[0] as i64, -3);
+    assert_eq!(vm.state(BASE + 2 * GRANULE), PageState::Private);
+    // The last RAM granule is RAM: guarding it is refused.
+    let last = BASE + (PAGES as u64 - 1) * GRANULE;
+    assert_eq!(vm.call(kvm::MMIO_RGUARD_MAP, [last, 1, 0])[0] as i64, -3);
+    assert_eq!(vm.call(kvm::MMIO_RGUARD_MAP, [last + GRANULE, 1, 0]), [0, 1, 0, 0], "the granule after it is not");
+}
+
+/// MEM_RELINQUISH acts on the page holding x1 (ACK 6.12 checks no alignment).
+#[test]
+fn relinquish_takes_the_page_holding_x1() {
+    let mut vm = Vm::new(ANDROID);
+    assert_eq!(vm.call(kvm::MEM_RELINQUISH, [BASE + 5 * GRANULE + 0x123, 0, 0])[0], 0);
+    assert_eq!(vm.memory.0, [BASE + 5 * GRANULE]);
+}
+
+/// The short counts are Marsaglia's xorshift64 (shifts 13, 7, 17): from seed 1 its
+/// first output is 0x40822041, so a 200-granule walk stops after 1 + 0x40822041 % 200
+/// = 162; and they vary.
+#[test]
+fn short_counts_are_xorshift64() {
+    let mut counts = ShortCounts::new(1);
+    assert_eq!(counts.pick(200), 1 + 0x4082_2041 % 200);
+    let picks: Vec<u64> = (0..8).map(|_| counts.pick(256)).collect();
+    assert!(picks.iter().any(|&p| p != picks[0]), "{picks:?}");
+    assert_eq!(ShortCounts::new(0), ShortCounts::new(0x9e37_79b9_7f4a_7c15), "0 is replaced");
+}
+
+/// The ID-field caps are the recorded release's for a protected VM in the upstream
+/// form, and none otherwise (the Android release is not measured; an ordinary VM is
+/// not sanitized).
+#[test]
+fn id_caps_are_the_upstream_releases_only() {
+    let services = |mode| Services { mode, stats: false, short_counts: false };
+    assert_eq!(services(UPSTREAM).id_caps(), abi::profile::LINUX_7_3_PROTECTED.id_fields);
+    assert!(!services(UPSTREAM).id_caps().is_empty());
+    assert!(services(ANDROID).id_caps().is_empty() && services(VmMode::Unprotected).id_caps().is_empty());
+}
