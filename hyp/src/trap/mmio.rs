@@ -250,5 +250,23 @@ mod tests {
         assert_eq!(load_result(0x1234_5678_9abc_def0, 8, false, true), 0x1234_5678_9abc_def0);
         assert_eq!(store_value(0x1234_5678_9abc_def0, 2), 0xdef0);
         assert_eq!(store_value(u64::MAX, 8), u64::MAX);
+        // A positive byte stays positive; a doubleword has nothing to extend.
+        assert_eq!(load_result(0x7f, 1, true, true), 0x7f);
+        assert_eq!(load_result(0x8000_0000_0000_0000, 8, true, true), 0x8000_0000_0000_0000);
+    }
+
+    /// A window's edges: the first byte past it is no device; an access ending exactly
+    /// at its end is inside.
+    #[test]
+    fn window_edges_are_exact() {
+        let load = abort(0x9383_0005);
+        assert_eq!(decide(&load, 0x0900_1000, &[UART], &OPEN), Decision::Refuse(Refusal::NoDevice));
+        assert!(matches!(decide(&load, 0x0900_0ffc, &[UART], &OPEN), Decision::Emulate { pa: 0x0900_0ffc, .. }));
+        let names: Vec<&str> = [Refusal::NoSyndrome, Refusal::NoDevice, Refusal::CrossesWindow, Refusal::NotGuarded]
+            .iter()
+            .map(|r| r.describe())
+            .collect();
+        assert!(names.iter().all(|n| n.len() > 8), "{names:?}");
+        assert!(names.windows(2).all(|w| w[0] != w[1]), "each refusal has its own words: {names:?}");
     }
 }

@@ -118,6 +118,16 @@ mod tests {
     }
 
     #[test]
+    fn waits_in_one_exit_add_up() {
+        let mut m = WorkMeter::new();
+        m.exit_begins(0);
+        m.waited(100, 600, 0);
+        m.waited(600, 1100, 0);
+        m.exit_ends(1200, true);
+        assert_eq!(m.total(), 1200 - 1000, "both waits are left out");
+    }
+
+    #[test]
     fn the_counter_may_wrap() {
         let mut m = WorkMeter::new();
         m.exit_begins(u32::MAX - 9);

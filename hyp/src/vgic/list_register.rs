@@ -95,6 +95,16 @@ impl ListRegister {
 mod tests {
     use super::*;
 
+    /// The guest's deactivation of an interrupt that is active and pending again
+    /// leaves it pending only (ICH_LR<n>_EL2.State 0b11 -> 0b01).
+    #[test]
+    fn deactivating_an_active_and_pending_interrupt_leaves_it_pending() {
+        let pending = ListRegister::pending(27, true, 0xa0, None);
+        let both = ListRegister(pending.0 | STATE_ACTIVE);
+        assert_eq!(both.deactivated(), pending);
+        assert_eq!(ListRegister(pending.0 & !STATE_PENDING | STATE_ACTIVE).deactivated(), ListRegister(0));
+    }
+
     #[test]
     fn encodes_the_architectural_fields() {
         // The virtual timer tied to its physical PPI, group 1, priority 0xa0.

@@ -144,8 +144,15 @@ impl World {
 fn a_valid_request_goes_through_the_shadow_and_back() {
     let mut w = World::new(true);
     w.setup_queue(8).unwrap();
-    // The device was given the shadow rings, never the guest's.
-    let (desc, avail, used) = w.shadows[0].addresses();
+    // The device was given the shadow rings, never the guest's: the addresses of the
+    // shadow's own fields.
+    let shadow = &w.shadows[0];
+    let (desc, avail, used) = (
+        core::ptr::addr_of!(shadow.desc) as u64,
+        core::ptr::addr_of!(shadow.avail) as u64,
+        core::ptr::addr_of!(shadow.used) as u64,
+    );
+    assert_eq!(shadow.addresses(), (desc, avail, used));
     let given: Vec<u64> = w.dev.writes.iter().filter(|(o, _)| (0x80..=0xa4).contains(o)).map(|&(_, v)| v).collect();
     assert_eq!(
         given,
@@ -540,4 +547,127 @@ fn stray_completions_never_complete_a_later_chain() {
     w.notify().unwrap();
     assert_eq!(w.collect(), 0, "the stray entries do not complete head 0");
     assert_eq!(w.pins(BUF), 1, "the device still holds the buffer");
+}
+
+impl World {
+    /// Queue 0 of `size` with its rings at the given IPAs.
+    fn setup_at(&mut self, size: u16, rings: [u64; 3]) -> Result<(), AccessError> {
+        self.write(regs::QUEUE_SEL, 0)?;
+        self.write(regs::QUEUE_NUM, size as u64)?;
+        for (low, addr) in [regs::QUEUE_DESC_LOW, regs::QUEUE_DRIVER_LOW, regs::QUEUE_DEVICE_LOW].into_iter().zip(rings)
+        {
+            self.write(low, addr & 0xffff_ffff)?;
+            self.write(low + 4, addr >> 32)?;
+        }
+        self.write(regs::QUEUE_READY, 1)
+    }
+}
+
+/// Each ring's extent is the virtio 1.x split ring's (2.7): descriptors 16 bytes
+/// each; the available ring 6 + 2 * size bytes; the used ring 6 + 8 * size. A ring
+/// that ends in the last byte of a shared page needs nothing more; one that reaches
+/// two bytes into the next, private page is refused, naming that page. Size 256, the
+/// largest, is accepted.
+#[test]
+fn rings_extend_exactly_as_the_virtio_spec_sizes_them() {
+    let page = |n: u64| BASE + n * 0x1000;
+    let (desc, avail, used) = (page(0x10), page(0x12), page(0x14));
+    let fits = [desc, avail + 0x1000 - (6 + 2 * 256), used + 0x1000 - (6 + 8 * 256) - 2];
+    let over = [desc + 0x800, avail + 0x1000 - (6 + 2 * 256) + 2, used + 0x1000 - (6 + 8 * 256) + 2];
+    let share = |w: &mut World| {
+        for p in [desc, avail, used] {
+            w.ownership.share(p).unwrap();
+        }
+    };
+    let mut w = World::new(true);
+    share(&mut w);
+    w.setup_at(256, fits).unwrap();
+    assert_eq!((w.pins(desc), w.pins(avail), w.pins(used)), (1, 1, 1));
+    for (ring, private) in [(0, desc + 0x1000), (1, avail + 0x1000), (2, used + 0x1000)] {
+        let mut w = World::new(true);
+        share(&mut w);
+        let mut rings = fits;
+        rings[ring] = over[ring];
+        match w.setup_at(256, rings) {
+            Err(AccessError::Violation(v)) => {
+                assert_eq!((v.ipa, v.what), (private, "ring page not shared"), "ring {ring}")
+            }
+            other => panic!("ring {ring}: {other:?}"),
+        }
+    }
+}
+
+/// Requests posted in later slots of the available ring go through, and their
+/// completions land in the matching slots of the guest's used ring (entries 4 + 2 * n
+/// and 4 + 8 * n bytes in).
+#[test]
+fn later_ring_slots_are_read_and_written_where_the_spec_puts_them() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(1, BUF, 16, 0, 0);
+    w.ram.desc(2, BUF + 0x100, 16, 0, 0);
+    w.ram.avail(0, &[1, 2], 8);
+    w.notify().unwrap();
+    assert_eq!((w.shadows[0].avail.ring[0], w.shadows[0].avail.ring[1]), (1, 2));
+    w.complete(1, 0);
+    w.complete(2, 0);
+    assert_eq!(w.collect(), 2);
+    assert_eq!((w.ram.u32_at(USED + 4), w.ram.u32_at(USED + 12)), (1, 2));
+}
+
+/// A device reset and a new setup start the shadow afresh: no descriptor and no index
+/// of the last life survive into the next.
+#[test]
+fn a_reset_queue_starts_its_shadow_afresh() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(3, BUF, 16, 0, 0);
+    w.ram.avail(0, &[3], 8);
+    w.notify().unwrap();
+    w.complete(3, 0);
+    assert_eq!(w.collect(), 1);
+    w.write(regs::STATUS, 0).unwrap();
+    w.setup_queue(8).unwrap();
+    let shadow = &w.shadows[0];
+    assert_eq!((shadow.avail.idx, shadow.used.idx), (0, 0));
+    assert_eq!(shadow.desc[3], Desc::default());
+}
+
+/// A full ring (as many new entries as the queue has slots) is taken; one more than
+/// that is the named violation at the available index's IPA. Past the ring's end
+/// the slots wrap (slot = index % size).
+#[test]
+fn a_full_ring_is_taken_and_the_slots_wrap() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    for i in 0..8u16 {
+        w.ram.desc(i, BUF + 0x100 * i as u64, 16, 0, 0);
+    }
+    w.ram.avail(0, &[0, 1, 2, 3, 4, 5, 6, 7], 8);
+    w.notify().unwrap();
+    assert_eq!(w.transport.in_flight(), 8);
+    for i in 0..8 {
+        w.complete(i, 0);
+    }
+    assert_eq!(w.collect(), 8);
+    // The next two requests sit in slots 0 and 1 again.
+    w.ram.avail(8, &[5, 6], 8);
+    w.notify().unwrap();
+    assert_eq!((w.shadows[0].avail.ring[0], w.shadows[0].avail.ring[1]), (5, 6));
+    // Ten more than were taken: the index ran ahead.
+    w.ram.put(AVAIL + 2, &20u16.to_le_bytes());
+    let v = w.violation();
+    assert_eq!((v.ipa, v.what), (AVAIL + 2, "available index ran ahead of the queue size"));
+}
+
+/// The device sees only the flags it may act on (NEXT, WRITE): undefined flag bits
+/// the guest sets go no further than hyp.
+#[test]
+fn undefined_descriptor_flags_are_not_passed_on() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(2, BUF, 16, 0xfff0 | 2, 0);
+    w.ram.avail(0, &[2], 8);
+    w.notify().unwrap();
+    assert_eq!(w.shadows[0].desc[2].flags, 2);
 }
