@@ -162,7 +162,7 @@ fn run(boot: &BootInfo) -> Result<Handover, Refused> {
     let image = unsafe { memory(target.start, header.image_size) };
     verify::check(&header_bytes, &header, image, &key)?;
     if header.format == PayloadFormat::Arm64Image {
-        check_image_header(&header, image)?;
+        verify::check_image_header(&header, image)?;
     }
 
     // The payload's secret, bound to exactly this image and header.
@@ -209,24 +209,6 @@ fn place(header: &Header, ram: Region, keep_clear: &[(&'static str, Region)]) ->
             Ok((target, target.start))
         }
     }
-}
-
-/// An Image's own header (now verified) must describe the layout its signed header
-/// placed it by: a signer that wrote another text_offset or a smaller footprint
-/// made a malformed payload.
-fn check_image_header(header: &Header, image: &[u8]) -> Result<(), Refused> {
-    let own = arm64_image::parse(image)?;
-    if own.text_offset != header.text_offset || own.image_size > header.mem_size {
-        return Err(Refused::new(
-            Refusal::ImageHeader,
-            format_args!(
-                "payload: arm64 Image header (text_offset {:#x}, image_size {:#x}) does not match its signed \
-                 layout (text_offset {:#x}, {:#x} bytes)",
-                own.text_offset, own.image_size, header.text_offset, header.mem_size
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Cleans a range to the point of coherency (the payload starts with its caches off).

@@ -7,6 +7,9 @@ use abi::signed_payload::{self, Header, HeaderError, SIGNED_SIZE};
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
+use crate::refusal::Refused;
+use abi::pvmfw::Refusal;
+
 /// Why a payload was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VerifyError {
@@ -52,6 +55,24 @@ pub fn check(
     let hash: [u8; 32] = Sha256::digest(image).into();
     if hash != header.image_sha256 {
         return Err(VerifyError::HashMismatch);
+    }
+    Ok(())
+}
+
+/// An Image's own header (once verified) must describe the layout its signed header
+/// placed it by: a signer that wrote another text_offset, or a footprint larger than
+/// the signed one, made a malformed payload.
+pub fn check_image_header(header: &Header, image: &[u8]) -> Result<(), Refused> {
+    let own = abi::arm64_image::parse(image)?;
+    if own.text_offset != header.text_offset || own.image_size > header.mem_size {
+        return Err(Refused::new(
+            Refusal::ImageHeader,
+            format_args!(
+                "payload: arm64 Image header (text_offset {:#x}, image_size {:#x}) does not match its signed \
+                 layout (text_offset {:#x}, {:#x} bytes)",
+                own.text_offset, own.image_size, header.text_offset, header.mem_size
+            ),
+        ));
     }
     Ok(())
 }
@@ -120,5 +141,26 @@ mod tests {
         let mut bad = [0xffu8; 32];
         bad[31] = 0x7f;
         assert!(matches!(verify_blob(&blob, &bad), Err(VerifyError::BadTrustedKey) | Err(VerifyError::BadSignature)));
+    }
+
+    /// The Image's own header against its signed layout: the same text_offset and a
+    /// footprint no larger pass (equal included); anything else is refused by name.
+    #[test]
+    fn an_images_own_header_must_match_its_signed_layout() {
+        let image = |text_offset: u64, image_size: u64| {
+            let mut bytes = abi::arm64_image::header_bytes(text_offset, image_size, 0xa).to_vec();
+            bytes.resize(0x1000, 0);
+            bytes
+        };
+        let mut header = Header::flat(0x1000, 0, 0, 0x20_0000, [0; 32]);
+        header.format = signed_payload::PayloadFormat::Arm64Image;
+        header.text_offset = 0x8_0000;
+        assert!(check_image_header(&header, &image(0x8_0000, 0x20_0000)).is_ok(), "the same footprint");
+        assert!(check_image_header(&header, &image(0x8_0000, 0x10_0000)).is_ok(), "a smaller one");
+        for (text_offset, image_size) in [(0, 0x20_0000), (0x8_0000, 0x20_1000)] {
+            let refused = check_image_header(&header, &image(text_offset, image_size)).unwrap_err();
+            assert_eq!(refused.reason, Refusal::ImageHeader, "{}", refused.detail);
+        }
+        assert_eq!(check_image_header(&header, &[0; 16]).unwrap_err().reason, Refusal::ImageHeader, "no header");
     }
 }
