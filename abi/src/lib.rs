@@ -7,6 +7,7 @@
 //! - [`kvm`]: the KVM vendor-hypervisor service (UID, features bitmap) and the pKVM calls,
 //!   in both the upstream Linux and the Android forms.
 //! - [`arm64_image`]: the arm64 Linux `Image` payload format and where it is placed.
+//! - [`avb`]: Android Verified Boot's footer, vbmeta image and descriptors, as avbtool writes them.
 //! - [`dt`]: the device-tree vocabulary (compatibles, node and property names).
 //! - [`fdt_header`]: a device tree's magic and size, read before anything else.
 //! - [`esr`]: the architectural exception syndrome, decoded (hyp and guests both read it).
@@ -24,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod arm64_image;
+pub mod avb;
 pub mod bench;
 pub mod bundle;
 pub mod dt;
