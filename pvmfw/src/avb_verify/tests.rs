@@ -1,0 +1,120 @@
+//! Verification held to avbtool's vectors (`abi/testdata/avb`): what avbtool signed
+//! verifies; each tampering is refused by name; and, re-signed with the vectors'
+//! throwaway keys, payloads that are validly signed but wrong inside are refused by
+//! the check that concerns them (so no check hides behind another).
+
+use super::*;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::RsaPrivateKey;
+
+const SHA256_RSA4096: &[u8] = include_bytes!("../../../abi/testdata/avb/sha256-rsa4096.img");
+const SHA512_RSA2048: &[u8] = include_bytes!("../../../abi/testdata/avb/sha512-rsa2048.img");
+const KEY4096: &[u8] = include_bytes!("../../../abi/testdata/avb/key4096.avbpubkey");
+const KEY2048: &[u8] = include_bytes!("../../../abi/testdata/avb/key2048.avbpubkey");
+const PEM4096: &str = include_str!("../../../abi/testdata/avb/key4096.pem");
+
+/// Offsets in the 4096-bit vector: the vbmeta image, its auxiliary block, and in the
+/// authentication block the hash and the signature.
+struct Layout {
+    vbmeta: usize,
+    aux: usize,
+    hash: usize,
+    signature: usize,
+    descriptors: usize,
+}
+
+fn layout() -> Layout {
+    let v = SignedPayload::parse(SHA256_RSA4096).unwrap().vbmeta;
+    let vbmeta = abi::avb::footer(SHA256_RSA4096).unwrap().vbmeta_offset.get() as usize;
+    let auth = vbmeta + 256;
+    let aux = auth + v.header.authentication_data_block_size.get() as usize;
+    Layout {
+        vbmeta,
+        aux,
+        hash: auth + v.header.hash_offset.get() as usize,
+        signature: auth + v.header.signature_offset.get() as usize,
+        descriptors: aux + v.header.descriptors_offset.get() as usize,
+    }
+}
+
+/// Recomputes the vbmeta hash of `payload` (the 4096-bit vector, edited) and, with
+/// `sign`, its signature with the vector's own private key.
+fn reseal(payload: &mut [u8], sign: bool) {
+    let l = layout();
+    let aux_len = SignedPayload::parse(SHA256_RSA4096).unwrap().vbmeta.header.auxiliary_data_block_size.get() as usize;
+    let digest: [u8; 32] = Sha256::new()
+        .chain_update(&payload[l.vbmeta..l.vbmeta + 256])
+        .chain_update(&payload[l.aux..l.aux + aux_len])
+        .finalize()
+        .into();
+    payload[l.hash..l.hash + 32].copy_from_slice(&digest);
+    if sign {
+        let key = RsaPrivateKey::from_pkcs8_pem(PEM4096).unwrap();
+        let signature = key.sign(Pkcs1v15Sign::new::<Sha256>(), &digest).unwrap();
+        payload[l.signature..l.signature + 512].copy_from_slice(&signature);
+    }
+}
+
+#[test]
+fn what_avbtool_signed_verifies() {
+    let v = verify(SHA256_RSA4096, KEY4096).unwrap();
+    assert_eq!((v.image.len(), v.rollback_index), (4096, 5));
+    assert!(v.image.iter().enumerate().all(|(i, &b)| b == ((7 * i + 3) & 0xff) as u8));
+    let v = verify(SHA512_RSA2048, KEY2048).unwrap();
+    assert_eq!((v.image.len(), v.rollback_index), (4096, 0));
+}
+
+/// PKCS#1 v1.5 is deterministic: re-signing avbtool's vbmeta with its key gives
+/// avbtool's signature byte for byte (what `pvmkit sign` must match).
+#[test]
+fn resigning_reproduces_avbtools_signature() {
+    let mut again = SHA256_RSA4096.to_vec();
+    reseal(&mut again, true);
+    assert_eq!(again, SHA256_RSA4096);
+}
+
+#[test]
+fn tampering_is_refused_by_name() {
+    let l = layout();
+    assert_eq!(verify(SHA256_RSA4096, KEY2048).unwrap_err(), AvbVerifyError::UntrustedKey);
+    assert_eq!(verify(SHA512_RSA2048, KEY4096).unwrap_err(), AvbVerifyError::UntrustedKey);
+    let tampered = |at: usize| {
+        let mut p = SHA256_RSA4096.to_vec();
+        p[at] ^= 1;
+        verify(&p, KEY4096).unwrap_err()
+    };
+    assert_eq!(tampered(100), AvbVerifyError::DigestMismatch, "an image byte");
+    assert_eq!(tampered(l.descriptors + 200), AvbVerifyError::VbmetaHashMismatch, "a descriptor byte");
+    assert_eq!(tampered(l.signature + 7), AvbVerifyError::BadSignature, "a signature byte");
+    assert_eq!(tampered(l.hash), AvbVerifyError::VbmetaHashMismatch, "a hash byte");
+    // The hash made to match an edited auxiliary block, the signature not redone.
+    let mut p = SHA256_RSA4096.to_vec();
+    p[l.descriptors + 200] ^= 1;
+    reseal(&mut p, false);
+    assert_eq!(verify(&p, KEY4096).unwrap_err(), AvbVerifyError::BadSignature);
+    // Verification disabled in the flags (header offset 120).
+    let mut p = SHA256_RSA4096.to_vec();
+    p[l.vbmeta + 123] = 2;
+    assert_eq!(verify(&p, KEY4096).unwrap_err(), AvbVerifyError::VerificationDisabled(2));
+}
+
+/// Validly signed, wrong inside: another partition name, another hash algorithm,
+/// another image size.
+#[test]
+fn a_validly_signed_payload_with_a_wrong_descriptor_is_refused() {
+    let l = layout();
+    // The hash descriptor's fields, 16 bytes into it: image_size (8), the algorithm
+    // name (32); the partition name follows the 116 fixed bytes.
+    let fields = l.descriptors + 16;
+    let edit = |at: usize, bytes: &[u8]| {
+        let mut p = SHA256_RSA4096.to_vec();
+        p[at..at + bytes.len()].copy_from_slice(bytes);
+        reseal(&mut p, true);
+        verify(&p, KEY4096).unwrap_err()
+    };
+    assert_eq!(edit(fields + 116, b"bood"), AvbVerifyError::BootDescriptor(0));
+    assert_eq!(edit(fields + 8, b"sha512"), AvbVerifyError::UnsupportedHash);
+    assert_eq!(edit(fields, &4095u64.to_be_bytes()), AvbVerifyError::ImageSizeMismatch);
+    let salt_at = fields + 116 + 4;
+    assert_eq!(edit(salt_at, &[0xff]), AvbVerifyError::DigestMismatch, "another salt");
+}
