@@ -15,6 +15,7 @@
 //! - [`verdict`]: judging a run from its console.
 #![forbid(unsafe_code)]
 
+pub mod avb_sign;
 pub mod bench;
 pub mod conformance;
 pub mod devices;

@@ -1,0 +1,291 @@
+//! Signing a payload the AVB way, as `avbtool add_hash_footer --dynamic_partition_size`
+//! does: the image, zero padding to a 4 KiB block, the vbmeta image (header,
+//! authentication block with the hash and the RSA signature, auxiliary block with the
+//! descriptors and the public key), zero padding, and the footer in the last 64 bytes
+//! of a "partition" 68 KiB larger than the image, rounded up to a block. Given the same
+//! key, salt, properties, rollback index and release string, the bytes are avbtool's
+//! (PKCS#1 v1.5 signatures are deterministic): the tests hold them to avbtool's output.
+//!
+//! The layouts are [`abi::avb`]'s; this module only writes them.
+
+use abi::avb::{tag, Algorithm, FOOTER_MAGIC, FOOTER_SIZE, VBMETA_HEADER_SIZE, VBMETA_MAGIC};
+use rsa::pkcs1v15::Pkcs1v15Sign;
+use rsa::traits::PublicKeyParts;
+use rsa::{BigUint, RsaPrivateKey};
+use sha2::{Digest, Sha256, Sha512};
+
+/// The block size avbtool pads to.
+pub const BLOCK: usize = 4096;
+/// What avbtool reserves for the vbmeta image (64 KiB) and the footer (4 KiB) when it
+/// sizes the partition itself.
+pub const MAX_METADATA: usize = 64 * 1024 + 4096;
+/// The release string avbtool writes by default (pvmkit's own signatures name pvmkit).
+pub const AVBTOOL_RELEASE: &str = "avbtool 1.3.0";
+
+/// What to sign with and what to say.
+#[derive(Clone, Debug)]
+pub struct SignOptions<'a> {
+    /// The signing key.
+    pub key: &'a RsaPrivateKey,
+    /// The signature algorithm (its key size must be the key's).
+    pub algorithm: Algorithm,
+    /// The hash descriptor's partition name (`boot` for a kernel).
+    pub partition_name: &'a str,
+    /// Hashed before the image (avbtool's default: as many random bytes as the hash).
+    pub salt: &'a [u8],
+    /// Property descriptors, in order.
+    pub properties: &'a [(&'a str, &'a [u8])],
+    /// The rollback index.
+    pub rollback_index: u64,
+    /// The vbmeta release string (at most 47 bytes).
+    pub release: &'a str,
+}
+
+/// `value` rounded up to a multiple of `to`.
+fn round_up(value: usize, to: usize) -> usize {
+    value.div_ceil(to) * to
+}
+
+/// A descriptor: `tag`, the size of `body` padded to 8, `body`, the padding.
+fn descriptor(tag: u64, body: &[u8]) -> Vec<u8> {
+    let padded = round_up(body.len(), 8);
+    let mut out = Vec::with_capacity(16 + padded);
+    out.extend_from_slice(&tag.to_be_bytes());
+    out.extend_from_slice(&(padded as u64).to_be_bytes());
+    out.extend_from_slice(body);
+    out.resize(16 + padded, 0);
+    out
+}
+
+fn hash_descriptor(image_size: u64, partition: &str, salt: &[u8], digest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&image_size.to_be_bytes());
+    let mut algorithm = [0u8; 32];
+    algorithm[..6].copy_from_slice(b"sha256");
+    body.extend_from_slice(&algorithm);
+    for len in [partition.len(), salt.len(), digest.len()] {
+        body.extend_from_slice(&(len as u32).to_be_bytes());
+    }
+    body.extend_from_slice(&0u32.to_be_bytes()); // flags
+    body.extend_from_slice(&[0; 60]);
+    body.extend_from_slice(partition.as_bytes());
+    body.extend_from_slice(salt);
+    body.extend_from_slice(digest);
+    descriptor(tag::HASH, &body)
+}
+
+fn property_descriptor(key: &str, value: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&(key.len() as u64).to_be_bytes());
+    body.extend_from_slice(&(value.len() as u64).to_be_bytes());
+    body.extend_from_slice(key.as_bytes());
+    body.push(0);
+    body.extend_from_slice(value);
+    body.push(0);
+    descriptor(tag::PROPERTY, &body)
+}
+
+/// `key`'s public half in AVB's format (what `avbtool extract_public_key` writes):
+/// key_num_bits, n0inv = -1 / n mod 2³², n, then R² mod n with R = 2^bits, all
+/// big-endian.
+pub fn public_key(key: &RsaPrivateKey) -> Vec<u8> {
+    let n = key.n();
+    let bits = n.bits();
+    let len = bits.div_ceil(8);
+    // The inverse of n mod 2^32 by Newton's iteration (n is odd), negated.
+    let n0 = n.to_bytes_le().iter().take(4).rev().fold(0u32, |acc, &b| (acc << 8) | u32::from(b));
+    let mut inverse = n0;
+    for _ in 0..5 {
+        inverse = inverse.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(inverse)));
+    }
+    let rr = (BigUint::from(1u8) << (2 * bits)) % n;
+    let mut out = Vec::with_capacity(8 + 2 * len);
+    out.extend_from_slice(&(bits as u32).to_be_bytes());
+    out.extend_from_slice(&inverse.wrapping_neg().to_be_bytes());
+    for value in [n, &rr] {
+        let bytes = value.to_bytes_be();
+        out.resize(out.len() + len - bytes.len(), 0);
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// The vbmeta image for `descriptors`, signed with `options.key`.
+fn vbmeta(descriptors: &[u8], options: &SignOptions<'_>) -> Result<Vec<u8>, String> {
+    let algorithm = options.algorithm;
+    let key = public_key(options.key);
+    if options.key.n().bits() != algorithm.key_bits() as usize {
+        return Err(format!("a {}-bit key cannot sign {algorithm:?}", options.key.n().bits()));
+    }
+    if options.release.len() >= 48 {
+        return Err(format!("release string '{}' is longer than 47 bytes", options.release));
+    }
+    let (hash_size, signature_size) = (algorithm.hash_size(), algorithm.key_bits() as usize / 8);
+    let aux_size = round_up(descriptors.len() + key.len(), 64);
+    let auth_size = round_up(hash_size + signature_size, 64);
+    let algorithm_type = match algorithm {
+        Algorithm::Sha256Rsa2048 => 1u32,
+        Algorithm::Sha256Rsa4096 => 2,
+        Algorithm::Sha256Rsa8192 => 3,
+        Algorithm::Sha512Rsa2048 => 4,
+        Algorithm::Sha512Rsa4096 => 5,
+        Algorithm::Sha512Rsa8192 => 6,
+    };
+    let mut header = Vec::with_capacity(VBMETA_HEADER_SIZE);
+    header.extend_from_slice(&VBMETA_MAGIC);
+    header.extend_from_slice(&1u32.to_be_bytes()); // libavb 1.0
+    header.extend_from_slice(&0u32.to_be_bytes());
+    header.extend_from_slice(&(auth_size as u64).to_be_bytes());
+    header.extend_from_slice(&(aux_size as u64).to_be_bytes());
+    header.extend_from_slice(&algorithm_type.to_be_bytes());
+    let regions = [
+        (0, hash_size),                     // hash, in the authentication block
+        (hash_size, signature_size),        // signature
+        (descriptors.len(), key.len()),     // public key, in the auxiliary block
+        (descriptors.len() + key.len(), 0), // public key metadata: none
+        (0, descriptors.len()),             // descriptors
+    ];
+    for (offset, size) in regions {
+        header.extend_from_slice(&(offset as u64).to_be_bytes());
+        header.extend_from_slice(&(size as u64).to_be_bytes());
+    }
+    header.extend_from_slice(&options.rollback_index.to_be_bytes());
+    header.extend_from_slice(&0u32.to_be_bytes()); // flags
+    header.extend_from_slice(&0u32.to_be_bytes()); // rollback index location
+    let mut release = [0u8; 48];
+    release[..options.release.len()].copy_from_slice(options.release.as_bytes());
+    header.extend_from_slice(&release);
+    header.resize(VBMETA_HEADER_SIZE, 0);
+
+    let mut aux = Vec::with_capacity(aux_size);
+    aux.extend_from_slice(descriptors);
+    aux.extend_from_slice(&key);
+    aux.resize(aux_size, 0);
+
+    let (hash, scheme) = if hash_size == 32 {
+        let hash = Sha256::new().chain_update(&header).chain_update(&aux).finalize().to_vec();
+        (hash, Pkcs1v15Sign::new::<Sha256>())
+    } else {
+        let hash = Sha512::new().chain_update(&header).chain_update(&aux).finalize().to_vec();
+        (hash, Pkcs1v15Sign::new::<Sha512>())
+    };
+    let signature = options.key.sign(scheme, &hash).map_err(|e| format!("signing: {e}"))?;
+    let mut out = header;
+    out.extend_from_slice(&hash);
+    out.extend_from_slice(&signature);
+    out.resize(VBMETA_HEADER_SIZE + auth_size, 0);
+    out.extend_from_slice(&aux);
+    Ok(out)
+}
+
+/// `image` with its vbmeta image and footer appended, as avbtool's `add_hash_footer
+/// --dynamic_partition_size` writes it.
+pub fn add_hash_footer(image: &[u8], options: &SignOptions<'_>) -> Result<Vec<u8>, String> {
+    let digest = Sha256::new().chain_update(options.salt).chain_update(image).finalize();
+    let mut descriptors = hash_descriptor(image.len() as u64, options.partition_name, options.salt, &digest);
+    for (key, value) in options.properties {
+        descriptors.extend(property_descriptor(key, value));
+    }
+    let vbmeta = vbmeta(&descriptors, options)?;
+    let partition = round_up(image.len() + MAX_METADATA, BLOCK);
+    let vbmeta_offset = round_up(image.len(), BLOCK);
+    let mut out = image.to_vec();
+    out.resize(vbmeta_offset, 0);
+    out.extend_from_slice(&vbmeta);
+    out.resize(partition - FOOTER_SIZE, 0);
+    out.extend_from_slice(&FOOTER_MAGIC);
+    out.extend_from_slice(&1u32.to_be_bytes()); // footer 1.0
+    out.extend_from_slice(&0u32.to_be_bytes());
+    for value in [image.len(), vbmeta_offset, vbmeta.len()] {
+        out.extend_from_slice(&(value as u64).to_be_bytes());
+    }
+    out.resize(partition, 0);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::pkcs8::DecodePrivateKey;
+
+    const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../abi/testdata/avb");
+
+    fn read(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{DIR}/{name}")).unwrap()
+    }
+
+    fn key(name: &str) -> RsaPrivateKey {
+        RsaPrivateKey::from_pkcs8_pem(&String::from_utf8(read(name)).unwrap()).unwrap()
+    }
+
+    /// The payload the vectors were made from (`abi/testdata/avb/README.md`).
+    fn payload() -> Vec<u8> {
+        (0..4096usize).map(|i| ((7 * i + 3) & 0xff) as u8).collect()
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_public_key_is_what_avbtool_extracts() {
+        assert_eq!(public_key(&key("key4096.pem")), read("key4096.avbpubkey"));
+        assert_eq!(public_key(&key("key2048.pem")), read("key2048.avbpubkey"));
+    }
+
+    /// With avbtool's inputs, pvmkit's signed payload is avbtool's, byte for byte.
+    #[test]
+    fn signs_byte_for_byte_as_avbtool() {
+        let k4096 = key("key4096.pem");
+        let salt = hex("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+        let properties: [(&str, &[u8]); 2] =
+            [("com.android.virt.cap", b"remote_attest"), ("com.android.virt.name", b"pvmkit-test")];
+        let options = SignOptions {
+            key: &k4096,
+            algorithm: Algorithm::Sha256Rsa4096,
+            partition_name: "boot",
+            salt: &salt,
+            properties: &properties,
+            rollback_index: 5,
+            release: AVBTOOL_RELEASE,
+        };
+        assert!(add_hash_footer(&payload(), &options).unwrap() == read("sha256-rsa4096.img"));
+        let k2048 = key("key2048.pem");
+        let salt = hex("0102030405060708");
+        let options = SignOptions {
+            key: &k2048,
+            algorithm: Algorithm::Sha512Rsa2048,
+            salt: &salt,
+            properties: &[],
+            rollback_index: 0,
+            ..options
+        };
+        assert!(add_hash_footer(&payload(), &options).unwrap() == read("sha512-rsa2048.img"));
+        // The wrong key size for the algorithm is refused by name.
+        let wrong = SignOptions { algorithm: Algorithm::Sha256Rsa4096, ..options };
+        assert_eq!(add_hash_footer(&payload(), &wrong).unwrap_err(), "a 2048-bit key cannot sign Sha256Rsa4096");
+    }
+
+    /// What pvmkit signs with its own release string and an image that is not a whole
+    /// block parses and has the structure avbtool gives such an image.
+    #[test]
+    fn an_odd_sized_image_is_padded_to_a_block() {
+        let k = key("key2048.pem");
+        let image = vec![0x5a; 5000];
+        let options = SignOptions {
+            key: &k,
+            algorithm: Algorithm::Sha256Rsa2048,
+            partition_name: "boot",
+            salt: &[1; 32],
+            properties: &[],
+            rollback_index: 0,
+            release: "pvmkit 0.1.0",
+        };
+        let signed = add_hash_footer(&image, &options).unwrap();
+        assert_eq!(signed.len(), round_up(5000 + MAX_METADATA, BLOCK));
+        let parsed = abi::avb::SignedPayload::parse(&signed).unwrap();
+        assert_eq!(parsed.image, &image[..]);
+        assert_eq!(abi::avb::footer(&signed).unwrap().vbmeta_offset.get(), 8192);
+        assert_eq!(&parsed.vbmeta.header.release_string[..12], b"pvmkit 0.1.0");
+    }
+}
