@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+pub mod avb_properties;
 pub mod avb_verify;
 pub mod bootargs;
 pub mod handover_dt;
