@@ -8,6 +8,7 @@
 //!   in both the upstream Linux and the Android forms.
 //! - [`arm64_image`]: the arm64 Linux `Image` payload format and where it is placed.
 //! - [`avb`]: Android Verified Boot's footer, vbmeta image and descriptors, as avbtool writes them.
+//! - [`avf_config`]: the configuration data a bootloader appends to pvmfw (AVF's layout).
 //! - [`dt`]: the device-tree vocabulary (compatibles, node and property names).
 //! - [`fdt_header`]: a device tree's magic and size, read before anything else.
 //! - [`esr`]: the architectural exception syndrome, decoded (hyp and guests both read it).
@@ -26,6 +27,7 @@
 
 pub mod arm64_image;
 pub mod avb;
+pub mod avf_config;
 pub mod bench;
 pub mod bundle;
 pub mod dt;
