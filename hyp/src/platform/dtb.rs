@@ -237,6 +237,11 @@ mod tests {
         let p = Platform::read(&dtb).unwrap();
         assert_eq!(p.initrd, None);
         assert_eq!(p.bootargs, "");
+        // QEMU writes an empty initrd's start and end equal (no -initrd data): empty,
+        // not malformed.
+        let dtb = qemu_like(Some((0x4800_0000, 0x4800_0000)), None, true);
+        let empty = Platform::read(&dtb).unwrap();
+        assert_eq!(empty.initrd, Some(Region { start: 0x4800_0000, end: 0x4800_0000 }));
     }
 
     #[test]

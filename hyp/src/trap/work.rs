@@ -128,6 +128,16 @@ mod tests {
     }
 
     #[test]
+    fn delivering_waits_in_one_tick_add_up() {
+        let mut m = WorkMeter::new();
+        m.exit_begins(0);
+        m.waited(0, 500, 30);
+        m.waited(500, 1000, 40);
+        m.exit_ends(1000, false);
+        assert_eq!(m.total(), 70, "a tick counts both waits' delivering polls");
+    }
+
+    #[test]
     fn the_counter_may_wrap() {
         let mut m = WorkMeter::new();
         m.exit_begins(u32::MAX - 9);

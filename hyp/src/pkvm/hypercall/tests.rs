@@ -335,12 +335,16 @@ fn relinquish_takes_the_page_holding_x1() {
 }
 
 /// The short counts are Marsaglia's xorshift64 (shifts 13, 7, 17): from seed 1 its
-/// first output is 0x40822041, so a 200-granule walk stops after 1 + 0x40822041 % 200
-/// = 162; and they vary.
+/// outputs are 0x40822041, 0x100041060c011441, 0x9b1e842f6e862629 (the published
+/// generator, computed apart), so a 200-granule walk first stops after
+/// 1 + 0x40822041 % 200 = 162; and they vary.
 #[test]
 fn short_counts_are_xorshift64() {
     let mut counts = ShortCounts::new(1);
     assert_eq!(counts.pick(200), 1 + 0x4082_2041 % 200);
+    // A walk of u64::MAX shows the raw state: the sequence's next two values.
+    assert_eq!(counts.pick(u64::MAX), 1 + 0x1000_4106_0c01_1441);
+    assert_eq!(counts.pick(u64::MAX), 1 + 0x9b1e_842f_6e86_2629);
     let picks: Vec<u64> = (0..8).map(|_| counts.pick(256)).collect();
     assert!(picks.iter().any(|&p| p != picks[0]), "{picks:?}");
     assert_eq!(ShortCounts::new(0), ShortCounts::new(0x9e37_79b9_7f4a_7c15), "0 is replaced");
