@@ -317,6 +317,17 @@ pub const HYP_LINUX_7_3_ORDINARY: Profile = Profile {
     release: "Linux 7.3.4 KVM as hyp gives it (ordinary VM)",
     rules: &[HYP_OVERLAY, HOST_KVM],
     id_fields: &[],
+    register_access: Some(HYP_ORDINARY_ACCESS),
     teardown: None,
     ..LINUX_7_3_ORDINARY
+};
+
+/// hyp's one deliberate difference in register access: its ordinary VM keeps the CPU's
+/// PMU (and sees it in its ID registers), so that `pvmkit bench` can count the
+/// baseline guest's own instructions; Linux 7.3.4's ordinary VM from pvmkit's VMM has
+/// none. A protected VM gets the release's answers.
+const HYP_ORDINARY_ACCESS: debug_pmu::AccessRules = debug_pmu::AccessRules {
+    pmu: debug_pmu::Access::AsHardware,
+    source: "hyp: the ordinary VM keeps the PMU for pvmkit bench's guest instruction counts",
+    ..debug_pmu::LINUX_7_3_ORDINARY_ACCESS
 };

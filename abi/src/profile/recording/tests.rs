@@ -150,3 +150,14 @@ fn a_wrong_register_or_teardown_claim_is_caught_by_the_recording() {
         claims(&LINUX_7_3_PROTECTED).count() - 1
     );
 }
+
+/// hyp answers register access as the releases do, but for one pinned difference: its
+/// ordinary VM keeps the PMU (the bench counts the baseline's instructions with it).
+#[test]
+fn hyps_register_access_differs_only_in_the_ordinary_pmu() {
+    use crate::profile::debug_pmu::{Access, AccessRules};
+    assert_eq!(HYP_LINUX_7_3_PROTECTED.register_access, LINUX_7_3_PROTECTED.register_access);
+    let (hyp, release) = (HYP_LINUX_7_3_ORDINARY.register_access.unwrap(), LINUX_7_3_ORDINARY.register_access.unwrap());
+    assert_eq!((hyp.pmu, release.pmu), (Access::AsHardware, Access::Undefined));
+    assert_eq!(AccessRules { pmu: release.pmu, source: release.source, ..hyp }, release, "nothing else differs");
+}
