@@ -81,6 +81,10 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+        // The secret's reservation is exactly the secret (reg = <0 base 0 size>).
+        let size = abi::pvmfw::SECRET_SIZE as u32;
+        let reg = alloc::format!("reg = <0x00 0x801ff000 0x00 {size:#x}>");
+        assert!(text.contains(&reg), "missing {reg} in\n{text}");
         // Nothing of the host's blob is passed through: /config is gone.
         assert!(!text.contains("kernel-address"), "{text}");
     }

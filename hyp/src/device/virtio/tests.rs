@@ -671,3 +671,52 @@ fn undefined_descriptor_flags_are_not_passed_on() {
     w.notify().unwrap();
     assert_eq!(w.shadows[0].desc[2].flags, 2);
 }
+
+/// A ring address is two 32-bit halves: each write replaces its own half and keeps the
+/// other. A protected transport says it is one.
+#[test]
+fn ring_addresses_are_assembled_from_their_halves() {
+    let mut w = World::new(true);
+    assert!(w.transport.is_protected() && !World::new(false).transport.is_protected());
+    w.write(regs::QUEUE_SEL, 0).unwrap();
+    w.write(regs::QUEUE_DESC_HIGH, 0x12).unwrap();
+    w.write(regs::QUEUE_DESC_LOW, 0x3456_7000).unwrap();
+    w.write(regs::QUEUE_DRIVER_LOW, 0x8000_2000).unwrap();
+    w.write(regs::QUEUE_DEVICE_HIGH, 0x1).unwrap();
+    let queue = w.transport.queue(0).unwrap();
+    assert_eq!((queue.guest_desc, queue.guest_avail, queue.guest_used), (0x12_3456_7000, 0x8000_2000, 0x1_0000_0000));
+    w.write(regs::QUEUE_DESC_HIGH, 0).unwrap();
+    assert_eq!(w.transport.queue(0).unwrap().guest_desc, 0x3456_7000, "the low half kept");
+    assert!(w.transport.queue(99).is_none());
+}
+
+/// A notify that finds nothing new is not passed to the device; one that does is.
+#[test]
+fn an_empty_notify_does_not_reach_the_device() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.notify().unwrap();
+    assert!(!w.dev.writes.contains(&(regs::QUEUE_NOTIFY, 0)));
+    w.ram.desc(0, BUF, 16, 0, 0);
+    w.ram.avail(0, &[0], 8);
+    w.notify().unwrap();
+    assert!(w.dev.writes.contains(&(regs::QUEUE_NOTIFY, 0)));
+}
+
+/// The pins the queue holds, as hyp's teardown reads them: the rings' while ready, and
+/// each descriptor's in flight, named by its index.
+#[test]
+fn the_pins_held_are_reported_exactly() {
+    let mut w = World::new(true);
+    w.setup_queue(8).unwrap();
+    w.ram.desc(4, BUF + 0xf00, 512, 0, 0);
+    w.ram.avail(0, &[4], 8);
+    w.notify().unwrap();
+    let queue = w.transport.queue(0).unwrap();
+    let firsts: Vec<u64> = queue.pinned_ranges().map(|r| r.first).collect();
+    for page in [DESC, AVAIL, USED, BUF] {
+        assert!(firsts.contains(&page), "{page:#x} in {firsts:x?}");
+    }
+    let in_flight: Vec<(usize, u64, u64)> = queue.in_flight_descriptors().map(|(i, r)| (i, r.first, r.pages)).collect();
+    assert_eq!(in_flight, [(4, BUF, 2)], "descriptor 4 pins both pages it spans");
+}
