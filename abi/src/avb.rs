@@ -170,7 +170,7 @@ pub struct PropertyDescriptorFields {
 pub struct PublicKeyHeader {
     /// The modulus's size in bits.
     pub key_num_bits: U32,
-    /// -1 / n[0] mod 2³².
+    /// -1 / n mod 2³² (of the modulus's lowest 32 bits).
     pub n0inv: U32,
 }
 

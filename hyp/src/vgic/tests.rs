@@ -259,6 +259,8 @@ fn halves_and_bytes_land_where_they_belong() {
     gic.write(D, at, 8, 0x12_0000_0000).unwrap();
     gic.write(D, at, 4, 0x0003_0201).unwrap();
     assert_eq!(gic.read(D, at, 8).unwrap(), 0x12_0003_0201);
+    gic.write(D, at + 4, 4, 0x34).unwrap();
+    assert_eq!(gic.read(D, at, 8).unwrap(), 0x34_0003_0201, "the high half alone keeps the low");
     assert_eq!(gic.read(D, GICD_IROUTER + 8 * 41, 8).unwrap(), 0, "the next route untouched");
     gic.write(D, GICD_IPRIORITYR + 40, 4, 0x4030_2010).unwrap();
     assert_eq!(gic.read(D, GICD_IPRIORITYR + 41, 1).unwrap(), 0x20);
