@@ -5,17 +5,27 @@
 //! image. Verification that the vbmeta flags turn off is refused: a payload either
 //! verifies or does not boot.
 //!
+//! A ramdisk is verified against the kernel's `initrd_normal` descriptor, else its
+//! `initrd_debug` one (which makes the payload debuggable); one that matches neither,
+//! a ramdisk the kernel has no descriptor for and a kernel with ramdisk descriptors
+//! booted without one are refused. The hash descriptors may name only these three
+//! partitions, each once.
+//!
 //! The formats are [`abi::avb`]'s; the arithmetic is RustCrypto's (`rsa`, `sha2`).
 
 use core::fmt;
 
-use abi::avb::{AvbError, Descriptor, SignedPayload};
+use abi::avb::{AvbError, Descriptor, HashDescriptor, SignedPayload};
 use rsa::pkcs1v15::Pkcs1v15Sign;
 use rsa::{BigUint, RsaPublicKey};
 use sha2::{Digest, Sha256, Sha512};
 
 /// The partition name of the kernel's hash descriptor.
 pub const BOOT_PARTITION: &[u8] = b"boot";
+/// The ramdisk of a normal boot.
+pub const INITRD_NORMAL: &[u8] = b"initrd_normal";
+/// The ramdisk of a debuggable boot.
+pub const INITRD_DEBUG: &[u8] = b"initrd_debug";
 /// The one hash algorithm AVF accepts in a hash descriptor.
 pub const HASH_ALGORITHM: &[u8] = b"sha256";
 /// AVB's RSA public exponent (its key format stores none: libavb assumes 65537).
@@ -36,14 +46,24 @@ pub enum AvbVerifyError {
     VbmetaHashMismatch,
     /// The signature does not verify with the trusted key.
     BadSignature,
-    /// No hash descriptor for the `boot` partition, or more than one.
-    BootDescriptor(usize),
+    /// No hash descriptor for the `boot` partition.
+    NoBootDescriptor,
     /// The hash descriptor names another algorithm than sha256.
     UnsupportedHash,
     /// The descriptor's image size is not the image's.
     ImageSizeMismatch,
     /// The image's digest is not the descriptor's.
     DigestMismatch,
+    /// A hash descriptor for a partition other than boot and the two ramdisks.
+    UnexpectedPartition,
+    /// Two hash descriptors for one partition.
+    DuplicatePartition,
+    /// A ramdisk, but the kernel has no ramdisk descriptor.
+    NoInitrdDescriptor,
+    /// Ramdisk descriptors, but no ramdisk.
+    InitrdMissing,
+    /// The ramdisk matches neither descriptor.
+    InitrdMismatch,
 }
 
 impl From<AvbError> for AvbVerifyError {
@@ -61,12 +81,26 @@ impl fmt::Display for AvbVerifyError {
             Self::BadTrustedKey => write!(f, "pvmfw's trusted key is not a usable RSA key"),
             Self::VbmetaHashMismatch => write!(f, "the vbmeta hash does not match its header and auxiliary block"),
             Self::BadSignature => write!(f, "the vbmeta signature does not verify with the trusted key"),
-            Self::BootDescriptor(n) => write!(f, "{n} hash descriptors for partition 'boot' (one needed)"),
+            Self::NoBootDescriptor => write!(f, "no hash descriptor for partition 'boot'"),
             Self::UnsupportedHash => write!(f, "the boot hash descriptor's algorithm is not sha256"),
             Self::ImageSizeMismatch => write!(f, "the boot hash descriptor's image size is not the image's"),
             Self::DigestMismatch => write!(f, "the image does not match the boot hash descriptor's digest"),
+            Self::UnexpectedPartition => write!(f, "a hash descriptor for a partition other than boot and initrd_*"),
+            Self::DuplicatePartition => write!(f, "two hash descriptors for one partition"),
+            Self::NoInitrdDescriptor => write!(f, "a ramdisk was loaded but the kernel has no ramdisk descriptor"),
+            Self::InitrdMissing => write!(f, "the kernel names a ramdisk but none was loaded"),
+            Self::InitrdMismatch => write!(f, "the ramdisk matches neither initrd_normal nor initrd_debug"),
         }
     }
+}
+
+/// Which ramdisk descriptor a ramdisk matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Initrd {
+    /// `initrd_normal`.
+    Normal,
+    /// `initrd_debug`: the payload is debuggable (DICE's debug mode).
+    Debug,
 }
 
 /// A payload that verified.
@@ -74,15 +108,52 @@ impl fmt::Display for AvbVerifyError {
 pub struct Verified<'a> {
     /// The image the descriptor's digest covers.
     pub image: &'a [u8],
+    /// The ramdisk's kind, when one was verified.
+    pub initrd: Option<Initrd>,
     /// The vbmeta rollback index (DICE's security version).
     pub rollback_index: u64,
     /// The vbmeta image, for its properties.
     pub payload: SignedPayload<'a>,
 }
 
+/// The hash descriptors for `boot`, `initrd_normal` and `initrd_debug`, in that order;
+/// any other partition, or one named twice, is refused.
+pub fn hash_descriptors<'a>(
+    descriptors: impl Iterator<Item = Result<Descriptor<'a>, AvbError>>,
+) -> Result<[Option<HashDescriptor<'a>>; 3], AvbVerifyError> {
+    let mut found: [Option<HashDescriptor<'a>>; 3] = [None; 3];
+    for descriptor in descriptors {
+        let Descriptor::Hash(h) = descriptor? else { continue };
+        let slot = match h.partition_name {
+            BOOT_PARTITION => 0,
+            INITRD_NORMAL => 1,
+            INITRD_DEBUG => 2,
+            _ => return Err(AvbVerifyError::UnexpectedPartition),
+        };
+        if found[slot].replace(h).is_some() {
+            return Err(AvbVerifyError::DuplicatePartition);
+        }
+    }
+    Ok(found)
+}
+
+/// Whether `bytes` match `descriptor`: SHA-256, the size and the digest of salt and bytes.
+fn matches(descriptor: &HashDescriptor<'_>, bytes: &[u8]) -> Result<bool, AvbVerifyError> {
+    if descriptor.hash_algorithm != HASH_ALGORITHM || descriptor.digest.len() != 32 {
+        return Err(AvbVerifyError::UnsupportedHash);
+    }
+    let digest = Sha256::new().chain_update(descriptor.salt).chain_update(bytes).finalize();
+    Ok(descriptor.image_size == bytes.len() as u64 && digest.as_slice() == descriptor.digest)
+}
+
 /// Verifies `payload` (image, vbmeta image, footer) against `trusted_key`, in AVB's
-/// public-key format.
-pub fn verify<'a>(payload: &'a [u8], trusted_key: &[u8]) -> Result<Verified<'a>, AvbVerifyError> {
+/// public-key format, and `initrd` (the loaded ramdisk, if any) against the kernel's
+/// ramdisk descriptors.
+pub fn verify<'a>(
+    payload: &'a [u8],
+    trusted_key: &[u8],
+    initrd: Option<&[u8]>,
+) -> Result<Verified<'a>, AvbVerifyError> {
     let signed = SignedPayload::parse(payload)?;
     let vbmeta = signed.vbmeta;
     if vbmeta.flags() != 0 {
@@ -110,31 +181,32 @@ pub fn verify<'a>(payload: &'a [u8], trusted_key: &[u8]) -> Result<Verified<'a>,
         .map_err(|_| AvbVerifyError::BadTrustedKey)?;
     rsa_key.verify(scheme, digest, vbmeta.signature()?).map_err(|_| AvbVerifyError::BadSignature)?;
 
-    let mut boot = None;
-    let mut count = 0;
-    for descriptor in vbmeta.descriptors() {
-        if let Descriptor::Hash(h) = descriptor? {
-            if h.partition_name == BOOT_PARTITION {
-                boot = Some(h);
-                count += 1;
-            }
-        }
-    }
-    let boot = match (boot, count) {
-        (Some(h), 1) => h,
-        _ => return Err(AvbVerifyError::BootDescriptor(count)),
-    };
+    let [boot, normal, debug] = hash_descriptors(vbmeta.descriptors())?;
+    let boot = boot.ok_or(AvbVerifyError::NoBootDescriptor)?;
     if boot.hash_algorithm != HASH_ALGORITHM || boot.digest.len() != 32 {
         return Err(AvbVerifyError::UnsupportedHash);
     }
     if boot.image_size != signed.image.len() as u64 {
         return Err(AvbVerifyError::ImageSizeMismatch);
     }
-    let image_digest = Sha256::new().chain_update(boot.salt).chain_update(signed.image).finalize();
-    if image_digest.as_slice() != boot.digest {
+    if !matches(&boot, signed.image)? {
         return Err(AvbVerifyError::DigestMismatch);
     }
-    Ok(Verified { image: signed.image, rollback_index: vbmeta.rollback_index(), payload: signed })
+    let initrd = match (initrd, normal, debug) {
+        (None, None, None) => None,
+        (None, _, _) => return Err(AvbVerifyError::InitrdMissing),
+        (Some(_), None, None) => return Err(AvbVerifyError::NoInitrdDescriptor),
+        (Some(bytes), normal, debug) => {
+            if normal.map(|d| matches(&d, bytes)).transpose()? == Some(true) {
+                Some(Initrd::Normal)
+            } else if debug.map(|d| matches(&d, bytes)).transpose()? == Some(true) {
+                Some(Initrd::Debug)
+            } else {
+                return Err(AvbVerifyError::InitrdMismatch);
+            }
+        }
+    };
+    Ok(Verified { image: signed.image, initrd, rollback_index: vbmeta.rollback_index(), payload: signed })
 }
 
 #[cfg(test)]

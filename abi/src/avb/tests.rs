@@ -223,3 +223,29 @@ fn random_bytes_never_panic() {
         }
     }
 }
+
+/// avbtool's `--include_descriptors_from_image` kernel: three hash descriptors, in the
+/// order and with the salts and digests avbtool printed.
+#[test]
+fn reads_included_ramdisk_descriptors() {
+    let payload = include_bytes!("../../testdata/avb/kernel-with-initrds.img");
+    let text = include_str!("../../testdata/avb/kernel-with-initrds.info.txt");
+    let vbmeta = SignedPayload::parse(payload).unwrap().vbmeta;
+    let parsed: Vec<(String, String, String)> = vbmeta
+        .descriptors()
+        .filter_map(|d| match d.unwrap() {
+            Descriptor::Hash(h) => {
+                Some((String::from_utf8(h.partition_name.to_vec()).unwrap(), hex(h.salt), hex(h.digest)))
+            }
+            _ => None,
+        })
+        .collect();
+    let field = |line: &str, label: &str| line.trim().strip_prefix(label).map(|v| v.trim().to_string());
+    let names: Vec<String> = text.lines().filter_map(|l| field(l, "Partition Name:")).collect();
+    let salts: Vec<String> = text.lines().filter_map(|l| field(l, "Salt:")).collect();
+    let digests: Vec<String> = text.lines().filter_map(|l| field(l, "Digest:")).collect();
+    assert_eq!(names, ["boot", "initrd_debug", "initrd_normal"]);
+    let printed: Vec<(String, String, String)> =
+        names.into_iter().zip(salts).zip(digests).map(|((n, s), d)| (n, s, d)).collect();
+    assert_eq!(parsed, printed);
+}

@@ -57,10 +57,10 @@ fn reseal(payload: &mut [u8], sign: bool) {
 
 #[test]
 fn what_avbtool_signed_verifies() {
-    let v = verify(SHA256_RSA4096, KEY4096).unwrap();
+    let v = verify(SHA256_RSA4096, KEY4096, None).unwrap();
     assert_eq!((v.image.len(), v.rollback_index), (4096, 5));
     assert!(v.image.iter().enumerate().all(|(i, &b)| b == ((7 * i + 3) & 0xff) as u8));
-    let v = verify(SHA512_RSA2048, KEY2048).unwrap();
+    let v = verify(SHA512_RSA2048, KEY2048, None).unwrap();
     assert_eq!((v.image.len(), v.rollback_index), (4096, 0));
 }
 
@@ -76,12 +76,12 @@ fn resigning_reproduces_avbtools_signature() {
 #[test]
 fn tampering_is_refused_by_name() {
     let l = layout();
-    assert_eq!(verify(SHA256_RSA4096, KEY2048).unwrap_err(), AvbVerifyError::UntrustedKey);
-    assert_eq!(verify(SHA512_RSA2048, KEY4096).unwrap_err(), AvbVerifyError::UntrustedKey);
+    assert_eq!(verify(SHA256_RSA4096, KEY2048, None).unwrap_err(), AvbVerifyError::UntrustedKey);
+    assert_eq!(verify(SHA512_RSA2048, KEY4096, None).unwrap_err(), AvbVerifyError::UntrustedKey);
     let tampered = |at: usize| {
         let mut p = SHA256_RSA4096.to_vec();
         p[at] ^= 1;
-        verify(&p, KEY4096).unwrap_err()
+        verify(&p, KEY4096, None).unwrap_err()
     };
     assert_eq!(tampered(100), AvbVerifyError::DigestMismatch, "an image byte");
     assert_eq!(tampered(l.descriptors + 200), AvbVerifyError::VbmetaHashMismatch, "a descriptor byte");
@@ -91,11 +91,11 @@ fn tampering_is_refused_by_name() {
     let mut p = SHA256_RSA4096.to_vec();
     p[l.descriptors + 200] ^= 1;
     reseal(&mut p, false);
-    assert_eq!(verify(&p, KEY4096).unwrap_err(), AvbVerifyError::BadSignature);
+    assert_eq!(verify(&p, KEY4096, None).unwrap_err(), AvbVerifyError::BadSignature);
     // Verification disabled in the flags (header offset 120).
     let mut p = SHA256_RSA4096.to_vec();
     p[l.vbmeta + 123] = 2;
-    assert_eq!(verify(&p, KEY4096).unwrap_err(), AvbVerifyError::VerificationDisabled(2));
+    assert_eq!(verify(&p, KEY4096, None).unwrap_err(), AvbVerifyError::VerificationDisabled(2));
 }
 
 /// Validly signed, wrong inside: another partition name, another hash algorithm,
@@ -110,11 +110,61 @@ fn a_validly_signed_payload_with_a_wrong_descriptor_is_refused() {
         let mut p = SHA256_RSA4096.to_vec();
         p[at..at + bytes.len()].copy_from_slice(bytes);
         reseal(&mut p, true);
-        verify(&p, KEY4096).unwrap_err()
+        verify(&p, KEY4096, None).unwrap_err()
     };
-    assert_eq!(edit(fields + 116, b"bood"), AvbVerifyError::BootDescriptor(0));
+    assert_eq!(edit(fields + 116, b"bood"), AvbVerifyError::UnexpectedPartition);
     assert_eq!(edit(fields + 8, b"sha512"), AvbVerifyError::UnsupportedHash);
     assert_eq!(edit(fields, &4095u64.to_be_bytes()), AvbVerifyError::ImageSizeMismatch);
     let salt_at = fields + 116 + 4;
     assert_eq!(edit(salt_at, &[0xff]), AvbVerifyError::DigestMismatch, "another salt");
+}
+
+const WITH_INITRDS: &[u8] = include_bytes!("../../../abi/testdata/avb/kernel-with-initrds.img");
+const INITRD_NORMAL_BYTES: &[u8] = include_bytes!("../../../abi/testdata/avb/initrd-normal.bin");
+const INITRD_DEBUG_BYTES: &[u8] = include_bytes!("../../../abi/testdata/avb/initrd-debug.bin");
+
+/// A kernel carrying both ramdisks' descriptors, as avbtool's
+/// `--include_descriptors_from_image` writes it: the ramdisk's bytes decide which one
+/// it is; anything else is refused by name.
+#[test]
+fn a_ramdisk_is_normal_or_debug_by_its_bytes() {
+    let verified = |initrd| verify(WITH_INITRDS, KEY4096, initrd).map(|v| v.initrd);
+    assert_eq!(verified(Some(INITRD_NORMAL_BYTES)), Ok(Some(Initrd::Normal)));
+    assert_eq!(verified(Some(INITRD_DEBUG_BYTES)), Ok(Some(Initrd::Debug)));
+    let mut tampered = INITRD_NORMAL_BYTES.to_vec();
+    tampered[10] ^= 1;
+    assert_eq!(verified(Some(&tampered)), Err(AvbVerifyError::InitrdMismatch));
+    assert_eq!(verified(Some(&INITRD_NORMAL_BYTES[..1000])), Err(AvbVerifyError::InitrdMismatch), "a short one");
+    assert_eq!(verified(None), Err(AvbVerifyError::InitrdMissing));
+    // A kernel without ramdisk descriptors takes no ramdisk.
+    assert_eq!(
+        verify(SHA256_RSA4096, KEY4096, Some(INITRD_NORMAL_BYTES)).unwrap_err(),
+        AvbVerifyError::NoInitrdDescriptor
+    );
+}
+
+/// The hash descriptors name boot and the two ramdisks only, each once, and boot is
+/// among them.
+#[test]
+fn hash_descriptors_name_known_partitions_once() {
+    let hash = |partition_name: &'static [u8]| {
+        Ok(Descriptor::Hash(HashDescriptor {
+            image_size: 1,
+            hash_algorithm: b"sha256",
+            partition_name,
+            salt: &[],
+            digest: &[0; 32],
+            flags: 0,
+        }))
+    };
+    let of = |names: &[&'static [u8]]| hash_descriptors(names.iter().map(|&n| hash(n)));
+    let all = of(&[b"initrd_debug", b"boot", b"initrd_normal"]).unwrap();
+    let names: Vec<_> = all.iter().map(|d| d.map(|d| d.partition_name)).collect();
+    assert_eq!(names, [Some(&b"boot"[..]), Some(&b"initrd_normal"[..]), Some(&b"initrd_debug"[..])]);
+    assert_eq!(of(&[b"boot", b"vendor_boot"]), Err(AvbVerifyError::UnexpectedPartition));
+    assert_eq!(of(&[b"boot", b"initrd_normal", b"initrd_normal"]), Err(AvbVerifyError::DuplicatePartition));
+    assert_eq!(of(&[b"boot", b"boot"]), Err(AvbVerifyError::DuplicatePartition));
+    // Only ramdisk descriptors: verification finds no kernel descriptor.
+    let only_initrd = of(&[b"initrd_normal"]).unwrap();
+    assert!(only_initrd[0].is_none());
 }
