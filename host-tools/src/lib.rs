@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod avb_sign;
+pub mod avf_config;
 pub mod bench;
 pub mod conformance;
 pub mod devices;
