@@ -20,6 +20,7 @@ pub mod handover_dt;
 pub mod host_dt;
 pub mod layout;
 pub mod placement;
+pub mod reference_dt;
 pub mod refusal;
 pub mod secret;
 pub mod verify;
