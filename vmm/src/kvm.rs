@@ -17,7 +17,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestM
 
 use abi::gic::spi_intid;
 use abi::memory_map::{virtio_mmio_slot_at, virtio_mmio_spi};
-use abi::profile::teardown::{self, Found, Page};
+use abi::profile::teardown::{self, Found, Page, Survey};
 
 use crate::exit::ExitReason;
 use crate::machine::Plan;
@@ -100,14 +100,13 @@ pub fn run(plan: &Plan<'_>, options: Options, console_input: &[u8], disk: Option
                 }
             }
             let memory = vm.tear_down();
-            let (holding, pages) = nonzero_pages(&memory);
+            let (holding, pages, marks) = survey(&memory);
             crate::vmm_println!("after teardown: {holding} of {pages} guest RAM pages still hold data");
-            for page in [Page::Private, Page::Shared] {
-                let found = find_in(&memory, page);
-                if let Some(ipa) = found {
+            for (page, mark) in [Page::Private, Page::Shared].into_iter().zip(marks) {
+                if let Some(ipa) = mark {
                     crate::vmm_println!("{} mark still at IPA {ipa:#x} after teardown", page.probe());
                 }
-                let found = if found.is_some() { Found::Kept } else { Found::Gone };
+                let found = if mark.is_some() { Found::Kept } else { Found::Gone };
                 crate::vmm_println!("probe {} = {found}", page.probe());
             }
             reason
@@ -193,36 +192,25 @@ fn gic(vm: &VmFd) -> Result<DeviceFd, String> {
     Ok(gic)
 }
 
-/// Where `page`'s mark (`abi::profile::teardown`) is in guest RAM, once the VM is
-/// gone: on the real pKVM the guest's pages went back to the host at teardown, wiped
+/// One pass over guest RAM once the VM is gone (`abi::profile::teardown`): how many
+/// pages still hold data, of how many, and the IPA of the first page holding each
+/// mark. On the real pKVM the guest's pages went back to the host at teardown, wiped
 /// or not as the release decides, and read without a fault.
-fn find_in(memory: &GuestMemoryMmap, page: Page) -> Option<u64> {
+fn survey(memory: &GuestMemoryMmap) -> (usize, usize, [Option<u64>; 2]) {
+    let (mut holding, mut pages, mut marks) = (0, 0, [None; 2]);
     for region in memory.iter() {
         let Ok(host) = memory.get_host_address(region.start_addr()) else { continue };
-        let words = region.len() as usize / 8;
         // SAFETY: the region's whole mapping, page-aligned and owned by `memory`; no
         // vCPU runs any more, so nothing writes it while it is read.
-        let ram = unsafe { std::slice::from_raw_parts(host as *const u64, words) };
-        if let Some(index) = teardown::locate(ram, page) {
-            return Some(region.start_addr().0 + (index * teardown::PAGE_WORDS * 8) as u64);
-        }
-    }
-    None
-}
-
-/// How many pages of guest RAM hold anything but zeros, of how many.
-fn nonzero_pages(memory: &GuestMemoryMmap) -> (usize, usize) {
-    let (mut nonzero, mut pages) = (0, 0);
-    for region in memory.iter() {
-        let Ok(host) = memory.get_host_address(region.start_addr()) else { continue };
-        // SAFETY: as in `find_in`.
         let ram = unsafe { std::slice::from_raw_parts(host as *const u64, region.len() as usize / 8) };
-        for page in ram.chunks_exact(teardown::PAGE_WORDS) {
-            pages += 1;
-            nonzero += usize::from(page.iter().any(|&w| w != 0));
+        let survey = Survey::of(ram);
+        (holding, pages) = (holding + survey.holding, pages + survey.pages);
+        for (mark, page) in marks.iter_mut().zip([Page::Private, Page::Shared]) {
+            let ipa = survey.at(page).map(|i| region.start_addr().0 + (i * teardown::PAGE_WORDS * 8) as u64);
+            *mark = mark.or(ipa);
         }
     }
-    (nonzero, pages)
+    (holding, pages, marks)
 }
 
 impl Vm {

@@ -5,14 +5,15 @@
 //! ([`Found`]), recorded from the real release ([`super::recording`]).
 //!
 //! ```
-//! use abi::profile::teardown::{find, mark, Found, Page};
+//! use abi::profile::teardown::{mark, Found, Page, Survey};
 //!
 //! let mut ram = vec![0u64; 3 * 512];
 //! for (i, word) in ram[512..1024].iter_mut().enumerate() {
 //!     *word = mark(Page::Shared, i);
 //! }
-//! assert_eq!(find(&ram, Page::Shared), Found::Kept);
-//! assert_eq!(find(&ram, Page::Private), Found::Gone);
+//! let survey = Survey::of(&ram);
+//! assert_eq!((survey.pages, survey.holding, survey.shared), (3, 1, Some(1)));
+//! assert_eq!((survey.found(Page::Shared), survey.found(Page::Private)), (Found::Kept, Found::Gone));
 //! ```
 
 /// Words in a 4 KiB page.
@@ -68,19 +69,56 @@ impl core::fmt::Display for Found {
     }
 }
 
-/// Looks for `page`'s mark, page by page, in `ram` (whole pages of words).
-pub fn find(ram: &[u64], page: Page) -> Found {
-    if locate(ram, page).is_some() {
-        Found::Kept
-    } else {
-        Found::Gone
-    }
+/// One pass over guest RAM once the VM is gone: how many pages still hold data, and
+/// which page (by index) first holds each mark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Survey {
+    /// Whole pages looked at.
+    pub pages: usize,
+    /// Pages holding anything but zeros.
+    pub holding: usize,
+    /// The first page holding the private mark.
+    pub private: Option<usize>,
+    /// The first page holding the shared mark.
+    pub shared: Option<usize>,
 }
 
-/// The index of the first page of `ram` that holds `page`'s mark.
-pub fn locate(ram: &[u64], page: Page) -> Option<usize> {
-    let holds = |p: &[u64]| p.iter().enumerate().all(|(i, &w)| w == mark(page, i));
-    ram.chunks_exact(PAGE_WORDS).position(holds)
+impl Survey {
+    /// Surveys `ram`, page by page (whole pages of words).
+    pub fn of(ram: &[u64]) -> Self {
+        let holds = |p: &[u64], page| p.iter().enumerate().all(|(i, &w)| w == mark(page, i));
+        let mut survey = Self::default();
+        for (index, p) in ram.chunks_exact(PAGE_WORDS).enumerate() {
+            survey.pages += 1;
+            if p.iter().all(|&w| w == 0) {
+                continue;
+            }
+            survey.holding += 1;
+            for (page, slot) in [(Page::Private, &mut survey.private), (Page::Shared, &mut survey.shared)] {
+                if slot.is_none() && holds(p, page) {
+                    *slot = Some(index);
+                }
+            }
+        }
+        survey
+    }
+
+    /// The first page holding `page`'s mark.
+    pub fn at(&self, page: Page) -> Option<usize> {
+        match page {
+            Page::Private => self.private,
+            Page::Shared => self.shared,
+        }
+    }
+
+    /// Whether `page`'s mark was found.
+    pub fn found(&self, page: Page) -> Found {
+        if self.at(page).is_some() {
+            Found::Kept
+        } else {
+            Found::Gone
+        }
+    }
 }
 
 /// Whether the host finds a page wiped once the VM is gone.
@@ -146,13 +184,16 @@ mod tests {
         for i in 0..PAGE_WORDS {
             ram[PAGE_WORDS + 1 + i] = mark(Page::Private, i);
         }
-        assert_eq!(find(&ram, Page::Private), Found::Gone);
+        assert_eq!(Survey::of(&ram).found(Page::Private), Found::Gone);
         for i in 0..PAGE_WORDS {
             ram[2 * PAGE_WORDS + i] = mark(Page::Private, i);
         }
-        assert_eq!(find(&ram, Page::Private), Found::Kept);
+        let survey = Survey::of(&ram);
+        assert_eq!((survey.found(Page::Private), survey.at(Page::Private)), (Found::Kept, Some(2)));
+        assert_eq!((survey.pages, survey.holding), (4, 2), "pages 1 and 2 hold data, 0 and 3 none");
         ram[3 * PAGE_WORDS - 1] = 0;
-        assert_eq!(find(&ram, Page::Private), Found::Gone, "one word wiped");
+        assert_eq!(Survey::of(&ram).found(Page::Private), Found::Gone, "one word wiped");
+        assert_eq!(Survey::of(&ram[..PAGE_WORDS + 7]).pages, 1, "a partial page is not looked at");
     }
 
     #[test]
