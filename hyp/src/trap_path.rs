@@ -89,12 +89,8 @@ fn system_register(vm: &mut Vm, regs: &mut GuestRegs, access: SysregAccess, esr:
         match reply {
             RegisterReply::Undefined => {
                 let state = TrapState { spsr: SPSR_EL2.get(), elr: ELR_EL2.get(), far: 0, vbar_el1: VBAR_EL1.get() };
-                let injection = inject::undefined(state);
-                ESR_EL1.set(injection.esr_el1);
-                ELR_EL1.set(injection.elr_el1);
-                SPSR_EL1.set(injection.spsr_el1);
-                ELR_EL2.set(injection.elr_el2);
-                SPSR_EL2.set(injection.spsr_el2);
+                // FAR_EL1 is UNKNOWN for EC 0: left as it is, as pKVM leaves it.
+                enter_exception(&inject::undefined(state));
                 return;
             }
             RegisterReply::ReadsZero if access.read && access.rt != 31 => regs.x[access.rt as usize] = 0,
@@ -219,8 +215,14 @@ fn inject_abort(kind: AbortKind) {
 fn inject_abort_at(kind: AbortKind, elr: u64, far: u64) {
     let state = TrapState { spsr: SPSR_EL2.get(), elr, far, vbar_el1: VBAR_EL1.get() };
     let injection = inject::external_abort(kind, state);
-    ESR_EL1.set(injection.esr_el1);
     FAR_EL1.set(injection.far_el1);
+    enter_exception(&injection);
+}
+
+/// Takes the guest into the exception `injection` describes: its EL1 syndrome, return
+/// address and state, and hyp's return to its vector (FAR_EL1 is the caller's).
+fn enter_exception(injection: &inject::Injection) {
+    ESR_EL1.set(injection.esr_el1);
     ELR_EL1.set(injection.elr_el1);
     SPSR_EL1.set(injection.spsr_el1);
     ELR_EL2.set(injection.elr_el2);
