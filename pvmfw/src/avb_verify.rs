@@ -137,13 +137,23 @@ pub fn hash_descriptors<'a>(
     Ok(found)
 }
 
-/// Whether `bytes` match `descriptor`: SHA-256, the size and the digest of salt and bytes.
-fn matches(descriptor: &HashDescriptor<'_>, bytes: &[u8]) -> Result<bool, AvbVerifyError> {
+/// Refuses a descriptor whose hash is not AVF's (SHA-256, a 32-byte digest).
+fn supported(descriptor: &HashDescriptor<'_>) -> Result<(), AvbVerifyError> {
     if descriptor.hash_algorithm != HASH_ALGORITHM || descriptor.digest.len() != 32 {
         return Err(AvbVerifyError::UnsupportedHash);
     }
-    let digest = Sha256::new().chain_update(descriptor.salt).chain_update(bytes).finalize();
-    Ok(descriptor.image_size == bytes.len() as u64 && digest.as_slice() == descriptor.digest)
+    Ok(())
+}
+
+/// Whether SHA-256 of the descriptor's salt and `bytes` is its digest.
+fn digest_matches(descriptor: &HashDescriptor<'_>, bytes: &[u8]) -> bool {
+    Sha256::new().chain_update(descriptor.salt).chain_update(bytes).finalize().as_slice() == descriptor.digest
+}
+
+/// Whether `bytes` match `descriptor`: a supported hash, the size and the digest.
+fn matches(descriptor: &HashDescriptor<'_>, bytes: &[u8]) -> Result<bool, AvbVerifyError> {
+    supported(descriptor)?;
+    Ok(descriptor.image_size == bytes.len() as u64 && digest_matches(descriptor, bytes))
 }
 
 /// Verifies `payload` (image, vbmeta image, footer) against `trusted_key`, in AVB's
@@ -183,13 +193,11 @@ pub fn verify<'a>(
 
     let [boot, normal, debug] = hash_descriptors(vbmeta.descriptors())?;
     let boot = boot.ok_or(AvbVerifyError::NoBootDescriptor)?;
-    if boot.hash_algorithm != HASH_ALGORITHM || boot.digest.len() != 32 {
-        return Err(AvbVerifyError::UnsupportedHash);
-    }
+    supported(&boot)?;
     if boot.image_size != signed.image.len() as u64 {
         return Err(AvbVerifyError::ImageSizeMismatch);
     }
-    if !matches(&boot, signed.image)? {
+    if !digest_matches(&boot, signed.image) {
         return Err(AvbVerifyError::DigestMismatch);
     }
     let initrd = match (initrd, normal, debug) {
