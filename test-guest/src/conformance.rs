@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use core::alloc::Layout;
 
 use abi::profile::cpu::ID_FIELDS;
-use abi::profile::debug_pmu;
+use abi::profile::debug_pmu::{self, RegisterProbe, Shown};
 use abi::profile::recording::{ProbeCall, ShownRegs};
 use abi::profile::teardown::{self, Page};
 use abi::profile::{Action, Answer, Conduit as Via, Pages};
@@ -325,7 +325,7 @@ fn probe_all(boot: &BootInfo, mode: Mode) -> CaseResult {
 fn probe_registers(p: &mut Probes) {
     let rules = p.mode.profile().and_then(|profile| profile.register_access);
     for probe in debug_pmu::PROBES {
-        let seen = registers::read_after(probe);
+        let seen = read_after(probe);
         println!("probe {} = {seen}", probe.probe);
         if let Some(want) = rules.and_then(|r| r.expected(probe)) {
             if seen != want {
@@ -335,29 +335,24 @@ fn probe_registers(p: &mut Probes) {
     }
 }
 
-mod registers {
-    use abi::profile::debug_pmu::{RegisterProbe, Shown};
-    use guest_lib::exceptions::probe;
-
-    /// Runs `probe`: its write (if any), the read, and the write of 0 after.
-    pub fn read_after(p: &RegisterProbe) -> Shown {
-        if let Some(value) = p.write {
-            // SAFETY: the probes' writes are harmless (`debug_pmu::PROBES`): MDSCR_EL1.MDE
-            // with no breakpoint enabled, a disabled breakpoint's address.
-            if let Err(refused) = unsafe { probe::write_register(p.register, value) } {
-                return Shown::Undefined(refused.esr.0);
-            }
+/// Runs `probe`: its write (if any), the read, and the write of 0 after.
+fn read_after(p: &RegisterProbe) -> Shown {
+    if let Some(value) = p.write {
+        // SAFETY: the probes' writes are harmless (`debug_pmu::PROBES`): MDSCR_EL1.MDE
+        // with no breakpoint enabled, a disabled breakpoint's address.
+        if let Err(refused) = unsafe { probe::write_register(p.register, value) } {
+            return Shown::Undefined(refused.esr.0);
         }
-        let seen = match probe::read_register(p.register) {
-            Ok(value) => Shown::Value(value),
-            Err(refused) => Shown::Undefined(refused.esr.0),
-        };
-        if p.write.is_some() {
-            // SAFETY: as above; 0 is the register's reset state.
-            let _ = unsafe { probe::write_register(p.register, 0) };
-        }
-        seen
     }
+    let seen = match probe::read_register(p.register) {
+        Ok(value) => Shown::Value(value),
+        Err(refused) => Shown::Undefined(refused.esr.0),
+    };
+    if p.write.is_some() {
+        // SAFETY: as above; 0 is the register's reset state.
+        let _ = unsafe { probe::write_register(p.register, 0) };
+    }
+    seen
 }
 
 /// Fills one private page and one page it shares (and leaves shared) with their
