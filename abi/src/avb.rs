@@ -20,7 +20,7 @@
 use core::fmt;
 
 use zerocopy::byteorder::big_endian::{U32, U64};
-use zerocopy::{FromBytes, Immutable, KnownLayout};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// The footer's magic.
 pub const FOOTER_MAGIC: [u8; 4] = *b"AVBf";
@@ -55,7 +55,7 @@ pub mod tag {
 
 /// `AvbFooter`: 64 bytes at the end of the payload.
 #[repr(C)]
-#[derive(FromBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
 pub struct Footer {
     /// `AVBf`.
     pub magic: [u8; 4],
@@ -75,7 +75,7 @@ pub struct Footer {
 
 /// `AvbVBMetaImageHeader`: 256 bytes.
 #[repr(C)]
-#[derive(FromBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
 pub struct VbmetaHeader {
     /// `AVB0`.
     pub magic: [u8; 4],
@@ -123,7 +123,7 @@ pub struct VbmetaHeader {
 
 /// `AvbDescriptor`: every descriptor's first 16 bytes.
 #[repr(C)]
-#[derive(FromBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
 pub struct DescriptorHeader {
     /// [`tag`].
     pub tag: U64,
@@ -134,7 +134,7 @@ pub struct DescriptorHeader {
 /// `AvbHashDescriptor` after its [`DescriptorHeader`]; the partition name, the salt and
 /// the digest follow.
 #[repr(C)]
-#[derive(FromBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
 pub struct HashDescriptorFields {
     /// The hashed image's size.
     pub image_size: U64,
@@ -155,7 +155,7 @@ pub struct HashDescriptorFields {
 /// `AvbPropertyDescriptor` after its [`DescriptorHeader`]; the key, a NUL, the value and
 /// a NUL follow.
 #[repr(C)]
-#[derive(FromBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
 pub struct PropertyDescriptorFields {
     /// The key's length (without its NUL).
     pub key_num_bytes: U64,
@@ -166,7 +166,7 @@ pub struct PropertyDescriptorFields {
 /// `AvbRSAPublicKeyHeader`: the public key's first 8 bytes; `n` and `rr`
 /// (R² mod n), each `key_num_bits / 8` bytes, follow.
 #[repr(C)]
-#[derive(FromBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
 pub struct PublicKeyHeader {
     /// The modulus's size in bits.
     pub key_num_bits: U32,

@@ -8,11 +8,15 @@
 //!
 //! The layouts are [`abi::avb`]'s; this module only writes them.
 
-use abi::avb::{tag, Algorithm, FOOTER_MAGIC, FOOTER_SIZE, VBMETA_HEADER_SIZE, VBMETA_MAGIC};
+use abi::avb::{
+    tag, Algorithm, DescriptorHeader, Footer, HashDescriptorFields, PropertyDescriptorFields, PublicKeyHeader,
+    VbmetaHeader, FOOTER_MAGIC, FOOTER_SIZE, VBMETA_HEADER_SIZE, VBMETA_MAGIC,
+};
 use rsa::pkcs1v15::Pkcs1v15Sign;
 use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPrivateKey};
 use sha2::{Digest, Sha256, Sha512};
+use zerocopy::IntoBytes;
 
 /// The block size avbtool pads to.
 pub const BLOCK: usize = 4096;
@@ -49,39 +53,35 @@ fn round_up(value: usize, to: usize) -> usize {
 /// A descriptor: `tag`, the size of `body` padded to 8, `body`, the padding.
 fn descriptor(tag: u64, body: &[u8]) -> Vec<u8> {
     let padded = round_up(body.len(), 8);
-    let mut out = Vec::with_capacity(16 + padded);
-    out.extend_from_slice(&tag.to_be_bytes());
-    out.extend_from_slice(&(padded as u64).to_be_bytes());
+    let header = DescriptorHeader { tag: tag.into(), num_bytes_following: (padded as u64).into() };
+    let mut out = header.as_bytes().to_vec();
     out.extend_from_slice(body);
     out.resize(16 + padded, 0);
     out
 }
 
 fn hash_descriptor(image_size: u64, partition: &str, salt: &[u8], digest: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&image_size.to_be_bytes());
-    let mut algorithm = [0u8; 32];
-    algorithm[..6].copy_from_slice(b"sha256");
-    body.extend_from_slice(&algorithm);
-    for len in [partition.len(), salt.len(), digest.len()] {
-        body.extend_from_slice(&(len as u32).to_be_bytes());
-    }
-    body.extend_from_slice(&0u32.to_be_bytes()); // flags
-    body.extend_from_slice(&[0; 60]);
-    body.extend_from_slice(partition.as_bytes());
-    body.extend_from_slice(salt);
-    body.extend_from_slice(digest);
+    let mut hash_algorithm = [0u8; 32];
+    hash_algorithm[..6].copy_from_slice(b"sha256");
+    let fields = HashDescriptorFields {
+        image_size: image_size.into(),
+        hash_algorithm,
+        partition_name_len: (partition.len() as u32).into(),
+        salt_len: (salt.len() as u32).into(),
+        digest_len: (digest.len() as u32).into(),
+        flags: 0.into(),
+        reserved: [0; 60],
+    };
+    let body = [fields.as_bytes(), partition.as_bytes(), salt, digest].concat();
     descriptor(tag::HASH, &body)
 }
 
 fn property_descriptor(key: &str, value: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&(key.len() as u64).to_be_bytes());
-    body.extend_from_slice(&(value.len() as u64).to_be_bytes());
-    body.extend_from_slice(key.as_bytes());
-    body.push(0);
-    body.extend_from_slice(value);
-    body.push(0);
+    let fields = PropertyDescriptorFields {
+        key_num_bytes: (key.len() as u64).into(),
+        value_num_bytes: (value.len() as u64).into(),
+    };
+    let body = [fields.as_bytes(), key.as_bytes(), &[0], value, &[0]].concat();
     descriptor(tag::PROPERTY, &body)
 }
 
@@ -99,9 +99,8 @@ pub fn public_key(key: &RsaPrivateKey) -> Vec<u8> {
         inverse = inverse.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(inverse)));
     }
     let rr = (BigUint::from(1u8) << (2 * bits)) % n;
-    let mut out = Vec::with_capacity(8 + 2 * len);
-    out.extend_from_slice(&(bits as u32).to_be_bytes());
-    out.extend_from_slice(&inverse.wrapping_neg().to_be_bytes());
+    let header = PublicKeyHeader { key_num_bits: (bits as u32).into(), n0inv: inverse.wrapping_neg().into() };
+    let mut out = header.as_bytes().to_vec();
     for value in [n, &rr] {
         let bytes = value.to_bytes_be();
         out.resize(out.len() + len - bytes.len(), 0);
@@ -131,31 +130,34 @@ fn vbmeta(descriptors: &[u8], options: &SignOptions<'_>) -> Result<Vec<u8>, Stri
         Algorithm::Sha512Rsa4096 => 5,
         Algorithm::Sha512Rsa8192 => 6,
     };
-    let mut header = Vec::with_capacity(VBMETA_HEADER_SIZE);
-    header.extend_from_slice(&VBMETA_MAGIC);
-    header.extend_from_slice(&1u32.to_be_bytes()); // libavb 1.0
-    header.extend_from_slice(&0u32.to_be_bytes());
-    header.extend_from_slice(&(auth_size as u64).to_be_bytes());
-    header.extend_from_slice(&(aux_size as u64).to_be_bytes());
-    header.extend_from_slice(&algorithm_type.to_be_bytes());
-    let regions = [
-        (0, hash_size),                     // hash, in the authentication block
-        (hash_size, signature_size),        // signature
-        (descriptors.len(), key.len()),     // public key, in the auxiliary block
-        (descriptors.len() + key.len(), 0), // public key metadata: none
-        (0, descriptors.len()),             // descriptors
-    ];
-    for (offset, size) in regions {
-        header.extend_from_slice(&(offset as u64).to_be_bytes());
-        header.extend_from_slice(&(size as u64).to_be_bytes());
-    }
-    header.extend_from_slice(&options.rollback_index.to_be_bytes());
-    header.extend_from_slice(&0u32.to_be_bytes()); // flags
-    header.extend_from_slice(&0u32.to_be_bytes()); // rollback index location
     let mut release = [0u8; 48];
     release[..options.release.len()].copy_from_slice(options.release.as_bytes());
-    header.extend_from_slice(&release);
-    header.resize(VBMETA_HEADER_SIZE, 0);
+    let header = VbmetaHeader {
+        magic: VBMETA_MAGIC,
+        required_libavb_version_major: 1.into(), // libavb 1.0
+        required_libavb_version_minor: 0.into(),
+        authentication_data_block_size: (auth_size as u64).into(),
+        auxiliary_data_block_size: (aux_size as u64).into(),
+        algorithm_type: algorithm_type.into(),
+        // In the authentication block: the hash, then the signature.
+        hash_offset: 0.into(),
+        hash_size: (hash_size as u64).into(),
+        signature_offset: (hash_size as u64).into(),
+        signature_size: (signature_size as u64).into(),
+        // In the auxiliary block: the descriptors, the public key, no key metadata.
+        public_key_offset: (descriptors.len() as u64).into(),
+        public_key_size: (key.len() as u64).into(),
+        public_key_metadata_offset: ((descriptors.len() + key.len()) as u64).into(),
+        public_key_metadata_size: 0.into(),
+        descriptors_offset: 0.into(),
+        descriptors_size: (descriptors.len() as u64).into(),
+        rollback_index: options.rollback_index.into(),
+        flags: 0.into(),
+        rollback_index_location: 0.into(),
+        release_string: release,
+        reserved: [0; 80],
+    };
+    let header = header.as_bytes();
 
     let mut aux = Vec::with_capacity(aux_size);
     aux.extend_from_slice(descriptors);
@@ -163,14 +165,14 @@ fn vbmeta(descriptors: &[u8], options: &SignOptions<'_>) -> Result<Vec<u8>, Stri
     aux.resize(aux_size, 0);
 
     let (hash, scheme) = if hash_size == 32 {
-        let hash = Sha256::new().chain_update(&header).chain_update(&aux).finalize().to_vec();
+        let hash = Sha256::new().chain_update(header).chain_update(&aux).finalize().to_vec();
         (hash, Pkcs1v15Sign::new::<Sha256>())
     } else {
-        let hash = Sha512::new().chain_update(&header).chain_update(&aux).finalize().to_vec();
+        let hash = Sha512::new().chain_update(header).chain_update(&aux).finalize().to_vec();
         (hash, Pkcs1v15Sign::new::<Sha512>())
     };
     let signature = options.key.sign(scheme, &hash).map_err(|e| format!("signing: {e}"))?;
-    let mut out = header;
+    let mut out = header.to_vec();
     out.extend_from_slice(&hash);
     out.extend_from_slice(&signature);
     out.resize(VBMETA_HEADER_SIZE + auth_size, 0);
@@ -193,13 +195,16 @@ pub fn add_hash_footer(image: &[u8], options: &SignOptions<'_>) -> Result<Vec<u8
     out.resize(vbmeta_offset, 0);
     out.extend_from_slice(&vbmeta);
     out.resize(partition - FOOTER_SIZE, 0);
-    out.extend_from_slice(&FOOTER_MAGIC);
-    out.extend_from_slice(&1u32.to_be_bytes()); // footer 1.0
-    out.extend_from_slice(&0u32.to_be_bytes());
-    for value in [image.len(), vbmeta_offset, vbmeta.len()] {
-        out.extend_from_slice(&(value as u64).to_be_bytes());
-    }
-    out.resize(partition, 0);
+    let footer = Footer {
+        magic: FOOTER_MAGIC,
+        version_major: 1.into(), // footer 1.0
+        version_minor: 0.into(),
+        original_image_size: (image.len() as u64).into(),
+        vbmeta_offset: (vbmeta_offset as u64).into(),
+        vbmeta_size: (vbmeta.len() as u64).into(),
+        reserved: [0; 28],
+    };
+    out.extend_from_slice(footer.as_bytes());
     Ok(out)
 }
 
