@@ -42,8 +42,9 @@ use crate::memory_map::{Region, GRANULE};
 
 /// First eight bytes of every bundle.
 pub const MAGIC: [u8; 8] = *b"PVMKBNDL";
-/// The format version this crate reads and writes.
-pub const VERSION: u32 = 1;
+/// The format version this crate reads and writes (2: kind 5 is the ramdisk; in 1 it
+/// was a per-VM secret for pvmfw, which AVF's contract has no place for).
+pub const VERSION: u32 = 2;
 /// Size of the header.
 pub const HEADER_SIZE: usize = 32;
 /// Size of one entry in the table after the header.
@@ -66,13 +67,13 @@ pub enum EntryKind {
     /// The pvmfw image, entered first when present (at its load IPA, which must be the
     /// VM config's entry).
     Pvmfw = 4,
-    /// The per-VM secret hyp gives pvmfw, loaded in pvmfw's private region.
-    VmSecret = 5,
+    /// The ramdisk, where the guest DT's `/chosen` `linux,initrd-start` says.
+    Ramdisk = 5,
 }
 
 impl EntryKind {
     /// Every kind, in numeric order.
-    pub const ALL: [EntryKind; 5] = [Self::VmConfig, Self::Payload, Self::GuestDt, Self::Pvmfw, Self::VmSecret];
+    pub const ALL: [EntryKind; 5] = [Self::VmConfig, Self::Payload, Self::GuestDt, Self::Pvmfw, Self::Ramdisk];
 
     fn from_u32(value: u32) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| *kind as u32 == value)
@@ -85,7 +86,7 @@ impl EntryKind {
             Self::Payload => "payload",
             Self::GuestDt => "guest-dt",
             Self::Pvmfw => "pvmfw",
-            Self::VmSecret => "vm-secret",
+            Self::Ramdisk => "ramdisk",
         }
     }
 }

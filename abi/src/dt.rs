@@ -21,10 +21,11 @@ pub const PSCI_1_0: &str = "arm,psci-1.0";
 pub const PSCI_0_2: &str = "arm,psci-0.2";
 /// The reserved region every DMA buffer of a protected VM bounces through.
 pub const BOUNCE_POOL: &str = crate::memory_map::BOUNCE_POOL_COMPATIBLE;
-/// The reserved page that holds the payload's secret.
-pub const PAYLOAD_SECRET: &str = crate::pvmfw::SECRET_COMPATIBLE;
 /// pvmfw's mark on the DT it hands over.
 pub const VERIFIED_BOOT: &str = "pvmkit,verified-boot";
+/// `/chosen` property pvmfw adds when the ramdisk matched `initrd_debug`: the payload
+/// is debuggable.
+pub const DEBUGGABLE: &str = "pvmkit,debuggable";
 
 /// `/chosen`.
 pub const CHOSEN: &str = "chosen";

@@ -19,8 +19,7 @@
 //! - [`guest_console`]: the harness's summary line and the `pvmkit.*` command-line words.
 //! - [`hyp_options`]: the options `pvmkit` passes to `hyp` on its command line.
 //! - [`memory_map`]: the addresses every part agrees on.
-//! - [`signed_payload`]: the signed payload format pvmfw verifies.
-//! - [`pvmfw`]: pvmfw's handover contract (its region, its config block, the secrets).
+//! - [`pvmfw`]: pvmfw's contract (its region, its embedded key, its refusal codes).
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
@@ -42,6 +41,5 @@ pub mod memory_map;
 pub mod profile;
 pub mod psci;
 pub mod pvmfw;
-pub mod signed_payload;
 pub mod smccc;
 pub mod virtio_mmio;

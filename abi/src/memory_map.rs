@@ -6,9 +6,11 @@
 //! 0x4000_0000  QEMU RAM base (QEMU boot stub)
 //! 0x4008_0000  hyp image (arm64 Image, text_offset 0x80000), then hyp's data
 //!  …           QEMU's DTB and the bundle (-initrd): found through the DTB, never assumed
-//! 0x7fc0_0000  pvmfw region, 2 MiB below guest RAM (pvmfw issue)
+//! 0x7fc0_0000  pvmfw region, 4 MiB below guest RAM (abi::pvmfw)
 //! 0x8000_0000  guest RAM: the guest's device tree at its base …
-//! 0x8020_0000  … and the payload, linked here by guest-lib's `guest.ld`
+//! 0x8020_0000  … the payload, linked here by guest-lib's `guest.ld` …
+//! 0x8800_0000  … a ramdisk, if any …
+//! 0x8fc0_0000  … and the bounce pool at the top
 //! ```
 //!
 //! ```
@@ -33,6 +35,9 @@ pub const GUEST_DT_BASE: u64 = GUEST_RAM_BASE;
 pub const GUEST_DT_MAX_SIZE: u64 = 2 << 20;
 /// Where guest-lib's linker script links a payload by default.
 pub const PAYLOAD_BASE: u64 = GUEST_RAM_BASE + GUEST_DT_MAX_SIZE;
+/// Where `pvmkit` loads a ramdisk (the host DT's `/chosen` `linux,initrd-start`): half
+/// way up guest RAM, so that a payload may take 126 MiB and a ramdisk 124 MiB.
+pub const RAMDISK_BASE: u64 = GUEST_RAM_BASE + (128 << 20);
 /// Size of the `restricted-dma-pool` the host's DT reserves for the guest's bounce
 /// buffers (as crosvm does for pVMs).
 pub const BOUNCE_POOL_SIZE: u64 = 4 << 20;

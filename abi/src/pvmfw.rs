@@ -1,45 +1,45 @@
-//! pvmfw's contract with hyp (below it), pvmkit (which builds its image) and the payload
-//! (above it).
+//! pvmfw's contract with hyp and the VMM (below it), pvmkit (which builds its image and
+//! plays the bootloader) and the payload (above it). The formats are Android AVF's (AOSP
+//! `guest/pvmfw/README.md`); the memory map is pvmkit's.
 //!
-//! - pvmfw lives in a guest-private region [`PVMFW_BASE`], [`PVMFW_SIZE`] long, just below
-//!   the payload's RAM. hyp enters it at [`PVMFW_BASE`] with x0 = the host's DT and
-//!   x1..x3 = 0.
-//! - The region's last page ([`VM_SECRET_IPA`]) holds the per-VM secret, put there by hyp
-//!   from the bundle's `VmSecret` entry. pvmfw reads it, then erases it.
-//! - pvmkit writes pvmfw's config block into the image at the symbol
-//!   `__pvmfw_config`: [`CONFIG_MAGIC`], version, and the trusted Ed25519 public key.
-//! - The host's DT names the signed payload with `/config` `kernel-address` and
-//!   `kernel-size` (as crosvm does).
-//! - pvmfw hands the payload a DT it rebuilt, with x0 = its IPA, and the payload's
-//!   secret in `/reserved-memory/pvmkit-secret@…` (compatible [`SECRET_COMPATIBLE`],
-//!   `no-map`), [`SECRET_SIZE`] bytes at [`PAYLOAD_SECRET_IPA`].
+//! - pvmfw lives in a guest-private region [`PVMFW_BASE`], [`PVMFW_SIZE`] long, right
+//!   below the payload's RAM (where crosvm puts it, and as large). Its first half holds
+//!   the image and, at the next 4 KiB boundary after it, the configuration data the
+//!   bootloader appends ([`crate::avf_config`]); its second half
+//!   ([`PVMFW_WRITABLE_BASE`]) its data, stack and heap. hyp or the VMM enters it at
+//!   [`PVMFW_BASE`] with x0 = the host's DT and x1..x3 = 0.
+//! - The payload key is embedded in pvmfw's image at the symbol `__pvmfw_trusted_key`
+//!   ([`trusted_key_slot`]), in AVB's public-key format (`avbtool extract_public_key`).
+//! - The host's DT names the signed kernel with `/config` `kernel-address` and
+//!   `kernel-size`, and a ramdisk with `/chosen` `linux,initrd-start`/`-end`; pvmfw
+//!   verifies both in place and enters the kernel at `kernel-address` with x0 = the DT
+//!   it rebuilt.
 //!
 //! ```
-//! use abi::pvmfw::{config_block, config_key};
+//! use abi::pvmfw::{trusted_key, trusted_key_slot};
 //!
-//! // The block `pvmkit pvmfw` writes into pvmfw's image: the key it trusts.
-//! let block = config_block(&[7; 32]);
-//! assert_eq!(config_key(&block), Some([7; 32]));
-//! assert_eq!(config_key(&[0; 48]), None);
+//! // The slot `pvmkit pvmfw --trusted-key` writes into pvmfw's image.
+//! let slot = trusted_key_slot(&[7; 520]).unwrap();
+//! assert_eq!(trusted_key(&slot), Some(&[7u8; 520][..]));
+//! assert_eq!(trusted_key(&[0; 64]), None);
 //! ```
 
-use crate::memory_map::{GUEST_DT_BASE, GUEST_DT_MAX_SIZE, GUEST_RAM_BASE};
+use crate::memory_map::{GUEST_DT_MAX_SIZE, GUEST_RAM_BASE};
 
-/// Size of pvmfw's region.
-pub const PVMFW_SIZE: u64 = 2 << 20;
+/// Size of pvmfw's region (crosvm's for protected VMs).
+pub const PVMFW_SIZE: u64 = 4 << 20;
 /// pvmfw's region: right below the payload's RAM. pvmfw is linked here.
 pub const PVMFW_BASE: u64 = GUEST_RAM_BASE - PVMFW_SIZE;
-/// The per-VM secret hyp gives pvmfw (the region's last page).
-pub const VM_SECRET_IPA: u64 = PVMFW_BASE + PVMFW_SIZE - 4096;
-/// Bytes of secret.
-pub const SECRET_SIZE: usize = 32;
-/// Where pvmfw puts the payload's derived secret: the last page of the DT area.
-pub const PAYLOAD_SECRET_IPA: u64 = GUEST_DT_BASE + GUEST_DT_MAX_SIZE - 4096;
+/// The most bytes of image and appended configuration data: the region's first half.
+pub const PVMFW_IMAGE_MAX: u64 = PVMFW_SIZE / 2;
+/// Where pvmfw's data, stack and heap begin: the region's second half, so that the
+/// configuration data after the image is never under them.
+pub const PVMFW_WRITABLE_BASE: u64 = PVMFW_BASE + PVMFW_IMAGE_MAX;
 /// The largest host device tree pvmfw accepts. It lies at [`GUEST_DT_BASE`] (the DT
 /// slot), pvmfw copies it into its own memory before reading it, and the payload's new
-/// DT goes in the same slot: all of it far below the secret page, whatever the input.
+/// DT goes in the same slot.
 pub const HOST_DT_MAX_SIZE: u64 = 512 << 10;
-const _: () = assert!(GUEST_DT_BASE + HOST_DT_MAX_SIZE <= PAYLOAD_SECRET_IPA);
+const _: () = assert!(HOST_DT_MAX_SIZE <= GUEST_DT_MAX_SIZE);
 /// The platform's console (QEMU `virt`'s PL011): pvmfw prints through it from the
 /// start, before the host's DT is checked, and never takes the console from that DT.
 pub const PLATFORM_CONSOLE: u64 = crate::memory_map::QEMU_EARLY_UART;
@@ -50,53 +50,55 @@ pub const PLATFORM_CONDUIT: &str = "hvc";
 /// the guest runtime (`guest-lib.`) and of pvmfw itself (`pvmfw.`). pvmfw drops them
 /// (and says so); every other word of a printable command line passes unchanged.
 pub const RESERVED_BOOTARG_PREFIXES: [&str; 2] = ["guest-lib.", "pvmfw."];
-/// The reserved-memory node's compatible.
-pub const SECRET_COMPATIBLE: &str = "pvmkit,payload-secret";
-/// Where pvmkit's host DT puts the signed payload for pvmfw to check (a staging copy;
-/// pvmfw copies the image to its load address).
-pub const SIGNED_PAYLOAD_STAGING: u64 = GUEST_RAM_BASE + (128 << 20);
-/// First bytes of pvmfw's config block.
-pub const CONFIG_MAGIC: [u8; 8] = *b"PVMFWCFG";
-/// Config block version.
-pub const CONFIG_VERSION: u32 = 1;
-/// Size of the config block: magic, version u32, reserved u32, key (32 bytes).
-pub const CONFIG_SIZE: usize = 48;
-/// The label the payload secret is derived under (HMAC-SHA256 keyed with the VM secret
-/// over this label, the image's SHA-256 and the signed header's SHA-256).
-pub const SECRET_LABEL: &[u8] = b"pvmkit payload secret v1";
 
-/// pvmfw's config block as it lies in the image.
+/// First bytes of the embedded-key slot.
+pub const TRUSTED_KEY_MAGIC: [u8; 8] = *b"PVMFWKEY";
+/// The largest AVB public key: RSA-8192 (8-byte header, n and R² mod n).
+pub const TRUSTED_KEY_MAX: usize = 8 + 2 * 1024;
+/// Size of the slot: magic, key length u32, reserved u32, the key.
+pub const TRUSTED_KEY_SLOT_SIZE: usize = 16 + TRUSTED_KEY_MAX;
+
+/// The embedded-key slot as it lies in pvmfw's image.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::KnownLayout, zerocopy::Immutable)]
-pub struct RawConfig {
-    /// [`CONFIG_MAGIC`].
+pub struct RawTrustedKey {
+    /// [`TRUSTED_KEY_MAGIC`].
     pub magic: [u8; 8],
-    /// [`CONFIG_VERSION`].
-    pub version: zerocopy::little_endian::U32,
+    /// Bytes of `key` used.
+    pub key_len: zerocopy::little_endian::U32,
     /// Zero.
     pub reserved: zerocopy::little_endian::U32,
-    /// The Ed25519 public key pvmfw trusts.
-    pub trusted_key: [u8; 32],
+    /// The key in AVB's public-key format, zero-padded.
+    pub key: [u8; TRUSTED_KEY_MAX],
 }
 
-const _: () = assert!(size_of::<RawConfig>() == CONFIG_SIZE);
+const _: () = assert!(size_of::<RawTrustedKey>() == TRUSTED_KEY_SLOT_SIZE);
 
-/// Encodes a config block carrying `public_key`.
-pub fn config_block(public_key: &[u8; 32]) -> [u8; CONFIG_SIZE] {
+/// The slot carrying `avb_public_key`; `None` if it is empty or too large.
+pub fn trusted_key_slot(avb_public_key: &[u8]) -> Option<[u8; TRUSTED_KEY_SLOT_SIZE]> {
     use zerocopy::IntoBytes;
-    let raw =
-        RawConfig { magic: CONFIG_MAGIC, version: CONFIG_VERSION.into(), reserved: 0.into(), trusted_key: *public_key };
-    let mut c = [0u8; CONFIG_SIZE];
-    c.copy_from_slice(raw.as_bytes());
-    c
+    if avb_public_key.is_empty() || avb_public_key.len() > TRUSTED_KEY_MAX {
+        return None;
+    }
+    let mut raw = RawTrustedKey {
+        magic: TRUSTED_KEY_MAGIC,
+        key_len: (avb_public_key.len() as u32).into(),
+        reserved: 0.into(),
+        key: [0; TRUSTED_KEY_MAX],
+    };
+    raw.key[..avb_public_key.len()].copy_from_slice(avb_public_key);
+    let mut slot = [0u8; TRUSTED_KEY_SLOT_SIZE];
+    slot.copy_from_slice(raw.as_bytes());
+    Some(slot)
 }
 
-/// The trusted key in a config block, if the block is well formed.
-pub fn config_key(block: &[u8]) -> Option<[u8; 32]> {
+/// The key in a slot, if the slot is well formed (an empty slot holds none).
+pub fn trusted_key(slot: &[u8]) -> Option<&[u8]> {
     use zerocopy::FromBytes;
-    let (raw, _) = RawConfig::read_from_prefix(block).ok()?;
-    let well_formed = raw.magic == CONFIG_MAGIC && raw.version.get() == CONFIG_VERSION && raw.reserved.get() == 0;
-    well_formed.then_some(raw.trusted_key)
+    let (raw, _) = RawTrustedKey::ref_from_prefix(slot).ok()?;
+    let len = raw.key_len.get() as usize;
+    let well_formed = raw.magic == TRUSTED_KEY_MAGIC && raw.reserved.get() == 0 && (1..=TRUSTED_KEY_MAX).contains(&len);
+    well_formed.then(|| &slot[16..16 + len])
 }
 
 #[cfg(test)]
@@ -104,13 +106,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_block_round_trips() {
-        let block = config_block(&[5; 32]);
-        assert_eq!(config_key(&block), Some([5; 32]));
-        assert_eq!(config_key(&[0; CONFIG_SIZE]), None);
-        assert_eq!(config_key(&block[..40]), None);
-        assert_eq!(PVMFW_BASE, 0x7fe0_0000);
-        assert_eq!(PAYLOAD_SECRET_IPA, 0x801f_f000);
+    fn the_key_slot_round_trips_and_refuses_what_is_not_a_key() {
+        let slot = trusted_key_slot(&[5; 1032]).unwrap();
+        assert_eq!(trusted_key(&slot), Some(&[5u8; 1032][..]));
+        assert_eq!(trusted_key(&[0; TRUSTED_KEY_SLOT_SIZE]), None, "the build-time zeroes");
+        assert_eq!(trusted_key(&slot[..40]), None, "truncated");
+        let mut long = slot;
+        long[8..12].copy_from_slice(&(TRUSTED_KEY_MAX as u32 + 1).to_le_bytes());
+        assert_eq!(trusted_key(&long), None);
+        assert!(trusted_key_slot(&[]).is_none() && trusted_key_slot(&[1; TRUSTED_KEY_MAX + 1]).is_none());
+        assert!(trusted_key_slot(&[1; TRUSTED_KEY_MAX]).is_some(), "an RSA-8192 key fits");
+        // crosvm's region, as the memory map comment has it.
+        assert_eq!((PVMFW_BASE, PVMFW_SIZE), (0x7fc0_0000, 4 << 20));
+        assert!(HOST_DT_MAX_SIZE <= GUEST_DT_MAX_SIZE);
     }
 }
 
@@ -120,7 +128,7 @@ mod tests {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
 pub enum Refusal {
-    /// pvmfw's config block holds no trusted key.
+    /// pvmfw's image holds no embedded payload key.
     NoTrustedKey = 1,
     /// The host's DT is not a well-formed device tree (magic, size, structure, a property).
     HostDtMalformed = 2,
@@ -130,7 +138,8 @@ pub enum Refusal {
     HostDtDevice = 4,
     /// The platform has the device, but the hypervisor does not give it to this VM.
     DeviceNotExposed = 5,
-    /// The host's DT names no payload, or one outside RAM or over the DT area.
+    /// The host's DT names no kernel, or a kernel or ramdisk outside RAM or over the DT
+    /// area.
     HostDtPayload = 6,
     /// The host's command line is too long or not printable ASCII.
     HostDtBootargs = 7,
@@ -138,25 +147,40 @@ pub enum Refusal {
     HostDtBouncePool = 8,
     /// The host's DT does not lie in its slot.
     HostDtSlot = 9,
-    /// The signed payload's header is malformed.
-    PayloadHeader = 10,
-    /// The payload does not fit where it must go.
+    /// The signed kernel is not a well-formed AVB image (footer, vbmeta, descriptors).
+    PayloadFormat = 10,
+    /// The kernel does not fit where it was loaded.
     PayloadPlacement = 11,
-    /// An arm64 Image's own header is malformed or disagrees with its signed layout.
+    /// The kernel is not an arm64 Image, or its header disagrees with where it lies.
     ImageHeader = 12,
-    /// The trusted key is not a valid Ed25519 key.
+    /// The embedded payload key is not a valid AVB RSA public key.
     TrustedKeyInvalid = 13,
-    /// The image is not the one its signed header's hash names.
+    /// The kernel is not the one its hash descriptor names.
     PayloadHash = 14,
-    /// The signature is not the trusted key's.
+    /// The vbmeta image's hash or signature does not verify.
     PayloadSignature = 15,
     /// The payload's new DT could not be built or does not fit its slot.
     NewDt = 16,
+    /// The vbmeta image carries a key other than the embedded one.
+    UntrustedKey = 17,
+    /// The hash descriptors are not AVF's: another partition, one twice, no `boot`,
+    /// another hash algorithm.
+    PayloadDescriptors = 18,
+    /// The vbmeta image's flags disable verification.
+    VerificationDisabled = 19,
+    /// The ramdisk is missing, has no descriptor, or matches neither descriptor.
+    Ramdisk = 20,
+    /// An AVF property (capabilities, name, page size) is malformed or unsupported.
+    PayloadProperties = 21,
+    /// The configuration data appended to pvmfw is malformed.
+    ConfigData = 22,
+    /// The VM's DT disagrees with the VM reference DT.
+    ReferenceDt = 23,
 }
 
 impl Refusal {
     /// Every refusal, in code order.
-    pub const ALL: [Refusal; 16] = [
+    pub const ALL: [Refusal; 23] = [
         Self::NoTrustedKey,
         Self::HostDtMalformed,
         Self::HostDtMemory,
@@ -166,13 +190,20 @@ impl Refusal {
         Self::HostDtBootargs,
         Self::HostDtBouncePool,
         Self::HostDtSlot,
-        Self::PayloadHeader,
+        Self::PayloadFormat,
         Self::PayloadPlacement,
         Self::ImageHeader,
         Self::TrustedKeyInvalid,
         Self::PayloadHash,
         Self::PayloadSignature,
         Self::NewDt,
+        Self::UntrustedKey,
+        Self::PayloadDescriptors,
+        Self::VerificationDisabled,
+        Self::Ramdisk,
+        Self::PayloadProperties,
+        Self::ConfigData,
+        Self::ReferenceDt,
     ];
 
     /// The stable code.
@@ -192,13 +223,20 @@ impl Refusal {
             Self::HostDtBootargs => "host-dt-bootargs",
             Self::HostDtBouncePool => "host-dt-bounce-pool",
             Self::HostDtSlot => "host-dt-slot",
-            Self::PayloadHeader => "payload-header",
+            Self::PayloadFormat => "payload-format",
             Self::PayloadPlacement => "payload-placement",
             Self::ImageHeader => "image-header",
             Self::TrustedKeyInvalid => "trusted-key-invalid",
             Self::PayloadHash => "payload-hash",
             Self::PayloadSignature => "payload-signature",
             Self::NewDt => "new-dt",
+            Self::UntrustedKey => "untrusted-key",
+            Self::PayloadDescriptors => "payload-descriptors",
+            Self::VerificationDisabled => "verification-disabled",
+            Self::Ramdisk => "ramdisk",
+            Self::PayloadProperties => "payload-properties",
+            Self::ConfigData => "config-data",
+            Self::ReferenceDt => "reference-dt",
         }
     }
 

@@ -57,13 +57,35 @@ pub fn begin_root(w: &mut FdtWriter, model: &str) -> Result<FdtWriterNode, Error
     Ok(root)
 }
 
-/// `/chosen`: the command line, the console, and pvmfw's mark when `verified_boot`.
-pub fn chosen(w: &mut FdtWriter, bootargs: &str, console: u64, verified_boot: bool) -> Result<(), Error> {
+/// What `/chosen` says.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Chosen<'a> {
+    /// The command line.
+    pub bootargs: &'a str,
+    /// The console's base (`stdout-path`).
+    pub console: u64,
+    /// The ramdisk (`linux,initrd-start`/`-end`).
+    pub initrd: Option<Region>,
+    /// pvmfw's mark that it verified the payload.
+    pub verified_boot: bool,
+    /// pvmfw's mark that the ramdisk matched `initrd_debug`.
+    pub debuggable: bool,
+}
+
+/// `/chosen`.
+pub fn chosen(w: &mut FdtWriter, c: &Chosen<'_>) -> Result<(), Error> {
     let chosen = w.begin_node(dt::CHOSEN)?;
-    w.property_string(dt::BOOTARGS, bootargs)?;
-    w.property_string(dt::STDOUT_PATH, &pl011_path(console))?;
-    if verified_boot {
+    w.property_string(dt::BOOTARGS, c.bootargs)?;
+    w.property_string(dt::STDOUT_PATH, &pl011_path(c.console))?;
+    if let Some(initrd) = c.initrd {
+        w.property_u64(dt::INITRD_START, initrd.start)?;
+        w.property_u64(dt::INITRD_END, initrd.end)?;
+    }
+    if c.verified_boot {
         w.property_null(dt::VERIFIED_BOOT)?;
+    }
+    if c.debuggable {
+        w.property_null(dt::DEBUGGABLE)?;
     }
     w.end_node(chosen)
 }

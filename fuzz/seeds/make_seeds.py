@@ -28,11 +28,9 @@ w("virtio_transport", "zero-length", setup + [3, 200, 1, 200, 20, 0, 0, 0, 0, 0]
 for mode in range(3):
     w("hypercalls", f"share-unshare-{mode}", [mode, 2, 10, 7, 10, 7, 10, 7, 3, 10, 7, 10, 7, 10, 7, 4, 10, 7, 0, 0, 0, 0])
     w("hypercalls", f"relinquish-{mode}", [mode, 2, 12, 7, 1, 0, 0, 0, 4, 12, 7, 1, 0, 0, 0, 3, 12, 7, 1, 0, 0, 0])
-# payload_header: a signed arm64 Image (format 1, text_offset 0x80000, no address), and
-# the bare Image it carries.
+# kernel_image: a bare arm64 Image (text_offset 0x80000), and the same Image loaded at
+# 0x8028_0000 (16 bytes of address and size first).
 import struct
 image = struct.pack("<IIQQQQQQII", 0x14000010, 0, 0x80000, 0x200000, 0xa, 0, 0, 0, 0x644D5241, 0) + bytes(64)
-signed = (b"PVMKSIGN" + struct.pack("<IIQQQQ", 1, 256, len(image), 0, 0, 0x200000) + bytes(32)
-          + struct.pack("<IIQ", 1, 0, 0x80000)).ljust(256, b"\0") + image
-pathlib.Path("seeds/payload_header/signed-image").write_bytes(signed)
-pathlib.Path("seeds/payload_header/image").write_bytes(image)
+pathlib.Path("seeds/kernel_image/image").write_bytes(image)
+pathlib.Path("seeds/kernel_image/loaded-image").write_bytes(struct.pack("<QQ", 0x80280000, len(image)) + image)

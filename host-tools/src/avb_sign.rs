@@ -43,6 +43,20 @@ pub struct SignOptions<'a> {
     pub rollback_index: u64,
     /// The vbmeta release string (at most 47 bytes).
     pub release: &'a str,
+    /// Ramdisks whose hash descriptors the kernel's vbmeta carries (what avbtool's
+    /// `--include_descriptors_from_image` copies from each ramdisk's own footer).
+    pub ramdisks: &'a [Ramdisk<'a>],
+}
+
+/// A ramdisk the kernel vouches for.
+#[derive(Clone, Copy, Debug)]
+pub struct Ramdisk<'a> {
+    /// `initrd_normal` or `initrd_debug`.
+    pub partition_name: &'a str,
+    /// Its bytes.
+    pub bytes: &'a [u8],
+    /// Its descriptor's salt.
+    pub salt: &'a [u8],
 }
 
 /// `value` rounded up to a multiple of `to`.
@@ -188,6 +202,18 @@ pub fn add_hash_footer(image: &[u8], options: &SignOptions<'_>) -> Result<Vec<u8
     for (key, value) in options.properties {
         descriptors.extend(property_descriptor(key, value));
     }
+    // avbtool adds included hash descriptors last, sorted by partition name, one per
+    // name (the last one given).
+    let mut ramdisks: Vec<&Ramdisk<'_>> = Vec::new();
+    for ramdisk in options.ramdisks {
+        ramdisks.retain(|r| r.partition_name != ramdisk.partition_name);
+        ramdisks.push(ramdisk);
+    }
+    ramdisks.sort_by_key(|r| r.partition_name);
+    for r in ramdisks {
+        let digest = Sha256::new().chain_update(r.salt).chain_update(r.bytes).finalize();
+        descriptors.extend(hash_descriptor(r.bytes.len() as u64, r.partition_name, r.salt, &digest));
+    }
     let vbmeta = vbmeta(&descriptors, options)?;
     let partition = round_up(image.len() + MAX_METADATA, BLOCK);
     let vbmeta_offset = round_up(image.len(), BLOCK);
@@ -253,6 +279,7 @@ mod tests {
             properties: &properties,
             rollback_index: 5,
             release: AVBTOOL_RELEASE,
+            ramdisks: &[],
         };
         assert!(add_hash_footer(&payload(), &options).unwrap() == read("sha256-rsa4096.img"));
         let k2048 = key("key2048.pem");
@@ -266,6 +293,29 @@ mod tests {
             ..options
         };
         assert!(add_hash_footer(&payload(), &options).unwrap() == read("sha512-rsa2048.img"));
+        // A kernel vouching for two ramdisks, given in either order.
+        let (normal, debug) = (read("initrd-normal.bin"), read("initrd-debug.bin"));
+        let (salt1, salt2, salt_boot) = (
+            hex(&"11".repeat(32)),
+            hex(&"22".repeat(32)),
+            hex("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"),
+        );
+        let ramdisks = [
+            Ramdisk { partition_name: "initrd_normal", bytes: &normal, salt: &salt1 },
+            Ramdisk { partition_name: "initrd_debug", bytes: &debug, salt: &salt2 },
+        ];
+        let options = SignOptions {
+            key: &k4096,
+            algorithm: Algorithm::Sha256Rsa4096,
+            partition_name: "boot",
+            salt: &salt_boot,
+            properties: &[],
+            rollback_index: 0,
+            release: AVBTOOL_RELEASE,
+            ramdisks: &ramdisks,
+        };
+        assert!(add_hash_footer(&payload(), &options).unwrap() == read("kernel-with-initrds.img"));
+        let options = SignOptions { key: &k2048, algorithm: Algorithm::Sha512Rsa2048, ..options };
         // The wrong key size for the algorithm is refused by name.
         let wrong = SignOptions { algorithm: Algorithm::Sha256Rsa4096, ..options };
         assert_eq!(add_hash_footer(&payload(), &wrong).unwrap_err(), "a 2048-bit key cannot sign Sha256Rsa4096");
@@ -285,6 +335,7 @@ mod tests {
             properties: &[],
             rollback_index: 0,
             release: "pvmkit 0.1.0",
+            ramdisks: &[],
         };
         let signed = add_hash_footer(&image, &options).unwrap();
         assert_eq!(signed.len(), round_up(5000 + MAX_METADATA, BLOCK));

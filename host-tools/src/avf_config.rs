@@ -3,8 +3,54 @@
 //! boundary after the image, a 1.2 header, four `(offset, size)` entries and the blobs,
 //! each at the next 8-byte boundary, in entry order.
 
+use std::path::PathBuf;
+
 use abi::avf_config::{Header, ALIGN, BLOB_ALIGN, ENTRIES, MAGIC, VERSION_1_2};
+use sha2::{Digest, Sha256};
 use zerocopy::IntoBytes;
+
+/// The files whose bytes become the configuration's entries (`--dice-handover`,
+/// `--debug-policy`, `--vm-dtbo`, `--vm-reference-dt`).
+#[derive(Clone, Debug, Default)]
+pub struct ConfigFiles {
+    /// Entry 0 (default: [`test_dice_handover`]).
+    pub dice_handover: Option<PathBuf>,
+    /// Entry 1.
+    pub debug_policy: Option<PathBuf>,
+    /// Entry 2.
+    pub vm_dtbo: Option<PathBuf>,
+    /// Entry 3.
+    pub vm_reference_dt: Option<PathBuf>,
+}
+
+impl ConfigFiles {
+    /// The configuration data these files make.
+    pub fn build(&self) -> Result<Vec<u8>, String> {
+        let read = |path: &Option<PathBuf>| path.as_deref().map(crate::firmware::read).transpose();
+        let handover = match read(&self.dice_handover)? {
+            Some(bytes) => bytes,
+            None => test_dice_handover(),
+        };
+        let (policy, dtbo, reference) = (read(&self.debug_policy)?, read(&self.vm_dtbo)?, read(&self.vm_reference_dt)?);
+        build([Some(&handover), policy.as_deref(), dtbo.as_deref(), reference.as_deref()])
+    }
+}
+
+/// The DICE handover `pvmkit` gives pvmfw when no other is named: the CBOR map
+/// `{1: CDI_Attest, 2: CDI_Seal, 3: chain}` with fixed test CDIs (SHA-256 of their
+/// names) and, as the chain, a one-element array holding a text string that says what
+/// it is. It vouches for nothing: a stand-in until pvmkit plays DICE's bootloader.
+pub fn test_dice_handover() -> Vec<u8> {
+    const CHAIN_TEXT: &[u8] = b"pvmkit test handover: no DICE chain";
+    let mut out = vec![0xa3];
+    for (key, label) in [(1u8, &b"pvmkit test CDI_Attest"[..]), (2, b"pvmkit test CDI_Seal")] {
+        out.extend([key, 0x58, 32]);
+        out.extend_from_slice(&Sha256::digest(label));
+    }
+    out.extend([0x03, 0x81, 0x78, CHAIN_TEXT.len() as u8]);
+    out.extend_from_slice(CHAIN_TEXT);
+    out
+}
 
 /// The configuration holding `entries` (in [`abi::avf_config::Entry`] order; `None`:
 /// absent).
@@ -79,5 +125,10 @@ mod tests {
             build([None, None, None, None]).map(|c| parse(&c).unwrap_err()),
             Ok(abi::avf_config::ConfigError::NoDiceHandover)
         );
+        // The default handover is one pvmfw reads.
+        let config = ConfigFiles::default().build().unwrap();
+        let handover = parse(&config).unwrap().dice_handover().unwrap();
+        assert_eq!(handover.cdi_attest, &<[u8; 32]>::from(Sha256::digest(b"pvmkit test CDI_Attest")));
+        assert_eq!(&handover.chain[..4], &[0x81, 0x78, 35, b'p']);
     }
 }

@@ -162,16 +162,42 @@ impl FlatImage {
     }
 }
 
-/// pvmfw's flat image with `config` written at its `__pvmfw_config` symbol.
-pub fn pvmfw_image(elf: &[u8], config: &[u8]) -> Result<FlatImage, String> {
-    let mut image = FlatImage::from_elf(elf)?;
+/// The address of `name` in an ELF.
+fn symbol(elf: &[u8], name: &str) -> Result<u64, String> {
     let file = object::File::parse(elf).map_err(|e| format!("pvmfw: {e}"))?;
-    let symbol =
-        file.symbols().find(|s| s.name() == Ok("__pvmfw_config")).ok_or("pvmfw has no __pvmfw_config symbol")?;
-    let at = symbol.address().checked_sub(image.load_address).ok_or("__pvmfw_config lies before the image")? as usize;
-    let slot = image.bytes.get_mut(at..at + config.len()).ok_or("__pvmfw_config lies outside the image's bytes")?;
-    slot.copy_from_slice(config);
-    Ok(image)
+    file.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address()).ok_or(format!("pvmfw has no {name} symbol"))
+}
+
+/// pvmfw's image as a bootloader loads it: its flat image with `trusted_key` (AVB's
+/// public-key format) written into its embedded-key slot, and the configuration data
+/// `config` appended at the next 4 KiB boundary, where pvmfw reads it
+/// (`__pvmfw_image_end`). Loaded at [`abi::pvmfw::PVMFW_BASE`].
+pub fn pvmfw_image(elf: &[u8], trusted_key: &[u8], config: &[u8]) -> Result<Vec<u8>, String> {
+    use abi::pvmfw::{trusted_key_slot, PVMFW_BASE, PVMFW_IMAGE_MAX, TRUSTED_KEY_MAX};
+    let mut image = FlatImage::from_elf(elf)?;
+    if image.load_address != PVMFW_BASE {
+        return Err(format!("pvmfw is linked at {:#x}, not {PVMFW_BASE:#x}", image.load_address));
+    }
+    let slot = trusted_key_slot(trusted_key)
+        .ok_or(format!("a trusted key of {} bytes (at most {TRUSTED_KEY_MAX})", trusted_key.len()))?;
+    let at = symbol(elf, "__pvmfw_trusted_key")?.checked_sub(image.load_address).ok_or("key slot before the image")?;
+    let place = image.bytes.get_mut(at as usize..at as usize + slot.len()).ok_or("key slot outside the image")?;
+    place.copy_from_slice(&slot);
+    let end = symbol(elf, "__pvmfw_image_end")? - image.load_address;
+    if (image.bytes.len() as u64).next_multiple_of(abi::avf_config::ALIGN as u64) != end {
+        return Err(format!(
+            "pvmfw's image is {} bytes, but it reads its configuration at {end:#x}",
+            image.bytes.len()
+        ));
+    }
+    let loaded = crate::avf_config::append(&image.bytes, config);
+    if loaded.len() as u64 > PVMFW_IMAGE_MAX {
+        return Err(format!(
+            "pvmfw and its configuration data are {} bytes, more than {PVMFW_IMAGE_MAX}",
+            loaded.len()
+        ));
+    }
+    Ok(loaded)
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub struct GuestDtConfig<'a> {
     pub virtio_slots: u32,
     /// Where the signed payload is, for pvmfw (`/config` `kernel-address`, `kernel-size`).
     pub signed_payload: Option<(u64, u64)>,
+    /// Where the ramdisk is (`/chosen` `linux,initrd-start`, `linux,initrd-end`).
+    pub ramdisk: Option<Region>,
     /// Whether each virtio transport's DMA is bound to the `restricted-dma-pool` (off
     /// only for experiments: a Linux guest then bounces through its default swiotlb).
     pub restricted_pool: bool,
@@ -41,7 +43,9 @@ pub fn write(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, String> {
 fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     let mut w = FdtWriter::new()?;
     let root = write::begin_root(&mut w, "pvmkit guest")?;
-    write::chosen(&mut w, config.bootargs, PL011_BASE, false)?;
+    let chosen =
+        write::Chosen { bootargs: config.bootargs, console: PL011_BASE, initrd: config.ramdisk, ..Default::default() };
+    write::chosen(&mut w, &chosen)?;
     let pool = Region { start: BOUNCE_POOL_BASE, end: BOUNCE_POOL_BASE + BOUNCE_POOL_SIZE };
     let reserved = [write::Reserved {
         name: "restricted_dma_reserved",
@@ -88,6 +92,7 @@ mod tests {
             bootargs: "pvmkit.mode=bare",
             virtio_slots: 1 << 31,
             signed_payload: Some((0x8800_0000, 0x1234)),
+            ramdisk: Some(Region { start: 0x8900_0000, end: 0x8900_1000 }),
             restricted_pool: true,
         })
         .unwrap();
@@ -102,6 +107,7 @@ mod tests {
             "/pl011@9000000",
             "virtio_mmio@a003e00",
             "kernel-address",
+            "linux,initrd-start",
             "restricted-dma-pool",
             "virtio,mmio",
             "arm,armv8-timer",

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use host_tools::firmware::{self, Firmware};
 use host_tools::qemu::{self, RunConfig};
@@ -52,12 +52,22 @@ struct RunArgs {
     /// Enter the payload directly instead of through pvmfw (for tests of guest-lib alone).
     #[arg(long)]
     no_pvmfw: bool,
-    /// Boot this signed payload exactly as given (from `pvmkit sign`, perhaps tampered).
+    /// Boot this signed payload exactly as given (from `pvmkit sign` or avbtool,
+    /// perhaps tampered).
     #[arg(long, conflicts_with = "payload")]
     signed_payload: Option<PathBuf>,
-    /// The public key (a `.pub` file) pvmfw trusts; default: the development key's.
+    /// The public key (a `.avbpubkey`) pvmfw trusts; default: the development key's.
     #[arg(long)]
     trusted_key: Option<PathBuf>,
+    /// A ramdisk for the guest, loaded where the host DT's `/chosen` says; pvmkit signs
+    /// it with the payload unless `--signed-payload` is given.
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// The ramdisk's descriptor when pvmkit signs it: initrd_normal or initrd_debug.
+    #[arg(long, default_value = "initrd_normal", value_parser = ["initrd_normal", "initrd_debug"])]
+    initrd_name: String,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Hand pvmfw this host device tree exactly as given (for tests of its checks).
     #[arg(long)]
     host_dt: Option<PathBuf>,
@@ -91,6 +101,35 @@ struct RunArgs {
     qemu_args: Vec<String>,
 }
 
+/// The configuration data `pvmkit`, as the bootloader, appends to pvmfw.
+#[derive(Args, Clone, Debug, Default)]
+struct ConfigArgs {
+    /// Entry 0, the DICE handover (CBOR `{1: CDI_Attest, 2: CDI_Seal, 3: chain}`);
+    /// default: a test handover.
+    #[arg(long)]
+    dice_handover: Option<PathBuf>,
+    /// Entry 1, a debug-policy DTBO (pvmfw says it does not apply it).
+    #[arg(long)]
+    debug_policy: Option<PathBuf>,
+    /// Entry 2, a VM DTBO (pvmfw says it does not apply it).
+    #[arg(long)]
+    vm_dtbo: Option<PathBuf>,
+    /// Entry 3, the VM reference DT pvmfw holds the host's DT to.
+    #[arg(long)]
+    vm_reference_dt: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn files(&self) -> host_tools::avf_config::ConfigFiles {
+        host_tools::avf_config::ConfigFiles {
+            dice_handover: self.dice_handover.clone(),
+            debug_policy: self.debug_policy.clone(),
+            vm_dtbo: self.vm_dtbo.clone(),
+            vm_reference_dt: self.vm_reference_dt.clone(),
+        }
+    }
+}
+
 impl RunArgs {
     /// test-guest in a scenario, through pvmfw, everything else default (the mode is
     /// passed separately).
@@ -107,6 +146,9 @@ impl RunArgs {
             no_pvmfw: false,
             signed_payload: None,
             trusted_key: None,
+            initrd: None,
+            initrd_name: "initrd_normal".into(),
+            config: ConfigArgs::default(),
             host_dt: None,
             hyp_stats: false,
             short_counts: "on".into(),
@@ -125,36 +167,48 @@ enum Command {
     Build,
     /// Boot a guest (under hyp, or the real pKVM with `--backend pkvm`) and print a verdict.
     Run(RunArgs),
-    /// Make an Ed25519 key pair for signing payloads: KEY (secret) and KEY.pub.
+    /// Make an RSA-4096 signing key: KEY (PEM, what openssl and avbtool read) and
+    /// KEY.avbpubkey (AVB's public-key format, what pvmfw embeds).
     Keygen {
-        /// Where to write the secret key (the public one goes beside it, `.pub`).
+        /// Where to write the private key (the public one goes beside it, `.avbpubkey`).
         key: PathBuf,
     },
-    /// Sign a guest (an ELF or an arm64 Image) for pvmfw: a versioned header (format,
-    /// sizes, where it goes, SHA-256, Ed25519 signature) followed by the image.
+    /// Sign a guest (an arm64 Image, or an ELF whose flat image is one) for pvmfw, as
+    /// `avbtool add_hash_footer --partition_name boot --dynamic_partition_size` does.
     Sign {
-        /// The guest: an ELF executable or an arm64 Image.
+        /// The guest: an arm64 Image or an ELF executable.
         #[arg(long)]
         payload: PathBuf,
-        /// The signing key (default: the development key).
+        /// The signing key, PEM (default: the development key).
         #[arg(long)]
         key: Option<PathBuf>,
         /// Where to write the signed payload.
         #[arg(long, short)]
         output: PathBuf,
-        /// Claim this memory size instead of the image's footprint (to test pvmfw).
+        /// The signature algorithm (avbtool's names; default: SHA256 with the key's size).
         #[arg(long)]
-        mem_size: Option<u64>,
-        /// Append this many zero bytes to the image (a different payload, same code).
+        algorithm: Option<String>,
+        /// The rollback index (DICE's security version).
         #[arg(long, default_value_t = 0)]
-        pad: usize,
+        rollback_index: u64,
+        /// A vbmeta property, KEY:VALUE (repeatable), e.g. com.android.virt.name:demo.
+        #[arg(long = "prop")]
+        properties: Vec<String>,
+        /// A ramdisk the kernel vouches for (repeatable; each with an --initrd-name).
+        #[arg(long = "initrd")]
+        initrds: Vec<PathBuf>,
+        /// Its descriptor: initrd_normal or initrd_debug (one per --initrd, in order).
+        #[arg(long = "initrd-name", value_parser = ["initrd_normal", "initrd_debug"])]
+        initrd_names: Vec<String>,
     },
-    /// Write pvmfw's flat image with the key it trusts in its config block: the
-    /// firmware to ship beside guests signed with that key.
+    /// Write pvmfw's image as a bootloader loads it: the payload key embedded, the
+    /// configuration data appended.
     Pvmfw {
-        /// The public key (`.pub`) pvmfw trusts (default: the development key's).
+        /// The public key (`.avbpubkey`) pvmfw trusts (default: the development key's).
         #[arg(long)]
         trusted_key: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Where to write the image.
         #[arg(long, short)]
         output: PathBuf,
@@ -263,19 +317,36 @@ fn run(cli: Cli) -> Result<bool, String> {
             Ok(true)
         }
         Command::Keygen { key } => {
-            let public = host_tools::signing::keygen(&key)?;
-            let hex: String = public.iter().map(|b| format!("{b:02x}")).collect();
-            println!("key: {} (public: {}, {hex})", key.display(), host_tools::signing::public_path(&key).display());
+            host_tools::signing::keygen(&key)?;
+            println!("key: {} (public: {})", key.display(), host_tools::signing::public_path(&key).display());
             Ok(true)
         }
-        Command::Sign { payload, key, output, mem_size, pad } => {
+        Command::Sign { payload, key, output, algorithm, rollback_index, properties, initrds, initrd_names } => {
+            use host_tools::signing;
             let key = match key {
                 Some(key) => key,
-                None => host_tools::signing::dev_key(&ws)?,
+                None => signing::dev_key(&ws)?,
             };
-            let mut image = host_tools::payload::Payload::read(&payload)?;
-            image.pad(pad);
-            let blob = host_tools::signing::sign(&image, &host_tools::signing::load_key(&key)?, mem_size);
+            if initrds.len() != initrd_names.len() {
+                return Err("give each --initrd its --initrd-name (initrd_normal or initrd_debug)".into());
+            }
+            let ram = abi::memory_map::Region {
+                start: abi::memory_map::GUEST_RAM_BASE,
+                end: abi::memory_map::GUEST_RAM_BASE + abi::memory_map::GUEST_RAM_SIZE,
+            };
+            let image = host_tools::payload::Payload::read(&payload)?;
+            let kernel = image.kernel(ram).map_err(|e| format!("payload {}: {e}", payload.display()))?;
+            let request = signing::Request {
+                algorithm: algorithm.as_deref().map(signing::parse_algorithm).transpose()?,
+                rollback_index,
+                properties: properties.iter().map(|p| signing::parse_property(p)).collect::<Result<_, _>>()?,
+                ramdisks: initrd_names
+                    .into_iter()
+                    .zip(&initrds)
+                    .map(|(name, path)| firmware::read(path).map(|bytes| (name, bytes)))
+                    .collect::<Result<_, _>>()?,
+            };
+            let blob = signing::sign(&kernel.bytes, &signing::load_key(&key)?, &request)?;
             std::fs::write(&output, &blob).map_err(|e| format!("writing {}: {e}", output.display()))?;
             println!(
                 "signed payload: {} ({}, {} bytes, key {})",
@@ -286,15 +357,20 @@ fn run(cli: Cli) -> Result<bool, String> {
             );
             Ok(true)
         }
-        Command::Pvmfw { trusted_key, output } => {
+        Command::Pvmfw { trusted_key, config, output } => {
             let fw = firmware::build_all(&ws)?;
             let key = match trusted_key {
                 Some(path) => host_tools::signing::load_public(&path)?,
-                None => host_tools::signing::load_key(&host_tools::signing::dev_key(&ws)?)?.verifying_key().to_bytes(),
+                None => firmware::read(&host_tools::signing::public_path(&host_tools::signing::dev_key(&ws)?))?,
             };
-            let image = firmware::pvmfw_image(&firmware::read(&fw.pvmfw_elf)?, &abi::pvmfw::config_block(&key))?;
-            std::fs::write(&output, &image.bytes).map_err(|e| format!("writing {}: {e}", output.display()))?;
-            println!("pvmfw: {} ({} bytes, loads at {:#x})", output.display(), image.bytes.len(), image.load_address);
+            let image = firmware::pvmfw_image(&firmware::read(&fw.pvmfw_elf)?, &key, &config.files().build()?)?;
+            std::fs::write(&output, &image).map_err(|e| format!("writing {}: {e}", output.display()))?;
+            println!(
+                "pvmfw: {} ({} bytes with its configuration data, loads at {:#x})",
+                output.display(),
+                image.len(),
+                abi::pvmfw::PVMFW_BASE
+            );
             Ok(true)
         }
         Command::Bench { runs, backend, timeout, markdown } => {
@@ -350,6 +426,9 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
         pvmfw: !args.no_pvmfw && args.bundle.is_none(),
         signed_payload: args.signed_payload.clone(),
         trusted_key: args.trusted_key.clone(),
+        initrd: args.initrd.clone(),
+        initrd_name: args.initrd_name.clone(),
+        config_files: args.config.files(),
         host_dt: args.host_dt.clone(),
         timeout: Duration::from_secs(args.timeout),
         extra_args: args.qemu_args.clone(),

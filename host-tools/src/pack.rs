@@ -1,8 +1,9 @@
-//! The bundle `pvmkit` hands hyp: VM config, payload and guest device tree, laid out by
-//! pvmkit's memory map and checked with the same code hyp uses.
+//! The bundle `pvmkit` hands hyp (and the VMM): VM config, pvmfw with its configuration
+//! data, the kernel, the ramdisk and the guest device tree, laid out by pvmkit's memory
+//! map and checked with the same code hyp uses.
 
 use abi::bundle::{self, Bundle, EntryKind, EntrySpec, VmConfig};
-use abi::memory_map::{GUEST_DT_BASE, GUEST_DT_MAX_SIZE, GUEST_RAM_BASE, GUEST_RAM_SIZE};
+use abi::memory_map::{GRANULE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE, GUEST_RAM_BASE, GUEST_RAM_SIZE, RAMDISK_BASE};
 
 use crate::firmware::FlatImage;
 
@@ -33,38 +34,60 @@ pub fn pack(payload: &FlatImage, guest_dt: &[u8], virtio_slots: u32) -> Result<V
     Ok(out)
 }
 
-/// Packs a VM that boots through pvmfw: pvmfw in its region (entered first), the per-VM
-/// secret in pvmfw's last page, the signed payload staged where the host DT's
-/// `/config` says, and the host DT.
-pub fn pack_with_pvmfw(
-    pvmfw: &FlatImage,
-    vm_secret: &[u8; 32],
-    signed: &[u8],
-    host_dt: &[u8],
-    virtio_slots: u32,
-) -> Result<Vec<u8>, String> {
-    use abi::pvmfw::{PVMFW_BASE, PVMFW_SIZE, SIGNED_PAYLOAD_STAGING, VM_SECRET_IPA};
-    if pvmfw.load_address != PVMFW_BASE || pvmfw.mem_size > PVMFW_SIZE - 4096 {
-        return Err(format!("pvmfw must be linked at {PVMFW_BASE:#x} and fit {:#x} bytes", PVMFW_SIZE - 4096));
+/// A VM that boots through pvmfw, as AVF's VMM loads one.
+#[derive(Clone, Copy, Debug)]
+pub struct PvmfwVm<'a> {
+    /// pvmfw's image with its configuration data appended
+    /// ([`crate::firmware::pvmfw_image`]).
+    pub pvmfw: &'a [u8],
+    /// The signed kernel (Image, vbmeta, footer).
+    pub kernel: &'a [u8],
+    /// Where it goes (the host DT's `kernel-address`).
+    pub kernel_address: u64,
+    /// What its Image header says it takes (`image_size`).
+    pub kernel_footprint: u64,
+    /// The ramdisk, loaded at [`RAMDISK_BASE`].
+    pub ramdisk: Option<&'a [u8]>,
+    /// The host DT.
+    pub host_dt: &'a [u8],
+    /// The virtio-mmio transports the VM is given.
+    pub virtio_slots: u32,
+}
+
+/// Packs a VM that boots through pvmfw: pvmfw and its configuration data in its
+/// region (entered first), the signed kernel and the ramdisk where the host DT says,
+/// and the host DT.
+pub fn pack_with_pvmfw(vm: &PvmfwVm<'_>) -> Result<Vec<u8>, String> {
+    use abi::pvmfw::{PVMFW_BASE, PVMFW_IMAGE_MAX, PVMFW_SIZE};
+    if vm.pvmfw.len() as u64 > PVMFW_IMAGE_MAX {
+        return Err(format!("pvmfw's image is {} bytes, more than {PVMFW_IMAGE_MAX}", vm.pvmfw.len()));
     }
-    let config =
-        VmConfig { ram_base: PVMFW_BASE, ram_size: PVMFW_SIZE + GUEST_RAM_SIZE, entry_ipa: PVMFW_BASE, virtio_slots }
-            .to_bytes();
-    let staged = (signed.len() as u64).div_ceil(4096).max(1) * 4096;
-    let entries = [
+    if vm.host_dt.len() as u64 > GUEST_DT_MAX_SIZE {
+        return Err(format!("host device tree is {} bytes, more than {GUEST_DT_MAX_SIZE}", vm.host_dt.len()));
+    }
+    let config = VmConfig {
+        ram_base: PVMFW_BASE,
+        ram_size: PVMFW_SIZE + GUEST_RAM_SIZE,
+        entry_ipa: PVMFW_BASE,
+        virtio_slots: vm.virtio_slots,
+    }
+    .to_bytes();
+    let pages = |n: u64| n.div_ceil(GRANULE).max(1) * GRANULE;
+    let kernel_size = pages(vm.kernel_footprint.max(vm.kernel.len() as u64));
+    let mut entries = vec![
         EntrySpec { kind: EntryKind::VmConfig, load_ipa: 0, mem_size: config.len() as u64, data: &config },
-        EntrySpec { kind: EntryKind::Pvmfw, load_ipa: PVMFW_BASE, mem_size: pvmfw.mem_size, data: &pvmfw.bytes },
-        EntrySpec { kind: EntryKind::VmSecret, load_ipa: VM_SECRET_IPA, mem_size: 4096, data: vm_secret },
-        EntrySpec { kind: EntryKind::Payload, load_ipa: SIGNED_PAYLOAD_STAGING, mem_size: staged, data: signed },
-        EntrySpec { kind: EntryKind::GuestDt, load_ipa: GUEST_DT_BASE, mem_size: GUEST_DT_MAX_SIZE, data: host_dt },
+        EntrySpec { kind: EntryKind::Pvmfw, load_ipa: PVMFW_BASE, mem_size: PVMFW_SIZE, data: vm.pvmfw },
+        EntrySpec { kind: EntryKind::Payload, load_ipa: vm.kernel_address, mem_size: kernel_size, data: vm.kernel },
+        EntrySpec { kind: EntryKind::GuestDt, load_ipa: GUEST_DT_BASE, mem_size: GUEST_DT_MAX_SIZE, data: vm.host_dt },
     ];
-    if host_dt.len() as u64 > GUEST_DT_MAX_SIZE {
-        return Err(format!("host device tree is {} bytes, more than {GUEST_DT_MAX_SIZE}", host_dt.len()));
+    if let Some(ramdisk) = vm.ramdisk {
+        let size = pages(ramdisk.len() as u64);
+        entries.push(EntrySpec { kind: EntryKind::Ramdisk, load_ipa: RAMDISK_BASE, mem_size: size, data: ramdisk });
     }
     let mut out = vec![0u8; bundle::encoded_len(&entries)];
     bundle::encode(&entries, &mut out).ok_or("bundle encoding failed")?;
     let parsed = Bundle::parse(&out).map_err(|e| format!("bundle: {e}"))?;
-    parsed.layout().map_err(|e| format!("signed payload does not fit the staging area: {e}"))?;
+    parsed.layout().map_err(|e| format!("the kernel or ramdisk does not fit the guest's memory map: {e}"))?;
     Ok(out)
 }
 
@@ -83,6 +106,32 @@ mod tests {
         assert_eq!(b.entry(EntryKind::Payload).unwrap().load_ipa, 0x8020_0000);
         assert_eq!(b.config().entry_ipa, 0x8020_0000);
         assert_eq!(b.entry(EntryKind::GuestDt).unwrap().data.len(), 100);
+    }
+
+    #[test]
+    fn a_pvmfw_vm_loads_kernel_and_ramdisk_where_the_dt_says() {
+        let vm = PvmfwVm {
+            pvmfw: &[0x14; 8192],
+            kernel: &[1; 0x5000],
+            kernel_address: 0x8020_0000,
+            kernel_footprint: 0x10_0000,
+            ramdisk: Some(&[2; 100]),
+            host_dt: &[0xd0; 64],
+            virtio_slots: 0,
+        };
+        let bytes = pack_with_pvmfw(&vm).unwrap();
+        let b = Bundle::parse(&bytes).unwrap();
+        let kernel = b.entry(EntryKind::Payload).unwrap();
+        assert_eq!((kernel.load_ipa, kernel.mem_size, kernel.data.len()), (0x8020_0000, 0x10_0000, 0x5000));
+        let ramdisk = b.entry(EntryKind::Ramdisk).unwrap();
+        assert_eq!((ramdisk.load_ipa, ramdisk.mem_size), (RAMDISK_BASE, 4096));
+        assert_eq!(b.config().entry_ipa, abi::pvmfw::PVMFW_BASE);
+        assert_eq!(b.entry(EntryKind::Pvmfw).unwrap().mem_size, abi::pvmfw::PVMFW_SIZE);
+        // A kernel whose footprint runs into the ramdisk is refused here, as hyp would.
+        let err = pack_with_pvmfw(&PvmfwVm { kernel_footprint: 128 << 20, ..vm }).unwrap_err();
+        assert!(err.contains("does not fit"), "{err}");
+        let err = pack_with_pvmfw(&PvmfwVm { pvmfw: &[0; 3 << 20], ..vm }).unwrap_err();
+        assert!(err.contains("more than"), "{err}");
     }
 
     #[test]

@@ -1,15 +1,15 @@
 //! The payloads `pvmkit` runs, signs and packs, in the forms guests ship in: an ELF
 //! executable (flattened and loaded where it was linked), or an arm64 Linux `Image`
 //! (detected by its header; placed per the boot protocol). Which one a file is, its
-//! bytes say, not its name.
+//! bytes say, not its name. What pvmfw boots is always an Image ([`Payload::kernel`]):
+//! an ELF qualifies when its flat image is one placed where it was linked, as
+//! guest-lib's `guest.ld` makes it.
 
 use std::path::Path;
 
 use abi::arm64_image::{self, ImageHeader};
 use abi::memory_map::Region;
 use abi::memory_map::{BOUNCE_POOL_BASE, BOUNCE_POOL_SIZE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE};
-use abi::signed_payload::Header;
-use sha2::{Digest, Sha256};
 
 use crate::firmware::{self, FlatImage};
 
@@ -52,37 +52,27 @@ impl Payload {
         }
     }
 
-    /// Appends `pad` zero bytes to the image (a different payload, same code).
-    pub fn pad(&mut self, pad: usize) {
-        match self {
-            Self::Elf(image) => {
-                image.bytes.resize(image.bytes.len() + pad, 0);
-                image.mem_size = image.mem_size.max(image.bytes.len() as u64);
+    /// The arm64 Image pvmfw boots and where the host loads it: an Image file where the
+    /// boot protocol places it ([`Payload::placed`]); an ELF's flat image if it is an
+    /// Image whose place is where the ELF was linked.
+    pub fn kernel(&self, ram: Region) -> Result<FlatImage, String> {
+        if let Self::Elf(flat) = self {
+            let header = arm64_image::parse(&flat.bytes).map_err(|e| {
+                format!(
+                    "pvmfw boots arm64 Images, and this ELF's flat image is not one ({e}): link it with \
+                     guest-lib's guest.ld, which starts it with an Image header"
+                )
+            })?;
+            let placed = Self::Image { bytes: flat.bytes.clone(), header }.placed(ram)?;
+            if placed.load_address != flat.load_address {
+                return Err(format!(
+                    "the ELF is linked at {:#x}, but the boot protocol places its Image at {:#x}",
+                    flat.load_address, placed.load_address
+                ));
             }
-            Self::Image { bytes, header } => {
-                bytes.resize(bytes.len() + pad, 0);
-                header.image_size = header.image_size.max(bytes.len() as u64);
-            }
+            return Ok(placed);
         }
-    }
-
-    /// The unsigned header of its signed form; `mem_size` overrides the footprint (for
-    /// tests of pvmfw's placement checks).
-    pub fn signed_header(&self, mem_size: Option<u64>) -> (Header, &[u8]) {
-        match self {
-            Self::Elf(image) => {
-                let hash: [u8; 32] = Sha256::digest(&image.bytes).into();
-                let len = image.bytes.len() as u64;
-                let mem_size = mem_size.unwrap_or(image.mem_size).max(len);
-                (Header::flat(len, image.load_address, image.entry, mem_size, hash), &image.bytes)
-            }
-            Self::Image { bytes, header } => {
-                let hash: [u8; 32] = Sha256::digest(bytes).into();
-                let len = bytes.len() as u64;
-                let mem_size = mem_size.unwrap_or(header.image_size).max(len);
-                (Header::arm64_image(len, header.text_offset, mem_size, hash), bytes)
-            }
-        }
+        self.placed(ram)
     }
 
     /// Where it runs when entered directly (no pvmfw) in a VM with pvmkit's memory map:
@@ -108,11 +98,25 @@ impl Payload {
     }
 }
 
+/// Where the host loads a signed kernel given as a file (`--signed-payload`, perhaps
+/// tampered) and the footprint it reserves: its Image header is its first bytes, since
+/// AVB appends after the image (the image's size from the footer when that parses).
+/// What is not an Image goes to the payload base with its own length, for pvmfw to
+/// refuse.
+pub fn signed_placement(signed: &[u8], ram: Region) -> (u64, u64) {
+    use abi::memory_map::PAYLOAD_BASE;
+    let image_len = abi::avb::footer(signed).map_or(signed.len(), |f| f.original_image_size.get() as usize);
+    let image = signed.get(..image_len).unwrap_or(signed);
+    let placed = arm64_image::parse(image).ok().and_then(|header| {
+        Payload::Image { bytes: image.to_vec(), header }.placed(ram).ok().map(|p| (p.load_address, p.mem_size))
+    });
+    placed.unwrap_or((PAYLOAD_BASE, signed.len() as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE};
-    use abi::signed_payload::PayloadFormat;
 
     const RAM: Region = Region { start: GUEST_RAM_BASE, end: GUEST_RAM_BASE + GUEST_RAM_SIZE };
 
@@ -145,12 +149,17 @@ mod tests {
     }
 
     #[test]
-    fn an_image_is_signed_with_its_own_layout_and_no_address() {
-        let mut p = Payload::parse(image(0x8_0000, 0x4000, 0x1000)).unwrap();
-        p.pad(0x3001);
-        let (h, bytes) = p.signed_header(None);
-        assert_eq!((h.format, h.load_ipa, h.entry_ipa, h.text_offset), (PayloadFormat::Arm64Image, 0, 0, 0x8_0000));
-        assert_eq!((h.image_size, h.mem_size), (0x4001, 0x4001), "padding past image_size grows the footprint");
-        assert_eq!(bytes.len(), 0x4001);
+    fn pvmfw_boots_an_image_and_an_elf_only_if_its_flat_image_is_one() {
+        let image = Payload::parse(image(0, 0x4000, 0x1000)).unwrap();
+        assert_eq!(image.kernel(RAM).unwrap().load_address, GUEST_DT_BASE + GUEST_DT_MAX_SIZE);
+        let elf = |bytes: Vec<u8>, at: u64| {
+            Payload::Elf(FlatImage { load_address: at, mem_size: 0x4000, entry: at + 0x40, bytes })
+        };
+        let kernel = elf(image(0, 0x4000, 0x1000), 0x8020_0000).kernel(RAM).unwrap();
+        assert_eq!((kernel.load_address, kernel.entry, kernel.mem_size), (0x8020_0000, 0x8020_0000, 0x4000));
+        let err = elf(vec![0x14; 0x1000], 0x8020_0000).kernel(RAM).unwrap_err();
+        assert!(err.contains("not one") && err.contains("guest.ld"), "{err}");
+        let err = elf(image(0, 0x4000, 0x1000), 0x8400_0000).kernel(RAM).unwrap_err();
+        assert!(err.contains("linked at 0x84000000") && err.contains("places its Image at 0x80200000"), "{err}");
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use abi::exit_line::{Nonce, Shown};
 use abi::memory_map::Region;
-use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE};
+use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE, RAMDISK_BASE};
 
 use crate::devices::{Devices, VIRTIO_SLOTS};
 use crate::firmware::{self, Firmware};
@@ -84,8 +84,15 @@ pub struct RunConfig {
     pub pvmfw: bool,
     /// A signed payload to boot exactly as given (instead of signing `payload`).
     pub signed_payload: Option<PathBuf>,
-    /// The public key pvmfw trusts (default: the development key's).
+    /// The public key pvmfw trusts, a `.avbpubkey` (default: the development key's).
     pub trusted_key: Option<PathBuf>,
+    /// A ramdisk, loaded where the host DT's `/chosen` says (signed with the payload as
+    /// `initrd_name` unless the payload comes signed).
+    pub initrd: Option<PathBuf>,
+    /// The ramdisk's partition name when pvmkit signs it: `initrd_normal` or `initrd_debug`.
+    pub initrd_name: String,
+    /// The files of pvmfw's configuration data (a test DICE handover by default).
+    pub config_files: crate::avf_config::ConfigFiles,
     /// A host device tree to hand over exactly as given.
     pub host_dt: Option<PathBuf>,
     /// Wall-clock limit.
@@ -205,32 +212,58 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices,
     cmd
 }
 
-/// Packs the bundle for a run under hyp: through pvmfw (the signed payload, pvmfw with
-/// its trusted key, the per-VM secret) unless `--no-pvmfw`, and the host DT pvmkit
-/// writes (or the one given with `--host-dt`).
+/// Packs the bundle for a run under hyp (or the VMM): through pvmfw unless
+/// `--no-pvmfw` (pvmfw with its trusted key and configuration data, the signed kernel
+/// and the ramdisk where the host DT says), and the host DT pvmkit writes (or the one
+/// given with `--host-dt`).
 pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Vec<u8>, String> {
     let payload = || Payload::read(&config.payload);
+    let ram = Region { start: GUEST_RAM_BASE, end: GUEST_RAM_BASE + GUEST_RAM_SIZE };
     if !config.pvmfw {
-        let dt = host_dt(config, None)?;
-        let ram = Region { start: GUEST_RAM_BASE, end: GUEST_RAM_BASE + GUEST_RAM_SIZE };
+        let dt = host_dt(config, None, None)?;
         let placed = payload()?.placed(ram).map_err(|e| format!("payload {}: {e}", config.payload.display()))?;
         return pack::pack(&placed, &dt, VIRTIO_SLOTS);
     }
     let dev_key = signing::dev_key(ws)?;
-    let signed = match &config.signed_payload {
-        Some(path) => firmware::read(path)?,
-        None => signing::sign(&payload()?, &signing::load_key(&dev_key)?, None),
+    let ramdisk = config.initrd.as_deref().map(firmware::read).transpose()?;
+    let (kernel, kernel_address, kernel_footprint) = match &config.signed_payload {
+        Some(path) => {
+            let signed = firmware::read(path)?;
+            let (at, footprint) = crate::payload::signed_placement(&signed, ram);
+            (signed, at, footprint)
+        }
+        None => {
+            let kernel = payload()?.kernel(ram).map_err(|e| format!("payload {}: {e}", config.payload.display()))?;
+            let request = signing::Request {
+                ramdisks: ramdisk.iter().map(|r| (config.initrd_name.clone(), r.clone())).collect(),
+                ..signing::Request::default()
+            };
+            (
+                signing::sign(&kernel.bytes, &signing::load_key(&dev_key)?, &request)?,
+                kernel.load_address,
+                kernel.mem_size,
+            )
+        }
     };
     let trusted = match &config.trusted_key {
         Some(path) => signing::load_public(path)?,
-        None => signing::load_key(&dev_key)?.verifying_key().to_bytes(),
+        None => std::fs::read(signing::public_path(&dev_key)).map_err(|e| format!("the development key: {e}"))?,
     };
-    let pvmfw = firmware::pvmfw_image(&firmware::read(&fw.pvmfw_elf)?, &abi::pvmfw::config_block(&trusted))?;
-    let dt = host_dt(config, Some((abi::pvmfw::SIGNED_PAYLOAD_STAGING, signed.len() as u64)))?;
-    pack::pack_with_pvmfw(&pvmfw, &signing::vm_secret(ws)?, &signed, &dt, VIRTIO_SLOTS)
+    let pvmfw = firmware::pvmfw_image(&firmware::read(&fw.pvmfw_elf)?, &trusted, &config.config_files.build()?)?;
+    let ramdisk_region = ramdisk.as_ref().map(|r| Region { start: RAMDISK_BASE, end: RAMDISK_BASE + r.len() as u64 });
+    let dt = host_dt(config, Some((kernel_address, kernel.len() as u64)), ramdisk_region)?;
+    pack::pack_with_pvmfw(&pack::PvmfwVm {
+        pvmfw: &pvmfw,
+        kernel: &kernel,
+        kernel_address,
+        kernel_footprint,
+        ramdisk: ramdisk.as_deref(),
+        host_dt: &dt,
+        virtio_slots: VIRTIO_SLOTS,
+    })
 }
 
-fn host_dt(config: &RunConfig, signed_payload: Option<(u64, u64)>) -> Result<Vec<u8>, String> {
+fn host_dt(config: &RunConfig, kernel: Option<(u64, u64)>, ramdisk: Option<Region>) -> Result<Vec<u8>, String> {
     if let Some(path) = &config.host_dt {
         return firmware::read(path);
     }
@@ -239,7 +272,8 @@ fn host_dt(config: &RunConfig, signed_payload: Option<(u64, u64)>) -> Result<Vec
         ram_size: GUEST_RAM_SIZE,
         bootargs: &config.guest_cmdline(),
         virtio_slots: VIRTIO_SLOTS,
-        signed_payload,
+        signed_payload: kernel,
+        ramdisk,
         restricted_pool: config.restricted_pool,
     })
 }

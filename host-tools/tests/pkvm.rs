@@ -26,7 +26,7 @@ fn test_guest_passes_on_the_real_pkvm() {
     let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--timeout", "600"]);
     assert!(ok && out.contains("pvmkit: PASS"), "{out}");
     assert!(out.contains("host kernel 7."), "the kernel version is named:\n{out}");
-    assert!(out.contains("[vmm] pvmkit vmm: protected VM, entry 0x7fe00000"), "{out}");
+    assert!(out.contains("[vmm] pvmkit vmm: protected VM, entry 0x7fc00000"), "{out}");
     assert!(out.contains("[pvmfw] platform: conduit Hvc, console 0x9000000"), "{out}");
     assert!(out.contains("[pvmfw] payload verified"), "{out}");
     for case in REAL_ANSWERS.iter().chain(&["virtio_blk_patterns_512b_4k_64k_1m", "virtio_console_both_ways"]) {

@@ -1,35 +1,44 @@
-//! The run: read the VM secret and the trusted key, check the host's DT, place and
-//! verify the payload, derive its secret, write the new DT, hand over.
+//! The run: read the configuration data the bootloader appended (before anything else),
+//! check the host's DT (and hold it to the VM reference DT), verify the kernel and its
+//! ramdisk where the host loaded them, write the new DT, hand over.
 
 extern crate alloc;
 
 use core::arch::{asm, global_asm};
 
+use abi::avf_config::{self, Entry};
 use abi::memory_map::Region;
-use alloc::vec::Vec;
-
-use abi::arm64_image::{self, ImageHeader};
 use abi::pvmfw::{
-    config_key, Refusal, CONFIG_SIZE, PAYLOAD_SECRET_IPA, PLATFORM_CONDUIT, PLATFORM_CONSOLE, SECRET_SIZE,
-    VM_SECRET_IPA,
+    trusted_key, Refusal, PLATFORM_CONDUIT, PLATFORM_CONSOLE, PVMFW_WRITABLE_BASE, TRUSTED_KEY_SLOT_SIZE,
 };
-use abi::signed_payload::{self, Header, PayloadFormat, HEADER_SIZE};
+use alloc::vec::Vec;
 use guest_lib::conduit::SystemConduit;
 use guest_lib::{mmio_guard, println, psci, BootInfo, Platform};
+use pvmfw::avb_verify::{self, Initrd};
+use pvmfw::host_dt::{self, Limits};
+use pvmfw::layout;
+use pvmfw::refusal::Refused;
+use pvmfw::{avb_properties, bootargs, handover_dt, kernel, reference_dt};
 
 /// What a virtio-mmio transport's MagicValue register reads: "virt".
 const VIRTIO_MMIO_MAGIC: u32 = 0x7472_6976;
-use pvmfw::host_dt::{self, Limits};
-use pvmfw::layout::{self, SECRET_PAGE};
-use pvmfw::refusal::Refused;
-use pvmfw::{bootargs, handover_dt, placement, secret, verify};
-use sha2::{Digest, Sha256};
 
-/// The trusted key, written into the image by `pvmkit` (zero until then).
-#[unsafe(link_section = ".pvmfw_config")]
+/// The payload key (AVB's public-key format), written into the image by `pvmkit pvmfw
+/// --trusted-key` (zero until then): AOSP's `pvmfw_embedded_key`.
+#[unsafe(link_section = ".pvmfw_trusted_key")]
 #[used]
 #[unsafe(no_mangle)]
-static __pvmfw_config: [u8; CONFIG_SIZE] = [0; CONFIG_SIZE];
+static __pvmfw_trusted_key: [u8; TRUSTED_KEY_SLOT_SIZE] = [0; TRUSTED_KEY_SLOT_SIZE];
+
+unsafe extern "C" {
+    /// The end of pvmfw's image: the configuration data starts here (`pvmfw.ld`).
+    static __pvmfw_image_end: u8;
+}
+
+/// Where the configuration data may lie: from the image's end to pvmfw's writable half.
+fn config_region() -> Region {
+    Region { start: &raw const __pvmfw_image_end as u64, end: PVMFW_WRITABLE_BASE }
+}
 
 /// What pvmfw believes before it has checked the host's DT: the platform's own conduit
 /// and console (abi), never the DT's.
@@ -54,7 +63,9 @@ pub fn main(boot: &BootInfo) {
 
 fn fail(refused: Refused) -> ! {
     println!("{refused}");
-    erase(VM_SECRET_IPA, SECRET_SIZE as u64);
+    // The configuration data holds the DICE secrets: gone before the VM is.
+    let config = config_region();
+    erase(config.start, config.size());
     let _ = psci::system_reset(&guest_lib::conduit::SystemConduit::Hvc);
     loop {
         core::hint::spin_loop();
@@ -79,21 +90,44 @@ struct Handover {
     dt: u64,
 }
 
+/// Reads the configuration data; entries 1 and 2 are said and left alone. Returns the
+/// VM reference DT, if any.
+fn configuration() -> Result<Option<&'static [u8]>, Refused> {
+    let region = config_region();
+    // SAFETY: pvmfw's own region between its image and its writable half, loaded by
+    // the host with the image and written by nothing in pvmfw.
+    let loaded = unsafe { memory(region.start, region.size()) };
+    let config = avf_config::parse(loaded)?;
+    let dice = config.dice_handover()?;
+    println!(
+        "[pvmfw] configuration data {}.{}: DICE handover with a {}-byte chain",
+        config.version >> 16,
+        config.version & 0xffff,
+        dice.chain.len()
+    );
+    for (entry, what) in [(Entry::DebugPolicy, "debug policy"), (Entry::VmDtbo, "VM DTBO")] {
+        if let Some(blob) = config.entry(entry) {
+            println!(
+                "[pvmfw] configuration data: {what} ({} bytes) not applied: debug policies and device assignment \
+                 are outside this pvmfw",
+                blob.len()
+            );
+        }
+    }
+    Ok(config.entry(Entry::VmReferenceDt))
+}
+
 fn run(boot: &BootInfo) -> Result<Handover, Refused> {
-    // The per-VM secret: read once, erased at once.
-    let mut vm_secret = [0u8; SECRET_SIZE];
-    // SAFETY: the last page of pvmfw's own region, written by hyp.
-    vm_secret.copy_from_slice(unsafe { memory(VM_SECRET_IPA, SECRET_SIZE as u64) });
-    erase(VM_SECRET_IPA, 4096);
+    // The configuration data first: nothing else is acted on if it is malformed.
+    let reference = configuration()?;
 
     // SAFETY: a static of the image; volatile so the build-time zeroes are not assumed.
-    let config = unsafe { core::ptr::read_volatile(&raw const __pvmfw_config) };
-    let key = config_key(&config)
-        .ok_or_else(|| Refused::new(Refusal::NoTrustedKey, "pvmfw's config block holds no trusted key"))?;
+    let slot = unsafe { core::ptr::read_volatile(&raw const __pvmfw_trusted_key) };
+    let key = trusted_key(&slot)
+        .ok_or_else(|| Refused::new(Refusal::NoTrustedKey, "pvmfw's image holds no embedded payload key"))?;
 
-    // The host's DT: it must lie in the DT slot (so nothing of it can reach the secret
-    // page), and pvmfw copies it into its own memory before reading a byte of it, so
-    // that what it checks is what it uses, whatever pvmfw later writes to guest memory.
+    // The host's DT: it must lie in the DT slot, and pvmfw copies it into its own memory
+    // before reading a byte of it, so that what it checks is what it uses.
     // SAFETY: x0 pointed at the host's DT in guest RAM; its header is read first.
     let header: [u8; 8] = unsafe { memory(boot.dt_ipa, 8) }.try_into().unwrap_or([0; 8]);
     let dt_len = host_dt::dt_size(header)?;
@@ -103,6 +137,10 @@ fn run(boot: &BootInfo) -> Result<Handover, Refused> {
     erase(host_region.start, host_region.size());
     let limits = Limits::qemu_virt();
     let host = host_dt::check(&host_blob, &limits)?;
+    if let Some(reference) = reference {
+        reference_dt::check(reference, &host_blob)?;
+        println!("[pvmfw] the host's DT agrees with the VM reference DT");
+    }
     let bootargs = bootargs::filter(host.bootargs);
     for word in &bootargs.dropped {
         println!("[pvmfw] dropped host bootarg '{word}': reserved for the guest's own build");
@@ -128,87 +166,54 @@ fn run(boot: &BootInfo) -> Result<Handover, Refused> {
         let _ = mmio_guard().unmap(device.start, device.size());
     }
 
-    // The signed payload where the host put it; its header copied into pvmfw's memory
-    // first and parsed from the copy.
-    // SAFETY: checked to lie inside guest RAM, clear of the DT area.
+    // The kernel and the ramdisk, verified where the host loaded them: in a pVM that
+    // memory is the guest's alone, so what is verified is what runs.
+    // SAFETY: both checked to lie inside guest RAM, clear of the DT area and each other.
     let signed = unsafe { memory(host.payload.start, host.payload.size()) };
-    let header_bytes: [u8; HEADER_SIZE] = signed
-        .get(..HEADER_SIZE)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(signed_payload::HeaderError::TooShort(signed.len()))?;
-    let header = signed_payload::parse_header(&header_bytes, signed.len() - HEADER_SIZE)?;
-    let staged_image = &signed[HEADER_SIZE..HEADER_SIZE + header.image_size as usize];
-    let secret_page = SECRET_PAGE;
+    // SAFETY: as above.
+    let ramdisk = host.ramdisk.map(|r| unsafe { memory(r.start, r.size()) });
+    let verified = avb_verify::verify(signed, key, ramdisk)?;
+    let properties = avb_properties::read(verified.payload.vbmeta.descriptors())?;
     let keep_clear = [
-        ("pvmfw", limits.pvmfw),
         ("the DT area", limits.dt_area),
-        ("the staged payload", host.payload),
-        ("the secret", secret_page),
         ("the bounce pool", host.bounce_pool.unwrap_or(Region { start: 0, end: 0 })),
+        ("the ramdisk", host.ramdisk.unwrap_or(Region { start: 0, end: 0 })),
     ];
-    let (target, entry) = place(&header, host.memory, &keep_clear)?;
-
-    // Copy, then verify exactly the bytes that will run.
-    // SAFETY: `target` is guest RAM, clear of everything pvmfw still reads.
-    unsafe {
-        core::ptr::copy_nonoverlapping(staged_image.as_ptr(), target.start as *mut u8, staged_image.len());
-        core::ptr::write_bytes(
-            (target.start + header.image_size) as *mut u8,
-            0,
-            (header.mem_size - header.image_size) as usize,
-        );
-    }
-    // SAFETY: just written.
-    let image = unsafe { memory(target.start, header.image_size) };
-    verify::check(&header_bytes, &header, image, &key)?;
-    if header.format == PayloadFormat::Arm64Image {
-        verify::check_image_header(&header, image)?;
-    }
-
-    // The payload's secret, bound to exactly this image and header.
-    let header_hash: [u8; 32] = Sha256::digest(header_bytes).into();
-    let payload_secret = secret::derive(&vm_secret, &header.image_sha256, &header_hash);
-    vm_secret.fill(0);
-    erase(secret_page.start, 4096);
-    // SAFETY: the secret page, clear of the payload (checked) and of the new DT (below).
-    unsafe { core::ptr::copy_nonoverlapping(payload_secret.as_ptr(), PAYLOAD_SECRET_IPA as *mut u8, SECRET_SIZE) };
+    let footprint = kernel::footprint(host.payload, verified.image, host.memory, &keep_clear)?;
+    let debuggable = verified.initrd == Some(Initrd::Debug);
 
     // The new DT, in the DT slot (the host's blob there was erased above).
-    let new_dt = handover_dt::build(&host, &bootargs.kept, PAYLOAD_SECRET_IPA)
+    let new_dt = handover_dt::build(&host, &bootargs.kept, debuggable)
         .map_err(|e| Refused::new(Refusal::NewDt, format_args!("building the payload's DT: {e}")))?;
     let new_region = layout::new_dt(new_dt.len() as u64)?;
-    drop(host);
-    // SAFETY: the DT slot, clear of the secret page and the payload (layout, placement).
+    // SAFETY: the DT slot, clear of the kernel and the ramdisk (host_dt, kernel).
     unsafe { core::ptr::copy_nonoverlapping(new_dt.as_ptr(), new_region.start as *mut u8, new_dt.len()) };
-    clean_to_poc(target);
     clean_to_poc(limits.dt_area);
 
-    let format = match header.format {
-        PayloadFormat::Flat => "flat image",
-        PayloadFormat::Arm64Image => "arm64 Image",
-    };
-    println!("[pvmfw] payload verified ({} bytes, {format} at {entry:#x}), handing over", header.image_size);
+    let c = properties.capabilities;
+    println!(
+        "[pvmfw] payload: name {:?}, rollback index {}, capabilities remote_attest={} secretkeeper_protection={} \
+         trusty_security_vm={}",
+        properties.name.unwrap_or("(none)"),
+        verified.rollback_index,
+        c.remote_attest,
+        c.secretkeeper_protection,
+        c.trusty_security_vm
+    );
+    match verified.initrd {
+        Some(Initrd::Normal) => println!("[pvmfw] ramdisk verified: initrd_normal"),
+        Some(Initrd::Debug) => println!("[pvmfw] ramdisk verified: initrd_debug: the payload is debuggable"),
+        None => {}
+    }
+    println!(
+        "[pvmfw] payload verified ({} bytes, arm64 Image at {:#x}, footprint {:#x} bytes), handing over",
+        verified.image.len(),
+        footprint.start,
+        footprint.size()
+    );
     // The payload registers the console itself; pvmfw's registration goes.
     let _ = mmio_guard().unmap(PLATFORM_CONSOLE, 0x1000);
-    Ok(Handover { entry, dt: new_region.start })
-}
-
-/// Where the payload goes and where it is entered: a flat image where its signed header
-/// says; an arm64 Image at the lowest 2 MiB-aligned base (plus its text_offset) where
-/// its signed footprint is clear of everything pvmfw keeps, entered at its first byte.
-fn place(header: &Header, ram: Region, keep_clear: &[(&'static str, Region)]) -> Result<(Region, u64), Refused> {
-    match header.format {
-        PayloadFormat::Flat => {
-            let target = placement::payload_region(header.load_ipa, header.mem_size, ram, keep_clear)?;
-            Ok((target, header.entry_ipa))
-        }
-        PayloadFormat::Arm64Image => {
-            let image = ImageHeader { text_offset: header.text_offset, image_size: header.mem_size, flags: 0 };
-            let clear: Vec<Region> = keep_clear.iter().map(|&(_, r)| r).collect();
-            let target = arm64_image::place(&image, ram, &clear)?;
-            Ok((target, target.start))
-        }
-    }
+    Ok(Handover { entry: host.payload.start, dt: new_region.start })
 }
 
 /// Cleans a range to the point of coherency (the payload starts with its caches off).

@@ -1,32 +1,31 @@
 //! The device tree pvmfw hands the payload, built fresh from the facts it checked:
 //! memory, the console and its clock, `/psci` with the HVC conduit, one CPU, the GICv3
 //! and the timer, the virtio transports (their interrupts and their DMA bound to the
-//! pool), the command line, and `/reserved-memory` with the payload's secret.
+//! pool), the command line and the verified ramdisk, and `/reserved-memory` with the
+//! bounce pool.
 
 use alloc::vec::Vec;
 
 use abi::dt;
-use abi::memory_map::Region;
-use abi::pvmfw::SECRET_SIZE;
 use pvmkit_dt::write;
 use vm_fdt::{Error, FdtWriter};
 
 use crate::host_dt::HostConfig;
 
 /// Writes the new tree with the command line `bootargs` (what [`crate::bootargs`] lets
-/// pass); `secret` is where the payload's secret lies.
-pub fn build(config: &HostConfig<'_>, bootargs: &str, secret: u64) -> Result<Vec<u8>, Error> {
+/// pass); `debuggable` when the ramdisk matched `initrd_debug`.
+pub fn build(config: &HostConfig<'_>, bootargs: &str, debuggable: bool) -> Result<Vec<u8>, Error> {
     let mut w = FdtWriter::new()?;
     let root = write::begin_root(&mut w, "pvmkit protected VM")?;
-    write::chosen(&mut w, bootargs, config.console.start, true)?;
-    write::memory(&mut w, config.memory)?;
-    let secret = write::Reserved {
-        name: "pvmkit-secret",
-        compatible: dt::PAYLOAD_SECRET,
-        region: Region { start: secret, end: secret + SECRET_SIZE as u64 },
-        no_map: true,
-        phandle: None,
+    let chosen = write::Chosen {
+        bootargs,
+        console: config.console.start,
+        initrd: config.ramdisk,
+        verified_boot: true,
+        debuggable,
     };
+    write::chosen(&mut w, &chosen)?;
+    write::memory(&mut w, config.memory)?;
     let pool = config.bounce_pool.map(|region| write::Reserved {
         name: "restricted_dma_reserved",
         compatible: dt::BOUNCE_POOL,
@@ -34,7 +33,7 @@ pub fn build(config: &HostConfig<'_>, bootargs: &str, secret: u64) -> Result<Vec
         no_map: false,
         phandle: Some(dt::BOUNCE_POOL_PHANDLE),
     });
-    let reserved: Vec<write::Reserved<'_>> = core::iter::once(secret).chain(pool).collect();
+    let reserved: Vec<write::Reserved<'_>> = pool.into_iter().collect();
     write::reserved_memory(&mut w, &reserved)?;
     write::cpus(&mut w, None)?;
     write::psci(&mut w, &[dt::PSCI_1_0])?;
@@ -58,16 +57,17 @@ mod tests {
     use crate::host_dt::{check, tests as host};
 
     #[test]
-    fn the_new_tree_passes_pvmfws_own_checks_and_carries_the_secret() {
-        let blob = host::build(&host::Spec::default());
+    fn the_new_tree_passes_pvmfws_own_checks_and_carries_the_ramdisk() {
+        let blob = host::build(&host::Spec { ramdisk: Some((0x8900_0000, 0x8912_3000)), ..host::Spec::default() });
         let config = check(&blob, &host::limits()).unwrap();
-        let new = build(&config, config.bootargs, 0x801f_f000).unwrap();
+        let new = build(&config, config.bootargs, true).unwrap();
         let fdt = dtoolkit::fdt::Fdt::new(&new).unwrap();
         let text = alloc::format!("{fdt}");
         for needle in [
-            "pvmkit-secret@801ff000",
-            abi::pvmfw::SECRET_COMPATIBLE,
-            "no-map",
+            "linux,initrd-start = <0x00 0x89000000>",
+            "linux,initrd-end = <0x00 0x89123000>",
+            abi::dt::VERIFIED_BOOT,
+            abi::dt::DEBUGGABLE,
             "virtio_mmio@a003e00",
             "pvmkit.mode=protected",
             "method = \"hvc\"",
@@ -81,10 +81,10 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
-        // The secret's reservation is exactly the secret (reg = <0 base 0 size>).
-        let size = abi::pvmfw::SECRET_SIZE as u32;
-        let reg = alloc::format!("reg = <0x00 0x801ff000 0x00 {size:#x}>");
-        assert!(text.contains(&reg), "missing {reg} in\n{text}");
+        // Debuggable only when pvmfw says so.
+        let plain = build(&config, config.bootargs, false).unwrap();
+        let plain = alloc::format!("{}", dtoolkit::fdt::Fdt::new(&plain).unwrap());
+        assert!(!plain.contains(abi::dt::DEBUGGABLE) && plain.contains(abi::dt::VERIFIED_BOOT), "{plain}");
         // Nothing of the host's blob is passed through: /config is gone.
         assert!(!text.contains("kernel-address"), "{text}");
     }

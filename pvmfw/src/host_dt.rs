@@ -84,8 +84,10 @@ pub struct HostConfig<'a> {
     pub console: Region,
     /// The virtio transports.
     pub virtio: Vec<Region>,
-    /// Where the signed payload is (`/config` `kernel-address`, `kernel-size`).
+    /// Where the signed kernel is (`/config` `kernel-address`, `kernel-size`).
     pub payload: Region,
+    /// Where the ramdisk is (`/chosen` `linux,initrd-start`, `linux,initrd-end`), if any.
+    pub ramdisk: Option<Region>,
     /// `/chosen/bootargs`.
     pub bootargs: &'a str,
     /// The `restricted-dma-pool` reserved for bounce buffers, if any.
@@ -119,6 +121,8 @@ pub enum DtError {
     NoPayload,
     /// The payload location is outside RAM or over the DT area.
     PayloadOutsideRam(Region),
+    /// The ramdisk is empty, outside RAM, or over the DT area or the kernel.
+    RamdiskOutsideRam(Region),
     /// The command line is too long or not printable ASCII.
     BadBootargs,
     /// The bounce pool is unaligned, outside RAM, or over the DT area or the payload.
@@ -145,6 +149,11 @@ impl fmt::Display for DtError {
             Self::PayloadOutsideRam(r) => {
                 write!(f, "host device tree: payload {:#x}..{:#x} is outside RAM or over the DT area", r.start, r.end)
             }
+            Self::RamdiskOutsideRam(r) => write!(
+                f,
+                "host device tree: ramdisk {:#x}..{:#x} is empty, outside RAM or over the DT area or the kernel",
+                r.start, r.end
+            ),
             Self::BadBootargs => write!(f, "host device tree: bootargs too long or not printable"),
             Self::BadBouncePool(r) => write!(
                 f,
@@ -179,6 +188,7 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
     let (mut memory, mut console, mut virtio, mut payload, mut bootargs) = (Vec::new(), None, Vec::new(), None, "");
     let mut pools = Vec::new();
     let mut gic = false;
+    let (mut initrd_start, mut initrd_end) = (None, None);
     for node in root.children() {
         if node.property("device_type").is_some_and(|p| p.value() == b"memory\0") {
             memory.extend(regs(node, "memory reg")?.into_iter().filter(|r| r.size() > 0));
@@ -214,6 +224,8 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
             if let Some(args) = node.property(dt::BOOTARGS) {
                 bootargs = args.value_as::<&str>().map_err(|_| DtError::BadBootargs)?;
             }
+            initrd_start = u64_prop(&node, dt::INITRD_START)?;
+            initrd_end = u64_prop(&node, dt::INITRD_END)?;
         }
     }
     let [memory] = memory[..] else {
@@ -227,6 +239,19 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
     if payload.size() == 0 || !memory.contains(&payload) || payload.overlaps(&limits.dt_area) {
         return Err(DtError::PayloadOutsideRam(payload));
     }
+    let ramdisk = match (initrd_start, initrd_end) {
+        (None, None) => None,
+        (Some(start), Some(end)) => {
+            let ramdisk = Region { start, end };
+            let placed = start < end && memory.contains(&ramdisk);
+            if !placed || ramdisk.overlaps(&limits.dt_area) || ramdisk.overlaps(&payload) {
+                return Err(DtError::RamdiskOutsideRam(ramdisk));
+            }
+            Some(ramdisk)
+        }
+        (Some(_), None) => return Err(DtError::BadProperty(dt::INITRD_END)),
+        (None, Some(_)) => return Err(DtError::BadProperty(dt::INITRD_START)),
+    };
     if bootargs.len() > MAX_BOOTARGS || !bootargs.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(DtError::BadBootargs);
     }
@@ -234,14 +259,16 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
         [] => None,
         [pool] => {
             let aligned = pool.start.is_multiple_of(4096) && pool.size().is_multiple_of(4096) && pool.size() > 0;
-            if !aligned || !memory.contains(&pool) || pool.overlaps(&limits.dt_area) || pool.overlaps(&payload) {
+            let over = |other: Option<Region>| other.is_some_and(|r| pool.overlaps(&r));
+            if !aligned || !memory.contains(&pool) || over(Some(limits.dt_area)) || over(Some(payload)) || over(ramdisk)
+            {
                 return Err(DtError::BadBouncePool(pool));
             }
             Some(pool)
         }
         [first, ..] => return Err(DtError::BadBouncePool(first)),
     };
-    Ok(HostConfig { memory, console, virtio, payload, bootargs, bounce_pool, gic })
+    Ok(HostConfig { memory, console, virtio, payload, ramdisk, bootargs, bounce_pool, gic })
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
-//! Where the payload may go: inside guest RAM and clear of everything else pvmfw or the
-//! payload needs (pvmfw itself, the DT area with the secret, the staged signed copy it
-//! is being copied from).
+//! Where the payload may lie: inside guest RAM and clear of everything else the payload
+//! is given (the DT area, the ramdisk, the bounce pool).
 
 use core::fmt;
 
 use abi::memory_map::Region;
 
-/// Why the payload cannot go where its header says.
+/// Why the payload cannot lie where it was loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlacementError {
     /// load address + memory size wraps.
@@ -52,9 +51,9 @@ mod tests {
 
     const RAM: Region = Region { start: 0x8000_0000, end: 0x9000_0000 };
     const CLEAR: [(&str, Region); 3] = [
-        ("pvmfw", Region { start: 0x7fe0_0000, end: 0x8000_0000 }),
+        ("pvmfw", Region { start: 0x7fc0_0000, end: 0x8000_0000 }),
         ("the DT area", Region { start: 0x8000_0000, end: 0x8020_0000 }),
-        ("the staged payload", Region { start: 0x8800_0000, end: 0x8804_0000 }),
+        ("the ramdisk", Region { start: 0x8800_0000, end: 0x8804_0000 }),
     ];
 
     #[test]
@@ -68,18 +67,18 @@ mod tests {
             Err(PlacementError::OutsideRam(Region { start: 0x8020_0000, end: 0xc020_0000 }))
         );
         assert!(
-            matches!(payload_region(0x7fe0_0000, 0x1000, RAM, &CLEAR), Err(PlacementError::OutsideRam(_))),
+            matches!(payload_region(0x7fc0_0000, 0x1000, RAM, &CLEAR), Err(PlacementError::OutsideRam(_))),
             "pvmfw is not RAM"
         );
-        let over_pvmfw = payload_region(0x7fe0_0000, 0x1000, Region { start: 0x7fe0_0000, end: 0x9000_0000 }, &CLEAR);
-        assert_eq!(over_pvmfw, Err(PlacementError::Overlaps(Region { start: 0x7fe0_0000, end: 0x7fe0_1000 }, "pvmfw")));
+        let over_pvmfw = payload_region(0x7fc0_0000, 0x1000, Region { start: 0x7fc0_0000, end: 0x9000_0000 }, &CLEAR);
+        assert_eq!(over_pvmfw, Err(PlacementError::Overlaps(Region { start: 0x7fc0_0000, end: 0x7fc0_1000 }, "pvmfw")));
         assert!(matches!(
             payload_region(0x8010_0000, 0x1000, RAM, &CLEAR),
             Err(PlacementError::Overlaps(_, "the DT area"))
         ));
         assert!(matches!(
             payload_region(0x8700_0000, 0x200_0000, RAM, &CLEAR),
-            Err(PlacementError::Overlaps(_, "the staged payload"))
+            Err(PlacementError::Overlaps(_, "the ramdisk"))
         ));
         assert_eq!(payload_region(u64::MAX - 0xfff, 0x2000, RAM, &CLEAR), Err(PlacementError::Wraps));
     }

@@ -5,13 +5,15 @@ use alloc::string::{String, ToString};
 use core::fmt;
 
 use abi::arm64_image::ImageError;
+use abi::avf_config::ConfigError;
 use abi::pvmfw::Refusal;
-use abi::signed_payload::HeaderError;
 
+use crate::avb_properties::PropertyError;
+use crate::avb_verify::AvbVerifyError;
 use crate::host_dt::DtError;
 use crate::layout::LayoutError;
 use crate::placement::PlacementError;
-use crate::verify::VerifyError;
+use crate::reference_dt::ReferenceDtError;
 
 /// A refusal and its detail.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +45,9 @@ impl From<DtError> for Refused {
             }
             DtError::Memory | DtError::MemoryOutsideLimits(_) => Refusal::HostDtMemory,
             DtError::BadGic | DtError::DeviceNotExposed(..) | DtError::NoConsole => Refusal::HostDtDevice,
-            DtError::NoPayload | DtError::PayloadOutsideRam(_) => Refusal::HostDtPayload,
+            DtError::NoPayload | DtError::PayloadOutsideRam(_) | DtError::RamdiskOutsideRam(_) => {
+                Refusal::HostDtPayload
+            }
             DtError::BadBootargs => Refusal::HostDtBootargs,
             DtError::BadBouncePool(_) => Refusal::HostDtBouncePool,
         };
@@ -58,12 +62,6 @@ impl From<LayoutError> for Refused {
             LayoutError::NewDtTooLarge(_) => Refusal::NewDt,
         };
         Self::new(reason, e)
-    }
-}
-
-impl From<HeaderError> for Refused {
-    fn from(e: HeaderError) -> Self {
-        Self::new(Refusal::PayloadHeader, e)
     }
 }
 
@@ -83,15 +81,40 @@ impl From<ImageError> for Refused {
     }
 }
 
-impl From<VerifyError> for Refused {
-    fn from(e: VerifyError) -> Self {
+impl From<AvbVerifyError> for Refused {
+    fn from(e: AvbVerifyError) -> Self {
+        use AvbVerifyError as E;
         let reason = match e {
-            VerifyError::Header(_) => Refusal::PayloadHeader,
-            VerifyError::BadTrustedKey => Refusal::TrustedKeyInvalid,
-            VerifyError::HashMismatch => Refusal::PayloadHash,
-            VerifyError::BadSignature => Refusal::PayloadSignature,
+            E::Format(_) => Refusal::PayloadFormat,
+            E::VerificationDisabled(_) => Refusal::VerificationDisabled,
+            E::UntrustedKey => Refusal::UntrustedKey,
+            E::BadTrustedKey => Refusal::TrustedKeyInvalid,
+            E::VbmetaHashMismatch | E::BadSignature => Refusal::PayloadSignature,
+            E::NoBootDescriptor | E::UnsupportedHash | E::UnexpectedPartition | E::DuplicatePartition => {
+                Refusal::PayloadDescriptors
+            }
+            E::ImageSizeMismatch | E::DigestMismatch => Refusal::PayloadHash,
+            E::NoInitrdDescriptor | E::InitrdMissing | E::InitrdMismatch => Refusal::Ramdisk,
         };
-        Self::new(reason, e)
+        Self::new(reason, format_args!("payload: {e}"))
+    }
+}
+
+impl From<PropertyError<'_>> for Refused {
+    fn from(e: PropertyError<'_>) -> Self {
+        Self::new(Refusal::PayloadProperties, format_args!("payload: {e}"))
+    }
+}
+
+impl From<ConfigError> for Refused {
+    fn from(e: ConfigError) -> Self {
+        Self::new(Refusal::ConfigData, e)
+    }
+}
+
+impl From<ReferenceDtError> for Refused {
+    fn from(e: ReferenceDtError) -> Self {
+        Self::new(Refusal::ReferenceDt, e)
     }
 }
 
@@ -101,11 +124,32 @@ mod tests {
 
     #[test]
     fn each_error_maps_to_its_code_and_keeps_its_words() {
-        let r = Refused::from(VerifyError::BadSignature);
+        let r = Refused::from(AvbVerifyError::BadSignature);
         assert_eq!(r.reason, Refusal::PayloadSignature);
         assert_eq!(
             r.to_string(),
-            "[pvmfw] error E15 payload-signature: payload signature does not verify with the trusted key"
+            "[pvmfw] error E15 payload-signature: payload: the vbmeta signature does not verify with the trusted key"
+        );
+        // Each kind of AVB refusal has its own code.
+        let codes = [
+            (AvbVerifyError::Format(abi::avb::AvbError::BadMagic("footer")), Refusal::PayloadFormat),
+            (AvbVerifyError::VerificationDisabled(1), Refusal::VerificationDisabled),
+            (AvbVerifyError::UntrustedKey, Refusal::UntrustedKey),
+            (AvbVerifyError::BadTrustedKey, Refusal::TrustedKeyInvalid),
+            (AvbVerifyError::VbmetaHashMismatch, Refusal::PayloadSignature),
+            (AvbVerifyError::UnexpectedPartition, Refusal::PayloadDescriptors),
+            (AvbVerifyError::DigestMismatch, Refusal::PayloadHash),
+            (AvbVerifyError::InitrdMismatch, Refusal::Ramdisk),
+        ];
+        for (error, code) in codes {
+            assert_eq!(Refused::from(error).reason, code, "{error:?}");
+        }
+        assert_eq!(Refused::from(ConfigError::BadMagic(0)).reason, Refusal::ConfigData);
+        assert_eq!(Refused::from(PropertyError::BadName).reason, Refusal::PayloadProperties);
+        assert_eq!(Refused::from(ReferenceDtError::Malformed("VM")).reason, Refusal::ReferenceDt);
+        assert_eq!(
+            Refused::from(DtError::RamdiskOutsideRam(abi::memory_map::Region { start: 0, end: 0 })).reason,
+            Refusal::HostDtPayload
         );
         assert_eq!(Refused::from(DtError::Malformed).reason, Refusal::HostDtMalformed);
         assert_eq!(Refused::from(DtError::NoConsole).reason, Refusal::HostDtDevice);

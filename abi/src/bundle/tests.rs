@@ -63,8 +63,8 @@ fn header_errors() {
     b[0] = b'X';
     assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::BadMagic);
     let mut b = bytes.clone();
-    b[8] = 2;
-    assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::UnsupportedVersion(2));
+    b[8] = 1;
+    assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::UnsupportedVersion(1), "the old secret-carrying format");
     let mut b = bytes.clone();
     b[12] = 0;
     assert_eq!(Bundle::parse(&b).unwrap_err(), BundleError::BadEntryCount(0));

@@ -9,7 +9,7 @@ pub fn limits() -> Limits<'static> {
         ram_window: Region { start: 0x8000_0000, end: 0xc000_0000 },
         console: Region { start: 0x0900_0000, end: 0x0900_1000 },
         virtio: &VIRTIO,
-        pvmfw: Region { start: 0x7fe0_0000, end: 0x8000_0000 },
+        pvmfw: Region { start: 0x7fc0_0000, end: 0x8000_0000 },
         dt_area: Region { start: 0x8000_0000, end: 0x8020_0000 },
         gic: Limits::qemu_virt().gic,
     }
@@ -22,6 +22,8 @@ pub struct Spec {
     pub virtio: Vec<u64>,
     pub payload: Option<(u64, u64)>,
     pub bootargs: &'static str,
+    /// `linux,initrd-start` and `-end` (an end of 0: no `-end` property).
+    pub ramdisk: Option<(u64, u64)>,
     pub pool: Option<(u64, u64)>,
     /// The GICv3's two windows, if the tree names one.
     pub gic: Option<[u64; 4]>,
@@ -35,6 +37,7 @@ impl Default for Spec {
             virtio: vec![0x0a00_3e00],
             payload: Some((0x8800_0000, 0x4_0000)),
             bootargs: "pvmkit.mode=protected",
+            ramdisk: None,
             pool: Some((0x8fc0_0000, 0x40_0000)),
             gic: Some([0x0800_0000, 0x1_0000, 0x080a_0000, 0x2_0000]),
         }
@@ -48,6 +51,12 @@ pub fn build(s: &Spec) -> Vec<u8> {
     w.property_u32("#size-cells", 2).unwrap();
     let chosen = w.begin_node("chosen").unwrap();
     w.property_string("bootargs", s.bootargs).unwrap();
+    if let Some((start, end)) = s.ramdisk {
+        w.property_u64("linux,initrd-start", start).unwrap();
+        if end != 0 {
+            w.property_u64("linux,initrd-end", end).unwrap();
+        }
+    }
     w.end_node(chosen).unwrap();
     if let Some(reg) = s.gic {
         let gic = w.begin_node("intc@8000000").unwrap();
@@ -190,7 +199,7 @@ fn the_platform_limits_are_qemu_virts_memory_map() {
         l.gic,
         [Region { start: 0x0800_0000, end: 0x0801_0000 }, Region { start: 0x080a_0000, end: 0x080c_0000 }]
     );
-    assert_eq!(l.pvmfw, Region { start: 0x7fe0_0000, end: 0x8000_0000 });
+    assert_eq!(l.pvmfw, Region { start: 0x7fc0_0000, end: 0x8000_0000 });
     assert_eq!(l.dt_area, Region { start: 0x8000_0000, end: 0x8020_0000 });
     assert_eq!(l.ram_window, Region { start: 0x8000_0000, end: 0xc000_0000 });
 }
@@ -215,4 +224,31 @@ fn refusals_at_their_edges() {
         Err(DtError::BadBouncePool(Region { start: 0x8fc0_0000, end: 0x8fc0_0000 }))
     );
     assert_eq!(DtError::Memory.to_string(), "host device tree must describe exactly one memory region");
+}
+
+/// A ramdisk is taken from `/chosen` only inside RAM, clear of the DT area, the kernel
+/// and the bounce pool, and both of its properties or neither.
+#[test]
+fn the_ramdisk_is_read_and_checked() {
+    let check_spec = |ramdisk| check(&build(&Spec { ramdisk, ..Spec::default() }), &limits()).map(|c| c.ramdisk);
+    assert_eq!(check_spec(None), Ok(None));
+    let good = Region { start: 0x8900_0000, end: 0x8912_3000 };
+    assert_eq!(check_spec(Some((good.start, good.end))), Ok(Some(good)));
+    for (start, end) in [
+        (0x8900_0000, 0x8900_0000), // empty
+        (0x8912_3000, 0x8900_0000), // backwards
+        (0x8000_0000, 0x8001_0000), // over the DT area
+        (0x8800_0000, 0x8801_0000), // over the kernel
+        (0x8ff0_0000, 0x9010_0000), // past RAM
+    ] {
+        assert_eq!(
+            check_spec(Some((start, end))),
+            Err(DtError::RamdiskOutsideRam(Region { start, end })),
+            "{start:#x}..{end:#x}"
+        );
+    }
+    // Over the bounce pool: the pool is the one refused (it is checked against the rest).
+    assert!(matches!(check_spec(Some((0x8fc0_0000, 0x8fc1_0000))), Err(DtError::BadBouncePool(_))));
+    // One property without the other.
+    assert_eq!(check_spec(Some((0x8900_0000, 0))), Err(DtError::BadProperty("linux,initrd-end")));
 }
