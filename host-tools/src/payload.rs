@@ -150,8 +150,8 @@ mod tests {
 
     #[test]
     fn pvmfw_boots_an_image_and_an_elf_only_if_its_flat_image_is_one() {
-        let image = Payload::parse(image(0, 0x4000, 0x1000)).unwrap();
-        assert_eq!(image.kernel(RAM).unwrap().load_address, GUEST_DT_BASE + GUEST_DT_MAX_SIZE);
+        let file = Payload::parse(image(0, 0x4000, 0x1000)).unwrap();
+        assert_eq!(file.kernel(RAM).unwrap().load_address, GUEST_DT_BASE + GUEST_DT_MAX_SIZE);
         let elf = |bytes: Vec<u8>, at: u64| {
             Payload::Elf(FlatImage { load_address: at, mem_size: 0x4000, entry: at + 0x40, bytes })
         };
