@@ -321,6 +321,30 @@ mod tests {
         assert_eq!(add_hash_footer(&payload(), &wrong).unwrap_err(), "a 2048-bit key cannot sign Sha256Rsa4096");
     }
 
+    /// What `pvmkit sign` wrote and avbtool's `verify_image` accepted
+    /// (`abi/testdata/avb/README.md`): signing again with the salts it drew gives the
+    /// same bytes, so today's pvmkit still writes what avbtool accepted.
+    #[test]
+    fn writes_what_avbtool_verified() {
+        let k4096 = key("key4096.pem");
+        let ramdisk = read("pvmkit-ramdisk.bin");
+        let ramdisk_salt = hex("58d5f38641d38eca652e67176846fb1e3cef7bbc0b70bd7980a080f5950a9183");
+        let ramdisks = [Ramdisk { partition_name: "initrd_normal", bytes: &ramdisk, salt: &ramdisk_salt }];
+        let properties: [(&str, &[u8]); 2] =
+            [("com.android.virt.name", b"avbtool-check"), ("com.android.virt.cap", b"remote_attest")];
+        let options = SignOptions {
+            key: &k4096,
+            algorithm: Algorithm::Sha256Rsa4096,
+            partition_name: "boot",
+            salt: &hex("95a852a536700a6b385295f6ab427bf3ae3ca5da2969a9e8e042835b7e1f2f6a"),
+            properties: &properties,
+            rollback_index: 3,
+            release: "pvmkit 0.1.0",
+            ramdisks: &ramdisks,
+        };
+        assert!(add_hash_footer(&read("pvmkit-payload.img"), &options).unwrap() == read("pvmkit-signed.img"));
+    }
+
     /// What pvmkit signs with its own release string and an image that is not a whole
     /// block parses and has the structure avbtool gives such an image.
     #[test]

@@ -13,6 +13,8 @@
 //!   DMA, the guest) runs on one CPU under `-icount`, with the disk in the host's memory:
 //!   the guest's clock counts every instruction the machine spent, and repeats.
 
+pub mod pvmfw_cost;
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 

@@ -32,9 +32,11 @@ pub struct Firmware {
 
 /// Guests are compiled position-independent, so that one build can be linked both
 /// where pvmkit loads an ELF and, with `-pie`, as an Image that runs anywhere (linking
-/// position-independent code at a fixed address costs nothing). One setting for every
-/// guest build, so they share their dependencies' builds.
-const GUEST_RUSTFLAGS: &str = "-Crelocation-model=pie";
+/// position-independent code at a fixed address costs nothing). They may use the ARMv8
+/// SHA-2 instructions (every CPU pvmkit's QEMU runs has them): pvmfw hashes a kernel
+/// with them. One setting for every guest build, so they share their dependencies'
+/// builds. (`CARGO_ENCODED_RUSTFLAGS` separates flags with 0x1f.)
+const GUEST_RUSTFLAGS: &str = "-Crelocation-model=pie\x1f-Ctarget-feature=+sha2";
 
 fn cargo_build(ws: &Workspace, package: &str, target: &str) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

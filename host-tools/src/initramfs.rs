@@ -1,6 +1,7 @@
-//! The pKVM host's initramfs: a cpio archive in the "newc" format (what the Linux
-//! kernel unpacks), uncompressed. It holds `/init` (pvmkit's VMM), `/dev/console` (or
-//! init has no console) and the files the VMM reads.
+//! Initramfs archives: cpio in the "newc" format (what the Linux kernel unpacks),
+//! uncompressed. The pKVM host's holds `/init` (pvmkit's VMM), `/dev/console` (or init
+//! has no console) and the files the VMM reads; the Linux guest's holds its `/init`, the
+//! console and the mount points.
 
 /// An archive being written.
 #[derive(Clone, Debug, Default)]
@@ -76,6 +77,14 @@ pub fn for_vmm(vmm: &[u8], files: &[(&str, &[u8])]) -> Vec<u8> {
     cpio.finish()
 }
 
+/// The Linux guest's ramdisk: `/dev/console`, the mount points `/proc` and `/sys`,
+/// and `init` as `/init`.
+pub fn for_linux_guest(init: &[u8]) -> Vec<u8> {
+    let mut cpio = Cpio::new();
+    cpio.dir("dev").char_device("dev/console", 5, 1).dir("proc").dir("sys").file("init", 0o755, init);
+    cpio.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +127,14 @@ mod tests {
         assert_eq!((entries[1].1, entries[1].2, entries[1].3), (0o020600, 5, 1), "/dev/console is 5:1");
         assert_eq!((entries[4].1, entries[4].4.as_slice()), (0o100755, &b"\x7fELF vmm"[..]));
         assert_eq!(entries[6].4, b"mode=protected");
+    }
+
+    #[test]
+    fn the_linux_guests_ramdisk_has_a_console_mount_points_and_init() {
+        let entries = read(&for_linux_guest(b"\x7fELF init"));
+        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(names, ["dev", "dev/console", "proc", "sys", "init"]);
+        assert_eq!((entries[1].1, entries[1].2, entries[1].3), (0o020600, 5, 1));
+        assert_eq!((entries[4].1, entries[4].4.as_slice()), (0o100755, &b"\x7fELF init"[..]));
     }
 }

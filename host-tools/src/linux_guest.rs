@@ -1,13 +1,15 @@
 //! `pvmkit linux-guest`: a small arm64 Linux guest Image, built from Debian's
 //! `linux-source-7.3` with the repository's config fragment (`linux-guest/pvm.config`:
 //! the pKVM guest driver, restricted DMA pools, virtio-mmio block, console and entropy,
-//! the PL011) and a built-in initramfs whose `/init` is `linux-guest/init` (checks of
-//! the VM's devices, `N passed, M failed`, power-off).
+//! the PL011), and its ramdisk: an initramfs whose `/init` is `linux-guest/init` (checks
+//! of the VM's devices, `N passed, M failed`, power-off). As AVF boots Microdroid, the
+//! ramdisk is the kernel's own, signed with it (`initrd_normal`) and verified by pvmfw
+//! where the host loaded it; nothing of it is built into the kernel.
 //!
 //! Everything lives in pvmkit's cache, outside the work tree: the unpacked source (by
 //! package version) and each Image under a key hashed from everything that goes into
-//! it (the source's version, the fragment, the `/init` binary, the cross compiler's
-//! version). A warm run builds nothing. The host tools it needs (the arm64 cross
+//! it (the source's version, the fragment, the cross compiler's version). A warm run
+//! builds nothing; the ramdisk is written afresh each time (it is a few hundred KiB). The host tools it needs (the arm64 cross
 //! compiler, flex, bison, bc, make) are installed the way QEMU is, with
 //! `--no-install-recommends`.
 
@@ -36,8 +38,10 @@ const HOST_TOOLS: [(&str, &str); 5] = [
 /// A built guest.
 #[derive(Clone, Debug)]
 pub struct LinuxGuest {
-    /// The arm64 Image (initramfs built in).
+    /// The arm64 Image.
     pub image: PathBuf,
+    /// Its ramdisk (an uncompressed "newc" cpio archive with `/init`).
+    pub ramdisk: PathBuf,
     /// Whether this call built it (else it came from the cache).
     pub built: bool,
 }
@@ -48,57 +52,39 @@ pub fn dir() -> PathBuf {
 }
 
 /// The key of an Image: everything that goes into it.
-pub fn key(source_version: &str, fragment: &[u8], init: &[u8], compiler: &[u8]) -> String {
+pub fn key(source_version: &str, fragment: &[u8], compiler: &[u8]) -> String {
     let mut hash = Sha256::new();
-    for part in [source_version.as_bytes(), fragment, init, compiler] {
+    for part in [source_version.as_bytes(), fragment, compiler] {
         hash.update((part.len() as u64).to_le_bytes());
         hash.update(part);
     }
     hash.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The config fragment the build uses: the repository's, and where the initramfs list is.
-pub fn fragment(repository_fragment: &str, initramfs_list: &Path) -> String {
-    format!("{repository_fragment}\nCONFIG_INITRAMFS_SOURCE=\"{}\"\n", initramfs_list.display())
-}
-
-/// The initramfs, in the kernel's `gen_init_cpio` list format: `/dev/console` (or
-/// `/init` has no console), the mount points, and `/init`.
-pub fn initramfs_list(init: &Path) -> String {
-    format!(
-        "dir /dev 0755 0 0\nnod /dev/console 0600 0 0 c 5 1\ndir /proc 0755 0 0\ndir /sys 0755 0 0\nfile /init {} 0755 0 0\n",
-        init.display()
-    )
-}
-
 /// Builds the guest, or finds it in the cache.
 pub fn build(ws: &Workspace) -> Result<LinuxGuest, String> {
     ensure_host_tools()?;
     let init = firmware::build_linux_init(ws)?;
-    let init_bytes = firmware::read(&init)?;
+    let ramdisk = ws.out_dir().join("linux-guest-initramfs.cpio");
+    let archive = crate::initramfs::for_linux_guest(&firmware::read(&init)?);
+    std::fs::create_dir_all(ws.out_dir()).map_err(|e| format!("creating {}: {e}", ws.out_dir().display()))?;
+    std::fs::write(&ramdisk, archive).map_err(|e| format!("writing {}: {e}", ramdisk.display()))?;
     let repository_fragment = std::fs::read_to_string(ws.root.join("linux-guest/pvm.config"))
         .map_err(|e| format!("reading linux-guest/pvm.config: {e}"))?;
     let compiler = kernel::run(Command::new(format!("{CROSS_COMPILE}gcc")).arg("--version"), "the cross compiler")?;
     let (source, version) = source()?;
-    let key = key(&version, repository_fragment.as_bytes(), &init_bytes, &compiler);
+    let key = key(&version, repository_fragment.as_bytes(), &compiler);
     let out = dir().join(&key);
     let image = out.join("Image");
     if image.is_file() {
-        return Ok(LinuxGuest { image, built: false });
+        return Ok(LinuxGuest { image, ramdisk, built: false });
     }
     let build = dir().join("build");
     std::fs::create_dir_all(&build).map_err(|e| format!("creating {}: {e}", build.display()))?;
-    // The initramfs takes /init from a copy of its own, beside the kernel's build tree
-    // (whose `init/` directory it must not shadow).
     let inputs = dir().join("inputs");
     std::fs::create_dir_all(&inputs).map_err(|e| format!("creating {}: {e}", inputs.display()))?;
-    let init_copy = inputs.join("init");
-    std::fs::write(&init_copy, &init_bytes).map_err(|e| format!("writing {}: {e}", init_copy.display()))?;
-    let list = inputs.join("initramfs.list");
-    std::fs::write(&list, initramfs_list(&init_copy)).map_err(|e| format!("writing {}: {e}", list.display()))?;
     let frag = inputs.join("pvm.config");
-    std::fs::write(&frag, fragment(&repository_fragment, &list))
-        .map_err(|e| format!("writing {}: {e}", frag.display()))?;
+    std::fs::write(&frag, &repository_fragment).map_err(|e| format!("writing {}: {e}", frag.display()))?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     eprintln!("pvmkit: building the Linux guest ({version}, {jobs} jobs) in {}", build.display());
     let make = |args: &[String]| -> Result<(), String> {
@@ -125,7 +111,7 @@ pub fn build(ws: &Workspace) -> Result<LinuxGuest, String> {
     std::fs::copy(&built, staged.join("Image")).map_err(|e| format!("copying the Image: {e}"))?;
     let _ = std::fs::remove_dir_all(&out);
     std::fs::rename(&staged, &out).map_err(|e| format!("caching the Image: {e}"))?;
-    Ok(LinuxGuest { image, built: true })
+    Ok(LinuxGuest { image, ramdisk, built: true })
 }
 
 /// Every option the fragment sets must have survived `allnoconfig` (an option whose
@@ -219,16 +205,15 @@ mod tests {
 
     #[test]
     fn the_key_changes_with_every_input() {
-        let base = key("v1", b"CONFIG_A=y", b"init", b"gcc 12");
-        assert_eq!(base, key("v1", b"CONFIG_A=y", b"init", b"gcc 12"), "stable");
+        let base = key("v1", b"CONFIG_A=y", b"gcc 12");
+        assert_eq!(base, key("v1", b"CONFIG_A=y", b"gcc 12"), "stable");
         assert_eq!(base.len(), 24);
         for other in [
-            key("v2", b"CONFIG_A=y", b"init", b"gcc 12"),
-            key("v1", b"CONFIG_A=n", b"init", b"gcc 12"),
-            key("v1", b"CONFIG_A=y", b"init2", b"gcc 12"),
-            key("v1", b"CONFIG_A=y", b"init", b"gcc 13"),
+            key("v2", b"CONFIG_A=y", b"gcc 12"),
+            key("v1", b"CONFIG_A=n", b"gcc 12"),
+            key("v1", b"CONFIG_A=y", b"gcc 13"),
             // Parts are length-prefixed: moving a byte across a boundary changes it.
-            key("v1", b"CONFIG_A=yi", b"nit", b"gcc 12"),
+            key("v1", b"CONFIG_A=yg", b"cc 12"),
         ] {
             assert_ne!(base, other);
         }
@@ -239,14 +224,5 @@ mod tests {
         let fragment = "# comment\nCONFIG_A=y\nCONFIG_B=y\n";
         assert!(missing_options("CONFIG_A=y\nCONFIG_B=y\n", fragment).is_empty());
         assert_eq!(missing_options("CONFIG_A=y\n# CONFIG_B is not set\n", fragment), ["CONFIG_B=y"]);
-    }
-
-    #[test]
-    fn the_initramfs_has_a_console_and_init() {
-        let list = initramfs_list(Path::new("/c/init"));
-        assert!(list.contains("nod /dev/console 0600 0 0 c 5 1"));
-        assert!(list.ends_with("file /init /c/init 0755 0 0\n"));
-        let frag = fragment("CONFIG_A=y", Path::new("/c/list"));
-        assert!(frag.ends_with("CONFIG_INITRAMFS_SOURCE=\"/c/list\"\n"));
     }
 }

@@ -241,9 +241,10 @@ enum Command {
         #[arg(long)]
         markdown: Option<PathBuf>,
     },
-    /// Build the Linux guest (Debian's linux-source-7.3 with linux-guest/pvm.config and
-    /// linux-guest/init as /init) into pvmkit's cache, or find it there, and print the
-    /// Image's path: `pvmkit run --payload "$(pvmkit linux-guest)"`.
+    /// Build the Linux guest (Debian's linux-source-7.3 with linux-guest/pvm.config) into
+    /// pvmkit's cache, or find it there, write its ramdisk (linux-guest/init as /init),
+    /// and print both paths, the Image's first: `pvmkit run --payload IMAGE --initrd
+    /// RAMDISK` signs the ramdisk with the kernel and pvmfw verifies both.
     LinuxGuest,
     /// Run the conformance probes on the real pKVM and on hyp's upstream profile and
     /// diff them, and both against the recording of the real release in the repository
@@ -385,6 +386,7 @@ fn run(cli: Cli) -> Result<bool, String> {
                 eprintln!("pvmkit: the Linux guest is up to date in the cache");
             }
             println!("{}", guest.image.display());
+            println!("{}", guest.ramdisk.display());
             Ok(true)
         }
         Command::Conformance { timeout, record } => {
@@ -619,14 +621,17 @@ fn bench(
     let mut exit_costs: Vec<Vec<u64>> = vec![Vec::new(), Vec::new()];
     let mut frequency = None;
     // The guests: test-guest (guest-lib), and Linux beside it.
-    let linux = host_tools::linux_guest::build(ws)?.image;
+    let linux = host_tools::linux_guest::build(ws)?;
     let mut linux_results: Vec<Vec<Vec<bench::Phase>>> = vec![Vec::new(), Vec::new()];
+    // pvmfw's verification cost, from the protected runs: test-guest's and Linux's.
+    let mut pvmfw_costs: [Vec<bench::pvmfw_cost::Cost>; 2] = [Vec::new(), Vec::new()];
     for run in 0..runs {
-        for (which, payload) in [("guest-lib", None), ("Linux", Some(linux.clone()))] {
+        for (which, payload) in [("guest-lib", None), ("Linux", Some(&linux))] {
             for (i, mode) in modes.into_iter().enumerate() {
                 let mut args = RunArgs::test_guest(timeout, "bench", qemu_args.iter().map(|a| a.to_string()).collect());
                 args.backend = backend.name().into();
-                args.payload = payload.clone();
+                args.payload = payload.map(|l| l.image.clone());
+                args.initrd = payload.map(|l| l.ramdisk.clone());
                 let mut config = run_config(fw, mode, &args, false);
                 config.hyp_stats = backend == Backend::Hyp;
                 config.vmm_stats = backend == Backend::Pkvm;
@@ -635,6 +640,9 @@ fn bench(
                     return Err(format!("bench run {} of {which} in {mode} failed: {verdict}", run + 1));
                 }
                 frequency = frequency.or(bench::parse_frequency(&output.lines));
+                if let (0, Some(cost)) = (i, bench::pvmfw_cost::Cost::parse(&output.lines)) {
+                    pvmfw_costs[usize::from(payload.is_some())].push(cost);
+                }
                 let phases = bench::parse_run(&output.lines);
                 eprintln!(
                     "pvmkit: bench run {}/{runs} on {}, {which}, {mode}: {} phases",
@@ -692,6 +700,8 @@ fn bench(
             out!("{}", bench::peer_table((p, u), (&linux_results[0], &linux_results[1]), frequency).trim_end());
         }
     }
+    let [guest_costs, linux_costs] = pvmfw_costs;
+    out!("{}", bench::pvmfw_cost::table(&[("test-guest", guest_costs), ("Linux", linux_costs)]).trim_end());
     out!("{}", bench::runs_side_by_side("protected", p, backend).trim_end());
     out!("{}", bench::runs_side_by_side("unprotected", u, backend).trim_end());
     let mut moved: Vec<String> = [bench::moved("protected", p, backend), bench::moved("unprotected", u, backend)]

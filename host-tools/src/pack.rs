@@ -7,16 +7,22 @@ use abi::memory_map::{GRANULE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE, GUEST_RAM_BASE,
 
 use crate::firmware::FlatImage;
 
-/// Packs a payload and a guest DT into a bundle for a VM with pvmkit's default RAM and
-/// the virtio-mmio transports in `virtio_slots` (bit `i`: QEMU's transport `i`).
-pub fn pack(payload: &FlatImage, guest_dt: &[u8], virtio_slots: u32) -> Result<Vec<u8>, String> {
+/// Packs a payload, a ramdisk (at [`RAMDISK_BASE`], if any) and a guest DT into a bundle
+/// for a VM with pvmkit's default RAM and the virtio-mmio transports in `virtio_slots`
+/// (bit `i`: QEMU's transport `i`), entered at the payload's entry.
+pub fn pack(
+    payload: &FlatImage,
+    ramdisk: Option<&[u8]>,
+    guest_dt: &[u8],
+    virtio_slots: u32,
+) -> Result<Vec<u8>, String> {
     if guest_dt.len() as u64 > GUEST_DT_MAX_SIZE {
         return Err(format!("guest device tree is {} bytes, more than {GUEST_DT_MAX_SIZE}", guest_dt.len()));
     }
     let config =
         VmConfig { ram_base: GUEST_RAM_BASE, ram_size: GUEST_RAM_SIZE, entry_ipa: payload.entry, virtio_slots }
             .to_bytes();
-    let entries = [
+    let mut entries = vec![
         EntrySpec { kind: EntryKind::VmConfig, load_ipa: 0, mem_size: config.len() as u64, data: &config },
         EntrySpec {
             kind: EntryKind::Payload,
@@ -26,12 +32,23 @@ pub fn pack(payload: &FlatImage, guest_dt: &[u8], virtio_slots: u32) -> Result<V
         },
         EntrySpec { kind: EntryKind::GuestDt, load_ipa: GUEST_DT_BASE, mem_size: GUEST_DT_MAX_SIZE, data: guest_dt },
     ];
+    entries.extend(ramdisk.map(ramdisk_entry));
     let mut out = vec![0u8; bundle::encoded_len(&entries)];
     bundle::encode(&entries, &mut out).ok_or("bundle encoding failed")?;
     // Refuse here, with the same checks, what hyp would refuse.
     let parsed = Bundle::parse(&out).map_err(|e| format!("bundle: {e}"))?;
     parsed.layout().map_err(|e| format!("payload does not fit the guest's memory map: {e}"))?;
     Ok(out)
+}
+
+/// `n` rounded up to whole pages (at least one).
+fn pages(n: u64) -> u64 {
+    n.div_ceil(GRANULE).max(1) * GRANULE
+}
+
+/// The ramdisk's entry: at [`RAMDISK_BASE`], where the DT's `/chosen` says.
+fn ramdisk_entry(data: &[u8]) -> EntrySpec<'_> {
+    EntrySpec { kind: EntryKind::Ramdisk, load_ipa: RAMDISK_BASE, mem_size: pages(data.len() as u64), data }
 }
 
 /// A VM that boots through pvmfw, as AVF's VMM loads one.
@@ -72,7 +89,6 @@ pub fn pack_with_pvmfw(vm: &PvmfwVm<'_>) -> Result<Vec<u8>, String> {
         virtio_slots: vm.virtio_slots,
     }
     .to_bytes();
-    let pages = |n: u64| n.div_ceil(GRANULE).max(1) * GRANULE;
     let kernel_size = pages(vm.kernel_footprint.max(vm.kernel.len() as u64));
     let mut entries = vec![
         EntrySpec { kind: EntryKind::VmConfig, load_ipa: 0, mem_size: config.len() as u64, data: &config },
@@ -80,10 +96,7 @@ pub fn pack_with_pvmfw(vm: &PvmfwVm<'_>) -> Result<Vec<u8>, String> {
         EntrySpec { kind: EntryKind::Payload, load_ipa: vm.kernel_address, mem_size: kernel_size, data: vm.kernel },
         EntrySpec { kind: EntryKind::GuestDt, load_ipa: GUEST_DT_BASE, mem_size: GUEST_DT_MAX_SIZE, data: vm.host_dt },
     ];
-    if let Some(ramdisk) = vm.ramdisk {
-        let size = pages(ramdisk.len() as u64);
-        entries.push(EntrySpec { kind: EntryKind::Ramdisk, load_ipa: RAMDISK_BASE, mem_size: size, data: ramdisk });
-    }
+    entries.extend(vm.ramdisk.map(ramdisk_entry));
     let mut out = vec![0u8; bundle::encoded_len(&entries)];
     bundle::encode(&entries, &mut out).ok_or("bundle encoding failed")?;
     let parsed = Bundle::parse(&out).map_err(|e| format!("bundle: {e}"))?;
@@ -101,11 +114,12 @@ mod tests {
 
     #[test]
     fn packs_a_payload_hyp_accepts() {
-        let bytes = pack(&payload(0x8020_0000, 0x10_0000), &[0xd0; 100], 0).unwrap();
+        let bytes = pack(&payload(0x8020_0000, 0x10_0000), Some(&[7; 10]), &[0xd0; 100], 0).unwrap();
         let b = Bundle::parse(&bytes).unwrap();
         assert_eq!(b.entry(EntryKind::Payload).unwrap().load_ipa, 0x8020_0000);
         assert_eq!(b.config().entry_ipa, 0x8020_0000);
         assert_eq!(b.entry(EntryKind::GuestDt).unwrap().data.len(), 100);
+        assert_eq!(b.entry(EntryKind::Ramdisk).unwrap().load_ipa, RAMDISK_BASE);
     }
 
     #[test]
@@ -136,11 +150,11 @@ mod tests {
 
     #[test]
     fn refuses_payloads_outside_the_map() {
-        let err = pack(&payload(0x4008_0000, 0x1000), &[0; 8], 0).unwrap_err();
+        let err = pack(&payload(0x4008_0000, 0x1000), None, &[0; 8], 0).unwrap_err();
         assert!(err.contains("payload does not fit"), "{err}");
-        let err = pack(&payload(0x8000_0000, 0x1000), &[0; 8], 0).unwrap_err();
+        let err = pack(&payload(0x8000_0000, 0x1000), None, &[0; 8], 0).unwrap_err();
         assert!(err.contains("overlaps"), "{err}");
-        let err = pack(&payload(0x8020_0000, 1 << 30), &[0; 8], 0).unwrap_err();
+        let err = pack(&payload(0x8020_0000, 1 << 30), None, &[0; 8], 0).unwrap_err();
         assert!(err.contains("does not fit inside guest RAM"), "{err}");
     }
 }

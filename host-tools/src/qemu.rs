@@ -205,6 +205,9 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices,
             // QEMU boots the ELF at EL1 with its own DTB at RAM base; the guest's
             // command line reaches it as that DTB's /chosen/bootargs.
             cmd.arg("-kernel").arg(&config.payload).args(["-append", &config.guest_cmdline()]);
+            if let Some(initrd) = &config.initrd {
+                cmd.arg("-initrd").arg(initrd);
+            }
         }
     }
     cmd.args(devices.qemu_args());
@@ -219,13 +222,14 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices,
 pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Vec<u8>, String> {
     let payload = || Payload::read(&config.payload);
     let ram = Region { start: GUEST_RAM_BASE, end: GUEST_RAM_BASE + GUEST_RAM_SIZE };
+    let ramdisk = config.initrd.as_deref().map(firmware::read).transpose()?;
+    let ramdisk_region = ramdisk.as_ref().map(|r| Region { start: RAMDISK_BASE, end: RAMDISK_BASE + r.len() as u64 });
     if !config.pvmfw {
-        let dt = host_dt(config, None, None)?;
+        let dt = host_dt(config, None, ramdisk_region)?;
         let placed = payload()?.placed(ram).map_err(|e| format!("payload {}: {e}", config.payload.display()))?;
-        return pack::pack(&placed, &dt, VIRTIO_SLOTS);
+        return pack::pack(&placed, ramdisk.as_deref(), &dt, VIRTIO_SLOTS);
     }
     let dev_key = signing::dev_key(ws)?;
-    let ramdisk = config.initrd.as_deref().map(firmware::read).transpose()?;
     let (kernel, kernel_address, kernel_footprint) = match &config.signed_payload {
         Some(path) => {
             let signed = firmware::read(path)?;
@@ -250,7 +254,6 @@ pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
         None => std::fs::read(signing::public_path(&dev_key)).map_err(|e| format!("the development key: {e}"))?,
     };
     let pvmfw = firmware::pvmfw_image(&firmware::read(&fw.pvmfw_elf)?, &trusted, &config.config_files.build()?)?;
-    let ramdisk_region = ramdisk.as_ref().map(|r| Region { start: RAMDISK_BASE, end: RAMDISK_BASE + r.len() as u64 });
     let dt = host_dt(config, Some((kernel_address, kernel.len() as u64)), ramdisk_region)?;
     pack::pack_with_pvmfw(&pack::PvmfwVm {
         pvmfw: &pvmfw,

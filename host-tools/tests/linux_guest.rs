@@ -18,23 +18,28 @@ const CASES: [&str; 4] = [
     "virtio_console_sends",
 ];
 
-/// Builds the Image (or finds it cached) and returns its path.
-fn linux_image() -> String {
+/// Builds the Image (or finds it cached) and its ramdisk; returns the `pvmkit run`
+/// arguments that boot them: `--payload IMAGE --initrd RAMDISK`.
+fn linux_image() -> [String; 4] {
     let (ok, out) = pvmkit(&["linux-guest"]);
     assert!(ok, "{out}");
     let image = out.lines().find(|l| l.ends_with("/Image")).unwrap_or_default().trim().to_string();
     assert!(image.ends_with("/Image") && std::path::Path::new(&image).is_file(), "{out}");
     let bytes = std::fs::read(&image).unwrap();
     assert_eq!(&bytes[56..60], b"ARM\x64", "an arm64 Image");
+    let ramdisk = out.lines().find(|l| l.ends_with(".cpio")).unwrap_or_default().trim().to_string();
+    assert!(std::fs::read(&ramdisk).unwrap().starts_with(b"070701"), "a newc cpio archive: {out}");
     // A warm run builds nothing.
     let (ok, again) = pvmkit(&["linux-guest"]);
     assert!(ok && again.contains("up to date in the cache") && again.lines().any(|l| l == image), "{again}");
-    image
+    ["--payload".into(), image, "--initrd".into(), ramdisk]
 }
 
 fn assert_passes(out: &str) {
     assert!(out.contains("pvmkit: PASS (4 guest cases passed, clean power-off)"), "{out}");
     assert!(out.contains("[pvmfw] payload verified"), "{out}");
+    // Its /init came from the ramdisk pvmfw verified: nothing is built into the kernel.
+    assert!(out.contains("[pvmfw] ramdisk verified: initrd_normal"), "{out}");
     for case in CASES {
         assert!(out.contains(&format!("test {case} ... ok")), "{case}:\n{out}");
     }
@@ -55,8 +60,9 @@ fn assert_ring_violation(out: &str, who: &str) {
 
 #[test]
 fn a_linux_protected_guest_passes_on_the_real_pkvm_and_a_leaking_one_is_stopped() {
-    let image = linux_image();
-    let (ok, out) = pvmkit(&["run", "--payload", &image, "--backend", "pkvm", "--timeout", "600"]);
+    let linux = linux_image();
+    let image: Vec<&str> = linux.iter().map(String::as_str).collect();
+    let (ok, out) = pvmkit(&[&["run"][..], &image, &["--backend", "pkvm", "--timeout", "600"]].concat());
     assert!(ok, "{out}");
     assert_passes(&out);
     assert!(out.contains("[vmm] pvmkit vmm: protected VM"), "{out}");
@@ -71,18 +77,19 @@ fn a_linux_protected_guest_passes_on_the_real_pkvm_and_a_leaking_one_is_stopped(
     // Negative control: devices without VIRTIO_F_ACCESS_PLATFORM make Linux put its
     // rings in private memory; the VMM stops the VM at the first one, naming the page.
     let (ok, out) =
-        pvmkit(&["run", "--payload", &image, "--backend", "pkvm", "--no-access-platform", "--timeout", "600"]);
+        pvmkit(&[&["run"][..], &image, &["--backend", "pkvm", "--no-access-platform", "--timeout", "600"]].concat());
     assert!(!ok, "{out}");
     assert_ring_violation(&out, "the VMM");
 }
 
 #[test]
 fn a_linux_guest_passes_on_hyp_in_every_mode_and_a_leaking_one_is_stopped() {
-    let image = linux_image();
+    let linux = linux_image();
+    let image: Vec<&str> = linux.iter().map(String::as_str).collect();
     // Both ABI forms of a protected VM: the services Linux's pKVM driver finds differ
     // (the Android form's MMIO guard calls are not upstream's), the verdict does not.
     for (abi, services) in [("upstream", "0x0000001d"), ("android", "0x00000ffd")] {
-        let (ok, out) = pvmkit(&["run", "--payload", &image, "--abi", abi]);
+        let (ok, out) = pvmkit(&[&["run"][..], &image, &["--abi", abi]].concat());
         assert!(ok, "{abi}: {out}");
         assert_passes(&out);
         assert!(out.contains(&format!("[hyp] guest: protected ({abi} ABI) VM")), "{out}");
@@ -94,14 +101,14 @@ fn a_linux_guest_passes_on_hyp_in_every_mode_and_a_leaking_one_is_stopped() {
         // Interrupts reached it through hyp's vGIC: the timer, and the devices'.
         assert!(out.contains("GICv3: CPU0: found redistributor 0 region 0:0x00000000080a0000"), "{out}");
     }
-    let (ok, out) = pvmkit(&["run", "--payload", &image, "--mode", "unprotected"]);
+    let (ok, out) = pvmkit(&[&["run"][..], &image, &["--mode", "unprotected"]].concat());
     assert!(ok, "{out}");
     assert_passes(&out);
     assert!(!out.contains("Memory encryption is active"), "an ordinary VM shares nothing: {out}");
 
     // Negative control: hyp's devices withhold ACCESS_PLATFORM, so Linux gives them
     // guest-physical addresses of private memory; hyp stops it at the first ring.
-    let (ok, out) = pvmkit(&["run", "--payload", &image, "--no-access-platform"]);
+    let (ok, out) = pvmkit(&[&["run"][..], &image, &["--no-access-platform"]].concat());
     assert!(!ok, "{out}");
     assert_ring_violation(&out, "hyp");
 
@@ -110,7 +117,7 @@ fn a_linux_guest_passes_on_hyp_in_every_mode_and_a_leaking_one_is_stopped() {
     // default is sized to 256 KiB for this RAM and runs full). hyp sees only shared
     // pages and raises no false alarm.
     let args = ["--abi", "upstream", "--no-pvmfw", "--no-restricted-pool", "--guest-arg", "swiotlb=2048"];
-    let (ok, out) = pvmkit(&[&["run", "--payload", &image][..], &args].concat());
+    let (ok, out) = pvmkit(&[&["run"][..], &image, &args].concat());
     assert!(ok, "{out}");
     assert!(out.contains("pvmkit: PASS (4 guest cases passed, clean power-off)"), "{out}");
     assert!(!out.contains("assigned reserved memory node"), "no transport is bound to the pool: {out}");

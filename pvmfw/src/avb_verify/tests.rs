@@ -168,3 +168,36 @@ fn hash_descriptors_name_known_partitions_once() {
     let only_initrd = of(&[b"initrd_normal"]).unwrap();
     assert!(only_initrd[0].is_none());
 }
+
+/// The cost is read around the signature check and the hashing, and counts the bytes
+/// hashed: the kernel's and the ramdisk's.
+#[test]
+fn the_cost_splits_signature_from_hashing() {
+    // The clock reads 0, then 10, then 110: 10 ticks of signature, 100 of hashing.
+    let readings = core::cell::Cell::new(0usize);
+    let clock = || {
+        let i = readings.replace(readings.get() + 1);
+        [0, 10, 110][i]
+    };
+    let (_, cost) = verify_timed(WITH_INITRDS, KEY4096, Some(INITRD_NORMAL_BYTES), &clock).unwrap();
+    assert_eq!((cost.signature, cost.hashing), (10, 100));
+    assert_eq!(cost.hashed_bytes, 4096 + 1024);
+    let (_, cost) = verify_timed(SHA256_RSA4096, KEY4096, None, &|| 0).unwrap();
+    assert_eq!(cost, Cost { signature: 0, hashing: 0, hashed_bytes: 4096 });
+}
+
+/// What `pvmkit sign` wrote and avbtool's `verify_image` accepted verifies here too,
+/// with its ramdisk, and nothing else passes for that ramdisk.
+#[test]
+fn what_pvmkit_signed_and_avbtool_accepted_verifies() {
+    const SIGNED: &[u8] = include_bytes!("../../../abi/testdata/avb/pvmkit-signed.img");
+    const RAMDISK: &[u8] = include_bytes!("../../../abi/testdata/avb/pvmkit-ramdisk.bin");
+    let verified = verify(SIGNED, KEY4096, Some(RAMDISK)).unwrap();
+    assert_eq!((verified.initrd, verified.rollback_index, verified.image.len()), (Some(Initrd::Normal), 3, 8192));
+    let properties = crate::avb_properties::read(verified.payload.vbmeta.descriptors()).unwrap();
+    assert_eq!(properties.name, Some("avbtool-check"));
+    assert!(properties.capabilities.remote_attest);
+    let mut tampered = RAMDISK.to_vec();
+    tampered[100] ^= 1;
+    assert_eq!(verify(SIGNED, KEY4096, Some(&tampered)).unwrap_err(), AvbVerifyError::InitrdMismatch);
+}
