@@ -13,7 +13,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The firmware's own target directory, apart from the host's and pvmkit's.
 export CARGO_TARGET_DIR="$PWD/target/clippy-firmware"
 cargo clippy --release --quiet -p hyp --target aarch64-unknown-none-softfloat -- -D warnings
-CARGO_ENCODED_RUSTFLAGS=-Crelocation-model=pie \
+CARGO_ENCODED_RUSTFLAGS=$(printf -- "-Crelocation-model=pie\x1f-Ctarget-feature=+sha2") \
     cargo clippy --release --quiet -p guest-lib -p mmio-guard -p pvmfw -p test-guest --target aarch64-unknown-none -- -D warnings
 cargo clippy --release --quiet -p vmm --target aarch64-unknown-linux-musl -- -D warnings
 echo "clippy: no warnings on the host and the firmware targets"

@@ -237,7 +237,15 @@ mod tests {
     fn what_is_written_reads_back() {
         let mut w = FdtWriter::new().unwrap();
         let root = begin_root(&mut w, "test").unwrap();
-        chosen(&mut w, "a=b", 0x0900_0000, true).unwrap();
+        let initrd = Region { start: 0x8800_0000, end: 0x8800_0bb8 };
+        let c = Chosen {
+            bootargs: "a=b",
+            console: 0x0900_0000,
+            initrd: Some(initrd),
+            verified_boot: true,
+            debuggable: false,
+        };
+        chosen(&mut w, &c).unwrap();
         memory(&mut w, Region { start: 0x8000_0000, end: 0x9000_0000 }).unwrap();
         let secret = Region { start: 0x801f_f000, end: 0x8020_0000 };
         let pool = Region { start: 0x8fc0_0000, end: 0x9000_0000 };
@@ -268,7 +276,9 @@ mod tests {
         let node = |name: &str| fdt.root().children().find(|n| n.name() == name).unwrap();
         let chosen = node("chosen");
         assert_eq!(chosen.property(dt::STDOUT_PATH).unwrap().value(), b"/pl011@9000000\0");
-        assert!(chosen.property(dt::VERIFIED_BOOT).is_some());
+        assert!(chosen.property(dt::VERIFIED_BOOT).is_some() && chosen.property(dt::DEBUGGABLE).is_none());
+        let initrd_at = |p: &str| chosen.property(p).unwrap().value().try_into().map(u64::from_be_bytes).unwrap();
+        assert_eq!((initrd_at(dt::INITRD_START), initrd_at(dt::INITRD_END)), (initrd.start, initrd.end));
         assert_eq!(first_region(node("memory@80000000")), Ok(Some(Region { start: 0x8000_0000, end: 0x9000_0000 })));
         let reserved = node(dt::RESERVED_MEMORY).children().next().unwrap();
         assert_eq!(first_region(reserved), Ok(Some(secret)));

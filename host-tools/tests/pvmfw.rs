@@ -215,6 +215,9 @@ fn pvmfw_verifies_the_ramdisk_against_the_kernels_descriptors() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// An edit of pvmfw's configuration data.
+type Edit = Box<dyn Fn(&mut [u8])>;
+
 /// The bundle `pvmkit run` would boot, with pvmfw's configuration data edited.
 fn bundle_with_config(dir: &Path, name: &str, extra: &[&str], edit: &dyn Fn(&mut [u8])) -> PathBuf {
     let path = dir.join(name);
@@ -238,7 +241,7 @@ fn pvmfw_reads_the_configuration_data_first_and_refuses_it_malformed() {
     let dir = scratch("config");
     let run_bundle = |path: &Path| vec!["run".to_string(), "--bundle".into(), path.to_str().unwrap().into()];
     let set = |at: usize, value: u32| move |c: &mut [u8]| c[at..at + 4].copy_from_slice(&value.to_le_bytes());
-    let cases: [(&str, Box<dyn Fn(&mut [u8])>); 8] = [
+    let cases: [(&str, Edit); 8] = [
         ("magic", Box::new(set(0, 0x1234_5678))),
         ("version", Box::new(set(4, 2 << 16))),
         ("size", Box::new(set(8, 0x7fff_ffff))),

@@ -148,9 +148,7 @@ fn supported(descriptor: &HashDescriptor<'_>) -> Result<(), AvbVerifyError> {
 /// Whether SHA-256 of the descriptor's salt and `bytes` is its digest: the hash of a
 /// whole kernel, with the ARMv8 SHA-2 instructions where the build enables them.
 fn digest_matches(descriptor: &HashDescriptor<'_>, bytes: &[u8]) -> bool {
-    use sha2_armv8::Digest as _;
-    let digest = sha2_armv8::Sha256::new().chain_update(descriptor.salt).chain_update(bytes).finalize();
-    digest.as_slice() == descriptor.digest
+    crate::sha256::digest::<crate::sha256::Platform>(&[descriptor.salt, bytes]) == descriptor.digest
 }
 
 /// Whether `bytes` match `descriptor`: a supported hash, the size and the digest.

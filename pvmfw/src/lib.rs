@@ -6,7 +6,7 @@
 //!
 //! This library is pvmfw's decisions, host-tested: [`avb_verify`] (the signed kernel and
 //! ramdisk), [`avb_properties`] (what AVF's vbmeta properties ask), [`kernel`] (where the
-//! kernel lies), [`reference_dt`] (the VM reference DT), [`host_dt`] (the hostile device
+//! kernel lies), [`sha256`] (hashing a kernel at the SHA-2 instructions' pace), [`reference_dt`] (the VM reference DT), [`host_dt`] (the hostile device
 //! tree, checked), [`handover_dt`] (the fresh one), [`bootargs`] (what of the host's
 //! command line passes), [`layout`] (where the DTs go), [`placement`] (footprints, clear
 //! of each other), [`refusal`] (each refusal's code). `firmware.rs` runs them in order
@@ -26,3 +26,4 @@ pub mod layout;
 pub mod placement;
 pub mod reference_dt;
 pub mod refusal;
+pub mod sha256;
