@@ -1,8 +1,8 @@
 //! SHA-256 over a kernel at the pace of the ARMv8 SHA-2 instructions. RustCrypto's
-//! `sha2` has an ARMv8 backend, but `aarch64-unknown-none` is a strict-alignment target:
-//! the compiler cannot know a block is aligned and loads every byte on its own, which
-//! costs more than the hashing (about 10 instructions a byte measured, against the ~1.3
-//! of the instructions themselves). So pvmfw frames the message here (buffering,
+//! `sha2` has an ARMv8 backend (0.10 behind its C-building `asm` feature, 0.11 without),
+//! but `aarch64-unknown-none` is a strict-alignment target: the compiler cannot know a
+//! block is aligned and loads every byte on its own, which costs more than the hashing
+//! (sha2 0.11 measured about 10 instructions a byte under `-icount`; this, about 1.9). So pvmfw frames the message here (buffering,
 //! padding, length: host-tested against `sha2`) and compresses whole blocks with
 //! [`armv8`], which loads each 16 bytes at once from a block it knows is 4-byte
 //! aligned (a kernel and a ramdisk are page-aligned; a block that is not is copied to
@@ -116,14 +116,19 @@ pub struct Portable;
 
 impl Compress for Portable {
     fn compress(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
-        sha2_armv8::block_api::compress256(state, blocks);
+        for block in blocks {
+            sha2::compress256(
+                state,
+                core::slice::from_ref(sha2::digest::generic_array::GenericArray::from_slice(block)),
+            );
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2_armv8::Digest;
+    use sha2::Digest;
 
     /// Every split of every length around the block and padding boundaries gives
     /// RustCrypto's digest.
@@ -131,7 +136,7 @@ mod tests {
     fn frames_the_message_as_sha2_does() {
         let data: alloc::vec::Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
         for len in [0, 1, 31, 32, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 200, 300] {
-            let expected: [u8; 32] = sha2_armv8::Sha256::digest(&data[..len]).into();
+            let expected: [u8; 32] = sha2::Sha256::digest(&data[..len]).into();
             assert_eq!(digest::<Portable>(&[&data[..len]]), expected, "{len}");
             for split in [0, 1, 32, 63, 64, 65].into_iter().filter(|&s| s <= len) {
                 let parts: [&[u8]; 2] = [&data[..split], &data[split..len]];
