@@ -701,7 +701,7 @@ fn bench(
         }
     }
     let [guest_costs, linux_costs] = pvmfw_costs;
-    out!("{}", bench::pvmfw_cost::table(&[("test-guest", guest_costs), ("Linux", linux_costs)]).trim_end());
+    out!("{}", bench::pvmfw_cost::table(backend, &[("test-guest", guest_costs), ("Linux", linux_costs)]).trim_end());
     out!("{}", bench::runs_side_by_side("protected", p, backend).trim_end());
     out!("{}", bench::runs_side_by_side("unprotected", u, backend).trim_end());
     let mut moved: Vec<String> = [bench::moved("protected", p, backend), bench::moved("unprotected", u, backend)]

@@ -2,11 +2,12 @@
 //! `sha2` has an ARMv8 backend (0.10 behind its C-building `asm` feature, 0.11 without),
 //! but `aarch64-unknown-none` is a strict-alignment target: the compiler cannot know a
 //! block is aligned and loads every byte on its own, which costs more than the hashing
-//! (sha2 0.11 measured about 10 instructions a byte under `-icount`; this, about 1.9). So pvmfw frames the message here (buffering,
-//! padding, length: host-tested against `sha2`) and compresses whole blocks with
-//! [`armv8`], which loads each 16 bytes at once from a block it knows is 4-byte
-//! aligned (a kernel and a ramdisk are page-aligned; a block that is not is copied to
-//! one that is first).
+//! (sha2 0.11 measured about 10 instructions a byte under `-icount`; this, about 1.9).
+//! So pvmfw frames the message here (buffering, padding, length: host-tested against
+//! `sha2`) and compresses whole blocks with `armv8` (built for aarch64 with the SHA-2
+//! instructions enabled), which loads each 16 bytes at once from a block it knows is
+//! 16-byte aligned (a kernel and a ramdisk are page-aligned; a block that is not is
+//! copied to one that is first).
 //!
 //! The vbmeta image's own hash (a few KiB, for the RSA signature) keeps `sha2`.
 

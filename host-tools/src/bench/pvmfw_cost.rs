@@ -5,6 +5,8 @@
 
 use std::fmt::Write;
 
+use crate::Backend;
+
 /// The most instructions per byte hashed pvmfw may take: the ARMv8 SHA-2 instructions'
 /// pace (AOSP's pvmfw gets the same from BoringSSL), so that a 30 MB kernel costs well
 /// under 100 ms of guest time.
@@ -45,10 +47,19 @@ impl Cost {
 }
 
 /// The table: per payload, its runs' bytes, instructions per byte hashed and the
-/// signature check's instructions, and whether the hashing meets the target.
-pub fn table(rows: &[(&str, Vec<Cost>)]) -> String {
+/// signature check's instructions, and whether the hashing meets the target. Under hyp
+/// the figures are pvmfw's own (and hyp's few exits); on the real pKVM they are the
+/// whole machine's, the host's work mapping each page at pvmfw's first touch included,
+/// so the target, which is pvmfw's, is held to hyp's figures only.
+pub fn table(backend: Backend, rows: &[(&str, Vec<Cost>)]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "pvmfw's verification, instructions (one counter tick is {} of them):", tick_size(rows));
+    let whose = match backend {
+        Backend::Hyp => "pvmfw's instructions",
+        Backend::Pkvm => {
+            "the whole machine's instructions in guest time (the host mapping each page pvmfw first touches included)"
+        }
+    };
+    let _ = writeln!(out, "pvmfw's verification, {whose} (one counter tick is {} of them):", tick_size(rows));
     let _ = writeln!(
         out,
         "{:<12} {:>12} {:>22} {:>28}",
@@ -61,11 +72,21 @@ pub fn table(rows: &[(&str, Vec<Cost>)]) -> String {
         let _ = writeln!(out, "{name:<12} {:>12} {:>22} {:>28}", first.bytes, per_byte.join(" "), signature.join(" "));
     }
     let worst = rows.iter().flat_map(|(_, runs)| runs).map(Cost::per_byte).fold(0.0, f64::max);
-    let met = if worst <= TARGET_INSTRUCTIONS_PER_BYTE { "met" } else { "NOT MET" };
-    let _ = writeln!(
-        out,
-        "target: at most {TARGET_INSTRUCTIONS_PER_BYTE} instructions per byte hashed: {met} (worst {worst:.3})"
-    );
+    match backend {
+        Backend::Hyp => {
+            let met = if worst <= TARGET_INSTRUCTIONS_PER_BYTE { "met" } else { "NOT MET" };
+            let _ = writeln!(
+                out,
+                "target: at most {TARGET_INSTRUCTIONS_PER_BYTE} instructions per byte hashed: {met} (worst {worst:.3})"
+            );
+        }
+        Backend::Pkvm => {
+            let _ = writeln!(
+                out,
+                "(the target of {TARGET_INSTRUCTIONS_PER_BYTE} per byte is pvmfw's own: see hyp's table)"
+            );
+        }
+    }
     out
 }
 
@@ -95,12 +116,15 @@ mod tests {
         assert_eq!(cost.instructions(16_000), 256_000.0);
         assert!((cost.per_byte() - 256_000.0 / 210_000.0).abs() < 1e-9);
         assert_eq!(Cost::parse(&["[pvmfw] verification cost: garbled".to_string()]), None);
-        let text = table(&[("test-guest", vec![cost, cost])]);
+        let text = table(Backend::Hyp, &[("test-guest", vec![cost, cost])]);
         assert!(text.contains("one counter tick is 16 of them"), "{text}");
         assert!(text.contains("1.219 1.219") && text.contains("80000 80000"), "{text}");
         assert!(text.contains(": met (worst 1.219)"), "{text}");
         // Software SHA-256's pace fails the target.
         let slow = Cost { hash_ticks: 16_000 * 12, ..cost };
-        assert!(table(&[("Linux", vec![slow])]).contains("NOT MET"));
+        assert!(table(Backend::Hyp, &[("Linux", vec![slow])]).contains("NOT MET"));
+        // On the real pKVM the figures are the whole machine's: shown, not held to it.
+        let pkvm = table(Backend::Pkvm, &[("Linux", vec![slow])]);
+        assert!(pkvm.contains("whole machine") && !pkvm.contains("NOT MET") && !pkvm.contains(": met"), "{pkvm}");
     }
 }
