@@ -118,6 +118,28 @@ mod tests {
         assert!(trusted_key_slot(&[1; TRUSTED_KEY_MAX]).is_some(), "an RSA-8192 key fits");
         // crosvm's region, as the memory map comment has it.
         assert_eq!((PVMFW_BASE, PVMFW_SIZE), (0x7fc0_0000, 4 << 20));
+        // The largest AVB key: RSA-8192, whose modulus and R² are 1024 bytes each after
+        // the 8-byte header (avbtool's 4096-bit key file is 8 + 2 × 512 bytes).
+        assert_eq!(TRUSTED_KEY_MAX, 2056);
+        let key4096 = include_bytes!("../testdata/avb/key4096.avbpubkey");
+        assert_eq!(key4096.len(), 8 + 2 * 512);
+    }
+
+    /// pvmfw's linker script lays its region out as abi says: linked at the base, its
+    /// writable half at the middle, its end at guest RAM, and its heap sized for the
+    /// largest host DT.
+    #[test]
+    fn pvmfws_linker_script_agrees() {
+        let script = include_str!("../../pvmfw/pvmfw.ld");
+        for (what, value) in [
+            ("linked at", PVMFW_BASE),
+            ("writable half", PVMFW_WRITABLE_BASE),
+            ("end", PVMFW_BASE + PVMFW_SIZE),
+            ("largest host DT", HOST_DT_MAX_SIZE),
+        ] {
+            assert!(script.contains(&format!("{value:#x}")), "pvmfw.ld lacks the {what}, {value:#x}");
+        }
+        assert_eq!((PVMFW_WRITABLE_BASE, HOST_DT_MAX_SIZE), (0x7fe0_0000, 0x8_0000));
     }
 }
 

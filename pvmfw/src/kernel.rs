@@ -65,8 +65,11 @@ mod tests {
         // and the signed bytes is the footprint.
         assert_eq!(at(0x8020_0000, 0, 0x10_0000, 0x2_0000), Ok(loaded(0x8020_0000, 0x10_0000)));
         assert_eq!(at(0x8028_0000, 0x8_0000, 0x1000, 0x2_0000), Ok(loaded(0x8028_0000, 0x2_0000)));
-        // A base that is not 2 MiB aligned, or a text_offset above the address.
-        for (start, text_offset) in [(0x8020_1000, 0), (0x8020_0000, 0x8_0000), (0x1000, 0x2000)] {
+        // A text_offset as large as the address: base 0, which is 2 MiB aligned.
+        assert_eq!(at(0x8020_0000, 0x8020_0000, 0x1000, 0x1000), Ok(loaded(0x8020_0000, 0x1000)));
+        // A base that is not 2 MiB aligned, or a text_offset above the address (also one
+        // whose wrapped difference would be 2 MiB aligned).
+        for (start, text_offset) in [(0x8020_1000, 0), (0x8020_0000, 0x8_0000), (0x1000, 0x2000), (0x1000, 0x20_1000)] {
             let refused = at(start, text_offset, 0x1000, 0x1000).unwrap_err();
             assert_eq!(refused.reason, Refusal::ImageHeader, "{}", refused.detail);
         }
