@@ -559,6 +559,33 @@ fn conformance(ws: &Workspace, fw: &Firmware, timeout: u64, record: bool) -> Res
     Ok(same && unchanged && verdicts && verdict.passed())
 }
 
+/// Signs `payload` (and `ramdisk`, as `initrd_normal`) with the development key into
+/// pvmkit's outputs, for runs that must all boot the same bytes.
+fn sign_once(
+    ws: &Workspace,
+    payload: &std::path::Path,
+    ramdisk: Option<&std::path::Path>,
+    name: &str,
+) -> Result<PathBuf, String> {
+    use host_tools::signing;
+    let ram = abi::memory_map::Region {
+        start: abi::memory_map::GUEST_RAM_BASE,
+        end: abi::memory_map::GUEST_RAM_BASE + abi::memory_map::GUEST_RAM_SIZE,
+    };
+    let kernel = host_tools::payload::Payload::read(payload)?.kernel(ram)?;
+    let request = signing::Request {
+        ramdisks: ramdisk
+            .map(|r| firmware::read(r).map(|b| vec![("initrd_normal".to_string(), b)]))
+            .transpose()?
+            .unwrap_or_default(),
+        ..signing::Request::default()
+    };
+    let signed = signing::sign(&kernel.bytes, &signing::load_key(&signing::dev_key(ws)?)?, &request)?;
+    let path = ws.out_dir().join(format!("bench-{name}.signed"));
+    std::fs::write(&path, signed).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(path)
+}
+
 /// The heading of the bench's Linux-beside-guest-lib table, on either backend.
 const LINUX_PEER: &str = "Linux 7.3 (O_DIRECT on /dev/vda, its swiotlb in the restricted pool) beside guest-lib";
 
@@ -625,12 +652,16 @@ fn bench(
     let mut linux_results: Vec<Vec<Vec<bench::Phase>>> = vec![Vec::new(), Vec::new()];
     // pvmfw's verification cost, from the protected runs: test-guest's and Linux's.
     let mut pvmfw_costs: [Vec<bench::pvmfw_cost::Cost>; 2] = [Vec::new(), Vec::new()];
+    // Each payload is signed once, so that every run boots the same bytes (a signature
+    // draws a random salt).
+    let signed_test_guest = sign_once(ws, &fw.test_guest_elf, None, "test-guest")?;
+    let signed_linux = sign_once(ws, &linux.image, Some(&linux.ramdisk), "linux")?;
     for run in 0..runs {
         for (which, payload) in [("guest-lib", None), ("Linux", Some(&linux))] {
             for (i, mode) in modes.into_iter().enumerate() {
                 let mut args = RunArgs::test_guest(timeout, "bench", qemu_args.iter().map(|a| a.to_string()).collect());
                 args.backend = backend.name().into();
-                args.payload = payload.map(|l| l.image.clone());
+                args.signed_payload = Some(if payload.is_some() { &signed_linux } else { &signed_test_guest }.clone());
                 args.initrd = payload.map(|l| l.ramdisk.clone());
                 let mut config = run_config(fw, mode, &args, false);
                 config.hyp_stats = backend == Backend::Hyp;
