@@ -1,12 +1,11 @@
-//! The signed payload's header parser, and pvmfw's verification behind it, on any
-//! bytes: they must return, never panic. An arm64 Image's header parser and its
-//! placement too: whatever they accept lies inside RAM, clear of what must stay clear,
-//! at a 2 MiB-aligned base plus its text_offset.
+//! The arm64 Image header parser, its placement, and pvmfw's check of a kernel where
+//! the host loaded it, on any bytes and any address: they must return, never panic;
+//! whatever they accept lies inside RAM, clear of what must stay clear, at a 2 MiB-
+//! aligned base plus its text_offset.
 #![no_main]
 
 use abi::arm64_image::{self, ImageHeader, BASE_ALIGN};
 use abi::memory_map::Region;
-use abi::signed_payload::PayloadFormat;
 use libfuzzer_sys::fuzz_target;
 
 const RAM: Region = Region { start: 0x8000_0000, end: 0x9000_0000 };
@@ -22,15 +21,21 @@ fn check_placement(header: &ImageHeader) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok((header, image)) = pvmfw::verify::parse(data) {
-        let bytes: [u8; 256] = data[..256].try_into().unwrap();
-        let _ = pvmfw::verify::check(&bytes, &header, image, &[7; 32]);
-        if header.format == PayloadFormat::Arm64Image {
-            check_placement(&ImageHeader { text_offset: header.text_offset, image_size: header.mem_size, flags: 0 });
-            let _ = arm64_image::parse(image);
-        }
-    }
     if let Ok(header) = arm64_image::parse(data) {
         check_placement(&header);
+    }
+    // The first 16 bytes say where the host loaded the kernel and how much it says it
+    // loaded; the rest is the kernel.
+    let Some((place, image)) = data.split_first_chunk::<16>() else { return };
+    let at = u64::from_le_bytes(place[..8].try_into().unwrap());
+    let size = u64::from_le_bytes(place[8..].try_into().unwrap());
+    let Some(loaded) = Region::new(at, size) else { return };
+    let clear = [("the DT area", KEEP_CLEAR[0]), ("the ramdisk", KEEP_CLEAR[1])];
+    if let Ok(footprint) = pvmfw::kernel::footprint(loaded, image, RAM, &clear) {
+        let header = arm64_image::parse(image).unwrap();
+        assert!(RAM.contains(&footprint) && footprint.start == at);
+        assert!(footprint.size() >= size && footprint.size() >= header.image_size);
+        assert!(KEEP_CLEAR.iter().all(|r| !r.overlaps(&footprint)));
+        assert!((at - header.text_offset).is_multiple_of(BASE_ALIGN));
     }
 });
