@@ -321,6 +321,26 @@ mod tests {
         assert_eq!(add_hash_footer(&payload(), &wrong).unwrap_err(), "a 2048-bit key cannot sign Sha256Rsa4096");
     }
 
+    /// The largest keys: SHA512_RSA8192, as avbtool signed it.
+    #[test]
+    fn signs_with_an_8192_bit_key_as_avbtool() {
+        let payload: Vec<u8> = (0..6000usize).map(|i| ((3 * i + 9) & 0xff) as u8).collect();
+        let k8192 = key("key8192.pem");
+        assert_eq!(public_key(&k8192), read("key8192.avbpubkey"));
+        let properties: [(&str, &[u8]); 1] = [("com.android.virt.page_size", b"4")];
+        let options = SignOptions {
+            key: &k8192,
+            algorithm: Algorithm::Sha512Rsa8192,
+            partition_name: "boot",
+            salt: &hex("0f1e2d3c4b5a69788796a5b4c3d2e1f0"),
+            properties: &properties,
+            rollback_index: 9,
+            release: AVBTOOL_RELEASE,
+            ramdisks: &[],
+        };
+        assert!(add_hash_footer(&payload, &options).unwrap() == read("sha512-rsa8192.img"));
+    }
+
     /// What `pvmkit sign` wrote and avbtool's `verify_image` accepted
     /// (`abi/testdata/avb/README.md`): signing again with the salts it drew gives the
     /// same bytes, so today's pvmkit still writes what avbtool accepted.

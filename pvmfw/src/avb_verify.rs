@@ -211,7 +211,8 @@ pub fn verify_timed<'a>(
     if vbmeta.hash()? != digest {
         return Err(AvbVerifyError::VbmetaHashMismatch);
     }
-    let rsa_key = RsaPublicKey::new(BigUint::from_bytes_be(key.n), BigUint::from(RSA_EXPONENT))
+    // rsa refuses keys over 4096 bits unless told: AVB goes to 8192.
+    let rsa_key = RsaPublicKey::new_with_max_size(BigUint::from_bytes_be(key.n), BigUint::from(RSA_EXPONENT), 8192)
         .map_err(|_| AvbVerifyError::BadTrustedKey)?;
     rsa_key.verify(scheme, digest, vbmeta.signature()?).map_err(|_| AvbVerifyError::BadSignature)?;
 

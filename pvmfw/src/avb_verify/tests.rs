@@ -201,3 +201,19 @@ fn what_pvmkit_signed_and_avbtool_accepted_verifies() {
     tampered[100] ^= 1;
     assert_eq!(verify(SIGNED, KEY4096, Some(&tampered)).unwrap_err(), AvbVerifyError::InitrdMismatch);
 }
+
+/// SHA512_RSA8192, avbtool's: the largest key verifies, and a flipped signature byte
+/// does not.
+#[test]
+fn an_8192_bit_signature_verifies() {
+    const SIGNED: &[u8] = include_bytes!("../../../abi/testdata/avb/sha512-rsa8192.img");
+    const KEY8192: &[u8] = include_bytes!("../../../abi/testdata/avb/key8192.avbpubkey");
+    let verified = verify(SIGNED, KEY8192, None).unwrap();
+    assert_eq!((verified.rollback_index, verified.image.len()), (9, 6000));
+    assert_eq!(verified.payload.vbmeta.algorithm, abi::avb::Algorithm::Sha512Rsa8192);
+    assert_eq!(verify(SIGNED, KEY4096, None).unwrap_err(), AvbVerifyError::UntrustedKey);
+    let mut tampered = SIGNED.to_vec();
+    let vbmeta = abi::avb::footer(SIGNED).unwrap().vbmeta_offset.get() as usize;
+    tampered[vbmeta + 256 + 64 + 100] ^= 1; // inside the signature (after the 64-byte hash)
+    assert_eq!(verify(&tampered, KEY8192, None).unwrap_err(), AvbVerifyError::BadSignature);
+}
