@@ -5,10 +5,15 @@
 //! certificate ID of a public key. Held byte for byte to open-dice's known-answer
 //! values (`include/dice/known_test_values.h`, see the tests).
 //!
-//! The certificate itself (the CBOR/COSE encoding of the Android profile) and pvmfw's
-//! use of all this are issue 24's next steps; this is the arithmetic they stand on.
+//! [`certificate`] writes the layer's CBOR certificate as open-dice does for Ed25519.
+//! pvmfw's use of all this is issue 24's next step.
 #![no_std]
 #![deny(missing_docs)]
+
+extern crate alloc;
+
+mod cbor;
+pub mod certificate;
 
 use ed25519_dalek::SigningKey;
 use hkdf::Hkdf;
@@ -70,10 +75,15 @@ pub enum Config<'a> {
 pub struct InputValues<'a> {
     /// The code hash.
     pub code_hash: [u8; HASH_SIZE],
+    /// A code descriptor for the certificate (empty: none); it does not enter the CDIs.
+    pub code_descriptor: &'a [u8],
     /// The configuration.
     pub config: Config<'a>,
     /// The authority hash.
     pub authority_hash: [u8; HASH_SIZE],
+    /// An authority descriptor for the certificate (empty: none); it does not enter the
+    /// CDIs.
+    pub authority_descriptor: &'a [u8],
     /// The mode.
     pub mode: Mode,
     /// The hidden input (it enters the CDIs, never the certificate).

@@ -60,8 +60,10 @@ const ZERO_CDIS: Cdis = Cdis { attest: [0; 32], seal: [0; 32] };
 fn zero_input() -> InputValues<'static> {
     InputValues {
         code_hash: [0; 64],
+        code_descriptor: &[],
         config: Config::Inline([0; 64]),
         authority_hash: [0; 64],
+        authority_descriptor: &[],
         mode: Mode::NotInitialized,
         hidden: [0; 64],
     }
@@ -127,4 +129,38 @@ fn each_input_moves_the_cdis_it_should() {
     assert_eq!(changed(&|i| i.hidden[5] = 1), (true, true));
     let other = next_cdis(&Cdis { attest: [1; 32], seal: [0; 32] }, &zero_input());
     assert!(other.attest != base.attest && other.seal == base.seal);
+}
+
+/// The certificates open-dice's known answers hold, byte for byte: its plain profile
+/// (no name) and its Android configuration (named `android.18` in that build).
+#[test]
+fn certificates_are_open_dices() {
+    let zero = next_cdis(&ZERO_CDIS, &zero_input());
+    let cert = certificate::certificate(&zero.attest, &ZERO_CDIS.attest, &zero_input(), None);
+    assert!(cert[..] == include_bytes!("../testdata/zero-input.cbor")[..]);
+    let cert = certificate::certificate(&zero.attest, &ZERO_CDIS.attest, &zero_input(), Some("android.18"));
+    assert!(cert[..] == include_bytes!("../testdata/android-zero-input.cbor")[..]);
+
+    let current = Cdis { attest: fake_input("cdi_attest"), seal: fake_input("cdi_seal") };
+    let hash_only = InputValues {
+        code_hash: fake_input("code_hash"),
+        config: Config::Inline(fake_input("inline_config")),
+        authority_hash: fake_input("authority_hash"),
+        ..zero_input()
+    };
+    let next = next_cdis(&current, &hash_only);
+    let cert = certificate::certificate(&next.attest, &current.attest, &hash_only, Some("android.18"));
+    assert!(cert[..] == include_bytes!("../testdata/android-hash-only-input.cbor")[..]);
+
+    let (code, config, authority): ([u8; 100], [u8; 40], [u8; 65]) =
+        (fake_input("code_desc"), fake_input("config_desc"), fake_input("authority_desc"));
+    let described = InputValues {
+        code_descriptor: &code,
+        config: Config::Descriptor(&config),
+        authority_descriptor: &authority,
+        ..hash_only
+    };
+    let next = next_cdis(&current, &described);
+    let cert = certificate::certificate(&next.attest, &current.attest, &described, Some("android.18"));
+    assert!(cert[..] == include_bytes!("../testdata/android-descriptor-input.cbor")[..]);
 }
