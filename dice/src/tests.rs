@@ -69,6 +69,21 @@ fn zero_input() -> InputValues<'static> {
     }
 }
 
+/// open-dice's test CDIs for the hash-only and descriptor cases.
+fn fake_cdis() -> Cdis {
+    Cdis { attest: fake_input("cdi_attest"), seal: fake_input("cdi_seal") }
+}
+
+/// open-dice's hash-only input: fake code hash, inline configuration, authority hash.
+fn hash_only_input() -> InputValues<'static> {
+    InputValues {
+        code_hash: fake_input("code_hash"),
+        config: Config::Inline(fake_input("inline_config")),
+        authority_hash: fake_input("authority_hash"),
+        ..zero_input()
+    }
+}
+
 #[test]
 fn zero_input_gives_open_dices_cdis_key_and_ids() {
     let next = next_cdis(&ZERO_CDIS, &zero_input());
@@ -86,13 +101,7 @@ fn zero_input_gives_open_dices_cdis_key_and_ids() {
 
 #[test]
 fn hash_only_and_descriptor_inputs_give_open_dices_cdis() {
-    let current = Cdis { attest: fake_input("cdi_attest"), seal: fake_input("cdi_seal") };
-    let hash_only = InputValues {
-        code_hash: fake_input("code_hash"),
-        config: Config::Inline(fake_input("inline_config")),
-        authority_hash: fake_input("authority_hash"),
-        ..zero_input()
-    };
+    let (current, hash_only) = (fake_cdis(), hash_only_input());
     let next = next_cdis(&current, &hash_only);
     assert_eq!(next.attest, hex::<32>("084ef406c69ba74b1e24d062f9ab8a8d89da6e03e4c6b122857cf74fd6a4bee5"));
     assert_eq!(next.seal, hex::<32>("90c9a2865df4fa5830643d6caef07c76aeaa15619828f1bda7f74482e2f0ae1e"));
@@ -141,13 +150,7 @@ fn certificates_are_open_dices() {
     let cert = certificate::certificate(&zero.attest, &ZERO_CDIS.attest, &zero_input(), Some("android.18"));
     assert!(cert[..] == include_bytes!("../testdata/android-zero-input.cbor")[..]);
 
-    let current = Cdis { attest: fake_input("cdi_attest"), seal: fake_input("cdi_seal") };
-    let hash_only = InputValues {
-        code_hash: fake_input("code_hash"),
-        config: Config::Inline(fake_input("inline_config")),
-        authority_hash: fake_input("authority_hash"),
-        ..zero_input()
-    };
+    let (current, hash_only) = (fake_cdis(), hash_only_input());
     let next = next_cdis(&current, &hash_only);
     let cert = certificate::certificate(&next.attest, &current.attest, &hash_only, Some("android.18"));
     assert!(cert[..] == include_bytes!("../testdata/android-hash-only-input.cbor")[..]);
