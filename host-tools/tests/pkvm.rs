@@ -47,7 +47,7 @@ fn an_image_payload_runs_on_the_real_pkvm() {
     assert!(ok, "{out}");
     let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--payload", image, "--timeout", "600"]);
     assert!(ok && out.contains("pvmkit: PASS"), "{out}");
-    assert!(out.contains("arm64 Image at 0x80200000), handing over"), "{out}");
+    assert!(out.contains("arm64 Image at 0x80200000, footprint"), "{out}");
     assert!(out.contains("test-guest: image at 0x80200000\n"), "{out}");
     let args =
         ["run", "--backend", "pkvm", "--mode", "unprotected", "--no-pvmfw", "--payload", image, "--timeout", "600"];
