@@ -5,8 +5,9 @@
 //! certificate ID of a public key. Held byte for byte to open-dice's known-answer
 //! values (`include/dice/known_test_values.h`, see the tests).
 //!
-//! [`certificate`] writes the layer's CBOR certificate as open-dice does for Ed25519.
-//! pvmfw's use of all this is issue 24's next step.
+//! [`certificate`] writes the layer's CBOR certificate as open-dice does for Ed25519;
+//! [`handover`] passes the result on (the CDIs and the chain with the certificate
+//! appended). pvmfw's use of all this is issue 24's next step.
 #![no_std]
 #![deny(missing_docs)]
 
@@ -14,6 +15,7 @@ extern crate alloc;
 
 mod cbor;
 pub mod certificate;
+pub mod handover;
 
 use ed25519_dalek::SigningKey;
 use hkdf::Hkdf;
