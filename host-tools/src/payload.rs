@@ -63,14 +63,14 @@ impl Payload {
                      guest-lib's guest.ld, which starts it with an Image header"
                 )
             })?;
-            let placed = Self::Image { bytes: flat.bytes.clone(), header }.placed(ram)?;
-            if placed.load_address != flat.load_address {
+            let at = image_place(&header, ram)?;
+            if at.start != flat.load_address {
                 return Err(format!(
                     "the ELF is linked at {:#x}, but the boot protocol places its Image at {:#x}",
-                    flat.load_address, placed.load_address
+                    flat.load_address, at.start
                 ));
             }
-            return Ok(placed);
+            return Ok(FlatImage { entry: at.start, mem_size: header.image_size, ..flat.clone() });
         }
         self.placed(ram)
     }
@@ -82,11 +82,7 @@ impl Payload {
         match self {
             Self::Elf(image) => Ok(image.clone()),
             Self::Image { bytes, header } => {
-                let keep_clear = [
-                    Region { start: GUEST_DT_BASE, end: GUEST_DT_BASE + GUEST_DT_MAX_SIZE },
-                    Region { start: BOUNCE_POOL_BASE, end: BOUNCE_POOL_BASE + BOUNCE_POOL_SIZE },
-                ];
-                let at = arm64_image::place(header, ram, &keep_clear).map_err(|e| e.to_string())?;
+                let at = image_place(header, ram)?;
                 Ok(FlatImage {
                     load_address: at.start,
                     bytes: bytes.clone(),
@@ -98,6 +94,17 @@ impl Payload {
     }
 }
 
+/// Where the boot protocol puts an Image in a VM with pvmkit's memory map: the lowest
+/// 2 MiB-aligned base of guest RAM (plus its text_offset) whose footprint is clear of
+/// the guest DT and the bounce pool.
+fn image_place(header: &ImageHeader, ram: Region) -> Result<Region, String> {
+    let keep_clear = [
+        Region { start: GUEST_DT_BASE, end: GUEST_DT_BASE + GUEST_DT_MAX_SIZE },
+        Region { start: BOUNCE_POOL_BASE, end: BOUNCE_POOL_BASE + BOUNCE_POOL_SIZE },
+    ];
+    arm64_image::place(header, ram, &keep_clear).map_err(|e| e.to_string())
+}
+
 /// Where the host loads a signed kernel given as a file (`--signed-payload`, perhaps
 /// tampered) and the footprint it reserves: its Image header is its first bytes, since
 /// AVB appends after the image (the image's size from the footer when that parses).
@@ -107,9 +114,9 @@ pub fn signed_placement(signed: &[u8], ram: Region) -> (u64, u64) {
     use abi::memory_map::PAYLOAD_BASE;
     let image_len = abi::avb::footer(signed).map_or(signed.len(), |f| f.original_image_size.get() as usize);
     let image = signed.get(..image_len).unwrap_or(signed);
-    let placed = arm64_image::parse(image).ok().and_then(|header| {
-        Payload::Image { bytes: image.to_vec(), header }.placed(ram).ok().map(|p| (p.load_address, p.mem_size))
-    });
+    let placed = arm64_image::parse(image)
+        .ok()
+        .and_then(|header| image_place(&header, ram).ok().map(|at| (at.start, header.image_size)));
     placed.unwrap_or((PAYLOAD_BASE, signed.len() as u64))
 }
 
