@@ -331,12 +331,7 @@ fn run(cli: Cli) -> Result<bool, String> {
             if initrds.len() != initrd_names.len() {
                 return Err("give each --initrd its --initrd-name (initrd_normal or initrd_debug)".into());
             }
-            let ram = abi::memory_map::Region {
-                start: abi::memory_map::GUEST_RAM_BASE,
-                end: abi::memory_map::GUEST_RAM_BASE + abi::memory_map::GUEST_RAM_SIZE,
-            };
-            let image = host_tools::payload::Payload::read(&payload)?;
-            let kernel = image.kernel(ram).map_err(|e| format!("payload {}: {e}", payload.display()))?;
+            let (image, kernel) = host_tools::payload::read_kernel(&payload)?;
             let request = signing::Request {
                 algorithm: algorithm.as_deref().map(signing::parse_algorithm).transpose()?,
                 rollback_index,
@@ -568,11 +563,7 @@ fn sign_once(
     name: &str,
 ) -> Result<PathBuf, String> {
     use host_tools::signing;
-    let ram = abi::memory_map::Region {
-        start: abi::memory_map::GUEST_RAM_BASE,
-        end: abi::memory_map::GUEST_RAM_BASE + abi::memory_map::GUEST_RAM_SIZE,
-    };
-    let kernel = host_tools::payload::Payload::read(payload)?.kernel(ram)?;
+    let (_, kernel) = host_tools::payload::read_kernel(payload)?;
     let request = signing::Request {
         ramdisks: ramdisk
             .map(|r| firmware::read(r).map(|b| vec![("initrd_normal".to_string(), b)]))

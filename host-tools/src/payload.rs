@@ -9,9 +9,21 @@ use std::path::Path;
 
 use abi::arm64_image::{self, ImageHeader};
 use abi::memory_map::Region;
-use abi::memory_map::{BOUNCE_POOL_BASE, BOUNCE_POOL_SIZE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE};
+use abi::memory_map::{
+    BOUNCE_POOL_BASE, BOUNCE_POOL_SIZE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE, GUEST_RAM_BASE, GUEST_RAM_SIZE,
+};
 
 use crate::firmware::{self, FlatImage};
+
+/// pvmkit's guest RAM (the memory map's default), where payloads are placed.
+pub const GUEST_RAM: Region = Region { start: GUEST_RAM_BASE, end: GUEST_RAM_BASE + GUEST_RAM_SIZE };
+
+/// Reads a payload file and the kernel pvmfw boots from it, placed in [`GUEST_RAM`].
+pub fn read_kernel(path: &Path) -> Result<(Payload, FlatImage), String> {
+    let payload = Payload::read(path)?;
+    let kernel = payload.kernel(GUEST_RAM).map_err(|e| format!("payload {}: {e}", path.display()))?;
+    Ok((payload, kernel))
+}
 
 /// A payload, read and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,9 +135,7 @@ pub fn signed_placement(signed: &[u8], ram: Region) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE};
-
-    const RAM: Region = Region { start: GUEST_RAM_BASE, end: GUEST_RAM_BASE + GUEST_RAM_SIZE };
+    const RAM: Region = GUEST_RAM;
 
     fn image(text_offset: u64, image_size: u64, len: usize) -> Vec<u8> {
         let mut f = arm64_image::header_bytes(text_offset, image_size, 0xa).to_vec();

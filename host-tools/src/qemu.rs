@@ -221,7 +221,7 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices,
 /// given with `--host-dt`).
 pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Vec<u8>, String> {
     let payload = || Payload::read(&config.payload);
-    let ram = Region { start: GUEST_RAM_BASE, end: GUEST_RAM_BASE + GUEST_RAM_SIZE };
+    let ram = crate::payload::GUEST_RAM;
     let ramdisk = config.initrd.as_deref().map(firmware::read).transpose()?;
     let ramdisk_region = ramdisk.as_ref().map(|r| Region { start: RAMDISK_BASE, end: RAMDISK_BASE + r.len() as u64 });
     if !config.pvmfw {
@@ -237,7 +237,7 @@ pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
             (signed, at, footprint)
         }
         None => {
-            let kernel = payload()?.kernel(ram).map_err(|e| format!("payload {}: {e}", config.payload.display()))?;
+            let (_, kernel) = crate::payload::read_kernel(&config.payload)?;
             let request = signing::Request {
                 ramdisks: ramdisk.iter().map(|r| (config.initrd_name.clone(), r.clone())).collect(),
                 ..signing::Request::default()
