@@ -24,6 +24,8 @@
 use core::fmt;
 use core::ops::Range;
 
+pub use crate::dice_handover::{DiceHandover, HandoverError};
+
 use zerocopy::byteorder::little_endian::U32;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -95,7 +97,7 @@ pub enum ConfigError {
     /// The mandatory DICE handover is absent.
     NoDiceHandover,
     /// The DICE handover is not the CBOR map it must be.
-    BadDiceHandover(&'static str),
+    BadDiceHandover(HandoverError),
 }
 
 impl fmt::Display for ConfigError {
@@ -111,7 +113,7 @@ impl fmt::Display for ConfigError {
             Self::Misaligned(i) => write!(f, "configuration data: entry {i} is not 8-byte aligned"),
             Self::Overlapping(i) => write!(f, "configuration data: entry {i} overlaps or precedes the one before"),
             Self::NoDiceHandover => write!(f, "configuration data: no DICE handover (entry 0)"),
-            Self::BadDiceHandover(why) => write!(f, "configuration data: malformed DICE handover: {why}"),
+            Self::BadDiceHandover(why) => write!(f, "configuration data: {why}"),
         }
     }
 }
@@ -175,7 +177,7 @@ pub fn parse(loaded: &[u8]) -> Result<Config<'_>, ConfigError> {
     }
     let config = Config { version, flags: header.flags.get(), bytes: &loaded[..total as usize], entries };
     let handover = config.entry(Entry::DiceHandover).ok_or(ConfigError::NoDiceHandover)?;
-    DiceHandover::parse(handover)?;
+    DiceHandover::parse(handover).map_err(ConfigError::BadDiceHandover)?;
     Ok(config)
 }
 
@@ -188,38 +190,7 @@ impl<'a> Config<'a> {
     /// The DICE handover (checked by [`parse`]).
     pub fn dice_handover(&self) -> Result<DiceHandover<'a>, ConfigError> {
         DiceHandover::parse(self.entry(Entry::DiceHandover).ok_or(ConfigError::NoDiceHandover)?)
-    }
-}
-
-/// The DICE handover: two CDIs and the chain that vouches for them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DiceHandover<'a> {
-    /// CDI_Attest.
-    pub cdi_attest: &'a [u8; 32],
-    /// CDI_Seal.
-    pub cdi_seal: &'a [u8; 32],
-    /// The DICE chain, one CBOR item (checked by the DICE code that uses it).
-    pub chain: &'a [u8],
-}
-
-impl<'a> DiceHandover<'a> {
-    /// Reads the definite-length CBOR map `{1: bstr(32), 2: bstr(32), 3: chain}`, keys
-    /// in that order, as open-dice writes it.
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, ConfigError> {
-        let bad = ConfigError::BadDiceHandover;
-        let rest = bytes.strip_prefix(&[0xa3]).ok_or(bad("not a CBOR map of three entries"))?;
-        let cdi = |rest: &'a [u8], key: u8| -> Result<(&'a [u8; 32], &'a [u8]), ConfigError> {
-            let rest = rest.strip_prefix(&[key, 0x58, 32]).ok_or(bad("a CDI is not a 32-byte byte string"))?;
-            let (cdi, rest) = rest.split_first_chunk::<32>().ok_or(bad("a CDI is cut short"))?;
-            Ok((cdi, rest))
-        };
-        let (cdi_attest, rest) = cdi(rest, 0x01)?;
-        let (cdi_seal, rest) = cdi(rest, 0x02)?;
-        let chain = rest.strip_prefix(&[0x03]).ok_or(bad("no DICE chain (key 3)"))?;
-        if chain.is_empty() {
-            return Err(bad("the DICE chain is empty"));
-        }
-        Ok(Self { cdi_attest, cdi_seal, chain })
+            .map_err(ConfigError::BadDiceHandover)
     }
 }
 

@@ -26,6 +26,17 @@ pub const VERIFIED_BOOT: &str = "pvmkit,verified-boot";
 /// `/chosen` property pvmfw adds when the ramdisk matched `initrd_debug`: the payload
 /// is debuggable.
 pub const DEBUGGABLE: &str = "pvmkit,debuggable";
+/// The compatible of the `/reserved-memory` node holding the DICE handover (open-dice's
+/// Linux driver and AVF's payloads look for it).
+pub const OPEN_DICE: &str = "google,open-dice";
+/// The node name of that region.
+pub const DICE_NODE: &str = "dice";
+/// The host's AVF node for what it may say of the VM (AVF's DT: `/avf/untrusted`).
+pub const AVF_UNTRUSTED: &str = "untrusted";
+/// Its VM instance id (bytes): the instance hash and the DICE salt derive from it.
+pub const INSTANCE_ID: &str = "instance-id";
+/// Present when the host asks for rollback protection to be deferred to the payload.
+pub const DEFER_ROLLBACK_PROTECTION: &str = "defer-rollback-protection";
 
 /// `/chosen`.
 pub const CHOSEN: &str = "chosen";

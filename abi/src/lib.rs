@@ -9,6 +9,7 @@
 //! - [`arm64_image`]: the arm64 Linux `Image` payload format and where it is placed.
 //! - [`avb`]: Android Verified Boot's footer, vbmeta image and descriptors, as avbtool writes them.
 //! - [`avf_config`]: the configuration data a bootloader appends to pvmfw (AVF's layout).
+//! - [`dice_handover`]: the DICE handover `{CDI_Attest, CDI_Seal, chain}` one stage gives the next.
 //! - [`dt`]: the device-tree vocabulary (compatibles, node and property names).
 //! - [`fdt_header`]: a device tree's magic and size, read before anything else.
 //! - [`esr`]: the architectural exception syndrome, decoded (hyp and guests both read it).
@@ -29,6 +30,7 @@ pub mod avb;
 pub mod avf_config;
 pub mod bench;
 pub mod bundle;
+pub mod dice_handover;
 pub mod dt;
 pub mod esr;
 pub mod exit_line;

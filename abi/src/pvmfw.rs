@@ -58,6 +58,18 @@ pub const TRUSTED_KEY_MAX: usize = 8 + 2 * 1024;
 /// Size of the slot: magic, key length u32, reserved u32, the key.
 pub const TRUSTED_KEY_SLOT_SIZE: usize = 16 + TRUSTED_KEY_MAX;
 
+/// The page pvmfw writes the payload's DICE handover into: the one after the DT slot,
+/// inside the DT area (which no kernel, ramdisk or bounce pool may overlap). The
+/// payload finds it by its `/reserved-memory` node (`google,open-dice`, `no-map`); it
+/// is never shared with the host.
+pub const DICE_HANDOVER_BASE: u64 = crate::memory_map::GUEST_DT_BASE + HOST_DT_MAX_SIZE;
+/// Its size: one 4 KiB page, as AVF's pvmfw gives.
+pub const DICE_HANDOVER_SIZE: u64 = 4096;
+/// The rollback index an RKP VM (a payload asking for `remote_attest`) must carry:
+/// AVF's pvmfw embeds its service VM's version and boots no other (AOSP
+/// `service_vm_version::VERSION`).
+pub const RKP_VM_ROLLBACK_INDEX: u64 = 1;
+
 /// The embedded-key slot as it lies in pvmfw's image.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::KnownLayout, zerocopy::Immutable)]
@@ -197,11 +209,15 @@ pub enum Refusal {
     ConfigData = 22,
     /// The VM's DT disagrees with the VM reference DT.
     ReferenceDt = 23,
+    /// The DICE layer could not be derived from the handover pvmfw received.
+    Dice = 24,
+    /// Rollback protection refused the payload's rollback index.
+    Rollback = 25,
 }
 
 impl Refusal {
     /// Every refusal, in code order.
-    pub const ALL: [Refusal; 23] = [
+    pub const ALL: [Refusal; 25] = [
         Self::NoTrustedKey,
         Self::HostDtMalformed,
         Self::HostDtMemory,
@@ -225,6 +241,8 @@ impl Refusal {
         Self::PayloadProperties,
         Self::ConfigData,
         Self::ReferenceDt,
+        Self::Dice,
+        Self::Rollback,
     ];
 
     /// The stable code.
@@ -258,6 +276,8 @@ impl Refusal {
             Self::PayloadProperties => "payload-properties",
             Self::ConfigData => "config-data",
             Self::ReferenceDt => "reference-dt",
+            Self::Dice => "dice",
+            Self::Rollback => "rollback",
         }
     }
 

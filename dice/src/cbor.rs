@@ -61,6 +61,18 @@ impl Writer {
         self
     }
 
+    /// `null`.
+    pub fn null(&mut self) -> &mut Self {
+        self.out.push(0xf6);
+        self
+    }
+
+    /// An unsigned integer (major type 0).
+    pub fn uint(&mut self, value: u64) -> &mut Self {
+        self.head(0, value);
+        self
+    }
+
     /// A map of `pairs` key-value pairs, which follow.
     pub fn map(&mut self, pairs: u64) -> &mut Self {
         self.head(5, pairs);
@@ -93,5 +105,7 @@ mod tests {
         assert_eq!(encoded(&|w| _ = w.bytes(&[1, 2, 3, 4])), [0x44, 1, 2, 3, 4]);
         assert_eq!(encoded(&|w| _ = w.array(2).int(1).int(2)), [0x82, 1, 2]);
         assert_eq!(encoded(&|w| _ = w.map(1).int(1).int(2)), [0xa1, 1, 2]);
+        assert_eq!(encoded(&|w| _ = w.uint(u64::MAX)), [0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(encoded(&|w| _ = w.null()), [0xf6]);
     }
 }

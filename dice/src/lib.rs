@@ -7,16 +7,19 @@
 //!
 //! [`certificate`] writes the layer's CBOR certificate as open-dice does for Ed25519;
 //! [`handover`] passes the result on (the CDIs and the chain with the certificate
-//! appended). pvmfw's use of all this is issue 24's next step.
+//! appended); [`profile`] picks the Android profile the certificate names;
+//! [`next_handover`] does the whole step, as open-dice's `DiceAndroidHandoverMainFlow`.
 #![no_std]
 #![deny(missing_docs)]
 
 extern crate alloc;
 
-mod cbor;
+pub mod cbor;
 pub mod certificate;
 pub mod handover;
+pub mod profile;
 
+use alloc::vec::Vec;
 use ed25519_dalek::SigningKey;
 use hkdf::Hkdf;
 use sha2::{Digest, Sha512};
@@ -157,6 +160,18 @@ pub fn certificate_id(public_key: &[u8]) -> [u8; ID_SIZE] {
     let mut id = kdf::<ID_SIZE>(public_key, &ID_SALT, b"ID");
     id[0] &= 0x7f;
     id
+}
+
+/// The next layer's handover `{1: CDI_Attest, 2: CDI_Seal, 3: chain}`: its CDIs from
+/// `current` and `input`, its certificate (issued with `current`'s key, naming the
+/// profile [`profile::next_profile`] picks after `chain`'s last certificate) appended to
+/// `chain`, which is kept. The result holds the new CDIs: the caller wipes it.
+pub fn next_handover(current: &Cdis, chain: &[u8], input: &InputValues<'_>) -> Result<Vec<u8>, handover::ChainError> {
+    let name = profile::next_profile(profile::last_certificate_profile(chain)?);
+    let next = next_cdis(current, input);
+    let certificate = certificate::certificate(&next.attest, &current.attest, input, Some(name));
+    let chain = handover::append_certificate(chain, &certificate)?;
+    Ok(handover::encode(&next, &chain))
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 
 use abi::avf_config::{Header, ALIGN, BLOB_ALIGN, ENTRIES, MAGIC, VERSION_1_2};
-use sha2::{Digest, Sha256};
 use zerocopy::IntoBytes;
 
 /// The files whose bytes become the configuration's entries (`--dice-handover`,
@@ -36,20 +35,11 @@ impl ConfigFiles {
     }
 }
 
-/// The DICE handover `pvmkit` gives pvmfw when no other is named: the CBOR map
-/// `{1: CDI_Attest, 2: CDI_Seal, 3: chain}` with fixed test CDIs (SHA-256 of their
-/// names) and, as the chain, a one-element array holding a text string that says what
-/// it is. It vouches for nothing: a stand-in until pvmkit plays DICE's bootloader.
+/// The DICE handover `pvmkit` gives pvmfw when no other is named: what a device's
+/// bootloader would hand over, rooted in pvmkit's fixed test UDS
+/// ([`crate::dice::root_handover`]). It vouches for nothing real: everyone knows the UDS.
 pub fn test_dice_handover() -> Vec<u8> {
-    const CHAIN_TEXT: &[u8] = b"pvmkit test handover: no DICE chain";
-    let mut out = vec![0xa3];
-    for (key, label) in [(1u8, &b"pvmkit test CDI_Attest"[..]), (2, b"pvmkit test CDI_Seal")] {
-        out.extend([key, 0x58, 32]);
-        out.extend_from_slice(&Sha256::digest(label));
-    }
-    out.extend([0x03, 0x81, 0x78, CHAIN_TEXT.len() as u8]);
-    out.extend_from_slice(CHAIN_TEXT);
-    out
+    crate::dice::root_handover(&crate::dice::test_uds())
 }
 
 /// The configuration holding `entries` (in [`abi::avf_config::Entry`] order; `None`:

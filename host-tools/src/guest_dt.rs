@@ -1,7 +1,8 @@
 //! The guest's device tree, written by `pvmkit` as the host VMM would: memory, the
 //! console and its clock, `/psci` with the HVC conduit, the GICv3 and the timer, the
 //! virtio transports with their interrupts and the `restricted-dma-pool` their DMA must
-//! use, and the command line.
+//! use, the command line, and `/avf/untrusted` (the instance id, a wish to defer
+//! rollback protection) as AVF's host writes it.
 
 use abi::dt;
 use abi::memory_map::{
@@ -33,6 +34,17 @@ pub struct GuestDtConfig<'a> {
     /// Whether each virtio transport's DMA is bound to the `restricted-dma-pool` (off
     /// only for experiments: a Linux guest then bounces through its default swiotlb).
     pub restricted_pool: bool,
+    /// What the host says of the VM in `/avf/untrusted`.
+    pub avf: AvfUntrusted,
+}
+
+/// `/avf/untrusted`: what AVF's host says of the VM, which pvmfw may use but not trust.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AvfUntrusted {
+    /// `instance-id`: which VM instance this is (pvmfw derives the instance hash from it).
+    pub instance_id: Option<Vec<u8>>,
+    /// `defer-rollback-protection`: leave rollback protection to a payload that can.
+    pub defer_rollback_protection: bool,
 }
 
 /// Writes the device tree blob.
@@ -61,6 +73,19 @@ fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
         w.property_u64(dt::KERNEL_ADDRESS, address)?;
         w.property_u64(dt::KERNEL_SIZE, size)?;
         w.end_node(node)?;
+    }
+
+    if config.avf != AvfUntrusted::default() {
+        let avf = w.begin_node("avf")?;
+        let untrusted = w.begin_node(dt::AVF_UNTRUSTED)?;
+        if let Some(id) = &config.avf.instance_id {
+            w.property(dt::INSTANCE_ID, id)?;
+        }
+        if config.avf.defer_rollback_protection {
+            w.property_null(dt::DEFER_ROLLBACK_PROTECTION)?;
+        }
+        w.end_node(untrusted)?;
+        w.end_node(avf)?;
     }
 
     write::memory(&mut w, Region { start: config.ram_base, end: config.ram_base + config.ram_size })?;
@@ -94,6 +119,7 @@ mod tests {
             signed_payload: Some((0x8800_0000, 0x1234)),
             ramdisk: Some(Region { start: 0x8900_0000, end: 0x8900_1000 }),
             restricted_pool: true,
+            avf: AvfUntrusted { instance_id: Some(b"vm-one".to_vec()), defer_rollback_protection: true },
         })
         .unwrap();
         assert_eq!(&blob[..4], &[0xd0, 0x0d, 0xfe, 0xed]);
@@ -108,6 +134,9 @@ mod tests {
             "virtio_mmio@a003e00",
             "kernel-address",
             "linux,initrd-start",
+            "instance-id",
+            "vm-one",
+            "defer-rollback-protection",
             "restricted-dma-pool",
             "virtio,mmio",
             "arm,armv8-timer",

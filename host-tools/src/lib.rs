@@ -2,6 +2,7 @@
 //!
 //! - [`mod@bench`]: `pvmkit bench`'s parsing and table.
 //! - [`devices`]: the virtio devices a guest gets (disk, entropy, console FIFOs).
+//! - [`dice`]: DICE on the host: the device's root handover, and verifying a chain.
 //! - [`firmware`]: builds the firmware crates and turns ELF files into flat images.
 //! - [`guest_dt`]: the device tree `pvmkit`, as the host VMM, writes for the guest.
 //! - [`initramfs`]: the pKVM host's initramfs (the VMM as `/init`).
@@ -9,7 +10,7 @@
 //! - [`pack`]: the bundle hyp (and the VMM) reads.
 //! - [`payload`]: payloads as guests ship them: ELF executables and arm64 Images.
 //! - [`pkvm`]: running a guest on the real pKVM (Debian's Linux in QEMU, pvmkit's VMM).
-//! - [`signing`]: keys, signed payloads, the development key, the per-VM secret.
+//! - [`signing`]: keys, signed payloads, the development key.
 //! - [`qemu`]: finding, installing and running QEMU.
 //! - [`toolchain`]: installing the firmware's Rust targets when they are missing.
 //! - [`verdict`]: judging a run from its console.
@@ -20,6 +21,7 @@ pub mod avf_config;
 pub mod bench;
 pub mod conformance;
 pub mod devices;
+pub mod dice;
 pub mod firmware;
 pub mod guest_dt;
 pub mod host_packages;

@@ -71,6 +71,15 @@ struct RunArgs {
     /// Hand pvmfw this host device tree exactly as given (for tests of its checks).
     #[arg(long)]
     host_dt: Option<PathBuf>,
+    /// The VM instance id the host DT gives pvmfw (`/avf/untrusted/instance-id`), as
+    /// text; pvmfw derives the instance hash and the DICE salt from it.
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// The host DT asks pvmfw to defer rollback protection to the payload
+    /// (`/avf/untrusted/defer-rollback-protection`; honoured for a payload with
+    /// `secretkeeper_protection`).
+    #[arg(long)]
+    defer_rollback_protection: bool,
     /// Turn on hyp's exit counters (`HYP_STATS`): test-guest then checks that WFI/WFE
     /// trap. Off by default, so that the guest sees exactly the pKVM ABI.
     #[arg(long)]
@@ -150,6 +159,8 @@ impl RunArgs {
             initrd_name: "initrd_normal".into(),
             config: ConfigArgs::default(),
             host_dt: None,
+            instance_id: None,
+            defer_rollback_protection: false,
             hyp_stats: false,
             short_counts: "on".into(),
             no_access_platform: false,
@@ -159,6 +170,27 @@ impl RunArgs {
             qemu_args,
         }
     }
+}
+
+#[derive(Subcommand)]
+enum DiceCommand {
+    /// Write the DICE handover a device's bootloader gives pvmfw: a chain rooted in the
+    /// UDS with one bootloader layer, and its CDIs (`pvmkit run`'s default handover
+    /// comes from a fixed test UDS).
+    Root {
+        /// The Unique Device Secret: a file of exactly 32 bytes (default: pvmkit's
+        /// test UDS, which everyone knows).
+        #[arg(long)]
+        uds: Option<PathBuf>,
+        /// Where to write the handover (CBOR).
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Verify a DICE chain (or a whole handover) and print each layer.
+    Verify {
+        /// The chain or handover (CBOR).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -201,6 +233,9 @@ enum Command {
         #[arg(long = "initrd-name", value_parser = ["initrd_normal", "initrd_debug"])]
         initrd_names: Vec<String>,
     },
+    /// DICE: play the device's boot stages, or check a chain as a relying party would.
+    #[command(subcommand)]
+    Dice(DiceCommand),
     /// Write pvmfw's image as a bootloader loads it: the payload key embedded, the
     /// configuration data appended.
     Pvmfw {
@@ -316,6 +351,39 @@ fn run(cli: Cli) -> Result<bool, String> {
             std::fs::write(&output, &bytes).map_err(|e| format!("writing {}: {e}", output.display()))?;
             println!("bundle: {} ({} bytes)", output.display(), bytes.len());
             Ok(true)
+        }
+        Command::Dice(DiceCommand::Root { uds, output }) => {
+            use host_tools::dice;
+            let uds = match uds {
+                Some(path) => {
+                    let bytes = host_tools::firmware::read(&path)?;
+                    <[u8; 32]>::try_from(&bytes[..]).map_err(|_| {
+                        format!("{}: a UDS is 32 bytes, this file holds {}", path.display(), bytes.len())
+                    })?
+                }
+                None => dice::test_uds(),
+            };
+            let handover = dice::root_handover(&uds);
+            std::fs::write(&output, &handover).map_err(|e| format!("writing {}: {e}", output.display()))?;
+            println!("DICE handover: {} ({} bytes)", output.display(), handover.len());
+            Ok(true)
+        }
+        Command::Dice(DiceCommand::Verify { file }) => {
+            use host_tools::dice;
+            let chain = dice::chain_of(&host_tools::firmware::read(&file)?)?;
+            match dice::verify(&chain) {
+                Ok(layers) => {
+                    for (i, layer) in layers.iter().enumerate() {
+                        println!("layer {}: {layer}", i + 1);
+                    }
+                    println!("the chain verifies: {} certificates, each signed by the layer before it", layers.len());
+                    Ok(true)
+                }
+                Err(e) => {
+                    println!("the chain does not verify: {e}");
+                    Ok(false)
+                }
+            }
         }
         Command::Keygen { key } => {
             host_tools::signing::keygen(&key)?;
@@ -437,6 +505,10 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
         short_counts: args.short_counts == "on",
         backend: Backend::parse(&args.backend).unwrap_or_default(),
         kernel: args.kernel.clone(),
+        avf: host_tools::guest_dt::AvfUntrusted {
+            instance_id: args.instance_id.as_ref().map(|id| id.as_bytes().to_vec()),
+            defer_rollback_protection: args.defer_rollback_protection,
+        },
     }
 }
 

@@ -118,6 +118,8 @@ pub struct RunConfig {
     pub backend: Backend,
     /// The pKVM host's kernel (default: Debian's, fetched and cached).
     pub kernel: Option<PathBuf>,
+    /// What the host DT's `/avf/untrusted` says (instance id, deferral).
+    pub avf: crate::guest_dt::AvfUntrusted,
 }
 
 /// A fresh nonce for a run, from the host's random source: what hyp's and the VMM's
@@ -278,6 +280,7 @@ fn host_dt(config: &RunConfig, kernel: Option<(u64, u64)>, ramdisk: Option<Regio
         signed_payload: kernel,
         ramdisk,
         restricted_pool: config.restricted_pool,
+        avf: config.avf.clone(),
     })
 }
 

@@ -110,6 +110,10 @@ pub struct Verified<'a> {
     pub image: &'a [u8],
     /// The ramdisk's kind, when one was verified.
     pub initrd: Option<Initrd>,
+    /// The kernel's hash-descriptor digest (SHA-256).
+    pub kernel_digest: &'a [u8; 32],
+    /// The digest of the ramdisk descriptor it matched.
+    pub initrd_digest: Option<&'a [u8; 32]>,
     /// The vbmeta rollback index (DICE's security version).
     pub rollback_index: u64,
     /// The vbmeta image, for its properties.
@@ -228,26 +232,43 @@ pub fn verify_timed<'a>(
         return Err(AvbVerifyError::DigestMismatch);
     }
     let initrd_bytes = initrd;
-    let initrd = match (initrd, normal, debug) {
+    let matched = match (initrd, normal, debug) {
         (None, None, None) => None,
         (None, _, _) => return Err(AvbVerifyError::InitrdMissing),
         (Some(_), None, None) => return Err(AvbVerifyError::NoInitrdDescriptor),
         (Some(bytes), normal, debug) => {
-            if normal.map(|d| matches(&d, bytes)).transpose()? == Some(true) {
-                Some(Initrd::Normal)
-            } else if debug.map(|d| matches(&d, bytes)).transpose()? == Some(true) {
-                Some(Initrd::Debug)
+            if let Some(d) = normal.filter(|d| matches(d, bytes) == Ok(true)) {
+                Some((Initrd::Normal, d))
+            } else if let Some(d) = debug.filter(|d| matches(d, bytes) == Ok(true)) {
+                Some((Initrd::Debug, d))
             } else {
+                // An unsupported descriptor is named as such, not as a mismatch.
+                for d in normal.iter().chain(debug.iter()) {
+                    supported(d)?;
+                }
                 return Err(AvbVerifyError::InitrdMismatch);
             }
         }
     };
+    let initrd = matched.map(|(kind, _)| kind);
+    let digest32 = |d: &HashDescriptor<'a>| -> Result<&'a [u8; 32], AvbVerifyError> {
+        d.digest.try_into().map_err(|_| AvbVerifyError::UnsupportedHash)
+    };
+    let kernel_digest = digest32(&boot)?;
+    let initrd_digest = matched.map(|(_, d)| digest32(&d)).transpose()?;
     let cost = Cost {
         signature: signature_done.wrapping_sub(start),
         hashing: clock().wrapping_sub(signature_done),
         hashed_bytes: (signed.image.len() + initrd_bytes.map_or(0, <[u8]>::len)) as u64,
     };
-    let verified = Verified { image: signed.image, initrd, rollback_index: vbmeta.rollback_index(), payload: signed };
+    let verified = Verified {
+        image: signed.image,
+        initrd,
+        kernel_digest,
+        initrd_digest,
+        rollback_index: vbmeta.rollback_index(),
+        payload: signed,
+    };
     Ok((verified, cost))
 }
 

@@ -6,10 +6,12 @@ extern crate alloc;
 
 use core::arch::{asm, global_asm};
 
+use abi::avf_config::DiceHandover;
 use abi::avf_config::{self, Entry};
 use abi::memory_map::Region;
 use abi::pvmfw::{
-    trusted_key, Refusal, PLATFORM_CONDUIT, PLATFORM_CONSOLE, PVMFW_WRITABLE_BASE, TRUSTED_KEY_SLOT_SIZE,
+    trusted_key, Refusal, DICE_HANDOVER_BASE, DICE_HANDOVER_SIZE, PLATFORM_CONDUIT, PLATFORM_CONSOLE,
+    PVMFW_WRITABLE_BASE, TRUSTED_KEY_SLOT_SIZE,
 };
 use alloc::vec::Vec;
 use guest_lib::conduit::SystemConduit;
@@ -18,7 +20,8 @@ use pvmfw::avb_verify::{self, Initrd};
 use pvmfw::host_dt::{self, Limits};
 use pvmfw::layout;
 use pvmfw::refusal::Refused;
-use pvmfw::{avb_properties, bootargs, handover_dt, kernel, reference_dt};
+use pvmfw::rollback::{self, Protection};
+use pvmfw::{avb_properties, bootargs, dice, handover_dt, kernel, reference_dt};
 
 /// What a virtio-mmio transport's MagicValue register reads: "virt".
 const VIRTIO_MMIO_MAGIC: u32 = 0x7472_6976;
@@ -90,9 +93,16 @@ struct Handover {
     dt: u64,
 }
 
-/// Reads the configuration data; entries 1 and 2 are said and left alone. Returns the
-/// VM reference DT, if any.
-fn configuration() -> Result<Option<&'static [u8]>, Refused> {
+/// What pvmfw takes from its configuration data.
+struct Configuration {
+    /// The DICE handover it received (entry 0).
+    dice: DiceHandover<'static>,
+    /// The VM reference DT (entry 3), if any.
+    reference_dt: Option<&'static [u8]>,
+}
+
+/// Reads the configuration data; entries 1 and 2 are said and left alone.
+fn configuration() -> Result<Configuration, Refused> {
     let region = config_region();
     // SAFETY: pvmfw's own region between its image and its writable half, loaded by
     // the host with the image and written by nothing in pvmfw.
@@ -114,12 +124,12 @@ fn configuration() -> Result<Option<&'static [u8]>, Refused> {
             );
         }
     }
-    Ok(config.entry(Entry::VmReferenceDt))
+    Ok(Configuration { dice, reference_dt: config.entry(Entry::VmReferenceDt) })
 }
 
 fn run(boot: &BootInfo) -> Result<Handover, Refused> {
     // The configuration data first: nothing else is acted on if it is malformed.
-    let reference = configuration()?;
+    let Configuration { dice: incoming, reference_dt: reference } = configuration()?;
 
     // SAFETY: a static of the image; volatile so the build-time zeroes are not assumed.
     let slot = unsafe { core::ptr::read_volatile(&raw const __pvmfw_trusted_key) };
@@ -182,14 +192,59 @@ fn run(boot: &BootInfo) -> Result<Handover, Refused> {
     let footprint = kernel::footprint(host.payload, verified.image, host.memory, &keep_clear)?;
     let debuggable = verified.initrd == Some(Initrd::Debug);
 
+    // The payload's DICE layer, with the rollback protection AVF would give it.
+    let protection = Protection::choose(properties.capabilities, host.defer_rollback_protection);
+    protection.check(verified.rollback_index)?;
+    let measured = dice::Measurements::new(&dice::Verified {
+        kernel_digest: verified.kernel_digest,
+        initrd_digest: verified.initrd_digest,
+        public_key: key,
+        debug: debuggable,
+        rollback_index: verified.rollback_index,
+        properties,
+    });
+    let instance_hash = host.instance_id.map(dice::instance_hash);
+    let salt = rollback::salt(instance_hash.as_ref(), None);
+    let mut next = dice::next_handover(&incoming, &measured, &salt, instance_hash.as_ref(), protection.deferred())?;
+    let page = Region { start: DICE_HANDOVER_BASE, end: DICE_HANDOVER_BASE + DICE_HANDOVER_SIZE };
+    if next.len() as u64 > page.size() {
+        let size = next.len();
+        next.fill(0);
+        return Err(Refused::new(
+            Refusal::Dice,
+            format_args!("the payload's DICE handover ({size} bytes) does not fit its page"),
+        ));
+    }
+    erase(page.start, page.size());
+    // SAFETY: the handover page, inside the DT area, which nothing else uses (host_dt,
+    // kernel, layout keep everything else clear of it).
+    unsafe { core::ptr::copy_nonoverlapping(next.as_ptr(), page.start as *mut u8, next.len()) };
+    let handover_size = next.len();
+    next.fill(0);
+    drop(next);
+
     // The new DT, in the DT slot (the host's blob there was erased above).
-    let new_dt = handover_dt::build(&host, &bootargs.kept, debuggable)
+    let new_dt = handover_dt::build(&host, &bootargs.kept, debuggable, page)
         .map_err(|e| Refused::new(Refusal::NewDt, format_args!("building the payload's DT: {e}")))?;
     let new_region = layout::new_dt(new_dt.len() as u64)?;
     // SAFETY: the DT slot, clear of the kernel and the ramdisk (host_dt, kernel).
     unsafe { core::ptr::copy_nonoverlapping(new_dt.as_ptr(), new_region.start as *mut u8, new_dt.len()) };
     clean_to_poc(limits.dt_area);
 
+    println!(
+        "[pvmfw] DICE: the payload's layer ({:?} mode, component {:?}, security version {}) appended to the \
+         chain; its {handover_size}-byte handover is at {:#x}",
+        measured.mode, measured.component_name, measured.security_version, page.start
+    );
+    println!(
+        "[pvmfw] rollback protection: {}{}",
+        protection.name(),
+        if protection == Protection::InstanceStorage {
+            ": no instance disk in this pvmfw yet (issue 24, §3)"
+        } else {
+            ""
+        }
+    );
     let c = properties.capabilities;
     println!(
         "[pvmfw] payload: name {:?}, rollback index {}, capabilities remote_attest={} secretkeeper_protection={} \

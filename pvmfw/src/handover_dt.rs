@@ -2,19 +2,21 @@
 //! memory, the console and its clock, `/psci` with the HVC conduit, one CPU, the GICv3
 //! and the timer, the virtio transports (their interrupts and their DMA bound to the
 //! pool), the command line and the verified ramdisk, and `/reserved-memory` with the
-//! bounce pool.
+//! bounce pool and the DICE handover page (`google,open-dice`, `no-map`).
 
 use alloc::vec::Vec;
 
 use abi::dt;
+use abi::memory_map::Region;
 use pvmkit_dt::write;
 use vm_fdt::{Error, FdtWriter};
 
 use crate::host_dt::HostConfig;
 
 /// Writes the new tree with the command line `bootargs` (what [`crate::bootargs`] lets
-/// pass); `debuggable` when the ramdisk matched `initrd_debug`.
-pub fn build(config: &HostConfig<'_>, bootargs: &str, debuggable: bool) -> Result<Vec<u8>, Error> {
+/// pass); `debuggable` when the ramdisk matched `initrd_debug`; `dice`, the page holding
+/// the payload's DICE handover.
+pub fn build(config: &HostConfig<'_>, bootargs: &str, debuggable: bool, dice: Region) -> Result<Vec<u8>, Error> {
     let mut w = FdtWriter::new()?;
     let root = write::begin_root(&mut w, "pvmkit protected VM")?;
     let chosen = write::Chosen {
@@ -33,7 +35,9 @@ pub fn build(config: &HostConfig<'_>, bootargs: &str, debuggable: bool) -> Resul
         no_map: false,
         phandle: Some(dt::BOUNCE_POOL_PHANDLE),
     });
-    let reserved: Vec<write::Reserved<'_>> = pool.into_iter().collect();
+    let dice =
+        write::Reserved { name: dt::DICE_NODE, compatible: dt::OPEN_DICE, region: dice, no_map: true, phandle: None };
+    let reserved: Vec<write::Reserved<'_>> = [dice].into_iter().chain(pool).collect();
     write::reserved_memory(&mut w, &reserved)?;
     write::cpus(&mut w, None)?;
     write::psci(&mut w, &[dt::PSCI_1_0])?;
@@ -60,7 +64,8 @@ mod tests {
     fn the_new_tree_passes_pvmfws_own_checks_and_carries_the_ramdisk() {
         let blob = host::build(&host::Spec { ramdisk: Some((0x8900_0000, 0x8912_3000)), ..host::Spec::default() });
         let config = check(&blob, &host::limits()).unwrap();
-        let new = build(&config, config.bootargs, true).unwrap();
+        let page = Region { start: 0x8008_0000, end: 0x8008_1000 };
+        let new = build(&config, config.bootargs, true, page).unwrap();
         let fdt = dtoolkit::fdt::Fdt::new(&new).unwrap();
         let text = alloc::format!("{fdt}");
         for needle in [
@@ -72,6 +77,9 @@ mod tests {
             "pvmkit.mode=protected",
             "method = \"hvc\"",
             "restricted_dma_reserved@8fc00000",
+            "dice@80080000",
+            "google,open-dice",
+            "no-map",
             "intc@8000000",
             "arm,gic-v3",
             "arm,armv8-timer",
@@ -82,7 +90,7 @@ mod tests {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
         // Debuggable only when pvmfw says so.
-        let plain = build(&config, config.bootargs, false).unwrap();
+        let plain = build(&config, config.bootargs, false, page).unwrap();
         let plain = alloc::format!("{}", dtoolkit::fdt::Fdt::new(&plain).unwrap());
         assert!(!plain.contains(abi::dt::DEBUGGABLE) && plain.contains(abi::dt::VERIFIED_BOOT), "{plain}");
         // Nothing of the host's blob is passed through: /config is gone.

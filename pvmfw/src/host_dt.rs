@@ -23,6 +23,8 @@ use dtoolkit::{Node, Property};
 pub const MAX_DT_SIZE: usize = 2 << 20;
 /// The longest command line passed on.
 pub const MAX_BOOTARGS: usize = 1024;
+/// The longest instance id read (AVF's are 64 bytes).
+pub const MAX_INSTANCE_ID: usize = 64;
 
 /// What the platform allows.
 #[derive(Clone, Copy, Debug)]
@@ -94,6 +96,12 @@ pub struct HostConfig<'a> {
     pub bounce_pool: Option<Region>,
     /// Whether the host named the platform's GICv3 (distributor, redistributor).
     pub gic: bool,
+    /// `/avf/untrusted/instance-id`: the VM instance the host says this is.
+    pub instance_id: Option<&'a [u8]>,
+    /// `/avf/untrusted/defer-rollback-protection`: the host asks for rollback protection
+    /// to be left to the payload (honoured only for a payload that can, see
+    /// [`crate::rollback`]).
+    pub defer_rollback_protection: bool,
 }
 
 /// Why the host's device tree was refused.
@@ -189,6 +197,7 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
     let mut pools = Vec::new();
     let mut gic = false;
     let (mut initrd_start, mut initrd_end) = (None, None);
+    let (mut instance_id, mut defer_rollback_protection) = (None, false);
     for node in root.children() {
         if node.property("device_type").is_some_and(|p| p.value() == b"memory\0") {
             memory.extend(regs(node, "memory reg")?.into_iter().filter(|r| r.size() > 0));
@@ -226,6 +235,17 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
             }
             initrd_start = u64_prop(&node, dt::INITRD_START)?;
             initrd_end = u64_prop(&node, dt::INITRD_END)?;
+        } else if node.name() == "avf" {
+            for untrusted in node.children().filter(|c| c.name() == dt::AVF_UNTRUSTED) {
+                if let Some(id) = untrusted.property(dt::INSTANCE_ID) {
+                    let id: &[u8] = id.value_as().map_err(|_| DtError::BadProperty(dt::INSTANCE_ID))?;
+                    if id.is_empty() || id.len() > MAX_INSTANCE_ID {
+                        return Err(DtError::BadProperty(dt::INSTANCE_ID));
+                    }
+                    instance_id = Some(id);
+                }
+                defer_rollback_protection |= untrusted.property(dt::DEFER_ROLLBACK_PROTECTION).is_some();
+            }
         }
     }
     let [memory] = memory[..] else {
@@ -268,7 +288,18 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
         }
         [first, ..] => return Err(DtError::BadBouncePool(first)),
     };
-    Ok(HostConfig { memory, console, virtio, payload, ramdisk, bootargs, bounce_pool, gic })
+    Ok(HostConfig {
+        memory,
+        console,
+        virtio,
+        payload,
+        ramdisk,
+        bootargs,
+        bounce_pool,
+        gic,
+        instance_id,
+        defer_rollback_protection,
+    })
 }
 
 #[cfg(test)]

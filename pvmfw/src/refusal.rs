@@ -14,6 +14,8 @@ use crate::host_dt::DtError;
 use crate::layout::LayoutError;
 use crate::placement::PlacementError;
 use crate::reference_dt::ReferenceDtError;
+use crate::rollback::RollbackError;
+use pvmkit_dice::handover::ChainError;
 
 /// A refusal and its detail.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +54,18 @@ impl From<DtError> for Refused {
             DtError::BadBouncePool(_) => Refusal::HostDtBouncePool,
         };
         Self::new(reason, e)
+    }
+}
+
+impl From<RollbackError> for Refused {
+    fn from(e: RollbackError) -> Self {
+        Self::new(Refusal::Rollback, e)
+    }
+}
+
+impl From<ChainError> for Refused {
+    fn from(e: ChainError) -> Self {
+        Self::new(Refusal::Dice, format_args!("deriving the payload's DICE layer: {e}"))
     }
 }
 

@@ -99,14 +99,14 @@ fn refuses_each_malformation_by_name() {
     let mut bad = h.clone();
     bad[0] = 0xa2;
     let c = config(VERSION_1_2, &[Some(&bad), None, None, None]);
-    assert_eq!(parse(&c).unwrap_err(), ConfigError::BadDiceHandover("not a CBOR map of three entries"));
+    assert_eq!(parse(&c).unwrap_err(), ConfigError::BadDiceHandover(HandoverError::NotAMap));
     // 1 + 35 + 35 bytes: the two CDIs and nothing more.
     let c = config(VERSION_1_2, &[Some(&h[..71]), None, None, None]);
-    assert_eq!(parse(&c).unwrap_err(), ConfigError::BadDiceHandover("no DICE chain (key 3)"));
+    assert_eq!(parse(&c).unwrap_err(), ConfigError::BadDiceHandover(HandoverError::NoChain));
     let c = config(VERSION_1_2, &[Some(&h[..72]), None, None, None]);
-    assert_eq!(parse(&c).unwrap_err(), ConfigError::BadDiceHandover("the DICE chain is empty"));
+    assert_eq!(parse(&c).unwrap_err(), ConfigError::BadDiceHandover(HandoverError::MalformedCbor));
     let c = config(VERSION_1_2, &[Some(&h[..30]), None, None, None]);
-    assert_eq!(parse(&c).unwrap_err(), ConfigError::BadDiceHandover("a CDI is cut short"));
+    assert_eq!(parse(&c).unwrap_err(), ConfigError::BadDiceHandover(HandoverError::BadCdi));
     assert_eq!(parse(&good[..40]).unwrap_err(), ConfigError::TooSmall, "the table cut short");
     assert!(ConfigError::UnsupportedVersion(2 << 16).to_string().contains("2.0"));
 }

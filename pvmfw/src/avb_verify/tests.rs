@@ -131,6 +131,15 @@ fn a_ramdisk_is_normal_or_debug_by_its_bytes() {
     let verified = |initrd| verify(WITH_INITRDS, KEY4096, initrd).map(|v| v.initrd);
     assert_eq!(verified(Some(INITRD_NORMAL_BYTES)), Ok(Some(Initrd::Normal)));
     assert_eq!(verified(Some(INITRD_DEBUG_BYTES)), Ok(Some(Initrd::Debug)));
+    // The digests DICE measures are the matched descriptors', as avbtool info_image
+    // printed them (kernel-with-initrds.info.txt).
+    let hex = |d: &[u8; 32]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let v = verify(WITH_INITRDS, KEY4096, Some(INITRD_DEBUG_BYTES)).unwrap();
+    assert_eq!(hex(v.kernel_digest), "9fd24d9524bf2c8ac4a9996325bb1eaba60980b8e652c204991f4583260c0bac");
+    assert_eq!(v.initrd_digest.map(hex).unwrap(), "1c0f9648751c7a5cc48b5875bfc6b96d3b2fc3b0ef38db997b59be916c0f21d3");
+    let v = verify(WITH_INITRDS, KEY4096, Some(INITRD_NORMAL_BYTES)).unwrap();
+    assert_eq!(v.initrd_digest.map(hex).unwrap(), "26e8d1728b6e7efea5cc5fcb1ee223ee9a6c2f249422cab88758273edeb38c67");
+    assert_eq!(verify(SHA256_RSA4096, KEY4096, None).unwrap().initrd_digest, None);
     let mut tampered = INITRD_NORMAL_BYTES.to_vec();
     tampered[10] ^= 1;
     assert_eq!(verified(Some(&tampered)), Err(AvbVerifyError::InitrdMismatch));

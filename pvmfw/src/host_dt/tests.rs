@@ -27,6 +27,8 @@ pub struct Spec {
     pub pool: Option<(u64, u64)>,
     /// The GICv3's two windows, if the tree names one.
     pub gic: Option<[u64; 4]>,
+    /// `/avf/untrusted`'s instance id, and whether it asks to defer rollback protection.
+    pub avf: Option<(&'static [u8], bool)>,
 }
 
 impl Default for Spec {
@@ -40,6 +42,7 @@ impl Default for Spec {
             ramdisk: None,
             pool: Some((0x8fc0_0000, 0x40_0000)),
             gic: Some([0x0800_0000, 0x1_0000, 0x080a_0000, 0x2_0000]),
+            avf: None,
         }
     }
 }
@@ -80,6 +83,16 @@ pub fn build(s: &Spec) -> Vec<u8> {
         w.end_node(node).unwrap();
         w.end_node(reserved).unwrap();
     }
+    if let Some((id, defer)) = s.avf {
+        let avf = w.begin_node("avf").unwrap();
+        let untrusted = w.begin_node("untrusted").unwrap();
+        w.property("instance-id", id).unwrap();
+        if defer {
+            w.property_null("defer-rollback-protection").unwrap();
+        }
+        w.end_node(untrusted).unwrap();
+        w.end_node(avf).unwrap();
+    }
     let mem = w.begin_node("memory@80000000").unwrap();
     w.property_string("device_type", "memory").unwrap();
     w.property_array_u64("reg", &[s.memory.0, s.memory.1]).unwrap();
@@ -113,6 +126,20 @@ fn accepts_what_pvmkit_writes() {
     let blob = build(&Spec { pool: None, gic: None, ..Spec::default() });
     let c = check(&blob, &limits()).unwrap();
     assert_eq!((c.bounce_pool, c.gic), (None, false));
+    assert_eq!((c.instance_id, c.defer_rollback_protection), (None, false));
+}
+
+#[test]
+fn reads_the_hosts_avf_instance_and_rollback_wishes() {
+    let c = |avf: (&'static [u8], bool)| {
+        let blob = build(&Spec { avf: Some(avf), ..Spec::default() });
+        check(&blob, &limits()).map(|c| (c.instance_id.map(|id: &[u8]| id.to_vec()), c.defer_rollback_protection))
+    };
+    assert_eq!(c((&[7; 64], true)), Ok((Some(vec![7u8; 64]), true)));
+    assert_eq!(c((b"vm-1", false)), Ok((Some(b"vm-1".to_vec()), false)));
+    // An empty id, or one longer than AVF's, is refused by name.
+    assert_eq!(c((b"", false)), Err(DtError::BadProperty("instance-id")));
+    assert_eq!(c((&[7; 65], false)), Err(DtError::BadProperty("instance-id")));
 }
 
 #[test]
