@@ -29,6 +29,8 @@
 //! - [`instructions`]: the guest's own instruction count (the PMU), for measurements
 //!   that repeat.
 //! - [`timer`]: timed waits (the virtual timer, woken through the GICv3 where there is one).
+//! - [`dice`]: the DICE handover pvmfw leaves the payload (its CDIs and chain), taken
+//!   and wiped.
 //! - [`device_tree`]: what a guest reads from its DT; [`console`]: the PL011 and `log`;
 //!   [`harness`]: the in-guest test harness (`N passed, M failed`); [`set_once`]: state
 //!   written once.
@@ -44,6 +46,7 @@ pub mod bounce_pool;
 pub mod conduit;
 pub mod console;
 pub mod device_tree;
+pub mod dice;
 pub mod exceptions;
 pub mod harness;
 pub mod hypervisor;

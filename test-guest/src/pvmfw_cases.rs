@@ -1,9 +1,16 @@
-//! What pvmfw hands over: a device tree it rebuilt, and nothing of its own behind it.
+//! What pvmfw hands over: a device tree it rebuilt, nothing of its own behind it, and
+//! the payload's DICE handover in a private page.
+//!
+//! The DICE case prints what the host checks (`host-tools/tests/dice.rs`): the chain, in
+//! hex, and a fingerprint of each CDI (the first 8 bytes of its SHA-256: enough to tell
+//! two CDIs apart, nothing of the secret).
+
+extern crate alloc;
 
 use abi::avf_config::MAGIC as CONFIG_MAGIC;
 use abi::pvmfw::{PVMFW_BASE, PVMFW_SIZE};
 use guest_lib::harness::{CaseResult, Harness};
-use guest_lib::{ensure, ensure_eq, BootInfo};
+use guest_lib::{ensure, ensure_eq, println, BootInfo};
 
 pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo) {
     if !boot.dt.chosen_has(abi::dt::VERIFIED_BOOT) {
@@ -11,6 +18,42 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo) {
         return;
     }
     h.run("pvmfw_handover", || handover(boot));
+    h.run("dice_handover", || dice(boot));
+}
+
+/// What a line of the chain's hex carries.
+const CHAIN_BYTES_PER_LINE: usize = 192;
+
+fn dice(boot: &BootInfo) -> CaseResult {
+    use abi::pvmfw::{DICE_HANDOVER_BASE, DICE_HANDOVER_SIZE};
+    use guest_lib::dice;
+    use sha2::{Digest, Sha256};
+    let (base, size) = dice::region(&boot.dt).map_err(|e| alloc::format!("{e}"))?;
+    ensure_eq!((base, size), (DICE_HANDOVER_BASE, DICE_HANDOVER_SIZE));
+    // SAFETY: pvmfw's google,open-dice page: this VM's memory (the runtime maps the DT
+    // area as RAM), used by nothing else.
+    let taken = unsafe { dice::take(base, size) }.map_err(|e| alloc::format!("{e}"))?;
+    // Taken once: the page is zero now.
+    // SAFETY: as above.
+    let page = unsafe { core::slice::from_raw_parts(base as *const u8, size as usize) };
+    ensure!(page.iter().all(|&b| b == 0), "the DICE page still holds bytes after take");
+    ensure!(dice::parse(page).is_err(), "a wiped page parsed as a handover");
+    let fingerprint = |cdi: &[u8]| {
+        Sha256::digest(cdi)[..8].iter().map(|b| alloc::format!("{b:02x}")).collect::<alloc::string::String>()
+    };
+    println!(
+        "[test-guest] dice: cdi-attest {} cdi-seal {} chain {} bytes",
+        fingerprint(&taken.cdi_attest),
+        fingerprint(&taken.cdi_seal),
+        taken.chain.len()
+    );
+    let lines = taken.chain.chunks(CHAIN_BYTES_PER_LINE);
+    let count = lines.len();
+    for (i, chunk) in lines.enumerate() {
+        let hex: alloc::string::String = chunk.iter().map(|b| alloc::format!("{b:02x}")).collect();
+        println!("[test-guest] dice-chain {}/{count} {hex}", i + 1);
+    }
+    Ok(())
 }
 
 fn handover(boot: &BootInfo) -> CaseResult {
