@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use abi::avb::{Descriptor, SignedPayload};
-use common::pvmkit;
+use common::{dice_output, pvmkit, DiceOutput};
 use host_tools::dice;
 use pvmkit_dice::Mode;
 use sha2::{Digest, Sha512};
@@ -41,31 +41,13 @@ fn sign(dir: &Path, name: &str, payload: &Path, extra: &[&str]) -> PathBuf {
     path
 }
 
-/// What a boot handed the payload, as test-guest printed it.
-#[derive(Debug, PartialEq, Eq)]
-struct Boot {
-    attest: String,
-    seal: String,
-    chain: Vec<u8>,
-}
-
 /// Boots `signed` through pvmfw with test-guest's `dice` scenario and `extra` arguments.
-fn boot(signed: &Path, extra: &[&str]) -> Boot {
+fn boot(signed: &Path, extra: &[&str]) -> DiceOutput {
     let mut args = vec!["run", "--scenario", "dice", "--signed-payload", signed.to_str().unwrap()];
     args.extend_from_slice(extra);
     let (ok, out) = pvmkit(&args);
     assert!(ok && out.contains("test dice_handover ... ") && out.contains("2 passed, 0 failed"), "{out}");
-    let line = out.lines().find_map(|l| l.split_once("[test-guest] dice: ").map(|(_, r)| r.to_string())).unwrap();
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let (attest, seal) = (words[1].to_string(), words[3].to_string());
-    let mut chain = String::new();
-    for l in out.lines() {
-        if let Some((_, rest)) = l.split_once("[test-guest] dice-chain ") {
-            chain.push_str(rest.split_whitespace().nth(1).unwrap());
-        }
-    }
-    let chain = (0..chain.len()).step_by(2).map(|i| u8::from_str_radix(&chain[i..i + 2], 16).unwrap()).collect();
-    Boot { attest, seal, chain }
+    dice_output(&out).expect("test-guest printed the handover")
 }
 
 /// The digest of `partition`'s hash descriptor in a signed file.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::pvmkit;
+use common::{dice_output, pvmkit};
 
 /// test-guest's cases whose answers come from the hypervisor itself, checked against
 /// the real pKVM's measured answers.
@@ -36,6 +36,33 @@ fn test_guest_passes_on_the_real_pkvm() {
     let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--mode", "unprotected", "--timeout", "600"]);
     assert!(ok && out.contains("pvmkit: PASS"), "{out}");
     assert!(out.contains("[vmm] pvmkit vmm: ordinary VM"), "{out}");
+}
+
+/// pvmfw on the real pKVM derives the payload's DICE layer exactly as on hyp: one signed
+/// payload booted on both gives the same chain and the same CDIs, and the chain verifies
+/// with a leaf that names the payload.
+#[test]
+fn the_dice_chain_is_the_same_on_the_real_pkvm_as_on_hyp() {
+    let (ok, out) = pvmkit(&["build"]);
+    assert!(ok, "{out}");
+    let dir = std::env::temp_dir().join(format!("pvmkit-pkvm-dice-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let signed = dir.join("dice.signed");
+    let image = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pvmkit/test-guest.img");
+    let args = ["sign", "--payload", image, "--rollback-index", "4", "-o", signed.to_str().unwrap()];
+    let (ok, out) = pvmkit(&args);
+    assert!(ok, "{out}");
+    let run = |backend: &str| {
+        let args = ["run", "--backend", backend, "--scenario", "dice", "--signed-payload"];
+        let (ok, out) =
+            pvmkit(&[&args[..], &[signed.to_str().unwrap(), "--instance-id", "pkvm-e2e", "--timeout", "600"]].concat());
+        assert!(ok && out.contains("2 passed, 0 failed"), "{out}");
+        dice_output(&out).expect("test-guest printed the handover")
+    };
+    let (real, ours) = (run("pkvm"), run("hyp"));
+    assert_eq!(real, ours, "pvmfw derives the same layer on both hypervisors");
+    let layers = host_tools::dice::verify(&real.chain).unwrap();
+    assert_eq!((layers.len(), layers[1].security_version), (2, Some(4)));
 }
 
 /// test-guest as a position-independent arm64 Image: placed by pvmfw per the boot

@@ -14,3 +14,29 @@ pub fn pvmkit(args: &[&str]) -> (bool, String) {
     let text = format!("{}{}", String::from_utf8_lossy(&stdout), String::from_utf8_lossy(&stderr));
     (status.success(), text)
 }
+
+/// What pvmfw handed the payload, as test-guest's `dice_handover` case printed it: the
+/// fingerprints of CDI_Attest and CDI_Seal, and the DICE chain.
+#[allow(dead_code)] // not every test binary reads DICE output
+#[derive(Debug, PartialEq, Eq)]
+pub struct DiceOutput {
+    pub attest: String,
+    pub seal: String,
+    pub chain: Vec<u8>,
+}
+
+#[allow(dead_code)]
+pub fn dice_output(out: &str) -> Option<DiceOutput> {
+    let line = out.lines().find_map(|l| l.split_once("[test-guest] dice: ").map(|(_, r)| r.to_string()))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (attest, seal) = (words.get(1)?.to_string(), words.get(3)?.to_string());
+    let mut hex = String::new();
+    for l in out.lines() {
+        if let Some((_, rest)) = l.split_once("[test-guest] dice-chain ") {
+            hex.push_str(rest.split_whitespace().nth(1)?);
+        }
+    }
+    let chain =
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect::<Option<_>>()?;
+    Some(DiceOutput { attest, seal, chain })
+}
