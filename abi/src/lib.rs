@@ -10,6 +10,7 @@
 //! - [`avb`]: Android Verified Boot's footer, vbmeta image and descriptors, as avbtool writes them.
 //! - [`avf_config`]: the configuration data a bootloader appends to pvmfw (AVF's layout).
 //! - [`dice_handover`]: the DICE handover `{CDI_Attest, CDI_Seal, chain}` one stage gives the next.
+//! - [`instance_disk`]: the instance disk pvmfw keeps its per-instance record on.
 //! - [`dt`]: the device-tree vocabulary (compatibles, node and property names).
 //! - [`fdt_header`]: a device tree's magic and size, read before anything else.
 //! - [`esr`]: the architectural exception syndrome, decoded (hyp and guests both read it).
@@ -38,6 +39,7 @@ pub mod fdt_header;
 pub mod gic;
 pub mod guest_console;
 pub mod hyp_options;
+pub mod instance_disk;
 pub mod kvm;
 pub mod memory_map;
 pub mod profile;

@@ -9,7 +9,7 @@
 //! kernel lies), [`sha256`] (hashing a kernel at the SHA-2 instructions' pace), [`reference_dt`] (the VM reference DT), [`host_dt`] (the hostile device
 //! tree, checked), [`handover_dt`] (the fresh one), [`bootargs`] (what of the host's
 //! command line passes), [`layout`] (where the DTs go), [`placement`] (footprints, clear
-//! of each other), [`refusal`] (each refusal's code), [`rollback`] (which rollback protection a payload gets). `firmware.rs` runs them in order
+//! of each other), [`refusal`] (each refusal's code), [`rollback`] (which rollback protection a payload gets), [`instance`] (the sealed per-instance record). `firmware.rs` runs them in order
 //! and hands over.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
@@ -22,6 +22,7 @@ pub mod bootargs;
 pub mod dice;
 pub mod handover_dt;
 pub mod host_dt;
+pub mod instance;
 pub mod kernel;
 pub mod layout;
 pub mod placement;
