@@ -213,11 +213,14 @@ pub enum Refusal {
     Dice = 24,
     /// Rollback protection refused the payload's rollback index.
     Rollback = 25,
+    /// Instance storage refused the boot: no instance disk, a malformed or tampered
+    /// record, or a payload other than the instance's.
+    Instance = 26,
 }
 
 impl Refusal {
     /// Every refusal, in code order.
-    pub const ALL: [Refusal; 25] = [
+    pub const ALL: [Refusal; 26] = [
         Self::NoTrustedKey,
         Self::HostDtMalformed,
         Self::HostDtMemory,
@@ -243,6 +246,7 @@ impl Refusal {
         Self::ReferenceDt,
         Self::Dice,
         Self::Rollback,
+        Self::Instance,
     ];
 
     /// The stable code.
@@ -278,6 +282,7 @@ impl Refusal {
             Self::ReferenceDt => "reference-dt",
             Self::Dice => "dice",
             Self::Rollback => "rollback",
+            Self::Instance => "instance",
         }
     }
 

@@ -1,6 +1,8 @@
 //! The virtio devices `pvmkit` gives a guest, as QEMU's real devices: a block device
-//! on a disk image, an entropy source, and a console whose host end is a pair of FIFOs
-//! `pvmkit` writes to and reads from.
+//! on a disk image, an entropy source, a console whose host end is a pair of FIFOs
+//! `pvmkit` writes to and reads from, and, when pvmfw boots the guest, the instance
+//! disk pvmfw keeps its record on (`abi::instance_disk`; pvmfw takes that transport out
+//! of the payload's DT).
 //!
 //! QEMU `virt` gives the first `-device` the last virtio-mmio transport, the next one
 //! the one below it, and so on; [`VIRTIO_SLOTS`] says which the guest is given.
@@ -20,6 +22,35 @@ pub const CONSOLE_TO_GUEST: &[u8] = b"pvmkit says hello\n";
 /// The transports the guest is given: block (last), entropy, console (serial bus).
 pub const VIRTIO_SLOTS: u32 =
     (1 << (VIRTIO_MMIO_SLOTS - 1)) | (1 << (VIRTIO_MMIO_SLOTS - 2)) | (1 << (VIRTIO_MMIO_SLOTS - 3));
+/// The instance disk's transport: the one below the console's.
+pub const INSTANCE_SLOT: u32 = VIRTIO_MMIO_SLOTS - 4;
+/// The instance disk's size: its header, pvmfw's record and room to grow.
+pub const INSTANCE_DISK_SIZE: u64 = 64 << 10;
+
+/// The transports of a run: [`VIRTIO_SLOTS`], and the instance disk's when pvmfw boots
+/// the guest.
+pub const fn virtio_slots(instance_disk: bool) -> u32 {
+    if instance_disk {
+        VIRTIO_SLOTS | (1 << INSTANCE_SLOT)
+    } else {
+        VIRTIO_SLOTS
+    }
+}
+
+/// Creates the instance disk `path` unless it exists: [`INSTANCE_DISK_SIZE`] bytes, the
+/// header with a random disk id, no record yet (as AVF's host creates `instance.img`).
+pub fn create_instance_disk(path: &Path) -> Result<(), String> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut id = [0u8; abi::instance_disk::DISK_ID_SIZE];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut id))
+        .map_err(|e| format!("reading /dev/urandom for the instance disk's id: {e}"))?;
+    let mut disk = vec![0u8; INSTANCE_DISK_SIZE as usize];
+    disk[..abi::instance_disk::SECTOR_SIZE].copy_from_slice(&abi::instance_disk::header(&id));
+    std::fs::write(path, disk).map_err(|e| format!("writing the instance disk {}: {e}", path.display()))
+}
 
 const O_NONBLOCK: i32 = 0o4000;
 
@@ -35,20 +66,27 @@ pub fn create_disk(disk: &Path) -> Result<(), String> {
 /// The host ends of one run's devices.
 pub struct Devices {
     disk: PathBuf,
+    instance: Option<PathBuf>,
     fifo: PathBuf,
     console_out: File,
     _console_in: File,
 }
 
 impl Devices {
-    /// Creates the disk (unless `disk` names one to keep) and the console FIFOs in
-    /// `dir`, and queues [`CONSOLE_TO_GUEST`] for the guest.
-    pub fn create(dir: &Path, disk: Option<&Path>) -> Result<Self, String> {
+    /// Creates the disk (unless `disk` names one to keep), the instance disk when
+    /// `instance` asks for one (`Some(None)`: a fresh one in `dir`; `Some(Some(path))`:
+    /// that one, kept) and the console FIFOs in `dir`, and queues [`CONSOLE_TO_GUEST`]
+    /// for the guest.
+    pub fn create(dir: &Path, disk: Option<&Path>, instance: Option<Option<&Path>>) -> Result<Self, String> {
         let disk = match disk {
             Some(disk) => disk.to_path_buf(),
             None => dir.join("disk.img"),
         };
         create_disk(&disk)?;
+        let instance = instance.map(|kept| kept.map_or_else(|| dir.join("instance.img"), Path::to_path_buf));
+        if let Some(path) = &instance {
+            create_instance_disk(path)?;
+        }
         let fifo = dir.join("virtio-console");
         let open = |suffix: &str| -> Result<File, String> {
             let path = fifo.with_extension(suffix);
@@ -70,14 +108,18 @@ impl Devices {
         let mut console_in = open("in")?;
         let console_out = open("out")?;
         console_in.write_all(CONSOLE_TO_GUEST).map_err(|e| format!("writing the console FIFO: {e}"))?;
-        Ok(Self { disk, fifo, console_out, _console_in: console_in })
+        Ok(Self { disk, instance, fifo, console_out, _console_in: console_in })
     }
 
     /// QEMU arguments for the devices, in slot order.
     pub fn qemu_args(&self) -> Vec<String> {
         let disk = format!("file={},if=none,format=raw,id=disk0", self.disk.display());
         let console = format!("pipe,id=vcon0,path={}", self.fifo.display());
-        [
+        let instance = self.instance.iter().flat_map(|path| {
+            let drive = format!("file={},if=none,format=raw,id=instance0", path.display());
+            ["-drive".to_string(), drive, "-device".into(), "virtio-blk-device,drive=instance0".into()]
+        });
+        let args: Vec<String> = [
             "-global",
             "virtio-mmio.force-legacy=false",
             "-drive",
@@ -97,7 +139,8 @@ impl Devices {
         ]
         .iter()
         .map(|s| s.to_string())
-        .collect()
+        .collect();
+        args.into_iter().chain(instance).collect()
     }
 
     /// What the guest wrote to its console (call after QEMU has exited).
@@ -122,11 +165,20 @@ mod tests {
     fn creates_the_disk_and_the_fifos_and_names_them_for_qemu() {
         let dir = std::env::temp_dir().join(format!("pvmkit-devices-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut devices = Devices::create(&dir, None).unwrap();
+        let mut devices = Devices::create(&dir, None, Some(None)).unwrap();
         assert_eq!(std::fs::metadata(dir.join("disk.img")).unwrap().len(), DISK_SIZE);
         let args = devices.qemu_args().join(" ");
         assert!(args.contains("virtio-blk-device") && args.contains("virtconsole,chardev=vcon0"), "{args}");
         assert!(args.find("virtio-blk-device") < args.find("virtio-rng-device"), "block takes the last slot");
+        assert!(args.rfind("drive=instance0") > args.find("virtconsole"), "the instance disk comes fourth");
+        let instance = std::fs::read(dir.join("instance.img")).unwrap();
+        assert_eq!(instance.len() as u64, INSTANCE_DISK_SIZE);
+        let id = abi::instance_disk::read_header(instance[..512].try_into().unwrap()).unwrap();
+        assert_ne!(id, [0; 32], "a random disk id");
+        assert!(instance[512..].iter().all(|&b| b == 0), "no record yet");
+        // A kept instance disk is not rewritten.
+        create_instance_disk(&dir.join("instance.img")).unwrap();
+        assert_eq!(std::fs::read(dir.join("instance.img")).unwrap(), instance);
         // The FIFO carries the guest's bytes back to us.
         let mut out = OpenOptions::new().write(true).open(dir.join("virtio-console.out")).unwrap();
         out.write_all(b"from the guest").unwrap();
@@ -138,6 +190,7 @@ mod tests {
         let n = input.read(&mut buf).unwrap();
         assert_eq!(&buf[..n], CONSOLE_TO_GUEST);
         assert_eq!(VIRTIO_SLOTS, 0xe000_0000);
+        assert_eq!((virtio_slots(false), virtio_slots(true)), (0xe000_0000, 0xf000_0000));
         std::fs::remove_dir_all(&dir).ok();
     }
 }

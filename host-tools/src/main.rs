@@ -80,6 +80,10 @@ struct RunArgs {
     /// `secretkeeper_protection`).
     #[arg(long)]
     defer_rollback_protection: bool,
+    /// The instance disk pvmfw keeps its record of this VM instance on, kept across
+    /// runs (created if missing); by default each run is a new instance.
+    #[arg(long)]
+    instance: Option<PathBuf>,
     /// Turn on hyp's exit counters (`HYP_STATS`): test-guest then checks that WFI/WFE
     /// trap. Off by default, so that the guest sees exactly the pKVM ABI.
     #[arg(long)]
@@ -161,6 +165,7 @@ impl RunArgs {
             host_dt: None,
             instance_id: None,
             defer_rollback_protection: false,
+            instance: None,
             hyp_stats: false,
             short_counts: "on".into(),
             no_access_platform: false,
@@ -509,6 +514,7 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
             instance_id: args.instance_id.as_ref().map(|id| id.as_bytes().to_vec()),
             defer_rollback_protection: args.defer_rollback_protection,
         },
+        instance: args.instance.clone(),
     }
 }
 

@@ -11,7 +11,7 @@ use abi::exit_line::{Nonce, Shown};
 use abi::memory_map::Region;
 use abi::memory_map::{GUEST_RAM_BASE, GUEST_RAM_SIZE, QEMU_RAM_SIZE, RAMDISK_BASE};
 
-use crate::devices::{Devices, VIRTIO_SLOTS};
+use crate::devices::{virtio_slots, Devices};
 use crate::firmware::{self, Firmware};
 use crate::guest_dt::{self, GuestDtConfig};
 use crate::host_packages::Apt;
@@ -120,6 +120,8 @@ pub struct RunConfig {
     pub kernel: Option<PathBuf>,
     /// What the host DT's `/avf/untrusted` says (instance id, deferral).
     pub avf: crate::guest_dt::AvfUntrusted,
+    /// The instance disk to keep across runs (pvmfw's record); a fresh one by default.
+    pub instance: Option<PathBuf>,
 }
 
 /// A fresh nonce for a run, from the host's random source: what hyp's and the VMM's
@@ -229,7 +231,7 @@ pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
     if !config.pvmfw {
         let dt = host_dt(config, None, ramdisk_region)?;
         let placed = payload()?.placed(ram).map_err(|e| format!("payload {}: {e}", config.payload.display()))?;
-        return pack::pack(&placed, ramdisk.as_deref(), &dt, VIRTIO_SLOTS);
+        return pack::pack(&placed, ramdisk.as_deref(), &dt, virtio_slots(false));
     }
     let dev_key = signing::dev_key(ws)?;
     let (kernel, kernel_address, kernel_footprint) = match &config.signed_payload {
@@ -264,7 +266,7 @@ pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
         kernel_footprint,
         ramdisk: ramdisk.as_deref(),
         host_dt: &dt,
-        virtio_slots: VIRTIO_SLOTS,
+        virtio_slots: virtio_slots(true),
     })
 }
 
@@ -276,7 +278,7 @@ fn host_dt(config: &RunConfig, kernel: Option<(u64, u64)>, ramdisk: Option<Regio
         ram_base: GUEST_RAM_BASE,
         ram_size: GUEST_RAM_SIZE,
         bootargs: &config.guest_cmdline(),
-        virtio_slots: VIRTIO_SLOTS,
+        virtio_slots: virtio_slots(config.pvmfw),
         signed_payload: kernel,
         ramdisk,
         restricted_pool: config.restricted_pool,
@@ -301,7 +303,8 @@ pub fn run_collect(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
         (Mode::Bare, Some(_)) => return Err("--bundle needs hyp: bare mode has no bundle".into()),
         (Mode::Bare, None) => {}
     }
-    let mut devices = Devices::create(&dir, config.disk.as_deref())?;
+    let instance = (config.pvmfw && matches!(config.mode, Mode::Hyp(_))).then_some(config.instance.as_deref());
+    let mut devices = Devices::create(&dir, config.disk.as_deref(), instance)?;
     let nonce = fresh_nonce()?;
     let mut cmd = command(fw, config, &dir, &devices, nonce);
     if config.echo {

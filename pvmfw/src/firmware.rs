@@ -18,6 +18,7 @@ use guest_lib::conduit::SystemConduit;
 use guest_lib::{mmio_guard, println, psci, BootInfo, Platform};
 use pvmfw::avb_verify::{self, Initrd};
 use pvmfw::host_dt::{self, Limits};
+use pvmfw::instance::{Record, Verdict};
 use pvmfw::layout;
 use pvmfw::refusal::Refused;
 use pvmfw::rollback::{self, Protection};
@@ -204,7 +205,23 @@ fn run(boot: &BootInfo) -> Result<Handover, Refused> {
         properties,
     });
     let instance_hash = host.instance_id.map(dice::instance_hash);
-    let salt = rollback::salt(instance_hash.as_ref(), None);
+    let mut payload_view = host.clone();
+    let (salt, storage) = if protection == Protection::InstanceStorage {
+        let entropy = crate::instance_device::trng(&boot.conduit);
+        let outcome = crate::instance_device::run(boot, &host, incoming.cdi_seal, |keys| Record {
+            code_hash: measured.code_hash,
+            authority_hash: measured.authority_hash,
+            mode: measured.mode,
+            salt: instance_hash.unwrap_or_else(|| keys.new_salt(entropy.as_ref().map(|e| &e[..]))),
+            rollback_index: verified.rollback_index,
+        })?;
+        // The payload never sees the instance disk.
+        payload_view.virtio.retain(|&t| t != outcome.transport);
+        let salt = rollback::salt(instance_hash.as_ref(), Some(&outcome.verdict.record().salt));
+        (salt, Some((outcome.verdict, entropy.is_some())))
+    } else {
+        (rollback::salt(instance_hash.as_ref(), None), None)
+    };
     let mut next = dice::next_handover(&incoming, &measured, &salt, instance_hash.as_ref(), protection.deferred())?;
     let page = Region { start: DICE_HANDOVER_BASE, end: DICE_HANDOVER_BASE + DICE_HANDOVER_SIZE };
     if next.len() as u64 > page.size() {
@@ -224,7 +241,7 @@ fn run(boot: &BootInfo) -> Result<Handover, Refused> {
     drop(next);
 
     // The new DT, in the DT slot (the host's blob there was erased above).
-    let new_dt = handover_dt::build(&host, &bootargs.kept, debuggable, page)
+    let new_dt = handover_dt::build(&payload_view, &bootargs.kept, debuggable, page)
         .map_err(|e| Refused::new(Refusal::NewDt, format_args!("building the payload's DT: {e}")))?;
     let new_region = layout::new_dt(new_dt.len() as u64)?;
     // SAFETY: the DT slot, clear of the kernel and the ramdisk (host_dt, kernel).
@@ -236,15 +253,28 @@ fn run(boot: &BootInfo) -> Result<Handover, Refused> {
          chain; its {handover_size}-byte handover is at {:#x}",
         measured.mode, measured.component_name, measured.security_version, page.start
     );
-    println!(
-        "[pvmfw] rollback protection: {}{}",
-        protection.name(),
-        if protection == Protection::InstanceStorage {
-            ": no instance disk in this pvmfw yet (issue 24, §3)"
-        } else {
-            ""
-        }
-    );
+    match storage {
+        None => println!("[pvmfw] rollback protection: {}", protection.name()),
+        Some((Verdict::Create(record), trng)) => println!(
+            "[pvmfw] rollback protection: instance storage: a new instance, recorded at rollback index {} (salt {})",
+            record.rollback_index,
+            if host.instance_id.is_some() {
+                "the instance hash"
+            } else if trng {
+                "from the TRNG and the disk"
+            } else {
+                "derived for the disk"
+            }
+        ),
+        Some((Verdict::Same(record), _)) => println!(
+            "[pvmfw] rollback protection: instance storage: the instance's payload, rollback index {}",
+            record.rollback_index
+        ),
+        Some((Verdict::Update(record), _)) => println!(
+            "[pvmfw] rollback protection: instance storage: the instance's payload, its rollback index raised to {}",
+            record.rollback_index
+        ),
+    }
     let c = properties.capabilities;
     println!(
         "[pvmfw] payload: name {:?}, rollback index {}, capabilities remote_attest={} secretkeeper_protection={} \

@@ -5,6 +5,8 @@
 
 #[cfg(target_os = "none")]
 mod firmware;
+#[cfg(target_os = "none")]
+mod instance_device;
 
 #[cfg(target_os = "none")]
 guest_lib::entry!(firmware::main, platform = firmware::platform());

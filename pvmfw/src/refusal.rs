@@ -11,6 +11,7 @@ use abi::pvmfw::Refusal;
 use crate::avb_properties::PropertyError;
 use crate::avb_verify::AvbVerifyError;
 use crate::host_dt::DtError;
+use crate::instance::InstanceError;
 use crate::layout::LayoutError;
 use crate::placement::PlacementError;
 use crate::reference_dt::ReferenceDtError;
@@ -60,6 +61,15 @@ impl From<DtError> for Refused {
 impl From<RollbackError> for Refused {
     fn from(e: RollbackError) -> Self {
         Self::new(Refusal::Rollback, e)
+    }
+}
+
+impl From<InstanceError> for Refused {
+    fn from(e: InstanceError) -> Self {
+        match e {
+            InstanceError::RolledBack { .. } => Self::new(Refusal::Rollback, e),
+            _ => Self::new(Refusal::Instance, e),
+        }
     }
 }
 
