@@ -89,7 +89,7 @@ mod tests {
         h.extend([1; 32]);
         h.extend([0x02, 0x58, 32]);
         h.extend([2; 32]);
-        h.extend([0x03, 0x80]); // an empty array as a stand-in chain
+        h.extend([0x03, 0x82, 0x40, 0x40]); // a stand-in chain: two empty byte strings
         h
     }
 
@@ -115,10 +115,10 @@ mod tests {
             build([None, None, None, None]).map(|c| parse(&c).unwrap_err()),
             Ok(abi::avf_config::ConfigError::NoDiceHandover)
         );
-        // The default handover is one pvmfw reads.
+        // The default handover is one pvmfw reads: the test UDS's root handover.
         let config = ConfigFiles::default().build().unwrap();
         let handover = parse(&config).unwrap().dice_handover().unwrap();
-        assert_eq!(handover.cdi_attest, &<[u8; 32]>::from(Sha256::digest(b"pvmkit test CDI_Attest")));
-        assert_eq!(&handover.chain[..4], &[0x81, 0x78, 35, b'p']);
+        assert_eq!(handover, abi::dice_handover::DiceHandover::parse(&test_dice_handover()).unwrap());
+        assert_eq!(crate::dice::verify(handover.chain).unwrap().len(), 1, "the bootloader's layer");
     }
 }

@@ -237,6 +237,10 @@ enum Command {
         /// Its descriptor: initrd_normal or initrd_debug (one per --initrd, in order).
         #[arg(long = "initrd-name", value_parser = ["initrd_normal", "initrd_debug"])]
         initrd_names: Vec<String>,
+        /// Salt the hash descriptors with a hash of each partition instead of random
+        /// bytes (avbtool's default), so that signing again gives the same file.
+        #[arg(long)]
+        reproducible: bool,
     },
     /// DICE: play the device's boot stages, or check a chain as a relying party would.
     #[command(subcommand)]
@@ -395,7 +399,17 @@ fn run(cli: Cli) -> Result<bool, String> {
             println!("key: {} (public: {})", key.display(), host_tools::signing::public_path(&key).display());
             Ok(true)
         }
-        Command::Sign { payload, key, output, algorithm, rollback_index, properties, initrds, initrd_names } => {
+        Command::Sign {
+            payload,
+            key,
+            output,
+            algorithm,
+            rollback_index,
+            properties,
+            initrds,
+            initrd_names,
+            reproducible,
+        } => {
             use host_tools::signing;
             let key = match key {
                 Some(key) => key,
@@ -414,6 +428,7 @@ fn run(cli: Cli) -> Result<bool, String> {
                     .zip(&initrds)
                     .map(|(name, path)| firmware::read(path).map(|bytes| (name, bytes)))
                     .collect::<Result<_, _>>()?,
+                reproducible,
             };
             let blob = signing::sign(&kernel.bytes, &signing::load_key(&key)?, &request)?;
             std::fs::write(&output, &blob).map_err(|e| format!("writing {}: {e}", output.display()))?;

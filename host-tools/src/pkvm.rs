@@ -103,8 +103,41 @@ pub fn run_collect(
         let drive = format!("file={},format=raw,if=none,id=pvmkit-disk", disk.display());
         extra.extend(["-drive".to_string(), drive, "-device".into(), "virtio-blk-device,drive=pvmkit-disk".into()]);
     }
+    // pvmfw's instance disk: a kept one reaches the VM through the host (QEMU's
+    // virtio-blk, which the VMM finds by its header), a fresh one from the initramfs.
+    let mut fresh_instance = Vec::new();
+    if config.pvmfw && config.bundle.is_none() {
+        match &config.instance {
+            Some(path) => {
+                crate::devices::create_instance_disk(path)?;
+                if modules.is_empty() {
+                    modules = kernel::disk_modules(&kernel)?
+                        .into_iter()
+                        .map(|(name, bytes)| (format!("modules/{name}"), bytes))
+                        .collect();
+                }
+                args.push_str(" instance=device");
+                let drive = format!("file={},format=raw,if=none,id=pvmkit-instance", path.display());
+                extra.extend([
+                    "-drive".into(),
+                    drive,
+                    "-device".into(),
+                    "virtio-blk-device,drive=pvmkit-instance".into(),
+                ]);
+            }
+            None => {
+                let path = dir.join("instance.img");
+                crate::devices::create_instance_disk(&path)?;
+                fresh_instance = firmware::read(&path)?;
+                args.push_str(" instance=/pvmkit/instance.img");
+            }
+        }
+    }
     let args = args + "\n";
     let mut files = vec![("bundle.bin", &bundle[..]), ("args", args.as_bytes()), ("console-input", CONSOLE_TO_GUEST)];
+    if !fresh_instance.is_empty() {
+        files.push(("instance.img", &fresh_instance[..]));
+    }
     files.extend(modules.iter().map(|(name, bytes)| (name.as_str(), &bytes[..])));
     let archive = initramfs::for_vmm(&vmm, &files);
     let initrd = dir.join("initramfs.cpio");

@@ -244,6 +244,7 @@ pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
             let (_, kernel) = crate::payload::read_kernel(&config.payload)?;
             let request = signing::Request {
                 ramdisks: ramdisk.iter().map(|r| (config.initrd_name.clone(), r.clone())).collect(),
+                reproducible: true,
                 ..signing::Request::default()
             };
             (

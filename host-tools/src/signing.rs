@@ -13,6 +13,7 @@ use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::rand_core::{CryptoRng, RngCore};
 use rsa::RsaPrivateKey;
+use sha2::{Digest, Sha256};
 
 use crate::avb_sign::{self, Ramdisk, SignOptions};
 use crate::Workspace;
@@ -199,6 +200,11 @@ pub struct Request {
     pub properties: Vec<(String, Vec<u8>)>,
     /// Ramdisks the kernel vouches for: (`initrd_normal` or `initrd_debug`, bytes).
     pub ramdisks: Vec<(String, Vec<u8>)>,
+    /// Salt each hash descriptor with SHA-256 of its partition's name and bytes instead
+    /// of random bytes, so that signing the same payload again gives the same signed
+    /// image (and so the same DICE code hash): `pvmkit run`'s own signing, which would
+    /// otherwise make every run a different payload to a kept instance disk.
+    pub reproducible: bool,
 }
 
 /// Parses `--prop KEY:VALUE`.
@@ -207,14 +213,21 @@ pub fn parse_property(text: &str) -> Result<(String, Vec<u8>), String> {
     Ok((key.to_string(), value.as_bytes().to_vec()))
 }
 
-/// Signs `image` as the `boot` partition, with random salts (as avbtool does).
+/// Signs `image` as the `boot` partition, with random salts (as avbtool does) unless
+/// the request asks for reproducible ones.
 pub fn sign(image: &[u8], key: &RsaPrivateKey, request: &Request) -> Result<Vec<u8>, String> {
     for (name, _) in &request.ramdisks {
         if name != "initrd_normal" && name != "initrd_debug" {
             return Err(format!("ramdisk name '{name}' is neither initrd_normal nor initrd_debug"));
         }
     }
-    let salts: Vec<Vec<u8>> = (0..=request.ramdisks.len()).map(|_| random(32)).collect::<Result<_, _>>()?;
+    let partitions = std::iter::once(("boot", image)).chain(request.ramdisks.iter().map(|(n, b)| (n.as_str(), &b[..])));
+    let salts: Vec<Vec<u8>> = partitions
+        .map(|(name, bytes)| match request.reproducible {
+            true => Ok(Sha256::new().chain_update(name).chain_update(bytes).finalize().to_vec()),
+            false => random(32),
+        })
+        .collect::<Result<_, _>>()?;
     let ramdisks: Vec<Ramdisk<'_>> = request
         .ramdisks
         .iter()
@@ -261,14 +274,21 @@ mod tests {
             rollback_index: 3,
             properties: vec![parse_property("com.android.virt.name:demo").unwrap()],
             ramdisks: vec![("initrd_normal".into(), vec![1; 100])],
+            reproducible: false,
         };
         let signed = sign(&[0x5a; 4096], &key, &request).unwrap();
         let parsed = abi::avb::SignedPayload::parse(&signed).unwrap();
         assert_eq!(parsed.vbmeta.public_key_bytes().unwrap(), &public[..]);
         assert_eq!((parsed.vbmeta.algorithm, parsed.vbmeta.rollback_index()), (Algorithm::Sha256Rsa2048, 3));
         assert_eq!(parsed.vbmeta.descriptors().count(), 3);
-        // Two signings differ only by their salts: never the same bytes.
+        // Two signings differ only by their salts: never the same bytes, unless asked to
+        // be reproducible (salts hashed from the partitions: the same bytes each time,
+        // other bytes for another payload).
         assert_ne!(sign(&[0x5a; 4096], &key, &request).unwrap(), signed);
+        let reproducible = Request { reproducible: true, ..request.clone() };
+        let again = sign(&[0x5a; 4096], &key, &reproducible).unwrap();
+        assert_eq!(sign(&[0x5a; 4096], &key, &reproducible).unwrap(), again);
+        assert_ne!(sign(&[0x5b; 4096], &key, &reproducible).unwrap()[4096..], again[4096..]);
         // Refused by name.
         let bad = Request { ramdisks: vec![("initrd_other".into(), vec![1])], ..Request::default() };
         assert!(sign(&[0; 64], &key, &bad).unwrap_err().contains("neither initrd_normal nor initrd_debug"));

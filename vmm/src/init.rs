@@ -52,8 +52,16 @@ fn run(args: &str) -> ExitReason {
                 plan.entry
             );
             let input = std::fs::read(format!("{DIR}/console-input")).unwrap_or_default();
+            // `disk=`: the user's disk, the host's virtio-blk disk that is not an instance disk.
             let disk = match args.split_whitespace().find_map(|w| w.strip_prefix("disk=")) {
-                Some(device) => match open_disk(device) {
+                Some(_) => match host_disk(false) {
+                    Ok(disk) => Some(disk),
+                    Err(e) => return ExitReason::VmmError(e),
+                },
+                None => None,
+            };
+            let instance = match args.split_whitespace().find_map(|w| w.strip_prefix("instance=")) {
+                Some(source) => match open_instance_disk(source) {
                     Ok(disk) => Some(disk),
                     Err(e) => return ExitReason::VmmError(e),
                 },
@@ -65,16 +73,25 @@ fn run(args: &str) -> ExitReason {
                 stats: words().any(|w| w == "stats=on"),
                 access_platform: protected && !words().any(|w| w == "access-platform=off"),
             };
-            kvm::run(&plan, options, &input, disk)
+            kvm::run(&plan, options, &input, disk, instance)
         }
         Err(e) => ExitReason::VmmError(e),
     }
 }
 
-/// The host's block device `path` (QEMU's virtio-blk on the user's `--disk`), after
-/// loading the host kernel's virtio-mmio and virtio-blk modules from `/pvmkit/modules`
-/// (Debian builds them as modules), in name order.
-fn open_disk(path: &str) -> Result<Disk, String> {
+/// The instance disk pvmfw keeps its record on: `device` (the host's virtio-blk disk
+/// whose first sector is an instance disk's header, so that the record persists across
+/// runs), or a file of the initramfs, served from memory (a fresh instance each run).
+fn open_instance_disk(source: &str) -> Result<Disk, String> {
+    if source != "device" {
+        return std::fs::read(source).map(Disk::Memory).map_err(|e| format!("reading the instance disk {source}: {e}"));
+    }
+    host_disk(true)
+}
+
+/// Loads the host kernel's virtio-mmio and virtio-blk modules from `/pvmkit/modules`
+/// (Debian builds them as modules), in name order; loading one twice is no error.
+fn load_modules() -> Result<(), String> {
     let mut modules: Vec<_> = std::fs::read_dir(format!("{DIR}/modules"))
         .map_err(|e| format!("{DIR}/modules: {e}"))?
         .flatten()
@@ -91,19 +108,32 @@ fn open_disk(path: &str) -> Result<Disk, String> {
             return Err(format!("loading {}: {}", module.display(), std::io::Error::last_os_error()));
         }
     }
-    // devtmpfs creates the node once the driver has probed the device.
+    Ok(())
+}
+
+/// The first of the host's virtio-blk disks that is (`instance`) or is not an instance
+/// disk, after [`load_modules`]. Which `/dev/vdX` a disk gets depends on probe order, so
+/// each is told by its first sector.
+fn host_disk(instance: bool) -> Result<Disk, String> {
+    load_modules()?;
+    // devtmpfs creates the nodes once the driver has probed the devices.
     for _ in 0..500 {
-        if let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(path) {
-            // A block device's size is where seeking to its end lands.
-            let len = std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0));
-            return match len {
-                Ok(len) => Ok(Disk::File(file, len)),
-                Err(e) => Err(format!("sizing {path}: {e}")),
-            };
+        for name in ["/dev/vda", "/dev/vdb", "/dev/vdc"] {
+            let Ok(mut file) = std::fs::OpenOptions::new().read(true).write(true).open(name) else { continue };
+            let mut magic = [0u8; 16];
+            let is_instance =
+                std::io::Read::read_exact(&mut file, &mut magic).is_ok() && magic == abi::instance_disk::HEADER_MAGIC;
+            if is_instance == instance {
+                // A block device's size is where seeking to its end lands.
+                let len = std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))
+                    .map_err(|e| format!("sizing {name}: {e}"))?;
+                return Ok(Disk::File(file, len));
+            }
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Err(format!("{path} did not appear (no virtio-blk device on the host?)"))
+    let what = if instance { "an instance disk" } else { "the --disk disk" };
+    Err(format!("no host block device holds {what} (no virtio-blk device on the host?)"))
 }
 
 /// `finit_module` flag: the kernel decompresses the module itself.

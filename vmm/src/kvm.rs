@@ -89,9 +89,15 @@ pub struct Vm {
 
 /// Builds the VM `plan` describes and runs it to its end; `console_input` is what the
 /// host sends on the virtio console, `disk` the block device's disk (default: a fresh
-/// one in memory).
-pub fn run(plan: &Plan<'_>, options: Options, console_input: &[u8], disk: Option<Disk>) -> ExitReason {
-    match build(plan, options, console_input, disk) {
+/// one in memory), `instance` pvmfw's instance disk (a fourth transport, when given).
+pub fn run(
+    plan: &Plan<'_>,
+    options: Options,
+    console_input: &[u8],
+    disk: Option<Disk>,
+    instance: Option<Disk>,
+) -> ExitReason {
+    match build(plan, options, console_input, disk, instance) {
         Ok(mut vm) => {
             let reason = vm.run();
             for transport in &vm.virtio {
@@ -115,7 +121,13 @@ pub fn run(plan: &Plan<'_>, options: Options, console_input: &[u8], disk: Option
     }
 }
 
-fn build(plan: &Plan<'_>, options: Options, console_input: &[u8], disk: Option<Disk>) -> Result<Vm, String> {
+fn build(
+    plan: &Plan<'_>,
+    options: Options,
+    console_input: &[u8],
+    disk: Option<Disk>,
+    instance: Option<Disk>,
+) -> Result<Vm, String> {
     let protected = options.protected;
     watch::install()?;
     let kvm = Kvm::new().map_err(|e| format!("opening /dev/kvm: {e}"))?;
@@ -142,13 +154,15 @@ fn build(plan: &Plan<'_>, options: Options, console_input: &[u8], disk: Option<D
         // SAFETY: the mapping lives in `memory`, which the VM owns until it is dropped.
         unsafe { vm.set_user_memory_region(region) }.map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
     }
-    // The transports, highest slot first: block, entropy, console (as under hyp).
+    // The transports, highest slot first: block, entropy, console, and pvmfw's instance
+    // disk (as under hyp).
     let virtio_bases = mmio::transports(plan.virtio_slots);
-    let devices: [Box<dyn Device>; 3] = [
+    let mut devices: Vec<Box<dyn Device>> = vec![
         Box::new(Block::on(disk.unwrap_or(Disk::Memory(vec![0; DISK_SIZE])))),
         Box::new(Entropy),
         Box::new(Console::new(console_input)),
     ];
+    devices.extend(instance.map(|disk| Box::new(Block::on(disk)) as Box<dyn Device>));
     let virtio = virtio_bases
         .iter()
         .zip(devices)
