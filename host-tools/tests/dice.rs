@@ -132,11 +132,23 @@ fn cdis_follow_the_payloads_identity() {
     let dir = scratch("cdis");
     let image = Path::new(TEST_GUEST_IMAGE);
     let base = sign(&dir, "base.signed", image, &["--rollback-index", "1"]);
-    let first = boot(&base, &[]);
-    assert_eq!(boot(&base, &[]), first, "the same payload and instance: the same CDIs and chain");
+    // Each run is a new instance (a fresh instance disk, a new salt) unless an instance
+    // id or a kept instance disk says otherwise.
+    let fresh = boot(&base, &[]);
+    assert!(fresh.attest != boot(&base, &[]).attest, "two new instances share no secrets");
+    let kept = dir.join("kept.instance");
+    let kept_arg = ["--instance", kept.to_str().unwrap()];
+    let first = boot(&base, &kept_arg);
+    assert_eq!(boot(&base, &kept_arg), first, "the same payload and instance: the same CDIs and chain");
+
+    // From here on each boot names one instance id (the salt is its hash, whatever the
+    // instance disk), so that only what each case changes differs.
+    let id = ["--instance-id", "vm-instance-one"];
+    let first = boot(&base, &id);
+    assert_eq!(boot(&base, &id), first, "the same instance id: the same CDIs on a fresh disk");
 
     // Another rollback index: another security version in the descriptor.
-    let newer = boot(&sign(&dir, "newer.signed", image, &["--rollback-index", "2"]), &[]);
+    let newer = boot(&sign(&dir, "newer.signed", image, &["--rollback-index", "2"]), &id);
     assert!(newer.attest != first.attest && newer.seal == first.seal, "{newer:?} vs {first:?}");
 
     // Another image (the same one padded by a page): another code hash.
@@ -144,7 +156,7 @@ fn cdis_follow_the_payloads_identity() {
     padded.extend([0; 4096]);
     let padded_path = dir.join("padded.img");
     std::fs::write(&padded_path, padded).unwrap();
-    let other_image = boot(&sign(&dir, "padded.signed", &padded_path, &["--rollback-index", "1"]), &[]);
+    let other_image = boot(&sign(&dir, "padded.signed", &padded_path, &["--rollback-index", "1"]), &id);
     assert!(other_image.attest != first.attest && other_image.seal == first.seal);
 
     // Another key: another authority hash.
@@ -153,18 +165,15 @@ fn cdis_follow_the_payloads_identity() {
     assert!(ok, "{out}");
     let other_key = sign(&dir, "key.signed", image, &["--rollback-index", "1", "--key", key.to_str().unwrap()]);
     let public = key.with_extension("avbpubkey");
-    let by_other = boot(&other_key, &["--trusted-key", public.to_str().unwrap()]);
+    let by_other = boot(&other_key, &[&id[..], &["--trusted-key", public.to_str().unwrap()]].concat());
     assert!(by_other.attest != first.attest && by_other.seal != first.seal);
     assert_eq!(dice::verify(&by_other.chain).unwrap()[1].authority_hash, expected_authority_hash(&public));
     std::fs::remove_file(&key).ok();
     std::fs::remove_file(&public).ok();
 
-    // Another instance: the instance hash enters the descriptor and the salt.
-    let instance = boot(&base, &["--instance-id", "vm-instance-one"]);
-    assert!(instance.attest != first.attest && instance.seal != first.seal);
-    assert_eq!(boot(&base, &["--instance-id", "vm-instance-one"]), instance, "the same instance again");
+    // Another instance id: the instance hash enters the descriptor and the salt.
     let other_instance = boot(&base, &["--instance-id", "vm-instance-two"]);
-    assert!(other_instance.attest != instance.attest && other_instance.seal != instance.seal);
+    assert!(other_instance.attest != first.attest && other_instance.seal != first.seal);
 
     // The mode: one ramdisk, signed as initrd_normal or as initrd_debug.
     let ramdisk = dir.join("ramdisk.bin");
@@ -172,11 +181,102 @@ fn cdis_follow_the_payloads_identity() {
     let r = ramdisk.to_str().unwrap();
     let normal = sign(&dir, "normal.signed", image, &["--initrd", r, "--initrd-name", "initrd_normal"]);
     let debug = sign(&dir, "debug.signed", image, &["--initrd", r, "--initrd-name", "initrd_debug"]);
-    let (n, d) = (boot(&normal, &["--initrd", r]), boot(&debug, &["--initrd", r]));
+    let (n, d) =
+        (boot(&normal, &[&id[..], &["--initrd", r]].concat()), boot(&debug, &[&id[..], &["--initrd", r]].concat()));
     assert!(n.attest != d.attest && n.seal != d.seal, "the mode enters both CDIs");
     let (n, d) = (dice::verify(&n.chain).unwrap(), dice::verify(&d.chain).unwrap());
     assert_eq!((n[1].mode, d[1].mode), (Mode::Normal, Mode::Debug));
     // The code hash covers the ramdisk's digest: the descriptor the ramdisk matched.
     assert_eq!(n[1].code_hash, expected_code_hash(&normal, Some("initrd_normal")));
     assert_eq!(d[1].code_hash, expected_code_hash(&debug, Some("initrd_debug")));
+}
+
+/// Boots `signed` on the instance disk `instance` and returns pvmkit's output.
+fn run_on(signed: &Path, instance: &Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["run", "--scenario", "dice", "--signed-payload", signed.to_str().unwrap()];
+    args.extend(["--instance", instance.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    pvmkit(&args)
+}
+
+fn assert_refused(out: &(bool, String), refusal: abi::pvmfw::Refusal, detail: &str) {
+    let start = refusal.line_start().to_string();
+    assert!(!out.0 && out.1.contains(&start) && out.1.contains(detail), "expected {start} … {detail}:\n{}", out.1);
+    assert!(!out.1.contains("test dice_handover"), "the payload must not have run:\n{}", out.1);
+}
+
+/// Instance storage: a kept instance disk takes its own payload again, and a newer
+/// rollback index of it, and refuses another payload, another key, an older index and
+/// a tampered record, each by name.
+#[test]
+fn a_kept_instance_refuses_substitution_rollback_and_tampering() {
+    use abi::pvmfw::Refusal;
+    build();
+    let dir = scratch("instance");
+    let image = Path::new(TEST_GUEST_IMAGE);
+    let instance = dir.join("instance.img");
+    let v2 = sign(&dir, "v2.signed", image, &["--reproducible", "--rollback-index", "2"]);
+    let (ok, out) = run_on(&v2, &instance, &[]);
+    assert!(ok && out.contains("instance storage: a new instance, recorded at rollback index 2"), "{out}");
+    let created = dice_output(&out).unwrap();
+    let (ok, out) = run_on(&v2, &instance, &[]);
+    assert!(ok && out.contains("instance storage: the instance's payload, rollback index 2"), "{out}");
+    assert_eq!(dice_output(&out).unwrap(), created, "the recorded salt: the same secrets");
+
+    // Another image, or the same image signed by another key (signed reproducibly, so
+    // that the descriptor's digest, and so the code hash, is the same).
+    let mut padded = std::fs::read(image).unwrap();
+    padded.extend([0; 4096]);
+    let padded_path = dir.join("padded.img");
+    std::fs::write(&padded_path, padded).unwrap();
+    let substitute = sign(&dir, "substitute.signed", &padded_path, &["--reproducible", "--rollback-index", "2"]);
+    assert_refused(&run_on(&substitute, &instance, &[]), Refusal::Instance, "code hash");
+    let key = Path::new(KEYS).join(format!("dice-instance-{}.pem", std::process::id()));
+    let (ok, out) = pvmkit(&["keygen", key.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let foreign = sign(
+        &dir,
+        "foreign.signed",
+        image,
+        &["--reproducible", "--rollback-index", "2", "--key", key.to_str().unwrap()],
+    );
+    let public = key.with_extension("avbpubkey");
+    let out = run_on(&foreign, &instance, &["--trusted-key", public.to_str().unwrap()]);
+    assert_refused(&out, Refusal::Instance, "authority hash");
+    std::fs::remove_file(&key).ok();
+    std::fs::remove_file(&public).ok();
+
+    // An older rollback index is refused; a newer one is recorded, and then the old
+    // one is refused too.
+    let v1 = sign(&dir, "v1.signed", image, &["--reproducible", "--rollback-index", "1"]);
+    assert_refused(&run_on(&v1, &instance, &[]), Refusal::Rollback, "rollback index 1 is below the 2");
+    let v3 = sign(&dir, "v3.signed", image, &["--reproducible", "--rollback-index", "3"]);
+    let (ok, out) = run_on(&v3, &instance, &[]);
+    assert!(ok && out.contains("its rollback index raised to 3"), "{out}");
+    assert_eq!(dice_output(&out).unwrap().seal, created.seal, "an update keeps the sealing CDI");
+    assert_refused(&run_on(&v2, &instance, &[]), Refusal::Rollback, "rollback index 2 is below the 3");
+
+    // The record tampered with (one byte of its ciphertext), or its framing; the
+    // header made unrecognisable; a record copied onto another instance disk.
+    let bytes = std::fs::read(&instance).unwrap();
+    let edited = |name: &str, at: usize| {
+        let mut b = bytes.clone();
+        b[at] ^= 1;
+        let path = dir.join(name);
+        std::fs::write(&path, b).unwrap();
+        path
+    };
+    assert_refused(&run_on(&v3, &edited("ct.img", 512 + 100), &[]), Refusal::Instance, "does not open");
+    assert_refused(&run_on(&v3, &edited("framing.img", 512 + 9), &[]), Refusal::Instance, "not a sealed record");
+    assert_refused(&run_on(&v3, &edited("header.img", 3), &[]), Refusal::Instance, "no instance disk");
+    let other = dir.join("other.img");
+    let (ok, out) = run_on(&v3, &other, &[]);
+    assert!(ok, "{out}");
+    let mut moved = std::fs::read(&other).unwrap();
+    moved[512..1024].copy_from_slice(&bytes[512..1024]);
+    std::fs::write(&other, moved).unwrap();
+    assert_refused(&run_on(&v3, &other, &[]), Refusal::Instance, "does not open");
+    // The kept disk itself is untouched by all this and still boots its payload.
+    let (ok, out) = run_on(&v3, &instance, &[]);
+    assert!(ok && out.contains("the instance's payload, rollback index 3"), "{out}");
 }

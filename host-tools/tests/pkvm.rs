@@ -49,7 +49,7 @@ fn the_dice_chain_is_the_same_on_the_real_pkvm_as_on_hyp() {
     std::fs::create_dir_all(&dir).unwrap();
     let signed = dir.join("dice.signed");
     let image = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pvmkit/test-guest.img");
-    let args = ["sign", "--payload", image, "--rollback-index", "4", "-o", signed.to_str().unwrap()];
+    let args = ["sign", "--payload", image, "--reproducible", "--rollback-index", "4", "-o", signed.to_str().unwrap()];
     let (ok, out) = pvmkit(&args);
     assert!(ok, "{out}");
     let run = |backend: &str| {
@@ -63,6 +63,26 @@ fn the_dice_chain_is_the_same_on_the_real_pkvm_as_on_hyp() {
     assert_eq!(real, ours, "pvmfw derives the same layer on both hypervisors");
     let layers = host_tools::dice::verify(&real.chain).unwrap();
     assert_eq!((layers.len(), layers[1].security_version), (2, Some(4)));
+
+    // A kept instance disk on the real pKVM (through the host's virtio-blk): created,
+    // then the same payload found again, then an older rollback index refused.
+    let instance = dir.join("instance.img");
+    let on_instance = |signed: &std::path::Path| {
+        let args = ["run", "--backend", "pkvm", "--scenario", "dice", "--timeout", "600", "--signed-payload"];
+        pvmkit(&[&args[..], &[signed.to_str().unwrap(), "--instance", instance.to_str().unwrap()]].concat())
+    };
+    let (ok, out) = on_instance(&signed);
+    assert!(ok && out.contains("instance storage: a new instance, recorded at rollback index 4"), "{out}");
+    let created = dice_output(&out).unwrap();
+    let (ok, out) = on_instance(&signed);
+    assert!(ok && out.contains("instance storage: the instance's payload, rollback index 4"), "{out}");
+    assert_eq!(dice_output(&out).unwrap(), created);
+    let older = dir.join("older.signed");
+    let args = ["sign", "--payload", image, "--reproducible", "--rollback-index", "3", "-o", older.to_str().unwrap()];
+    let (ok, out) = pvmkit(&args);
+    assert!(ok, "{out}");
+    let (ok, out) = on_instance(&older);
+    assert!(!ok && out.contains("[pvmfw] error E25 rollback"), "{out}");
 }
 
 /// test-guest as a position-independent arm64 Image: placed by pvmfw per the boot
