@@ -280,3 +280,62 @@ fn a_kept_instance_refuses_substitution_rollback_and_tampering() {
     let (ok, out) = run_on(&v3, &instance, &[]);
     assert!(ok && out.contains("the instance's payload, rollback index 3"), "{out}");
 }
+
+/// The kinds of rollback protection, chosen as AOSP's pvmfw chooses them: deferral
+/// (asked by the host and able: `secretkeeper_protection`) needs an index above 0 and
+/// changes the sealing CDI; an RKP VM (`remote_attest`) must carry index 1; a Trusty
+/// security VM gets none from pvmfw; and a payload that cannot defer gets instance
+/// storage even when the host asks.
+#[test]
+fn rollback_protection_is_chosen_as_aosps_pvmfw_chooses_it() {
+    use abi::pvmfw::Refusal;
+    build();
+    let dir = scratch("kinds");
+    let image = Path::new(TEST_GUEST_IMAGE);
+    let id = ["--instance-id", "kinds"];
+    let run = |signed: &Path, extra: &[&str]| {
+        let mut args = vec!["run", "--scenario", "dice", "--signed-payload", signed.to_str().unwrap()];
+        args.extend_from_slice(&id);
+        args.extend_from_slice(extra);
+        pvmkit(&args)
+    };
+    let defer = ["--defer-rollback-protection"];
+    let sk = |index: &'static str| {
+        vec!["--reproducible", "--prop", "com.android.virt.cap:secretkeeper_protection", "--rollback-index", index]
+    };
+
+    let sk1 = sign(&dir, "sk1.signed", image, &sk("1"));
+    let (ok, out) = run(&sk1, &defer);
+    assert!(ok && out.contains("rollback protection: deferred to the payload"), "{out}");
+    let deferred = dice_output(&out).unwrap();
+    // Able but not asked: instance storage, and the deferral flag no longer in the
+    // hidden input: another sealing CDI.
+    let (ok, out) = run(&sk1, &[]);
+    assert!(ok && out.contains("rollback protection: instance storage"), "{out}");
+    assert_ne!(dice_output(&out).unwrap().seal, deferred.seal, "deferral enters the sealing CDI");
+    // Deferral with rollback index 0 is refused.
+    let sk0 = sign(&dir, "sk0.signed", image, &sk("0"));
+    assert_refused(&run(&sk0, &defer), Refusal::Rollback, "needs a rollback index above 0");
+    // Asked, but the payload cannot defer: instance storage.
+    let plain = sign(&dir, "plain.signed", image, &["--rollback-index", "0"]);
+    let (ok, out) = run(&plain, &defer);
+    assert!(ok && out.contains("rollback protection: instance storage"), "{out}");
+
+    // The RKP VM: index 1 only; its descriptor carries the RKP-VM marker.
+    let rkp = |index: &'static str| vec!["--prop", "com.android.virt.cap:remote_attest", "--rollback-index", index];
+    let (ok, out) = run(&sign(&dir, "rkp1.signed", image, &rkp("1")), &[]);
+    assert!(ok && out.contains("rollback protection: the RKP VM's fixed rollback index"), "{out}");
+    let leaf = &dice::verify(&dice_output(&out).unwrap().chain).unwrap()[1];
+    let marker = [0x3a, 0x00, 0x01, 0x11, 0x75, 0xf6]; // -70006: null
+    assert!(leaf.config_descriptor.windows(6).any(|w| w == marker), "no RKP-VM marker");
+    assert_refused(
+        &run(&sign(&dir, "rkp2.signed", image, &rkp("2")), &[]),
+        Refusal::Rollback,
+        "must carry rollback index 1",
+    );
+
+    // A Trusty security VM: none by pvmfw.
+    let trusty = ["--prop", "com.android.virt.cap:trusty_security_vm"];
+    let (ok, out) = run(&sign(&dir, "trusty.signed", image, &trusty), &[]);
+    assert!(ok && out.contains("rollback protection: none by pvmfw (trusty_security_vm)"), "{out}");
+}

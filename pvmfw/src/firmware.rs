@@ -18,7 +18,7 @@ use guest_lib::conduit::SystemConduit;
 use guest_lib::{mmio_guard, println, psci, BootInfo, Platform};
 use pvmfw::avb_verify::{self, Initrd};
 use pvmfw::host_dt::{self, Limits};
-use pvmfw::instance::{Record, Verdict};
+use pvmfw::instance::{Keys, Record, Verdict};
 use pvmfw::layout;
 use pvmfw::refusal::Refused;
 use pvmfw::rollback::{self, Protection};
@@ -205,23 +205,22 @@ fn run(boot: &BootInfo) -> Result<Handover, Refused> {
         properties,
     });
     let instance_hash = host.instance_id.map(dice::instance_hash);
+    let entropy =
+        (protection == Protection::InstanceStorage).then(|| crate::instance_device::trng(&boot.conduit)).flatten();
+    let storage = (protection == Protection::InstanceStorage).then_some(|keys: &Keys| Record {
+        code_hash: measured.code_hash,
+        authority_hash: measured.authority_hash,
+        mode: measured.mode,
+        salt: instance_hash.unwrap_or_else(|| keys.new_salt(entropy.as_ref().map(|e| &e[..]))),
+        rollback_index: verified.rollback_index,
+    });
+    let outcome = crate::instance_device::run(boot, &host, incoming.cdi_seal, storage)?;
+    // The payload never sees the instance disk.
     let mut payload_view = host.clone();
-    let (salt, storage) = if protection == Protection::InstanceStorage {
-        let entropy = crate::instance_device::trng(&boot.conduit);
-        let outcome = crate::instance_device::run(boot, &host, incoming.cdi_seal, |keys| Record {
-            code_hash: measured.code_hash,
-            authority_hash: measured.authority_hash,
-            mode: measured.mode,
-            salt: instance_hash.unwrap_or_else(|| keys.new_salt(entropy.as_ref().map(|e| &e[..]))),
-            rollback_index: verified.rollback_index,
-        })?;
-        // The payload never sees the instance disk.
-        payload_view.virtio.retain(|&t| t != outcome.transport);
-        let salt = rollback::salt(instance_hash.as_ref(), Some(&outcome.verdict.record().salt));
-        (salt, Some((outcome.verdict, entropy.is_some())))
-    } else {
-        (rollback::salt(instance_hash.as_ref(), None), None)
-    };
+    payload_view.virtio.retain(|&t| Some(t) != outcome.transport);
+    let recorded_salt = outcome.verdict.as_ref().map(|v| v.record().salt);
+    let salt = rollback::salt(instance_hash.as_ref(), recorded_salt.as_ref());
+    let storage = outcome.verdict.map(|v| (v, entropy.is_some()));
     let mut next = dice::next_handover(&incoming, &measured, &salt, instance_hash.as_ref(), protection.deferred())?;
     let page = Region { start: DICE_HANDOVER_BASE, end: DICE_HANDOVER_BASE + DICE_HANDOVER_SIZE };
     if next.len() as u64 > page.size() {

@@ -33,22 +33,30 @@ fn refused(detail: impl core::fmt::Display) -> Refused {
 
 /// What instance storage decided.
 pub struct Outcome {
-    /// The instance's record (its salt is the DICE salt unless an instance hash wins).
-    pub verdict: Verdict,
-    /// The instance disk's transport, which the payload's DT leaves out.
-    pub transport: Region,
+    /// The instance's record (its salt is the DICE salt unless an instance hash wins),
+    /// when the payload's rollback protection is instance storage.
+    pub verdict: Option<Verdict>,
+    /// The instance disk's transport, which the payload's DT leaves out (the payload
+    /// never gets the disk pvmfw keeps its records on).
+    pub transport: Option<Region>,
 }
 
-/// Runs instance storage for a payload measured as `measured` (its salt the one a new
-/// instance would get unless the host named an instance: `instance_hash`).
+/// Finds the instance disk and, when `storage` is given (the payload's rollback
+/// protection is instance storage), judges the boot of the payload it measures against
+/// the record and writes the record. Without `storage` a missing disk is no error.
 pub fn run(
     boot: &BootInfo,
     host: &HostConfig<'_>,
     cdi_seal: &[u8; 32],
-    measured: impl FnOnce(&Keys) -> Record,
+    storage: Option<impl FnOnce(&Keys) -> Record>,
 ) -> Result<Outcome, Refused> {
+    if storage.is_none() && host.virtio.is_empty() {
+        return Ok(Outcome { verdict: None, transport: None });
+    }
     set_up_dma(boot, host)?;
+    let needed = storage.is_some();
     let result = with_disk(host, |disk, disk_id, transport| {
+        let Some(measured) = storage else { return Ok(Outcome { verdict: None, transport: Some(transport) }) };
         let keys = Keys::derive(cdi_seal, disk_id);
         let mut sector = [0u8; SECTOR_SIZE];
         disk.read_blocks(RECORD_SECTOR as usize, &mut sector)
@@ -61,10 +69,15 @@ pub fn run(
                 .and_then(|()| disk.flush())
                 .map_err(|e| refused(format_args!("writing the instance record: {e}")))?;
         }
-        Ok(Outcome { verdict, transport })
+        Ok(Outcome { verdict: Some(verdict), transport: Some(transport) })
     });
     tear_down_dma(boot, host);
-    result
+    match result {
+        Ok(None) if needed => Err(refused("no instance disk among the VM's virtio devices (pvmkit run attaches one)")),
+        Ok(None) => Ok(Outcome { verdict: None, transport: None }),
+        Ok(Some(outcome)) => Ok(outcome),
+        Err(e) => Err(e),
+    }
 }
 
 /// 32 bytes from the hypervisor's TRNG (SMCCC TRNG 1.0 `TRNG_RND64`), if it offers one.
@@ -117,11 +130,12 @@ fn tear_down_dma(boot: &BootInfo, host: &HostConfig<'_>) {
 }
 
 /// Calls `f` with the instance disk: the first block device whose sector 0 is an
-/// instance disk's header. Every transport probed is reset and unregistered after.
+/// instance disk's header (`None`: there is none). Every transport probed is reset and
+/// unregistered after.
 fn with_disk<T>(
     host: &HostConfig<'_>,
     f: impl FnOnce(&mut Disk, &[u8; DISK_ID_SIZE], Region) -> Result<T, Refused>,
-) -> Result<T, Refused> {
+) -> Result<Option<T>, Refused> {
     let mut f = Some(f);
     for &transport in &host.virtio {
         if mmio_guard().map(transport.start, transport.size()).is_err() {
@@ -137,10 +151,10 @@ fn with_disk<T>(
         };
         let _ = mmio_guard().unmap(transport.start, transport.size());
         if let Some(result) = result {
-            return result;
+            return result.map(Some);
         }
     }
-    Err(refused("no instance disk among the VM's virtio devices (pvmkit run attaches one)"))
+    Ok(None)
 }
 
 /// The block device at `transport` and its disk id, if it is an instance disk.
