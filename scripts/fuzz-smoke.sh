@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
 cd fuzz
-for target in hypercalls virtio_transport vgic vmm_virtio bundle host_dt kernel_image avb avf_config; do
+for target in hypercalls virtio_transport vgic vmm_virtio bundle host_dt kernel_image avb avf_config dice_handover instance_record; do
     mkdir -p "corpus/$target"
     log=$(mktemp)
     if ! cargo fuzz run -s none "$target" "corpus/$target" "seeds/$target" -- \

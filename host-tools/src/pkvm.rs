@@ -106,7 +106,7 @@ pub fn run_collect(
     // pvmfw's instance disk: a kept one reaches the VM through the host (QEMU's
     // virtio-blk, which the VMM finds by its header), a fresh one from the initramfs.
     let mut fresh_instance = Vec::new();
-    if config.pvmfw && config.bundle.is_none() {
+    if config.pvmfw || config.bundle.is_some() {
         match &config.instance {
             Some(path) => {
                 crate::devices::create_instance_disk(path)?;

@@ -304,7 +304,10 @@ pub fn run_collect(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
         (Mode::Bare, Some(_)) => return Err("--bundle needs hyp: bare mode has no bundle".into()),
         (Mode::Bare, None) => {}
     }
-    let instance = (config.pvmfw && matches!(config.mode, Mode::Hyp(_))).then_some(config.instance.as_deref());
+    // pvmfw's instance disk, for a run through pvmfw or a given bundle (which may hold
+    // pvmfw; hyp exposes the transport only if the bundle lists it).
+    let through_pvmfw = config.pvmfw || config.bundle.is_some();
+    let instance = (through_pvmfw && matches!(config.mode, Mode::Hyp(_))).then_some(config.instance.as_deref());
     let mut devices = Devices::create(&dir, config.disk.as_deref(), instance)?;
     let nonce = fresh_nonce()?;
     let mut cmd = command(fw, config, &dir, &devices, nonce);
