@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((handover, rest)) = DiceHandover::parse_prefix(data) {
         let chain = handover.chain;
         assert_eq!(well_formed(chain), Ok(chain.len()));
-        assert_eq!(71 + chain.len() + rest.len(), data.len());
+        assert_eq!(72 + chain.len() + rest.len(), data.len());
         let _ = next_profile(last_certificate_profile(chain).ok().flatten());
         let grown = append_certificate(chain, &[0x40]).expect("a parsed chain takes a certificate");
         let (_, _, items) = head(chain).expect("a parsed chain has a head");
