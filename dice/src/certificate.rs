@@ -12,20 +12,50 @@ use sha2::{Digest, Sha512};
 use crate::cbor::Writer;
 use crate::{certificate_id, key_pair, Config, InputValues, CDI_SIZE};
 
-/// The CWT labels (RFC 8392) and the Open Profile for DICE's.
-mod label {
+/// The certificate payload's labels: the CWT ones (RFC 8392) and the Open Profile for
+/// DICE's.
+pub mod label {
+    /// The issuer (a certificate ID in hex).
     pub const ISSUER: i64 = 1;
+    /// The subject (a certificate ID in hex).
     pub const SUBJECT: i64 = 2;
+    /// The code hash.
     pub const CODE_HASH: i64 = -4670545;
+    /// The code descriptor.
     pub const CODE_DESCRIPTOR: i64 = -4670546;
+    /// The configuration hash.
     pub const CONFIG_HASH: i64 = -4670547;
+    /// The configuration descriptor (or an inline configuration value).
     pub const CONFIG_DESCRIPTOR: i64 = -4670548;
+    /// The authority hash.
     pub const AUTHORITY_HASH: i64 = -4670549;
+    /// The authority descriptor.
     pub const AUTHORITY_DESCRIPTOR: i64 = -4670550;
+    /// The mode (one byte).
     pub const MODE: i64 = -4670551;
+    /// The subject's public key (a COSE_Key).
     pub const SUBJECT_PUBLIC_KEY: i64 = -4670552;
+    /// The key usage.
     pub const KEY_USAGE: i64 = -4670553;
+    /// The profile name.
     pub const PROFILE_NAME: i64 = -4670554;
+}
+
+/// The Android profile's configuration descriptor labels (AVF's
+/// `dice_for_avf_guest.cddl`).
+pub mod config_label {
+    /// The component name (text).
+    pub const COMPONENT_NAME: i64 = -70002;
+    /// The component version.
+    pub const COMPONENT_VERSION: i64 = -70003;
+    /// Resettable (null).
+    pub const RESETTABLE: i64 = -70004;
+    /// The security version (unsigned).
+    pub const SECURITY_VERSION: i64 = -70005;
+    /// The RKP-VM marker (null).
+    pub const RKP_VM_MARKER: i64 = -70006;
+    /// The instance hash (AVF's).
+    pub const INSTANCE_HASH: i64 = -71003;
 }
 
 /// COSE's numbers (RFC 9052/9053): the algorithm header, EdDSA, the OKP key type and

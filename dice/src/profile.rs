@@ -11,8 +11,8 @@ use crate::handover::ChainError;
 /// The profile pvmkit's certificates follow.
 pub const ANDROID_16: &str = "android.16";
 
-/// The Open Profile for DICE's label of the profile name in a certificate's payload.
-const PROFILE_NAME_LABEL: u64 = 4670553; // -4670554 = -1 - 4670553
+/// The profile name's label as the argument of its CBOR head (major type 1: -1 - n).
+const PROFILE_NAME_LABEL: u64 = !(crate::certificate::label::PROFILE_NAME as u64);
 
 /// The profile the next certificate names after a chain whose last certificate names
 /// `previous`.

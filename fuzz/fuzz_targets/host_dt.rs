@@ -11,6 +11,14 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(config) = check(data, &Limits::qemu_virt()) {
         let kept = pvmfw::bootargs::filter(config.bootargs).kept;
-        let _ = pvmfw::handover_dt::build(&config, &kept, false, abi::memory_map::Region { start: abi::pvmfw::DICE_HANDOVER_BASE, end: abi::pvmfw::DICE_HANDOVER_BASE + 4096 });
+        let _ = pvmfw::handover_dt::build(
+            &config,
+            &kept,
+            false,
+            abi::memory_map::Region {
+                start: abi::pvmfw::DICE_HANDOVER_BASE,
+                end: abi::pvmfw::DICE_HANDOVER_BASE + 4096,
+            },
+        );
     }
 });

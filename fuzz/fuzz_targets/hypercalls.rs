@@ -12,16 +12,16 @@
 //!   the MMIO guard, is ever emulated; never an access to guest RAM.
 #![no_main]
 
-use abi::memory_map::Region;
 use abi::esr::Esr;
 use abi::hyp_options::{AbiForm, VmMode};
 use abi::kvm;
+use abi::memory_map::Region;
 use abi::profile::Conduit;
 use hyp::pkvm::hypercall::{dispatch, Clock, ExitCounters, Outcome, Services, ShortCounts, VmState};
 use hyp::pkvm::memory_calls::GuestMemory;
-use hyp::trap::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
 use hyp::pkvm::mmio_guard::GuardTable;
 use hyp::pkvm::ownership::{Ownership, PageState, GRANULE};
+use hyp::trap::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
 use libfuzzer_sys::fuzz_target;
 use pvmkit_fuzz::Input;
 
@@ -122,7 +122,10 @@ fuzz_target!(|data: &[u8]| {
         };
         let conduit = if pick % 2 == 0 { Conduit::Hvc } else { Conduit::Smc };
         let outcome = dispatch(&services, vm, conduit, x0, [a, b, c]);
-        assert!(!matches!(outcome, Outcome::Inconsistent(_)), "hyp's bookkeeping disagreed with the profile: {outcome:?}");
+        assert!(
+            !matches!(outcome, Outcome::Inconsistent(_)),
+            "hyp's bookkeeping disagreed with the profile: {outcome:?}"
+        );
         assert!(mode == VmMode::Protected(AbiForm::Android) || !guard.is_enforcing(), "only Android has a guard");
         let after = states(&ownership);
         let function = x0 as u32;

@@ -23,7 +23,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(r)) = &opened {
         assert_eq!(seal(r, &keys, &disk_id), record, "an opened record is one pvmfw sealed");
     }
-    let measured = Record { code_hash: [1; 64], authority_hash: [2; 64], mode: Mode::Normal, salt: [3; 64], rollback_index: data.len() as u64 };
+    let measured = Record {
+        code_hash: [1; 64],
+        authority_hash: [2; 64],
+        mode: Mode::Normal,
+        salt: [3; 64],
+        rollback_index: data.len() as u64,
+    };
     let sealed = seal(&measured, &keys, &disk_id);
     assert_eq!(open(&sealed, &keys, &disk_id), Ok(Some(measured.clone())));
     let _ = judge(opened.ok().flatten(), measured);

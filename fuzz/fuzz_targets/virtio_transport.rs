@@ -14,8 +14,8 @@
 //! A violation ends the VM, as in hyp: the run stops there.
 #![no_main]
 
-use hyp::pkvm::ownership::{Ownership, PageState, GRANULE};
 use hyp::device::virtio::{regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, VirtioDevice, MAX_QUEUES};
+use hyp::pkvm::ownership::{Ownership, PageState, GRANULE};
 use libfuzzer_sys::fuzz_target;
 use pvmkit_fuzz::Input;
 

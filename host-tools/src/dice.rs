@@ -12,7 +12,8 @@ use ciborium::value::{Integer, Value};
 use coset::iana::{Algorithm, EnumI64, KeyType, OkpKeyParameter};
 use coset::{AsCborValue, CborSerializable, CoseKey, CoseSign1, KeyOperation, Label, RegisteredLabelWithPrivate};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
-use pvmkit_dice::{certificate, Cdis, Config, InputValues, Mode};
+use pvmkit_dice::certificate::{self, config_label, label};
+use pvmkit_dice::{Cdis, Config, InputValues, Mode};
 use sha2::{Digest, Sha256, Sha512};
 
 /// The UDS `pvmkit` roots its chains in when none is given: SHA-256 of its own name.
@@ -32,7 +33,8 @@ pub fn root_handover(uds: &[u8; 32]) -> Vec<u8> {
     let root = Cdis { attest: *uds, seal: *uds };
     let descriptor = {
         let mut w = pvmkit_dice::cbor::Writer::default();
-        w.map(2).int(-70002).text(BOOTLOADER_NAME).int(-70005).uint(0);
+        w.map(2).int(config_label::COMPONENT_NAME).text(BOOTLOADER_NAME);
+        w.int(config_label::SECURITY_VERSION).uint(0);
         w.out
     };
     let input = InputValues {
@@ -89,22 +91,6 @@ impl std::fmt::Display for Layer {
 /// `bytes` in lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The Open Profile for DICE's payload labels.
-mod label {
-    pub const ISSUER: i64 = 1;
-    pub const SUBJECT: i64 = 2;
-    pub const CODE_HASH: i64 = -4670545;
-    pub const CONFIG_HASH: i64 = -4670547;
-    pub const CONFIG_DESCRIPTOR: i64 = -4670548;
-    pub const AUTHORITY_HASH: i64 = -4670549;
-    pub const MODE: i64 = -4670551;
-    pub const SUBJECT_PUBLIC_KEY: i64 = -4670552;
-    pub const KEY_USAGE: i64 = -4670553;
-    pub const PROFILE_NAME: i64 = -4670554;
-    pub const COMPONENT_NAME: i64 = -70002;
-    pub const SECURITY_VERSION: i64 = -70005;
 }
 
 /// The chain in `bytes`: a whole handover (`{1, 2, 3}`) or a chain alone.
@@ -247,12 +233,12 @@ fn certificate_layer(item: Value, issuer_key: &VerifyingKey, issuer_id: &str) ->
     let Value::Map(config) = config else { return Err("the configuration descriptor is not a map".into()) };
     let config_field =
         |label: i64| config.iter().find(|(k, _)| *k == Value::Integer(Integer::from(label))).map(|(_, v)| v);
-    let component_name = match config_field(label::COMPONENT_NAME) {
+    let component_name = match config_field(config_label::COMPONENT_NAME) {
         Some(Value::Text(t)) => Some(t.clone()),
         Some(_) => return Err("the component name is not text".into()),
         None => None,
     };
-    let security_version = match config_field(label::SECURITY_VERSION) {
+    let security_version = match config_field(config_label::SECURITY_VERSION) {
         Some(Value::Integer(n)) => Some(u64::try_from(*n).map_err(|_| "the security version is negative")?),
         Some(_) => return Err("the security version is not an integer".into()),
         None => None,

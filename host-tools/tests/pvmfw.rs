@@ -327,6 +327,16 @@ fn host_dt(spec: &HostDt) -> Vec<u8> {
     w.property_string("device_type", "memory").unwrap();
     w.property_array_u64("reg", &[spec.memory.0, spec.memory.1]).unwrap();
     w.end_node(mem).unwrap();
+    // The bounce pool pvmfw reaches the instance disk through.
+    let reserved = w.begin_node("reserved-memory").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    let pool = w.begin_node("restricted_dma_reserved").unwrap();
+    w.property_string("compatible", abi::memory_map::BOUNCE_POOL_COMPATIBLE).unwrap();
+    let (base, size) = (abi::memory_map::BOUNCE_POOL_BASE, abi::memory_map::BOUNCE_POOL_SIZE);
+    w.property_array_u64("reg", &[base, size]).unwrap();
+    w.end_node(pool).unwrap();
+    w.end_node(reserved).unwrap();
     let psci = w.begin_node("psci").unwrap();
     w.property_string("compatible", "arm,psci-1.0").unwrap();
     w.property_string("method", spec.psci).unwrap();
@@ -355,7 +365,7 @@ fn pvmfw_refuses_hostile_device_trees() {
         memory: (0x8000_0000, 256 << 20),
         console: 0x0900_0000,
         payload_size: size,
-        virtio: &[29, 30, 31],
+        virtio: &[28, 29, 30, 31],
         psci: "hvc",
         padding: 0,
     };
@@ -375,7 +385,7 @@ fn pvmfw_refuses_hostile_device_trees() {
     run_with("memory.dtb", &host_dt(&HostDt { memory: (0x8000_0000, 4 << 30), ..good }), Refusal::HostDtMemory);
     run_with("console.dtb", &host_dt(&HostDt { console: 0x0901_0000, ..good }), Refusal::HostDtDevice);
     // A transport the platform has (QEMU's slot 0) but hyp does not give this VM.
-    run_with("unexposed.dtb", &host_dt(&HostDt { virtio: &[0, 29, 30, 31], ..good }), Refusal::DeviceNotExposed);
+    run_with("unexposed.dtb", &host_dt(&HostDt { virtio: &[0, 28, 29, 30, 31], ..good }), Refusal::DeviceNotExposed);
     let blob = host_dt(&good);
     run_with("truncated.dtb", &blob[..blob.len() / 2], Refusal::HostDtMalformed);
     let mut outside = blob.clone();
@@ -401,7 +411,7 @@ fn pvmfw_takes_the_largest_tree_and_trusts_its_platform_not_the_tree() {
         memory: (0x8000_0000, 256 << 20),
         console: 0x0900_0000,
         payload_size: size,
-        virtio: &[29, 30, 31],
+        virtio: &[28, 29, 30, 31],
         psci,
         padding,
     };

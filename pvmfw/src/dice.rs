@@ -19,6 +19,7 @@ use alloc::vec::Vec;
 
 use abi::dice_handover::DiceHandover;
 use pvmkit_dice::cbor::Writer;
+use pvmkit_dice::certificate::config_label as label;
 use pvmkit_dice::handover::ChainError;
 use pvmkit_dice::{Cdis, Config, InputValues, Mode, HASH_SIZE};
 use sha2::{Digest, Sha512};
@@ -27,17 +28,6 @@ use crate::avb_properties::Properties;
 
 /// The component name of a payload that names none (AVF's default).
 pub const DEFAULT_COMPONENT_NAME: &str = "vm_entry";
-/// The configuration descriptor's labels (AVF's `dice_for_avf_guest.cddl`).
-pub mod label {
-    /// The component name.
-    pub const COMPONENT_NAME: i64 = -70002;
-    /// The security version.
-    pub const SECURITY_VERSION: i64 = -70005;
-    /// The RKP-VM marker (null).
-    pub const RKP_VM_MARKER: i64 = -70006;
-    /// The instance hash.
-    pub const INSTANCE_HASH: i64 = -71003;
-}
 /// What an instance id is prefixed with before it is hashed into the instance hash.
 pub const INSTANCE_ID_PREFIX: &[u8] = b"InstanceId:";
 

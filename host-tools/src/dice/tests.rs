@@ -81,6 +81,9 @@ fn resigned(edit: impl Fn(&mut Vec<(Value, Value)>), key: &SigningKey) -> Vec<u8
     join(items, last)
 }
 
+/// An edit of a certificate's payload map.
+type Edit = Box<dyn Fn(&mut Vec<(Value, Value)>)>;
+
 fn set(entries: &mut [(Value, Value)], label: i64, value: Value) {
     entries.iter_mut().find(|(k, _)| *k == Value::Integer(label.into())).unwrap().1 = value;
 }
@@ -107,7 +110,7 @@ fn every_tamper_is_refused_by_name() {
     assert!(refused(&resigned(|_| {}, &SigningKey::from_bytes(&[9; 32]))).contains("does not verify"));
 
     // Fields the profile requires, each wrong in turn.
-    let cases: Vec<(Box<dyn Fn(&mut Vec<(Value, Value)>)>, &str)> = vec![
+    let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|e| set(e, 1, Value::Text("00".into()))), "issuer is not the previous layer's subject"),
         (Box::new(|e| set(e, 2, Value::Text("00".into()))), "subject is not the ID"),
         (Box::new(|e| set(e, -4670553, Value::Bytes(vec![0x21]))), "key usage"),
