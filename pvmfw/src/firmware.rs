@@ -10,18 +10,16 @@ use abi::avf_config::DiceHandover;
 use abi::avf_config::{self, Entry};
 use abi::memory_map::Region;
 use abi::pvmfw::{
-    trusted_key, Refusal, DICE_HANDOVER_BASE, DICE_HANDOVER_SIZE, PLATFORM_CONDUIT, PLATFORM_CONSOLE,
-    PVMFW_WRITABLE_BASE, TRUSTED_KEY_SLOT_SIZE,
+    trusted_key, Refusal, PLATFORM_CONDUIT, PLATFORM_CONSOLE, PVMFW_WRITABLE_BASE, TRUSTED_KEY_SLOT_SIZE,
 };
 use alloc::vec::Vec;
 use guest_lib::conduit::SystemConduit;
 use guest_lib::{mmio_guard, println, psci, BootInfo, Platform};
 use pvmfw::avb_verify::{self, Initrd};
 use pvmfw::host_dt::{self, Limits};
-use pvmfw::instance::{Keys, Record, Verdict};
 use pvmfw::layout;
 use pvmfw::refusal::Refused;
-use pvmfw::rollback::{self, Protection};
+use pvmfw::rollback::Protection;
 use pvmfw::{avb_properties, bootargs, dice, handover_dt, kernel, reference_dt};
 
 /// What a virtio-mmio transport's MagicValue register reads: "virt".
@@ -77,7 +75,7 @@ fn fail(refused: Refused) -> ! {
 }
 
 /// Overwrites guest memory with zeroes.
-fn erase(ipa: u64, len: u64) {
+pub fn erase(ipa: u64, len: u64) {
     // SAFETY: callers pass ranges of the VM's own memory that nothing else uses.
     unsafe { core::ptr::write_bytes(ipa as *mut u8, 0, len as usize) };
 }
@@ -204,76 +202,20 @@ fn run(boot: &BootInfo) -> Result<Handover, Refused> {
         rollback_index: verified.rollback_index,
         properties,
     });
-    let instance_hash = host.instance_id.map(dice::instance_hash);
-    let entropy =
-        (protection == Protection::InstanceStorage).then(|| crate::instance_device::trng(&boot.conduit)).flatten();
-    let storage = (protection == Protection::InstanceStorage).then_some(|keys: &Keys| Record {
-        code_hash: measured.code_hash,
-        authority_hash: measured.authority_hash,
-        mode: measured.mode,
-        salt: instance_hash.unwrap_or_else(|| keys.new_salt(entropy.as_ref().map(|e| &e[..]))),
-        rollback_index: verified.rollback_index,
-    });
-    let outcome = crate::instance_device::run(boot, &host, incoming.cdi_seal, storage)?;
+    let layer = crate::dice_layer::hand_over(boot, &host, &incoming, &measured, protection)?;
     // The payload never sees the instance disk.
     let mut payload_view = host.clone();
-    payload_view.virtio.retain(|&t| Some(t) != outcome.transport);
-    let recorded_salt = outcome.verdict.as_ref().map(|v| v.record().salt);
-    let salt = rollback::salt(instance_hash.as_ref(), recorded_salt.as_ref());
-    let storage = outcome.verdict.map(|v| (v, entropy.is_some()));
-    let mut next = dice::next_handover(&incoming, &measured, &salt, instance_hash.as_ref(), protection.deferred())?;
-    let page = Region { start: DICE_HANDOVER_BASE, end: DICE_HANDOVER_BASE + DICE_HANDOVER_SIZE };
-    if next.len() as u64 > page.size() {
-        let size = next.len();
-        next.fill(0);
-        return Err(Refused::new(
-            Refusal::Dice,
-            format_args!("the payload's DICE handover ({size} bytes) does not fit its page"),
-        ));
-    }
-    erase(page.start, page.size());
-    // SAFETY: the handover page, inside the DT area, which nothing else uses (host_dt,
-    // kernel, layout keep everything else clear of it).
-    unsafe { core::ptr::copy_nonoverlapping(next.as_ptr(), page.start as *mut u8, next.len()) };
-    let handover_size = next.len();
-    next.fill(0);
-    drop(next);
+    payload_view.virtio.retain(|&t| Some(t) != layer.instance_disk);
 
     // The new DT, in the DT slot (the host's blob there was erased above).
-    let new_dt = handover_dt::build(&payload_view, &bootargs.kept, debuggable, page)
+    let new_dt = handover_dt::build(&payload_view, &bootargs.kept, debuggable, layer.page)
         .map_err(|e| Refused::new(Refusal::NewDt, format_args!("building the payload's DT: {e}")))?;
     let new_region = layout::new_dt(new_dt.len() as u64)?;
     // SAFETY: the DT slot, clear of the kernel and the ramdisk (host_dt, kernel).
     unsafe { core::ptr::copy_nonoverlapping(new_dt.as_ptr(), new_region.start as *mut u8, new_dt.len()) };
     clean_to_poc(limits.dt_area);
 
-    println!(
-        "[pvmfw] DICE: the payload's layer ({:?} mode, component {:?}, security version {}) appended to the \
-         chain; its {handover_size}-byte handover is at {:#x}",
-        measured.mode, measured.component_name, measured.security_version, page.start
-    );
-    match storage {
-        None => println!("[pvmfw] rollback protection: {}", protection.name()),
-        Some((Verdict::Create(record), trng)) => println!(
-            "[pvmfw] rollback protection: instance storage: a new instance, recorded at rollback index {} (salt {})",
-            record.rollback_index,
-            if host.instance_id.is_some() {
-                "the instance hash"
-            } else if trng {
-                "from the TRNG and the disk"
-            } else {
-                "derived for the disk"
-            }
-        ),
-        Some((Verdict::Same(record), _)) => println!(
-            "[pvmfw] rollback protection: instance storage: the instance's payload, rollback index {}",
-            record.rollback_index
-        ),
-        Some((Verdict::Update(record), _)) => println!(
-            "[pvmfw] rollback protection: instance storage: the instance's payload, its rollback index raised to {}",
-            record.rollback_index
-        ),
-    }
+    layer.report(&measured, protection, host.instance_id.is_some());
     let c = properties.capabilities;
     println!(
         "[pvmfw] payload: name {:?}, rollback index {}, capabilities remote_attest={} secretkeeper_protection={} \
