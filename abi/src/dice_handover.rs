@@ -247,9 +247,38 @@ mod tests {
         for bytes in bad {
             assert_eq!(well_formed(bytes), Err(HandoverError::MalformedCbor), "{bytes:x?}");
         }
-        // Nesting is bounded: 16 arrays deep is refused, 15 read.
+        // Nesting is bounded: 16 arrays deep is refused, 15 read; and so through
+        // indefinite arrays, tags and the chunks of an indefinite string.
         let deep = |n: usize| [std::vec![0x81; n], std::vec![0x00]].concat();
         assert_eq!(well_formed(&deep(MAX_NESTING - 1)), Ok(MAX_NESTING));
         assert_eq!(well_formed(&deep(MAX_NESTING)), Err(HandoverError::MalformedCbor));
+        let nested = |n: usize, open: u8, close: &[u8]| {
+            [std::vec![open; n], std::vec![0x00], close.repeat(if open == 0xc1 { 0 } else { n })].concat()
+        };
+        assert!(well_formed(&nested(MAX_NESTING - 1, 0x9f, &[0xff])).is_ok());
+        assert_eq!(well_formed(&nested(MAX_NESTING, 0x9f, &[0xff])), Err(HandoverError::MalformedCbor));
+        assert!(well_formed(&nested(MAX_NESTING - 1, 0xc1, &[])).is_ok());
+        assert_eq!(well_formed(&nested(MAX_NESTING, 0xc1, &[])), Err(HandoverError::MalformedCbor));
+        let chunked = |n: usize| [std::vec![0x81; n], std::vec![0x5f, 0x40, 0xff]].concat();
+        assert!(well_formed(&chunked(MAX_NESTING - 2)).is_ok());
+        assert_eq!(
+            well_formed(&chunked(MAX_NESTING - 1)),
+            Err(HandoverError::MalformedCbor),
+            "the chunk is one deeper"
+        );
+    }
+
+    #[test]
+    fn heads_read_their_argument_big_endian() {
+        assert_eq!(head(&[0x59, 0x01, 0x02, 0xaa]), Some((2, Some(0x102), &[0xaa][..])));
+        assert_eq!(head(&[0x1b, 1, 2, 3, 4, 5, 6, 7, 8]), Some((0, Some(0x0102_0304_0506_0708), &[][..])));
+        assert_eq!(head(&[0x9f]), Some((4, None, &[][..])));
+        // The indefinite length only for strings, arrays, maps and "break".
+        for initial in [0x1f, 0x3f, 0xdf] {
+            assert_eq!(head(&[initial]), None, "{initial:#x}");
+        }
+        // A 256-byte string takes a two-byte length.
+        let long = [&[0x59, 0x01, 0x00][..], &[0; 256]].concat();
+        assert_eq!(well_formed(&long), Ok(259));
     }
 }

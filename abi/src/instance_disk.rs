@@ -181,6 +181,9 @@ mod tests {
         let mut dirty = h;
         dirty[100] = 1;
         assert_eq!(read_header(&dirty), Err(InstanceDiskError::DirtyHeader));
+        assert!(InstanceDiskError::UnknownVersion(2).to_string().contains("version 2"));
+        assert!(InstanceDiskError::NotAnInstanceDisk.to_string().contains("header"));
+        assert!(InstanceDiskError::DirtyHeader.to_string().contains("reserved"));
     }
 
     #[test]

@@ -83,6 +83,8 @@ mod tests {
         assert_eq!(next_profile(Some("android.16")), ANDROID_16);
         assert_eq!(next_profile(Some("android.18")), "android.18");
         assert_eq!(next_profile(Some("opendice.example")), ANDROID_16);
+        // Another spelling of 16 is not a later profile: the canonical name is written.
+        assert_eq!(next_profile(Some("android.016")), ANDROID_16);
     }
 
     #[test]
@@ -115,5 +117,6 @@ mod tests {
         assert_eq!(last_certificate_profile(&[0x80]), Err(ChainError::NotAnArray));
         let not_cert: Vec<u8> = [&[0x82, 0x40][..], &[0x83, 1, 2, 3]].concat();
         assert_eq!(last_certificate_profile(&not_cert), Err(ChainError::NotAnArray));
+        assert_eq!(last_certificate_profile(&[0xa1, 0x01, 0x02]), Err(ChainError::NotAnArray), "a map");
     }
 }

@@ -156,7 +156,13 @@ mod tests {
         assert_eq!((dice.cdi_attest, dice.cdi_seal), ([0x11; 32], [0x22; 32]));
         assert_eq!(dice.chain, [0x82, 0x41, 0xaa, 0x41, 0xbb]);
         assert!(page.iter().all(|&b| b == 0), "the page is wiped");
-        assert!(!alloc::format!("{dice:?}").contains("17"), "no CDI in Debug");
+        assert_eq!(alloc::format!("{dice:?}"), "Dice { chain: 5 bytes, .. }", "no CDI in Debug");
+        // Dropped, the CDIs are zero (read through ManuallyDrop: the arrays' memory
+        // stays ours after the drop glue ran).
+        let mut dice = core::mem::ManuallyDrop::new(dice);
+        // SAFETY: dropped once; only the plain arrays are read after.
+        unsafe { core::mem::ManuallyDrop::drop(&mut dice) };
+        assert_eq!((dice.cdi_attest, dice.cdi_seal), ([0; 32], [0; 32]));
     }
 
     #[test]
@@ -170,6 +176,12 @@ mod tests {
         dirty[4000] = 1;
         assert_eq!(parse(&dirty).unwrap_err(), DiceError::DirtyPadding);
         assert_eq!(parse(&page_with(&[0x81, 0x40])).unwrap_err(), DiceError::Handover(HandoverError::NotAChain));
+        // Each error says what it is.
+        let said = |e: DiceError| alloc::format!("{e}");
+        assert!(said(DiceError::NoRegion).contains("google,open-dice"));
+        assert!(said(DiceError::BadRegion { base: 0x800, size: 0x1000 }).contains("0x800"));
+        assert!(said(DiceError::DirtyPadding).contains("follow the DICE handover"));
+        assert!(said(DiceError::Handover(HandoverError::NoChain)).contains("no chain"));
     }
 
     #[test]

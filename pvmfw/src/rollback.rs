@@ -137,6 +137,9 @@ mod tests {
         assert_eq!(Protection::choose(RKP, true), RkpVm);
         assert_eq!(Protection::choose(TRUSTY, true), TrustySecurityVm);
         assert!(Deferred.deferred() && !RkpVm.deferred() && !InstanceStorage.deferred());
+        // Each kind names itself (the console line `pvmkit` tests read).
+        assert!(Deferred.name().contains("deferred") && RkpVm.name().contains("RKP VM"));
+        assert!(TrustySecurityVm.name().contains("trusty_security_vm") && InstanceStorage.name() == "instance storage");
     }
 
     #[test]

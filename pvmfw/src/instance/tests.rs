@@ -66,3 +66,23 @@ fn a_new_instances_salt_is_the_disks_unless_entropy_joins_it() {
     assert_ne!(keys.new_salt(Some(&[1; 32])), keys.new_salt(None));
     assert_ne!(keys.new_salt(Some(&[1; 32])), keys.new_salt(Some(&[2; 32])));
 }
+
+#[test]
+fn keys_are_wiped_when_dropped_and_errors_say_what_they_are() {
+    let mut keys = core::mem::ManuallyDrop::new(Keys::derive(&CDI, &DISK));
+    assert_ne!(keys.aead, [0; 32]);
+    // SAFETY: dropped once; only the plain arrays are read after.
+    unsafe { core::mem::ManuallyDrop::drop(&mut keys) };
+    assert_eq!((keys.aead, keys.nonce, keys.salt), ([0; 32], [0; 32], [0; 64]));
+    let said = |e: InstanceError| e.to_string();
+    assert!(said(InstanceError::Tampered).contains("does not open"));
+    assert!(said(InstanceError::CodeHashMismatch).contains("code hash"));
+    assert!(said(InstanceError::AuthorityHashMismatch).contains("authority hash"));
+    assert!(said(InstanceError::ModeMismatch).contains("mode"));
+    assert!(said(InstanceError::BadMode(7)).contains('7'));
+    assert_eq!(
+        said(InstanceError::RolledBack { recorded: 3, found: 2 }),
+        "rollback index 2 is below the 3 this instance has booted"
+    );
+    assert!(said(InstanceError::Disk(InstanceDiskError::MalformedRecord)).contains("not a sealed record"));
+}
