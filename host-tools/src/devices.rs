@@ -37,19 +37,23 @@ pub const fn virtio_slots(instance_disk: bool) -> u32 {
     }
 }
 
-/// Creates the instance disk `path` unless it exists: [`INSTANCE_DISK_SIZE`] bytes, the
-/// header with a random disk id, no record yet (as AVF's host creates `instance.img`).
+/// A new instance disk: [`INSTANCE_DISK_SIZE`] bytes, the header with a random disk id,
+/// no record yet (as AVF's host creates `instance.img`).
+pub fn instance_disk_image() -> Result<Vec<u8>, String> {
+    let id = crate::signing::random(abi::instance_disk::DISK_ID_SIZE)?;
+    let id = id.try_into().map_err(|_| "the disk id is not 32 bytes")?;
+    let mut disk = vec![0u8; INSTANCE_DISK_SIZE as usize];
+    disk[..abi::instance_disk::SECTOR_SIZE].copy_from_slice(&abi::instance_disk::header(&id));
+    Ok(disk)
+}
+
+/// Creates the instance disk `path` ([`instance_disk_image`]) unless it exists.
 pub fn create_instance_disk(path: &Path) -> Result<(), String> {
     if path.exists() {
         return Ok(());
     }
-    let mut id = [0u8; abi::instance_disk::DISK_ID_SIZE];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut id))
-        .map_err(|e| format!("reading /dev/urandom for the instance disk's id: {e}"))?;
-    let mut disk = vec![0u8; INSTANCE_DISK_SIZE as usize];
-    disk[..abi::instance_disk::SECTOR_SIZE].copy_from_slice(&abi::instance_disk::header(&id));
-    std::fs::write(path, disk).map_err(|e| format!("writing the instance disk {}: {e}", path.display()))
+    std::fs::write(path, instance_disk_image()?)
+        .map_err(|e| format!("writing the instance disk {}: {e}", path.display()))
 }
 
 const O_NONBLOCK: i32 = 0o4000;

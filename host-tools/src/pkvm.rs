@@ -57,6 +57,12 @@ pub fn refusal(config: &RunConfig) -> Option<&'static str> {
     None
 }
 
+/// The host kernel's virtio-blk modules, as initramfs files (`modules/NAME`): for the
+/// user's `--disk` and a kept `--instance`, both QEMU virtio-blk disks of the host.
+fn disk_modules(kernel: &kernel::Kernel) -> Result<Vec<(String, Vec<u8>)>, String> {
+    Ok(kernel::disk_modules(kernel)?.into_iter().map(|(name, bytes)| (format!("modules/{name}"), bytes)).collect())
+}
+
 /// Builds the run's files in `dir`, boots the pKVM host and judges the run.
 pub fn run_collect(
     ws: &Workspace,
@@ -95,10 +101,7 @@ pub fn run_collect(
         // The user's disk reaches the VM through the host: QEMU's virtio-blk, which the
         // VMM opens as /dev/vda and serves the guest's requests from (so they persist).
         crate::devices::create_disk(disk)?;
-        modules = kernel::disk_modules(&kernel)?
-            .into_iter()
-            .map(|(name, bytes)| (format!("modules/{name}"), bytes))
-            .collect();
+        modules = disk_modules(&kernel)?;
         args.push_str(" disk=/dev/vda");
         let drive = format!("file={},format=raw,if=none,id=pvmkit-disk", disk.display());
         extra.extend(["-drive".to_string(), drive, "-device".into(), "virtio-blk-device,drive=pvmkit-disk".into()]);
@@ -111,10 +114,7 @@ pub fn run_collect(
             Some(path) => {
                 crate::devices::create_instance_disk(path)?;
                 if modules.is_empty() {
-                    modules = kernel::disk_modules(&kernel)?
-                        .into_iter()
-                        .map(|(name, bytes)| (format!("modules/{name}"), bytes))
-                        .collect();
+                    modules = disk_modules(&kernel)?;
                 }
                 args.push_str(" instance=device");
                 let drive = format!("file={},format=raw,if=none,id=pvmkit-instance", path.display());
@@ -126,9 +126,7 @@ pub fn run_collect(
                 ]);
             }
             None => {
-                let path = dir.join("instance.img");
-                crate::devices::create_instance_disk(&path)?;
-                fresh_instance = firmware::read(&path)?;
+                fresh_instance = crate::devices::instance_disk_image()?;
                 args.push_str(" instance=/pvmkit/instance.img");
             }
         }

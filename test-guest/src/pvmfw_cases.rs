@@ -38,9 +38,8 @@ fn dice(boot: &BootInfo) -> CaseResult {
     let page = unsafe { core::slice::from_raw_parts(base as *const u8, size as usize) };
     ensure!(page.iter().all(|&b| b == 0), "the DICE page still holds bytes after take");
     ensure!(dice::parse(page).is_err(), "a wiped page parsed as a handover");
-    let fingerprint = |cdi: &[u8]| {
-        Sha256::digest(cdi)[..8].iter().map(|b| alloc::format!("{b:02x}")).collect::<alloc::string::String>()
-    };
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| alloc::format!("{b:02x}")).collect::<alloc::string::String>();
+    let fingerprint = |cdi: &[u8]| hex(&Sha256::digest(cdi)[..8]);
     println!(
         "[test-guest] dice: cdi-attest {} cdi-seal {} chain {} bytes",
         fingerprint(&taken.cdi_attest),
@@ -50,8 +49,7 @@ fn dice(boot: &BootInfo) -> CaseResult {
     let lines = taken.chain.chunks(CHAIN_BYTES_PER_LINE);
     let count = lines.len();
     for (i, chunk) in lines.enumerate() {
-        let hex: alloc::string::String = chunk.iter().map(|b| alloc::format!("{b:02x}")).collect();
-        println!("[test-guest] dice-chain {}/{count} {hex}", i + 1);
+        println!("[test-guest] dice-chain {}/{count} {}", i + 1, hex(chunk));
     }
     Ok(())
 }
