@@ -118,6 +118,12 @@ pub const BLK_REQUEST_OVERHEAD: u64 = 17;
 /// How far a figure that must repeat may move between runs: 1 %.
 pub const REPEAT_TOLERANCE: f64 = 0.01;
 
+/// How far a whole OS's median request may move between runs: 3 %. Linux's requests
+/// go through its block layer and swiotlb, whose state (slot positions, a timer tick
+/// landing inside a request) differs from run to run: a CI run measured its protected
+/// 64 KiB write at 7380 and then 7462 ticks (1.1 %), where guest-lib's repeat exactly.
+pub const WHOLE_OS_TOLERANCE: f64 = 0.03;
+
 /// A figure of a phase that must be the same on every run of one backend and mode.
 struct Repeating {
     name: &'static str,
@@ -159,18 +165,19 @@ fn keys(runs: &[Vec<Phase>]) -> Vec<(String, u64)> {
 /// The figures that should have repeated and did not (beyond [`REPEAT_TOLERANCE`]),
 /// one line each; also every phase missing from a run. Empty: all repeated.
 pub fn moved(label: &str, runs: &[Vec<Phase>], backend: Backend) -> Vec<String> {
-    moved_of(label, runs, repeating(backend))
+    moved_of(label, runs, repeating(backend), REPEAT_TOLERANCE)
 }
 
 /// [`moved`] for a whole OS as the guest (Linux): its phase's total ticks also hold its
 /// own background work (kernel threads, timers), which lands in one phase or another
-/// from run to run, so only its median request, like every other figure, must repeat.
+/// from run to run, so only its median request, like every other figure, must repeat
+/// (within [`WHOLE_OS_TOLERANCE`]).
 pub fn moved_whole_os(label: &str, runs: &[Vec<Phase>], backend: Backend) -> Vec<String> {
     let figures = repeating(backend).into_iter().filter(|f| f.short != "ticks").collect();
-    moved_of(label, runs, figures)
+    moved_of(label, runs, figures, WHOLE_OS_TOLERANCE)
 }
 
-fn moved_of(label: &str, runs: &[Vec<Phase>], figures: Vec<Repeating>) -> Vec<String> {
+fn moved_of(label: &str, runs: &[Vec<Phase>], figures: Vec<Repeating>, tolerance: f64) -> Vec<String> {
     let mut out = Vec::new();
     for (op, size) in keys(runs) {
         let phases: Vec<Option<&Phase>> = runs.iter().map(|r| phase(r, &op, size)).collect();
@@ -188,7 +195,7 @@ fn moved_of(label: &str, runs: &[Vec<Phase>], figures: Vec<Repeating>) -> Vec<St
                 continue;
             };
             let (lo, hi) = (values.iter().min().copied().unwrap_or(0), values.iter().max().copied().unwrap_or(0));
-            if (hi - lo) as f64 > REPEAT_TOLERANCE * lo as f64 {
+            if (hi - lo) as f64 > tolerance * lo as f64 {
                 out.push(format!("{label} {op} {size}: {} moved: {values:?}", figure.name));
             }
         }

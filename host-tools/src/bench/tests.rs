@@ -225,3 +225,19 @@ fn a_whole_os_is_held_to_its_median_request() {
     busier[0].median_ticks = Some(50_000);
     assert!(moved_whole_os("Linux ordinary", &[run, busier], Backend::Pkvm)[0].contains("median request's ticks moved"));
 }
+
+/// A CI run measured Linux's protected 64 KiB write's median request at 7380 and then
+/// 7462 ticks: within a whole OS's 3 %, beyond guest-lib's 1 %; 4 % is too far for both.
+#[test]
+fn a_whole_os_median_may_move_by_what_was_measured() {
+    let with_median = |m| {
+        let mut p = phase("write", 65536, 15_260, 16, 10);
+        p.median_ticks = Some(m);
+        vec![p]
+    };
+    let measured = [with_median(7380), with_median(7462)];
+    assert!(moved_whole_os("Linux protected", &measured, Backend::Pkvm).is_empty());
+    assert!(moved("guest-lib protected", &measured, Backend::Pkvm)[0].contains("median request's ticks moved"));
+    let far = [with_median(7380), with_median(7680)];
+    assert!(moved_whole_os("Linux protected", &far, Backend::Pkvm)[0].contains("median request's ticks moved"));
+}
