@@ -18,7 +18,7 @@
 //! ```
 //! use abi::bundle::{encode, encoded_len, Bundle, EntryKind, EntrySpec, VmConfig};
 //!
-//! let config = VmConfig { ram_base: 0x8000_0000, ram_size: 256 << 20, entry_ipa: 0x8020_0000, virtio_slots: 0 }
+//! let config = VmConfig { ram_base: 0x8000_0000, ram_size: 256 << 20, entry_ipa: 0x8020_0000, virtio_slots: 0, vcpus: 1 }
 //!     .to_bytes();
 //! let (code, dt) = ([0x14u8; 64], [0u8; 64]);
 //! let entries = [
@@ -137,8 +137,8 @@ pub struct RawVmConfig {
     pub entry_ipa: U64,
     /// [`VmConfig::virtio_slots`].
     pub virtio_slots: U32,
-    /// Zero.
-    pub reserved: U32,
+    /// [`VmConfig::vcpus`].
+    pub vcpus: U32,
 }
 
 const _: () = assert!(size_of::<RawHeader>() == HEADER_SIZE);
@@ -155,7 +155,7 @@ pub fn entry_mut(bytes: &mut [u8], kind: EntryKind) -> Option<&mut RawEntry> {
 }
 
 /// The VM's configuration, the data of the [`EntryKind::VmConfig`] entry:
-/// `ram_base u64 | ram_size u64 | entry_ipa u64 | virtio_slots u32 | reserved u32 (0)`.
+/// `ram_base u64 | ram_size u64 | entry_ipa u64 | virtio_slots u32 | vcpus u32`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VmConfig {
     /// Guest RAM base IPA (identity mapped: IPA = PA).
@@ -167,7 +167,14 @@ pub struct VmConfig {
     /// The virtio-mmio transports the VM is given: bit `i` is QEMU's transport at
     /// [`crate::memory_map::virtio_mmio_slot`]`(i)`.
     pub virtio_slots: u32,
+    /// The vCPUs the VM is given, 1 to [`MAX_VCPUS`]: vCPU 0 starts at `entry_ipa`, the
+    /// others powered off until the guest starts them (PSCI CPU_ON). vCPU `i`'s MPIDR
+    /// affinity is `i` (Aff0), as QEMU `virt` and KVM number them.
+    pub vcpus: u32,
 }
+
+/// The most vCPUs a VM may have.
+pub const MAX_VCPUS: u32 = 8;
 
 impl VmConfig {
     /// Encodes the configuration as entry data.
@@ -177,7 +184,7 @@ impl VmConfig {
             ram_size: self.ram_size.into(),
             entry_ipa: self.entry_ipa.into(),
             virtio_slots: self.virtio_slots.into(),
-            reserved: 0.into(),
+            vcpus: self.vcpus.into(),
         };
         let mut out = [0u8; VM_CONFIG_SIZE];
         out.copy_from_slice(raw.as_bytes());
@@ -186,14 +193,16 @@ impl VmConfig {
 
     fn from_bytes(data: &[u8]) -> Result<Self, BundleError> {
         let raw = RawVmConfig::read_from_bytes(data).map_err(|_| BundleError::BadVmConfigSize(data.len()))?;
-        if raw.reserved.get() != 0 {
-            return Err(BundleError::ReservedNotZero);
+        let vcpus = raw.vcpus.get();
+        if !(1..=MAX_VCPUS).contains(&vcpus) {
+            return Err(BundleError::BadVcpus(vcpus));
         }
         Ok(Self {
             ram_base: raw.ram_base.get(),
             ram_size: raw.ram_size.get(),
             entry_ipa: raw.entry_ipa.get(),
             virtio_slots: raw.virtio_slots.get(),
+            vcpus,
         })
     }
 }
@@ -250,6 +259,8 @@ pub enum BundleError {
     MemSizeTooSmall(EntryKind),
     /// The VM config entry's data has the wrong size.
     BadVmConfigSize(usize),
+    /// A vCPU count of 0 or above [`MAX_VCPUS`].
+    BadVcpus(u32),
 }
 
 impl fmt::Display for BundleError {
@@ -263,6 +274,7 @@ impl fmt::Display for BundleError {
                 write!(f, "bundle total_size {total_size} does not fit the {available} bytes given")
             }
             Self::ReservedNotZero => write!(f, "a reserved bundle field is not zero"),
+            Self::BadVcpus(n) => write!(f, "bundle asks for {n} vCPUs (1..={MAX_VCPUS})"),
             Self::UnknownKind(k) => write!(f, "unknown bundle entry kind {k}"),
             Self::DuplicateKind(k) => write!(f, "bundle has two {} entries", k.name()),
             Self::MissingKind(k) => write!(f, "bundle has no {} entry", k.name()),

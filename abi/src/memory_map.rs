@@ -57,10 +57,17 @@ pub const GRANULE: u64 = 4096;
 pub const GICD_BASE: u64 = 0x0800_0000;
 /// Its size.
 pub const GICD_SIZE: u64 = 0x1_0000;
-/// The first redistributor (one vCPU: its RD and SGI frames).
+/// The first redistributor (vCPU 0's RD and SGI frames); vCPU `i`'s follows at
+/// `GICR_BASE + i * GICR_SIZE`.
 pub const GICR_BASE: u64 = 0x080a_0000;
 /// One redistributor's size.
 pub const GICR_SIZE: u64 = 0x2_0000;
+
+/// The redistributors of `cpus` vCPUs, one after another from [`GICR_BASE`] (QEMU `virt`
+/// and KVM's vGICv3 lay them out so).
+pub const fn redistributors(cpus: u32) -> Region {
+    Region { start: GICR_BASE, end: GICR_BASE + cpus as u64 * GICR_SIZE }
+}
 
 /// QEMU `virt`'s first virtio-mmio transport.
 pub const VIRTIO_MMIO_BASE: u64 = 0x0a00_0000;

@@ -26,8 +26,8 @@ use alloc::vec::Vec;
 use abi::dt;
 use abi::dt::{GIC_PPI, GIC_SPI};
 use abi::memory_map::{
-    virtio_mmio_slot_at, virtio_mmio_spi, Region, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE, PL011_CLOCK_HZ,
-    PL011_SPI, TIMER_PPIS,
+    redistributors, virtio_mmio_slot_at, virtio_mmio_spi, Region, GICD_BASE, GICD_SIZE, PL011_CLOCK_HZ, PL011_SPI,
+    TIMER_PPIS,
 };
 use vm_fdt::{Error, FdtWriter, FdtWriterNode};
 
@@ -133,19 +133,22 @@ pub fn reserved_memory(w: &mut FdtWriter, regions: &[Reserved<'_>]) -> Result<()
     w.end_node(reserved)
 }
 
-/// `/cpus` with one CPU started by PSCI (`compatible`, when given, names its core).
-pub fn cpus(w: &mut FdtWriter, compatible: Option<&str>) -> Result<(), Error> {
+/// `/cpus` with `count` CPUs started by PSCI, `cpu@i` with MPIDR affinity `i`
+/// (`compatible`, when given, names their core).
+pub fn cpus(w: &mut FdtWriter, compatible: Option<&str>, count: u32) -> Result<(), Error> {
     let cpus = w.begin_node("cpus")?;
     w.property_u32(dt::ADDRESS_CELLS, 1)?;
     w.property_u32(dt::SIZE_CELLS, 0)?;
-    let cpu = w.begin_node("cpu@0")?;
-    w.property_string("device_type", "cpu")?;
-    if let Some(compatible) = compatible {
-        w.property_string("compatible", compatible)?;
+    for i in 0..count {
+        let cpu = w.begin_node(&format!("cpu@{i:x}"))?;
+        w.property_string("device_type", "cpu")?;
+        if let Some(compatible) = compatible {
+            w.property_string("compatible", compatible)?;
+        }
+        w.property_u32("reg", i)?;
+        w.property_string("enable-method", "psci")?;
+        w.end_node(cpu)?;
     }
-    w.property_u32("reg", 0)?;
-    w.property_string("enable-method", "psci")?;
-    w.end_node(cpu)?;
     w.end_node(cpus)
 }
 
@@ -160,13 +163,14 @@ pub fn psci(w: &mut FdtWriter, compatibles: &[&str]) -> Result<(), Error> {
     w.end_node(psci)
 }
 
-/// The platform's GICv3 (distributor and redistributors).
-pub fn gic_v3(w: &mut FdtWriter) -> Result<(), Error> {
+/// The platform's GICv3: the distributor and the redistributors of `cpus` vCPUs.
+pub fn gic_v3(w: &mut FdtWriter, cpus: u32) -> Result<(), Error> {
     let gic = w.begin_node(&format!("intc@{GICD_BASE:x}"))?;
     w.property_string("compatible", dt::GIC_V3)?;
     w.property_u32("#interrupt-cells", 3)?;
     w.property_null(dt::INTERRUPT_CONTROLLER)?;
-    w.property_array_u64("reg", &[GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE])?;
+    let redistributors = redistributors(cpus);
+    w.property_array_u64("reg", &[GICD_BASE, GICD_SIZE, redistributors.start, redistributors.size()])?;
     w.property_phandle(dt::GIC_PHANDLE)?;
     w.end_node(gic)
 }
@@ -263,9 +267,9 @@ mod tests {
             ],
         )
         .unwrap();
-        cpus(&mut w, None).unwrap();
+        cpus(&mut w, None, 1).unwrap();
         psci(&mut w, &[dt::PSCI_1_0, dt::PSCI_0_2]).unwrap();
-        gic_v3(&mut w).unwrap();
+        gic_v3(&mut w, 1).unwrap();
         timer(&mut w).unwrap();
         let wiring = Wiring { interrupts: true, dma_pool: true };
         pl011(&mut w, Region { start: 0x0900_0000, end: 0x0900_1000 }, wiring).unwrap();

@@ -27,6 +27,8 @@ pub struct GuestDtConfig<'a> {
     pub bootargs: &'a str,
     /// The virtio-mmio transports the guest is given (bit `i`: QEMU's transport `i`).
     pub virtio_slots: u32,
+    /// The vCPUs (`/cpus/cpu@i`, MPIDR `i`).
+    pub cpus: u32,
     /// Where the signed payload is, for pvmfw (`/config` `kernel-address`, `kernel-size`).
     pub signed_payload: Option<(u64, u64)>,
     /// Where the ramdisk is (`/chosen` `linux,initrd-start`, `linux,initrd-end`).
@@ -89,9 +91,9 @@ fn build(config: &GuestDtConfig<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     }
 
     write::memory(&mut w, Region { start: config.ram_base, end: config.ram_base + config.ram_size })?;
-    write::cpus(&mut w, Some("arm,cortex-a72"))?;
+    write::cpus(&mut w, Some("arm,cortex-a72"), config.cpus)?;
     write::psci(&mut w, &[dt::PSCI_1_0, dt::PSCI_0_2])?;
-    write::gic_v3(&mut w)?;
+    write::gic_v3(&mut w, config.cpus)?;
     write::timer(&mut w)?;
     // What a full OS needs too: interrupts, and every transport's DMA bound to the pool.
     let wiring = write::Wiring { interrupts: true, dma_pool: config.restricted_pool };
@@ -116,6 +118,7 @@ mod tests {
             ram_size: 256 << 20,
             bootargs: "pvmkit.mode=bare",
             virtio_slots: 1 << 31,
+            cpus: 1,
             signed_payload: Some((0x8800_0000, 0x1234)),
             ramdisk: Some(Region { start: 0x8900_0000, end: 0x8900_1000 }),
             restricted_pool: true,

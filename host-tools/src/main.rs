@@ -109,6 +109,10 @@ struct RunArgs {
     /// The pKVM host kernel, an arm64 Image (default: Debian's, fetched and cached).
     #[arg(long)]
     kernel: Option<PathBuf>,
+    /// The guest's vCPUs (1 to 8): vCPU 0 enters the guest, the others wait powered off
+    /// for its PSCI CPU_ON.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=abi::bundle::MAX_VCPUS as i64))]
+    cpus: u32,
     /// Extra QEMU arguments, after `--`.
     #[arg(last = true)]
     qemu_args: Vec<String>,
@@ -172,6 +176,7 @@ impl RunArgs {
             no_restricted_pool: false,
             backend: "hyp".into(),
             kernel: None,
+            cpus: 1,
             qemu_args,
         }
     }
@@ -530,6 +535,7 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
             defer_rollback_protection: args.defer_rollback_protection,
         },
         instance: args.instance.clone(),
+        cpus: args.cpus,
     }
 }
 

@@ -9,18 +9,19 @@ use crate::firmware::FlatImage;
 
 /// Packs a payload, a ramdisk (at [`RAMDISK_BASE`], if any) and a guest DT into a bundle
 /// for a VM with pvmkit's default RAM and the virtio-mmio transports in `virtio_slots`
-/// (bit `i`: QEMU's transport `i`), entered at the payload's entry.
+/// (bit `i`: QEMU's transport `i`) and `vcpus` vCPUs, entered at the payload's entry.
 pub fn pack(
     payload: &FlatImage,
     ramdisk: Option<&[u8]>,
     guest_dt: &[u8],
     virtio_slots: u32,
+    vcpus: u32,
 ) -> Result<Vec<u8>, String> {
     if guest_dt.len() as u64 > GUEST_DT_MAX_SIZE {
         return Err(format!("guest device tree is {} bytes, more than {GUEST_DT_MAX_SIZE}", guest_dt.len()));
     }
     let config =
-        VmConfig { ram_base: GUEST_RAM_BASE, ram_size: GUEST_RAM_SIZE, entry_ipa: payload.entry, virtio_slots }
+        VmConfig { ram_base: GUEST_RAM_BASE, ram_size: GUEST_RAM_SIZE, entry_ipa: payload.entry, virtio_slots, vcpus }
             .to_bytes();
     let mut entries = vec![
         EntrySpec { kind: EntryKind::VmConfig, load_ipa: 0, mem_size: config.len() as u64, data: &config },
@@ -69,6 +70,8 @@ pub struct PvmfwVm<'a> {
     pub host_dt: &'a [u8],
     /// The virtio-mmio transports the VM is given.
     pub virtio_slots: u32,
+    /// The vCPUs the VM is given.
+    pub vcpus: u32,
 }
 
 /// Packs a VM that boots through pvmfw: pvmfw and its configuration data in its
@@ -87,6 +90,7 @@ pub fn pack_with_pvmfw(vm: &PvmfwVm<'_>) -> Result<Vec<u8>, String> {
         ram_size: PVMFW_SIZE + GUEST_RAM_SIZE,
         entry_ipa: PVMFW_BASE,
         virtio_slots: vm.virtio_slots,
+        vcpus: vm.vcpus,
     }
     .to_bytes();
     let kernel_size = pages(vm.kernel_footprint.max(vm.kernel.len() as u64));
@@ -114,10 +118,10 @@ mod tests {
 
     #[test]
     fn packs_a_payload_hyp_accepts() {
-        let bytes = pack(&payload(0x8020_0000, 0x10_0000), Some(&[7; 10]), &[0xd0; 100], 0).unwrap();
+        let bytes = pack(&payload(0x8020_0000, 0x10_0000), Some(&[7; 10]), &[0xd0; 100], 0, 3).unwrap();
         let b = Bundle::parse(&bytes).unwrap();
         assert_eq!(b.entry(EntryKind::Payload).unwrap().load_ipa, 0x8020_0000);
-        assert_eq!(b.config().entry_ipa, 0x8020_0000);
+        assert_eq!((b.config().entry_ipa, b.config().vcpus), (0x8020_0000, 3));
         assert_eq!(b.entry(EntryKind::GuestDt).unwrap().data.len(), 100);
         assert_eq!(b.entry(EntryKind::Ramdisk).unwrap().load_ipa, RAMDISK_BASE);
     }
@@ -132,6 +136,7 @@ mod tests {
             ramdisk: Some(&[2; 100]),
             host_dt: &[0xd0; 64],
             virtio_slots: 0,
+            vcpus: 1,
         };
         let bytes = pack_with_pvmfw(&vm).unwrap();
         let b = Bundle::parse(&bytes).unwrap();
@@ -150,11 +155,11 @@ mod tests {
 
     #[test]
     fn refuses_payloads_outside_the_map() {
-        let err = pack(&payload(0x4008_0000, 0x1000), None, &[0; 8], 0).unwrap_err();
+        let err = pack(&payload(0x4008_0000, 0x1000), None, &[0; 8], 0, 1).unwrap_err();
         assert!(err.contains("payload does not fit"), "{err}");
-        let err = pack(&payload(0x8000_0000, 0x1000), None, &[0; 8], 0).unwrap_err();
+        let err = pack(&payload(0x8000_0000, 0x1000), None, &[0; 8], 0, 1).unwrap_err();
         assert!(err.contains("overlaps"), "{err}");
-        let err = pack(&payload(0x8020_0000, 1 << 30), None, &[0; 8], 0).unwrap_err();
+        let err = pack(&payload(0x8020_0000, 1 << 30), None, &[0; 8], 0, 1).unwrap_err();
         assert!(err.contains("does not fit inside guest RAM"), "{err}");
     }
 }

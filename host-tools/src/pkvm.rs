@@ -26,13 +26,14 @@ const HOST_RAM: &str = "2G";
 /// that ends QEMU at once.
 const HOST_CMDLINE: &str = "console=ttyAMA0 kvm-arm.mode=protected panic=-1 quiet";
 
-/// The QEMU command that boots the pKVM host.
-pub fn command(kernel: &Path, initramfs: &Path, extra: &[String]) -> Command {
+/// The QEMU command that boots the pKVM host, for a guest of `guest_cpus` vCPUs.
+pub fn command(kernel: &Path, initramfs: &Path, extra: &[String], guest_cpus: u32) -> Command {
     let mut cmd = Command::new(QEMU);
     cmd.args(["-M", &format!("{},virtualization=on,gic-version=3", qemu::MACHINE), "-cpu", HOST_CPU]);
-    // Two CPUs unless the caller chose (the bench runs the host on one, to repeat).
+    // Two CPUs, or one per guest vCPU, unless the caller chose (the bench runs the host
+    // on one, to repeat).
     if !extra.iter().any(|a| a == "-smp") {
-        cmd.args(["-smp", "2"]);
+        cmd.args(["-smp", &guest_cpus.max(2).to_string()]);
     }
     cmd.args(["-m", HOST_RAM, "-display", "none", "-nodefaults", "-serial", "stdio", "-no-reboot"])
         .arg("-kernel")
@@ -144,7 +145,7 @@ pub fn run_collect(
         eprintln!("pvmkit: {} on the real pKVM, host kernel {} ({})", config.mode, kernel.version, dir.display());
     }
     extra.extend(config.extra_args.iter().cloned());
-    let mut cmd = command(&kernel.image, &initrd, &extra);
+    let mut cmd = command(&kernel.image, &initrd, &extra, config.cpus);
     let output = qemu::execute(&mut cmd, config.timeout, config.echo, Some(nonce))?;
     std::fs::write(dir.join("console.log"), output.lines.join("\n")).ok();
     let verdict = verdict::judge(Expect::Vmm, &output);

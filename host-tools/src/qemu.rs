@@ -122,6 +122,8 @@ pub struct RunConfig {
     pub avf: crate::guest_dt::AvfUntrusted,
     /// The instance disk to keep across runs (pvmfw's record); a fresh one by default.
     pub instance: Option<PathBuf>,
+    /// The guest's vCPUs (1 to [`abi::bundle::MAX_VCPUS`]); 1 is the fast path.
+    pub cpus: u32,
 }
 
 /// A fresh nonce for a run, from the host's random source: what hyp's and the VMM's
@@ -188,14 +190,11 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices,
         Mode::Hyp(_) => format!("{MACHINE},virtualization=on,gic-version=3"),
         Mode::Bare => format!("{MACHINE},gic-version=3"),
     };
-    cmd.args(["-M", &machine, "-cpu", CPU, "-smp", "1", "-m"]).arg(format!("{}M", QEMU_RAM_SIZE >> 20)).args([
-        "-display",
-        "none",
-        "-nodefaults",
-        "-serial",
-        "stdio",
-        "-no-reboot",
-    ]);
+    // Bare mode: QEMU's own CPUs and PSCI; hyp: one CPU, its vCPU's.
+    let cpus = if config.mode == Mode::Bare { config.cpus } else { 1 };
+    cmd.args(["-M", &machine, "-cpu", CPU, "-smp", &cpus.to_string(), "-m"])
+        .arg(format!("{}M", QEMU_RAM_SIZE >> 20))
+        .args(["-display", "none", "-nodefaults", "-serial", "stdio", "-no-reboot"]);
     match config.mode {
         Mode::Hyp(vm) => {
             cmd.arg("-kernel")
@@ -231,7 +230,7 @@ pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
     if !config.pvmfw {
         let dt = host_dt(config, None, ramdisk_region)?;
         let placed = payload()?.placed(ram).map_err(|e| format!("payload {}: {e}", config.payload.display()))?;
-        return pack::pack(&placed, ramdisk.as_deref(), &dt, virtio_slots(false));
+        return pack::pack(&placed, ramdisk.as_deref(), &dt, virtio_slots(false), config.cpus);
     }
     let dev_key = signing::dev_key(ws)?;
     let (kernel, kernel_address, kernel_footprint) = match &config.signed_payload {
@@ -268,6 +267,7 @@ pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
         ramdisk: ramdisk.as_deref(),
         host_dt: &dt,
         virtio_slots: virtio_slots(true),
+        vcpus: config.cpus,
     })
 }
 
@@ -280,6 +280,7 @@ fn host_dt(config: &RunConfig, kernel: Option<(u64, u64)>, ramdisk: Option<Regio
         ram_size: GUEST_RAM_SIZE,
         bootargs: &config.guest_cmdline(),
         virtio_slots: virtio_slots(config.pvmfw),
+        cpus: config.cpus,
         signed_payload: kernel,
         ramdisk,
         restricted_pool: config.restricted_pool,
@@ -297,6 +298,12 @@ pub fn run_collect(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
     let dir = run_dir(ws, config.mode)?;
     if config.backend == Backend::Pkvm {
         return crate::pkvm::run_collect(ws, fw, config, &dir);
+    }
+    if config.cpus > 1 && matches!(config.mode, Mode::Hyp(_)) {
+        return Err(format!(
+            "--cpus {}: hyp runs one vCPU today; several run on the real pKVM (--backend pkvm) and in bare mode",
+            config.cpus
+        ));
     }
     match (config.mode, &config.bundle) {
         (Mode::Hyp(_), Some(given)) => write(&dir.join("bundle.bin"), &firmware::read(given)?)?,

@@ -337,6 +337,14 @@ fn host_dt(spec: &HostDt) -> Vec<u8> {
     w.property_array_u64("reg", &[base, size]).unwrap();
     w.end_node(pool).unwrap();
     w.end_node(reserved).unwrap();
+    let cpus = w.begin_node("cpus").unwrap();
+    w.property_u32("#address-cells", 1).unwrap();
+    w.property_u32("#size-cells", 0).unwrap();
+    let cpu = w.begin_node("cpu@0").unwrap();
+    w.property_string("device_type", "cpu").unwrap();
+    w.property_u32("reg", 0).unwrap();
+    w.end_node(cpu).unwrap();
+    w.end_node(cpus).unwrap();
     let psci = w.begin_node("psci").unwrap();
     w.property_string("compatible", "arm,psci-1.0").unwrap();
     w.property_string("method", spec.psci).unwrap();

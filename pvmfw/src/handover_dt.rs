@@ -39,10 +39,10 @@ pub fn build(config: &HostConfig<'_>, bootargs: &str, debuggable: bool, dice: Re
         write::Reserved { name: dt::DICE_NODE, compatible: dt::OPEN_DICE, region: dice, no_map: true, phandle: None };
     let reserved: Vec<write::Reserved<'_>> = [dice].into_iter().chain(pool).collect();
     write::reserved_memory(&mut w, &reserved)?;
-    write::cpus(&mut w, None)?;
+    write::cpus(&mut w, None, config.cpus)?;
     write::psci(&mut w, &[dt::PSCI_1_0])?;
     if config.gic {
-        write::gic_v3(&mut w)?;
+        write::gic_v3(&mut w, config.cpus)?;
         write::timer(&mut w)?;
     }
     // Interrupts only through a GIC pvmfw checked; DMA bound to the pool it checked.

@@ -11,8 +11,8 @@ use core::fmt;
 use abi::dt;
 use abi::memory_map::Region;
 use abi::memory_map::{
-    virtio_mmio_slot, BOUNCE_POOL_COMPATIBLE, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE, GUEST_DT_BASE,
-    GUEST_DT_MAX_SIZE, QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
+    redistributors, virtio_mmio_slot, BOUNCE_POOL_COMPATIBLE, GICD_BASE, GICD_SIZE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE,
+    QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
 };
 use abi::pvmfw::{PVMFW_BASE, PVMFW_SIZE};
 use dtoolkit::fdt::{Fdt, FdtNode};
@@ -39,8 +39,10 @@ pub struct Limits<'a> {
     pub pvmfw: Region,
     /// The DT area (the new DT and the payload's secret go there).
     pub dt_area: Region,
-    /// The GICv3's distributor and redistributor windows.
-    pub gic: [Region; 2],
+    /// The GICv3's distributor window (its redistributors follow from the CPUs).
+    pub gicd: Region,
+    /// The most CPUs the platform gives a VM.
+    pub max_cpus: u32,
 }
 
 const fn virtio_windows() -> [Region; VIRTIO_MMIO_SLOTS as usize] {
@@ -69,10 +71,8 @@ impl Limits<'static> {
             virtio: &QEMU_VIRT_VIRTIO,
             pvmfw: Region { start: PVMFW_BASE, end: PVMFW_BASE + PVMFW_SIZE },
             dt_area: Region { start: GUEST_DT_BASE, end: GUEST_DT_BASE + GUEST_DT_MAX_SIZE },
-            gic: [
-                Region { start: GICD_BASE, end: GICD_BASE + GICD_SIZE },
-                Region { start: GICR_BASE, end: GICR_BASE + GICR_SIZE },
-            ],
+            gicd: Region { start: GICD_BASE, end: GICD_BASE + GICD_SIZE },
+            max_cpus: abi::bundle::MAX_VCPUS,
         }
     }
 }
@@ -94,8 +94,10 @@ pub struct HostConfig<'a> {
     pub bootargs: &'a str,
     /// The `restricted-dma-pool` reserved for bounce buffers, if any.
     pub bounce_pool: Option<Region>,
-    /// Whether the host named the platform's GICv3 (distributor, redistributor).
+    /// Whether the host named the platform's GICv3 (distributor, a redistributor per CPU).
     pub gic: bool,
+    /// The CPUs (`/cpus/cpu@i`, MPIDR affinity `i`, every `i` below the count).
+    pub cpus: u32,
     /// `/avf/untrusted/instance-id`: the VM instance the host says this is.
     pub instance_id: Option<&'a [u8]>,
     /// `/avf/untrusted/defer-rollback-protection`: the host asks for rollback protection
@@ -135,6 +137,8 @@ pub enum DtError {
     BadBootargs,
     /// The bounce pool is unaligned, outside RAM, or over the DT area or the payload.
     BadBouncePool(Region),
+    /// No CPU, more than the platform has, or MPIDRs other than 0 to count − 1.
+    BadCpus(u32),
 }
 
 impl fmt::Display for DtError {
@@ -152,7 +156,10 @@ impl fmt::Display for DtError {
                 write!(f, "host device tree: {what} at {at:#x}, where the platform exposes none")
             }
             Self::NoConsole => write!(f, "host device tree has no console"),
-            Self::BadGic => write!(f, "host device tree: a GICv3 other than the platform's"),
+            Self::BadGic => write!(f, "host device tree: a GICv3 other than the platform's for its CPUs"),
+            Self::BadCpus(n) => {
+                write!(f, "host device tree: {n} CPUs, not 1 to the platform's most with MPIDRs 0 up")
+            }
             Self::NoPayload => write!(f, "host device tree has no /config kernel-address and kernel-size"),
             Self::PayloadOutsideRam(r) => {
                 write!(f, "host device tree: payload {:#x}..{:#x} is outside RAM or over the DT area", r.start, r.end)
@@ -195,7 +202,8 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
     let root = fdt.root();
     let (mut memory, mut console, mut virtio, mut payload, mut bootargs) = (Vec::new(), None, Vec::new(), None, "");
     let mut pools = Vec::new();
-    let mut gic = false;
+    let mut gic = None;
+    let mut cpus: Vec<u64> = Vec::new();
     let (mut initrd_start, mut initrd_end) = (None, None);
     let (mut instance_id, mut defer_rollback_protection) = (None, false);
     for node in root.children() {
@@ -209,10 +217,18 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
                 console = Some(r);
             }
         } else if node.is_compatible(dt::GIC_V3) {
-            if gic || regs(node, "gic-v3 reg")? != limits.gic {
+            if gic.is_some() {
                 return Err(DtError::BadGic);
             }
-            gic = true;
+            gic = Some(regs(node, "gic-v3 reg")?);
+        } else if node.name() == "cpus" {
+            for cpu in node.children().filter(|c| c.property("device_type").is_some_and(|p| p.value() == b"cpu\0")) {
+                if cpus.len() as u32 >= limits.max_cpus {
+                    return Err(DtError::BadCpus(cpus.len() as u32 + 1));
+                }
+                let reg = cpu.property("reg").ok_or(DtError::BadProperty("cpu reg"))?;
+                cpus.push(pvmkit_dt::read::cells_u64(reg.value()).ok_or(DtError::BadProperty("cpu reg"))?);
+            }
         } else if node.is_compatible(dt::VIRTIO_MMIO) {
             for r in regs(node, "virtio reg")? {
                 if !limits.virtio.iter().any(|w| w.contains(&r)) || virtio.contains(&r) {
@@ -248,6 +264,17 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
             }
         }
     }
+    // Every CPU's MPIDR affinity is its index, as the platform numbers its vCPUs.
+    cpus.sort_unstable();
+    if cpus.is_empty() || cpus.iter().enumerate().any(|(i, &mpidr)| mpidr != i as u64) {
+        return Err(DtError::BadCpus(cpus.len() as u32));
+    }
+    let cpu_count = cpus.len() as u32;
+    let gic = match gic {
+        None => false,
+        Some(regs) if regs == [limits.gicd, redistributors(cpu_count)] => true,
+        Some(_) => return Err(DtError::BadGic),
+    };
     let [memory] = memory[..] else {
         return Err(DtError::Memory);
     };
@@ -297,6 +324,7 @@ pub fn check<'a>(blob: &'a [u8], limits: &Limits<'_>) -> Result<HostConfig<'a>, 
         bootargs,
         bounce_pool,
         gic,
+        cpus: cpu_count,
         instance_id,
         defer_rollback_protection,
     })

@@ -47,7 +47,9 @@ impl From<DtError> for Refused {
                 Refusal::HostDtMalformed
             }
             DtError::Memory | DtError::MemoryOutsideLimits(_) => Refusal::HostDtMemory,
-            DtError::BadGic | DtError::DeviceNotExposed(..) | DtError::NoConsole => Refusal::HostDtDevice,
+            DtError::BadGic | DtError::BadCpus(_) | DtError::DeviceNotExposed(..) | DtError::NoConsole => {
+                Refusal::HostDtDevice
+            }
             DtError::NoPayload | DtError::PayloadOutsideRam(_) | DtError::RamdiskOutsideRam(_) => {
                 Refusal::HostDtPayload
             }

@@ -1,16 +1,19 @@
 //! The VM on KVM (rust-vmm's `kvm-ioctls`, `vm-memory`): created protected
 //! (`KVM_VM_TYPE_ARM_PROTECTED`) or ordinary, guest RAM in one memslot laid out as the
-//! bundle says, one vCPU with PSCI 0.2, an in-kernel GICv3 at QEMU `virt`'s addresses,
-//! and the run loop that answers MMIO and ends the VM.
+//! bundle says, the bundle's vCPUs with PSCI 0.2 (vCPU 0 at the entry, the others
+//! powered off until the guest's CPU_ON, which KVM handles), an in-kernel GICv3 at QEMU
+//! `virt`'s addresses with a redistributor per vCPU, and the run loop, one thread per
+//! vCPU, that answers MMIO and ends the VM.
 
 use std::io::Write;
+use std::sync::{mpsc, Mutex};
 
 use kvm_bindings::{
     kvm_create_device, kvm_device_attr, kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3, kvm_userspace_memory_region,
-    kvm_vcpu_events, kvm_vcpu_init, KVM_ARM_IRQ_TYPE_SHIFT, KVM_ARM_IRQ_TYPE_SPI, KVM_ARM_VCPU_PSCI_0_2,
-    KVM_DEV_ARM_VGIC_CTRL_INIT, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_GRP_NR_IRQS,
-    KVM_REG_ARM64, KVM_REG_ARM_CORE, KVM_REG_SIZE_U64, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
-    KVM_VGIC_V3_ADDR_TYPE_DIST, KVM_VGIC_V3_ADDR_TYPE_REDIST,
+    kvm_vcpu_events, kvm_vcpu_init, KVM_ARM_IRQ_TYPE_SHIFT, KVM_ARM_IRQ_TYPE_SPI, KVM_ARM_VCPU_POWER_OFF,
+    KVM_ARM_VCPU_PSCI_0_2, KVM_DEV_ARM_VGIC_CTRL_INIT, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_DEV_ARM_VGIC_GRP_CTRL,
+    KVM_DEV_ARM_VGIC_GRP_NR_IRQS, KVM_REG_ARM64, KVM_REG_ARM_CORE, KVM_REG_SIZE_U64, KVM_SYSTEM_EVENT_RESET,
+    KVM_SYSTEM_EVENT_SHUTDOWN, KVM_VGIC_V3_ADDR_TYPE_DIST, KVM_VGIC_V3_ADDR_TYPE_REDIST,
 };
 use kvm_ioctls::{DeviceFd, Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -20,6 +23,7 @@ use abi::memory_map::{virtio_mmio_slot_at, virtio_mmio_spi};
 use abi::profile::teardown::{self, Found, Page, Survey};
 
 use crate::exit::ExitReason;
+use crate::kick;
 use crate::machine::Plan;
 use crate::mmio::{self, Route};
 use crate::pl011::Pl011;
@@ -78,11 +82,17 @@ pub struct Vm {
     vm: VmFd,
     _gic: DeviceFd,
     memory: GuestMemoryMmap,
-    vcpu: VcpuFd,
+    vcpus: Vec<VcpuFd>,
+    /// What every vCPU's exits reach, one vCPU at a time.
+    devices: Mutex<Devices>,
+    virtio_bases: Vec<u64>,
+}
+
+/// The VM's devices and what the run keeps of them.
+struct Devices {
     console: Pl011,
     line: Vec<u8>,
     virtio: Vec<Transport>,
-    virtio_bases: Vec<u64>,
     /// The exits seen, appended to the guest's `bench ` lines when asked for.
     stats: Option<ExitStats>,
 }
@@ -100,7 +110,8 @@ pub fn run(
     match build(plan, options, console_input, disk, instance) {
         Ok(mut vm) => {
             let reason = vm.run();
-            for transport in &vm.virtio {
+            let devices = vm.devices.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for transport in &devices.virtio {
                 if let Some(bytes) = transport.device().received() {
                     crate::vmm_println!("virtio-console received {:?}", String::from_utf8_lossy(bytes));
                 }
@@ -168,27 +179,28 @@ fn build(
         .zip(devices)
         .map(|(&base, device)| Transport::new(base, device, options.access_platform))
         .collect();
-    let vcpu = vm.create_vcpu(0).map_err(|e| format!("creating the vCPU: {e}"))?;
-    let mut init = kvm_vcpu_init::default();
-    vm.get_preferred_target(&mut init).map_err(|e| format!("KVM_ARM_PREFERRED_TARGET: {e}"))?;
-    init.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
-    vcpu.vcpu_init(&init).map_err(|e| format!("KVM_ARM_VCPU_INIT: {e}"))?;
+    // Every vCPU before the vGIC is initialised (it sizes its redistributors by them).
+    let mut vcpus = Vec::new();
+    for id in 0..plan.vcpus {
+        let vcpu = vm.create_vcpu(id.into()).map_err(|e| format!("creating vCPU {id}: {e}"))?;
+        let mut init = kvm_vcpu_init::default();
+        vm.get_preferred_target(&mut init).map_err(|e| format!("KVM_ARM_PREFERRED_TARGET: {e}"))?;
+        init.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
+        if id > 0 {
+            // A secondary waits, off, for the guest's PSCI CPU_ON (KVM answers it).
+            init.features[0] |= 1 << KVM_ARM_VCPU_POWER_OFF;
+        }
+        vcpu.vcpu_init(&init).map_err(|e| format!("KVM_ARM_VCPU_INIT of vCPU {id}: {e}"))?;
+        vcpus.push(vcpu);
+    }
+    let boot = vcpus.first().ok_or("the bundle asks for no vCPU")?;
     for (reg, value) in [(PC, plan.entry), (X0, plan.dt), (PSTATE, PSTATE_EL1H_MASKED)] {
-        vcpu.set_one_reg(reg, &value.to_le_bytes()).map_err(|e| format!("KVM_SET_ONE_REG {reg:#x}: {e}"))?;
+        boot.set_one_reg(reg, &value.to_le_bytes()).map_err(|e| format!("KVM_SET_ONE_REG {reg:#x}: {e}"))?;
     }
     let gic = gic(&vm)?;
-    Ok(Vm {
-        _kvm: kvm,
-        vm,
-        _gic: gic,
-        memory,
-        vcpu,
-        console: Pl011::default(),
-        line: Vec::new(),
-        virtio,
-        virtio_bases,
-        stats: options.stats.then(ExitStats::default),
-    })
+    let stats = options.stats.then(ExitStats::default);
+    let devices = Devices { console: Pl011::default(), line: Vec::new(), virtio, stats };
+    Ok(Vm { _kvm: kvm, vm, _gic: gic, memory, vcpus, devices: Mutex::new(devices), virtio_bases })
 }
 
 fn gic(vm: &VmFd) -> Result<DeviceFd, String> {
@@ -228,18 +240,67 @@ fn survey(memory: &GuestMemoryMmap) -> (usize, usize, [Option<u64>; 2]) {
 }
 
 impl Vm {
-    /// Closes the vCPU, the vGIC, the VM and /dev/kvm, so that KVM tears the VM down and
+    /// Closes the vCPUs, the vGIC, the VM and /dev/kvm, so that KVM tears the VM down and
     /// hands its pages back; returns guest RAM's mapping, still the VMM's.
     fn tear_down(self) -> GuestMemoryMmap {
-        let Vm { _kvm, vm, _gic, memory, vcpu, virtio, .. } = self;
-        drop((vcpu, virtio, _gic, vm, _kvm));
+        let Vm { _kvm, vm, _gic, memory, vcpus, devices, .. } = self;
+        drop((vcpus, devices, _gic, vm, _kvm));
         memory
     }
 
+    /// Runs every vCPU to the VM's end: one vCPU on this thread; several each on its
+    /// own, the first to end the VM stopping the others.
     fn run(&mut self) -> ExitReason {
+        let mut vcpus = std::mem::take(&mut self.vcpus);
+        let reason = match &mut vcpus[..] {
+            [only] => self.run_vcpu(only, &kick::Stop::default()),
+            all => self.run_all(all),
+        };
+        self.vcpus = vcpus;
+        self.devices.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).flush();
+        reason
+    }
+
+    fn run_all(&self, vcpus: &mut [VcpuFd]) -> ExitReason {
+        if let Err(e) = kick::install() {
+            return ExitReason::VmmError(e);
+        }
+        let stop = kick::Stop::default();
+        let (ended, first) = mpsc::channel();
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = vcpus
+                .iter_mut()
+                .map(|vcpu| {
+                    let (stop, ended) = (&stop, ended.clone());
+                    scope.spawn(move || {
+                        let reason = self.run_vcpu(vcpu, stop);
+                        let _ = ended.send(reason);
+                    })
+                })
+                .collect();
+            // The first vCPU to end the VM decides its end; the others are stopped.
+            let reason = first.recv().unwrap_or_else(|_| ExitReason::VmmError("every vCPU thread vanished".into()));
+            stop.all(|| threads.iter().all(|t| t.is_finished()));
+            reason
+        })
+    }
+
+    /// One vCPU's run loop, until it ends the VM or `stop` says another did.
+    fn run_vcpu(&self, vcpu: &mut VcpuFd, stop: &kick::Stop) -> ExitReason {
+        stop.enter();
+        // The fault handler's map of guest RAM is per thread.
+        for region in self.memory.iter() {
+            if let Ok(host) = self.memory.get_host_address(region.start_addr()) {
+                watch::map(host as u64, region.start_addr().0, region.len());
+            }
+        }
         loop {
-            let exit = self.vcpu.run();
-            if let (Some(stats), Ok(exit)) = (self.stats.as_mut(), &exit) {
+            if stop.stopped() {
+                return ExitReason::SystemOff;
+            }
+            let exit = vcpu.run();
+            let mut devices = self.devices.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let (Some(stats), Ok(exit)) = (devices.stats.as_mut(), &exit) {
                 let ipa = match exit {
                     VcpuExit::MmioRead(ipa, _) | VcpuExit::MmioWrite(ipa, _) => Some(*ipa),
                     _ => None,
@@ -253,12 +314,12 @@ impl Vm {
             let step = match exit {
                 Ok(VcpuExit::MmioRead(ipa, data)) => match mmio::route(ipa, data.len(), &self.virtio_bases) {
                     Route::Console(offset) => {
-                        let value = self.console.read(offset).to_le_bytes();
+                        let value = devices.console.read(offset).to_le_bytes();
                         data.copy_from_slice(&value[..data.len()]);
                         Step::Go
                     }
                     Route::Virtio(i, offset) => {
-                        self.virtio[i].read(offset, data);
+                        devices.virtio[i].read(offset, data);
                         Step::Go
                     }
                     Route::Abort => Step::Abort,
@@ -267,10 +328,10 @@ impl Vm {
                     Route::Console(offset) => {
                         let mut value = [0u8; 4];
                         value[..data.len()].copy_from_slice(data);
-                        self.console.write(offset, u32::from_le_bytes(value)).map_or(Step::Go, Step::Print)
+                        devices.console.write(offset, u32::from_le_bytes(value)).map_or(Step::Go, Step::Print)
                     }
-                    Route::Virtio(i, offset) => match self.virtio[i].write(offset, data, &self.memory) {
-                        Signal::Interrupt => self.interrupt(i),
+                    Route::Virtio(i, offset) => match devices.virtio[i].write(offset, data, &self.memory) {
+                        Signal::Interrupt => self.interrupt(&devices, i),
                         Signal::None => Step::Go,
                     },
                     Route::Abort => Step::Abort,
@@ -286,29 +347,25 @@ impl Vm {
             };
             match step {
                 Step::Go => {}
-                Step::Print(byte) => self.print(byte),
+                Step::Print(byte) => devices.print(byte),
                 Step::Abort => {
                     // No device there: the guest takes a synchronous external abort, as
                     // under hyp (real upstream pKVM leaves this to the VMM).
                     let mut events = kvm_vcpu_events::default();
                     events.exception.ext_dabt_pending = 1;
-                    if let Err(e) = self.vcpu.set_vcpu_events(&events) {
-                        self.flush();
+                    if let Err(e) = vcpu.set_vcpu_events(&events) {
                         return ExitReason::VmmError(format!("injecting an external abort: {e}"));
                     }
                 }
-                Step::End(reason) => {
-                    self.flush();
-                    return reason;
-                }
+                Step::End(reason) => return reason,
             }
         }
     }
 
     /// Raises transport `i`'s interrupt: a rising edge on its SPI (QEMU `virt`'s for
     /// that slot, as the DT says).
-    fn interrupt(&self, i: usize) -> Step {
-        let Some(slot) = self.virtio.get(i).and_then(|t| virtio_mmio_slot_at(t.base())) else { return Step::Go };
+    fn interrupt(&self, devices: &Devices, i: usize) -> Step {
+        let Some(slot) = devices.virtio.get(i).and_then(|t| virtio_mmio_slot_at(t.base())) else { return Step::Go };
         let irq = (KVM_ARM_IRQ_TYPE_SPI << KVM_ARM_IRQ_TYPE_SHIFT) | spi_intid(virtio_mmio_spi(slot));
         for level in [true, false] {
             if let Err(e) = self.vm.set_irq_line(irq, level) {
@@ -317,7 +374,9 @@ impl Vm {
         }
         Step::Go
     }
+}
 
+impl Devices {
     /// The guest's console, a line at a time.
     fn print(&mut self, byte: u8) {
         if byte == b'\n' {

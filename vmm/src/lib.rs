@@ -8,10 +8,13 @@
 //! console), [`virtio`] (the virtio-mmio transports and their devices, over real guest
 //! memory), [`mmio`] (which device an access reaches), [`watch`] (a fault on a private
 //! page named as a violation), [`exit`] (the exit line), [`stats`] (the exits it
-//! reports to a bench guest). The
+//! reports to a bench guest), [`kick`] (stopping the other vCPU threads when one
+//! ends the VM). The
 //! KVM glue (`kvm.rs`) and the `/init` duties (`init.rs`) run only inside the pKVM host.
 
 pub mod exit;
+#[cfg(target_os = "linux")]
+pub mod kick;
 pub mod machine;
 pub mod mmio;
 pub mod pl011;

@@ -17,6 +17,8 @@ pub struct Plan<'a> {
     pub dt: u64,
     /// The virtio-mmio transports the VM is given (bit `i`: QEMU's slot `i`).
     pub virtio_slots: u32,
+    /// The vCPUs (vCPU 0 starts at `entry`, the others powered off).
+    pub vcpus: u32,
 }
 
 /// Reads a bundle.
@@ -30,6 +32,7 @@ pub fn plan(bundle: &[u8]) -> Result<Plan<'_>, String> {
         entry: layout.entry_ipa,
         dt: layout.dt.start,
         virtio_slots: bundle.config().virtio_slots,
+        vcpus: bundle.config().vcpus,
     })
 }
 
@@ -41,7 +44,8 @@ mod tests {
     #[test]
     fn a_bundle_becomes_a_plan_and_a_bad_one_an_error() {
         let config =
-            VmConfig { ram_base: 0x8000_0000, ram_size: 16 << 20, entry_ipa: 0x8020_0000, virtio_slots: 4 }.to_bytes();
+            VmConfig { ram_base: 0x8000_0000, ram_size: 16 << 20, entry_ipa: 0x8020_0000, virtio_slots: 4, vcpus: 2 }
+                .to_bytes();
         let entries = [
             EntrySpec { kind: EntryKind::VmConfig, load_ipa: 0, mem_size: 32, data: &config },
             EntrySpec { kind: EntryKind::Payload, load_ipa: 0x8020_0000, mem_size: 0x1000, data: &[1, 2, 3, 4] },
@@ -52,7 +56,7 @@ mod tests {
         let p = plan(&bytes).unwrap();
         assert_eq!(p.ram, Region { start: 0x8000_0000, end: 0x8100_0000 });
         assert_eq!(p.loads, vec![(0x8020_0000, &[1u8, 2, 3, 4][..]), (0x8000_0000, &[5u8; 8][..])]);
-        assert_eq!((p.entry, p.dt, p.virtio_slots), (0x8020_0000, 0x8000_0000, 4));
+        assert_eq!((p.entry, p.dt, p.virtio_slots, p.vcpus), (0x8020_0000, 0x8000_0000, 4, 2));
         assert!(plan(&bytes[..40]).unwrap_err().starts_with("bad bundle"));
     }
 }

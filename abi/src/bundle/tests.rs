@@ -3,7 +3,7 @@ use super::*;
 const RAM: u64 = 0x8000_0000;
 
 fn config(entry: u64) -> [u8; VM_CONFIG_SIZE] {
-    VmConfig { ram_base: RAM, ram_size: 256 << 20, entry_ipa: entry, virtio_slots: 1 << 31 }.to_bytes()
+    VmConfig { ram_base: RAM, ram_size: 256 << 20, entry_ipa: entry, virtio_slots: 1 << 31, vcpus: 1 }.to_bytes()
 }
 
 fn build(entries: &[EntrySpec<'_>]) -> Vec<u8> {
@@ -44,8 +44,13 @@ fn vm_config_round_trips_and_checks_reserved() {
     assert_eq!(config.virtio_slots, 1 << 31);
     let mut raw = config.to_bytes();
     assert_eq!(VmConfig::from_bytes(&raw), Ok(config));
-    raw[30] = 1;
-    assert_eq!(VmConfig::from_bytes(&raw), Err(BundleError::ReservedNotZero));
+    // The vCPU count (bytes 28..32): 1 to 8, never 0 or more.
+    raw[28..32].copy_from_slice(&8u32.to_le_bytes());
+    assert_eq!(VmConfig::from_bytes(&raw).map(|c| c.vcpus), Ok(8));
+    for bad in [0u32, 9, 1 << 16] {
+        raw[28..32].copy_from_slice(&bad.to_le_bytes());
+        assert_eq!(VmConfig::from_bytes(&raw), Err(BundleError::BadVcpus(bad)));
+    }
 }
 
 #[test]

@@ -11,7 +11,8 @@ pub fn limits() -> Limits<'static> {
         virtio: &VIRTIO,
         pvmfw: Region { start: 0x7fc0_0000, end: 0x8000_0000 },
         dt_area: Region { start: 0x8000_0000, end: 0x8020_0000 },
-        gic: Limits::qemu_virt().gic,
+        gicd: Limits::qemu_virt().gicd,
+        max_cpus: 8,
     }
 }
 
@@ -29,6 +30,8 @@ pub struct Spec {
     pub gic: Option<[u64; 4]>,
     /// `/avf/untrusted`'s instance id, and whether it asks to defer rollback protection.
     pub avf: Option<(&'static [u8], bool)>,
+    /// The `reg` of each `/cpus/cpu@…` (no `/cpus` when empty).
+    pub cpus: Vec<u32>,
 }
 
 impl Default for Spec {
@@ -43,6 +46,7 @@ impl Default for Spec {
             pool: Some((0x8fc0_0000, 0x40_0000)),
             gic: Some([0x0800_0000, 0x1_0000, 0x080a_0000, 0x2_0000]),
             avf: None,
+            cpus: vec![0],
         }
     }
 }
@@ -92,6 +96,18 @@ pub fn build(s: &Spec) -> Vec<u8> {
         }
         w.end_node(untrusted).unwrap();
         w.end_node(avf).unwrap();
+    }
+    if !s.cpus.is_empty() {
+        let cpus = w.begin_node("cpus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 0).unwrap();
+        for (i, reg) in s.cpus.iter().enumerate() {
+            let cpu = w.begin_node(&format!("cpu@{i}")).unwrap();
+            w.property_string("device_type", "cpu").unwrap();
+            w.property_u32("reg", *reg).unwrap();
+            w.end_node(cpu).unwrap();
+        }
+        w.end_node(cpus).unwrap();
     }
     let mem = w.begin_node("memory@80000000").unwrap();
     w.property_string("device_type", "memory").unwrap();
@@ -183,6 +199,8 @@ fn refuses_what_the_platform_does_not_have() {
     // A GIC elsewhere (say, a redistributor over RAM) is not the platform's.
     let moved = Spec { gic: Some([0x0800_0000, 0x1_0000, 0x8000_0000, 0x2_0000]), ..Spec::default() };
     assert_eq!(check_spec(moved), Err(DtError::BadGic));
+    // Redistributors for one CPU where the tree has two.
+    assert_eq!(check_spec(Spec { cpus: vec![0, 1], ..Spec::default() }), Err(DtError::BadGic));
     // Bounce pools outside RAM, over the DT area, over the payload, unaligned.
     for pool in [(0x9000_0000, 0x1000), (0x8000_0000, 0x1000), (0x8800_0000, 0x1000), (0x8fc0_0100, 0x1000)] {
         let want = Err(DtError::BadBouncePool(Region { start: pool.0, end: pool.0 + pool.1 }));
@@ -222,10 +240,12 @@ fn the_platform_limits_are_qemu_virts_memory_map() {
     assert_eq!(l.virtio.len(), 32);
     assert_eq!(l.virtio[0], Region { start: 0x0a00_0000, end: 0x0a00_0200 });
     assert_eq!(l.virtio[31], Region { start: 0x0a00_3e00, end: 0x0a00_4000 });
-    assert_eq!(
-        l.gic,
-        [Region { start: 0x0800_0000, end: 0x0801_0000 }, Region { start: 0x080a_0000, end: 0x080c_0000 }]
-    );
+    assert_eq!(l.gicd, Region { start: 0x0800_0000, end: 0x0801_0000 });
+    assert_eq!(redistributors(1), Region { start: 0x080a_0000, end: 0x080c_0000 });
+    // Eight fit in QEMU virt's redistributor region (0x080a_0000, size 0xf6_0000).
+    assert_eq!(redistributors(8), Region { start: 0x080a_0000, end: 0x081a_0000 });
+    assert!(redistributors(8).end <= 0x080a_0000 + 0xf6_0000);
+    assert_eq!(l.max_cpus, 8);
     assert_eq!(l.pvmfw, Region { start: 0x7fc0_0000, end: 0x8000_0000 });
     assert_eq!(l.dt_area, Region { start: 0x8000_0000, end: 0x8020_0000 });
     assert_eq!(l.ram_window, Region { start: 0x8000_0000, end: 0xc000_0000 });
@@ -278,4 +298,28 @@ fn the_ramdisk_is_read_and_checked() {
     assert!(matches!(check_spec(Some((0x8fc0_0000, 0x8fc1_0000))), Err(DtError::BadBouncePool(_))));
     // One property without the other.
     assert_eq!(check_spec(Some((0x8900_0000, 0))), Err(DtError::BadProperty("linux,initrd-end")));
+}
+
+/// `/cpus`: 1 to the platform's most CPUs, their MPIDRs 0 to count − 1 (in any order),
+/// the GIC's redistributors one per CPU; anything else refused.
+#[test]
+fn the_cpus_are_read_and_checked() {
+    let gic_for = |n: u64| Some([0x0800_0000, 0x1_0000, 0x080a_0000, n * 0x2_0000]);
+    let with = |cpus: Vec<u32>| {
+        let gic = gic_for(cpus.len().max(1) as u64);
+        check(&build(&Spec { cpus, gic, ..Spec::default() }), &limits()).map(|c| (c.cpus, c.gic))
+    };
+    assert_eq!(with(vec![0]), Ok((1, true)));
+    assert_eq!(with(vec![0, 1, 2, 3]), Ok((4, true)));
+    assert_eq!(with(vec![3, 1, 0, 2]), Ok((4, true)));
+    assert_eq!(with((0..8).collect()), Ok((8, true)));
+    assert_eq!(with((0..9).collect()), Err(DtError::BadCpus(9)));
+    assert_eq!(with(vec![]), Err(DtError::BadCpus(0)));
+    assert_eq!(with(vec![0, 0]), Err(DtError::BadCpus(2)));
+    assert_eq!(with(vec![0, 2]), Err(DtError::BadCpus(2)));
+    assert_eq!(with(vec![0x100]), Err(DtError::BadCpus(1)));
+    // Without a GIC the CPUs are still counted.
+    let blob = build(&Spec { cpus: vec![0, 1], gic: None, ..Spec::default() });
+    let c = check(&blob, &limits()).unwrap();
+    assert_eq!((c.cpus, c.gic), (2, false));
 }

@@ -26,7 +26,7 @@ pub const VERSION_1: u64 = 1 << 32;
 pub const ACCESS_PLATFORM: u64 = 1 << 33;
 
 /// What a device does with its queues.
-pub trait Device {
+pub trait Device: Send {
     /// The virtio device ID.
     fn device_id(&self) -> u32;
     /// The device's own feature bits (VERSION_1 is added by the transport).
