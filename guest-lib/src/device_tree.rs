@@ -142,6 +142,18 @@ impl<'a> GuestDt<'a> {
         Some((base()?, base()?))
     }
 
+    /// The MPIDR affinities of `/cpus`' CPUs (their `reg`), in DT order; empty without
+    /// `/cpus`.
+    pub fn cpus(&self) -> alloc::vec::Vec<u64> {
+        let Some(cpus) = Fdt::new(self.blob).ok().and_then(|fdt| fdt.root().child("cpus")) else {
+            return alloc::vec::Vec::new();
+        };
+        cpus.children()
+            .filter(|n| n.property("device_type").is_some_and(|p| p.value() == b"cpu\0"))
+            .filter_map(|n| pvmkit_dt::read::cells_u64(n.property("reg")?.value()))
+            .collect()
+    }
+
     /// Whether `/chosen` has a property of this name.
     pub fn chosen_has(&self, name: &str) -> bool {
         Fdt::new(self.blob).ok().and_then(|fdt| fdt.root().child("chosen")).is_some_and(|c| c.property(name).is_some())
@@ -186,6 +198,18 @@ mod tests {
         w.property_string("compatible", "arm,psci-1.0").unwrap();
         w.property_string("method", method).unwrap();
         w.end_node(psci).unwrap();
+        let cpus = w.begin_node("cpus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 0).unwrap();
+        for reg in [0u32, 1, 0x100] {
+            let cpu = w.begin_node(&format!("cpu@{reg:x}")).unwrap();
+            w.property_string("device_type", "cpu").unwrap();
+            w.property_u32("reg", reg).unwrap();
+            w.end_node(cpu).unwrap();
+        }
+        let map = w.begin_node("cpu-map").unwrap();
+        w.end_node(map).unwrap();
+        w.end_node(cpus).unwrap();
         w.end_node(root).unwrap();
         w.finish().unwrap()
     }
@@ -203,6 +227,7 @@ mod tests {
         assert_eq!(dt.bootarg("pvmkit"), None);
         let virtio: Vec<(u64, u64)> = dt.virtio_mmio().collect();
         assert_eq!(virtio, vec![(0x0a00_3c00, 0x200), (0x0a00_3e00, 0x200)]);
+        assert_eq!(dt.cpus(), vec![0, 1, 0x100], "cpu nodes only, their MPIDRs");
         let smc = tree("smc", "");
         assert_eq!(GuestDt::read(&smc).unwrap().conduit, Some(SystemConduit::Smc));
     }

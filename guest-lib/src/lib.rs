@@ -16,7 +16,8 @@
 //! - [`conduit`]: SMCCC calls over HVC or SMC (chosen from the DT's `/psci` `method`).
 //! - [`hypervisor`]: tells KVM/pKVM from "no hypervisor services", so one guest binary
 //!   runs protected, unprotected and on plain QEMU.
-//! - [`psci`]: version, features, power off, reset.
+//! - [`psci`]: version, features, power off, reset, and CPU_ON/CPU_OFF/AFFINITY_INFO.
+//! - [`smp`]: starting secondary CPUs, per-CPU data, what is safe from any CPU.
 //! - [`sharing`]: MEM_SHARE/MEM_UNSHARE of any range, all or nothing; [`stats`]: what it cost.
 //! - [`bounce_pool`]: the pre-shared pool every device buffer comes from (over memory
 //!   the OS gives it, or its own allocation).
@@ -58,6 +59,7 @@ pub mod psci;
 mod register_gaps;
 pub mod set_once;
 pub mod sharing;
+pub mod smp;
 #[cfg(feature = "runtime")]
 #[cfg_attr(not(target_os = "none"), allow(dead_code))] // used by the firmware's MMU set-up
 mod stage1;

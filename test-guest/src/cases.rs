@@ -66,7 +66,7 @@ pub fn main(boot: &BootInfo) {
         h.skip("unknown_ids_not_supported_smc", "no EL2/EL3 to take an SMC on plain QEMU");
     }
     h.run("psci_version", || psci_version(c, mode));
-    h.run("psci_features", || psci_features(c, mode));
+    h.run("psci_features", || psci_features(c, mode, boot.dt.cpus().len()));
     h.run("unmapped_ipa_aborts_and_guest_survives", unmapped_ipa);
     h.run("console_register_read_emulated", || uart_id(boot));
     h.run("timer_wait_wakes", || timer_wait(boot));
@@ -96,6 +96,7 @@ pub fn main(boot: &BootInfo) {
     crate::sharing_cases::run(&mut h, boot, mode);
     crate::guard_cases::run(&mut h, boot, mode);
     crate::virtio_cases::run(&mut h, boot, mode, scenario);
+    crate::smp_cases::run(&mut h, boot, mode);
 
     match scenario {
         "fail-case" => h.run("deliberate_failure", || Err("this scenario fails on purpose".into())),
@@ -181,20 +182,22 @@ fn psci_version(c: SystemConduit, mode: Mode) -> CaseResult {
     Ok(())
 }
 
-fn psci_features(c: SystemConduit, mode: Mode) -> CaseResult {
+fn psci_features(c: SystemConduit, mode: Mode, cpus: usize) -> CaseResult {
     for id in [psci_ids::PSCI_VERSION, psci_ids::SYSTEM_OFF, psci_ids::SYSTEM_RESET] {
         ensure!(psci::features(&c, id).is_ok(), "PSCI_FEATURES({id:#x}) says not implemented");
     }
     ensure!(psci::features(&c, 0x8400_00ff).is_err(), "PSCI_FEATURES of an unknown ID succeeded");
     // Every function the profile lists (CPU_ON among them: both releases list it
-    // whatever the vCPU count) and what the VM's only vCPU hears when it asks to start
-    // itself or a vCPU that does not exist.
+    // whatever the vCPU count) and what a vCPU hears when it asks to start itself or a
+    // vCPU that does not exist (the first MPIDR past the VM's CPUs: with several, KVM
+    // starts an existing one at whatever entry it is given, 0 included).
     for id in [psci_ids::CPU_ON_64, psci_ids::SYSTEM_RESET2, psci_ids::SYSTEM_OFF2_64, psci_ids::MIGRATE_INFO_TYPE] {
         if let Some(want) = mode.expect_regs(psci_ids::PSCI_FEATURES, [id as u64, 0, 0], Pages::Private) {
             ensure_eq!(c.call(psci_ids::PSCI_FEATURES, [id as u64, 0, 0])[0], want[0]);
         }
     }
-    for target in [0u64, 1, 1 << 40] {
+    let past_the_last = guest_lib::smp::mpidr_of(cpus.max(1));
+    for target in [0u64, past_the_last, 1 << 40] {
         if let Some(want) = mode.expect_regs(psci_ids::CPU_ON_64, [target, 0, 0], Pages::Private) {
             ensure_eq!(c.call(psci_ids::CPU_ON_64, [target, 0, 0]), want);
         }

@@ -29,6 +29,8 @@ mod raw_queue;
 #[cfg(target_os = "none")]
 mod sharing_cases;
 #[cfg(target_os = "none")]
+mod smp_cases;
+#[cfg(target_os = "none")]
 mod virtio_cases;
 
 #[cfg(target_os = "none")]

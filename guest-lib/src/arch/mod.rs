@@ -5,6 +5,7 @@ pub mod interrupts;
 #[cfg(feature = "runtime")]
 pub mod mmu;
 pub mod probe;
+pub mod secondary;
 pub mod timer;
 
 use core::arch::global_asm;
@@ -15,6 +16,8 @@ global_asm!(include_str!("boot.S"));
 global_asm!(include_str!("vectors.S"));
 #[cfg(target_os = "none")]
 global_asm!(include_str!("probe.S"));
+#[cfg(target_os = "none")]
+global_asm!(include_str!("secondary.S"));
 #[cfg(target_os = "none")]
 global_asm!(include_str!("register_probe.S"));
 

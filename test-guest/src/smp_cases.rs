@@ -1,0 +1,276 @@
+//! Several vCPUs (`pvmkit run --cpus N`): every secondary started with guest-lib's
+//! `smp::start` and checked by PSCI, CPU_ON of a running CPU, a CPU that powers itself
+//! off and is started again, and MEM_SHARE/MEM_UNSHARE from every CPU at once, of
+//! distinct pages and of one page, with the answers the profile gives one CPU.
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use abi::kvm;
+use abi::profile::Pages as State;
+use guest_lib::conduit::{Conduit, SystemConduit};
+use guest_lib::harness::{CaseResult, Harness};
+use guest_lib::psci::{self, AffinityState};
+use guest_lib::set_once::SetOnce;
+use guest_lib::smp::{self, CpuStack, PerCpu, MAX_CPUS};
+use guest_lib::{ensure, ensure_eq, BootInfo};
+
+use crate::clock::{counter, frequency};
+use crate::expect::Mode;
+
+const PAGE: u64 = 4096;
+/// Rounds of the concurrent sharing cases.
+const ROUNDS: u32 = 32;
+
+static STACKS: [CpuStack; MAX_CPUS] = [const { CpuStack::new() }; MAX_CPUS];
+/// How often each CPU entered `secondary`.
+static ARRIVALS: PerCpu<AtomicU32> = PerCpu::new([const { AtomicU32::new(0) }; MAX_CPUS]);
+/// What CPU 0 asks each secondary to do next ([`Order`]); the secondary sets it back
+/// to `IDLE` when done.
+static ORDERS: PerCpu<AtomicU32> = PerCpu::new([const { AtomicU32::new(IDLE) }; MAX_CPUS]);
+/// Each CPU's answers of the current round (x0 of its last call).
+static ANSWERS: PerCpu<AtomicU64> = PerCpu::new([const { AtomicU64::new(0) }; MAX_CPUS]);
+/// Calls a CPU made whose answer was not the one expected.
+static WRONG: PerCpu<AtomicU32> = PerCpu::new([const { AtomicU32::new(0) }; MAX_CPUS]);
+static BARRIER: Barrier = Barrier { arrived: AtomicU32::new(0), generation: AtomicU32::new(0) };
+static CONTEXT: SetOnce<Context> = SetOnce::new();
+
+const IDLE: u32 = 0;
+const DISTINCT: u32 = 1;
+const ONE_PAGE: u32 = 2;
+const OFF: u32 = 3;
+
+/// What every CPU's work needs, set once by CPU 0.
+struct Context {
+    conduit: SystemConduit,
+    cpus: usize,
+    /// One private page per CPU, then the page they all share.
+    pages: u64,
+    /// What MEM_SHARE and MEM_UNSHARE answer for a private page, and for a shared one.
+    share: [u64; 2],
+    unshare: [u64; 2],
+}
+
+impl Context {
+    fn own_page(&self, cpu: usize) -> u64 {
+        self.pages + cpu as u64 * PAGE
+    }
+
+    fn common_page(&self) -> u64 {
+        self.pages + MAX_CPUS as u64 * PAGE
+    }
+}
+
+/// A barrier for the context's CPUs, reusable round after round.
+struct Barrier {
+    arrived: AtomicU32,
+    generation: AtomicU32,
+}
+
+impl Barrier {
+    fn wait(&self, cpus: usize) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == cpus as u32 {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+        } else {
+            while self.generation.load(Ordering::Acquire) == generation {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}
+
+pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode) {
+    let cpus = boot.dt.cpus();
+    const NAMES: [&str; 5] = [
+        "smp_every_cpu_starts",
+        "smp_cpu_on_of_a_running_cpu",
+        "smp_concurrent_share_distinct_pages",
+        "smp_concurrent_share_one_page",
+        "smp_cpu_off_and_on_again",
+    ];
+    let numbered = cpus.iter().enumerate().all(|(i, &mpidr)| smp::cpu_index(mpidr) == Some(i));
+    if cpus.len() < 2 || !numbered {
+        NAMES.iter().for_each(|name| h.skip(name, "one vCPU (pvmkit run --cpus N)"));
+        return;
+    }
+    let context = match context(boot, mode, cpus.len()) {
+        Ok(context) => context,
+        Err(why) => {
+            NAMES.iter().for_each(|name| h.run(name, || Err(why.clone())));
+            return;
+        }
+    };
+    h.run(NAMES[0], || every_cpu_starts(context));
+    h.run(NAMES[1], || cpu_on_of_a_running_cpu(context));
+    h.run(NAMES[2], || concurrently(context, DISTINCT));
+    if mode.protected() {
+        h.run(NAMES[3], || concurrently(context, ONE_PAGE));
+    } else {
+        h.skip(NAMES[3], "no memory services: every call is NOT_SUPPORTED (smp_concurrent_share_distinct_pages)");
+    }
+    h.run(NAMES[4], || off_and_on_again(context));
+}
+
+fn context(boot: &BootInfo, mode: Mode, cpus: usize) -> Result<&'static Context, alloc::string::String> {
+    let pages: &'static mut [u8] = alloc::vec![0u8; (MAX_CPUS + 2) * PAGE as usize].leak();
+    let pages = (pages.as_ptr() as u64).next_multiple_of(PAGE);
+    // What one CPU hears, from the profile (or NOT_SUPPORTED where nothing is shared).
+    let answer = |function, state| mode.expect_regs(function, [pages, 0, 0], state).map_or(u64::MAX, |regs| regs[0]);
+    let context = Context {
+        conduit: boot.conduit,
+        cpus,
+        pages,
+        share: [answer(kvm::MEM_SHARE, State::Private), answer(kvm::MEM_SHARE, State::Shared)],
+        unshare: [answer(kvm::MEM_UNSHARE, State::Private), answer(kvm::MEM_UNSHARE, State::Shared)],
+    };
+    if mode.protected() {
+        ensure!(context.share[0] == 0 && context.unshare[1] == 0, "the profile refuses sharing a private page");
+    }
+    Ok(CONTEXT.set(context).unwrap_or_else(|_| CONTEXT.get().expect("set")))
+}
+
+/// Waits until `done` holds, for up to a second of guest time.
+fn until(what: &str, done: impl Fn() -> bool) -> CaseResult {
+    let deadline = counter() + frequency();
+    while !done() {
+        ensure!(counter() < deadline, "{what}: still not after a second");
+        core::hint::spin_loop();
+    }
+    Ok(())
+}
+
+fn affinity(context: &Context, cpu: usize) -> Result<AffinityState, alloc::string::String> {
+    psci::affinity_info(&context.conduit, smp::mpidr_of(cpu)).map_err(|e| alloc::format!("AFFINITY_INFO({cpu}): {e}"))
+}
+
+fn start(context: &Context, cpu: usize) -> CaseResult {
+    // SAFETY: each secondary has its own stack, given only while the CPU is off (the
+    // callers check AFFINITY_INFO first); guest-lib's runtime maps RAM 1:1.
+    unsafe { smp::start(&context.conduit, smp::mpidr_of(cpu), &STACKS[cpu], secondary, cpu as u64) }
+        .map_err(|e| alloc::format!("CPU_ON({cpu}): {e}"))
+}
+
+fn every_cpu_starts(context: &Context) -> CaseResult {
+    ensure_eq!(smp::this_cpu(), 0);
+    ensure_eq!(affinity(context, 0)?, AffinityState::On);
+    for cpu in 1..context.cpus {
+        ensure_eq!(affinity(context, cpu)?, AffinityState::Off);
+        start(context, cpu)?;
+        until("the secondary's first instruction", || {
+            ARRIVALS.of(cpu).is_some_and(|a| a.load(Ordering::Acquire) == 1)
+        })?;
+        ensure_eq!(affinity(context, cpu)?, AffinityState::On);
+    }
+    Ok(())
+}
+
+fn cpu_on_of_a_running_cpu(context: &Context) -> CaseResult {
+    for cpu in 0..context.cpus {
+        let again = psci::cpu_on(&context.conduit, smp::mpidr_of(cpu), 0, 0);
+        ensure_eq!(again.map_err(|e| e.0), Err(abi::psci::ALREADY_ON));
+    }
+    Ok(())
+}
+
+/// Every CPU (this one too) runs `order`'s rounds at once; the counts of answers that
+/// were not the profile's must stay 0.
+fn concurrently(context: &Context, order: u32) -> CaseResult {
+    for cpu in 0..context.cpus {
+        WRONG.of(cpu).map(|w| w.store(0, Ordering::Relaxed));
+    }
+    for cpu in 1..context.cpus {
+        ORDERS.of(cpu).map(|o| o.store(order, Ordering::Release));
+    }
+    let mut mixed = Vec::new();
+    work(context, 0, order, &mut mixed);
+    until("the secondaries' rounds", || {
+        (1..context.cpus).all(|c| ORDERS.of(c).is_some_and(|o| o.load(Ordering::Acquire) == IDLE))
+    })?;
+    let wrong: Vec<u32> = (0..context.cpus).filter_map(|c| WRONG.of(c)).map(|w| w.load(Ordering::Relaxed)).collect();
+    ensure!(wrong.iter().all(|&w| w == 0), "answers other than the profile's, per CPU: {wrong:?}");
+    ensure!(mixed.is_empty(), "rounds where the CPUs' answers did not add up: {mixed:?}");
+    Ok(())
+}
+
+/// One CPU's part of `order`. For one page shared by all, CPU 0 also checks each round:
+/// exactly one CPU's MEM_SHARE succeeds and every other hears what a second share of a
+/// shared page hears; the same for MEM_UNSHARE.
+fn work(context: &Context, cpu: usize, order: u32, mixed: &mut Vec<(u32, usize, usize)>) {
+    let c = context.conduit;
+    let wrong = |answer: u64, want: &[u64]| {
+        if !want.contains(&answer) {
+            WRONG.of(cpu).map(|w| w.fetch_add(1, Ordering::Relaxed));
+        }
+    };
+    for round in 0..ROUNDS {
+        BARRIER.wait(context.cpus);
+        match order {
+            DISTINCT => {
+                let page = context.own_page(cpu);
+                wrong(c.call(kvm::MEM_SHARE, [page, 0, 0])[0], &[context.share[0]]);
+                wrong(c.call(kvm::MEM_UNSHARE, [page, 0, 0])[0], &[context.unshare[1]]);
+            }
+            _ => {
+                let page = context.common_page();
+                for (function, answers) in [(kvm::MEM_SHARE, context.share), (kvm::MEM_UNSHARE, context.unshare)] {
+                    let answer = c.call(function, [page, 0, 0])[0];
+                    wrong(answer, &answers);
+                    ANSWERS.of(cpu).map(|a| a.store(answer, Ordering::Relaxed));
+                    BARRIER.wait(context.cpus);
+                    if cpu == 0 {
+                        let all: Vec<u64> = (0..context.cpus)
+                            .filter_map(|c| ANSWERS.of(c))
+                            .map(|a| a.load(Ordering::Relaxed))
+                            .collect();
+                        let succeeded = all.iter().filter(|&&a| a == 0).count();
+                        if succeeded != 1 {
+                            mixed.push((round, function as usize, succeeded));
+                        }
+                    }
+                    BARRIER.wait(context.cpus);
+                }
+            }
+        }
+    }
+}
+
+fn off_and_on_again(context: &Context) -> CaseResult {
+    let cpu = context.cpus - 1;
+    let before = ARRIVALS.of(cpu).map_or(0, |a| a.load(Ordering::Acquire));
+    ORDERS.of(cpu).map(|o| o.store(OFF, Ordering::Release));
+    until("the secondary powering itself off", || affinity(context, cpu) == Ok(AffinityState::Off))?;
+    start(context, cpu)?;
+    until("the restarted secondary", || ARRIVALS.of(cpu).is_some_and(|a| a.load(Ordering::Acquire) == before + 1))?;
+    ensure_eq!(affinity(context, cpu)?, AffinityState::On);
+    Ok(())
+}
+
+/// A secondary's life: count its arrival, then do what CPU 0 orders.
+extern "C" fn secondary(cpu: u64) -> ! {
+    let cpu = cpu as usize;
+    ARRIVALS.of(cpu).map(|a| a.fetch_add(1, Ordering::AcqRel));
+    let Some(context) = CONTEXT.get() else {
+        loop {
+            core::hint::spin_loop();
+        }
+    };
+    let order = ORDERS.of(cpu).expect("a CPU below MAX_CPUS");
+    loop {
+        match order.load(Ordering::Acquire) {
+            IDLE => core::hint::spin_loop(),
+            OFF => {
+                order.store(IDLE, Ordering::Release);
+                // Returns only if the CPU could not be powered off.
+                let _ = psci::cpu_off(&context.conduit);
+            }
+            work_order => {
+                work(context, cpu, work_order, &mut Vec::new());
+                order.store(IDLE, Ordering::Release);
+            }
+        }
+    }
+}
