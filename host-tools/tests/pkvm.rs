@@ -19,11 +19,21 @@ const REAL_ANSWERS: [&str; 8] = [
     "pvmfw_handover",
 ];
 
+/// test-guest's SMP cases, which run where the VM has several vCPUs.
+const SMP_CASES: [&str; 5] = [
+    "smp_every_cpu_starts",
+    "smp_cpu_on_of_a_running_cpu",
+    "smp_concurrent_share_distinct_pages",
+    "smp_concurrent_share_one_page",
+    "smp_cpu_off_and_on_again",
+];
+
 /// The same test-guest that passes under hyp passes as a protected VM on the real pKVM,
 /// through pvmfw, with the VMM's virtio devices; and as an ordinary VM on the same host.
+/// Both with several vCPUs (2 and 4), so that the SMP cases run too.
 #[test]
 fn test_guest_passes_on_the_real_pkvm() {
-    let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--timeout", "600"]);
+    let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--cpus", "2", "--timeout", "600"]);
     assert!(ok && out.contains("pvmkit: PASS"), "{out}");
     assert!(out.contains("host kernel 7."), "the kernel version is named:\n{out}");
     assert!(out.contains("[vmm] pvmkit vmm: protected VM, entry 0x7fc00000"), "{out}");
@@ -33,9 +43,15 @@ fn test_guest_passes_on_the_real_pkvm() {
         assert!(out.contains(&format!("test {case} ... ok")), "case {case} did not pass on the real pKVM:\n{out}");
     }
     assert!(out.contains("[vmm] virtio-console received \"hello from the guest via virtio-console\\n\""), "{out}");
-    let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--mode", "unprotected", "--timeout", "600"]);
+    for case in SMP_CASES {
+        assert!(out.contains(&format!("test {case} ... ok")), "SMP case {case}, protected:\n{out}");
+    }
+    let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--mode", "unprotected", "--cpus", "4", "--timeout", "600"]);
     assert!(ok && out.contains("pvmkit: PASS"), "{out}");
     assert!(out.contains("[vmm] pvmkit vmm: ordinary VM"), "{out}");
+    for case in SMP_CASES.iter().filter(|c| !c.ends_with("one_page")) {
+        assert!(out.contains(&format!("test {case} ... ok")), "SMP case {case}, ordinary:\n{out}");
+    }
 }
 
 /// pvmfw on the real pKVM derives the payload's DICE layer exactly as on hyp: one signed

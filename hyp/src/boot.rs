@@ -81,6 +81,10 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         fail!("guest RAM of {:#x} bytes is more than hyp tracks ({MAX_GUEST_RAM:#x})", layout.ram.size());
     }
 
+    // One vCPU: several run on the real pKVM (pvmkit's VMM) and not yet here.
+    if bundle.config().vcpus != 1 {
+        fail!("the bundle asks for {} vCPUs; hyp runs one (several: --backend pkvm)", bundle.config().vcpus);
+    }
     let devices = DeviceList::new(platform.uart, platform.virtio_slots(), bundle.config().virtio_slots)
         .unwrap_or_else(|e| fail!("{e}"));
     let protected = matches!(options.mode, VmMode::Protected(_));
