@@ -10,9 +10,10 @@ mod common;
 
 use common::pvmkit;
 
-/// The four cases of linux-guest/init.
-const CASES: [&str; 4] = [
+/// The five cases of linux-guest/init.
+const CASES: [&str; 5] = [
     "linux_sees_the_pkvm_guest_services",
+    "linux_brings_up_every_cpu",
     "virtio_blk_write_read_direct",
     "virtio_rng_entropy",
     "virtio_console_sends",
@@ -36,7 +37,7 @@ fn linux_image() -> [String; 4] {
 }
 
 fn assert_passes(out: &str) {
-    assert!(out.contains("pvmkit: PASS (4 guest cases passed, clean power-off)"), "{out}");
+    assert!(out.contains("pvmkit: PASS (5 guest cases passed, clean power-off)"), "{out}");
     assert!(out.contains("[pvmfw] payload verified"), "{out}");
     // Its /init came from the ramdisk pvmfw verified: nothing is built into the kernel.
     assert!(out.contains("[pvmfw] ramdisk verified: initrd_normal"), "{out}");
@@ -62,9 +63,13 @@ fn assert_ring_violation(out: &str, who: &str) {
 fn a_linux_protected_guest_passes_on_the_real_pkvm_and_a_leaking_one_is_stopped() {
     let linux = linux_image();
     let image: Vec<&str> = linux.iter().map(String::as_str).collect();
-    let (ok, out) = pvmkit(&[&["run"][..], &image, &["--backend", "pkvm", "--timeout", "600"]].concat());
+    // Four vCPUs: Linux brings each up (PSCI CPU_ON, answered by KVM) and checks its
+    // disk and entropy from all four at once.
+    let (ok, out) = pvmkit(&[&["run"][..], &image, &["--backend", "pkvm", "--cpus", "4", "--timeout", "600"]].concat());
     assert!(ok, "{out}");
     assert_passes(&out);
+    assert!(out.contains("init: CPUs online 0-3 of 0-3"), "{out}");
+    assert!(out.contains("smp: Brought up 1 node, 4 CPUs"), "{out}");
     assert!(out.contains("[vmm] pvmkit vmm: protected VM"), "{out}");
     // Linux's pKVM guest driver found the services it shares memory with (MEM_SHARE and
     // MEM_UNSHARE among them: 0x1d).
@@ -75,9 +80,10 @@ fn a_linux_protected_guest_passes_on_the_real_pkvm_and_a_leaking_one_is_stopped(
     assert!(out.contains("assigned reserved memory node restricted_dma_reserved@8fc00000"), "{out}");
 
     // Negative control: devices without VIRTIO_F_ACCESS_PLATFORM make Linux put its
-    // rings in private memory; the VMM stops the VM at the first one, naming the page.
-    let (ok, out) =
-        pvmkit(&[&["run"][..], &image, &["--backend", "pkvm", "--no-access-platform", "--timeout", "600"]].concat());
+    // rings in private memory; the VMM stops the VM at the first one, naming the page
+    // (with two vCPUs: the other vCPU's thread is stopped too).
+    let args = ["--backend", "pkvm", "--no-access-platform", "--cpus", "2", "--timeout", "600"];
+    let (ok, out) = pvmkit(&[&["run"][..], &image, &args].concat());
     assert!(!ok, "{out}");
     assert_ring_violation(&out, "the VMM");
 }
@@ -119,7 +125,7 @@ fn a_linux_guest_passes_on_hyp_in_every_mode_and_a_leaking_one_is_stopped() {
     let args = ["--abi", "upstream", "--no-pvmfw", "--no-restricted-pool", "--guest-arg", "swiotlb=2048"];
     let (ok, out) = pvmkit(&[&["run"][..], &image, &args].concat());
     assert!(ok, "{out}");
-    assert!(out.contains("pvmkit: PASS (4 guest cases passed, clean power-off)"), "{out}");
+    assert!(out.contains("pvmkit: PASS (5 guest cases passed, clean power-off)"), "{out}");
     assert!(!out.contains("assigned reserved memory node"), "no transport is bound to the pool: {out}");
     assert!(out.contains("software IO TLB: mapped [mem 0x000000008f200000-0x000000008f600000] (4MB)"), "{out}");
     assert!(out.contains("Memory encryption is active and system is using DMA bounce buffers"), "{out}");

@@ -1,7 +1,9 @@
 //! `/init` of pvmkit's Linux guest (a static binary in the kernel's built-in
-//! initramfs). It mounts what it needs, runs a few checks of the VM's virtio devices
-//! through Linux's own drivers, prints one line per check and the harness's summary
-//! (`N passed, M failed`, the line pvmkit's verdict reads), and powers the VM off.
+//! initramfs). It mounts what it needs, checks that every CPU the VM has came up, runs
+//! a few checks of the VM's virtio devices through Linux's own drivers (the disk and
+//! entropy ones with a thread on every CPU), prints one line per check and the
+//! harness's summary (`N passed, M failed`, the line pvmkit's verdict reads), and
+//! powers the VM off.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -29,8 +31,9 @@ fn main() {
         println!("{} passed, {} failed", u32::from(result.is_ok()), u32::from(result.is_err()));
         power_off();
     }
-    let checks: [(&str, Check); 4] = [
+    let checks: [(&str, Check); 5] = [
         ("linux_sees_the_pkvm_guest_services", pkvm_services),
+        ("linux_brings_up_every_cpu", every_cpu),
         ("virtio_blk_write_read_direct", disk),
         ("virtio_rng_entropy", entropy),
         ("virtio_console_sends", console),
@@ -89,9 +92,73 @@ fn pkvm_services() -> Result<(), String> {
     }
 }
 
-/// A pattern written to the end of /dev/vda and read back with O_DIRECT, so both go
-/// to the device.
+/// Every CPU the device tree names (`possible`) is `online`; prints them.
+fn every_cpu() -> Result<(), String> {
+    let read = |what: &str| {
+        std::fs::read_to_string(format!("/sys/devices/system/cpu/{what}"))
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("/sys/devices/system/cpu/{what}: {e}"))
+    };
+    let (possible, online) = (read("possible")?, read("online")?);
+    println!("init: CPUs online {online} of {possible}");
+    if online != possible {
+        return Err(format!("CPUs {possible} possible, only {online} online"));
+    }
+    Ok(())
+}
+
+/// The online CPUs' numbers (`/sys/devices/system/cpu/online`: `0-3`, `0,2`, …).
+fn online_cpus() -> Vec<usize> {
+    let list = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_else(|_| "0".into());
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        let mut ends = part.split('-').filter_map(|n| n.parse::<usize>().ok());
+        if let Some(first) = ends.next() {
+            cpus.extend(first..=ends.next().unwrap_or(first));
+        }
+    }
+    cpus
+}
+
+/// Runs `work(i)` on a thread pinned to each online CPU `i`, at once; every error.
+fn on_every_cpu(work: fn(usize) -> Result<(), String>) -> Result<(), String> {
+    let threads: Vec<_> = online_cpus()
+        .into_iter()
+        .enumerate()
+        .map(|(i, cpu)| {
+            std::thread::spawn(move || {
+                // SAFETY: a zeroed cpu_set_t with one CPU set, for this thread (pid 0).
+                let pinned = unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+                };
+                if pinned != 0 {
+                    return Err(format!("CPU {cpu}: sched_setaffinity: {}", std::io::Error::last_os_error()));
+                }
+                work(i).map_err(|e| format!("CPU {cpu}: {e}"))
+            })
+        })
+        .collect();
+    let errors: Vec<String> = threads
+        .into_iter()
+        .filter_map(|t| t.join().unwrap_or_else(|_| Err("a thread panicked".into())).err())
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// From every CPU at once, a pattern written to its own 64 KiB near the end of
+/// /dev/vda and read back with O_DIRECT, so both go to the device.
 fn disk() -> Result<(), String> {
+    on_every_cpu(disk_region)
+}
+
+/// The `n`th region from the end of /dev/vda, written and read back.
+fn disk_region(n: usize) -> Result<(), String> {
     let mut disk = OpenOptions::new()
         .read(true)
         .write(true)
@@ -99,16 +166,15 @@ fn disk() -> Result<(), String> {
         .open("/dev/vda")
         .map_err(|e| format!("/dev/vda: {e}"))?;
     let size = disk.seek(SeekFrom::End(0)).map_err(|e| format!("size: {e}"))?;
-    if size < DISK_PROBE {
+    let Some(at) = size.checked_sub(DISK_PROBE * (n as u64 + 1)) else {
         return Err(format!("/dev/vda has {size} bytes"));
-    }
-    let at = size - DISK_PROBE;
+    };
     // O_DIRECT wants aligned memory: a page-aligned region inside a larger buffer.
     let mut backing = vec![0u8; DISK_PROBE as usize + 4096];
     let offset = backing.as_ptr().align_offset(4096);
     let buf = &mut backing[offset..offset + DISK_PROBE as usize];
     for (i, b) in buf.iter_mut().enumerate() {
-        *b = (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ 0x5a;
+        *b = (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ 0x5a ^ n as u8;
     }
     let written = buf.to_vec();
     disk.seek(SeekFrom::Start(at)).map_err(|e| format!("seek: {e}"))?;
@@ -122,8 +188,13 @@ fn disk() -> Result<(), String> {
     Ok(())
 }
 
-/// 64 bytes from the virtio entropy device, not all alike, twice different.
+/// From every CPU at once, 64 bytes from the virtio entropy device, not all alike,
+/// twice different.
 fn entropy() -> Result<(), String> {
+    on_every_cpu(|_| entropy_twice())
+}
+
+fn entropy_twice() -> Result<(), String> {
     let mut rng = File::open("/dev/hwrng").map_err(|e| format!("/dev/hwrng: {e}"))?;
     let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
     rng.read_exact(&mut a).map_err(|e| format!("read: {e}"))?;
