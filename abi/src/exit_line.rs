@@ -71,12 +71,21 @@ pub enum Reason {
     HypError,
     /// The VMM could not go on.
     VmmError,
+    /// Every vCPU powered itself off (PSCI CPU_OFF): nothing can run again.
+    AllVcpusOff,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 6] =
-        [Self::SystemOff, Self::Reset, Self::Violation, Self::GuestCrash, Self::HypError, Self::VmmError];
+    pub const ALL: [Reason; 7] = [
+        Self::SystemOff,
+        Self::Reset,
+        Self::Violation,
+        Self::GuestCrash,
+        Self::HypError,
+        Self::VmmError,
+        Self::AllVcpusOff,
+    ];
 
     /// The word after `reason=`.
     pub const fn word(self) -> &'static str {
@@ -87,6 +96,7 @@ impl Reason {
             Self::GuestCrash => "guest_crash",
             Self::HypError => "hyp_error",
             Self::VmmError => "vmm_error",
+            Self::AllVcpusOff => "all_vcpus_off",
         }
     }
 

@@ -190,9 +190,8 @@ pub fn command(fw: &Firmware, config: &RunConfig, dir: &Path, devices: &Devices,
         Mode::Hyp(_) => format!("{MACHINE},virtualization=on,gic-version=3"),
         Mode::Bare => format!("{MACHINE},gic-version=3"),
     };
-    // Bare mode: QEMU's own CPUs and PSCI; hyp: one CPU, its vCPU's.
-    let cpus = if config.mode == Mode::Bare { config.cpus } else { 1 };
-    cmd.args(["-M", &machine, "-cpu", CPU, "-smp", &cpus.to_string(), "-m"])
+    // A CPU per vCPU: hyp runs vCPU i on CPU i (bare mode: QEMU's own PSCI starts them).
+    cmd.args(["-M", &machine, "-cpu", CPU, "-smp", &config.cpus.to_string(), "-m"])
         .arg(format!("{}M", QEMU_RAM_SIZE >> 20))
         .args(["-display", "none", "-nodefaults", "-serial", "stdio", "-no-reboot"]);
     match config.mode {
@@ -298,12 +297,6 @@ pub fn run_collect(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<
     let dir = run_dir(ws, config.mode)?;
     if config.backend == Backend::Pkvm {
         return crate::pkvm::run_collect(ws, fw, config, &dir);
-    }
-    if config.cpus > 1 && matches!(config.mode, Mode::Hyp(_)) {
-        return Err(format!(
-            "--cpus {}: hyp runs one vCPU today; several run on the real pKVM (--backend pkvm) and in bare mode",
-            config.cpus
-        ));
     }
     match (config.mode, &config.bundle) {
         (Mode::Hyp(_), Some(given)) => write(&dir.join("bundle.bin"), &firmware::read(given)?)?,

@@ -12,9 +12,12 @@ use hyp::pkvm::ownership::{Ownership, GRANULE};
 use hyp::platform::placement::{check_guest_ram, Reserved};
 use hyp::platform::stage2::{self, Attributes, Stage2};
 use hyp::platform::{self, Platform};
+use hyp::vcpus::{Vcpus, MAX_VCPUS};
 use hyp::vgic::Vgic;
 
 use aarch64_cpu::registers::{CurrentEL, Readable};
+use core::sync::atomic::{AtomicU64, Ordering};
+use hyp::exclusive::Exclusive;
 
 use crate::arch::registers;
 use crate::arch::{self, gic, tick, GuestRegs};
@@ -81,11 +84,8 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         fail!("guest RAM of {:#x} bytes is more than hyp tracks ({MAX_GUEST_RAM:#x})", layout.ram.size());
     }
 
-    // One vCPU: several run on the real pKVM (pvmkit's VMM) and not yet here.
-    if bundle.config().vcpus != 1 {
-        fail!("the bundle asks for {} vCPUs; hyp runs one (several: --backend pkvm)", bundle.config().vcpus);
-    }
-    let devices = DeviceList::new(platform.uart, platform.virtio_slots(), bundle.config().virtio_slots)
+    let vcpus = bundle.config().vcpus;
+    let devices = DeviceList::new(platform.uart, platform.virtio_slots(), bundle.config().virtio_slots, vcpus)
         .unwrap_or_else(|e| fail!("{e}"));
     let protected = matches!(options.mode, VmMode::Protected(_));
     let services = Services { mode: options.mode, stats: options.stats, short_counts: options.short_counts };
@@ -103,9 +103,10 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         guard: GuardTable::new(services.profile().guard_enrolled_with_pvmfw && layout.pvmfw.is_some()),
         short: ShortCounts::new(SHORT_COUNT_SEED),
         ownership: Ownership::new(layout.ram.start, &mut ownership_words[..(layout.ram.size() / GRANULE) as usize]),
-        vgic: Vgic::new(),
-        physically_enabled: 0,
-        deferred: 0,
+        vcpus: Vcpus::new(vcpus as usize),
+        vgics: core::array::from_fn(|i| Vgic::for_vcpu(i, vcpus as usize)),
+        physically_enabled: [0; MAX_VCPUS],
+        deferred: [0; MAX_VCPUS],
     };
     if VM.set(vm).is_err() {
         fail("the VM was set up twice");
@@ -139,10 +140,73 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     // SAFETY: stage 2 is installed (`build_stage2`) and hyp's vectors are set (entry.S):
     // every guest access and trap from here on has somewhere to go.
     unsafe { registers::configure_traps(traps) };
+    let gic = platform.gic_v3.is_some();
+    if SECONDARY_SETUP.set(SecondarySetup { traps, gic }).is_err() {
+        fail("the secondary CPUs' set-up was written twice");
+    }
+    // vCPU i runs on CPU i: start the others, which wait for the guest's CPU_ON.
+    for cpu in 1..vcpus as usize {
+        let answer = arch::start_cpu(cpu);
+        if answer != 0 {
+            fail!("QEMU did not start CPU {cpu} for vCPU {cpu} (PSCI {answer}): give QEMU -smp {vcpus}");
+        }
+    }
     registers::set_guest_entry(layout.entry_ipa);
     let mut regs = GuestRegs::zeroed();
     regs.x[0] = layout.dt.start;
     arch::run_guest(&regs)
+}
+
+/// What a secondary CPU needs from the boot CPU's set-up.
+#[derive(Clone, Copy)]
+struct SecondarySetup {
+    traps: registers::Traps,
+    gic: bool,
+}
+
+static SECONDARY_SETUP: Exclusive<SecondarySetup> = Exclusive::empty();
+/// Stage 2 as the boot CPU installed it (VTCR_EL2, the root table), for the others.
+static STAGE2_ROOT: AtomicU64 = AtomicU64::new(0);
+
+/// A secondary CPU (`secondary_entry` in entry.S, on its own stack): the boot CPU's EL2
+/// set-up (stage 2, traps, its part of the GIC, the tick), then its vCPU waits, off,
+/// for the guest's CPU_ON.
+#[unsafe(no_mangle)]
+extern "C" fn hyp_secondary_main() -> ! {
+    let me = arch::this_cpu() as u8;
+    let Ok(setup) = SECONDARY_SETUP.lock(me).map(|s| *s) else {
+        fail("a secondary CPU started before the boot CPU's set-up")
+    };
+    // SAFETY: the boot CPU built these tables for good before starting this CPU.
+    unsafe { registers::install_stage2(stage2::vtcr(), STAGE2_ROOT.load(Ordering::Acquire), VMID) };
+    // SAFETY: stage 2 is installed and the vectors are set (entry.S).
+    unsafe { registers::configure_traps(setup.traps) };
+    if setup.gic {
+        gic::init_cpu();
+        tick::start(TICK_PERIOD);
+    }
+    park()
+}
+
+/// This CPU's vCPU is off: wait until the guest's CPU_ON starts it, then enter it at
+/// the entry CPU_ON gave, with its context in x0 and EL1 as out of reset.
+pub fn park() -> ! {
+    let me = arch::this_cpu();
+    loop {
+        let start = crate::vm_state::vm().vcpus.take_start(me);
+        if let Some((entry, context)) = start {
+            // SAFETY: this vCPU does not run; its first instruction sees this EL1 state.
+            unsafe { registers::reset_guest_el1() };
+            for n in 0..gic::list_registers() {
+                gic::write_list_register(n, 0);
+            }
+            registers::set_guest_entry(entry);
+            let mut regs = GuestRegs::zeroed();
+            regs.x[0] = context;
+            arch::run_guest(&regs)
+        }
+        arch::wait_for_event();
+    }
 }
 
 fn build_stage2(layout: &GuestLayout) {
@@ -151,6 +215,7 @@ fn build_stage2(layout: &GuestLayout) {
     let Some(mut s2) = Stage2::new(tables, base) else { fail("stage-2 arena is misaligned") };
     let ram = layout.ram;
     s2.map(ram.start, ram.start, ram.size(), Attributes::NORMAL_RW).unwrap_or_else(|e| fail!("stage 2: {e}"));
+    STAGE2_ROOT.store(s2.root_pa(), Ordering::Release);
     // SAFETY: the tables map all of guest RAM and live in a static taken for good.
     unsafe { registers::install_stage2(stage2::vtcr(), s2.root_pa(), VMID) };
     arch::flush_guest_tlb();

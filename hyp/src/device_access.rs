@@ -36,7 +36,8 @@ pub fn store(vm: &mut Vm, device: &DeviceWindow, pa: u64, width: u8, value: u64)
             Ok(())
         }
         DeviceKind::Virtio { slot } => {
-            let interrupt_driven = vm.vgic.enabled(virtio_intid(slot));
+            // Its SPI is vCPU 0's (every vCPU's model holds the distributor alike).
+            let interrupt_driven = vm.vgics[0].enabled(virtio_intid(slot));
             virtio_transports::write(device, slot, pa, width, value, &mut vm.ownership, interrupt_driven)
         }
     }

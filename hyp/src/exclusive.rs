@@ -1,7 +1,9 @@
 //! hyp's global state: cells that hand out one exclusive borrow at a time, checked,
-//! so that no safe call can produce two `&mut` to one static. hyp runs on one CPU and
-//! its trap handlers do not nest; a second borrow while one is live is a bug of hyp's,
-//! and the caller stops the VM with `hyp_error` rather than alias.
+//! so that no safe call can produce two `&mut` to one static. hyp's trap handlers do
+//! not nest: a second borrow on the same CPU while one is live is a bug of hyp's, and
+//! the caller stops the VM rather than alias. With several vCPUs (one per physical
+//! CPU), [`Exclusive::lock`] waits while another CPU holds the value: a lock, which
+//! still names a nested borrow on its own CPU instead of waiting for ever.
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
@@ -17,6 +19,17 @@ const GONE: u8 = 3;
 pub struct Exclusive<T> {
     value: UnsafeCell<Option<T>>,
     state: AtomicU8,
+    /// The CPU holding a [`Exclusive::lock`] (+1; 0: none or a plain borrow).
+    holder: AtomicU8,
+}
+
+/// Why [`Exclusive::lock`] gave nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockError {
+    /// The cell is empty or handed out for good.
+    Unavailable,
+    /// This CPU holds it already: a nested borrow, hyp's bug.
+    Nested,
 }
 
 // SAFETY: the state's compare-exchange admits one borrower at a time, and only a
@@ -26,12 +39,12 @@ unsafe impl<T: Send> Sync for Exclusive<T> {}
 impl<T> Exclusive<T> {
     /// A cell with nothing in it yet: [`Exclusive::set`] fills it, once.
     pub const fn empty() -> Self {
-        Self { value: UnsafeCell::new(None), state: AtomicU8::new(EMPTY) }
+        Self { value: UnsafeCell::new(None), state: AtomicU8::new(EMPTY), holder: AtomicU8::new(0) }
     }
 
     /// A cell holding `value` from the start.
     pub const fn new(value: T) -> Self {
-        Self { value: UnsafeCell::new(Some(value)), state: AtomicU8::new(FREE) }
+        Self { value: UnsafeCell::new(Some(value)), state: AtomicU8::new(FREE), holder: AtomicU8::new(0) }
     }
 
     /// Fills an empty cell; a second `set` is refused and hands the value back.
@@ -52,10 +65,28 @@ impl<T> Exclusive<T> {
         // SAFETY: this call alone moved the state from FREE to BORROWED; the value is
         // `Some` in every state but EMPTY.
         match unsafe { (*self.value.get()).as_mut() } {
-            Some(value) => Some(Borrowed { value, state: &self.state }),
+            Some(value) => Some(Borrowed { value, state: &self.state, holder: &self.holder }),
             None => {
                 self.state.store(FREE, Ordering::Release);
                 None
+            }
+        }
+    }
+
+    /// The value, exclusively, once no other CPU holds it (waiting meanwhile): CPU
+    /// `cpu` (below 255) holds it until the returned borrow is dropped. A second lock
+    /// on the same CPU is [`LockError::Nested`], never a wait.
+    pub fn lock(&self, cpu: u8) -> Result<Borrowed<'_, T>, LockError> {
+        let me = cpu.wrapping_add(1);
+        loop {
+            if let Some(borrowed) = self.borrow() {
+                self.holder.store(me, Ordering::Relaxed);
+                return Ok(borrowed);
+            }
+            match self.state.load(Ordering::Acquire) {
+                EMPTY | GONE => return Err(LockError::Unavailable),
+                _ if self.holder.load(Ordering::Relaxed) == me => return Err(LockError::Nested),
+                _ => core::hint::spin_loop(),
             }
         }
     }
@@ -75,6 +106,7 @@ impl<T> Exclusive<T> {
 pub struct Borrowed<'a, T> {
     value: &'a mut T,
     state: &'a AtomicU8,
+    holder: &'a AtomicU8,
 }
 
 impl<T> Deref for Borrowed<'_, T> {
@@ -92,6 +124,7 @@ impl<T> DerefMut for Borrowed<'_, T> {
 
 impl<T> Drop for Borrowed<'_, T> {
     fn drop(&mut self) {
+        self.holder.store(0, Ordering::Relaxed);
         self.state.store(FREE, Ordering::Release);
     }
 }
@@ -112,8 +145,31 @@ mod tests {
             assert!(CELL.borrow().is_none(), "no second borrow while one is live");
         }
         assert_eq!(*CELL.borrow().unwrap(), 2);
+        {
+            let _held = CELL.lock(3).unwrap();
+            assert_eq!(CELL.lock(3).err(), Some(LockError::Nested), "the same CPU again");
+        }
+        assert_eq!(*CELL.lock(3).unwrap(), 2, "free again once dropped");
         let forever = CELL.take_forever().unwrap();
         *forever = 7;
         assert!(CELL.borrow().is_none() && CELL.take_forever().is_none(), "gone for good");
+        assert_eq!(CELL.lock(0).err(), Some(LockError::Unavailable));
+    }
+
+    /// Several threads (as CPUs) incrementing through `lock`: none is lost, none waits
+    /// for ever.
+    #[test]
+    fn the_lock_serialises_cpus() {
+        static COUNTER: Exclusive<u64> = Exclusive::new(0);
+        std::thread::scope(|s| {
+            for cpu in 0..4u8 {
+                s.spawn(move || {
+                    for _ in 0..10_000 {
+                        *COUNTER.lock(cpu).unwrap() += 1;
+                    }
+                });
+            }
+        });
+        assert_eq!(*COUNTER.lock(0).unwrap(), 40_000);
     }
 }

@@ -9,6 +9,7 @@
 //!   access, inject an abort, the exit line;
 //! - [`device`]: the device side: the VM's device windows and the virtio transports
 //!   with their checked accessor and shadow rings;
+//! - [`vcpus`]: the VM's vCPUs and their power (PSCI CPU_ON, CPU_OFF, AFFINITY_INFO);
 //! - [`vgic`]: the guest's virtual GICv3 (distributor and redistributor emulated,
 //!   list registers, SGIs);
 //! - [`platform`]: QEMU's device tree, stage-2 tables, where guest RAM may go;
@@ -28,4 +29,5 @@ pub mod platform;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod trap;
+pub mod vcpus;
 pub mod vgic;

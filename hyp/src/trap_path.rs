@@ -30,9 +30,10 @@ extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
     let Some(kind) = TrapKind::from_raw(kind) else { fail!("vectors.S passed an unknown trap kind {kind}") };
     let physical = if kind == TrapKind::Irq { acknowledge_interrupt() } else { None };
     work_meter::exit_begins();
-    // One borrow of the VM for the whole exit: everything below works on it.
-    let mut vm = vm();
-    let vm = &mut *vm;
+    // One lock of the VM for the whole exit: everything below works on it. A wait (WFI)
+    // and a vCPU that powered itself off go on with it unlocked.
+    let mut locked = vm();
+    let vm = &mut *locked;
     // Completions first: a device's interrupt reaches the guest with its used ring
     // already written.
     collect_completions(vm);
@@ -49,11 +50,14 @@ extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
         e if e.is_data_abort() => exits.data_aborts += 1,
         _ => {}
     }
+    let mut then = Then::Resume;
     match exit_kind {
-        GuestExit::Hvc => hypercall(vm, regs, Conduit::Hvc),
-        GuestExit::Smc => hypercall(vm, regs, Conduit::Smc),
+        GuestExit::Hvc => then = hypercall(vm, regs, Conduit::Hvc),
+        GuestExit::Smc => then = hypercall(vm, regs, Conduit::Smc),
         GuestExit::Wfi => {
-            virtual_interrupts::wait(vm);
+            if virtual_interrupts::should_wait(vm) {
+                then = Then::Wait;
+            }
             ELR_EL2.set(ELR_EL2.get() + 4)
         }
         // A yield: nothing else runs.
@@ -68,8 +72,29 @@ extern "C" fn handle_guest_exit(regs: &mut GuestRegs, kind: u64) {
         GuestExit::Crash(esr) => exit(ExitReason::GuestCrash { esr, far: FAR_EL2.get(), elr: ELR_EL2.get() }),
         GuestExit::AArch32 => fail("the guest switched to AArch32, which hyp does not run"),
     }
-    virtual_interrupts::flush(vm);
+    match then {
+        Then::Resume => virtual_interrupts::flush(vm),
+        Then::Wait => {
+            drop(locked);
+            gic::wait_for_interrupt();
+            virtual_interrupts::flush(&mut crate::vm_state::vm());
+        }
+        Then::Park => {
+            drop(locked);
+            crate::boot::park()
+        }
+    }
     work_meter::exit_ends(!matches!(exit_kind, GuestExit::Interrupt | GuestExit::Wfi | GuestExit::Wfe));
+}
+
+/// What a vCPU does once its exit is served.
+enum Then {
+    /// Run the guest again.
+    Resume,
+    /// Wait for an interrupt first (WFI), the VM unlocked.
+    Wait,
+    /// Nothing: the vCPU powered itself off (PSCI CPU_OFF).
+    Park,
 }
 
 /// A trapped MSR or MRS: an ID register read (the release's view of the CPU), a PMU
@@ -122,7 +147,12 @@ fn acknowledge_interrupt() -> Option<u32> {
     Some(intid)
 }
 
-fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) {
+fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Then {
+    if vm.vcpus.count() > 1 {
+        if let Some(then) = vcpu_power(vm, regs) {
+            return then;
+        }
+    }
     let state = VmState {
         ownership: &mut vm.ownership,
         memory: &mut IdentityMemory,
@@ -151,7 +181,7 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) {
             // The real pKVM's answer to MEM_SHARE of an IPA no memslot holds: the
             // guest takes an external abort at the call itself, with FAR = 0.
             inject_abort_at(AbortKind::Data, call_at, 0);
-            return;
+            return Then::Resume;
         }
         Outcome::SystemOff => exit(ExitReason::SystemOff),
         Outcome::SystemReset => exit(ExitReason::Reset),
@@ -159,6 +189,44 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) {
     };
     regs.x[..4].copy_from_slice(&regs_out);
     ELR_EL2.set(resume_at);
+    Then::Resume
+}
+
+/// PSCI CPU_ON, CPU_OFF and AFFINITY_INFO in a VM of several vCPUs (`hyp::vcpus`,
+/// upstream KVM's answers); `None` for any other call. (With one vCPU the profile's
+/// table answers them, as before.) Both conduits, both calling conventions: a 32-bit
+/// call's arguments are taken as 32-bit values, as KVM narrows them.
+fn vcpu_power(vm: &mut Vm, regs: &mut GuestRegs) -> Option<Then> {
+    use abi::psci;
+    let function = regs.x[0] as u32;
+    let narrow = |x: u64| if function & (1 << 30) == 0 { x & 0xffff_ffff } else { x };
+    let (a1, a2, a3) = (narrow(regs.x[1]), narrow(regs.x[2]), narrow(regs.x[3]));
+    let me = crate::arch::this_cpu();
+    let answer = match function {
+        psci::CPU_ON | psci::CPU_ON_64 => {
+            let answer = vm.vcpus.cpu_on(a1, a2, a3);
+            if answer == 0 {
+                crate::arch::send_event();
+            }
+            answer
+        }
+        psci::AFFINITY_INFO | psci::AFFINITY_INFO_64 => vm.vcpus.affinity_info(a1, a2),
+        psci::CPU_OFF => {
+            vm.vcpus.cpu_off(me);
+            if vm.vcpus.running() == 0 {
+                exit(ExitReason::AllVcpusOff);
+            }
+            return Some(Then::Park);
+        }
+        _ => return None,
+    };
+    regs.x[0] = answer as u64;
+    regs.x[1..4].fill(0);
+    // Past the call (an SMC traps with ELR at itself).
+    if GuestExit::decode(TrapKind::Synchronous, Esr(ESR_EL2.get())) == GuestExit::Smc {
+        ELR_EL2.set(ELR_EL2.get() + 4);
+    }
+    Some(Then::Resume)
 }
 
 /// The counters KVM PTP reports.

@@ -1,6 +1,12 @@
 //! The guest's interrupts, wired: its vGIC's registers (`hyp::vgic`), the physical
 //! interrupts hyp forwards to it (the virtual timer, the console, the virtio
-//! transports), the SGIs it sends itself, and WFI.
+//! transports), the SGIs its vCPUs send, and WFI.
+//!
+//! Each vCPU runs on the physical CPU of its number, so the list registers and the
+//! virtual timer are the vCPU's own. Its redistributor is `vm.vgics[cpu]`; the
+//! distributor's registers are written to every vCPU's model alike; SPIs are routed
+//! (physically) to CPU 0 and delivered to vCPU 0. An SGI for another vCPU is pended in
+//! its model and its CPU kicked (`gic::kick`), to deliver it at its next exit.
 //!
 //! A forwarded interrupt is physically enabled exactly while the guest has its virtual
 //! twin enabled. When it fires, hyp drops its priority, leaves it active and hands it
@@ -15,8 +21,17 @@ use hyp::vgic::forwarding::{self, Forward, Withdraw};
 use hyp::vgic::list_register::ListRegister;
 use hyp::vgic::{sgi, Effect, Frame};
 
-use crate::arch::{gic, GuestRegs};
+use crate::arch::{gic, this_cpu, GuestRegs};
 use crate::vm_state::Vm;
+
+/// The vCPU whose state holds `intid`: this CPU's for an SGI or PPI, vCPU 0's for an SPI.
+fn owner(intid: u32) -> usize {
+    if intid < 32 {
+        this_cpu()
+    } else {
+        0
+    }
+}
 
 fn bit(intid: u32) -> u128 {
     1u128.checked_shl(intid).unwrap_or(0)
@@ -40,15 +55,50 @@ impl CpuInterface for PhysicalCpuInterface {
     }
 }
 
-/// A load from the guest's GIC.
-pub fn read(vm: &Vm, frame: Frame, offset: u64, width: u8) -> Result<u64, AccessError> {
-    delivery::read(&vm.vgic, &PhysicalCpuInterface, frame, offset, width).map_err(|_| AccessError::BadWidth)
+/// Which vCPU's redistributor `offset` (from the first redistributor) falls in, and the
+/// offset within it.
+fn redistributor(offset: u64) -> (usize, u64) {
+    let size = abi::memory_map::GICR_SIZE;
+    ((offset / size) as usize, offset % size)
 }
 
-/// A store to the guest's GIC, and what follows from it.
+/// A load from the guest's GIC: the distributor as this vCPU's model holds it, or a
+/// vCPU's redistributor (with the list registers' state when it is this vCPU's).
+pub fn read(vm: &Vm, frame: Frame, offset: u64, width: u8) -> Result<u64, AccessError> {
+    let me = this_cpu();
+    let (cpu, offset) = if frame == Frame::Redistributor { redistributor(offset) } else { (me, offset) };
+    let vgic = vm.vgics.get(cpu).ok_or(AccessError::BadWidth)?;
+    let value = if cpu == me {
+        delivery::read(vgic, &PhysicalCpuInterface, frame, offset, width)
+    } else {
+        vgic.read(frame, offset, width)
+    };
+    value.map_err(|_| AccessError::BadWidth)
+}
+
+/// A store to the guest's GIC, and what follows from it: a distributor write reaches
+/// every vCPU's model (its pending and active state only this vCPU's), a
+/// redistributor write the vCPU's whose frame it is.
 pub fn write(vm: &mut Vm, frame: Frame, offset: u64, width: u8, value: u64) -> Result<(), AccessError> {
-    let effect = delivery::write(&mut vm.vgic, &mut PhysicalCpuInterface, frame, offset, width, value);
-    match effect.map_err(|_| AccessError::BadWidth)? {
+    let me = this_cpu();
+    let (cpu, offset) = if frame == Frame::Redistributor { redistributor(offset) } else { (me, offset) };
+    let count = vm.vcpus.count();
+    if cpu >= count {
+        return Err(AccessError::BadWidth);
+    }
+    if cpu != me {
+        // Another vCPU's redistributor: its model only (its list registers are its CPU's).
+        vm.vgics[cpu].write(frame, offset, width, value).map_err(|_| AccessError::BadWidth)?;
+        return Ok(());
+    }
+    let effect = delivery::write(&mut vm.vgics[me], &mut PhysicalCpuInterface, frame, offset, width, value);
+    let effect = effect.map_err(|_| AccessError::BadWidth)?;
+    if frame == Frame::Distributor && vm.vgics[me].state_register(frame, offset).is_none() {
+        for other in (0..count).filter(|&c| c != me) {
+            let _ = vm.vgics[other].write(frame, offset, width, value);
+        }
+    }
+    match effect {
         Effect::EnablesChanged => sync_enables(vm),
         // Delivered by `flush` before the guest runs again.
         Effect::Pended | Effect::None => {}
@@ -57,13 +107,15 @@ pub fn write(vm: &mut Vm, frame: Frame, offset: u64, width: u8, value: u64) -> R
 }
 
 /// Makes each forwarded source's physical enable follow the guest's (a source held
-/// back for want of a list register stays off until `flush` finds it one).
+/// back for want of a list register stays off until `flush` finds it one): this
+/// vCPU's PPIs (the timer), and the SPIs (vCPU 0's).
 pub fn sync_enables(vm: &mut Vm) {
     for intid in vm.devices.forwarded_interrupts() {
-        let want = vm.vgic.enabled(intid) && vm.deferred & bit(intid) == 0;
-        if want != (vm.physically_enabled & bit(intid) != 0) {
+        let cpu = owner(intid);
+        let want = vm.vgics[cpu].enabled(intid) && vm.deferred[cpu] & bit(intid) == 0;
+        if want != (vm.physically_enabled[cpu] & bit(intid) != 0) {
             gic::set_enabled(intid, want);
-            vm.physically_enabled ^= bit(intid);
+            vm.physically_enabled[cpu] ^= bit(intid);
         }
     }
 }
@@ -71,12 +123,18 @@ pub fn sync_enables(vm: &mut Vm) {
 /// A physical interrupt hyp acknowledged and dropped the priority of: the guest's, if
 /// it is a forwarded source the guest has enabled.
 pub fn forward(vm: &mut Vm, intid: u32) {
+    if intid == gic::KICK_SGI {
+        // Another CPU pended something for this vCPU: `flush` delivers it.
+        gic::deactivate(intid);
+        return;
+    }
+    let cpu = owner(intid);
     let forwarded = vm.devices.forwarded_interrupts().any(|i| i == intid);
-    match forwarding::forward(intid, forwarded, vm.vgic.deliverable(intid), free_list_register()) {
+    match forwarding::forward(intid, forwarded, vm.vgics[cpu].deliverable(intid), free_list_register()) {
         Forward::ToListRegister(n, lr) => gic::write_list_register(n, lr.0),
         Forward::HoldBack => {
             gic::deactivate(intid);
-            vm.deferred |= bit(intid);
+            vm.deferred[cpu] |= bit(intid);
             sync_enables(vm);
         }
         Forward::Drop { resync } => {
@@ -95,40 +153,50 @@ pub fn forward(vm: &mut Vm, intid: u32) {
 /// and interrupts pending in software (SGIs, ISPENDR writes) go to list registers,
 /// highest priority first (`delivery::deliver`).
 pub fn flush(vm: &mut Vm) {
+    let me = this_cpu();
     let count = gic::list_registers();
     // Up to 16 list registers: one bit each.
     let all = ((1u32 << count) - 1) as u16;
     if count > 0 && gic::empty_list_registers() & all != all {
         withdraw(vm, count);
     }
-    if vm.deferred != 0 && free_list_register().is_some() {
-        vm.deferred = 0;
+    if vm.deferred[me] != 0 && free_list_register().is_some() {
+        vm.deferred[me] = 0;
         sync_enables(vm);
     }
-    if vm.vgic.any_pending() {
-        delivery::deliver(&mut vm.vgic, &mut PhysicalCpuInterface);
+    if vm.vgics[me].any_pending() {
+        delivery::deliver(&mut vm.vgics[me], &mut PhysicalCpuInterface);
     }
 }
 
-/// A trapped system-register access: an SGI the guest sends (itself, the only vCPU),
-/// or `false` for one hyp does not serve.
+/// A trapped system-register access: an SGI a vCPU sends (to itself, straight into
+/// its list registers; to others, pended in their models and their CPUs kicked), or
+/// `false` for one hyp does not serve.
 pub fn system_register(vm: &mut Vm, regs: &GuestRegs, access: SysregAccess) -> bool {
     let Some(register) = access.sgi_register() else { return false };
     let value = if access.rt == 31 { 0 } else { regs.x[access.rt as usize] };
-    if let Some(intid) = sgi::to_self(value) {
-        delivery::send_sgi(&mut vm.vgic, &PhysicalCpuInterface, intid, register.sends_group1());
+    let me = this_cpu();
+    let (intid, targets) = sgi::targets(value, me, vm.vcpus.count());
+    let group1 = register.sends_group1();
+    for cpu in (0..vm.vcpus.count()).filter(|c| targets & (1 << c) != 0) {
+        if cpu == me {
+            delivery::send_sgi(&mut vm.vgics[me], &PhysicalCpuInterface, intid, group1);
+        } else if group1 || vm.vgics[cpu].is_group0(intid) {
+            vm.vgics[cpu].pend(intid);
+            gic::kick(cpu);
+        }
     }
     true
 }
 
-/// A guest's WFI: wait for an interrupt if the guest could be woken by one and none is
-/// pending for it yet. (A guest with no interrupt enabled, like one that polls its
-/// devices, just yields.)
-pub fn wait(vm: &Vm) {
+/// A guest's WFI: whether to wait for an interrupt (the guest could be woken by one
+/// and none is pending for it yet; a guest with no interrupt enabled, like one that
+/// polls its devices, just yields). The caller waits with the VM unlocked, so that
+/// other vCPUs go on (and may send this one what wakes it).
+pub fn should_wait(vm: &Vm) -> bool {
+    let me = this_cpu();
     let pending = (0..gic::list_registers()).any(|i| ListRegister(gic::read_list_register(i)).is_pending());
-    if vm.vgic.any_enabled() && !pending {
-        gic::wait_for_interrupt();
-    }
+    vm.vgics[me].any_enabled() && !pending && !vm.vgics[me].any_pending()
 }
 
 fn withdraw(vm: &mut Vm, count: usize) {
@@ -141,11 +209,12 @@ fn withdraw(vm: &mut Vm, count: usize) {
     };
     for n in 0..count {
         let lr = ListRegister(gic::read_list_register(n));
-        let Some(why) = forwarding::withdraw(lr, |intid| vm.vgic.enabled(intid), asserted) else { continue };
+        let enabled = |intid: u32| vm.vgics[owner(intid)].enabled(intid);
+        let Some(why) = forwarding::withdraw(lr, enabled, asserted) else { continue };
         gic::write_list_register(n, 0);
         match why {
             Withdraw::Physical(physical) => gic::deactivate(physical),
-            Withdraw::Repend(intid) => vm.vgic.pend(intid),
+            Withdraw::Repend(intid) => vm.vgics[this_cpu()].pend(intid),
         }
     }
 }

@@ -1,16 +1,18 @@
 //! What the trap handlers keep between exits, each in a cell that hands out one
-//! exclusive borrow at a time (`hyp::exclusive`): the VM, the memory hyp gives it for
+//! exclusive borrow at a time (`hyp::exclusive`): the VM (locked: with several vCPUs,
+//! one CPU's exit waits for another's to finish with it), the memory hyp gives it for
 //! good (ownership words, stage-2 tables), and the summary the exit line reports.
 
 use abi::memory_map::Region;
 use hyp::device::devices::DeviceList;
-use hyp::exclusive::{Borrowed, Exclusive};
+use hyp::exclusive::{Borrowed, Exclusive, LockError};
 use hyp::pkvm::hypercall::{ExitCounters, Services, ShortCounts};
 use hyp::pkvm::memory_calls::GuestMemory;
 use hyp::pkvm::mmio_guard::GuardTable;
 use hyp::pkvm::ownership::{Ownership, GRANULE};
 use hyp::platform::stage2::Table;
 use hyp::trap::mmio::Refusal;
+use hyp::vcpus::{Vcpus, MAX_VCPUS};
 use hyp::vgic::Vgic;
 
 use crate::exit_path::fail;
@@ -30,11 +32,15 @@ pub struct Vm {
     pub guard: GuardTable,
     pub exits: ExitCounters,
     pub short: ShortCounts,
-    /// The guest's GIC, and which forwarded sources are physically enabled or held
-    /// back for want of a list register (one bit per INTID).
-    pub vgic: Vgic,
-    pub physically_enabled: u128,
-    pub deferred: u128,
+    /// The vCPUs and their power.
+    pub vcpus: Vcpus,
+    /// The guest's GIC, one per vCPU (its redistributor; the distributor's registers are
+    /// kept alike in all, SPIs are vCPU 0's), and per vCPU which forwarded sources are
+    /// physically enabled or held back for want of a list register (one bit per INTID;
+    /// SPIs in vCPU 0's).
+    pub vgics: [Vgic; MAX_VCPUS],
+    pub physically_enabled: [u128; MAX_VCPUS],
+    pub deferred: [u128; MAX_VCPUS],
 }
 
 /// What hyp refused along the way, summed up before the exit line (printing each as
@@ -57,14 +63,17 @@ pub static OWNERSHIP: Exclusive<[u16; (MAX_GUEST_RAM / GRANULE) as usize]> =
     Exclusive::new([0; (MAX_GUEST_RAM / GRANULE) as usize]);
 pub static STAGE2: Exclusive<[Table; STAGE2_TABLES]> = Exclusive::new([const { Table::EMPTY }; STAGE2_TABLES]);
 
-/// The VM, for one guest exit.
+/// The VM, for one guest exit (waiting while another CPU's exit has it).
 pub fn vm() -> Borrowed<'static, Vm> {
-    VM.borrow().unwrap_or_else(|| fail("guest trap before the VM was set up, or inside another's handling"))
+    VM.lock(crate::arch::this_cpu() as u8).unwrap_or_else(|e| match e {
+        LockError::Unavailable => fail("guest trap before the VM was set up"),
+        LockError::Nested => fail("guest trap inside another's handling on the same CPU"),
+    })
 }
 
 /// Records an injected abort for the summary.
 pub fn note_refused(ipa: u64, why: Refusal) {
-    if let Some(mut summary) = SUMMARY.borrow() {
+    if let Ok(mut summary) = SUMMARY.lock(crate::arch::this_cpu() as u8) {
         summary.refused += 1;
         summary.last_refused = Some((ipa, why));
     }
@@ -72,7 +81,7 @@ pub fn note_refused(ipa: u64, why: Refusal) {
 
 /// Records a validator policy's refusal for the summary.
 pub fn note_policy(policy: &'static str, ipa: u64) {
-    if let Some(mut summary) = SUMMARY.borrow() {
+    if let Ok(mut summary) = SUMMARY.lock(crate::arch::this_cpu() as u8) {
         summary.policy_refusals += 1;
         summary.last_policy = Some((policy, ipa));
     }

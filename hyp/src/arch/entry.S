@@ -19,6 +19,7 @@ primary_entry:
     adrp    x1, __stack_top
     add     x1, x1, :lo12:__stack_top
     mov     sp, x1
+    msr     tpidr_el2, x1           /* this CPU's stack top, for enter_guest */
     adrp    x1, __bss_start
     add     x1, x1, :lo12:__bss_start
     adrp    x2, __bss_end
@@ -36,13 +37,28 @@ primary_entry:
 3:  wfe
     b       3b
 
-/* enter_guest(regs: *const GuestRegs) -> !: loads x0..x30 from regs and ERETs to
- * ELR_EL2/SPSR_EL2. The EL2 stack starts over: nothing on it is needed again. */
+/* A secondary CPU, started by QEMU's PSCI CPU_ON (arch::start_cpu) at EL2 with its
+ * MMU off and x0 = its stack's top. */
 .section .text
+.global secondary_entry
+secondary_entry:
+    msr     daifset, #0xf
+    mov     sp, x0
+    msr     tpidr_el2, x0
+    adrp    x1, hyp_vectors
+    add     x1, x1, :lo12:hyp_vectors
+    msr     vbar_el2, x1
+    isb
+    bl      hyp_secondary_main
+4:  wfe
+    b       4b
+
+/* enter_guest(regs: *const GuestRegs) -> !: loads x0..x30 from regs and ERETs to
+ * ELR_EL2/SPSR_EL2. The EL2 stack starts over from this CPU's top (TPIDR_EL2):
+ * nothing on it is needed again. */
 .global enter_guest
 enter_guest:
-    adrp    x1, __stack_top
-    add     x1, x1, :lo12:__stack_top
+    mrs     x1, tpidr_el2
     mov     sp, x1
     mov     x30, x0
     ldp     x0, x1, [x30, #16 * 0]

@@ -33,13 +33,31 @@ const CTLR_EOIMODE: u64 = 1 << 1;
 /// ICH_HCR_EL2.En: the virtual CPU interface is on.
 const ICH_HCR_EN: u64 = 1;
 
-/// Brings the platform's GIC up for hyp (affinity routing and group 1 on, this CPU's
-/// redistributor awake, the CPU interface through system registers with EOImode 1)
-/// and turns the virtual CPU interface on.
+/// One CPU's redistributor frames (RD and SGI): CPU `i`'s follow CPU 0's at `i` times
+/// this, as QEMU `virt` lays them out.
+const GICR_STRIDE: u64 = abi::memory_map::GICR_SIZE;
+/// The SGI one CPU of hyp's sends another to make it look at its vCPU's interrupts
+/// (hyp forwards no physical SGI to a guest: every one it takes is such a kick).
+pub const KICK_SGI: u32 = 0;
+
+/// This CPU's redistributor.
+fn redistributor() -> u64 {
+    GICR.load(Ordering::Relaxed) + super::this_cpu() as u64 * GICR_STRIDE
+}
+
+/// Brings the platform's GIC up for hyp (affinity routing and group 1 on) on the boot
+/// CPU, then the CPU's own part ([`init_cpu`]).
 pub fn init(gicd: u64, gicr: u64) {
     GICD.store(gicd, Ordering::Relaxed);
     GICR.store(gicr, Ordering::Relaxed);
     write32(gicd + GICD_CTLR, read32(gicd + GICD_CTLR) | CTLR_ARE | CTLR_ENABLE_GRP1);
+    init_cpu();
+}
+
+/// This CPU's part of the GIC: its redistributor awake, the CPU interface through
+/// system registers with EOImode 1, the kick SGI enabled, the virtual CPU interface on.
+pub fn init_cpu() {
+    let gicr = redistributor();
     write32(gicr + GICR_WAKER, read32(gicr + GICR_WAKER) & !WAKER_PROCESSOR_SLEEP);
     while read32(gicr + GICR_WAKER) & WAKER_CHILDREN_ASLEEP != 0 {}
     // SAFETY: GIC control registers of EL2; they change how interrupts are delivered
@@ -75,13 +93,21 @@ pub fn init(gicd: u64, gicr: u64) {
     for n in 0..list_registers() {
         write_list_register(n, 0);
     }
+    set_enabled(KICK_SGI, true);
+}
+
+/// Sends [`KICK_SGI`] to physical CPU `cpu` (Aff0 `cpu`, cluster 0).
+pub fn kick(cpu: usize) {
+    let value = ((KICK_SGI as u64) << 24) | (1u64 << (cpu % 16)) | (((cpu / 16) as u64) << 44);
+    // SAFETY: generating an SGI has no effect on memory.
+    unsafe { asm!("msr icc_sgi1r_el1, {}", "isb", in(reg) value, options(nostack)) };
 }
 
 /// The frame whose registers configure `intid` (the redistributor's SGI/PPI frame for
 /// the first 32, else the distributor), once the GIC is up.
 fn frame(intid: u32) -> Option<u64> {
-    let (gicd, gicr) = (GICD.load(Ordering::Relaxed), GICR.load(Ordering::Relaxed));
-    (gicd != 0).then_some(if intid < 32 { gicr + GICR_SGI_FRAME } else { gicd })
+    let gicd = GICD.load(Ordering::Relaxed);
+    (gicd != 0).then_some(if intid < 32 { redistributor() + GICR_SGI_FRAME } else { gicd })
 }
 
 fn write8(addr: u64, value: u8) {

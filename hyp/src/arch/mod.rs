@@ -40,8 +40,49 @@ impl GuestRegs {
 
 unsafe extern "C" {
     fn enter_guest(regs: *const GuestRegs) -> !;
+    fn secondary_entry();
     static __image_start: u8;
     static __image_end: u8;
+    static __stack_top: u8;
+}
+
+/// Each CPU's EL2 stack (`hyp.ld`).
+const STACK_SIZE: u64 = 0x20000;
+
+/// The index of the CPU this runs on (MPIDR Aff0: QEMU `virt` numbers its CPUs so).
+pub fn this_cpu() -> usize {
+    let mpidr: u64;
+    // SAFETY: reading MPIDR_EL1 has no side effect.
+    unsafe { asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nomem, nostack, preserves_flags)) };
+    (mpidr & 0xff) as usize
+}
+
+/// Starts physical CPU `cpu` (1 to 7) in `secondary_entry` on its own stack, through
+/// QEMU's PSCI CPU_ON (SMC at EL2); QEMU's answer (0: started).
+pub fn start_cpu(cpu: usize) -> i64 {
+    let top = &raw const __stack_top as u64 - cpu as u64 * STACK_SIZE;
+    let entry = secondary_entry as *const () as u64;
+    let mut x0 = abi::psci::CPU_ON_64 as u64;
+    // SAFETY: CPU_ON starts another CPU at `entry`, hyp's own code, on a stack no other
+    // CPU uses; the call clobbers only the declared registers.
+    unsafe {
+        asm!("smc #0", inout("x0") x0, inout("x1") cpu as u64 => _, inout("x2") entry => _, inout("x3") top => _,
+            options(nostack));
+    }
+    x0 as i64
+}
+
+/// Wakes CPUs waiting in [`wait_for_event`].
+pub fn send_event() {
+    // SAFETY: a hint with no effect on memory; the barrier orders what was written
+    // before it.
+    unsafe { asm!("dsb ish", "sev", options(nostack, preserves_flags)) }
+}
+
+/// Waits for an event (another CPU's [`send_event`]) or an interrupt.
+pub fn wait_for_event() {
+    // SAFETY: waiting has no effect on memory.
+    unsafe { asm!("wfe", options(nomem, nostack, preserves_flags)) }
 }
 
 /// Enters the guest at ELR_EL2/SPSR_EL2 with `regs`.

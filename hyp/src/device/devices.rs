@@ -53,8 +53,14 @@ impl fmt::Display for MissingTransport {
 impl DeviceList {
     /// The console at `uart`, transport `i` for every bit `i` of `virtio_slots`, each of
     /// which must be among `platform_virtio` (QEMU's transports), and the GIC (at
-    /// QEMU's addresses, which the guest's DT names).
-    pub fn new(uart: Region, platform_virtio: &[Region], virtio_slots: u32) -> Result<Self, MissingTransport> {
+    /// QEMU's addresses, which the guest's DT names: the distributor and the
+    /// redistributors of `vcpus` vCPUs).
+    pub fn new(
+        uart: Region,
+        platform_virtio: &[Region],
+        virtio_slots: u32,
+        vcpus: u32,
+    ) -> Result<Self, MissingTransport> {
         let console = DeviceWindow { base: uart.start, size: uart.size(), kind: DeviceKind::Console };
         let mut list = Self { windows: [console; MAX_DEVICES], len: 1 };
         for slot in (0..VIRTIO_MMIO_SLOTS).filter(|i| virtio_slots & (1 << i) != 0) {
@@ -66,7 +72,7 @@ impl DeviceList {
             list.len += 1;
         }
         for (base, size, frame) in
-            [(GICD_BASE, GICD_SIZE, Frame::Distributor), (GICR_BASE, GICR_SIZE, Frame::Redistributor)]
+            [(GICD_BASE, GICD_SIZE, Frame::Distributor), (GICR_BASE, GICR_SIZE * vcpus as u64, Frame::Redistributor)]
         {
             list.windows[list.len] = DeviceWindow { base, size, kind: DeviceKind::Gic(frame) };
             list.len += 1;
@@ -103,16 +109,17 @@ mod tests {
 
     #[test]
     fn console_plus_the_configured_transports() {
-        let list = DeviceList::new(UART, &qemu_transports(), (1 << 31) | 1).unwrap();
+        let list = DeviceList::new(UART, &qemu_transports(), (1 << 31) | 1, 4).unwrap();
         let w = list.windows();
         assert_eq!(w.len(), 5);
         assert_eq!(w[0].kind, DeviceKind::Console);
         assert_eq!((w[1].base, w[1].kind), (0x0a00_0000, DeviceKind::Virtio { slot: 0 }));
         assert_eq!((w[2].base, w[2].size), (0x0a00_3e00, 0x200));
         assert_eq!((w[3].base, w[3].kind), (0x0800_0000, DeviceKind::Gic(Frame::Distributor)));
-        assert_eq!((w[4].base, w[4].size), (0x080a_0000, 0x2_0000));
-        assert_eq!(DeviceList::new(UART, &qemu_transports(), 0).unwrap().windows().len(), 3);
-        assert_eq!(DeviceList::new(UART, &qemu_transports(), u32::MAX).unwrap().windows().len(), 35);
+        // Four vCPUs: four redistributors of 128 KiB.
+        assert_eq!((w[4].base, w[4].size), (0x080a_0000, 0x8_0000));
+        assert_eq!(DeviceList::new(UART, &qemu_transports(), 0, 1).unwrap().windows().len(), 3);
+        assert_eq!(DeviceList::new(UART, &qemu_transports(), u32::MAX, 1).unwrap().windows().len(), 35);
         // The timer's PPI, the console's SPI 1 and the transports' SPIs 16 and 47.
         assert_eq!(list.forwarded_interrupts().collect::<Vec<_>>(), [27, 33, 48, 79]);
     }
@@ -120,6 +127,6 @@ mod tests {
     #[test]
     fn a_transport_qemu_lacks_is_refused() {
         let some = &qemu_transports()[..4];
-        assert_eq!(DeviceList::new(UART, some, 1 << 31).unwrap_err(), MissingTransport { slot: 31 });
+        assert_eq!(DeviceList::new(UART, some, 1 << 31, 1).unwrap_err(), MissingTransport { slot: 31 });
     }
 }

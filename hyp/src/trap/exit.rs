@@ -41,6 +41,8 @@ pub enum ExitReason<'a> {
         /// What happened.
         detail: &'a str,
     },
+    /// The last running vCPU called PSCI CPU_OFF: nothing can run again.
+    AllVcpusOff,
 }
 
 impl ExitReason<'_> {
@@ -52,6 +54,7 @@ impl ExitReason<'_> {
             Self::Violation { .. } => Reason::Violation,
             Self::GuestCrash { .. } => Reason::GuestCrash,
             Self::HypError { .. } => Reason::HypError,
+            Self::AllVcpusOff => Reason::AllVcpusOff,
         }
     }
 }
@@ -60,7 +63,7 @@ impl fmt::Display for ExitReason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", Head(self.reason()))?;
         match self {
-            Self::SystemOff | Self::Reset => Ok(()),
+            Self::SystemOff | Self::Reset | Self::AllVcpusOff => Ok(()),
             Self::Violation { ipa, device, queue, descriptor, what } => {
                 let (ipa, device, queue, descriptor, what) = (*ipa, *device, *queue, *descriptor, *what);
                 write!(f, "{}", Violation { ipa, device, queue, descriptor, what })
@@ -81,6 +84,7 @@ mod tests {
     fn lines_are_one_line_and_parseable() {
         assert_eq!(ExitReason::SystemOff.to_string(), "exit: reason=system_off");
         assert_eq!(ExitReason::Reset.to_string(), "exit: reason=reset");
+        assert_eq!(ExitReason::AllVcpusOff.to_string(), "exit: reason=all_vcpus_off");
         let crash = ExitReason::GuestCrash { esr: Esr(0x0200_0000), far: 0x10, elr: 0x8020_0000 };
         assert_eq!(
             crash.to_string(),

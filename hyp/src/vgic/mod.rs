@@ -105,7 +105,7 @@ const TYPER: u32 = ((WORDS as u32) - 1) | (9 << 19) | (1 << 25);
 /// GICD_IIDR and GICR_IIDR: product 'p' (pvmkit), implementer 0, revision 0.
 const IIDR: u32 = 0x7000_0000;
 
-/// GICR_TYPER: affinity 0.0.0.0, processor 0, Last (the only redistributor).
+/// GICR_TYPER.Last: the last redistributor of the region.
 const GICR_TYPER_LAST: u64 = 1 << 4;
 /// GICR_ICFGR0: SGIs are edge-triggered, read-only.
 const ICFGR0_SGIS: u32 = 0xaaaa_aaaa;
@@ -115,6 +115,10 @@ const IROUTER_MASK: u64 = 0xff_0000_0000 | (1 << 31) | 0xff_ffff;
 /// The virtual distributor and redistributor.
 #[derive(Clone, Debug)]
 pub struct Vgic {
+    /// The vCPU whose redistributor this is (GICR_TYPER's affinity and number).
+    cpu: u8,
+    /// Whether its redistributor is the region's last.
+    last: bool,
     ctlr: u32,
     sleeping: bool,
     group: [u32; WORDS],
@@ -139,7 +143,15 @@ impl Vgic {
     /// A GIC out of reset: everything disabled, group 0, priority 0, the redistributor
     /// asleep.
     pub const fn new() -> Self {
+        Self::for_vcpu(0, 1)
+    }
+
+    /// [`Vgic::new`] for vCPU `cpu` (MPIDR affinity `cpu`) of `count`: its
+    /// redistributor says so in GICR_TYPER.
+    pub const fn for_vcpu(cpu: usize, count: usize) -> Self {
         Self {
+            cpu: cpu as u8,
+            last: cpu + 1 >= count,
             ctlr: 0,
             sleeping: true,
             group: [0; WORDS],
@@ -336,11 +348,18 @@ impl Vgic {
         })
     }
 
+    /// GICR_TYPER: Affinity_Value (bits 63:32) and Processor_Number (23:8) the vCPU's,
+    /// Last for the region's last.
+    fn gicr_typer(&self) -> u64 {
+        let last = if self.last { GICR_TYPER_LAST } else { 0 };
+        (self.cpu as u64) << 32 | (self.cpu as u64) << 8 | last
+    }
+
     fn read_redistributor(&self, offset: u64, width: u8) -> Option<u64> {
         match (offset, width) {
-            (GICR_TYPER, 8) => Some(GICR_TYPER_LAST),
-            (GICR_TYPER, 4) => Some(GICR_TYPER_LAST),
-            (o, 4) if o == GICR_TYPER + 4 => Some(0),
+            (GICR_TYPER, 8) => Some(self.gicr_typer()),
+            (GICR_TYPER, 4) => Some(self.gicr_typer() & 0xffff_ffff),
+            (o, 4) if o == GICR_TYPER + 4 => Some(self.gicr_typer() >> 32),
             (_, 4) => Some(match offset {
                 GICR_IIDR => IIDR as u64,
                 GICR_WAKER if self.sleeping => (WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP) as u64,

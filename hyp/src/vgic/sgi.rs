@@ -20,9 +20,45 @@ pub fn to_self(value: u64) -> Option<u32> {
     targeted.then_some(intid)
 }
 
+/// The SGI a write of `value` by vCPU `sender` sends, and the vCPUs it goes to (bit
+/// `i`: vCPU `i`, MPIDR affinity `i`) among the VM's `count`: IRM sends it to every
+/// other vCPU; a target list names vCPUs of cluster 0 (Aff3 = Aff2 = Aff1 = 0, range
+/// selector 0); targets the VM does not have are ignored.
+pub fn targets(value: u64, sender: usize, count: usize) -> (u32, u16) {
+    let intid = ((value >> INTID_SHIFT) & 0xf) as u32;
+    let all = if count >= 16 { 0xffff } else { (1u16 << count) - 1 };
+    if value & IRM != 0 {
+        return (intid, all & !(1u16.checked_shl(sender as u32).unwrap_or(0)));
+    }
+    let affinity = [AFF1_SHIFT, AFF2_SHIFT, AFF3_SHIFT].iter().any(|&s| (value >> s) & 0xff != 0);
+    if affinity || (value >> RS_SHIFT) & 0xf != 0 {
+        return (intid, 0);
+    }
+    (intid, (value & TARGET_LIST) as u16 & all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ICC_SGI1R_EL1's fields as the GICv3 architecture lays them out: TargetList 15:0,
+    /// Aff1 23:16, INTID 27:24, Aff2 39:32, IRM 40, RS 47:44, Aff3 55:48.
+    #[test]
+    fn sgis_reach_the_vcpus_they_name() {
+        assert_eq!(targets(0b1010 | (3 << 24), 0, 4), (3, 0b1010));
+        assert_eq!(targets(0xffff | (1 << 24), 1, 4), (1, 0b1111), "vCPUs the VM lacks are ignored");
+        assert_eq!(targets(IRM | (7 << 24), 2, 4), (7, 0b1011), "every other vCPU");
+        assert_eq!(targets(IRM, 0, 1), (0, 0), "no other vCPU");
+        assert_eq!(targets(0b1 | (1 << 16), 0, 4), (0, 0), "cluster 1");
+        assert_eq!(targets(0b1 | (1 << 44), 0, 4), (0, 0), "range selector 1");
+        assert_eq!(targets(0b1 | (1 << 32), 0, 4), (0, 0), "Aff2");
+        assert_eq!(targets(0b1 | (1 << 48), 0, 4), (0, 0), "Aff3");
+        // One vCPU: what `to_self` says.
+        for value in [1 | (5 << 24), 0b10, 1 | IRM] {
+            let (intid, mask) = targets(value, 0, 1);
+            assert_eq!(to_self(value), (mask == 1).then_some(intid), "{value:#x}");
+        }
+    }
 
     #[test]
     fn only_sgis_for_cpu_0_arrive() {

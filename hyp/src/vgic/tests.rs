@@ -36,6 +36,12 @@ fn identifies_as_a_gicv3_with_one_redistributor() {
     assert_eq!(typer & (1 << 17), 0, "no LPIs");
     assert_eq!(gic.read(R, GICR_TYPER, 8).unwrap(), 1 << 4, "affinity 0, the last one");
     assert_eq!(gic.read(R, GICR_TYPER + 4, 4).unwrap(), 0);
+    // With four vCPUs, vCPU 2's redistributor: affinity 2 (bits 63:32), processor 2
+    // (23:8), not the last; vCPU 3's is the last (GICv3 architecture, GICR_TYPER).
+    let second = Vgic::for_vcpu(2, 4);
+    assert_eq!(second.read(R, GICR_TYPER, 8).unwrap(), (2 << 32) | (2 << 8));
+    assert_eq!(second.read(R, GICR_TYPER + 4, 4).unwrap(), 2);
+    assert_eq!(Vgic::for_vcpu(3, 4).read(R, GICR_TYPER, 4).unwrap(), (3 << 8) | (1 << 4));
     // Security disabled, affinity routing on, whatever is written.
     assert_eq!(gic.read(D, GICD_CTLR, 4).unwrap(), 0x50);
 }
