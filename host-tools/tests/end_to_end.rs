@@ -42,6 +42,38 @@ fn protected_upstream_passes() {
     assert_cases_passed(&out, &SHARING_CASES);
 }
 
+/// test-guest's SMP cases (guest_lib::smp, PSCI, concurrent sharing).
+const SMP_CASES: [&str; 5] = [
+    "smp_every_cpu_starts",
+    "smp_cpu_on_of_a_running_cpu",
+    "smp_concurrent_share_distinct_pages",
+    "smp_concurrent_share_one_page",
+    "smp_cpu_off_and_on_again",
+];
+
+/// Several vCPUs, one per QEMU CPU: the SMP cases pass under hyp in both ABI forms, and
+/// on bare QEMU (its own PSCI, an independent implementation of the same answers);
+/// with one vCPU they are skipped, not passed.
+#[test]
+fn several_vcpus_pass_on_hyp_and_bare_qemu() {
+    for (args, cases) in [
+        (&["--cpus", "4"][..], &SMP_CASES[..]),
+        (&["--cpus", "2", "--abi", "upstream"], &SMP_CASES),
+        (&["--cpus", "2", "--mode", "bare"], &[SMP_CASES[0], SMP_CASES[1], SMP_CASES[2], SMP_CASES[4]]),
+    ] {
+        let (ok, out) = pvmkit(&[&["run"][..], args].concat());
+        assert!(ok && out.contains("pvmkit: PASS"), "{args:?}:\n{out}");
+        assert_cases_passed(&out, cases);
+    }
+    let (ok, out) = pvmkit(&["run"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("test smp_every_cpu_starts ... skipped: one vCPU"), "{out}");
+    // Negative control: every vCPU powers itself off; hyp ends the VM by name.
+    let (ok, out) = pvmkit(&["run", "--cpus", "2", "--scenario", "all-cpus-off"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("pvmkit: FAIL: hyp ended the VM: reason=all_vcpus_off"), "{out}");
+}
+
 #[test]
 fn unprotected_passes() {
     assert_passes(&["run", "--mode", "unprotected"]);

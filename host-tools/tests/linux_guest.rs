@@ -94,10 +94,13 @@ fn a_linux_guest_passes_on_hyp_in_every_mode_and_a_leaking_one_is_stopped() {
     let image: Vec<&str> = linux.iter().map(String::as_str).collect();
     // Both ABI forms of a protected VM: the services Linux's pKVM driver finds differ
     // (the Android form's MMIO guard calls are not upstream's), the verdict does not.
-    for (abi, services) in [("upstream", "0x0000001d"), ("android", "0x00000ffd")] {
-        let (ok, out) = pvmkit(&[&["run"][..], &image, &["--abi", abi]].concat());
+    // The Android one with four vCPUs: Linux brings each up through hyp's PSCI, finds a
+    // redistributor per CPU and sends IPIs (SGIs) between them.
+    for (abi, services, cpus) in [("upstream", "0x0000001d", "1"), ("android", "0x00000ffd", "4")] {
+        let (ok, out) = pvmkit(&[&["run"][..], &image, &["--abi", abi, "--cpus", cpus]].concat());
         assert!(ok, "{abi}: {out}");
         assert_passes(&out);
+        assert!(out.contains(&format!("smp: Brought up 1 node, {cpus} CPU")), "{abi}: {out}");
         assert!(out.contains(&format!("[hyp] guest: protected ({abi} ABI) VM")), "{out}");
         let detected =
             format!("smccc: KVM: hypervisor services detected (0x00000000 0x00000000 0x00000000 {services})");
@@ -106,6 +109,11 @@ fn a_linux_guest_passes_on_hyp_in_every_mode_and_a_leaking_one_is_stopped() {
         assert!(out.contains("Memory encryption is active and system is using DMA bounce buffers"), "{out}");
         // Interrupts reached it through hyp's vGIC: the timer, and the devices'.
         assert!(out.contains("GICv3: CPU0: found redistributor 0 region 0:0x00000000080a0000"), "{out}");
+        if cpus == "4" {
+            // vCPU 3's redistributor, 3 × 128 KiB on (GICR_TYPER's affinity matched).
+            assert!(out.contains("GICv3: CPU3: found redistributor 3 region 0:0x0000000008100000"), "{out}");
+            assert!(out.contains("init: CPUs online 0-3 of 0-3"), "{out}");
+        }
     }
     let (ok, out) = pvmkit(&[&["run"][..], &image, &["--mode", "unprotected"]].concat());
     assert!(ok, "{out}");
@@ -114,7 +122,7 @@ fn a_linux_guest_passes_on_hyp_in_every_mode_and_a_leaking_one_is_stopped() {
 
     // Negative control: hyp's devices withhold ACCESS_PLATFORM, so Linux gives them
     // guest-physical addresses of private memory; hyp stops it at the first ring.
-    let (ok, out) = pvmkit(&[&["run"][..], &image, &["--no-access-platform"]].concat());
+    let (ok, out) = pvmkit(&[&["run"][..], &image, &["--no-access-platform", "--cpus", "2"]].concat());
     assert!(!ok, "{out}");
     assert_ring_violation(&out, "hyp");
 

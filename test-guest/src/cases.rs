@@ -105,6 +105,14 @@ pub fn main(boot: &BootInfo) {
             // SAFETY: UDF takes an exception, which guest-lib reports before powering off.
             unsafe { core::arch::asm!("udf #0") };
         }
+        "all-cpus-off" => {
+            // Negative control: every vCPU powers itself off (the secondaries first),
+            // so nothing can run again; hyp ends the VM saying so.
+            h.finish();
+            println!("test-guest: scenario all-cpus-off: every vCPU calls CPU_OFF");
+            crate::smp_cases::power_everything_off(boot);
+            return;
+        }
         "hang" => {
             println!("test-guest: scenario hang: spinning forever");
             loop {

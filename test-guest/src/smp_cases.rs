@@ -249,6 +249,22 @@ fn off_and_on_again(context: &Context) -> CaseResult {
     Ok(())
 }
 
+/// Orders every running secondary off, waits until each is, then powers this vCPU off:
+/// returns only if that fails.
+pub fn power_everything_off(boot: &BootInfo) {
+    let c = boot.conduit;
+    for cpu in 1..boot.dt.cpus().len().min(MAX_CPUS) {
+        if psci::affinity_info(&c, smp::mpidr_of(cpu)) == Ok(AffinityState::On) {
+            ORDERS.of(cpu).map(|o| o.store(OFF, Ordering::Release));
+            while psci::affinity_info(&c, smp::mpidr_of(cpu)) != Ok(AffinityState::Off) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+    let error = psci::cpu_off(&c);
+    guest_lib::println!("test-guest: CPU_OFF of the last vCPU failed: {error}");
+}
+
 /// A secondary's life: count its arrival, then do what CPU 0 orders.
 extern "C" fn secondary(cpu: u64) -> ! {
     let cpu = cpu as usize;
