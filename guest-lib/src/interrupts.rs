@@ -60,7 +60,9 @@ pub fn sgi_to(mpidr: u64, intid: u32) -> Result<u64, InterruptError> {
 }
 
 #[cfg(any(target_os = "none", doc))]
-pub use crate::arch::interrupts::{disable, enable, end, send_sgi_to_self, wait};
+pub use crate::arch::interrupts::{
+    disable, enable, end, init_this_cpu, redistributor, send_sgi, send_sgi_to_self, wait,
+};
 
 #[cfg(test)]
 mod tests {

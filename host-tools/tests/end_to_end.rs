@@ -43,12 +43,13 @@ fn protected_upstream_passes() {
 }
 
 /// test-guest's SMP cases (guest_lib::smp, PSCI, concurrent sharing).
-const SMP_CASES: [&str; 5] = [
+const SMP_CASES: [&str; 6] = [
     "smp_every_cpu_starts",
     "smp_cpu_on_of_a_running_cpu",
     "smp_concurrent_share_distinct_pages",
     "smp_concurrent_share_one_page",
     "smp_cpu_off_and_on_again",
+    "smp_sgi_to_each_other_cpu",
 ];
 
 /// Several vCPUs, one per QEMU CPU: the SMP cases pass under hyp in both ABI forms, and
@@ -59,7 +60,7 @@ fn several_vcpus_pass_on_hyp_and_bare_qemu() {
     for (args, cases) in [
         (&["--cpus", "4"][..], &SMP_CASES[..]),
         (&["--cpus", "2", "--abi", "upstream"], &SMP_CASES),
-        (&["--cpus", "2", "--mode", "bare"], &[SMP_CASES[0], SMP_CASES[1], SMP_CASES[2], SMP_CASES[4]]),
+        (&["--cpus", "2", "--mode", "bare"], &[SMP_CASES[0], SMP_CASES[1], SMP_CASES[2], SMP_CASES[4], SMP_CASES[5]]),
     ] {
         let (ok, out) = pvmkit(&[&["run"][..], args].concat());
         assert!(ok && out.contains("pvmkit: PASS"), "{args:?}:\n{out}");

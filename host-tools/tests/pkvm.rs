@@ -20,12 +20,13 @@ const REAL_ANSWERS: [&str; 8] = [
 ];
 
 /// test-guest's SMP cases, which run where the VM has several vCPUs.
-const SMP_CASES: [&str; 5] = [
+const SMP_CASES: [&str; 6] = [
     "smp_every_cpu_starts",
     "smp_cpu_on_of_a_running_cpu",
     "smp_concurrent_share_distinct_pages",
     "smp_concurrent_share_one_page",
     "smp_cpu_off_and_on_again",
+    "smp_sgi_to_each_other_cpu",
 ];
 
 /// The same test-guest that passes under hyp passes as a protected VM on the real pKVM,

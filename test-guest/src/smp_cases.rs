@@ -41,6 +41,14 @@ const IDLE: u32 = 0;
 const DISTINCT: u32 = 1;
 const ONE_PAGE: u32 = 2;
 const OFF: u32 = 3;
+/// Set up this CPU's GIC, then wait for [`SGI`] from CPU 0.
+const TAKE_SGI: u32 = 4;
+
+/// The SGI CPU 0 sends each other CPU.
+const SGI: u32 = 5;
+/// Set by a secondary once its GIC is set up and it waits for the SGI (0: not yet; 1:
+/// waiting; 2: its set-up failed).
+static SGI_READY: PerCpu<AtomicU32> = PerCpu::new([const { AtomicU32::new(0) }; MAX_CPUS]);
 
 /// What every CPU's work needs, set once by CPU 0.
 struct Context {
@@ -85,11 +93,12 @@ impl Barrier {
 
 pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode) {
     let cpus = boot.dt.cpus();
-    const NAMES: [&str; 5] = [
+    const NAMES: [&str; 6] = [
         "smp_every_cpu_starts",
         "smp_cpu_on_of_a_running_cpu",
         "smp_concurrent_share_distinct_pages",
         "smp_concurrent_share_one_page",
+        "smp_sgi_to_each_other_cpu",
         "smp_cpu_off_and_on_again",
     ];
     let numbered = cpus.iter().enumerate().all(|(i, &mpidr)| smp::cpu_index(mpidr) == Some(i));
@@ -112,7 +121,48 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode) 
     } else {
         h.skip(NAMES[3], "no memory services: every call is NOT_SUPPORTED (smp_concurrent_share_distinct_pages)");
     }
-    h.run(NAMES[4], || off_and_on_again(context));
+    if boot.dt.gic_v3().is_some() {
+        h.run(NAMES[4], || sgi_to_each_other_cpu(context));
+    } else {
+        h.skip(NAMES[4], "no GIC in the DT");
+    }
+    h.run(NAMES[5], || off_and_on_again(context));
+}
+
+/// CPU 0 sends an SGI to each other CPU in turn (ICC_SGI1R_EL1 naming it); each, its
+/// own redistributor set up, takes it.
+fn sgi_to_each_other_cpu(context: &Context) -> CaseResult {
+    use guest_lib::interrupts;
+    ensure_eq!(guest_lib::timer::uses_interrupts(), guest_lib::timer::Wake::Interrupt);
+    for cpu in 1..context.cpus {
+        ORDERS.of(cpu).map(|o| o.store(TAKE_SGI, Ordering::Release));
+        until("the secondary's GIC set-up", || SGI_READY.of(cpu).is_some_and(|r| r.load(Ordering::Acquire) != 0))?;
+        let step = SGI_READY.of(cpu).map_or(0, |r| r.load(Ordering::Acquire));
+        const STEPS: [&str; 4] =
+            ["find its redistributor", "register it with the MMIO guard", "wake it", "enable the SGI"];
+        ensure!(step == 1, "CPU {cpu} could not {}", STEPS.get(step as usize - 2).unwrap_or(&"set up its GIC"));
+        interrupts::send_sgi(smp::mpidr_of(cpu), SGI).map_err(|e| alloc::format!("{e}"))?;
+        until("the SGI's arrival", || ORDERS.of(cpu).is_some_and(|o| o.load(Ordering::Acquire) == IDLE))?;
+    }
+    Ok(())
+}
+
+/// A secondary's part of [`sgi_to_each_other_cpu`].
+fn take_sgi(cpu: usize) {
+    use guest_lib::interrupts;
+    let ready = SGI_READY.of(cpu).expect("a CPU below MAX_CPUS");
+    let step = match interrupts::redistributor() {
+        Err(_) => 2,
+        Ok(gicr) if guest_lib::mmio_guard().map(gicr, abi::memory_map::GICR_SIZE).is_err() => 3,
+        Ok(_) if interrupts::init_this_cpu().is_err() => 4,
+        Ok(_) if interrupts::enable(SGI).is_err() => 5,
+        Ok(_) => 1,
+    };
+    ready.store(step, Ordering::Release);
+    if step == 1 {
+        interrupts::wait(SGI);
+        interrupts::end(SGI);
+    }
 }
 
 fn context(boot: &BootInfo, mode: Mode, cpus: usize) -> Result<&'static Context, alloc::string::String> {
@@ -278,6 +328,10 @@ extern "C" fn secondary(cpu: u64) -> ! {
     loop {
         match order.load(Ordering::Acquire) {
             IDLE => core::hint::spin_loop(),
+            TAKE_SGI => {
+                take_sgi(cpu);
+                order.store(IDLE, Ordering::Release);
+            }
             OFF => {
                 order.store(IDLE, Ordering::Release);
                 // Returns only if the CPU could not be powered off.

@@ -8,7 +8,10 @@ use aarch64_cpu::registers::{Readable, MPIDR_EL1};
 
 use crate::interrupts::{check_intid, sgi_to, InterruptError};
 
-use abi::gic::{GICD_ICENABLER, GICD_IGROUPR, GICD_IPRIORITYR, GICD_IROUTER, GICD_ISENABLER, GICR_SGI_FRAME};
+use abi::gic::{
+    GICD_ICENABLER, GICD_IGROUPR, GICD_IPRIORITYR, GICD_IROUTER, GICD_ISENABLER, GICR_SGI_FRAME, GICR_WAKER,
+    WAKER_CHILDREN_ASLEEP, WAKER_PROCESSOR_SLEEP,
+};
 /// The priority device interrupts get (above the CPU interface's mask of 0xff).
 const PRIORITY: u32 = 0xa0;
 /// INTIDs from 1020 are special: 1023 says nothing is pending.
@@ -34,8 +37,41 @@ pub(super) fn write32(addr: u64, value: u32) {
 /// the first 32, the distributor for SPIs.
 fn frame(intid: u32) -> Result<u64, InterruptError> {
     check_intid(intid)?;
-    let (gicd, gicr) = super::timer::gic_frames().ok_or(InterruptError::NoGic)?;
-    Ok(frame_of(gicd, gicr, intid))
+    let (gicd, _) = super::timer::gic_frames().ok_or(InterruptError::NoGic)?;
+    Ok(frame_of(gicd, redistributor()?, intid))
+}
+
+/// This CPU's redistributor: the first one's frames, then one per CPU index (as QEMU
+/// `virt` and KVM lay them out), once the GIC is set up.
+pub fn redistributor() -> Result<u64, InterruptError> {
+    let (_, first) = super::timer::gic_frames().ok_or(InterruptError::NoGic)?;
+    let cpu = crate::smp::cpu_index(MPIDR_EL1.get()).unwrap_or(0) as u64;
+    Ok(first + cpu * abi::memory_map::GICR_SIZE)
+}
+
+/// Sets up a secondary CPU's part of the GIC once the boot CPU set the GIC up (the
+/// runtime does on first use of the timer or interrupts): its redistributor awake and
+/// its CPU interface on. In a protected VM, register [`redistributor`]'s 128 KiB with
+/// the MMIO guard first.
+pub fn init_this_cpu() -> Result<(), InterruptError> {
+    let gicr = redistributor()?;
+    write32(gicr + GICR_WAKER, read32(gicr + GICR_WAKER) & !WAKER_PROCESSOR_SLEEP);
+    for _ in 0..1_000_000 {
+        if read32(gicr + GICR_WAKER) & WAKER_CHILDREN_ASLEEP == 0 {
+            break;
+        }
+    }
+    crate::register_gaps::enable_gic_cpu_interface();
+    Ok(())
+}
+
+/// Sends SGI `intid` (0..16) to the CPU whose MPIDR affinity is `mpidr`.
+pub fn send_sgi(mpidr: u64, intid: u32) -> Result<(), InterruptError> {
+    frame(intid)?;
+    let value = sgi_to(mpidr, intid)?;
+    // SAFETY: generating an SGI has no memory effect.
+    unsafe { asm!("msr S3_0_C12_C11_5, {}", "isb", in(reg) value, options(nomem, nostack)) };
+    Ok(())
 }
 
 fn frame_of(gicd: u64, gicr: u64, intid: u32) -> u64 {
@@ -49,8 +85,8 @@ fn frame_of(gicd: u64, gicr: u64, intid: u32) -> u64 {
 /// Enables `intid` for this CPU: group 1, a priority above the mask, and (an SPI)
 /// routed to affinity 0.
 pub fn enable(intid: u32) -> Result<(), InterruptError> {
-    let (gicd, gicr) = super::timer::gic_frames().ok_or(InterruptError::NoGic)?;
-    configure(gicd, gicr, check_intid(intid)?);
+    let (gicd, _) = super::timer::gic_frames().ok_or(InterruptError::NoGic)?;
+    configure(gicd, redistributor()?, check_intid(intid)?);
     Ok(())
 }
 
