@@ -9,7 +9,10 @@
 //! - pages outside guest RAM are never touched;
 //! - interleaved MMIO aborts (any syndrome, any IPA): in a protected VM only an access
 //!   inside one of the VM's device windows, wholly inside granules registered with
-//!   the MMIO guard, is ever emulated; never an access to guest RAM.
+//!   the MMIO guard, is ever emulated; never an access to guest RAM;
+//! - two vCPUs interleave their calls (a vCPU that is off makes none) with PSCI CPU_ON,
+//!   CPU_OFF and AFFINITY_INFO (`hyp::vcpus`): the answers are PSCI's codes, a started
+//!   vCPU runs once its CPU takes the start, AFFINITY_INFO agrees with the power table.
 #![no_main]
 
 use abi::esr::Esr;
@@ -22,6 +25,7 @@ use hyp::pkvm::memory_calls::GuestMemory;
 use hyp::pkvm::mmio_guard::GuardTable;
 use hyp::pkvm::ownership::{Ownership, PageState, GRANULE};
 use hyp::trap::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
+use hyp::vcpus::{Power, Vcpus, AFFINITY_OFF, AFFINITY_ON};
 use libfuzzer_sys::fuzz_target;
 use pvmkit_fuzz::Input;
 
@@ -88,7 +92,47 @@ fuzz_target!(|data: &[u8]| {
         DeviceWindow { base: 0x0a00_3a00, size: 0x200, kind: DeviceKind::Virtio { slot: 29 } },
         DeviceWindow { base: 0x0a00_3e00, size: 0x200, kind: DeviceKind::Virtio { slot: 31 } },
     ];
+    let mut vcpus = Vcpus::new(2);
     while let Some(pick) = input.byte() {
+        // The calling vCPU: one that is off makes no call (a starting one runs first).
+        let caller = usize::from(input.byte().unwrap_or(0) & 1);
+        if vcpus.take_start(caller).is_some() {
+            assert_eq!(vcpus.power(caller), Some(Power::On));
+        }
+        if vcpus.power(caller) != Some(Power::On) {
+            continue;
+        }
+        if (240..250).contains(&pick) {
+            let target = [0, 1, 2, 0x100, 1 << 40][usize::from(input.byte().unwrap_or(0)) % 5];
+            let before = vcpus.power(target as usize);
+            match pick % 3 {
+                0 => {
+                    let answer = vcpus.cpu_on(target, input.u64().unwrap_or(0), 0);
+                    assert!([0, -2, -4].contains(&answer), "CPU_ON answered {answer}");
+                    assert_eq!(answer == 0, before == Some(Power::Off) && target < 2, "CPU_ON of {target:#x}");
+                }
+                1 => {
+                    let answer = vcpus.affinity_info(target, 0);
+                    let want = match before {
+                        None => -2,
+                        Some(Power::Off) => AFFINITY_OFF,
+                        Some(_) => AFFINITY_ON,
+                    };
+                    assert_eq!(answer, if target < 2 { want } else { -2 }, "AFFINITY_INFO of {target:#x}");
+                }
+                _ => {
+                    vcpus.cpu_off(caller);
+                    assert_eq!(vcpus.power(caller), Some(Power::Off));
+                }
+            }
+            let running = (0..2).filter(|&i| vcpus.power(i) != Some(Power::Off)).count();
+            assert_eq!(vcpus.running(), running);
+            if running == 0 {
+                // The VM would end here (reason=all_vcpus_off): start over with vCPU 0.
+                vcpus = Vcpus::new(2);
+            }
+            continue;
+        }
         if pick >= 250 {
             // An MMIO abort: a syndrome and an IPA near a device or in RAM.
             let (Some(esr), Some(near)) = (input.u64(), input.byte()) else { return };
