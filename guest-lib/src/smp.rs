@@ -30,7 +30,9 @@
 use core::cell::UnsafeCell;
 use core::mem::{offset_of, size_of};
 
+#[cfg(any(target_os = "none", doc))]
 use crate::conduit::Conduit;
+#[cfg(any(target_os = "none", doc))]
 use crate::psci::{self, PsciError};
 
 /// The most CPUs a pvmkit VM has.
@@ -82,7 +84,7 @@ const _: () = {
     assert!(offset_of!(StartBlock, mair) == 16 && offset_of!(StartBlock, tcr) == 24);
     assert!(offset_of!(StartBlock, ttbr0) == 32 && offset_of!(StartBlock, sctlr) == 40);
     assert!(offset_of!(StartBlock, entry) == 48 && offset_of!(StartBlock, arg) == 56);
-    assert!(size_of::<StartBlock>() % 16 == 0);
+    assert!(size_of::<StartBlock>().is_multiple_of(16));
 };
 
 /// The CPU index of MPIDR affinity `mpidr` (Aff0 + 16 × Aff1, as QEMU `virt` and KVM
@@ -99,6 +101,7 @@ pub const fn mpidr_of(index: usize) -> u64 {
 
 /// Writes the start block at the top of `stack` (16-byte aligned: the new CPU's first
 /// stack pointer) and returns its address.
+#[cfg_attr(not(any(target_os = "none", test)), allow(dead_code))]
 fn write_block(stack: &CpuStack, block: StartBlock) -> u64 {
     let at = stack.0.get() as u64 + (STACK_SIZE - size_of::<StartBlock>()) as u64;
     // SAFETY: inside the stack, aligned (the stack is page-aligned, the block a multiple
@@ -170,6 +173,7 @@ impl<T: Sync> PerCpu<T> {
 mod tests {
     use super::*;
     use crate::conduit::fake::FakeConduit;
+    use crate::psci;
 
     #[test]
     fn cpus_are_numbered_as_qemu_and_kvm_number_them() {

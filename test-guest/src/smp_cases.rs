@@ -135,7 +135,9 @@ fn sgi_to_each_other_cpu(context: &Context) -> CaseResult {
     use guest_lib::interrupts;
     ensure_eq!(guest_lib::timer::uses_interrupts(), guest_lib::timer::Wake::Interrupt);
     for cpu in 1..context.cpus {
-        ORDERS.of(cpu).map(|o| o.store(TAKE_SGI, Ordering::Release));
+        if let Some(o) = ORDERS.of(cpu) {
+            o.store(TAKE_SGI, Ordering::Release);
+        }
         until("the secondary's GIC set-up", || SGI_READY.of(cpu).is_some_and(|r| r.load(Ordering::Acquire) != 0))?;
         let step = SGI_READY.of(cpu).map_or(0, |r| r.load(Ordering::Acquire));
         const STEPS: [&str; 4] =
@@ -230,10 +232,14 @@ fn cpu_on_of_a_running_cpu(context: &Context) -> CaseResult {
 /// were not the profile's must stay 0.
 fn concurrently(context: &Context, order: u32) -> CaseResult {
     for cpu in 0..context.cpus {
-        WRONG.of(cpu).map(|w| w.store(0, Ordering::Relaxed));
+        if let Some(w) = WRONG.of(cpu) {
+            w.store(0, Ordering::Relaxed);
+        }
     }
     for cpu in 1..context.cpus {
-        ORDERS.of(cpu).map(|o| o.store(order, Ordering::Release));
+        if let Some(o) = ORDERS.of(cpu) {
+            o.store(order, Ordering::Release);
+        }
     }
     let mut mixed = Vec::new();
     work(context, 0, order, &mut mixed);
@@ -253,7 +259,9 @@ fn work(context: &Context, cpu: usize, order: u32, mixed: &mut Vec<(u32, usize, 
     let c = context.conduit;
     let wrong = |answer: u64, want: &[u64]| {
         if !want.contains(&answer) {
-            WRONG.of(cpu).map(|w| w.fetch_add(1, Ordering::Relaxed));
+            if let Some(w) = WRONG.of(cpu) {
+                w.fetch_add(1, Ordering::Relaxed);
+            }
         }
     };
     for round in 0..ROUNDS {
@@ -269,7 +277,9 @@ fn work(context: &Context, cpu: usize, order: u32, mixed: &mut Vec<(u32, usize, 
                 for (function, answers) in [(kvm::MEM_SHARE, context.share), (kvm::MEM_UNSHARE, context.unshare)] {
                     let answer = c.call(function, [page, 0, 0])[0];
                     wrong(answer, &answers);
-                    ANSWERS.of(cpu).map(|a| a.store(answer, Ordering::Relaxed));
+                    if let Some(a) = ANSWERS.of(cpu) {
+                        a.store(answer, Ordering::Relaxed);
+                    }
                     BARRIER.wait(context.cpus);
                     if cpu == 0 {
                         let all: Vec<u64> = (0..context.cpus)
@@ -291,7 +301,9 @@ fn work(context: &Context, cpu: usize, order: u32, mixed: &mut Vec<(u32, usize, 
 fn off_and_on_again(context: &Context) -> CaseResult {
     let cpu = context.cpus - 1;
     let before = ARRIVALS.of(cpu).map_or(0, |a| a.load(Ordering::Acquire));
-    ORDERS.of(cpu).map(|o| o.store(OFF, Ordering::Release));
+    if let Some(o) = ORDERS.of(cpu) {
+        o.store(OFF, Ordering::Release);
+    }
     until("the secondary powering itself off", || affinity(context, cpu) == Ok(AffinityState::Off))?;
     start(context, cpu)?;
     until("the restarted secondary", || ARRIVALS.of(cpu).is_some_and(|a| a.load(Ordering::Acquire) == before + 1))?;
@@ -305,7 +317,9 @@ pub fn power_everything_off(boot: &BootInfo) {
     let c = boot.conduit;
     for cpu in 1..boot.dt.cpus().len().min(MAX_CPUS) {
         if psci::affinity_info(&c, smp::mpidr_of(cpu)) == Ok(AffinityState::On) {
-            ORDERS.of(cpu).map(|o| o.store(OFF, Ordering::Release));
+            if let Some(o) = ORDERS.of(cpu) {
+                o.store(OFF, Ordering::Release);
+            }
             while psci::affinity_info(&c, smp::mpidr_of(cpu)) != Ok(AffinityState::Off) {
                 core::hint::spin_loop();
             }
@@ -318,7 +332,9 @@ pub fn power_everything_off(boot: &BootInfo) {
 /// A secondary's life: count its arrival, then do what CPU 0 orders.
 extern "C" fn secondary(cpu: u64) -> ! {
     let cpu = cpu as usize;
-    ARRIVALS.of(cpu).map(|a| a.fetch_add(1, Ordering::AcqRel));
+    if let Some(a) = ARRIVALS.of(cpu) {
+        a.fetch_add(1, Ordering::AcqRel);
+    }
     let Some(context) = CONTEXT.get() else {
         loop {
             core::hint::spin_loop();

@@ -58,7 +58,7 @@ impl Stop {
 
 extern "C" fn wake(_: libc::c_int) {}
 
-/// Installs the do-nothing handler for [`WAKE`], without SA_RESTART so that KVM_RUN
+/// Installs the do-nothing handler for the wake signal (SIGUSR1), without SA_RESTART so that KVM_RUN
 /// returns EINTR instead of being restarted.
 pub fn install() -> Result<(), String> {
     // SAFETY: a zeroed sigaction with a valid handler and an empty mask.
