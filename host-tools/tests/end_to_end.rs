@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::pvmkit;
+use common::{pvmkit, SMP_CASES};
 
 fn assert_passes(args: &[&str]) {
     let (ok, out) = pvmkit(args);
@@ -41,16 +41,6 @@ fn protected_upstream_passes() {
     assert!(ok && out.contains("pvmkit: PASS"), "{out}");
     assert_cases_passed(&out, &SHARING_CASES);
 }
-
-/// test-guest's SMP cases (guest_lib::smp, PSCI, concurrent sharing).
-const SMP_CASES: [&str; 6] = [
-    "smp_every_cpu_starts",
-    "smp_cpu_on_of_a_running_cpu",
-    "smp_concurrent_share_distinct_pages",
-    "smp_concurrent_share_one_page",
-    "smp_cpu_off_and_on_again",
-    "smp_sgi_to_each_other_cpu",
-];
 
 /// Several vCPUs, one per QEMU CPU: the SMP cases pass under hyp in both ABI forms, and
 /// on bare QEMU (its own PSCI, an independent implementation of the same answers);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{dice_output, pvmkit};
+use common::{dice_output, pvmkit, SMP_CASES};
 
 /// test-guest's cases whose answers come from the hypervisor itself, checked against
 /// the real pKVM's measured answers.
@@ -17,16 +17,6 @@ const REAL_ANSWERS: [&str; 8] = [
     "sharing_error_codes",
     "access_without_syndrome_aborts",
     "pvmfw_handover",
-];
-
-/// test-guest's SMP cases, which run where the VM has several vCPUs.
-const SMP_CASES: [&str; 6] = [
-    "smp_every_cpu_starts",
-    "smp_cpu_on_of_a_running_cpu",
-    "smp_concurrent_share_distinct_pages",
-    "smp_concurrent_share_one_page",
-    "smp_cpu_off_and_on_again",
-    "smp_sgi_to_each_other_cpu",
 ];
 
 /// The same test-guest that passes under hyp passes as a protected VM on the real pKVM,

@@ -40,3 +40,15 @@ pub fn dice_output(out: &str) -> Option<DiceOutput> {
         (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect::<Option<_>>()?;
     Some(DiceOutput { attest, seal, chain })
 }
+
+/// test-guest's SMP cases (guest_lib::smp, PSCI, concurrent sharing, SGIs), which run
+/// where the VM has several vCPUs.
+#[allow(dead_code)] // not every test binary runs them
+pub const SMP_CASES: [&str; 6] = [
+    "smp_every_cpu_starts",
+    "smp_cpu_on_of_a_running_cpu",
+    "smp_concurrent_share_distinct_pages",
+    "smp_concurrent_share_one_page",
+    "smp_cpu_off_and_on_again",
+    "smp_sgi_to_each_other_cpu",
+];
