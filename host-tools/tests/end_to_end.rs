@@ -50,7 +50,10 @@ fn several_vcpus_pass_on_hyp_and_bare_qemu() {
     for (args, cases) in [
         (&["--cpus", "4"][..], &SMP_CASES[..]),
         (&["--cpus", "2", "--abi", "upstream"], &SMP_CASES),
-        (&["--cpus", "2", "--mode", "bare"], &[SMP_CASES[0], SMP_CASES[1], SMP_CASES[2], SMP_CASES[4], SMP_CASES[5]]),
+        (
+            &["--cpus", "2", "--mode", "bare"],
+            &[SMP_CASES[0], SMP_CASES[1], SMP_CASES[2], SMP_CASES[4], SMP_CASES[5], SMP_CASES[6]],
+        ),
     ] {
         let (ok, out) = pvmkit(&[&["run"][..], args].concat());
         assert!(ok && out.contains("pvmkit: PASS"), "{args:?}:\n{out}");

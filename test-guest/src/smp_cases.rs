@@ -1,12 +1,19 @@
 //! Several vCPUs (`pvmkit run --cpus N`): every secondary started with guest-lib's
 //! `smp::start` and checked by PSCI, CPU_ON of a running CPU, a CPU that powers itself
-//! off and is started again, and MEM_SHARE/MEM_UNSHARE from every CPU at once, of
-//! distinct pages and of one page, with the answers the profile gives one CPU.
+//! off and is started again, MEM_SHARE/MEM_UNSHARE from every CPU at once, of distinct
+//! pages and of one page, with the answers the profile gives one CPU, an SGI to each
+//! other CPU, and bounced virtio-blk requests from every CPU through one driver.
 
 extern crate alloc;
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use guest_lib::virtio::{discover, PvmHal};
+use virtio_drivers::device::blk::VirtIOBlk;
+use virtio_drivers::transport::mmio::MmioTransport;
+use virtio_drivers::transport::DeviceType;
 
 use abi::kvm;
 use abi::profile::Pages as State;
@@ -43,6 +50,49 @@ const ONE_PAGE: u32 = 2;
 const OFF: u32 = 3;
 /// Set up this CPU's GIC, then wait for [`SGI`] from CPU 0.
 const TAKE_SGI: u32 = 4;
+/// Write and read back blocks of its own through the one block driver.
+const VIRTIO_BLK: u32 = 5;
+
+/// The block device, one driver for every CPU, a request at a time.
+static BLK: Locked<Blk> = Locked { busy: AtomicBool::new(false), value: UnsafeCell::new(None) };
+type Blk = VirtIOBlk<PvmHal, MmioTransport<'static>>;
+/// Requests each CPU makes (a write and a read each), 4 KiB apiece.
+const BLK_REQUESTS: usize = 4;
+
+/// A value every CPU may use, one at a time (a spin lock).
+struct Locked<T> {
+    busy: AtomicBool,
+    value: UnsafeCell<Option<T>>,
+}
+
+// SAFETY: `with` hands the value to one CPU at a time (`busy`); the driver's transport
+// is device registers and its queues are memory, which every CPU reaches the same
+// (guest-lib's runtime maps RAM and devices 1:1 on every CPU).
+unsafe impl<T> Sync for Locked<T> {}
+
+impl<T> Locked<T> {
+    /// Runs `f` on the value, holding the lock; `None` when there is no value.
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        while self.busy.swap(true, Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        // SAFETY: `busy` was false and is now ours: no other CPU is inside.
+        let result = unsafe { (*self.value.get()).as_mut().map(f) };
+        self.busy.store(false, Ordering::Release);
+        result
+    }
+
+    /// Puts `value` in (or takes it out with `None`), returning what was there.
+    fn replace(&self, value: Option<T>) -> Option<T> {
+        while self.busy.swap(true, Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        // SAFETY: as in `with`.
+        let old = unsafe { core::mem::replace(&mut *self.value.get(), value) };
+        self.busy.store(false, Ordering::Release);
+        old
+    }
+}
 
 /// The SGI CPU 0 sends each other CPU.
 const SGI: u32 = 5;
@@ -93,12 +143,13 @@ impl Barrier {
 
 pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode) {
     let cpus = boot.dt.cpus();
-    const NAMES: [&str; 6] = [
+    const NAMES: [&str; 7] = [
         "smp_every_cpu_starts",
         "smp_cpu_on_of_a_running_cpu",
         "smp_concurrent_share_distinct_pages",
         "smp_concurrent_share_one_page",
         "smp_sgi_to_each_other_cpu",
+        "smp_virtio_blk_from_every_cpu",
         "smp_cpu_off_and_on_again",
     ];
     let numbered = cpus.iter().enumerate().all(|(i, &mpidr)| smp::cpu_index(mpidr) == Some(i));
@@ -126,7 +177,37 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode) 
     } else {
         h.skip(NAMES[4], "no GIC in the DT");
     }
-    h.run(NAMES[5], || off_and_on_again(context));
+    h.run(NAMES[5], || virtio_blk_from_every_cpu(boot, context));
+    h.run(NAMES[6], || off_and_on_again(context));
+}
+
+/// Every CPU at once writes blocks of its own through the one block driver (locked
+/// per request, each CPU's buffers its own, bounced through the one pool in a
+/// protected VM) and reads them back.
+fn virtio_blk_from_every_cpu(boot: &BootInfo, context: &Context) -> CaseResult {
+    let mut devices = discover(&boot.dt, guest_lib::mmio_guard());
+    let at = devices.iter().position(|d| d.device_type == DeviceType::Block).ok_or("no block device")?;
+    let blk = Blk::new(devices.swap_remove(at).transport).map_err(|e| alloc::format!("{e}"))?;
+    BLK.replace(Some(blk));
+    let result = concurrently(context, VIRTIO_BLK);
+    BLK.replace(None);
+    result
+}
+
+/// One CPU's blocks: [`BLK_REQUESTS`] of 4 KiB from sector 2048 + 64 × CPU, each a
+/// pattern of its own, written, then read back into another buffer; `false` if any
+/// request failed or read back something else.
+fn blocks_of(cpu: usize) -> bool {
+    let mut ok = true;
+    for k in 0..BLK_REQUESTS {
+        let sector = 2048 + 64 * cpu + 8 * k;
+        let written: Vec<u8> = (0..4096).map(|i| (i as u8) ^ (cpu as u8 * 31) ^ (k as u8 * 7)).collect();
+        let mut read = alloc::vec![0u8; 4096];
+        ok &= BLK.with(|blk| blk.write_blocks(sector, &written).is_ok()) == Some(true);
+        ok &= BLK.with(|blk| blk.read_blocks(sector, &mut read).is_ok()) == Some(true);
+        ok &= read == written;
+    }
+    ok
 }
 
 /// CPU 0 sends an SGI to each other CPU in turn (ICC_SGI1R_EL1 naming it); each, its
@@ -185,11 +266,11 @@ fn context(boot: &BootInfo, mode: Mode, cpus: usize) -> Result<&'static Context,
     Ok(CONTEXT.set(context).unwrap_or_else(|_| CONTEXT.get().expect("set")))
 }
 
-/// Waits until `done` holds, for up to a second of guest time.
+/// Waits until `done` holds, for up to 5 seconds of guest time.
 fn until(what: &str, done: impl Fn() -> bool) -> CaseResult {
-    let deadline = counter() + frequency();
+    let deadline = counter() + 5 * frequency();
     while !done() {
-        ensure!(counter() < deadline, "{what}: still not after a second");
+        ensure!(counter() < deadline, "{what}: still not after 5 seconds");
         core::hint::spin_loop();
     }
     Ok(())
@@ -264,6 +345,15 @@ fn work(context: &Context, cpu: usize, order: u32, mixed: &mut Vec<(u32, usize, 
             }
         }
     };
+    if order == VIRTIO_BLK {
+        BARRIER.wait(context.cpus);
+        if !blocks_of(cpu) {
+            if let Some(w) = WRONG.of(cpu) {
+                w.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        return;
+    }
     for round in 0..ROUNDS {
         BARRIER.wait(context.cpus);
         match order {

@@ -44,11 +44,12 @@ pub fn dice_output(out: &str) -> Option<DiceOutput> {
 /// test-guest's SMP cases (guest_lib::smp, PSCI, concurrent sharing, SGIs), which run
 /// where the VM has several vCPUs.
 #[allow(dead_code)] // not every test binary runs them
-pub const SMP_CASES: [&str; 6] = [
+pub const SMP_CASES: [&str; 7] = [
     "smp_every_cpu_starts",
     "smp_cpu_on_of_a_running_cpu",
     "smp_concurrent_share_distinct_pages",
     "smp_concurrent_share_one_page",
     "smp_cpu_off_and_on_again",
     "smp_sgi_to_each_other_cpu",
+    "smp_virtio_blk_from_every_cpu",
 ];
