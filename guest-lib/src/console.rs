@@ -57,11 +57,42 @@ impl fmt::Write for Console {
     }
 }
 
-/// Prints to the console.
+/// Who is printing: 0 for nobody, else the printing CPU's MPIDR affinity + 1.
+static PRINTING: AtomicU64 = AtomicU64::new(0);
+
+/// This CPU's tag for [`PRINTING`].
+fn this_cpu_tag() -> u64 {
+    #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+    {
+        use aarch64_cpu::registers::{Readable, MPIDR_EL1};
+        (MPIDR_EL1.get() & abi::psci::MPIDR_HWID_MASK) + 1
+    }
+    #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+    1
+}
+
+/// Writes `args` to the console whole: a print on another CPU waits for this one to
+/// end; one on the same CPU (an exception reported in the middle of a print) goes
+/// straight through rather than wait for itself.
+pub fn print(args: fmt::Arguments<'_>) {
+    let me = this_cpu_tag();
+    let nested = PRINTING.load(Ordering::Relaxed) == me;
+    if !nested {
+        while PRINTING.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            core::hint::spin_loop();
+        }
+    }
+    let _ = fmt::Write::write_fmt(&mut Console, args);
+    if !nested {
+        PRINTING.store(0, Ordering::Release);
+    }
+}
+
+/// Prints to the console (a whole `print!` at a time when several CPUs print).
 #[macro_export]
 macro_rules! print {
     ($($arg:tt)*) => {{
-        let _ = core::fmt::Write::write_fmt(&mut $crate::console::Console, format_args!($($arg)*));
+        $crate::console::print(format_args!($($arg)*));
     }};
 }
 
@@ -92,5 +123,22 @@ static LOGGER: Logger = Logger;
 pub fn init_logger(level: log::LevelFilter) {
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A print leaves the console free; one nested on the same CPU (as an exception's
+    /// report inside a print) goes through instead of waiting for itself.
+    #[test]
+    fn prints_free_the_console_and_nest_on_one_cpu() {
+        print(format_args!("whole"));
+        assert_eq!(PRINTING.load(Ordering::Relaxed), 0);
+        PRINTING.store(this_cpu_tag(), Ordering::Relaxed);
+        print(format_args!("nested"));
+        assert_eq!(PRINTING.load(Ordering::Relaxed), this_cpu_tag(), "the outer print still holds it");
+        PRINTING.store(0, Ordering::Relaxed);
     }
 }
