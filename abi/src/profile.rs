@@ -232,7 +232,8 @@ const INVALID: Answer = Answer::Code(smccc::INVALID_PARAMETER);
 const KVM_UID_REGS: Answer =
     Answer::Regs([kvm::KVM_UID[0] as u64, kvm::KVM_UID[1] as u64, kvm::KVM_UID[2] as u64, kvm::KVM_UID[3] as u64]);
 
-/// The MPIDR affinity of the VM's only vCPU (both VMMs create one, affinity 0).
+/// The MPIDR affinity of the boot vCPU (affinity 0); the rows that name it describe a
+/// one-vCPU VM, as recorded (hyp answers a VM of several from `hyp::vcpus`).
 const OWN_MPIDR: &[u64] = &[0];
 
 /// PSCI calls whose SMC32 and SMC64 forms both releases answer alike.

@@ -1,4 +1,5 @@
-//! hyp: a small EL2 hypervisor that runs one guest under QEMU and enforces the pKVM
+//! hyp: a small EL2 hypervisor that runs one guest (one vCPU per QEMU CPU) under QEMU
+//! and enforces the pKVM
 //! rules, so that every mistake of pvmkit's guest side becomes visible.
 //!
 //! This library is the part of hyp that needs no hardware, unit-tested on the host,

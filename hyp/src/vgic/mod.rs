@@ -11,7 +11,9 @@
 //! fires it goes to a list register with the hardware bit, so that the guest's
 //! deactivation deactivates the physical interrupt as well.
 //!
-//! The guest sees one vCPU with affinity 0, security disabled (GICD_CTLR.DS), affinity
+//! Each vCPU has its own model ([`Vgic::for_vcpu`]: its redistributor names its
+//! affinity); the firmware keeps the distributor's registers alike in all. The guest
+//! sees security disabled (GICD_CTLR.DS), affinity
 //! routing always on, no LPIs, and [`INTIDS`] interrupt IDs. Reserved and unmodelled
 //! locations read as zero and ignore writes of any width some GIC register is
 //! accessed with (1, 4 or 8 bytes, naturally aligned); a register the model keeps
