@@ -144,7 +144,8 @@ pub unsafe fn start<C: Conduit>(
 /// The index of the CPU this runs on.
 #[cfg(any(target_os = "none", doc))]
 pub fn this_cpu() -> usize {
-    cpu_index(crate::arch::secondary::mpidr()).unwrap_or(0)
+    use aarch64_cpu::registers::{Readable, MPIDR_EL1};
+    cpu_index(MPIDR_EL1.get()).unwrap_or(0)
 }
 
 /// One `T` per CPU, indexed by CPU index; `T` is shared (`Sync`) since another CPU may

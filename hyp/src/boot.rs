@@ -16,7 +16,6 @@ use hyp::vcpus::{Vcpus, MAX_VCPUS};
 use hyp::vgic::Vgic;
 
 use aarch64_cpu::registers::{CurrentEL, Readable};
-use core::sync::atomic::{AtomicU64, Ordering};
 use hyp::exclusive::Exclusive;
 
 use crate::arch::registers;
@@ -91,7 +90,7 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     let services = Services { mode: options.mode, stats: options.stats, short_counts: options.short_counts };
     virtio_transports::setup(&devices, protected, options.access_platform)
         .unwrap_or_else(|(slot, e)| fail!("virtio-mmio transport {slot}: {e}"));
-    build_stage2(&layout);
+    let stage2_root = build_stage2(&layout);
     load_guest(&bundle, &layout);
 
     let Some(ownership_words) = OWNERSHIP.take_forever() else { fail("the ownership table was taken twice") };
@@ -141,7 +140,7 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     // every guest access and trap from here on has somewhere to go.
     unsafe { registers::configure_traps(traps) };
     let gic = platform.gic_v3.is_some();
-    if SECONDARY_SETUP.set(SecondarySetup { traps, gic }).is_err() {
+    if SECONDARY_SETUP.set(SecondarySetup { traps, gic, stage2_root }).is_err() {
         fail("the secondary CPUs' set-up was written twice");
     }
     // vCPU i runs on CPU i: start the others, which wait for the guest's CPU_ON.
@@ -162,11 +161,11 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
 struct SecondarySetup {
     traps: registers::Traps,
     gic: bool,
+    /// Stage 2's root table, as the boot CPU installed it.
+    stage2_root: u64,
 }
 
 static SECONDARY_SETUP: Exclusive<SecondarySetup> = Exclusive::empty();
-/// Stage 2 as the boot CPU installed it (VTCR_EL2, the root table), for the others.
-static STAGE2_ROOT: AtomicU64 = AtomicU64::new(0);
 
 /// A secondary CPU (`secondary_entry` in entry.S, on its own stack): the boot CPU's EL2
 /// set-up (stage 2, traps, its part of the GIC, the tick), then its vCPU waits, off,
@@ -178,7 +177,7 @@ extern "C" fn hyp_secondary_main() -> ! {
         fail("a secondary CPU started before the boot CPU's set-up")
     };
     // SAFETY: the boot CPU built these tables for good before starting this CPU.
-    unsafe { registers::install_stage2(stage2::vtcr(), STAGE2_ROOT.load(Ordering::Acquire), VMID) };
+    unsafe { registers::install_stage2(stage2::vtcr(), setup.stage2_root, VMID) };
     // SAFETY: stage 2 is installed and the vectors are set (entry.S).
     unsafe { registers::configure_traps(setup.traps) };
     if setup.gic {
@@ -209,16 +208,18 @@ pub fn park() -> ! {
     }
 }
 
-fn build_stage2(layout: &GuestLayout) {
+/// Builds and installs stage 2; returns its root table's address (the other CPUs
+/// install the same).
+fn build_stage2(layout: &GuestLayout) -> u64 {
     let Some(tables) = STAGE2.take_forever() else { fail("the stage-2 tables were taken twice") };
     let base = tables.as_ptr() as u64;
     let Some(mut s2) = Stage2::new(tables, base) else { fail("stage-2 arena is misaligned") };
     let ram = layout.ram;
     s2.map(ram.start, ram.start, ram.size(), Attributes::NORMAL_RW).unwrap_or_else(|e| fail!("stage 2: {e}"));
-    STAGE2_ROOT.store(s2.root_pa(), Ordering::Release);
     // SAFETY: the tables map all of guest RAM and live in a static taken for good.
     unsafe { registers::install_stage2(stage2::vtcr(), s2.root_pa(), VMID) };
     arch::flush_guest_tlb();
+    s2.root_pa()
 }
 
 /// Copies each loadable entry to its IPA (= PA) and zeroes the rest of its footprint.

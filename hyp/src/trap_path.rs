@@ -149,7 +149,7 @@ fn acknowledge_interrupt() -> Option<u32> {
 
 fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Then {
     if vm.vcpus.count() > 1 {
-        if let Some(then) = vcpu_power(vm, regs) {
+        if let Some(then) = vcpu_power(vm, regs, conduit) {
             return then;
         }
     }
@@ -196,7 +196,7 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Then {
 /// upstream KVM's answers); `None` for any other call. (With one vCPU the profile's
 /// table answers them, as before.) Both conduits, both calling conventions: a 32-bit
 /// call's arguments are taken as 32-bit values, as KVM narrows them.
-fn vcpu_power(vm: &mut Vm, regs: &mut GuestRegs) -> Option<Then> {
+fn vcpu_power(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Option<Then> {
     use abi::psci;
     let function = regs.x[0] as u32;
     let narrow = |x: u64| if function & (1 << 30) == 0 { x & 0xffff_ffff } else { x };
@@ -223,7 +223,7 @@ fn vcpu_power(vm: &mut Vm, regs: &mut GuestRegs) -> Option<Then> {
     regs.x[0] = answer as u64;
     regs.x[1..4].fill(0);
     // Past the call (an SMC traps with ELR at itself).
-    if GuestExit::decode(TrapKind::Synchronous, Esr(ESR_EL2.get())) == GuestExit::Smc {
+    if conduit == Conduit::Smc {
         ELR_EL2.set(ELR_EL2.get() + 4);
     }
     Some(Then::Resume)

@@ -55,18 +55,24 @@ impl CpuInterface for PhysicalCpuInterface {
     }
 }
 
-/// Which vCPU's redistributor `offset` (from the first redistributor) falls in, and the
-/// offset within it.
-fn redistributor(offset: u64) -> (usize, u64) {
-    let size = abi::memory_map::GICR_SIZE;
-    ((offset / size) as usize, offset % size)
+/// Whose model an access at `offset` in `frame` reaches, and the offset within its
+/// frame: the vCPU whose redistributor it falls in (the first redistributor's offset,
+/// then one per vCPU), or this vCPU's for the distributor.
+fn addressed(frame: Frame, offset: u64) -> (usize, u64) {
+    match frame {
+        Frame::Redistributor => {
+            let size = abi::memory_map::GICR_SIZE;
+            ((offset / size) as usize, offset % size)
+        }
+        Frame::Distributor => (this_cpu(), offset),
+    }
 }
 
 /// A load from the guest's GIC: the distributor as this vCPU's model holds it, or a
 /// vCPU's redistributor (with the list registers' state when it is this vCPU's).
 pub fn read(vm: &Vm, frame: Frame, offset: u64, width: u8) -> Result<u64, AccessError> {
     let me = this_cpu();
-    let (cpu, offset) = if frame == Frame::Redistributor { redistributor(offset) } else { (me, offset) };
+    let (cpu, offset) = addressed(frame, offset);
     let vgic = vm.vgics.get(cpu).ok_or(AccessError::BadWidth)?;
     let value = if cpu == me {
         delivery::read(vgic, &PhysicalCpuInterface, frame, offset, width)
@@ -81,7 +87,7 @@ pub fn read(vm: &Vm, frame: Frame, offset: u64, width: u8) -> Result<u64, Access
 /// redistributor write the vCPU's whose frame it is.
 pub fn write(vm: &mut Vm, frame: Frame, offset: u64, width: u8, value: u64) -> Result<(), AccessError> {
     let me = this_cpu();
-    let (cpu, offset) = if frame == Frame::Redistributor { redistributor(offset) } else { (me, offset) };
+    let (cpu, offset) = addressed(frame, offset);
     let count = vm.vcpus.count();
     if cpu >= count {
         return Err(AccessError::BadWidth);

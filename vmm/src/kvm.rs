@@ -180,11 +180,12 @@ fn build(
         .map(|(&base, device)| Transport::new(base, device, options.access_platform))
         .collect();
     // Every vCPU before the vGIC is initialised (it sizes its redistributors by them).
+    let mut target = kvm_vcpu_init::default();
+    vm.get_preferred_target(&mut target).map_err(|e| format!("KVM_ARM_PREFERRED_TARGET: {e}"))?;
     let mut vcpus = Vec::new();
     for id in 0..plan.vcpus {
         let vcpu = vm.create_vcpu(id.into()).map_err(|e| format!("creating vCPU {id}: {e}"))?;
-        let mut init = kvm_vcpu_init::default();
-        vm.get_preferred_target(&mut init).map_err(|e| format!("KVM_ARM_PREFERRED_TARGET: {e}"))?;
+        let mut init = target;
         init.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
         if id > 0 {
             // A secondary waits, off, for the guest's PSCI CPU_ON (KVM answers it).

@@ -45,8 +45,7 @@ fn frame(intid: u32) -> Result<u64, InterruptError> {
 /// `virt` and KVM lay them out), once the GIC is set up.
 pub fn redistributor() -> Result<u64, InterruptError> {
     let (_, first) = super::timer::gic_frames().ok_or(InterruptError::NoGic)?;
-    let cpu = crate::smp::cpu_index(MPIDR_EL1.get()).unwrap_or(0) as u64;
-    Ok(first + cpu * abi::memory_map::GICR_SIZE)
+    Ok(first + crate::smp::this_cpu() as u64 * abi::memory_map::GICR_SIZE)
 }
 
 /// Sets up a secondary CPU's part of the GIC once the boot CPU set the GIC up (the

@@ -38,14 +38,6 @@ pub fn clean_to_poc(start: u64, len: u64) {
     unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
 }
 
-/// This CPU's MPIDR_EL1.
-pub fn mpidr() -> u64 {
-    let mpidr: u64;
-    // SAFETY: reading MPIDR_EL1 has no side effect.
-    unsafe { asm!("mrs {0}, mpidr_el1", out(reg) mpidr, options(nomem, nostack, preserves_flags)) };
-    mpidr
-}
-
 /// The address of `pvmkit_secondary_entry` (`secondary.S`).
 pub fn entry_address() -> u64 {
     unsafe extern "C" {

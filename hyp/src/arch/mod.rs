@@ -51,10 +51,8 @@ const STACK_SIZE: u64 = 0x20000;
 
 /// The index of the CPU this runs on (MPIDR Aff0: QEMU `virt` numbers its CPUs so).
 pub fn this_cpu() -> usize {
-    let mpidr: u64;
-    // SAFETY: reading MPIDR_EL1 has no side effect.
-    unsafe { asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nomem, nostack, preserves_flags)) };
-    (mpidr & 0xff) as usize
+    use aarch64_cpu::registers::{Readable, MPIDR_EL1};
+    (MPIDR_EL1.get() & 0xff) as usize
 }
 
 /// Starts physical CPU `cpu` (1 to 7) in `secondary_entry` on its own stack, through
