@@ -13,10 +13,10 @@
 //! ```
 //! use abi::exit_line::{Head, Nonce, Quoted, Reason, Shown, Tag, Violation, Writer};
 //!
-//! let v = Violation { ipa: 0x8040_0000, device: Some(0x0a00_3e00), queue: Some(0), descriptor: Some(2), what: "buffer page not shared" };
+//! let v = Violation { ipa: 0x8040_0000, vcpu: Some(1), device: Some(0x0a00_3e00), queue: Some(0), descriptor: Some(2), what: "buffer page not shared" };
 //! assert_eq!(
 //!     format!("{} {}{v}", Tag(Writer::Hyp, None), Head(Reason::Violation)),
-//!     "[hyp] exit: reason=violation ipa=0x80400000 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"buffer page not shared\""
+//!     "[hyp] exit: reason=violation ipa=0x80400000 vcpu=1 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"buffer page not shared\""
 //! );
 //! assert_eq!(Quoted("a \"b\"").to_string(), "\"a 'b'\"");
 //!
@@ -223,10 +223,12 @@ impl fmt::Display for Quoted<'_> {
     }
 }
 
-/// A violation's fields: ` ipa=… device=virtio-mmio@… queue=… desc=… what="…"`.
+/// A violation's fields: ` ipa=… vcpu=… device=virtio-mmio@… queue=… desc=… what="…"`.
 pub struct Violation<'a> {
     /// The guest IPA.
     pub ipa: u64,
+    /// The vCPU whose exit found it, when known.
+    pub vcpu: Option<u32>,
     /// The device's register base, when a device is involved.
     pub device: Option<u64>,
     /// The queue.
@@ -240,6 +242,9 @@ pub struct Violation<'a> {
 impl fmt::Display for Violation<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, " ipa={:#x}", self.ipa)?;
+        if let Some(vcpu) = self.vcpu {
+            write!(f, " vcpu={vcpu}")?;
+        }
         if let Some(base) = self.device {
             write!(f, " device=virtio-mmio@{base:#x}")?;
         }
@@ -312,10 +317,16 @@ mod tests {
 
     #[test]
     fn fields_and_quoting() {
-        let v =
-            Violation { ipa: 0x8000_1000, device: Some(0xa00_3e00), queue: Some(0), descriptor: Some(2), what: "x" };
-        assert_eq!(format!("{v}"), " ipa=0x80001000 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"x\"");
-        let v = Violation { ipa: 0, device: None, queue: None, descriptor: None, what: "a \"b\"\nc" };
+        let v = Violation {
+            ipa: 0x8000_1000,
+            vcpu: Some(3),
+            device: Some(0xa00_3e00),
+            queue: Some(0),
+            descriptor: Some(2),
+            what: "x",
+        };
+        assert_eq!(format!("{v}"), " ipa=0x80001000 vcpu=3 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"x\"");
+        let v = Violation { ipa: 0, vcpu: None, device: None, queue: None, descriptor: None, what: "a \"b\"\nc" };
         assert_eq!(format!("{v}"), " ipa=0x0 what=\"a 'b''c\"");
     }
 }

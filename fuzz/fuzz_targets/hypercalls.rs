@@ -21,7 +21,7 @@ use abi::kvm;
 use abi::memory_map::Region;
 use abi::profile::Conduit;
 use hyp::pkvm::hypercall::{dispatch, Clock, ExitCounters, Outcome, Services, ShortCounts, VmState};
-use hyp::pkvm::memory_calls::GuestMemory;
+use hyp::pkvm::memory_calls::{DeviceHolds, GuestMemory, Holder};
 use hyp::pkvm::mmio_guard::GuardTable;
 use hyp::pkvm::ownership::{Ownership, PageState, GRANULE};
 use hyp::trap::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
@@ -38,6 +38,15 @@ struct Zeroed(Vec<u64>);
 impl GuestMemory for Zeroed {
     fn zero_page(&mut self, ipa: u64) {
         self.0.push(ipa);
+    }
+}
+
+/// A device holding one page, as a published request would (0: none).
+struct HeldPage(u64);
+
+impl DeviceHolds for HeldPage {
+    fn holder(&mut self, _: &Ownership<'_>, page: u64) -> Option<Holder> {
+        (page == self.0).then_some(Holder { device: 0x0a00_3e00, queue: 0, descriptor: Some(0) })
     }
 }
 
@@ -93,6 +102,8 @@ fuzz_target!(|data: &[u8]| {
         DeviceWindow { base: 0x0a00_3e00, size: 0x200, kind: DeviceKind::Virtio { slot: 31 } },
     ];
     let mut vcpus = Vcpus::new(2);
+    // A page a device holds throughout (possibly none, possibly outside RAM).
+    let mut held = HeldPage(BASE + u64::from(input.byte().unwrap_or(0) % 40) * GRANULE);
     while let Some(pick) = input.byte() {
         // The calling vCPU: one that is off makes no call (a starting one runs first).
         let caller = usize::from(input.byte().unwrap_or(0) & 1);
@@ -160,6 +171,7 @@ fuzz_target!(|data: &[u8]| {
             ownership: &mut ownership,
             memory: &mut zeroed,
             guard: &mut guard,
+            devices: &mut held,
             exits: ExitCounters::default(),
             clock: Clock::default,
             short: &mut short,
@@ -172,6 +184,16 @@ fuzz_target!(|data: &[u8]| {
         );
         assert!(mode == VmMode::Protected(AbiForm::Android) || !guard.is_enforcing(), "only Android has a guard");
         let after = states(&ownership);
+        if let Outcome::DeviceHeld(d) = outcome {
+            assert_eq!((x0 as u32, d.ipa, d.holder.is_some()), (kvm::MEM_UNSHARE, held.0, true), "{d:?}");
+            assert_eq!(before, after, "a stopped unshare changed pages");
+            // The VM ends there: nothing further to call.
+            return;
+        }
+        let i = ((held.0 - BASE) / GRANULE) as usize;
+        if let (Some(PageState::Shared { .. }), Some(PageState::Private)) = (before.get(i), after.get(i)) {
+            panic!("the held page {:#x} was unshared", held.0);
+        }
         let function = x0 as u32;
         for (i, (was, is)) in before.iter().zip(&after).enumerate() {
             let page = BASE + i as u64 * GRANULE;

@@ -113,6 +113,16 @@ fn the_real_pkvm_catches_the_leak_and_a_failing_case_fails() {
     let line = out.lines().find(|l| l.starts_with(want)).unwrap_or_else(|| panic!("no violation verdict:\n{out}"));
     assert!(printed.iter().any(|page| line.contains(&format!("ipa={page} "))), "names a leaked page: {line}");
     assert!(line.ends_with("device=virtio-mmio@0xa003e00 queue=0 desc=0 what=\"buffer page not shared\""), "{line}");
+    // The racy HAL (CPU 0 unshares the data page of a block write CPU 1 published): the
+    // release takes the page back, and the VMM faults on it at CPU 1's notify.
+    let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--cpus", "2", "--scenario", "racy-hal", "--timeout", "600"]);
+    assert!(!ok, "{out}");
+    let page = out
+        .lines()
+        .find_map(|l| l.split("CPU 0 unshares ").nth(1)?.split(',').next())
+        .unwrap_or_else(|| panic!("the guest printed no page:\n{out}"));
+    let want = format!("pvmkit: FAIL: the VMM ended the VM: reason=violation ipa={page} vcpu=1 device=virtio-mmio@0xa003e00 queue=0 desc=1 what=\"buffer page not shared\"");
+    assert!(out.contains(&want), "expected {want}:\n{out}");
     let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--scenario", "fail-case", "--timeout", "600"]);
     assert!(!ok && out.contains("pvmkit: FAIL: 1 guest case(s) failed"), "{out}");
     // A bounce that skips the zeroing hands the caller stale pool data on a failed read

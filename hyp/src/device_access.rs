@@ -49,6 +49,7 @@ pub fn device_side_stop(device: u64, e: AccessError) -> ! {
     match e {
         AccessError::Violation(v) => exit(ExitReason::Violation {
             ipa: v.ipa,
+            vcpu: Some(crate::arch::this_cpu() as u32),
             device: Some(device),
             queue: Some(v.queue),
             descriptor: v.descriptor,

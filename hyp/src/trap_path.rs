@@ -17,6 +17,7 @@ use crate::arch::{gic, registers, tick, GuestRegs};
 use crate::boot::TICK_PERIOD;
 use crate::device_access::{collect_completions, device_side_stop, load, store};
 use crate::exit_path::{exit, fail};
+use crate::virtio_transports;
 use crate::virtual_interrupts;
 use crate::vm_state::{note_policy, note_refused, vm, IdentityMemory, Vm};
 use crate::work_meter;
@@ -157,6 +158,7 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Then {
         ownership: &mut vm.ownership,
         memory: &mut IdentityMemory,
         guard: &mut vm.guard,
+        devices: &mut virtio_transports::Holders,
         exits: ExitCounters { hyp_work: work_meter::total(), ..vm.exits },
         clock,
         short: &mut vm.short,
@@ -183,6 +185,14 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Then {
             inject_abort_at(AbortKind::Data, call_at, 0);
             return Then::Resume;
         }
+        Outcome::DeviceHeld(held) => exit(ExitReason::Violation {
+            ipa: held.ipa,
+            vcpu: Some(crate::arch::this_cpu() as u32),
+            device: held.holder.map(|h| h.device),
+            queue: held.holder.map(|h| h.queue),
+            descriptor: held.holder.and_then(|h| h.descriptor),
+            what: held.what(),
+        }),
         Outcome::SystemOff => exit(ExitReason::SystemOff),
         Outcome::SystemReset => exit(ExitReason::Reset),
         Outcome::Inconsistent(Inconsistency { ipa, what }) => fail!("hyp's bookkeeping disagrees: {what} at {ipa:#x}"),

@@ -5,6 +5,7 @@ use hyp::device::devices::DeviceList;
 use hyp::device::virtio::{
     find_transport, regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, VirtioDevice, MAX_QUEUES,
 };
+use hyp::pkvm::memory_calls::{DeviceHolds, Holder};
 use hyp::pkvm::ownership::Ownership;
 use hyp::trap::mmio::{DeviceKind, DeviceWindow};
 
@@ -175,4 +176,17 @@ pub fn collect_all(ownership: &mut Ownership<'_>, devices: &DeviceList) -> Resul
         }
     }
     Ok(delivered)
+}
+
+/// The transports as MEM_UNSHARE asks them: which device holds a guest page.
+pub struct Holders;
+
+impl DeviceHolds for Holders {
+    fn holder(&mut self, ownership: &Ownership<'_>, page: u64) -> Option<Holder> {
+        let Ok(side) = device_side() else { crate::exit_path::fail("the device side was borrowed twice") };
+        side.transports.iter().flatten().find_map(|transport| {
+            let (queue, descriptor) = transport.holds(page, ownership, &mut IdentityRam)?;
+            Some(Holder { device: abi::memory_map::virtio_mmio_slot(transport.slot), queue, descriptor })
+        })
+    }
 }

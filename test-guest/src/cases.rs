@@ -100,6 +100,8 @@ pub fn main(boot: &BootInfo) {
 
     match scenario {
         "fail-case" => h.run("deliberate_failure", || Err("this scenario fails on purpose".into())),
+        "racy-hal" => h.run("racy_hal", || crate::racy_hal::racy_hal(boot, mode)),
+        "unshare-held" => h.run("unshare_held", || crate::racy_hal::unshare_held(boot, mode)),
         "crash" => {
             println!("test-guest: scenario crash: executing an undefined instruction");
             // SAFETY: UDF takes an exception, which guest-lib reports before powering off.

@@ -25,6 +25,8 @@ mod hals;
 #[cfg(target_os = "none")]
 mod pvmfw_cases;
 #[cfg(target_os = "none")]
+mod racy_hal;
+#[cfg(target_os = "none")]
 mod raw_queue;
 #[cfg(target_os = "none")]
 mod sharing_cases;

@@ -96,14 +96,26 @@ impl<'a> RawQueue<'a> {
 
     /// Makes `head` the next available chain (slot `slot`) and notifies queue `notify`.
     pub fn post(&self, slot: u16, head: u16, notify: u32) {
-        let avail = self.page(1);
-        // SAFETY: inside the available-ring page, which this queue owns.
-        unsafe {
-            ((avail + 4 + 2 * (slot as u64 % SIZE as u64)) as *mut u16).write_volatile(head);
-            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-            ((avail + 2) as *mut u16).write_volatile(slot.wrapping_add(1));
-        }
+        self.publish(slot, head);
         self.write(reg::QUEUE_NOTIFY, notify);
+    }
+
+    /// Makes `head` the next available chain (slot `slot`), without a notify: from
+    /// here on the device may use its buffers.
+    pub fn publish(&self, slot: u16, head: u16) {
+        self.handle().publish(slot, head);
+    }
+
+    /// The addresses another CPU needs to publish and notify on this queue while it
+    /// lives.
+    pub fn handle(&self) -> QueueHandle {
+        QueueHandle { base: self.base, memory: self.memory as u64 }
+    }
+
+    /// The used ring's index: how many chains the device has completed.
+    pub fn used_idx(&self) -> u16 {
+        // SAFETY: inside the used-ring page, which this queue owns.
+        unsafe { ((self.page(2) + 2) as *const u16).read_volatile() }
     }
 
     /// Posts the data page as one writable buffer (descriptor 0): on a console's
@@ -111,6 +123,35 @@ impl<'a> RawQueue<'a> {
     pub fn post_receive(&self) {
         self.descriptor(0, self.page(4), 512, 2, 0);
         self.post(0, 0, 0);
+    }
+}
+
+/// A [`RawQueue`]'s transport and memory, for a CPU that does not own it.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueHandle {
+    /// The transport's registers.
+    pub base: u64,
+    /// The queue's pages ([`RawQueue::page`]).
+    pub memory: u64,
+}
+
+impl QueueHandle {
+    /// [`RawQueue::publish`].
+    pub fn publish(self, slot: u16, head: u16) {
+        let avail = self.memory + GRANULE;
+        // SAFETY: inside the available-ring page of a queue that lives while its owner
+        // lets another CPU use this handle.
+        unsafe {
+            ((avail + 4 + 2 * (slot as u64 % SIZE as u64)) as *mut u16).write_volatile(head);
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+            ((avail + 2) as *mut u16).write_volatile(slot.wrapping_add(1));
+        }
+    }
+
+    /// Notifies queue `queue`.
+    pub fn notify(self, queue: u32) {
+        // SAFETY: the transport's registers, registered with the MMIO guard by discovery.
+        unsafe { ((self.base + reg::QUEUE_NOTIFY) as *mut u32).write_volatile(queue) }
     }
 }
 

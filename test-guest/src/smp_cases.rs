@@ -52,6 +52,8 @@ const OFF: u32 = 3;
 const TAKE_SGI: u32 = 4;
 /// Write and read back blocks of its own through the one block driver.
 const VIRTIO_BLK: u32 = 5;
+/// CPU 1's part of the `racy-hal` scenario ([`crate::racy_hal`]).
+pub const RACY_SUBMIT: u32 = 6;
 
 /// The block device, one driver for every CPU, a request at a time.
 static BLK: Locked<Blk> = Locked { busy: AtomicBool::new(false), value: UnsafeCell::new(None) };
@@ -409,6 +411,12 @@ fn off_and_on_again(context: &Context) -> CaseResult {
     Ok(())
 }
 
+/// Gives running, idle secondary `cpu` an order; `false` if it is not waiting for one.
+pub fn order(cpu: usize, order: u32) -> bool {
+    CONTEXT.get().is_some()
+        && ORDERS.of(cpu).is_some_and(|o| o.compare_exchange(IDLE, order, Ordering::AcqRel, Ordering::Acquire).is_ok())
+}
+
 /// Orders every running secondary off, waits until each is, then powers this vCPU off:
 /// returns only if that fails.
 pub fn power_everything_off(boot: &BootInfo) {
@@ -444,6 +452,10 @@ extern "C" fn secondary(cpu: u64) -> ! {
             IDLE => core::hint::spin_loop(),
             TAKE_SGI => {
                 take_sgi(cpu);
+                order.store(IDLE, Ordering::Release);
+            }
+            RACY_SUBMIT => {
+                crate::racy_hal::submit_on_this_cpu();
                 order.store(IDLE, Ordering::Release);
             }
             OFF => {

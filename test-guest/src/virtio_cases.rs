@@ -24,8 +24,6 @@ use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 use guest_lib::conduit::Conduit;
 
-const INVAL: u64 = abi::smccc::INVALID_PARAMETER as u64;
-
 type Blk = VirtIOBlk<PvmHal, MmioTransport<'static>>;
 
 /// The disk pvmkit gives a guest: 8 MiB.
@@ -38,9 +36,6 @@ const FROM_HOST: &[u8] = b"pvmkit says hello\n";
 const TO_HOST: &[u8] = b"hello from the guest via virtio-console\n";
 
 /// Why the pinning cases do not run on the real pKVM.
-const PINS_ARE_HYPS: &str =
-    "pins are hyp's validator policy: the real pKVM lets a guest unshare what a device holds (the VMM then faults)";
-
 fn take(devices: &mut Vec<VirtioDevice>, kind: DeviceType) -> Option<MmioTransport<'static>> {
     let at = devices.iter().position(|d| d.device_type == kind)?;
     Some(devices.swap_remove(at).transport)
@@ -129,17 +124,14 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
         Some(Ok(mut rng)) => {
             let ring = LAST_RING.load(Ordering::Relaxed) & !0xfff;
             h.run("virtio_rng_entropy", || entropy(&mut rng));
-            if mode.protected() && !mode.answers().pins_device_pages {
-                h.skip("virtio_ring_pages_pinned_while_live", PINS_ARE_HYPS);
-            } else if mode.protected() {
-                h.run("virtio_ring_pages_pinned_while_live", || pinned_ring(boot, ring, rng));
+            if mode.protected() {
+                h.run("virtio_ring_pages_free_after_the_driver", || ring_after_driver(boot, ring, rng));
             } else {
-                h.skip("virtio_ring_pages_pinned_while_live", "nothing is pinned without protection");
+                h.skip("virtio_ring_pages_free_after_the_driver", "no memory services without protection");
             }
         }
         _ => h.run("virtio_rng_entropy", || Err("no usable entropy device".into())),
     }
-    let console_base = devices.iter().find(|d| d.device_type == DeviceType::Console).map(|d| d.base);
     let console = take(&mut devices, DeviceType::Console);
     h.run("virtio_console_both_ways", || {
         let mut console =
@@ -158,16 +150,6 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
         ensure!(got == FROM_HOST, "received {:?}", core::str::from_utf8(&got));
         Ok(())
     });
-    // The host has said its hello: a receive buffer now stays with the device.
-    if mode.protected() && !mode.answers().pins_device_pages {
-        h.skip("virtio_buffer_stays_pinned_after_queue_ready_0", PINS_ARE_HYPS);
-    } else if mode.protected() {
-        h.run("virtio_buffer_stays_pinned_after_queue_ready_0", || {
-            ready_zero_keeps_buffer_pinned(boot, console_base.ok_or("no console device")?)
-        });
-    } else {
-        h.skip("virtio_buffer_stays_pinned_after_queue_ready_0", "nothing is pinned in an unprotected VM");
-    }
     // Every device is free again: guest-lib's helper builds all supported drivers.
     drop(blk);
     h.run("virtio_drivers_helper", || {
@@ -214,25 +196,6 @@ fn block_base(devices: &[VirtioDevice]) -> Result<u64, &'static str> {
     devices.iter().find(|d| d.device_type == DeviceType::Block).map(|d| d.base).ok_or("no block device")
 }
 
-/// QEMU's device keeps serving a queue after QueueReady=0, so a buffer it holds must
-/// stay pinned (the guest cannot unshare it) until the device gives it back or a reset
-/// finishes. A console's receive buffer, with nothing more coming from the host, is
-/// held for good.
-fn ready_zero_keeps_buffer_pinned(boot: &BootInfo, console: u64) -> CaseResult {
-    let sharer = boot.sharer().map_err(|e| alloc::format!("{e}"))?;
-    let q = RawQueue::new(console, &sharer)?;
-    q.write(raw_queue::reg::STATUS, raw_queue::DRIVER_OK);
-    q.post_receive();
-    q.write(raw_queue::reg::QUEUE_READY, 0);
-    let data = q.page(4);
-    ensure!(sharer.unshare(data, 4096).is_err(), "the buffer was unshared while the device held it");
-    // A finished reset gives everything back.
-    q.write(raw_queue::reg::STATUS, 0);
-    sharer.unshare(data, 4096).map_err(|e| alloc::format!("after the reset: {e}"))?;
-    sharer.share(data, 4096).map_err(|e| alloc::format!("{e}"))?;
-    Ok(())
-}
-
 /// One attack on hyp's device side through a hand-driven queue; in a protected VM hyp
 /// must stop the VM with a named violation before this returns.
 fn raw_attack(boot: &BootInfo, devices: &[VirtioDevice], mode: Mode, attack: &str) -> CaseResult {
@@ -263,12 +226,12 @@ fn entropy(rng: &mut VirtIORng<RecordingHal, MmioTransport<'static>>) -> CaseRes
     Ok(())
 }
 
-/// While a device's queue is live its ring pages are pinned: the guest cannot take them
-/// back. Once the device is dropped (its queues reset) it can.
-fn pinned_ring(boot: &BootInfo, ring: u64, rng: VirtIORng<RecordingHal, MmioTransport<'static>>) -> CaseResult {
+/// Once the driver is dropped (its queue unset), the device holds none of its ring
+/// pages: the guest may take them back and share them again. (Taking one back while
+/// the queue is live is the `unshare-held` kind of mistake: hyp stops the VM.)
+fn ring_after_driver(boot: &BootInfo, ring: u64, rng: VirtIORng<RecordingHal, MmioTransport<'static>>) -> CaseResult {
     ensure!(ring != 0, "no ring allocation recorded");
     let c = boot.conduit;
-    ensure_eq!(c.call(kvm::MEM_UNSHARE, [ring, 0, 0])[0], INVAL);
     drop(rng);
     ensure_eq!(c.call(kvm::MEM_UNSHARE, [ring, 0, 0])[0], 0);
     // Give the page back to the pool's shared region.

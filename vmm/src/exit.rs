@@ -39,6 +39,8 @@ pub enum ExitReason {
     Violation {
         /// The guest IPA.
         ipa: u64,
+        /// The vCPU whose exit the VMM was serving, when known.
+        vcpu: Option<u32>,
         /// The device's register base.
         device: u64,
         /// The queue.
@@ -62,9 +64,9 @@ impl fmt::Display for ExitReason {
         match self {
             Self::SystemOff => write!(f, "{}", head(Reason::SystemOff)),
             Self::Reset => write!(f, "{}", head(Reason::Reset)),
-            Self::Violation { ipa, device, queue, descriptor, what } => {
+            Self::Violation { ipa, vcpu, device, queue, descriptor, what } => {
                 let (device, queue) = (Some(*device), Some(*queue));
-                let fields = Violation { ipa: *ipa, device, queue, descriptor: *descriptor, what };
+                let fields = Violation { ipa: *ipa, vcpu: *vcpu, device, queue, descriptor: *descriptor, what };
                 write!(f, "{}{fields}", head(Reason::Violation))
             }
             Self::GuestCrash(detail) => write!(f, "{} detail={}", head(Reason::GuestCrash), Quoted(detail)),
@@ -84,11 +86,17 @@ mod tests {
     fn exit_lines_use_hyps_words() {
         assert_eq!(ExitReason::SystemOff.to_string(), "exit: reason=system_off");
         assert_eq!(ExitReason::Reset.to_string(), "exit: reason=reset");
-        let v =
-            ExitReason::Violation { ipa: 0x8000_1000, device: 0xa00_3e00, queue: 0, descriptor: Some(2), what: "x" };
+        let v = ExitReason::Violation {
+            ipa: 0x8000_1000,
+            vcpu: Some(1),
+            device: 0xa00_3e00,
+            queue: 0,
+            descriptor: Some(2),
+            what: "x",
+        };
         assert_eq!(
             v.to_string(),
-            "exit: reason=violation ipa=0x80001000 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"x\""
+            "exit: reason=violation ipa=0x80001000 vcpu=1 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"x\""
         );
         assert_eq!(
             ExitReason::VmmError("no /dev/kvm".into()).to_string(),

@@ -271,9 +271,11 @@ impl Vm {
         std::thread::scope(|scope| {
             let threads: Vec<_> = vcpus
                 .iter_mut()
-                .map(|vcpu| {
+                .enumerate()
+                .map(|(index, vcpu)| {
                     let (stop, ended) = (&stop, ended.clone());
                     scope.spawn(move || {
+                        watch::vcpu(index as u32);
                         let reason = self.run_vcpu(vcpu, stop);
                         let _ = ended.send(reason);
                     })

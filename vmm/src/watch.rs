@@ -21,10 +21,12 @@ struct Watch {
     device: u64,
     queue: u32,
     descriptor: Option<u16>,
+    /// The vCPU this thread runs.
+    vcpu: Option<u32>,
 }
 
 thread_local! {
-    static WATCH: Cell<Watch> = const { Cell::new(Watch { host: 0, ipa: 0, len: 0, device: 0, queue: 0, descriptor: None }) };
+    static WATCH: Cell<Watch> = const { Cell::new(Watch { host: 0, ipa: 0, len: 0, device: 0, queue: 0, descriptor: None, vcpu: None }) };
 }
 
 fn update(f: impl FnOnce(&mut Watch)) {
@@ -38,6 +40,11 @@ fn update(f: impl FnOnce(&mut Watch)) {
 /// Guest RAM at `ipa`, `len` bytes, is mapped at `host` in the VMM.
 pub fn map(host: u64, ipa: u64, len: u64) {
     update(|w| (w.host, w.ipa, w.len) = (host, ipa, len));
+}
+
+/// This thread runs vCPU `index`.
+pub fn vcpu(index: u32) {
+    update(|w| w.vcpu = Some(index));
 }
 
 /// The VMM now serves `queue` of the device at `base` (0: no device).
@@ -57,7 +64,14 @@ pub fn exit_for(fault: u64) -> ExitReason {
         Some(offset) if offset < w.len && w.device != 0 => {
             let what = if w.descriptor.is_some() { "buffer page not shared" } else { "ring page not shared" };
             let ipa = (w.ipa + offset) & !0xfff;
-            ExitReason::Violation { ipa, device: w.device, queue: w.queue, descriptor: w.descriptor, what }
+            ExitReason::Violation {
+                ipa,
+                vcpu: w.vcpu,
+                device: w.device,
+                queue: w.queue,
+                descriptor: w.descriptor,
+                what,
+            }
         }
         _ => ExitReason::VmmFault(fault),
     }
@@ -140,12 +154,13 @@ mod tests {
     #[test]
     fn a_fault_in_guest_ram_names_the_device_queue_descriptor_and_page() {
         map(0x7f00_0000_0000, 0x7fe0_0000, 258 << 20);
+        vcpu(3);
         device(0xa00_3e00, 0);
         descriptor(Some(1));
         let reason = exit_for(0x7f00_0000_0000 + 0x40_1234);
         assert_eq!(
             Line::of(&reason).as_bytes(),
-            b"[vmm] exit: reason=violation ipa=0x80201000 device=virtio-mmio@0xa003e00 queue=0 desc=1 what=\"buffer page not shared\"\n"
+            b"[vmm] exit: reason=violation ipa=0x80201000 vcpu=3 device=virtio-mmio@0xa003e00 queue=0 desc=1 what=\"buffer page not shared\"\n"
         );
         descriptor(None);
         assert!(Line::of(&exit_for(0x7f00_0000_0000)).as_bytes().ends_with(b"what=\"ring page not shared\"\n"));

@@ -23,14 +23,20 @@ pub struct Policy {
 pub const POLICIES: &[Policy] = &[
     Policy {
         name: "unshare-device-held",
-        what: "MEM_UNSHARE of a page a virtio device still holds answers INVALID_PARAMETER; \
-               Linux 7.3 takes the page back and the device's next access faults in the VMM",
-        why: "a device writing into a page the guest has taken back is the leak the validator exists to catch",
+        what: "MEM_UNSHARE of a page a virtio device holds (a ring page of a ready queue, or a \
+               buffer from its chain's publication in the available ring until hyp has collected \
+               its completion) ends the VM (`violation` naming the page, the device, queue and \
+               descriptor, and the vCPU that asked); Linux 7.3 takes the page back and the \
+               device's next access faults in the VMM",
+        why: "a device reaching a page the guest has taken back is the race the validator exists \
+              to catch, and the release's answer ends the VM too (later, in the VMM, without \
+              naming who unshared); refusing instead would let a guest go on that the release stops",
     },
     Policy {
         name: "guard-table-full",
-        what: "more than 64 MMIO-guard granules answer INVALID_PARAMETER; Android has no such limit",
-        why: "hyp has no heap; 64 is more than every device page it gives a VM",
+        what: "more than 320 MMIO-guard granules answer INVALID_PARAMETER; Android has no such limit",
+        why: "hyp has no heap; 320 is more than every device page it gives a VM of 8 vCPUs (their \
+              redistributors alone are 256 granules)",
     },
     Policy {
         name: "private-buffer",

@@ -19,7 +19,7 @@ use abi::profile::{
 use abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED};
 
 use crate::pkvm::guard_calls;
-use crate::pkvm::memory_calls::{self, GuestMemory};
+use crate::pkvm::memory_calls::{self, DeviceHeld, DeviceHolds, GuestMemory};
 use crate::pkvm::mmio_guard::GuardTable;
 use crate::pkvm::ownership::{Ownership, PageState, GRANULE};
 
@@ -103,6 +103,9 @@ pub enum Outcome {
     SystemOff,
     /// The guest asked to reset.
     SystemReset,
+    /// The guest took back a page a device holds: end the VM with a violation naming
+    /// the page, its holder and the calling vCPU.
+    DeviceHeld(DeviceHeld),
     /// hyp's bookkeeping disagrees with the profile's facts: end the VM, naming it.
     Inconsistent(Inconsistency),
 }
@@ -136,6 +139,8 @@ pub struct VmState<'s, 'o, M: GuestMemory> {
     pub memory: &'s mut M,
     /// The MMIO guard's registered granules.
     pub guard: &'s mut GuardTable,
+    /// Which device holds a page, for MEM_UNSHARE.
+    pub devices: &'s mut dyn DeviceHolds,
     /// Exits so far.
     pub exits: ExitCounters,
     /// Reads the counters, for PTP (only a PTP call pays for it).
@@ -229,7 +234,7 @@ pub fn dispatch<M: GuestMemory>(
         Answer::Act(action, report) => {
             let done = match action {
                 Action::Share => memory_calls::share(vm.ownership, ipa, walk),
-                Action::Unshare => memory_calls::unshare(vm.ownership, ipa, walk),
+                Action::Unshare => memory_calls::unshare(vm.ownership, vm.devices, ipa, walk),
                 // The page holding x1 (6.12 checks no alignment).
                 Action::Relinquish => memory_calls::relinquish(vm.ownership, vm.memory, ipa & !(GRANULE - 1)),
                 Action::GuardMap => guard_calls::map(vm.guard, vm.ownership.ram(), ipa, walk),
@@ -246,6 +251,7 @@ pub fn dispatch<M: GuestMemory>(
                     policy: refusal.policy,
                     ipa: refusal.ipa,
                 },
+                Err(ActionError::DeviceHeld(held)) => Outcome::DeviceHeld(held),
                 Err(ActionError::Inconsistent(inconsistency)) => Outcome::Inconsistent(inconsistency),
             }
         }
@@ -257,6 +263,8 @@ pub fn dispatch<M: GuestMemory>(
 pub enum ActionError {
     /// A validator policy refused it: the guest is answered and goes on.
     Policy(PolicyRefusal),
+    /// The guest took back a page a device holds: the VM ends.
+    DeviceHeld(DeviceHeld),
     /// hyp's own tables disagree with what the profile saw: hyp cannot go on.
     Inconsistent(Inconsistency),
 }

@@ -6,8 +6,50 @@
 //! call fails with an [`Inconsistency`], which ends the VM with a hyp error: a release
 //! build checks it as a debug build does.
 
-use crate::pkvm::hypercall::{ActionError, Inconsistency, PolicyRefusal};
+use crate::pkvm::hypercall::{ActionError, Inconsistency};
 use crate::pkvm::ownership::{Ownership, OwnershipError, GRANULE};
+
+/// A device that holds a guest page: the transport (its register base), the queue,
+/// and the descriptor (`None`: a ring page of a ready queue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// The transport's register base.
+    pub device: u64,
+    /// The queue.
+    pub queue: u32,
+    /// The descriptor, when a buffer (not a ring) is held.
+    pub descriptor: Option<u16>,
+}
+
+/// Which device holds a guest page (hyp: its virtio transports; tests: a fake).
+pub trait DeviceHolds {
+    /// The device holding `page`, if any.
+    fn holder(&mut self, ownership: &Ownership<'_>, page: u64) -> Option<Holder>;
+}
+
+/// A MEM_UNSHARE of a page a device holds: the race a validator exists to catch (the
+/// release takes the page back and the device's next access faults in the VMM). hyp
+/// ends the VM naming the page, its holder and the vCPU that asked (policy
+/// `unshare-device-held`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceHeld {
+    /// The granule.
+    pub ipa: u64,
+    /// Who holds it (`None`: pinned, though no transport names it, which the exit
+    /// line says too rather than hide).
+    pub holder: Option<Holder>,
+}
+
+impl DeviceHeld {
+    /// The violation's `what=`.
+    pub fn what(&self) -> &'static str {
+        match self.holder {
+            Some(Holder { descriptor: Some(_), .. }) => "MEM_UNSHARE of a buffer a device request holds",
+            Some(Holder { descriptor: None, .. }) => "MEM_UNSHARE of a ring page of a ready queue",
+            None => "MEM_UNSHARE of a page a device holds",
+        }
+    }
+}
 
 /// Zeroes guest pages (hyp: through its identity map; tests: a fake).
 pub trait GuestMemory {
@@ -33,15 +75,22 @@ pub fn share(ownership: &mut Ownership<'_>, ipa: u64, walk: u64) -> Result<(), A
 }
 
 /// Takes `walk` shared granules from `ipa` back, all or none: a granule a device still
-/// holds refuses the whole call (policy `unshare-device-held`).
-pub fn unshare(ownership: &mut Ownership<'_>, ipa: u64, walk: u64) -> Result<(), ActionError> {
+/// holds ([`DeviceHeld`]) stops the whole call before anything changes.
+pub fn unshare(
+    ownership: &mut Ownership<'_>,
+    devices: &mut dyn DeviceHolds,
+    ipa: u64,
+    walk: u64,
+) -> Result<(), ActionError> {
     for page in granules(ipa, walk) {
+        let held = |holder| Err(ActionError::DeviceHeld(DeviceHeld { ipa: page, holder }));
         match ownership.can_unshare(page) {
             Ok(()) => {}
-            Err(OwnershipError::Pinned(_)) => {
-                return Err(ActionError::Policy(PolicyRefusal { policy: "unshare-device-held", ipa: page }))
-            }
+            Err(OwnershipError::Pinned(_)) => return held(devices.holder(ownership, page)),
             Err(e) => return Err(inconsistent(e, "MEM_UNSHARE of a granule the profile saw shared")),
+        }
+        if let Some(holder) = devices.holder(ownership, page) {
+            return held(Some(holder));
         }
     }
     for page in granules(ipa, walk) {
@@ -94,7 +143,7 @@ mod tests {
             })
         );
         assert_eq!(ownership.state(RAM), Ok(PageState::Private), "all or nothing");
-        let err = unshare(&mut ownership, RAM, 2).unwrap_err();
+        let err = unshare(&mut ownership, &mut NoDevice, RAM, 2).unwrap_err();
         assert!(matches!(err, ActionError::Inconsistent(Inconsistency { ipa: RAM, .. })), "{err:?}");
         assert_eq!(ownership.state(RAM + GRANULE), Ok(PageState::Shared { pins: 0 }));
         let mut zeroed = Zeroed(Vec::new());
@@ -107,14 +156,26 @@ mod tests {
         assert!(matches!(share(&mut ownership, RAM + 4 * GRANULE, 1), Err(ActionError::Inconsistent(_))));
     }
 
+    struct NoDevice;
+
+    impl DeviceHolds for NoDevice {
+        fn holder(&mut self, _: &Ownership<'_>, _: u64) -> Option<Holder> {
+            None
+        }
+    }
+
+    /// The second granule is pinned: the whole call stops at it, nothing changes.
     #[test]
-    fn a_pinned_granule_refuses_the_whole_unshare_by_policy() {
+    fn a_pinned_granule_stops_the_whole_unshare() {
         let mut pages = [0u16; 4];
         let mut ownership = Ownership::new(RAM, &mut pages);
         share(&mut ownership, RAM, 2).unwrap();
         ownership.pin(RAM + GRANULE).unwrap();
-        let err = unshare(&mut ownership, RAM, 2).unwrap_err();
-        assert_eq!(err, ActionError::Policy(PolicyRefusal { policy: "unshare-device-held", ipa: RAM + GRANULE }));
+        let err = unshare(&mut ownership, &mut NoDevice, RAM, 2).unwrap_err();
+        assert_eq!(err, ActionError::DeviceHeld(DeviceHeld { ipa: RAM + GRANULE, holder: None }));
         assert_eq!(ownership.state(RAM), Ok(PageState::Shared { pins: 0 }), "all or nothing");
+        assert_eq!(DeviceHeld { ipa: 0, holder: None }.what(), "MEM_UNSHARE of a page a device holds");
+        let ring = Holder { device: 0x0a00_3e00, queue: 1, descriptor: None };
+        assert_eq!(DeviceHeld { ipa: 0, holder: Some(ring) }.what(), "MEM_UNSHARE of a ring page of a ready queue");
     }
 }

@@ -18,6 +18,8 @@ pub enum ExitReason<'a> {
     Violation {
         /// The guest IPA involved.
         ipa: u64,
+        /// The vCPU whose exit found it.
+        vcpu: Option<u32>,
         /// The device (its register base), when a device was involved.
         device: Option<u64>,
         /// The queue, when a virtqueue was involved.
@@ -64,9 +66,9 @@ impl fmt::Display for ExitReason<'_> {
         write!(f, "{}", Head(self.reason()))?;
         match self {
             Self::SystemOff | Self::Reset | Self::AllVcpusOff => Ok(()),
-            Self::Violation { ipa, device, queue, descriptor, what } => {
-                let (ipa, device, queue, descriptor, what) = (*ipa, *device, *queue, *descriptor, *what);
-                write!(f, "{}", Violation { ipa, device, queue, descriptor, what })
+            Self::Violation { ipa, vcpu, device, queue, descriptor, what } => {
+                let (ipa, vcpu, device, queue, descriptor, what) = (*ipa, *vcpu, *device, *queue, *descriptor, *what);
+                write!(f, "{}", Violation { ipa, vcpu, device, queue, descriptor, what })
             }
             Self::GuestCrash { esr, far, elr } => {
                 write!(f, " esr={:#x} far={far:#x} elr={elr:#x} class={}", esr.0, Quoted(esr.class_name()))
@@ -94,6 +96,7 @@ mod tests {
         assert_eq!(err.to_string(), "exit: reason=hyp_error detail=\"bad 'bundle''line\"");
         let v = ExitReason::Violation {
             ipa: 0x8000_1000,
+            vcpu: Some(1),
             device: Some(0x0a00_3e00),
             queue: Some(0),
             descriptor: Some(2),
@@ -101,7 +104,7 @@ mod tests {
         };
         assert_eq!(
             v.to_string(),
-            "exit: reason=violation ipa=0x80001000 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"buffer page not shared\""
+            "exit: reason=violation ipa=0x80001000 vcpu=1 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"buffer page not shared\""
         );
     }
 }

@@ -32,7 +32,7 @@ use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::{AccessError, GuestRam, Ipa, SharedAccess, Violation};
-use crate::pkvm::ownership::{Ownership, PinnedRange};
+use crate::pkvm::ownership::{Ownership, PinnedRange, GRANULE};
 
 /// The largest queue hyp shadows (it reports at most this in QueueNumMax).
 pub const MAX_QUEUE_SIZE: usize = 256;
@@ -315,6 +315,47 @@ impl QueueState {
     /// Descriptors the device holds: their index and exactly the pages pinned for them.
     pub fn in_flight_descriptors(&self) -> impl Iterator<Item = (usize, PinnedRange)> + '_ {
         self.descs.iter().enumerate().filter_map(|(i, d)| d.map(|d| (i, d.pinned)))
+    }
+
+    /// Whether the device holds guest page `page` through this queue, and by which
+    /// descriptor (`Some(None)`: a ring page of the ready queue). A buffer belongs to
+    /// the device from the moment its chain is published in the available ring, not
+    /// only once hyp has taken it at a notify: a device may serve a queue without
+    /// being notified, so the chains the guest published and hyp has not yet taken
+    /// are walked too (bounded by the queue size, as a notify would walk them; what
+    /// a notify would refuse is left for it to name).
+    pub fn holds<R: GuestRam>(&self, page: u64, ownership: &Ownership<'_>, ram: &mut R) -> Option<Option<u16>> {
+        let covers = |range: PinnedRange| range.pages().any(|p| p == page);
+        if let Some((index, _)) = self.in_flight_descriptors().find(|&(_, range)| covers(range)) {
+            return Some(Some(index as u16));
+        }
+        let rings = self.rings?;
+        if rings.pins.iter().any(|&range| covers(range)) {
+            return Some(None);
+        }
+        let access = SharedAccess::new(ownership, ram);
+        let avail_idx = access.read_obj::<U16>(ring::avail_idx(rings.avail)).ok()?.get();
+        let pending = avail_idx.wrapping_sub(rings.last_avail).min(rings.size);
+        for n in 0..pending {
+            let slot = (rings.last_avail.wrapping_add(n) % rings.size) as u64;
+            let mut index = access.read_obj::<U16>(ring::avail_entry(rings.avail, slot)).ok()?.get();
+            for _ in 0..rings.size {
+                if index >= rings.size {
+                    break;
+                }
+                let Ok(desc) = access.read_obj::<GuestDesc>(ring::desc(rings.desc, index)) else { break };
+                let (addr, len) = (desc.addr.get(), (desc.len.get() as u64).max(1));
+                // The buffer [addr, addr + len) overlaps the page.
+                if addr <= page.saturating_add(GRANULE - 1) && addr.saturating_add(len - 1) >= page {
+                    return Some(Some(index));
+                }
+                if desc.flags.get() & F_NEXT == 0 {
+                    break;
+                }
+                index = desc.next.get();
+            }
+        }
+        None
     }
 
     /// A guest write to QueueNum: refused while the queue is ready, because every

@@ -720,3 +720,42 @@ fn the_pins_held_are_reported_exactly() {
     let in_flight: Vec<(usize, u64, u64)> = queue.in_flight_descriptors().map(|(i, r)| (i, r.first, r.pages)).collect();
     assert_eq!(in_flight, [(4, BUF, 2)], "descriptor 4 pins both pages it spans");
 }
+
+/// The device holds a buffer from its chain's publication in the available ring (no
+/// notify needed), through its flight (pinned), until its completion is collected;
+/// a ready queue holds its ring pages. Each holder is named by queue and descriptor.
+#[test]
+fn what_the_device_holds_is_named_from_publication_to_completion() {
+    let mut w = World::new(true);
+    let holds = |w: &mut World, page| w.transport.holds(page, &w.ownership, &mut w.ram);
+    assert_eq!(holds(&mut w, AVAIL), None, "no queue is ready");
+    w.setup_queue(8).unwrap();
+    assert_eq!(holds(&mut w, AVAIL), Some((0, None)), "a ring page");
+    // Written but not published: still the guest's.
+    w.ram.desc(2, BUF, 16, 1, 6);
+    w.ram.desc(6, BUF + 0xff0, 0x20, 2, 0);
+    assert_eq!(holds(&mut w, BUF + 0x1000), None);
+    // Published: the device's, each page by the descriptor that reaches it.
+    w.ram.avail(0, &[2], 8);
+    assert_eq!(holds(&mut w, BUF), Some((0, Some(2))));
+    assert_eq!(holds(&mut w, BUF + 0x1000), Some((0, Some(6))), "the buffer runs into the next page");
+    assert_eq!(holds(&mut w, BUF + 0x2000), None);
+    // Taken at the notify: pinned, the same holders.
+    w.notify().unwrap();
+    assert_eq!(holds(&mut w, BUF + 0x1000), Some((0, Some(6))));
+    // Completed and collected: the guest's again.
+    w.complete(2, 0);
+    assert_eq!(w.collect(), 1);
+    assert_eq!(holds(&mut w, BUF), None);
+    assert_eq!(holds(&mut w, BUF + 0x1000), None);
+    // A hostile published chain (a loop, an index beyond the queue) ends the walk.
+    w.ram.desc(0, BUF + 0x3000, 8, 1, 0);
+    w.ram.desc(1, BUF, 8, 1, 9);
+    w.ram.avail(1, &[0, 1], 8);
+    assert_eq!(holds(&mut w, BUF), Some((0, Some(1))));
+    assert_eq!(holds(&mut w, BUF + 0x2000), None, "the loop was walked a bounded number of times");
+    // An unprotected transport shadows nothing and holds nothing for hyp.
+    let mut w = World::new(false);
+    w.setup_queue(8).unwrap();
+    assert_eq!(holds(&mut w, AVAIL), None);
+}

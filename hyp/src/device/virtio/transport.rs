@@ -260,6 +260,15 @@ impl VirtioDevice {
         Ok(done)
     }
 
+    /// Whether the device holds guest page `page`: the queue, and the descriptor
+    /// (`None`: a ring page) ([`QueueState::holds`]).
+    pub fn holds<R: GuestRam>(&self, page: u64, ownership: &Ownership<'_>, ram: &mut R) -> Option<(u32, Option<u16>)> {
+        if !self.protected {
+            return None;
+        }
+        self.queues.iter().enumerate().find_map(|(i, q)| q.holds(page, ownership, ram).map(|d| (i as u32, d)))
+    }
+
     /// Chains in flight on every queue.
     pub fn in_flight(&self) -> usize {
         self.queues.iter().map(|q| q.in_flight_chains()).sum()

@@ -18,11 +18,25 @@ impl GuestMemory for FakeMemory {
     }
 }
 
+/// Devices that hold the pages listed (as a published, not yet notified request
+/// would), besides whatever is pinned.
+#[derive(Default)]
+struct FakeDevices(Vec<(u64, memory_calls::Holder)>);
+
+impl DeviceHolds for FakeDevices {
+    fn holder(&mut self, _: &Ownership<'_>, page: u64) -> Option<memory_calls::Holder> {
+        self.0.iter().find(|(p, _)| *p == page).map(|(_, h)| *h)
+    }
+}
+
+const BLOCK: memory_calls::Holder = memory_calls::Holder { device: 0x0a00_3e00, queue: 0, descriptor: Some(1) };
+
 /// A VM answering calls like hyp.
 struct Vm {
     services: Services,
     ownership: Ownership<'static>,
     memory: FakeMemory,
+    devices: FakeDevices,
     guard: GuardTable,
     short: ShortCounts,
     exits: ExitCounters,
@@ -35,6 +49,7 @@ impl Vm {
             services: Services { mode, stats: false, short_counts: false },
             ownership: Ownership::new(BASE, words),
             memory: FakeMemory::default(),
+            devices: FakeDevices::default(),
             guard: GuardTable::new(mode == ANDROID),
             short: ShortCounts::new(1),
             exits: ExitCounters::default(),
@@ -51,6 +66,7 @@ impl Vm {
             ownership: &mut self.ownership,
             memory: &mut self.memory,
             guard: &mut self.guard,
+            devices: &mut self.devices,
             exits: self.exits,
             clock: || Clock { nanoseconds: 0x1_0000_0002, virtual_count: 0x3_0000_0004, physical_count: 5 },
             short: &mut self.short,
@@ -123,15 +139,31 @@ fn upstream_shares_one_granule_and_aborts_outside_memory() {
     assert!(!vm.guard.is_enforcing());
 }
 
+/// A page the device holds, pinned at a notify or only published in the available
+/// ring, is never taken back: the call ends the VM naming the page and its holder.
 #[test]
-fn unsharing_a_page_a_device_holds_is_a_named_policy_refusal() {
-    let mut vm = Vm::new(UPSTREAM);
-    vm.call(kvm::MEM_SHARE, [BASE, 0, 0]);
-    vm.ownership.pin(BASE).unwrap();
-    let outcome = vm.over(Conduit::Hvc, kvm::MEM_UNSHARE, [BASE, 0, 0]);
-    assert_eq!(outcome, Outcome::Refused { regs: [(-3i64) as u64, 0, 0, 0], policy: "unshare-device-held", ipa: BASE });
+fn unsharing_a_page_a_device_holds_ends_the_vm_naming_it() {
+    for mode in [ANDROID, UPSTREAM] {
+        let mut vm = Vm::new(mode);
+        vm.call(kvm::MEM_SHARE, [BASE, 0, 0]);
+        vm.ownership.pin(BASE).unwrap();
+        let outcome = vm.over(Conduit::Hvc, kvm::MEM_UNSHARE, [BASE, 0, 0]);
+        assert_eq!(outcome, Outcome::DeviceHeld(memory_calls::DeviceHeld { ipa: BASE, holder: None }));
+        assert_eq!(vm.state(BASE), PageState::Shared { pins: 1 });
+        // Published, not yet taken: no pin, but the device holds it all the same.
+        let page = BASE + GRANULE;
+        vm.call(kvm::MEM_SHARE, [page, 0, 0]);
+        vm.devices.0.push((page, BLOCK));
+        let outcome = vm.over(Conduit::Hvc, kvm::MEM_UNSHARE, [page, 0, 0]);
+        let held = memory_calls::DeviceHeld { ipa: page, holder: Some(BLOCK) };
+        assert_eq!(outcome, Outcome::DeviceHeld(held));
+        assert_eq!(held.what(), "MEM_UNSHARE of a buffer a device request holds");
+        assert_eq!(vm.state(page), PageState::Shared { pins: 0 }, "nothing changed");
+        // Once the device gives it back, the page is the guest's to take.
+        vm.devices.0.clear();
+        assert_eq!(vm.call(kvm::MEM_UNSHARE, [page, 0, 0])[0], 0);
+    }
     assert!(abi::profile::POLICIES.iter().any(|p| p.name == "unshare-device-held"), "the policy is listed");
-    assert_eq!(vm.state(BASE), PageState::Shared { pins: 1 });
 }
 
 #[test]
@@ -211,6 +243,13 @@ fn a_full_guard_table_is_a_named_policy_refusal() {
         other => panic!("{other:?}"),
     }
     assert!(!vm.guard.is_guarded(0x2000_0000), "all or nothing");
+    // The policy's text states the bound hyp holds.
+    let policy = abi::profile::POLICIES.iter().find(|p| p.name == "guard-table-full").unwrap();
+    assert!(policy.what.starts_with(&format!("more than {many} MMIO-guard granules")), "{}", policy.what);
+    // ... and it covers every device page of the largest VM: 8 redistributors of two
+    // 64 KiB frames, the distributor, a console and 8 virtio transports.
+    let largest = 8 * 2 * 16 + 16 + 1 + 8;
+    assert!(many >= largest, "{many} < {largest}");
 }
 
 #[test]
@@ -280,12 +319,10 @@ fn the_page_state_table_holds() {
         // Shared --MEM_SHARE--> -3, unchanged.
         assert_eq!(vm.call(kvm::MEM_SHARE, ranged(1))[0], INVALID);
         assert_eq!(vm.state(page), PageState::Shared { pins: 0 });
-        // Shared, pinned --MEM_UNSHARE--> -3 by policy, unchanged.
+        // Shared, pinned --MEM_UNSHARE--> the VM ends (policy), unchanged.
         vm.ownership.pin_range(page, 1).unwrap();
         match vm.over(Conduit::Hvc, kvm::MEM_UNSHARE, ranged(1)) {
-            Outcome::Refused { regs, policy, ipa } => {
-                assert_eq!((regs[0], policy, ipa), (INVALID, "unshare-device-held", page));
-            }
+            Outcome::DeviceHeld(held) => assert_eq!(held.ipa, page),
             other => panic!("{mode:?}: {other:?}"),
         }
         assert_eq!(vm.state(page), PageState::Shared { pins: 1 });
