@@ -49,6 +49,7 @@ pub mod recording;
 pub mod teardown;
 #[cfg(test)]
 mod tests;
+pub mod vcpu_power;
 
 pub use android_6_12::ANDROID_6_12;
 pub use differences::{Difference, Policy, INTENDED_DIFFERENCES, POLICIES};

@@ -67,3 +67,7 @@ pub const INVALID_PARAMETERS: i64 = -2;
 pub const DENIED: i64 = -3;
 /// PSCI return code: the CPU is already on.
 pub const ALREADY_ON: i64 = -4;
+/// AFFINITY_INFO: a CPU of that affinity is on.
+pub const AFFINITY_LEVEL_ON: i64 = 0;
+/// AFFINITY_INFO: every CPU of that affinity is off.
+pub const AFFINITY_LEVEL_OFF: i64 = 1;

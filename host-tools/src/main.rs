@@ -565,11 +565,14 @@ fn conformance(ws: &Workspace, fw: &Firmware, timeout: u64, record: bool) -> Res
     let real_lines = collect(&pkvm, upstream, "the real pKVM")?;
     if record {
         let ordinary_lines = collect(&pkvm, Mode::Hyp(VmMode::Unprotected), "the real KVM, ordinary VM")?;
+        let two = RunArgs { cpus: 2, ..pkvm.clone() };
+        let smp_lines = collect(&two, upstream, "the real pKVM, two vCPUs")?;
         let kernel = host_tools::kernel::debian_kernel()?.version;
         let commit = git_commit(ws);
         for (lines, vm, file) in [
             (&real_lines, "a protected VM", "linux-7.3.4-protected.txt"),
             (&ordinary_lines, "an ordinary VM", "linux-7.3.4-ordinary.txt"),
+            (&smp_lines, "a protected VM of two vCPUs (--cpus 2)", "linux-7.3.4-smp.txt"),
         ] {
             let heading = format!(
                 "What Debian's Linux {kernel} (kvm-arm.mode=protected, under QEMU) answered test-guest's\n\

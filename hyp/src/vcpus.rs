@@ -2,22 +2,32 @@
 //! and report it when the VM has more than one. vCPU `i` has MPIDR affinity `i` (Aff0),
 //! as QEMU `virt` and KVM number them; vCPU 0 starts on, the others off.
 //!
-//! The answers are upstream KVM's (Linux 7.3.4 `arch/arm64/kvm/psci.c`, which answers
-//! these calls for a protected VM too, measured on the real pKVM with test-guest's SMP
-//! cases): an affinity with bits outside MPIDR's affinity fields, or one no vCPU has,
-//! is INVALID_PARAMETERS; CPU_ON of a vCPU that is not off is ALREADY_ON (a started
-//! vCPU counts as on at once: no ON_PENDING); any entry address is taken; AFFINITY_INFO
-//! at levels 0 to 3 masks the lower affinity fields away, ON if any matching vCPU runs.
+//! Here is which kind of target a call names ([`Target`]): an affinity with bits
+//! outside MPIDR's affinity fields, a level above 3, one no vCPU has, or the power of
+//! the vCPUs that match (a started vCPU counts as on at once: no ON_PENDING; any entry
+//! address is taken; AFFINITY_INFO at levels 0 to 3 masks the lower affinity fields
+//! away, on if any matching vCPU is). What each kind answers is the table's
+//! ([`abi::profile::vcpu_power`], upstream KVM's, measured on the real pKVM).
 
-use abi::psci::{ALREADY_ON, INVALID_PARAMETERS, MPIDR_HWID_MASK, SUCCESS};
+use abi::profile::vcpu_power::{self, PowerCall, PowerRow, Target};
+use abi::psci::{INVALID_PARAMETERS, MPIDR_HWID_MASK, SUCCESS};
 
 /// The most vCPUs a VM has.
 pub const MAX_VCPUS: usize = abi::bundle::MAX_VCPUS as usize;
 
 /// AFFINITY_INFO's answers.
-pub const AFFINITY_ON: i64 = 0;
+pub const AFFINITY_ON: i64 = abi::psci::AFFINITY_LEVEL_ON;
 /// AFFINITY_INFO: every matching vCPU is off.
-pub const AFFINITY_OFF: i64 = 1;
+pub const AFFINITY_OFF: i64 = abi::psci::AFFINITY_LEVEL_OFF;
+
+/// The answers hyp gives ([`vcpu_power::LINUX_7_3`], for both ABI forms).
+const ROWS: &[PowerRow] = vcpu_power::LINUX_7_3;
+
+fn answer(call: PowerCall, target: Target) -> i64 {
+    // Every kind a call can name has a row (the table's tests); a missing one would
+    // refuse rather than act.
+    vcpu_power::answer(ROWS, call, target).unwrap_or(INVALID_PARAMETERS)
+}
 
 /// A vCPU's power.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,15 +82,24 @@ impl Vcpus {
 
     /// CPU_ON of `target` at `entry` with `context` in x0: the PSCI answer.
     pub fn cpu_on(&mut self, target: u64, entry: u64, context: u64) -> i64 {
+        let kind = self.cpu_on_target(target);
+        let answer = answer(PowerCall::CpuOn, kind);
+        if let (SUCCESS, Target::Off, Some(i)) = (answer, kind, self.index(target)) {
+            self.power[i] = Power::Starting { entry, context };
+        }
+        answer
+    }
+
+    /// What CPU_ON's target is.
+    pub fn cpu_on_target(&self, target: u64) -> Target {
         if target & !MPIDR_HWID_MASK != 0 {
-            return INVALID_PARAMETERS;
+            return Target::OutsideMpidr;
         }
-        let Some(i) = self.index(target) else { return INVALID_PARAMETERS };
-        if self.power[i] != Power::Off {
-            return ALREADY_ON;
+        match self.index(target).map(|i| self.power[i]) {
+            None => Target::NoVcpu,
+            Some(Power::Off) => Target::Off,
+            Some(_) => Target::On,
         }
-        self.power[i] = Power::Starting { entry, context };
-        SUCCESS
     }
 
     /// CPU_OFF of the calling vCPU `i` (which then waits, off, for a CPU_ON).
@@ -103,8 +122,13 @@ impl Vcpus {
 
     /// AFFINITY_INFO of `target` at `lowest_level`: the PSCI answer.
     pub fn affinity_info(&self, target: u64, lowest_level: u64) -> i64 {
+        answer(PowerCall::AffinityInfo, self.affinity_target(target, lowest_level))
+    }
+
+    /// What AFFINITY_INFO's target is.
+    pub fn affinity_target(&self, target: u64, lowest_level: u64) -> Target {
         if target & !MPIDR_HWID_MASK != 0 {
-            return INVALID_PARAMETERS;
+            return Target::OutsideMpidr;
         }
         // Level n ignores affinity fields 0..n (Aff3 sits at bits 32..40).
         let mask = match lowest_level {
@@ -112,13 +136,13 @@ impl Vcpus {
             1 => MPIDR_HWID_MASK & !0xff,
             2 => MPIDR_HWID_MASK & !0xffff,
             3 => MPIDR_HWID_MASK & !0xff_ffff,
-            _ => return INVALID_PARAMETERS,
+            _ => return Target::BadLevel,
         };
         let mut matching = (0..self.count).filter(|&i| i as u64 & mask == target & mask).map(|i| self.power[i]);
         match matching.next() {
-            None => INVALID_PARAMETERS,
-            Some(first) if first != Power::Off || matching.any(|p| p != Power::Off) => AFFINITY_ON,
-            Some(_) => AFFINITY_OFF,
+            None => Target::NoVcpu,
+            Some(first) if first != Power::Off || matching.any(|p| p != Power::Off) => Target::On,
+            Some(_) => Target::Off,
         }
     }
 }
@@ -126,6 +150,7 @@ impl Vcpus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use abi::psci::ALREADY_ON;
 
     #[test]
     fn cpu_on_starts_an_off_vcpu_once() {

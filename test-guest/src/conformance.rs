@@ -139,7 +139,13 @@ impl Drop for Untouched {
 }
 
 pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode) {
-    h.run("conformance_matches_profile", || probe_all(boot, mode));
+    if boot.dt.cpus().len() >= 2 {
+        // The vCPU power probes alone: with a second vCPU, the one-vCPU probes' CPU_ON
+        // of MPIDR 1 would start it at address 0.
+        h.run("conformance_smp_matches_table", || crate::conformance_smp::probe_all(boot));
+    } else {
+        h.run("conformance_matches_profile", || probe_all(boot, mode));
+    }
 }
 
 fn probe_all(boot: &BootInfo, mode: Mode) -> CaseResult {

@@ -15,6 +15,8 @@ mod clock;
 #[cfg(target_os = "none")]
 mod conformance;
 #[cfg(target_os = "none")]
+mod conformance_smp;
+#[cfg(target_os = "none")]
 mod cpu_id;
 #[cfg(target_os = "none")]
 mod expect;
