@@ -328,6 +328,9 @@ pub mod recorded {
     pub const PROTECTED: &str = include_str!("../../recordings/linux-7.3.4-protected.txt");
     /// An ordinary VM on the same host.
     pub const ORDINARY: &str = include_str!("../../recordings/linux-7.3.4-ordinary.txt");
+    /// A protected VM of two vCPUs: the vCPU power probes only
+    /// ([`crate::profile::vcpu_power`]).
+    pub const SMP: &str = include_str!("../../recordings/linux-7.3.4-smp.txt");
 }
 
 #[cfg(test)]

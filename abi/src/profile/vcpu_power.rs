@@ -101,3 +101,78 @@ pub const LINUX_7_3: &[PowerRow] = &[
 pub fn answer(rows: &[PowerRow], call: PowerCall, target: Target) -> Option<i64> {
     rows.iter().find(|r| r.call == call && r.target == target).map(|r| r.answer)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::recording::{self, parse_regs, recorded};
+    use crate::profile::{Answer, Call, Conduit, Pages, VmFacts, LINUX_7_3_PROTECTED};
+    use crate::psci;
+
+    /// Every call has a row for every kind of target it can name, and only one.
+    #[test]
+    fn every_kind_a_call_can_name_has_one_row() {
+        for call in [PowerCall::CpuOn, PowerCall::AffinityInfo] {
+            for target in Target::ALL {
+                let rows = LINUX_7_3.iter().filter(|r| r.call == call && r.target == target).count();
+                let arises = !(call == PowerCall::CpuOn && target == Target::BadLevel);
+                assert_eq!(rows, usize::from(arises), "{call:?} {target:?}");
+            }
+        }
+        for target in Target::ALL {
+            assert_eq!(Target::from_word(target.word()), Some(target));
+        }
+    }
+
+    /// The real pKVM's answers, probe by probe (`abi/recordings/linux-7.3.4-smp.txt`):
+    /// each probe's name says the call and the target's kind.
+    #[test]
+    fn the_rows_are_what_the_real_pkvm_answered() {
+        let mut seen = Vec::new();
+        // (The VMM's teardown probes follow every run: not this table's.)
+        for probe in recording::probes(recorded::SMP.lines()).filter(|p| p.name.starts_with("smp-")) {
+            let (name, word) = probe.name.strip_prefix("smp-").and_then(|n| n.split_once('@')).expect(probe.name);
+            let call = if name.starts_with("cpu-on") { PowerCall::CpuOn } else { PowerCall::AffinityInfo };
+            let target = Target::from_word(word).expect(word);
+            let regs = parse_regs(probe.result).expect(probe.result);
+            assert_eq!(Some(regs[0] as i64), answer(LINUX_7_3, call, target), "{}", probe.name);
+            assert_eq!(regs[1..], [0, 0, 0], "{}", probe.name);
+            seen.push((call, target));
+        }
+        for row in LINUX_7_3 {
+            assert!(seen.contains(&(row.call, row.target)), "{:?} {:?} was not measured", row.call, row.target);
+        }
+    }
+
+    struct NoPages;
+
+    impl VmFacts for NoPages {
+        fn pages(&self, _: u64, _: u64) -> Pages {
+            Pages::Private
+        }
+        fn any_ram(&self, _: u64, _: u64) -> bool {
+            false
+        }
+        fn enrolled(&self) -> bool {
+            false
+        }
+    }
+
+    /// With one vCPU the rows give what the one-vCPU table gives: MPIDR 0 is on, 1 names
+    /// no vCPU, bit 41 lies outside the affinity fields.
+    #[test]
+    fn with_one_vcpu_the_rows_agree_with_the_profile_table() {
+        for (function, call) in [(psci::CPU_ON_64, PowerCall::CpuOn), (psci::AFFINITY_INFO_64, PowerCall::AffinityInfo)]
+        {
+            for (x1, target) in [(0, Target::On), (1, Target::NoVcpu), (1 << 41, Target::OutsideMpidr)] {
+                let c = Call { conduit: Conduit::Hvc, function, args: [x1, 0, 0] };
+                let lookup = LINUX_7_3_PROTECTED.answer(&c, 1, &NoPages);
+                assert_eq!(
+                    lookup.answer,
+                    Answer::Code(answer(LINUX_7_3, call, target).unwrap()),
+                    "{function:#x} {x1:#x}"
+                );
+            }
+        }
+    }
+}
