@@ -1,4 +1,4 @@
-//! Links pvmfw at its region (see `abi::pvmfw`); host builds are left alone.
+//! Links pvmfw at its region (see `pvmkit_abi::pvmfw`); host builds are left alone.
 fn main() {
     println!("cargo:rerun-if-changed=pvmfw.ld");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {

@@ -15,8 +15,8 @@
 //! [`ImageError`] and never panic.
 //!
 //! ```
-//! use abi::arm64_image::{header_bytes, parse, place};
-//! use abi::memory_map::Region;
+//! use pvmkit_abi::arm64_image::{header_bytes, parse, place};
+//! use pvmkit_abi::memory_map::Region;
 //!
 //! let mut file = header_bytes(0, 0x10_0000, 0xa).to_vec(); // text_offset 0, 1 MiB, 4 KiB pages
 //! file.resize(0x4000, 0);

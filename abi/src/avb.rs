@@ -12,7 +12,7 @@
 //! are signed, which are the signature, and which the key.
 //!
 //! ```
-//! use abi::avb::{footer, AvbError};
+//! use pvmkit_abi::avb::{footer, AvbError};
 //!
 //! assert_eq!(footer(&[0u8; 16]).unwrap_err(), AvbError::TooSmall("footer"));
 //! ```

@@ -16,7 +16,7 @@
 //! reads it. Everything else wrong is refused by name ([`ConfigError`]).
 //!
 //! ```
-//! use abi::avf_config::{parse, ConfigError};
+//! use pvmkit_abi::avf_config::{parse, ConfigError};
 //!
 //! assert_eq!(parse(b"nope").unwrap_err(), ConfigError::TooSmall);
 //! ```

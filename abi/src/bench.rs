@@ -3,7 +3,7 @@
 //! block's data, fails the bench (test-guest's and the Linux guest's alike).
 //!
 //! ```
-//! use abi::bench::{block_stamp, BLOCK};
+//! use pvmkit_abi::bench::{block_stamp, BLOCK};
 //!
 //! assert_ne!(block_stamp(0, 4096), block_stamp(1, 4096));
 //! assert_ne!(block_stamp(8, 4096), block_stamp(8, 65536), "each phase its own");

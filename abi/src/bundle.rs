@@ -16,7 +16,7 @@
 //! Both return errors, never panic, whatever the bytes.
 //!
 //! ```
-//! use abi::bundle::{encode, encoded_len, Bundle, EntryKind, EntrySpec, VmConfig};
+//! use pvmkit_abi::bundle::{encode, encoded_len, Bundle, EntryKind, EntrySpec, VmConfig};
 //!
 //! let config = VmConfig { ram_base: 0x8000_0000, ram_size: 256 << 20, entry_ipa: 0x8020_0000, virtio_slots: 0, vcpus: 1 }
 //!     .to_bytes();

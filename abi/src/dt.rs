@@ -3,8 +3,8 @@
 //! `pvmkit` (writer) use, declared once.
 //!
 //! ```
-//! assert_eq!(abi::dt::VIRTIO_MMIO, "virtio,mmio");
-//! assert_eq!(abi::dt::BOUNCE_POOL, abi::memory_map::BOUNCE_POOL_COMPATIBLE);
+//! assert_eq!(pvmkit_abi::dt::VIRTIO_MMIO, "virtio,mmio");
+//! assert_eq!(pvmkit_abi::dt::BOUNCE_POOL, pvmkit_abi::memory_map::BOUNCE_POOL_COMPATIBLE);
 //! ```
 
 /// A PL011 UART.

@@ -5,7 +5,7 @@
 //! ISS: "ISS encoding for an exception from a Data Abort".
 //!
 //! ```
-//! use abi::esr::Esr;
+//! use pvmkit_abi::esr::Esr;
 //!
 //! // A 32-bit load into w3 that took an external abort at stage 2.
 //! let esr = Esr(0x9383_0010);

@@ -11,7 +11,7 @@
 //! marks any other line that could pass for a host line, so that none can.
 //!
 //! ```
-//! use abi::exit_line::{Head, Nonce, Quoted, Reason, Shown, Tag, Violation, Writer};
+//! use pvmkit_abi::exit_line::{Head, Nonce, Quoted, Reason, Shown, Tag, Violation, Writer};
 //!
 //! let v = Violation { ipa: 0x8040_0000, vcpu: Some(1), device: Some(0x0a00_3e00), queue: Some(0), descriptor: Some(2), what: "buffer page not shared" };
 //! assert_eq!(

@@ -3,7 +3,7 @@
 //! learn its length from these before they can look at the rest.
 //!
 //! ```
-//! use abi::fdt_header::total_size;
+//! use pvmkit_abi::fdt_header::total_size;
 //!
 //! assert_eq!(total_size([0xd0, 0x0d, 0xfe, 0xed, 0, 0, 0x20, 0], 1 << 20), Ok(0x2000));
 //! assert!(total_size([0xd0, 0x0d, 0xfe, 0xed, 0, 0x20, 0, 0], 1 << 20).is_err(), "2 MiB > the limit");

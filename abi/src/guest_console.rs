@@ -3,7 +3,7 @@
 //! `pvmkit.*` command-line words (written by `pvmkit`, read by test-guest).
 //!
 //! ```
-//! use abi::guest_console::{Summary, MODE};
+//! use pvmkit_abi::guest_console::{Summary, MODE};
 //!
 //! let line = Summary { passed: 12, failed: 0 }.to_string();
 //! assert_eq!(line, "12 passed, 0 failed");

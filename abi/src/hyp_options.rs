@@ -11,7 +11,7 @@
 //! | `nonce` | 16 hex digits | the run's secret that starts every line hyp writes ([`crate::exit_line`]) |
 //!
 //! ```
-//! use abi::hyp_options::{AbiForm, HypOptions, VmMode};
+//! use pvmkit_abi::hyp_options::{AbiForm, HypOptions, VmMode};
 //!
 //! let options = HypOptions::parse("mode=protected abi=upstream").unwrap();
 //! assert_eq!(options.mode, VmMode::Protected(AbiForm::Upstream));

@@ -7,7 +7,7 @@
 //! UNMAP, MEM_RELINQUISH, the ranged forms and `KVM_FUNC_HAS_RANGE`).
 //!
 //! ```
-//! use abi::kvm::{func, Features};
+//! use pvmkit_abi::kvm::{func, Features};
 //!
 //! // The bitmap KVM_FEATURES returns: which vendor-hypervisor functions exist.
 //! let features = Features::with(&[func::FEATURES, func::PTP, func::HYP_MEMINFO]);

@@ -6,7 +6,7 @@
 //! 0x4000_0000  QEMU RAM base (QEMU boot stub)
 //! 0x4008_0000  hyp image (arm64 Image, text_offset 0x80000), then hyp's data
 //!  …           QEMU's DTB and the bundle (-initrd): found through the DTB, never assumed
-//! 0x7fc0_0000  pvmfw region, 4 MiB below guest RAM (abi::pvmfw)
+//! 0x7fc0_0000  pvmfw region, 4 MiB below guest RAM (pvmkit_abi::pvmfw)
 //! 0x8000_0000  guest RAM: the guest's device tree at its base …
 //! 0x8020_0000  … the payload, linked here by guest-lib's `guest.ld` …
 //! 0x8800_0000  … a ramdisk, if any …
@@ -14,7 +14,7 @@
 //! ```
 //!
 //! ```
-//! use abi::memory_map::{virtio_mmio_slot, GUEST_DT_BASE, GUEST_RAM_BASE, PAYLOAD_BASE};
+//! use pvmkit_abi::memory_map::{virtio_mmio_slot, GUEST_DT_BASE, GUEST_RAM_BASE, PAYLOAD_BASE};
 //!
 //! assert_eq!(GUEST_DT_BASE, GUEST_RAM_BASE); // the DT first, the payload 2 MiB above
 //! assert_eq!(PAYLOAD_BASE, 0x8020_0000);

@@ -24,7 +24,7 @@
 //! `abi/recordings/`).
 //!
 //! ```
-//! use abi::profile::{Answer, Call, Conduit, Pages, VmFacts, LINUX_7_3_PROTECTED};
+//! use pvmkit_abi::profile::{Answer, Call, Conduit, Pages, VmFacts, LINUX_7_3_PROTECTED};
 //!
 //! /// A VM whose pages are all private RAM.
 //! struct AllPrivate;
@@ -35,7 +35,7 @@
 //! }
 //! // Linux 7.3 has no MMIO guard: the features bitmap says 0x1d over HVC.
 //! assert_eq!(LINUX_7_3_PROTECTED.features(&AllPrivate).0[0], 0x1d);
-//! let share = Call { conduit: Conduit::Hvc, function: abi::kvm::MEM_SHARE, args: [0x8040_0000, 0, 0] };
+//! let share = Call { conduit: Conduit::Hvc, function: pvmkit_abi::kvm::MEM_SHARE, args: [0x8040_0000, 0, 0] };
 //! let lookup = LINUX_7_3_PROTECTED.answer(&share, 1, &AllPrivate);
 //! assert!(matches!(lookup.answer, Answer::Act(..)), "a private page is shared");
 //! ```

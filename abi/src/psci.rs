@@ -5,7 +5,7 @@
 //!
 //! ```
 //! // PSCI 1.x functions are SMC32 fast calls owned by the standard secure service (4).
-//! assert_eq!(abi::smccc::owner_of(abi::psci::SYSTEM_OFF), 4);
+//! assert_eq!(pvmkit_abi::smccc::owner_of(pvmkit_abi::psci::SYSTEM_OFF), 4);
 //! ```
 
 /// `PSCI_VERSION`: returns the implemented PSCI version (major 31:16, minor 15:0).

@@ -16,7 +16,7 @@
 //!   it rebuilt.
 //!
 //! ```
-//! use abi::pvmfw::{trusted_key, trusted_key_slot};
+//! use pvmkit_abi::pvmfw::{trusted_key, trusted_key_slot};
 //!
 //! // The slot `pvmkit pvmfw --trusted-key` writes into pvmfw's image.
 //! let slot = trusted_key_slot(&[7; 520]).unwrap();

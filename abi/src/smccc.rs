@@ -4,11 +4,11 @@
 //! (SMCCC_VERSION, SMCCC_ARCH_FEATURES); Linux `include/linux/arm-smccc.h`.
 //!
 //! ```
-//! use abi::smccc::{fast_call_id, number_of, owner_of, SMCCC_VERSION};
+//! use pvmkit_abi::smccc::{fast_call_id, number_of, owner_of, SMCCC_VERSION};
 //!
 //! let id = fast_call_id(false, 0, 0); // SMC32, Arm architecture service, function 0
 //! assert_eq!(id, SMCCC_VERSION);
-//! assert_eq!((owner_of(abi::kvm::MEM_SHARE), number_of(abi::kvm::MEM_SHARE)), (6, 3));
+//! assert_eq!((owner_of(pvmkit_abi::kvm::MEM_SHARE), number_of(pvmkit_abi::kvm::MEM_SHARE)), (6, 3));
 //! ```
 
 /// Bit 31 of a function ID: set for fast calls.

@@ -3,8 +3,8 @@
 //!
 //! ```
 //! // Register offsets from a transport's base: a driver reads "virt" at MAGIC.
-//! assert_eq!(abi::virtio_mmio::MAGIC, 0);
-//! assert_eq!(abi::virtio_mmio::QUEUE_NUM, 0x38);
+//! assert_eq!(pvmkit_abi::virtio_mmio::MAGIC, 0);
+//! assert_eq!(pvmkit_abi::virtio_mmio::QUEUE_NUM, 0x38);
 //! ```
 
 /// MagicValue ("virt").

@@ -4,7 +4,7 @@
 //! Android profile (`android.N`, N > 16), the new one names that profile too. A previous
 //! certificate with no profile name, or a name of another family, does not bind us.
 
-use abi::dice_handover::{head, well_formed};
+use pvmkit_abi::dice_handover::{head, well_formed};
 
 use crate::handover::ChainError;
 

@@ -9,8 +9,8 @@
 //! assert_eq!(cells_u64(&[0, 0, 0, 1, 0, 0, 0, 0]), Some(1 << 32));
 //! assert_eq!(cells_u64(&[1, 2, 3]), None);
 //! ```
-use abi::memory_map::Region;
 use dtoolkit::fdt::FdtNode;
+use pvmkit_abi::memory_map::Region;
 
 /// A `reg` property that does not decode (bad cells, or a region that wraps).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +47,8 @@ pub fn first_intid(value: &[u8]) -> Option<u32> {
     let (kind, number) = (cell(0)?, cell(1)?);
     cell(2)?;
     match kind {
-        abi::dt::GIC_SPI if number < 988 => Some(abi::gic::spi_intid(number)),
-        abi::dt::GIC_PPI if number < 16 => Some(abi::gic::ppi_intid(number)),
+        pvmkit_abi::dt::GIC_SPI if number < 988 => Some(pvmkit_abi::gic::spi_intid(number)),
+        pvmkit_abi::dt::GIC_PPI if number < 16 => Some(pvmkit_abi::gic::ppi_intid(number)),
         _ => None,
     }
 }

@@ -6,7 +6,7 @@
 //! Each writes one node, properties in a fixed order, so both trees stay comparable.
 //!
 //! ```
-//! use abi::memory_map::Region;
+//! use pvmkit_abi::memory_map::Region;
 //! use pvmkit_dt::write;
 //!
 //! let mut w = vm_fdt::FdtWriter::new().unwrap();
@@ -23,9 +23,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use abi::dt;
-use abi::dt::{GIC_PPI, GIC_SPI};
-use abi::memory_map::{
+use pvmkit_abi::dt;
+use pvmkit_abi::dt::{GIC_PPI, GIC_SPI};
+use pvmkit_abi::memory_map::{
     redistributors, virtio_mmio_slot_at, virtio_mmio_spi, Region, GICD_BASE, GICD_SIZE, PL011_CLOCK_HZ, PL011_SPI,
     TIMER_PPIS,
 };

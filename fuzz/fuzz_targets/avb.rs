@@ -1,10 +1,10 @@
-//! The AVB parser (`abi::avb`) on any bytes: it returns, never panics; every region it
+//! The AVB parser (`pvmkit_abi::avb`) on any bytes: it returns, never panics; every region it
 //! hands out lies inside the bytes it was given, and the vbmeta image it finds lies
 //! between the image and the footer.
 #![no_main]
 
-use abi::avb::{Descriptor, SignedPayload, FOOTER_SIZE};
 use libfuzzer_sys::fuzz_target;
+use pvmkit_abi::avb::{Descriptor, SignedPayload, FOOTER_SIZE};
 
 /// Whether `part` lies inside `whole`.
 fn inside(part: &[u8], whole: &[u8]) -> bool {

@@ -1,10 +1,10 @@
-//! The configuration data's parser (`abi::avf_config`) on any bytes: it returns, never
+//! The configuration data's parser (`pvmkit_abi::avf_config`) on any bytes: it returns, never
 //! panics; every entry it hands out lies inside the configuration, after the entry
 //! table, 8-byte aligned, in order and apart; an accepted one has a DICE handover.
 #![no_main]
 
-use abi::avf_config::{parse, Entry};
 use libfuzzer_sys::fuzz_target;
+use pvmkit_abi::avf_config::{parse, Entry};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(config) = parse(data) else { return };

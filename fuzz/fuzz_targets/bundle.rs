@@ -2,8 +2,8 @@
 //! must return, never panic, and every entry of an accepted bundle lies inside it.
 #![no_main]
 
-use abi::bundle::Bundle;
 use libfuzzer_sys::fuzz_target;
+use pvmkit_abi::bundle::Bundle;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(bundle) = Bundle::parse(data) else { return };

@@ -1,12 +1,12 @@
 //! The DICE handover as pvmfw receives it and as a payload reads its page
-//! (`abi::dice_handover`), and the chain walks pvmfw makes on it (`pvmkit_dice`): on
+//! (`pvmkit_abi::dice_handover`), and the chain walks pvmfw makes on it (`pvmkit_dice`): on
 //! any bytes they return, never panic. An accepted handover's chain is one well-formed
 //! item inside the input; a chain that takes a certificate keeps its items byte for
 //! byte and grows by one.
 #![no_main]
 
-use abi::dice_handover::{head, well_formed, DiceHandover};
 use libfuzzer_sys::fuzz_target;
+use pvmkit_abi::dice_handover::{head, well_formed, DiceHandover};
 use pvmkit_dice::handover::append_certificate;
 use pvmkit_dice::profile::{last_certificate_profile, next_profile};
 

@@ -15,9 +15,9 @@ fuzz_target!(|data: &[u8]| {
             &config,
             &kept,
             false,
-            abi::memory_map::Region {
-                start: abi::pvmfw::DICE_HANDOVER_BASE,
-                end: abi::pvmfw::DICE_HANDOVER_BASE + 4096,
+            pvmkit_abi::memory_map::Region {
+                start: pvmkit_abi::pvmfw::DICE_HANDOVER_BASE,
+                end: pvmkit_abi::pvmfw::DICE_HANDOVER_BASE + 4096,
             },
         );
     }

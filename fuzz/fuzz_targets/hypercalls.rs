@@ -15,11 +15,6 @@
 //!   vCPU runs once its CPU takes the start, AFFINITY_INFO agrees with the power table.
 #![no_main]
 
-use abi::esr::Esr;
-use abi::hyp_options::{AbiForm, VmMode};
-use abi::kvm;
-use abi::memory_map::Region;
-use abi::profile::Conduit;
 use hyp::pkvm::hypercall::{dispatch, Clock, ExitCounters, Outcome, Services, ShortCounts, VmState};
 use hyp::pkvm::memory_calls::{DeviceHolds, GuestMemory, Holder};
 use hyp::pkvm::mmio_guard::GuardTable;
@@ -27,6 +22,11 @@ use hyp::pkvm::ownership::{Ownership, PageState, GRANULE};
 use hyp::trap::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
 use hyp::vcpus::{Power, Vcpus, AFFINITY_OFF, AFFINITY_ON};
 use libfuzzer_sys::fuzz_target;
+use pvmkit_abi::esr::Esr;
+use pvmkit_abi::hyp_options::{AbiForm, VmMode};
+use pvmkit_abi::kvm;
+use pvmkit_abi::memory_map::Region;
+use pvmkit_abi::profile::Conduit;
 use pvmkit_fuzz::Input;
 
 const BASE: u64 = 0x8000_0000;

@@ -1,12 +1,12 @@
-//! The instance disk as the host hands it to pvmfw (`abi::instance_disk`,
+//! The instance disk as the host hands it to pvmfw (`pvmkit_abi::instance_disk`,
 //! `pvmfw::instance`): on any header and record sector, reading and opening return,
 //! never panic; nothing opens that pvmfw did not seal (a forged sector does not pass
 //! AES-GCM), and what it sealed opens to the same record.
 #![no_main]
 
-use abi::instance_disk::{read_header, read_record, SECTOR_SIZE};
 use libfuzzer_sys::fuzz_target;
 use pvmfw::instance::{judge, open, seal, Keys, Record};
+use pvmkit_abi::instance_disk::{read_header, read_record, SECTOR_SIZE};
 use pvmkit_dice::Mode;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,9 +4,9 @@
 //! aligned base plus its text_offset.
 #![no_main]
 
-use abi::arm64_image::{self, ImageHeader, BASE_ALIGN};
-use abi::memory_map::Region;
 use libfuzzer_sys::fuzz_target;
+use pvmkit_abi::arm64_image::{self, ImageHeader, BASE_ALIGN};
+use pvmkit_abi::memory_map::Region;
 
 const RAM: Region = Region { start: 0x8000_0000, end: 0x9000_0000 };
 const KEEP_CLEAR: [Region; 2] =

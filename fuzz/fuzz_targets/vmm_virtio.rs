@@ -5,8 +5,8 @@
 //! that into a crash.
 #![no_main]
 
-use abi::virtio_mmio as reg;
 use libfuzzer_sys::fuzz_target;
+use pvmkit_abi::virtio_mmio as reg;
 use pvmkit_fuzz::Input;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm::virtio::block::Block;

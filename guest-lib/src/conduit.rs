@@ -16,7 +16,7 @@
 //! assert_eq!(Scripted.call(0x8000_0000, [0; 3])[0], 1);
 //! ```
 
-pub use abi::smccc::Conduit;
+pub use pvmkit_abi::smccc::Conduit;
 
 /// The instruction a guest uses to reach its hypervisor (the DT's `/psci` `method`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

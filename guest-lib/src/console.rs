@@ -65,7 +65,7 @@ fn this_cpu_tag() -> u64 {
     #[cfg(all(target_arch = "aarch64", target_os = "none"))]
     {
         use aarch64_cpu::registers::{Readable, MPIDR_EL1};
-        (MPIDR_EL1.get() & abi::psci::MPIDR_HWID_MASK) + 1
+        (MPIDR_EL1.get() & pvmkit_abi::psci::MPIDR_HWID_MASK) + 1
     }
     #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
     1

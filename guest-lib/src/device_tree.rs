@@ -16,7 +16,7 @@ use dtoolkit::standard::NodeStandard;
 use dtoolkit::{Node, Property};
 
 use crate::conduit::SystemConduit;
-use abi::dt;
+use pvmkit_abi::dt;
 
 /// The largest device tree guest-lib accepts.
 pub const MAX_DT_SIZE: usize = 2 << 20;
@@ -62,9 +62,9 @@ impl fmt::Display for DtError {
 
 /// The size of a device tree from its first 8 bytes, checked.
 pub fn dt_size(header: [u8; 8]) -> Result<usize, DtError> {
-    abi::fdt_header::total_size(header, MAX_DT_SIZE).map_err(|e| match e {
-        abi::fdt_header::HeaderError::NotADt => DtError::NotADt,
-        abi::fdt_header::HeaderError::BadSize(size) => DtError::BadSize(size),
+    pvmkit_abi::fdt_header::total_size(header, MAX_DT_SIZE).map_err(|e| match e {
+        pvmkit_abi::fdt_header::HeaderError::NotADt => DtError::NotADt,
+        pvmkit_abi::fdt_header::HeaderError::BadSize(size) => DtError::BadSize(size),
     })
 }
 

@@ -1,6 +1,6 @@
 //! The DICE handover pvmfw leaves the payload: a page named by a `/reserved-memory`
 //! node `compatible = "google,open-dice"` (`no-map`), holding the CBOR map
-//! `{1: CDI_Attest, 2: CDI_Seal, 3: DICE chain}` ([`abi::dice_handover`]) and zeroes.
+//! `{1: CDI_Attest, 2: CDI_Seal, 3: DICE chain}` ([`pvmkit_abi::dice_handover`]) and zeroes.
 //! The page is the VM's own memory, never shared with the host.
 //!
 //! A payload finds it with [`region`], takes its secrets with [`take`] (which copies
@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use guest_lib::dice::{parse, DiceError};
-//! use abi::dice_handover::HandoverError;
+//! use pvmkit_abi::dice_handover::HandoverError;
 //!
 //! // A page of zeroes holds no handover: refused by name.
 //! assert_eq!(parse(&[0; 4096]).unwrap_err(), DiceError::Handover(HandoverError::NotAMap));
@@ -19,8 +19,8 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use abi::dice_handover::{DiceHandover, HandoverError, CDI_SIZE};
-use abi::dt;
+use pvmkit_abi::dice_handover::{DiceHandover, HandoverError, CDI_SIZE};
+use pvmkit_abi::dt;
 
 use crate::device_tree::GuestDt;
 

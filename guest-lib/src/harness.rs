@@ -56,7 +56,7 @@ pub struct Harness<W: Write> {
 }
 
 /// The final line's counts (its wording is abi's, which `pvmkit`'s verdict reads).
-pub use abi::guest_console::Summary;
+pub use pvmkit_abi::guest_console::Summary;
 
 impl<W: Write> Harness<W> {
     /// A harness that reports to `out`.

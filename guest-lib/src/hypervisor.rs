@@ -17,8 +17,8 @@
 //! assert!(!info.is_protected());
 //! ```
 
-use abi::kvm::{self, func, Features};
-use abi::smccc;
+use pvmkit_abi::kvm::{self, func, Features};
+use pvmkit_abi::smccc;
 
 use crate::conduit::Conduit;
 

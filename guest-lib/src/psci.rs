@@ -41,7 +41,7 @@ pub fn version<C: Conduit>(conduit: &C) -> Result<(u16, u16), PsciError> {
     if x0 < 0 {
         return Err(PsciError(x0));
     }
-    Ok(abi::smccc::version_parts(x0 as u32))
+    Ok(pvmkit_abi::smccc::version_parts(x0 as u32))
 }
 
 /// PSCI_FEATURES: `Ok(flags)` when `function` is implemented.

@@ -7,9 +7,9 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use abi::esr::Esr;
 use linked_list_allocator::LockedHeap;
 use mmio_guard::MmioGuard;
+use pvmkit_abi::esr::Esr;
 
 use aarch64_cpu::registers::{Readable, Writeable, ELR_EL1, ESR_EL1, FAR_EL1};
 
@@ -26,7 +26,7 @@ use crate::{println, psci, BootInfo};
 
 /// QEMU's documented place for the DTB when it boots a bare-metal ELF (x0 is then 0):
 /// the start of RAM on `virt`.
-const QEMU_BARE_DTB: u64 = abi::memory_map::QEMU_RAM_BASE;
+const QEMU_BARE_DTB: u64 = pvmkit_abi::memory_map::QEMU_RAM_BASE;
 
 /// A command-line word that makes guest-lib skip MMIO guard registration. It exists
 /// only for the negative control that proves hyp enforces the guard, and only in builds
@@ -64,11 +64,11 @@ fn set_once<T>(cell: &'static SetOnce<T>, value: T) -> &'static T {
 /// device ranges, on first use, so a guest without devices shares nothing. Every DMA
 /// buffer of every device comes from this one shared region: the DT's
 /// `restricted-dma-pool` when it reserves one inside RAM, else one from the heap.
-pub(crate) fn set_up_dma() {
+fn set_up_dma() {
     let hypervisor = HYPERVISOR.get().copied().unwrap_or_else(|| fatal_silent());
     let dt = device_tree();
     let pool = if hypervisor.is_protected() {
-        let reserved = dt.reserved_memory(abi::memory_map::BOUNCE_POOL_COMPATIBLE).filter(|&(base, size)| {
+        let reserved = dt.reserved_memory(pvmkit_abi::memory_map::BOUNCE_POOL_COMPATIBLE).filter(|&(base, size)| {
             dt.memory
                 .is_some_and(|(ram, len)| base >= ram && base.checked_add(size).is_some_and(|end| end <= ram + len))
         });
@@ -185,6 +185,15 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
     crate::console::init_logger(log::LevelFilter::Info);
     set_once(&DT, dt);
     set_once(&HYPERVISOR, hypervisor);
+    // The virtio Hal's pool is set up on first use, so a guest without devices shares
+    // nothing: the runtime hands the virtio module its set-up rather than be called up.
+    if crate::virtio::set_dma_on_first_use(set_up_dma).is_err() {
+        fatal(format_args!("the virtio Hal's set-up was registered twice"));
+    }
+    // The GIC likewise, on the first timed wait or interrupt call.
+    if crate::timer::init_on_first_use(|| crate::timer::init(device_tree(), crate::mmio_guard())).is_err() {
+        fatal(format_args!("the GIC's set-up was registered twice"));
+    }
     let image_base = &raw const __guest_start as u64;
     let boot = BootInfo { dt, dt_error, dt_ipa, conduit, hypervisor, image_base };
     // SAFETY: defined by the guest's `guest_lib::entry!`.

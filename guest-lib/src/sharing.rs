@@ -30,8 +30,8 @@
 
 use core::fmt;
 
-use abi::kvm::{self, MEMINFO_HAS_RANGE};
-use abi::smccc;
+use pvmkit_abi::kvm::{self, MEMINFO_HAS_RANGE};
+use pvmkit_abi::smccc;
 
 use crate::conduit::Conduit;
 use crate::hypervisor::HypervisorInfo;

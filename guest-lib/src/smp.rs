@@ -36,7 +36,7 @@ use crate::conduit::Conduit;
 use crate::psci::{self, PsciError};
 
 /// The most CPUs a pvmkit VM has.
-pub const MAX_CPUS: usize = abi::bundle::MAX_VCPUS as usize;
+pub const MAX_CPUS: usize = pvmkit_abi::bundle::MAX_VCPUS as usize;
 /// A secondary CPU's stack.
 pub const STACK_SIZE: usize = 16 * 1024;
 

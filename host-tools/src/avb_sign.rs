@@ -6,9 +6,9 @@
 //! key, salt, properties, rollback index and release string, the bytes are avbtool's
 //! (PKCS#1 v1.5 signatures are deterministic): the tests hold them to avbtool's output.
 //!
-//! The layouts are [`abi::avb`]'s; this module only writes them.
+//! The layouts are [`pvmkit_abi::avb`]'s; this module only writes them.
 
-use abi::avb::{
+use pvmkit_abi::avb::{
     tag, Algorithm, DescriptorHeader, Footer, HashDescriptorFields, PropertyDescriptorFields, PublicKeyHeader,
     VbmetaHeader, FOOTER_MAGIC, FOOTER_SIZE, VBMETA_HEADER_SIZE, VBMETA_MAGIC,
 };
@@ -383,9 +383,9 @@ mod tests {
         };
         let signed = add_hash_footer(&image, &options).unwrap();
         assert_eq!(signed.len(), round_up(5000 + MAX_METADATA, BLOCK));
-        let parsed = abi::avb::SignedPayload::parse(&signed).unwrap();
+        let parsed = pvmkit_abi::avb::SignedPayload::parse(&signed).unwrap();
         assert_eq!(parsed.image, &image[..]);
-        assert_eq!(abi::avb::footer(&signed).unwrap().vbmeta_offset.get(), 8192);
+        assert_eq!(pvmkit_abi::avb::footer(&signed).unwrap().vbmeta_offset.get(), 8192);
         assert_eq!(&parsed.vbmeta.header.release_string[..12], b"pvmkit 0.1.0");
     }
 }

@@ -1,11 +1,11 @@
 //! Playing the bootloader: the configuration data appended to pvmfw's image
-//! ([`abi::avf_config`] reads it), written as AVF lays it out: at the next 4 KiB
+//! ([`pvmkit_abi::avf_config`] reads it), written as AVF lays it out: at the next 4 KiB
 //! boundary after the image, a 1.2 header, four `(offset, size)` entries and the blobs,
 //! each at the next 8-byte boundary, in entry order.
 
 use std::path::PathBuf;
 
-use abi::avf_config::{Header, ALIGN, BLOB_ALIGN, ENTRIES, MAGIC, VERSION_1_2};
+use pvmkit_abi::avf_config::{Header, ALIGN, BLOB_ALIGN, ENTRIES, MAGIC, VERSION_1_2};
 use zerocopy::IntoBytes;
 
 /// The files whose bytes become the configuration's entries (`--dice-handover`,
@@ -25,7 +25,7 @@ pub struct ConfigFiles {
 impl ConfigFiles {
     /// The configuration data these files make.
     pub fn build(&self) -> Result<Vec<u8>, String> {
-        let read = |path: &Option<PathBuf>| path.as_deref().map(crate::firmware::read).transpose();
+        let read = |path: &Option<PathBuf>| path.as_deref().map(crate::files::read).transpose();
         let handover = match read(&self.dice_handover)? {
             Some(bytes) => bytes,
             None => test_dice_handover(),
@@ -42,7 +42,7 @@ pub fn test_dice_handover() -> Vec<u8> {
     crate::dice::root_handover(&crate::dice::test_uds())
 }
 
-/// The configuration holding `entries` (in [`abi::avf_config::Entry`] order; `None`:
+/// The configuration holding `entries` (in [`pvmkit_abi::avf_config::Entry`] order; `None`:
 /// absent).
 pub fn build(entries: [Option<&[u8]>; ENTRIES]) -> Result<Vec<u8>, String> {
     let table = core::mem::size_of::<Header>() + 8 * ENTRIES;
@@ -82,7 +82,7 @@ pub fn append(pvmfw: &[u8], config: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use abi::avf_config::{parse, Entry};
+    use pvmkit_abi::avf_config::{parse, Entry};
 
     fn handover() -> Vec<u8> {
         let mut h = vec![0xa3, 0x01, 0x58, 32];
@@ -113,12 +113,12 @@ mod tests {
         assert_eq!(parse(&image[8192..]).unwrap(), parsed);
         assert_eq!(
             build([None, None, None, None]).map(|c| parse(&c).unwrap_err()),
-            Ok(abi::avf_config::ConfigError::NoDiceHandover)
+            Ok(pvmkit_abi::avf_config::ConfigError::NoDiceHandover)
         );
         // The default handover is one pvmfw reads: the test UDS's root handover.
         let config = ConfigFiles::default().build().unwrap();
         let handover = parse(&config).unwrap().dice_handover().unwrap();
-        assert_eq!(handover, abi::dice_handover::DiceHandover::parse(&test_dice_handover()).unwrap());
+        assert_eq!(handover, pvmkit_abi::dice_handover::DiceHandover::parse(&test_dice_handover()).unwrap());
         assert_eq!(crate::dice::verify(handover.chain).unwrap().len(), 1, "the bootloader's layer");
     }
 }

@@ -1,16 +1,16 @@
 //! The differential conformance run: the same probe guest (test-guest's
 //! `--scenario conformance`) on the real pKVM and on hyp's upstream profile, its
 //! `probe NAME = RESULT` lines set side by side. A difference not listed in
-//! [`abi::profile::INTENDED_DIFFERENCES`] with exactly these two answers fails the run.
+//! [`pvmkit_abi::profile::INTENDED_DIFFERENCES`] with exactly these two answers fails the run.
 //! Both are also held against the recording of the real release in the repository
-//! (`abi/recordings/`, [`abi::profile::recording`]), which says which side changed:
+//! (`abi/recordings/`, [`pvmkit_abi::profile::recording`]), which says which side changed:
 //! the real pKVM, hyp, or the table (the last is a host test as well).
 
 use std::collections::BTreeMap;
 
-use abi::profile::recording::{self, Expected};
-use abi::profile::teardown::Page;
-use abi::profile::{Profile, INTENDED_DIFFERENCES};
+use pvmkit_abi::profile::recording::{self, Expected};
+use pvmkit_abi::profile::teardown::Page;
+use pvmkit_abi::profile::{Profile, INTENDED_DIFFERENCES};
 
 /// The probes one run printed: name → result, in name order.
 pub type Probes = BTreeMap<String, String>;
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn the_vmms_teardown_probes_are_left_out_of_hyps_comparison_and_the_varying_one_out_of_change() {
-        use abi::profile::{LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED};
+        use pvmkit_abi::profile::{LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED};
         let probes = parse(&lines(
             "[vmm] probe teardown-private = kept\n[vmm] probe teardown-shared = kept\nprobe reg-pmcr-el0 = undefined esr=0x2000000\n",
         ));
@@ -228,8 +228,8 @@ mod tests {
         assert!(changed_since(&recorded, &live, |n| (n == "mmio").then_some("abort")).is_empty());
         // The table against the real recording: nothing departs; a recorded answer
         // altered, or a register probe's, departs alone.
-        let real = abi::profile::recording::recorded::PROTECTED;
-        let table = &abi::profile::LINUX_7_3_PROTECTED;
+        let real = pvmkit_abi::profile::recording::recorded::PROTECTED;
+        let table = &pvmkit_abi::profile::LINUX_7_3_PROTECTED;
         assert!(table_departures(table, real).is_empty(), "{:?}", table_departures(table, real));
         let wrong = real.replace("probe meminfo = x0=0x1000", "probe meminfo = x0=0x10000");
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The virtio devices `pvmkit` gives a guest, as QEMU's real devices: a block device
 //! on a disk image, an entropy source, a console whose host end is a pair of FIFOs
 //! `pvmkit` writes to and reads from, and, when pvmfw boots the guest, the instance
-//! disk pvmfw keeps its record on (`abi::instance_disk`; pvmfw takes that transport out
+//! disk pvmfw keeps its record on (`pvmkit_abi::instance_disk`; pvmfw takes that transport out
 //! of the payload's DT).
 //!
 //! QEMU `virt` gives the first `-device` the last virtio-mmio transport, the next one
@@ -13,7 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use abi::memory_map::VIRTIO_MMIO_SLOTS;
+use pvmkit_abi::memory_map::VIRTIO_MMIO_SLOTS;
 
 /// The disk a guest gets when it brings none: 8 MiB.
 pub const DISK_SIZE: u64 = 8 << 20;
@@ -40,10 +40,10 @@ pub const fn virtio_slots(instance_disk: bool) -> u32 {
 /// A new instance disk: [`INSTANCE_DISK_SIZE`] bytes, the header with a random disk id,
 /// no record yet (as AVF's host creates `instance.img`).
 pub fn instance_disk_image() -> Result<Vec<u8>, String> {
-    let id = crate::signing::random(abi::instance_disk::DISK_ID_SIZE)?;
+    let id = crate::signing::random(pvmkit_abi::instance_disk::DISK_ID_SIZE)?;
     let id = id.try_into().map_err(|_| "the disk id is not 32 bytes")?;
     let mut disk = vec![0u8; INSTANCE_DISK_SIZE as usize];
-    disk[..abi::instance_disk::SECTOR_SIZE].copy_from_slice(&abi::instance_disk::header(&id));
+    disk[..pvmkit_abi::instance_disk::SECTOR_SIZE].copy_from_slice(&pvmkit_abi::instance_disk::header(&id));
     Ok(disk)
 }
 
@@ -177,7 +177,7 @@ mod tests {
         assert!(args.rfind("drive=instance0") > args.find("virtconsole"), "the instance disk comes fourth");
         let instance = std::fs::read(dir.join("instance.img")).unwrap();
         assert_eq!(instance.len() as u64, INSTANCE_DISK_SIZE);
-        let id = abi::instance_disk::read_header(instance[..512].try_into().unwrap()).unwrap();
+        let id = pvmkit_abi::instance_disk::read_header(instance[..512].try_into().unwrap()).unwrap();
         assert_ne!(id, [0; 32], "a random disk id");
         assert!(instance[512..].iter().all(|&b| b == 0), "no record yet");
         // A kept instance disk is not rewritten.

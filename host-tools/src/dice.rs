@@ -95,7 +95,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The chain in `bytes`: a whole handover (`{1, 2, 3}`) or a chain alone.
 pub fn chain_of(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    match abi::dice_handover::DiceHandover::parse(bytes) {
+    match pvmkit_abi::dice_handover::DiceHandover::parse(bytes) {
         Ok(handover) => Ok(handover.chain.to_vec()),
         Err(_) if bytes.first().is_some_and(|b| b >> 5 == 4) => Ok(bytes.to_vec()),
         Err(e) => Err(format!("neither a DICE handover nor a chain: {e}")),

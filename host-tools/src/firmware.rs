@@ -75,7 +75,7 @@ pub fn build_all(ws: &Workspace) -> Result<Firmware, String> {
 }
 
 fn write_flat(elf: &Path, to: &Path) -> Result<FlatImage, String> {
-    let image = FlatImage::from_elf(&read(elf)?).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let image = FlatImage::from_elf(&crate::files::read(elf)?).map_err(|e| format!("{}: {e}", elf.display()))?;
     std::fs::write(to, &image.bytes).map_err(|e| format!("writing {}: {e}", to.display()))?;
     Ok(image)
 }
@@ -87,7 +87,7 @@ pub fn write_image(elf: &Path, to: &Path) -> Result<(), String> {
     if image.load_address != 0 {
         return Err(format!("{} is linked at {:#x}, not 0: not an Image", elf.display(), image.load_address));
     }
-    abi::arm64_image::parse(&image.bytes).map(|_| ()).map_err(|e| format!("{}: {e}", to.display()))
+    pvmkit_abi::arm64_image::parse(&image.bytes).map(|_| ()).map_err(|e| format!("{}: {e}", to.display()))
 }
 
 /// Builds the VMM (release, static) for the pKVM host's initramfs.
@@ -100,11 +100,6 @@ pub fn build_vmm(ws: &Workspace) -> Result<PathBuf, String> {
 pub fn build_linux_init(ws: &Workspace) -> Result<PathBuf, String> {
     Toolchain::current().ensure_targets(&ws.root, &[VMM_TARGET])?;
     cargo_build(ws, "linux-guest-init", VMM_TARGET)
-}
-
-/// Reads a file with its name in the error.
-pub fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
 }
 
 /// An ELF executable laid out as the bytes to load at one address.
@@ -173,9 +168,9 @@ fn symbol(elf: &[u8], name: &str) -> Result<u64, String> {
 /// pvmfw's image as a bootloader loads it: its flat image with `trusted_key` (AVB's
 /// public-key format) written into its embedded-key slot, and the configuration data
 /// `config` appended at the next 4 KiB boundary, where pvmfw reads it
-/// (`__pvmfw_image_end`). Loaded at [`abi::pvmfw::PVMFW_BASE`].
+/// (`__pvmfw_image_end`). Loaded at [`pvmkit_abi::pvmfw::PVMFW_BASE`].
 pub fn pvmfw_image(elf: &[u8], trusted_key: &[u8], config: &[u8]) -> Result<Vec<u8>, String> {
-    use abi::pvmfw::{trusted_key_slot, PVMFW_BASE, PVMFW_IMAGE_MAX, TRUSTED_KEY_MAX};
+    use pvmkit_abi::pvmfw::{trusted_key_slot, PVMFW_BASE, PVMFW_IMAGE_MAX, TRUSTED_KEY_MAX};
     let mut image = FlatImage::from_elf(elf)?;
     if image.load_address != PVMFW_BASE {
         return Err(format!("pvmfw is linked at {:#x}, not {PVMFW_BASE:#x}", image.load_address));
@@ -186,7 +181,7 @@ pub fn pvmfw_image(elf: &[u8], trusted_key: &[u8], config: &[u8]) -> Result<Vec<
     let place = image.bytes.get_mut(at as usize..at as usize + slot.len()).ok_or("key slot outside the image")?;
     place.copy_from_slice(&slot);
     let end = symbol(elf, "__pvmfw_image_end")? - image.load_address;
-    if (image.bytes.len() as u64).next_multiple_of(abi::avf_config::ALIGN as u64) != end {
+    if (image.bytes.len() as u64).next_multiple_of(pvmkit_abi::avf_config::ALIGN as u64) != end {
         return Err(format!(
             "pvmfw's image is {} bytes, but it reads its configuration at {end:#x}",
             image.bytes.len()

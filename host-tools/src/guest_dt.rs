@@ -4,8 +4,8 @@
 //! use, the command line, and `/avf/untrusted` (the instance id, a wish to defer
 //! rollback protection) as AVF's host writes it.
 
-use abi::dt;
-use abi::memory_map::{
+use pvmkit_abi::dt;
+use pvmkit_abi::memory_map::{
     virtio_mmio_slot, Region, BOUNCE_POOL_BASE, BOUNCE_POOL_SIZE, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
 };
 use pvmkit_dt::write;

@@ -18,10 +18,12 @@
 
 pub mod avb_sign;
 pub mod avf_config;
+pub mod backend;
 pub mod bench;
 pub mod conformance;
 pub mod devices;
 pub mod dice;
+pub mod files;
 pub mod firmware;
 pub mod guest_dt;
 pub mod host_packages;
@@ -32,6 +34,7 @@ pub mod pack;
 pub mod payload;
 pub mod pkvm;
 pub mod qemu;
+pub mod run_config;
 pub mod signing;
 pub mod toolchain;
 pub mod verdict;
@@ -39,7 +42,7 @@ pub mod verdict;
 use std::fmt;
 use std::path::PathBuf;
 
-use abi::hyp_options::{AbiForm, VmMode};
+use pvmkit_abi::hyp_options::{AbiForm, VmMode};
 
 /// Which hypervisor runs the guest.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,7 +127,7 @@ impl Mode {
 
     /// The `pvmkit.*` words test-guest reads from its command line.
     pub fn guest_args(self) -> String {
-        use abi::guest_console::{ABI, MODE};
+        use pvmkit_abi::guest_console::{ABI, MODE};
         match self {
             Mode::Hyp(VmMode::Protected(AbiForm::Android)) => format!("{MODE}=protected {ABI}=android"),
             Mode::Hyp(VmMode::Protected(AbiForm::Upstream)) => format!("{MODE}=protected {ABI}=upstream"),

@@ -66,7 +66,7 @@ pub fn build(ws: &Workspace) -> Result<LinuxGuest, String> {
     ensure_host_tools()?;
     let init = firmware::build_linux_init(ws)?;
     let ramdisk = ws.out_dir().join("linux-guest-initramfs.cpio");
-    let archive = crate::initramfs::for_linux_guest(&firmware::read(&init)?);
+    let archive = crate::initramfs::for_linux_guest(&crate::files::read(&init)?);
     std::fs::create_dir_all(ws.out_dir()).map_err(|e| format!("creating {}: {e}", ws.out_dir().display()))?;
     std::fs::write(&ramdisk, archive).map_err(|e| format!("writing {}: {e}", ramdisk.display()))?;
     let repository_fragment = std::fs::read_to_string(ws.root.join("linux-guest/pvm.config"))
@@ -105,7 +105,7 @@ pub fn build(ws: &Workspace) -> Result<LinuxGuest, String> {
     check_config(&build.join(".config"), &repository_fragment)?;
     make(&[format!("-j{jobs}"), "Image".into()])?;
     let built = build.join("arch/arm64/boot/Image");
-    kernel::check_image(&firmware::read(&built)?)?;
+    kernel::check_image(&crate::files::read(&built)?)?;
     let staged = dir().join(format!(".{key}-{}", std::process::id()));
     std::fs::create_dir_all(&staged).map_err(|e| e.to_string())?;
     std::fs::copy(&built, staged.join("Image")).map_err(|e| format!("copying the Image: {e}"))?;

@@ -9,8 +9,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use host_tools::firmware::{self, Firmware};
-use host_tools::qemu::{self, RunConfig};
+use host_tools::qemu;
+use host_tools::run_config::RunConfig;
 use host_tools::verdict::Verdict;
+use host_tools::{backend, files};
 use host_tools::{Backend, Mode, Workspace};
 
 #[derive(Parser)]
@@ -111,7 +113,7 @@ struct RunArgs {
     kernel: Option<PathBuf>,
     /// The guest's vCPUs (1 to 8): vCPU 0 enters the guest, the others wait powered off
     /// for its PSCI CPU_ON.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=abi::bundle::MAX_VCPUS as i64))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=pvmkit_abi::bundle::MAX_VCPUS as i64))]
     cpus: u32,
     /// Extra QEMU arguments, after `--`.
     #[arg(last = true)]
@@ -361,7 +363,7 @@ fn run(cli: Cli) -> Result<bool, String> {
                 return Err("bare mode has no bundle: it runs the payload without hyp".into());
             }
             let fw = firmware::build_all(&ws)?;
-            let bytes = qemu::make_bundle(&ws, &fw, &run_config(&fw, mode, &run, false))?;
+            let bytes = host_tools::pack::make_bundle(&ws, &fw, &run_config(&fw, mode, &run, false))?;
             std::fs::write(&output, &bytes).map_err(|e| format!("writing {}: {e}", output.display()))?;
             println!("bundle: {} ({} bytes)", output.display(), bytes.len());
             Ok(true)
@@ -370,7 +372,7 @@ fn run(cli: Cli) -> Result<bool, String> {
             use host_tools::dice;
             let uds = match uds {
                 Some(path) => {
-                    let bytes = host_tools::firmware::read(&path)?;
+                    let bytes = host_tools::files::read(&path)?;
                     <[u8; 32]>::try_from(&bytes[..]).map_err(|_| {
                         format!("{}: a UDS is 32 bytes, this file holds {}", path.display(), bytes.len())
                     })?
@@ -384,7 +386,7 @@ fn run(cli: Cli) -> Result<bool, String> {
         }
         Command::Dice(DiceCommand::Verify { file }) => {
             use host_tools::dice;
-            let chain = dice::chain_of(&host_tools::firmware::read(&file)?)?;
+            let chain = dice::chain_of(&host_tools::files::read(&file)?)?;
             match dice::verify(&chain) {
                 Ok(layers) => {
                     for (i, layer) in layers.iter().enumerate() {
@@ -431,7 +433,7 @@ fn run(cli: Cli) -> Result<bool, String> {
                 ramdisks: initrd_names
                     .into_iter()
                     .zip(&initrds)
-                    .map(|(name, path)| firmware::read(path).map(|bytes| (name, bytes)))
+                    .map(|(name, path)| files::read(path).map(|bytes| (name, bytes)))
                     .collect::<Result<_, _>>()?,
                 reproducible,
             };
@@ -450,15 +452,15 @@ fn run(cli: Cli) -> Result<bool, String> {
             let fw = firmware::build_all(&ws)?;
             let key = match trusted_key {
                 Some(path) => host_tools::signing::load_public(&path)?,
-                None => firmware::read(&host_tools::signing::public_path(&host_tools::signing::dev_key(&ws)?))?,
+                None => files::read(&host_tools::signing::public_path(&host_tools::signing::dev_key(&ws)?))?,
             };
-            let image = firmware::pvmfw_image(&firmware::read(&fw.pvmfw_elf)?, &key, &config.files().build()?)?;
+            let image = firmware::pvmfw_image(&files::read(&fw.pvmfw_elf)?, &key, &config.files().build()?)?;
             std::fs::write(&output, &image).map_err(|e| format!("writing {}: {e}", output.display()))?;
             println!(
                 "pvmfw: {} ({} bytes with its configuration data, loads at {:#x})",
                 output.display(),
                 image.len(),
-                abi::pvmfw::PVMFW_BASE
+                pvmkit_abi::pvmfw::PVMFW_BASE
             );
             Ok(true)
         }
@@ -540,7 +542,7 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
 }
 
 fn run_one(ws: &Workspace, fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> Result<Verdict, String> {
-    qemu::run(ws, fw, &run_config(fw, mode, args, echo))
+    backend::run(ws, fw, &run_config(fw, mode, args, echo))
 }
 
 /// The conformance run: real pKVM and hyp upstream side by side, each against the
@@ -548,16 +550,16 @@ fn run_one(ws: &Workspace, fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool
 /// against its table (the guest checks every probe against the profile and fails on a
 /// mismatch). Every run's own verdict counts.
 fn conformance(ws: &Workspace, fw: &Firmware, timeout: u64, record: bool) -> Result<bool, String> {
-    use abi::hyp_options::{AbiForm, VmMode};
-    use abi::profile::recording::recorded;
-    use abi::profile::{ANDROID_6_12, INTENDED_DIFFERENCES, LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED};
     use host_tools::conformance;
+    use pvmkit_abi::hyp_options::{AbiForm, VmMode};
+    use pvmkit_abi::profile::recording::recorded;
+    use pvmkit_abi::profile::{ANDROID_6_12, INTENDED_DIFFERENCES, LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED};
     let hyp = RunArgs::test_guest(timeout, "conformance", Vec::new());
     let pkvm = RunArgs { backend: "pkvm".into(), ..hyp.clone() };
     let upstream = Mode::Hyp(VmMode::Protected(AbiForm::Upstream));
     let mut verdicts = true;
     let mut collect = |args: &RunArgs, mode: Mode, label: &str| -> Result<Vec<String>, String> {
-        let (verdict, output) = qemu::run_collect(ws, fw, &run_config(fw, mode, args, false))?;
+        let (verdict, output) = backend::run_collect(ws, fw, &run_config(fw, mode, args, false))?;
         eprintln!("pvmkit: conformance on {label}: {verdict}");
         verdicts &= verdict.passed();
         Ok(output.lines)
@@ -645,7 +647,7 @@ fn conformance(ws: &Workspace, fw: &Firmware, timeout: u64, record: bool) -> Res
     // No Android hypervisor runs here: the table is read from ACK 6.12's source, and
     // where that leaves the answer to something outside EL2, it is inference.
     let rows = ANDROID_6_12.rules.iter().map(|t| t.len()).sum::<usize>();
-    let inferred: Vec<_> = abi::profile::inference_rows(&ANDROID_6_12).collect();
+    let inferred: Vec<_> = pvmkit_abi::profile::inference_rows(&ANDROID_6_12).collect();
     println!(
         "hyp's Android profile: {rows} rows read from ACK android16-6.12's source, not measured; {} of them inference:",
         inferred.len()
@@ -668,7 +670,7 @@ fn sign_once(
     let (_, kernel) = host_tools::payload::read_kernel(payload)?;
     let request = signing::Request {
         ramdisks: ramdisk
-            .map(|r| firmware::read(r).map(|b| vec![("initrd_normal".to_string(), b)]))
+            .map(|r| files::read(r).map(|b| vec![("initrd_normal".to_string(), b)]))
             .transpose()?
             .unwrap_or_default(),
         ..signing::Request::default()
@@ -711,8 +713,8 @@ fn bench(
     timeout: u64,
     markdown: Option<&std::path::Path>,
 ) -> Result<bool, String> {
-    use abi::hyp_options::{AbiForm, VmMode};
     use host_tools::bench;
+    use pvmkit_abi::hyp_options::{AbiForm, VmMode};
     let (modes, qemu_args) = match backend {
         Backend::Hyp => (
             [Mode::Hyp(VmMode::Protected(AbiForm::Android)), Mode::Hyp(VmMode::Unprotected)],
@@ -759,7 +761,7 @@ fn bench(
                 let mut config = run_config(fw, mode, &args, false);
                 config.hyp_stats = backend == Backend::Hyp;
                 config.vmm_stats = backend == Backend::Pkvm;
-                let (verdict, output) = qemu::run_collect(ws, fw, &config)?;
+                let (verdict, output) = backend::run_collect(ws, fw, &config)?;
                 if !verdict.passed() {
                     return Err(format!("bench run {} of {which} in {mode} failed: {verdict}", run + 1));
                 }

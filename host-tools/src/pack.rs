@@ -2,10 +2,17 @@
 //! data, the kernel, the ramdisk and the guest device tree, laid out by pvmkit's memory
 //! map and checked with the same code hyp uses.
 
-use abi::bundle::{self, Bundle, EntryKind, EntrySpec, VmConfig};
-use abi::memory_map::{GRANULE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE, GUEST_RAM_BASE, GUEST_RAM_SIZE, RAMDISK_BASE};
+use pvmkit_abi::bundle::{self, Bundle, EntryKind, EntrySpec, VmConfig};
+use pvmkit_abi::memory_map::{GRANULE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE, GUEST_RAM_BASE, GUEST_RAM_SIZE, RAMDISK_BASE};
 
-use crate::firmware::FlatImage;
+use pvmkit_abi::memory_map::Region;
+
+use crate::devices::virtio_slots;
+use crate::firmware::{self, Firmware, FlatImage};
+use crate::guest_dt::{self, GuestDtConfig};
+use crate::payload::Payload;
+use crate::run_config::RunConfig;
+use crate::{files, signing, Workspace};
 
 /// Packs a payload, a ramdisk (at [`RAMDISK_BASE`], if any) and a guest DT into a bundle
 /// for a VM with pvmkit's default RAM and the virtio-mmio transports in `virtio_slots`
@@ -78,7 +85,7 @@ pub struct PvmfwVm<'a> {
 /// region (entered first), the signed kernel and the ramdisk where the host DT says,
 /// and the host DT.
 pub fn pack_with_pvmfw(vm: &PvmfwVm<'_>) -> Result<Vec<u8>, String> {
-    use abi::pvmfw::{PVMFW_BASE, PVMFW_IMAGE_MAX, PVMFW_SIZE};
+    use pvmkit_abi::pvmfw::{PVMFW_BASE, PVMFW_IMAGE_MAX, PVMFW_SIZE};
     if vm.pvmfw.len() as u64 > PVMFW_IMAGE_MAX {
         return Err(format!("pvmfw's image is {} bytes, more than {PVMFW_IMAGE_MAX}", vm.pvmfw.len()));
     }
@@ -106,6 +113,76 @@ pub fn pack_with_pvmfw(vm: &PvmfwVm<'_>) -> Result<Vec<u8>, String> {
     let parsed = Bundle::parse(&out).map_err(|e| format!("bundle: {e}"))?;
     parsed.layout().map_err(|e| format!("the kernel or ramdisk does not fit the guest's memory map: {e}"))?;
     Ok(out)
+}
+
+/// Packs the bundle for a run under hyp (or the VMM): through pvmfw unless
+/// `--no-pvmfw` (pvmfw with its trusted key and configuration data, the signed kernel
+/// and the ramdisk where the host DT says), and the host DT pvmkit writes (or the one
+/// given with `--host-dt`).
+pub fn make_bundle(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Vec<u8>, String> {
+    let payload = || Payload::read(&config.payload);
+    let ram = crate::payload::GUEST_RAM;
+    let ramdisk = config.initrd.as_deref().map(files::read).transpose()?;
+    let ramdisk_region = ramdisk.as_ref().map(|r| Region { start: RAMDISK_BASE, end: RAMDISK_BASE + r.len() as u64 });
+    if !config.pvmfw {
+        let dt = host_dt(config, None, ramdisk_region)?;
+        let placed = payload()?.placed(ram).map_err(|e| format!("payload {}: {e}", config.payload.display()))?;
+        return pack(&placed, ramdisk.as_deref(), &dt, virtio_slots(false), config.cpus);
+    }
+    let dev_key = signing::dev_key(ws)?;
+    let (kernel, kernel_address, kernel_footprint) = match &config.signed_payload {
+        Some(path) => {
+            let signed = files::read(path)?;
+            let (at, footprint) = crate::payload::signed_placement(&signed, ram);
+            (signed, at, footprint)
+        }
+        None => {
+            let (_, kernel) = crate::payload::read_kernel(&config.payload)?;
+            let request = signing::Request {
+                ramdisks: ramdisk.iter().map(|r| (config.initrd_name.clone(), r.clone())).collect(),
+                reproducible: true,
+                ..signing::Request::default()
+            };
+            (
+                signing::sign(&kernel.bytes, &signing::load_key(&dev_key)?, &request)?,
+                kernel.load_address,
+                kernel.mem_size,
+            )
+        }
+    };
+    let trusted = match &config.trusted_key {
+        Some(path) => signing::load_public(path)?,
+        None => std::fs::read(signing::public_path(&dev_key)).map_err(|e| format!("the development key: {e}"))?,
+    };
+    let pvmfw = firmware::pvmfw_image(&files::read(&fw.pvmfw_elf)?, &trusted, &config.config_files.build()?)?;
+    let dt = host_dt(config, Some((kernel_address, kernel.len() as u64)), ramdisk_region)?;
+    pack_with_pvmfw(&PvmfwVm {
+        pvmfw: &pvmfw,
+        kernel: &kernel,
+        kernel_address,
+        kernel_footprint,
+        ramdisk: ramdisk.as_deref(),
+        host_dt: &dt,
+        virtio_slots: virtio_slots(true),
+        vcpus: config.cpus,
+    })
+}
+
+fn host_dt(config: &RunConfig, kernel: Option<(u64, u64)>, ramdisk: Option<Region>) -> Result<Vec<u8>, String> {
+    if let Some(path) = &config.host_dt {
+        return files::read(path);
+    }
+    guest_dt::write(&GuestDtConfig {
+        ram_base: GUEST_RAM_BASE,
+        ram_size: GUEST_RAM_SIZE,
+        bootargs: &config.guest_cmdline(),
+        virtio_slots: virtio_slots(config.pvmfw),
+        cpus: config.cpus,
+        signed_payload: kernel,
+        ramdisk,
+        restricted_pool: config.restricted_pool,
+        avf: config.avf.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -144,8 +221,8 @@ mod tests {
         assert_eq!((kernel.load_ipa, kernel.mem_size, kernel.data.len()), (0x8020_0000, 0x10_0000, 0x5000));
         let ramdisk = b.entry(EntryKind::Ramdisk).unwrap();
         assert_eq!((ramdisk.load_ipa, ramdisk.mem_size), (RAMDISK_BASE, 4096));
-        assert_eq!(b.config().entry_ipa, abi::pvmfw::PVMFW_BASE);
-        assert_eq!(b.entry(EntryKind::Pvmfw).unwrap().mem_size, abi::pvmfw::PVMFW_SIZE);
+        assert_eq!(b.config().entry_ipa, pvmkit_abi::pvmfw::PVMFW_BASE);
+        assert_eq!(b.entry(EntryKind::Pvmfw).unwrap().mem_size, pvmkit_abi::pvmfw::PVMFW_SIZE);
         // A kernel whose footprint runs into the ramdisk is refused here, as hyp would.
         let err = pack_with_pvmfw(&PvmfwVm { kernel_footprint: 128 << 20, ..vm }).unwrap_err();
         assert!(err.contains("does not fit"), "{err}");

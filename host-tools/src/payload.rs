@@ -7,13 +7,14 @@
 
 use std::path::Path;
 
-use abi::arm64_image::{self, ImageHeader};
-use abi::memory_map::Region;
-use abi::memory_map::{
+use pvmkit_abi::arm64_image::{self, ImageHeader};
+use pvmkit_abi::memory_map::Region;
+use pvmkit_abi::memory_map::{
     BOUNCE_POOL_BASE, BOUNCE_POOL_SIZE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE, GUEST_RAM_BASE, GUEST_RAM_SIZE,
 };
 
-use crate::firmware::{self, FlatImage};
+use crate::files;
+use crate::firmware::FlatImage;
 
 /// pvmkit's guest RAM (the memory map's default), where payloads are placed.
 pub const GUEST_RAM: Region = Region { start: GUEST_RAM_BASE, end: GUEST_RAM_BASE + GUEST_RAM_SIZE };
@@ -42,7 +43,7 @@ pub enum Payload {
 impl Payload {
     /// Reads a payload file: an arm64 Image if its header says so, else an ELF.
     pub fn read(path: &Path) -> Result<Self, String> {
-        Self::parse(firmware::read(path)?).map_err(|e| format!("payload {}: {e}", path.display()))
+        Self::parse(files::read(path)?).map_err(|e| format!("payload {}: {e}", path.display()))
     }
 
     /// Reads a payload from its bytes.
@@ -123,8 +124,8 @@ fn image_place(header: &ImageHeader, ram: Region) -> Result<Region, String> {
 /// What is not an Image goes to the payload base with its own length, for pvmfw to
 /// refuse.
 pub fn signed_placement(signed: &[u8], ram: Region) -> (u64, u64) {
-    use abi::memory_map::PAYLOAD_BASE;
-    let image_len = abi::avb::footer(signed).map_or(signed.len(), |f| f.original_image_size.get() as usize);
+    use pvmkit_abi::memory_map::PAYLOAD_BASE;
+    let image_len = pvmkit_abi::avb::footer(signed).map_or(signed.len(), |f| f.original_image_size.get() as usize);
     let image = signed.get(..image_len).unwrap_or(signed);
     let placed = arm64_image::parse(image)
         .ok()

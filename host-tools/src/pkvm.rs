@@ -6,13 +6,15 @@
 use std::path::Path;
 use std::process::Command;
 
-use abi::hyp_options::VmMode;
+use pvmkit_abi::hyp_options::VmMode;
 
 use crate::devices::CONSOLE_TO_GUEST;
 use crate::firmware::{self, Firmware};
 use crate::kernel;
-use crate::qemu::{self, RunConfig, QEMU};
+use crate::qemu::{self, QEMU};
+use crate::run_config::RunConfig;
 use crate::verdict::{self, Expect, RunOutput, Verdict};
+use crate::{files, pack};
 use crate::{initramfs, Mode, Workspace};
 
 /// The CPU the host runs on: QEMU's `max`, with the vector extensions the pKVM host
@@ -83,13 +85,13 @@ pub fn run_collect(
         Some(path) => kernel::user_kernel(path)?,
         None => kernel::debian_kernel()?,
     };
-    let vmm = firmware::read(&firmware::build_vmm(ws)?)?;
+    let vmm = files::read(&firmware::build_vmm(ws)?)?;
     let bundle = match &config.bundle {
-        Some(given) => firmware::read(given)?,
-        None => qemu::make_bundle(ws, fw, config)?,
+        Some(given) => files::read(given)?,
+        None => pack::make_bundle(ws, fw, config)?,
     };
     let nonce = qemu::fresh_nonce()?;
-    let mut args = format!("mode={vm_mode} {}={nonce}", abi::exit_line::Nonce::OPTION);
+    let mut args = format!("mode={vm_mode} {}={nonce}", pvmkit_abi::exit_line::Nonce::OPTION);
     if config.vmm_stats {
         args.push_str(" stats=on");
     }
@@ -140,7 +142,7 @@ pub fn run_collect(
     files.extend(modules.iter().map(|(name, bytes)| (name.as_str(), &bytes[..])));
     let archive = initramfs::for_vmm(&vmm, &files);
     let initrd = dir.join("initramfs.cpio");
-    qemu::write(&initrd, &archive)?;
+    files::write(&initrd, &archive)?;
     if config.echo {
         eprintln!("pvmkit: {} on the real pKVM, host kernel {} ({})", config.mode, kernel.version, dir.display());
     }

@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use abi::avb::Algorithm;
+use pvmkit_abi::avb::Algorithm;
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::rand_core::{CryptoRng, RngCore};
@@ -114,7 +114,7 @@ pub fn load_key(path: &Path) -> Result<RsaPrivateKey, String> {
 /// Reads a public key in AVB's format (a `.avbpubkey`), checked.
 pub fn load_public(path: &Path) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    abi::avb::PublicKey::parse(&bytes)
+    pvmkit_abi::avb::PublicKey::parse(&bytes)
         .map_err(|e| format!("{} is not an AVB public key (avbtool extract_public_key): {e}", path.display()))?;
     Ok(bytes)
 }
@@ -277,7 +277,7 @@ mod tests {
             reproducible: false,
         };
         let signed = sign(&[0x5a; 4096], &key, &request).unwrap();
-        let parsed = abi::avb::SignedPayload::parse(&signed).unwrap();
+        let parsed = pvmkit_abi::avb::SignedPayload::parse(&signed).unwrap();
         assert_eq!(parsed.vbmeta.public_key_bytes().unwrap(), &public[..]);
         assert_eq!((parsed.vbmeta.algorithm, parsed.vbmeta.rollback_index()), (Algorithm::Sha256Rsa2048, 3));
         assert_eq!(parsed.vbmeta.descriptors().count(), 3);
@@ -309,7 +309,7 @@ mod tests {
         let path = dir.join("new.pem");
         let public = keygen(&path).unwrap();
         assert_eq!(load_key(&path).unwrap().n().bits(), 4096);
-        assert_eq!(abi::avb::PublicKey::parse(&public).unwrap().bits, 4096);
+        assert_eq!(pvmkit_abi::avb::PublicKey::parse(&public).unwrap().bits, 4096);
         assert!(keygen(&path).unwrap_err().contains("not overwriting"));
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -1,12 +1,12 @@
 //! Judging a run. A pass needs the guest's own summary with no failures *and* a clean
 //! end seen by something the guest cannot forge: hyp's (or the VMM's) one exit line,
 //! carrying the run's nonce (lines without it never reach the verdict as host lines:
-//! `abi::exit_line::Shown` marks them), with nothing but the host kernel's log after
+//! `pvmkit_abi::exit_line::Shown` marks them), with nothing but the host kernel's log after
 //! it; or, without hyp, QEMU's own clean power-off. Semihosting exit codes are never
 //! used.
 
-use abi::exit_line::{self, Reason, Writer};
-use abi::guest_console::Summary;
+use pvmkit_abi::exit_line::{self, Reason, Writer};
+use pvmkit_abi::guest_console::Summary;
 use std::fmt;
 
 /// How many console lines a failing verdict shows.
@@ -140,7 +140,7 @@ pub fn judge(expect: Expect, run: &RunOutput) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use abi::exit_line::{Nonce, Shown};
+    use pvmkit_abi::exit_line::{Nonce, Shown};
 
     fn run(lines: &[&str], exit_code: Option<i32>) -> RunOutput {
         RunOutput {

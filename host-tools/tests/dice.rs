@@ -9,9 +9,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use abi::avb::{Descriptor, SignedPayload};
 use common::{dice_output, pvmkit, DiceOutput};
 use host_tools::dice;
+use pvmkit_abi::avb::{Descriptor, SignedPayload};
 use pvmkit_dice::Mode;
 use sha2::{Digest, Sha512};
 
@@ -199,7 +199,7 @@ fn run_on(signed: &Path, instance: &Path, extra: &[&str]) -> (bool, String) {
     pvmkit(&args)
 }
 
-fn assert_refused(out: &(bool, String), refusal: abi::pvmfw::Refusal, detail: &str) {
+fn assert_refused(out: &(bool, String), refusal: pvmkit_abi::pvmfw::Refusal, detail: &str) {
     let start = refusal.line_start().to_string();
     assert!(!out.0 && out.1.contains(&start) && out.1.contains(detail), "expected {start} … {detail}:\n{}", out.1);
     assert!(!out.1.contains("test dice_handover"), "the payload must not have run:\n{}", out.1);
@@ -210,7 +210,7 @@ fn assert_refused(out: &(bool, String), refusal: abi::pvmfw::Refusal, detail: &s
 /// a tampered record, each by name.
 #[test]
 fn a_kept_instance_refuses_substitution_rollback_and_tampering() {
-    use abi::pvmfw::Refusal;
+    use pvmkit_abi::pvmfw::Refusal;
     build();
     let dir = scratch("instance");
     let image = Path::new(TEST_GUEST_IMAGE);
@@ -288,7 +288,7 @@ fn a_kept_instance_refuses_substitution_rollback_and_tampering() {
 /// storage even when the host asks.
 #[test]
 fn rollback_protection_is_chosen_as_aosps_pvmfw_chooses_it() {
-    use abi::pvmfw::Refusal;
+    use pvmkit_abi::pvmfw::Refusal;
     build();
     let dir = scratch("kinds");
     let image = Path::new(TEST_GUEST_IMAGE);

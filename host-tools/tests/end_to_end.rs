@@ -63,7 +63,7 @@ fn several_vcpus_pass_on_hyp_and_bare_qemu() {
     assert!(ok, "{out}");
     assert!(out.contains("test smp_every_cpu_starts ... skipped: one vCPU"), "{out}");
     // The vCPU power probes on a target of every kind, each checked by the guest against
-    // abi::profile::vcpu_power (whose rows the real pKVM's recording holds), in both forms.
+    // pvmkit_abi::profile::vcpu_power (whose rows the real pKVM's recording holds), in both forms.
     for abi in ["android", "upstream"] {
         let (ok, out) = pvmkit(&["run", "--cpus", "2", "--abi", abi, "--scenario", "conformance"]);
         assert!(ok && out.contains("pvmkit: PASS (1 guest cases passed"), "{abi}:\n{out}");
@@ -304,11 +304,17 @@ fn a_failed_read_hands_back_no_stale_pool_data() {
 fn attacks_on_the_device_side_are_named_violations() {
     let device = "device=virtio-mmio@0xa003e00";
     for (scenario, want) in [
-        ("resize-queue", format!("ipa=0x0 {device} queue=0 what=\"queue size changed while the queue is ready\"")),
-        ("attack-zero-length", format!("ipa=0x40080000 {device} queue=0 desc=0 what=\"buffer page not shared\"")),
+        (
+            "resize-queue",
+            format!("ipa=0x0 vcpu=0 {device} queue=0 what=\"queue size changed while the queue is ready\""),
+        ),
+        (
+            "attack-zero-length",
+            format!("ipa=0x40080000 vcpu=0 {device} queue=0 desc=0 what=\"buffer page not shared\""),
+        ),
         (
             "attack-notify-beyond",
-            format!("ipa=0x0 {device} queue=7 what=\"notify of a queue beyond what hyp shadows\""),
+            format!("ipa=0x0 vcpu=0 {device} queue=7 what=\"notify of a queue beyond what hyp shadows\""),
         ),
     ] {
         let (ok, out) = pvmkit(&["run", "--scenario", scenario]);
@@ -358,7 +364,7 @@ fn bad_options_are_refused_clearly() {
 #[test]
 fn hyp_refuses_a_bundle_with_more_vcpus_than_cpus() {
     let (ok, out) = run_edited_bundle("vcpus", |bytes| {
-        let entry = abi::bundle::entry_mut(bytes, abi::bundle::EntryKind::VmConfig).expect("a VM config");
+        let entry = pvmkit_abi::bundle::entry_mut(bytes, pvmkit_abi::bundle::EntryKind::VmConfig).expect("a VM config");
         let vcpus = entry.offset.get() as usize + 28;
         bytes[vcpus..vcpus + 4].copy_from_slice(&2u32.to_le_bytes());
     });
@@ -381,8 +387,8 @@ fn run_edited_bundle(name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> (bool, Stri
 }
 
 /// Moves the entry of `kind` to `load_ipa`, editing the table's typed entry in place.
-fn move_entry(bytes: &mut [u8], kind: abi::bundle::EntryKind, load_ipa: u64) {
-    abi::bundle::entry_mut(bytes, kind).expect("entry present").load_ipa.set(load_ipa);
+fn move_entry(bytes: &mut [u8], kind: pvmkit_abi::bundle::EntryKind, load_ipa: u64) {
+    pvmkit_abi::bundle::entry_mut(bytes, kind).expect("entry present").load_ipa.set(load_ipa);
 }
 
 #[test]
@@ -405,7 +411,7 @@ fn hyp_refuses_a_malformed_bundle() {
 
 #[test]
 fn hyp_refuses_a_payload_outside_guest_ram() {
-    use abi::bundle::EntryKind;
+    use pvmkit_abi::bundle::EntryKind;
     // Load the payload where hyp itself lives.
     let (ok, out) = run_edited_bundle("outside", |b| move_entry(b, EntryKind::Payload, 0x4008_0000));
     assert!(!ok, "{out}");
@@ -418,7 +424,7 @@ fn hyp_refuses_a_payload_outside_guest_ram() {
 
 #[test]
 fn hyp_refuses_guest_ram_over_its_own_memory() {
-    use abi::bundle::{entry_mut, EntryKind, RawVmConfig};
+    use pvmkit_abi::bundle::{entry_mut, EntryKind, RawVmConfig};
     use zerocopy::FromBytes;
     // Guest RAM claimed from QEMU's RAM base: it would cover hyp, the DTB and the bundle.
     let (ok, out) = run_edited_bundle("ram", |b| {

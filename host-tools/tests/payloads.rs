@@ -35,8 +35,8 @@ fn assert_runs_at(args: &[&str], at: u64) -> String {
 #[test]
 fn an_image_payload_runs_relocated_in_every_mode() {
     let image = image_bytes();
-    assert!(abi::arm64_image::is_image(&image));
-    let header = abi::arm64_image::parse(&image).unwrap();
+    assert!(pvmkit_abi::arm64_image::is_image(&image));
+    let header = pvmkit_abi::arm64_image::parse(&image).unwrap();
     assert_eq!(header.text_offset, 0);
     assert!(header.image_size > image.len() as u64, "image_size covers .bss, stack and heap");
     // Through pvmfw: the lowest 2 MiB-aligned base clear of the DT area.

@@ -204,8 +204,9 @@ fn a_disk_persists_across_runs_and_backends() {
 fn hyps_upstream_profile_answers_as_the_real_pkvm() {
     let (ok, out) = pvmkit(&["conformance", "--timeout", "600"]);
     assert!(ok, "{out}");
-    let recorded = abi::profile::recording::probes(abi::profile::recording::recorded::PROTECTED.lines()).count();
-    let listed = abi::profile::INTENDED_DIFFERENCES.len();
+    let recorded =
+        pvmkit_abi::profile::recording::probes(pvmkit_abi::profile::recording::recorded::PROTECTED.lines()).count();
+    let listed = pvmkit_abi::profile::INTENDED_DIFFERENCES.len();
     // The VMM's own probes (teardown) are not hyp's to answer.
     let host_side = host_tools::conformance::HOST_SIDE.len();
     let summary =

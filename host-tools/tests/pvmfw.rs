@@ -7,10 +7,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use abi::avb::{footer, VbmetaHeader, VBMETA_HEADER_SIZE};
-use abi::bundle::{entry_mut, EntryKind};
-use abi::pvmfw::Refusal;
 use common::pvmkit;
+use pvmkit_abi::avb::{footer, VbmetaHeader, VBMETA_HEADER_SIZE};
+use pvmkit_abi::bundle::{entry_mut, EntryKind};
+use pvmkit_abi::pvmfw::Refusal;
 use vm_fdt::FdtWriter;
 use zerocopy::FromBytes;
 
@@ -153,11 +153,11 @@ fn pvmfw_refuses_tampered_or_foreign_payloads() {
     // signed by the library with the development key.
     let dev_key = host_tools::signing::load_key(Path::new(DEV_KEY)).unwrap();
     let image = host_tools::payload::Payload::read(Path::new(TEST_GUEST)).unwrap();
-    let ram = abi::memory_map::Region { start: 0x8000_0000, end: 0x9000_0000 };
+    let ram = pvmkit_abi::memory_map::Region { start: 0x8000_0000, end: 0x9000_0000 };
     let kernel = image.kernel(ram).unwrap().bytes;
     let options = host_tools::avb_sign::SignOptions {
         key: &dev_key,
-        algorithm: abi::avb::Algorithm::Sha256Rsa4096,
+        algorithm: pvmkit_abi::avb::Algorithm::Sha256Rsa4096,
         partition_name: "vendor_boot",
         salt: &[7; 32],
         properties: &[],
@@ -320,7 +320,7 @@ fn host_dt(spec: &HostDt) -> Vec<u8> {
     w.property_string("bootargs", "pvmkit.mode=protected pvmkit.abi=android pvmkit.scenario=normal").unwrap();
     w.end_node(chosen).unwrap();
     let config = w.begin_node("config").unwrap();
-    w.property_u64("kernel-address", abi::memory_map::PAYLOAD_BASE).unwrap();
+    w.property_u64("kernel-address", pvmkit_abi::memory_map::PAYLOAD_BASE).unwrap();
     w.property_u64("kernel-size", spec.payload_size).unwrap();
     w.end_node(config).unwrap();
     let mem = w.begin_node("memory@80000000").unwrap();
@@ -332,8 +332,8 @@ fn host_dt(spec: &HostDt) -> Vec<u8> {
     w.property_u32("#address-cells", 2).unwrap();
     w.property_u32("#size-cells", 2).unwrap();
     let pool = w.begin_node("restricted_dma_reserved").unwrap();
-    w.property_string("compatible", abi::memory_map::BOUNCE_POOL_COMPATIBLE).unwrap();
-    let (base, size) = (abi::memory_map::BOUNCE_POOL_BASE, abi::memory_map::BOUNCE_POOL_SIZE);
+    w.property_string("compatible", pvmkit_abi::memory_map::BOUNCE_POOL_COMPATIBLE).unwrap();
+    let (base, size) = (pvmkit_abi::memory_map::BOUNCE_POOL_BASE, pvmkit_abi::memory_map::BOUNCE_POOL_SIZE);
     w.property_array_u64("reg", &[base, size]).unwrap();
     w.end_node(pool).unwrap();
     w.end_node(reserved).unwrap();
@@ -432,7 +432,7 @@ fn pvmfw_takes_the_largest_tree_and_trusts_its_platform_not_the_tree() {
         assert!(out.contains("[pvmfw] platform: conduit Hvc, console 0x9000000"), "{out}");
         assert!(out.contains("test pvmfw_handover ... ok"), "{out}");
     };
-    let max = abi::pvmfw::HOST_DT_MAX_SIZE as usize;
+    let max = pvmkit_abi::pvmfw::HOST_DT_MAX_SIZE as usize;
     let largest = host_dt(&spec("hvc", max - 4096));
     assert!(largest.len() <= max && largest.len() > max - 4096, "{}", largest.len());
     run("large.dtb", largest);

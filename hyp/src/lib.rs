@@ -16,13 +16,13 @@
 //! - [`platform`]: QEMU's device tree, stage-2 tables, where guest RAM may go;
 //! - [`exclusive`]: the checked single-borrow cells hyp's statics live in.
 //!
-//! The binary (`main.rs`, `boot.rs`, `trap_path.rs`, `device_access.rs`,
-//! `virtio_transports.rs`, `vm_state.rs`, `exit_path.rs`, `arch/`) wires them to the
-//! hardware.
+//! The firmware binary (`src/fw/`: boot, the trap path, device access, the virtio
+//! transports, virtual interrupts, the exit path, and `arch/`, the only assembly and
+//! system-register code) wires them to the hardware.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
-pub use abi::esr;
+pub use pvmkit_abi::esr;
 pub mod device;
 pub mod exclusive;
 pub mod pkvm;

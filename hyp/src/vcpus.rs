@@ -7,18 +7,18 @@
 //! the vCPUs that match (a started vCPU counts as on at once: no ON_PENDING; any entry
 //! address is taken; AFFINITY_INFO at levels 0 to 3 masks the lower affinity fields
 //! away, on if any matching vCPU is). What each kind answers is the table's
-//! ([`abi::profile::vcpu_power`], upstream KVM's, measured on the real pKVM).
+//! ([`pvmkit_abi::profile::vcpu_power`], upstream KVM's, measured on the real pKVM).
 
-use abi::profile::vcpu_power::{self, PowerCall, PowerRow, Target};
-use abi::psci::{INVALID_PARAMETERS, MPIDR_HWID_MASK, SUCCESS};
+use pvmkit_abi::profile::vcpu_power::{self, PowerCall, PowerRow, Target};
+use pvmkit_abi::psci::{INVALID_PARAMETERS, MPIDR_HWID_MASK, SUCCESS};
 
 /// The most vCPUs a VM has.
-pub const MAX_VCPUS: usize = abi::bundle::MAX_VCPUS as usize;
+pub const MAX_VCPUS: usize = pvmkit_abi::bundle::MAX_VCPUS as usize;
 
 /// AFFINITY_INFO's answers.
-pub const AFFINITY_ON: i64 = abi::psci::AFFINITY_LEVEL_ON;
+pub const AFFINITY_ON: i64 = pvmkit_abi::psci::AFFINITY_LEVEL_ON;
 /// AFFINITY_INFO: every matching vCPU is off.
-pub const AFFINITY_OFF: i64 = abi::psci::AFFINITY_LEVEL_OFF;
+pub const AFFINITY_OFF: i64 = pvmkit_abi::psci::AFFINITY_LEVEL_OFF;
 
 /// The answers hyp gives ([`vcpu_power::LINUX_7_3`], for both ABI forms).
 const ROWS: &[PowerRow] = vcpu_power::LINUX_7_3;
@@ -150,7 +150,7 @@ impl Vcpus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use abi::psci::ALREADY_ON;
+    use pvmkit_abi::psci::ALREADY_ON;
 
     #[test]
     fn cpu_on_starts_an_off_vcpu_once() {

@@ -4,8 +4,8 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 
-use abi::kvm::{self, Features};
-use abi::smccc::{self, Conduit};
+use pvmkit_abi::kvm::{self, Features};
+use pvmkit_abi::smccc::{self, Conduit};
 use spinning_top::Spinlock;
 
 use crate::Form;

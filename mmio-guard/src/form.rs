@@ -1,6 +1,6 @@
 //! Which MMIO guard interface a hypervisor offers.
 
-use abi::kvm::{func, Features};
+use pvmkit_abi::kvm::{func, Features};
 
 /// Which MMIO guard interface a hypervisor offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Client of the pKVM MMIO guard: a protected VM registers every MMIO granule it uses,
 //! and the hypervisor aborts any other access instead of letting the host emulate it.
 //!
-//! Two forms exist (`abi::kvm`): Android's INFO/ENROLL/MAP/UNMAP calls (plus the ranged
+//! Two forms exist (`pvmkit_abi::kvm`): Android's INFO/ENROLL/MAP/UNMAP calls (plus the ranged
 //! MAP/UNMAP where advertised) and upstream Linux's single MMIO_GUARD call, which has no
 //! enrolment and no unmap. [`Form::detect`] tells them apart from the KVM features
 //! bitmap; [`MmioGuard`] maps and unmaps any range granule by granule, counting users
@@ -9,9 +9,9 @@
 //! [`MmioGuard::guard`] returns a handle that unmaps on drop.
 //!
 //! ```
-//! use abi::kvm::Features;
+//! use pvmkit_abi::kvm::Features;
 //! use mmio_guard::MmioGuard;
-//! # use abi::smccc::Conduit;
+//! # use pvmkit_abi::smccc::Conduit;
 //! # struct Nothing;
 //! # impl Conduit for Nothing {
 //! #     fn call(&self, _: u32, _: [u64; 3]) -> [u64; 4] { [u64::MAX, 0, 0, 0] }

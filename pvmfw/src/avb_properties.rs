@@ -13,7 +13,7 @@
 
 use core::fmt;
 
-use abi::avb::{AvbError, Descriptor};
+use pvmkit_abi::avb::{AvbError, Descriptor};
 
 /// The capabilities key.
 pub const CAPABILITIES: &[u8] = b"com.android.virt.cap";
@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn reads_the_vectors_properties() {
         let payload = include_bytes!("../../abi/testdata/avb/sha256-rsa4096.img");
-        let vbmeta = abi::avb::SignedPayload::parse(payload).unwrap().vbmeta;
+        let vbmeta = pvmkit_abi::avb::SignedPayload::parse(payload).unwrap().vbmeta;
         let p = read(vbmeta.descriptors()).unwrap();
         assert_eq!(p.capabilities, Capabilities { remote_attest: true, ..Capabilities::default() });
         assert_eq!(p.name, Some("pvmkit-test"));

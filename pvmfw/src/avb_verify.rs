@@ -11,11 +11,11 @@
 //! booted without one are refused. The hash descriptors may name only these three
 //! partitions, each once.
 //!
-//! The formats are [`abi::avb`]'s; the arithmetic is RustCrypto's (`rsa`, `sha2`).
+//! The formats are [`pvmkit_abi::avb`]'s; the arithmetic is RustCrypto's (`rsa`, `sha2`).
 
 use core::fmt;
 
-use abi::avb::{AvbError, Descriptor, HashDescriptor, SignedPayload};
+use pvmkit_abi::avb::{AvbError, Descriptor, HashDescriptor, SignedPayload};
 use rsa::pkcs1v15::Pkcs1v15Sign;
 use rsa::{BigUint, RsaPublicKey};
 use sha2::{Digest, Sha256, Sha512};

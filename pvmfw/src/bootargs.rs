@@ -9,7 +9,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use abi::pvmfw::RESERVED_BOOTARG_PREFIXES;
+use pvmkit_abi::pvmfw::RESERVED_BOOTARG_PREFIXES;
 
 /// The host's command line split into what passes and what pvmfw drops.
 #[derive(Clone, Debug, PartialEq, Eq)]

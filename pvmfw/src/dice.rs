@@ -17,7 +17,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use abi::dice_handover::DiceHandover;
+use pvmkit_abi::dice_handover::DiceHandover;
 use pvmkit_dice::cbor::Writer;
 use pvmkit_dice::certificate::config_label as label;
 use pvmkit_dice::handover::ChainError;

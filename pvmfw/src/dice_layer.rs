@@ -3,17 +3,17 @@
 //! gives, the next layer derived from the handover pvmfw received ([`pvmfw::dice`]) and
 //! written to the `google,open-dice` page, every copy of a secret wiped.
 
-use abi::avf_config::DiceHandover;
-use abi::memory_map::Region;
-use abi::pvmfw::{Refusal, DICE_HANDOVER_BASE, DICE_HANDOVER_SIZE};
 use guest_lib::{println, BootInfo};
 use pvmfw::dice::{self, Measurements};
 use pvmfw::host_dt::HostConfig;
 use pvmfw::instance::{Keys, Record, Verdict};
 use pvmfw::refusal::Refused;
 use pvmfw::rollback::{self, Protection};
+use pvmkit_abi::avf_config::DiceHandover;
+use pvmkit_abi::memory_map::Region;
+use pvmkit_abi::pvmfw::{Refusal, DICE_HANDOVER_BASE, DICE_HANDOVER_SIZE};
 
-use crate::firmware::erase;
+use crate::guest_memory::erase;
 use crate::instance_device;
 
 /// What the layer's hand-over did.

@@ -6,14 +6,16 @@ extern crate alloc;
 
 use core::arch::{asm, global_asm};
 
-use abi::avf_config::DiceHandover;
-use abi::avf_config::{self, Entry};
-use abi::memory_map::Region;
-use abi::pvmfw::{
-    trusted_key, Refusal, PLATFORM_CONDUIT, PLATFORM_CONSOLE, PVMFW_WRITABLE_BASE, TRUSTED_KEY_SLOT_SIZE,
-};
 use alloc::vec::Vec;
 use guest_lib::conduit::SystemConduit;
+use pvmkit_abi::avf_config::DiceHandover;
+use pvmkit_abi::avf_config::{self, Entry};
+use pvmkit_abi::memory_map::Region;
+use pvmkit_abi::pvmfw::{
+    trusted_key, Refusal, PLATFORM_CONDUIT, PLATFORM_CONSOLE, PVMFW_WRITABLE_BASE, TRUSTED_KEY_SLOT_SIZE,
+};
+
+use crate::guest_memory::erase;
 use guest_lib::{mmio_guard, println, psci, BootInfo, Platform};
 use pvmfw::avb_verify::{self, Initrd};
 use pvmfw::host_dt::{self, Limits};
@@ -72,12 +74,6 @@ fn fail(refused: Refused) -> ! {
     loop {
         core::hint::spin_loop();
     }
-}
-
-/// Overwrites guest memory with zeroes.
-pub fn erase(ipa: u64, len: u64) {
-    // SAFETY: callers pass ranges of the VM's own memory that nothing else uses.
-    unsafe { core::ptr::write_bytes(ipa as *mut u8, 0, len as usize) };
 }
 
 /// # Safety

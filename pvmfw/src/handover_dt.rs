@@ -6,8 +6,8 @@
 
 use alloc::vec::Vec;
 
-use abi::dt;
-use abi::memory_map::Region;
+use pvmkit_abi::dt;
+use pvmkit_abi::memory_map::Region;
 use pvmkit_dt::write;
 use vm_fdt::{Error, FdtWriter};
 
@@ -71,8 +71,8 @@ mod tests {
         for needle in [
             "linux,initrd-start = <0x00 0x89000000>",
             "linux,initrd-end = <0x00 0x89123000>",
-            abi::dt::VERIFIED_BOOT,
-            abi::dt::DEBUGGABLE,
+            pvmkit_abi::dt::VERIFIED_BOOT,
+            pvmkit_abi::dt::DEBUGGABLE,
             "virtio_mmio@a003e00",
             "pvmkit.mode=protected",
             "method = \"hvc\"",
@@ -92,7 +92,10 @@ mod tests {
         // Debuggable only when pvmfw says so.
         let plain = build(&config, config.bootargs, false, page).unwrap();
         let plain = alloc::format!("{}", dtoolkit::fdt::Fdt::new(&plain).unwrap());
-        assert!(!plain.contains(abi::dt::DEBUGGABLE) && plain.contains(abi::dt::VERIFIED_BOOT), "{plain}");
+        assert!(
+            !plain.contains(pvmkit_abi::dt::DEBUGGABLE) && plain.contains(pvmkit_abi::dt::VERIFIED_BOOT),
+            "{plain}"
+        );
         // Nothing of the host's blob is passed through: /config is gone.
         assert!(!text.contains("kernel-address"), "{text}");
     }

@@ -8,16 +8,16 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use abi::dt;
-use abi::memory_map::Region;
-use abi::memory_map::{
-    redistributors, virtio_mmio_slot, BOUNCE_POOL_COMPATIBLE, GICD_BASE, GICD_SIZE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE,
-    QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
-};
-use abi::pvmfw::{PVMFW_BASE, PVMFW_SIZE};
 use dtoolkit::fdt::{Fdt, FdtNode};
 use dtoolkit::standard::NodeStandard;
 use dtoolkit::{Node, Property};
+use pvmkit_abi::dt;
+use pvmkit_abi::memory_map::Region;
+use pvmkit_abi::memory_map::{
+    redistributors, virtio_mmio_slot, BOUNCE_POOL_COMPATIBLE, GICD_BASE, GICD_SIZE, GUEST_DT_BASE, GUEST_DT_MAX_SIZE,
+    QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
+};
+use pvmkit_abi::pvmfw::{PVMFW_BASE, PVMFW_SIZE};
 
 /// The most bytes pvmfw reads as a device tree.
 pub const MAX_DT_SIZE: usize = 2 << 20;
@@ -72,7 +72,7 @@ impl Limits<'static> {
             pvmfw: Region { start: PVMFW_BASE, end: PVMFW_BASE + PVMFW_SIZE },
             dt_area: Region { start: GUEST_DT_BASE, end: GUEST_DT_BASE + GUEST_DT_MAX_SIZE },
             gicd: Region { start: GICD_BASE, end: GICD_BASE + GICD_SIZE },
-            max_cpus: abi::bundle::MAX_VCPUS,
+            max_cpus: pvmkit_abi::bundle::MAX_VCPUS,
         }
     }
 }
@@ -181,9 +181,9 @@ impl fmt::Display for DtError {
 
 /// The size of the device tree whose first 8 bytes are `header`, checked.
 pub fn dt_size(header: [u8; 8]) -> Result<usize, DtError> {
-    abi::fdt_header::total_size(header, MAX_DT_SIZE).map_err(|e| match e {
-        abi::fdt_header::HeaderError::NotADt => DtError::NotADt,
-        abi::fdt_header::HeaderError::BadSize(size) => DtError::BadSize(size),
+    pvmkit_abi::fdt_header::total_size(header, MAX_DT_SIZE).map_err(|e| match e {
+        pvmkit_abi::fdt_header::HeaderError::NotADt => DtError::NotADt,
+        pvmkit_abi::fdt_header::HeaderError::BadSize(size) => DtError::BadSize(size),
     })
 }
 

@@ -1,5 +1,5 @@
 //! Instance storage: pvmfw's record of the payload a VM instance was created with,
-//! sealed on the instance disk ([`abi::instance_disk`] lays it out), and the judgement
+//! sealed on the instance disk ([`pvmkit_abi::instance_disk`] lays it out), and the judgement
 //! of each later boot against it.
 //!
 //! - The key: HKDF-SHA-256 of the CDI_Seal pvmfw *received* (so only this pvmfw on this
@@ -16,13 +16,13 @@
 
 use core::fmt;
 
-use abi::instance_disk::{
-    read_record, record_framing, write_record, InstanceDiskError, DISK_ID_SIZE, NONCE_SIZE, RECORD_PLAINTEXT_SIZE,
-    SECTOR_SIZE, TAG_SIZE,
-};
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, KeyInit};
 use hkdf::Hkdf;
+use pvmkit_abi::instance_disk::{
+    read_record, record_framing, write_record, InstanceDiskError, DISK_ID_SIZE, NONCE_SIZE, RECORD_PLAINTEXT_SIZE,
+    SECTOR_SIZE, TAG_SIZE,
+};
 use pvmkit_dice::{Mode, CDI_SIZE, HASH_SIZE};
 use sha2::{Digest, Sha256, Sha512};
 

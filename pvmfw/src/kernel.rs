@@ -4,9 +4,9 @@
 //! `image_size` and the signed bytes, which its `.bss` will overwrite) lies in RAM clear
 //! of everything else the payload is given. pvmfw enters it at its first byte.
 
-use abi::arm64_image;
-use abi::memory_map::Region;
-use abi::pvmfw::Refusal;
+use pvmkit_abi::arm64_image;
+use pvmkit_abi::memory_map::Region;
+use pvmkit_abi::pvmfw::Refusal;
 
 use crate::placement;
 use crate::refusal::Refused;

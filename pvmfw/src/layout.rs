@@ -8,9 +8,9 @@
 
 use core::fmt;
 
-use abi::memory_map::Region;
-use abi::memory_map::GUEST_DT_BASE;
-use abi::pvmfw::HOST_DT_MAX_SIZE;
+use pvmkit_abi::memory_map::Region;
+use pvmkit_abi::memory_map::GUEST_DT_BASE;
+use pvmkit_abi::pvmfw::HOST_DT_MAX_SIZE;
 
 /// The DT slot.
 pub const DT_SLOT: Region = Region { start: GUEST_DT_BASE, end: GUEST_DT_BASE + HOST_DT_MAX_SIZE };

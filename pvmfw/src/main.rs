@@ -8,6 +8,8 @@ mod dice_layer;
 #[cfg(target_os = "none")]
 mod firmware;
 #[cfg(target_os = "none")]
+mod guest_memory;
+#[cfg(target_os = "none")]
 mod instance_device;
 
 #[cfg(target_os = "none")]

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use abi::memory_map::Region;
+use pvmkit_abi::memory_map::Region;
 
 /// Why the payload cannot lie where it was loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! The VM reference DT (entry 3 of the configuration data, [`abi::avf_config`]): the
+//! The VM reference DT (entry 3 of the configuration data, [`pvmkit_abi::avf_config`]): the
 //! bootloader's word on what the VM's DT must say. Every property of the reference DT
 //! that the VM's DT also carries, at the same node path, must have exactly the same
 //! value; a property or node the VM's DT lacks is not required (as the issue states

@@ -4,9 +4,9 @@
 use alloc::string::{String, ToString};
 use core::fmt;
 
-use abi::arm64_image::ImageError;
-use abi::avf_config::ConfigError;
-use abi::pvmfw::Refusal;
+use pvmkit_abi::arm64_image::ImageError;
+use pvmkit_abi::avf_config::ConfigError;
+use pvmkit_abi::pvmfw::Refusal;
 
 use crate::avb_properties::PropertyError;
 use crate::avb_verify::AvbVerifyError;
@@ -158,7 +158,7 @@ mod tests {
         );
         // Each kind of AVB refusal has its own code.
         let codes = [
-            (AvbVerifyError::Format(abi::avb::AvbError::BadMagic("footer")), Refusal::PayloadFormat),
+            (AvbVerifyError::Format(pvmkit_abi::avb::AvbError::BadMagic("footer")), Refusal::PayloadFormat),
             (AvbVerifyError::VerificationDisabled(1), Refusal::VerificationDisabled),
             (AvbVerifyError::UntrustedKey, Refusal::UntrustedKey),
             (AvbVerifyError::BadTrustedKey, Refusal::TrustedKeyInvalid),
@@ -174,13 +174,13 @@ mod tests {
         assert_eq!(Refused::from(PropertyError::BadName).reason, Refusal::PayloadProperties);
         assert_eq!(Refused::from(ReferenceDtError::Malformed("VM")).reason, Refusal::ReferenceDt);
         assert_eq!(
-            Refused::from(DtError::RamdiskOutsideRam(abi::memory_map::Region { start: 0, end: 0 })).reason,
+            Refused::from(DtError::RamdiskOutsideRam(pvmkit_abi::memory_map::Region { start: 0, end: 0 })).reason,
             Refusal::HostDtPayload
         );
         assert_eq!(Refused::from(DtError::Malformed).reason, Refusal::HostDtMalformed);
         assert_eq!(Refused::from(DtError::NoConsole).reason, Refusal::HostDtDevice);
         assert_eq!(Refused::from(LayoutError::NewDtTooLarge(1)).reason, Refusal::NewDt);
-        let fit = ImageError::DoesNotFit { needs: 1, ram: abi::memory_map::Region { start: 0, end: 0 } };
+        let fit = ImageError::DoesNotFit { needs: 1, ram: pvmkit_abi::memory_map::Region { start: 0, end: 0 } };
         assert_eq!(Refused::from(fit).reason, Refusal::PayloadPlacement);
         assert_eq!(Refused::from(ImageError::BadMagic).reason, Refusal::ImageHeader);
     }

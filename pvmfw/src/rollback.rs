@@ -20,7 +20,7 @@
 
 use core::fmt;
 
-use abi::pvmfw::RKP_VM_ROLLBACK_INDEX;
+use pvmkit_abi::pvmfw::RKP_VM_ROLLBACK_INDEX;
 use pvmkit_dice::HASH_SIZE;
 
 use crate::avb_properties::Capabilities;

@@ -18,7 +18,7 @@
 //!   appends its own counts to the phase's line and to the `bench start` line before
 //!   it).
 //!
-//! Every block written carries a stamp of its own (`abi::bench`: its sector and the
+//! Every block written carries a stamp of its own (`pvmkit_abi::bench`: its sector and the
 //! phase's request size, in its first 8 bytes), cleared before each read and checked
 //! after it: a device that returns nothing, or another block's data, fails the bench. Stamping and
 //! checking are left out of every figure. (`--scenario bench-misread` reads each request
@@ -30,14 +30,14 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use abi::bench::{clear_stamps, stamp_blocks, wrong_stamp};
-use abi::hyp_options::{HYP_STATS, HYP_STATS_WORK};
 use core::ptr::NonNull;
 use guest_lib::conduit::Conduit;
 use guest_lib::harness::CaseResult;
 use guest_lib::instructions::InstructionCounter;
 use guest_lib::virtio::{discover, PvmHal};
 use guest_lib::{println, stats, BootInfo};
+use pvmkit_abi::bench::{clear_stamps, stamp_blocks, wrong_stamp};
+use pvmkit_abi::hyp_options::{HYP_STATS, HYP_STATS_WORK};
 use virtio_drivers::device::blk::{BlkReq, BlkResp, RespStatus, VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::mmio::MmioTransport;
 use virtio_drivers::transport::DeviceType;

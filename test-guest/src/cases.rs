@@ -2,18 +2,18 @@
 
 extern crate alloc;
 
-use abi::esr::ec;
-use abi::{kvm, psci as psci_ids, smccc};
 use guest_lib::conduit::{Conduit, SystemConduit};
 use guest_lib::console::Console;
 use guest_lib::exceptions::probe;
 use guest_lib::harness::{CaseResult, Harness};
 use guest_lib::hypervisor::Hypervisor;
 use guest_lib::{ensure, ensure_eq, println, psci, BootInfo};
+use pvmkit_abi::esr::ec;
+use pvmkit_abi::{kvm, psci as psci_ids, smccc};
 
 use crate::clock::{counter, frequency};
 use crate::expect::Mode;
-use abi::profile::Pages;
+use pvmkit_abi::profile::Pages;
 
 /// An IPA that is neither guest RAM nor any device, in every mode: above QEMU's RAM
 /// (`-m 2G` from 0x4000_0000) and far above guest RAM.
@@ -32,7 +32,7 @@ pub fn main(boot: &BootInfo) {
         println!("test-guest: no valid pvmkit.mode in the command line; nothing to check against");
         return;
     };
-    let scenario = boot.dt.bootarg(abi::guest_console::SCENARIO).unwrap_or("normal");
+    let scenario = boot.dt.bootarg(pvmkit_abi::guest_console::SCENARIO).unwrap_or("normal");
     let mut h = Harness::new(Console);
     let c = boot.conduit;
     if scenario == "conformance" {
@@ -247,7 +247,7 @@ fn uart_id(boot: &BootInfo) -> CaseResult {
 
 /// hyp's count of WFI/WFE exits (`HYP_STATS`, answered with `--hyp-stats` only).
 fn hyp_wfx_exits(boot: &BootInfo) -> Option<u64> {
-    let r = boot.conduit.call(abi::hyp_options::HYP_STATS, [abi::hyp_options::HYP_STATS_WFX, 0, 0]);
+    let r = boot.conduit.call(pvmkit_abi::hyp_options::HYP_STATS, [pvmkit_abi::hyp_options::HYP_STATS_WFX, 0, 0]);
     (r[0] == 0).then_some(r[1])
 }
 

@@ -12,20 +12,20 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::alloc::Layout;
 
-use abi::profile::cpu::ID_FIELDS;
-use abi::profile::debug_pmu::{self, RegisterProbe, Shown};
-use abi::profile::recording::{ProbeCall, ShownRegs};
-use abi::profile::teardown::{self, Page};
-use abi::profile::{Action, Answer, Conduit as Via, Pages};
-use abi::{kvm, psci, smccc};
 use guest_lib::conduit::{Conduit, SystemConduit};
 use guest_lib::exceptions::{probe, ExternalAbort};
 use guest_lib::harness::{CaseResult, Harness};
 use guest_lib::{println, BootInfo};
+use pvmkit_abi::profile::cpu::ID_FIELDS;
+use pvmkit_abi::profile::debug_pmu::{self, RegisterProbe, Shown};
+use pvmkit_abi::profile::recording::{ProbeCall, ShownRegs};
+use pvmkit_abi::profile::teardown::{self, Page};
+use pvmkit_abi::profile::{Action, Answer, Conduit as Via, Pages};
+use pvmkit_abi::{kvm, psci, smccc};
 
 use crate::expect::Mode;
 
-use abi::memory_map::GRANULE;
+use pvmkit_abi::memory_map::GRANULE;
 /// x1..x3 preset for calls that must zero or keep them.
 const PRESET: [u64; 3] = [0x1111_2222_3333_4444, 0x5555_6666_7777_8888, 0x9999_aaaa_bbbb_cccc];
 /// Not guest RAM, not a device (QEMU virt's platform bus, empty).
@@ -71,7 +71,7 @@ impl Probes {
             other => other,
         };
         // The call as made, for a recording of the real hypervisor's answers
-        // (`abi::profile::recording`).
+        // (`pvmkit_abi::profile::recording`).
         println!("probe-call {name} = {}", ProbeCall { conduit: via, function, args, pages });
         let seen = match via {
             Via::Hvc => match probe::hvc(function, args) {
@@ -299,7 +299,7 @@ fn probe_all(boot: &BootInfo, mode: Mode) -> CaseResult {
     } else {
         let why = "an ordinary VM's vCPU stops on an access without a syndrome (KVM_RUN: ENOSYS)";
         for name in ["mmio-pair-device", "mmio-pair-nothing"] {
-            println!("{}{name} = {why}", abi::profile::recording::PROBE_SKIPPED);
+            println!("{}{name} = {why}", pvmkit_abi::profile::recording::PROBE_SKIPPED);
         }
     }
     drop(private);
@@ -325,7 +325,7 @@ fn probe_all(boot: &BootInfo, mode: Mode) -> CaseResult {
     }
 }
 
-/// PMU and debug register accesses (`abi::profile::debug_pmu`): each read, after a
+/// PMU and debug register accesses (`pvmkit_abi::profile::debug_pmu`): each read, after a
 /// write where the probe has one (put back to 0 after), printed as `undefined` or
 /// `value 0xN` and checked against the profile where it makes a claim.
 fn probe_registers(p: &mut Probes) {
@@ -362,7 +362,7 @@ fn read_after(p: &RegisterProbe) -> Shown {
 }
 
 /// Fills one private page and one page it shares (and leaves shared) with their
-/// marks (`abi::profile::teardown`), for the VMM to look for once the VM is torn down.
+/// marks (`pvmkit_abi::profile::teardown`), for the VMM to look for once the VM is torn down.
 /// Both are leaked: nothing may overwrite them before the end. Under an ordinary VM
 /// the share is refused and the page is the host's anyway.
 fn mark_for_teardown(p: &mut Probes) -> CaseResult {

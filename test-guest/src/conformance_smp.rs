@@ -1,7 +1,7 @@
 //! The vCPU power probes (`--scenario conformance --cpus 2`): CPU_ON and AFFINITY_INFO
 //! on a target of each kind, in an order that makes every kind arise (vCPU 1 off, then
 //! started, then on), each printed as `probe smp-<call>@<kind> = RESULT` and checked
-//! against [`abi::profile::vcpu_power`]. `pvmkit conformance --record` keeps the real
+//! against [`pvmkit_abi::profile::vcpu_power`]. `pvmkit conformance --record` keeps the real
 //! pKVM's answers as the table's measurement.
 
 extern crate alloc;
@@ -11,14 +11,14 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use abi::profile::recording::{ProbeCall, ShownRegs};
-use abi::profile::vcpu_power::{self, PowerCall, Target};
-use abi::profile::{Conduit as Via, Pages};
-use abi::psci;
 use guest_lib::conduit::Conduit;
 use guest_lib::harness::CaseResult;
 use guest_lib::smp::{self, CpuStack};
 use guest_lib::{println, BootInfo};
+use pvmkit_abi::profile::recording::{ProbeCall, ShownRegs};
+use pvmkit_abi::profile::vcpu_power::{self, PowerCall, Target};
+use pvmkit_abi::profile::{Conduit as Via, Pages};
+use pvmkit_abi::psci;
 
 use crate::clock::{counter, frequency};
 

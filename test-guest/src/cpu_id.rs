@@ -1,7 +1,7 @@
-//! The ID registers whose fields the conformance probes print (`abi::profile::cpu`):
+//! The ID registers whose fields the conformance probes print (`pvmkit_abi::profile::cpu`):
 //! the only assembly of test-guest's probes, one read each.
 
-use abi::profile::cpu::IdRegister;
+use pvmkit_abi::profile::cpu::IdRegister;
 
 /// Reads `register` (always readable at EL1; a hypervisor may trap the read and
 /// answer with a sanitized value).

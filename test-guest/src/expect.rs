@@ -1,15 +1,15 @@
 //! What the run promises, from the guest's command line (`pvmkit.*=` words that
 //! `pvmkit` writes into the device tree's `/chosen/bootargs`).
 
-use abi::kvm::{self, Features};
-use abi::profile::{
+use guest_lib::GuestDt;
+use pvmkit_abi::kvm::{self, Features};
+use pvmkit_abi::profile::{
     Answer, Call, Conduit, Pages, Profile, VmFacts, ANDROID_6_12, HYP_LINUX_7_3_ORDINARY, HYP_LINUX_7_3_PROTECTED,
     LINUX_7_3_ORDINARY, LINUX_7_3_PROTECTED,
 };
-use guest_lib::GuestDt;
 
 /// What the run promises beyond the ABI (the ABI's answers come from
-/// [`abi::profile`], through [`Mode::expect`]).
+/// [`pvmkit_abi::profile`], through [`Mode::expect`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Answers {
     /// The hypervisor pins pages a device holds (hyp's validator policy, not the ABI).
@@ -57,7 +57,7 @@ pub enum Mode {
 
 impl Mode {
     pub fn from_dt(dt: &GuestDt<'static>) -> Option<Self> {
-        use abi::guest_console::{ABI, BACKEND, MODE};
+        use pvmkit_abi::guest_console::{ABI, BACKEND, MODE};
         let mode = (dt.bootarg(MODE)?, dt.bootarg(ABI), dt.bootarg(BACKEND));
         match mode {
             ("protected", Some("android"), None) => Some(Self::Protected("android")),

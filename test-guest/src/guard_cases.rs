@@ -4,14 +4,14 @@
 
 extern crate alloc;
 
-use abi::kvm;
 use guest_lib::conduit::{Conduit, SystemConduit};
 use guest_lib::exceptions::{probe, ExternalAbort};
 use guest_lib::harness::{CaseResult, Harness};
 use guest_lib::{ensure, ensure_eq, mmio_guard, BootInfo};
 use mmio_guard::{Form, GuardError};
+use pvmkit_abi::kvm;
 
-use abi::profile::{Action, Answer, Conduit::Hvc, Pages};
+use pvmkit_abi::profile::{Action, Answer, Conduit::Hvc, Pages};
 
 use crate::expect::Mode;
 

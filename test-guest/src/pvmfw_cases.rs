@@ -7,13 +7,13 @@
 
 extern crate alloc;
 
-use abi::avf_config::MAGIC as CONFIG_MAGIC;
-use abi::pvmfw::{PVMFW_BASE, PVMFW_SIZE};
 use guest_lib::harness::{CaseResult, Harness};
 use guest_lib::{ensure, ensure_eq, println, BootInfo};
+use pvmkit_abi::avf_config::MAGIC as CONFIG_MAGIC;
+use pvmkit_abi::pvmfw::{PVMFW_BASE, PVMFW_SIZE};
 
 pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo) {
-    if !boot.dt.chosen_has(abi::dt::VERIFIED_BOOT) {
+    if !boot.dt.chosen_has(pvmkit_abi::dt::VERIFIED_BOOT) {
         h.skip("pvmfw_handover", "not booted through pvmfw");
         return;
     }
@@ -25,8 +25,8 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo) {
 const CHAIN_BYTES_PER_LINE: usize = 192;
 
 fn dice(boot: &BootInfo) -> CaseResult {
-    use abi::pvmfw::{DICE_HANDOVER_BASE, DICE_HANDOVER_SIZE};
     use guest_lib::dice;
+    use pvmkit_abi::pvmfw::{DICE_HANDOVER_BASE, DICE_HANDOVER_SIZE};
     use sha2::{Digest, Sha256};
     let (base, size) = dice::region(&boot.dt).map_err(|e| alloc::format!("{e}"))?;
     ensure_eq!((base, size), (DICE_HANDOVER_BASE, DICE_HANDOVER_SIZE));
@@ -59,7 +59,7 @@ fn handover(boot: &BootInfo) -> CaseResult {
     ensure_eq!(dt.memory, Some((0x8000_0000, 256 << 20)));
     ensure!(dt.uart.is_some(), "no console in pvmfw's DT");
     ensure_eq!(dt.virtio_mmio().count(), 3);
-    ensure!(dt.bootarg(abi::guest_console::MODE).is_some(), "the command line was not passed on");
+    ensure!(dt.bootarg(pvmkit_abi::guest_console::MODE).is_some(), "the command line was not passed on");
     // pvmfw's region, its configuration data (the DICE secrets) included, was erased:
     // no page of it still starts with the configuration data's magic.
     for page in (PVMFW_BASE..PVMFW_BASE + PVMFW_SIZE).step_by(4096) {

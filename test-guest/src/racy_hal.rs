@@ -67,7 +67,7 @@ pub fn racy_hal(boot: &BootInfo, mode: Mode) -> CaseResult {
     QUEUE_BASE.store(handle.base, Ordering::Relaxed);
     QUEUE_MEMORY.store(handle.memory, Ordering::Relaxed);
     STAGE.store(IDLE, Ordering::Release);
-    ensure!(crate::smp_cases::order(1, crate::smp_cases::RACY_SUBMIT), "CPU 1 is not waiting for orders");
+    ensure!(crate::smp_cases::run_on(1, submit_on_this_cpu), "CPU 1 is not waiting for orders");
     until("CPU 1's publication", PUBLISHED)?;
     println!(
         "test-guest: racy HAL: CPU 0 unshares {data:#x}, which CPU 1's published block write holds (descriptor 1)"
@@ -84,7 +84,7 @@ pub fn racy_hal(boot: &BootInfo, mode: Mode) -> CaseResult {
 }
 
 /// CPU 1's part of `racy-hal`: publish, wait for CPU 0's unshare, notify.
-pub fn submit_on_this_cpu() {
+fn submit_on_this_cpu() {
     let handle = QueueHandle { base: QUEUE_BASE.load(Ordering::Relaxed), memory: QUEUE_MEMORY.load(Ordering::Relaxed) };
     handle.publish(0, 0);
     STAGE.store(PUBLISHED, Ordering::Release);

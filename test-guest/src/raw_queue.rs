@@ -10,11 +10,11 @@ use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use guest_lib::conduit::SystemConduit;
 use guest_lib::sharing::MemSharer;
 
-use abi::memory_map::GRANULE;
+use pvmkit_abi::memory_map::GRANULE;
 const PAGES: u64 = 5;
 
 /// virtio-mmio registers.
-pub use abi::virtio_mmio as reg;
+pub use pvmkit_abi::virtio_mmio as reg;
 
 /// STATUS bits.
 const ACKNOWLEDGE: u32 = 1;

@@ -7,20 +7,20 @@ use alloc::alloc::{alloc_zeroed, dealloc};
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use abi::kvm;
 use guest_lib::bounce_pool::{BouncePool, PoolError};
 use guest_lib::conduit::{Conduit, SystemConduit};
 use guest_lib::harness::{CaseResult, Harness};
 use guest_lib::sharing::{MemSharer, ShareError};
 use guest_lib::{ensure, ensure_eq, stats, BootInfo};
+use pvmkit_abi::kvm;
 
-use abi::profile::{Answer, Pages as State};
+use pvmkit_abi::profile::{Answer, Pages as State};
 
 use crate::expect::Mode;
 
 const PAGE: usize = 4096;
 const NS: u64 = u64::MAX;
-const INVAL: u64 = abi::smccc::INVALID_PARAMETER as u64;
+const INVAL: u64 = pvmkit_abi::smccc::INVALID_PARAMETER as u64;
 /// Neither guest RAM nor a device in any mode.
 const OUTSIDE_RAM: u64 = 0xc000_0000;
 
@@ -136,7 +136,7 @@ fn error_codes(c: SystemConduit, mode: Mode) -> CaseResult {
     expect_call(c, mode, kvm::MEM_SHARE, [b, 0, 1], State::Private)?; // x3 reserved in both forms
     expect_call(c, mode, kvm::MEM_SHARE, [OUTSIDE_RAM, 0, 1], State::Outside)?; // arguments first
     expect_call(c, mode, kvm::MEM_UNSHARE, [OUTSIDE_RAM, 0, 0], State::Outside)?;
-    match mode.expect(abi::profile::Conduit::Hvc, kvm::MEM_SHARE, [OUTSIDE_RAM, 0, 0], State::Outside) {
+    match mode.expect(pvmkit_abi::profile::Conduit::Hvc, kvm::MEM_SHARE, [OUTSIDE_RAM, 0, 0], State::Outside) {
         Some((Answer::ExternalAbortAtCall, _)) => {
             // The hypervisor cannot fault the IPA in: the guest takes an external
             // abort at the HVC itself (FSC 0x10, FAR 0).
@@ -154,7 +154,7 @@ fn error_codes(c: SystemConduit, mode: Mode) -> CaseResult {
     expect_call(c, mode, kvm::MEM_UNSHARE, [a, 1, 0], State::Shared)?;
     // Android took `a` back with that count; upstream refused the count and `a` is
     // still shared.
-    let hvc = abi::profile::Conduit::Hvc;
+    let hvc = pvmkit_abi::profile::Conduit::Hvc;
     if !matches!(mode.expect(hvc, kvm::MEM_UNSHARE, [a, 1, 0], State::Shared), Some((Answer::Act(..), _))) {
         expect_call(c, mode, kvm::MEM_UNSHARE, [a, 0, 0], State::Shared)?;
     }
@@ -195,7 +195,7 @@ fn relinquish(c: SystemConduit, mode: Mode) -> CaseResult {
     let mut page = Pages::new(1)?;
     page.bytes().fill(0xa5);
     let args = [page.ipa(0), 0, 0];
-    match mode.expect(abi::profile::Conduit::Hvc, kvm::MEM_RELINQUISH, args, State::Private) {
+    match mode.expect(pvmkit_abi::profile::Conduit::Hvc, kvm::MEM_RELINQUISH, args, State::Private) {
         Some((Answer::Act(..), _)) => {
             ensure_eq!(c.call(kvm::MEM_RELINQUISH, args), [0; 4]);
             ensure!(page.bytes().iter().all(|&b| b == 0), "relinquished page still holds data");

@@ -15,14 +15,14 @@ use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::mmio::MmioTransport;
 use virtio_drivers::transport::DeviceType;
 
-use abi::kvm;
-use abi::profile::Pages as State;
 use guest_lib::conduit::{Conduit, SystemConduit};
 use guest_lib::harness::{CaseResult, Harness};
 use guest_lib::psci::{self, AffinityState};
 use guest_lib::set_once::SetOnce;
 use guest_lib::smp::{self, CpuStack, PerCpu, MAX_CPUS};
 use guest_lib::{ensure, ensure_eq, BootInfo};
+use pvmkit_abi::kvm;
+use pvmkit_abi::profile::Pages as State;
 
 use crate::clock::{counter, frequency};
 use crate::expect::Mode;
@@ -52,8 +52,11 @@ const OFF: u32 = 3;
 const TAKE_SGI: u32 = 4;
 /// Write and read back blocks of its own through the one block driver.
 const VIRTIO_BLK: u32 = 5;
-/// CPU 1's part of the `racy-hal` scenario ([`crate::racy_hal`]).
-pub const RACY_SUBMIT: u32 = 6;
+/// Run the function in [`TASKS`] (`run_on`).
+const RUN_TASK: u32 = 6;
+/// The function each CPU runs on [`RUN_TASK`].
+static TASKS: PerCpu<Locked<fn()>> =
+    PerCpu::new([const { Locked { busy: AtomicBool::new(false), value: UnsafeCell::new(None) } }; MAX_CPUS]);
 
 /// The block device, one driver for every CPU, a request at a time.
 static BLK: Locked<Blk> = Locked { busy: AtomicBool::new(false), value: UnsafeCell::new(None) };
@@ -246,7 +249,7 @@ fn take_sgi(cpu: usize) {
     let ready = SGI_READY.of(cpu).expect("a CPU below MAX_CPUS");
     let step = match interrupts::redistributor() {
         Err(_) => 2,
-        Ok(gicr) if guest_lib::mmio_guard().map(gicr, abi::memory_map::GICR_SIZE).is_err() => 3,
+        Ok(gicr) if guest_lib::mmio_guard().map(gicr, pvmkit_abi::memory_map::GICR_SIZE).is_err() => 3,
         Ok(_) if interrupts::init_this_cpu().is_err() => 4,
         Ok(_) if interrupts::enable(SGI).is_err() => 5,
         Ok(_) => 1,
@@ -314,7 +317,7 @@ fn every_cpu_starts(context: &Context) -> CaseResult {
 fn cpu_on_of_a_running_cpu(context: &Context) -> CaseResult {
     for cpu in 0..context.cpus {
         let again = psci::cpu_on(&context.conduit, smp::mpidr_of(cpu), 0, 0);
-        ensure_eq!(again.map_err(|e| e.0), Err(abi::psci::ALREADY_ON));
+        ensure_eq!(again.map_err(|e| e.0), Err(pvmkit_abi::psci::ALREADY_ON));
     }
     Ok(())
 }
@@ -411,10 +414,15 @@ fn off_and_on_again(context: &Context) -> CaseResult {
     Ok(())
 }
 
-/// Gives running, idle secondary `cpu` an order; `false` if it is not waiting for one.
-pub fn order(cpu: usize, order: u32) -> bool {
-    CONTEXT.get().is_some()
-        && ORDERS.of(cpu).is_some_and(|o| o.compare_exchange(IDLE, order, Ordering::AcqRel, Ordering::Acquire).is_ok())
+/// Has running, idle secondary `cpu` run `task` (and returns at once); `false` if it
+/// is not waiting for orders (the SMP cases start the secondaries).
+pub fn run_on(cpu: usize, task: fn()) -> bool {
+    let (Some(_), Some(slot), Some(order)) = (CONTEXT.get(), TASKS.of(cpu), ORDERS.of(cpu)) else { return false };
+    if order.load(Ordering::Acquire) != IDLE {
+        return false;
+    }
+    slot.replace(Some(task));
+    order.compare_exchange(IDLE, RUN_TASK, Ordering::AcqRel, Ordering::Acquire).is_ok()
 }
 
 /// Orders every running secondary off, waits until each is, then powers this vCPU off:
@@ -454,8 +462,10 @@ extern "C" fn secondary(cpu: u64) -> ! {
                 take_sgi(cpu);
                 order.store(IDLE, Ordering::Release);
             }
-            RACY_SUBMIT => {
-                crate::racy_hal::submit_on_this_cpu();
+            RUN_TASK => {
+                if let Some(task) = TASKS.of(cpu).and_then(|t| t.replace(None)) {
+                    task();
+                }
                 order.store(IDLE, Ordering::Release);
             }
             OFF => {

@@ -19,10 +19,10 @@ use crate::clock::{counter, frequency};
 use crate::expect::Mode;
 use crate::hals::{LeakyHal, RecordingHal, StaleHal, LAST_RING};
 use crate::raw_queue::{self, RawQueue};
-use abi::kvm;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 use guest_lib::conduit::Conduit;
+use pvmkit_abi::kvm;
 
 type Blk = VirtIOBlk<PvmHal, MmioTransport<'static>>;
 
@@ -89,7 +89,7 @@ pub fn run(h: &mut Harness<impl core::fmt::Write>, boot: &BootInfo, mode: Mode, 
         Ok(())
     });
     h.run("bounce_pool_is_the_dts_restricted_dma_pool", || {
-        let reserved = boot.dt.reserved_memory(abi::memory_map::BOUNCE_POOL_COMPATIBLE);
+        let reserved = boot.dt.reserved_memory(pvmkit_abi::memory_map::BOUNCE_POOL_COMPATIBLE);
         let region = guest_lib::virtio::bounce_pool_region().map(|(base, size)| (base, size as u64));
         match (mode.protected(), reserved) {
             (true, Some(reserved)) => ensure_eq!(region, Some(reserved)),
@@ -206,7 +206,7 @@ fn raw_attack(boot: &BootInfo, devices: &[VirtioDevice], mode: Mode, attack: &st
     match attack {
         // A zero-length buffer at hyp's own image: an address all the same.
         "zero-length" => {
-            q.descriptor(0, abi::memory_map::HYP_BASE, 0, 0, 0);
+            q.descriptor(0, pvmkit_abi::memory_map::HYP_BASE, 0, 0, 0);
             q.post(0, 0, 0);
         }
         // A notify of a queue hyp does not shadow.

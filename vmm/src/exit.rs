@@ -1,12 +1,12 @@
 //! How a run ends, in the words hyp uses (`pvmkit`'s verdict reads both the same way):
 //! `[vmm] exit: reason=system_off|reset|violation|guest_crash|vmm_error …`; and the tag
-//! every line the VMM writes starts with, carrying the run's nonce (`abi::exit_line`),
+//! every line the VMM writes starts with, carrying the run's nonce (`pvmkit_abi::exit_line`),
 //! which `pvmkit` hands over in the initramfs, out of the guest's reach.
 
 use core::fmt;
 use std::sync::OnceLock;
 
-use abi::exit_line::{Head, Nonce, Quoted, Reason, Tag, Violation, Writer};
+use pvmkit_abi::exit_line::{Head, Nonce, Quoted, Reason, Tag, Violation, Writer};
 
 static NONCE: OnceLock<Nonce> = OnceLock::new();
 

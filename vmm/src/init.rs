@@ -4,7 +4,7 @@
 
 use std::os::fd::AsRawFd;
 
-use abi::exit_line::Nonce;
+use pvmkit_abi::exit_line::Nonce;
 
 use crate::exit::{self, ExitReason};
 use crate::virtio::block::Disk;
@@ -121,8 +121,8 @@ fn host_disk(instance: bool) -> Result<Disk, String> {
         for name in ["/dev/vda", "/dev/vdb", "/dev/vdc"] {
             let Ok(mut file) = std::fs::OpenOptions::new().read(true).write(true).open(name) else { continue };
             let mut magic = [0u8; 16];
-            let is_instance =
-                std::io::Read::read_exact(&mut file, &mut magic).is_ok() && magic == abi::instance_disk::HEADER_MAGIC;
+            let is_instance = std::io::Read::read_exact(&mut file, &mut magic).is_ok()
+                && magic == pvmkit_abi::instance_disk::HEADER_MAGIC;
             if is_instance == instance {
                 // A block device's size is where seeking to its end lands.
                 let len = std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))

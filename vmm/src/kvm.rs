@@ -18,9 +18,9 @@ use kvm_bindings::{
 use kvm_ioctls::{DeviceFd, Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use abi::gic::spi_intid;
-use abi::memory_map::{virtio_mmio_slot_at, virtio_mmio_spi};
-use abi::profile::teardown::{self, Found, Page, Survey};
+use pvmkit_abi::gic::spi_intid;
+use pvmkit_abi::memory_map::{virtio_mmio_slot_at, virtio_mmio_spi};
+use pvmkit_abi::profile::teardown::{self, Found, Page, Survey};
 
 use crate::exit::ExitReason;
 use crate::kick;
@@ -41,8 +41,8 @@ const DISK_SIZE: usize = 8 << 20;
 /// `KVM_CREATE_VM` type of a protected VM.
 const VM_TYPE_PROTECTED: u64 = 1 << 31;
 /// QEMU `virt`'s GICv3 distributor and redistributor, where a guest expects them.
-const GICD: u64 = abi::memory_map::GICD_BASE;
-const GICR: u64 = abi::memory_map::GICR_BASE;
+const GICD: u64 = pvmkit_abi::memory_map::GICD_BASE;
+const GICR: u64 = pvmkit_abi::memory_map::GICR_BASE;
 /// Interrupts the vGIC provides (SGIs, PPIs and 96 SPIs).
 const GIC_IRQS: u32 = 128;
 
@@ -219,7 +219,7 @@ fn gic(vm: &VmFd) -> Result<DeviceFd, String> {
     Ok(gic)
 }
 
-/// One pass over guest RAM once the VM is gone (`abi::profile::teardown`): how many
+/// One pass over guest RAM once the VM is gone (`pvmkit_abi::profile::teardown`): how many
 /// pages still hold data, of how many, and the IPA of the first page holding each
 /// mark. On the real pKVM the guest's pages went back to the host at teardown, wiped
 /// or not as the release decides, and read without a fault.

@@ -1,8 +1,8 @@
-//! What the bundle asks of the VM, checked with the code hyp uses (`abi::bundle`): its
+//! What the bundle asks of the VM, checked with the code hyp uses (`pvmkit_abi::bundle`): its
 //! RAM, what to load where, where the vCPU starts and where its DT is.
 
-use abi::bundle::{Bundle, EntryKind};
-use abi::memory_map::Region;
+use pvmkit_abi::bundle::{Bundle, EntryKind};
+use pvmkit_abi::memory_map::Region;
 
 /// The VM a bundle describes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub fn plan(bundle: &[u8]) -> Result<Plan<'_>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use abi::bundle::{encode, encoded_len, EntrySpec, VmConfig};
+    use pvmkit_abi::bundle::{encode, encoded_len, EntrySpec, VmConfig};
 
     #[test]
     fn a_bundle_becomes_a_plan_and_a_bad_one_an_error() {

@@ -3,7 +3,7 @@
 //! touching what it has no device for is this VMM's job, and it answers with an
 //! external abort, as hyp does.
 
-use abi::memory_map::{virtio_mmio_slot, QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE};
+use pvmkit_abi::memory_map::{virtio_mmio_slot, QEMU_EARLY_UART, VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE};
 
 /// The console's register window.
 pub const CONSOLE: (u64, u64) = (QEMU_EARLY_UART, 0x1000);

@@ -4,7 +4,7 @@
 //! the real release ([`super::recording`]).
 //!
 //! ```
-//! use abi::profile::cpu::{field, ID_FIELDS};
+//! use pvmkit_abi::profile::cpu::{field, ID_FIELDS};
 //!
 //! let pmu = field("cpu-pmuver").unwrap();
 //! assert_eq!(pmu.value(0x0000_0000_0000_0100), 1, "ID_AA64DFR0_EL1.PMUVer is bits 11:8");

@@ -6,7 +6,7 @@
 //! the real release ([`super::recording`]).
 //!
 //! ```
-//! use abi::profile::debug_pmu::{Access, Register, LINUX_7_3_PROTECTED_ACCESS};
+//! use pvmkit_abi::profile::debug_pmu::{Access, Register, LINUX_7_3_PROTECTED_ACCESS};
 //!
 //! // pKVM 7.3.4 lists the first breakpoint's registers as read-as-zero, not the second's.
 //! assert_eq!(LINUX_7_3_PROTECTED_ACCESS.access(Register::Dbgbvr0.encoding()), Some(Access::ReadsZero));

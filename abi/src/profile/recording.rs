@@ -15,8 +15,8 @@
 //! is what a table says a recorded call answers, in the probe line's own terms.
 //!
 //! ```
-//! use abi::profile::recording::{Expected, ProbeCall};
-//! use abi::profile::{Conduit, Pages, LINUX_7_3_PROTECTED};
+//! use pvmkit_abi::profile::recording::{Expected, ProbeCall};
+//! use pvmkit_abi::profile::{Conduit, Pages, LINUX_7_3_PROTECTED};
 //!
 //! let call = ProbeCall::parse("hvc 0xc6000002 0x0 0x0 0x0 private").unwrap();
 //! assert_eq!((call.conduit, call.function, call.pages), (Conduit::Hvc, 0xc600_0002, Pages::Private));

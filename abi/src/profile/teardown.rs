@@ -5,7 +5,7 @@
 //! ([`Found`]), recorded from the real release ([`super::recording`]).
 //!
 //! ```
-//! use abi::profile::teardown::{mark, Found, Page, Survey};
+//! use pvmkit_abi::profile::teardown::{mark, Found, Page, Survey};
 //!
 //! let mut ram = vec![0u64; 3 * 512];
 //! for (i, word) in ram[512..1024].iter_mut().enumerate() {

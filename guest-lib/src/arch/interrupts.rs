@@ -6,32 +6,12 @@ use core::arch::asm;
 
 use aarch64_cpu::registers::{Readable, MPIDR_EL1};
 
-use crate::interrupts::{check_intid, sgi_to, InterruptError};
+use super::gic::{configure, frame_of, write32};
+use crate::interrupts::intid::{check_intid, sgi_to, InterruptError};
 
-use abi::gic::{
-    GICD_ICENABLER, GICD_IGROUPR, GICD_IPRIORITYR, GICD_IROUTER, GICD_ISENABLER, GICR_SGI_FRAME, GICR_WAKER,
-    WAKER_CHILDREN_ASLEEP, WAKER_PROCESSOR_SLEEP,
-};
-/// The priority device interrupts get (above the CPU interface's mask of 0xff).
-const PRIORITY: u32 = 0xa0;
+use pvmkit_abi::gic::GICD_ICENABLER;
 /// INTIDs from 1020 are special: 1023 says nothing is pending.
 const SPECIAL: u32 = 1020;
-
-// GIC registers are accessed with one plain `ldr`/`str` each (no writeback, no pair),
-// so that the hypervisor gets a full syndrome: a protected VM's access without one is
-// answered with an external abort.
-pub(super) fn read32(addr: u64) -> u32 {
-    let value: u32;
-    // SAFETY: a GIC register, registered with the MMIO guard when the GIC was set up
-    // (and probed first).
-    unsafe { asm!("ldr {0:w}, [{1}]", out(reg) value, in(reg) addr, options(nostack, readonly)) };
-    value
-}
-
-pub(super) fn write32(addr: u64, value: u32) {
-    // SAFETY: as above.
-    unsafe { asm!("str {0:w}, [{1}]", in(reg) value, in(reg) addr, options(nostack)) };
-}
 
 /// The frame whose registers configure `intid`: the redistributor's SGI/PPI frame for
 /// the first 32, the distributor for SPIs.
@@ -45,7 +25,7 @@ fn frame(intid: u32) -> Result<u64, InterruptError> {
 /// `virt` and KVM lay them out), once the GIC is set up.
 pub fn redistributor() -> Result<u64, InterruptError> {
     let (_, first) = super::timer::gic_frames().ok_or(InterruptError::NoGic)?;
-    Ok(first + crate::smp::this_cpu() as u64 * abi::memory_map::GICR_SIZE)
+    Ok(first + crate::smp::this_cpu() as u64 * pvmkit_abi::memory_map::GICR_SIZE)
 }
 
 /// Sets up a secondary CPU's part of the GIC once the boot CPU set the GIC up (the
@@ -53,13 +33,7 @@ pub fn redistributor() -> Result<u64, InterruptError> {
 /// its CPU interface on. In a protected VM, register [`redistributor`]'s 128 KiB with
 /// the MMIO guard first.
 pub fn init_this_cpu() -> Result<(), InterruptError> {
-    let gicr = redistributor()?;
-    write32(gicr + GICR_WAKER, read32(gicr + GICR_WAKER) & !WAKER_PROCESSOR_SLEEP);
-    for _ in 0..1_000_000 {
-        if read32(gicr + GICR_WAKER) & WAKER_CHILDREN_ASLEEP == 0 {
-            break;
-        }
-    }
+    super::gic::wake_redistributor(redistributor()?);
     crate::register_gaps::enable_gic_cpu_interface();
     Ok(())
 }
@@ -73,37 +47,12 @@ pub fn send_sgi(mpidr: u64, intid: u32) -> Result<(), InterruptError> {
     Ok(())
 }
 
-fn frame_of(gicd: u64, gicr: u64, intid: u32) -> u64 {
-    if intid < 32 {
-        gicr + GICR_SGI_FRAME
-    } else {
-        gicd
-    }
-}
-
 /// Enables `intid` for this CPU: group 1, a priority above the mask, and (an SPI)
 /// routed to affinity 0.
 pub fn enable(intid: u32) -> Result<(), InterruptError> {
     let (gicd, _) = super::timer::gic_frames().ok_or(InterruptError::NoGic)?;
     configure(gicd, redistributor()?, check_intid(intid)?);
     Ok(())
-}
-
-/// [`enable`] on the GIC at `gicd`/`gicr` (the timer's set-up uses it before the GIC
-/// counts as set up).
-pub(super) fn configure(gicd: u64, gicr: u64, intid: u32) {
-    let base = frame_of(gicd, gicr, intid);
-    let (word, bit) = (4 * u64::from(intid / 32), 1 << (intid % 32));
-    write32(base + GICD_IGROUPR + word, read32(base + GICD_IGROUPR + word) | bit);
-    let priority = base + GICD_IPRIORITYR + u64::from(intid & !3);
-    let shift = 8 * (intid % 4);
-    write32(priority, (read32(priority) & !(0xff << shift)) | (PRIORITY << shift));
-    if intid >= 32 {
-        let route = base + GICD_IROUTER + 8 * u64::from(intid);
-        write32(route, 0);
-        write32(route + 4, 0);
-    }
-    write32(base + GICD_ISENABLER + word, bit);
 }
 
 /// Disables `intid`.

@@ -1,6 +1,7 @@
 //! guest-lib's assembly and system registers: probes, the timer and copies (always);
 //! boot, vectors and the MMU (the runtime's).
 
+pub mod gic;
 pub mod interrupts;
 #[cfg(feature = "runtime")]
 pub mod mmu;

@@ -2,10 +2,10 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use abi::esr::Esr;
+use pvmkit_abi::esr::Esr;
 
 use crate::exceptions::{ExternalAbort, Undefined};
-use abi::profile::debug_pmu::Register;
+use pvmkit_abi::profile::debug_pmu::Register;
 
 #[repr(C)]
 struct ProbeResult {

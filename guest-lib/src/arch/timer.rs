@@ -1,25 +1,23 @@
 //! The virtual timer and the GICv3 setup that lets its interrupt wake a WFI.
 
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
-use abi::smccc::Conduit;
 use mmio_guard::MmioGuard;
+use pvmkit_abi::smccc::Conduit;
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0};
 
 use crate::register_gaps;
-use crate::timer::{ticks, Wake};
+use crate::set_once::SetOnce;
+use crate::timer::wait::{ticks, Wake};
 use crate::GuestDt;
 
 /// The virtual timer's interrupt (PPI 11, as the DT's timer node lists it third).
-const VTIMER_INTID: u32 = abi::gic::ppi_intid(abi::memory_map::TIMER_PPIS[2]);
-use abi::gic::{
-    CTLR_ARE, CTLR_ENABLE_GRP1, GICR_WAKER, WAKER_CHILDREN_ASLEEP as CHILDREN_ASLEEP,
-    WAKER_PROCESSOR_SLEEP as PROCESSOR_SLEEP,
-};
+const VTIMER_INTID: u32 = pvmkit_abi::gic::ppi_intid(pvmkit_abi::memory_map::TIMER_PPIS[2]);
+use pvmkit_abi::gic::{CTLR_ARE, CTLR_ENABLE_GRP1, GICR_WAKER};
 
-use super::interrupts::{configure, read32, write32};
+use super::gic::{self, configure, read32, write32};
 /// GICD_CTLR: affinity routing and group 1 enabled (single security state).
 const GICD_CTLR_ARE_GRP1: u32 = CTLR_ARE | CTLR_ENABLE_GRP1;
 
@@ -34,15 +32,20 @@ const POLLED: u8 = 2;
 /// since on real KVM a WFI with no interrupt to wake it would block for good.
 const SPIN: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(UNSET);
-/// The distributor's and redistributor's bases once the GIC is set up (0 before), for
-/// device interrupts and SGIs.
-static DISTRIBUTOR: AtomicU64 = AtomicU64::new(0);
-static REDISTRIBUTOR: AtomicU64 = AtomicU64::new(0);
+/// What sets the GIC up on first use, when something registered it (guest-lib's
+/// runtime does).
+static ON_FIRST_USE: SetOnce<fn() -> Wake> = SetOnce::new();
 
-/// The GIC's distributor and redistributor bases, if guest-lib set the GIC up.
+/// Registers `set_up`, which calls [`init`], to run on the first wait or interrupt call
+/// before any `init`. Once only; a second registration is refused.
+pub fn init_on_first_use(set_up: fn() -> Wake) -> Result<(), fn() -> Wake> {
+    ON_FIRST_USE.set(set_up).map(|_| ())
+}
+
+/// The GIC's distributor and redistributor bases, if guest-lib set the GIC up (setting
+/// it up now on first use).
 pub fn gic_frames() -> Option<(u64, u64)> {
-    let frames = (DISTRIBUTOR.load(Ordering::Relaxed), REDISTRIBUTOR.load(Ordering::Relaxed));
-    (uses_interrupts() == Wake::Interrupt && frames.0 != 0).then_some(frames)
+    gic::frames().filter(|_| uses_interrupts() == Wake::Interrupt)
 }
 
 /// Sets up the GIC `dt` names (registering it with `guard`) so that the virtual timer's
@@ -67,33 +70,28 @@ fn setup<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Wake {
         return Wake::Polled;
     }
     write32(gicd, read32(gicd) | GICD_CTLR_ARE_GRP1);
-    write32(gicr + GICR_WAKER, read32(gicr + GICR_WAKER) & !PROCESSOR_SLEEP);
-    for _ in 0..1_000_000 {
-        if read32(gicr + GICR_WAKER) & CHILDREN_ASLEEP == 0 {
-            break;
-        }
-    }
+    gic::wake_redistributor(gicr);
     configure(gicd, gicr, VTIMER_INTID);
     // The CPU interface: system registers on, every priority unmasked, group 1 on.
     register_gaps::enable_gic_cpu_interface();
-    DISTRIBUTOR.store(gicd, Ordering::Relaxed);
-    REDISTRIBUTOR.store(gicr, Ordering::Relaxed);
+    gic::set_frames(gicd, gicr);
     Wake::Interrupt
 }
 
-/// How waits wake on this VM. guest-lib's runtime sets the GIC up on first use; without
-/// the runtime, [`init`] does, and until then waits spin.
+/// How waits wake on this VM. guest-lib's runtime sets the GIC up on first use
+/// ([`init_on_first_use`]); without the runtime, [`init`] does, and until then waits
+/// spin.
 pub fn uses_interrupts() -> Wake {
     match STATE.load(Ordering::Relaxed) {
         INTERRUPT => Wake::Interrupt,
         POLLED | SPIN => Wake::Polled,
-        #[cfg(feature = "runtime")]
-        _ => init(crate::runtime::device_tree(), crate::mmio_guard()),
-        #[cfg(not(feature = "runtime"))]
-        _ => {
-            STATE.store(SPIN, Ordering::Relaxed);
-            Wake::Polled
-        }
+        _ => match ON_FIRST_USE.get() {
+            Some(set_up) => set_up(),
+            None => {
+                STATE.store(SPIN, Ordering::Relaxed);
+                Wake::Polled
+            }
+        },
     }
 }
 

@@ -1,7 +1,7 @@
 use super::*;
 use crate::conduit::fake::FakeConduit;
 use crate::hypervisor::{Hypervisor, HypervisorInfo};
-use abi::kvm::{self, Features};
+use pvmkit_abi::kvm::{self, Features};
 
 fn protected() -> HypervisorInfo {
     HypervisorInfo { smccc_version: Some((1, 1)), hypervisor: Hypervisor::Kvm(Features([0x1d, 0, 0, 0])) }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::conduit::fake::FakeConduit;
 use crate::hypervisor::Hypervisor;
-use abi::kvm::Features;
+use pvmkit_abi::kvm::Features;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 

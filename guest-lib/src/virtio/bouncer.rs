@@ -109,7 +109,7 @@ mod tests {
     use crate::conduit::fake::FakeConduit;
     use crate::hypervisor::{Hypervisor, HypervisorInfo};
     use crate::sharing::MemSharer;
-    use abi::kvm::{self, Features};
+    use pvmkit_abi::kvm::{self, Features};
 
     fn pool(size: usize) -> BouncePool {
         let fake =

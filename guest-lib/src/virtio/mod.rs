@@ -49,7 +49,7 @@ pub fn bounce_pool_region() -> Option<(u64, usize)> {
 }
 
 #[cfg(any(target_os = "none", doc))]
-pub use pvm::{bounce_pool, discover, drivers, set_dma, DmaSetup, Drivers, PvmHal, VirtioDevice};
+pub use pvm::{bounce_pool, discover, drivers, set_dma, set_dma_on_first_use, DmaSetup, Drivers, PvmHal, VirtioDevice};
 
 #[cfg(test)]
 mod tests {

@@ -2,9 +2,10 @@
 
 use alloc::vec::Vec;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use abi::smccc::Conduit;
 use mmio_guard::MmioGuard;
+use pvmkit_abi::smccc::Conduit;
 use virtio_drivers::transport::mmio::{MmioError, MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
@@ -26,26 +27,42 @@ pub struct DmaSetup {
 }
 
 static DMA: SetOnce<DmaSetup> = SetOnce::new();
+/// What sets [`DMA`] up on first use, when something registered it (guest-lib's
+/// runtime does).
+static ON_FIRST_USE: SetOnce<fn()> = SetOnce::new();
+/// Set by the one CPU that runs [`ON_FIRST_USE`].
+static SETTING_UP: AtomicBool = AtomicBool::new(false);
 
 /// Gives [`PvmHal`] its pool and device ranges, once, before the first driver is built.
-/// guest-lib's runtime does this itself on first use (from the DT: its
-/// `restricted-dma-pool`, shared); a guest OS without the runtime calls it. A second
-/// call is refused and hands the setup back.
+/// A guest OS without guest-lib's runtime calls it; the runtime registers its own
+/// set-up ([`set_dma_on_first_use`]: from the DT, its `restricted-dma-pool`, shared).
+/// A second call is refused and hands the setup back.
 pub fn set_dma(setup: DmaSetup) -> Result<(), DmaSetup> {
     DMA.set(setup).map(|_| ())
+}
+
+/// Registers `set_up`, which calls [`set_dma`], to run when [`PvmHal`] is first used
+/// without a set-up: so a guest without devices shares nothing. Once only; a second
+/// registration is refused.
+pub fn set_dma_on_first_use(set_up: fn()) -> Result<(), fn()> {
+    ON_FIRST_USE.set(set_up).map(|_| ())
 }
 
 fn dma() -> &'static DmaSetup {
     if let Some(dma) = DMA.get() {
         return dma;
     }
-    #[cfg(feature = "runtime")]
-    {
-        crate::runtime::set_up_dma();
-        DMA.get().unwrap_or_else(|| panic!("guest-lib's runtime did not set PvmHal up"))
+    if let Some(set_up) = ON_FIRST_USE.get() {
+        // One CPU sets up; another that comes first-use at the same time waits for it.
+        if !SETTING_UP.swap(true, Ordering::AcqRel) {
+            set_up();
+        } else {
+            while DMA.get().is_none() {
+                core::hint::spin_loop();
+            }
+        }
     }
-    #[cfg(not(feature = "runtime"))]
-    panic!("guest_lib::virtio::PvmHal used before guest_lib::virtio::set_dma")
+    DMA.get().unwrap_or_else(|| panic!("guest_lib::virtio::PvmHal used before guest_lib::virtio::set_dma"))
 }
 
 /// The pool [`PvmHal`] bounces through (`None`: buffers are used in place).

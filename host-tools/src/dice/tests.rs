@@ -7,7 +7,7 @@ use ed25519_dalek::{Signer, SigningKey};
 /// A root handover and the payload layer pvmfw would append (profile android.16).
 fn two_layers() -> Vec<u8> {
     let root = root_handover(&test_uds());
-    let handover = abi::dice_handover::DiceHandover::parse(&root).unwrap();
+    let handover = pvmkit_abi::dice_handover::DiceHandover::parse(&root).unwrap();
     let current = Cdis { attest: *handover.cdi_attest, seal: *handover.cdi_seal };
     let descriptor = {
         let mut w = pvmkit_dice::cbor::Writer::default();
@@ -29,7 +29,7 @@ fn two_layers() -> Vec<u8> {
 /// The issuer key of the chain's last certificate (the bootloader's, from its CDI).
 fn bootloader_key() -> SigningKey {
     let root = root_handover(&test_uds());
-    pvmkit_dice::key_pair(abi::dice_handover::DiceHandover::parse(&root).unwrap().cdi_attest)
+    pvmkit_dice::key_pair(pvmkit_abi::dice_handover::DiceHandover::parse(&root).unwrap().cdi_attest)
 }
 
 #[test]

@@ -3,15 +3,15 @@
 
 use core::fmt;
 
-use abi::memory_map::Region;
-use abi::memory_map::{
+use pvmkit_abi::memory_map::Region;
+use pvmkit_abi::memory_map::{
     virtio_mmio_slot, virtio_mmio_spi, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE, PL011_SPI, TIMER_PPIS,
     VIRTIO_MMIO_SLOTS, VIRTIO_MMIO_STRIDE,
 };
 
 use crate::trap::mmio::{DeviceKind, DeviceWindow};
 use crate::vgic::Frame;
-use abi::gic::{ppi_intid, spi_intid};
+use pvmkit_abi::gic::{ppi_intid, spi_intid};
 
 /// The most devices a VM has: the console, every virtio-mmio transport and the two
 /// frames of its GIC.

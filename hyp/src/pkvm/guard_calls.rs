@@ -3,9 +3,9 @@
 //! checked the arguments and that no granule is guest RAM; what can still refuse here
 //! is hyp's bound on its table (policy `guard-table-full`).
 
-use abi::memory_map::Region;
+use pvmkit_abi::memory_map::Region;
 
-use crate::pkvm::hypercall::{ActionError, Inconsistency, PolicyRefusal};
+use crate::pkvm::action_error::{ActionError, Inconsistency, PolicyRefusal};
 use crate::pkvm::mmio_guard::GuardTable;
 use crate::pkvm::ownership::GRANULE;
 

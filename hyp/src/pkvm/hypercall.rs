@@ -1,23 +1,25 @@
 //! Answering the guest's HVC and SMC calls from the profile of the release hyp
-//! imitates ([`abi::profile`]): the table decides every answer; this module only
+//! imitates ([`pvmkit_abi::profile`]): the table decides every answer; this module only
 //! gathers the facts a row asks about and carries out the row's action.
 //!
-//! - protected, `abi=upstream`: [`abi::profile::HYP_LINUX_7_3_PROTECTED`] (Linux 7.3.4's
+//! - protected, `abi=upstream`: [`pvmkit_abi::profile::HYP_LINUX_7_3_PROTECTED`] (Linux 7.3.4's
 //!   rows under hyp's overlay of intended differences)
-//! - protected, `abi=android`: [`abi::profile::ANDROID_6_12`]
-//! - unprotected: [`abi::profile::HYP_LINUX_7_3_ORDINARY`]
+//! - protected, `abi=android`: [`pvmkit_abi::profile::ANDROID_6_12`]
+//! - unprotected: [`pvmkit_abi::profile::HYP_LINUX_7_3_ORDINARY`]
 //!
 //! Besides the profile hyp answers one call of its own, `HYP_STATS`, and only when
 //! asked to (`stats=on`). Where hyp refuses what the release would do (its validator
-//! [`abi::profile::POLICIES`]), the outcome names the policy so hyp can say so.
+//! [`pvmkit_abi::profile::POLICIES`]), the outcome names the policy so hyp can say so.
 
-use abi::hyp_options::{AbiForm, VmMode, HYP_STATS, HYP_STATS_WFX, HYP_STATS_WORK};
-use abi::profile::{
+use pvmkit_abi::hyp_options::{AbiForm, VmMode, HYP_STATS, HYP_STATS_WFX, HYP_STATS_WORK};
+use pvmkit_abi::profile::{
     Action, Answer, Call, Conduit, Pages, Profile, VmFacts, ANDROID_6_12, HYP_LINUX_7_3_ORDINARY,
     HYP_LINUX_7_3_PROTECTED,
 };
-use abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED};
+use pvmkit_abi::smccc::{INVALID_PARAMETER, NOT_SUPPORTED};
 
+use crate::pkvm::action_error::ActionError;
+pub use crate::pkvm::action_error::Inconsistency;
 use crate::pkvm::guard_calls;
 use crate::pkvm::memory_calls::{self, DeviceHeld, DeviceHolds, GuestMemory};
 use crate::pkvm::mmio_guard::GuardTable;
@@ -36,12 +38,12 @@ pub struct Services {
 }
 
 impl Services {
-    /// The caps on the ID-register fields the VM sees (`abi::profile::cpu`): the
+    /// The caps on the ID-register fields the VM sees (`pvmkit_abi::profile::cpu`): the
     /// recorded real pKVM's, for a protected VM in the upstream form (the Android
     /// release is not measured, an ordinary VM is not sanitized).
     pub fn id_caps(&self) -> &'static [(&'static str, u64)] {
         match self.mode {
-            VmMode::Protected(AbiForm::Upstream) => abi::profile::LINUX_7_3_PROTECTED.id_fields,
+            VmMode::Protected(AbiForm::Upstream) => pvmkit_abi::profile::LINUX_7_3_PROTECTED.id_fields,
             _ => &[],
         }
     }
@@ -92,7 +94,7 @@ pub enum Outcome {
     Refused {
         /// The registers.
         regs: [u64; 4],
-        /// The policy ([`abi::profile::POLICIES`]).
+        /// The policy ([`pvmkit_abi::profile::POLICIES`]).
         policy: &'static str,
         /// The granule.
         ipa: u64,
@@ -224,7 +226,8 @@ pub fn dispatch<M: GuestMemory>(
         }
         Answer::Time => {
             let clock = (vm.clock)();
-            let counter = if args[0] == abi::kvm::PTP_PHYSICAL { clock.physical_count } else { clock.virtual_count };
+            let counter =
+                if args[0] == pvmkit_abi::kvm::PTP_PHYSICAL { clock.physical_count } else { clock.virtual_count };
             let ns = clock.nanoseconds;
             Outcome::Return([ns >> 32, ns & 0xffff_ffff, counter >> 32, counter & 0xffff_ffff])
         }
@@ -256,36 +259,6 @@ pub fn dispatch<M: GuestMemory>(
             }
         }
     }
-}
-
-/// Why an action the profile allowed was not carried out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActionError {
-    /// A validator policy refused it: the guest is answered and goes on.
-    Policy(PolicyRefusal),
-    /// The guest took back a page a device holds: the VM ends.
-    DeviceHeld(DeviceHeld),
-    /// hyp's own tables disagree with what the profile saw: hyp cannot go on.
-    Inconsistent(Inconsistency),
-}
-
-/// hyp's bookkeeping (page ownership, the guard table) disagreeing with the facts the
-/// profile decided on: a bug of hyp's, which ends the VM with a hyp error naming it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Inconsistency {
-    /// The granule.
-    pub ipa: u64,
-    /// What was being done.
-    pub what: &'static str,
-}
-
-/// A validator policy that refused an action the profile allowed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PolicyRefusal {
-    /// The policy's name ([`abi::profile::POLICIES`]).
-    pub policy: &'static str,
-    /// The granule that made it fire.
-    pub ipa: u64,
 }
 
 #[cfg(test)]

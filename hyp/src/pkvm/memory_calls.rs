@@ -1,54 +1,19 @@
 //! Carrying out the memory actions a profile row allows: MEM_SHARE, MEM_UNSHARE and
 //! MEM_RELINQUISH on the granules a call walks. Whether a call may act at all (its
 //! arguments, the pages' states) the profile has already decided
-//! ([`abi::profile`]); what can still refuse here is hyp's validator policy. Where
+//! ([`pvmkit_abi::profile`]); what can still refuse here is hyp's validator policy. Where
 //! hyp's own page table disagrees with what the profile saw, nothing changes and the
 //! call fails with an [`Inconsistency`], which ends the VM with a hyp error: a release
 //! build checks it as a debug build does.
 
-use crate::pkvm::hypercall::{ActionError, Inconsistency};
+use crate::pkvm::action_error::{ActionError, Inconsistency};
+pub use crate::pkvm::action_error::{DeviceHeld, Holder};
 use crate::pkvm::ownership::{Ownership, OwnershipError, GRANULE};
-
-/// A device that holds a guest page: the transport (its register base), the queue,
-/// and the descriptor (`None`: a ring page of a ready queue).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Holder {
-    /// The transport's register base.
-    pub device: u64,
-    /// The queue.
-    pub queue: u32,
-    /// The descriptor, when a buffer (not a ring) is held.
-    pub descriptor: Option<u16>,
-}
 
 /// Which device holds a guest page (hyp: its virtio transports; tests: a fake).
 pub trait DeviceHolds {
     /// The device holding `page`, if any.
     fn holder(&mut self, ownership: &Ownership<'_>, page: u64) -> Option<Holder>;
-}
-
-/// A MEM_UNSHARE of a page a device holds: the race a validator exists to catch (the
-/// release takes the page back and the device's next access faults in the VMM). hyp
-/// ends the VM naming the page, its holder and the vCPU that asked (policy
-/// `unshare-device-held`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeviceHeld {
-    /// The granule.
-    pub ipa: u64,
-    /// Who holds it (`None`: pinned, though no transport names it, which the exit
-    /// line says too rather than hide).
-    pub holder: Option<Holder>,
-}
-
-impl DeviceHeld {
-    /// The violation's `what=`.
-    pub fn what(&self) -> &'static str {
-        match self.holder {
-            Some(Holder { descriptor: Some(_), .. }) => "MEM_UNSHARE of a buffer a device request holds",
-            Some(Holder { descriptor: None, .. }) => "MEM_UNSHARE of a ring page of a ready queue",
-            None => "MEM_UNSHARE of a page a device holds",
-        }
-    }
 }
 
 /// Zeroes guest pages (hyp: through its identity map; tests: a fake).

@@ -9,9 +9,9 @@
 
 use core::fmt;
 
-use abi::memory_map::Region;
+use pvmkit_abi::memory_map::Region;
 
-use abi::memory_map::GRANULE;
+use pvmkit_abi::memory_map::GRANULE;
 /// The most granules a VM can register: more than all device pages hyp exposes (the
 /// distributor's 16, 32 per vCPU's redistributor for up to 8, the console's 1 and the
 /// 4 of QEMU's virtio-mmio transports: 277).

@@ -3,6 +3,7 @@
 //! memory actions a row allows ([`memory_calls`]), the MMIO guard table
 //! ([`mmio_guard`]) and its actions ([`guard_calls`]).
 
+pub mod action_error;
 pub mod guard_calls;
 pub mod hypercall;
 pub mod memory_calls;

@@ -26,13 +26,13 @@
 //!
 //! A ranged Android call walks up to 256 granules and acts on all of them or none
 //! (a mixed range answers -3); "policy" rows are hyp's validator policy
-//! `unshare-device-held` (`abi::profile::POLICIES`), stricter than the release.
+//! `unshare-device-held` (`pvmkit_abi::profile::POLICIES`), stricter than the release.
 
 use core::fmt;
 
-use abi::memory_map::Region;
+use pvmkit_abi::memory_map::Region;
 
-pub use abi::memory_map::GRANULE;
+pub use pvmkit_abi::memory_map::GRANULE;
 
 /// Bit 15 of a page's word: shared. Bits 14..0: pin count.
 const SHARED: u16 = 1 << 15;

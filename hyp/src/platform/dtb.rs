@@ -4,11 +4,11 @@
 
 use core::fmt;
 
-use abi::dt;
-use abi::memory_map::Region;
 use dtoolkit::fdt::Fdt;
 use dtoolkit::standard::NodeStandard;
 use dtoolkit::{Node, Property};
+use pvmkit_abi::dt;
+use pvmkit_abi::memory_map::Region;
 
 /// Most RAM regions hyp keeps.
 pub const MAX_MEMORY_REGIONS: usize = 8;
@@ -69,9 +69,9 @@ impl fmt::Display for PlatformError {
 
 /// The size of the DTB whose first 8 bytes are `header`, checked for magic and bounds.
 pub fn dtb_size(header: [u8; 8]) -> Result<usize, PlatformError> {
-    abi::fdt_header::total_size(header, MAX_DTB_SIZE).map_err(|e| match e {
-        abi::fdt_header::HeaderError::NotADt => PlatformError::NotADtb,
-        abi::fdt_header::HeaderError::BadSize(size) => PlatformError::BadSize(size),
+    pvmkit_abi::fdt_header::total_size(header, MAX_DTB_SIZE).map_err(|e| match e {
+        pvmkit_abi::fdt_header::HeaderError::NotADt => PlatformError::NotADtb,
+        pvmkit_abi::fdt_header::HeaderError::BadSize(size) => PlatformError::BadSize(size),
     })
 }
 

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use abi::memory_map::Region;
+use pvmkit_abi::memory_map::Region;
 
 /// Something that occupies host memory guest RAM must not overlap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

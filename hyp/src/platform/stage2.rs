@@ -27,7 +27,7 @@ pub fn vtcr() -> u64 {
         .value
 }
 
-use abi::memory_map::GRANULE;
+use pvmkit_abi::memory_map::GRANULE;
 const L2_BLOCK: u64 = 2 << 20;
 const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
 const VALID: u64 = 1 << 0;

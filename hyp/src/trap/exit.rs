@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use abi::exit_line::{Head, Quoted, Reason, Violation};
+use pvmkit_abi::exit_line::{Head, Quoted, Reason, Violation};
 
 use crate::esr::Esr;
 

@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn enforced_vms_need_the_guard() {
-        let ram = abi::memory_map::Region { start: 0x8000_0000, end: 0x9000_0000 };
+        let ram = pvmkit_abi::memory_map::Region { start: 0x8000_0000, end: 0x9000_0000 };
         let mut guard = GuardTable::new(true);
         let load = abort(0x9383_0005);
         assert_eq!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Refuse(Refusal::NotGuarded));

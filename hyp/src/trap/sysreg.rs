@@ -4,7 +4,7 @@
 //! says they do ([`register_reply`]). Any other trapped access is a crash the exit line
 //! names.
 
-use abi::profile::debug_pmu::{Access, AccessRules};
+use pvmkit_abi::profile::debug_pmu::{Access, AccessRules};
 
 /// A system register's encoding: (op0, op1, CRn, CRm, op2).
 pub type Encoding = (u8, u8, u8, u8, u8);
@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn pmu_and_debug_accesses_get_the_releases_reply() {
-        use abi::profile::debug_pmu::{LINUX_7_3_ORDINARY_ACCESS, LINUX_7_3_PROTECTED_ACCESS};
+        use pvmkit_abi::profile::debug_pmu::{LINUX_7_3_ORDINARY_ACCESS, LINUX_7_3_PROTECTED_ACCESS};
         let protected = Some(&LINUX_7_3_PROTECTED_ACCESS);
         let reply = |word: u32, rules| register_reply(&SysregAccess::decode(iss_of(word)), rules);
         let mdscr = SysregAccess::decode(iss_of(MRS_X2_MDSCR_EL1));

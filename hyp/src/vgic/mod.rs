@@ -35,7 +35,7 @@ pub const INTIDS: usize = 96;
 /// 32-bit words of one bit per INTID.
 pub const WORDS: usize = INTIDS / 32;
 
-pub use abi::gic::FIRST_SPI;
+pub use pvmkit_abi::gic::FIRST_SPI;
 
 /// Which register frame of the GIC an access falls in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub enum Frame {
 }
 
 /// The SGI/PPI frame's offset within the redistributor.
-pub const SGI_FRAME: u64 = abi::gic::GICR_SGI_FRAME;
+pub const SGI_FRAME: u64 = pvmkit_abi::gic::GICR_SGI_FRAME;
 
 /// An access the GIC does not take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub struct Deliverable {
     pub priority: u8,
 }
 
-use abi::gic::{
+use pvmkit_abi::gic::{
     CTLR_ARE, CTLR_DS, CTLR_ENABLE_GRP0, CTLR_ENABLE_GRP1, GICD_CTLR, GICD_ICACTIVER, GICD_ICENABLER, GICD_ICFGR,
     GICD_ICPENDR, GICD_IGROUPR, GICD_IIDR, GICD_IPRIORITYR, GICD_IROUTER, GICD_ISACTIVER, GICD_ISENABLER, GICD_ISPENDR,
     GICD_TYPER, GICR_IIDR, GICR_PROPBASER, GICR_TYPER, GICR_WAKER, PIDR2, WAKER_CHILDREN_ASLEEP, WAKER_PROCESSOR_SLEEP,

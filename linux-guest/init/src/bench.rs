@@ -5,10 +5,10 @@
 //! of 4 MiB in 4 KiB, 64 KiB and 1 MiB requests, timed with the virtual counter (the
 //! same ticks test-guest reports); one line per phase in test-guest's format. What only
 //! a bare-metal guest can count (its instructions, hypercalls, bytes bounced) is `n/a`.
-//! Every block carries its stamp (`abi::bench`), cleared before each read and checked
+//! Every block carries its stamp (`pvmkit_abi::bench`), cleared before each read and checked
 //! after it, outside the timed calls: a device that returns nothing fails.
 
-use abi::bench::{clear_stamps, stamp_blocks, wrong_stamp, BLOCK};
+use pvmkit_abi::bench::{clear_stamps, stamp_blocks, wrong_stamp, BLOCK};
 use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 

@@ -25,7 +25,7 @@ struct Layout {
 
 fn layout() -> Layout {
     let v = SignedPayload::parse(SHA256_RSA4096).unwrap().vbmeta;
-    let vbmeta = abi::avb::footer(SHA256_RSA4096).unwrap().vbmeta_offset.get() as usize;
+    let vbmeta = pvmkit_abi::avb::footer(SHA256_RSA4096).unwrap().vbmeta_offset.get() as usize;
     let auth = vbmeta + 256;
     let aux = auth + v.header.authentication_data_block_size.get() as usize;
     Layout {
@@ -219,10 +219,10 @@ fn an_8192_bit_signature_verifies() {
     const KEY8192: &[u8] = include_bytes!("../../../abi/testdata/avb/key8192.avbpubkey");
     let verified = verify(SIGNED, KEY8192, None).unwrap();
     assert_eq!((verified.rollback_index, verified.image.len()), (9, 6000));
-    assert_eq!(verified.payload.vbmeta.algorithm, abi::avb::Algorithm::Sha512Rsa8192);
+    assert_eq!(verified.payload.vbmeta.algorithm, pvmkit_abi::avb::Algorithm::Sha512Rsa8192);
     assert_eq!(verify(SIGNED, KEY4096, None).unwrap_err(), AvbVerifyError::UntrustedKey);
     let mut tampered = SIGNED.to_vec();
-    let vbmeta = abi::avb::footer(SIGNED).unwrap().vbmeta_offset.get() as usize;
+    let vbmeta = pvmkit_abi::avb::footer(SIGNED).unwrap().vbmeta_offset.get() as usize;
     tampered[vbmeta + 256 + 64 + 100] ^= 1; // inside the signature (after the 64-byte hash)
     assert_eq!(verify(&tampered, KEY8192, None).unwrap_err(), AvbVerifyError::BadSignature);
 }

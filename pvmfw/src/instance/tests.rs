@@ -2,7 +2,7 @@
 //! every byte of a sealed sector matters, and so do the disk and the sealing CDI.
 
 use super::*;
-use abi::instance_disk::InstanceDiskError;
+use pvmkit_abi::instance_disk::InstanceDiskError;
 
 const DISK: [u8; 32] = [0xd1; 32];
 const CDI: [u8; 32] = [0xc5; 32];

@@ -1,6 +1,6 @@
 //! The devices over real guest memory, driven as a guest's driver would.
 
-use abi::virtio_mmio as reg;
+use pvmkit_abi::virtio_mmio as reg;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::block::Block;

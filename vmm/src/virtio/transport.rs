@@ -2,7 +2,7 @@
 //! of one [`Device`]: the registers the guest's driver reads and writes, the queues'
 //! setup, and serving a queue when the guest notifies it.
 
-use abi::virtio_mmio as reg;
+use pvmkit_abi::virtio_mmio as reg;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 

@@ -24,7 +24,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use crate::pkvm::ownership::Ownership;
 
 /// virtio-mmio register offsets (declared once, in `abi`).
-pub use abi::virtio_mmio as regs;
+pub use pvmkit_abi::virtio_mmio as regs;
 
 /// Feature bits hyp never lets a protected VM negotiate: indirect descriptors (a
 /// table the device would read that hyp has not shadowed), event indices and packed

@@ -1,7 +1,7 @@
 use super::*;
 use crate::pkvm::mmio_guard::GuardTable;
-use abi::kvm;
-use abi::profile::{Answer, Conduit};
+use pvmkit_abi::kvm;
+use pvmkit_abi::profile::{Answer, Conduit};
 
 const BASE: u64 = 0x8000_0000;
 const PAGES: usize = 1024;
@@ -163,7 +163,7 @@ fn unsharing_a_page_a_device_holds_ends_the_vm_naming_it() {
         vm.devices.0.clear();
         assert_eq!(vm.call(kvm::MEM_UNSHARE, [page, 0, 0])[0], 0);
     }
-    assert!(abi::profile::POLICIES.iter().any(|p| p.name == "unshare-device-held"), "the policy is listed");
+    assert!(pvmkit_abi::profile::POLICIES.iter().any(|p| p.name == "unshare-device-held"), "the policy is listed");
 }
 
 #[test]
@@ -244,7 +244,7 @@ fn a_full_guard_table_is_a_named_policy_refusal() {
     }
     assert!(!vm.guard.is_guarded(0x2000_0000), "all or nothing");
     // The policy's text states the bound hyp holds.
-    let policy = abi::profile::POLICIES.iter().find(|p| p.name == "guard-table-full").unwrap();
+    let policy = pvmkit_abi::profile::POLICIES.iter().find(|p| p.name == "guard-table-full").unwrap();
     assert!(policy.what.starts_with(&format!("more than {many} MMIO-guard granules")), "{}", policy.what);
     // ... and it covers every device page of the largest VM: 8 redistributors of two
     // 64 KiB frames, the distributor, a console and 8 virtio transports.
@@ -397,7 +397,7 @@ fn short_counts_are_xorshift64() {
 #[test]
 fn id_caps_are_the_upstream_releases_only() {
     let services = |mode| Services { mode, stats: false, short_counts: false };
-    assert_eq!(services(UPSTREAM).id_caps(), abi::profile::LINUX_7_3_PROTECTED.id_fields);
+    assert_eq!(services(UPSTREAM).id_caps(), pvmkit_abi::profile::LINUX_7_3_PROTECTED.id_fields);
     assert!(!services(UPSTREAM).id_caps().is_empty());
     assert!(services(ANDROID).id_caps().is_empty() && services(VmMode::Unprotected).id_caps().is_empty());
 }

@@ -6,7 +6,9 @@
 use super::*;
 use crate::testing::FakeCpuInterface;
 use crate::vgic::{FIRST_SPI, INTIDS, SGI_FRAME};
-use abi::gic::{GICD_CTLR, GICD_ICPENDR, GICD_IGROUPR, GICD_IPRIORITYR, GICD_ISACTIVER, GICD_ISENABLER, GICD_ISPENDR};
+use pvmkit_abi::gic::{
+    GICD_CTLR, GICD_ICPENDR, GICD_IGROUPR, GICD_IPRIORITYR, GICD_ISACTIVER, GICD_ISENABLER, GICD_ISPENDR,
+};
 
 const R: Frame = Frame::Redistributor;
 const D: Frame = Frame::Distributor;

@@ -61,7 +61,7 @@ impl CpuInterface for PhysicalCpuInterface {
 fn addressed(frame: Frame, offset: u64) -> (usize, u64) {
     match frame {
         Frame::Redistributor => {
-            let size = abi::memory_map::GICR_SIZE;
+            let size = pvmkit_abi::memory_map::GICR_SIZE;
             ((offset / size) as usize, offset % size)
         }
         Frame::Distributor => (this_cpu(), offset),

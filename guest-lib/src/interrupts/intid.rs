@@ -1,25 +1,5 @@
-//! Interrupts without vectors: a driver enables its device's interrupt at the GIC,
-//! submits its request, and waits for the interrupt in WFI with interrupts still masked
-//! at the CPU; the GIC's acknowledge register says which one came. Completion then
-//! costs no polling of the used ring, and the hypervisor need not wait for the device
-//! on the driver's behalf (hyp does, for drivers that poll). A guest can also send
-//! itself an SGI ([`send_sgi_to_self`]) and wait for it the same way.
-//!
-//! The GIC is the one guest-lib sets up for its timer ([`crate::timer`]); the interrupt's
-//! INTID comes from the DT ([`crate::device_tree::GuestDt::virtio_mmio_interrupt`]).
-//!
-//! ```ignore
-//! use guest_lib::interrupts;
-//! let intid = dt.virtio_mmio_interrupt(base).unwrap();
-//! blk.ack_interrupt();                   // quiet what earlier requests raised
-//! interrupts::enable(intid)?;
-//! let token = unsafe { blk.read_blocks_nb(sector, &mut req, &mut buf, &mut resp)? };
-//! while blk.peek_used() != Some(token) {
-//!     interrupts::wait(intid);           // acknowledged: active until ended
-//!     blk.ack_interrupt();               // the device lowers its line
-//!     interrupts::end(intid);
-//! }
-//! ```
+//! The host-tested part of the interrupts API: which INTIDs it serves, the SGI
+//! register's encoding, and its errors.
 
 use core::fmt;
 
@@ -58,11 +38,6 @@ pub fn sgi_to(mpidr: u64, intid: u32) -> Result<u64, InterruptError> {
     // Aff0 is a bit of the 16-wide target list, in range selector Aff0 / 16.
     Ok(aff3 << 48 | (aff0 / 16) << 44 | aff2 << 32 | u64::from(intid) << 24 | aff1 << 16 | 1 << (aff0 % 16))
 }
-
-#[cfg(any(target_os = "none", doc))]
-pub use crate::arch::interrupts::{
-    disable, enable, end, init_this_cpu, redistributor, send_sgi, send_sgi_to_self, wait,
-};
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,8 @@
 // `trap_path` (every guest exit, decoded once), `device_access` (the console and the
 // virtio transports a guest's accesses reach), `virtio_transports` (hyp's device side
 // wired to QEMU's registers and guest RAM), `vm_state` (what the handlers keep between
-// exits), `work_meter` (hyp's counted work, for the bench), `exit_path` (the summaries, the exit line, `fail!`), `console` (hyp's lines),
+// exits), `work_meter` (hyp's counted work, for the bench), `exit_summary` (what hyp
+// refused along the way), `exit_path` (the exit line, `fail!`), `console` (hyp's lines),
 // `virtual_interrupts` (the guest's vGIC wired to the physical GIC: forwarded
 // interrupts, SGIs, WFI), `arch` (assembly, system registers, the tick, the GIC,
 // register values).
@@ -21,6 +22,8 @@ mod boot;
 mod console;
 #[cfg(target_os = "none")]
 mod device_access;
+#[cfg(target_os = "none")]
+mod exit_summary;
 #[cfg(target_os = "none")]
 mod trap_path;
 #[cfg(target_os = "none")]

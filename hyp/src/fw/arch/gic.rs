@@ -11,7 +11,7 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use abi::gic::{
+use pvmkit_abi::gic::{
     CTLR_ARE, CTLR_ENABLE_GRP1, GICD_CTLR, GICD_ICENABLER, GICD_IGROUPR, GICD_IPRIORITYR, GICD_IROUTER, GICD_ISENABLER,
     GICD_ISPENDR, GICR_SGI_FRAME, GICR_WAKER, WAKER_CHILDREN_ASLEEP, WAKER_PROCESSOR_SLEEP,
 };
@@ -35,7 +35,7 @@ const ICH_HCR_EN: u64 = 1;
 
 /// One CPU's redistributor frames (RD and SGI): CPU `i`'s follow CPU 0's at `i` times
 /// this, as QEMU `virt` lays them out.
-const GICR_STRIDE: u64 = abi::memory_map::GICR_SIZE;
+const GICR_STRIDE: u64 = pvmkit_abi::memory_map::GICR_SIZE;
 /// The SGI one CPU of hyp's sends another to make it look at its vCPU's interrupts
 /// (hyp forwards no physical SGI to a guest: every one it takes is such a kick).
 pub const KICK_SGI: u32 = 0;

@@ -1,9 +1,9 @@
 //! What the trap handlers keep between exits, each in a cell that hands out one
 //! exclusive borrow at a time (`hyp::exclusive`): the VM (locked: with several vCPUs,
 //! one CPU's exit waits for another's to finish with it), the memory hyp gives it for
-//! good (ownership words, stage-2 tables), and the summary the exit line reports.
+//! good (ownership words, stage-2 tables). The summary the exit line reports is
+//! `exit_summary`'s.
 
-use abi::memory_map::Region;
 use hyp::device::devices::DeviceList;
 use hyp::exclusive::{Borrowed, Exclusive, LockError};
 use hyp::pkvm::hypercall::{ExitCounters, Services, ShortCounts};
@@ -11,9 +11,9 @@ use hyp::pkvm::memory_calls::GuestMemory;
 use hyp::pkvm::mmio_guard::GuardTable;
 use hyp::pkvm::ownership::{Ownership, GRANULE};
 use hyp::platform::stage2::Table;
-use hyp::trap::mmio::Refusal;
 use hyp::vcpus::{Vcpus, MAX_VCPUS};
 use hyp::vgic::Vgic;
+use pvmkit_abi::memory_map::Region;
 
 use crate::exit_path::fail;
 
@@ -43,22 +43,7 @@ pub struct Vm {
     pub deferred: [u128; MAX_VCPUS],
 }
 
-/// What hyp refused along the way, summed up before the exit line (printing each as
-/// it happens would split the guest's own console lines). Kept apart from [`Vm`] so
-/// that the exit path can read it from inside any handler.
-pub struct ExitSummary {
-    /// External aborts injected for refused accesses, and the last one.
-    pub refused: u64,
-    pub last_refused: Option<(u64, Refusal)>,
-    /// Calls a validator policy refused that the release would have carried out, and
-    /// the last policy with its granule.
-    pub policy_refusals: u64,
-    pub last_policy: Option<(&'static str, u64)>,
-}
-
 pub static VM: Exclusive<Vm> = Exclusive::empty();
-pub static SUMMARY: Exclusive<ExitSummary> =
-    Exclusive::new(ExitSummary { refused: 0, last_refused: None, policy_refusals: 0, last_policy: None });
 pub static OWNERSHIP: Exclusive<[u16; (MAX_GUEST_RAM / GRANULE) as usize]> =
     Exclusive::new([0; (MAX_GUEST_RAM / GRANULE) as usize]);
 pub static STAGE2: Exclusive<[Table; STAGE2_TABLES]> = Exclusive::new([const { Table::EMPTY }; STAGE2_TABLES]);
@@ -69,22 +54,6 @@ pub fn vm() -> Borrowed<'static, Vm> {
         LockError::Unavailable => fail("guest trap before the VM was set up"),
         LockError::Nested => fail("guest trap inside another's handling on the same CPU"),
     })
-}
-
-/// Records an injected abort for the summary.
-pub fn note_refused(ipa: u64, why: Refusal) {
-    if let Ok(mut summary) = SUMMARY.lock(crate::arch::this_cpu() as u8) {
-        summary.refused += 1;
-        summary.last_refused = Some((ipa, why));
-    }
-}
-
-/// Records a validator policy's refusal for the summary.
-pub fn note_policy(policy: &'static str, ipa: u64) {
-    if let Ok(mut summary) = SUMMARY.lock(crate::arch::this_cpu() as u8) {
-        summary.policy_refusals += 1;
-        summary.last_policy = Some((policy, ipa));
-    }
 }
 
 /// Guest RAM as hyp writes it: identity mapped, EL2 MMU off.

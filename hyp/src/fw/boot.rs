@@ -1,10 +1,6 @@
 //! The VM's start: read the platform and the bundle, check where everything goes, build
 //! stage 2, load the guest and enter it.
 
-use abi::bundle::{Bundle, EntryKind, GuestLayout};
-use abi::exit_line::Nonce;
-use abi::hyp_options::{HypOptions, VmMode};
-use abi::memory_map::Region;
 use hyp::device::devices::DeviceList;
 use hyp::pkvm::hypercall::{ExitCounters, Services, ShortCounts};
 use hyp::pkvm::mmio_guard::GuardTable;
@@ -14,6 +10,10 @@ use hyp::platform::stage2::{self, Attributes, Stage2};
 use hyp::platform::{self, Platform};
 use hyp::vcpus::{Vcpus, MAX_VCPUS};
 use hyp::vgic::Vgic;
+use pvmkit_abi::bundle::{Bundle, EntryKind, GuestLayout};
+use pvmkit_abi::exit_line::Nonce;
+use pvmkit_abi::hyp_options::{HypOptions, VmMode};
+use pvmkit_abi::memory_map::Region;
 
 use aarch64_cpu::registers::{CurrentEL, Readable};
 use hyp::exclusive::Exclusive;
@@ -72,7 +72,7 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
     let reserved = [
         Reserved {
             name: "QEMU's boot stub",
-            region: Region { start: abi::memory_map::QEMU_RAM_BASE, end: image_start },
+            region: Region { start: pvmkit_abi::memory_map::QEMU_RAM_BASE, end: image_start },
         },
         Reserved { name: "hyp's image", region: Region { start: image_start, end: image_end } },
         Reserved { name: "QEMU's DTB", region: dtb_region },

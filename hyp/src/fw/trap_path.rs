@@ -2,8 +2,6 @@
 //! [`TrapKind`], is decoded once into a [`GuestExit`] (hyp's host-tested library) and
 //! served by one `match`.
 
-use abi::profile::cpu::{self, IdRegister};
-use abi::profile::Conduit;
 use hyp::device::virtio::AccessError;
 use hyp::esr::{self, DataAbort, Esr};
 use hyp::pkvm::hypercall::{self, Clock, ExitCounters, Inconsistency, Outcome, VmState};
@@ -12,14 +10,17 @@ use hyp::trap::guest_exit::{GuestExit, TrapKind};
 use hyp::trap::inject::{self, AbortKind, TrapState};
 use hyp::trap::mmio::{self, Access, Decision, Refusal};
 use hyp::trap::sysreg::{self, RegisterReply, SysregAccess};
+use pvmkit_abi::profile::cpu::{self, IdRegister};
+use pvmkit_abi::profile::Conduit;
 
 use crate::arch::{gic, registers, tick, GuestRegs};
 use crate::boot::TICK_PERIOD;
 use crate::device_access::{collect_completions, device_side_stop, load, store};
 use crate::exit_path::{exit, fail};
+use crate::exit_summary::{note_policy, note_refused};
 use crate::virtio_transports;
 use crate::virtual_interrupts;
-use crate::vm_state::{note_policy, note_refused, vm, IdentityMemory, Vm};
+use crate::vm_state::{vm, IdentityMemory, Vm};
 use crate::work_meter;
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVOFF_EL2, ELR_EL1, ELR_EL2, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2,
@@ -207,7 +208,7 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Then {
 /// table answers them, as before.) Both conduits, both calling conventions: a 32-bit
 /// call's arguments are taken as 32-bit values, as KVM narrows them.
 fn vcpu_power(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Option<Then> {
-    use abi::psci;
+    use pvmkit_abi::psci;
     let function = regs.x[0] as u32;
     let narrow = |x: u64| if function & (1 << 30) == 0 { x & 0xffff_ffff } else { x };
     let (a1, a2, a3) = (narrow(regs.x[1]), narrow(regs.x[2]), narrow(regs.x[3]));

@@ -15,8 +15,8 @@
 
 use core::fmt;
 
-pub use abi::esr::Esr;
-use abi::esr::{ec, FSC_EXTERNAL_ABORT};
+pub use pvmkit_abi::esr::Esr;
+use pvmkit_abi::esr::{ec, FSC_EXTERNAL_ABORT};
 
 /// A synchronous external abort that a probe caught.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,29 +94,9 @@ pub struct ProbeFixup {
     pub x1: u64,
 }
 
-/// Accesses that report an external abort instead of stopping the VM. Each does
-/// exactly one access of the named width (single-register, so a hypervisor gets a
-/// full syndrome), except [`probe::read_pair`], which is a load pair (no syndrome).
-///
-/// guest-lib's runtime catches the aborts itself. A guest OS with its own vectors calls
-/// [`probe::fixup`] from its synchronous exception handler and, when it returns a
-/// [`ProbeFixup`], sets ELR and x1 from it and returns from the exception:
-///
-/// ```ignore
-/// fn synchronous_current(&self, regs: &mut RegisterState) {
-///     let (esr, far) = (read_esr_el1(), read_far_el1());
-///     match guest_lib::exceptions::probe::fixup(esr, regs.elr as u64, far) {
-///         Some(fix) => { regs.elr = fix.resume_at as usize; regs.registers[1] = fix.x1; }
-///         None => report_and_reset(esr, far),
-///     }
-/// }
-/// ```
+/// Accesses that report an external abort instead of stopping the VM.
 #[cfg(any(target_os = "none", doc))]
-pub mod probe {
-    pub use crate::arch::probe::{
-        fixup, hvc, read_pair, read_register, read_u32, read_u64, read_u8, write_register, write_u32, write_u8,
-    };
-}
+pub mod probe;
 
 #[cfg(test)]
 mod tests {

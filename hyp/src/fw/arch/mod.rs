@@ -60,7 +60,7 @@ pub fn this_cpu() -> usize {
 pub fn start_cpu(cpu: usize) -> i64 {
     let top = &raw const __stack_top as u64 - cpu as u64 * STACK_SIZE;
     let entry = secondary_entry as *const () as u64;
-    let mut x0 = abi::psci::CPU_ON_64 as u64;
+    let mut x0 = pvmkit_abi::psci::CPU_ON_64 as u64;
     // SAFETY: CPU_ON starts another CPU at `entry`, hyp's own code, on a stack no other
     // CPU uses; the call clobbers only the declared registers.
     unsafe {
@@ -147,7 +147,7 @@ pub fn power_off() -> ! {
     // SAFETY: PSCI SYSTEM_OFF does not return on QEMU; if it did, nothing is clobbered
     // beyond the declared registers.
     unsafe {
-        asm!("smc #0", inout("x0") abi::psci::SYSTEM_OFF as u64 => _, out("x1") _, out("x2") _, out("x3") _, options(nostack));
+        asm!("smc #0", inout("x0") pvmkit_abi::psci::SYSTEM_OFF as u64 => _, out("x1") _, out("x2") _, out("x3") _, options(nostack));
     }
     loop {
         // SAFETY: waiting for an event has no effect on memory.

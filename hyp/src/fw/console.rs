@@ -1,12 +1,12 @@
 //! hyp's console: the platform's PL011, shared with the guest's emulated writes.
 //! hyp's own lines always begin at a line start, with its tag and the run's nonce
-//! (`[hyp#…] `, `abi::exit_line`), which the guest never learns: `pvmkit` takes only
+//! (`[hyp#…] `, `pvmkit_abi::exit_line`), which the guest never learns: `pvmkit` takes only
 //! such lines for hyp's. Lines written before hyp has read its options carry no nonce.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use abi::exit_line::{Nonce, Tag, Writer};
+use pvmkit_abi::exit_line::{Nonce, Tag, Writer};
 
 const UARTDR: u64 = 0x00;
 const UARTFR: u64 = 0x18;
@@ -24,7 +24,7 @@ pub struct Console {
 
 /// The one console.
 pub static CONSOLE: Console = Console {
-    base: AtomicU64::new(abi::memory_map::QEMU_EARLY_UART),
+    base: AtomicU64::new(pvmkit_abi::memory_map::QEMU_EARLY_UART),
     at_line_start: AtomicBool::new(true),
     nonce: AtomicU64::new(0),
     has_nonce: AtomicBool::new(false),

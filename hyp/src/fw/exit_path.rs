@@ -7,7 +7,7 @@ use hyp::trap::exit::ExitReason;
 
 use crate::arch;
 use crate::console::hyp_println;
-use crate::vm_state::SUMMARY;
+use crate::exit_summary::SUMMARY;
 
 /// Ends the run: the exit line, then power off.
 pub fn exit(reason: ExitReason<'_>) -> ! {

@@ -186,7 +186,7 @@ impl DeviceHolds for Holders {
         let Ok(side) = device_side() else { crate::exit_path::fail("the device side was borrowed twice") };
         side.transports.iter().flatten().find_map(|transport| {
             let (queue, descriptor) = transport.holds(page, ownership, &mut IdentityRam)?;
-            Some(Holder { device: abi::memory_map::virtio_mmio_slot(transport.slot), queue, descriptor })
+            Some(Holder { device: pvmkit_abi::memory_map::virtio_mmio_slot(transport.slot), queue, descriptor })
         })
     }
 }

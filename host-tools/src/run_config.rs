@@ -1,0 +1,97 @@
+//! One run's configuration, as the commands build it and the backends read it, and
+//! the folder its files go in.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{Backend, Mode, Workspace};
+
+/// One run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// How the guest runs.
+    pub mode: Mode,
+    /// The guest ELF.
+    pub payload: PathBuf,
+    /// A bundle to hand hyp exactly as it is, instead of packing `payload`.
+    pub bundle: Option<PathBuf>,
+    /// The test-guest scenario word.
+    pub scenario: String,
+    /// More words for the guest's command line.
+    pub guest_args: Vec<String>,
+    /// A disk image to use (and keep); by default each run gets a fresh one.
+    pub disk: Option<PathBuf>,
+    /// Boot through pvmfw (hyp modes; the default) rather than enter the payload directly.
+    pub pvmfw: bool,
+    /// A signed payload to boot exactly as given (instead of signing `payload`).
+    pub signed_payload: Option<PathBuf>,
+    /// The public key pvmfw trusts, a `.avbpubkey` (default: the development key's).
+    pub trusted_key: Option<PathBuf>,
+    /// A ramdisk, loaded where the host DT's `/chosen` says (signed with the payload as
+    /// `initrd_name` unless the payload comes signed).
+    pub initrd: Option<PathBuf>,
+    /// The ramdisk's partition name when pvmkit signs it: `initrd_normal` or `initrd_debug`.
+    pub initrd_name: String,
+    /// The files of pvmfw's configuration data (a test DICE handover by default).
+    pub config_files: crate::avf_config::ConfigFiles,
+    /// A host device tree to hand over exactly as given.
+    pub host_dt: Option<PathBuf>,
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// Extra QEMU arguments.
+    pub extra_args: Vec<String>,
+    /// Print the console as it arrives.
+    pub echo: bool,
+    /// Turn on hyp's `HYP_STATS` call (for `pvmkit bench`).
+    pub hyp_stats: bool,
+    /// Have pvmkit's VMM append the exits it sees to the guest's `bench ` lines (for
+    /// `pvmkit bench --backend pkvm`).
+    pub vmm_stats: bool,
+    /// The devices offer VIRTIO_F_ACCESS_PLATFORM to a protected VM (off: the negative
+    /// control of `--no-access-platform`).
+    pub access_platform: bool,
+    /// Bind the virtio transports to the restricted DMA pool in the guest's DT (off:
+    /// `--no-restricted-pool`, with `--no-pvmfw`, since pvmfw binds them itself).
+    pub restricted_pool: bool,
+    /// Let hyp's Android profile stop ranged calls short (hyp option `short-counts=on`).
+    pub short_counts: bool,
+    /// hyp, or the real pKVM.
+    pub backend: Backend,
+    /// The pKVM host's kernel (default: Debian's, fetched and cached).
+    pub kernel: Option<PathBuf>,
+    /// What the host DT's `/avf/untrusted` says (instance id, deferral).
+    pub avf: crate::guest_dt::AvfUntrusted,
+    /// The instance disk to keep across runs (pvmfw's record); a fresh one by default.
+    pub instance: Option<PathBuf>,
+    /// The guest's vCPUs (1 to [`pvmkit_abi::bundle::MAX_VCPUS`]); 1 is the fast path.
+    pub cpus: u32,
+}
+
+impl RunConfig {
+    /// The guest's command line (`/chosen/bootargs`): the mode, the scenario and any
+    /// extra words.
+    pub fn guest_cmdline(&self) -> String {
+        use pvmkit_abi::guest_console::{BACKEND, SCENARIO};
+        let mut words = vec![self.mode.guest_args(), format!("{SCENARIO}={}", self.scenario)];
+        if self.backend == Backend::Pkvm {
+            words.push(format!("{BACKEND}=pkvm"));
+        }
+        words.extend(self.guest_args.iter().cloned());
+        words.join(" ")
+    }
+}
+
+/// A fresh folder for a run's files, under the workspace's output.
+pub(crate) fn run_dir(ws: &Workspace, mode: Mode) -> Result<PathBuf, String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "{}-{}-{}",
+        mode.guest_args().replace([' ', '=', '.'], "_"),
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    );
+    let dir = ws.out_dir().join("runs").join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    Ok(dir)
+}
