@@ -33,8 +33,7 @@ use core::ptr::NonNull;
 
 use linked_list_allocator::LockedHeap;
 
-use crate::conduit::Conduit;
-use crate::sharing::{MemSharer, ShareError};
+use crate::sharing::{MemSharing, ShareError};
 
 /// The default pool size: enough for the rings of a few devices and a 1 MiB request in
 /// flight.
@@ -108,7 +107,7 @@ fn check_layout(size: usize, align: usize) -> Result<Layout, PoolError> {
 impl BouncePool {
     /// Takes `size` bytes (a multiple of the granule) from the heap, zeroed and
     /// granule-aligned, and shares them.
-    pub fn allocate<C: Conduit>(sharer: &MemSharer<C>, size: usize) -> Result<Self, PoolError> {
+    pub fn allocate(sharer: &(impl MemSharing + ?Sized), size: usize) -> Result<Self, PoolError> {
         let granule = sharer.granule() as usize;
         if size == 0 || !size.is_multiple_of(granule) {
             return Err(PoolError::BadSize(size));
@@ -135,7 +134,7 @@ impl BouncePool {
     /// # Safety
     /// The region must be memory nobody else uses for as long as the pool lives, and
     /// identity mapped (its address is what devices are given).
-    pub unsafe fn from_region<C: Conduit>(sharer: &MemSharer<C>, start: u64, size: usize) -> Result<Self, PoolError> {
+    pub unsafe fn from_region(sharer: &(impl MemSharing + ?Sized), start: u64, size: usize) -> Result<Self, PoolError> {
         let granule = sharer.granule();
         if size == 0 || !(size as u64).is_multiple_of(granule) || !start.is_multiple_of(granule) {
             return Err(PoolError::BadSize(size));
@@ -190,7 +189,7 @@ impl BouncePool {
 
     /// Takes the region back from the host (and returns it to the heap if the pool
     /// allocated it). On failure the pool is handed back, still shared.
-    pub fn teardown<C: Conduit>(self, sharer: &MemSharer<C>) -> Result<(), (Self, ShareError)> {
+    pub fn teardown(self, sharer: &(impl MemSharing + ?Sized)) -> Result<(), (Self, ShareError)> {
         if let Err(e) = sharer.unshare(self.start, self.size as u64) {
             return Err((self, e));
         }

@@ -9,9 +9,34 @@
 //! ```
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 static UART_BASE: AtomicU64 = AtomicU64::new(0);
+/// Bytes written so far, and the last one: so that a harness can tell whether a case
+/// printed, and whether the console stands at the start of a line ([`output_mark`]).
+/// (Per thread in host tests, which run in parallel threads.)
+#[cfg(not(test))]
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
+#[cfg(not(test))]
+static LAST: AtomicU8 = AtomicU8::new(b'\n');
+#[cfg(test)]
+std::thread_local! {
+    static WRITTEN: AtomicU64 = const { AtomicU64::new(0) };
+    static LAST: AtomicU8 = const { AtomicU8::new(b'\n') };
+}
+
+fn count(byte: u8) {
+    #[cfg(not(test))]
+    {
+        WRITTEN.fetch_add(1, Ordering::Relaxed);
+        LAST.store(byte, Ordering::Relaxed);
+    }
+    #[cfg(test)]
+    {
+        WRITTEN.with(|w| w.fetch_add(1, Ordering::Relaxed));
+        LAST.with(|l| l.store(byte, Ordering::Relaxed));
+    }
+}
 
 const UARTDR: u64 = 0x00;
 const UARTFR: u64 = 0x18;
@@ -35,7 +60,18 @@ pub fn base() -> u64 {
     UART_BASE.load(Ordering::Relaxed)
 }
 
+/// How many bytes the console has been given so far, and whether the last was a
+/// newline (the console stands at the start of a line).
+pub fn output_mark() -> (u64, bool) {
+    #[cfg(not(test))]
+    let (written, last) = (WRITTEN.load(Ordering::Relaxed), LAST.load(Ordering::Relaxed));
+    #[cfg(test)]
+    let (written, last) = (WRITTEN.with(|w| w.load(Ordering::Relaxed)), LAST.with(|l| l.load(Ordering::Relaxed)));
+    (written, last == b'\n')
+}
+
 fn put(byte: u8) {
+    count(byte);
     let base = base();
     if base == 0 {
         return;

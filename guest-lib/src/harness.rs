@@ -64,10 +64,19 @@ impl<W: Write> Harness<W> {
         Self { out, passed: 0, failed: 0 }
     }
 
-    /// Runs one case and prints `test <name> ... ok` or `... FAILED: <reason>`.
+    /// Runs one case and prints `test <name> ... ok` or `... FAILED: <reason>`. When
+    /// the case itself printed to the console (a `println!`, a driver's log line), the
+    /// verdict is printed again on a line of its own, `test <name> ... ok` whole, so
+    /// that nothing reading the console finds it split.
     pub fn run(&mut self, name: &str, case: impl FnOnce() -> CaseResult) {
         let _ = write!(self.out, "test {name} ... ");
-        match case() {
+        let (before, _) = crate::console::output_mark();
+        let result = case();
+        let (after, at_line_start) = crate::console::output_mark();
+        if after != before {
+            let _ = write!(self.out, "{}test {name} ... ", if at_line_start { "" } else { "\n" });
+        }
+        match result {
             Ok(()) => {
                 self.passed += 1;
                 let _ = writeln!(self.out, "ok");
@@ -124,5 +133,47 @@ mod tests {
         assert!(lines[2].starts_with("test eq ... FAILED: a = 3, expected 4"), "{}", lines[2]);
         assert_eq!(lines[3], "test elsewhere ... skipped: needs a hypervisor");
         assert_eq!(lines[4], "1 passed, 2 failed");
+    }
+
+    /// The console as a case prints to it, collected (each byte also counted, as the
+    /// real console counts what it writes).
+    struct Collected(std::rc::Rc<core::cell::RefCell<String>>);
+
+    impl Write for Collected {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            self.0.borrow_mut().push_str(s);
+            crate::console::Console.write_str(s)
+        }
+    }
+
+    /// A case that prints splits its line; the verdict then comes again, whole, on a
+    /// line of its own (after a newline if the case's text did not end with one).
+    #[test]
+    fn a_case_that_prints_gets_its_verdict_on_a_whole_line() {
+        let console = std::rc::Rc::new(core::cell::RefCell::new(String::new()));
+        let mut h = Harness::new(Collected(console.clone()));
+        h.run("quiet", || Ok(()));
+        h.run("noisy", || {
+            let _ = Collected(console.clone()).write_str("[INFO] found a block device\n");
+            Ok(())
+        });
+        h.run("unfinished", || {
+            let _ = Collected(console.clone()).write_str("half a line");
+            Err("no".into())
+        });
+        h.finish();
+        let text = console.borrow().clone();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "test quiet ... ok",
+                "test noisy ... [INFO] found a block device",
+                "test noisy ... ok",
+                "test unfinished ... half a line",
+                "test unfinished ... FAILED: no",
+                "2 passed, 1 failed",
+            ]
+        );
     }
 }

@@ -18,6 +18,8 @@
 //!   runs protected, unprotected and on plain QEMU.
 //! - [`psci`]: version, features, power off, reset, and CPU_ON/CPU_OFF/AFFINITY_INFO.
 //! - [`smp`]: starting secondary CPUs, per-CPU data, what is safe from any CPU.
+//! - [`backend`]: what the hypervisor below offers, as capabilities (memory sharing, the
+//!   MMIO guard, relinquish), chosen at discovery.
 //! - [`sharing`]: MEM_SHARE/MEM_UNSHARE of any range, all or nothing; [`stats`]: what it cost.
 //! - [`bounce_pool`]: the pre-shared pool every device buffer comes from (over memory
 //!   the OS gives it, or its own allocation).
@@ -43,6 +45,7 @@
 
 extern crate alloc;
 
+pub mod backend;
 pub mod bounce_pool;
 pub mod conduit;
 pub mod console;
@@ -104,11 +107,20 @@ pub struct BootInfo {
     pub image_base: u64,
 }
 
-#[cfg(all(target_arch = "aarch64", feature = "runtime"))]
+#[cfg(all(feature = "runtime", any(target_arch = "aarch64", doc)))]
 impl BootInfo {
-    /// The sharing API for this VM (asks the hypervisor for its granule).
+    /// The sharing API for this VM (asks the hypervisor for its granule): the
+    /// [`sharing::MemSharing`] capability of a pKVM backend, a successful no-op elsewhere.
     pub fn sharer(&self) -> Result<sharing::MemSharer<conduit::SystemConduit>, sharing::ShareError> {
         sharing::MemSharer::new(self.conduit, &self.hypervisor)
+    }
+}
+
+#[cfg(feature = "runtime")]
+impl BootInfo {
+    /// The hypervisor below, by what it offers ([`backend::Backend`]).
+    pub fn backend(&self) -> backend::Backend {
+        backend::Backend::select(&self.hypervisor)
     }
 }
 

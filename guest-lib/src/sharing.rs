@@ -118,7 +118,31 @@ impl Direction {
     }
 }
 
-/// Shares and unshares memory with the host.
+/// The memory-sharing capability of a protected VM's hypervisor
+/// ([`crate::backend`]): what the host may see, a granule at a time.
+pub trait MemSharing {
+    /// The sharing granule (the page size where nothing needs sharing).
+    fn granule(&self) -> u64;
+    /// Shares `[addr, addr + len)` with the host. All or nothing.
+    fn share(&self, addr: u64, len: u64) -> Result<(), ShareError>;
+    /// Takes `[addr, addr + len)` back from the host. All or nothing.
+    fn unshare(&self, addr: u64, len: u64) -> Result<(), ShareError>;
+}
+
+impl<C: Conduit> MemSharing for MemSharer<C> {
+    fn granule(&self) -> u64 {
+        MemSharer::granule(self)
+    }
+    fn share(&self, addr: u64, len: u64) -> Result<(), ShareError> {
+        MemSharer::share(self, addr, len)
+    }
+    fn unshare(&self, addr: u64, len: u64) -> Result<(), ShareError> {
+        MemSharer::unshare(self, addr, len)
+    }
+}
+
+/// Shares and unshares memory with the host: [`MemSharing`] for the pKVM backends
+/// (and a successful no-op where nothing needs sharing).
 #[derive(Clone, Copy, Debug)]
 pub struct MemSharer<C: Conduit> {
     conduit: C,

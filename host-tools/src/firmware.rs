@@ -1,8 +1,9 @@
 //! Building the firmware crates for their targets, and turning ELF files into the flat
 //! images QEMU and hyp load.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionFlags};
 
@@ -42,35 +43,83 @@ fn cargo_build(ws: &Workspace, package: &str, target: &str) -> Result<PathBuf, S
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = ws.firmware_target_dir();
     let rustflags = if target == GUEST_TARGET { GUEST_RUSTFLAGS } else { "" };
-    let status = Command::new(&cargo)
+    let mut child = Command::new(&cargo)
         .current_dir(&ws.root)
-        .args(["build", "--release", "--quiet", "-p", package, "--target", target, "--target-dir"])
+        .args(["build", "--release", "-p", package, "--target", target, "--target-dir"])
         .arg(&target_dir)
         // Settings of an outer cargo (e.g. `cargo test`) must not leak into firmware.
         .env_remove("RUSTFLAGS")
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
         .env_remove("CARGO_BUILD_TARGET")
-        .status()
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("running {cargo}: {e}"))?;
+    // cargo's progress, condensed: one line when there is something to build (a first
+    // build takes minutes, and is silent otherwise), and every warning or error.
+    let mut announced = false;
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            match build_line(&line) {
+                BuildLine::Progress if !announced => {
+                    announced = true;
+                    eprintln!("pvmkit: building {package} for {target} (release; a first build takes a few minutes)");
+                }
+                BuildLine::Progress | BuildLine::Quiet => {}
+                BuildLine::Message => eprintln!("{line}"),
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| format!("waiting for {cargo}: {e}"))?;
     if !status.success() {
         return Err(format!("building {package} for {target} failed ({status})"));
     }
     Ok(target_dir.join(target).join("release").join(package))
 }
 
+/// What a line cargo prints while building means to `pvmkit`'s user.
+#[derive(Debug, PartialEq, Eq)]
+enum BuildLine {
+    /// Work is being done (a crate compiled or fetched).
+    Progress,
+    /// Nothing to say (the build finished, or waits for a lock).
+    Quiet,
+    /// A warning, an error, or anything else: shown as it is.
+    Message,
+}
+
+fn build_line(line: &str) -> BuildLine {
+    match line.split_whitespace().next() {
+        Some("Compiling" | "Downloading" | "Downloaded" | "Updating" | "Locking" | "Adding") => BuildLine::Progress,
+        Some("Finished" | "Blocking" | "Fresh") => BuildLine::Quiet,
+        _ => BuildLine::Message,
+    }
+}
+
 /// Builds hyp, pvmfw and test-guest (release) and writes hyp's flat image and
 /// test-guest's Image.
 pub fn build_all(ws: &Workspace) -> Result<Firmware, String> {
+    build(ws, true)
+}
+
+/// Builds hyp and pvmfw, and test-guest when `test_guest` (a run of one's own payload
+/// does not need it: its paths are then where it would be).
+pub fn build(ws: &Workspace, test_guest: bool) -> Result<Firmware, String> {
     Toolchain::current().ensure_targets(&ws.root, &[HYP_TARGET, GUEST_TARGET])?;
     let hyp_elf = cargo_build(ws, "hyp", HYP_TARGET)?;
-    let test_guest_elf = cargo_build(ws, "test-guest", GUEST_TARGET)?;
     let pvmfw_elf = cargo_build(ws, "pvmfw", GUEST_TARGET)?;
+    let test_guest_elf = if test_guest {
+        cargo_build(ws, "test-guest", GUEST_TARGET)?
+    } else {
+        ws.firmware_target_dir().join(GUEST_TARGET).join("release").join("test-guest")
+    };
     let out = ws.out_dir();
     std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
     let hyp_image = out.join("hyp.bin");
     write_flat(&hyp_elf, &hyp_image)?;
     let test_guest_image = out.join("test-guest.img");
-    write_image(&test_guest_elf.with_file_name("test-guest-image"), &test_guest_image)?;
+    if test_guest {
+        write_image(&test_guest_elf.with_file_name("test-guest-image"), &test_guest_image)?;
+    }
     Ok(Firmware { hyp_image, test_guest_elf, test_guest_image, pvmfw_elf })
 }
 
@@ -200,6 +249,18 @@ pub fn pvmfw_image(elf: &[u8], trusted_key: &[u8], config: &[u8]) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// cargo's lines, as a build shows them: progress once, messages always.
+    #[test]
+    fn a_builds_lines_are_progress_quiet_or_messages() {
+        assert_eq!(build_line("   Compiling hyp v0.1.0 (/w/hyp)"), BuildLine::Progress);
+        assert_eq!(build_line("  Downloaded zerocopy v0.8.27"), BuildLine::Progress);
+        assert_eq!(build_line("    Finished `release` profile [optimized] target(s) in 0.10s"), BuildLine::Quiet);
+        assert_eq!(build_line("    Blocking waiting for file lock on build directory"), BuildLine::Quiet);
+        assert_eq!(build_line("warning: unused import: `x`"), BuildLine::Message);
+        assert_eq!(build_line("error[E0425]: cannot find value `y` in this scope"), BuildLine::Message);
+        assert_eq!(build_line("  --> hyp/src/lib.rs:1:1"), BuildLine::Message);
+    }
 
     /// A minimal AArch64 ELF executable: two PT_LOAD segments (code, then data with
     /// .bss beyond the file bytes) and a NOBITS section that extends the footprint.

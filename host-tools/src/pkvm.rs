@@ -160,7 +160,7 @@ pub fn run_collect(
             at(first).unwrap_or_else(|| "never".into()),
             at(output.lines.len().checked_sub(1)).unwrap_or_else(|| "never".into())
         );
-        qemu::print_tail(&verdict);
+        qemu::print_tail(&verdict, output.lines.len());
     }
     Ok((verdict, output))
 }

@@ -154,7 +154,7 @@ pub fn run_collect(
     std::fs::write(dir.join("console.log"), output.lines.join("\n")).ok();
     let from_guest = devices.console_output();
     std::fs::write(dir.join("virtio-console.received"), &from_guest).ok();
-    if config.echo {
+    if config.echo && !from_guest.is_empty() {
         println!("pvmkit: virtio-console received {:?}", String::from_utf8_lossy(&from_guest));
     }
     let expect = match config.mode {
@@ -163,14 +163,19 @@ pub fn run_collect(
     };
     let verdict = verdict::judge(expect, &output);
     if config.echo {
-        print_tail(&verdict);
+        print_tail(&verdict, output.lines.len());
     }
     Ok((verdict, output))
 }
 
 /// Prints a failing verdict's last console lines (`pvmkit run`'s echo).
-pub fn print_tail(verdict: &Verdict) {
+/// Only when the console had more lines than the tail: a shorter one is on the screen
+/// whole already.
+pub fn print_tail(verdict: &Verdict, console_lines: usize) {
     if let Verdict::Fail { tail, .. } = verdict {
+        if console_lines <= tail.len() {
+            return;
+        }
         eprintln!("pvmkit: last console lines:");
         tail.iter().for_each(|l| eprintln!("    | {l}"));
     }

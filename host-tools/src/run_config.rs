@@ -91,7 +91,59 @@ pub(crate) fn run_dir(ws: &Workspace, mode: Mode) -> Result<PathBuf, String> {
         std::process::id(),
         RUNS.fetch_add(1, Ordering::Relaxed)
     );
-    let dir = ws.out_dir().join("runs").join(name);
+    let runs = ws.out_dir().join("runs");
+    prune(&runs, KEEP_RUNS, STALE_AFTER);
+    let dir = runs.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+/// Run folders kept whatever their age (each holds a disk image of several MiB).
+const KEEP_RUNS: usize = 16;
+/// An older folder is removed once nothing has written to it for this long (a run in
+/// progress elsewhere writes its folder at its start and its end).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the run folders in `runs` beyond the `keep` newest that are older than
+/// `stale`. What cannot be read or removed is left alone.
+fn prune(runs: &std::path::Path, keep: usize, stale: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(runs) else { return };
+    let mut folders: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .filter(|(_, path)| path.is_dir())
+        .collect();
+    folders.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    let now = std::time::SystemTime::now();
+    for (modified, path) in folders.into_iter().skip(keep) {
+        if now.duration_since(modified).is_ok_and(|age| age > stale) {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Old folders beyond the newest few go; the newest stay, and so does anything
+    /// written to lately (another run's, still going).
+    #[test]
+    fn old_run_folders_are_pruned() {
+        let runs = std::env::temp_dir().join(format!("pvmkit-prune-{}", std::process::id()));
+        for i in 0..5 {
+            std::fs::create_dir_all(runs.join(format!("run-{i}"))).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // All are fresh: nothing goes.
+        prune(&runs, 2, std::time::Duration::from_secs(3600));
+        assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 5);
+        // All count as stale: only the two newest stay.
+        prune(&runs, 2, std::time::Duration::ZERO);
+        let mut left: Vec<String> =
+            std::fs::read_dir(&runs).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["run-3", "run-4"]);
+        std::fs::remove_dir_all(&runs).unwrap();
+    }
 }

@@ -67,7 +67,8 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Verdict::Pass { passed } => {
-                write!(f, "PASS ({passed} guest cases passed, clean power-off)")
+                let cases = if *passed == 1 { "case" } else { "cases" };
+                write!(f, "PASS ({passed} guest {cases} passed, clean power-off)")
             }
             Verdict::Fail { reason, .. } => write!(f, "FAIL: {reason}"),
         }
@@ -262,6 +263,8 @@ mod tests {
         let fail = Verdict::Fail { reason: "hyp printed no exit line".into(), tail: Vec::new() };
         assert!(pass.passed() && !fail.passed());
         assert_eq!(pass.to_string(), "PASS (3 guest cases passed, clean power-off)");
+        let one = Verdict::Pass { passed: 1 };
+        assert_eq!(one.to_string(), "PASS (1 guest case passed, clean power-off)");
         assert_eq!(fail.to_string(), "FAIL: hyp printed no exit line");
     }
 

@@ -66,7 +66,7 @@ fn several_vcpus_pass_on_hyp_and_bare_qemu() {
     // pvmkit_abi::profile::vcpu_power (whose rows the real pKVM's recording holds), in both forms.
     for abi in ["android", "upstream"] {
         let (ok, out) = pvmkit(&["run", "--cpus", "2", "--abi", abi, "--scenario", "conformance"]);
-        assert!(ok && out.contains("pvmkit: PASS (1 guest cases passed"), "{abi}:\n{out}");
+        assert!(ok && out.contains("pvmkit: PASS (1 guest case passed"), "{abi}:\n{out}");
         assert!(out.contains("probe smp-cpu-on@off = x0=0x0 "), "{abi}:\n{out}");
     }
     // Negative control: every vCPU powers itself off; hyp ends the VM by name.

@@ -59,6 +59,25 @@ impl fmt::Display for GuardError {
     }
 }
 
+/// The MMIO guard capability: a protected VM registers every MMIO granule it uses
+/// before touching it. [`MmioGuard`] implements it for both forms (and as a successful
+/// no-op where the hypervisor has no guard).
+pub trait MmioGuarded {
+    /// Registers every granule `[addr, addr + len)` touches. All or nothing.
+    fn map(&self, addr: u64, len: u64) -> Result<(), GuardError>;
+    /// Drops one use of every granule `[addr, addr + len)` touches.
+    fn unmap(&self, addr: u64, len: u64) -> Result<(), GuardError>;
+}
+
+impl<C: Conduit> MmioGuarded for MmioGuard<C> {
+    fn map(&self, addr: u64, len: u64) -> Result<(), GuardError> {
+        MmioGuard::map(self, addr, len)
+    }
+    fn unmap(&self, addr: u64, len: u64) -> Result<(), GuardError> {
+        MmioGuard::unmap(self, addr, len)
+    }
+}
+
 /// Registers MMIO ranges with the hypervisor, counting users per granule.
 pub struct MmioGuard<C: Conduit> {
     conduit: C,
@@ -158,7 +177,9 @@ impl<C: Conduit> MmioGuard<C> {
         self.users.lock().get(&(ipa & !(self.granule - 1))).copied().unwrap_or(0)
     }
 
-    /// Maps `[addr, addr + len)` for as long as the returned handle lives.
+    /// Maps `[addr, addr + len)` for as long as the returned handle lives: keep it (a
+    /// handle dropped at once unregisters the range again).
+    #[must_use = "the range is unregistered when the handle is dropped"]
     pub fn guard(&self, addr: u64, len: u64) -> Result<Guarded<'_, C>, GuardError> {
         self.map(addr, len)?;
         Ok(Guarded { guard: self, addr, len })

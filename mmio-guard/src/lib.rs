@@ -36,5 +36,5 @@ extern crate alloc;
 mod client;
 mod form;
 
-pub use client::{GuardError, Guarded, MmioGuard};
+pub use client::{GuardError, Guarded, MmioGuard, MmioGuarded};
 pub use form::Form;

@@ -2,8 +2,7 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use mmio_guard::MmioGuard;
-use pvmkit_abi::smccc::Conduit;
+use mmio_guard::MmioGuarded;
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0};
@@ -51,13 +50,13 @@ pub fn gic_frames() -> Option<(u64, u64)> {
 /// Sets up the GIC `dt` names (registering it with `guard`) so that the virtual timer's
 /// interrupt reaches this CPU, if there is one the hypervisor lets the guest touch; timed
 /// waits then sleep in WFI. Returns how they will wake.
-pub fn init<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Wake {
+pub fn init(dt: &GuestDt<'_>, guard: &(impl MmioGuarded + ?Sized)) -> Wake {
     let wake = setup(dt, guard);
     STATE.store(if wake == Wake::Interrupt { INTERRUPT } else { POLLED }, Ordering::Relaxed);
     wake
 }
 
-fn setup<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Wake {
+fn setup(dt: &GuestDt<'_>, guard: &(impl MmioGuarded + ?Sized)) -> Wake {
     let Some((gicd, gicr)) = dt.gic_v3() else { return Wake::Polled };
     if guard.map(gicd, 0x1_0000).is_err() || guard.map(gicr, 0x2_0000).is_err() {
         return Wake::Polled;

@@ -1,6 +1,7 @@
 use super::*;
 use crate::conduit::fake::FakeConduit;
 use crate::hypervisor::{Hypervisor, HypervisorInfo};
+use crate::sharing::MemSharer;
 use pvmkit_abi::kvm::{self, Features};
 
 fn protected() -> HypervisorInfo {

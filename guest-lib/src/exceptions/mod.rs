@@ -94,7 +94,6 @@ pub struct ProbeFixup {
     pub x1: u64,
 }
 
-/// Accesses that report an external abort instead of stopping the VM.
 #[cfg(any(target_os = "none", doc))]
 pub mod probe;
 

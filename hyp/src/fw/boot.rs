@@ -9,6 +9,7 @@ use hyp::platform::placement::{check_guest_ram, Reserved};
 use hyp::platform::stage2::{self, Attributes, Stage2};
 use hyp::platform::{self, Platform};
 use hyp::vcpus::{Vcpus, MAX_VCPUS};
+use hyp::vgic::forwarded::ForwardedSources;
 use hyp::vgic::Vgic;
 use pvmkit_abi::bundle::{Bundle, EntryKind, GuestLayout};
 use pvmkit_abi::exit_line::Nonce;
@@ -104,8 +105,7 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         ownership: Ownership::new(layout.ram.start, &mut ownership_words[..(layout.ram.size() / GRANULE) as usize]),
         vcpus: Vcpus::new(vcpus as usize),
         vgics: core::array::from_fn(|i| Vgic::for_vcpu(i, vcpus as usize)),
-        physically_enabled: [0; MAX_VCPUS],
-        deferred: [0; MAX_VCPUS],
+        forwarded: [ForwardedSources::NONE; MAX_VCPUS],
     };
     if VM.set(vm).is_err() {
         fail("the VM was set up twice");

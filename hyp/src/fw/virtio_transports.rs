@@ -3,7 +3,7 @@
 
 use hyp::device::devices::DeviceList;
 use hyp::device::virtio::{
-    find_transport, regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, VirtioDevice, MAX_QUEUES,
+    find_transport, regs, AccessError, DeviceRegs, GuestRam, ShadowQueue, VirtioDevice, MAX_QUEUES, NOTIFY_WAIT_POLLS,
 };
 use hyp::pkvm::memory_calls::{DeviceHolds, Holder};
 use hyp::pkvm::ownership::Ownership;
@@ -129,7 +129,7 @@ pub fn write(
         &mut IdentityRam,
         shadows,
     )?;
-    if offset == regs::QUEUE_NOTIFY && transport.is_protected() && !interrupt_driven {
+    if transport.waits_after(offset, interrupt_driven) {
         // Bounded by polls rather than by the counter: under -icount every counter
         // read is an I/O instruction, far dearer to QEMU than a memory poll.
         // Only the polls that deliver are hyp's work; the rest is waiting.
@@ -149,11 +149,6 @@ pub fn write(
     }
     Ok(())
 }
-
-/// How many times hyp polls the used rings after a notify before the guest goes on.
-/// Requests that take longer (a console read waiting for input) complete at a later
-/// exit or tick.
-const NOTIFY_WAIT_POLLS: u32 = 50_000;
 
 /// Copies completions of every transport back to the guest and returns how many
 /// reached it. On an error returns the transport's base with it.

@@ -17,6 +17,7 @@ use hyp::device::devices::VIRTUAL_TIMER_INTID;
 use hyp::device::virtio::AccessError;
 use hyp::trap::sysreg::SysregAccess;
 use hyp::vgic::delivery::{self, CpuInterface};
+use hyp::vgic::forwarded::PhysicalEnables;
 use hyp::vgic::forwarding::{self, Forward, Withdraw};
 use hyp::vgic::list_register::ListRegister;
 use hyp::vgic::{sgi, Effect, Frame};
@@ -33,8 +34,13 @@ fn owner(intid: u32) -> usize {
     }
 }
 
-fn bit(intid: u32) -> u128 {
-    1u128.checked_shl(intid).unwrap_or(0)
+/// The physical GIC's enables, as the forwarded sources' decisions reach them.
+struct PhysicalGic;
+
+impl PhysicalEnables for PhysicalGic {
+    fn set_enabled(&mut self, intid: u32, enabled: bool) {
+        gic::set_enabled(intid, enabled);
+    }
 }
 
 /// The physical CPU interface's list registers, as the vGIC's delivery sees them.
@@ -118,11 +124,7 @@ pub fn write(vm: &mut Vm, frame: Frame, offset: u64, width: u8, value: u64) -> R
 pub fn sync_enables(vm: &mut Vm) {
     for intid in vm.devices.forwarded_interrupts() {
         let cpu = owner(intid);
-        let want = vm.vgics[cpu].enabled(intid) && vm.deferred[cpu] & bit(intid) == 0;
-        if want != (vm.physically_enabled[cpu] & bit(intid) != 0) {
-            gic::set_enabled(intid, want);
-            vm.physically_enabled[cpu] ^= bit(intid);
-        }
+        vm.forwarded[cpu].sync(intid, vm.vgics[cpu].enabled(intid), &mut PhysicalGic);
     }
 }
 
@@ -140,7 +142,7 @@ pub fn forward(vm: &mut Vm, intid: u32) {
         Forward::ToListRegister(n, lr) => gic::write_list_register(n, lr.0),
         Forward::HoldBack => {
             gic::deactivate(intid);
-            vm.deferred[cpu] |= bit(intid);
+            vm.forwarded[cpu].hold_back(intid);
             sync_enables(vm);
         }
         Forward::Drop { resync } => {
@@ -166,8 +168,8 @@ pub fn flush(vm: &mut Vm) {
     if count > 0 && gic::empty_list_registers() & all != all {
         withdraw(vm, count);
     }
-    if vm.deferred[me] != 0 && free_list_register().is_some() {
-        vm.deferred[me] = 0;
+    if vm.forwarded[me].any_held_back() && free_list_register().is_some() {
+        vm.forwarded[me].release_held_back();
         sync_enables(vm);
     }
     if vm.vgics[me].any_pending() {

@@ -12,6 +12,7 @@ use hyp::pkvm::mmio_guard::GuardTable;
 use hyp::pkvm::ownership::{Ownership, GRANULE};
 use hyp::platform::stage2::Table;
 use hyp::vcpus::{Vcpus, MAX_VCPUS};
+use hyp::vgic::forwarded::ForwardedSources;
 use hyp::vgic::Vgic;
 use pvmkit_abi::memory_map::Region;
 
@@ -35,12 +36,10 @@ pub struct Vm {
     /// The vCPUs and their power.
     pub vcpus: Vcpus,
     /// The guest's GIC, one per vCPU (its redistributor; the distributor's registers are
-    /// kept alike in all, SPIs are vCPU 0's), and per vCPU which forwarded sources are
-    /// physically enabled or held back for want of a list register (one bit per INTID;
-    /// SPIs in vCPU 0's).
+    /// kept alike in all, SPIs are vCPU 0's).
     pub vgics: [Vgic; MAX_VCPUS],
-    pub physically_enabled: [u128; MAX_VCPUS],
-    pub deferred: [u128; MAX_VCPUS],
+    /// Per vCPU, its forwarded sources' physical side (SPIs in vCPU 0's).
+    pub forwarded: [ForwardedSources; MAX_VCPUS],
 }
 
 pub static VM: Exclusive<Vm> = Exclusive::empty();

@@ -23,6 +23,7 @@
 //! the list register's: [`delivery`] reads and changes the two together.
 
 pub mod delivery;
+pub mod forwarded;
 pub mod forwarding;
 pub mod list_register;
 pub mod sgi;

@@ -16,7 +16,7 @@ mod queue;
 mod transport;
 
 pub use queue::{Desc, QueueState, ShadowQueue, MAX_QUEUE_SIZE};
-pub use transport::{find_transport, AccessError, VirtioDevice, MAX_QUEUES};
+pub use transport::{find_transport, AccessError, VirtioDevice, MAX_QUEUES, NOTIFY_WAIT_POLLS};
 
 use core::fmt;
 use zerocopy::{FromBytes, Immutable, IntoBytes};

@@ -759,3 +759,14 @@ fn what_the_device_holds_is_named_from_publication_to_completion() {
     w.setup_queue(8).unwrap();
     assert_eq!(holds(&mut w, AVAIL), None);
 }
+
+/// hyp waits for the device only after a notify, only in a protected VM, and only for
+/// a driver that polls.
+#[test]
+fn hyp_waits_after_a_polling_drivers_notify_only() {
+    let w = World::new(true);
+    assert!(w.transport.waits_after(regs::QUEUE_NOTIFY, false));
+    assert!(!w.transport.waits_after(regs::QUEUE_NOTIFY, true), "the interrupt tells the driver");
+    assert!(!w.transport.waits_after(regs::QUEUE_READY, false), "not a notify");
+    assert!(!World::new(false).transport.waits_after(regs::QUEUE_NOTIFY, false), "no shadow rings to wait on");
+}

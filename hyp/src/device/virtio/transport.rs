@@ -30,6 +30,11 @@ pub enum AccessError {
     },
 }
 
+/// How many times hyp polls the used rings after a notify before the guest goes on
+/// ([`VirtioDevice::waits_after`]). Requests that take longer (a console read waiting
+/// for input) complete at a later exit or tick.
+pub const NOTIFY_WAIT_POLLS: u32 = 50_000;
+
 /// The transport at QEMU's `slot` among a VM's transports, with its index; a slot hyp
 /// serves no transport for is [`AccessError::NoTransport`], named as such.
 pub fn find_transport(
@@ -267,6 +272,16 @@ impl VirtioDevice {
             return None;
         }
         self.queues.iter().enumerate().find_map(|(i, q)| q.holds(page, ownership, ram).map(|d| (i as u32, d)))
+    }
+
+    /// Whether hyp waits for the device after the guest's write at `offset`: after a
+    /// notify in a protected VM whose driver polls (its interrupt not enabled), so that
+    /// short requests complete before the guest resumes (it would otherwise spin until
+    /// hyp's next tick brought the completion). A driver that takes the device's
+    /// interrupt is told of completions by it instead. At most [`NOTIFY_WAIT_POLLS`]
+    /// polls of the used rings, until nothing is in flight.
+    pub fn waits_after(&self, offset: u64, interrupt_driven: bool) -> bool {
+        offset == regs::QUEUE_NOTIFY && self.protected && !interrupt_driven
     }
 
     /// Chains in flight on every queue.
