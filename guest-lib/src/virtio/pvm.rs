@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use mmio_guard::MmioGuard;
+use mmio_guard::MmioGuarded;
 use pvmkit_abi::smccc::Conduit;
 use virtio_drivers::transport::mmio::{MmioError, MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
@@ -132,7 +132,7 @@ pub struct VirtioDevice {
 /// Registers every `virtio,mmio` node of `dt` with `guard` and probes it; empty
 /// transports are unregistered and skipped, and so (with a log line) are ones that fail
 /// to probe.
-pub fn discover<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Vec<VirtioDevice> {
+pub fn discover(dt: &GuestDt<'_>, guard: &(impl MmioGuarded + ?Sized)) -> Vec<VirtioDevice> {
     let mut found = Vec::new();
     for (base, size) in dt.virtio_mmio() {
         if let Err(e) = guard.map(base, size) {
@@ -171,7 +171,7 @@ pub struct Drivers {
 
 /// Discovers the DT's devices and builds a block, console and entropy driver from the
 /// first of each (a device whose driver fails to start is logged and dropped).
-pub fn drivers<C: Conduit>(dt: &GuestDt<'_>, guard: &MmioGuard<C>) -> Drivers {
+pub fn drivers(dt: &GuestDt<'_>, guard: &(impl MmioGuarded + ?Sized)) -> Drivers {
     use virtio_drivers::device::{blk::VirtIOBlk, console::VirtIOConsole, rng::VirtIORng};
     let mut out = Drivers { block: None, console: None, entropy: None, others: Vec::new() };
     for device in discover(dt, guard) {
