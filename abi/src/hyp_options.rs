@@ -8,6 +8,7 @@
 //! | `stats` | `on`, `off` (default) | whether hyp answers [`HYP_STATS`] |
 //! | `short-counts` | `on`, `off` (default) | whether ranged calls stop after a random count (Android) |
 //! | `access-platform` | `on` (default), `off` | whether a protected VM's virtio devices offer `VIRTIO_F_ACCESS_PLATFORM` (off: a negative control) |
+//! | `inherited-guard` | `refuse` (default), `allow` | whether the payload may use MMIO granules only pvmfw registered (policy `guard-inherited-from-pvmfw`) |
 //! | `nonce` | 16 hex digits | the run's secret that starts every line hyp writes ([`crate::exit_line`]) |
 //!
 //! ```
@@ -77,6 +78,9 @@ pub struct HypOptions {
     /// VMM of a pVM must (off only for the negative control: a Linux guest then hands
     /// its devices private memory).
     pub access_platform: bool,
+    /// Whether the payload may use an MMIO granule that only pvmfw registered before the
+    /// handover (off by default: hyp's policy `guard-inherited-from-pvmfw` refuses it).
+    pub allow_inherited_guard: bool,
     /// The run's nonce, which tags every line hyp writes (none: lines tagged `[hyp]`,
     /// which `pvmkit` never takes for hyp's).
     pub nonce: Option<Nonce>,
@@ -127,6 +131,7 @@ impl HypOptions {
         let mut stats = None;
         let mut short_counts = None;
         let mut access_platform = None;
+        let mut allow_inherited_guard = None;
         let mut nonce = None;
         for word in cmdline.split_ascii_whitespace() {
             let (key, value) = word.split_once('=').ok_or(OptionsError::UnknownOption(word))?;
@@ -166,6 +171,16 @@ impl HypOptions {
                         _ => return Err(OptionsError::BadValue(word)),
                     });
                 }
+                "inherited-guard" => {
+                    if allow_inherited_guard.is_some() {
+                        return Err(OptionsError::Repeated(key));
+                    }
+                    allow_inherited_guard = Some(match value {
+                        "refuse" => false,
+                        "allow" => true,
+                        _ => return Err(OptionsError::BadValue(word)),
+                    });
+                }
                 Nonce::OPTION => {
                     if nonce.is_some() {
                         return Err(OptionsError::Repeated(key));
@@ -185,6 +200,7 @@ impl HypOptions {
             stats: stats.unwrap_or(false),
             short_counts: short_counts.unwrap_or(false),
             access_platform: access_platform.unwrap_or(true),
+            allow_inherited_guard: allow_inherited_guard.unwrap_or(false),
             nonce,
         })
     }
@@ -197,7 +213,14 @@ mod tests {
     #[test]
     fn parses_every_mode_and_round_trips() {
         for mode in [VmMode::Protected(AbiForm::Android), VmMode::Protected(AbiForm::Upstream), VmMode::Unprotected] {
-            let defaults = HypOptions { mode, stats: false, short_counts: false, access_platform: true, nonce: None };
+            let defaults = HypOptions {
+                mode,
+                stats: false,
+                short_counts: false,
+                access_platform: true,
+                allow_inherited_guard: false,
+                nonce: None,
+            };
             assert_eq!(HypOptions::parse(mode.as_args()), Ok(defaults));
         }
         assert_eq!(HypOptions::parse("").unwrap().mode, VmMode::Protected(AbiForm::Android));
@@ -206,6 +229,9 @@ mod tests {
         assert!(HypOptions::parse("abi=android short-counts=on").unwrap().short_counts);
         assert_eq!(HypOptions::parse("short-counts=on short-counts=off"), Err(OptionsError::Repeated("short-counts")));
         assert!(!HypOptions::parse("access-platform=off").unwrap().access_platform);
+        assert!(HypOptions::parse("inherited-guard=allow").unwrap().allow_inherited_guard);
+        assert!(!HypOptions::parse("inherited-guard=refuse").unwrap().allow_inherited_guard);
+        assert_eq!(HypOptions::parse("inherited-guard=on"), Err(OptionsError::BadValue("inherited-guard=on")));
         assert_eq!(HypOptions::parse("access-platform=no"), Err(OptionsError::BadValue("access-platform=no")));
         assert_eq!(HypOptions::parse("nonce=00000000000000ff").unwrap().nonce, Some(Nonce(0xff)));
         assert_eq!(HypOptions::parse("nonce=ff"), Err(OptionsError::BadValue("nonce=ff")));

@@ -99,6 +99,10 @@ struct RunArgs {
     /// its rings in private memory, which hyp and the VMM must catch.
     #[arg(long)]
     no_access_platform: bool,
+    /// Turn hyp's policy `guard-inherited-from-pvmfw` off: the payload may then use MMIO
+    /// granules only pvmfw registered before the handover, as Android's 6.12 lets it.
+    #[arg(long)]
+    allow_inherited_guard: bool,
     /// Experiment (with --no-pvmfw, since pvmfw binds the pool itself): the guest DT's
     /// virtio nodes do not name the restricted-dma-pool, so a Linux guest bounces its
     /// DMA through its default swiotlb instead.
@@ -175,6 +179,7 @@ impl RunArgs {
             hyp_stats: false,
             short_counts: "on".into(),
             no_access_platform: false,
+            allow_inherited_guard: false,
             no_restricted_pool: false,
             backend: "hyp".into(),
             kernel: None,
@@ -530,6 +535,7 @@ fn run_config(fw: &Firmware, mode: Mode, args: &RunArgs, echo: bool) -> RunConfi
         hyp_stats: args.hyp_stats,
         vmm_stats: false,
         access_platform: !args.no_access_platform,
+        allow_inherited_guard: args.allow_inherited_guard,
         restricted_pool: !args.no_restricted_pool,
         short_counts: args.short_counts == "on",
         backend: Backend::parse(&args.backend).unwrap_or_default(),

@@ -52,6 +52,9 @@ pub fn refusal(config: &RunConfig) -> Option<&'static str> {
     if config.hyp_stats {
         return Some("--hyp-stats: hyp's exit counters exist only under --backend hyp");
     }
+    if config.allow_inherited_guard {
+        return Some("--allow-inherited-guard turns a policy of hyp's off: the real 7.3 pKVM has no MMIO guard");
+    }
     if config.disk.is_some() && config.kernel.is_some() {
         return Some(
             "--disk with --kernel: the host needs Debian's virtio-blk module for the disk; use Debian's kernel",

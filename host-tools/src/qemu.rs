@@ -87,6 +87,9 @@ fn hyp_cmdline(vm: pvmkit_abi::hyp_options::VmMode, config: &RunConfig, nonce: N
     if !config.access_platform {
         words.push("access-platform=off".into());
     }
+    if config.allow_inherited_guard {
+        words.push("inherited-guard=allow".into());
+    }
     words.join(" ")
 }
 

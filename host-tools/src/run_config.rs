@@ -50,6 +50,9 @@ pub struct RunConfig {
     /// The devices offer VIRTIO_F_ACCESS_PLATFORM to a protected VM (off: the negative
     /// control of `--no-access-platform`).
     pub access_platform: bool,
+    /// hyp lets the payload use MMIO granules only pvmfw registered (its policy
+    /// `guard-inherited-from-pvmfw` off: `--allow-inherited-guard`).
+    pub allow_inherited_guard: bool,
     /// Bind the virtio transports to the restricted DMA pool in the guest's DT (off:
     /// `--no-restricted-pool`, with `--no-pvmfw`, since pvmfw binds them itself).
     pub restricted_pool: bool,

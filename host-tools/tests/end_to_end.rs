@@ -75,6 +75,24 @@ fn several_vcpus_pass_on_hyp_and_bare_qemu() {
     assert!(out.contains("pvmkit: FAIL: hyp ended the VM: reason=all_vcpus_off"), "{out}");
 }
 
+/// A payload that forgets to register an MMIO granule pvmfw registered (to probe the
+/// transport) passes on ACK 6.12, whose UNMAP is a no-op; hyp's policy
+/// `guard-inherited-from-pvmfw` fails it by default, naming the granule, and lets it
+/// pass when turned off. The suite itself registers what it uses: it passes either way.
+#[test]
+fn a_forgotten_mmio_guard_registration_fails_by_default() {
+    let (ok, out) = pvmkit(&["run", "--scenario", "forget-guard"]);
+    assert!(!ok, "{out}");
+    let base = page_after(&out, "test-guest: reading ");
+    let want = format!("pvmkit: FAIL: hyp ended the VM: reason=violation ipa={base} vcpu=0 device=virtio-mmio@{base} what=\"MMIO to a granule only pvmfw registered, never the payload (policy guard-inherited-from-pvmfw)\"");
+    assert!(out.contains(&want), "expected {want}:\n{out}");
+    let (ok, out) = pvmkit(&["run", "--scenario", "forget-guard", "--allow-inherited-guard"]);
+    assert!(ok && out.contains("test forgetful_mmio_read ... ok"), "{out}");
+    // Without pvmfw nothing registered the granule: the ABI's own refusal, an abort.
+    let (ok, out) = pvmkit(&["run", "--scenario", "forget-guard", "--no-pvmfw"]);
+    assert!(!ok && out.contains("not registered with the MMIO guard"), "{out}");
+}
+
 /// The page a guest line names after `marker` (`… <marker>0x… …`).
 fn page_after<'o>(out: &'o str, marker: &str) -> &'o str {
     out.lines()

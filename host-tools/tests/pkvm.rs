@@ -147,6 +147,7 @@ fn options_that_cannot_apply_to_the_real_pkvm_are_refused() {
         (&["run", "--backend", "pkvm", "--abi", "android"][..], "--abi picks one of hyp's profiles"),
         (&["run", "--backend", "pkvm", "--mode", "bare"][..], "does not apply to --backend pkvm"),
         (&["run", "--backend", "pkvm", "--hyp-stats"][..], "exist only under --backend hyp"),
+        (&["run", "--backend", "pkvm", "--allow-inherited-guard"][..], "the real 7.3 pKVM has no MMIO guard"),
         (&["run", "--kernel", "/nonexistent"][..], "applies only to --backend pkvm"),
         (&["run", "--backend", "pkvm", "--kernel", "/etc/hostname"][..], "not an arm64 Linux Image"),
         (&["run", "--backend", "kvm"][..], "unknown --backend 'kvm'"),

@@ -46,6 +46,13 @@ pub fn main(boot: &BootInfo) {
         h.finish();
         return;
     }
+    if scenario == "forget-guard" {
+        // Negative control for hyp's policy guard-inherited-from-pvmfw: a payload that
+        // reads a virtio transport without registering it (pvmfw did, to probe it).
+        h.run("forgetful_mmio_read", || forgetful_mmio_read(boot));
+        h.finish();
+        return;
+    }
     if scenario == "bench" || scenario == "bench-misread" {
         h.run("bench", || crate::bench::run(boot, scenario == "bench-misread"));
         h.finish();
@@ -142,6 +149,17 @@ pub fn main(boot: &BootInfo) {
         _ => {}
     }
     h.finish();
+}
+
+/// Reads the first virtio transport's MagicValue without registering the transport
+/// with the MMIO guard first: the mistake hyp's policy names.
+fn forgetful_mmio_read(boot: &BootInfo) -> CaseResult {
+    let (base, _) = boot.dt.virtio_mmio().next().ok_or("no virtio transport in the DT")?;
+    println!("test-guest: reading {base:#x} without registering it with the MMIO guard");
+    // SAFETY: a transport's MagicValue, a 32-bit read-only register.
+    let magic = unsafe { (base as *const u32).read_volatile() };
+    ensure_eq!(magic, 0x7472_6976);
+    Ok(())
 }
 
 fn uid(boot: &BootInfo, mode: Mode) -> CaseResult {

@@ -39,6 +39,15 @@ pub const POLICIES: &[Policy] = &[
               redistributors alone are 256 granules)",
     },
     Policy {
+        name: "guard-inherited-from-pvmfw",
+        what: "after pvmfw's handover, MMIO to a granule only pvmfw registered (the payload never \
+               did) ends the VM (`violation`); ACK 6.12 lets it through, since its UNMAP is a no-op \
+               and pvmfw's registrations outlive pvmfw. Off with `pvmkit run --allow-inherited-guard` \
+               (hyp option `inherited-guard=allow`)",
+        why: "a payload that relies on pvmfw's leftovers breaks on any release or pvmfw that cleans \
+              up: the forgotten registration is the payload's mistake",
+    },
+    Policy {
         name: "private-buffer",
         what: "a virtio descriptor naming memory the guest has not shared ends the VM (`violation`); \
                the release lets the VMM fault on it",

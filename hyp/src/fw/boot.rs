@@ -100,7 +100,11 @@ extern "C" fn hyp_main(dtb_ptr: u64) -> ! {
         exits: ExitCounters::default(),
         ram: layout.ram,
         devices,
-        guard: GuardTable::new(services.profile().guard_enrolled_with_pvmfw && layout.pvmfw.is_some()),
+        guard: match layout.pvmfw {
+            Some(pvmfw) => GuardTable::new(services.profile().guard_enrolled_with_pvmfw)
+                .with_firmware(pvmfw, options.allow_inherited_guard),
+            None => GuardTable::new(false),
+        },
         short: ShortCounts::new(SHORT_COUNT_SEED),
         ownership: Ownership::new(layout.ram.start, &mut ownership_words[..(layout.ram.size() / GRANULE) as usize]),
         vcpus: Vcpus::new(vcpus as usize),

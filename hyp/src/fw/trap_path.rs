@@ -155,6 +155,11 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Then {
             return then;
         }
     }
+    // The first call from outside pvmfw is the handover (for the MMIO guard's policy).
+    vm.guard.note_pc(match conduit {
+        Conduit::Hvc => ELR_EL2.get() - 4,
+        Conduit::Smc => ELR_EL2.get(),
+    });
     let state = VmState {
         ownership: &mut vm.ownership,
         memory: &mut IdentityMemory,
@@ -257,6 +262,7 @@ fn data_abort(vm: &mut Vm, regs: &mut GuestRegs, esr: Esr, abort: &DataAbort) {
         // Guest RAM is mapped whole; a fault there means hyp's tables are wrong.
         fail!("stage-2 fault inside guest RAM at {ipa:#x} ({esr})");
     }
+    vm.guard.note_pc(ELR_EL2.get());
     match mmio::decide(abort, ipa, vm.devices.windows(), &vm.guard) {
         Decision::Emulate { pa, access, device } => {
             let result = match access {
@@ -278,6 +284,17 @@ fn data_abort(vm: &mut Vm, regs: &mut GuestRegs, esr: Esr, abort: &DataAbort) {
                 }
                 Err(e) => device_side_stop(device.base, e),
             }
+        }
+        Decision::Refuse(Refusal::InheritedGuard) => {
+            let device = vm.devices.windows().iter().find(|w| w.base <= ipa && ipa - w.base < w.size).map(|w| w.base);
+            exit(ExitReason::Violation {
+                ipa,
+                vcpu: Some(crate::arch::this_cpu() as u32),
+                device: device.filter(|_| ipa >= pvmkit_abi::memory_map::VIRTIO_MMIO_BASE),
+                queue: None,
+                descriptor: None,
+                what: Refusal::InheritedGuard.describe(),
+            })
         }
         Decision::Refuse(why) => {
             note_refused(ipa, why);

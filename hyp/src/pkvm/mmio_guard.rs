@@ -38,18 +38,63 @@ impl fmt::Display for GuardRefusal {
     }
 }
 
+/// Why an access is not let through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuardDenial {
+    /// The granule is not registered (the ABI's refusal).
+    NotRegistered,
+    /// Only pvmfw registered the granule, before the handover, and the payload never
+    /// did: the release lets it through (6.12's UNMAP is a no-op, so pvmfw's
+    /// registrations outlive it), hyp's policy `guard-inherited-from-pvmfw` does not.
+    InheritedFromFirmware,
+}
+
 /// The registered granules of one VM.
 #[derive(Clone, Debug)]
 pub struct GuardTable {
     granules: [u64; MAX_GUARDED],
+    /// Per granule: registered before the handover and not since.
+    inherited: [bool; MAX_GUARDED],
     len: usize,
     enforcing: bool,
+    /// Where the VM's firmware (pvmfw) runs, when it boots through one: the handover is
+    /// the first call or access from outside it.
+    firmware: Option<Region>,
+    handed_over: bool,
+    allow_inherited: bool,
 }
 
 impl GuardTable {
     /// An empty table; `enforcing` says whether unregistered accesses are refused.
     pub const fn new(enforcing: bool) -> Self {
-        Self { granules: [0; MAX_GUARDED], len: 0, enforcing }
+        Self {
+            granules: [0; MAX_GUARDED],
+            inherited: [false; MAX_GUARDED],
+            len: 0,
+            enforcing,
+            firmware: None,
+            handed_over: false,
+            allow_inherited: false,
+        }
+    }
+
+    /// The VM boots through the firmware at `region`: what it registers before the
+    /// handover is the payload's only once the payload registers it too, unless
+    /// `allow_inherited` (hyp option `inherited-guard=allow`).
+    pub const fn with_firmware(mut self, region: Region, allow_inherited: bool) -> Self {
+        self.firmware = Some(region);
+        self.allow_inherited = allow_inherited;
+        self
+    }
+
+    /// The guest runs at `pc` (at a call or an access): the first time that is outside
+    /// the firmware, the handover has happened, and every granule registered so far
+    /// becomes inherited.
+    pub fn note_pc(&mut self, pc: u64) {
+        if !self.handed_over && self.firmware.is_some_and(|f| !(f.start <= pc && pc < f.end)) {
+            self.handed_over = true;
+            self.inherited[..self.len].fill(true);
+        }
     }
 
     /// Enrols the VM: unregistered accesses are refused from now on.
@@ -76,8 +121,28 @@ impl GuardTable {
     /// Whether an access of `width` bytes at `ipa` may be emulated: always when not
     /// enforcing, else only when its first and last bytes lie in registered granules.
     pub fn allows(&self, ipa: u64, width: u8) -> bool {
+        self.check(ipa, width).is_ok()
+    }
+
+    /// [`Self::allows`], with why not: unregistered, or (by policy) registered only by
+    /// the firmware before the handover.
+    pub fn check(&self, ipa: u64, width: u8) -> Result<(), GuardDenial> {
+        if !self.enforcing {
+            return Ok(());
+        }
         let last = ipa.saturating_add(width.max(1) as u64 - 1);
-        !self.enforcing || (self.is_guarded(ipa) && self.is_guarded(last))
+        let mut denial = Ok(());
+        for at in [ipa, last] {
+            let granule = at & !(GRANULE - 1);
+            match self.granules[..self.len].iter().position(|&g| g == granule) {
+                None => return Err(GuardDenial::NotRegistered),
+                Some(i) if self.inherited[i] && !self.allow_inherited => {
+                    denial = Err(GuardDenial::InheritedFromFirmware)
+                }
+                Some(_) => {}
+            }
+        }
+        denial
     }
 
     /// Checks that `ipa` may be registered, changing nothing.
@@ -95,12 +160,17 @@ impl GuardTable {
         Ok(())
     }
 
-    /// Registers the granule at `ipa` (registering it twice is fine).
+    /// Registers the granule at `ipa` (registering it twice is fine; a granule the
+    /// firmware registered becomes the payload's when the payload registers it).
     pub fn map(&mut self, ipa: u64, ram: Region) -> Result<(), GuardRefusal> {
         self.can_map(ipa, ram)?;
-        if !self.is_guarded(ipa) {
-            self.granules[self.len] = ipa;
-            self.len += 1;
+        match self.granules[..self.len].iter().position(|&g| g == ipa) {
+            Some(i) => self.inherited[i] = false,
+            None => {
+                self.granules[self.len] = ipa;
+                self.inherited[self.len] = false;
+                self.len += 1;
+            }
         }
         Ok(())
     }
@@ -112,6 +182,7 @@ impl GuardTable {
         }
         if let Some(i) = self.granules[..self.len].iter().position(|&g| g == ipa) {
             self.granules[i] = self.granules[self.len - 1];
+            self.inherited[i] = self.inherited[self.len - 1];
             self.len -= 1;
         }
         Ok(())
@@ -123,6 +194,39 @@ mod tests {
     use super::*;
 
     const RAM: Region = Region { start: 0x8000_0000, end: 0x9000_0000 };
+    const PVMFW: Region = Region { start: 0x7fc0_0000, end: 0x8000_0000 };
+
+    /// What pvmfw registered is the payload's only once the payload registers it too:
+    /// before the handover pvmfw uses it freely; after, the payload's access to it is
+    /// refused by policy (unless allowed), its own registration makes it usable, and a
+    /// granule nobody registered stays the ABI's refusal.
+    #[test]
+    fn granules_only_pvmfw_registered_are_not_the_payloads() {
+        let mut t = GuardTable::new(true).with_firmware(PVMFW, false);
+        t.note_pc(PVMFW.start + 0x1000);
+        t.map(0x0a00_3000, RAM).unwrap();
+        t.map(0x0900_0000, RAM).unwrap();
+        assert_eq!(t.check(0x0a00_3e00, 4), Ok(()), "pvmfw's own use");
+        t.note_pc(0x8020_0000);
+        assert_eq!(t.check(0x0a00_3e00, 4), Err(GuardDenial::InheritedFromFirmware));
+        assert!(!t.allows(0x0a00_3e00, 4));
+        assert_eq!(t.check(0x0b00_0000, 4), Err(GuardDenial::NotRegistered));
+        t.map(0x0900_0000, RAM).unwrap();
+        assert_eq!(t.check(0x0900_0018, 4), Ok(()), "the payload registered it itself");
+        assert_eq!(t.check(0x0a00_3e00, 4), Err(GuardDenial::InheritedFromFirmware), "the other one still not");
+        t.note_pc(PVMFW.start);
+        assert_eq!(t.check(0x0a00_3e00, 4), Err(GuardDenial::InheritedFromFirmware), "a handover happens once");
+        // With the policy off the release's answer stands.
+        let mut allowed = GuardTable::new(true).with_firmware(PVMFW, true);
+        allowed.map(0x0a00_3000, RAM).unwrap();
+        allowed.note_pc(0x8020_0000);
+        assert_eq!(allowed.check(0x0a00_3e00, 4), Ok(()));
+        // Without a firmware nothing is inherited.
+        let mut direct = GuardTable::new(true);
+        direct.map(0x0a00_3000, RAM).unwrap();
+        direct.note_pc(0x8020_0000);
+        assert_eq!(direct.check(0x0a00_3e00, 4), Ok(()));
+    }
 
     #[test]
     fn registers_aligned_granules_outside_ram() {

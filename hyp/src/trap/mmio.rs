@@ -7,7 +7,7 @@
 //! MMIO guard. Everything else is refused; hyp never decodes instructions.
 
 use crate::esr::DataAbort;
-use crate::pkvm::mmio_guard::GuardTable;
+use crate::pkvm::mmio_guard::{GuardDenial, GuardTable};
 use crate::vgic::Frame;
 
 /// What a device window is.
@@ -73,6 +73,9 @@ pub enum Refusal {
     CrossesWindow,
     /// The VM is enforced and the access is not registered with the MMIO guard.
     NotGuarded,
+    /// Only pvmfw registered the granule, before the handover (policy
+    /// `guard-inherited-from-pvmfw`): the VM ends with a violation.
+    InheritedGuard,
     /// The device refused the access (e.g. a virtio register accessed with a width
     /// other than 32 bits).
     DeviceRefused,
@@ -87,6 +90,9 @@ impl Refusal {
             Self::NoDevice => "no device of this VM at that address",
             Self::CrossesWindow => "access crosses the end of a device window",
             Self::NotGuarded => "not registered with the MMIO guard",
+            Self::InheritedGuard => {
+                "MMIO to a granule only pvmfw registered, never the payload (policy guard-inherited-from-pvmfw)"
+            }
             Self::DeviceRefused => "the device does not take that access",
         }
     }
@@ -123,8 +129,12 @@ pub fn decide(abort: &DataAbort, ipa: u64, devices: &[DeviceWindow], guard: &Gua
     if ipa - device.base + width as u64 > device.size {
         return Decision::Refuse(Refusal::CrossesWindow);
     }
-    if !matches!(device.kind, DeviceKind::Gic(_)) && !guard.allows(ipa, width) {
-        return Decision::Refuse(Refusal::NotGuarded);
+    if !matches!(device.kind, DeviceKind::Gic(_)) {
+        match guard.check(ipa, width) {
+            Ok(()) => {}
+            Err(GuardDenial::NotRegistered) => return Decision::Refuse(Refusal::NotGuarded),
+            Err(GuardDenial::InheritedFromFirmware) => return Decision::Refuse(Refusal::InheritedGuard),
+        }
     }
     let access = if abort.wnr {
         Access::Store { reg: abort.srt, width }
@@ -204,6 +214,20 @@ mod tests {
             decide(&abort(0x9383_0405), 0x0900_0000, &[UART], &OPEN),
             Decision::Refuse(Refusal::NotADeviceAccess)
         );
+    }
+
+    #[test]
+    fn the_inherited_guard_refusal_names_its_policy() {
+        let policy = "guard-inherited-from-pvmfw";
+        assert!(Refusal::InheritedGuard.describe().contains(policy));
+        assert!(pvmkit_abi::profile::POLICIES.iter().any(|p| p.name == policy), "the policy is listed");
+        use pvmkit_abi::memory_map::Region;
+        let ram = Region { start: 0x8000_0000, end: 0x9000_0000 };
+        let mut guard = GuardTable::new(true).with_firmware(Region { start: 0x7fc0_0000, end: 0x8000_0000 }, false);
+        guard.map(0x0900_0000, ram).unwrap();
+        guard.note_pc(0x8020_0000);
+        let load = abort(0x9300_0006);
+        assert_eq!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Refuse(Refusal::InheritedGuard));
     }
 
     #[test]
