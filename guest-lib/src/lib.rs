@@ -38,6 +38,55 @@
 //!   [`harness`]: the in-guest test harness (`N passed, M failed`); [`set_once`]: state
 //!   written once.
 //!
+//! A first guest on the runtime, whole: it shares a page and takes it back, reads
+//! block 0 of its virtio disk through the bouncing `Hal`, registers an MMIO range of
+//! its own with the MMIO guard (and keeps the handle: dropping it unregisters the
+//! range), and reports through the harness that `pvmkit` reads.
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! extern crate alloc;
+//!
+//! use guest_lib::harness::Harness;
+//! use guest_lib::{console::Console, ensure, ensure_eq, BootInfo};
+//!
+//! #[repr(C, align(4096))]
+//! struct Page([u8; 4096]);
+//!
+//! fn main(boot: &BootInfo) {
+//!     let mut h = Harness::new(Console);
+//!     h.run("share_and_take_back", || {
+//!         let page = alloc::boxed::Box::leak(alloc::boxed::Box::new(Page([0; 4096])));
+//!         let sharer = boot.sharer().map_err(|e| alloc::format!("{e}"))?; // a no-op unless protected
+//!         sharer.share(page.0.as_ptr() as u64, 4096).map_err(|e| alloc::format!("{e}"))?;
+//!         sharer.unshare(page.0.as_ptr() as u64, 4096).map_err(|e| alloc::format!("{e}"))?;
+//!         Ok(())
+//!     });
+//!     h.run("read_block_0", || {
+//!         // Discovery registers each transport with the MMIO guard; PvmHal bounces every
+//!         // buffer through the pool the runtime shared.
+//!         let drivers = guest_lib::virtio::drivers(&boot.dt, guest_lib::mmio_guard());
+//!         let mut disk = drivers.block.ok_or("no virtio block device")?;
+//!         let mut sector = [0u8; 512];
+//!         disk.read_blocks(0, &mut sector).map_err(|e| alloc::format!("{e}"))?;
+//!         ensure!(sector.len() == 512, "short read");
+//!         Ok(())
+//!     });
+//!     h.run("my_own_device", || {
+//!         // Any other MMIO range: registered before use, for as long as the handle lives.
+//!         let (base, size) = boot.dt.virtio_mmio().next().ok_or("no transport")?;
+//!         let _registered = guest_lib::mmio_guard().guard(base, size).map_err(|e| alloc::format!("{e}"))?;
+//!         // SAFETY: a virtio-mmio transport's MagicValue, registered above.
+//!         ensure_eq!(unsafe { (base as *const u32).read_volatile() }, 0x7472_6976);
+//!         Ok(())
+//!     });
+//!     h.finish();
+//! }
+//!
+//! guest_lib::entry!(main);
+//! ```
+//!
 //! Host builds (unit tests) get every module but the assembly and the runtime; the
 //! documentation shows the firmware-only items too.
 #![cfg_attr(not(test), no_std)]
