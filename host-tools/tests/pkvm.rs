@@ -123,6 +123,11 @@ fn the_real_pkvm_catches_the_leak_and_a_failing_case_fails() {
         .unwrap_or_else(|| panic!("the guest printed no page:\n{out}"));
     let want = format!("pvmkit: FAIL: the VMM ended the VM: reason=violation ipa={page} vcpu=1 device=virtio-mmio@0xa003e00 queue=0 desc=1 what=\"buffer page not shared\"");
     assert!(out.contains(&want), "expected {want}:\n{out}");
+    // Every vCPU powers itself off: KVM keeps them waiting for a CPU_ON that cannot
+    // come; the VMM ends the VM by name (it once waited for the timeout), as hyp does.
+    let (ok, out) =
+        pvmkit(&["run", "--backend", "pkvm", "--cpus", "2", "--scenario", "all-cpus-off", "--timeout", "600"]);
+    assert!(!ok && out.contains("pvmkit: FAIL: the VMM ended the VM: reason=all_vcpus_off"), "{out}");
     let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--scenario", "fail-case", "--timeout", "600"]);
     assert!(!ok && out.contains("pvmkit: FAIL: 1 guest case(s) failed"), "{out}");
     // A bounce that skips the zeroing hands the caller stale pool data on a failed read

@@ -56,6 +56,8 @@ pub enum ExitReason {
     VmmError(String),
     /// The VMM faulted at this address outside any access to guest memory for a device.
     VmmFault(u64),
+    /// Every vCPU is powered off (the last one called PSCI CPU_OFF): nothing can run again.
+    AllVcpusOff,
 }
 
 impl fmt::Display for ExitReason {
@@ -64,6 +66,7 @@ impl fmt::Display for ExitReason {
         match self {
             Self::SystemOff => write!(f, "{}", head(Reason::SystemOff)),
             Self::Reset => write!(f, "{}", head(Reason::Reset)),
+            Self::AllVcpusOff => write!(f, "{}", head(Reason::AllVcpusOff)),
             Self::Violation { ipa, vcpu, device, queue, descriptor, what } => {
                 let (device, queue) = (Some(*device), Some(*queue));
                 let fields = Violation { ipa: *ipa, vcpu: *vcpu, device, queue, descriptor: *descriptor, what };
@@ -86,6 +89,7 @@ mod tests {
     fn exit_lines_use_hyps_words() {
         assert_eq!(ExitReason::SystemOff.to_string(), "exit: reason=system_off");
         assert_eq!(ExitReason::Reset.to_string(), "exit: reason=reset");
+        assert_eq!(ExitReason::AllVcpusOff.to_string(), "exit: reason=all_vcpus_off");
         let v = ExitReason::Violation {
             ipa: 0x8000_1000,
             vcpu: Some(1),

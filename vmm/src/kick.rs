@@ -40,6 +40,16 @@ impl Stop {
         self.stopped.load(Ordering::Acquire)
     }
 
+    /// Wakes every thread that [`Stop::enter`]ed out of KVM_RUN once, without stopping
+    /// it ([`crate::power`] asks them whether they are powered off).
+    pub fn poke_all(&self) {
+        for thread in self.threads.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter() {
+            // SAFETY: a thread of this scope, not yet joined (the scope outlives every
+            // call); a thread between KVM_RUNs ignores the signal.
+            unsafe { libc::pthread_kill(thread.0, WAKE) };
+        }
+    }
+
     /// Stops every thread that [`Stop::enter`]ed, until `finished` says all have left.
     /// The threads are scoped and joined only after this returns, so their ids stay
     /// valid while they are signalled.

@@ -12,8 +12,8 @@ use kvm_bindings::{
     kvm_create_device, kvm_device_attr, kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3, kvm_userspace_memory_region,
     kvm_vcpu_events, kvm_vcpu_init, KVM_ARM_IRQ_TYPE_SHIFT, KVM_ARM_IRQ_TYPE_SPI, KVM_ARM_VCPU_POWER_OFF,
     KVM_ARM_VCPU_PSCI_0_2, KVM_DEV_ARM_VGIC_CTRL_INIT, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_DEV_ARM_VGIC_GRP_CTRL,
-    KVM_DEV_ARM_VGIC_GRP_NR_IRQS, KVM_REG_ARM64, KVM_REG_ARM_CORE, KVM_REG_SIZE_U64, KVM_SYSTEM_EVENT_RESET,
-    KVM_SYSTEM_EVENT_SHUTDOWN, KVM_VGIC_V3_ADDR_TYPE_DIST, KVM_VGIC_V3_ADDR_TYPE_REDIST,
+    KVM_DEV_ARM_VGIC_GRP_NR_IRQS, KVM_MP_STATE_STOPPED, KVM_REG_ARM64, KVM_REG_ARM_CORE, KVM_REG_SIZE_U64,
+    KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN, KVM_VGIC_V3_ADDR_TYPE_DIST, KVM_VGIC_V3_ADDR_TYPE_REDIST,
 };
 use kvm_ioctls::{DeviceFd, Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -27,6 +27,7 @@ use crate::kick;
 use crate::machine::Plan;
 use crate::mmio::{self, Route};
 use crate::pl011::Pl011;
+use crate::power;
 use crate::stats::{Counted, ExitStats};
 use crate::virtio::block::{Block, Disk};
 use crate::virtio::console::Console;
@@ -249,14 +250,12 @@ impl Vm {
         memory
     }
 
-    /// Runs every vCPU to the VM's end: one vCPU on this thread; several each on its
-    /// own, the first to end the VM stopping the others.
+    /// Runs every vCPU to the VM's end, each on its own thread (one vCPU too: this
+    /// thread watches for a VM whose vCPUs are all off), the first to end the VM
+    /// stopping the others.
     fn run(&mut self) -> ExitReason {
         let mut vcpus = std::mem::take(&mut self.vcpus);
-        let reason = match &mut vcpus[..] {
-            [only] => self.run_vcpu(only, &kick::Stop::default()),
-            all => self.run_all(all),
-        };
+        let reason = self.run_all(&mut vcpus);
         self.vcpus = vcpus;
         self.devices.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).flush();
         reason
@@ -267,29 +266,47 @@ impl Vm {
             return ExitReason::VmmError(e);
         }
         let stop = kick::Stop::default();
+        let census = power::Census::new(vcpus.len());
         let (ended, first) = mpsc::channel();
         std::thread::scope(|scope| {
             let threads: Vec<_> = vcpus
                 .iter_mut()
                 .enumerate()
                 .map(|(index, vcpu)| {
-                    let (stop, ended) = (&stop, ended.clone());
+                    let (stop, census, ended) = (&stop, &census, ended.clone());
                     scope.spawn(move || {
                         watch::vcpu(index as u32);
-                        let reason = self.run_vcpu(vcpu, stop);
+                        let reason = self.run_vcpu(vcpu, index, stop, census);
                         let _ = ended.send(reason);
                     })
                 })
                 .collect();
-            // The first vCPU to end the VM decides its end; the others are stopped.
-            let reason = first.recv().unwrap_or_else(|_| ExitReason::VmmError("every vCPU thread vanished".into()));
+            // The first vCPU to end the VM decides its end; the others are stopped. A VM
+            // quiet for a while is asked whether every vCPU is off.
+            let reason = loop {
+                let exits = census.exits();
+                match first.recv_timeout(power::QUIET) {
+                    Ok(reason) => break reason,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        break ExitReason::VmmError("every vCPU thread vanished".into())
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) if census.exits() == exits => {
+                        stop.poke_all();
+                        std::thread::sleep(power::ANSWER);
+                        if census.all_stopped_since(exits) {
+                            break ExitReason::AllVcpusOff;
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                }
+            };
             stop.all(|| threads.iter().all(|t| t.is_finished()));
             reason
         })
     }
 
     /// One vCPU's run loop, until it ends the VM or `stop` says another did.
-    fn run_vcpu(&self, vcpu: &mut VcpuFd, stop: &kick::Stop) -> ExitReason {
+    fn run_vcpu(&self, vcpu: &mut VcpuFd, index: usize, stop: &kick::Stop, census: &power::Census) -> ExitReason {
         stop.enter();
         // The fault handler's map of guest RAM is per thread.
         for region in self.memory.iter() {
@@ -302,6 +319,14 @@ impl Vm {
                 return ExitReason::SystemOff;
             }
             let exit = vcpu.run();
+            if matches!(&exit, Err(e) if e.errno() == libc::EINTR) {
+                // Woken out of KVM_RUN: say whether KVM has this vCPU powered off.
+                drop(exit);
+                let stopped = vcpu.get_mp_state().is_ok_and(|s| s.mp_state == KVM_MP_STATE_STOPPED);
+                census.woken(index, stopped);
+                continue;
+            }
+            census.exited(index);
             let mut devices = self.devices.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if let (Some(stats), Ok(exit)) = (devices.stats.as_mut(), &exit) {
                 let ipa = match exit {

@@ -9,7 +9,7 @@
 //! memory), [`mmio`] (which device an access reaches), [`watch`] (a fault on a private
 //! page named as a violation), [`exit`] (the exit line), [`stats`] (the exits it
 //! reports to a bench guest), [`kick`] (stopping the other vCPU threads when one
-//! ends the VM). The
+//! ends the VM), [`power`] (telling a VM whose vCPUs are all off from a quiet one). The
 //! KVM glue (`kvm.rs`) and the `/init` duties (`init.rs`) run only inside the pKVM host.
 
 pub mod exit;
@@ -18,6 +18,7 @@ pub mod kick;
 pub mod machine;
 pub mod mmio;
 pub mod pl011;
+pub mod power;
 pub mod stats;
 pub mod virtio;
 pub mod watch;
