@@ -115,6 +115,13 @@ pub fn run(
             for transport in &devices.virtio {
                 if let Some(bytes) = transport.device().received() {
                     crate::vmm_println!("virtio-console received {:?}", String::from_utf8_lossy(bytes));
+                    let dropped = transport.device().dropped();
+                    if dropped > 0 {
+                        crate::vmm_println!(
+                            "virtio-console dropped {dropped} more bytes (it keeps {} KiB)",
+                            crate::virtio::console::RECEIVED_LIMIT / 1024
+                        );
+                    }
                 }
             }
             let memory = vm.tear_down();
@@ -361,6 +368,14 @@ impl Vm {
                     Route::Virtio(i, offset) => match devices.virtio[i].write(offset, data, &self.memory) {
                         Signal::Interrupt => self.interrupt(&devices, i),
                         Signal::None => Step::Go,
+                        Signal::Refused(r) => Step::End(ExitReason::Violation {
+                            ipa: 0,
+                            vcpu: Some(index as u32),
+                            device: devices.virtio[i].base(),
+                            queue: r.queue,
+                            descriptor: Some(r.descriptor),
+                            what: r.what,
+                        }),
                     },
                     Route::Abort => Step::Abort,
                 },
@@ -404,6 +419,9 @@ impl Vm {
     }
 }
 
+/// The longest console line the VMM holds before printing it.
+const LINE_LIMIT: usize = 4096;
+
 impl Devices {
     /// The guest's console, a line at a time.
     fn print(&mut self, byte: u8) {
@@ -411,6 +429,10 @@ impl Devices {
             self.flush();
         } else if byte != b'\r' {
             self.line.push(byte);
+            // A line without end is printed in pieces, never held whole.
+            if self.line.len() >= LINE_LIMIT {
+                self.flush();
+            }
         }
     }
 

@@ -46,6 +46,10 @@ pub trait Device: Send {
     fn received(&self) -> Option<&[u8]> {
         None
     }
+    /// What the guest sent beyond what the device keeps, in bytes.
+    fn dropped(&self) -> u64 {
+        0
+    }
 }
 
 /// One descriptor of a chain: where, how long, whether the device writes it.
@@ -78,6 +82,17 @@ impl Buffer {
         mem.read_slice(&mut data, GuestAddress(self.addr)).ok().map(|()| data)
     }
 
+    /// Reads the buffer's first `max` bytes (or all of it, if shorter) from guest memory,
+    /// or `None` if the buffer is not all there.
+    pub fn read_prefix(&self, mem: &GuestMemoryMmap, max: usize) -> Option<Vec<u8>> {
+        if !self.in_memory(mem) {
+            return None;
+        }
+        watch::descriptor(Some(self.index));
+        let mut data = vec![0; max.min(self.len as usize)];
+        mem.read_slice(&mut data, GuestAddress(self.addr)).ok().map(|()| data)
+    }
+
     /// Reads the whole buffer from guest memory into `dst` (its length); `false` if the
     /// buffer is not all in guest memory.
     pub fn read_into(&self, mem: &GuestMemoryMmap, dst: &mut [u8]) -> bool {
@@ -100,21 +115,71 @@ impl Buffer {
     }
 }
 
+/// A chain the VMM will not serve: the device errs, and the VM ends naming it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The queue.
+    pub queue: u32,
+    /// The descriptor where it went wrong.
+    pub descriptor: u16,
+    /// What was wrong.
+    pub what: &'static str,
+}
+
+/// Descriptor flags.
+const F_NEXT: u16 = 1;
+const F_WRITE: u16 = 2;
+const F_INDIRECT: u16 = 4;
+
+/// The chain from `head` in the descriptor table at `table` of a queue of `size`: each
+/// descriptor read from guest memory as it lies there. Refused: a descriptor naming an
+/// indirect table (VIRTIO_F_INDIRECT_DESC is never offered), an index beyond the
+/// queue, and a chain longer than the queue (a loop among them) — never cut short and
+/// served.
+fn chain(mem: &GuestMemoryMmap, queue: u32, table: u64, size: u16, head: u16) -> Result<Vec<Buffer>, Refused> {
+    let refused = |descriptor, what| Refused { queue, descriptor, what };
+    let mut buffers = Vec::new();
+    let mut index = head;
+    loop {
+        if index >= size {
+            return Err(refused(index, "descriptor index beyond the queue"));
+        }
+        if buffers.len() == usize::from(size) {
+            return Err(refused(index, "descriptor chain longer than the queue"));
+        }
+        let mut raw = [0u8; 16];
+        watch::descriptor(None);
+        let at = table.checked_add(16 * u64::from(index)).ok_or(refused(index, "descriptor table wraps"))?;
+        mem.read_slice(&mut raw, GuestAddress(at))
+            .map_err(|_| refused(index, "descriptor table outside guest memory"))?;
+        let field = |range: core::ops::Range<usize>| raw[range].iter().rev().fold(0u64, |v, &b| v << 8 | u64::from(b));
+        let (addr, len, flags, next) = (field(0..8), field(8..12) as u32, field(12..14) as u16, field(14..16) as u16);
+        if flags & F_INDIRECT != 0 {
+            return Err(refused(index, "indirect descriptor (VIRTIO_F_INDIRECT_DESC not offered)"));
+        }
+        buffers.push(Buffer { index, addr, len, write: flags & F_WRITE != 0 });
+        if flags & F_NEXT == 0 {
+            return Ok(buffers);
+        }
+        index = next;
+    }
+}
+
 /// Serves every chain the guest has made available on `queue` with `device`; returns
-/// how many it completed. A chain the queue cannot walk (a bad index, a loop) ends the
-/// walk: the guest gets nothing for it.
-pub fn serve_queue(device: &mut dyn Device, index: usize, queue: &mut Queue, mem: &GuestMemoryMmap) -> usize {
+/// how many it completed, or the chain it refused ([`Refused`]).
+pub fn serve_queue(
+    device: &mut dyn Device,
+    index: usize,
+    queue: &mut Queue,
+    mem: &GuestMemoryMmap,
+) -> Result<usize, Refused> {
     let mut done = 0;
+    let (table, size) = (queue.desc_table(), queue.size());
     while device.takes(index) {
         watch::descriptor(None);
-        let Some(chain) = queue.pop_descriptor_chain(mem) else { break };
-        let head = chain.head_index();
-        let mut buffers = Vec::new();
-        let mut next = head;
-        for desc in chain {
-            buffers.push(Buffer { index: next, addr: desc.addr().0, len: desc.len(), write: desc.is_write_only() });
-            next = desc.next();
-        }
+        let Some(popped) = queue.pop_descriptor_chain(mem) else { break };
+        let head = popped.head_index();
+        let buffers = chain(mem, index as u32, table, size, head)?;
         let written = device.serve(index, &buffers, mem);
         watch::descriptor(None);
         if queue.add_used(mem, head, written).is_err() {
@@ -122,7 +187,7 @@ pub fn serve_queue(device: &mut dyn Device, index: usize, queue: &mut Queue, mem
         }
         done += 1;
     }
-    done
+    Ok(done)
 }
 
 #[cfg(test)]

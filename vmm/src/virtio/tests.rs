@@ -210,3 +210,63 @@ fn huge_descriptors_are_refused_before_anything_is_allocated() {
     d.post(1, &[(BUF, u32::MAX, false)]);
     assert_eq!(d.transport.device().received(), Some(&b""[..]));
 }
+
+/// A descriptor naming an indirect table is refused by name (the feature is never
+/// offered; virtio-queue would follow it, letting one chain hold 65 535 descriptors),
+/// and so is a chain longer than the queue (here a loop), rather than served cut short.
+#[test]
+fn unoffered_indirect_descriptors_and_overlong_chains_are_refused() {
+    let mut d = Driver::new(Box::new(Entropy), 0);
+    let at = GuestAddress(DESC);
+    d.mem.write_obj(BUF, at).unwrap();
+    d.mem.write_obj(64u32, at.unchecked_add(8)).unwrap();
+    d.mem.write_obj(4u16, at.unchecked_add(12)).unwrap(); // INDIRECT
+    d.mem.write_obj(0u16, GuestAddress(AVAIL + 4)).unwrap();
+    d.mem.write_obj(1u16, GuestAddress(AVAIL + 2)).unwrap();
+    let signal = d.write(reg::QUEUE_NOTIFY, 0);
+    let Signal::Refused(refused) = signal else { panic!("{signal:?}") };
+    assert_eq!((refused.queue, refused.descriptor), (0, 0));
+    assert_eq!(refused.what, "indirect descriptor (VIRTIO_F_INDIRECT_DESC not offered)");
+    assert_eq!(d.used().0, 0, "nothing served");
+
+    // Descriptors 0 and 1 point at each other: the chain never ends.
+    let mut d = Driver::new(Box::new(Entropy), 0);
+    for (i, next) in [(0u64, 1u16), (1, 0)] {
+        let at = GuestAddress(DESC + 16 * i);
+        d.mem.write_obj(BUF, at).unwrap();
+        d.mem.write_obj(16u32, at.unchecked_add(8)).unwrap();
+        d.mem.write_obj(3u16, at.unchecked_add(12)).unwrap(); // NEXT | WRITE
+        d.mem.write_obj(next, at.unchecked_add(14)).unwrap();
+    }
+    d.mem.write_obj(0u16, GuestAddress(AVAIL + 4)).unwrap();
+    d.mem.write_obj(1u16, GuestAddress(AVAIL + 2)).unwrap();
+    let signal = d.write(reg::QUEUE_NOTIFY, 0);
+    let Signal::Refused(refused) = signal else { panic!("{signal:?}") };
+    assert_eq!(refused.what, "descriptor chain longer than the queue");
+    // A next index beyond the queue (of 8).
+    let mut d = Driver::new(Box::new(Entropy), 0);
+    d.mem.write_obj(BUF, GuestAddress(DESC)).unwrap();
+    d.mem.write_obj(16u32, GuestAddress(DESC + 8)).unwrap();
+    d.mem.write_obj(3u16, GuestAddress(DESC + 12)).unwrap();
+    d.mem.write_obj(9u16, GuestAddress(DESC + 14)).unwrap();
+    d.mem.write_obj(0u16, GuestAddress(AVAIL + 4)).unwrap();
+    d.mem.write_obj(1u16, GuestAddress(AVAIL + 2)).unwrap();
+    let signal = d.write(reg::QUEUE_NOTIFY, 0);
+    let Signal::Refused(refused) = signal else { panic!("{signal:?}") };
+    assert_eq!((refused.descriptor, refused.what), (9, "descriptor index beyond the queue"));
+}
+
+/// What a guest sends on the console is kept up to a bound; the rest is counted and
+/// dropped, never read into the VMM's memory (a flood of large transmit chains once
+/// took the host down).
+#[test]
+fn the_console_keeps_a_bounded_amount_of_what_it_is_sent() {
+    use super::console::RECEIVED_LIMIT;
+    let mut d = Driver::new(Box::new(Console::new(b"")), 1);
+    let big = 200 * 1024;
+    d.post(1, &[(BUF, big, false)]);
+    d.post(1, &[(BUF, 16, false)]);
+    let device = d.transport.device();
+    assert_eq!(device.received().map(<[u8]>::len), Some(RECEIVED_LIMIT));
+    assert_eq!(device.dropped(), u64::from(big) - RECEIVED_LIMIT as u64 + 16);
+}

@@ -6,7 +6,7 @@ use pvmkit_abi::virtio_mmio as reg;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
-use super::{serve_queue, Device, ACCESS_PLATFORM, VERSION_1};
+use super::{serve_queue, Device, Refused, ACCESS_PLATFORM, VERSION_1};
 use crate::watch;
 
 /// "virt".
@@ -43,6 +43,8 @@ pub enum Signal {
     None,
     /// The device used buffers: raise the transport's interrupt.
     Interrupt,
+    /// The device refused a chain: the VM ends, naming it.
+    Refused(Refused),
 }
 
 impl Transport {
@@ -153,6 +155,9 @@ impl Transport {
                 self.status = value;
                 if value & DRIVER_OK != 0 {
                     let served: Vec<Signal> = (0..self.queues.len()).map(|q| self.serve(q, mem)).collect();
+                    if let Some(refused) = served.iter().find(|s| matches!(s, Signal::Refused(_))) {
+                        return *refused;
+                    }
                     if served.contains(&Signal::Interrupt) {
                         return Signal::Interrupt;
                     }
@@ -181,8 +186,10 @@ impl Transport {
         watch::device(self.base, queue as u32);
         let completed = serve_queue(self.device.as_mut(), queue, q, mem);
         watch::device(0, 0);
-        if completed == 0 {
-            return Signal::None;
+        match completed {
+            Err(refused) => return Signal::Refused(refused),
+            Ok(0) => return Signal::None,
+            Ok(_) => {}
         }
         self.interrupt_status |= USED_BUFFER;
         Signal::Interrupt
