@@ -57,3 +57,8 @@ pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
 pub const QUEUE_DEVICE_HIGH: u64 = 0x0a4;
 /// Start of the device-specific configuration space.
 pub const CONFIG: u64 = 0x100;
+/// SHMLen, low word (its region selected by SHMSel at 0x0ac): all ones when no such
+/// shared-memory region exists, as for every device here.
+pub const SHM_LEN_LOW: u64 = 0x0b0;
+/// SHMLen, high word.
+pub const SHM_LEN_HIGH: u64 = 0x0b4;

@@ -373,7 +373,7 @@ impl Vm {
                             vcpu: Some(index as u32),
                             device: devices.virtio[i].base(),
                             queue: r.queue,
-                            descriptor: Some(r.descriptor),
+                            descriptor: r.descriptor,
                             what: r.what,
                         }),
                     },
@@ -441,9 +441,10 @@ impl Devices {
             if let Some(note) = self.stats.and_then(|s| s.annotation(&self.line)) {
                 self.line.extend_from_slice(note.as_bytes());
             }
-            self.line.push(b'\n');
+            let mut line = crate::pl011::shown(&self.line);
+            line.push(b'\n');
             let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&self.line);
+            let _ = out.write_all(&line);
             let _ = out.flush();
             self.line.clear();
         }

@@ -41,9 +41,30 @@ impl Pl011 {
     }
 }
 
+/// A guest's console line as the host's terminal gets it: control bytes (NUL, ESC of
+/// an escape sequence, DEL, …) shown escaped (`\x1b`), never acted on; tabs and every
+/// other byte as they are.
+pub fn shown(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    for &byte in line {
+        if (byte < 0x20 && byte != b'\t') || byte == 0x7f {
+            out.extend_from_slice(format!("\\x{byte:02x}").as_bytes());
+        } else {
+            out.push(byte);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_bytes_are_shown_escaped() {
+        assert_eq!(shown(b"\x1b[31mred\x00\tok\x7f"), b"\\x1b[31mred\\x00\tok\\x7f".to_vec());
+        assert_eq!(shown("plain é".as_bytes()), "plain é".as_bytes());
+    }
 
     #[test]
     fn transmits_and_answers_like_qemus() {

@@ -93,7 +93,11 @@ impl Block {
 
     fn request(&mut self, chain: &[Buffer], mem: &GuestMemoryMmap) -> (u8, u32) {
         let Some((header, rest)) = chain.split_first() else { return (S_IOERR, 0) };
-        let Some(bytes) = header.read(mem).filter(|b| b.len() >= 16) else { return (S_IOERR, 0) };
+        // The header is the driver's to write: a device-writable one is no request.
+        if header.write {
+            return (S_IOERR, 0);
+        }
+        let Some(bytes) = header.read_prefix(mem, 16).filter(|b| b.len() >= 16) else { return (S_IOERR, 0) };
         let kind = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         let mut sector = [0u8; 8];
         sector.copy_from_slice(&bytes[8..16]);

@@ -120,8 +120,8 @@ impl Buffer {
 pub struct Refused {
     /// The queue.
     pub queue: u32,
-    /// The descriptor where it went wrong.
-    pub descriptor: u16,
+    /// The descriptor where it went wrong, when one did.
+    pub descriptor: Option<u16>,
     /// What was wrong.
     pub what: &'static str,
 }
@@ -137,7 +137,7 @@ const F_INDIRECT: u16 = 4;
 /// queue, and a chain longer than the queue (a loop among them) — never cut short and
 /// served.
 fn chain(mem: &GuestMemoryMmap, queue: u32, table: u64, size: u16, head: u16) -> Result<Vec<Buffer>, Refused> {
-    let refused = |descriptor, what| Refused { queue, descriptor, what };
+    let refused = |descriptor, what| Refused { queue, descriptor: Some(descriptor), what };
     let mut buffers = Vec::new();
     let mut index = head;
     loop {

@@ -17,6 +17,8 @@ const VENDOR: u32 = 0x4b4d_5650;
 pub const QUEUE_MAX: u16 = 256;
 /// Status: the driver is ready.
 const DRIVER_OK: u32 = 4;
+/// Status: the driver accepted a set of features the device offered.
+const FEATURES_OK: u32 = 8;
 /// InterruptStatus: the device used buffers.
 const USED_BUFFER: u32 = 1;
 
@@ -104,8 +106,13 @@ impl Transport {
             reg::QUEUE_READY => self.selected().map_or(0, |q| q.ready().into()),
             reg::STATUS => self.status,
             reg::INTERRUPT_STATUS => self.interrupt_status,
+            // No shared-memory regions: SHMLen of any is all ones.
+            reg::SHM_LEN_LOW | reg::SHM_LEN_HIGH => u32::MAX,
             _ => 0,
         };
+        // A wider access than the 32-bit registers reads zeroes above them, never what
+        // the buffer held.
+        data.fill(0);
         let bytes = value.to_le_bytes();
         let n = data.len().min(4);
         data[..n].copy_from_slice(&bytes[..n]);
@@ -130,6 +137,15 @@ impl Transport {
             },
             reg::QUEUE_SEL => self.queue_sel = value,
             reg::QUEUE_NUM => {
+                // A size the queue cannot take is the driver's error, never quietly
+                // truncated to 16 bits or left at the old size.
+                if value == 0 || value > u32::from(QUEUE_MAX) || !value.is_power_of_two() {
+                    return Signal::Refused(Refused {
+                        queue: self.queue_sel,
+                        descriptor: None,
+                        what: "queue size not a power of two up to QueueNumMax",
+                    });
+                }
                 if let Some(q) = self.selected_mut() {
                     q.set_size(value as u16);
                 }
@@ -152,7 +168,10 @@ impl Transport {
             reg::INTERRUPT_ACK => self.interrupt_status &= !value,
             reg::STATUS if value == 0 => self.reset(),
             reg::STATUS => {
-                self.status = value;
+                // FEATURES_OK holds only for features the device offered.
+                let offered = self.device.features() | self.transport_features;
+                let accepted = self.driver_features & !offered == 0;
+                self.status = if accepted { value } else { value & !FEATURES_OK };
                 if value & DRIVER_OK != 0 {
                     let served: Vec<Signal> = (0..self.queues.len()).map(|q| self.serve(q, mem)).collect();
                     if let Some(refused) = served.iter().find(|s| matches!(s, Signal::Refused(_))) {
