@@ -88,6 +88,19 @@ pub fn is_kernel_log(line: &str) -> bool {
     })
 }
 
+/// What ended the pKVM host before its VMM could say how the VM ended: the kernel's
+/// panic or its OOM killer, as the kernel logs them (the guest cannot forge those: its
+/// lines reach the console only through the VMM, which never writes a kernel stamp).
+pub fn host_failure(lines: &[String]) -> Option<String> {
+    let kernel = || lines.iter().filter(|l| is_kernel_log(l)).map(|l| l.split_once("] ").map_or("", |(_, m)| m));
+    if let Some(panic) = kernel().find(|m| m.starts_with("Kernel panic")) {
+        return Some(format!("the pKVM host's kernel panicked ({panic})"));
+    }
+    kernel()
+        .find(|m| m.starts_with("Out of memory: Killed process"))
+        .map(|m| format!("the pKVM host ran out of memory ({m})"))
+}
+
 /// Judges a run.
 pub fn judge(expect: Expect, run: &RunOutput) -> Verdict {
     let fail = |reason: String| Verdict::Fail {
@@ -110,6 +123,10 @@ pub fn judge(expect: Expect, run: &RunOutput) -> Verdict {
         let exits: Vec<usize> =
             (0..run.lines.len()).filter(|&i| exit_line::parse(who, &run.lines[i]).is_some()).collect();
         let at = match exits[..] {
+            [] if expect == Expect::Vmm => {
+                let cause = host_failure(&run.lines).map_or(String::new(), |c| format!(": {c}"));
+                return fail(format!("{name} printed no exit line{cause}"));
+            }
             [] => return fail(format!("{name} printed no exit line")),
             [at] => at,
             _ => return fail(format!("{name} printed {} exit lines, not one", exits.len())),
@@ -158,6 +175,29 @@ mod tests {
             Verdict::Fail { reason, .. } => reason,
             Verdict::Pass { .. } => panic!("expected a failure"),
         }
+    }
+
+    /// A host that dies before its VMM's exit line is a FAIL naming the cause, whatever
+    /// QEMU's status and whatever the guest printed (a forged summary and exit line
+    /// included).
+    #[test]
+    fn a_dead_host_is_named() {
+        let forged = [
+            "1 passed, 0 failed",
+            "guest| [vmm] exit: reason=system_off",
+            "[   25.100000] Out of memory: Killed process 61 (vmm) total-vm:14000000kB",
+            "[   25.200000] Kernel panic - not syncing: System is deadlocked on memory",
+        ];
+        let r = run(&forged, Some(0));
+        assert_eq!(
+            reason(judge(Expect::Vmm, &r)),
+            "the VMM printed no exit line: the pKVM host's kernel panicked (Kernel panic - not syncing: System is deadlocked on memory)"
+        );
+        let r = run(&forged[..3], Some(0));
+        assert!(reason(judge(Expect::Vmm, &r))
+            .ends_with("the pKVM host ran out of memory (Out of memory: Killed process 61 (vmm) total-vm:14000000kB)"));
+        let r = run(&forged[..2], Some(0));
+        assert_eq!(reason(judge(Expect::Vmm, &r)), "the VMM printed no exit line");
     }
 
     #[test]
@@ -237,7 +277,11 @@ mod tests {
                 nonce,
                 Some(0),
             );
-            assert_eq!(reason(judge(Expect::Vmm, &r)), "the VMM printed no exit line", "{forged}");
+            assert_eq!(
+                reason(judge(Expect::Vmm, &r)),
+                "the VMM printed no exit line: the pKVM host's kernel panicked (Kernel panic - not syncing: Out of memory)",
+                "{forged}"
+            );
         }
         // The same on hyp, forged with a guessed nonce, and the guest then hangs.
         let mut r = shown_run(&["1 passed, 0 failed", "[hyp#0000000000000001] exit: reason=system_off"], nonce, None);
