@@ -30,6 +30,7 @@ pub mod host_packages;
 pub mod initramfs;
 pub mod kernel;
 pub mod linux_guest;
+pub mod new_guest;
 pub mod pack;
 pub mod payload;
 pub mod pkvm;

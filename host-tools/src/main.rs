@@ -212,6 +212,14 @@ enum DiceCommand {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a new guest crate at PATH that `cargo run` builds and boots with pvmkit (on
+    /// hyp, or `cargo run -- --backend pkvm`): guest-lib from this repository, the
+    /// toolchain pinned, a `main` that shares a page, reads a block and registers an
+    /// MMIO range, reporting through the harness.
+    New {
+        /// Where to write it (must not exist).
+        path: PathBuf,
+    },
     /// Build every firmware image (release) and print where they are.
     Build,
     /// Boot a guest (under hyp, or the real pKVM with `--backend pkvm`) and print a verdict.
@@ -336,6 +344,19 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<bool, String> {
     let ws = Workspace::locate()?;
     match cli.command {
+        Command::New { path } => {
+            let name = host_tools::new_guest::create(&ws, &path)?;
+            println!("pvmkit: wrote the guest crate {name} in {}", path.display());
+            println!(
+                "  cargo install --path {}/host-tools   # once: pvmkit on PATH, its cargo runner",
+                ws.root.display()
+            );
+            println!(
+                "  cd {} && cargo run                   # under hyp; `cargo run -- --backend pkvm` on the real pKVM",
+                path.display()
+            );
+            Ok(true)
+        }
         Command::Build => {
             let fw = firmware::build_all(&ws)?;
             println!("hyp:        {}", fw.hyp_image.display());

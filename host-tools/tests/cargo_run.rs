@@ -98,3 +98,25 @@ fn a_guest_crate_outside_the_repository_runs_with_cargo_run() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `pvmkit new PATH` writes a guest crate that builds and passes under `cargo run` as it
+/// is, on hyp and on the real pKVM: a new user's first guest.
+#[test]
+fn a_new_guest_from_the_template_passes_on_both_backends() {
+    let (ok, out) = pvmkit(&["build"]);
+    assert!(ok, "{out}");
+    let dir = std::env::temp_dir().join(format!("pvmkit-new-guest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ok, out) = pvmkit(&["new", dir.to_str().unwrap()]);
+    assert!(ok && out.contains("wrote the guest crate"), "{out}");
+    let (ok, out) = pvmkit(&["new", dir.to_str().unwrap()]);
+    assert!(!ok && out.contains("exists already"), "never over an existing path:\n{out}");
+    for args in [&[][..], &["--backend", "pkvm", "--timeout", "600"][..]] {
+        let (ok, out) = cargo_run(&dir, args);
+        assert!(ok && out.contains("pvmkit: PASS (3 guest cases passed, clean power-off)"), "{args:?}:\n{out}");
+        for case in ["share_and_take_back_a_page", "read_block_0", "register_before_touching"] {
+            assert!(out.contains(&format!("test {case} ... ok")), "{args:?}: {case} did not pass:\n{out}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

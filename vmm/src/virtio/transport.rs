@@ -138,15 +138,16 @@ impl Transport {
             reg::QUEUE_SEL => self.queue_sel = value,
             reg::QUEUE_NUM => {
                 // A size the queue cannot take is the driver's error, never quietly
-                // truncated to 16 bits or left at the old size.
-                if value == 0 || value > u32::from(QUEUE_MAX) || !value.is_power_of_two() {
+                // truncated to 16 bits or left at the old size. (0 is how a driver
+                // unsets a queue: virtio-drivers writes it when a driver is dropped.)
+                if value != 0 && (value > u32::from(QUEUE_MAX) || !value.is_power_of_two()) {
                     return Signal::Refused(Refused {
                         queue: self.queue_sel,
                         descriptor: None,
                         what: "queue size not a power of two up to QueueNumMax",
                     });
                 }
-                if let Some(q) = self.selected_mut() {
+                if let (Some(q), true) = (self.selected_mut(), value != 0) {
                     q.set_size(value as u16);
                 }
             }
