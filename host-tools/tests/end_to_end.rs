@@ -51,6 +51,10 @@ fn several_vcpus_pass_on_hyp_and_bare_qemu() {
         (&["--cpus", "4"][..], &SMP_CASES[..]),
         (&["--cpus", "2", "--abi", "upstream"], &SMP_CASES),
         (
+            &["--cpus", "2", "--mode", "unprotected"],
+            &[SMP_CASES[0], SMP_CASES[1], SMP_CASES[2], SMP_CASES[4], SMP_CASES[5], SMP_CASES[6]],
+        ),
+        (
             &["--cpus", "2", "--mode", "bare"],
             &[SMP_CASES[0], SMP_CASES[1], SMP_CASES[2], SMP_CASES[4], SMP_CASES[5], SMP_CASES[6]],
         ),
