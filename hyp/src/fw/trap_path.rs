@@ -155,11 +155,15 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Then {
             return then;
         }
     }
+    // An HVC returns past itself (ELR is the next instruction); a trapped SMC leaves
+    // ELR at the SMC, so hyp steps over it on return.
+    let elr = ELR_EL2.get();
+    let (call_at, resume_at) = match conduit {
+        Conduit::Hvc => (elr - 4, elr),
+        Conduit::Smc => (elr, elr + 4),
+    };
     // The first call from outside pvmfw is the handover (for the MMIO guard's policy).
-    vm.guard.note_pc(match conduit {
-        Conduit::Hvc => ELR_EL2.get() - 4,
-        Conduit::Smc => ELR_EL2.get(),
-    });
+    vm.guard.note_pc(call_at);
     let state = VmState {
         ownership: &mut vm.ownership,
         memory: &mut IdentityMemory,
@@ -168,13 +172,6 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Then {
         exits: ExitCounters { hyp_work: work_meter::total(), ..vm.exits },
         clock,
         short: &mut vm.short,
-    };
-    // An HVC returns past itself (ELR is the next instruction); a trapped SMC leaves
-    // ELR at the SMC, so hyp steps over it on return.
-    let elr = ELR_EL2.get();
-    let (call_at, resume_at) = match conduit {
-        Conduit::Hvc => (elr - 4, elr),
-        Conduit::Smc => (elr, elr + 4),
     };
     let regs_out = match hypercall::dispatch(&vm.services, state, conduit, regs.x[0], [regs.x[1], regs.x[2], regs.x[3]])
     {

@@ -74,12 +74,7 @@ impl Buffer {
 
     /// Reads the whole buffer from guest memory, or `None` if it is not all there.
     pub fn read(&self, mem: &GuestMemoryMmap) -> Option<Vec<u8>> {
-        if !self.in_memory(mem) {
-            return None;
-        }
-        watch::descriptor(Some(self.index));
-        let mut data = vec![0; self.len as usize];
-        mem.read_slice(&mut data, GuestAddress(self.addr)).ok().map(|()| data)
+        self.read_prefix(mem, self.len as usize)
     }
 
     /// Reads the buffer's first `max` bytes (or all of it, if shorter) from guest memory,
