@@ -164,17 +164,27 @@ fn keys(runs: &[Vec<Phase>]) -> Vec<(String, u64)> {
 
 /// The figures that should have repeated and did not (beyond [`REPEAT_TOLERANCE`]),
 /// one line each; also every phase missing from a run. Empty: all repeated.
+///
+/// A phase's total guest-time ticks are shown but need not repeat: on the real pKVM
+/// they hold the host kernel's own work too (its timers, the page cache writing the
+/// disk image back), which lands in one phase or another. A CI run measured guest-lib's
+/// ordinary 4 KiB write phase at 4 883 176 and then 5 881 442 ticks while its median
+/// request stayed at 1808 both times; the median request is what must repeat.
 pub fn moved(label: &str, runs: &[Vec<Phase>], backend: Backend) -> Vec<String> {
-    moved_of(label, runs, repeating(backend), REPEAT_TOLERANCE)
+    moved_of(label, runs, held_to_repeat(backend), REPEAT_TOLERANCE)
 }
 
-/// [`moved`] for a whole OS as the guest (Linux): its phase's total ticks also hold its
-/// own background work (kernel threads, timers), which lands in one phase or another
-/// from run to run, so only its median request, like every other figure, must repeat
-/// (within [`WHOLE_OS_TOLERANCE`]).
+/// [`moved`] for a whole OS as the guest (Linux): its median request moves with its
+/// own background work (kernel threads, timers, swiotlb slot positions), so it is held
+/// within [`WHOLE_OS_TOLERANCE`].
 pub fn moved_whole_os(label: &str, runs: &[Vec<Phase>], backend: Backend) -> Vec<String> {
-    let figures = repeating(backend).into_iter().filter(|f| f.short != "ticks").collect();
-    moved_of(label, runs, figures, WHOLE_OS_TOLERANCE)
+    moved_of(label, runs, held_to_repeat(backend), WHOLE_OS_TOLERANCE)
+}
+
+/// The figures [`moved`] holds: every one shown run by run except a phase's total
+/// ticks.
+fn held_to_repeat(backend: Backend) -> Vec<Repeating> {
+    repeating(backend).into_iter().filter(|f| f.short != "ticks").collect()
 }
 
 fn moved_of(label: &str, runs: &[Vec<Phase>], figures: Vec<Repeating>, tolerance: f64) -> Vec<String> {

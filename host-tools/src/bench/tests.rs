@@ -72,8 +72,8 @@ fn repeating_figures_pass_and_a_moved_one_is_named() {
     let slower = vec![phase("read", 65536, 1500, 400, 300)];
     assert!(moved("protected", &[run.clone(), slower.clone()], Backend::Hyp).is_empty());
     let m = moved("protected", &[run.clone(), slower], Backend::Pkvm);
-    assert_eq!(m.len(), 2, "{m:?}");
-    assert!(m[0].contains("guest-time ticks moved") && m[1].contains("median request's ticks moved"), "{m:?}");
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].contains("median request's ticks moved"), "{m:?}");
     // So may the exits hyp counts (its tick), not those the VMM counts.
     let mut ticked = run.clone();
     ticked[0].exits = Some(9);
@@ -211,19 +211,24 @@ fn targets_are_judged_from_the_figures() {
     assert!(targets(Backend::Hyp, &chatty, &u, None).contains("0 hypercalls per request, protected: NOT MET"));
 }
 
-/// Linux's phase total holds its own background work: only its median request (and
-/// the counts) must repeat, where guest-lib's whole phase must.
+/// On the real pKVM a phase's total holds the host kernel's work too: a CI run
+/// measured guest-lib's ordinary 4 KiB write phase at 4 883 176 and then 5 881 442
+/// ticks while its median request stayed at 1808. Only the median request (and the
+/// counts) must repeat, for guest-lib and for a whole OS alike.
 #[test]
-fn a_whole_os_is_held_to_its_median_request() {
-    let run = vec![phase("read", 1 << 20, 185_493, 100, 10)];
-    let mut busier = run.clone();
-    busier[0].ticks = 182_707;
-    assert!(
-        moved("Linux ordinary", &[run.clone(), busier.clone()], Backend::Pkvm)[0].contains("guest-time ticks moved")
-    );
-    assert!(moved_whole_os("Linux ordinary", &[run.clone(), busier.clone()], Backend::Pkvm).is_empty());
-    busier[0].median_ticks = Some(50_000);
-    assert!(moved_whole_os("Linux ordinary", &[run, busier], Backend::Pkvm)[0].contains("median request's ticks moved"));
+fn a_phase_total_is_shown_and_its_median_request_held() {
+    let with = |ticks, median| {
+        let mut p = phase("write", 4096, ticks, 100, 10);
+        p.median_ticks = Some(median);
+        vec![p]
+    };
+    let measured = [with(4_883_176, 1808), with(5_881_442, 1808)];
+    assert!(moved("unprotected", &measured, Backend::Pkvm).is_empty());
+    assert!(moved_whole_os("Linux ordinary", &measured, Backend::Pkvm).is_empty());
+    let side = runs_side_by_side("unprotected", &measured, Backend::Pkvm);
+    assert!(side.contains("ticks 1220794/14703"), "shown per request, run by run: {side}");
+    let slower = [with(4_883_176, 1808), with(4_883_176, 1900)];
+    assert!(moved("unprotected", &slower, Backend::Pkvm)[0].contains("median request's ticks moved"));
 }
 
 /// A CI run measured Linux's protected 64 KiB write's median request at 7380 and then
