@@ -15,7 +15,7 @@ use crate::virtual_interrupts;
 use crate::vm_state::Vm;
 use crate::work_meter;
 
-pub fn load(vm: &Vm, device: &DeviceWindow, pa: u64, width: u8) -> Result<u64, AccessError> {
+pub fn load(vm: &mut Vm, device: &DeviceWindow, pa: u64, width: u8) -> Result<u64, AccessError> {
     match device.kind {
         DeviceKind::Gic(frame) => virtual_interrupts::read(vm, frame, pa - device.base, width),
         // SAFETY: `decide` placed the access inside the console's window.

@@ -244,13 +244,7 @@ fn vcpu_power(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Option<The
 
 /// The counters KVM PTP reports.
 fn clock() -> Clock {
-    let physical = CNTPCT_EL0.get();
-    let frequency = CNTFRQ_EL0.get().max(1);
-    Clock {
-        nanoseconds: (physical as u128 * 1_000_000_000 / frequency as u128) as u64,
-        virtual_count: physical.wrapping_sub(CNTVOFF_EL2.get()),
-        physical_count: physical,
-    }
+    Clock::from_counters(CNTPCT_EL0.get(), CNTFRQ_EL0.get(), CNTVOFF_EL2.get())
 }
 
 fn data_abort(vm: &mut Vm, regs: &mut GuestRegs, esr: Esr, abort: &DataAbort) {

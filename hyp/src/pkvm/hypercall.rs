@@ -84,6 +84,20 @@ pub struct Clock {
     pub physical_count: u64,
 }
 
+impl Clock {
+    /// The clock the counters give: the physical count `physical` at `frequency` Hz
+    /// (a frequency of 0, which no timer has, taken as 1), and the guest's virtual
+    /// count, `cntvoff` behind it (wrapping, as the architecture subtracts).
+    pub fn from_counters(physical: u64, frequency: u64, cntvoff: u64) -> Self {
+        let nanoseconds = u128::from(physical) * 1_000_000_000 / u128::from(frequency.max(1));
+        Clock {
+            nanoseconds: u64::try_from(nanoseconds).unwrap_or(u64::MAX),
+            virtual_count: physical.wrapping_sub(cntvoff),
+            physical_count: physical,
+        }
+    }
+}
+
 /// What to do after a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {

@@ -27,6 +27,7 @@ pub mod forwarded;
 pub mod forwarding;
 pub mod list_register;
 pub mod sgi;
+pub mod vm_interrupts;
 
 use core::ops::Range;
 

@@ -38,7 +38,7 @@ const ICH_HCR_EN: u64 = 1;
 const GICR_STRIDE: u64 = pvmkit_abi::memory_map::GICR_SIZE;
 /// The SGI one CPU of hyp's sends another to make it look at its vCPU's interrupts
 /// (hyp forwards no physical SGI to a guest: every one it takes is such a kick).
-pub const KICK_SGI: u32 = 0;
+use hyp::vgic::vm_interrupts::KICK_SGI;
 
 /// This CPU's redistributor.
 fn redistributor() -> u64 {

@@ -401,3 +401,13 @@ fn id_caps_are_the_upstream_releases_only() {
     assert!(!services(UPSTREAM).id_caps().is_empty());
     assert!(services(ANDROID).id_caps().is_empty() && services(VmMode::Unprotected).id_caps().is_empty());
 }
+
+/// QEMU's generic timer runs at 62.5 MHz (16 ns a tick); the virtual count is the
+/// physical minus CNTVOFF_EL2, modulo 2^64 (Arm ARM, D11.1.2).
+#[test]
+fn the_clock_follows_the_counters() {
+    let clock = Clock::from_counters(625, 62_500_000, 25);
+    assert_eq!((clock.nanoseconds, clock.virtual_count, clock.physical_count), (10_000, 600, 625));
+    assert_eq!(Clock::from_counters(5, 62_500_000, 10).virtual_count, u64::MAX - 4);
+    assert_eq!(Clock::from_counters(7, 0, 0).nanoseconds, 7_000_000_000, "no frequency: one tick a second");
+}
