@@ -42,7 +42,7 @@ const OFFSETS: [u64; 15] = [
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
     let Some(kind) = input.byte() else { return };
-    let device: Box<dyn Device> = match kind % 3 {
+    let device: Box<dyn Device<GuestMemoryMmap>> = match kind % 3 {
         0 => Box::new(Block::new(vec![0; 16 * 512])),
         1 => Box::new(Entropy),
         _ => Box::new(Console::new(b"hello\n")),

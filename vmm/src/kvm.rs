@@ -93,7 +93,7 @@ pub struct Vm {
 struct Devices {
     console: Pl011,
     line: Vec<u8>,
-    virtio: Vec<Transport>,
+    virtio: Vec<Transport<GuestMemoryMmap>>,
     /// The exits seen, appended to the guest's `bench ` lines when asked for.
     stats: Option<ExitStats>,
 }
@@ -176,12 +176,12 @@ fn build(
     // The transports, highest slot first: block, entropy, console, and pvmfw's instance
     // disk (as under hyp).
     let virtio_bases = mmio::transports(plan.virtio_slots);
-    let mut devices: Vec<Box<dyn Device>> = vec![
+    let mut devices: Vec<Box<dyn Device<GuestMemoryMmap>>> = vec![
         Box::new(Block::on(disk.unwrap_or(Disk::Memory(vec![0; DISK_SIZE])))),
         Box::new(Entropy),
         Box::new(Console::new(console_input)),
     ];
-    devices.extend(instance.map(|disk| Box::new(Block::on(disk)) as Box<dyn Device>));
+    devices.extend(instance.map(|disk| Box::new(Block::on(disk)) as Box<dyn Device<GuestMemoryMmap>>));
     let virtio = virtio_bases
         .iter()
         .zip(devices)

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use vm_memory::GuestMemoryMmap;
+use vm_memory::GuestMemory;
 
 use super::{Buffer, Device};
 
@@ -45,7 +45,7 @@ impl Disk {
     /// both ranges); returns the bytes written to the guest, `None` on a disk error. A
     /// disk in memory is copied straight into guest memory, once, as a device's DMA
     /// would move it, so that the bench does not charge the device for copies of ours.
-    fn read_into_guest(&self, at: u64, buffer: &Buffer, mem: &GuestMemoryMmap) -> Option<u32> {
+    fn read_into_guest(&self, at: u64, buffer: &Buffer, mem: &impl GuestMemory) -> Option<u32> {
         let (at, len) = (at as usize, buffer.len as usize);
         match self {
             Self::Memory(bytes) => Some(buffer.write(mem, &bytes[at..at + len])),
@@ -59,7 +59,7 @@ impl Disk {
 
     /// Writes the guest's `buffer` to the disk at `at` (the caller checked both ranges);
     /// `false` on an error.
-    fn write_from_guest(&mut self, at: u64, buffer: &Buffer, mem: &GuestMemoryMmap) -> bool {
+    fn write_from_guest(&mut self, at: u64, buffer: &Buffer, mem: &impl GuestMemory) -> bool {
         let (at, len) = (at as usize, buffer.len as usize);
         match self {
             Self::Memory(bytes) => buffer.read_into(mem, &mut bytes[at..at + len]),
@@ -91,7 +91,7 @@ impl Block {
         Self { disk }
     }
 
-    fn request(&mut self, chain: &[Buffer], mem: &GuestMemoryMmap) -> (u8, u32) {
+    fn request(&mut self, chain: &[Buffer], mem: &impl GuestMemory) -> (u8, u32) {
         let Some((header, rest)) = chain.split_first() else { return (S_IOERR, 0) };
         // The header is the driver's to write: a device-writable one is no request.
         if header.write {
@@ -132,7 +132,7 @@ impl Block {
     }
 }
 
-impl Device for Block {
+impl<M: GuestMemory> Device<M> for Block {
     fn device_id(&self) -> u32 {
         2
     }
@@ -151,7 +151,7 @@ impl Device for Block {
             *byte = config.get(offset as usize + i).copied().unwrap_or(0);
         }
     }
-    fn serve(&mut self, _: usize, chain: &[Buffer], mem: &GuestMemoryMmap) -> u32 {
+    fn serve(&mut self, _: usize, chain: &[Buffer], mem: &M) -> u32 {
         let (status, written) = self.request(chain, mem);
         match chain.last().filter(|b| b.write && chain.len() > 1) {
             Some(last) => written + last.write(mem, &[status]),

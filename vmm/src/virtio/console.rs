@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use vm_memory::GuestMemoryMmap;
+use vm_memory::GuestMemory;
 
 use super::{Buffer, Device};
 
@@ -29,7 +29,7 @@ impl Console {
     }
 }
 
-impl Device for Console {
+impl<M: GuestMemory> Device<M> for Console {
     fn device_id(&self) -> u32 {
         3
     }
@@ -51,7 +51,7 @@ impl Device for Console {
     fn takes(&self, queue: usize) -> bool {
         queue != RECEIVE || !self.input.is_empty()
     }
-    fn serve(&mut self, queue: usize, chain: &[Buffer], mem: &GuestMemoryMmap) -> u32 {
+    fn serve(&mut self, queue: usize, chain: &[Buffer], mem: &M) -> u32 {
         let mut written = 0;
         for buffer in chain {
             if queue == RECEIVE && buffer.write {

@@ -1,6 +1,6 @@
 //! virtio-rng: every writable buffer is filled with random bytes from the host.
 
-use vm_memory::GuestMemoryMmap;
+use vm_memory::GuestMemory;
 
 use super::{Buffer, Device};
 
@@ -8,7 +8,7 @@ use super::{Buffer, Device};
 #[derive(Default)]
 pub struct Entropy;
 
-impl Device for Entropy {
+impl<M: GuestMemory> Device<M> for Entropy {
     fn device_id(&self) -> u32 {
         4
     }
@@ -21,7 +21,7 @@ impl Device for Entropy {
     fn read_config(&self, _: u64, data: &mut [u8]) {
         data.fill(0);
     }
-    fn serve(&mut self, _: usize, chain: &[Buffer], mem: &GuestMemoryMmap) -> u32 {
+    fn serve(&mut self, _: usize, chain: &[Buffer], mem: &M) -> u32 {
         let mut written = 0;
         for buffer in chain.iter().filter(|b| b.write && b.in_memory(mem)) {
             let mut random = vec![0u8; buffer.len as usize];

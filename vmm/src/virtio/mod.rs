@@ -4,8 +4,9 @@
 //! addresses. Queues are rust-vmm's `virtio-queue`; every request is served when the
 //! guest notifies, before its vCPU runs again, so a guest that polls needs no interrupt.
 //!
-//! Guest memory is touched only through the memslot mapping (`vm-memory`): a page the
-//! guest has not shared faults, and [`crate::watch`] turns that fault into a violation
+//! Guest memory is touched only through the memslot mapping (`vm-memory`; the devices
+//! take any `GuestMemory`, as rust-vmm's do, the VMM a `GuestMemoryMmap` of the
+//! memslot): a page the guest has not shared faults, and [`crate::watch`] turns that fault into a violation
 //! naming the device, queue and descriptor being served.
 
 pub mod block;
@@ -14,7 +15,7 @@ pub mod entropy;
 pub mod transport;
 
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
 
 use crate::watch;
 
@@ -25,8 +26,8 @@ pub const VERSION_1: u64 = 1 << 32;
 /// Offered to protected VMs; without it Linux puts rings in private memory.
 pub const ACCESS_PLATFORM: u64 = 1 << 33;
 
-/// What a device does with its queues.
-pub trait Device: Send {
+/// What a device does with its queues, in guest memory of type `M`.
+pub trait Device<M: GuestMemory>: Send {
     /// The virtio device ID.
     fn device_id(&self) -> u32;
     /// The device's own feature bits (VERSION_1 is added by the transport).
@@ -36,7 +37,7 @@ pub trait Device: Send {
     /// Reads its configuration space at `offset`.
     fn read_config(&self, offset: u64, data: &mut [u8]);
     /// Serves one request (a descriptor chain of `queue`); returns the bytes it wrote.
-    fn serve(&mut self, queue: usize, chain: &[Buffer], mem: &GuestMemoryMmap) -> u32;
+    fn serve(&mut self, queue: usize, chain: &[Buffer], mem: &M) -> u32;
     /// Whether the device takes a request from `queue` now. A console's receive queue
     /// keeps its buffers until there is input for them.
     fn takes(&self, _queue: usize) -> bool {
@@ -68,18 +69,19 @@ pub struct Buffer {
 impl Buffer {
     /// Whether the whole buffer lies in guest memory. Checked before anything is
     /// allocated for it: a descriptor's length is the guest's to choose (up to 4 GiB).
-    pub fn in_memory(&self, mem: &GuestMemoryMmap) -> bool {
-        mem.check_range(GuestAddress(self.addr), self.len as usize)
+    pub fn in_memory(&self, mem: &impl GuestMemory) -> bool {
+        let access = if self.write { Permissions::Write } else { Permissions::Read };
+        mem.check_range(GuestAddress(self.addr), self.len as usize, access)
     }
 
     /// Reads the whole buffer from guest memory, or `None` if it is not all there.
-    pub fn read(&self, mem: &GuestMemoryMmap) -> Option<Vec<u8>> {
+    pub fn read(&self, mem: &impl GuestMemory) -> Option<Vec<u8>> {
         self.read_prefix(mem, self.len as usize)
     }
 
     /// Reads the buffer's first `max` bytes (or all of it, if shorter) from guest memory,
     /// or `None` if the buffer is not all there.
-    pub fn read_prefix(&self, mem: &GuestMemoryMmap, max: usize) -> Option<Vec<u8>> {
+    pub fn read_prefix(&self, mem: &impl GuestMemory, max: usize) -> Option<Vec<u8>> {
         if !self.in_memory(mem) {
             return None;
         }
@@ -90,7 +92,7 @@ impl Buffer {
 
     /// Reads the whole buffer from guest memory into `dst` (its length); `false` if the
     /// buffer is not all in guest memory.
-    pub fn read_into(&self, mem: &GuestMemoryMmap, dst: &mut [u8]) -> bool {
+    pub fn read_into(&self, mem: &impl GuestMemory, dst: &mut [u8]) -> bool {
         if !self.in_memory(mem) || dst.len() != self.len as usize {
             return false;
         }
@@ -100,7 +102,7 @@ impl Buffer {
 
     /// Writes `data` (at most the buffer's length) at the buffer's start; returns the
     /// bytes written.
-    pub fn write(&self, mem: &GuestMemoryMmap, data: &[u8]) -> u32 {
+    pub fn write(&self, mem: &impl GuestMemory, data: &[u8]) -> u32 {
         watch::descriptor(Some(self.index));
         let n = data.len().min(self.len as usize);
         match mem.write_slice(&data[..n], GuestAddress(self.addr)) {
@@ -131,7 +133,7 @@ const F_INDIRECT: u16 = 4;
 /// indirect table (VIRTIO_F_INDIRECT_DESC is never offered), an index beyond the
 /// queue, and a chain longer than the queue (a loop among them) — never cut short and
 /// served.
-fn chain(mem: &GuestMemoryMmap, queue: u32, table: u64, size: u16, head: u16) -> Result<Vec<Buffer>, Refused> {
+fn chain(mem: &impl GuestMemory, queue: u32, table: u64, size: u16, head: u16) -> Result<Vec<Buffer>, Refused> {
     let refused = |descriptor, what| Refused { queue, descriptor: Some(descriptor), what };
     let mut buffers = Vec::new();
     let mut index = head;
@@ -162,11 +164,11 @@ fn chain(mem: &GuestMemoryMmap, queue: u32, table: u64, size: u16, head: u16) ->
 
 /// Serves every chain the guest has made available on `queue` with `device`; returns
 /// how many it completed, or the chain it refused ([`Refused`]).
-pub fn serve_queue(
-    device: &mut dyn Device,
+pub fn serve_queue<M: GuestMemory>(
+    device: &mut dyn Device<M>,
     index: usize,
     queue: &mut Queue,
-    mem: &GuestMemoryMmap,
+    mem: &M,
 ) -> Result<usize, Refused> {
     let mut done = 0;
     let (table, size) = (queue.desc_table(), queue.size());

@@ -1,7 +1,8 @@
 //! The devices over real guest memory, driven as a guest's driver would.
 
 use pvmkit_abi::virtio_mmio as reg;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::bitmap::{AtomicBitmap, Bitmap, NewBitmap};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::block::Block;
 use super::console::Console;
@@ -15,18 +16,19 @@ const AVAIL: u64 = RAM + 0x1000;
 const USED: u64 = RAM + 0x2000;
 const BUF: u64 = RAM + 0x10_000;
 
-fn memory() -> GuestMemoryMmap {
-    GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(RAM), 1 << 20)]).unwrap()
+fn memory<B: NewBitmap>() -> GuestMemoryMmap<B> {
+    GuestMemoryMmap::<B>::from_ranges(&[(GuestAddress(RAM), 1 << 20)]).unwrap()
 }
 
-struct Driver {
-    mem: GuestMemoryMmap,
-    transport: Transport,
+/// A guest's driver over guest memory whose writes `B` tracks (`()`: none).
+struct Driver<B: Bitmap + 'static = ()> {
+    mem: GuestMemoryMmap<B>,
+    transport: Transport<GuestMemoryMmap<B>>,
     posted: u16,
 }
 
-impl Driver {
-    fn new(device: Box<dyn Device>, queue: u32) -> Self {
+impl<B: NewBitmap + Bitmap + Send + 'static> Driver<B> {
+    fn new(device: Box<dyn Device<GuestMemoryMmap<B>>>, queue: u32) -> Self {
         let mut d = Driver { mem: memory(), transport: Transport::new(0xa00_3e00, device, false), posted: 0 };
         d.write(reg::STATUS, 3);
         d.write(reg::DRIVER_FEATURES_SEL, 1);
@@ -56,6 +58,12 @@ impl Driver {
 
     /// Posts a chain of (addr, len, device-writes) at descriptors 0.. and notifies `queue`.
     fn post(&mut self, queue: u32, chain: &[(u64, u32, bool)]) {
+        self.publish(chain);
+        self.write(reg::QUEUE_NOTIFY, queue);
+    }
+
+    /// Writes a chain at descriptors 0.. and makes it available, without a notify.
+    fn publish(&mut self, chain: &[(u64, u32, bool)]) {
         for (i, &(addr, len, write)) in chain.iter().enumerate() {
             let next = i + 1 < chain.len();
             let flags = u16::from(next) | if write { 2 } else { 0 };
@@ -68,7 +76,6 @@ impl Driver {
         self.mem.write_obj(0u16, GuestAddress(AVAIL + 4 + 2 * u64::from(self.posted % 8))).unwrap();
         self.posted += 1;
         self.mem.write_obj(self.posted, GuestAddress(AVAIL + 2)).unwrap();
-        self.write(reg::QUEUE_NOTIFY, queue);
     }
 
     /// The used ring's index and its last entry's length.
@@ -87,7 +94,13 @@ impl Driver {
     }
 }
 
-fn block_request(d: &mut Driver, kind: u32, sector: u64, data: (u64, u32), device_writes: bool) -> u8 {
+fn block_request<B: NewBitmap + Bitmap + Send>(
+    d: &mut Driver<B>,
+    kind: u32,
+    sector: u64,
+    data: (u64, u32),
+    device_writes: bool,
+) -> u8 {
     let mut header = [0u8; 16];
     header[..4].copy_from_slice(&kind.to_le_bytes());
     header[8..].copy_from_slice(&sector.to_le_bytes());
@@ -99,7 +112,7 @@ fn block_request(d: &mut Driver, kind: u32, sector: u64, data: (u64, u32), devic
 
 #[test]
 fn a_block_device_writes_and_reads_back_sectors() {
-    let mut d = Driver::new(Box::new(Block::new(vec![0; 64 * 512])), 0);
+    let mut d = Driver::<()>::new(Box::new(Block::new(vec![0; 64 * 512])), 0);
     assert_eq!((d.read(reg::MAGIC), d.read(reg::VERSION), d.read(reg::DEVICE_ID)), (0x7472_6976, 2, 2));
     d.write(reg::DEVICE_FEATURES_SEL, 1);
     assert_eq!(d.read(reg::DEVICE_FEATURES), 1, "VERSION_1");
@@ -135,7 +148,7 @@ fn a_block_device_writes_and_reads_back_sectors() {
 fn a_protected_vms_devices_offer_access_platform() {
     for (access_platform, high) in [(true, 3), (false, 1)] {
         let t = Transport::new(0xa00_3e00, Box::new(Block::new(vec![0; 512])), access_platform);
-        let mut d = Driver { mem: memory(), transport: t, posted: 0 };
+        let mut d = Driver::<()> { mem: memory(), transport: t, posted: 0 };
         d.write(reg::DEVICE_FEATURES_SEL, 1);
         assert_eq!(d.read(reg::DEVICE_FEATURES), high);
     }
@@ -145,7 +158,7 @@ fn a_protected_vms_devices_offer_access_platform() {
 /// acknowledgement clears it; a notify that completes nothing asks for nothing.
 #[test]
 fn completions_raise_the_interrupt_until_acknowledged() {
-    let mut d = Driver::new(Box::new(Block::new(vec![0; 64 * 512])), 0);
+    let mut d = Driver::<()>::new(Box::new(Block::new(vec![0; 64 * 512])), 0);
     assert_eq!(d.read(reg::INTERRUPT_STATUS), 0);
     assert_eq!(block_request(&mut d, 4, 0, (BUF, 0), false), 0, "a flush completes");
     assert_eq!(d.read(reg::INTERRUPT_STATUS), 1);
@@ -156,7 +169,7 @@ fn completions_raise_the_interrupt_until_acknowledged() {
 
 #[test]
 fn entropy_fills_what_it_is_given() {
-    let mut d = Driver::new(Box::new(Entropy), 0);
+    let mut d = Driver::<()>::new(Box::new(Entropy), 0);
     d.post(0, &[(BUF, 64, true)]);
     assert_eq!(d.used().0, 1);
     assert!(d.bytes(BUF, 64).iter().any(|&b| b != 0));
@@ -164,14 +177,14 @@ fn entropy_fills_what_it_is_given() {
 
 #[test]
 fn a_console_holds_receive_buffers_until_input_and_collects_what_it_is_sent() {
-    let mut d = Driver::new(Box::new(Console::new(b"hello\n")), 1);
+    let mut d = Driver::<()>::new(Box::new(Console::new(b"hello\n")), 1);
     d.mem.write_slice(b"from the guest", GuestAddress(BUF)).unwrap();
     d.post(1, &[(BUF, 14, false)]);
     assert_eq!(d.transport.device().received(), Some(&b"from the guest"[..]));
-    let mut d = Driver::new(Box::new(Console::new(b"")), 0);
+    let mut d = Driver::<()>::new(Box::new(Console::new(b"")), 0);
     d.post(0, &[(BUF, 64, true)]);
     assert_eq!(d.used().0, 0, "no input: the buffer stays with the device");
-    let mut d = Driver::new(Box::new(Console::new(b"hello\n")), 0);
+    let mut d = Driver::<()>::new(Box::new(Console::new(b"hello\n")), 0);
     d.post(0, &[(BUF, 64, true)]);
     assert_eq!(d.used(), (1, 6));
     assert_eq!(d.bytes(BUF, 6), b"hello\n");
@@ -183,7 +196,7 @@ fn a_block_device_on_a_file_writes_through_to_it() {
     let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
     file.set_len(16 * 512).unwrap();
     let disk = super::block::Disk::File(file, 16 * 512);
-    let mut d = Driver::new(Box::new(Block::on(disk)), 0);
+    let mut d = Driver::<()>::new(Box::new(Block::on(disk)), 0);
     d.mem.write_slice(&[0x5a; 512], GuestAddress(BUF + 0x1000)).unwrap();
     assert_eq!(block_request(&mut d, 1, 2, (BUF + 0x1000, 512), false), 0);
     assert_eq!(block_request(&mut d, 4, 0, (BUF, 0), false), 0, "flush syncs the file");
@@ -197,16 +210,16 @@ fn a_block_device_on_a_file_writes_through_to_it() {
 /// allocation of 4 GiB in the VMM.
 #[test]
 fn huge_descriptors_are_refused_before_anything_is_allocated() {
-    let mut d = Driver::new(Box::new(Block::new(vec![0; 64 * 512])), 0);
+    let mut d = Driver::<()>::new(Box::new(Block::new(vec![0; 64 * 512])), 0);
     // Never OK (IOERR, or no status at all where the queue ends the chain there), and
     // the request is completed.
     assert_ne!(block_request(&mut d, 1, 0, (BUF + 0x1000, u32::MAX), false), 0);
     assert_ne!(block_request(&mut d, 0, 0, (BUF + 0x1000, u32::MAX), true), 0);
     assert_eq!(d.used().0, 2);
-    let mut d = Driver::new(Box::new(Entropy), 0);
+    let mut d = Driver::<()>::new(Box::new(Entropy), 0);
     d.post(0, &[(BUF, u32::MAX, true)]);
     assert_eq!(d.used(), (1, 0), "nothing written");
-    let mut d = Driver::new(Box::new(Console::new(b"")), 1);
+    let mut d = Driver::<()>::new(Box::new(Console::new(b"")), 1);
     d.post(1, &[(BUF, u32::MAX, false)]);
     assert_eq!(d.transport.device().received(), Some(&b""[..]));
 }
@@ -216,7 +229,7 @@ fn huge_descriptors_are_refused_before_anything_is_allocated() {
 /// and so is a chain longer than the queue (here a loop), rather than served cut short.
 #[test]
 fn unoffered_indirect_descriptors_and_overlong_chains_are_refused() {
-    let mut d = Driver::new(Box::new(Entropy), 0);
+    let mut d = Driver::<()>::new(Box::new(Entropy), 0);
     let at = GuestAddress(DESC);
     d.mem.write_obj(BUF, at).unwrap();
     d.mem.write_obj(64u32, at.unchecked_add(8)).unwrap();
@@ -230,7 +243,7 @@ fn unoffered_indirect_descriptors_and_overlong_chains_are_refused() {
     assert_eq!(d.used().0, 0, "nothing served");
 
     // Descriptors 0 and 1 point at each other: the chain never ends.
-    let mut d = Driver::new(Box::new(Entropy), 0);
+    let mut d = Driver::<()>::new(Box::new(Entropy), 0);
     for (i, next) in [(0u64, 1u16), (1, 0)] {
         let at = GuestAddress(DESC + 16 * i);
         d.mem.write_obj(BUF, at).unwrap();
@@ -244,7 +257,7 @@ fn unoffered_indirect_descriptors_and_overlong_chains_are_refused() {
     let Signal::Refused(refused) = signal else { panic!("{signal:?}") };
     assert_eq!(refused.what, "descriptor chain longer than the queue");
     // A next index beyond the queue (of 8).
-    let mut d = Driver::new(Box::new(Entropy), 0);
+    let mut d = Driver::<()>::new(Box::new(Entropy), 0);
     d.mem.write_obj(BUF, GuestAddress(DESC)).unwrap();
     d.mem.write_obj(16u32, GuestAddress(DESC + 8)).unwrap();
     d.mem.write_obj(3u16, GuestAddress(DESC + 12)).unwrap();
@@ -262,7 +275,7 @@ fn unoffered_indirect_descriptors_and_overlong_chains_are_refused() {
 #[test]
 fn the_console_keeps_a_bounded_amount_of_what_it_is_sent() {
     use super::console::RECEIVED_LIMIT;
-    let mut d = Driver::new(Box::new(Console::new(b"")), 1);
+    let mut d = Driver::<()>::new(Box::new(Console::new(b"")), 1);
     let big = 200 * 1024;
     d.post(1, &[(BUF, big, false)]);
     d.post(1, &[(BUF, 16, false)]);
@@ -278,7 +291,7 @@ fn the_console_keeps_a_bounded_amount_of_what_it_is_sent() {
 /// request whose header the device may write is an error, not read.
 #[test]
 fn a_hostile_drivers_smaller_tricks_are_answered_as_the_spec_says() {
-    let mut d = Driver::new(Box::new(Entropy), 0);
+    let mut d = Driver::<()>::new(Box::new(Entropy), 0);
     let mut wide = [0xaau8; 8];
     d.transport.read(reg::MAGIC, &mut wide);
     assert_eq!(wide, [0x76, 0x69, 0x72, 0x74, 0, 0, 0, 0]);
@@ -293,7 +306,7 @@ fn a_hostile_drivers_smaller_tricks_are_answered_as_the_spec_says() {
     assert_eq!(d.read(reg::SHM_LEN_LOW), u32::MAX);
     assert_eq!(d.read(reg::SHM_LEN_HIGH), u32::MAX);
     // Features never offered (bit 0 of the high word is VERSION_1; bit 5 is not offered).
-    let mut d = Driver::new(Box::new(Entropy), 0);
+    let mut d = Driver::<()>::new(Box::new(Entropy), 0);
     d.write(reg::STATUS, 0);
     d.write(reg::STATUS, 3);
     d.write(reg::DRIVER_FEATURES_SEL, 1);
@@ -301,8 +314,32 @@ fn a_hostile_drivers_smaller_tricks_are_answered_as_the_spec_says() {
     d.write(reg::STATUS, 11);
     assert_eq!(d.read(reg::STATUS) & 8, 0, "FEATURES_OK refused");
     // A block request whose header is device-writable.
-    let mut d = Driver::new(Box::new(Block::new(vec![0; 64 * 512])), 0);
+    let mut d = Driver::<()>::new(Box::new(Block::new(vec![0; 64 * 512])), 0);
     d.mem.write_obj(0xffu8, GuestAddress(BUF + 0x2000)).unwrap();
     d.post(0, &[(BUF, 16, true), (BUF + 0x1000, 512, true), (BUF + 0x2000, 1, true)]);
     assert_eq!(d.bytes(BUF + 0x2000, 1), [1], "VIRTIO_BLK_S_IOERR");
+}
+
+/// The devices take any `GuestMemory`, as rust-vmm's do: here one that tracks every
+/// page written (vm-memory's dirty bitmap). A block read writes the data and status
+/// buffers and the used ring, and no other page: not the request header, not the
+/// descriptor table or the available ring, not a page beside the buffers.
+#[test]
+fn devices_take_any_guest_memory_and_write_only_what_the_chain_lets_them() {
+    let mut d = Driver::<AtomicBitmap>::new(Box::new(Block::new(vec![0x5a; 64 * 512])), 0);
+    let (data, status) = (BUF + 0x3000, BUF + 0x5000);
+    let mut header = [0u8; 16];
+    header[8..].copy_from_slice(&2u64.to_le_bytes());
+    d.mem.write_slice(&header, GuestAddress(BUF)).unwrap();
+    d.publish(&[(BUF, 16, false), (data, 1024, true), (status, 1, true)]);
+    // The same mapping (its regions are shared), so that the driver stays free to notify.
+    let mem = d.mem.clone();
+    let written: &AtomicBitmap = vm_memory::MmapRegion::bitmap(mem.iter().next().unwrap());
+    written.reset();
+    assert_eq!(d.write(reg::QUEUE_NOTIFY, 0), Signal::Interrupt);
+    let pages = 0..(1u64 << 20) / 4096;
+    let dirty: Vec<u64> = pages.filter(|p| written.is_addr_set(*p as usize * 4096)).map(|p| RAM + p * 4096).collect();
+    assert_eq!(dirty, [USED, data, status], "pages written by the device");
+    assert_eq!(d.bytes(data, 1024), vec![0x5a; 1024]);
+    assert_eq!(d.bytes(status, 1), [0]);
 }

@@ -4,7 +4,7 @@
 
 use pvmkit_abi::virtio_mmio as reg;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::GuestMemoryMmap;
+use vm_memory::GuestMemory;
 
 use super::{serve_queue, Device, Refused, ACCESS_PLATFORM, VERSION_1};
 use crate::watch;
@@ -22,10 +22,10 @@ const FEATURES_OK: u32 = 8;
 /// InterruptStatus: the device used buffers.
 const USED_BUFFER: u32 = 1;
 
-/// One transport.
-pub struct Transport {
+/// One transport, in front of a device that works in guest memory of type `M`.
+pub struct Transport<M: GuestMemory> {
     base: u64,
-    device: Box<dyn Device>,
+    device: Box<dyn Device<M>>,
     queues: Vec<Queue>,
     queue_sel: u32,
     device_features_sel: u32,
@@ -49,10 +49,10 @@ pub enum Signal {
     Refused(Refused),
 }
 
-impl Transport {
+impl<M: GuestMemory> Transport<M> {
     /// `device`'s transport at guest address `base`; `access_platform`: offer
     /// VIRTIO_F_ACCESS_PLATFORM (to a protected VM).
-    pub fn new(base: u64, device: Box<dyn Device>, access_platform: bool) -> Self {
+    pub fn new(base: u64, device: Box<dyn Device<M>>, access_platform: bool) -> Self {
         let queues = (0..device.queues()).filter_map(|_| Queue::new(QUEUE_MAX).ok()).collect();
         Self {
             base,
@@ -74,7 +74,7 @@ impl Transport {
     }
 
     /// The device.
-    pub fn device(&self) -> &dyn Device {
+    pub fn device(&self) -> &dyn Device<M> {
         self.device.as_ref()
     }
 
@@ -119,7 +119,7 @@ impl Transport {
     }
 
     /// A guest write of `data` at `offset`; says whether to raise the interrupt.
-    pub fn write(&mut self, offset: u64, data: &[u8], mem: &GuestMemoryMmap) -> Signal {
+    pub fn write(&mut self, offset: u64, data: &[u8], mem: &M) -> Signal {
         if offset >= reg::CONFIG {
             return Signal::None;
         }
@@ -200,7 +200,7 @@ impl Transport {
 
     /// Serves `queue` if it is live; every guest-memory access meanwhile is watched.
     /// Completions set InterruptStatus and ask for the interrupt.
-    pub fn serve(&mut self, queue: usize, mem: &GuestMemoryMmap) -> Signal {
+    pub fn serve(&mut self, queue: usize, mem: &M) -> Signal {
         let live = self.status & DRIVER_OK != 0;
         let Some(q) = self.queues.get_mut(queue).filter(|q| live && q.is_valid(mem)) else { return Signal::None };
         watch::device(self.base, queue as u32);
