@@ -26,6 +26,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
+pub mod address;
 pub mod arm64_image;
 pub mod avb;
 pub mod avf_config;

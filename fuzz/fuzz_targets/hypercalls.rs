@@ -19,9 +19,11 @@ use hyp::pkvm::hypercall::{dispatch, Clock, ExitCounters, Outcome, Services, Sho
 use hyp::pkvm::memory_calls::{DeviceHolds, GuestMemory, Holder};
 use hyp::pkvm::mmio_guard::GuardTable;
 use hyp::pkvm::ownership::{Ownership, PageState, GRANULE};
+use hyp::testing::pg;
 use hyp::trap::mmio::{self, Access, Decision, DeviceKind, DeviceWindow};
 use hyp::vcpus::{Power, Vcpus, AFFINITY_OFF, AFFINITY_ON};
 use libfuzzer_sys::fuzz_target;
+use pvmkit_abi::address::{Ipa, Page};
 use pvmkit_abi::esr::Esr;
 use pvmkit_abi::hyp_options::{AbiForm, VmMode};
 use pvmkit_abi::kvm;
@@ -33,19 +35,19 @@ const BASE: u64 = 0x8000_0000;
 const PAGES: usize = 32;
 
 #[derive(Default)]
-struct Zeroed(Vec<u64>);
+struct Zeroed(Vec<Page>);
 
 impl GuestMemory for Zeroed {
-    fn zero_page(&mut self, ipa: u64) {
-        self.0.push(ipa);
+    fn zero_page(&mut self, page: Page) {
+        self.0.push(page);
     }
 }
 
 /// A device holding one page, as a published request would (0: none).
-struct HeldPage(u64);
+struct HeldPage(Page);
 
 impl DeviceHolds for HeldPage {
-    fn holder(&mut self, _: &Ownership<'_>, page: u64) -> Option<Holder> {
+    fn holder(&mut self, _: &Ownership<'_>, page: Page) -> Option<Holder> {
         (page == self.0).then_some(Holder { device: 0x0a00_3e00, queue: 0, descriptor: Some(0) })
     }
 }
@@ -78,7 +80,7 @@ fn arg(input: &mut Input<'_>) -> Option<u64> {
     })
 }
 fn states(o: &Ownership<'_>) -> Vec<PageState> {
-    (0..PAGES as u64).map(|i| o.state(BASE + i * GRANULE).unwrap()).collect()
+    (0..PAGES as u64).map(|i| o.state(pg(BASE + i * GRANULE)).unwrap()).collect()
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -103,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
     ];
     let mut vcpus = Vcpus::new(2);
     // A page a device holds throughout (possibly none, possibly outside RAM).
-    let mut held = HeldPage(BASE + u64::from(input.byte().unwrap_or(0) % 40) * GRANULE);
+    let mut held = HeldPage(pg(BASE + u64::from(input.byte().unwrap_or(0) % 40) * GRANULE));
     while let Some(pick) = input.byte() {
         // The calling vCPU: one that is off makes no call (a starting one runs first).
         let caller = usize::from(input.byte().unwrap_or(0) & 1);
@@ -150,15 +152,16 @@ fuzz_target!(|data: &[u8]| {
             let base = [0x0900_0000, 0x0a00_3a00, 0x0a00_3e00, BASE, 0x0a00_0000][near as usize % 5];
             let ipa = base + (input.u64().unwrap_or(0) % 0x2000);
             let Some(abort) = Esr(0x9000_0000 | (esr & 0x01ff_ffff)).data_abort() else { continue };
-            if let Decision::Emulate { pa, access, device } = mmio::decide(&abort, ipa, &devices, &guard) {
+            if let Decision::Emulate { pa, access, device } = mmio::decide(&abort, Ipa(ipa), &devices, &guard) {
+                let pa = pa.get();
                 let width = match access {
                     Access::Load { width, .. } | Access::Store { width, .. } => width as u64,
                 };
                 assert!(!(ram.start..ram.end).contains(&pa), "emulated an access to guest RAM at {pa:#x}");
                 assert!(device.base <= pa && pa + width <= device.base + device.size, "outside its window");
                 if guard.is_enforcing() {
-                    assert!(guard.allows(pa, width as u8), "emulated an unguarded access at {pa:#x}");
-                    assert!(guard.is_guarded(pa) && guard.is_guarded(pa + width - 1), "unguarded granule");
+                    assert!(guard.allows(Ipa(pa), width as u8), "emulated an unguarded access at {pa:#x}");
+                    assert!(guard.is_guarded(Ipa(pa)) && guard.is_guarded(Ipa(pa + width - 1)), "unguarded granule");
                 }
             }
             continue;
@@ -185,12 +188,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(mode == VmMode::Protected(AbiForm::Android) || !guard.is_enforcing(), "only Android has a guard");
         let after = states(&ownership);
         if let Outcome::DeviceHeld(d) = outcome {
-            assert_eq!((x0 as u32, d.ipa, d.holder.is_some()), (kvm::MEM_UNSHARE, held.0, true), "{d:?}");
+            assert_eq!((x0 as u32, d.page, d.holder.is_some()), (kvm::MEM_UNSHARE, held.0, true), "{d:?}");
             assert_eq!(before, after, "a stopped unshare changed pages");
             // The VM ends there: nothing further to call.
             return;
         }
-        let i = ((held.0 - BASE) / GRANULE) as usize;
+        let i = ((held.0.ipa().get() - BASE) / GRANULE) as usize;
         if let (Some(PageState::Shared { .. }), Some(PageState::Private)) = (before.get(i), after.get(i)) {
             panic!("the held page {:#x} was unshared", held.0);
         }
@@ -211,6 +214,7 @@ fuzz_target!(|data: &[u8]| {
         }
         for &page in &zeroed.0 {
             assert_eq!(function, kvm::MEM_RELINQUISH, "{function:#x} zeroed {page:#x}");
+            let page = page.ipa().get();
             assert!(ram.start <= page && page < ram.end, "zeroed {page:#x} outside guest RAM");
             let i = ((page - BASE) / GRANULE) as usize;
             assert_eq!(after[i], PageState::Private, "relinquished {page:#x}, which is not private");

@@ -22,7 +22,8 @@ use pvmkit_fuzz::Input;
 const BASE: u64 = 0x8000_0000;
 const PAGES: usize = 48;
 
-use hyp::testing::VecRam as Ram;
+use hyp::testing::{pg, VecRam as Ram};
+use pvmkit_abi::address::Ipa;
 
 /// One queue as the device sees it: like QEMU's, it keeps serving a queue after
 /// QueueReady=0 and forgets it only at a reset.
@@ -156,7 +157,7 @@ fn check(transport: &VirtioDevice, ownership: &Ownership<'_>, shadows: &[ShadowQ
                 let Some(desc) = shadows[q].desc.get(index) else { break };
                 let len = (desc.len as u64).max(1);
                 for page in (desc.addr & !(GRANULE - 1)..desc.addr + len).step_by(GRANULE as usize) {
-                    let pinned = matches!(ownership.state(page), Ok(PageState::Shared { pins }) if pins > 0);
+                    let pinned = matches!(ownership.state(pg(page)), Ok(PageState::Shared { pins }) if pins > 0);
                     assert!(pinned, "queue {q}: the device holds page {page:#x}, which is not pinned");
                 }
                 if desc.flags & 1 == 0 {
@@ -171,20 +172,21 @@ fn check(transport: &VirtioDevice, ownership: &Ownership<'_>, shadows: &[ShadowQ
         let queue = transport.queue(q).unwrap();
         for range in queue.pinned_ranges() {
             for page in range.pages() {
-                expected[((page - BASE) / GRANULE) as usize] += 1;
+                expected[((page.ipa().get() - BASE) / GRANULE) as usize] += 1;
             }
         }
         for (index, pinned) in queue.in_flight_descriptors() {
             let desc = shadow.desc[index];
             let len = (desc.len as u64).max(1);
-            assert_eq!(ownership.first_unshared(desc.addr, len), None, "the device holds an unshared page");
-            let end = pinned.first + pinned.pages * GRANULE;
-            assert!(pinned.first <= desc.addr && desc.addr + len <= end, "a held buffer outside its pins");
+            assert_eq!(ownership.first_unshared(Ipa(desc.addr), len), None, "the device holds an unshared page");
+            let first = pinned.first.ipa().get();
+            let end = first + pinned.pages * GRANULE;
+            assert!(first <= desc.addr && desc.addr + len <= end, "a held buffer outside its pins");
         }
     }
     for (i, &want) in expected.iter().enumerate() {
         let page = BASE + i as u64 * GRANULE;
-        let pins = match ownership.state(page).unwrap() {
+        let pins = match ownership.state(pg(page)).unwrap() {
             PageState::Shared { pins } => pins as u32,
             PageState::Private => 0,
         };
@@ -238,14 +240,14 @@ fuzz_target!(|data: &[u8]| {
                 d[12..14].copy_from_slice(&(flags as u16 & 7).to_le_bytes());
                 d[14..16].copy_from_slice(&(next % 300).to_le_bytes());
                 if ram.holds(at, 16) {
-                    ram.write(at, &d);
+                    ram.write(Ipa(at), &d);
                 }
                 Ok(())
             }
             4 => {
                 let (Some(at), Some(v)) = (addr(&mut input), input.u16()) else { return };
                 if ram.holds(at, 2) {
-                    ram.write(at, &v.to_le_bytes());
+                    ram.write(Ipa(at), &v.to_le_bytes());
                 }
                 Ok(())
             }
@@ -253,9 +255,9 @@ fuzz_target!(|data: &[u8]| {
                 let Some(page) = input.byte() else { return };
                 let page = BASE + (page as u64 % PAGES as u64) * GRANULE;
                 if input.byte().unwrap_or(0) % 2 == 0 {
-                    let _ = ownership.share(page);
+                    let _ = ownership.share(pg(page));
                 } else {
-                    let _ = ownership.unshare(page);
+                    let _ = ownership.unshare(pg(page));
                 }
                 Ok(())
             }

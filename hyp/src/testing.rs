@@ -29,13 +29,13 @@ impl VecRam {
 }
 
 impl GuestRam for VecRam {
-    fn read(&self, ipa: u64, buf: &mut [u8]) {
-        let at = (ipa - self.base) as usize;
+    fn read(&self, ipa: pvmkit_abi::address::Ipa, buf: &mut [u8]) {
+        let at = (ipa.get() - self.base) as usize;
         buf.copy_from_slice(&self.bytes[at..at + buf.len()]);
     }
 
-    fn write(&mut self, ipa: u64, buf: &[u8]) {
-        let at = (ipa - self.base) as usize;
+    fn write(&mut self, ipa: pvmkit_abi::address::Ipa, buf: &[u8]) {
+        let at = (ipa.get() - self.base) as usize;
         self.bytes[at..at + buf.len()].copy_from_slice(buf);
     }
 }
@@ -95,4 +95,13 @@ impl crate::vgic::delivery::CpuInterface for FakeCpuInterface {
     fn deactivate_physical(&mut self, intid: u32) {
         self.deactivated.push(intid);
     }
+}
+
+/// The page starting at `ipa` (tests name pages by their address).
+///
+/// # Panics
+///
+/// If `ipa` does not start a page.
+pub fn pg(ipa: u64) -> pvmkit_abi::address::Page {
+    pvmkit_abi::address::Page::at(pvmkit_abi::address::Ipa(ipa)).expect("a page-aligned address")
 }

@@ -6,6 +6,7 @@ use hyp::device::devices::virtio_intid;
 use hyp::device::virtio::AccessError;
 use hyp::trap::exit::ExitReason;
 use hyp::trap::mmio::{DeviceKind, DeviceWindow};
+use pvmkit_abi::address::PhysAddr;
 
 use crate::arch;
 use crate::console::CONSOLE;
@@ -15,22 +16,26 @@ use crate::virtual_interrupts;
 use crate::vm_state::Vm;
 use crate::work_meter;
 
-pub fn load(vm: &mut Vm, device: &DeviceWindow, pa: u64, width: u8) -> Result<u64, AccessError> {
+/// A guest load from `device` at `pa` (inside its window, as `decide` placed it).
+pub fn load(vm: &mut Vm, device: &DeviceWindow, pa: PhysAddr, width: u8) -> Result<u64, AccessError> {
+    let offset = pa.get() - device.base;
     match device.kind {
-        DeviceKind::Gic(frame) => virtual_interrupts::read(vm, frame, pa - device.base, width),
+        DeviceKind::Gic(frame) => virtual_interrupts::read(vm, frame, offset, width),
         // SAFETY: `decide` placed the access inside the console's window.
-        DeviceKind::Console => Ok(unsafe { arch::device_read(pa, width) }),
-        DeviceKind::Virtio { slot } => virtio_transports::read(device, slot, pa, width),
+        DeviceKind::Console => Ok(unsafe { arch::device_read(pa.get(), width) }),
+        DeviceKind::Virtio { slot } => virtio_transports::read(device, slot, offset, width),
     }
 }
 
-pub fn store(vm: &mut Vm, device: &DeviceWindow, pa: u64, width: u8, value: u64) -> Result<(), AccessError> {
+/// A guest store to `device` at `pa` (inside its window, as `decide` placed it).
+pub fn store(vm: &mut Vm, device: &DeviceWindow, pa: PhysAddr, width: u8, value: u64) -> Result<(), AccessError> {
+    let offset = pa.get() - device.base;
     match device.kind {
-        DeviceKind::Gic(frame) => virtual_interrupts::write(vm, frame, pa - device.base, width, value),
+        DeviceKind::Gic(frame) => virtual_interrupts::write(vm, frame, offset, width, value),
         DeviceKind::Console => {
             // SAFETY: `decide` placed the access inside the console's window.
-            unsafe { arch::device_write(pa, width, value) };
-            if pa == device.base {
+            unsafe { arch::device_write(pa.get(), width, value) };
+            if offset == 0 {
                 CONSOLE.note_guest_byte(value as u8);
             }
             Ok(())
@@ -38,7 +43,7 @@ pub fn store(vm: &mut Vm, device: &DeviceWindow, pa: u64, width: u8, value: u64)
         DeviceKind::Virtio { slot } => {
             // Its SPI is vCPU 0's (every vCPU's model holds the distributor alike).
             let interrupt_driven = vm.vgics[0].enabled(virtio_intid(slot));
-            virtio_transports::write(device, slot, pa, width, value, &mut vm.ownership, interrupt_driven)
+            virtio_transports::write(device, slot, offset, width, value, &mut vm.ownership, interrupt_driven)
         }
     }
 }

@@ -10,6 +10,7 @@ use hyp::trap::guest_exit::{GuestExit, TrapKind};
 use hyp::trap::inject::{self, AbortKind, TrapState};
 use hyp::trap::mmio::{self, Access, Decision, Refusal};
 use hyp::trap::sysreg::{self, RegisterReply, SysregAccess};
+use pvmkit_abi::address::Ipa;
 use pvmkit_abi::profile::cpu::{self, IdRegister};
 use pvmkit_abi::profile::Conduit;
 
@@ -189,7 +190,7 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Then {
             return Then::Resume;
         }
         Outcome::DeviceHeld(held) => exit(ExitReason::Violation {
-            ipa: held.ipa,
+            ipa: held.page.ipa(),
             vcpu: Some(crate::arch::this_cpu() as u32),
             device: held.holder.map(|h| h.device),
             queue: held.holder.map(|h| h.queue),
@@ -254,7 +255,7 @@ fn data_abort(vm: &mut Vm, regs: &mut GuestRegs, esr: Esr, abort: &DataAbort) {
         fail!("stage-2 fault inside guest RAM at {ipa:#x} ({esr})");
     }
     vm.guard.note_pc(ELR_EL2.get());
-    match mmio::decide(abort, ipa, vm.devices.windows(), &vm.guard) {
+    match mmio::decide(abort, Ipa(ipa), vm.devices.windows(), &vm.guard) {
         Decision::Emulate { pa, access, device } => {
             let result = match access {
                 Access::Store { reg, width } => {
@@ -270,7 +271,7 @@ fn data_abort(vm: &mut Vm, regs: &mut GuestRegs, esr: Esr, abort: &DataAbort) {
             match result {
                 Ok(()) => ELR_EL2.set(ELR_EL2.get() + 4),
                 Err(AccessError::BadWidth) => {
-                    note_refused(ipa, Refusal::DeviceRefused);
+                    note_refused(Ipa(ipa), Refusal::DeviceRefused);
                     inject_abort(AbortKind::Data)
                 }
                 Err(e) => device_side_stop(device.base, e),
@@ -279,7 +280,7 @@ fn data_abort(vm: &mut Vm, regs: &mut GuestRegs, esr: Esr, abort: &DataAbort) {
         Decision::Refuse(Refusal::InheritedGuard) => {
             let device = vm.devices.windows().iter().find(|w| w.base <= ipa && ipa - w.base < w.size).map(|w| w.base);
             exit(ExitReason::Violation {
-                ipa,
+                ipa: Ipa(ipa),
                 vcpu: Some(crate::arch::this_cpu() as u32),
                 device: device.filter(|_| ipa >= pvmkit_abi::memory_map::VIRTIO_MMIO_BASE),
                 queue: None,
@@ -288,7 +289,7 @@ fn data_abort(vm: &mut Vm, regs: &mut GuestRegs, esr: Esr, abort: &DataAbort) {
             })
         }
         Decision::Refuse(why) => {
-            note_refused(ipa, why);
+            note_refused(Ipa(ipa), why);
             inject_abort(AbortKind::Data)
         }
     }

@@ -8,6 +8,7 @@ use hyp::device::virtio::{
 use hyp::pkvm::memory_calls::{DeviceHolds, Holder};
 use hyp::pkvm::ownership::Ownership;
 use hyp::trap::mmio::{DeviceKind, DeviceWindow};
+use pvmkit_abi::address::{Ipa, Page};
 
 use crate::arch;
 use crate::work_meter;
@@ -32,7 +33,7 @@ static DEVICE_SIDE: Exclusive<DeviceSide> = Exclusive::new(DeviceSide {
 });
 
 fn device_side() -> Result<Borrowed<'static, DeviceSide>, AccessError> {
-    DEVICE_SIDE.borrow().ok_or(AccessError::HypBug { ipa: 0, what: "the device side was borrowed twice" })
+    DEVICE_SIDE.borrow().ok_or(AccessError::HypBug { ipa: Ipa(0), what: "the device side was borrowed twice" })
 }
 
 /// QEMU's registers of one transport.
@@ -57,14 +58,14 @@ impl DeviceRegs for RealDevice {
 struct IdentityRam;
 
 impl GuestRam for IdentityRam {
-    fn read(&self, ipa: u64, buf: &mut [u8]) {
+    fn read(&self, ipa: Ipa, buf: &mut [u8]) {
         // SAFETY: `SharedAccess` checked that the range is shared guest RAM.
-        unsafe { core::ptr::copy_nonoverlapping(ipa as *const u8, buf.as_mut_ptr(), buf.len()) }
+        unsafe { core::ptr::copy_nonoverlapping(ipa.get() as *const u8, buf.as_mut_ptr(), buf.len()) }
     }
 
-    fn write(&mut self, ipa: u64, buf: &[u8]) {
+    fn write(&mut self, ipa: Ipa, buf: &[u8]) {
         // SAFETY: as above.
-        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), ipa as *mut u8, buf.len()) }
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), ipa.get() as *mut u8, buf.len()) }
     }
 }
 
@@ -95,21 +96,21 @@ pub fn setup(devices: &DeviceList, protected: bool, access_platform: bool) -> Re
     Ok(())
 }
 
-/// A guest read of a transport register.
-pub fn read(window: &DeviceWindow, slot: u32, pa: u64, width: u8) -> Result<u64, AccessError> {
+/// A guest read of a transport register, `offset` into its window.
+pub fn read(window: &DeviceWindow, slot: u32, offset: u64, width: u8) -> Result<u64, AccessError> {
     let mut side = device_side()?;
     let (_, transport) = find_transport(&mut side.transports, slot)?;
-    transport.read(&mut RealDevice { base: window.base }, pa - window.base, width)
+    transport.read(&mut RealDevice { base: window.base }, offset, width)
 }
 
-/// A guest write of a transport register. After a notify in a protected VM whose
+/// A guest write of a transport register, `offset` into its window. After a notify in a protected VM whose
 /// driver polls (`interrupt_driven` false), waits a little for the device so that
 /// short requests complete before the guest resumes; a driver that takes the device's
 /// interrupt is told of completions by it instead.
 pub fn write(
     window: &DeviceWindow,
     slot: u32,
-    pa: u64,
+    offset: u64,
     width: u8,
     value: u64,
     ownership: &mut Ownership<'_>,
@@ -119,7 +120,6 @@ pub fn write(
     let DeviceSide { transports, shadows } = &mut *side;
     let (i, transport) = find_transport(transports, slot)?;
     let shadows = shadows.get_mut(i).ok_or(AccessError::NoTransport)?;
-    let offset = pa - window.base;
     transport.write(
         &mut RealDevice { base: window.base },
         offset,
@@ -177,7 +177,7 @@ pub fn collect_all(ownership: &mut Ownership<'_>, devices: &DeviceList) -> Resul
 pub struct Holders;
 
 impl DeviceHolds for Holders {
-    fn holder(&mut self, ownership: &Ownership<'_>, page: u64) -> Option<Holder> {
+    fn holder(&mut self, ownership: &Ownership<'_>, page: Page) -> Option<Holder> {
         let Ok(side) = device_side() else { crate::exit_path::fail("the device side was borrowed twice") };
         side.transports.iter().flatten().find_map(|transport| {
             let (queue, descriptor) = transport.holds(page, ownership, &mut IdentityRam)?;

@@ -14,6 +14,7 @@ use hyp::platform::stage2::Table;
 use hyp::vcpus::{Vcpus, MAX_VCPUS};
 use hyp::vgic::forwarded::ForwardedSources;
 use hyp::vgic::Vgic;
+use pvmkit_abi::address::Page;
 use pvmkit_abi::memory_map::Region;
 
 use crate::exit_path::fail;
@@ -59,9 +60,9 @@ pub fn vm() -> Borrowed<'static, Vm> {
 pub struct IdentityMemory;
 
 impl GuestMemory for IdentityMemory {
-    fn zero_page(&mut self, ipa: u64) {
+    fn zero_page(&mut self, page: Page) {
         // SAFETY: callers pass a page-aligned IPA inside guest RAM (checked by the
         // ownership table), which is platform RAM hyp placed the guest in.
-        unsafe { (ipa as *mut u8).write_bytes(0, GRANULE as usize) }
+        unsafe { (page.ipa().get() as *mut u8).write_bytes(0, GRANULE as usize) }
     }
 }

@@ -2,6 +2,8 @@
 //! carry actions out (`memory_calls`, `guard_calls`) and the dispatcher that answers
 //! for them (`hypercall`).
 
+use pvmkit_abi::address::{Ipa, Page};
+
 /// Why an action the profile allowed was not carried out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ActionError {
@@ -18,7 +20,7 @@ pub enum ActionError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Inconsistency {
     /// The granule.
-    pub ipa: u64,
+    pub ipa: Ipa,
     /// What was being done.
     pub what: &'static str,
 }
@@ -29,7 +31,7 @@ pub struct PolicyRefusal {
     /// The policy's name ([`pvmkit_abi::profile::POLICIES`]).
     pub policy: &'static str,
     /// The granule that made it fire.
-    pub ipa: u64,
+    pub ipa: Ipa,
 }
 
 /// A device that holds a guest page: the transport (its register base), the queue,
@@ -50,8 +52,8 @@ pub struct Holder {
 /// `unshare-device-held`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceHeld {
-    /// The granule.
-    pub ipa: u64,
+    /// The page.
+    pub page: Page,
     /// Who holds it (`None`: pinned, though no transport names it, which the exit
     /// line says too rather than hide).
     pub holder: Option<Holder>,

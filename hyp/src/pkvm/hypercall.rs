@@ -11,6 +11,7 @@
 //! asked to (`stats=on`). Where hyp refuses what the release would do (its validator
 //! [`pvmkit_abi::profile::POLICIES`]), the outcome names the policy so hyp can say so.
 
+use pvmkit_abi::address::{Ipa, Page};
 use pvmkit_abi::hyp_options::{AbiForm, VmMode, HYP_STATS, HYP_STATS_WFX, HYP_STATS_WORK};
 use pvmkit_abi::profile::{
     Action, Answer, Call, Conduit, Pages, Profile, VmFacts, ANDROID_6_12, HYP_LINUX_7_3_ORDINARY,
@@ -111,7 +112,7 @@ pub enum Outcome {
         /// The policy ([`pvmkit_abi::profile::POLICIES`]).
         policy: &'static str,
         /// The granule.
-        ipa: u64,
+        ipa: Ipa,
     },
     /// Deliver a synchronous external abort at the call instruction, FAR = 0.
     ExternalAbortAtCall,
@@ -175,7 +176,8 @@ impl VmFacts for Facts<'_, '_> {
     fn pages(&self, ipa: u64, count: u64) -> Pages {
         let mut seen = None;
         for i in 0..count {
-            let shared = match ipa.checked_add(i * GRANULE).map(|page| self.ownership.state(page)) {
+            let page = Ipa(ipa).checked_offset(i * GRANULE).and_then(Page::at);
+            let shared = match page.map(|page| self.ownership.state(page)) {
                 Some(Ok(PageState::Private)) => false,
                 Some(Ok(PageState::Shared { .. })) => true,
                 _ => return Pages::Outside,
@@ -193,7 +195,12 @@ impl VmFacts for Facts<'_, '_> {
     }
 
     fn any_ram(&self, ipa: u64, count: u64) -> bool {
-        (0..count).any(|i| ipa.checked_add(i * GRANULE).is_some_and(|page| self.ownership.state(page).is_ok()))
+        (0..count).any(|i| {
+            Ipa(ipa)
+                .checked_offset(i * GRANULE)
+                .and_then(Page::at)
+                .is_some_and(|page| self.ownership.state(page).is_ok())
+        })
     }
 
     fn enrolled(&self) -> bool {
@@ -249,12 +256,23 @@ pub fn dispatch<M: GuestMemory>(
         Answer::PowerOff => Outcome::SystemOff,
         Answer::Reset => Outcome::SystemReset,
         Answer::Act(action, report) => {
+            // The granule a walk starts at: the profile let only an aligned one through.
+            let first = || {
+                Page::at(Ipa(ipa)).ok_or(ActionError::Inconsistent(Inconsistency {
+                    ipa: Ipa(ipa),
+                    what: "a walk the profile allowed starts inside a granule",
+                }))
+            };
             let done = match action {
-                Action::Share => memory_calls::share(vm.ownership, ipa, walk),
-                Action::Unshare => memory_calls::unshare(vm.ownership, vm.devices, ipa, walk),
+                Action::Share => first().and_then(|first| memory_calls::share(vm.ownership, first, walk)),
+                Action::Unshare => {
+                    first().and_then(|first| memory_calls::unshare(vm.ownership, vm.devices, first, walk))
+                }
                 // The page holding x1 (6.12 checks no alignment).
-                Action::Relinquish => memory_calls::relinquish(vm.ownership, vm.memory, ipa & !(GRANULE - 1)),
-                Action::GuardMap => guard_calls::map(vm.guard, vm.ownership.ram(), ipa, walk),
+                Action::Relinquish => memory_calls::relinquish(vm.ownership, vm.memory, Ipa(ipa).page()),
+                Action::GuardMap => {
+                    first().and_then(|first| guard_calls::map(vm.guard, vm.ownership.ram(), first, walk))
+                }
                 Action::Enroll => {
                     vm.guard.enroll();
                     Ok(())

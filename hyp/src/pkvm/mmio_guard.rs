@@ -9,6 +9,7 @@
 
 use core::fmt;
 
+use pvmkit_abi::address::{Ipa, Page};
 use pvmkit_abi::memory_map::Region;
 
 use pvmkit_abi::memory_map::GRANULE;
@@ -17,23 +18,20 @@ use pvmkit_abi::memory_map::GRANULE;
 /// 4 of QEMU's virtio-mmio transports: 277).
 pub const MAX_GUARDED: usize = 320;
 
-/// Why a granule cannot be registered or unregistered.
+/// Why a granule cannot be registered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuardRefusal {
-    /// Not granule aligned.
-    Unaligned(u64),
     /// Inside guest RAM.
-    GuestRam(u64),
+    GuestRam(Page),
     /// The table is full.
-    Full(u64),
+    Full(Page),
 }
 
 impl fmt::Display for GuardRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unaligned(ipa) => write!(f, "IPA {ipa:#x} is not granule aligned"),
-            Self::GuestRam(ipa) => write!(f, "IPA {ipa:#x} is guest RAM"),
-            Self::Full(ipa) => write!(f, "guard table full at {ipa:#x}"),
+            Self::GuestRam(page) => write!(f, "IPA {page} is guest RAM"),
+            Self::Full(page) => write!(f, "guard table full at {page}"),
         }
     }
 }
@@ -52,7 +50,7 @@ pub enum GuardDenial {
 /// The registered granules of one VM.
 #[derive(Clone, Debug)]
 pub struct GuardTable {
-    granules: [u64; MAX_GUARDED],
+    granules: [Page; MAX_GUARDED],
     /// Per granule: registered before the handover and not since.
     inherited: [bool; MAX_GUARDED],
     len: usize,
@@ -68,7 +66,7 @@ impl GuardTable {
     /// An empty table; `enforcing` says whether unregistered accesses are refused.
     pub const fn new(enforcing: bool) -> Self {
         Self {
-            granules: [0; MAX_GUARDED],
+            granules: [Page::FIRST; MAX_GUARDED],
             inherited: [false; MAX_GUARDED],
             len: 0,
             enforcing,
@@ -113,27 +111,26 @@ impl GuardTable {
     }
 
     /// Whether the granule holding `ipa` is registered.
-    pub fn is_guarded(&self, ipa: u64) -> bool {
-        let granule = ipa & !(GRANULE - 1);
-        self.granules[..self.len].contains(&granule)
+    pub fn is_guarded(&self, ipa: Ipa) -> bool {
+        self.granules[..self.len].contains(&ipa.page())
     }
 
     /// Whether an access of `width` bytes at `ipa` may be emulated: always when not
     /// enforcing, else only when its first and last bytes lie in registered granules.
-    pub fn allows(&self, ipa: u64, width: u8) -> bool {
+    pub fn allows(&self, ipa: Ipa, width: u8) -> bool {
         self.check(ipa, width).is_ok()
     }
 
     /// [`Self::allows`], with why not: unregistered, or (by policy) registered only by
     /// the firmware before the handover.
-    pub fn check(&self, ipa: u64, width: u8) -> Result<(), GuardDenial> {
+    pub fn check(&self, ipa: Ipa, width: u8) -> Result<(), GuardDenial> {
         if !self.enforcing {
             return Ok(());
         }
-        let last = ipa.saturating_add(width.max(1) as u64 - 1);
+        let last = Ipa(ipa.get().saturating_add(width.max(1) as u64 - 1));
         let mut denial = Ok(());
         for at in [ipa, last] {
-            let granule = at & !(GRANULE - 1);
+            let granule = at.page();
             match self.granules[..self.len].iter().position(|&g| g == granule) {
                 None => return Err(GuardDenial::NotRegistered),
                 Some(i) if self.inherited[i] && !self.allow_inherited => {
@@ -145,29 +142,27 @@ impl GuardTable {
         denial
     }
 
-    /// Checks that `ipa` may be registered, changing nothing.
-    pub fn can_map(&self, ipa: u64, ram: Region) -> Result<(), GuardRefusal> {
-        if !ipa.is_multiple_of(GRANULE) {
-            return Err(GuardRefusal::Unaligned(ipa));
-        }
-        let granule = Region { start: ipa, end: ipa.saturating_add(GRANULE) };
+    /// Checks that `page` may be registered, changing nothing.
+    pub fn can_map(&self, page: Page, ram: Region) -> Result<(), GuardRefusal> {
+        let start = page.ipa().get();
+        let granule = Region { start, end: start.saturating_add(GRANULE) };
         if granule.overlaps(&ram) {
-            return Err(GuardRefusal::GuestRam(ipa));
+            return Err(GuardRefusal::GuestRam(page));
         }
-        if !self.is_guarded(ipa) && self.len == MAX_GUARDED {
-            return Err(GuardRefusal::Full(ipa));
+        if !self.is_guarded(page.ipa()) && self.len == MAX_GUARDED {
+            return Err(GuardRefusal::Full(page));
         }
         Ok(())
     }
 
-    /// Registers the granule at `ipa` (registering it twice is fine; a granule the
-    /// firmware registered becomes the payload's when the payload registers it).
-    pub fn map(&mut self, ipa: u64, ram: Region) -> Result<(), GuardRefusal> {
-        self.can_map(ipa, ram)?;
-        match self.granules[..self.len].iter().position(|&g| g == ipa) {
+    /// Registers `page` (registering it twice is fine; a granule the firmware
+    /// registered becomes the payload's when the payload registers it).
+    pub fn map(&mut self, page: Page, ram: Region) -> Result<(), GuardRefusal> {
+        self.can_map(page, ram)?;
+        match self.granules[..self.len].iter().position(|&g| g == page) {
             Some(i) => self.inherited[i] = false,
             None => {
-                self.granules[self.len] = ipa;
+                self.granules[self.len] = page;
                 self.inherited[self.len] = false;
                 self.len += 1;
             }
@@ -175,23 +170,23 @@ impl GuardTable {
         Ok(())
     }
 
-    /// Unregisters the granule at `ipa` (a granule not registered is left as it is).
-    pub fn unmap(&mut self, ipa: u64) -> Result<(), GuardRefusal> {
-        if !ipa.is_multiple_of(GRANULE) {
-            return Err(GuardRefusal::Unaligned(ipa));
-        }
-        if let Some(i) = self.granules[..self.len].iter().position(|&g| g == ipa) {
+    /// Unregisters `page` (a granule not registered is left as it is).
+    pub fn unmap(&mut self, page: Page) {
+        if let Some(i) = self.granules[..self.len].iter().position(|&g| g == page) {
             self.granules[i] = self.granules[self.len - 1];
             self.inherited[i] = self.inherited[self.len - 1];
             self.len -= 1;
         }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn p(ipa: u64) -> Page {
+        Page::at(Ipa(ipa)).unwrap()
+    }
 
     const RAM: Region = Region { start: 0x8000_0000, end: 0x9000_0000 };
     const PVMFW: Region = Region { start: 0x7fc0_0000, end: 0x8000_0000 };
@@ -204,75 +199,75 @@ mod tests {
     fn granules_only_pvmfw_registered_are_not_the_payloads() {
         let mut t = GuardTable::new(true).with_firmware(PVMFW, false);
         t.note_pc(PVMFW.start + 0x1000);
-        t.map(0x0a00_3000, RAM).unwrap();
-        t.map(0x0900_0000, RAM).unwrap();
-        assert_eq!(t.check(0x0a00_3e00, 4), Ok(()), "pvmfw's own use");
+        t.map(p(0x0a00_3000), RAM).unwrap();
+        t.map(p(0x0900_0000), RAM).unwrap();
+        assert_eq!(t.check(Ipa(0x0a00_3e00), 4), Ok(()), "pvmfw's own use");
         t.note_pc(0x8020_0000);
-        assert_eq!(t.check(0x0a00_3e00, 4), Err(GuardDenial::InheritedFromFirmware));
-        assert!(!t.allows(0x0a00_3e00, 4));
-        assert_eq!(t.check(0x0b00_0000, 4), Err(GuardDenial::NotRegistered));
-        t.map(0x0900_0000, RAM).unwrap();
-        assert_eq!(t.check(0x0900_0018, 4), Ok(()), "the payload registered it itself");
-        assert_eq!(t.check(0x0a00_3e00, 4), Err(GuardDenial::InheritedFromFirmware), "the other one still not");
+        assert_eq!(t.check(Ipa(0x0a00_3e00), 4), Err(GuardDenial::InheritedFromFirmware));
+        assert!(!t.allows(Ipa(0x0a00_3e00), 4));
+        assert_eq!(t.check(Ipa(0x0b00_0000), 4), Err(GuardDenial::NotRegistered));
+        t.map(p(0x0900_0000), RAM).unwrap();
+        assert_eq!(t.check(Ipa(0x0900_0018), 4), Ok(()), "the payload registered it itself");
+        assert_eq!(t.check(Ipa(0x0a00_3e00), 4), Err(GuardDenial::InheritedFromFirmware), "the other one still not");
         t.note_pc(PVMFW.start);
-        assert_eq!(t.check(0x0a00_3e00, 4), Err(GuardDenial::InheritedFromFirmware), "a handover happens once");
+        assert_eq!(t.check(Ipa(0x0a00_3e00), 4), Err(GuardDenial::InheritedFromFirmware), "a handover happens once");
         // With the policy off the release's answer stands.
         let mut allowed = GuardTable::new(true).with_firmware(PVMFW, true);
-        allowed.map(0x0a00_3000, RAM).unwrap();
+        allowed.map(p(0x0a00_3000), RAM).unwrap();
         allowed.note_pc(0x8020_0000);
-        assert_eq!(allowed.check(0x0a00_3e00, 4), Ok(()));
+        assert_eq!(allowed.check(Ipa(0x0a00_3e00), 4), Ok(()));
         // Without a firmware nothing is inherited.
         let mut direct = GuardTable::new(true);
-        direct.map(0x0a00_3000, RAM).unwrap();
+        direct.map(p(0x0a00_3000), RAM).unwrap();
         direct.note_pc(0x8020_0000);
-        assert_eq!(direct.check(0x0a00_3e00, 4), Ok(()));
+        assert_eq!(direct.check(Ipa(0x0a00_3e00), 4), Ok(()));
     }
 
     #[test]
     fn registers_aligned_granules_outside_ram() {
         let mut t = GuardTable::new(true);
-        assert_eq!(t.map(0x0900_0000, RAM), Ok(()));
-        assert_eq!(t.map(0x0a00_3000, RAM), Ok(()), "the page holding a transport");
-        assert_eq!(t.map(0x0a00_3000, RAM), Ok(()), "twice is fine");
-        assert_eq!(t.map(0x0c00_0000, RAM), Ok(()), "no device there: Android accepts it too");
-        assert_eq!(t.map(0x8000_0000, RAM), Err(GuardRefusal::GuestRam(0x8000_0000)));
-        assert_eq!(t.map(0x8fff_f000, RAM), Err(GuardRefusal::GuestRam(0x8fff_f000)));
-        assert_eq!(t.map(0x0900_0008, RAM), Err(GuardRefusal::Unaligned(0x0900_0008)));
-        assert!(t.is_guarded(0x0a00_3e04));
-        t.unmap(0x0a00_3000).unwrap();
-        assert!(!t.is_guarded(0x0a00_3e04));
-        assert!(t.is_guarded(0x0900_0018));
-        assert_eq!(t.unmap(0x0a00_3000), Ok(()), "unmapping what is not mapped is a no-op");
-        assert_eq!(t.unmap(0x0a00_3004), Err(GuardRefusal::Unaligned(0x0a00_3004)));
+        assert_eq!(t.map(p(0x0900_0000), RAM), Ok(()));
+        assert_eq!(t.map(p(0x0a00_3000), RAM), Ok(()), "the page holding a transport");
+        assert_eq!(t.map(p(0x0a00_3000), RAM), Ok(()), "twice is fine");
+        assert_eq!(t.map(p(0x0c00_0000), RAM), Ok(()), "no device there: Android accepts it too");
+        assert_eq!(t.map(p(0x8000_0000), RAM), Err(GuardRefusal::GuestRam(p(0x8000_0000))));
+        assert_eq!(t.map(p(0x8fff_f000), RAM), Err(GuardRefusal::GuestRam(p(0x8fff_f000))));
+        assert!(Page::at(Ipa(0x0900_0008)).is_none(), "an unaligned granule cannot even be named");
+        assert!(t.is_guarded(Ipa(0x0a00_3e04)));
+        t.unmap(p(0x0a00_3000));
+        assert!(!t.is_guarded(Ipa(0x0a00_3e04)));
+        assert!(t.is_guarded(Ipa(0x0900_0018)));
+        t.unmap(p(0x0a00_3000));
+        assert!(!t.is_guarded(Ipa(0x0a00_3000)), "unmapping what is not mapped is a no-op");
         // Taking out the first of several keeps every other (the table's last entry moves
         // into the hole).
-        t.map(0x0a00_3000, RAM).unwrap();
-        t.unmap(0x0900_0000).unwrap();
-        assert!(!t.is_guarded(0x0900_0000));
-        assert!(t.is_guarded(0x0a00_3000) && t.is_guarded(0x0c00_0000));
-        assert_eq!(GuardRefusal::GuestRam(0x8000_0000).to_string(), "IPA 0x80000000 is guest RAM");
+        t.map(p(0x0a00_3000), RAM).unwrap();
+        t.unmap(p(0x0900_0000));
+        assert!(!t.is_guarded(Ipa(0x0900_0000)));
+        assert!(t.is_guarded(Ipa(0x0a00_3000)) && t.is_guarded(Ipa(0x0c00_0000)));
+        assert_eq!(GuardRefusal::GuestRam(p(0x8000_0000)).to_string(), "IPA 0x80000000 is guest RAM");
     }
 
     #[test]
     fn enforcement_decides_what_may_be_emulated() {
         let mut t = GuardTable::new(true);
-        assert!(!t.allows(0x0900_0000, 4));
-        t.map(0x0900_0000, RAM).unwrap();
-        assert!(t.allows(0x0900_0ffc, 4));
-        assert!(!t.allows(0x0900_0ffe, 4), "last byte in an unregistered granule");
+        assert!(!t.allows(Ipa(0x0900_0000), 4));
+        t.map(p(0x0900_0000), RAM).unwrap();
+        assert!(t.allows(Ipa(0x0900_0ffc), 4));
+        assert!(!t.allows(Ipa(0x0900_0ffe), 4), "last byte in an unregistered granule");
         let mut open = GuardTable::new(false);
-        assert!(open.allows(0x0900_0000, 4), "not enrolled: not enforced");
+        assert!(open.allows(Ipa(0x0900_0000), 4), "not enrolled: not enforced");
         open.enroll();
-        assert!(!open.allows(0x0900_0000, 4), "enrolled: enforced");
+        assert!(!open.allows(Ipa(0x0900_0000), 4), "enrolled: enforced");
     }
 
     #[test]
     fn the_table_has_a_bound() {
         let mut t = GuardTable::new(true);
         for i in 0..MAX_GUARDED as u64 {
-            t.map(0x1000_0000 + i * GRANULE, RAM).unwrap();
+            t.map(p(0x1000_0000 + i * GRANULE), RAM).unwrap();
         }
         let last = 0x1000_0000 + MAX_GUARDED as u64 * GRANULE;
-        assert_eq!(t.map(last, RAM), Err(GuardRefusal::Full(last)));
+        assert_eq!(t.map(p(last), RAM), Err(GuardRefusal::Full(p(last))));
     }
 }

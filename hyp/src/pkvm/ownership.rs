@@ -30,6 +30,7 @@
 
 use core::fmt;
 
+use pvmkit_abi::address::{Ipa, Page};
 use pvmkit_abi::memory_map::Region;
 
 pub use pvmkit_abi::memory_map::GRANULE;
@@ -53,27 +54,21 @@ pub enum PageState {
 /// Why a transition was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OwnershipError {
-    /// The IPA is not granule aligned.
-    Unaligned(u64),
-    /// The IPA is not in guest RAM.
-    OutsideRam(u64),
+    /// The page is not in guest RAM.
+    OutsideRam(Page),
     /// The page is not in the state the transition needs.
-    WrongState(u64, PageState),
+    WrongState(Page, PageState),
     /// The page is pinned by a device request.
-    Pinned(u64),
+    Pinned(Page),
     /// The pin count would overflow.
-    TooManyPins(u64),
+    TooManyPins(Page),
 }
 
 impl OwnershipError {
-    /// The IPA it names.
-    pub const fn ipa(&self) -> u64 {
+    /// The page it names.
+    pub const fn page(&self) -> Page {
         match *self {
-            Self::Unaligned(ipa)
-            | Self::OutsideRam(ipa)
-            | Self::WrongState(ipa, _)
-            | Self::Pinned(ipa)
-            | Self::TooManyPins(ipa) => ipa,
+            Self::OutsideRam(page) | Self::WrongState(page, _) | Self::Pinned(page) | Self::TooManyPins(page) => page,
         }
     }
 }
@@ -81,11 +76,10 @@ impl OwnershipError {
 impl fmt::Display for OwnershipError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unaligned(ipa) => write!(f, "IPA {ipa:#x} is not page aligned"),
-            Self::OutsideRam(ipa) => write!(f, "IPA {ipa:#x} is outside guest RAM"),
-            Self::WrongState(ipa, state) => write!(f, "page {ipa:#x} is {state:?}"),
-            Self::Pinned(ipa) => write!(f, "page {ipa:#x} is pinned by a device request"),
-            Self::TooManyPins(ipa) => write!(f, "page {ipa:#x} has too many pins"),
+            Self::OutsideRam(page) => write!(f, "page {page} is outside guest RAM"),
+            Self::WrongState(page, state) => write!(f, "page {page} is {state:?}"),
+            Self::Pinned(page) => write!(f, "page {page} is pinned by a device request"),
+            Self::TooManyPins(page) => write!(f, "page {page} has too many pins"),
         }
     }
 }
@@ -113,107 +107,104 @@ impl<'a> Ownership<'a> {
         Region { start: self.base, end: self.base + self.ram_size() }
     }
 
-    fn index(&self, ipa: u64) -> Result<usize, OwnershipError> {
-        if !ipa.is_multiple_of(GRANULE) {
-            return Err(OwnershipError::Unaligned(ipa));
-        }
-        let index = ipa.checked_sub(self.base).map(|off| off / GRANULE);
+    fn index(&self, page: Page) -> Result<usize, OwnershipError> {
+        let index = page.ipa().get().checked_sub(self.base).map(|off| off / GRANULE);
         match index {
             Some(i) if i < self.pages.len() as u64 => Ok(i as usize),
-            _ => Err(OwnershipError::OutsideRam(ipa)),
+            _ => Err(OwnershipError::OutsideRam(page)),
         }
     }
 
-    /// The state of the page at `ipa`.
-    pub fn state(&self, ipa: u64) -> Result<PageState, OwnershipError> {
-        let word = self.pages[self.index(ipa)?];
+    /// The state of `page`.
+    pub fn state(&self, page: Page) -> Result<PageState, OwnershipError> {
+        let word = self.pages[self.index(page)?];
         Ok(if word & SHARED != 0 { PageState::Shared { pins: word & PINS } } else { PageState::Private })
     }
 
     /// The first page of `[ipa, ipa + len)` (any alignment, `len` > 0) that is not
     /// shared, or `None` when all are. A range that wraps or leaves guest RAM names the
     /// first page outside it.
-    pub fn first_unshared(&self, ipa: u64, len: u64) -> Option<u64> {
-        let first = ipa & !(GRANULE - 1);
-        let Some(last) = len.checked_sub(1).and_then(|l| ipa.checked_add(l)) else {
+    pub fn first_unshared(&self, ipa: Ipa, len: u64) -> Option<Page> {
+        let first = ipa.page();
+        let Some(last) = len.checked_sub(1).and_then(|l| ipa.checked_offset(l)) else {
             return Some(first);
         };
-        (first..=last).step_by(GRANULE as usize).find(|&page| !matches!(self.state(page), Ok(PageState::Shared { .. })))
+        pages_from(first, last.page()).find(|&page| !matches!(self.state(page), Ok(PageState::Shared { .. })))
     }
 
     /// Checks that `share` would succeed, changing nothing.
-    pub fn can_share(&self, ipa: u64) -> Result<(), OwnershipError> {
-        match self.state(ipa)? {
+    pub fn can_share(&self, page: Page) -> Result<(), OwnershipError> {
+        match self.state(page)? {
             PageState::Private => Ok(()),
-            state => Err(OwnershipError::WrongState(ipa, state)),
+            state => Err(OwnershipError::WrongState(page, state)),
         }
     }
 
     /// Checks that `unshare` would succeed, changing nothing.
-    pub fn can_unshare(&self, ipa: u64) -> Result<(), OwnershipError> {
-        match self.state(ipa)? {
+    pub fn can_unshare(&self, page: Page) -> Result<(), OwnershipError> {
+        match self.state(page)? {
             PageState::Shared { pins: 0 } => Ok(()),
-            PageState::Shared { .. } => Err(OwnershipError::Pinned(ipa)),
-            state => Err(OwnershipError::WrongState(ipa, state)),
+            PageState::Shared { .. } => Err(OwnershipError::Pinned(page)),
+            state => Err(OwnershipError::WrongState(page, state)),
         }
     }
 
     /// `Private → Shared`.
-    pub fn share(&mut self, ipa: u64) -> Result<(), OwnershipError> {
-        self.can_share(ipa)?;
-        let i = self.index(ipa)?;
+    pub fn share(&mut self, page: Page) -> Result<(), OwnershipError> {
+        self.can_share(page)?;
+        let i = self.index(page)?;
         self.pages[i] = SHARED;
         Ok(())
     }
 
     /// `Shared` (unpinned) `→ Private`.
-    pub fn unshare(&mut self, ipa: u64) -> Result<(), OwnershipError> {
-        self.can_unshare(ipa)?;
-        let i = self.index(ipa)?;
+    pub fn unshare(&mut self, page: Page) -> Result<(), OwnershipError> {
+        self.can_unshare(page)?;
+        let i = self.index(page)?;
         self.pages[i] = 0;
         Ok(())
     }
 
     /// Checks that a private page may be relinquished (its content is then zeroed by
     /// the caller; it stays the guest's, as a fresh zero page).
-    pub fn can_relinquish(&self, ipa: u64) -> Result<(), OwnershipError> {
-        match self.state(ipa)? {
+    pub fn can_relinquish(&self, page: Page) -> Result<(), OwnershipError> {
+        match self.state(page)? {
             PageState::Private => Ok(()),
-            state => Err(OwnershipError::WrongState(ipa, state)),
+            state => Err(OwnershipError::WrongState(page, state)),
         }
     }
 
     /// Takes a pin on a shared page for a device request.
-    pub fn pin(&mut self, ipa: u64) -> Result<(), OwnershipError> {
-        let i = self.index(ipa)?;
-        match self.state(ipa)? {
+    pub fn pin(&mut self, page: Page) -> Result<(), OwnershipError> {
+        let i = self.index(page)?;
+        match self.state(page)? {
             PageState::Shared { pins } if pins < PINS => {
                 self.pages[i] = SHARED | (pins + 1);
                 Ok(())
             }
-            PageState::Shared { .. } => Err(OwnershipError::TooManyPins(ipa)),
-            state => Err(OwnershipError::WrongState(ipa, state)),
+            PageState::Shared { .. } => Err(OwnershipError::TooManyPins(page)),
+            state => Err(OwnershipError::WrongState(page, state)),
         }
     }
 
     /// Drops a pin.
-    pub fn unpin(&mut self, ipa: u64) -> Result<(), OwnershipError> {
-        let i = self.index(ipa)?;
-        match self.state(ipa)? {
+    pub fn unpin(&mut self, page: Page) -> Result<(), OwnershipError> {
+        let i = self.index(page)?;
+        match self.state(page)? {
             PageState::Shared { pins } if pins > 0 => {
                 self.pages[i] = SHARED | (pins - 1);
                 Ok(())
             }
-            state => Err(OwnershipError::WrongState(ipa, state)),
+            state => Err(OwnershipError::WrongState(page, state)),
         }
     }
 
     /// Pins every page `[ipa, ipa + len)` touches (`len` > 0), all or nothing, and
     /// returns exactly what it pinned, for [`Self::unpin_range`].
-    pub fn pin_range(&mut self, ipa: u64, len: u64) -> Result<PinnedRange, OwnershipError> {
-        let first = ipa & !(GRANULE - 1);
-        let last = len.checked_sub(1).and_then(|l| ipa.checked_add(l)).ok_or(OwnershipError::OutsideRam(first))?;
-        let range = PinnedRange { first, pages: (last - first) / GRANULE + 1 };
+    pub fn pin_range(&mut self, ipa: Ipa, len: u64) -> Result<PinnedRange, OwnershipError> {
+        let first = ipa.page();
+        let last = len.checked_sub(1).and_then(|l| ipa.checked_offset(l)).ok_or(OwnershipError::OutsideRam(first))?;
+        let range = PinnedRange { first, pages: last.page().index() - first.index() + 1 };
         for (done, page) in range.pages().enumerate() {
             if let Err(e) = self.pin(page) {
                 for pinned in range.pages().take(done) {
@@ -236,19 +227,25 @@ impl<'a> Ownership<'a> {
     }
 }
 
+/// The pages from `first` to `last`, both included.
+fn pages_from(first: Page, last: Page) -> impl Iterator<Item = Page> {
+    (first.index()..=last.index()).filter_map(Page::number)
+}
+
 /// Pages pinned together, remembered so that exactly these are unpinned later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PinnedRange {
     /// The first page.
-    pub first: u64,
+    pub first: Page,
     /// How many pages from it.
     pub pages: u64,
 }
 
 impl PinnedRange {
-    /// The page addresses.
-    pub fn pages(self) -> impl Iterator<Item = u64> {
-        (0..self.pages).map(move |i| self.first + i * GRANULE)
+    /// The pages.
+    pub fn pages(self) -> impl Iterator<Item = Page> {
+        let first = self.first.index();
+        (first..first.saturating_add(self.pages)).filter_map(Page::number)
     }
 }
 
@@ -256,19 +253,23 @@ impl PinnedRange {
 mod tests {
     use super::*;
 
+    fn p(ipa: u64) -> Page {
+        Page::at(Ipa(ipa)).unwrap()
+    }
+
     #[test]
     fn the_tracked_ram_its_pin_limit_and_its_errors_say_what_they_are() {
         let mut pages = [0u16; 2];
         let mut o = Ownership::new(0x8000_0000, &mut pages);
         assert_eq!(o.ram(), Region { start: 0x8000_0000, end: 0x8000_2000 });
-        o.share(0x8000_0000).unwrap();
+        o.share(p(0x8000_0000)).unwrap();
         for _ in 0..PINS {
-            o.pin(0x8000_0000).unwrap();
+            o.pin(p(0x8000_0000)).unwrap();
         }
-        assert_eq!(o.state(0x8000_0000), Ok(PageState::Shared { pins: PINS }));
-        assert_eq!(o.pin(0x8000_0000), Err(OwnershipError::TooManyPins(0x8000_0000)), "the count never wraps");
-        assert_eq!(o.state(0x8000_0000), Ok(PageState::Shared { pins: PINS }));
-        assert_eq!(OwnershipError::Pinned(0x8000_0000).to_string(), "page 0x80000000 is pinned by a device request");
+        assert_eq!(o.state(p(0x8000_0000)), Ok(PageState::Shared { pins: PINS }));
+        assert_eq!(o.pin(p(0x8000_0000)), Err(OwnershipError::TooManyPins(p(0x8000_0000))), "the count never wraps");
+        assert_eq!(o.state(p(0x8000_0000)), Ok(PageState::Shared { pins: PINS }));
+        assert_eq!(OwnershipError::Pinned(p(0x8000_0000)).to_string(), "page 0x80000000 is pinned by a device request");
     }
 
     const BASE: u64 = 0x8000_0000;
@@ -277,64 +278,67 @@ mod tests {
     fn transitions() {
         let mut words = vec![0xffffu16; 16];
         let mut o = Ownership::new(BASE, &mut words);
-        assert_eq!(o.state(BASE), Ok(PageState::Private), "new() clears");
+        assert_eq!(o.state(p(BASE)), Ok(PageState::Private), "new() clears");
         assert_eq!(o.ram_size(), 16 * 4096);
-        o.share(BASE).unwrap();
-        assert_eq!(o.state(BASE), Ok(PageState::Shared { pins: 0 }));
-        assert_eq!(o.share(BASE), Err(OwnershipError::WrongState(BASE, PageState::Shared { pins: 0 })));
-        o.pin(BASE).unwrap();
-        o.pin(BASE).unwrap();
-        assert_eq!(o.state(BASE), Ok(PageState::Shared { pins: 2 }));
-        assert_eq!(o.unshare(BASE), Err(OwnershipError::Pinned(BASE)));
-        o.unpin(BASE).unwrap();
-        o.unpin(BASE).unwrap();
-        assert_eq!(o.unpin(BASE), Err(OwnershipError::WrongState(BASE, PageState::Shared { pins: 0 })));
-        o.unshare(BASE).unwrap();
-        assert_eq!(o.unshare(BASE), Err(OwnershipError::WrongState(BASE, PageState::Private)));
-        assert_eq!(o.pin(BASE), Err(OwnershipError::WrongState(BASE, PageState::Private)));
-        assert_eq!(o.can_relinquish(BASE), Ok(()));
+        o.share(p(BASE)).unwrap();
+        assert_eq!(o.state(p(BASE)), Ok(PageState::Shared { pins: 0 }));
+        assert_eq!(o.share(p(BASE)), Err(OwnershipError::WrongState(p(BASE), PageState::Shared { pins: 0 })));
+        o.pin(p(BASE)).unwrap();
+        o.pin(p(BASE)).unwrap();
+        assert_eq!(o.state(p(BASE)), Ok(PageState::Shared { pins: 2 }));
+        assert_eq!(o.unshare(p(BASE)), Err(OwnershipError::Pinned(p(BASE))));
+        o.unpin(p(BASE)).unwrap();
+        o.unpin(p(BASE)).unwrap();
+        assert_eq!(o.unpin(p(BASE)), Err(OwnershipError::WrongState(p(BASE), PageState::Shared { pins: 0 })));
+        o.unshare(p(BASE)).unwrap();
+        assert_eq!(o.unshare(p(BASE)), Err(OwnershipError::WrongState(p(BASE), PageState::Private)));
+        assert_eq!(o.pin(p(BASE)), Err(OwnershipError::WrongState(p(BASE), PageState::Private)));
+        assert_eq!(o.can_relinquish(p(BASE)), Ok(()));
     }
 
     #[test]
     fn addresses_are_checked() {
         let mut words = vec![0u16; 4];
         let mut o = Ownership::new(BASE, &mut words);
-        assert_eq!(o.share(BASE + 1), Err(OwnershipError::Unaligned(BASE + 1)));
-        assert_eq!(o.share(BASE - 4096), Err(OwnershipError::OutsideRam(BASE - 4096)));
-        assert_eq!(o.share(BASE + 4 * 4096), Err(OwnershipError::OutsideRam(BASE + 4 * 4096)));
-        assert_eq!(o.share(0), Err(OwnershipError::OutsideRam(0)));
-        assert_eq!(o.state(!0xfff), Err(OwnershipError::OutsideRam(!0xfff)));
+        assert!(Page::at(Ipa(BASE + 1)).is_none(), "an unaligned page cannot even be named");
+        assert_eq!(o.share(p(BASE - 4096)), Err(OwnershipError::OutsideRam(p(BASE - 4096))));
+        assert_eq!(o.share(p(BASE + 4 * 4096)), Err(OwnershipError::OutsideRam(p(BASE + 4 * 4096))));
+        assert_eq!(o.share(p(0)), Err(OwnershipError::OutsideRam(p(0))));
+        assert_eq!(o.state(p(!0xfff)), Err(OwnershipError::OutsideRam(p(!0xfff))));
     }
 
     #[test]
     fn shared_ranges() {
         let mut words = vec![0u16; 4];
         let mut o = Ownership::new(BASE, &mut words);
-        o.share(BASE + 4096).unwrap();
-        o.share(BASE + 2 * 4096).unwrap();
-        assert_eq!(o.first_unshared(BASE + 4096, 8192), None);
-        assert_eq!(o.first_unshared(BASE + 4096 + 100, 4096), None);
-        assert_eq!(o.first_unshared(BASE + 4096, 8193), Some(BASE + 3 * 4096));
-        assert_eq!(o.first_unshared(BASE + 4095, 2), Some(BASE));
-        assert_eq!(o.first_unshared(BASE + 4096, 0), Some(BASE + 4096), "an empty range is never shared");
-        assert_eq!(o.first_unshared(u64::MAX, 2), Some(!0xfff), "a wrapping range is never shared");
+        o.share(p(BASE + 4096)).unwrap();
+        o.share(p(BASE + 2 * 4096)).unwrap();
+        assert_eq!(o.first_unshared(Ipa(BASE + 4096), 8192), None);
+        assert_eq!(o.first_unshared(Ipa(BASE + 4096 + 100), 4096), None);
+        assert_eq!(o.first_unshared(Ipa(BASE + 4096), 8193), Some(p(BASE + 3 * 4096)));
+        assert_eq!(o.first_unshared(Ipa(BASE + 4095), 2), Some(p(BASE)));
+        assert_eq!(o.first_unshared(Ipa(BASE + 4096), 0), Some(p(BASE + 4096)), "an empty range is never shared");
+        assert_eq!(o.first_unshared(Ipa(u64::MAX), 2), Some(p(!0xfff)), "a wrapping range is never shared");
     }
 
     #[test]
     fn ranges_pin_all_or_nothing_and_unpin_exactly() {
         let mut words = vec![0u16; 4];
         let mut o = Ownership::new(BASE, &mut words);
-        o.share(BASE).unwrap();
-        o.share(BASE + 4096).unwrap();
-        let r = o.pin_range(BASE + 4000, 200).unwrap();
-        assert_eq!(r, PinnedRange { first: BASE, pages: 2 });
-        assert_eq!(o.state(BASE + 4096), Ok(PageState::Shared { pins: 1 }));
+        o.share(p(BASE)).unwrap();
+        o.share(p(BASE + 4096)).unwrap();
+        let r = o.pin_range(Ipa(BASE + 4000), 200).unwrap();
+        assert_eq!(r, PinnedRange { first: p(BASE), pages: 2 });
+        assert_eq!(o.state(p(BASE + 4096)), Ok(PageState::Shared { pins: 1 }));
         // Runs into a private page: nothing stays pinned.
-        assert_eq!(o.pin_range(BASE, 3 * 4096), Err(OwnershipError::WrongState(BASE + 8192, PageState::Private)));
-        assert_eq!(o.state(BASE), Ok(PageState::Shared { pins: 1 }));
-        assert_eq!(o.pin_range(BASE, 0), Err(OwnershipError::OutsideRam(BASE)));
+        assert_eq!(
+            o.pin_range(Ipa(BASE), 3 * 4096),
+            Err(OwnershipError::WrongState(p(BASE + 8192), PageState::Private))
+        );
+        assert_eq!(o.state(p(BASE)), Ok(PageState::Shared { pins: 1 }));
+        assert_eq!(o.pin_range(Ipa(BASE), 0), Err(OwnershipError::OutsideRam(p(BASE))));
         o.unpin_range(r).unwrap();
-        assert_eq!(o.state(BASE), Ok(PageState::Shared { pins: 0 }));
+        assert_eq!(o.state(p(BASE)), Ok(PageState::Shared { pins: 0 }));
         assert!(o.unpin_range(r).is_err(), "a second unpin is a bookkeeping error");
     }
 }

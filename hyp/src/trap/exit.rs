@@ -2,6 +2,7 @@
 //! `exit: reason=<reason> key=value…` after hyp's tag. `pvmkit` reads exactly one such line, with the run's nonce.
 
 use core::fmt;
+use pvmkit_abi::address::Ipa;
 
 use pvmkit_abi::exit_line::{Head, Quoted, Reason, Violation};
 
@@ -17,7 +18,7 @@ pub enum ExitReason<'a> {
     /// The guest broke a pKVM rule that hyp enforces.
     Violation {
         /// The guest IPA involved.
-        ipa: u64,
+        ipa: Ipa,
         /// The vCPU whose exit found it.
         vcpu: Option<u32>,
         /// The device (its register base), when a device was involved.
@@ -67,7 +68,8 @@ impl fmt::Display for ExitReason<'_> {
         match self {
             Self::SystemOff | Self::Reset | Self::AllVcpusOff => Ok(()),
             Self::Violation { ipa, vcpu, device, queue, descriptor, what } => {
-                let (ipa, vcpu, device, queue, descriptor, what) = (*ipa, *vcpu, *device, *queue, *descriptor, *what);
+                let (ipa, vcpu, device, queue, descriptor, what) =
+                    (ipa.get(), *vcpu, *device, *queue, *descriptor, *what);
                 write!(f, "{}", Violation { ipa, vcpu, device, queue, descriptor, what })
             }
             Self::GuestCrash { esr, far, elr } => {
@@ -95,7 +97,7 @@ mod tests {
         let err = ExitReason::HypError { detail: "bad \"bundle\"\nline" };
         assert_eq!(err.to_string(), "exit: reason=hyp_error detail=\"bad 'bundle''line\"");
         let v = ExitReason::Violation {
-            ipa: 0x8000_1000,
+            ipa: Ipa(0x8000_1000),
             vcpu: Some(1),
             device: Some(0x0a00_3e00),
             queue: Some(0),

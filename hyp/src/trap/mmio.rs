@@ -6,6 +6,8 @@
 //! and (for an enforced VM) both ends of the access in granules registered with the
 //! MMIO guard. Everything else is refused; hyp never decodes instructions.
 
+use pvmkit_abi::address::{Ipa, PhysAddr};
+
 use crate::esr::DataAbort;
 use crate::pkvm::mmio_guard::{GuardDenial, GuardTable};
 use crate::vgic::Frame;
@@ -103,8 +105,8 @@ impl Refusal {
 pub enum Decision {
     /// Do `access` at `pa` on `device`, then step over the instruction.
     Emulate {
-        /// Physical address of the access.
-        pa: u64,
+        /// Physical address of the access (hyp maps guest IPAs to the same PAs).
+        pa: PhysAddr,
         /// The access.
         access: Access,
         /// The device window it falls in.
@@ -115,7 +117,8 @@ pub enum Decision {
 }
 
 /// Decides what to do with a data abort at `ipa`.
-pub fn decide(abort: &DataAbort, ipa: u64, devices: &[DeviceWindow], guard: &GuardTable) -> Decision {
+pub fn decide(abort: &DataAbort, at: Ipa, devices: &[DeviceWindow], guard: &GuardTable) -> Decision {
+    let ipa = at.get();
     if !abort.isv {
         return Decision::Refuse(Refusal::NoSyndrome);
     }
@@ -130,7 +133,7 @@ pub fn decide(abort: &DataAbort, ipa: u64, devices: &[DeviceWindow], guard: &Gua
         return Decision::Refuse(Refusal::CrossesWindow);
     }
     if !matches!(device.kind, DeviceKind::Gic(_)) {
-        match guard.check(ipa, width) {
+        match guard.check(at, width) {
             Ok(()) => {}
             Err(GuardDenial::NotRegistered) => return Decision::Refuse(Refusal::NotGuarded),
             Err(GuardDenial::InheritedFromFirmware) => return Decision::Refuse(Refusal::InheritedGuard),
@@ -141,7 +144,7 @@ pub fn decide(abort: &DataAbort, ipa: u64, devices: &[DeviceWindow], guard: &Gua
     } else {
         Access::Load { reg: abort.srt, width, sign_extend: abort.sse, sixty_four: abort.sf }
     };
-    Decision::Emulate { pa: ipa, access, device: *device }
+    Decision::Emulate { pa: PhysAddr(ipa), access, device: *device }
 }
 
 /// The low `width` bytes of a register, as a store writes them.
@@ -170,6 +173,7 @@ pub const fn load_result(raw: u64, width: u8, sign_extend: bool, sixty_four: boo
 mod tests {
     use super::*;
     use crate::esr::Esr;
+    use crate::testing::pg;
 
     const UART: DeviceWindow = DeviceWindow { base: 0x0900_0000, size: 0x1000, kind: DeviceKind::Console };
     const VIRTIO: DeviceWindow = DeviceWindow { base: 0x0a00_3e00, size: 0x200, kind: DeviceKind::Virtio { slot: 31 } };
@@ -181,16 +185,16 @@ mod tests {
 
     #[test]
     fn emulates_single_register_accesses_on_a_device() {
-        let store = decide(&abort(0x9301_0045), 0x0900_0000, &[UART], &OPEN);
+        let store = decide(&abort(0x9301_0045), Ipa(0x0900_0000), &[UART], &OPEN);
         assert_eq!(
             store,
-            Decision::Emulate { pa: 0x0900_0000, access: Access::Store { reg: 1, width: 1 }, device: UART }
+            Decision::Emulate { pa: PhysAddr(0x0900_0000), access: Access::Store { reg: 1, width: 1 }, device: UART }
         );
-        let load = decide(&abort(0x9383_0005), 0x0900_0018, &[UART], &OPEN);
+        let load = decide(&abort(0x9383_0005), Ipa(0x0900_0018), &[UART], &OPEN);
         assert_eq!(
             load,
             Decision::Emulate {
-                pa: 0x0900_0018,
+                pa: PhysAddr(0x0900_0018),
                 access: Access::Load { reg: 3, width: 4, sign_extend: false, sixty_four: false },
                 device: UART
             }
@@ -199,19 +203,25 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        assert_eq!(decide(&abort(0x9200_0005), 0x0900_0000, &[UART], &OPEN), Decision::Refuse(Refusal::NoSyndrome));
-        assert_eq!(decide(&abort(0x9383_0005), 0x0901_0000, &[UART], &OPEN), Decision::Refuse(Refusal::NoDevice));
-        assert_eq!(decide(&abort(0x9383_0005), 0x0900_0000, &[], &OPEN), Decision::Refuse(Refusal::NoDevice));
-        assert_eq!(decide(&abort(0x9383_0005), 0x08ff_fffc, &[UART], &OPEN), Decision::Refuse(Refusal::NoDevice));
+        assert_eq!(
+            decide(&abort(0x9200_0005), Ipa(0x0900_0000), &[UART], &OPEN),
+            Decision::Refuse(Refusal::NoSyndrome)
+        );
+        assert_eq!(decide(&abort(0x9383_0005), Ipa(0x0901_0000), &[UART], &OPEN), Decision::Refuse(Refusal::NoDevice));
+        assert_eq!(decide(&abort(0x9383_0005), Ipa(0x0900_0000), &[], &OPEN), Decision::Refuse(Refusal::NoDevice));
+        assert_eq!(decide(&abort(0x9383_0005), Ipa(0x08ff_fffc), &[UART], &OPEN), Decision::Refuse(Refusal::NoDevice));
         // A 4-byte load at the last byte of the window.
-        assert_eq!(decide(&abort(0x9383_0005), 0x0900_0fff, &[UART], &OPEN), Decision::Refuse(Refusal::CrossesWindow));
+        assert_eq!(
+            decide(&abort(0x9383_0005), Ipa(0x0900_0fff), &[UART], &OPEN),
+            Decision::Refuse(Refusal::CrossesWindow)
+        );
         // S1PTW and FnV.
         assert_eq!(
-            decide(&abort(0x9383_0085), 0x0900_0000, &[UART], &OPEN),
+            decide(&abort(0x9383_0085), Ipa(0x0900_0000), &[UART], &OPEN),
             Decision::Refuse(Refusal::NotADeviceAccess)
         );
         assert_eq!(
-            decide(&abort(0x9383_0405), 0x0900_0000, &[UART], &OPEN),
+            decide(&abort(0x9383_0405), Ipa(0x0900_0000), &[UART], &OPEN),
             Decision::Refuse(Refusal::NotADeviceAccess)
         );
     }
@@ -224,10 +234,10 @@ mod tests {
         use pvmkit_abi::memory_map::Region;
         let ram = Region { start: 0x8000_0000, end: 0x9000_0000 };
         let mut guard = GuardTable::new(true).with_firmware(Region { start: 0x7fc0_0000, end: 0x8000_0000 }, false);
-        guard.map(0x0900_0000, ram).unwrap();
+        guard.map(pg(0x0900_0000), ram).unwrap();
         guard.note_pc(0x8020_0000);
         let load = abort(0x9300_0006);
-        assert_eq!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Refuse(Refusal::InheritedGuard));
+        assert_eq!(decide(&load, Ipa(0x0900_0018), &[UART], &guard), Decision::Refuse(Refusal::InheritedGuard));
     }
 
     #[test]
@@ -235,33 +245,36 @@ mod tests {
         let ram = pvmkit_abi::memory_map::Region { start: 0x8000_0000, end: 0x9000_0000 };
         let mut guard = GuardTable::new(true);
         let load = abort(0x9383_0005);
-        assert_eq!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Refuse(Refusal::NotGuarded));
-        guard.map(0x0900_0000, ram).unwrap();
-        assert!(matches!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Emulate { .. }));
-        guard.unmap(0x0900_0000).unwrap();
-        assert_eq!(decide(&load, 0x0900_0018, &[UART], &guard), Decision::Refuse(Refusal::NotGuarded));
+        assert_eq!(decide(&load, Ipa(0x0900_0018), &[UART], &guard), Decision::Refuse(Refusal::NotGuarded));
+        guard.map(pg(0x0900_0000), ram).unwrap();
+        assert!(matches!(decide(&load, Ipa(0x0900_0018), &[UART], &guard), Decision::Emulate { .. }));
+        guard.unmap(pg(0x0900_0000));
+        assert_eq!(decide(&load, Ipa(0x0900_0018), &[UART], &guard), Decision::Refuse(Refusal::NotGuarded));
         // hyp's own vGIC is no host device: the guard does not apply.
         let gicd = DeviceWindow { base: 0x0800_0000, size: 0x1_0000, kind: DeviceKind::Gic(Frame::Distributor) };
         assert!(
-            matches!(decide(&load, 0x0800_ffe8, &[UART, gicd], &guard), Decision::Emulate { device, .. } if device == gicd)
+            matches!(decide(&load, Ipa(0x0800_ffe8), &[UART, gicd], &guard), Decision::Emulate { device, .. } if device == gicd)
         );
         // Not even a registered granule makes ISV=0 emulatable.
-        guard.map(0x0900_0000, ram).unwrap();
-        assert_eq!(decide(&abort(0x9200_0005), 0x0900_0000, &[UART], &guard), Decision::Refuse(Refusal::NoSyndrome));
+        guard.map(pg(0x0900_0000), ram).unwrap();
+        assert_eq!(
+            decide(&abort(0x9200_0005), Ipa(0x0900_0000), &[UART], &guard),
+            Decision::Refuse(Refusal::NoSyndrome)
+        );
     }
 
     #[test]
     fn virtio_transports_are_devices_too() {
         let devices = [UART, VIRTIO];
         assert!(matches!(
-            decide(&abort(0x9383_0005), 0x0a00_3e00, &devices, &OPEN),
+            decide(&abort(0x9383_0005), Ipa(0x0a00_3e00), &devices, &OPEN),
             Decision::Emulate { device: VIRTIO, .. }
         ));
         assert!(matches!(
-            decide(&abort(0x9301_0045), 0x0a00_3e70, &devices, &OPEN),
+            decide(&abort(0x9301_0045), Ipa(0x0a00_3e70), &devices, &OPEN),
             Decision::Emulate { device: VIRTIO, access: Access::Store { .. }, .. }
         ));
-        assert_eq!(decide(&abort(0x9383_0005), 0x0a00_3c00, &devices, &OPEN), Decision::Refuse(Refusal::NoDevice));
+        assert_eq!(decide(&abort(0x9383_0005), Ipa(0x0a00_3c00), &devices, &OPEN), Decision::Refuse(Refusal::NoDevice));
     }
 
     #[test]
@@ -284,8 +297,11 @@ mod tests {
     #[test]
     fn window_edges_are_exact() {
         let load = abort(0x9383_0005);
-        assert_eq!(decide(&load, 0x0900_1000, &[UART], &OPEN), Decision::Refuse(Refusal::NoDevice));
-        assert!(matches!(decide(&load, 0x0900_0ffc, &[UART], &OPEN), Decision::Emulate { pa: 0x0900_0ffc, .. }));
+        assert_eq!(decide(&load, Ipa(0x0900_1000), &[UART], &OPEN), Decision::Refuse(Refusal::NoDevice));
+        assert!(matches!(
+            decide(&load, Ipa(0x0900_0ffc), &[UART], &OPEN),
+            Decision::Emulate { pa: PhysAddr(0x0900_0ffc), .. }
+        ));
         let names: Vec<&str> = [Refusal::NoSyndrome, Refusal::NoDevice, Refusal::CrossesWindow, Refusal::NotGuarded]
             .iter()
             .map(|r| r.describe())

@@ -40,7 +40,7 @@ pub const ACCESS_PLATFORM: u64 = 1 << 33;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Violation {
     /// The guest IPA involved (0 when no address is).
-    pub ipa: u64,
+    pub ipa: Ipa,
     /// The queue.
     pub queue: u32,
     /// The descriptor index, when one is involved.
@@ -51,7 +51,7 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ipa={:#x} queue={}", self.ipa, self.queue)?;
+        write!(f, "ipa={} queue={}", self.ipa, self.queue)?;
         if let Some(d) = self.descriptor {
             write!(f, " desc={d}")?;
         }
@@ -71,9 +71,9 @@ pub trait DeviceRegs {
 /// Raw guest RAM (hyp: the identity map; tests: a buffer). Only [`SharedAccess`] uses it.
 pub trait GuestRam {
     /// Copies guest memory at `ipa` into `buf`. The caller has checked the range.
-    fn read(&self, ipa: u64, buf: &mut [u8]);
+    fn read(&self, ipa: Ipa, buf: &mut [u8]);
     /// Copies `buf` into guest memory at `ipa`. The caller has checked the range.
-    fn write(&mut self, ipa: u64, buf: &[u8]);
+    fn write(&mut self, ipa: Ipa, buf: &[u8]);
 }
 
 /// The one way the device side touches guest memory: every access is checked against
@@ -83,20 +83,12 @@ pub struct SharedAccess<'a, R: GuestRam> {
     ram: &'a mut R,
 }
 
-/// A guest physical address (intermediate physical, = PA under hyp's identity map).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Ipa(pub u64);
-
-impl Ipa {
-    /// `bytes` further on (wrapping: the ownership check refuses what wraps).
-    pub const fn offset(self, bytes: u64) -> Self {
-        Self(self.0.wrapping_add(bytes))
-    }
-}
+/// Guest physical addresses (intermediate physical, = PA under hyp's identity map).
+pub use pvmkit_abi::address::{Ipa, Page};
 
 /// An access to a page that is not shared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NotShared(pub u64);
+pub struct NotShared(pub Page);
 
 impl<'a, R: GuestRam> SharedAccess<'a, R> {
     /// Checked access through `ownership` to `ram`.
@@ -111,19 +103,19 @@ impl<'a, R: GuestRam> SharedAccess<'a, R> {
 
     /// Reads `buf.len()` bytes at `ipa`, if every page is shared.
     pub fn read(&self, ipa: Ipa, buf: &mut [u8]) -> Result<(), NotShared> {
-        if let Some(page) = self.ownership.first_unshared(ipa.0, buf.len() as u64) {
+        if let Some(page) = self.ownership.first_unshared(ipa, buf.len() as u64) {
             return Err(NotShared(page));
         }
-        self.ram.read(ipa.0, buf);
+        self.ram.read(ipa, buf);
         Ok(())
     }
 
     /// Writes `buf` at `ipa`, if every page is shared.
     pub fn write(&mut self, ipa: Ipa, buf: &[u8]) -> Result<(), NotShared> {
-        if let Some(page) = self.ownership.first_unshared(ipa.0, buf.len() as u64) {
+        if let Some(page) = self.ownership.first_unshared(ipa, buf.len() as u64) {
             return Err(NotShared(page));
         }
-        self.ram.write(ipa.0, buf);
+        self.ram.write(ipa, buf);
         Ok(())
     }
 

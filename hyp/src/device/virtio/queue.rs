@@ -31,7 +31,7 @@ use core::sync::atomic::{fence, Ordering};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use super::{AccessError, GuestRam, Ipa, SharedAccess, Violation};
+use super::{AccessError, GuestRam, Ipa, Page, SharedAccess, Violation};
 use crate::pkvm::ownership::{Ownership, PinnedRange, GRANULE};
 
 /// The largest queue hyp shadows (it reports at most this in QueueNumMax).
@@ -266,12 +266,12 @@ fn ring_sizes(size: u16) -> [u64; 3] {
 }
 
 /// hyp's own bookkeeping is inconsistent: the VM stops with `hyp_error`.
-fn hyp_bug(ipa: u64, what: &'static str) -> AccessError {
+fn hyp_bug(ipa: Ipa, what: &'static str) -> AccessError {
     AccessError::HypBug { ipa, what }
 }
 
 fn unpin(ownership: &mut Ownership<'_>, range: PinnedRange) -> Result<(), AccessError> {
-    ownership.unpin_range(range).map_err(|_| hyp_bug(range.first, "unpin of a page hyp had not pinned"))
+    ownership.unpin_range(range).map_err(|_| hyp_bug(range.first.ipa(), "unpin of a page hyp had not pinned"))
 }
 
 impl Default for QueueState {
@@ -324,7 +324,7 @@ impl QueueState {
     /// being notified, so the chains the guest published and hyp has not yet taken
     /// are walked too (bounded by the queue size, as a notify would walk them; what
     /// a notify would refuse is left for it to name).
-    pub fn holds<R: GuestRam>(&self, page: u64, ownership: &Ownership<'_>, ram: &mut R) -> Option<Option<u16>> {
+    pub fn holds<R: GuestRam>(&self, page: Page, ownership: &Ownership<'_>, ram: &mut R) -> Option<Option<u16>> {
         let covers = |range: PinnedRange| range.pages().any(|p| p == page);
         if let Some((index, _)) = self.in_flight_descriptors().find(|&(_, range)| covers(range)) {
             return Some(Some(index as u16));
@@ -346,7 +346,8 @@ impl QueueState {
                 let Ok(desc) = access.read_obj::<GuestDesc>(ring::desc(rings.desc, index)) else { break };
                 let (addr, len) = (desc.addr.get(), (desc.len.get() as u64).max(1));
                 // The buffer [addr, addr + len) overlaps the page.
-                if addr <= page.saturating_add(GRANULE - 1) && addr.saturating_add(len - 1) >= page {
+                let start = page.ipa().get();
+                if addr <= start.saturating_add(GRANULE - 1) && addr.saturating_add(len - 1) >= start {
                     return Some(Some(index));
                 }
                 if desc.flags.get() & F_NEXT == 0 {
@@ -363,7 +364,7 @@ impl QueueState {
     pub fn set_size(&mut self, queue: u32, value: u32) -> Result<(), AccessError> {
         if self.is_enabled() {
             return Err(AccessError::Violation(Violation {
-                ipa: 0,
+                ipa: Ipa(0),
                 queue,
                 descriptor: None,
                 what: "queue size changed while the queue is ready",
@@ -384,14 +385,14 @@ impl QueueState {
     ) -> Result<(), AccessError> {
         let violation = |ipa, what| AccessError::Violation(Violation { ipa, queue, descriptor: None, what });
         if self.is_enabled() {
-            return Err(violation(0, "queue enabled twice"));
+            return Err(violation(Ipa(0), "queue enabled twice"));
         }
         if self.chains_in_flight > 0 {
-            return Err(violation(0, "queue enabled while the device still holds its buffers (reset the device)"));
+            return Err(violation(Ipa(0), "queue enabled while the device still holds its buffers (reset the device)"));
         }
         let size = self.size;
         if size == 0 || !size.is_power_of_two() || size as usize > MAX_QUEUE_SIZE {
-            return Err(violation(0, "queue size is not a power of two up to 256"));
+            return Err(violation(Ipa(0), "queue size is not a power of two up to 256"));
         }
         let addresses = [self.guest_desc, self.guest_avail, self.guest_used];
         let lens = ring_sizes(size);
@@ -399,22 +400,22 @@ impl QueueState {
             let access = SharedAccess::new(&*ownership, ram);
             for ((ipa, len), align) in addresses.into_iter().zip(lens).zip([16, 2, 4]) {
                 if !ipa.is_multiple_of(align) {
-                    return Err(violation(ipa, "ring is misaligned"));
+                    return Err(violation(Ipa(ipa), "ring is misaligned"));
                 }
-                if let Some(page) = access.ownership().first_unshared(ipa, len) {
-                    return Err(violation(page, "ring page not shared"));
+                if let Some(page) = access.ownership().first_unshared(Ipa(ipa), len) {
+                    return Err(violation(page.ipa(), "ring page not shared"));
                 }
             }
         }
-        let mut pins = [PinnedRange { first: 0, pages: 0 }; 3];
+        let mut pins = [PinnedRange { first: Page::FIRST, pages: 0 }; 3];
         for (i, (ipa, len)) in addresses.into_iter().zip(lens).enumerate() {
-            match ownership.pin_range(ipa, len) {
+            match ownership.pin_range(Ipa(ipa), len) {
                 Ok(range) => pins[i] = range,
                 Err(_) => {
                     for &range in &pins[..i] {
                         unpin(ownership, range)?;
                     }
-                    return Err(hyp_bug(ipa, "could not pin a ring it found shared"));
+                    return Err(hyp_bug(Ipa(ipa), "could not pin a ring it found shared"));
                 }
             }
         }
@@ -464,22 +465,22 @@ impl QueueState {
     ) -> Result<u16, AccessError> {
         let violation = |ipa, what| AccessError::Violation(Violation { ipa, queue, descriptor: None, what });
         let Some(rings) = self.rings else {
-            return Err(violation(0, "notify of a queue that is not ready"));
+            return Err(violation(Ipa(0), "notify of a queue that is not ready"));
         };
         let avail_idx = SharedAccess::new(&*ownership, ram)
             .read_obj::<U16>(ring::avail_idx(rings.avail))
-            .map_err(|e| violation(e.0, "available ring not shared"))?
+            .map_err(|e| violation(e.0.ipa(), "available ring not shared"))?
             .get();
         let pending = avail_idx.wrapping_sub(rings.last_avail);
         if pending > rings.size {
-            return Err(violation(rings.avail + 2, "available index ran ahead of the queue size"));
+            return Err(violation(Ipa(rings.avail + 2), "available index ran ahead of the queue size"));
         }
         for _ in 0..pending {
             let Some(rings) = self.rings.as_mut() else { break };
             let slot = (rings.last_avail % rings.size) as u64;
             let head = SharedAccess::new(&*ownership, ram)
                 .read_obj::<U16>(ring::avail_entry(rings.avail, slot))
-                .map_err(|e| violation(e.0, "available ring not shared"))?
+                .map_err(|e| violation(e.0.ipa(), "available ring not shared"))?
                 .get();
             rings.last_avail = rings.last_avail.wrapping_add(1);
             let rings = *rings;
@@ -509,28 +510,28 @@ impl QueueState {
                 let violation =
                     |ipa, what| AccessError::Violation(Violation { ipa, queue, descriptor: Some(index), what });
                 if index >= size {
-                    return Err(violation(0, "descriptor index out of range"));
+                    return Err(violation(Ipa(0), "descriptor index out of range"));
                 }
                 if count == size as usize || chain[..count].contains(&index) {
-                    return Err(violation(0, "descriptor chain loops"));
+                    return Err(violation(Ipa(0), "descriptor chain loops"));
                 }
                 if self.descs.get(index as usize).is_none_or(Option::is_some) {
-                    return Err(violation(0, "descriptor already in flight"));
+                    return Err(violation(Ipa(0), "descriptor already in flight"));
                 }
                 let desc: Desc = access
                     .read_obj::<GuestDesc>(ring::desc(rings.desc, index))
-                    .map_err(|e| violation(e.0, "descriptor table not shared"))?
+                    .map_err(|e| violation(e.0.ipa(), "descriptor table not shared"))?
                     .into();
                 if desc.flags & F_INDIRECT != 0 {
-                    return Err(violation(desc.addr, "indirect descriptor (not negotiated)"));
+                    return Err(violation(Ipa(desc.addr), "indirect descriptor (not negotiated)"));
                 }
                 if desc.addr.checked_add(desc.len as u64).is_none() {
-                    return Err(violation(desc.addr, "buffer wraps around the address space"));
+                    return Err(violation(Ipa(desc.addr), "buffer wraps around the address space"));
                 }
                 // A zero-length buffer still hands the device an address: its page
                 // must be shared like any other.
-                if let Some(page) = access.ownership().first_unshared(desc.addr, (desc.len as u64).max(1)) {
-                    return Err(violation(page, "buffer page not shared"));
+                if let Some(page) = access.ownership().first_unshared(Ipa(desc.addr), (desc.len as u64).max(1)) {
+                    return Err(violation(page.ipa(), "buffer page not shared"));
                 }
                 if desc.flags & F_WRITE != 0 {
                     writable = writable.saturating_add(desc.len);
@@ -544,22 +545,22 @@ impl QueueState {
                 index = desc.next;
             }
         }
-        let mut pinned = [PinnedRange { first: 0, pages: 0 }; MAX_QUEUE_SIZE];
+        let mut pinned = [PinnedRange { first: Page::FIRST, pages: 0 }; MAX_QUEUE_SIZE];
         for i in 0..count {
-            match ownership.pin_range(descs[i].addr, (descs[i].len as u64).max(1)) {
+            match ownership.pin_range(Ipa(descs[i].addr), (descs[i].len as u64).max(1)) {
                 Ok(range) => pinned[i] = range,
                 Err(_) => {
                     for &range in &pinned[..i] {
                         unpin(ownership, range)?;
                     }
-                    return Err(hyp_bug(descs[i].addr, "could not pin a buffer it found shared"));
+                    return Err(hyp_bug(Ipa(descs[i].addr), "could not pin a buffer it found shared"));
                 }
             }
         }
         for i in 0..count {
             let index = chain[i] as usize;
             let (Some(slot), Some(shadow_desc)) = (self.descs.get_mut(index), shadow.desc.get_mut(index)) else {
-                return Err(hyp_bug(0, "descriptor index beyond the queue"));
+                return Err(hyp_bug(Ipa(0), "descriptor index beyond the queue"));
             };
             *slot = Some(InFlight {
                 pinned: pinned[i],
@@ -571,7 +572,9 @@ impl QueueState {
         self.chains_in_flight += 1;
         let slot = (self.cursor.avail_idx % size) as usize;
         self.cursor.avail_idx = self.cursor.avail_idx.wrapping_add(1);
-        shadow.publish_avail(slot, head, self.cursor.avail_idx).ok_or(hyp_bug(0, "shadow ring slot beyond the queue"))
+        shadow
+            .publish_avail(slot, head, self.cursor.avail_idx)
+            .ok_or(hyp_bug(Ipa(0), "shadow ring slot beyond the queue"))
     }
 
     /// Copies the device's new completions to the guest's used ring (while the queue
@@ -597,7 +600,7 @@ impl QueueState {
         for _ in 0..new {
             let elem = shadow
                 .used_elem((self.cursor.last_used % size) as usize)
-                .ok_or(hyp_bug(0, "shadow used slot beyond the queue"))?;
+                .ok_or(hyp_bug(Ipa(0), "shadow used slot beyond the queue"))?;
             self.cursor.last_used = self.cursor.last_used.wrapping_add(1);
             let head = elem.id as usize;
             let writable = match self.descs.get(head) {
@@ -613,7 +616,12 @@ impl QueueState {
             let entry = GuestUsedElem { id: U32::new(head as u32), len: U32::new(elem.len.min(writable)) };
             let mut access = SharedAccess::new(&*ownership, ram);
             let violation = |e: super::NotShared| {
-                AccessError::Violation(Violation { ipa: e.0, queue, descriptor: None, what: "used ring not shared" })
+                AccessError::Violation(Violation {
+                    ipa: e.0.ipa(),
+                    queue,
+                    descriptor: None,
+                    what: "used ring not shared",
+                })
             };
             access.write_obj(ring::used_entry(rings.used, slot), &entry).map_err(violation)?;
             fence(Ordering::SeqCst);
@@ -629,7 +637,7 @@ impl QueueState {
         let mut index = head;
         for _ in 0..MAX_QUEUE_SIZE {
             let Some(desc) = self.descs.get_mut(index as usize).and_then(Option::take) else {
-                return Err(hyp_bug(0, "a chain in flight lost a descriptor"));
+                return Err(hyp_bug(Ipa(0), "a chain in flight lost a descriptor"));
             };
             unpin(ownership, desc.pinned)?;
             if desc.next == NONE {
@@ -638,6 +646,6 @@ impl QueueState {
             }
             index = desc.next;
         }
-        Err(hyp_bug(0, "a chain in flight loops"))
+        Err(hyp_bug(Ipa(0), "a chain in flight loops"))
     }
 }

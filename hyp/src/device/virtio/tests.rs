@@ -1,5 +1,7 @@
 use super::*;
 use crate::pkvm::ownership::PageState;
+use crate::testing::pg;
+use pvmkit_abi::address::Ipa;
 use std::collections::BTreeMap;
 
 const BASE: u64 = 0x8000_0000;
@@ -23,16 +25,16 @@ trait RamFields {
 
 impl RamFields for Ram {
     fn put(&mut self, ipa: u64, bytes: &[u8]) {
-        self.write(ipa, bytes);
+        self.write(Ipa(ipa), bytes);
     }
     fn u16_at(&self, ipa: u64) -> u16 {
         let mut b = [0; 2];
-        self.read(ipa, &mut b);
+        self.read(Ipa(ipa), &mut b);
         u16::from_le_bytes(b)
     }
     fn u32_at(&self, ipa: u64) -> u32 {
         let mut b = [0; 4];
-        self.read(ipa, &mut b);
+        self.read(Ipa(ipa), &mut b);
         u32::from_le_bytes(b)
     }
     fn desc(&mut self, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
@@ -81,7 +83,7 @@ impl World {
         let words = vec![0u16; PAGES].leak();
         let mut ownership = Ownership::new(BASE, words);
         for page in [DESC, AVAIL, USED, BUF, BUF + 0x1000] {
-            ownership.share(page).unwrap();
+            ownership.share(pg(page)).unwrap();
         }
         let shadows = Box::new([const { ShadowQueue::EMPTY }; MAX_QUEUES]);
         Self {
@@ -133,7 +135,7 @@ impl World {
     }
 
     fn pins(&self, page: u64) -> u16 {
-        match self.ownership.state(page).unwrap() {
+        match self.ownership.state(pg(page)).unwrap() {
             PageState::Shared { pins } => pins,
             PageState::Private => panic!("page {page:#x} is private"),
         }
@@ -160,7 +162,7 @@ fn a_valid_request_goes_through_the_shadow_and_back() {
     );
     assert!(w.dev.writes.contains(&(regs::QUEUE_READY, 1)));
     assert_eq!(w.pins(DESC), 1, "rings are pinned while the queue is ready");
-    assert_eq!(w.ownership.unshare(USED), Err(crate::pkvm::ownership::OwnershipError::Pinned(USED)));
+    assert_eq!(w.ownership.unshare(pg(USED)), Err(crate::pkvm::ownership::OwnershipError::Pinned(pg(USED))));
 
     // A request: 16 bytes out, 512 bytes in, across the two buffer pages.
     w.ram.desc(3, BUF, 16, 1, 5);
@@ -175,8 +177,8 @@ fn a_valid_request_goes_through_the_shadow_and_back() {
     assert_eq!(shadow.desc[5], Desc { addr: BUF + 0xf00, len: 512, flags: 2, next: 0 });
     assert_eq!((w.pins(BUF), w.pins(BUF + 0x1000)), (2, 1));
     assert_eq!(
-        w.ownership.unshare(BUF + 0x1000),
-        Err(crate::pkvm::ownership::OwnershipError::Pinned(BUF + 0x1000)),
+        w.ownership.unshare(pg(BUF + 0x1000)),
+        Err(crate::pkvm::ownership::OwnershipError::Pinned(pg(BUF + 0x1000))),
         "in flight: unshare fails"
     );
     assert_eq!(w.transport.in_flight(), 1);
@@ -189,7 +191,7 @@ fn a_valid_request_goes_through_the_shadow_and_back() {
     assert_eq!(w.ram.u32_at(USED + 8), 512);
     assert_eq!((w.pins(BUF), w.pins(BUF + 0x1000)), (0, 0));
     assert_eq!(w.transport.in_flight(), 0);
-    w.ownership.unshare(BUF + 0x1000).unwrap();
+    w.ownership.unshare(pg(BUF + 0x1000)).unwrap();
 
     // Reset drops the ring pins.
     w.write(regs::STATUS, 0).unwrap();
@@ -204,7 +206,7 @@ fn a_private_buffer_is_a_violation_that_names_the_page() {
     w.ram.desc(1, PRIVATE + 0x10, 64, 2, 0);
     w.ram.avail(0, &[0], 8);
     let v = w.violation();
-    assert_eq!(v, Violation { ipa: PRIVATE, queue: 0, descriptor: Some(1), what: "buffer page not shared" });
+    assert_eq!(v, Violation { ipa: Ipa(PRIVATE), queue: 0, descriptor: Some(1), what: "buffer page not shared" });
     assert_eq!(v.to_string(), format!("ipa={PRIVATE:#x} queue=0 desc=1 what=\"buffer page not shared\""));
     assert_eq!(w.shadows[0].avail.idx, 0, "nothing reached the device");
     assert!(!w.dev.writes.contains(&(regs::QUEUE_NOTIFY, 0)));
@@ -214,7 +216,7 @@ fn a_private_buffer_is_a_violation_that_names_the_page() {
     w.setup_queue(8).unwrap();
     w.ram.desc(0, BUF + 0x1000, 0x1001, 2, 0);
     w.ram.avail(0, &[0], 8);
-    assert_eq!(w.violation().ipa, BUF + 0x2000);
+    assert_eq!(w.violation().ipa, Ipa(BUF + 0x2000));
 }
 
 #[test]
@@ -288,10 +290,10 @@ fn bogus_completions_unpin_nothing() {
 #[test]
 fn rings_must_be_shared_aligned_and_sized() {
     let mut w = World::new(true);
-    w.ownership.unshare(USED).unwrap();
+    w.ownership.unshare(pg(USED)).unwrap();
     match w.setup_queue(8) {
         Err(AccessError::Violation(v)) => {
-            assert_eq!((v.ipa, v.what), (USED, "ring page not shared"))
+            assert_eq!((v.ipa, v.what), (Ipa(USED), "ring page not shared"))
         }
         other => panic!("{other:?}"),
     }
@@ -376,10 +378,10 @@ fn checked_access_refuses_private_pages() {
     let mut w = World::new(true);
     let access = SharedAccess::new(&w.ownership, &mut w.ram);
     let mut buf = [0u8; 8];
-    assert_eq!(access.read(Ipa(BUF + 0x1ffc), &mut buf), Err(NotShared(BUF + 0x2000)));
-    assert_eq!(access.read(Ipa(PRIVATE), &mut buf), Err(NotShared(PRIVATE)));
+    assert_eq!(access.read(Ipa(BUF + 0x1ffc), &mut buf), Err(NotShared(pg(BUF + 0x2000))));
+    assert_eq!(access.read(Ipa(PRIVATE), &mut buf), Err(NotShared(pg(PRIVATE))));
     assert_eq!(access.read(Ipa(BUF), &mut buf), Ok(()));
-    assert_eq!(access.read_obj::<u64>(Ipa(BUF + 0x1ffc)), Err(NotShared(BUF + 0x2000)), "typed reads too");
+    assert_eq!(access.read_obj::<u64>(Ipa(BUF + 0x1ffc)), Err(NotShared(pg(BUF + 0x2000))), "typed reads too");
 }
 
 fn violation_of(result: Result<(), AccessError>) -> Violation {
@@ -419,7 +421,7 @@ fn queue_ready_zero_keeps_the_pins_of_buffers_the_device_holds() {
     w.write(regs::QUEUE_READY, 0).unwrap();
     assert_eq!(w.pins(DESC), 0, "the guest's ring pins go with QueueReady=0");
     assert_eq!(w.pins(BUF), 1, "the device still holds the buffer");
-    assert_eq!(w.ownership.unshare(BUF), Err(crate::pkvm::ownership::OwnershipError::Pinned(BUF)));
+    assert_eq!(w.ownership.unshare(pg(BUF)), Err(crate::pkvm::ownership::OwnershipError::Pinned(pg(BUF))));
     // Enabling again while the device holds buffers is refused.
     let v = violation_of(w.write(regs::QUEUE_READY, 1));
     assert_eq!(v.what, "queue enabled while the device still holds its buffers (reset the device)");
@@ -428,7 +430,7 @@ fn queue_ready_zero_keeps_the_pins_of_buffers_the_device_holds() {
     assert_eq!(w.collect(), 0);
     assert_eq!(w.pins(BUF), 0);
     assert_eq!(w.ram.u16_at(USED + 2), 0);
-    w.ownership.unshare(BUF).unwrap();
+    w.ownership.unshare(pg(BUF)).unwrap();
 }
 
 #[test]
@@ -470,7 +472,7 @@ fn disable_unpins_exactly_what_enable_pinned() {
         w.write(low, addr & 0xffff_ffff).unwrap();
         w.write(low + 4, addr >> 32).unwrap();
     }
-    w.ownership.share(BUF - 0x1000).unwrap();
+    w.ownership.share(pg(BUF - 0x1000)).unwrap();
     w.write(regs::QUEUE_READY, 1).unwrap();
     assert_eq!(violation_of(w.write(regs::QUEUE_NUM, 256)).what, "queue size changed while the queue is ready");
     w.write(regs::QUEUE_READY, 0).unwrap();
@@ -483,10 +485,10 @@ fn an_unpin_without_its_pin_is_a_hyp_bug() {
     let mut w = World::new(true);
     w.setup_queue(8).unwrap();
     // Something behind the queue's back dropped the ring's pin.
-    w.ownership.unpin(DESC).unwrap();
+    w.ownership.unpin(pg(DESC)).unwrap();
     match w.write(regs::QUEUE_READY, 0) {
         Err(AccessError::HypBug { ipa, what }) => {
-            assert_eq!((ipa, what), (DESC, "unpin of a page hyp had not pinned"))
+            assert_eq!((ipa, what), (Ipa(DESC), "unpin of a page hyp had not pinned"))
         }
         other => panic!("expected a hyp bug, got {other:?}"),
     }
@@ -499,13 +501,13 @@ fn zero_length_descriptors_are_checked_and_pinned() {
     w.ram.desc(0, 0x4000_0000, 0, 0, 0); // hyp's own image, outside guest RAM
     w.ram.avail(0, &[0], 8);
     let v = w.violation();
-    assert_eq!((v.ipa, v.what), (0x4000_0000, "buffer page not shared"));
+    assert_eq!((v.ipa, v.what), (Ipa(0x4000_0000), "buffer page not shared"));
     assert_eq!(w.shadows[0].avail.idx, 0, "nothing reached the device");
     let mut w = World::new(true);
     w.setup_queue(8).unwrap();
     w.ram.desc(0, PRIVATE, 0, 0, 0);
     w.ram.avail(0, &[0], 8);
-    assert_eq!(w.violation().ipa, PRIVATE);
+    assert_eq!(w.violation().ipa, Ipa(PRIVATE));
     let mut w = World::new(true);
     w.setup_queue(8).unwrap();
     w.ram.desc(0, BUF + 0x10, 0, 0, 0);
@@ -576,7 +578,7 @@ fn rings_extend_exactly_as_the_virtio_spec_sizes_them() {
     let over = [desc + 0x800, avail + 0x1000 - (6 + 2 * 256) + 2, used + 0x1000 - (6 + 8 * 256) + 2];
     let share = |w: &mut World| {
         for p in [desc, avail, used] {
-            w.ownership.share(p).unwrap();
+            w.ownership.share(pg(p)).unwrap();
         }
     };
     let mut w = World::new(true);
@@ -590,7 +592,7 @@ fn rings_extend_exactly_as_the_virtio_spec_sizes_them() {
         rings[ring] = over[ring];
         match w.setup_at(256, rings) {
             Err(AccessError::Violation(v)) => {
-                assert_eq!((v.ipa, v.what), (private, "ring page not shared"), "ring {ring}")
+                assert_eq!((v.ipa, v.what), (Ipa(private), "ring page not shared"), "ring {ring}")
             }
             other => panic!("ring {ring}: {other:?}"),
         }
@@ -657,7 +659,7 @@ fn a_full_ring_is_taken_and_the_slots_wrap() {
     // Ten more than were taken: the index ran ahead.
     w.ram.put(AVAIL + 2, &20u16.to_le_bytes());
     let v = w.violation();
-    assert_eq!((v.ipa, v.what), (AVAIL + 2, "available index ran ahead of the queue size"));
+    assert_eq!((v.ipa, v.what), (Ipa(AVAIL + 2), "available index ran ahead of the queue size"));
 }
 
 /// The device sees only the flags it may act on (NEXT, WRITE): undefined flag bits
@@ -713,11 +715,12 @@ fn the_pins_held_are_reported_exactly() {
     w.ram.avail(0, &[4], 8);
     w.notify().unwrap();
     let queue = w.transport.queue(0).unwrap();
-    let firsts: Vec<u64> = queue.pinned_ranges().map(|r| r.first).collect();
+    let firsts: Vec<u64> = queue.pinned_ranges().map(|r| r.first.ipa().get()).collect();
     for page in [DESC, AVAIL, USED, BUF] {
         assert!(firsts.contains(&page), "{page:#x} in {firsts:x?}");
     }
-    let in_flight: Vec<(usize, u64, u64)> = queue.in_flight_descriptors().map(|(i, r)| (i, r.first, r.pages)).collect();
+    let in_flight: Vec<(usize, u64, u64)> =
+        queue.in_flight_descriptors().map(|(i, r)| (i, r.first.ipa().get(), r.pages)).collect();
     assert_eq!(in_flight, [(4, BUF, 2)], "descriptor 4 pins both pages it spans");
 }
 
@@ -728,36 +731,36 @@ fn the_pins_held_are_reported_exactly() {
 fn what_the_device_holds_is_named_from_publication_to_completion() {
     let mut w = World::new(true);
     let holds = |w: &mut World, page| w.transport.holds(page, &w.ownership, &mut w.ram);
-    assert_eq!(holds(&mut w, AVAIL), None, "no queue is ready");
+    assert_eq!(holds(&mut w, pg(AVAIL)), None, "no queue is ready");
     w.setup_queue(8).unwrap();
-    assert_eq!(holds(&mut w, AVAIL), Some((0, None)), "a ring page");
+    assert_eq!(holds(&mut w, pg(AVAIL)), Some((0, None)), "a ring page");
     // Written but not published: still the guest's.
     w.ram.desc(2, BUF, 16, 1, 6);
     w.ram.desc(6, BUF + 0xff0, 0x20, 2, 0);
-    assert_eq!(holds(&mut w, BUF + 0x1000), None);
+    assert_eq!(holds(&mut w, pg(BUF + 0x1000)), None);
     // Published: the device's, each page by the descriptor that reaches it.
     w.ram.avail(0, &[2], 8);
-    assert_eq!(holds(&mut w, BUF), Some((0, Some(2))));
-    assert_eq!(holds(&mut w, BUF + 0x1000), Some((0, Some(6))), "the buffer runs into the next page");
-    assert_eq!(holds(&mut w, BUF + 0x2000), None);
+    assert_eq!(holds(&mut w, pg(BUF)), Some((0, Some(2))));
+    assert_eq!(holds(&mut w, pg(BUF + 0x1000)), Some((0, Some(6))), "the buffer runs into the next page");
+    assert_eq!(holds(&mut w, pg(BUF + 0x2000)), None);
     // Taken at the notify: pinned, the same holders.
     w.notify().unwrap();
-    assert_eq!(holds(&mut w, BUF + 0x1000), Some((0, Some(6))));
+    assert_eq!(holds(&mut w, pg(BUF + 0x1000)), Some((0, Some(6))));
     // Completed and collected: the guest's again.
     w.complete(2, 0);
     assert_eq!(w.collect(), 1);
-    assert_eq!(holds(&mut w, BUF), None);
-    assert_eq!(holds(&mut w, BUF + 0x1000), None);
+    assert_eq!(holds(&mut w, pg(BUF)), None);
+    assert_eq!(holds(&mut w, pg(BUF + 0x1000)), None);
     // A hostile published chain (a loop, an index beyond the queue) ends the walk.
     w.ram.desc(0, BUF + 0x3000, 8, 1, 0);
     w.ram.desc(1, BUF, 8, 1, 9);
     w.ram.avail(1, &[0, 1], 8);
-    assert_eq!(holds(&mut w, BUF), Some((0, Some(1))));
-    assert_eq!(holds(&mut w, BUF + 0x2000), None, "the loop was walked a bounded number of times");
+    assert_eq!(holds(&mut w, pg(BUF)), Some((0, Some(1))));
+    assert_eq!(holds(&mut w, pg(BUF + 0x2000)), None, "the loop was walked a bounded number of times");
     // An unprotected transport shadows nothing and holds nothing for hyp.
     let mut w = World::new(false);
     w.setup_queue(8).unwrap();
-    assert_eq!(holds(&mut w, AVAIL), None);
+    assert_eq!(holds(&mut w, pg(AVAIL)), None);
 }
 
 /// hyp waits for the device only after a notify, only in a protected VM, and only for

@@ -4,7 +4,7 @@
 //! hyp hides.
 
 use super::queue::{QueueState, ShadowQueue, MAX_QUEUE_SIZE};
-use super::{regs, DeviceRegs, GuestRam, Violation, ACCESS_PLATFORM, HIDDEN_FEATURES};
+use super::{regs, DeviceRegs, GuestRam, Ipa, Page, Violation, ACCESS_PLATFORM, HIDDEN_FEATURES};
 use crate::pkvm::ownership::Ownership;
 
 /// The most queues hyp shadows per device (virtio-drivers' block, console and entropy
@@ -24,7 +24,7 @@ pub enum AccessError {
     /// VM stops with `hyp_error`, never carries on.
     HypBug {
         /// The IPA involved (0 when none is).
-        ipa: u64,
+        ipa: Ipa,
         /// What went wrong.
         what: &'static str,
     },
@@ -151,7 +151,8 @@ impl VirtioDevice {
         let value32 = value as u32;
         let sel = self.queue_sel as usize;
         let queue_sel = self.queue_sel;
-        let violation = |what| AccessError::Violation(Violation { ipa: 0, queue: queue_sel, descriptor: None, what });
+        let violation =
+            |what| AccessError::Violation(Violation { ipa: Ipa(0), queue: queue_sel, descriptor: None, what });
         match offset {
             regs::DEVICE_FEATURES_SEL => {
                 self.device_features_sel = value32;
@@ -220,7 +221,7 @@ impl VirtioDevice {
                 let index = value32 as usize;
                 let (Some(queue), Some(shadow)) = (self.queues.get_mut(index), shadows.get_mut(index)) else {
                     return Err(AccessError::Violation(Violation {
-                        ipa: 0,
+                        ipa: Ipa(0),
                         queue: value32,
                         descriptor: None,
                         what: "notify of a queue beyond what hyp shadows",
@@ -267,7 +268,7 @@ impl VirtioDevice {
 
     /// Whether the device holds guest page `page`: the queue, and the descriptor
     /// (`None`: a ring page) ([`QueueState::holds`]).
-    pub fn holds<R: GuestRam>(&self, page: u64, ownership: &Ownership<'_>, ram: &mut R) -> Option<(u32, Option<u16>)> {
+    pub fn holds<R: GuestRam>(&self, page: Page, ownership: &Ownership<'_>, ram: &mut R) -> Option<(u32, Option<u16>)> {
         if !self.protected {
             return None;
         }

@@ -1,5 +1,7 @@
 use super::*;
 use crate::pkvm::mmio_guard::GuardTable;
+use crate::testing::pg;
+use pvmkit_abi::address::{Ipa, Page};
 use pvmkit_abi::kvm;
 use pvmkit_abi::profile::{Answer, Conduit};
 
@@ -10,21 +12,21 @@ const UPSTREAM: VmMode = VmMode::Protected(AbiForm::Upstream);
 const MODES: [VmMode; 3] = [ANDROID, UPSTREAM, VmMode::Unprotected];
 
 #[derive(Default)]
-struct FakeMemory(Vec<u64>);
+struct FakeMemory(Vec<Page>);
 
 impl GuestMemory for FakeMemory {
-    fn zero_page(&mut self, ipa: u64) {
-        self.0.push(ipa);
+    fn zero_page(&mut self, page: Page) {
+        self.0.push(page);
     }
 }
 
 /// Devices that hold the pages listed (as a published, not yet notified request
 /// would), besides whatever is pinned.
 #[derive(Default)]
-struct FakeDevices(Vec<(u64, memory_calls::Holder)>);
+struct FakeDevices(Vec<(Page, memory_calls::Holder)>);
 
 impl DeviceHolds for FakeDevices {
-    fn holder(&mut self, _: &Ownership<'_>, page: u64) -> Option<memory_calls::Holder> {
+    fn holder(&mut self, _: &Ownership<'_>, page: Page) -> Option<memory_calls::Holder> {
         self.0.iter().find(|(p, _)| *p == page).map(|(_, h)| *h)
     }
 }
@@ -82,7 +84,7 @@ impl Vm {
     }
 
     fn state(&self, ipa: u64) -> PageState {
-        self.ownership.state(ipa).unwrap()
+        self.ownership.state(pg(ipa)).unwrap()
     }
 }
 
@@ -146,16 +148,16 @@ fn unsharing_a_page_a_device_holds_ends_the_vm_naming_it() {
     for mode in [ANDROID, UPSTREAM] {
         let mut vm = Vm::new(mode);
         vm.call(kvm::MEM_SHARE, [BASE, 0, 0]);
-        vm.ownership.pin(BASE).unwrap();
+        vm.ownership.pin(pg(BASE)).unwrap();
         let outcome = vm.over(Conduit::Hvc, kvm::MEM_UNSHARE, [BASE, 0, 0]);
-        assert_eq!(outcome, Outcome::DeviceHeld(memory_calls::DeviceHeld { ipa: BASE, holder: None }));
+        assert_eq!(outcome, Outcome::DeviceHeld(memory_calls::DeviceHeld { page: pg(BASE), holder: None }));
         assert_eq!(vm.state(BASE), PageState::Shared { pins: 1 });
         // Published, not yet taken: no pin, but the device holds it all the same.
         let page = BASE + GRANULE;
         vm.call(kvm::MEM_SHARE, [page, 0, 0]);
-        vm.devices.0.push((page, BLOCK));
+        vm.devices.0.push((pg(page), BLOCK));
         let outcome = vm.over(Conduit::Hvc, kvm::MEM_UNSHARE, [page, 0, 0]);
-        let held = memory_calls::DeviceHeld { ipa: page, holder: Some(BLOCK) };
+        let held = memory_calls::DeviceHeld { page: pg(page), holder: Some(BLOCK) };
         assert_eq!(outcome, Outcome::DeviceHeld(held));
         assert_eq!(held.what(), "MEM_UNSHARE of a buffer a device request holds");
         assert_eq!(vm.state(page), PageState::Shared { pins: 0 }, "nothing changed");
@@ -178,7 +180,7 @@ fn android_ranges_report_counts_and_change_all_or_nothing() {
     assert_eq!(vm.state(BASE + 258 * GRANULE), PageState::Private);
     assert_eq!(vm.call(kvm::MEM_UNSHARE, [BASE, 257, 0]), [0, 256, 0, 0]);
     assert_eq!(vm.call(kvm::MEM_RELINQUISH, [BASE + 600 * GRANULE, 0, 0]), [0, 0, 0, 0]);
-    assert_eq!(vm.memory.0, [BASE + 600 * GRANULE]);
+    assert_eq!(vm.memory.0, [pg(BASE + 600 * GRANULE)]);
 }
 
 #[test]
@@ -219,14 +221,14 @@ fn android_guard_follows_enrolment() {
     assert_eq!(vm.call(kvm::MMIO_GUARD_ENROLL, [0; 3]), [0; 4]);
     assert!(vm.guard.is_enforcing());
     assert_eq!(vm.call(kvm::MMIO_GUARD_MAP, [0x0900_0000, 0xdead, 0]), [0, 1, 0, 0], "x2 ignored");
-    assert!(vm.guard.is_guarded(0x0900_0000));
+    assert!(vm.guard.is_guarded(Ipa(0x0900_0000)));
     assert_eq!(vm.call(kvm::MMIO_GUARD_UNMAP, [0x0900_0000, 0, 0]), [0, 1, 0, 0]);
-    assert!(vm.guard.is_guarded(0x0900_0000), "6.12's UNMAP is a no-op");
+    assert!(vm.guard.is_guarded(Ipa(0x0900_0000)), "6.12's UNMAP is a no-op");
     assert_eq!(vm.call(kvm::MMIO_RGUARD_MAP, [0x0a00_0000, 0, 0])[0] as i64, -3, "x2 = 0");
     assert_eq!(vm.call(kvm::MMIO_RGUARD_MAP, [0x0a00_0000, 3, 0]), [0, 3, 0, 0]);
     assert_eq!(vm.call(kvm::MMIO_GUARD_MAP, [BASE, 0, 0])[0] as i64, -3, "guest RAM");
     assert_eq!(vm.call(kvm::MMIO_RGUARD_MAP, [BASE - GRANULE, 2, 0])[0] as i64, -3, "a range reaching into RAM");
-    assert!(!vm.guard.is_guarded(BASE - GRANULE), "all or nothing");
+    assert!(!vm.guard.is_guarded(Ipa(BASE - GRANULE)), "all or nothing");
 }
 
 #[test]
@@ -242,7 +244,7 @@ fn a_full_guard_table_is_a_named_policy_refusal() {
         Outcome::Refused { policy: "guard-table-full", .. } => {}
         other => panic!("{other:?}"),
     }
-    assert!(!vm.guard.is_guarded(0x2000_0000), "all or nothing");
+    assert!(!vm.guard.is_guarded(Ipa(0x2000_0000)), "all or nothing");
     // The policy's text states the bound hyp holds.
     let policy = pvmkit_abi::profile::POLICIES.iter().find(|p| p.name == "guard-table-full").unwrap();
     assert!(policy.what.starts_with(&format!("more than {many} MMIO-guard granules")), "{}", policy.what);
@@ -320,13 +322,13 @@ fn the_page_state_table_holds() {
         assert_eq!(vm.call(kvm::MEM_SHARE, ranged(1))[0], INVALID);
         assert_eq!(vm.state(page), PageState::Shared { pins: 0 });
         // Shared, pinned --MEM_UNSHARE--> the VM ends (policy), unchanged.
-        vm.ownership.pin_range(page, 1).unwrap();
+        vm.ownership.pin_range(Ipa(page), 1).unwrap();
         match vm.over(Conduit::Hvc, kvm::MEM_UNSHARE, ranged(1)) {
-            Outcome::DeviceHeld(held) => assert_eq!(held.ipa, page),
+            Outcome::DeviceHeld(held) => assert_eq!(held.page, pg(page)),
             other => panic!("{mode:?}: {other:?}"),
         }
         assert_eq!(vm.state(page), PageState::Shared { pins: 1 });
-        vm.ownership.unpin_range(crate::pkvm::ownership::PinnedRange { first: page, pages: 1 }).unwrap();
+        vm.ownership.unpin_range(crate::pkvm::ownership::PinnedRange { first: pg(page), pages: 1 }).unwrap();
         // Shared, 0 pins --MEM_UNSHARE--> Private.
         assert_eq!(vm.call(kvm::MEM_UNSHARE, ranged(1))[..2], [0, done]);
         assert_eq!(vm.state(page), PageState::Private);
@@ -335,7 +337,7 @@ fn the_page_state_table_holds() {
         // Private --MEM_RELINQUISH--> zeroed (Android) / no such call (upstream).
         let relinquished = vm.call(kvm::MEM_RELINQUISH, [page, 0, 0])[0];
         if mode == ANDROID {
-            assert_eq!((relinquished, vm.memory.0.as_slice()), (0, &[page][..]));
+            assert_eq!((relinquished, vm.memory.0.as_slice()), (0, &[pg(page)][..]));
         } else {
             assert_eq!((relinquished, vm.memory.0.len()), (NOT_SUPPORTED, 0));
         }
@@ -372,7 +374,7 @@ fn a_range_is_judged_granule_by_granule() {
 fn relinquish_takes_the_page_holding_x1() {
     let mut vm = Vm::new(ANDROID);
     assert_eq!(vm.call(kvm::MEM_RELINQUISH, [BASE + 5 * GRANULE + 0x123, 0, 0])[0], 0);
-    assert_eq!(vm.memory.0, [BASE + 5 * GRANULE]);
+    assert_eq!(vm.memory.0, [pg(BASE + 5 * GRANULE)]);
 }
 
 /// The short counts are Marsaglia's xorshift64 (shifts 13, 7, 17): from seed 1 its
