@@ -33,6 +33,7 @@ use core::ptr::NonNull;
 
 use linked_list_allocator::LockedHeap;
 
+use crate::address::Ipa;
 use crate::sharing::{MemSharing, ShareError};
 
 /// The default pool size: enough for the rings of a few devices and a 1 MiB request in
@@ -139,7 +140,7 @@ impl BouncePool {
         if size == 0 || !(size as u64).is_multiple_of(granule) || !start.is_multiple_of(granule) {
             return Err(PoolError::BadSize(size));
         }
-        sharer.share(start, size as u64).map_err(PoolError::Share)?;
+        sharer.share(Ipa(start), size as u64).map_err(PoolError::Share)?;
         // SAFETY: the caller gives the region to the pool alone.
         let heap = unsafe { LockedHeap::new(start as *mut u8, size) };
         Ok(Self { start, size, heap, owned: None })
@@ -190,7 +191,7 @@ impl BouncePool {
     /// Takes the region back from the host (and returns it to the heap if the pool
     /// allocated it). On failure the pool is handed back, still shared.
     pub fn teardown(self, sharer: &(impl MemSharing + ?Sized)) -> Result<(), (Self, ShareError)> {
-        if let Err(e) = sharer.unshare(self.start, self.size as u64) {
+        if let Err(e) = sharer.unshare(Ipa(self.start), self.size as u64) {
             return Err((self, e));
         }
         if let Some(layout) = self.owned {

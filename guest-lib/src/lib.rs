@@ -49,7 +49,7 @@
 //! extern crate alloc;
 //!
 //! use guest_lib::harness::Harness;
-//! use guest_lib::{console::Console, ensure, ensure_eq, BootInfo};
+//! use guest_lib::{console::Console, ensure, ensure_eq, ipa_of, BootInfo, Ipa};
 //!
 //! #[repr(C, align(4096))]
 //! struct Page([u8; 4096]);
@@ -59,8 +59,8 @@
 //!     h.run("share_and_take_back", || {
 //!         let page = alloc::boxed::Box::leak(alloc::boxed::Box::new(Page([0; 4096])));
 //!         let sharer = boot.sharer().map_err(|e| alloc::format!("{e}"))?; // a no-op unless protected
-//!         sharer.share(page.0.as_ptr() as u64, 4096).map_err(|e| alloc::format!("{e}"))?;
-//!         sharer.unshare(page.0.as_ptr() as u64, 4096).map_err(|e| alloc::format!("{e}"))?;
+//!         sharer.share(ipa_of(&page.0), 4096).map_err(|e| alloc::format!("{e}"))?;
+//!         sharer.unshare(ipa_of(&page.0), 4096).map_err(|e| alloc::format!("{e}"))?;
 //!         Ok(())
 //!     });
 //!     h.run("read_block_0", || {
@@ -76,7 +76,7 @@
 //!     h.run("my_own_device", || {
 //!         // Any other MMIO range: registered before use, for as long as the handle lives.
 //!         let (base, size) = boot.dt.virtio_mmio().next().ok_or("no transport")?;
-//!         let _registered = guest_lib::mmio_guard().guard(base, size).map_err(|e| alloc::format!("{e}"))?;
+//!         let _registered = guest_lib::mmio_guard().guard(Ipa(base), size).map_err(|e| alloc::format!("{e}"))?;
 //!         // SAFETY: a virtio-mmio transport's MagicValue, registered above.
 //!         ensure_eq!(unsafe { (base as *const u32).read_volatile() }, 0x7472_6976);
 //!         Ok(())
@@ -94,6 +94,7 @@
 
 extern crate alloc;
 
+pub mod address;
 pub mod backend;
 pub mod bounce_pool;
 pub mod conduit;
@@ -130,6 +131,7 @@ pub mod __private {
     pub use alloc::format;
 }
 
+pub use address::{ipa_of, Ipa, Page};
 pub use device_tree::GuestDt;
 pub use hypervisor::HypervisorInfo;
 #[cfg(all(any(target_os = "none", doc), feature = "runtime"))]

@@ -5,6 +5,7 @@
 //! console), then hypervisor discovery, then the MMIO guard (enrol, register the
 //! console's granule), and only then the first console access.
 
+use crate::address::Ipa;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use linked_list_allocator::LockedHeap;
@@ -177,7 +178,7 @@ extern "C" fn pvmkit_guest_entry(dt_ptr: u64) -> ! {
         // The console's granule stays registered for the VM's whole life. If the
         // hypervisor refuses it, the guest runs without a console (`console::base()`
         // stays 0) rather than fault on its first byte.
-        if skip || guard.map(uart, 0x1000).is_ok() {
+        if skip || guard.map(Ipa(uart), 0x1000).is_ok() {
             // SAFETY: the DT names this PL011 as the guest's, and it is registered.
             unsafe { crate::console::init(uart) };
         }

@@ -18,18 +18,20 @@
 //! }
 //! use guest_lib::hypervisor::HypervisorInfo;
 //! use guest_lib::sharing::MemSharer;
+//! use guest_lib::Ipa;
 //!
 //! // In a VM without pKVM's memory services the host sees everything already:
 //! // sharing succeeds and makes no call. In a pVM the same code shares for real.
 //! let info = HypervisorInfo::discover(&Nothing);
 //! let sharer = MemSharer::new(Nothing, &info).unwrap();
 //! assert!(!sharer.is_protected());
-//! sharer.share(0x8040_0000, 2 * 4096).unwrap();
-//! sharer.unshare(0x8040_0000, 2 * 4096).unwrap();
+//! sharer.share(Ipa(0x8040_0000), 2 * 4096).unwrap();
+//! sharer.unshare(Ipa(0x8040_0000), 2 * 4096).unwrap();
 //! ```
 
 use core::fmt;
 
+use pvmkit_abi::address::Ipa;
 use pvmkit_abi::kvm::{self, MEMINFO_HAS_RANGE};
 use pvmkit_abi::smccc;
 
@@ -43,14 +45,14 @@ pub enum ShareError {
     /// The address or length is not a multiple of the granule.
     Unaligned {
         /// The address given.
-        addr: u64,
+        addr: Ipa,
         /// The length given.
         len: u64,
     },
     /// The hypervisor refused a granule; everything done before it was undone.
     Refused {
         /// The granule it refused.
-        ipa: u64,
+        ipa: Ipa,
         /// Its SMCCC error code.
         code: i64,
     },
@@ -58,18 +60,18 @@ pub enum ShareError {
     /// the range is now in a mixed state.
     RollbackFailed {
         /// The granule it first refused.
-        ipa: u64,
+        ipa: Ipa,
         /// Its SMCCC error code.
         code: i64,
         /// The granule whose rollback failed.
-        rollback_ipa: u64,
+        rollback_ipa: Ipa,
     },
     /// The hypervisor reported a granule size guest-lib cannot use.
     BadGranule(u64),
     /// An Android ranged call reported a count of pages done that is out of range.
     BadProgress {
         /// The granule the call started at.
-        ipa: u64,
+        ipa: Ipa,
         /// What it said it did.
         done: u64,
     },
@@ -124,19 +126,19 @@ pub trait MemSharing {
     /// The sharing granule (the page size where nothing needs sharing).
     fn granule(&self) -> u64;
     /// Shares `[addr, addr + len)` with the host. All or nothing.
-    fn share(&self, addr: u64, len: u64) -> Result<(), ShareError>;
+    fn share(&self, addr: Ipa, len: u64) -> Result<(), ShareError>;
     /// Takes `[addr, addr + len)` back from the host. All or nothing.
-    fn unshare(&self, addr: u64, len: u64) -> Result<(), ShareError>;
+    fn unshare(&self, addr: Ipa, len: u64) -> Result<(), ShareError>;
 }
 
 impl<C: Conduit> MemSharing for MemSharer<C> {
     fn granule(&self) -> u64 {
         MemSharer::granule(self)
     }
-    fn share(&self, addr: u64, len: u64) -> Result<(), ShareError> {
+    fn share(&self, addr: Ipa, len: u64) -> Result<(), ShareError> {
         MemSharer::share(self, addr, len)
     }
-    fn unshare(&self, addr: u64, len: u64) -> Result<(), ShareError> {
+    fn unshare(&self, addr: Ipa, len: u64) -> Result<(), ShareError> {
         MemSharer::unshare(self, addr, len)
     }
 }
@@ -185,19 +187,20 @@ impl<C: Conduit> MemSharer<C> {
     }
 
     /// Shares `[addr, addr + len)` with the host. All or nothing.
-    pub fn share(&self, addr: u64, len: u64) -> Result<(), ShareError> {
+    pub fn share(&self, addr: Ipa, len: u64) -> Result<(), ShareError> {
         self.apply(Direction::Share, addr, len)
     }
 
     /// Takes `[addr, addr + len)` back from the host. All or nothing.
-    pub fn unshare(&self, addr: u64, len: u64) -> Result<(), ShareError> {
+    pub fn unshare(&self, addr: Ipa, len: u64) -> Result<(), ShareError> {
         self.apply(Direction::Unshare, addr, len)
     }
 
-    fn apply(&self, dir: Direction, addr: u64, len: u64) -> Result<(), ShareError> {
+    fn apply(&self, dir: Direction, start: Ipa, len: u64) -> Result<(), ShareError> {
         let granule = self.granule();
+        let addr = start.get();
         if !addr.is_multiple_of(granule) || !len.is_multiple_of(granule) || addr.checked_add(len).is_none() {
-            return Err(ShareError::Unaligned { addr, len });
+            return Err(ShareError::Unaligned { addr: start, len });
         }
         if self.granule.is_none() {
             return Ok(());
@@ -217,9 +220,9 @@ impl<C: Conduit> MemSharer<C> {
                 if let Err((undone, _)) = self.walk(dir.reverse(), addr, done) {
                     let (ipa, code) = match error {
                         ShareError::Refused { ipa, code } => (ipa, code),
-                        _ => (addr + done * granule, smccc::INVALID_PARAMETER),
+                        _ => (Ipa(addr + done * granule), smccc::INVALID_PARAMETER),
                     };
-                    return Err(ShareError::RollbackFailed { ipa, code, rollback_ipa: addr + undone * granule });
+                    return Err(ShareError::RollbackFailed { ipa, code, rollback_ipa: Ipa(addr + undone * granule) });
                 }
                 Err(error)
             }
@@ -237,11 +240,11 @@ impl<C: Conduit> MemSharer<C> {
             let [x0, x1, ..] = self.conduit.call(dir.function(), [ipa, count, 0]);
             let code = smccc::status(x0);
             if code != smccc::SUCCESS {
-                return Err((done, ShareError::Refused { ipa, code }));
+                return Err((done, ShareError::Refused { ipa: Ipa(ipa), code }));
             }
             let step = if self.ranged { x1 } else { 1 };
             if step == 0 || step > left {
-                return Err((done, ShareError::BadProgress { ipa, done: step }));
+                return Err((done, ShareError::BadProgress { ipa: Ipa(ipa), done: step }));
             }
             done += step;
         }

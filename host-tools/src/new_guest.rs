@@ -78,7 +78,7 @@ use alloc::format;
 
 use guest_lib::console::Console;
 use guest_lib::harness::Harness;
-use guest_lib::{ensure_eq, BootInfo};
+use guest_lib::{ensure_eq, ipa_of, BootInfo, Ipa};
 
 guest_lib::entry!(main);
 
@@ -91,7 +91,8 @@ fn main(boot: &BootInfo) {
     h.run("share_and_take_back_a_page", || {
         // Private until shared: the host may read it only in between.
         let page = Box::leak(Box::new(Page([0; 4096])));
-        let at = page.0.as_ptr() as u64;
+        // guest-lib's runtime maps memory identically: the page's address is its IPA.
+        let at = ipa_of(&page.0);
         let sharer = boot.sharer().map_err(|e| format!("{e}"))?;
         sharer.share(at, 4096).map_err(|e| format!("{e}"))?;
         sharer.unshare(at, 4096).map_err(|e| format!("{e}"))?;
@@ -112,7 +113,7 @@ fn main(boot: &BootInfo) {
         // Any other MMIO range: registered with the MMIO guard before it is touched,
         // for as long as the handle lives.
         let (base, size) = boot.dt.virtio_mmio().next().ok_or("no virtio transport")?;
-        let _registered = guest_lib::mmio_guard().guard(base, size).map_err(|e| format!("{e}"))?;
+        let _registered = guest_lib::mmio_guard().guard(Ipa(base), size).map_err(|e| format!("{e}"))?;
         // SAFETY: a virtio-mmio transport's MagicValue, registered above.
         ensure_eq!(unsafe { (base as *const u32).read_volatile() }, 0x7472_6976);
         Ok(())

@@ -4,6 +4,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 
+use pvmkit_abi::address::Ipa;
 use pvmkit_abi::kvm::{self, Features};
 use pvmkit_abi::smccc::{self, Conduit};
 use spinning_top::Spinlock;
@@ -17,25 +18,25 @@ pub enum GuardError {
     /// again where the form allows it (Android).
     Refused {
         /// The granule refused.
-        ipa: u64,
+        ipa: Ipa,
         /// The hypervisor's SMCCC code.
         code: i64,
     },
     /// The range is empty or wraps.
     BadRange {
         /// Start of the range.
-        addr: u64,
+        addr: Ipa,
         /// Its length.
         len: u64,
     },
     /// Unmapping a granule nobody mapped.
-    NotMapped(u64),
+    NotMapped(Ipa),
     /// The hypervisor reported a granule size this client cannot use.
     BadGranule(u64),
     /// A ranged call reported an impossible amount of progress.
     BadProgress {
         /// Where the call started.
-        ipa: u64,
+        ipa: Ipa,
         /// What it said it did.
         done: u64,
     },
@@ -64,16 +65,16 @@ impl fmt::Display for GuardError {
 /// no-op where the hypervisor has no guard).
 pub trait MmioGuarded {
     /// Registers every granule `[addr, addr + len)` touches. All or nothing.
-    fn map(&self, addr: u64, len: u64) -> Result<(), GuardError>;
+    fn map(&self, addr: Ipa, len: u64) -> Result<(), GuardError>;
     /// Drops one use of every granule `[addr, addr + len)` touches.
-    fn unmap(&self, addr: u64, len: u64) -> Result<(), GuardError>;
+    fn unmap(&self, addr: Ipa, len: u64) -> Result<(), GuardError>;
 }
 
 impl<C: Conduit> MmioGuarded for MmioGuard<C> {
-    fn map(&self, addr: u64, len: u64) -> Result<(), GuardError> {
+    fn map(&self, addr: Ipa, len: u64) -> Result<(), GuardError> {
         MmioGuard::map(self, addr, len)
     }
-    fn unmap(&self, addr: u64, len: u64) -> Result<(), GuardError> {
+    fn unmap(&self, addr: Ipa, len: u64) -> Result<(), GuardError> {
         MmioGuard::unmap(self, addr, len)
     }
 }
@@ -122,21 +123,23 @@ impl<C: Conduit> MmioGuard<C> {
         if let Some(Form::Android { .. }) = self.form {
             let code = smccc::status(self.conduit.call(kvm::MMIO_GUARD_ENROLL, [0; 3])[0]);
             if code != smccc::SUCCESS {
-                return Err(GuardError::Refused { ipa: 0, code });
+                return Err(GuardError::Refused { ipa: Ipa(0), code });
             }
         }
         Ok(())
     }
 
-    fn granules(&self, addr: u64, len: u64) -> Result<impl Iterator<Item = u64>, GuardError> {
-        let last = len.checked_sub(1).and_then(|l| addr.checked_add(l)).ok_or(GuardError::BadRange { addr, len })?;
+    fn granules(&self, start: Ipa, len: u64) -> Result<impl Iterator<Item = u64>, GuardError> {
+        let addr = start.get();
+        let last =
+            len.checked_sub(1).and_then(|l| addr.checked_add(l)).ok_or(GuardError::BadRange { addr: start, len })?;
         let mask = !(self.granule - 1);
         Ok((addr & mask..=last & mask).step_by(self.granule as usize))
     }
 
     /// Registers every granule `[addr, addr + len)` touches (a hypercall only for those
     /// no one has registered yet). All or nothing.
-    pub fn map(&self, addr: u64, len: u64) -> Result<(), GuardError> {
+    pub fn map(&self, addr: Ipa, len: u64) -> Result<(), GuardError> {
         let granules: Vec<u64> = self.granules(addr, len)?.collect();
         let mut users = self.users.lock();
         let fresh: Vec<u64> = granules.iter().copied().filter(|g| !users.contains_key(g)).collect();
@@ -153,11 +156,11 @@ impl<C: Conduit> MmioGuard<C> {
     /// Drops one use of every granule `[addr, addr + len)` touches, unregistering those
     /// that no one uses any more (Android; upstream has no unmap, so they stay
     /// registered). All or nothing.
-    pub fn unmap(&self, addr: u64, len: u64) -> Result<(), GuardError> {
+    pub fn unmap(&self, addr: Ipa, len: u64) -> Result<(), GuardError> {
         let granules: Vec<u64> = self.granules(addr, len)?.collect();
         let mut users = self.users.lock();
         if let Some(&g) = granules.iter().find(|g| !users.contains_key(g)) {
-            return Err(GuardError::NotMapped(g));
+            return Err(GuardError::NotMapped(Ipa(g)));
         }
         let mut unused = Vec::new();
         for g in granules {
@@ -173,14 +176,14 @@ impl<C: Conduit> MmioGuard<C> {
     }
 
     /// How many users a granule has.
-    pub fn users(&self, ipa: u64) -> u32 {
-        self.users.lock().get(&(ipa & !(self.granule - 1))).copied().unwrap_or(0)
+    pub fn users(&self, ipa: Ipa) -> u32 {
+        self.users.lock().get(&(ipa.get() & !(self.granule - 1))).copied().unwrap_or(0)
     }
 
     /// Maps `[addr, addr + len)` for as long as the returned handle lives: keep it (a
     /// handle dropped at once unregisters the range again).
     #[must_use = "the range is unregistered when the handle is dropped"]
-    pub fn guard(&self, addr: u64, len: u64) -> Result<Guarded<'_, C>, GuardError> {
+    pub fn guard(&self, addr: Ipa, len: u64) -> Result<Guarded<'_, C>, GuardError> {
         self.map(addr, len)?;
         Ok(Guarded { guard: self, addr, len })
     }
@@ -200,11 +203,11 @@ impl<C: Conduit> MmioGuard<C> {
             };
             let code = smccc::status(x0);
             if code != smccc::SUCCESS {
-                return Err((done, GuardError::Refused { ipa, code }));
+                return Err((done, GuardError::Refused { ipa: Ipa(ipa), code }));
             }
             let step = if ranged { x1 } else { 1 };
             if step == 0 || step > run {
-                return Err((done, GuardError::BadProgress { ipa, done: step }));
+                return Err((done, GuardError::BadProgress { ipa: Ipa(ipa), done: step }));
             }
             done += step as usize;
         }
@@ -246,13 +249,13 @@ fn contiguous_run(granules: &[u64], granule: u64) -> u64 {
 /// A mapped range, unmapped when dropped.
 pub struct Guarded<'a, C: Conduit> {
     guard: &'a MmioGuard<C>,
-    addr: u64,
+    addr: Ipa,
     len: u64,
 }
 
 impl<C: Conduit> Guarded<'_, C> {
     /// The range: (address, length).
-    pub fn range(&self) -> (u64, u64) {
+    pub fn range(&self) -> (Ipa, u64) {
         (self.addr, self.len)
     }
 }

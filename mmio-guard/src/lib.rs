@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use pvmkit_abi::kvm::Features;
-//! use mmio_guard::MmioGuard;
+//! use mmio_guard::{Ipa, MmioGuard};
 //! # use pvmkit_abi::smccc::Conduit;
 //! # struct Nothing;
 //! # impl Conduit for Nothing {
@@ -22,10 +22,10 @@
 //! let guard = MmioGuard::new(Nothing, Features([0; 4])).unwrap();
 //! assert_eq!(guard.form(), None);
 //! guard.enroll().unwrap();
-//! let console = guard.guard(0x0900_0000, 0x1000).unwrap(); // unmapped when dropped
-//! assert_eq!(guard.users(0x0900_0000), 1);
+//! let console = guard.guard(Ipa(0x0900_0000), 0x1000).unwrap(); // unmapped when dropped
+//! assert_eq!(guard.users(Ipa(0x0900_0000)), 1);
 //! drop(console);
-//! assert_eq!(guard.users(0x0900_0000), 0);
+//! assert_eq!(guard.users(Ipa(0x0900_0000)), 0);
 //! ```
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), no_std)]
@@ -38,3 +38,5 @@ mod form;
 
 pub use client::{GuardError, Guarded, MmioGuard, MmioGuarded};
 pub use form::Form;
+/// The guest physical addresses the guard registers.
+pub use pvmkit_abi::address::Ipa;

@@ -9,6 +9,7 @@ use pvmfw::host_dt::HostConfig;
 use pvmfw::instance::{Keys, Record, Verdict};
 use pvmfw::refusal::Refused;
 use pvmfw::rollback::{self, Protection};
+use pvmkit_abi::address::Ipa;
 use pvmkit_abi::avf_config::DiceHandover;
 use pvmkit_abi::memory_map::Region;
 use pvmkit_abi::pvmfw::{Refusal, DICE_HANDOVER_BASE, DICE_HANDOVER_SIZE};
@@ -60,7 +61,7 @@ pub fn hand_over(
             format_args!("the payload's DICE handover ({handover_size} bytes) does not fit its page"),
         ));
     }
-    erase(page.start, page.size());
+    erase(Ipa(page.start), page.size());
     // SAFETY: the handover page, inside the DT area, which nothing else uses (host_dt,
     // kernel and layout keep everything else clear of it).
     unsafe { core::ptr::copy_nonoverlapping(next.as_ptr(), page.start as *mut u8, handover_size) };

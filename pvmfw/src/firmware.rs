@@ -5,6 +5,7 @@
 extern crate alloc;
 
 use core::arch::{asm, global_asm};
+use pvmkit_abi::address::Ipa;
 
 use alloc::vec::Vec;
 use guest_lib::conduit::SystemConduit;
@@ -69,7 +70,7 @@ fn fail(refused: Refused) -> ! {
     println!("{refused}");
     // The configuration data holds the DICE secrets: gone before the VM is.
     let config = config_region();
-    erase(config.start, config.size());
+    erase(Ipa(config.start), config.size());
     let _ = psci::system_reset(&guest_lib::conduit::SystemConduit::Hvc);
     loop {
         core::hint::spin_loop();
@@ -139,7 +140,7 @@ fn run(boot: &BootInfo) -> Result<Handover, Refused> {
     let host_region = layout::host_dt(boot.dt_ipa, dt_len as u64)?;
     // SAFETY: inside the DT slot, guest RAM.
     let host_blob: Vec<u8> = unsafe { memory(host_region.start, host_region.size()) }.to_vec();
-    erase(host_region.start, host_region.size());
+    erase(Ipa(host_region.start), host_region.size());
     let limits = Limits::qemu_virt();
     let host = host_dt::check(&host_blob, &limits)?;
     if let Some(reference) = reference {
@@ -155,7 +156,7 @@ fn run(boot: &BootInfo) -> Result<Handover, Refused> {
     // address the host gives nothing at aborts. Under Android's guard the granule must
     // be registered first (6.12's unmap is a no-op: the registration stays).
     for device in &host.virtio {
-        let guarded = mmio_guard().form().is_none() || mmio_guard().map(device.start, device.size()).is_ok();
+        let guarded = mmio_guard().form().is_none() || mmio_guard().map(Ipa(device.start), device.size()).is_ok();
         // SAFETY: a virtio-mmio MagicValue register: a read without side effects, or an
         // abort the probe catches.
         let magic = guarded.then(|| unsafe { guest_lib::exceptions::probe::read_u32(device.start) });
@@ -168,7 +169,7 @@ fn run(boot: &BootInfo) -> Result<Handover, Refused> {
                 ),
             ));
         }
-        let _ = mmio_guard().unmap(device.start, device.size());
+        let _ = mmio_guard().unmap(Ipa(device.start), device.size());
     }
 
     // The kernel and the ramdisk, verified where the host loaded them: in a pVM that
@@ -243,7 +244,7 @@ fn run(boot: &BootInfo) -> Result<Handover, Refused> {
         footprint.size()
     );
     // The payload registers the console itself; pvmfw's registration goes.
-    let _ = mmio_guard().unmap(PLATFORM_CONSOLE, 0x1000);
+    let _ = mmio_guard().unmap(Ipa(PLATFORM_CONSOLE), 0x1000);
     Ok(Handover { entry: host.payload.start, dt: new_region.start })
 }
 

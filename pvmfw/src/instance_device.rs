@@ -10,6 +10,7 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
+use pvmkit_abi::address::Ipa;
 
 use guest_lib::bounce_pool::BouncePool;
 use guest_lib::virtio::{set_dma, DmaSetup, PvmHal};
@@ -122,7 +123,7 @@ fn tear_down_dma(boot: &BootInfo, host: &HostConfig<'_>) {
     let Some(region) = host.bounce_pool else { return };
     if boot.hypervisor.is_protected() {
         if let Ok(sharer) = boot.sharer() {
-            let _ = sharer.unshare(region.start, region.size());
+            let _ = sharer.unshare(Ipa(region.start), region.size());
         }
     }
     // SAFETY: the pool's memory, which no driver uses any more.
@@ -138,7 +139,7 @@ fn with_disk<T>(
 ) -> Result<Option<T>, Refused> {
     let mut f = Some(f);
     for &transport in &host.virtio {
-        if mmio_guard().map(transport.start, transport.size()).is_err() {
+        if mmio_guard().map(Ipa(transport.start), transport.size()).is_err() {
             continue;
         }
         let found = probe(transport);
@@ -149,7 +150,7 @@ fn with_disk<T>(
                 None
             }
         };
-        let _ = mmio_guard().unmap(transport.start, transport.size());
+        let _ = mmio_guard().unmap(Ipa(transport.start), transport.size());
         if let Some(result) = result {
             return result.map(Some);
         }

@@ -9,6 +9,7 @@ use guest_lib::exceptions::{probe, ExternalAbort};
 use guest_lib::harness::{CaseResult, Harness};
 use guest_lib::{ensure, ensure_eq, mmio_guard, BootInfo};
 use mmio_guard::{Form, GuardError};
+use pvmkit_abi::address::Ipa;
 use pvmkit_abi::kvm;
 
 use pvmkit_abi::profile::{Action, Answer, Conduit::Hvc, Pages};
@@ -78,7 +79,7 @@ fn console(boot: &BootInfo, mode: Mode) -> CaseResult {
     let uart = boot.dt.uart.ok_or("no console in the DT")?;
     // guest-lib registered the console before its first byte; in a protected VM this
     // very line reaches the host only because of that.
-    let users = mmio_guard().users(uart);
+    let users = mmio_guard().users(Ipa(uart));
     ensure!(users >= 1, "the console granule has {users} users");
     let _ = mode;
     Ok(())
@@ -87,7 +88,7 @@ fn console(boot: &BootInfo, mode: Mode) -> CaseResult {
 fn map_access_unmap(device: u64, mode: Mode) -> CaseResult {
     let guard = mmio_guard();
     {
-        let _mapped = guard.guard(device, 0x200).map_err(|e| alloc::format!("{e}"))?;
+        let _mapped = guard.guard(Ipa(device), 0x200).map_err(|e| alloc::format!("{e}"))?;
         ensure_eq!(read_magic(device), Ok(VIRTIO_MAGIC));
     }
     after_unmap(read_magic(device), device, mode)
@@ -115,8 +116,8 @@ fn refusals(boot: &BootInfo, device: u64, mode: Mode) -> CaseResult {
     let c: SystemConduit = boot.conduit;
     let guard = mmio_guard();
     let ram = boot.dt.memory.ok_or("no memory in the DT")?.0;
-    ensure_eq!(guard.map(ram, 0x1000), Err(GuardError::Refused { ipa: ram, code: -3 }));
-    ensure_eq!(guard.users(ram), 0);
+    ensure_eq!(guard.map(Ipa(ram), 0x1000), Err(GuardError::Refused { ipa: Ipa(ram), code: -3 }));
+    ensure_eq!(guard.users(Ipa(ram)), 0);
     // Raw calls, checked against the profile: unaligned, a real QEMU device this VM is
     // not given and nothing at all (Android registers both: it does not look for a
     // device), guest RAM, a ranged call of no granules.
@@ -138,12 +139,12 @@ fn refusals(boot: &BootInfo, device: u64, mode: Mode) -> CaseResult {
 
 fn shared_granule(device: u64, mode: Mode) -> CaseResult {
     let guard = mmio_guard();
-    let first = guard.guard(device, 0x100).map_err(|e| alloc::format!("{e}"))?;
-    let second = guard.guard(device + 0x100, 0x100).map_err(|e| alloc::format!("{e}"))?;
-    ensure_eq!(guard.users(device), 2);
+    let first = guard.guard(Ipa(device), 0x100).map_err(|e| alloc::format!("{e}"))?;
+    let second = guard.guard(Ipa(device + 0x100), 0x100).map_err(|e| alloc::format!("{e}"))?;
+    ensure_eq!(guard.users(Ipa(device)), 2);
     drop(first);
     ensure_eq!(read_magic(device), Ok(VIRTIO_MAGIC));
     drop(second);
-    ensure_eq!(guard.users(device), 0);
+    ensure_eq!(guard.users(Ipa(device)), 0);
     after_unmap(read_magic(device), device, mode)
 }

@@ -17,6 +17,7 @@
 extern crate alloc;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use pvmkit_abi::address::Ipa;
 
 use guest_lib::virtio::VirtioDevice;
 use guest_lib::{ensure, println, BootInfo};
@@ -72,7 +73,7 @@ pub fn racy_hal(boot: &BootInfo, mode: Mode) -> CaseResult {
     println!(
         "test-guest: racy HAL: CPU 0 unshares {data:#x}, which CPU 1's published block write holds (descriptor 1)"
     );
-    let unshared = sharer.unshare(data, 4096);
+    let unshared = sharer.unshare(Ipa(data), 4096);
     STAGE.store(UNSHARED, Ordering::Release);
     until("CPU 1's notify", NOTIFIED)?;
     let start = counter();
@@ -106,7 +107,7 @@ pub fn unshare_held(boot: &BootInfo, mode: Mode) -> CaseResult {
     q.write(raw_queue::reg::QUEUE_READY, 0);
     let data = q.page(4);
     println!("test-guest: unshare-held: unsharing {data:#x}, a receive buffer the console holds (descriptor 0)");
-    let unshared = sharer.unshare(data, 4096);
+    let unshared = sharer.unshare(Ipa(data), 4096);
     ensure!(
         !mode.answers().pins_device_pages,
         "a page the device holds was taken back ({unshared:?}) and the VM goes on"

@@ -42,7 +42,7 @@ impl<'a> RawQueue<'a> {
         if memory.is_null() {
             return Err("out of memory");
         }
-        if sharer.share(memory as u64, PAGES * GRANULE).is_err() {
+        if sharer.share(guest_lib::ipa_of(memory), PAGES * GRANULE).is_err() {
             // SAFETY: allocated just above with this layout.
             unsafe { dealloc(memory, Self::layout()) };
             return Err("could not share the queue's pages");
@@ -159,7 +159,7 @@ impl Drop for RawQueue<'_> {
     fn drop(&mut self) {
         // A reset gives every buffer back; only then are the pages taken back.
         self.write(reg::STATUS, 0);
-        if self.sharer.unshare(self.memory as u64, PAGES * GRANULE).is_ok() {
+        if self.sharer.unshare(guest_lib::ipa_of(self.memory), PAGES * GRANULE).is_ok() {
             // SAFETY: allocated in `new` with this layout, no longer shared.
             unsafe { dealloc(self.memory, Self::layout()) };
         }

@@ -6,6 +6,7 @@ extern crate alloc;
 use alloc::alloc::{alloc_zeroed, dealloc};
 use core::alloc::Layout;
 use core::ptr::NonNull;
+use pvmkit_abi::address::Ipa;
 
 use guest_lib::bounce_pool::{BouncePool, PoolError};
 use guest_lib::conduit::{Conduit, SystemConduit};
@@ -98,9 +99,9 @@ fn hundred_pages(boot: &BootInfo, mode: Mode) -> CaseResult {
     ensure_eq!(sharer.is_protected(), mode.protected());
     let pages = Pages::new(100)?;
     let before = stats::snapshot();
-    sharer.share(pages.ipa(0), 100 * PAGE as u64).map_err(|e| alloc::format!("{e}"))?;
+    sharer.share(Ipa(pages.ipa(0)), 100 * PAGE as u64).map_err(|e| alloc::format!("{e}"))?;
     let shared = stats::snapshot();
-    sharer.unshare(pages.ipa(0), 100 * PAGE as u64).map_err(|e| alloc::format!("{e}"))?;
+    sharer.unshare(Ipa(pages.ipa(0)), 100 * PAGE as u64).map_err(|e| alloc::format!("{e}"))?;
     let after = stats::snapshot();
     let (calls_share, calls_unshare) = (shared.hypercalls - before.hypercalls, after.hypercalls - shared.hypercalls);
     match mode {
@@ -171,13 +172,13 @@ fn rollback(boot: &BootInfo, c: SystemConduit) -> CaseResult {
     let pages = Pages::new(N)?;
     let sharer: MemSharer<SystemConduit> = boot.sharer().map_err(|e| alloc::format!("{e}"))?;
     ensure_eq!(c.call(kvm::MEM_SHARE, [pages.ipa(BLOCKER), 0, 0])[0], 0);
-    let err = sharer.share(pages.ipa(0), (N * PAGE) as u64);
+    let err = sharer.share(Ipa(pages.ipa(0)), (N * PAGE) as u64);
     // One granule per call stops at the blocker; a ranged call (which may stop short
     // anywhere) is refused at the start of the range that holds it.
     match err {
-        Err(ShareError::Refused { ipa, code: -3 }) if !sharer.is_ranged() => ensure_eq!(ipa, pages.ipa(BLOCKER)),
+        Err(ShareError::Refused { ipa, code: -3 }) if !sharer.is_ranged() => ensure_eq!(ipa, Ipa(pages.ipa(BLOCKER))),
         Err(ShareError::Refused { ipa, code: -3 }) => {
-            ensure!(pages.ipa(0) < ipa && ipa <= pages.ipa(BLOCKER), "refused at {ipa:#x}")
+            ensure!(Ipa(pages.ipa(0)) < ipa && ipa <= Ipa(pages.ipa(BLOCKER)), "refused at {ipa:#x}")
         }
         other => return Err(alloc::format!("sharing over a shared page gave {other:?}")),
     }

@@ -9,6 +9,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use pvmkit_abi::address::Ipa;
 
 use guest_lib::virtio::{discover, PvmHal};
 use virtio_drivers::device::blk::VirtIOBlk;
@@ -249,7 +250,7 @@ fn take_sgi(cpu: usize) {
     let ready = SGI_READY.of(cpu).expect("a CPU below MAX_CPUS");
     let step = match interrupts::redistributor() {
         Err(_) => 2,
-        Ok(gicr) if guest_lib::mmio_guard().map(gicr, pvmkit_abi::memory_map::GICR_SIZE).is_err() => 3,
+        Ok(gicr) if guest_lib::mmio_guard().map(Ipa(gicr), pvmkit_abi::memory_map::GICR_SIZE).is_err() => 3,
         Ok(_) if interrupts::init_this_cpu().is_err() => 4,
         Ok(_) if interrupts::enable(SGI).is_err() => 5,
         Ok(_) => 1,

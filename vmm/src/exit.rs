@@ -6,6 +6,7 @@
 use core::fmt;
 use std::sync::OnceLock;
 
+use pvmkit_abi::address::Page;
 use pvmkit_abi::exit_line::{Head, Nonce, Quoted, Reason, Tag, Violation, Writer};
 
 static NONCE: OnceLock<Nonce> = OnceLock::new();
@@ -37,8 +38,8 @@ pub enum ExitReason {
     Reset,
     /// The guest handed a device memory it had not shared.
     Violation {
-        /// The guest IPA.
-        ipa: u64,
+        /// The guest page.
+        page: Page,
         /// The vCPU whose exit the VMM was serving, when known.
         vcpu: Option<u32>,
         /// The device's register base.
@@ -67,9 +68,10 @@ impl fmt::Display for ExitReason {
             Self::SystemOff => write!(f, "{}", head(Reason::SystemOff)),
             Self::Reset => write!(f, "{}", head(Reason::Reset)),
             Self::AllVcpusOff => write!(f, "{}", head(Reason::AllVcpusOff)),
-            Self::Violation { ipa, vcpu, device, queue, descriptor, what } => {
+            Self::Violation { page, vcpu, device, queue, descriptor, what } => {
                 let (device, queue) = (Some(*device), Some(*queue));
-                let fields = Violation { ipa: *ipa, vcpu: *vcpu, device, queue, descriptor: *descriptor, what };
+                let fields =
+                    Violation { ipa: page.ipa().get(), vcpu: *vcpu, device, queue, descriptor: *descriptor, what };
                 write!(f, "{}{fields}", head(Reason::Violation))
             }
             Self::GuestCrash(detail) => write!(f, "{} detail={}", head(Reason::GuestCrash), Quoted(detail)),
@@ -91,7 +93,7 @@ mod tests {
         assert_eq!(ExitReason::Reset.to_string(), "exit: reason=reset");
         assert_eq!(ExitReason::AllVcpusOff.to_string(), "exit: reason=all_vcpus_off");
         let v = ExitReason::Violation {
-            ipa: 0x8000_1000,
+            page: Page::at(pvmkit_abi::address::Ipa(0x8000_1000)).unwrap(),
             vcpu: Some(1),
             device: 0xa00_3e00,
             queue: 0,

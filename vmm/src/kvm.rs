@@ -5,6 +5,7 @@
 //! `virt`'s addresses with a redistributor per vCPU, and the run loop, one thread per
 //! vCPU, that answers MMIO and ends the VM.
 
+use pvmkit_abi::address::Ipa;
 use std::io::Write;
 use std::sync::{mpsc, Mutex};
 
@@ -169,7 +170,7 @@ fn build(
             memory_size: region.len(),
             userspace_addr: host as u64,
         };
-        watch::map(host as u64, region.guest_phys_addr, region.memory_size);
+        watch::map(host as u64, Ipa(region.guest_phys_addr), region.memory_size);
         // SAFETY: the mapping lives in `memory`, which the VM owns until it is dropped.
         unsafe { vm.set_user_memory_region(region) }.map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
     }
@@ -318,7 +319,7 @@ impl Vm {
         // The fault handler's map of guest RAM is per thread.
         for region in self.memory.iter() {
             if let Ok(host) = self.memory.get_host_address(region.start_addr()) {
-                watch::map(host as u64, region.start_addr().0, region.len());
+                watch::map(host as u64, Ipa(region.start_addr().0), region.len());
             }
         }
         loop {
@@ -369,7 +370,7 @@ impl Vm {
                         Signal::Interrupt => self.interrupt(&devices, i),
                         Signal::None => Step::Go,
                         Signal::Refused(r) => Step::End(ExitReason::Violation {
-                            ipa: 0,
+                            page: pvmkit_abi::address::Page::FIRST,
                             vcpu: Some(index as u32),
                             device: devices.virtio[i].base(),
                             queue: r.queue,

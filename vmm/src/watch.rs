@@ -7,6 +7,8 @@
 use core::cell::Cell;
 use core::fmt::Write;
 
+use pvmkit_abi::address::Ipa;
+
 use crate::exit::ExitReason;
 
 /// What the thread is doing with guest memory. Per thread, because the fault is
@@ -15,7 +17,7 @@ use crate::exit::ExitReason;
 struct Watch {
     /// Guest RAM's host address, IPA and length.
     host: u64,
-    ipa: u64,
+    ipa: Ipa,
     len: u64,
     /// The device being served (0: none), its queue and descriptor.
     device: u64,
@@ -26,7 +28,7 @@ struct Watch {
 }
 
 thread_local! {
-    static WATCH: Cell<Watch> = const { Cell::new(Watch { host: 0, ipa: 0, len: 0, device: 0, queue: 0, descriptor: None, vcpu: None }) };
+    static WATCH: Cell<Watch> = const { Cell::new(Watch { host: 0, ipa: Ipa(0), len: 0, device: 0, queue: 0, descriptor: None, vcpu: None }) };
 }
 
 fn update(f: impl FnOnce(&mut Watch)) {
@@ -38,7 +40,7 @@ fn update(f: impl FnOnce(&mut Watch)) {
 }
 
 /// Guest RAM at `ipa`, `len` bytes, is mapped at `host` in the VMM.
-pub fn map(host: u64, ipa: u64, len: u64) {
+pub fn map(host: u64, ipa: Ipa, len: u64) {
     update(|w| (w.host, w.ipa, w.len) = (host, ipa, len));
 }
 
@@ -63,9 +65,8 @@ pub fn exit_for(fault: u64) -> ExitReason {
     match fault.checked_sub(w.host) {
         Some(offset) if offset < w.len && w.device != 0 => {
             let what = if w.descriptor.is_some() { "buffer page not shared" } else { "ring page not shared" };
-            let ipa = (w.ipa + offset) & !0xfff;
             ExitReason::Violation {
-                ipa,
+                page: w.ipa.offset(offset).page(),
                 vcpu: w.vcpu,
                 device: w.device,
                 queue: w.queue,
@@ -153,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_fault_in_guest_ram_names_the_device_queue_descriptor_and_page() {
-        map(0x7f00_0000_0000, 0x7fe0_0000, 258 << 20);
+        map(0x7f00_0000_0000, Ipa(0x7fe0_0000), 258 << 20);
         vcpu(3);
         device(0xa00_3e00, 0);
         descriptor(Some(1));

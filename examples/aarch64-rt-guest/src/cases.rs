@@ -34,7 +34,7 @@ fn main(dt_address: u64, _: u64, _: u64, _: u64) -> ! {
     if guard.enroll().is_err() {
         platform::fail();
     }
-    if let Some(uart) = dt.uart.filter(|&uart| guard.map(uart, 0x1000).is_ok()) {
+    if let Some(uart) = dt.uart.filter(|&uart| guard.map(guest_lib::Ipa(uart), 0x1000).is_ok()) {
         console::init(uart);
     }
     say!("aarch64-rt-guest: {:?}, protected: {}", hypervisor.hypervisor, hypervisor.is_protected());
@@ -53,7 +53,7 @@ fn main(dt_address: u64, _: u64, _: u64, _: u64) -> ! {
     }
     h.run("console_registered_with_the_mmio_guard", || {
         let uart = dt.uart.ok_or("the DT names no console")?;
-        let users = guard.users(uart);
+        let users = guard.users(guest_lib::Ipa(uart));
         (users == 1).then_some(()).ok_or_else(|| format!("the console's granule has {users} users, not 1"))
     });
     h.run("probe_nothing_aborts", || {
@@ -85,7 +85,7 @@ fn read_dt(address: u64) -> Result<GuestDt<'static>, device_tree::DtError> {
 
 fn share_a_page(sharer: &MemSharer<SystemConduit>) -> CaseResult {
     let page = Box::leak(Box::new(Page([0x5a; 4096])));
-    let address = page as *mut Page as u64;
+    let address = guest_lib::ipa_of(page);
     sharer.share(address, 4096).map_err(|e| format!("share: {e}"))?;
     sharer.unshare(address, 4096).map_err(|e| format!("unshare: {e}"))
 }

@@ -1,5 +1,6 @@
 //! The virtual timer and the GICv3 setup that lets its interrupt wake a WFI.
 
+use crate::address::Ipa;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use mmio_guard::MmioGuarded;
@@ -58,14 +59,14 @@ pub fn init(dt: &GuestDt<'_>, guard: &(impl MmioGuarded + ?Sized)) -> Wake {
 
 fn setup(dt: &GuestDt<'_>, guard: &(impl MmioGuarded + ?Sized)) -> Wake {
     let Some((gicd, gicr)) = dt.gic_v3() else { return Wake::Polled };
-    if guard.map(gicd, 0x1_0000).is_err() || guard.map(gicr, 0x2_0000).is_err() {
+    if guard.map(Ipa(gicd), 0x1_0000).is_err() || guard.map(Ipa(gicr), 0x2_0000).is_err() {
         return Wake::Polled;
     }
     // A hypervisor that gives the guest no GIC answers with an external abort.
     // SAFETY: a register read expected to succeed or abort.
     if unsafe { super::probe::read_u32(gicr + GICR_WAKER) }.is_err() {
-        let _ = guard.unmap(gicd, 0x1_0000);
-        let _ = guard.unmap(gicr, 0x2_0000);
+        let _ = guard.unmap(Ipa(gicd), 0x1_0000);
+        let _ = guard.unmap(Ipa(gicr), 0x2_0000);
         return Wake::Polled;
     }
     write32(gicd, read32(gicd) | GICD_CTLR_ARE_GRP1);

@@ -58,7 +58,7 @@ fn upstream_shares_one_granule_per_call() {
     let fake = FakeConduit::new(|f, a| h.answer(f, a));
     let sharer = MemSharer::new(&fake, &protected()).unwrap();
     assert!(sharer.is_protected() && !sharer.is_ranged());
-    sharer.share(BASE, 100 * 4096).unwrap();
+    sharer.share(Ipa(BASE), 100 * 4096).unwrap();
     assert_eq!(h.shared.borrow().len(), 100);
     let calls = fake.calls.borrow();
     assert_eq!(calls.len(), 101, "MEMINFO + one call per granule");
@@ -71,10 +71,10 @@ fn android_uses_ranges_and_follows_progress() {
     let fake = FakeConduit::new(|f, a| h.answer(f, a));
     let sharer = MemSharer::new(&fake, &protected()).unwrap();
     assert!(sharer.is_ranged());
-    sharer.share(BASE, 100 * 4096).unwrap();
+    sharer.share(Ipa(BASE), 100 * 4096).unwrap();
     assert_eq!(h.shared.borrow().len(), 100);
     assert_eq!(fake.calls.borrow().len(), 1 + 3, "40 + 40 + 20");
-    sharer.unshare(BASE, 100 * 4096).unwrap();
+    sharer.unshare(Ipa(BASE), 100 * 4096).unwrap();
     assert!(h.shared.borrow().is_empty());
 }
 
@@ -85,9 +85,9 @@ fn a_refusal_midway_rolls_back_and_names_the_granule() {
         let h = hyp(ranged, 4, &[bad]);
         let fake = FakeConduit::new(|f, a| h.answer(f, a));
         let sharer = MemSharer::new(&fake, &protected()).unwrap();
-        let err = sharer.share(BASE, 10 * 4096).unwrap_err();
+        let err = sharer.share(Ipa(BASE), 10 * 4096).unwrap_err();
         let want_ipa = if ranged { BASE + 4 * 4096 } else { bad };
-        assert_eq!(err, ShareError::Refused { ipa: want_ipa, code: -3 }, "ranged={ranged}");
+        assert_eq!(err, ShareError::Refused { ipa: Ipa(want_ipa), code: -3 }, "ranged={ranged}");
         assert!(h.shared.borrow().is_empty(), "ranged={ranged}: nothing stays shared");
     }
 }
@@ -97,10 +97,10 @@ fn unshare_failure_reshares() {
     let h = hyp(false, 1, &[]);
     let fake = FakeConduit::new(|f, a| h.answer(f, a));
     let sharer = MemSharer::new(&fake, &protected()).unwrap();
-    sharer.share(BASE, 3 * 4096).unwrap();
+    sharer.share(Ipa(BASE), 3 * 4096).unwrap();
     // The third granule is not shared: unsharing four fails there and re-shares three.
-    let err = sharer.unshare(BASE, 4 * 4096).unwrap_err();
-    assert_eq!(err, ShareError::Refused { ipa: BASE + 3 * 4096, code: -3 });
+    let err = sharer.unshare(Ipa(BASE), 4 * 4096).unwrap_err();
+    assert_eq!(err, ShareError::Refused { ipa: Ipa(BASE + 3 * 4096), code: -3 });
     assert_eq!(h.shared.borrow().len(), 3);
 }
 
@@ -114,8 +114,8 @@ fn a_failed_rollback_is_reported() {
     });
     let sharer = MemSharer::new(&fake, &protected()).unwrap();
     assert_eq!(
-        sharer.share(BASE, 2 * 4096),
-        Err(ShareError::RollbackFailed { ipa: BASE + 4096, code: -3, rollback_ipa: BASE })
+        sharer.share(Ipa(BASE), 2 * 4096),
+        Err(ShareError::RollbackFailed { ipa: Ipa(BASE + 4096), code: -3, rollback_ipa: Ipa(BASE) })
     );
 }
 
@@ -125,9 +125,9 @@ fn bad_answers_and_bad_ranges() {
     assert_eq!(MemSharer::new(&fake, &protected()).err(), Some(ShareError::BadGranule(0)));
     let fake = FakeConduit::new(|f, _| if f == kvm::HYP_MEMINFO { [4096, 1, 0, 0] } else { [0, 99, 0, 0] });
     let sharer = MemSharer::new(&fake, &protected()).unwrap();
-    assert_eq!(sharer.share(BASE, 2 * 4096), Err(ShareError::BadProgress { ipa: BASE, done: 99 }));
-    assert_eq!(sharer.share(BASE + 1, 4096), Err(ShareError::Unaligned { addr: BASE + 1, len: 4096 }));
-    assert_eq!(sharer.share(BASE, 100), Err(ShareError::Unaligned { addr: BASE, len: 100 }));
+    assert_eq!(sharer.share(Ipa(BASE), 2 * 4096), Err(ShareError::BadProgress { ipa: Ipa(BASE), done: 99 }));
+    assert_eq!(sharer.share(Ipa(BASE + 1), 4096), Err(ShareError::Unaligned { addr: Ipa(BASE + 1), len: 4096 }));
+    assert_eq!(sharer.share(Ipa(BASE), 100), Err(ShareError::Unaligned { addr: Ipa(BASE), len: 100 }));
 }
 
 #[test]
@@ -136,10 +136,10 @@ fn without_protection_sharing_is_a_no_op() {
     let info = HypervisorInfo { smccc_version: None, hypervisor: Hypervisor::None };
     let sharer = MemSharer::new(&fake, &info).unwrap();
     assert!(!sharer.is_protected());
-    sharer.share(BASE, 4096).unwrap();
-    sharer.unshare(BASE, 4096).unwrap();
+    sharer.share(Ipa(BASE), 4096).unwrap();
+    sharer.unshare(Ipa(BASE), 4096).unwrap();
     assert!(fake.calls.borrow().is_empty(), "no hypercall at all");
-    assert!(sharer.share(BASE + 1, 4096).is_err(), "alignment is still checked");
+    assert!(sharer.share(Ipa(BASE + 1), 4096).is_err(), "alignment is still checked");
 }
 
 /// A rollback that fails past the first granule names both places, for a refusal (its
@@ -157,8 +157,8 @@ fn a_failed_rollback_names_where_the_call_and_the_rollback_stopped() {
     });
     let sharer = MemSharer::new(&fake, &protected()).unwrap();
     assert_eq!(
-        sharer.share(BASE, 4 * g),
-        Err(ShareError::RollbackFailed { ipa: BASE + 3 * g, code: -1, rollback_ipa: BASE + g })
+        sharer.share(Ipa(BASE), 4 * g),
+        Err(ShareError::RollbackFailed { ipa: Ipa(BASE + 3 * g), code: -1, rollback_ipa: Ipa(BASE + g) })
     );
     // A ranged hypervisor that does two granules, then reports none done.
     let fake = FakeConduit::new(|f, a| match (f, a[0]) {
@@ -172,8 +172,8 @@ fn a_failed_rollback_names_where_the_call_and_the_rollback_stopped() {
         HypervisorInfo { smccc_version: Some((1, 1)), hypervisor: Hypervisor::Kvm(Features([0xffd, 0, 0, 0])) };
     let sharer = MemSharer::new(&fake, &ranged).unwrap();
     assert_eq!(
-        sharer.share(BASE, 4 * g),
-        Err(ShareError::RollbackFailed { ipa: BASE + 2 * g, code: -3, rollback_ipa: BASE + g })
+        sharer.share(Ipa(BASE), 4 * g),
+        Err(ShareError::RollbackFailed { ipa: Ipa(BASE + 2 * g), code: -3, rollback_ipa: Ipa(BASE + g) })
     );
-    assert!(sharer.share(BASE, 4 * g).unwrap_err().to_string().contains(&format!("{:#x}", BASE + g)));
+    assert!(sharer.share(Ipa(BASE), 4 * g).unwrap_err().to_string().contains(&format!("{:#x}", BASE + g)));
 }

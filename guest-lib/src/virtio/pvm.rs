@@ -1,5 +1,6 @@
 //! The firmware half: the global `Hal` and discovery over real MMIO.
 
+use crate::address::Ipa;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -134,7 +135,7 @@ pub struct VirtioDevice {
 pub fn discover(dt: &GuestDt<'_>, guard: &(impl MmioGuarded + ?Sized)) -> Vec<VirtioDevice> {
     let mut found = Vec::new();
     for (base, size) in dt.virtio_mmio() {
-        if let Err(e) = guard.map(base, size) {
+        if let Err(e) = guard.map(Ipa(base), size) {
             log::warn!("virtio-mmio at {base:#x}: {e}");
             continue;
         }
@@ -149,7 +150,7 @@ pub fn discover(dt: &GuestDt<'_>, guard: &(impl MmioGuarded + ?Sized)) -> Vec<Vi
                 if !matches!(e, MmioError::InvalidDeviceID(_)) {
                     log::warn!("virtio-mmio at {base:#x}: {e}");
                 }
-                let _ = guard.unmap(base, size);
+                let _ = guard.unmap(Ipa(base), size);
             }
         }
     }

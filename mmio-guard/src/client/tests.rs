@@ -65,30 +65,30 @@ fn android_maps_each_granule_and_unmaps_at_the_last_user() {
     let guard = MmioGuard::new(&fake, android(false)).unwrap();
     assert_eq!(guard.form(), Some(Form::Android { ranged: false }));
     guard.enroll().unwrap();
-    guard.map(DEV + 0x100, 0x2000).unwrap(); // touches three granules
+    guard.map(Ipa(DEV + 0x100), 0x2000).unwrap(); // touches three granules
     assert_eq!(fake.calls_to(kvm::MMIO_GUARD_MAP), vec![[DEV, 0, 0], [DEV + 0x1000, 0, 0], [DEV + 0x2000, 0, 0]]);
-    guard.map(DEV + 0x2000, 4).unwrap(); // already mapped: no call
+    guard.map(Ipa(DEV + 0x2000), 4).unwrap(); // already mapped: no call
     assert_eq!(fake.calls_to(kvm::MMIO_GUARD_MAP).len(), 3);
-    assert_eq!(guard.users(DEV + 0x2abc), 2);
-    guard.unmap(DEV + 0x100, 0x2000).unwrap();
+    assert_eq!(guard.users(Ipa(DEV + 0x2abc)), 2);
+    guard.unmap(Ipa(DEV + 0x100), 0x2000).unwrap();
     assert_eq!(fake.calls_to(kvm::MMIO_GUARD_UNMAP), vec![[DEV, 0, 0], [DEV + 0x1000, 0, 0]]);
     assert_eq!(*fake.guarded.borrow(), BTreeSet::from([DEV + 0x2000]));
-    guard.unmap(DEV + 0x2000, 4).unwrap();
+    guard.unmap(Ipa(DEV + 0x2000), 4).unwrap();
     assert!(fake.guarded.borrow().is_empty());
-    assert_eq!(guard.unmap(DEV, 4), Err(GuardError::NotMapped(DEV)));
+    assert_eq!(guard.unmap(Ipa(DEV), 4), Err(GuardError::NotMapped(Ipa(DEV))));
 }
 
 #[test]
 fn two_users_of_one_granule_do_not_unmap_each_other() {
     let fake = Fake::new(&[]);
     let guard = MmioGuard::new(&fake, android(false)).unwrap();
-    let a = guard.guard(DEV + 0x3e00, 0x200).unwrap();
-    let b = guard.guard(DEV + 0x3f00, 0x100).unwrap();
+    let a = guard.guard(Ipa(DEV + 0x3e00), 0x200).unwrap();
+    let b = guard.guard(Ipa(DEV + 0x3f00), 0x100).unwrap();
     assert_eq!(fake.calls_to(kvm::MMIO_GUARD_MAP).len(), 1);
     drop(a);
     assert!(fake.guarded.borrow().contains(&(DEV + 0x3000)), "b still uses the granule");
     assert!(fake.calls_to(kvm::MMIO_GUARD_UNMAP).is_empty());
-    assert_eq!(b.range(), (DEV + 0x3f00, 0x100));
+    assert_eq!(b.range(), (Ipa(DEV + 0x3f00), 0x100));
     drop(b);
     assert!(fake.guarded.borrow().is_empty());
     assert_eq!(fake.calls_to(kvm::MMIO_GUARD_UNMAP), vec![[DEV + 0x3000, 0, 0]]);
@@ -98,10 +98,10 @@ fn two_users_of_one_granule_do_not_unmap_each_other() {
 fn ranged_calls_follow_progress() {
     let fake = Fake::new(&[]);
     let guard = MmioGuard::new(&fake, android(true)).unwrap();
-    guard.map(DEV, 5 * 4096).unwrap();
+    guard.map(Ipa(DEV), 5 * 4096).unwrap();
     assert_eq!(fake.calls_to(kvm::MMIO_RGUARD_MAP), vec![[DEV, 5, 0], [DEV + 3 * 4096, 2, 0]]);
     assert_eq!(fake.guarded.borrow().len(), 5);
-    guard.unmap(DEV, 5 * 4096).unwrap();
+    guard.unmap(Ipa(DEV), 5 * 4096).unwrap();
     assert!(fake.guarded.borrow().is_empty());
 }
 
@@ -109,12 +109,12 @@ fn ranged_calls_follow_progress() {
 fn a_refusal_names_the_granule_and_undoes_the_call() {
     let fake = Fake::new(&[DEV + 0x2000]);
     let guard = MmioGuard::new(&fake, android(false)).unwrap();
-    guard.map(DEV, 4).unwrap();
-    assert_eq!(guard.map(DEV, 0x3000), Err(GuardError::Refused { ipa: DEV + 0x2000, code: -3 }));
+    guard.map(Ipa(DEV), 4).unwrap();
+    assert_eq!(guard.map(Ipa(DEV), 0x3000), Err(GuardError::Refused { ipa: Ipa(DEV + 0x2000), code: -3 }));
     // Only the granule this call mapped was undone; the earlier user's stays.
     assert_eq!(*fake.guarded.borrow(), BTreeSet::from([DEV]));
-    assert_eq!(guard.users(DEV), 1);
-    assert_eq!(guard.users(DEV + 0x1000), 0);
+    assert_eq!(guard.users(Ipa(DEV)), 1);
+    assert_eq!(guard.users(Ipa(DEV + 0x1000)), 0);
 }
 
 #[test]
@@ -126,11 +126,11 @@ fn upstream_maps_with_the_single_call_and_never_unmaps() {
     assert!(fake.calls_to(kvm::MMIO_GUARD_ENROLL).is_empty(), "upstream has no enrolment");
     assert_eq!(fake.calls_to(kvm::HYP_MEMINFO).len(), 1, "the granule comes from MEMINFO");
     {
-        let _g = guard.guard(DEV, 0x200).unwrap();
+        let _g = guard.guard(Ipa(DEV), 0x200).unwrap();
     }
     assert_eq!(fake.calls_to(kvm::MMIO_GUARD_MAP), vec![[DEV, 0, 0]]);
     assert!(fake.calls_to(kvm::MMIO_GUARD_UNMAP).is_empty());
-    assert_eq!(guard.users(DEV), 0);
+    assert_eq!(guard.users(Ipa(DEV)), 0);
 }
 
 #[test]
@@ -139,8 +139,8 @@ fn no_guard_means_no_calls() {
     let guard = MmioGuard::new(&fake, Features([0x1d, 0, 0, 0])).unwrap();
     assert_eq!(guard.form(), None);
     guard.enroll().unwrap();
-    guard.map(DEV, 0x1000).unwrap();
-    guard.unmap(DEV, 0x1000).unwrap();
+    guard.map(Ipa(DEV), 0x1000).unwrap();
+    guard.unmap(Ipa(DEV), 0x1000).unwrap();
     assert!(fake.calls.borrow().is_empty());
 }
 
@@ -148,8 +148,8 @@ fn no_guard_means_no_calls() {
 fn bad_input_is_an_error() {
     let fake = Fake::new(&[]);
     let guard = MmioGuard::new(&fake, android(false)).unwrap();
-    assert_eq!(guard.map(DEV, 0), Err(GuardError::BadRange { addr: DEV, len: 0 }));
-    assert_eq!(guard.map(u64::MAX, 2), Err(GuardError::BadRange { addr: u64::MAX, len: 2 }));
+    assert_eq!(guard.map(Ipa(DEV), 0), Err(GuardError::BadRange { addr: Ipa(DEV), len: 0 }));
+    assert_eq!(guard.map(Ipa(u64::MAX), 2), Err(GuardError::BadRange { addr: Ipa(u64::MAX), len: 2 }));
     struct Zero;
     impl Conduit for Zero {
         fn call(&self, _: u32, _: [u64; 3]) -> [u64; 4] {

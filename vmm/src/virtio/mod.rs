@@ -14,6 +14,7 @@ pub mod console;
 pub mod entropy;
 pub mod transport;
 
+use pvmkit_abi::address::Ipa;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
 
@@ -59,7 +60,7 @@ pub struct Buffer {
     /// The descriptor's index (named in violations).
     pub index: u16,
     /// Guest address.
-    pub addr: u64,
+    pub addr: Ipa,
     /// Length.
     pub len: u32,
     /// The device writes it (else reads).
@@ -67,11 +68,16 @@ pub struct Buffer {
 }
 
 impl Buffer {
+    /// Where it starts, as vm-memory addresses guest memory.
+    fn start(&self) -> GuestAddress {
+        GuestAddress(self.addr.get())
+    }
+
     /// Whether the whole buffer lies in guest memory. Checked before anything is
     /// allocated for it: a descriptor's length is the guest's to choose (up to 4 GiB).
     pub fn in_memory(&self, mem: &impl GuestMemory) -> bool {
         let access = if self.write { Permissions::Write } else { Permissions::Read };
-        mem.check_range(GuestAddress(self.addr), self.len as usize, access)
+        mem.check_range(self.start(), self.len as usize, access)
     }
 
     /// Reads the whole buffer from guest memory, or `None` if it is not all there.
@@ -87,7 +93,7 @@ impl Buffer {
         }
         watch::descriptor(Some(self.index));
         let mut data = vec![0; max.min(self.len as usize)];
-        mem.read_slice(&mut data, GuestAddress(self.addr)).ok().map(|()| data)
+        mem.read_slice(&mut data, self.start()).ok().map(|()| data)
     }
 
     /// Reads the whole buffer from guest memory into `dst` (its length); `false` if the
@@ -97,7 +103,7 @@ impl Buffer {
             return false;
         }
         watch::descriptor(Some(self.index));
-        mem.read_slice(dst, GuestAddress(self.addr)).is_ok()
+        mem.read_slice(dst, self.start()).is_ok()
     }
 
     /// Writes `data` (at most the buffer's length) at the buffer's start; returns the
@@ -105,7 +111,7 @@ impl Buffer {
     pub fn write(&self, mem: &impl GuestMemory, data: &[u8]) -> u32 {
         watch::descriptor(Some(self.index));
         let n = data.len().min(self.len as usize);
-        match mem.write_slice(&data[..n], GuestAddress(self.addr)) {
+        match mem.write_slice(&data[..n], self.start()) {
             Ok(()) => n as u32,
             Err(_) => 0,
         }
@@ -154,7 +160,7 @@ fn chain(mem: &impl GuestMemory, queue: u32, table: u64, size: u16, head: u16) -
         if flags & F_INDIRECT != 0 {
             return Err(refused(index, "indirect descriptor (VIRTIO_F_INDIRECT_DESC not offered)"));
         }
-        buffers.push(Buffer { index, addr, len, write: flags & F_WRITE != 0 });
+        buffers.push(Buffer { index, addr: Ipa(addr), len, write: flags & F_WRITE != 0 });
         if flags & F_NEXT == 0 {
             return Ok(buffers);
         }
