@@ -12,11 +12,20 @@
 //!
 //! ```
 //! use pvmkit_abi::exit_line::{Head, Nonce, Quoted, Reason, Shown, Tag, Violation, Writer};
+//! use pvmkit_abi::virtio_mmio::BufferRole;
 //!
-//! let v = Violation { ipa: 0x8040_0000, vcpu: Some(1), device: Some(0x0a00_3e00), queue: Some(0), descriptor: Some(2), what: "buffer page not shared" };
+//! let v = Violation {
+//!     ipa: 0x8040_0000,
+//!     vcpu: Some(1),
+//!     device: Some(0x0a00_3e00),
+//!     queue: Some(0),
+//!     descriptor: Some(2),
+//!     buffer: Some(BufferRole::Status),
+//!     what: "buffer page not shared",
+//! };
 //! assert_eq!(
 //!     format!("{} {}{v}", Tag(Writer::Hyp, None), Head(Reason::Violation)),
-//!     "[hyp] exit: reason=violation ipa=0x80400000 vcpu=1 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"buffer page not shared\""
+//!     "[hyp] exit: reason=violation ipa=0x80400000 vcpu=1 device=virtio-mmio@0xa003e00 queue=0 desc=2 buffer=status what=\"buffer page not shared\""
 //! );
 //! assert_eq!(Quoted("a \"b\"").to_string(), "\"a 'b'\"");
 //!
@@ -223,7 +232,7 @@ impl fmt::Display for Quoted<'_> {
     }
 }
 
-/// A violation's fields: ` ipa=… vcpu=… device=virtio-mmio@… queue=… desc=… what="…"`.
+/// A violation's fields: ` ipa=… vcpu=… device=virtio-mmio@… queue=… desc=… buffer=… what="…"`.
 pub struct Violation<'a> {
     /// The guest IPA.
     pub ipa: u64,
@@ -235,6 +244,8 @@ pub struct Violation<'a> {
     pub queue: Option<u32>,
     /// The descriptor.
     pub descriptor: Option<u16>,
+    /// Which part of its request the descriptor's buffer is (`header`, `data`, `status`).
+    pub buffer: Option<crate::virtio_mmio::BufferRole>,
     /// What was wrong.
     pub what: &'a str,
 }
@@ -253,6 +264,9 @@ impl fmt::Display for Violation<'_> {
         }
         if let Some(d) = self.descriptor {
             write!(f, " desc={d}")?;
+        }
+        if let Some(role) = self.buffer {
+            write!(f, " buffer={}", role.name())?;
         }
         write!(f, " what={}", Quoted(self.what))
     }
@@ -323,10 +337,22 @@ mod tests {
             device: Some(0xa00_3e00),
             queue: Some(0),
             descriptor: Some(2),
+            buffer: Some(crate::virtio_mmio::BufferRole::Data),
             what: "x",
         };
-        assert_eq!(format!("{v}"), " ipa=0x80001000 vcpu=3 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"x\"");
-        let v = Violation { ipa: 0, vcpu: None, device: None, queue: None, descriptor: None, what: "a \"b\"\nc" };
+        assert_eq!(
+            format!("{v}"),
+            " ipa=0x80001000 vcpu=3 device=virtio-mmio@0xa003e00 queue=0 desc=2 buffer=data what=\"x\""
+        );
+        let v = Violation {
+            ipa: 0,
+            vcpu: None,
+            device: None,
+            queue: None,
+            descriptor: None,
+            buffer: None,
+            what: "a \"b\"\nc",
+        };
         assert_eq!(format!("{v}"), " ipa=0x0 what=\"a 'b''c\"");
     }
 }

@@ -62,3 +62,66 @@ pub const CONFIG: u64 = 0x100;
 pub const SHM_LEN_LOW: u64 = 0x0b0;
 /// SHMLen, high word.
 pub const SHM_LEN_HIGH: u64 = 0x0b4;
+
+/// The virtio device IDs pvmkit's devices have (virtio 1.2, §5).
+pub mod device_id {
+    /// A block device.
+    pub const BLOCK: u32 = 2;
+    /// A console.
+    pub const CONSOLE: u32 = 3;
+    /// An entropy source.
+    pub const ENTROPY: u32 = 4;
+}
+
+/// What a buffer of a request is, by its place in the chain: the part of a request a
+/// violation names beside the descriptor's index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufferRole {
+    /// A block request's header (type, sector): its first buffer.
+    Header,
+    /// The data: a block request's middle buffers, every console or entropy buffer.
+    Data,
+    /// A block request's status byte: its last buffer.
+    Status,
+}
+
+impl BufferRole {
+    /// The buffer at `position` (from 0) of a chain, `last` if no buffer follows it, on
+    /// a device of `device_id` (virtio 1.2 §5.2.6: a block request is a header, its
+    /// data and a status byte; §5.3, §5.4: a console's and an entropy source's buffers
+    /// are all data). `None` for a device whose requests pvmkit knows no layout of.
+    pub const fn of(device_id: u32, position: usize, last: bool) -> Option<Self> {
+        match device_id {
+            device_id::BLOCK if position == 0 => Some(Self::Header),
+            device_id::BLOCK if last => Some(Self::Status),
+            device_id::BLOCK | device_id::CONSOLE | device_id::ENTROPY => Some(Self::Data),
+            _ => None,
+        }
+    }
+
+    /// Its name in an exit line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Header => "header",
+            Self::Data => "data",
+            Self::Status => "status",
+        }
+    }
+}
+
+#[cfg(test)]
+mod buffer_role_tests {
+    use super::*;
+
+    /// A block read as virtio-drivers and Linux send it: header, data, status.
+    #[test]
+    fn a_block_request_is_a_header_its_data_and_a_status() {
+        let roles: [Option<BufferRole>; 3] = [0, 1, 2].map(|p| BufferRole::of(device_id::BLOCK, p, p == 2));
+        assert_eq!(roles, [Some(BufferRole::Header), Some(BufferRole::Data), Some(BufferRole::Status)]);
+        // A flush: header and status only.
+        assert_eq!(BufferRole::of(device_id::BLOCK, 1, true), Some(BufferRole::Status));
+        assert_eq!(BufferRole::of(device_id::CONSOLE, 0, true), Some(BufferRole::Data));
+        assert_eq!(BufferRole::of(device_id::ENTROPY, 0, true).map(BufferRole::name), Some("data"));
+        assert_eq!(BufferRole::of(1, 0, true), None, "a network device: no layout known");
+    }
+}

@@ -280,7 +280,8 @@ fn virtio_works_in_every_mode_and_the_console_reaches_the_host() {
 }
 
 /// Negative control: a HAL that hands the device a private buffer is stopped by hyp
-/// with a violation that names the page it printed.
+/// with a violation that names the page it printed and the part of the request it is
+/// (the first buffer of a block request: its header).
 #[test]
 fn a_private_buffer_handed_to_a_device_is_a_violation() {
     for abi in ["android", "upstream"] {
@@ -291,7 +292,7 @@ fn a_private_buffer_handed_to_a_device_is_a_violation() {
             .find_map(|l| l.split("(page ").nth(1))
             .and_then(|rest| rest.strip_suffix(')'))
             .unwrap_or_else(|| panic!("the guest printed no leaked page:\n{out}"));
-        let want = format!("pvmkit: FAIL: hyp ended the VM: reason=violation ipa={leaked} vcpu=0 device=virtio-mmio@0xa003e00 queue=0 desc=0 what=\"buffer page not shared\"");
+        let want = format!("pvmkit: FAIL: hyp ended the VM: reason=violation ipa={leaked} vcpu=0 device=virtio-mmio@0xa003e00 queue=0 desc=0 buffer=header what=\"buffer page not shared\"");
         assert!(out.contains(&want), "expected {want}:\n{out}");
     }
     // Without protection nothing checks, and the same guest goes unnoticed.
@@ -332,7 +333,7 @@ fn attacks_on_the_device_side_are_named_violations() {
         ),
         (
             "attack-zero-length",
-            format!("ipa=0x40080000 vcpu=0 {device} queue=0 desc=0 what=\"buffer page not shared\""),
+            format!("ipa=0x40080000 vcpu=0 {device} queue=0 desc=0 buffer=header what=\"buffer page not shared\""),
         ),
         (
             "attack-notify-beyond",

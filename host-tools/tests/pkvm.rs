@@ -102,7 +102,8 @@ fn an_image_payload_runs_on_the_real_pkvm() {
 }
 
 /// The leak on the real pKVM: the device's access to the private page faults in the
-/// VMM, which names the page, device, queue and descriptor; and a failing case fails.
+/// VMM, which names the page, device, queue, descriptor and the part of the request as
+/// hyp does; and a failing case fails.
 #[test]
 fn the_real_pkvm_catches_the_leak_and_a_failing_case_fails() {
     let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--scenario", "leak", "--timeout", "600"]);
@@ -112,7 +113,8 @@ fn the_real_pkvm_catches_the_leak_and_a_failing_case_fails() {
     let want = "pvmkit: FAIL: the VMM ended the VM: reason=violation ipa=";
     let line = out.lines().find(|l| l.starts_with(want)).unwrap_or_else(|| panic!("no violation verdict:\n{out}"));
     assert!(printed.iter().any(|page| line.contains(&format!("ipa={page} "))), "names a leaked page: {line}");
-    assert!(line.ends_with("device=virtio-mmio@0xa003e00 queue=0 desc=0 what=\"buffer page not shared\""), "{line}");
+    let tail = "device=virtio-mmio@0xa003e00 queue=0 desc=0 buffer=header what=\"buffer page not shared\"";
+    assert!(line.ends_with(tail), "{line}");
     // The racy HAL (CPU 0 unshares the data page of a block write CPU 1 published): the
     // release takes the page back, and the VMM faults on it at CPU 1's notify.
     let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--cpus", "2", "--scenario", "racy-hal", "--timeout", "600"]);
@@ -121,7 +123,7 @@ fn the_real_pkvm_catches_the_leak_and_a_failing_case_fails() {
         .lines()
         .find_map(|l| l.split("CPU 0 unshares ").nth(1)?.split(',').next())
         .unwrap_or_else(|| panic!("the guest printed no page:\n{out}"));
-    let want = format!("pvmkit: FAIL: the VMM ended the VM: reason=violation ipa={page} vcpu=1 device=virtio-mmio@0xa003e00 queue=0 desc=1 what=\"buffer page not shared\"");
+    let want = format!("pvmkit: FAIL: the VMM ended the VM: reason=violation ipa={page} vcpu=1 device=virtio-mmio@0xa003e00 queue=0 desc=1 buffer=data what=\"buffer page not shared\"");
     assert!(out.contains(&want), "expected {want}:\n{out}");
     // Every vCPU powers itself off: KVM keeps them waiting for a CPU_ON that cannot
     // come; the VMM ends the VM by name (it once waited for the timeout), as hyp does.

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use pvmkit_abi::address::Page;
 use pvmkit_abi::exit_line::{Head, Nonce, Quoted, Reason, Tag, Violation, Writer};
+use pvmkit_abi::virtio_mmio::BufferRole;
 
 static NONCE: OnceLock<Nonce> = OnceLock::new();
 
@@ -48,6 +49,8 @@ pub enum ExitReason {
         queue: u32,
         /// The descriptor, when one is involved.
         descriptor: Option<u16>,
+        /// Which part of its request the descriptor's buffer is, when known.
+        buffer: Option<BufferRole>,
         /// What was wrong.
         what: &'static str,
     },
@@ -68,10 +71,17 @@ impl fmt::Display for ExitReason {
             Self::SystemOff => write!(f, "{}", head(Reason::SystemOff)),
             Self::Reset => write!(f, "{}", head(Reason::Reset)),
             Self::AllVcpusOff => write!(f, "{}", head(Reason::AllVcpusOff)),
-            Self::Violation { page, vcpu, device, queue, descriptor, what } => {
+            Self::Violation { page, vcpu, device, queue, descriptor, buffer, what } => {
                 let (device, queue) = (Some(*device), Some(*queue));
-                let fields =
-                    Violation { ipa: page.ipa().get(), vcpu: *vcpu, device, queue, descriptor: *descriptor, what };
+                let fields = Violation {
+                    ipa: page.ipa().get(),
+                    vcpu: *vcpu,
+                    device,
+                    queue,
+                    descriptor: *descriptor,
+                    buffer: *buffer,
+                    what,
+                };
                 write!(f, "{}{fields}", head(Reason::Violation))
             }
             Self::GuestCrash(detail) => write!(f, "{} detail={}", head(Reason::GuestCrash), Quoted(detail)),
@@ -98,11 +108,12 @@ mod tests {
             device: 0xa00_3e00,
             queue: 0,
             descriptor: Some(2),
+            buffer: Some(BufferRole::Header),
             what: "x",
         };
         assert_eq!(
             v.to_string(),
-            "exit: reason=violation ipa=0x80001000 vcpu=1 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"x\""
+            "exit: reason=violation ipa=0x80001000 vcpu=1 device=virtio-mmio@0xa003e00 queue=0 desc=2 buffer=header what=\"x\""
         );
         assert_eq!(
             ExitReason::VmmError("no /dev/kvm".into()).to_string(),

@@ -375,6 +375,7 @@ impl Vm {
                             device: devices.virtio[i].base(),
                             queue: r.queue,
                             descriptor: r.descriptor,
+                            buffer: None,
                             what: r.what,
                         }),
                     },

@@ -8,6 +8,7 @@ use core::cell::Cell;
 use core::fmt::Write;
 
 use pvmkit_abi::address::Ipa;
+use pvmkit_abi::virtio_mmio::BufferRole;
 
 use crate::exit::ExitReason;
 
@@ -23,12 +24,14 @@ struct Watch {
     device: u64,
     queue: u32,
     descriptor: Option<u16>,
+    /// Which part of its request the descriptor's buffer is.
+    buffer: Option<BufferRole>,
     /// The vCPU this thread runs.
     vcpu: Option<u32>,
 }
 
 thread_local! {
-    static WATCH: Cell<Watch> = const { Cell::new(Watch { host: 0, ipa: Ipa(0), len: 0, device: 0, queue: 0, descriptor: None, vcpu: None }) };
+    static WATCH: Cell<Watch> = const { Cell::new(Watch { host: 0, ipa: Ipa(0), len: 0, device: 0, queue: 0, descriptor: None, buffer: None, vcpu: None }) };
 }
 
 fn update(f: impl FnOnce(&mut Watch)) {
@@ -51,12 +54,12 @@ pub fn vcpu(index: u32) {
 
 /// The VMM now serves `queue` of the device at `base` (0: no device).
 pub fn device(base: u64, queue: u32) {
-    update(|w| (w.device, w.queue, w.descriptor) = (base, queue, None));
+    update(|w| (w.device, w.queue, w.descriptor, w.buffer) = (base, queue, None, None));
 }
 
-/// ... and descriptor `index` of it (`None`: its rings).
-pub fn descriptor(index: Option<u16>) {
-    update(|w| w.descriptor = index);
+/// ... and descriptor `index` of it (`None`: its rings), the `buffer` of its request.
+pub fn descriptor(index: Option<u16>, buffer: Option<BufferRole>) {
+    update(|w| (w.descriptor, w.buffer) = (index, buffer));
 }
 
 /// The exit line for a fault at VMM address `fault`.
@@ -71,6 +74,7 @@ pub fn exit_for(fault: u64) -> ExitReason {
                 device: w.device,
                 queue: w.queue,
                 descriptor: w.descriptor,
+                buffer: w.buffer,
                 what,
             }
         }
@@ -157,13 +161,13 @@ mod tests {
         map(0x7f00_0000_0000, Ipa(0x7fe0_0000), 258 << 20);
         vcpu(3);
         device(0xa00_3e00, 0);
-        descriptor(Some(1));
+        descriptor(Some(1), Some(BufferRole::Data));
         let reason = exit_for(0x7f00_0000_0000 + 0x40_1234);
         assert_eq!(
             Line::of(&reason).as_bytes(),
-            b"[vmm] exit: reason=violation ipa=0x80201000 vcpu=3 device=virtio-mmio@0xa003e00 queue=0 desc=1 what=\"buffer page not shared\"\n"
+            b"[vmm] exit: reason=violation ipa=0x80201000 vcpu=3 device=virtio-mmio@0xa003e00 queue=0 desc=1 buffer=data what=\"buffer page not shared\"\n"
         );
-        descriptor(None);
+        descriptor(None, None);
         assert!(Line::of(&exit_for(0x7f00_0000_0000)).as_bytes().ends_with(b"what=\"ring page not shared\"\n"));
         device(0, 0);
         assert_eq!(

@@ -58,6 +58,7 @@ pub fn device_side_stop(device: u64, e: AccessError) -> ! {
             device: Some(device),
             queue: Some(v.queue),
             descriptor: v.descriptor,
+            buffer: v.buffer,
             what: v.what,
         }),
         AccessError::HypBug { ipa, what } => fail!("virtio-mmio@{device:#x}: {what} (ipa {ipa:#x})"),

@@ -195,6 +195,7 @@ fn hypercall(vm: &mut Vm, regs: &mut GuestRegs, conduit: Conduit) -> Then {
             device: held.holder.map(|h| h.device),
             queue: held.holder.map(|h| h.queue),
             descriptor: held.holder.and_then(|h| h.descriptor),
+            buffer: None,
             what: held.what(),
         }),
         Outcome::SystemOff => exit(ExitReason::SystemOff),
@@ -285,6 +286,7 @@ fn data_abort(vm: &mut Vm, regs: &mut GuestRegs, esr: Esr, abort: &DataAbort) {
                 device: device.filter(|_| ipa >= pvmkit_abi::memory_map::VIRTIO_MMIO_BASE),
                 queue: None,
                 descriptor: None,
+                buffer: None,
                 what: Refusal::InheritedGuard.describe(),
             })
         }

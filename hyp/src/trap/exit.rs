@@ -3,6 +3,7 @@
 
 use core::fmt;
 use pvmkit_abi::address::Ipa;
+use pvmkit_abi::virtio_mmio::BufferRole;
 
 use pvmkit_abi::exit_line::{Head, Quoted, Reason, Violation};
 
@@ -27,6 +28,8 @@ pub enum ExitReason<'a> {
         queue: Option<u32>,
         /// The descriptor, when one was involved.
         descriptor: Option<u16>,
+        /// Which part of its request the descriptor's buffer is, when known.
+        buffer: Option<BufferRole>,
         /// What was wrong.
         what: &'a str,
     },
@@ -67,10 +70,10 @@ impl fmt::Display for ExitReason<'_> {
         write!(f, "{}", Head(self.reason()))?;
         match self {
             Self::SystemOff | Self::Reset | Self::AllVcpusOff => Ok(()),
-            Self::Violation { ipa, vcpu, device, queue, descriptor, what } => {
-                let (ipa, vcpu, device, queue, descriptor, what) =
-                    (ipa.get(), *vcpu, *device, *queue, *descriptor, *what);
-                write!(f, "{}", Violation { ipa, vcpu, device, queue, descriptor, what })
+            Self::Violation { ipa, vcpu, device, queue, descriptor, buffer, what } => {
+                let (ipa, vcpu, device, queue, descriptor, buffer, what) =
+                    (ipa.get(), *vcpu, *device, *queue, *descriptor, *buffer, *what);
+                write!(f, "{}", Violation { ipa, vcpu, device, queue, descriptor, buffer, what })
             }
             Self::GuestCrash { esr, far, elr } => {
                 write!(f, " esr={:#x} far={far:#x} elr={elr:#x} class={}", esr.0, Quoted(esr.class_name()))
@@ -102,11 +105,12 @@ mod tests {
             device: Some(0x0a00_3e00),
             queue: Some(0),
             descriptor: Some(2),
+            buffer: Some(BufferRole::Status),
             what: "buffer page not shared",
         };
         assert_eq!(
             v.to_string(),
-            "exit: reason=violation ipa=0x80001000 vcpu=1 device=virtio-mmio@0xa003e00 queue=0 desc=2 what=\"buffer page not shared\""
+            "exit: reason=violation ipa=0x80001000 vcpu=1 device=virtio-mmio@0xa003e00 queue=0 desc=2 buffer=status what=\"buffer page not shared\""
         );
     }
 }

@@ -15,6 +15,7 @@ pub mod entropy;
 pub mod transport;
 
 use pvmkit_abi::address::Ipa;
+use pvmkit_abi::virtio_mmio::BufferRole;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
 
@@ -65,6 +66,8 @@ pub struct Buffer {
     pub len: u32,
     /// The device writes it (else reads).
     pub write: bool,
+    /// Which part of its request it is (named in a violation), when known.
+    pub role: Option<BufferRole>,
 }
 
 impl Buffer {
@@ -91,7 +94,7 @@ impl Buffer {
         if !self.in_memory(mem) {
             return None;
         }
-        watch::descriptor(Some(self.index));
+        watch::descriptor(Some(self.index), self.role);
         let mut data = vec![0; max.min(self.len as usize)];
         mem.read_slice(&mut data, self.start()).ok().map(|()| data)
     }
@@ -102,14 +105,14 @@ impl Buffer {
         if !self.in_memory(mem) || dst.len() != self.len as usize {
             return false;
         }
-        watch::descriptor(Some(self.index));
+        watch::descriptor(Some(self.index), self.role);
         mem.read_slice(dst, self.start()).is_ok()
     }
 
     /// Writes `data` (at most the buffer's length) at the buffer's start; returns the
     /// bytes written.
     pub fn write(&self, mem: &impl GuestMemory, data: &[u8]) -> u32 {
-        watch::descriptor(Some(self.index));
+        watch::descriptor(Some(self.index), self.role);
         let n = data.len().min(self.len as usize);
         match mem.write_slice(&data[..n], self.start()) {
             Ok(()) => n as u32,
@@ -151,7 +154,7 @@ fn chain(mem: &impl GuestMemory, queue: u32, table: u64, size: u16, head: u16) -
             return Err(refused(index, "descriptor chain longer than the queue"));
         }
         let mut raw = [0u8; 16];
-        watch::descriptor(None);
+        watch::descriptor(None, None);
         let at = table.checked_add(16 * u64::from(index)).ok_or(refused(index, "descriptor table wraps"))?;
         mem.read_slice(&mut raw, GuestAddress(at))
             .map_err(|_| refused(index, "descriptor table outside guest memory"))?;
@@ -160,7 +163,7 @@ fn chain(mem: &impl GuestMemory, queue: u32, table: u64, size: u16, head: u16) -
         if flags & F_INDIRECT != 0 {
             return Err(refused(index, "indirect descriptor (VIRTIO_F_INDIRECT_DESC not offered)"));
         }
-        buffers.push(Buffer { index, addr: Ipa(addr), len, write: flags & F_WRITE != 0 });
+        buffers.push(Buffer { index, addr: Ipa(addr), len, write: flags & F_WRITE != 0, role: None });
         if flags & F_NEXT == 0 {
             return Ok(buffers);
         }
@@ -179,12 +182,16 @@ pub fn serve_queue<M: GuestMemory>(
     let mut done = 0;
     let (table, size) = (queue.desc_table(), queue.size());
     while device.takes(index) {
-        watch::descriptor(None);
+        watch::descriptor(None, None);
         let Some(popped) = queue.pop_descriptor_chain(mem) else { break };
         let head = popped.head_index();
-        let buffers = chain(mem, index as u32, table, size, head)?;
+        let mut buffers = chain(mem, index as u32, table, size, head)?;
+        let (id, count) = (device.device_id(), buffers.len());
+        for (position, buffer) in buffers.iter_mut().enumerate() {
+            buffer.role = BufferRole::of(id, position, position + 1 == count);
+        }
         let written = device.serve(index, &buffers, mem);
-        watch::descriptor(None);
+        watch::descriptor(None, None);
         if queue.add_used(mem, head, written).is_err() {
             break;
         }

@@ -343,3 +343,36 @@ fn devices_take_any_guest_memory_and_write_only_what_the_chain_lets_them() {
     assert_eq!(d.bytes(data, 1024), vec![0x5a; 1024]);
     assert_eq!(d.bytes(status, 1), [0]);
 }
+
+/// A block device that records the part of its request each buffer it is handed is.
+struct RoleRecorder(std::sync::Arc<std::sync::Mutex<Vec<Option<pvmkit_abi::virtio_mmio::BufferRole>>>>);
+
+impl<M: vm_memory::GuestMemory> Device<M> for RoleRecorder {
+    fn device_id(&self) -> u32 {
+        2
+    }
+    fn features(&self) -> u64 {
+        0
+    }
+    fn queues(&self) -> usize {
+        1
+    }
+    fn read_config(&self, _: u64, _: &mut [u8]) {}
+    fn serve(&mut self, _: usize, chain: &[super::Buffer], _: &M) -> u32 {
+        self.0.lock().unwrap().extend(chain.iter().map(|b| b.role));
+        0
+    }
+}
+
+/// Each buffer a device serves knows which part of its request it is (virtio 1.2
+/// §5.2.6: header, data, status), so that a fault on it names that part.
+#[test]
+fn a_block_requests_buffers_are_its_header_data_and_status() {
+    use pvmkit_abi::virtio_mmio::BufferRole;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut d = Driver::<()>::new(Box::new(RoleRecorder(seen.clone())), 0);
+    d.post(0, &[(BUF, 16, false), (BUF + 0x1000, 512, true), (BUF + 0x2000, 512, true), (BUF + 0x100, 1, true)]);
+    let roles = seen.lock().unwrap().clone();
+    let (h, data, s) = (Some(BufferRole::Header), Some(BufferRole::Data), Some(BufferRole::Status));
+    assert_eq!(roles, [h, data, data, s]);
+}

@@ -45,6 +45,8 @@ pub struct Violation {
     pub queue: u32,
     /// The descriptor index, when one is involved.
     pub descriptor: Option<u16>,
+    /// Which part of its request the descriptor's buffer is, when known.
+    pub buffer: Option<BufferRole>,
     /// What was wrong.
     pub what: &'static str,
 }
@@ -54,6 +56,9 @@ impl fmt::Display for Violation {
         write!(f, "ipa={} queue={}", self.ipa, self.queue)?;
         if let Some(d) = self.descriptor {
             write!(f, " desc={d}")?;
+        }
+        if let Some(role) = self.buffer {
+            write!(f, " buffer={}", role.name())?;
         }
         write!(f, " what=\"{}\"", self.what)
     }
@@ -85,6 +90,7 @@ pub struct SharedAccess<'a, R: GuestRam> {
 
 /// Guest physical addresses (intermediate physical, = PA under hyp's identity map).
 pub use pvmkit_abi::address::{Ipa, Page};
+pub use pvmkit_abi::virtio_mmio::BufferRole;
 
 /// An access to a page that is not shared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

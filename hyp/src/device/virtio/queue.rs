@@ -31,7 +31,7 @@ use core::sync::atomic::{fence, Ordering};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use super::{AccessError, GuestRam, Ipa, Page, SharedAccess, Violation};
+use super::{AccessError, BufferRole, GuestRam, Ipa, Page, SharedAccess, Violation};
 use crate::pkvm::ownership::{Ownership, PinnedRange, GRANULE};
 
 /// The largest queue hyp shadows (it reports at most this in QueueNumMax).
@@ -367,6 +367,7 @@ impl QueueState {
                 ipa: Ipa(0),
                 queue,
                 descriptor: None,
+                buffer: None,
                 what: "queue size changed while the queue is ready",
             }));
         }
@@ -383,7 +384,8 @@ impl QueueState {
         ram: &mut R,
         shadow: &mut ShadowQueue,
     ) -> Result<(), AccessError> {
-        let violation = |ipa, what| AccessError::Violation(Violation { ipa, queue, descriptor: None, what });
+        let violation =
+            |ipa, what| AccessError::Violation(Violation { ipa, queue, descriptor: None, buffer: None, what });
         if self.is_enabled() {
             return Err(violation(Ipa(0), "queue enabled twice"));
         }
@@ -455,15 +457,19 @@ impl QueueState {
 
     /// QueueNotify: takes every new entry of the guest's available ring, validates its
     /// chain, pins its buffers and publishes it in the shadow. Returns how many chains
-    /// were published. Nothing of a chain that fails reaches the device.
+    /// were published. Nothing of a chain that fails reaches the device. `device_id`
+    /// (the virtio device ID, 0 if unknown) names the part of a request a refused buffer
+    /// is.
     pub fn notify<R: GuestRam>(
         &mut self,
         queue: u32,
+        device_id: u32,
         ownership: &mut Ownership<'_>,
         ram: &mut R,
         shadow: &mut ShadowQueue,
     ) -> Result<u16, AccessError> {
-        let violation = |ipa, what| AccessError::Violation(Violation { ipa, queue, descriptor: None, what });
+        let violation =
+            |ipa, what| AccessError::Violation(Violation { ipa, queue, descriptor: None, buffer: None, what });
         let Some(rings) = self.rings else {
             return Err(violation(Ipa(0), "notify of a queue that is not ready"));
         };
@@ -484,14 +490,16 @@ impl QueueState {
                 .get();
             rings.last_avail = rings.last_avail.wrapping_add(1);
             let rings = *rings;
-            self.take_chain(queue, &rings, head, ownership, ram, shadow)?;
+            self.take_chain(queue, device_id, &rings, head, ownership, ram, shadow)?;
         }
         Ok(pending)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn take_chain<R: GuestRam>(
         &mut self,
         queue: u32,
+        device_id: u32,
         rings: &GuestRings,
         head: u16,
         ownership: &mut Ownership<'_>,
@@ -507,8 +515,9 @@ impl QueueState {
         {
             let access = SharedAccess::new(&*ownership, ram);
             loop {
-                let violation =
-                    |ipa, what| AccessError::Violation(Violation { ipa, queue, descriptor: Some(index), what });
+                let violation = |ipa, what| {
+                    AccessError::Violation(Violation { ipa, queue, descriptor: Some(index), buffer: None, what })
+                };
                 if index >= size {
                     return Err(violation(Ipa(0), "descriptor index out of range"));
                 }
@@ -531,7 +540,15 @@ impl QueueState {
                 // A zero-length buffer still hands the device an address: its page
                 // must be shared like any other.
                 if let Some(page) = access.ownership().first_unshared(Ipa(desc.addr), (desc.len as u64).max(1)) {
-                    return Err(violation(page.ipa(), "buffer page not shared"));
+                    let buffer = BufferRole::of(device_id, count, desc.flags & F_NEXT == 0);
+                    let what = "buffer page not shared";
+                    return Err(AccessError::Violation(Violation {
+                        ipa: page.ipa(),
+                        queue,
+                        descriptor: Some(index),
+                        buffer,
+                        what,
+                    }));
                 }
                 if desc.flags & F_WRITE != 0 {
                     writable = writable.saturating_add(desc.len);
@@ -620,6 +637,7 @@ impl QueueState {
                     ipa: e.0.ipa(),
                     queue,
                     descriptor: None,
+                    buffer: None,
                     what: "used ring not shared",
                 })
             };

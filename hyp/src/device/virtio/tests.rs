@@ -198,16 +198,30 @@ fn a_valid_request_goes_through_the_shadow_and_back() {
     assert_eq!(w.pins(DESC), 0);
 }
 
+/// A block read whose data buffer is private: the violation names the page, the
+/// descriptor and that it is the request's data (virtio 1.2 §5.2.6: header, data,
+/// status), the device's ID read from the device when the queue was made ready.
 #[test]
 fn a_private_buffer_is_a_violation_that_names_the_page() {
     let mut w = World::new(true);
+    w.dev.regs.insert(regs::DEVICE_ID, 2);
     w.setup_queue(8).unwrap();
     w.ram.desc(0, BUF, 16, 1, 1);
-    w.ram.desc(1, PRIVATE + 0x10, 64, 2, 0);
+    w.ram.desc(1, PRIVATE + 0x10, 64, 3, 2);
+    w.ram.desc(2, BUF + 0x100, 1, 2, 0);
     w.ram.avail(0, &[0], 8);
     let v = w.violation();
-    assert_eq!(v, Violation { ipa: Ipa(PRIVATE), queue: 0, descriptor: Some(1), what: "buffer page not shared" });
-    assert_eq!(v.to_string(), format!("ipa={PRIVATE:#x} queue=0 desc=1 what=\"buffer page not shared\""));
+    let data = Some(BufferRole::Data);
+    let what = "buffer page not shared";
+    assert_eq!(v, Violation { ipa: Ipa(PRIVATE), queue: 0, descriptor: Some(1), buffer: data, what });
+    assert_eq!(v.to_string(), format!("ipa={PRIVATE:#x} queue=0 desc=1 buffer=data what=\"buffer page not shared\""));
+    // A device whose requests hyp knows no layout of: the descriptor alone.
+    let mut unknown = World::new(true);
+    unknown.dev.regs.insert(regs::DEVICE_ID, 1);
+    unknown.setup_queue(8).unwrap();
+    unknown.ram.desc(0, PRIVATE, 16, 0, 0);
+    unknown.ram.avail(0, &[0], 8);
+    assert_eq!(unknown.violation().buffer, None);
     assert_eq!(w.shadows[0].avail.idx, 0, "nothing reached the device");
     assert!(!w.dev.writes.contains(&(regs::QUEUE_NOTIFY, 0)));
     assert_eq!(w.pins(BUF), 0, "nothing pinned");

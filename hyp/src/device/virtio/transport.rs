@@ -57,6 +57,9 @@ pub struct VirtioDevice {
     queue_sel: u32,
     device_features_sel: u32,
     driver_features_sel: u32,
+    /// The device's virtio ID, read from it when a queue is first made ready (0 until
+    /// then): violations name the part of a request a buffer is by it.
+    device_id: u32,
     queues: [QueueState; MAX_QUEUES],
 }
 
@@ -71,6 +74,7 @@ impl VirtioDevice {
             queue_sel: 0,
             device_features_sel: 0,
             driver_features_sel: 0,
+            device_id: 0,
             queues: [const { QueueState::new() }; MAX_QUEUES],
         }
     }
@@ -151,8 +155,9 @@ impl VirtioDevice {
         let value32 = value as u32;
         let sel = self.queue_sel as usize;
         let queue_sel = self.queue_sel;
-        let violation =
-            |what| AccessError::Violation(Violation { ipa: Ipa(0), queue: queue_sel, descriptor: None, what });
+        let violation = |what| {
+            AccessError::Violation(Violation { ipa: Ipa(0), queue: queue_sel, descriptor: None, buffer: None, what })
+        };
         match offset {
             regs::DEVICE_FEATURES_SEL => {
                 self.device_features_sel = value32;
@@ -203,6 +208,9 @@ impl VirtioDevice {
                     return Err(violation("queue beyond what hyp shadows"));
                 };
                 if value32 & 1 == 1 {
+                    if self.device_id == 0 {
+                        self.device_id = dev.read(regs::DEVICE_ID, 4) as u32;
+                    }
                     queue.enable(sel as u32, ownership, ram, shadow)?;
                     let (desc, avail, used) = shadow.addresses();
                     for (low, addr) in
@@ -224,10 +232,11 @@ impl VirtioDevice {
                         ipa: Ipa(0),
                         queue: value32,
                         descriptor: None,
+                        buffer: None,
                         what: "notify of a queue beyond what hyp shadows",
                     }));
                 };
-                if queue.notify(value32, ownership, ram, shadow)? > 0 {
+                if queue.notify(value32, self.device_id, ownership, ram, shadow)? > 0 {
                     dev.write(offset, 4, value);
                 }
             }
