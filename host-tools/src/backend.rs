@@ -13,7 +13,7 @@ pub fn run(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<Verdict,
 
 /// Like [`run`], also returning the console lines.
 pub fn run_collect(ws: &Workspace, fw: &Firmware, config: &RunConfig) -> Result<(Verdict, RunOutput), String> {
-    let dir = run_dir(ws, config.mode)?;
+    let dir = run_dir(ws, config)?;
     match config.backend {
         Backend::Pkvm => pkvm::run_collect(ws, fw, config, &dir),
         Backend::Hyp => qemu::run_collect(ws, fw, config, &dir),

@@ -1,7 +1,7 @@
 //! One run's configuration, as the commands build it and the backends read it, and
 //! the folder its files go in.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::{Backend, Mode, Workspace};
@@ -84,8 +84,30 @@ impl RunConfig {
     }
 }
 
-/// A fresh folder for a run's files, under the workspace's output.
-pub(crate) fn run_dir(ws: &Workspace, mode: Mode) -> Result<PathBuf, String> {
+/// Where the folders of runs of `payload` go: a guest crate keeps them in the cargo
+/// target directory it was built in (`<target>/pvmkit/runs`), so that its `cargo clean`
+/// takes them away; pvmkit's own guests (built in the repository's `target/` or
+/// `target/firmware/`) and a payload outside any cargo target directory keep theirs in
+/// the repository's `target/pvmkit/runs`. Cargo puts a binary at
+/// `<target>/<triple>/<profile>/` (or `<target>/<profile>/` without `--target`) and
+/// marks the target directory, and each triple's, with a `CACHEDIR.TAG`.
+pub(crate) fn runs_root(ws: &Workspace, payload: &Path) -> PathBuf {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let payload = canonical(payload);
+    let own = [canonical(&ws.root.join("target")), canonical(&ws.firmware_target_dir())];
+    let target = [3, 2].into_iter().find_map(|up| {
+        let dir = payload.ancestors().nth(up)?;
+        dir.join("CACHEDIR.TAG").is_file().then_some(dir)
+    });
+    match target {
+        Some(target) if !own.iter().any(|own| own == target) => target.join("pvmkit").join("runs"),
+        _ => ws.out_dir().join("runs"),
+    }
+}
+
+/// A fresh folder for a run's files, under [`runs_root`].
+pub(crate) fn run_dir(ws: &Workspace, config: &RunConfig) -> Result<PathBuf, String> {
+    let mode = config.mode;
     use std::sync::atomic::{AtomicU32, Ordering};
     static RUNS: AtomicU32 = AtomicU32::new(0);
     let name = format!(
@@ -94,7 +116,7 @@ pub(crate) fn run_dir(ws: &Workspace, mode: Mode) -> Result<PathBuf, String> {
         std::process::id(),
         RUNS.fetch_add(1, Ordering::Relaxed)
     );
-    let runs = ws.out_dir().join("runs");
+    let runs = runs_root(ws, &config.payload);
     prune(&runs, KEEP_RUNS, STALE_AFTER);
     let dir = runs.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -128,6 +150,33 @@ fn prune(runs: &std::path::Path, keep: usize, stale: std::time::Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A guest crate keeps its runs in the cargo target directory it was built in;
+    /// pvmkit's own guests (test-guest, built into `target/firmware`) and a payload
+    /// outside any cargo target directory keep theirs in `target/pvmkit`.
+    #[test]
+    fn a_crates_runs_live_in_its_own_target_directory() {
+        let ws = Workspace::locate().unwrap();
+        let outside = std::env::temp_dir().join(format!("pvmkit-runs-root-{}", std::process::id()));
+        let release = outside.join("target").join("aarch64-unknown-none").join("release");
+        std::fs::create_dir_all(&release).unwrap();
+        std::fs::write(release.join("guest"), b"").unwrap();
+        assert_eq!(runs_root(&ws, &release.join("guest")), ws.out_dir().join("runs"), "no CACHEDIR.TAG: not cargo's");
+        std::fs::write(outside.join("target").join("CACHEDIR.TAG"), b"Signature: 8a477f597d28d172789f06886806bc55\n")
+            .unwrap();
+        let own = std::fs::canonicalize(outside.join("target")).unwrap().join("pvmkit").join("runs");
+        assert_eq!(runs_root(&ws, &release.join("guest")), own);
+        std::fs::remove_dir_all(&outside).unwrap();
+        // pvmkit's own builds: the firmware's target directory and the repository's.
+        for own in [ws.firmware_target_dir(), ws.root.join("target")] {
+            std::fs::create_dir_all(&own).unwrap();
+            if !own.join("CACHEDIR.TAG").exists() {
+                std::fs::write(own.join("CACHEDIR.TAG"), b"Signature: 8a477f597d28d172789f06886806bc55\n").unwrap();
+            }
+            let guest = own.join("aarch64-unknown-none").join("release").join("test-guest");
+            assert_eq!(runs_root(&ws, &guest), ws.out_dir().join("runs"), "{}", own.display());
+        }
+    }
 
     /// Old folders beyond the newest few go; the newest stay, and so does anything
     /// written to lately (another run's, still going).

@@ -44,6 +44,11 @@ fn user_crate() -> PathBuf {
 
 /// `cargo run -- ARGS` in `dir`, with pvmkit on PATH.
 fn cargo_run(dir: &Path, args: &[&str]) -> (bool, String) {
+    cargo_run_in(dir, "user-guest", args)
+}
+
+/// [`cargo_run`] with the crate built in the repository's `target/<target>`.
+fn cargo_run_in(dir: &Path, target: &str, args: &[&str]) -> (bool, String) {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_pvmkit")).parent().unwrap().to_path_buf();
     let path = std::env::join_paths(
@@ -57,7 +62,7 @@ fn cargo_run(dir: &Path, args: &[&str]) -> (bool, String) {
         .args(args)
         .env("PATH", path)
         // Its own target directory, kept across runs of the suite (a warm build is quick).
-        .env("CARGO_TARGET_DIR", Path::new(REPO).join("target/user-guest"))
+        .env("CARGO_TARGET_DIR", Path::new(REPO).join("target").join(target))
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
@@ -111,12 +116,19 @@ fn a_new_guest_from_the_template_passes_on_both_backends() {
     assert!(ok && out.contains("wrote the guest crate"), "{out}");
     let (ok, out) = pvmkit(&["new", dir.to_str().unwrap()]);
     assert!(!ok && out.contains("exists already"), "never over an existing path:\n{out}");
+    // Its own target directory (kept warm across runs of the suite), whose run folders
+    // are this test's alone.
+    let runs = Path::new(REPO).join("target/new-guest/pvmkit/runs");
+    let _ = std::fs::remove_dir_all(&runs);
     for args in [&[][..], &["--backend", "pkvm", "--timeout", "600"][..]] {
-        let (ok, out) = cargo_run(&dir, args);
+        let (ok, out) = cargo_run_in(&dir, "new-guest", args);
         assert!(ok && out.contains("pvmkit: PASS (3 guest cases passed, clean power-off)"), "{args:?}:\n{out}");
         for case in ["share_and_take_back_a_page", "read_block_0", "register_before_touching"] {
             assert!(out.contains(&format!("test {case} ... ok")), "{args:?}: {case} did not pass:\n{out}");
         }
     }
+    // Each run's folder is in the crate's own target directory, not the checkout's.
+    let runs = std::fs::read_dir(&runs).map(Iterator::count);
+    assert_eq!(runs.ok(), Some(2), "one folder per run, under the crate's target/pvmkit/runs");
     std::fs::remove_dir_all(&dir).ok();
 }
