@@ -25,8 +25,10 @@ const HOST_CPU: &str = "max,sve=off,sme=off,pauth-impdef=on";
 /// The host's RAM.
 const HOST_RAM: &str = "2G";
 /// The host kernel's command line: pKVM, its console on the PL011, quiet, and a panic
-/// that ends QEMU at once.
-const HOST_CMDLINE: &str = "console=ttyAMA0 kvm-arm.mode=protected panic=-1 quiet";
+/// that stops the host where it stands (`panic=0`: no reset, no power-off), so that a
+/// panic can never end QEMU with status 0, as a reset under `-no-reboot` did; pvmkit
+/// ends QEMU once the kernel has said so ([`verdict::host_panic_is_over`]).
+const HOST_CMDLINE: &str = "console=ttyAMA0 kvm-arm.mode=protected panic=0 quiet";
 
 /// The QEMU command that boots the pKVM host, for a guest of `guest_cpus` vCPUs.
 pub fn command(kernel: &Path, initramfs: &Path, extra: &[String], guest_cpus: u32) -> Command {
@@ -151,7 +153,7 @@ pub fn run_collect(
     }
     extra.extend(config.extra_args.iter().cloned());
     let mut cmd = command(&kernel.image, &initrd, &extra, config.cpus);
-    let output = qemu::execute(&mut cmd, config.timeout, config.echo, Some(nonce))?;
+    let output = qemu::execute(&mut cmd, config.timeout, config.echo, Some(nonce), Some(verdict::host_panic_is_over))?;
     std::fs::write(dir.join("console.log"), output.lines.join("\n")).ok();
     let verdict = verdict::judge(Expect::Vmm, &output);
     if config.echo {
@@ -163,6 +165,15 @@ pub fn run_collect(
             at(first).unwrap_or_else(|| "never".into()),
             at(output.lines.len().checked_sub(1)).unwrap_or_else(|| "never".into())
         );
+        match (output.stopped_dead, output.exit_code) {
+            (true, None) => {
+                eprintln!("pvmkit: stopped QEMU: the host kernel had panicked (it runs with panic=0: no reset)")
+            }
+            (_, Some(code)) if !matches!(verdict, Verdict::Pass { .. }) => {
+                eprintln!("pvmkit: QEMU exited with status {code}")
+            }
+            _ => {}
+        }
         qemu::print_tail(&verdict, output.lines.len());
     }
     Ok((verdict, output))

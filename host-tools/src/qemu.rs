@@ -153,7 +153,7 @@ pub fn run_collect(
     }
     // Bare mode has no host writer: every line is the guest's.
     let host_nonce = matches!(config.mode, Mode::Hyp(_)).then_some(nonce);
-    let output = execute(&mut cmd, config.timeout, config.echo, host_nonce)?;
+    let output = execute(&mut cmd, config.timeout, config.echo, host_nonce, None)?;
     std::fs::write(dir.join("console.log"), output.lines.join("\n")).ok();
     let from_guest = devices.console_output();
     std::fs::write(dir.join("virtio-console.received"), &from_guest).ok();
@@ -184,10 +184,21 @@ pub fn print_tail(verdict: &Verdict, console_lines: usize) {
     }
 }
 
+/// How long a machine that has stopped for good may take to end QEMU by itself before
+/// pvmkit ends it.
+const DEAD_GRACE: Duration = Duration::from_secs(1);
+
 /// Runs QEMU, collecting console lines until it exits or the limit passes. Each line is
 /// kept and echoed as shown (`pvmkit_abi::exit_line::Shown`): hyp's and the VMM's with `nonce`
-/// in their plain form, anything else that could pass for theirs marked as not.
-pub fn execute(cmd: &mut Command, timeout: Duration, echo: bool, nonce: Option<Nonce>) -> Result<RunOutput, String> {
+/// in their plain form, anything else that could pass for theirs marked as not. A line
+/// `dead` says ends the machine for good (the pKVM host's panic) ends QEMU too.
+pub fn execute(
+    cmd: &mut Command,
+    timeout: Duration,
+    echo: bool,
+    nonce: Option<Nonce>,
+    dead: Option<fn(&str) -> bool>,
+) -> Result<RunOutput, String> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -222,8 +233,21 @@ pub fn execute(cmd: &mut Command, timeout: Duration, echo: bool, nonce: Option<N
                 if echo {
                     println!("{line}");
                 }
+                let over = dead.is_some_and(|dead| dead(&line));
                 output.lines.push(line);
                 output.times.push(start.elapsed());
+                if over {
+                    // Nothing can run in the machine again: end QEMU now, not at the
+                    // timeout, once it has had a moment to end by itself (which it must
+                    // not: its status then says how it ended).
+                    output.stopped_dead = true;
+                    let grace = Instant::now() + DEAD_GRACE;
+                    while child.try_wait().ok().flatten().is_none() && Instant::now() < grace {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let _ = child.kill();
+                    break;
+                }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) if left.is_zero() => {

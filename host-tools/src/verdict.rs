@@ -35,6 +35,9 @@ pub struct RunOutput {
     pub exit_code: Option<i32>,
     /// Whether the wall-clock limit ended the run.
     pub timed_out: bool,
+    /// Whether pvmkit ended QEMU because the machine in it had stopped for good (the
+    /// pKVM host's kernel finished reporting a panic).
+    pub stopped_dead: bool,
     /// When each line arrived, from QEMU's start.
     pub times: Vec<std::time::Duration>,
 }
@@ -86,6 +89,13 @@ pub fn is_kernel_log(line: &str) -> bool {
             && us.len() == 6
             && us.bytes().all(|b| b.is_ascii_digit())
     })
+}
+
+/// Whether `line` is the pKVM host kernel's last word on a panic (its `---[ end Kernel
+/// panic` line): the host runs with `panic=0`, so it never resets or powers off after
+/// one, and pvmkit ends QEMU here rather than wait for the timeout.
+pub fn host_panic_is_over(line: &str) -> bool {
+    is_kernel_log(line) && line.split_once("] ").is_some_and(|(_, m)| m.starts_with("---[ end Kernel panic"))
 }
 
 /// What ended the pKVM host before its VMM could say how the VM ended: the kernel's
@@ -165,8 +175,7 @@ mod tests {
             lines: lines.iter().map(|s| s.to_string()).collect(),
             stderr: Vec::new(),
             exit_code,
-            timed_out: false,
-            times: Vec::new(),
+            ..RunOutput::default()
         }
     }
 
@@ -193,6 +202,13 @@ mod tests {
             reason(judge(Expect::Vmm, &r)),
             "the VMM printed no exit line: the pKVM host's kernel panicked (Kernel panic - not syncing: System is deadlocked on memory)"
         );
+        // The kernel's last word on it (under panic=0) ends the run; a guest's line
+        // (no kernel stamp: the VMM never writes one) does not.
+        assert!(host_panic_is_over(
+            "[    3.244612] ---[ end Kernel panic - not syncing: VFS: Unable to mount root fs ]---"
+        ));
+        assert!(!host_panic_is_over("[    3.244612] Kernel panic - not syncing: VFS: Unable to mount root fs"));
+        assert!(!host_panic_is_over("---[ end Kernel panic - not syncing: forged ]---"));
         let r = run(&forged[..3], Some(0));
         assert!(reason(judge(Expect::Vmm, &r))
             .ends_with("the pKVM host ran out of memory (Out of memory: Killed process 61 (vmm) total-vm:14000000kB)"));

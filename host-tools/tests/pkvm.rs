@@ -180,6 +180,27 @@ fn a_host_without_pkvm_is_named_as_the_cause() {
     assert!(out.contains("is the host booted with kvm-arm.mode=protected?"), "{out}");
 }
 
+/// A host kernel panic (here: no initramfs, so no root to mount) can never end QEMU
+/// with status 0: the host runs with `panic=0` and stops where it stands, and pvmkit
+/// ends QEMU at the kernel's last panic line with a verdict naming the panic. Negative
+/// control: with the reset-on-panic the host once ran with (`panic=-1` under QEMU's
+/// `-no-reboot`), QEMU ends by itself with status 0.
+#[test]
+fn a_host_panic_never_ends_qemu_with_status_0() {
+    let empty = std::env::temp_dir().join(format!("pvmkit-no-initramfs-{}", std::process::id()));
+    std::fs::write(&empty, b"\n").unwrap();
+    let empty = empty.to_str().unwrap();
+    let panicked = "pvmkit: FAIL: the VMM printed no exit line: the pKVM host's kernel panicked (Kernel panic - not syncing: VFS: Unable to mount root fs";
+    let (ok, out) = pvmkit(&["run", "--backend", "pkvm", "--timeout", "600", "--", "-initrd", empty]);
+    assert!(!ok && out.contains(panicked), "{out}");
+    assert!(out.contains("pvmkit: stopped QEMU: the host kernel had panicked"), "QEMU was still running: {out}");
+    let reset = ["-initrd", empty, "-append", "console=ttyAMA0 kvm-arm.mode=protected panic=-1 quiet"];
+    let (ok, out) = pvmkit(&[&["run", "--backend", "pkvm", "--timeout", "600", "--"][..], &reset].concat());
+    assert!(!ok && out.contains(panicked), "{out}");
+    assert!(out.contains("pvmkit: QEMU exited with status 0"), "the old way ends QEMU cleanly: {out}");
+    std::fs::remove_file(empty).ok();
+}
+
 /// `--disk` on the real pKVM: the guest's block device is QEMU's virtio-blk on the
 /// user's file, served by the VMM through the host, so what one run writes the next
 /// reads — on this backend or on hyp.
