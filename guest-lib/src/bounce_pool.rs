@@ -84,6 +84,11 @@ impl fmt::Display for PoolError {
 }
 
 /// A region shared with the host and an allocator over it.
+///
+/// Give it back with [`BouncePool::teardown`]. A pool merely dropped stays shared and its
+/// region is never returned to the heap: memory the host can still read must not hold
+/// the heap's next contents (Miri reports such a pool's region as leaked, and the tests
+/// tear theirs down).
 pub struct BouncePool {
     start: u64,
     size: usize,

@@ -105,3 +105,46 @@ impl crate::vgic::delivery::CpuInterface for FakeCpuInterface {
 pub fn pg(ipa: u64) -> pvmkit_abi::address::Page {
     pvmkit_abi::address::Page::at(pvmkit_abi::address::Ipa(ipa)).expect("a page-aligned address")
 }
+
+/// An ownership table over words of its own, for tests that keep one in a struct: an
+/// `Ownership<'static>` whose words are given back when this is dropped (so that Miri
+/// finds nothing leaked).
+pub struct TestOwnership {
+    table: core::mem::ManuallyDrop<crate::pkvm::ownership::Ownership<'static>>,
+    words: *mut [u16],
+}
+
+impl TestOwnership {
+    /// `pages` pages of guest RAM from `base`, all private.
+    pub fn new(base: u64, pages: usize) -> Self {
+        let words = alloc::boxed::Box::into_raw(vec![0u16; pages].into_boxed_slice());
+        // SAFETY: `words` is a live allocation of this value alone until `drop`, which
+        // drops the table before freeing it.
+        let table = crate::pkvm::ownership::Ownership::new(base, unsafe { &mut *words });
+        Self { table: core::mem::ManuallyDrop::new(table), words }
+    }
+}
+
+impl core::ops::Deref for TestOwnership {
+    type Target = crate::pkvm::ownership::Ownership<'static>;
+    fn deref(&self) -> &Self::Target {
+        &self.table
+    }
+}
+
+impl core::ops::DerefMut for TestOwnership {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.table
+    }
+}
+
+impl Drop for TestOwnership {
+    fn drop(&mut self) {
+        // SAFETY: the table is dropped once, here, and never used again; then its words,
+        // allocated by `new` with `Box::into_raw` and borrowed by nothing else, are freed.
+        unsafe {
+            core::mem::ManuallyDrop::drop(&mut self.table);
+            drop(alloc::boxed::Box::from_raw(self.words));
+        }
+    }
+}

@@ -62,6 +62,8 @@ fn layouts_and_exhaustion_are_errors() {
     // SAFETY: allocated above with this size and alignment.
     unsafe { pool.free(all, 4 * 4096, 4096) };
     assert!(pool.alloc(4 * 4096, 4096).is_ok(), "fully usable again");
+    // Unshared and returned to the heap, blocks and all (Miri checks nothing leaks).
+    assert!(pool.teardown(&sharer).is_ok());
 }
 
 #[test]
@@ -78,7 +80,12 @@ fn zeroed_buffers_are_zero() {
     assert_eq!(a, b, "first fit reuses the block");
     // SAFETY: a live 256-byte block of the pool.
     assert!(unsafe { core::slice::from_raw_parts(b.as_ptr(), 256) }.iter().all(|&x| x == 0));
+    assert!(pool.teardown(&sharer).is_ok());
 }
+
+/// Rounds of the random stress: under Miri, which interprets every step, enough to
+/// reach exhaustion several times.
+const STRESS_ROUNDS: usize = if cfg!(miri) { 400 } else { 20_000 };
 
 /// Random alloc/free sequences: no two live buffers overlap, each is inside the region
 /// and aligned as asked, and once everything is freed the whole pool can be taken again.
@@ -87,17 +94,17 @@ fn stress_random_alloc_free() {
     let fake = upstream_fake();
     let sharer = MemSharer::new(&fake, &protected()).unwrap();
     let pool = BouncePool::allocate(&sharer, 64 * 4096).unwrap();
-    let mut live: Vec<(u64, usize, usize)> = Vec::new();
+    let mut live: Vec<(NonNull<u8>, usize, usize)> = Vec::new();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut failures = 0;
-    for _ in 0..20_000 {
+    for _ in 0..STRESS_ROUNDS {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         if seed.is_multiple_of(3) && !live.is_empty() {
-            let (addr, size, align) = live.swap_remove((seed >> 8) as usize % live.len());
+            let (block, size, align) = live.swap_remove((seed >> 8) as usize % live.len());
             // SAFETY: a block this test allocated with this size and alignment.
-            unsafe { pool.free(NonNull::new(addr as *mut u8).unwrap(), size, align) };
+            unsafe { pool.free(block, size, align) };
             continue;
         }
         let size = match seed % 4 {
@@ -112,22 +119,24 @@ fn stress_random_alloc_free() {
                 let addr = ptr.as_ptr() as u64;
                 assert!(pool.contains(addr, size), "outside the region");
                 assert_eq!(addr % align as u64, 0, "misaligned");
-                for &(a, s, _) in &live {
+                for &(b, s, _) in &live {
+                    let a = b.as_ptr() as u64;
                     assert!(addr + size as u64 <= a || a + s as u64 <= addr, "overlap");
                 }
-                live.push((addr, size, align));
+                live.push((ptr, size, align));
             }
             Err(PoolError::Exhausted { .. }) => failures += 1,
             Err(e) => panic!("{e}"),
         }
     }
     assert!(failures > 0, "the stress reached exhaustion at least once");
-    for (addr, size, align) in live.drain(..) {
+    for (block, size, align) in live.drain(..) {
         // SAFETY: a block this test allocated with this size and alignment.
-        unsafe { pool.free(NonNull::new(addr as *mut u8).unwrap(), size, align) };
+        unsafe { pool.free(block, size, align) };
     }
     assert_eq!(pool.free_bytes(), 64 * 4096);
     assert!(pool.alloc(64 * 4096, 4096).is_ok());
+    assert!(pool.teardown(&sharer).is_ok());
 }
 
 /// The refusals of `allocate`, the region `contains` answers for, and the default size

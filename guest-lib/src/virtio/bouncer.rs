@@ -111,13 +111,36 @@ mod tests {
     use crate::sharing::MemSharer;
     use pvmkit_abi::kvm::{self, Features};
 
-    fn pool(size: usize) -> BouncePool {
-        let fake =
-            Box::leak(Box::new(FakeConduit::new(|f, _| if f == kvm::HYP_MEMINFO { [4096, 0, 0, 0] } else { [0; 4] })));
+    /// A protected VM's pool of `size` bytes over a fake hypervisor, unshared and given
+    /// back to the heap when the test ends (Miri checks that nothing leaks).
+    struct TestPool(Option<BouncePool>);
+
+    fn sharing(run: impl FnOnce(&dyn crate::sharing::MemSharing)) {
+        let fake = FakeConduit::new(|f, _| if f == kvm::HYP_MEMINFO { [4096, 0, 0, 0] } else { [0; 4] });
         let info =
             HypervisorInfo { smccc_version: Some((1, 1)), hypervisor: Hypervisor::Kvm(Features([0x1d, 0, 0, 0])) };
-        let sharer = MemSharer::new(&*fake, &info).unwrap();
-        BouncePool::allocate(&sharer, size).unwrap()
+        run(&MemSharer::new(&fake, &info).unwrap());
+    }
+
+    fn pool(size: usize) -> TestPool {
+        let mut pool = None;
+        sharing(|sharer| pool = Some(BouncePool::allocate(sharer, size).unwrap()));
+        TestPool(pool)
+    }
+
+    impl core::ops::Deref for TestPool {
+        type Target = BouncePool;
+        fn deref(&self) -> &BouncePool {
+            self.0.as_ref().unwrap()
+        }
+    }
+
+    impl Drop for TestPool {
+        fn drop(&mut self) {
+            if let Some(pool) = self.0.take() {
+                sharing(|sharer| assert!(pool.teardown(sharer).is_ok()));
+            }
+        }
     }
 
     fn slice(v: &mut [u8]) -> NonNull<[u8]> {

@@ -191,6 +191,7 @@ fn a_console_holds_receive_buffers_until_input_and_collects_what_it_is_sent() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "a host file: Miri keeps the host out")]
 fn a_block_device_on_a_file_writes_through_to_it() {
     let path = std::env::temp_dir().join(format!("pvmkit-vmm-disk-{}", std::process::id()));
     let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();

@@ -1,6 +1,6 @@
 use super::*;
 use crate::pkvm::ownership::PageState;
-use crate::testing::pg;
+use crate::testing::{pg, TestOwnership};
 use pvmkit_abi::address::Ipa;
 use std::collections::BTreeMap;
 
@@ -71,7 +71,7 @@ impl DeviceRegs for FakeDevice {
 }
 
 struct World {
-    ownership: Ownership<'static>,
+    ownership: TestOwnership,
     ram: Ram,
     dev: FakeDevice,
     shadows: Box<[ShadowQueue; MAX_QUEUES]>,
@@ -80,8 +80,7 @@ struct World {
 
 impl World {
     fn new(protected: bool) -> Self {
-        let words = vec![0u16; PAGES].leak();
-        let mut ownership = Ownership::new(BASE, words);
+        let mut ownership = TestOwnership::new(BASE, PAGES);
         for page in [DESC, AVAIL, USED, BUF, BUF + 0x1000] {
             ownership.share(pg(page)).unwrap();
         }

@@ -1,6 +1,6 @@
 use super::*;
 use crate::pkvm::mmio_guard::GuardTable;
-use crate::testing::pg;
+use crate::testing::{pg, TestOwnership};
 use pvmkit_abi::address::{Ipa, Page};
 use pvmkit_abi::kvm;
 use pvmkit_abi::profile::{Answer, Conduit};
@@ -36,7 +36,7 @@ const BLOCK: memory_calls::Holder = memory_calls::Holder { device: 0x0a00_3e00, 
 /// A VM answering calls like hyp.
 struct Vm {
     services: Services,
-    ownership: Ownership<'static>,
+    ownership: TestOwnership,
     memory: FakeMemory,
     devices: FakeDevices,
     guard: GuardTable,
@@ -46,10 +46,9 @@ struct Vm {
 
 impl Vm {
     fn new(mode: VmMode) -> Self {
-        let words = vec![0u16; PAGES].leak();
         Self {
             services: Services { mode, stats: false, short_counts: false },
-            ownership: Ownership::new(BASE, words),
+            ownership: TestOwnership::new(BASE, PAGES),
             memory: FakeMemory::default(),
             devices: FakeDevices::default(),
             guard: GuardTable::new(mode == ANDROID),
