@@ -106,6 +106,13 @@ impl Page {
         self.0 / GRANULE
     }
 
+    /// The `count` pages from this one on, in order (fewer if the address space ends
+    /// first).
+    pub fn run(self, count: u64) -> impl Iterator<Item = Self> {
+        let first = self.index();
+        (first..first.saturating_add(count)).filter_map(Self::number)
+    }
+
     /// The next page, or `None` at the end of the address space.
     pub const fn next(self) -> Option<Self> {
         match self.0.checked_add(GRANULE) {
@@ -115,41 +122,24 @@ impl Page {
     }
 }
 
-impl fmt::Display for Ipa {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
+/// `{}` shows an address as `0x…`; `{:x}` and `{:#x}` as its number would.
+macro_rules! shown_in_hex {
+    ($($address:ty),*) => {$(
+        impl fmt::Display for $address {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:#x}", self.0)
+            }
+        }
+
+        impl fmt::LowerHex for $address {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::LowerHex::fmt(&self.0, f)
+            }
+        }
+    )*};
 }
 
-impl fmt::LowerHex for Ipa {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::LowerHex::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Display for PhysAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
-}
-
-impl fmt::LowerHex for PhysAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::LowerHex::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Display for Page {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
-    }
-}
-
-impl fmt::LowerHex for Page {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::LowerHex::fmt(&self.0, f)
-    }
-}
+shown_in_hex!(Ipa, PhysAddr, Page);
 
 #[cfg(test)]
 mod tests {
@@ -166,6 +156,10 @@ mod tests {
         assert_eq!(Page::number(0x80201), Some(page));
         assert_eq!(Page::number(u64::MAX), None);
         assert_eq!(Ipa(u64::MAX).page().next(), None, "the last page has none after it");
+        let three: Vec<Page> = page.run(3).collect();
+        assert_eq!(three, [0x80201, 0x80202, 0x80203].map(|n| Page::number(n).unwrap()));
+        assert_eq!(Ipa(u64::MAX).page().run(3).count(), 1, "the address space ends first");
+        assert_eq!(page.run(0).count(), 0);
         assert_eq!(Ipa(u64::MAX).checked_offset(1), None);
         assert_eq!(Ipa(u64::MAX).offset(2), Ipa(1), "wrapping, for the checker to refuse");
         assert_eq!(

@@ -95,14 +95,19 @@ pub fn is_kernel_log(line: &str) -> bool {
 /// panic` line): the host runs with `panic=0`, so it never resets or powers off after
 /// one, and pvmkit ends QEMU here rather than wait for the timeout.
 pub fn host_panic_is_over(line: &str) -> bool {
-    is_kernel_log(line) && line.split_once("] ").is_some_and(|(_, m)| m.starts_with("---[ end Kernel panic"))
+    kernel_message(line).is_some_and(|m| m.starts_with("---[ end Kernel panic"))
+}
+
+/// The message of a kernel log line (after its time stamp), if `line` is one.
+fn kernel_message(line: &str) -> Option<&str> {
+    is_kernel_log(line).then(|| line.split_once("] ").map_or("", |(_, m)| m))
 }
 
 /// What ended the pKVM host before its VMM could say how the VM ended: the kernel's
 /// panic or its OOM killer, as the kernel logs them (the guest cannot forge those: its
 /// lines reach the console only through the VMM, which never writes a kernel stamp).
 pub fn host_failure(lines: &[String]) -> Option<String> {
-    let kernel = || lines.iter().filter(|l| is_kernel_log(l)).map(|l| l.split_once("] ").map_or("", |(_, m)| m));
+    let kernel = || lines.iter().filter_map(|l| kernel_message(l));
     if let Some(panic) = kernel().find(|m| m.starts_with("Kernel panic")) {
         return Some(format!("the pKVM host's kernel panicked ({panic})"));
     }

@@ -13,7 +13,7 @@ use crate::pkvm::mmio_guard::GuardTable;
 /// the table refuses although the profile allowed it (in RAM) is an
 /// [`Inconsistency`], and nothing is registered.
 pub fn map(table: &mut GuardTable, ram: Region, first: Page, walk: u64) -> Result<(), ActionError> {
-    let granules = || (first.index()..first.index().saturating_add(walk)).filter_map(Page::number);
+    let granules = || first.run(walk);
     let new = granules().filter(|g| !table.is_guarded(g.ipa())).count();
     if table.room() < new {
         return Err(ActionError::Policy(PolicyRefusal { policy: "guard-table-full", ipa: first.ipa() }));
@@ -32,11 +32,8 @@ pub fn map(table: &mut GuardTable, ram: Region, first: Page, walk: u64) -> Resul
 mod tests {
     use super::*;
     use crate::pkvm::ownership::GRANULE;
+    use crate::testing::pg as p;
     use pvmkit_abi::address::Ipa;
-
-    fn p(ipa: u64) -> Page {
-        Page::at(Ipa(ipa)).unwrap()
-    }
 
     #[test]
     fn a_granule_the_table_refuses_registers_nothing_and_is_named() {

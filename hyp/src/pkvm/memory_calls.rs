@@ -25,7 +25,7 @@ pub trait GuestMemory {
 
 /// The granules of a walk, from `first` (none past the end of the address space).
 fn granules(first: Page, walk: u64) -> impl Iterator<Item = Page> {
-    (first.index()..first.index().saturating_add(walk)).filter_map(Page::number)
+    first.run(walk)
 }
 
 /// Shares `walk` private granules from `first`, all or none (the profile saw them
@@ -82,12 +82,8 @@ fn inconsistent(error: OwnershipError, what: &'static str) -> ActionError {
 mod tests {
     use super::*;
     use crate::pkvm::ownership::{PageState, GRANULE};
+    use crate::testing::pg as p;
     use pvmkit_abi::address::Ipa;
-
-    /// The page at `ipa`.
-    fn p(ipa: u64) -> Page {
-        Page::at(Ipa(ipa)).unwrap()
-    }
 
     struct Zeroed(Vec<Page>);
 

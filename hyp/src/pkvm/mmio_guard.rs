@@ -183,10 +183,7 @@ impl GuardTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(ipa: u64) -> Page {
-        Page::at(Ipa(ipa)).unwrap()
-    }
+    use crate::testing::pg as p;
 
     const RAM: Region = Region { start: 0x8000_0000, end: 0x9000_0000 };
     const PVMFW: Region = Region { start: 0x7fc0_0000, end: 0x8000_0000 };

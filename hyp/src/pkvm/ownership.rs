@@ -227,7 +227,9 @@ impl<'a> Ownership<'a> {
     }
 }
 
-/// The pages from `first` to `last`, both included.
+/// The pages from `first` to `last`, both included. Written out rather than through
+/// `Page::run`: this and [`PinnedRange::pages`] are on every device request's path, and
+/// through `run` hyp's bench counted ~150 more instructions per request.
 fn pages_from(first: Page, last: Page) -> impl Iterator<Item = Page> {
     (first.index()..=last.index()).filter_map(Page::number)
 }
@@ -252,10 +254,7 @@ impl PinnedRange {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(ipa: u64) -> Page {
-        Page::at(Ipa(ipa)).unwrap()
-    }
+    use crate::testing::pg as p;
 
     #[test]
     fn the_tracked_ram_its_pin_limit_and_its_errors_say_what_they_are() {

@@ -55,17 +55,18 @@ pub struct VmInterrupts<'a, G: PhysicalGic> {
     pub gic: G,
 }
 
-impl<G: PhysicalGic> VmInterrupts<'_, G> {
-    /// The vCPU whose state holds `intid`: this CPU's for an SGI or PPI, vCPU 0's for
-    /// an SPI.
-    fn owner(&self, intid: u32) -> usize {
-        if intid < 32 {
-            self.gic.this_cpu()
-        } else {
-            0
-        }
+/// The vCPU whose state holds `intid` when vCPU `me()` asks: its own for an SGI or
+/// PPI, vCPU 0's for an SPI (`me` is asked only for the former: reading it reads a
+/// system register).
+fn owner(intid: u32, me: impl FnOnce() -> usize) -> usize {
+    if intid < 32 {
+        me()
+    } else {
+        0
     }
+}
 
+impl<G: PhysicalGic> VmInterrupts<'_, G> {
     /// Whose model an access at `offset` in `frame` reaches, and the offset within its
     /// frame: the vCPU whose redistributor it falls in (one frame per vCPU), or this
     /// vCPU's for the distributor. `None` past the last vCPU's redistributor.
@@ -121,7 +122,7 @@ impl<G: PhysicalGic> VmInterrupts<'_, G> {
     /// vCPU's PPIs (the timer), and the SPIs (vCPU 0's).
     pub fn sync_enables(&mut self) {
         for intid in self.devices.forwarded_interrupts() {
-            let cpu = self.owner(intid);
+            let cpu = owner(intid, || self.gic.this_cpu());
             if let (Some(sources), Some(vgic)) = (self.forwarded.get_mut(cpu), self.vgics.get(cpu)) {
                 sources.sync(intid, vgic.enabled(intid), &mut self.gic);
             }
@@ -136,7 +137,7 @@ impl<G: PhysicalGic> VmInterrupts<'_, G> {
             self.gic.deactivate_physical(intid);
             return;
         }
-        let cpu = self.owner(intid);
+        let cpu = owner(intid, || self.gic.this_cpu());
         let forwarded = self.devices.forwarded_interrupts().any(|i| i == intid);
         let deliverable = self.vgics.get(cpu).and_then(|v| v.deliverable(intid));
         match forwarding::forward(intid, forwarded, deliverable, self.free_list_register()) {
@@ -210,7 +211,7 @@ impl<G: PhysicalGic> VmInterrupts<'_, G> {
             let lr = self.gic.read_list_register(n);
             let gic = &self.gic;
             let vgics = &*self.vgics;
-            let enabled = |intid: u32| vgics.get(if intid < 32 { me } else { 0 }).is_some_and(|v| v.enabled(intid));
+            let enabled = |intid: u32| vgics.get(owner(intid, || me)).is_some_and(|v| v.enabled(intid));
             let Some(why) = forwarding::withdraw(lr, enabled, |physical| gic.asserted(physical)) else { continue };
             self.gic.write_list_register(n, super::list_register::ListRegister(0));
             match why {
